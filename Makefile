@@ -1,0 +1,67 @@
+# leapresearch: the two commands a newcomer runs are `make report` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SCALE  ?= demo
+SEED   ?= 20210401
+DATA   ?= data_raw/$(SCALE)
+OUT    ?= outputs/$(SCALE)
+PARAMS ?=
+
+.PHONY: setup report test lint format nbval notebooks lab lock demo-data clean-venv bench
+
+setup: $(STAMP)  ## build .venv from the lock file (idempotent)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+demo-data: setup  ## simulate the data for SCALE into data_raw/SCALE unless it is there
+	@test -f $(DATA)/students.csv -o -f $(DATA)/students.parquet || \
+	  $(BIN)/leapresearch simulate --out $(DATA) --scale $(SCALE) --seed $(SEED) \
+	    --truth outputs/truth/$(SCALE).json
+
+report: demo-data  ## the yearly report on SCALE data (demo by default)
+	$(BIN)/leapresearch validate $(DATA)
+	$(BIN)/leapresearch run --data $(DATA) --out $(OUT) --overwrite $(if $(PARAMS),--params $(PARAMS))
+
+test: setup  ## lint, the test suite, and nbval on the committed notebooks
+	$(BIN)/ruff check leapresearch tests benchmarks
+	$(BIN)/ruff format --check leapresearch tests benchmarks
+	$(BIN)/python -m pytest -n 2 tests
+	$(MAKE) nbval
+
+nbval: demo-data  ## check the committed notebook outputs against a fresh execution
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks; \
+	else echo "nbval: no notebooks committed yet"; fi
+
+lint: setup
+	$(BIN)/ruff check leapresearch tests benchmarks
+
+format: setup
+	$(BIN)/ruff format leapresearch tests benchmarks
+	$(BIN)/ruff check --fix leapresearch tests benchmarks
+
+lab: setup  ## JupyterLab on notebooks/ with the project's environment
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+lock:  ## re-pin requirements.lock from a fresh resolve of pyproject.toml
+	rm -rf /tmp/leap-lock && $(PYTHON) -m venv /tmp/leap-lock
+	/tmp/leap-lock/bin/pip install --quiet ".[dev]"
+	{ head -3 requirements.lock; /tmp/leap-lock/bin/pip freeze --exclude leapresearch; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	$(BIN)/python scripts/sync_environment.py
+
+clean-venv:
+	rm -rf $(VENV)
+
+notebooks: demo-data  ## re-execute the committed notebooks on the demo data (after numbers move)
+	@for nb in notebooks/[0-9][0-9]_*.ipynb; do \
+	  $(BIN)/papermill --cwd notebooks -k python3 --no-progress-bar "$$nb" "$$nb" || exit 1; \
+	done

@@ -1,0 +1,468 @@
+r"""Covariate balance before and after matching, and What Works Clearinghouse equivalence.
+
+Balance statistics follow R's *cobalt* (``bal.tab``) conventions for the ATT:
+
+* the standardised mean difference (SMD) divides the difference in means by a
+  standardisation factor :math:`s^*` that is the **same before and after matching** and,
+  for the ATT (``s.d.denom = "treated"``), is the standard deviation of the treated group
+  in the unmatched sample; for binary variables :math:`s^* = \sqrt{p_1 (1 - p_1)}`;
+* cobalt reports *raw* differences in proportion for binary variables by default
+  (``binary = "raw"``); the table reports both the raw difference (``diff_*``) and the
+  standardised one (``smd_*``, cobalt's ``binary = "std"``) for every variable;
+* variance ratios (treated / comparison) are computed for continuous variables only;
+  weighted variances use cobalt's formula
+  :math:`\frac{\sum w}{(\sum w)^2 - \sum w^2} \sum w (x - \bar x_w)^2`.
+
+Baseline equivalence on the matched sample follows the What Works Clearinghouse (WWC)
+Procedures Handbook: Hedges' *g* for continuous variables, the Cox index for binary
+ones, and the categories :math:`|ES| \le 0.05` "satisfies", :math:`0.05 < |ES| \le 0.25`
+"satisfies with adjustment" (statistical adjustment for the variable is required) and
+:math:`|ES| > 0.25` "does not satisfy".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, get_args
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.matching import MatchResult
+
+if TYPE_CHECKING:
+    import matplotlib.axes
+
+WWCCategory = Literal[
+    "satisfies", "satisfies with adjustment", "does not satisfy", "not computable"
+]
+"""WWC baseline-equivalence category ("not computable": the effect size is undefined)."""
+
+VariableType = Literal["binary", "continuous"]
+BalanceSample = Literal["before", "after"]
+
+WWC_CATEGORIES: tuple[str, ...] = get_args(WWCCategory)
+VARIABLE_TYPES: tuple[str, ...] = get_args(VariableType)
+BALANCE_SAMPLES: tuple[str, ...] = get_args(BalanceSample)
+
+WWC_SATISFIES: float = 0.05
+"""Largest |effect size| that satisfies baseline equivalence without adjustment."""
+
+WWC_ADJUSTMENT: float = 0.25
+"""Largest |effect size| that satisfies baseline equivalence with statistical adjustment."""
+
+COX_SCALE: float = 1.65
+"""Divisor of the log odds ratio in the Cox index."""
+
+BALANCE_COLUMNS: tuple[str, ...] = (
+    "covariate",
+    "used_in_matching",
+    "type",
+    "mean_treated",
+    "mean_treated_before",
+    "mean_comparison_before",
+    "mean_comparison_after",
+    "diff_before",
+    "diff_after",
+    "sd_treated",
+    "smd_before",
+    "smd_after",
+    "var_ratio_before",
+    "var_ratio_after",
+    "wwc_effect_size",
+    "wwc_category",
+)
+
+
+def wwc_category(effect_size: np.ndarray | pd.Series | float) -> np.ndarray:
+    r"""Classify effect sizes into WWC baseline-equivalence categories.
+
+    Parameters
+    ----------
+    effect_size : array-like or float
+        Hedges' g or Cox index values (sign is ignored).
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of :data:`WWC_CATEGORIES`: ``"satisfies"`` if :math:`|ES| \le 0.05`,
+        ``"satisfies with adjustment"`` if :math:`0.05 < |ES| \le 0.25`, ``"does not
+        satisfy"`` if :math:`|ES| > 0.25` and ``"not computable"`` for NaN.
+
+    Notes
+    -----
+    WWC Procedures/Standards Handbooks: baseline differences up to 0.05 standard
+    deviations satisfy the equivalence requirement; between 0.05 and 0.25 they satisfy it
+    only if the impact model adjusts for the characteristic; above 0.25 they do not.
+    """
+    es = np.abs(np.atleast_1d(np.asarray(effect_size, dtype=float)))
+    out = np.full(es.shape, "not computable", dtype=object)
+    out[es <= WWC_SATISFIES] = "satisfies"
+    out[(es > WWC_SATISFIES) & (es <= WWC_ADJUSTMENT)] = "satisfies with adjustment"
+    out[es > WWC_ADJUSTMENT] = "does not satisfy"
+    return out
+
+
+def balance_table(
+    candidates: pd.DataFrame,
+    result: MatchResult,
+    *,
+    covariates: Sequence[str],
+    extra: Sequence[str] = (),
+) -> pd.DataFrame:
+    r"""Balance of covariates before and after matching, with WWC baseline equivalence.
+
+    Parameters
+    ----------
+    candidates : pandas.DataFrame
+        The candidate rows that were matched (``stack``, ``student``, ``treated`` and the
+        variables).
+    result : MatchResult
+        Output of :func:`leapresearch.matching.match` (or ``nearest_neighbor_match``) on
+        ``candidates``.
+    covariates : sequence of str
+        Variables used in matching (``used_in_matching`` is True).
+    extra : sequence of str, default ()
+        Further numeric columns of ``candidates`` to check (e.g. pre-period months not used
+        in matching); ``used_in_matching`` is False.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per variable with the columns of :data:`BALANCE_COLUMNS`:
+
+        ``mean_treated``
+            mean of the matched treated students (the analytic sample);
+        ``mean_treated_before``
+            mean of all treated candidates;
+        ``mean_comparison_before``
+            unweighted mean of all comparison candidates in stacks with treated students;
+        ``mean_comparison_after``
+            mean of the matched comparisons weighted by the matching weights;
+        ``diff_before``, ``diff_after``
+            raw differences treated minus comparison (proportions for binary variables);
+        ``sd_treated``
+            the standardisation factor :math:`s^*`;
+        ``smd_before``, ``smd_after``
+            ``diff_* / sd_treated``;
+        ``var_ratio_before``, ``var_ratio_after``
+            treated / comparison variance (continuous only, NaN for binary);
+        ``wwc_effect_size``, ``wwc_category``
+            Hedges' g or Cox index on the matched sample and its WWC category.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing or non-numeric, a variable is listed twice, or ``result``
+        holds a (stack, student) that is not in ``candidates``.
+
+    Notes
+    -----
+    Samples: *before* = all treated candidates versus all comparison candidates of the
+    stacks that contain a treated student (unweighted); *after* = matched treated students
+    (weight 1) versus matched comparison rows weighted by :math:`w_j` from
+    ``result.matched``.
+
+    A variable is *binary* if all its values in those stacks are 0 or 1 (or it is
+    boolean), otherwise *continuous*.
+
+    cobalt ATT conventions: :math:`s^*` is the standard deviation of all treated candidates
+    before matching, :math:`\sqrt{p_1(1-p_1)}` for binary variables and the sample SD
+    (``ddof = 1``) otherwise, and it is used both before and after matching:
+
+    .. math:: \text{SMD} = (\bar x_1 - \bar x_0) / s^*,
+        \qquad \text{SMD}^w = (\bar x_{1w} - \bar x_{0w}) / s^*.
+
+    If :math:`s^* = 0` the SMD is 0 when the difference is 0 and NaN otherwise (the raw
+    difference is still reported). Weighted variances use
+    :math:`\frac{\sum w}{(\sum w)^2 - \sum w^2} \sum w (x - \bar x_w)^2`.
+
+    WWC (matched sample, :math:`n_1` matched treated, :math:`n_0` matched comparison rows,
+    :math:`N = n_1 + n_0`): Hedges' g for continuous variables
+
+    .. math:: g = \omega \frac{\bar x_1 - \bar x_{0w}}
+        {\sqrt{\frac{(n_1 - 1) s_1^2 + (n_0 - 1) s_{0w}^2}{N - 2}}},
+        \qquad \omega = 1 - \frac{3}{4N - 9},
+
+    and the Cox index for binary variables,
+    :math:`d = [\operatorname{logit}(p_1) - \operatorname{logit}(p_{0w})] / 1.65`, without
+    small-sample correction (Procedures Handbook v4.1, VI.1.2). When a proportion is 0 or 1
+    the Cox index is undefined: it is 0 if both proportions are equal and NaN ("not
+    computable") otherwise.
+    """
+    covariates = _names(covariates, "covariates")
+    extra = _names(extra, "extra")
+    overlap = sorted(set(covariates) & set(extra))
+    if overlap:
+        raise ValueError(f"variables listed in both covariates and extra: {overlap}")
+    variables = covariates + extra
+    missing = [c for c in ("stack", "student", "treated", *variables) if c not in candidates]
+    if missing:
+        raise ValueError(f"candidates lacks column(s) {missing}")
+
+    stack = candidates["stack"].to_numpy(dtype=np.int64)
+    student = candidates["student"].to_numpy(dtype=np.int64)
+    treated = _bool(candidates["treated"])
+    weight = _matched_weights(stack, student, result.matched)
+
+    in_stacks = np.isin(stack, np.unique(stack[treated]))
+    t0 = treated & in_stacks
+    c0 = ~treated & in_stacks
+    t1 = treated & (weight > 0)
+    c1 = ~treated & (weight > 0)
+    w_c1 = weight[c1]
+
+    records = []
+    for name in variables:
+        x = _values(candidates, name)
+        xs = x[in_stacks]
+        binary = candidates[name].dtype == bool or bool(np.isin(xs, (0.0, 1.0)).all())
+        x_t0, x_c0, x_t1, x_c1 = x[t0], x[c0], x[t1], x[c1]
+        m_t0, m_c0, m_t1 = _mean(x_t0), _mean(x_c0), _mean(x_t1)
+        m_c1 = _wmean(x_c1, w_c1)
+        if binary:
+            s_star = float(np.sqrt(m_t0 * (1.0 - m_t0)))
+        else:
+            s_star = _var(x_t0) ** 0.5
+        d0, d1 = m_t0 - m_c0, m_t1 - m_c1
+        if binary:
+            vr0 = vr1 = np.nan
+            es = _cox_index(m_t1, m_c1)
+        else:
+            vr0 = _ratio(_var(x_t0), _var(x_c0))
+            v_c1 = _wvar(x_c1, w_c1)
+            vr1 = _ratio(_var(x_t1), v_c1)
+            es = _hedges_g(m_t1, m_c1, _var(x_t1), v_c1, x_t1.size, x_c1.size)
+        records.append(
+            {
+                "covariate": name,
+                "used_in_matching": name in covariates,
+                "type": "binary" if binary else "continuous",
+                "mean_treated": m_t1,
+                "mean_treated_before": m_t0,
+                "mean_comparison_before": m_c0,
+                "mean_comparison_after": m_c1,
+                "diff_before": d0,
+                "diff_after": d1,
+                "sd_treated": s_star,
+                "smd_before": _standardise(d0, s_star),
+                "smd_after": _standardise(d1, s_star),
+                "var_ratio_before": vr0,
+                "var_ratio_after": vr1,
+                "wwc_effect_size": es,
+            }
+        )
+    table = pd.DataFrame.from_records(records, columns=list(BALANCE_COLUMNS[:-1]))
+    table["wwc_category"] = pd.Categorical(
+        wwc_category(table["wwc_effect_size"].to_numpy(dtype=float)), categories=WWC_CATEGORIES
+    )
+    table["type"] = pd.Categorical(table["type"], categories=VARIABLE_TYPES)
+    return table
+
+
+def tidy_love_plot(balance: pd.DataFrame) -> pd.DataFrame:
+    """Reshape a balance table into the long form drawn by :func:`plot_love`.
+
+    Parameters
+    ----------
+    balance : pandas.DataFrame
+        Output of :func:`balance_table` (needs ``covariate``, ``smd_before`` and
+        ``smd_after``; ``used_in_matching`` and ``type`` are carried along if present).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Two rows per covariate: ``covariate``, ``sample`` (``"before"``/``"after"``),
+        ``abs_smd`` and ``ordered``, the covariate's vertical position (0 = bottom): the
+        covariate with the largest absolute SMD before matching is at the top, ties by
+        name; NaN SMDs go to the bottom.
+
+    Raises
+    ------
+    ValueError
+        If a required column is missing or a covariate appears twice.
+    """
+    need = ["covariate", "smd_before", "smd_after"]
+    missing = [c for c in need if c not in balance.columns]
+    if missing:
+        raise ValueError(f"balance lacks column(s) {missing}")
+    if balance["covariate"].duplicated().any():
+        dup = balance.loc[balance["covariate"].duplicated(), "covariate"].tolist()
+        raise ValueError(f"balance has duplicate covariates {dup}")
+    carry = [c for c in ("used_in_matching", "type") if c in balance.columns]
+    base = balance[["covariate", *carry]].reset_index(drop=True)
+    before = balance["smd_before"].abs().to_numpy(dtype=float)
+    # position: ascending |SMD before| (NaN lowest), ties by name descending -> top is A..Z
+    names = base["covariate"].astype(str).to_numpy()
+    name_rank = pd.Series(names).rank(method="first", ascending=False).to_numpy()
+    order = np.lexsort((name_rank, np.nan_to_num(before, nan=-1.0)))
+    ordered = np.empty(len(base), dtype=np.int64)
+    ordered[order] = np.arange(len(base))
+    base["ordered"] = ordered
+    parts = []
+    for sample, col in (("before", "smd_before"), ("after", "smd_after")):
+        part = base.copy()
+        part["sample"] = sample
+        part["abs_smd"] = balance[col].abs().to_numpy(dtype=float)
+        parts.append(part)
+    tidy = pd.concat(parts, ignore_index=True)
+    tidy["sample"] = pd.Categorical(tidy["sample"], categories=BALANCE_SAMPLES)
+    return tidy[["covariate", "sample", "abs_smd", "ordered", *carry]]
+
+
+def plot_love(
+    tidy: pd.DataFrame, *, ax: matplotlib.axes.Axes | None = None, threshold: float = 0.1
+) -> matplotlib.axes.Axes:
+    """Draw a Love plot of absolute SMDs before and after matching.
+
+    Parameters
+    ----------
+    tidy : pandas.DataFrame
+        Output of :func:`tidy_love_plot`.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure is created if None.
+    threshold : float, default 0.1
+        Position of the dashed reference line (a common balance threshold).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+
+    Raises
+    ------
+    ValueError
+        If ``threshold`` is negative or ``tidy`` lacks a required column.
+    """
+    import matplotlib.pyplot as plt
+
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be non-negative, got {threshold!r}")
+    missing = [c for c in ("covariate", "sample", "abs_smd", "ordered") if c not in tidy]
+    if missing:
+        raise ValueError(f"tidy lacks column(s) {missing}")
+    labels = tidy.drop_duplicates("covariate").sort_values("ordered")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 1.5 + 0.25 * len(labels)))
+    styles = {
+        "before": {"marker": "o", "facecolors": "none", "edgecolors": "tab:grey"},
+        "after": {"marker": "o", "color": "tab:blue"},
+    }
+    for sample in BALANCE_SAMPLES:
+        part = tidy[tidy["sample"] == sample]
+        ax.scatter(
+            part["abs_smd"], part["ordered"], label=f"{sample} matching", zorder=3, **styles[sample]
+        )
+    ax.axvline(threshold, linestyle="--", color="black", linewidth=0.8, zorder=1)
+    ax.set_yticks(labels["ordered"].to_numpy(), labels["covariate"].astype(str).tolist())
+    ax.set_xlabel("Absolute standardised mean difference")
+    ax.set_xlim(left=0)
+    ax.legend(loc="lower right", frameon=False)
+    return ax
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def _names(names: Sequence[str] | str, what: str) -> tuple[str, ...]:
+    """Validate a sequence of column names."""
+    if isinstance(names, str):
+        raise ValueError(f"{what} must be a sequence of column names, got the string {names!r}")
+    out = tuple(names)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{what} has duplicate names: {out!r}")
+    return out
+
+
+def _bool(col: pd.Series) -> np.ndarray:
+    """Return ``treated`` as a bool array (bool or 0/1)."""
+    values = col.to_numpy()
+    if pd.api.types.is_bool_dtype(col.dtype) or np.isin(values, (0, 1)).all():
+        return values.astype(bool)
+    raise ValueError(f"treated must be boolean or 0/1, got dtype {col.dtype}")
+
+
+def _values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """Return a numeric column as float values; reject non-numeric columns and NaN."""
+    col = frame[name]
+    if not (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)):
+        raise ValueError(f"variable {name!r} must be numeric, got dtype {col.dtype}")
+    x = col.to_numpy(dtype=float, na_value=np.nan)
+    if np.isnan(x).any():
+        raise ValueError(f"variable {name!r} has missing values")
+    return x
+
+
+def _matched_weights(stack: np.ndarray, student: np.ndarray, matched: pd.DataFrame) -> np.ndarray:
+    """Return the matching weight of every candidate row (0 outside the matched sample)."""
+    m_stack = matched["stack"].to_numpy(dtype=np.int64)
+    m_student = matched["student"].to_numpy(dtype=np.int64)
+    keys = pd.MultiIndex.from_arrays([stack, student])
+    where = keys.get_indexer(pd.MultiIndex.from_arrays([m_stack, m_student]))
+    if (where < 0).any():
+        i = np.flatnonzero(where < 0)[0]
+        raise ValueError(
+            f"result.matched holds (stack={m_stack[i]}, student={m_student[i]}) "
+            "which is not a candidate row"
+        )
+    weight = np.zeros(stack.size)
+    weight[where] = matched["weight"].to_numpy(dtype=float)
+    return weight
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if x.size else float("nan")
+
+
+def _wmean(x: np.ndarray, w: np.ndarray) -> float:
+    total = w.sum()
+    return float(w @ x / total) if total > 0 else float("nan")
+
+
+def _var(x: np.ndarray) -> float:
+    return float(x.var(ddof=1)) if x.size > 1 else float("nan")
+
+
+def _wvar(x: np.ndarray, w: np.ndarray) -> float:
+    """Return cobalt's weighted variance (equals ``var(ddof=1)`` for unit weights)."""
+    sw, sw2 = w.sum(), (w * w).sum()
+    if x.size < 2 or sw * sw - sw2 <= 0:
+        return float("nan")
+    m = w @ x / sw
+    return float(sw / (sw * sw - sw2) * (w @ (x - m) ** 2))
+
+
+def _ratio(a: float, b: float) -> float:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(a) / np.float64(b))
+
+
+def _standardise(diff: float, s_star: float) -> float:
+    if s_star > 0:
+        return diff / s_star
+    return 0.0 if diff == 0 else float("nan")
+
+
+def _hedges_g(m1: float, m0: float, v1: float, v0: float, n1: int, n0: int) -> float:
+    """WWC Hedges' g with the small-sample correction."""
+    n = n1 + n0
+    if n1 < 2 or n0 < 2:
+        return float("nan")
+    pooled = np.sqrt(((n1 - 1) * v1 + (n0 - 1) * v0) / (n - 2))
+    omega = 1.0 - 3.0 / (4.0 * n - 9.0)
+    if pooled > 0:
+        return float(omega * (m1 - m0) / pooled)
+    return 0.0 if m1 == m0 else float("nan")
+
+
+def _cox_index(p1: float, p0: float) -> float:
+    """WWC Cox index (no small-sample correction); undefined at 0 or 1 unless equal."""
+    if not (np.isfinite(p1) and np.isfinite(p0)):
+        return float("nan")
+    if p1 == p0:
+        return 0.0
+    if min(p1, p0) <= 0.0 or max(p1, p0) >= 1.0:
+        return float("nan")
+    return float((np.log(p1 / (1 - p1)) - np.log(p0 / (1 - p0))) / COX_SCALE)

@@ -1,0 +1,182 @@
+"""Command line: ``leapresearch simulate | validate | run | compare``.
+
+Bad data and bad parameters end with a message and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _err(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 1
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from leapresearch.simulate import SimulationConfig, simulate, write_simulation
+
+    fmt = args.format or ("csv" if args.scale == "demo" else "parquet")
+    data = simulate(SimulationConfig(scale=args.scale, seed=args.seed))
+    try:
+        paths = write_simulation(
+            data,
+            Path(args.out),
+            file_format=fmt,
+            truth_path=Path(args.truth) if args.truth else None,
+        )
+    except ValueError as exc:
+        return _err(str(exc))
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v:,}" if isinstance(v, int) else f"  {k}: {v}")
+        elif isinstance(value, (list, tuple)):
+            print(f"{key}: {', '.join(map(str, value))}")
+        else:
+            print(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from leapresearch.contract import summarise, validate_folder
+
+    start = dt.date.fromisoformat(args.program_start) if args.program_start else None
+    tables, violations, notes = validate_folder(Path(args.data), program_start=start)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    if violations:
+        print(f"{args.data}: {len(violations)} contract violation(s):", file=sys.stderr)
+        for v in violations:
+            print(f"  - {v}", file=sys.stderr)
+        return 1
+    print(f"{args.data}: valid (raw-data contract v1)")
+    _print_summary(summarise(tables))
+    return 0
+
+
+def _absolute_params(name_or_path: str) -> str:
+    """A vintage name stays a name; a YAML path becomes absolute (notebooks run elsewhere)."""
+    p = Path(name_or_path)
+    return str(p.resolve()) if p.suffix in (".yaml", ".yml") else name_or_path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from leapresearch.config import ParameterError, load_config
+    from leapresearch.contract import ContractError
+    from leapresearch.pipeline import RunError, run_report
+    from leapresearch.report import report_writer
+
+    try:
+        config = load_config(
+            args.params,
+            overrides=list(args.param or []),
+            data_dir=Path(args.data).resolve() if args.data else None,
+        )
+    except ParameterError as exc:
+        return _err(str(exc))
+    out = Path(args.out) if args.out else None
+    if out is None:
+        from leapresearch.paths import OUTPUTS
+
+        out = OUTPUTS / config.vintage
+    try:
+        run_report(
+            config.data_path,
+            out,
+            config=config,
+            overwrite=args.overwrite,
+            write_outputs=None
+            if args.tables_only
+            else report_writer(
+                vintage=_absolute_params(args.params),
+                overrides=list(args.param or []),
+                notebooks=not args.no_notebooks,
+            ),
+        )
+    except ContractError as exc:
+        print(f"{config.data_path}: the data break the raw-data contract:", file=sys.stderr)
+        for v in exc.violations:
+            print(f"  - {v}", file=sys.stderr)
+        return 1
+    except (RunError, ParameterError) as exc:
+        return _err(str(exc))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from leapresearch.compare import compare_runs
+
+    try:
+        print(compare_runs(Path(args.a), Path(args.b)))
+    except (FileNotFoundError, ValueError) as exc:
+        return _err(str(exc))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``leapresearch`` argument parser."""
+    p = argparse.ArgumentParser(prog="leapresearch", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="write synthetic contract data with known effects")
+    s.add_argument("--out", required=True, help="data folder to write")
+    s.add_argument("--scale", choices=["demo", "districts", "state"], default="demo")
+    s.add_argument("--seed", type=int, default=20210401)
+    s.add_argument("--truth", help="write the true effects as JSON here (never inside --out)")
+    s.add_argument("--format", choices=["csv", "parquet"], help="default: csv for demo")
+    s.set_defaults(func=_cmd_simulate)
+
+    v = sub.add_parser("validate", help="check a data folder against the raw-data contract")
+    v.add_argument("data", help="data folder")
+    v.add_argument("--program-start", help="earliest allowed visit date, YYYY-MM-DD")
+    v.set_defaults(func=_cmd_validate)
+
+    r = sub.add_parser("run", help="run the evaluation and write tables, figures, report")
+    r.add_argument("--data", help="data folder (default: data_dir of the parameters)")
+    r.add_argument("--out", help="run folder (default: outputs/<vintage>)")
+    r.add_argument("--params", default="demo", help="vintage name or YAML file (default: demo)")
+    r.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a parameter, e.g. -p matching.ratio=5",
+    )
+    r.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    r.add_argument("--tables-only", action="store_true", help="skip figures and notebooks")
+    r.add_argument(
+        "--no-notebooks",
+        action="store_true",
+        help="tables, figures and the summary page, without executing notebooks",
+    )
+    r.set_defaults(func=_cmd_run)
+
+    c = sub.add_parser("compare", help="headline estimates of two runs side by side")
+    c.add_argument("a")
+    c.add_argument("b")
+    c.set_defaults(func=_cmd_compare)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``leapresearch`` console script."""
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Comparison pools and matching candidates, one stack per event month.
+
+A *stack* is an event month ``e`` (school-month index). Its treated students are the
+visited students whose first completed visit falls in ``e``; its pool is every student
+who was never visited, enrolled (on the October roster) in the school year of ``e``, in a
+district of the stack's treated students (unless other districts are allowed), with at
+least ``min_pre_months`` months of attendance in the ``pre_months`` school months before
+``e``. A never-visited student is a candidate in every stack whose rules it meets; each
+matched comparison takes the event month of its stack (the stacked design).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.config import MatchingConfig, PoolConfig
+from leapresearch.panel import AnalyticPanel, demographic_dummies
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Matching candidates and the bookkeeping of who could not be a candidate.
+
+    Attributes
+    ----------
+    frame : DataFrame
+        One row per (stack, student): ``stack``, ``student``, ``treated``, ``district``,
+        ``grade_band``, ``school``, the covariates and the extra balance variables.
+    covariates : list of str
+        Numeric columns used in the propensity score.
+    extra : list of str
+        Pre-period variables not used in matching, for the balance check.
+    excluded_treated : DataFrame
+        Visited students who cannot be matched at all, with ``stack``, ``student`` and
+        ``reason`` (``not_on_roster_in_event_year`` or ``no_pre_period_attendance``).
+    """
+
+    frame: pd.DataFrame
+    covariates: list[str]
+    extra: list[str]
+    excluded_treated: pd.DataFrame
+
+
+def _pre_period(
+    panel: AnalyticPanel, student: np.ndarray, stack: np.ndarray, months: int
+) -> np.ndarray:
+    """Rates in the ``months`` school months before each stack's event month.
+
+    Column ``k - 1`` holds month ``stack - k``; NaN where no data.
+    """
+    out = np.full((len(student), months), np.nan)
+    n_times = panel.rates.shape[1]
+    for k in range(1, months + 1):
+        col = stack - k - panel.time_min
+        ok = (col >= 0) & (col < n_times)
+        out[ok, k - 1] = panel.rates[student[ok], col[ok]]
+    return out
+
+
+def _row_mean(block: np.ndarray) -> np.ndarray:
+    """Mean of the non-missing values of each row (NaN for a row with none)."""
+    n = (~np.isnan(block)).sum(axis=1)
+    total = np.nansum(block, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def build_candidates(
+    panel: AnalyticPanel,
+    *,
+    pool: PoolConfig,
+    matching: MatchingConfig,
+    shift: int = 0,
+    stacks: np.ndarray | None = None,
+) -> Candidates:
+    """Treated students and their comparison pool, with the matching covariates.
+
+    Parameters
+    ----------
+    panel : AnalyticPanel
+        The analytic panel.
+    pool : PoolConfig
+        Who may serve as a comparison.
+    matching : MatchingConfig
+        ``pre_months`` and ``demographics`` define the covariates.
+    shift : int, default 0
+        Move every treated student's stack this many school months earlier (placebo).
+    stacks : ndarray, optional
+        Restrict to these (unshifted) event months.
+
+    Returns
+    -------
+    Candidates
+
+    Notes
+    -----
+    Covariates: ``pre_rate_m1`` ... ``pre_rate_m{pre_months}`` (rate in month ``e - k``),
+    missing months imputed by the student's mean over the available pre-period months
+    with indicators ``pre_missing_mk``; ``prior_year_rate`` (annual rate of the school
+    year before that of ``e``, imputed the same way, with ``prior_year_missing``); and
+    demographic dummies of the roster row of the event school year. Extra balance
+    variable (not matched on): ``pre_rate_m13_24``, the mean rate 13-24 months before.
+    """
+    events = panel.events
+    if stacks is not None:
+        events = events.loc[events["event_time"].isin(stacks)]
+    t_student = events["student"].to_numpy(np.int64)
+    t_stack = events["event_time"].to_numpy(np.int64) - shift
+    roster = panel.roster.set_index(["student", "year"])
+
+    # treated rows
+    treated = pd.DataFrame({"stack": t_stack, "student": t_student, "treated": True})
+    # comparison rows: never-visited students on the roster of the stack's school year
+    never = ~panel.visited_any
+    if pool.include_attempted_only and len(panel.events):
+        never = np.ones(panel.n_students, dtype=bool)
+        never[panel.events["student"].to_numpy()] = False
+    treated["year"] = treated["stack"] // 10
+    key = pd.MultiIndex.from_arrays([treated["student"], treated["year"]])
+    on_roster = key.isin(roster.index)
+    excluded = [
+        treated.loc[~on_roster, ["stack", "student"]].assign(reason="not_on_roster_in_event_year")
+    ]
+    treated = treated.loc[on_roster].reset_index(drop=True)
+    t_attr = roster.loc[pd.MultiIndex.from_arrays([treated["student"], treated["year"]])]
+    treated["district"] = t_attr["district"].astype(str).to_numpy()
+
+    parts = [treated]
+    ros = panel.roster
+    first_event = np.full(panel.n_students, np.iinfo(np.int64).max, dtype=np.int64)
+    first_event[panel.events["student"].to_numpy()] = panel.events["event_time"].to_numpy()
+    for stack_value, group in treated.groupby("stack", sort=True):
+        year = int(stack_value) // 10
+        ok = never[ros["student"].to_numpy()]
+        if pool.not_yet_visited:
+            ok = ok | (first_event[ros["student"].to_numpy()] > int(stack_value) + shift)
+        cand = ros.loc[(ros["year"] == year) & ok]
+        if not pool.allow_other_districts:
+            cand = cand.loc[cand["district"].astype(str).isin(group["district"].unique())]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "stack": np.int64(stack_value),
+                    "student": cand["student"].to_numpy(np.int64),
+                    "treated": False,
+                    "year": year,
+                    "district": cand["district"].astype(str).to_numpy(),
+                }
+            )
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    attr = ros.set_index(["student", "year"]).loc[
+        pd.MultiIndex.from_arrays([frame["student"], frame["year"]])
+    ]
+    frame["grade_band"] = attr["grade_band"].to_numpy()
+    frame["school"] = attr["school"].to_numpy()
+
+    # pre-period trajectory
+    student, stack = frame["student"].to_numpy(), frame["stack"].to_numpy()
+    pre = _pre_period(panel, student, stack, max(matching.pre_months, 24))
+    traj = pre[:, : matching.pre_months]
+    n_obs = (~np.isnan(traj)).sum(axis=1)
+    own_mean = _row_mean(traj)
+    enough = n_obs >= max(pool.min_pre_months, 1)
+    if pool.max_pre_rate is not None:
+        enough &= frame["treated"].to_numpy() | (own_mean < pool.max_pre_rate)
+    t_mask = frame["treated"].to_numpy()
+    excluded.append(
+        frame.loc[t_mask & ~enough, ["stack", "student"]].assign(reason="no_pre_period_attendance")
+    )
+    keep = enough
+    frame, traj, pre, own_mean = frame.loc[keep], traj[keep], pre[keep], own_mean[keep]
+    covariates: list[str] = []
+    cols: dict[str, np.ndarray] = {}
+    for k in range(1, matching.pre_months + 1):
+        miss = np.isnan(traj[:, k - 1])
+        cols[f"pre_rate_m{k}"] = np.where(miss, own_mean, traj[:, k - 1])
+        cols[f"pre_missing_m{k}"] = miss.astype(np.float64)
+    covariates += [f"pre_rate_m{k}" for k in range(1, matching.pre_months + 1)]
+    covariates += [f"pre_missing_m{k}" for k in range(1, matching.pre_months + 1)]
+
+    annual = panel.annual.set_index(["student", "year"])["rate"]
+    prior_key = pd.MultiIndex.from_arrays([frame["student"], frame["year"] - 1])
+    prior = annual.reindex(prior_key).to_numpy()
+    cols["prior_year_missing"] = np.isnan(prior).astype(np.float64)
+    cols["prior_year_rate"] = np.where(np.isnan(prior), own_mean, prior)
+    covariates += ["prior_year_rate", "prior_year_missing"]
+
+    far_mean = _row_mean(pre[:, 12:24])
+    cols["pre_rate_m13_24"] = np.where(np.isnan(far_mean), own_mean, far_mean)
+    extra = ["pre_rate_m13_24"]
+
+    frame = frame.reset_index(drop=True)
+    attr = (
+        panel.roster.set_index(["student", "year"])
+        .loc[pd.MultiIndex.from_arrays([frame["student"], frame["year"]])]
+        .reset_index(drop=True)
+    )
+    demo = demographic_dummies(attr, tuple(matching.demographics))
+    covariates += list(demo.columns)
+    frame = pd.concat([frame, pd.DataFrame(cols), demo.reset_index(drop=True)], axis=1).drop(
+        columns="year"
+    )
+    frame = frame.sort_values(["stack", "treated", "student"], ascending=[True, False, True])
+    return Candidates(
+        frame=frame.reset_index(drop=True),
+        covariates=covariates,
+        extra=extra,
+        excluded_treated=pd.concat(excluded, ignore_index=True),
+    )

@@ -1,0 +1,284 @@
+"""Parameters in one place: ``params/base.yaml`` merged with a vintage file, validated once.
+
+The evaluation reads every design choice from a frozen :class:`Config`. Nothing reads
+globals or environment variables. A vintage file (``params/<year>.yaml``) overrides any
+key of the base file; ``key=value`` overrides (``matching.ratio=5``) come last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from leapresearch.paths import PARAMS, PROJECT_ROOT
+
+Subgroup = Literal[
+    "grade_band",
+    "cohort",
+    "district",
+    "first_visit_location",
+    "visitor_type",
+    "visits",
+    "home_language",
+    "meal_status",
+]
+Demographic = Literal["gender", "race_ethnicity", "meal_status", "ell", "swd", "home_language"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AnalysisConfig(_Frozen):
+    """Event-study specification and inference."""
+
+    window: tuple[int, int] = (-12, 12)
+    reference: int = -1
+    cluster: Literal["student", "school"] = "student"
+    alpha: float = 0.05
+    chronic_threshold: float = 0.90
+    report_rel_times: tuple[int, ...] = (1, 3, 6, 9)
+    regression_adjustment: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> AnalysisConfig:
+        lo, hi = self.window
+        if not lo < self.reference < hi:
+            raise ValueError(f"reference {self.reference} must lie inside window {self.window}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if not 0 < self.chronic_threshold <= 1:
+            raise ValueError(f"chronic_threshold must be in (0, 1], got {self.chronic_threshold}")
+        return self
+
+
+class PoolConfig(_Frozen):
+    """Who may serve as a comparison student."""
+
+    allow_other_districts: bool = False
+    include_attempted_only: bool = True
+    not_yet_visited: bool = False
+    max_pre_rate: float | None = None
+    min_pre_months: int = 1
+
+
+class MatchingConfig(_Frozen):
+    """Propensity-score nearest-neighbour matching within exact strata."""
+
+    pre_months: int = 12
+    demographics: tuple[Demographic, ...] = (
+        "gender",
+        "race_ethnicity",
+        "meal_status",
+        "ell",
+        "swd",
+        "home_language",
+    )
+    exact: tuple[Literal["district", "grade_band"], ...] = ("district", "grade_band")
+    ratio: int = 3
+    caliper: float | None = 0.2
+    outside_caliper: Literal["nearest", "drop"] = "nearest"
+    replace: bool = True
+    seed: int = 20210401
+
+    @field_validator("ratio", "pre_months")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be at least 1, got {v}")
+        return v
+
+
+class LongTermConfig(_Frozen):
+    """Effects on annual outcomes of later school years."""
+
+    outcomes: tuple[Literal["attendance_rate", "chronically_absent"], ...] = (
+        "attendance_rate",
+        "chronically_absent",
+    )
+
+
+class PlaceboConfig(_Frozen):
+    """A fake event month some school months before the real one."""
+
+    shift_months: int = 6
+    window: tuple[int, int] = (-12, 5)
+
+
+class RobustConfig(_Frozen):
+    """Heterogeneity-robust estimator (Callaway and Sant'Anna, not-yet-treated comparisons)."""
+
+    control_group: Literal["notyettreated", "nevertreated"] = "notyettreated"
+    include_never_treated: bool = False
+
+
+class PrivacyConfig(_Frozen):
+    """Small-cell suppression thresholds (the convention of the state's public data)."""
+
+    min_count: int = 6
+    min_group: int = 20
+    min_treated: int = 20
+
+
+class Config(_Frozen):
+    """All parameters of one evaluation run (base file merged with a vintage file)."""
+
+    vintage: str = "demo"
+    data_dir: str = "data_raw/demo"
+    program_start: dt.date | None = None
+    school_years: tuple[str, ...] | None = None
+    cohorts: tuple[str, ...] | None = None
+    analysis: AnalysisConfig = AnalysisConfig()
+    comparison_pool: PoolConfig = PoolConfig()
+    matching: MatchingConfig = MatchingConfig()
+    subgroups: tuple[Subgroup, ...] = (
+        "grade_band",
+        "cohort",
+        "district",
+        "first_visit_location",
+        "visitor_type",
+        "visits",
+        "home_language",
+        "meal_status",
+    )
+    long_term: LongTermConfig = LongTermConfig()
+    placebo: PlaceboConfig = PlaceboConfig()
+    robust: RobustConfig = RobustConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+
+    @property
+    def data_path(self) -> Path:
+        """The data folder, resolved against the project root when relative."""
+        p = Path(self.data_dir)
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved parameters as plain JSON-compatible data."""
+        return json.loads(self.model_dump_json())
+
+    def digest(self, *, exclude: tuple[str, ...] = ()) -> str:
+        """sha256 of the resolved parameters (canonical JSON), optionally without some keys."""
+        data = {k: v for k, v in self.as_dict().items() if k not in exclude}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ParameterError(ValueError):
+    """A parameter file or override is wrong; the message names the file and key."""
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParameterError(f"parameter file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path}: must be a mapping of keys to values")
+    return data
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn ``"matching.ratio=5"`` (or ``"matching.ratio: 5"``) into a nested mapping.
+
+    The value is parsed as YAML.
+    """
+    if "=" in text:
+        key, raw = text.split("=", 1)
+    elif ":" in text:
+        key, raw = text.split(":", 1)
+    else:
+        raise ParameterError(f"override must be key=value, got {text!r}")
+    value = yaml.safe_load(raw)
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def resolve_params_file(name_or_path: str | Path) -> Path:
+    """A vintage name (``demo``, ``2021-22``) or a path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return p if p.is_absolute() else (Path.cwd() / p)
+    return PARAMS / f"{name_or_path}.yaml"
+
+
+def load_config(
+    vintage: str | Path | None = "demo",
+    *,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    data_dir: str | Path | None = None,
+    base: Path | None = None,
+) -> Config:
+    """Load ``params/base.yaml``, merge a vintage file and overrides, and validate.
+
+    Parameters
+    ----------
+    vintage : str or Path or None
+        A vintage name (``"demo"`` reads ``params/demo.yaml``) or a YAML path; None
+        uses the base file alone.
+    overrides : sequence of str or mapping
+        ``key=value`` strings (dotted keys) or a nested mapping, applied last.
+    data_dir : str or Path, optional
+        Override of the vintage's data folder (kept verbatim, not parsed as YAML).
+    base : Path, optional
+        The base file; defaults to ``params/base.yaml``.
+
+    Returns
+    -------
+    Config
+        The frozen, validated parameters.
+
+    Raises
+    ------
+    ParameterError
+        A file is missing or malformed, a key is unknown or a value is invalid.
+    """
+    base_path = base or PARAMS / "base.yaml"
+    merged = _read_yaml(base_path)
+    sources = [str(base_path)]
+    if vintage is not None:
+        vpath = resolve_params_file(vintage)
+        merged = _deep_merge(merged, _read_yaml(vpath))
+        sources.append(str(vpath))
+    if isinstance(overrides, Mapping):
+        merged = _deep_merge(merged, overrides)
+    else:
+        for text in overrides:
+            merged = _deep_merge(merged, parse_override(text))
+    if data_dir is not None:
+        merged["data_dir"] = str(data_dir)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+        raise ParameterError(
+            "invalid parameters from " + " + ".join(sources) + ":\n" + "\n".join(lines)
+        ) from None

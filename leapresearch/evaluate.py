@@ -1,0 +1,590 @@
+"""The evaluation, step by step: one public function per analytic step.
+
+``prepare`` builds the analytic panel, the comparison candidates, the matched sample and
+its stacked panel; each ``estimate_*`` function turns a :class:`Prepared` into one tidy
+table of the output contract; :func:`evaluate` runs them all. The notebooks call the same
+functions one at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.adjustment import adjusted_outcome, pair_units
+from leapresearch.balance import balance_table
+from leapresearch.comparison import Candidates, build_candidates
+from leapresearch.config import Config
+from leapresearch.diagnostics import naive_pre_post
+from leapresearch.event_study import event_study
+from leapresearch.long_term import annual_stacked_panel, long_term_table
+from leapresearch.matching import MatchResult, match, nearest_neighbor_match
+from leapresearch.panel import AnalyticPanel, build_panel
+from leapresearch.robust import callaway_santanna
+from leapresearch.stacking import stacked_panel, subgroup_weights, unit_table
+from leapresearch.subgroups import GROUP_ALL, group_definitions, run_by_group, treated_attributes
+
+Log = Callable[[str], None]
+
+EVENT_STUDY_COLUMNS = [
+    "group",
+    "rel_time",
+    "estimate",
+    "std_error",
+    "ci_lower",
+    "ci_upper",
+    "n_treated",
+    "n_comparison",
+]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The matched, stacked data every estimate starts from."""
+
+    config: Config
+    panel: AnalyticPanel
+    candidates: Candidates
+    matching: MatchResult
+    units: pd.DataFrame
+    attributes: pd.DataFrame
+    stacked: pd.DataFrame
+    unit_x: np.ndarray
+    pairs: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    """Diagnostics of the matching step (e.g. propensity fits refitted with a ridge penalty)."""
+
+    @property
+    def outside_caliper(self) -> pd.DataFrame:
+        """Visited students matched to their nearest comparison outside the caliper."""
+        return self.matching.settings.get(
+            "matched_outside_caliper", pd.DataFrame(columns=["stack", "student"])
+        )
+
+
+def _weights_from_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Matched sample of MatchIt ATT weights rebuilt from pairs (treated 1, comparison sum 1/k)."""
+    k = pairs.groupby(["stack", "treated_student"]).size().rename("k").reset_index()
+    p = pairs.merge(k, on=["stack", "treated_student"])
+    comp = (1.0 / p["k"]).groupby([p["stack"], p["comparison_student"]]).sum()
+    comp = comp.rename("weight").reset_index().rename(columns={"comparison_student": "student"})
+    n_served = p.groupby(["stack", "comparison_student"]).size().to_numpy()
+    treat = k.rename(columns={"treated_student": "student", "k": "n_matches"})
+    out = pd.concat(
+        [
+            treat.assign(treated=True, weight=1.0),
+            comp.assign(treated=False, n_matches=n_served),
+        ],
+        ignore_index=True,
+    )
+    out = out.sort_values(["stack", "treated", "student"], ascending=[True, False, True])
+    return out[["stack", "student", "treated", "weight", "n_matches"]].reset_index(drop=True)
+
+
+def run_matching(candidates: Candidates, config: Config) -> MatchResult:
+    """Propensity-score matching of each visited student to never-visited students.
+
+    Exact strata are the event month (stack) and ``config.matching.exact``; see
+    :func:`leapresearch.matching.match` for the score model and the caliper. With
+    ``outside_caliper="nearest"``, a visited student with no comparison inside the caliper
+    keeps its single nearest comparison in its stratum, is listed in
+    ``settings["matched_outside_caliper"]``, and the regression adjustment
+    (:mod:`leapresearch.adjustment`) corrects the remaining difference. The estimand then
+    stays the effect on all visited students rather than on those with close matches.
+    """
+    m = config.matching
+    exact = ["stack", *m.exact]
+    if config.comparison_pool.allow_other_districts:
+        exact = [e for e in exact if e != "district"]
+    result = match(
+        candidates.frame,
+        covariates=candidates.covariates,
+        exact=tuple(exact),
+        ratio=m.ratio,
+        caliper=m.caliper,
+        replace=m.replace,
+        seed=m.seed,
+    )
+    far = result.unmatched.loc[result.unmatched["reason"] == "outside_caliper"]
+    if m.outside_caliper != "nearest" or far.empty:
+        return result
+    frame = candidates.frame
+    flag = (
+        frame[["stack", "student"]]
+        .merge(far[["stack", "student"]].assign(far=True), on=["stack", "student"], how="left")[
+            "far"
+        ]
+        .fillna(False)
+        .to_numpy(bool)
+    )
+    sub = frame.loc[~frame["treated"].to_numpy() | flag]
+    second = nearest_neighbor_match(
+        sub,
+        result.pscore.loc[sub.index],
+        exact=tuple(exact),
+        ratio=1,
+        caliper=None,
+        replace=True,
+        seed=m.seed,
+    )
+    pairs = pd.concat([result.pairs, second.pairs], ignore_index=True)
+    rescued = second.pairs[["stack", "treated_student"]].drop_duplicates()
+    rescued = rescued.rename(columns={"treated_student": "student"})
+    still = result.unmatched.merge(rescued.assign(r=True), on=["stack", "student"], how="left")
+    unmatched = still.loc[still["r"].isna()].drop(columns="r").reset_index(drop=True)
+    settings = {
+        **result.settings,
+        "outside_caliper": "nearest",
+        "matched_outside_caliper": rescued.reset_index(drop=True),
+    }
+    return dataclasses.replace(
+        result,
+        matched=_weights_from_pairs(pairs),
+        pairs=pairs.sort_values(["stack", "treated_student", "rank"], ignore_index=True),
+        unmatched=unmatched,
+        settings=settings,
+    )
+
+
+def unit_covariates(units: pd.DataFrame, candidates: Candidates, config: Config) -> np.ndarray:
+    """Pre-period trajectory covariates of each unit (rows indexed by unit id).
+
+    The monthly pre-period rates and the prior year's rate of the matching; used by the
+    regression adjustment.
+    """
+    cols = [f"pre_rate_m{k}" for k in range(1, config.matching.pre_months + 1)]
+    cols.append("prior_year_rate")
+    x = units[["stack", "student"]].merge(
+        candidates.frame[["stack", "student", *cols]], on=["stack", "student"], how="left"
+    )
+    return x[cols].to_numpy(np.float64)
+
+
+def prepare(tables, config: Config, *, log: Log = _quiet) -> Prepared:
+    """Analytic panel, comparison candidates, matching and the stacked panel.
+
+    Parameters
+    ----------
+    tables : RawTables
+        Validated contract tables.
+    config : Config
+        Parameters of the run.
+    log : callable, optional
+        Receives one line per finished stage.
+
+    Returns
+    -------
+    Prepared
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    panel = build_panel(tables, chronic_threshold=config.analysis.chronic_threshold)
+    timings["panel"] = time.perf_counter() - t0
+    log(f"panel: {panel.n_students:,} students, {len(panel.monthly):,} student-months")
+    t0 = time.perf_counter()
+    events = panel.events
+    if config.cohorts is not None:
+        events = events.loc[events["cohort"].isin(config.cohorts)]
+    candidates = build_candidates(
+        panel,
+        pool=config.comparison_pool,
+        matching=config.matching,
+        stacks=np.unique(events["event_time"].to_numpy()),
+    )
+    if config.cohorts is not None:
+        keep = ~candidates.frame["treated"] | candidates.frame["student"].isin(events["student"])
+        candidates = Candidates(
+            frame=candidates.frame.loc[keep].reset_index(drop=True),
+            covariates=candidates.covariates,
+            extra=candidates.extra,
+            excluded_treated=candidates.excluded_treated,
+        )
+    timings["candidates"] = time.perf_counter() - t0
+    log(f"candidates: {len(candidates.frame):,} (stack, student) rows")
+    matched = prepare_matched(panel, candidates, config, log=log)
+    return dataclasses.replace(matched, timings={**timings, **matched.timings})
+
+
+def prepare_matched(
+    panel: AnalyticPanel,
+    candidates: Candidates,
+    config: Config,
+    *,
+    max_rel_time: int | None = None,
+    log: Log = _quiet,
+) -> Prepared:
+    """Match the candidates and build the stacked panel of the matched units.
+
+    ``max_rel_time`` keeps only months up to that event time (the placebo stops before
+    the real first visit).
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_matching(candidates, config)
+    notes = tuple(dict.fromkeys(str(w.message) for w in caught))
+    timings["matching"] = time.perf_counter() - t0
+    n_t = int(candidates.frame["treated"].sum())
+    log(
+        f"matching: {len(result.unmatched):,} of {n_t:,} visited students unmatched, "
+        f"{len(result.settings.get('matched_outside_caliper', [])):,} matched outside the caliper"
+    )
+    units = unit_table(result.matched, candidates.frame)
+    t0 = time.perf_counter()
+    stacked = stacked_panel(panel, units, max_rel_time=max_rel_time)
+    timings["stacking"] = time.perf_counter() - t0
+    return Prepared(
+        config=config,
+        panel=panel,
+        candidates=candidates,
+        matching=result,
+        units=units,
+        attributes=treated_attributes(panel, units),
+        stacked=stacked,
+        unit_x=unit_covariates(units, candidates, config),
+        pairs=pair_units(units, result.pairs),
+        timings=timings,
+        notes=notes,
+    )
+
+
+def matching_summary(prepared: Prepared) -> pd.DataFrame:
+    """Per cohort: visited students, matched, unmatched (with reasons) and comparisons."""
+    ev = prepared.panel.events[["student", "event_time", "cohort"]]
+    cohort_of = ev.rename(columns={"event_time": "stack"})
+    matched_t = prepared.units.loc[prepared.units["treated"] == 1, ["stack", "student"]]
+    matched_t = matched_t.merge(cohort_of[["student", "cohort"]], on="student")
+    unmatched = prepared.matching.unmatched[["stack", "student", "reason"]]
+    excluded = prepared.candidates.excluded_treated[["student", "reason"]]
+    lost = pd.concat([unmatched[["student", "reason"]], excluded], ignore_index=True)
+    lost = lost.merge(cohort_of[["student", "cohort"]], on="student")
+    pairs = prepared.matching.pairs.merge(
+        cohort_of[["student", "cohort"]].rename(columns={"student": "treated_student"}),
+        on="treated_student",
+    )
+    far = prepared.outside_caliper.merge(cohort_of[["student", "cohort"]], on="student")
+    rows = []
+    for cohort in sorted(cohort_of["cohort"].unique()):
+        if prepared.config.cohorts is not None and cohort not in prepared.config.cohorts:
+            continue
+        lc = lost.loc[lost["cohort"] == cohort]
+        rows.append(
+            {
+                "cohort": cohort,
+                "treated": int((cohort_of["cohort"] == cohort).sum()),
+                "matched": int((matched_t["cohort"] == cohort).sum()),
+                "matched_outside_caliper": int((far["cohort"] == cohort).sum()),
+                "unmatched": int(len(lc)),
+                "unmatched_no_comparisons": int(
+                    (lc["reason"] == "no_comparisons_in_stratum").sum()
+                ),
+                "unmatched_outside_caliper": int((lc["reason"] == "outside_caliper").sum()),
+                "unmatched_not_enrolled_or_no_data": int(
+                    lc["reason"]
+                    .isin(["not_on_roster_in_event_year", "no_pre_period_attendance"])
+                    .sum()
+                ),
+                "comparisons": int(
+                    pairs.loc[pairs["cohort"] == cohort, "comparison_student"].nunique()
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def estimate_balance(prepared: Prepared) -> pd.DataFrame:
+    """Balance of every matching covariate (and extra pre-period variables) before/after."""
+    return balance_table(
+        prepared.candidates.frame,
+        prepared.matching,
+        covariates=prepared.candidates.covariates,
+        extra=prepared.candidates.extra,
+    )
+
+
+def group_pairs(prepared: Prepared, weights: np.ndarray) -> pd.DataFrame:
+    """The matched pairs (in unit ids) of the visited units with positive weight."""
+    tu = prepared.pairs["treated_unit"].to_numpy()
+    return prepared.pairs.loc[weights[tu] > 0]
+
+
+def fit_group(
+    prepared: Prepared,
+    panel: pd.DataFrame,
+    weights: np.ndarray,
+    *,
+    outcome: str = "attendance_pp",
+    window: tuple[int, int] | None | str = "config",
+    reference: int | None = None,
+):
+    """The event study of one group: its units re-weighted, outcome regression-adjusted.
+
+    ``window="config"`` takes the window of the parameters; ``None`` bins nothing.
+    Returns None when fewer than two visited students remain.
+    """
+    config = prepared.config
+    window = config.analysis.window if window == "config" else window
+    reference = config.analysis.reference if reference is None else reference
+    w = weights[panel["unit"].to_numpy()]
+    sub = panel.loc[w > 0].assign(weight=w[w > 0])
+    if sub.loc[sub["treated"] == 1, "student"].nunique() < 2:
+        return None
+    if (sub.loc[sub["treated"] == 1, "rel_time"] == reference).sum() == 0:
+        return None
+    if config.analysis.regression_adjustment:
+        sub[outcome] = adjusted_outcome(
+            sub,
+            prepared.unit_x,
+            group_pairs(prepared, weights),
+            outcome=outcome,
+            window=window,
+            reference=reference,
+        )
+    return event_study(
+        sub, outcome=outcome, window=window, reference=reference, cluster=config.analysis.cluster
+    )
+
+
+def _event_table(result, config: Config) -> pd.DataFrame:
+    tab = result.table(alpha=config.analysis.alpha)
+    return tab.loc[tab["rel_time"] != result.reference, EVENT_STUDY_COLUMNS[1:]]
+
+
+def estimate_event_studies(
+    prepared: Prepared,
+    *,
+    subgroups: tuple[str, ...] | None = None,
+    include_all: bool = True,
+    log: Log = _quiet,
+) -> tuple[pd.DataFrame, dict]:
+    """The event study for ``all`` and every subgroup (``event_study.csv``).
+
+    Parameters
+    ----------
+    prepared : Prepared
+        The matched sample.
+    subgroups : tuple of str, optional
+        Subgroup families to estimate (default: ``config.subgroups``; ``()`` for none).
+    include_all : bool
+        Estimate the pooled ``all`` group too.
+    log : callable
+        Stage log.
+
+    Returns
+    -------
+    table : DataFrame
+        ``group, rel_time, estimate, std_error, ci_lower, ci_upper, n_treated,
+        n_comparison``; the reference month is omitted (its estimate is 0 by definition).
+    results : dict
+        Group label -> :class:`~leapresearch.event_study.EventStudyResult`.
+    """
+    config = prepared.config
+    results: dict = {}
+    units, pairs = prepared.units, prepared.matching.pairs
+
+    def estimate(label: str, treated: pd.DataFrame) -> pd.DataFrame | None:
+        if label == GROUP_ALL:
+            weights = units["weight"].to_numpy(np.float64)
+        else:
+            weights = subgroup_weights(units, pairs, treated)
+        res = fit_group(prepared, prepared.stacked, weights)
+        if res is None:
+            return None
+        results[label] = res
+        return _event_table(res, config)
+
+    families = config.subgroups if subgroups is None else subgroups
+    groups = [
+        (label, treated)
+        for label, treated in group_definitions(prepared.attributes, families)
+        if include_all or label != GROUP_ALL
+    ]
+    table = run_by_group(groups, estimate)
+    if table.empty:
+        return pd.DataFrame(columns=EVENT_STUDY_COLUMNS), results
+    log(f"event studies: {len(results)} groups")
+    return table[EVENT_STUDY_COLUMNS], results
+
+
+def pretrend_tests(results: dict) -> pd.DataFrame:
+    """Joint Wald test that every pre-period coefficient is zero, per group."""
+    rows = []
+    for label, res in results.items():
+        w = res.pretrend_test()
+        rows.append(
+            {
+                "group": label,
+                "statistic": w.stat,
+                "df": w.df,
+                "p_value": w.p_value,
+                "n_treated": res.n_treated,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def estimate_long_term(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
+    """Difference-in-differences on annual outcomes of later school years (``long_term.csv``).
+
+    For each cohort and each of ``all`` and the grade bands, the matched units of that
+    cohort's visited students, annual outcome in pp, reference: the school year before
+    the cohort's.
+    """
+    config = prepared.config
+    attrs = prepared.attributes
+    units, pairs = prepared.units, prepared.matching.pairs
+    rows = []
+    for outcome in config.long_term.outcomes:
+        annual = annual_stacked_panel(prepared.panel, units, outcome=outcome)
+        annual = annual.rename(columns={"y": "outcome"})
+        for cohort in sorted(attrs["cohort"].dropna().unique()):
+            in_cohort = attrs.loc[attrs["cohort"] == cohort]
+            cohort_year = int(in_cohort["stack"].min()) // 10
+            groups = [(GROUP_ALL, in_cohort[["stack", "student"]])]
+            groups += [
+                (label, treated)
+                for label, treated in group_definitions(in_cohort, ["grade_band"])
+                if label != GROUP_ALL
+            ]
+            for label, treated in groups:
+                weights = subgroup_weights(units, pairs, treated)
+                res = fit_group(
+                    prepared, annual, weights, outcome="outcome", window=None, reference=-1
+                )
+                if res is None:
+                    continue
+                tab = long_term_table(res, cohort_year=cohort_year, alpha=config.analysis.alpha)
+                rows.append(tab.assign(group=label, cohort=cohort, outcome=outcome))
+    log(f"long-term: {len(rows)} fits")
+    cols = [
+        "group",
+        "cohort",
+        "school_year",
+        "years_after",
+        "outcome",
+        "estimate",
+        "std_error",
+        "ci_lower",
+        "ci_upper",
+        "n_treated",
+        "n_comparison",
+    ]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(rows, ignore_index=True)[cols]
+
+
+def estimate_naive(prepared: Prepared) -> pd.DataFrame:
+    """Naive before/after change of matched visited students, by group (``naive_pre_post.csv``)."""
+    config = prepared.config
+    tables = []
+    for label, treated in group_definitions(prepared.attributes, ("grade_band", "cohort")):
+        tab = naive_pre_post(
+            prepared.panel,
+            treated,
+            window=config.analysis.window,
+            reference=config.analysis.reference,
+        )
+        tables.append(tab.assign(group=label))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["group", "rel_time", "estimate", "n_treated"]]
+
+
+def estimate_placebo(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
+    """Placebo: a fake event month ``shift_months`` before the real one (``placebo.csv``).
+
+    Visited students are re-matched at the fake event month on the trajectory before it;
+    only months before the real event month enter. Estimates at fake ``rel_time >= 0``
+    should be zero when the design is sound.
+    """
+    config = prepared.config
+    shift = config.placebo.shift_months
+    cand = build_candidates(
+        prepared.panel,
+        pool=config.comparison_pool,
+        matching=config.matching,
+        shift=shift,
+        stacks=np.unique(prepared.units.loc[prepared.units["treated"] == 1, "stack"]),
+    )
+    fake = prepare_matched(prepared.panel, cand, config, max_rel_time=shift - 1)
+    weights = fake.units["weight"].to_numpy(np.float64)
+    res = fit_group(fake, fake.stacked, weights, window=config.placebo.window)
+    log("placebo: done")
+    tab = _event_table(res, config).assign(group=GROUP_ALL, shift_months=shift)
+    tab["pre_wald_p_value"] = res.pretrend_test().p_value
+    cols = ["group", "shift_months", *EVENT_STUDY_COLUMNS[1:], "pre_wald_p_value"]
+    return tab[cols].reset_index(drop=True)
+
+
+def estimate_robust(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
+    """Callaway-Sant'Anna event study, not-yet-visited comparisons (``robust_estimator.csv``)."""
+    config = prepared.config
+    panel = prepared.panel
+    monthly = panel.monthly[["student", "time", "rate"]]
+    ev = panel.events[["student", "event_time"]]
+    if config.cohorts is not None:
+        ev = ev.loc[panel.events["cohort"].isin(config.cohorts)]
+    if config.robust.include_never_treated or config.robust.control_group == "nevertreated":
+        data = monthly.merge(ev, on="student", how="left")
+        data = data.loc[data["event_time"].notna() | ~panel.visited_any[data["student"]]]
+    else:
+        data = monthly.merge(ev, on="student", how="inner")
+    data = data.assign(attendance_pp=100.0 * data["rate"]).drop(columns="rate")
+    res = callaway_santanna(
+        data,
+        group="event_time",
+        window=config.analysis.window,
+        control_group=config.robust.control_group,
+        include_never_treated=config.robust.include_never_treated,
+    )
+    log("robust estimator: done")
+    tab = res.table()
+    tab.insert(0, "group", GROUP_ALL)
+    return tab
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every table of the output contract, plus the objects they came from."""
+
+    prepared: Prepared
+    tables: dict[str, pd.DataFrame]
+    event_studies: dict
+
+
+def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
+    """Run the whole evaluation on validated contract tables.
+
+    Returns
+    -------
+    Evaluation
+        ``tables`` holds ``event_study``, ``long_term``, ``balance``,
+        ``matching_summary``, ``naive_pre_post``, ``pretrend_tests``,
+        ``robust_estimator`` and ``placebo``, unsuppressed (suppression is applied when
+        they are written).
+    """
+    prepared = prepare(tables, config, log=log)
+    es_table, results = estimate_event_studies(prepared, log=log)
+    out = {
+        "event_study": es_table,
+        "long_term": estimate_long_term(prepared, log=log),
+        "balance": estimate_balance(prepared),
+        "matching_summary": matching_summary(prepared),
+        "naive_pre_post": estimate_naive(prepared),
+        "pretrend_tests": pretrend_tests(results),
+        "robust_estimator": estimate_robust(prepared, log=log),
+        "placebo": estimate_placebo(prepared, log=log),
+    }
+    return Evaluation(prepared=prepared, tables=out, event_studies=results)

@@ -1,0 +1,1037 @@
+"""Propensity-score nearest-neighbour matching of visited students in a stacked design.
+
+Visited students were selected because their recent attendance was low, so part of
+their later recovery is regression to the mean. Each visited (treated) student is
+compared with never-visited students who looked alike before the visit: in the same
+*stack* (the treated student's event month, whose candidates all take that event month),
+the same district and the same grade band, and with a similar estimated propensity to be
+visited given the pre-period attendance trajectory and demographics.
+
+The module follows the conventions of R's *MatchIt* (``matchit(method = "nearest")``):
+
+* the distance is the linear propensity score (logit) of a logistic regression of
+  ``treated`` on the covariates (:func:`propensity_scores`);
+* matching is k:1 nearest-neighbour on the logit *within exact strata*, optionally with a
+  caliper expressed in standard deviations of the distance measure (MatchIt's
+  ``std.caliper = TRUE``: ``caliper * sd(distance)`` over all non-discarded units);
+* with replacement each treated student independently takes its ``k`` nearest
+  comparisons; without replacement matching is greedy in ``m_order`` order, one match per
+  treated student per round (all first matches, then all second matches, ...), as MatchIt's
+  ``nearest`` does;
+* weights target the ATT: treated 1, a comparison gets the sum over the treated students
+  it serves of ``1 / k_i`` (MatchIt's "How Matching Weights Are Computed", before its
+  ``normalize`` rescaling).
+
+Everything is vectorised over students; Python loops run over fit groups (stacks),
+columns, Newton iterations, matching slots (``1 .. ratio``) and greedy rounds only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import scipy.sparse as sp
+from scipy.special import expit
+
+MOrder = Literal["largest", "smallest", "random", "closest", "farthest"]
+"""Order in which treated students are matched without replacement (MatchIt's ``m.order``)."""
+
+CaliperScale = Literal["sd_logit"]
+"""Unit of the caliper: standard deviations of the logit over all candidate rows."""
+
+UnmatchedReason = Literal[
+    "no_comparisons_in_stratum",
+    "missing_pscore",
+    "outside_caliper",
+    "comparisons_exhausted",
+]
+"""Why a treated student received no match."""
+
+M_ORDERS: tuple[str, ...] = get_args(MOrder)
+CALIPER_SCALES: tuple[str, ...] = get_args(CaliperScale)
+UNMATCHED_REASONS: tuple[str, ...] = get_args(UnmatchedReason)
+
+DEFAULT_EXACT: tuple[str, ...] = ("stack", "district", "grade_band")
+DEFAULT_FIXED_EFFECTS: tuple[str, ...] = ("district", "grade_band")
+
+RIDGE_FALLBACK: float = 1.0
+"""Ridge penalty of the fallback fit (on the summed log-likelihood, standardised scale)."""
+
+_SEPARATION_ETA: float = 33.75
+"""|logit| beyond which a fitted probability is numerically 0 or 1 (R's ``glm`` uses 10 eps)."""
+
+_SEPARATION_COEF: float = 20.0
+"""|coefficient| (standardised covariate or fixed effect) taken as a sign of separation."""
+
+_ALIAS_TOL: float = 1e-9
+"""Columns whose 1 - R^2 on the preceding columns is below this are aliased and dropped."""
+
+
+class PropensityFitWarning(UserWarning):
+    """The maximum-likelihood logit did not converge or separated; a ridge fit was used."""
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Result of nearest-neighbour matching in a stacked design.
+
+    Attributes
+    ----------
+    matched : pandas.DataFrame
+        One row per ``(stack, student)`` in the matched sample with columns ``stack``,
+        ``student``, ``treated``, ``weight``, ``n_matches`` and ``pscore``. ``weight`` is
+        MatchIt's ATT matching weight *before* its ``normalize`` rescaling: 1 for a matched
+        treated student and ``sum(1 / k_i)`` over the treated students ``i`` a comparison
+        serves (``k_i`` = number of matches of treated ``i``). Within every stack the
+        comparison weights therefore sum to the number of matched treated students, and each
+        treated student counts once. ``n_matches`` is ``k_i`` for treated rows and the number
+        of treated students served for comparison rows.
+    pairs : pandas.DataFrame
+        One row per (treated, comparison) pair: ``stack``, ``treated_student``,
+        ``comparison_student``, ``distance`` (absolute logit difference) and ``rank``
+        (1 = nearest).
+    unmatched : pandas.DataFrame
+        Treated students without any match: ``stack``, ``student``, the other exact-match
+        columns, and ``reason`` (categorical over :data:`UNMATCHED_REASONS`):
+        ``no_comparisons_in_stratum`` (no comparison row with a finite score shares the
+        exact-match values), ``missing_pscore`` (the student's own score is NaN),
+        ``outside_caliper`` (no comparison of the stratum within the caliper) or
+        ``comparisons_exhausted`` (without replacement: comparisons within the caliper
+        existed but were all taken by treated students matched earlier).
+    pscore : pandas.Series
+        Linear propensity score (logit) of every candidate row, aligned with the
+        candidates' index (NaN where not estimable).
+    summary : pandas.DataFrame
+        Per stack: ``n_treated``, ``n_matched``, ``n_unmatched``, ``n_comparisons``
+        (distinct comparison students matched), ``n_comparison_rows`` (matched pairs, i.e.
+        comparison uses counted with multiplicity) and ``n_candidates`` (comparison
+        candidate rows available).
+    caliper_logit : float
+        Caliper in logit units actually used (``inf`` when no caliper).
+    settings : dict
+        Options and derived quantities (``sd_logit``, ``estimand``, ...).
+    """
+
+    matched: pd.DataFrame
+    pairs: pd.DataFrame
+    unmatched: pd.DataFrame
+    pscore: pd.Series
+    summary: pd.DataFrame
+    caliper_logit: float
+    settings: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------
+# propensity scores
+# --------------------------------------------------------------------------------------
+
+
+def propensity_scores(
+    candidates: pd.DataFrame,
+    *,
+    covariates: Sequence[str],
+    by: Sequence[str] = ("stack",),
+    fixed_effects: Sequence[str] = DEFAULT_FIXED_EFFECTS,
+) -> pd.Series:
+    r"""Estimate the linear propensity score (logit) of every candidate row.
+
+    A logistic regression of ``treated`` on ``covariates`` plus dummies of each
+    ``fixed_effects`` column (first level dropped) is fitted separately within every
+    combination of ``by``; the result is its linear predictor.
+
+    Parameters
+    ----------
+    candidates : pandas.DataFrame
+        One row per (stack, student) candidate with a boolean ``treated`` column, the
+        numeric ``covariates`` (no missing values) and the ``by`` and ``fixed_effects``
+        columns.
+    covariates : sequence of str
+        Numeric covariate columns.
+    by : sequence of str, default ("stack",)
+        Columns defining separate fits.
+    fixed_effects : sequence of str, default ("district", "grade_band")
+        Categorical columns entered as additive dummies.
+
+    Returns
+    -------
+    pandas.Series
+        ``pscore`` aligned with ``candidates.index``. ``attrs["fit_diagnostics"]`` holds one
+        dict per fit group (rows used, columns dropped, method, convergence).
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, a covariate is non-numeric or has missing values, or
+        ``treated`` is not boolean/0-1.
+
+    Warns
+    -----
+    PropensityFitWarning
+        When the maximum-likelihood fit of a group does not converge or separates and the
+        ridge fallback is used.
+
+    Notes
+    -----
+    Within a fit group with rows :math:`i`, the model is
+
+    .. math::
+
+        \operatorname{logit} P(T_i = 1) = \eta_i = \alpha + z_i'\beta
+            + \sum_f \gamma_{f, g_f(i)},
+
+    where :math:`z_i` are the covariates standardised within the group and
+    :math:`\gamma_{f,g}` the fixed effect of level :math:`g` of column :math:`f`
+    (:math:`\gamma_{f,1} = 0`). It is fitted by Newton-Raphson with step halving, using
+    the sparse structure of the dummies, until the relative change of the deviance is
+    below :math:`10^{-10}` (R's ``glm`` criterion). Before fitting:
+
+    * rows in a fixed-effect level containing only treated or only comparison rows are set
+      aside (repeatedly, until stable): their maximum-likelihood fixed effect is
+      :math:`\pm\infty`, they carry no information on :math:`\beta`, and their ``pscore``
+      is NaN (they cannot be matched within an exact stratum anyway);
+    * covariates constant within the group are dropped, and so are columns that are
+      (numerically) linear combinations of earlier ones, covariates first in the order
+      given, then the dummies (``1 - R^2 < 1e-9``, by a sequential Cholesky factorisation
+      of their correlation matrix), as R's ``glm`` aliases them; the linear predictor does
+      not depend on which aliased column is dropped.
+
+    If the Newton iterations do not converge in 50 steps, produce fitted probabilities
+    numerically 0 or 1 (:math:`|\eta| > 33.75`, R's ``glm`` threshold) or a coefficient
+    above 20 in absolute value (an odds ratio of :math:`5 \cdot 10^8` per standard
+    deviation or between fixed-effect levels), the data are taken to be
+    (quasi-)separated; a :class:`PropensityFitWarning` is issued and the group is refitted
+    by maximising :math:`\ell(\theta) - \tfrac{\lambda}{2}\lVert\theta_{-\alpha}
+    \rVert^2` with :math:`\lambda = 1` (a :math:`N(0, 1)` prior on standardised
+    coefficients and fixed effects), which always has a finite maximiser. A group with
+    no treated or no comparison rows gets NaN.
+    """
+    covariates = _as_names(covariates, "covariates")
+    by = _as_names(by, "by")
+    fixed_effects = _as_names(fixed_effects, "fixed_effects")
+    _require_columns(candidates, ["treated", *covariates, *by, *fixed_effects])
+    treated = _as_bool(candidates["treated"])
+    cov_arrays = {c: _numeric_values(candidates, c) for c in covariates}
+    fe_codes, fe_labels = [], []
+    for f in fixed_effects:
+        codes, uniques = pd.factorize(candidates[f], use_na_sentinel=False)
+        fe_codes.append(codes.astype(np.int64))
+        fe_labels.append((f, np.asarray(uniques, dtype=object)))
+
+    eta = np.full(len(candidates), np.nan)
+    diagnostics: list[dict[str, Any]] = []
+    groups = candidates.groupby(list(by), sort=True, observed=True, dropna=False).indices
+    for key, rows in groups.items():
+        rows = np.sort(np.asarray(rows, dtype=np.int64))
+        cov_cols = [np.asarray(cov_arrays[c][rows], dtype=float) for c in covariates]
+        for c, values in zip(covariates, cov_cols, strict=True):
+            if not np.isfinite(values).all():
+                raise ValueError(f"covariate {c!r} has missing or non-finite values")
+        eta_g, diag = _fit_group(
+            treated[rows].astype(float),
+            cov_cols,
+            covariates,
+            [codes[rows] for codes in fe_codes],
+            fe_labels,
+            group_label=f"{tuple(by)}={key!r}",
+        )
+        eta[rows] = eta_g
+        diagnostics.append({"group": key, **diag})
+    out = pd.Series(eta, index=candidates.index, name="pscore")
+    out.attrs["fit_diagnostics"] = tuple(diagnostics)
+    return out
+
+
+def _fit_group(
+    y: np.ndarray,
+    cov_cols: list[np.ndarray],
+    cov_names: Sequence[str],
+    fe_codes: list[np.ndarray],
+    fe_labels: list[tuple[str, np.ndarray]],
+    *,
+    group_label: str,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Fit one propensity model; return the linear predictor (NaN where not estimable)."""
+    n = y.size
+    eta = np.full(n, np.nan)
+    active = _informative_rows(y, fe_codes)
+    diag: dict[str, Any] = {
+        "n_rows": int(n),
+        "n_fit_rows": int(active.sum()),
+        "n_treated": int(y[active].sum()),
+        "dropped_columns": (),
+        "method": "none",
+        "converged": False,
+        "n_iter": 0,
+    }
+    ya = y[active].astype(float)
+    if ya.size == 0 or ya.min() == ya.max():
+        return eta, diag
+    # standardised covariates; constant ones dropped
+    x = np.empty((ya.size, len(cov_cols)))
+    for j, col in enumerate(cov_cols):  # loop over columns
+        x[:, j] = col[active]
+    mean = x.mean(axis=0)
+    sd = x.std(axis=0)
+    nonconst = sd > 1e-12 * np.maximum(1.0, np.abs(mean))
+    dropped = [name for name, keep in zip(cov_names, nonconst, strict=True) if not keep]
+    z = (x[:, nonconst] - mean[nonconst]) / sd[nonconst]
+    z_names = [name for name, keep in zip(cov_names, nonconst, strict=True) if keep]
+    # fixed-effect dummies (first level of each column dropped), sparse
+    dummies, d_names = _dummies([codes[active] for codes in fe_codes], fe_labels)
+    keep_z, keep_d = _non_aliased(z, dummies)
+    dropped += [z_names[j] for j in np.flatnonzero(~keep_z)]
+    dropped += [d_names[j] for j in np.flatnonzero(~keep_d)]
+    design = np.ascontiguousarray(np.column_stack([np.ones(ya.size), z[:, keep_z]]))
+    dmat = dummies[:, np.flatnonzero(keep_d)].tocsr() if dummies is not None else None
+    if dmat is not None and dmat.shape[1] == 0:
+        dmat = None
+
+    theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0)
+    method = "mle"
+    separated = bool(
+        np.any(np.abs(eta_a) > _SEPARATION_ETA) or np.any(np.abs(theta[1:]) > _SEPARATION_COEF)
+    )
+    if not converged or separated:
+        problem = "did not converge" if not converged else "is (quasi-)separated"
+        warnings.warn(
+            f"propensity model for {group_label} {problem}; refitted with a ridge penalty "
+            f"lambda={RIDGE_FALLBACK} on standardised coefficients",
+            PropensityFitWarning,
+            stacklevel=3,
+        )
+        theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=RIDGE_FALLBACK)
+        method = "ridge"
+        if not converged:
+            warnings.warn(
+                f"ridge propensity model for {group_label} did not converge either",
+                PropensityFitWarning,
+                stacklevel=3,
+            )
+    eta[active] = eta_a
+    diag.update(dropped_columns=tuple(dropped), method=method, converged=converged, n_iter=n_iter)
+    return eta, diag
+
+
+def _informative_rows(y: np.ndarray, fe_codes: list[np.ndarray]) -> np.ndarray:
+    """Rows outside fixed-effect levels that hold a single treatment class (iterated)."""
+    active = np.ones(y.size, dtype=bool)
+    changed = True
+    while changed:
+        changed = False
+        for codes in fe_codes:
+            size = codes.max() + 1 if codes.size else 0
+            n_all = np.bincount(codes[active], minlength=size)
+            n_t = np.bincount(codes[active], weights=y[active], minlength=size)
+            bad = (n_t == 0) | (n_t == n_all)
+            drop = active & bad[codes]
+            if drop.any():
+                active &= ~drop
+                changed = True
+    return active
+
+
+def _dummies(
+    codes_list: list[np.ndarray], labels: list[tuple[str, np.ndarray]]
+) -> tuple[sp.csc_array | None, list[str]]:
+    """Sparse dummy matrix of several categorical code arrays (first level of each dropped)."""
+    blocks, names = [], []
+    for codes, (name, uniques) in zip(codes_list, labels, strict=True):
+        levels, inv = np.unique(codes, return_inverse=True)
+        if levels.size <= 1:
+            continue
+        mask = inv > 0
+        n = codes.size
+        blocks.append(
+            sp.csc_array(
+                (np.ones(mask.sum()), (np.flatnonzero(mask), inv[mask] - 1)),
+                shape=(n, levels.size - 1),
+            )
+        )
+        names += [f"{name}[{uniques[lev]}]" for lev in levels[1:]]
+    if not blocks:
+        return None, []
+    return sp.hstack(blocks, format="csc"), names
+
+
+def _non_aliased(z: np.ndarray, dummies: sp.csc_array | None) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of ``[z | dummies]`` that are not linear combinations of earlier ones."""
+    n, p = z.shape
+    g = 0 if dummies is None else dummies.shape[1]
+    if p + g == 0:
+        return np.ones(p, dtype=bool), np.ones(g, dtype=bool)
+    gram = np.empty((p + g, p + g))
+    gram[:p, :p] = z.T @ z
+    if g:
+        dmean = np.asarray(dummies.sum(axis=0)).ravel() / n
+        dz = np.asarray(dummies.T @ z)
+        dd = (dummies.T @ dummies).toarray() - n * np.outer(dmean, dmean)
+        gram[p:, :p] = dz
+        gram[:p, p:] = dz.T
+        gram[p:, p:] = dd
+    scale = np.sqrt(np.clip(np.diag(gram), 1e-300, None))
+    corr = gram / np.outer(scale, scale)
+    # sequential Cholesky without pivoting: column j is kept if 1 - R^2 of its regression
+    # on the kept earlier columns exceeds the tolerance (loop over columns, not rows)
+    keep = np.zeros(p + g, dtype=bool)
+    chol = np.zeros((p + g, p + g))
+    kept: list[int] = []
+    for j in range(p + g):
+        if kept:
+            lk = scipy.linalg.solve_triangular(
+                chol[np.ix_(kept, kept)], corr[kept, j], lower=True, check_finite=False
+            )
+            resid = corr[j, j] - lk @ lk
+        else:
+            lk, resid = np.zeros(0), corr[j, j]
+        if resid > _ALIAS_TOL:
+            chol[j, kept] = lk
+            chol[j, j] = np.sqrt(resid)
+            kept.append(j)
+            keep[j] = True
+    return keep[:p], keep[p:]
+
+
+def _logit_newton(
+    design: np.ndarray,
+    dmat: sp.csr_array | None,
+    y: np.ndarray,
+    *,
+    ridge: float,
+    max_iter: int = 50,
+    tol: float = 1e-10,
+) -> tuple[np.ndarray, bool, int, np.ndarray]:
+    """Newton-Raphson logistic regression on ``[design | dmat]``; column 0 is unpenalised."""
+    p = design.shape[1]
+    g = 0 if dmat is None else dmat.shape[1]
+    theta = np.zeros(p + g)
+    ybar = y.mean()
+    theta[0] = np.log(ybar / (1.0 - ybar))
+    pen = np.full(p + g, ridge)
+    pen[0] = 0.0
+
+    def linear(th: np.ndarray) -> np.ndarray:
+        out = design @ th[:p]
+        if g:
+            out = out + dmat @ th[p:]
+        return out
+
+    def objective(eta: np.ndarray, th: np.ndarray) -> float:
+        dev = 2.0 * float(np.sum(np.logaddexp(0.0, eta)) - y @ eta)
+        return dev + float(pen @ (th * th))
+
+    eta = linear(theta)
+    obj = objective(eta, theta)
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 - iteration count is reported
+        mu = expit(eta)
+        w = mu * (1.0 - mu)
+        resid = y - mu
+        grad = np.empty(p + g)
+        grad[:p] = design.T @ resid
+        hess = np.empty((p + g, p + g))
+        root_w = design * np.sqrt(w)[:, None]
+        hess[:p, :p] = root_w.T @ root_w  # numpy uses a symmetric rank-k update here
+        if g:
+            grad[p:] = dmat.T @ resid
+            dmat_w = dmat.copy()  # rows scaled by w
+            dmat_w.data = dmat.data * np.repeat(w, np.diff(dmat.indptr))
+            hdz = np.asarray(dmat_w.T @ design)
+            hess[p:, :p] = hdz
+            hess[:p, p:] = hdz.T
+            hess[p:, p:] = (dmat.T @ dmat_w).toarray()
+        grad -= pen * theta
+        hess[np.diag_indices_from(hess)] += pen
+        try:
+            step = scipy.linalg.solve(hess, grad, assume_a="pos")
+        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+            step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+        t = 1.0
+        while True:
+            new = theta + t * step
+            eta_new = linear(new)
+            obj_new = objective(eta_new, new)
+            if obj_new <= obj + 1e-12 * abs(obj) or t < 1e-10:
+                break
+            t *= 0.5
+        change = abs(obj - obj_new) / (abs(obj_new) + 0.1)
+        theta, eta, obj = new, eta_new, obj_new
+        if change < tol:
+            converged = True
+            break
+    return theta, converged, it, eta
+
+
+# --------------------------------------------------------------------------------------
+# matching
+# --------------------------------------------------------------------------------------
+
+
+def nearest_neighbor_match(
+    candidates: pd.DataFrame,
+    pscore: pd.Series,
+    *,
+    exact: Sequence[str] = DEFAULT_EXACT,
+    ratio: int = 3,
+    caliper: float | None = 0.2,
+    caliper_scale: CaliperScale = "sd_logit",
+    replace: bool = True,
+    m_order: MOrder = "largest",
+    seed: int = 0,
+) -> MatchResult:
+    r"""Match every treated student to its ``ratio`` nearest comparisons on the logit.
+
+    Parameters
+    ----------
+    candidates : pandas.DataFrame
+        One row per (stack, student) candidate with ``stack`` and ``student`` (int64),
+        boolean ``treated`` and the ``exact`` columns. ``(stack, student)`` must be unique.
+    pscore : pandas.Series
+        Linear propensity score of every candidate row, with the same index as
+        ``candidates`` (e.g. from :func:`propensity_scores`). NaN rows cannot be matched.
+    exact : sequence of str, default ("stack", "district", "grade_band")
+        Exact-match columns; must include ``stack`` so comparisons take the treated
+        student's event month.
+    ratio : int, default 3
+        Number ``k`` of comparisons per treated student (k:1 matching).
+    caliper : float or None, default 0.2
+        Maximum logit distance in units of ``caliper_scale``; None for no caliper.
+    caliper_scale : {"sd_logit"}, default "sd_logit"
+        ``caliper_logit = caliper * sd(pscore)``, the sample standard deviation of the
+        logit over all candidate rows with a finite score (treated and comparison, every
+        stack), as MatchIt's ``std.caliper = TRUE`` (``sd(distance[!discarded])``).
+    replace : bool, default True
+        Whether a comparison row may serve several treated students of its stack.
+    m_order : {"largest", "smallest", "random", "closest", "farthest"}, default "largest"
+        Greedy order without replacement (ignored with replacement): by descending or
+        ascending logit (MatchIt's default for propensity scores is ``"largest"``), in a
+        seeded random order, or by ascending/descending distance to the nearest comparison
+        of the stratum before any matching.
+    seed : int, default 0
+        Seed of the :class:`numpy.random.Generator` that breaks ties.
+
+    Returns
+    -------
+    MatchResult
+        Matched sample, pairs, unmatched treated students with reasons, summary.
+
+    Raises
+    ------
+    ValueError
+        For missing columns, duplicate ``(stack, student)`` rows, ``stack`` missing from
+        ``exact``, a misaligned ``pscore``, or invalid ``ratio``, ``caliper``,
+        ``caliper_scale`` or ``m_order``.
+
+    Notes
+    -----
+    Let :math:`\eta` be the logit and :math:`c = \text{caliper} \cdot
+    \operatorname{sd}(\eta)`. A comparison :math:`j` is eligible for treated :math:`i`
+    if it shares every ``exact`` value and :math:`|\eta_i - \eta_j| \le c`.
+
+    *With replacement* treated :math:`i` takes the :math:`k_i = \min(k, \#\text{eligible})`
+    eligible comparisons with the smallest distance. They lie among the :math:`k`
+    neighbours on each side of :math:`\eta_i` in the stratum's sorted logits, so a
+    window of :math:`2k` candidates per treated student suffices (exact, vectorised).
+
+    *Without replacement* matching is MatchIt's greedy nearest neighbour: for slot
+    :math:`r = 1, \dots, k`, treated students that obtained a match in slot :math:`r-1`
+    take, one by one in ``m_order`` order, the nearest eligible comparison not yet used
+    in the stack. It is computed exactly in vectorised rounds: every pending treated
+    student proposes its nearest available comparison (left/right neighbours in sorted
+    order, skipping used runs); within a stratum, the proposals up to the first one that
+    repeats an earlier proposal are exactly what the sequential algorithm would choose
+    and are accepted; the rest propose again.
+
+    Ties in distance are broken by a total order that is the same for every treated
+    student: comparisons with equal logits are ordered by a seeded random permutation
+    of the sorted ``(stack, student)`` keys (so the result does not depend on row order),
+    and equidistant neighbours on both sides go to the closer one in that order, then to
+    the lower logit.
+
+    Weights (ATT): treated :math:`w_i = 1` if :math:`k_i > 0`; comparison
+    :math:`w_j = \sum_{i \ni j} 1 / k_i`. These are MatchIt's weights before
+    ``normalize``; within each stack :math:`\sum_j w_j` equals the number of matched
+    treated students. A comparison student may appear in several stacks (different rows):
+    without replacement it is used at most once *per stack*.
+    """
+    exact = _as_names(exact, "exact")
+    if "stack" not in exact:
+        raise ValueError(f"exact must include 'stack' (stacked design), got {exact!r}")
+    _require_columns(candidates, ["stack", "student", "treated", *exact])
+    if isinstance(ratio, bool) or not isinstance(ratio, int | np.integer) or ratio < 1:
+        raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
+    ratio = int(ratio)
+    if caliper is not None and not (np.isfinite(caliper) and caliper > 0):
+        raise ValueError(f"caliper must be a positive number or None, got {caliper!r}")
+    if caliper_scale not in CALIPER_SCALES:
+        raise ValueError(f"caliper_scale must be one of {CALIPER_SCALES}, got {caliper_scale!r}")
+    if m_order not in M_ORDERS:
+        raise ValueError(f"m_order must be one of {M_ORDERS}, got {m_order!r}")
+    if not isinstance(pscore, pd.Series) or not pscore.index.equals(candidates.index):
+        raise ValueError(
+            "pscore must be a pandas Series with the same index as candidates "
+            f"(got {type(pscore).__name__} of length {len(pscore)})"
+        )
+
+    n = len(candidates)
+    stack = candidates["stack"].to_numpy(dtype=np.int64)
+    student = candidates["student"].to_numpy(dtype=np.int64)
+    treated = _as_bool(candidates["treated"])
+    _check_unique_keys(stack, student)
+    eta = pscore.to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(eta)
+    sd_logit = float(np.std(eta[finite], ddof=1)) if finite.sum() > 1 else float("nan")
+    if caliper is None:
+        caliper_logit = float("inf")
+    elif not np.isfinite(sd_logit):
+        raise ValueError("cannot scale the caliper: fewer than two finite propensity scores")
+    else:
+        caliper_logit = float(caliper) * sd_logit
+
+    stratum = _group_codes(candidates, exact)
+    n_strata = int(stratum.max()) + 1 if n else 0
+    tiekey = _tie_keys(stack, student, seed)
+
+    # comparison pool sorted by (stratum, logit, tie key)
+    c_rows = np.flatnonzero(~treated & finite)
+    c_rows = c_rows[np.lexsort((tiekey[c_rows], eta[c_rows], stratum[c_rows]))]
+    c_strat = stratum[c_rows]
+    c_eta = eta[c_rows]
+    c_count = np.bincount(c_strat, minlength=n_strata)
+    c_end = np.cumsum(c_count)
+    c_start = c_end - c_count
+
+    # treated: position of the first comparison with logit >= theirs in the sorted pool
+    t_rows = np.flatnonzero(treated)
+    t_ok = finite[t_rows] & (c_count[stratum[t_rows]] > 0)
+    tv = t_rows[t_ok]
+    pos = _insertion_points(stratum, eta, c_rows, tv)
+    geom = _Geometry(c_eta, c_start, c_end, stratum[tv], eta[tv], pos)
+
+    if replace:
+        match_idx, match_dist = _match_with_replacement(geom, ratio, caliper_logit)
+        exhausted = np.zeros(tv.size, dtype=bool)
+    else:
+        match_idx, match_dist, exhausted = _match_without_replacement(
+            geom, ratio, caliper_logit, m_order, tiekey[tv]
+        )
+
+    # ---- assemble outputs ---------------------------------------------------------
+    k_i = (match_idx >= 0).sum(axis=1)
+    t_pair, slot = np.nonzero(match_idx >= 0)
+    pair_t_rows = tv[t_pair]
+    pair_c_rows = c_rows[match_idx[t_pair, slot]]
+    pair_dist = match_dist[t_pair, slot]
+    pairs = pd.DataFrame(
+        {
+            "stack": stack[pair_t_rows],
+            "treated_student": student[pair_t_rows],
+            "comparison_student": student[pair_c_rows],
+            "distance": pair_dist,
+            "rank": (slot + 1).astype(np.int64),
+        }
+    )
+    pairs = pairs.sort_values(["stack", "treated_student", "rank"], ignore_index=True)
+
+    n_matches = np.zeros(n, dtype=np.int64)
+    n_matches[tv] = k_i
+    weight = np.zeros(n)
+    weight[tv] = (k_i > 0).astype(float)
+    inv_k = 1.0 / k_i[t_pair]
+    weight += np.bincount(pair_c_rows, weights=inv_k, minlength=n)
+    n_matches += np.bincount(pair_c_rows, minlength=n)
+    in_sample = n_matches > 0
+    matched = pd.DataFrame(
+        {
+            "stack": stack[in_sample],
+            "student": student[in_sample],
+            "treated": treated[in_sample],
+            "weight": weight[in_sample],
+            "n_matches": n_matches[in_sample],
+            "pscore": eta[in_sample],
+        }
+    )
+    matched = matched.sort_values(
+        ["stack", "treated", "student"], ascending=[True, False, True], ignore_index=True
+    )
+
+    # unmatched treated students and reasons
+    reason = np.full(t_rows.size, "", dtype=object)
+    no_comp = c_count[stratum[t_rows]] == 0
+    reason[no_comp] = "no_comparisons_in_stratum"
+    reason[~no_comp & ~finite[t_rows]] = "missing_pscore"
+    ok_pos = np.flatnonzero(t_ok)
+    zero = k_i == 0
+    reason[ok_pos[zero & ~exhausted]] = "outside_caliper"
+    reason[ok_pos[zero & exhausted]] = "comparisons_exhausted"
+    um = reason != ""
+    um_rows = t_rows[um]
+    other_exact = [c for c in exact if c != "stack"]
+    unmatched = pd.DataFrame({"stack": stack[um_rows], "student": student[um_rows]})
+    for col in other_exact:
+        unmatched[col] = candidates[col].to_numpy()[um_rows]
+    unmatched["reason"] = pd.Categorical(reason[um], categories=UNMATCHED_REASONS)
+    unmatched = unmatched.sort_values(["stack", "student"], ignore_index=True)
+
+    summary = _summary(stack, treated, finite, in_sample, tv, k_i, pair_t_rows)
+
+    settings: dict[str, Any] = {
+        "estimand": "ATT",
+        "distance": "linear propensity score (logit)",
+        "exact": exact,
+        "ratio": ratio,
+        "caliper": caliper,
+        "caliper_scale": caliper_scale,
+        "sd_logit": sd_logit,
+        "replace": bool(replace),
+        "m_order": m_order if not replace else None,
+        "seed": seed,
+        "weights": "treated 1; comparison sum of 1/k_i over treated served (not normalised)",
+        "n_candidates": n,
+        "n_unique_comparison_students": int(np.unique(student[in_sample & ~treated]).size),
+    }
+    return MatchResult(
+        matched=matched,
+        pairs=pairs,
+        unmatched=unmatched,
+        pscore=pscore.rename("pscore"),
+        summary=summary,
+        caliper_logit=caliper_logit,
+        settings=settings,
+    )
+
+
+def match(
+    candidates: pd.DataFrame,
+    *,
+    covariates: Sequence[str],
+    exact: Sequence[str] = DEFAULT_EXACT,
+    ratio: int = 3,
+    caliper: float | None = 0.2,
+    replace: bool = True,
+    m_order: MOrder = "largest",
+    seed: int = 0,
+    by: Sequence[str] = ("stack",),
+    fixed_effects: Sequence[str] = DEFAULT_FIXED_EFFECTS,
+) -> MatchResult:
+    """Estimate propensity scores and match (:func:`propensity_scores` then NN matching).
+
+    Parameters
+    ----------
+    candidates : pandas.DataFrame
+        Candidate rows (see :func:`nearest_neighbor_match`).
+    covariates : sequence of str
+        Covariates of the propensity model.
+    exact, ratio, caliper, replace, m_order, seed
+        See :func:`nearest_neighbor_match`.
+    by, fixed_effects
+        See :func:`propensity_scores`.
+
+    Returns
+    -------
+    MatchResult
+        As :func:`nearest_neighbor_match`, with ``covariates``, ``by``, ``fixed_effects`` and
+        the propensity ``fit_diagnostics`` added to ``settings``.
+
+    Notes
+    -----
+    The linear propensity score is fitted within each ``by`` group (default: each stack)
+    with additive fixed-effect dummies, then treated students are matched k:1 within
+    ``exact`` strata with a caliper of ``caliper`` standard deviations of the logit.
+    """
+    ps = propensity_scores(candidates, covariates=covariates, by=by, fixed_effects=fixed_effects)
+    res = nearest_neighbor_match(
+        candidates,
+        ps,
+        exact=exact,
+        ratio=ratio,
+        caliper=caliper,
+        replace=replace,
+        m_order=m_order,
+        seed=seed,
+    )
+    settings = {
+        **res.settings,
+        "covariates": tuple(covariates),
+        "by": tuple(by),
+        "fixed_effects": tuple(fixed_effects),
+        "fit_diagnostics": ps.attrs.get("fit_diagnostics", ()),
+    }
+    return MatchResult(
+        matched=res.matched,
+        pairs=res.pairs,
+        unmatched=res.unmatched,
+        pscore=res.pscore,
+        summary=res.summary,
+        caliper_logit=res.caliper_logit,
+        settings=settings,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# matching internals
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Sorted comparison pool and the treated students' positions in it."""
+
+    c_eta: np.ndarray  # logits of the sorted comparison pool
+    c_start: np.ndarray  # first pool index of each stratum
+    c_end: np.ndarray  # one past the last pool index of each stratum
+    t_strat: np.ndarray  # stratum of each (matchable) treated student
+    t_eta: np.ndarray  # logit of each treated student
+    pos: np.ndarray  # first pool index with logit >= t_eta (within the stratum)
+
+
+def _insertion_points(
+    stratum: np.ndarray, eta: np.ndarray, c_rows: np.ndarray, t_rows: np.ndarray
+) -> np.ndarray:
+    """Index in the sorted pool of the first comparison of the stratum with logit >= eta_t.
+
+    Merges treated and comparison rows sorted by (stratum, logit, comparison-after-treated)
+    and counts the comparisons preceding every treated row.
+    """
+    rows = np.concatenate([c_rows, t_rows])
+    is_c = np.concatenate([np.ones(c_rows.size, np.int64), np.zeros(t_rows.size, np.int64)])
+    # comparisons keep their pool order among equal (stratum, logit): lexsort is stable
+    order = np.lexsort((is_c, eta[rows], stratum[rows]))
+    before = np.cumsum(is_c[order]) - is_c[order]
+    out = np.empty(rows.size, dtype=np.int64)
+    out[order] = before
+    return out[c_rows.size :]
+
+
+def _match_with_replacement(
+    geom: _Geometry, k: int, caliper: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each treated student's k nearest eligible comparisons (pool indices, -1 if none)."""
+    nt = geom.pos.size
+    if nt == 0:
+        return np.zeros((0, k), dtype=np.int64), np.zeros((0, k))
+    off = np.arange(-k, k)
+    idx = geom.pos[:, None] + off[None, :]
+    lo = geom.c_start[geom.t_strat][:, None]
+    hi = geom.c_end[geom.t_strat][:, None]
+    valid = (idx >= lo) & (idx < hi)
+    safe = np.clip(idx, 0, geom.c_eta.size - 1)
+    dist = np.abs(geom.c_eta[safe] - geom.t_eta[:, None])
+    ok = valid & (dist <= caliper)
+    key = np.where(ok, dist, np.inf)
+    # secondary order: closer in sorted position, then the left (lower-logit) side
+    gap = np.where(off < 0, -off - 1, off)
+    second = np.broadcast_to(2 * gap + (off >= 0), key.shape)
+    row = np.broadcast_to(np.arange(nt)[:, None], key.shape)
+    order = np.lexsort((second.ravel(), key.ravel(), row.ravel())).reshape(nt, 2 * k)
+    order = order - (np.arange(nt) * 2 * k)[:, None]
+    take = order[:, :k]
+    best_key = np.take_along_axis(key, take, axis=1)
+    best_idx = np.take_along_axis(idx, take, axis=1)
+    found = np.isfinite(best_key)
+    return np.where(found, best_idx, -1), np.where(found, best_key, np.nan)
+
+
+def _nearest_available(
+    geom: _Geometry, sel: np.ndarray, taken: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest comparison not in ``taken`` (sorted pool indices) for treated ``sel``."""
+    pos = geom.pos[sel]
+    x = geom.t_eta[sel]
+    lo = geom.c_start[geom.t_strat[sel]]
+    hi = geom.c_end[geom.t_strat[sel]]
+    left = pos - 1
+    right = pos.copy()
+    if taken.size:
+        new_run = np.r_[True, np.diff(taken) != 1]
+        run_id = np.cumsum(new_run) - 1
+        run_first = taken[new_run]
+        run_last = taken[np.r_[new_run[1:], True]]
+        for side, arr in (("left", left), ("right", right)):
+            at = np.searchsorted(taken, arr)
+            atc = np.minimum(at, taken.size - 1)
+            hit = (at < taken.size) & (taken[atc] == arr)
+            if side == "left":
+                left = np.where(hit, run_first[run_id[atc]] - 1, arr)
+            else:
+                right = np.where(hit, run_last[run_id[atc]] + 1, arr)
+    size = geom.c_eta.size
+    has_l = left >= lo
+    has_r = right < hi
+    dl = np.where(has_l, np.abs(x - geom.c_eta[np.clip(left, 0, size - 1)]), np.inf)
+    dr = np.where(has_r, np.abs(geom.c_eta[np.clip(right, 0, size - 1)] - x), np.inf)
+    gap_l = pos - 1 - left
+    gap_r = right - pos
+    pick_left = (dl < dr) | ((dl == dr) & (gap_l <= gap_r))
+    cand = np.where(pick_left, left, right)
+    dist = np.where(pick_left, dl, dr)
+    cand = np.where(np.isfinite(dist), cand, -1)
+    return cand, dist
+
+
+def _match_without_replacement(
+    geom: _Geometry, k: int, caliper: float, m_order: str, tiekey_t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy k:1 matching without replacement, exactly as the sequential algorithm."""
+    nt = geom.pos.size
+    if nt == 0:
+        return np.zeros((0, k), dtype=np.int64), np.zeros((0, k)), np.zeros(0, dtype=bool)
+    none = np.zeros(0, dtype=np.int64)
+    _, d0 = _nearest_available(geom, np.arange(nt), none)
+    if m_order == "largest":
+        prio = -geom.t_eta
+    elif m_order == "smallest":
+        prio = geom.t_eta
+    elif m_order == "closest":
+        prio = d0
+    elif m_order == "farthest":
+        prio = -d0
+    else:  # random
+        prio = np.zeros(nt)
+    # process treated in (stratum, priority, tie key) order
+    order = np.lexsort((tiekey_t, prio, geom.t_strat))
+    match_idx = np.full((nt, k), -1, dtype=np.int64)
+    match_dist = np.full((nt, k), np.nan)
+    taken = none
+    alive = np.ones(nt, dtype=bool)  # obtained a match in the previous slot
+    for r in range(k):
+        pending = alive[order].copy()  # in processing order
+        got = np.zeros(nt, dtype=bool)
+        while pending.any():
+            u = order[pending]  # treated ids, in processing order
+            cand, dist = _nearest_available(geom, u, taken)
+            has = (cand >= 0) & (dist <= caliper)
+            pos_in_order = np.flatnonzero(pending)
+            pending[pos_in_order[~has]] = False
+            u2, c2, d2, po2 = u[has], cand[has], dist[has], pos_in_order[has]
+            if u2.size == 0:
+                break
+            _, first = np.unique(c2, return_index=True)
+            dup = np.ones(u2.size, dtype=np.int64)
+            dup[first] = 0
+            strat = geom.t_strat[u2]
+            new_group = np.r_[True, strat[1:] != strat[:-1]]
+            csum = np.cumsum(dup)
+            base = (csum - dup)[new_group][np.cumsum(new_group) - 1]
+            accept = (csum - base) == 0
+            match_idx[u2[accept], r] = c2[accept]
+            match_dist[u2[accept], r] = d2[accept]
+            got[u2[accept]] = True
+            pending[po2[accept]] = False
+            taken = np.union1d(taken, c2[accept])
+        alive &= got
+    exhausted = (match_idx[:, 0] < 0) & (d0 <= caliper)
+    return match_idx, match_dist, exhausted
+
+
+def _summary(
+    stack: np.ndarray,
+    treated: np.ndarray,
+    finite: np.ndarray,
+    in_sample: np.ndarray,
+    tv: np.ndarray,
+    k_i: np.ndarray,
+    pair_t_rows: np.ndarray,
+) -> pd.DataFrame:
+    """Per-stack counts of treated, matched, unmatched and comparison rows."""
+    stacks, code = np.unique(stack, return_inverse=True)
+    size = stacks.size
+    n_treated = np.bincount(code[treated], minlength=size)
+    n_matched = np.bincount(code[tv[k_i > 0]], minlength=size)
+    n_comp = np.bincount(code[in_sample & ~treated], minlength=size)
+    n_pairs = np.bincount(code[pair_t_rows], minlength=size)
+    n_cand = np.bincount(code[~treated & finite], minlength=size)
+    return pd.DataFrame(
+        {
+            "stack": stacks,
+            "n_treated": n_treated,
+            "n_matched": n_matched,
+            "n_unmatched": n_treated - n_matched,
+            "n_comparisons": n_comp,
+            "n_comparison_rows": n_pairs,
+            "n_candidates": n_cand,
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------
+
+
+def _as_names(names: Sequence[str] | str, what: str) -> tuple[str, ...]:
+    """Validate a sequence of column names (a bare string is rejected)."""
+    if isinstance(names, str):
+        raise ValueError(f"{what} must be a sequence of column names, got the string {names!r}")
+    out = tuple(names)
+    if any(not isinstance(c, str) for c in out):
+        raise ValueError(f"{what} must contain column names (str), got {out!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{what} has duplicate names: {out!r}")
+    return out
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Raise ValueError naming the columns missing from ``frame``."""
+    missing = [c for c in dict.fromkeys(columns) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"candidates lacks column(s) {missing}")
+
+
+def _as_bool(col: pd.Series) -> np.ndarray:
+    """Return the ``treated`` column as a numpy bool array (bool or 0/1 accepted)."""
+    if pd.api.types.is_bool_dtype(col.dtype):
+        if col.isna().any():
+            raise ValueError("treated has missing values")
+        return col.to_numpy(dtype=bool)
+    values = col.to_numpy()
+    if pd.api.types.is_numeric_dtype(col.dtype) and np.isin(values, (0, 1)).all():
+        return values.astype(bool)
+    raise ValueError(f"treated must be boolean or 0/1, got dtype {col.dtype}")
+
+
+def _numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """Return a numeric column as a numpy array, without copying numpy-backed columns."""
+    col = frame[name]
+    if not (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)):
+        raise ValueError(f"covariate {name!r} must be numeric, got dtype {col.dtype}")
+    if isinstance(col.dtype, np.dtype):
+        return col.to_numpy()
+    return col.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _check_unique_keys(stack: np.ndarray, student: np.ndarray) -> None:
+    """Raise ValueError if a (stack, student) pair occurs twice."""
+    order = np.lexsort((student, stack))
+    s, t = stack[order], student[order]
+    dup = (s[1:] == s[:-1]) & (t[1:] == t[:-1])
+    if dup.any():
+        i = np.flatnonzero(dup)[0]
+        raise ValueError(f"duplicate candidate row (stack={s[i]}, student={t[i]})")
+
+
+def _group_codes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """Dense int64 codes of the combinations of ``columns`` (NaN is its own level)."""
+    if len(frame) == 0:
+        return np.zeros(0, dtype=np.int64)
+    codes = np.zeros(len(frame), dtype=np.int64)
+    for col in columns:
+        c, uniques = pd.factorize(frame[col], use_na_sentinel=False)
+        codes = codes * (len(uniques) + 1) + c
+        codes = np.unique(codes, return_inverse=True)[1].astype(np.int64)
+    return codes
+
+
+def _tie_keys(stack: np.ndarray, student: np.ndarray, seed: int) -> np.ndarray:
+    """Seeded random permutation assigned in sorted (stack, student) order."""
+    order = np.lexsort((student, stack))
+    perm = np.random.default_rng(seed).permutation(stack.size)
+    key = np.empty(stack.size, dtype=np.int64)
+    key[order] = perm
+    return key

@@ -1,0 +1,77 @@
+"""The small vocabulary the notebooks use to show results.
+
+Notebooks call analytic functions of the package and show their results through
+:func:`show` (the published, suppressed table, rounded for print) and :func:`say`
+(a generated sentence as Markdown). Nothing here computes an estimate.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from leapresearch import narrative
+from leapresearch.config import Config
+from leapresearch.outputs import publishable
+from leapresearch.session import Session, open_session
+
+__all__ = [
+    "Session",
+    "inputs_table",
+    "narrative",
+    "open_session",
+    "say",
+    "show",
+    "summary_table",
+]
+
+
+def show(table: pd.DataFrame, name: str, config: Config, *, digits: int = 2) -> pd.DataFrame:
+    """The table as published (small cells suppressed), floats rounded for print.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A result table.
+    name : str
+        Its name in the output contract (selects complementary-suppression rules).
+    config : Config
+        Provides the privacy thresholds.
+    digits : int
+        Decimals shown; the written CSV keeps six.
+    """
+    out = publishable(table, name, privacy=config.privacy)
+    floats = out.select_dtypes("float").columns
+    out[floats] = out[floats].round(digits)
+    return out
+
+
+def say(text: str):
+    """Render a generated sentence as Markdown in the notebook."""
+    from IPython.display import Markdown
+
+    return Markdown(text)
+
+
+def inputs_table(session: Session) -> pd.DataFrame:
+    """Each input file with its size and sha256 (the provenance of the numbers below)."""
+    rows = [{"table": k, **v} for k, v in session.inputs.items()]
+    return pd.DataFrame(rows)[["table", "file", "bytes", "sha256"]]
+
+
+def summary_table(session: Session) -> pd.DataFrame:
+    """The validation summary as a two-column table (aggregates only).
+
+    Counts by cohort are left out here: they are shown through suppression elsewhere.
+    """
+    rows = []
+    for key, value in session.summary.items():
+        if key == "cohorts":
+            continue
+        if isinstance(value, dict):
+            for k, v in value.items():
+                rows.append({"item": f"{key}: {k}", "value": v})
+        elif isinstance(value, (list, tuple)):
+            rows.append({"item": key, "value": ", ".join(map(str, value))})
+        else:
+            rows.append({"item": key, "value": value})
+    return pd.DataFrame(rows).astype({"value": str})

@@ -1,0 +1,341 @@
+"""The analytic panel: student x school-month attendance, annual rates, first visits.
+
+Everything downstream (comparison pools, matching, event studies, long-term effects)
+works on integer student codes; the pseudonymous ``student_id`` of the raw tables stays
+inside :class:`AnalyticPanel` and is never written anywhere.
+
+Definitions follow the data contract: the attendance rate of a period is
+``(sum attended) / (sum membership)`` over every row (in-person plus remote, every school)
+in the period; July and August rows carry no school-year attendance; a student-month
+with zero membership has no rate; the first visit is the earliest *completed* visit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.calendar import (
+    cohort_label,
+    event_month_index,
+    school_month_index,
+    school_year_start,
+    split_month,
+)
+from leapresearch.types import GRADE_TO_BAND, RACES
+
+ROSTER_COLUMNS = (
+    "district",
+    "school_id",
+    "grade",
+    "gender",
+    "race_ethnicity",
+    "meal_status",
+    "ell",
+    "swd",
+    "home_language",
+)
+
+
+@dataclass(frozen=True)
+class AnalyticPanel:
+    """Student-level analysis data built from the three contract tables.
+
+    Attributes
+    ----------
+    n_students : int
+        Number of distinct students (codes ``0 .. n_students - 1``).
+    roster : DataFrame
+        One row per (student, year): ``student``, ``year`` (first calendar year of the
+        school year), roster columns, ``grade_band``, ``school`` (integer school code).
+    monthly : DataFrame
+        One row per (student, time) with membership: ``student``, ``time`` (school-month
+        index), ``year``, ``attended``, ``membership``, ``rate``.
+    annual : DataFrame
+        One row per (student, year): ``attended``, ``membership``, ``rate``,
+        ``chronically_absent`` (rate below the threshold), ``months``.
+    events : DataFrame
+        One row per student with a completed visit: ``student``, ``first_visit_date``,
+        ``event_time``, ``cohort``, ``first_visit_location``, ``visitor_type``,
+        ``n_completed_visits``, ``visits`` (``1``, ``2-3``, ``4+``), ``visit_district``.
+    visited_any : ndarray of bool
+        Students with any visit record (completed or attempted), by code.
+    time_min : int
+        The first school-month index of the dense matrices.
+    rates : ndarray
+        Dense ``(n_students, n_times)`` attendance rates, NaN without membership.
+    counts : dict
+        Counts of rows set aside by definition (summer rows, zero-membership months).
+    """
+
+    n_students: int
+    roster: pd.DataFrame
+    monthly: pd.DataFrame
+    annual: pd.DataFrame
+    events: pd.DataFrame
+    visited_any: np.ndarray
+    time_min: int
+    rates: np.ndarray
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def times(self) -> np.ndarray:
+        """School-month indices of the columns of :attr:`rates`."""
+        return np.arange(self.time_min, self.time_min + self.rates.shape[1])
+
+
+def _student_codes(students: pd.DataFrame) -> pd.Index:
+    return pd.Index(np.sort(students["student_id"].astype(str).unique()))
+
+
+def _codes(ids: pd.Series, index: pd.Index) -> np.ndarray:
+    codes = index.get_indexer(ids.astype(str))
+    if (codes < 0).any():
+        raise ValueError(
+            f"{int((codes < 0).sum())} rows refer to students missing from the roster "
+            "(the contract validator should have refused them)"
+        )
+    return codes.astype(np.int64)
+
+
+def build_roster(students: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    """Roster rows keyed by integer student code and school-year start.
+
+    Parameters
+    ----------
+    students : DataFrame
+        The contract's ``students`` table.
+    index : Index
+        Sorted student ids; a student's code is its position.
+
+    Returns
+    -------
+    DataFrame
+        ``student``, ``year``, roster columns, ``grade_band`` and ``school`` (integer code
+        of ``(district, school_id)``), sorted by student and year.
+    """
+    years = students["school_year"].astype(str)
+    starts = {y: school_year_start(y) for y in years.unique()}
+    out = pd.DataFrame(
+        {
+            "student": _codes(students["student_id"], index),
+            "year": years.map(starts).astype(np.int64).to_numpy(),
+        }
+    )
+    for col in ROSTER_COLUMNS:
+        if col in students.columns:
+            out[col] = students[col].to_numpy()
+    if "home_language" not in out.columns:
+        out["home_language"] = pd.NA
+    out["grade"] = out["grade"].astype(str)
+    out["grade_band"] = out["grade"].map(GRADE_TO_BAND)
+    school_key = out["district"].astype(str) + "\x1f" + out["school_id"].astype(str)
+    out["school"] = pd.factorize(school_key, sort=True)[0].astype(np.int64)
+    for col in ("ell", "swd"):
+        out[col] = out[col].astype(np.int8)
+    return out.sort_values(["student", "year"], ignore_index=True)
+
+
+def build_monthly(attendance: pd.DataFrame, index: pd.Index) -> tuple[pd.DataFrame, dict]:
+    """Monthly attendance rate per student and school month.
+
+    Rows of July and August are set aside (they carry no school-year attendance) and
+    counted; the rows of one student in one month (several schools) are summed.
+
+    Returns
+    -------
+    monthly : DataFrame
+        ``student``, ``time``, ``year``, ``attended``, ``membership``, ``rate``; only
+        student-months with positive membership.
+    counts : dict
+        ``summer_rows`` and ``zero_membership_months`` set aside by definition.
+    """
+    year, month = split_month(attendance["month"])
+    time = school_month_index(year, month)
+    school_month = time >= 0
+    attended = attendance["inperson_attended"].to_numpy(np.float64) + attendance[
+        "remote_attended"
+    ].to_numpy(np.float64)
+    membership = attendance["inperson_membership"].to_numpy(np.float64) + attendance[
+        "remote_membership"
+    ].to_numpy(np.float64)
+    frame = pd.DataFrame(
+        {
+            "student": _codes(attendance["student_id"], index)[school_month],
+            "time": time[school_month],
+            "attended": attended[school_month],
+            "membership": membership[school_month],
+        }
+    )
+    monthly = frame.groupby(["student", "time"], sort=True, as_index=False).sum()
+    positive = monthly["membership"] > 0
+    counts = {
+        "summer_rows": int((~school_month).sum()),
+        "zero_membership_months": int((~positive).sum()),
+    }
+    monthly = monthly.loc[positive].reset_index(drop=True)
+    monthly["year"] = monthly["time"] // 10
+    monthly["rate"] = monthly["attended"] / monthly["membership"]
+    return monthly[["student", "time", "year", "attended", "membership", "rate"]], counts
+
+
+def build_annual(monthly: pd.DataFrame, *, chronic_threshold: float = 0.90) -> pd.DataFrame:
+    """Annual attendance rate and chronic absence per student and school year.
+
+    Notes
+    -----
+    ``rate = sum(attended) / sum(membership)`` over the school months of the year;
+    ``chronically_absent = rate < chronic_threshold`` (the contract's 0.90 by default).
+    """
+    annual = monthly.groupby(["student", "year"], sort=True, as_index=False).agg(
+        attended=("attended", "sum"),
+        membership=("membership", "sum"),
+        months=("time", "size"),
+    )
+    annual["rate"] = annual["attended"] / annual["membership"]
+    annual["chronically_absent"] = (annual["rate"] < chronic_threshold).astype(np.int8)
+    return annual
+
+
+def _visit_bin(n: pd.Series) -> pd.Series:
+    return pd.Series(np.where(n >= 4, "4+", np.where(n >= 2, "2-3", "1")), index=n.index)
+
+
+def build_events(visits: pd.DataFrame, index: pd.Index) -> tuple[pd.DataFrame, np.ndarray]:
+    """First completed visit of each visited student and its derived labels.
+
+    Returns
+    -------
+    events : DataFrame
+        One row per student with at least one completed visit (see
+        :class:`AnalyticPanel`). Ties on the first date are broken by ``visit_id``.
+    visited_any : ndarray of bool
+        Whether each student code has any visit record.
+    """
+    visited_any = np.zeros(len(index), dtype=bool)
+    if len(visits) == 0:
+        cols = [
+            "student",
+            "first_visit_date",
+            "event_time",
+            "cohort",
+            "first_visit_location",
+            "visitor_type",
+            "n_completed_visits",
+            "visits",
+            "visit_district",
+        ]
+        return pd.DataFrame(columns=cols), visited_any
+    student = _codes(visits["student_id"], index)
+    visited_any[student] = True
+    v = pd.DataFrame(
+        {
+            "student": student,
+            "date": pd.to_datetime(visits["visit_date"]).to_numpy(),
+            "visit_id": visits["visit_id"].astype(str).to_numpy(),
+            "status": visits["visit_status"].astype(str).to_numpy(),
+            "location": visits["visit_location"].astype(str).to_numpy(),
+            "visitor_type": visits["visitor_type"].astype(str).to_numpy(),
+            "district": visits["district"].astype(str).to_numpy(),
+        }
+    )
+    done = v.loc[v["status"] == "completed"].sort_values(["student", "date", "visit_id"])
+    n_done = done.groupby("student").size()
+    first = done.drop_duplicates("student", keep="first").set_index("student")
+    dates = first["date"]
+    events = pd.DataFrame(
+        {
+            "student": first.index.to_numpy(np.int64),
+            "first_visit_date": dates.to_numpy(),
+            "event_time": event_month_index(dates.dt.year, dates.dt.month),
+            "cohort": cohort_label(dates).to_numpy(),
+            "first_visit_location": first["location"].to_numpy(),
+            "visitor_type": first["visitor_type"].to_numpy(),
+            "n_completed_visits": n_done.reindex(first.index).to_numpy(np.int64),
+            "visit_district": first["district"].to_numpy(),
+        }
+    )
+    events["visits"] = _visit_bin(events["n_completed_visits"])
+    return events.reset_index(drop=True), visited_any
+
+
+def dense_rates(monthly: pd.DataFrame, n_students: int) -> tuple[int, np.ndarray]:
+    """Dense ``(n_students, n_times)`` matrix of monthly rates (NaN without membership)."""
+    if monthly.empty:
+        return 0, np.full((n_students, 0), np.nan)
+    tmin, tmax = int(monthly["time"].min()), int(monthly["time"].max())
+    rates = np.full((n_students, tmax - tmin + 1), np.nan)
+    rates[monthly["student"].to_numpy(), monthly["time"].to_numpy() - tmin] = monthly[
+        "rate"
+    ].to_numpy()
+    return tmin, rates
+
+
+def build_panel(tables, *, chronic_threshold: float = 0.90) -> AnalyticPanel:
+    """Build the analytic panel from validated contract tables.
+
+    Parameters
+    ----------
+    tables : RawTables
+        Validated ``students``, ``attendance_monthly`` and ``leap_visits``.
+    chronic_threshold : float, default 0.90
+        Annual attendance rate below which a student is chronically absent.
+
+    Returns
+    -------
+    AnalyticPanel
+    """
+    index = _student_codes(tables.students)
+    roster = build_roster(tables.students, index)
+    monthly, counts = build_monthly(tables.attendance_monthly, index)
+    annual = build_annual(monthly, chronic_threshold=chronic_threshold)
+    events, visited_any = build_events(tables.leap_visits, index)
+    time_min, rates = dense_rates(monthly, len(index))
+    counts = {**counts, "students": len(index), "visited_students": int(len(events))}
+    return AnalyticPanel(
+        n_students=len(index),
+        roster=roster,
+        monthly=monthly,
+        annual=annual,
+        events=events,
+        visited_any=visited_any,
+        time_min=time_min,
+        rates=rates,
+        counts=counts,
+    )
+
+
+RACE_DUMMIES = {r: "race_" + r.split(" ")[0].split("/")[0].lower() for r in RACES if r != "White"}
+"""Dummy columns for race/ethnicity (reference: White)."""
+
+
+def demographic_dummies(roster: pd.DataFrame, demographics: tuple[str, ...]) -> pd.DataFrame:
+    """Numeric 0/1 columns for the demographic matching covariates.
+
+    References (omitted levels): gender ``M``, race ``White``, meal status
+    ``not_eligible``, home language ``English``. A missing home language counts as
+    English and gets its own indicator ``home_language_missing`` when any is missing.
+    """
+    out = pd.DataFrame(index=roster.index)
+    if "gender" in demographics:
+        out["female"] = (roster["gender"] == "F").astype(np.float64)
+        out["gender_x"] = (roster["gender"] == "X").astype(np.float64)
+    if "race_ethnicity" in demographics:
+        for race, col in RACE_DUMMIES.items():
+            out[col] = (roster["race_ethnicity"] == race).astype(np.float64)
+    if "meal_status" in demographics:
+        out["meal_free"] = (roster["meal_status"] == "free").astype(np.float64)
+        out["meal_reduced"] = (roster["meal_status"] == "reduced").astype(np.float64)
+    if "ell" in demographics:
+        out["ell"] = roster["ell"].astype(np.float64)
+    if "swd" in demographics:
+        out["swd"] = roster["swd"].astype(np.float64)
+    if "home_language" in demographics:
+        lang = roster["home_language"]
+        missing = lang.isna()
+        out["home_language_other"] = ((lang != "English") & ~missing).astype(np.float64)
+        if missing.any():
+            out["home_language_missing"] = missing.astype(np.float64)
+    return out

@@ -1,0 +1,189 @@
+"""``leapresearch run``: validate, evaluate, write every output, record provenance.
+
+The run writes into a hidden temporary folder beside ``OUT`` and moves it into place only
+when every step has succeeded, so a failed run leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from leapresearch.config import Config
+from leapresearch.contract import read_raw_tables
+from leapresearch.outputs import (
+    environment_record,
+    file_records,
+    git_state,
+    sha256_file,
+    write_json,
+    write_table,
+)
+
+Log = Callable[[str], None]
+MANIFEST_NAME = "checksums.sha256"
+
+
+class RunError(RuntimeError):
+    """A run could not finish; the message says why. No output folder was left behind."""
+
+
+def check_manifest(data_dir: Path) -> dict[str, str] | None:
+    """Verify ``DIR/checksums.sha256`` (``sha256sum`` format) when present.
+
+    Returns
+    -------
+    dict or None
+        File name -> expected sha256, or None when there is no manifest.
+
+    Raises
+    ------
+    RunError
+        A listed file is missing or its checksum differs.
+    """
+    path = Path(data_dir) / MANIFEST_NAME
+    if not path.exists():
+        return None
+    expected: dict[str, str] = {}
+    problems = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise RunError(f"{path}: line {n} is not '<sha256>  <file>'")
+        digest, name = parts[0].lower(), parts[1].lstrip("*")
+        expected[name] = digest
+        target = Path(data_dir) / name
+        if not target.exists():
+            problems.append(f"{name}: listed in {MANIFEST_NAME} but missing")
+        elif sha256_file(target) != digest:
+            problems.append(f"{name}: sha256 differs from {MANIFEST_NAME} (file changed)")
+    if problems:
+        raise RunError("input integrity check failed:\n  " + "\n  ".join(problems))
+    return expected
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Where a finished run is and how long its stages took."""
+
+    out_dir: Path
+    timings: dict[str, float]
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    trash = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    if out_dir.exists():
+        out_dir.rename(trash)
+    tmp.rename(out_dir)
+    if trash.exists():
+        shutil.rmtree(trash)
+
+
+def run_report(
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    config: Config,
+    overwrite: bool = False,
+    log: Log = print,
+    write_outputs: Callable | None = None,
+    use_cache: bool = True,
+) -> RunRecord:
+    """Run the evaluation on a contract folder and publish it into ``out_dir``.
+
+    Parameters
+    ----------
+    data_dir : Path
+        The contract folder.
+    out_dir : Path
+        The run folder to create (a vintage's folder is never edited: an existing one is
+        replaced only with ``overwrite``).
+    config : Config
+        Parameters.
+    overwrite : bool
+        Replace an existing ``out_dir``.
+    log : callable
+        Stage log.
+    write_outputs : callable, optional
+        ``f(evaluation, tmp_dir, config, log)`` writing figures, notebooks and the report
+        beyond the tables (the notebooks stage plugs in here).
+    use_cache : bool
+        Store the prepared sample where the notebooks' sessions find it
+        (``data_raw/.cache``), so they do not match again.
+
+    Raises
+    ------
+    ContractError
+        The data break the contract (nothing is written).
+    RunError
+        Any other reason the run cannot finish (nothing is left behind).
+    """
+    from leapresearch.evaluate import evaluate
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise RunError(f"{out_dir} exists; a run folder is never edited (use --overwrite)")
+    started = dt.datetime.now(dt.UTC)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    check_manifest(data_dir)
+    tables = read_raw_tables(data_dir, program_start=config.program_start)
+    inputs = file_records(tables.files)
+    timings["load"] = time.perf_counter() - t0
+    log(
+        f"load: {len(tables.students):,} roster rows, {len(tables.attendance_monthly):,} "
+        f"attendance rows, {len(tables.leap_visits):,} visits"
+    )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        t0 = time.perf_counter()
+        evaluation = evaluate(tables, config, log=log)
+        timings.update(evaluation.prepared.timings)
+        timings["evaluation"] = time.perf_counter() - t0
+        if use_cache:
+            from leapresearch.session import store_prepared
+
+            store_prepared(evaluation.prepared, inputs)
+        t0 = time.perf_counter()
+        for name, table in sorted(evaluation.tables.items()):
+            write_table(table, name, tmp, privacy=config.privacy)
+        if write_outputs is not None:
+            write_outputs(evaluation, tmp, config, log)
+        timings["outputs"] = time.perf_counter() - t0
+        now = file_records(tables.files)
+        if now != inputs:
+            changed = sorted(k for k in inputs if inputs[k] != now.get(k))
+            raise RunError(f"input files changed while the run was going: {', '.join(changed)}")
+        provenance = {
+            "schema": "leapresearch-provenance/1",
+            "vintage": config.vintage,
+            "git": git_state(),
+            "parameters": config.as_dict(),
+            "parameters_sha256": config.digest(),
+            "inputs": inputs,
+            "data_dir": str(data_dir),
+            "environment": environment_record(),
+            "seeds": {"matching": config.matching.seed},
+            "started": started.isoformat(timespec="seconds"),
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+            "warnings": list(tables.warnings),
+        }
+        write_json(provenance, tmp / "provenance.json")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"wrote {out_dir}")
+    return RunRecord(out_dir=out_dir, timings=timings)

@@ -1,0 +1,85 @@
+"""Event-study figures: a pure tidy step and a drawing step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def tidy_event_study(
+    table: pd.DataFrame, *, groups: Sequence[str] = ("all",), reference: int = -1
+) -> pd.DataFrame:
+    """Rows of ``event_study.csv`` to plot, with the reference month added at zero.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The event-study table (``group``, ``rel_time``, ``estimate``, ``ci_lower``,
+        ``ci_upper``).
+    groups : sequence of str
+        Groups to keep, in legend order.
+    reference : int
+        The omitted month, drawn at 0 with no interval.
+
+    Returns
+    -------
+    DataFrame
+        ``group``, ``rel_time``, ``estimate``, ``ci_lower``, ``ci_upper`` sorted by group
+        order then month; suppressed estimates are NaN and are not drawn.
+    """
+    keep = table.loc[
+        table["group"].isin(groups), ["group", "rel_time", "estimate", "ci_lower", "ci_upper"]
+    ]
+    present = [g for g in groups if g in set(keep["group"])]
+    ref = pd.DataFrame(
+        {
+            "group": present,
+            "rel_time": reference,
+            "estimate": 0.0,
+            "ci_lower": np.nan,
+            "ci_upper": np.nan,
+        }
+    )
+    out = pd.concat([keep, ref], ignore_index=True)
+    out["order"] = out["group"].map({g: i for i, g in enumerate(groups)})
+    out = out.sort_values(["order", "rel_time"], kind="mergesort").drop(columns="order")
+    return out.reset_index(drop=True)
+
+
+def plot_event_study(tidy: pd.DataFrame, *, ax=None, title: str | None = None):
+    """Draw event-study estimates with 95% confidence bands (one line per group).
+
+    Parameters
+    ----------
+    tidy : DataFrame
+        From :func:`tidy_event_study`.
+    ax : matplotlib Axes, optional
+        Drawn into; a new figure when None.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    groups = list(dict.fromkeys(tidy["group"]))
+    offsets = np.linspace(-0.15, 0.15, len(groups)) if len(groups) > 1 else [0.0]
+    for off, g in zip(offsets, groups, strict=True):
+        d = tidy.loc[tidy["group"] == g]
+        x = d["rel_time"].to_numpy() + off
+        line = ax.plot(x, d["estimate"], marker="o", ms=3, lw=1.2, label=g)[0]
+        ax.fill_between(x, d["ci_lower"], d["ci_upper"], color=line.get_color(), alpha=0.15, lw=0)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.axvline(-0.5, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel("School months since the first completed visit (end points binned)")
+    ax.set_ylabel("Effect on attendance rate (pp)")
+    if title:
+        ax.set_title(title)
+    if len(groups) > 1:
+        ax.legend(frameon=False, fontsize=8)
+    return ax

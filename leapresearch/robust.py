@@ -1,0 +1,598 @@
+"""Heterogeneity-robust event study: Callaway & Sant'Anna (2021) group-time ATTs.
+
+Two-way fixed-effects and stacked event studies can be biased when effects differ across
+adoption cohorts and over time. The estimator of Callaway and Sant'Anna (2021,
+*Journal of Econometrics* 225(2)) avoids this by estimating one clean 2x2
+difference-in-differences per (cohort, month) pair -- ATT(g, t) -- and averaging them.
+This module implements the unconditional (no-covariate) panel version with
+not-yet-treated (or never-treated) comparisons, the dynamic (event-study) aggregation
+of ``did::aggte(type="dynamic")`` and analytic influence-function standard errors.
+
+Input is the *unstacked* student-by-school-month panel, one row per (student, month),
+with the student's event month (school-month index of the first visit, missing for
+students never visited) in a ``group`` column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from leapresearch.event_study import WaldTest
+from leapresearch.fixed_effects import factorize
+
+ControlGroup = Literal["notyettreated", "nevertreated"]
+BasePeriod = Literal["varying", "universal"]
+_CONTROL_GROUPS: tuple[str, ...] = ("notyettreated", "nevertreated")
+_BASE_PERIODS: tuple[str, ...] = ("varying", "universal")
+
+SE_DESCRIPTION = (
+    "analytic influence-function standard errors (did package, bstrap=FALSE): "
+    "V = Psi'Psi / n^2 with Psi the n x E matrix of student-level influence functions, "
+    "including the estimation of the group-share weights; one row per student, so "
+    "clustered at the student; normal critical values"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class RobustEventStudyResult:
+    """Dynamic aggregation of Callaway-Sant'Anna group-time ATTs.
+
+    Attributes
+    ----------
+    estimates : pandas.Series
+        ``theta(e)`` indexed by ``rel_time`` ``e = t - g``.
+    cov : pandas.DataFrame
+        Covariance of ``estimates`` from the influence functions.
+    n_groups : pandas.Series
+        Number of cohorts averaged at each ``e``.
+    n_treated : pandas.Series
+        Treated students contributing at each ``e`` (observed in ``t`` and the base).
+    group_time : pandas.DataFrame
+        The ATT(g, t) table (see :func:`group_time_effects`).
+    cohorts : pandas.DataFrame
+        Estimated cohorts: ``group, n_students, n_at_base`` (students observed in the
+        universal base month ``g - 1 - anticipation``).
+    n_students : int
+        Students in the panel.
+    control_group, base_period : str
+        Options used.
+    anticipation : int
+        Months of anticipation allowed.
+    window : tuple of int or None
+        Event times reported.
+    reference : int or None
+        Event time normalised to zero (``-1 - anticipation`` with a universal base
+        period, ``None`` with a varying base period).
+    se_method : str
+        How standard errors are computed.
+    notes : tuple of str
+        Dropped cohorts and cells.
+    """
+
+    estimates: pd.Series
+    cov: pd.DataFrame
+    n_groups: pd.Series
+    n_treated: pd.Series
+    group_time: pd.DataFrame
+    cohorts: pd.DataFrame
+    n_students: int
+    control_group: str
+    base_period: str
+    anticipation: int
+    window: tuple[int, int] | None
+    reference: int | None
+    se_method: str = SE_DESCRIPTION
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def std_errors(self) -> pd.Series:
+        """Standard errors of ``estimates``."""
+        return pd.Series(
+            np.sqrt(np.diag(self.cov.to_numpy())), index=self.estimates.index, name="se"
+        )
+
+    def table(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Tidy event-study table.
+
+        Parameters
+        ----------
+        alpha : float, optional
+            One minus the confidence level (pointwise normal intervals).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``rel_time, estimate, std_error, ci_lower, ci_upper, n_groups,
+            n_treated``; with a universal base period the reference event time is a row
+            with estimate 0 and NaN standard error.
+        """
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+        z = stats.norm.ppf(1 - alpha / 2)
+        est = self.estimates.to_numpy()
+        se = self.std_errors.to_numpy()
+        out = pd.DataFrame(
+            {
+                "rel_time": self.estimates.index.to_numpy(dtype=np.int64),
+                "estimate": est,
+                "std_error": se,
+                "ci_lower": est - z * se,
+                "ci_upper": est + z * se,
+                "n_groups": self.n_groups.to_numpy(dtype=np.int64),
+                "n_treated": self.n_treated.to_numpy(dtype=np.int64),
+            }
+        )
+        if self.reference is not None and (
+            self.window is None or self.window[0] <= self.reference <= self.window[1]
+        ):
+            row = pd.DataFrame(
+                {
+                    "rel_time": [self.reference],
+                    "estimate": [0.0],
+                    "std_error": [np.nan],
+                    "ci_lower": [np.nan],
+                    "ci_upper": [np.nan],
+                    "n_groups": [len(self.cohorts)],
+                    "n_treated": [int(self.cohorts["n_at_base"].sum())],
+                }
+            )
+            out = pd.concat([out, row], ignore_index=True)
+        return out.sort_values("rel_time").reset_index(drop=True)
+
+    def pretrend_test(self) -> WaldTest:
+        """Joint Wald test that all pre-period estimates are zero.
+
+        Pre-periods are ``e < 0`` (varying base: short-difference placebos) or
+        ``e < reference`` (universal base). The statistic ``W = b' V^{-1} b`` is
+        compared with ``chi2(q)`` (the influence-function covariance is asymptotic).
+        """
+        idx = self.estimates.index.to_numpy()
+        cut = 0 if self.reference is None else self.reference
+        pre = idx < cut
+        if not pre.any():
+            raise ValueError("no pre-period estimate to test")
+        b = self.estimates.to_numpy()[pre]
+        v = self.cov.to_numpy()[np.ix_(pre, pre)]
+        wald = float(b @ np.linalg.solve(v, b))
+        q = int(pre.sum())
+        return WaldTest(
+            stat=wald,
+            df=q,
+            p_value=float(stats.chi2.sf(wald, q)),
+            df_denom=None,
+            wald=wald,
+            terms=tuple(int(r) for r in idx[pre]),
+            distribution="chi2",
+        )
+
+
+# --------------------------------------------------------------------------------------
+# data preparation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Wide:
+    """Outcome matrix with students sorted by cohort (never-treated last)."""
+
+    y: np.ndarray  # (n_periods, n_students), NaN where unobserved
+    periods: np.ndarray  # sorted period values
+    group: np.ndarray  # cohort per (sorted) student, NaN for never treated
+    n_finite: int  # students with a cohort (the first n_finite columns)
+
+
+def _validate_options(
+    window: object,
+    control_group: object,
+    include_never_treated: object,
+    base_period: object,
+    anticipation: object,
+    min_group_size: object,
+) -> tuple[int, int] | None:
+    if control_group not in _CONTROL_GROUPS:
+        raise ValueError(f"control_group must be one of {_CONTROL_GROUPS}, got {control_group!r}")
+    if base_period not in _BASE_PERIODS:
+        raise ValueError(f"base_period must be one of {_BASE_PERIODS}, got {base_period!r}")
+    if not isinstance(include_never_treated, bool):
+        raise ValueError(f"include_never_treated must be a bool, got {include_never_treated!r}")
+    for name, val in (("anticipation", anticipation), ("min_group_size", min_group_size)):
+        if not isinstance(val, int | np.integer) or isinstance(val, bool) or val < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {val!r}")
+    if int(min_group_size) < 1:  # type: ignore[call-overload]
+        raise ValueError(f"min_group_size must be at least 1, got {min_group_size!r}")
+    if window is None:
+        return None
+    if (
+        not isinstance(window, tuple | list)
+        or len(window) != 2
+        or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in window)
+        or int(window[0]) > int(window[1])
+    ):
+        raise ValueError(f"window must be None or integers (lo, hi) with lo <= hi, got {window!r}")
+    return int(window[0]), int(window[1])
+
+
+def _prepare(panel: pd.DataFrame, outcome: str, group: str, time: str, unit: str) -> _Wide:
+    if not isinstance(panel, pd.DataFrame):
+        raise ValueError(f"panel must be a pandas DataFrame, got {type(panel).__name__}")
+    missing = sorted({outcome, group, time, unit} - set(panel.columns))
+    if missing:
+        raise ValueError(f"panel lacks required columns {missing}")
+    if len(panel) == 0:
+        raise ValueError("panel has no rows")
+    ycol = panel[outcome]
+    if not pd.api.types.is_numeric_dtype(ycol.dtype) or pd.api.types.is_bool_dtype(ycol):
+        raise ValueError(f"outcome column {outcome!r} must be numeric, got dtype {ycol.dtype}")
+    y = ycol.to_numpy(dtype=np.float64, na_value=np.nan)
+    if not np.all(np.isfinite(y)):
+        raise ValueError(
+            f"outcome column {outcome!r} has {int((~np.isfinite(y)).sum())} missing values"
+        )
+    tcol = panel[time]
+    if not pd.api.types.is_integer_dtype(tcol.dtype) or tcol.isna().any():
+        raise ValueError(f"time column {time!r} must be integer without missing values")
+    tval = tcol.to_numpy(dtype=np.int64)
+    gcol = panel[group]
+    if not pd.api.types.is_numeric_dtype(gcol.dtype) or pd.api.types.is_bool_dtype(gcol):
+        raise ValueError(f"group column {group!r} must be numeric, got dtype {gcol.dtype}")
+    gval = gcol.to_numpy(dtype=np.float64, na_value=np.nan)
+    if panel[unit].isna().any():
+        raise ValueError(f"unit column {unit!r} has missing values")
+
+    s_code, n_s = factorize(panel[unit].to_numpy())
+    t_code, n_t = factorize(tval)
+    periods = np.empty(n_t, dtype=np.int64)
+    periods[t_code] = tval
+    cell = s_code.astype(np.int64) * n_t + t_code
+    if np.bincount(cell, minlength=n_s * n_t).max() > 1:
+        raise ValueError(f"panel has duplicate ({unit}, {time}) rows")
+    g_first = np.empty(n_s)
+    g_first[s_code] = gval
+    g_rows = g_first[s_code]
+    same = (g_rows == gval) | (np.isnan(g_rows) & np.isnan(gval))
+    if not same.all():
+        bad = panel[unit].to_numpy()[~same][0]
+        raise ValueError(f"group must be constant within {unit}; it varies for {unit}={bad!r}")
+    finite = np.isfinite(g_first)
+    if np.any(g_first[finite] != np.round(g_first[finite])):
+        raise ValueError(f"group column {group!r} must hold integer school-month indices or NA")
+    order = np.argsort(np.where(finite, g_first, np.inf), kind="stable")
+    rank = np.empty(n_s, dtype=np.intp)
+    rank[order] = np.arange(n_s)
+    wide = np.full((n_t, n_s), np.nan)
+    wide[t_code, rank[s_code]] = y
+    g_sorted = g_first[order]
+    return _Wide(wide, periods, g_sorted, int(np.isfinite(g_sorted).sum()))
+
+
+# --------------------------------------------------------------------------------------
+# group-time effects
+# --------------------------------------------------------------------------------------
+
+
+def _cells(
+    wide: _Wide,
+    *,
+    window: tuple[int, int] | None,
+    control_group: str,
+    include_never_treated: bool,
+    base_period: str,
+    anticipation: int,
+    min_group_size: int,
+    accumulate: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None, np.ndarray, list[str]]:
+    """Compute every ATT(g, t); optionally accumulate ``pg * psi`` per event time.
+
+    Returns the cell table, the cohort table, the ``(n_e, n_students)`` accumulator
+    (or None), the event times of its rows and notes.
+    """
+    ymat, periods, gs, n_fin = wide.y, wide.periods, wide.group, wide.n_finite
+    n = gs.size
+    col = {int(p): i for i, p in enumerate(periods)}
+    groups, g_start = np.unique(gs[:n_fin], return_index=True)
+    g_end = np.append(g_start[1:], n_fin)
+    sizes = g_end - g_start
+    notes: list[str] = []
+    small = sizes < min_group_size
+    if small.any():
+        notes.append(
+            f"{int(small.sum())} cohort(s) with fewer than {min_group_size} students not "
+            "estimated (they still serve as not-yet-treated comparisons)"
+        )
+    e_lo = window[0] if window is not None else int(periods[0] - groups.max(initial=0))
+    e_hi = window[1] if window is not None else int(periods[-1] - groups.min(initial=0))
+    e_values = np.arange(e_lo, e_hi + 1)
+    acc = np.zeros((e_values.size, n)) if accumulate else None  # rows contiguous
+    never = slice(n_fin, n)
+    use_never = control_group == "nevertreated" or include_never_treated
+    if use_never and n_fin == n:
+        notes.append("no never-treated student in the panel")
+    rows: list[tuple] = []
+    cohort_rows: list[tuple[int, int, int]] = []
+    no_base, empty = 0, 0
+    for gi, g in enumerate(groups):  # loops over cohorts x months (~30 x 50), not students
+        if small[gi]:
+            continue
+        g = int(g)
+        univ_base = g - 1 - anticipation
+        if univ_base not in col:
+            no_base += 1
+            continue
+        tr = slice(int(g_start[gi]), int(g_end[gi]))
+        at_base = int(np.count_nonzero(~np.isnan(ymat[col[univ_base], tr])))
+        cohort_rows.append((g, int(sizes[gi]), at_base))
+        for t in periods:
+            t = int(t)
+            e = t - g
+            if window is not None and not window[0] <= e <= window[1]:
+                continue
+            if t >= g - anticipation or base_period == "universal":
+                base = univ_base
+            else:
+                base = t - 1
+            if base == t:  # universal base period: normalised to zero, not estimated
+                continue
+            if base not in col:
+                continue
+            d = ymat[col[t]] - ymat[col[base]]
+            # comparison students: cohort after max(t, base) + anticipation, never g
+            thr = max(t, base) + anticipation
+            ctrl: list[slice] = []
+            if control_group == "notyettreated":
+                start = int(np.searchsorted(gs[:n_fin], thr, side="right"))
+                if start < tr.start:
+                    ctrl.append(slice(start, tr.start))
+                ctrl.append(slice(max(start, tr.stop), n_fin))
+            if use_never:
+                ctrl.append(never)
+            d_t = d[tr]
+            ok_t = ~np.isnan(d_t)
+            n_t = int(ok_t.sum())
+            d_c_parts = [d[s] for s in ctrl]
+            d_c = np.concatenate(d_c_parts) if d_c_parts else np.zeros(0)
+            ok_c = ~np.isnan(d_c)
+            n_c = int(ok_c.sum())
+            if n_t == 0 or n_c == 0:
+                empty += 1
+                continue
+            mu_t = float(d_t[ok_t].mean())
+            mu_c = float(d_c[ok_c].mean())
+            dev_t = np.where(ok_t, d_t - mu_t, 0.0)
+            dev_c = np.where(ok_c, d_c - mu_c, 0.0)
+            var = float(dev_t @ dev_t) / n_t**2 + float(dev_c @ dev_c) / n_c**2
+            rows.append((g, t, e, base, mu_t - mu_c, np.sqrt(var), n_t, n_c, int(sizes[gi])))
+            if acc is not None:
+                # psi_i = n * [D_i (dy_i - mu_T) / n_T - C_i (dy_i - mu_C) / n_C];
+                # accumulate pg * psi with pg = n_g / n, i.e. n_g * [...]
+                j = e - e_lo
+                acc[j, tr] += sizes[gi] * dev_t / n_t
+                pos = 0
+                for s in ctrl:
+                    m = s.stop - s.start
+                    acc[j, s] -= sizes[gi] * dev_c[pos : pos + m] / n_c
+                    pos += m
+    if no_base:
+        notes.append(f"{no_base} cohort(s) without a pre-period in the panel not estimated")
+    if empty:
+        notes.append(f"{empty} (g, t) cell(s) without treated or comparison students skipped")
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "group",
+            "time",
+            "rel_time",
+            "base_time",
+            "att",
+            "std_error",
+            "n_treated",
+            "n_comparison",
+            "group_size",
+        ],
+    )
+    cohorts = pd.DataFrame(cohort_rows, columns=["group", "n_students", "n_at_base"])
+    return table, cohorts, acc, e_values, notes
+
+
+def group_time_effects(
+    panel: pd.DataFrame,
+    *,
+    outcome: str = "attendance_pp",
+    group: str = "event_time",
+    time: str = "time",
+    unit: str = "student",
+    window: tuple[int, int] | None = (-12, 12),
+    control_group: ControlGroup = "notyettreated",
+    include_never_treated: bool = False,
+    base_period: BasePeriod = "varying",
+    anticipation: int = 0,
+    min_group_size: int = 5,
+) -> pd.DataFrame:
+    """Callaway-Sant'Anna group-time average treatment effects ATT(g, t).
+
+    Parameters are those of :func:`callaway_santanna`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per estimated cell: ``group, time, rel_time, base_time, att,
+        std_error, n_treated, n_comparison, group_size`` (``std_error`` is the
+        cell's own influence-function standard error).
+
+    Notes
+    -----
+    For cohort ``g`` (students first visited in school month ``g``) and month ``t``::
+
+        ATT(g, t) = mean_{i: G_i = g} (y_it - y_ib) - mean_{i in C(g, t)} (y_it - y_ib)
+
+    over students observed in both ``t`` and the base month ``b``: ``b = g - 1 -
+    anticipation`` for post-periods (``t >= g - anticipation``) and for every period
+    with a universal base, ``b = t - 1`` for pre-periods with a varying base. The
+    comparison set ``C(g, t)`` is students first visited after ``max(t, b) +
+    anticipation`` other than cohort ``g`` ("notyettreated"; plus never-visited
+    students if ``include_never_treated``), or never-visited students only
+    ("nevertreated"). Means are unweighted. No small-sample correction: the cell
+    variance is ``sum_T (dy - mu_T)^2 / n_T^2 + sum_C (dy - mu_C)^2 / n_C^2``.
+    """
+    win = _validate_options(
+        window, control_group, include_never_treated, base_period, anticipation, min_group_size
+    )
+    wide = _prepare(panel, outcome, group, time, unit)
+    table, _, _, _, _ = _cells(
+        wide,
+        window=win,
+        control_group=control_group,
+        include_never_treated=include_never_treated,
+        base_period=base_period,
+        anticipation=int(anticipation),
+        min_group_size=int(min_group_size),
+        accumulate=False,
+    )
+    return table
+
+
+def callaway_santanna(
+    panel: pd.DataFrame,
+    *,
+    outcome: str = "attendance_pp",
+    group: str = "event_time",
+    time: str = "time",
+    unit: str = "student",
+    window: tuple[int, int] | None = (-12, 12),
+    control_group: ControlGroup = "notyettreated",
+    include_never_treated: bool = False,
+    base_period: BasePeriod = "varying",
+    anticipation: int = 0,
+    min_group_size: int = 5,
+) -> RobustEventStudyResult:
+    """Heterogeneity-robust event study (Callaway & Sant'Anna 2021, dynamic aggregation).
+
+    Parameters
+    ----------
+    panel : pandas.DataFrame
+        Unstacked panel, one row per (student, school month), unbalanced allowed.
+    outcome : str, optional
+        Outcome column (finite floats).
+    group : str, optional
+        Column with the school-month index of the student's event month (first
+        visit); missing (NaN / NA) for students never visited. Constant per student.
+    time : str, optional
+        Integer school-month index (consecutive months differ by one).
+    unit : str, optional
+        Student identifier.
+    window : tuple of int or None, optional
+        Event times ``e = t - g`` estimated and reported (``lo <= e <= hi``); ``None``
+        for all. No binning.
+    control_group : {"notyettreated", "nevertreated"}, optional
+        Comparison students: first visited after the compared months, or never visited.
+    include_never_treated : bool, optional
+        With ``"notyettreated"``, also use never-visited students as comparisons.
+    base_period : {"varying", "universal"}, optional
+        ``"varying"``: pre-period cells compare consecutive months (placebo short
+        differences, as ``did``'s default); ``"universal"``: every cell is relative to
+        ``g - 1 - anticipation``, which becomes the zero reference.
+    anticipation : int, optional
+        Months before the event in which effects may already start.
+    min_group_size : int, optional
+        Cohorts with fewer students are not estimated.
+
+    Returns
+    -------
+    RobustEventStudyResult
+        Estimates by event time, covariance, counts, ``.table()``, ``.group_time``.
+
+    Raises
+    ------
+    ValueError
+        On missing columns or values, duplicate (student, month) rows, a cohort that
+        varies within a student, invalid options, or when no event time is estimable.
+
+    Notes
+    -----
+    Estimating equations. For each cohort-month cell the unconditional 2x2 DiD of
+    :func:`group_time_effects`; then, for each event time ``e``::
+
+        theta(e) = sum_g w_g(e) ATT(g, g + e),   w_g(e) = n_g / sum_{g' in K(e)} n_g'
+
+    over the cohorts ``K(e)`` with an estimated cell at ``e`` (``n_g``: students in
+    cohort ``g``), as ``did::aggte(type="dynamic")``.
+
+    Standard errors are analytic, from influence functions (``did`` with
+    ``bstrap=FALSE``): a cell's influence function is ``psi_i = n [D_i (dy_i -
+    mu_T) / n_T - C_i (dy_i - mu_C) / n_C]``; the aggregate adds the influence
+    function of the estimated weights, ``n (a_i / N_K - c_i B / N_K^2)`` with ``N_K =
+    sum_K n_g``, ``B = sum_K n_g ATT_g``, ``a_i`` the ATT of student ``i``'s cohort
+    (0 outside ``K(e)``) and ``c_i`` the indicator of being in ``K(e)``. Then
+    ``V = Psi'Psi / n^2``. One row of ``Psi`` per student, so the variance is
+    clustered at the student; there is no small-sample correction and intervals are
+    normal. Everything is vectorised over students (sorted by cohort, so treated and
+    comparison sets are contiguous slices); only cohorts x months are looped over.
+    """
+    win = _validate_options(
+        window, control_group, include_never_treated, base_period, anticipation, min_group_size
+    )
+    wide = _prepare(panel, outcome, group, time, unit)
+    cells, cohort_table, acc, e_values, notes = _cells(
+        wide,
+        window=win,
+        control_group=control_group,
+        include_never_treated=include_never_treated,
+        base_period=base_period,
+        anticipation=int(anticipation),
+        min_group_size=int(min_group_size),
+        accumulate=True,
+    )
+    if cells.empty:
+        raise ValueError("no (cohort, month) cell could be estimated")
+    assert acc is not None
+    n = wide.group.size
+    # cohort of each (sorted) student as an index into the cohort list, -1 if never
+    cohorts = np.unique(cells["group"].to_numpy())
+    gpos = np.full(n, -1, dtype=np.intp)
+    fin = np.isfinite(wide.group)
+    gpos[fin] = np.searchsorted(cohorts, wide.group[fin])
+    gpos[fin & ~np.isin(wide.group, cohorts)] = -1
+
+    present = np.isin(e_values, cells["rel_time"].to_numpy())
+    est, n_groups, n_treated = [], [], []
+    psi = np.zeros((int(present.sum()), n))
+    for j_out, j in enumerate(np.flatnonzero(present)):  # loop over event times
+        e = int(e_values[j])
+        ce = cells[cells["rel_time"] == e]
+        sizes = ce["group_size"].to_numpy(dtype=np.float64)
+        atts = ce["att"].to_numpy()
+        n_k = sizes.sum()
+        big_b = float(sizes @ atts)
+        est.append(big_b / n_k)
+        n_groups.append(len(ce))
+        n_treated.append(int(ce["n_treated"].sum()))
+        att_of = np.zeros(cohorts.size + 1)  # last slot: students outside K(e)
+        in_k = np.zeros(cohorts.size + 1)
+        kpos = np.searchsorted(cohorts, ce["group"].to_numpy())
+        att_of[kpos] = atts
+        in_k[kpos] = 1.0
+        a_i, c_i = att_of[gpos], in_k[gpos]
+        wif = n * (a_i / n_k - c_i * big_b / n_k**2)
+        psi[j_out] = n * acc[j] / n_k + wif
+    cov = psi @ psi.T / n**2
+    idx = pd.Index(e_values[present], name="rel_time")
+    reference = -1 - int(anticipation) if base_period == "universal" else None
+    return RobustEventStudyResult(
+        estimates=pd.Series(est, index=idx, name="estimate"),
+        cov=pd.DataFrame(cov, index=idx, columns=idx),
+        n_groups=pd.Series(n_groups, index=idx, name="n_groups"),
+        n_treated=pd.Series(n_treated, index=idx, name="n_treated"),
+        group_time=cells,
+        cohorts=cohort_table[cohort_table["group"].isin(cohorts)].reset_index(drop=True),
+        n_students=int(n),
+        control_group=control_group,
+        base_period=base_period,
+        anticipation=int(anticipation),
+        window=win,
+        reference=reference,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,144 @@
+"""Stacked matched panels for the event study, and comparison weights for subgroups.
+
+Each matched (stack, student) pair is a *unit*. The monthly panel of a unit holds the
+student's attendance rate (in percentage points) in every school month with membership,
+with ``rel_time = time - stack``. A comparison student matched in two stacks is two units
+(one per stack) but one cluster.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.panel import AnalyticPanel
+
+
+def unit_table(matched: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
+    """The units of a matched sample with their stack, student, weight and school.
+
+    Parameters
+    ----------
+    matched : DataFrame
+        ``MatchResult.matched``: ``stack``, ``student``, ``treated``, ``weight``.
+    candidates : DataFrame
+        The candidate frame (for the school of each unit in the event school year).
+
+    Returns
+    -------
+    DataFrame
+        ``unit`` (0..n-1), ``stack``, ``student``, ``treated``, ``weight``, ``school``,
+        sorted by stack, treated first, student.
+    """
+    units = matched[["stack", "student", "treated", "weight"]].merge(
+        candidates[["stack", "student", "school"]].drop_duplicates(["stack", "student"]),
+        on=["stack", "student"],
+        how="left",
+        validate="one_to_one",
+    )
+    units = units.sort_values(["stack", "treated", "student"], ascending=[True, False, True])
+    units = units.reset_index(drop=True)
+    units.insert(0, "unit", np.arange(len(units), dtype=np.int64))
+    units["treated"] = units["treated"].astype(np.int8)
+    return units
+
+
+def stacked_panel(
+    panel: AnalyticPanel,
+    units: pd.DataFrame,
+    *,
+    max_rel_time: int | None = None,
+    min_rel_time: int | None = None,
+) -> pd.DataFrame:
+    """Long unit x school-month panel of a matched sample.
+
+    Parameters
+    ----------
+    panel : AnalyticPanel
+        Source of the dense monthly rates.
+    units : DataFrame
+        From :func:`unit_table`.
+    max_rel_time, min_rel_time : int, optional
+        Keep only months with ``rel_time`` in this range (the placebo keeps months
+        before the real event month).
+
+    Returns
+    -------
+    DataFrame
+        ``unit``, ``stack``, ``time``, ``rel_time``, ``treated``, ``weight``,
+        ``student``, ``school``, ``attendance_pp`` (100 x monthly rate); rows only where
+        the student had membership.
+    """
+    rates = panel.rates[units["student"].to_numpy()]
+    unit_idx, col = np.nonzero(~np.isnan(rates))
+    time = col + panel.time_min
+    stack = units["stack"].to_numpy()[unit_idx]
+    rel = time - stack
+    keep = np.ones(len(rel), dtype=bool)
+    if len(panel.events):
+        # a comparison student visited later leaves the panel at its own event month
+        first_event = np.full(panel.rates.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
+        first_event[panel.events["student"].to_numpy()] = panel.events["event_time"].to_numpy()
+        comp = units["treated"].to_numpy()[unit_idx] == 0
+        keep &= ~(comp & (time >= first_event[units["student"].to_numpy()[unit_idx]]))
+    if max_rel_time is not None:
+        keep &= rel <= max_rel_time
+    if min_rel_time is not None:
+        keep &= rel >= min_rel_time
+    unit_idx, col, time, stack, rel = (a[keep] for a in (unit_idx, col, time, stack, rel))
+    return pd.DataFrame(
+        {
+            "unit": units["unit"].to_numpy()[unit_idx],
+            "stack": stack,
+            "time": time.astype(np.int64),
+            "rel_time": rel.astype(np.int64),
+            "treated": units["treated"].to_numpy()[unit_idx],
+            "weight": units["weight"].to_numpy(np.float64)[unit_idx],
+            "student": units["student"].to_numpy()[unit_idx],
+            "school": units["school"].to_numpy()[unit_idx],
+            "attendance_pp": 100.0 * rates[unit_idx, col],
+        }
+    )
+
+
+def subgroup_weights(
+    units: pd.DataFrame, pairs: pd.DataFrame, treated_in_group: pd.DataFrame
+) -> np.ndarray:
+    """Unit weights for the subgroup of treated students ``treated_in_group``.
+
+    The treated students of the subgroup keep weight 1; each comparison unit gets the
+    sum, over the subgroup's treated students it serves, of ``1 / k_i`` (``k_i`` the
+    number of comparisons of treated student ``i``); every other unit gets 0. With the
+    full set of treated students this reproduces the matching weights.
+
+    Parameters
+    ----------
+    units : DataFrame
+        From :func:`unit_table`.
+    pairs : DataFrame
+        ``MatchResult.pairs``: ``stack``, ``treated_student``, ``comparison_student``.
+    treated_in_group : DataFrame
+        ``stack`` and ``student`` of the subgroup's treated students.
+
+    Returns
+    -------
+    ndarray
+        One weight per unit (aligned with ``units``).
+    """
+    key = ["stack", "student"]
+    sel = treated_in_group[key].drop_duplicates()
+    k = pairs.groupby(["stack", "treated_student"]).size().rename("k").reset_index()
+    p = pairs.merge(k, on=["stack", "treated_student"])
+    p = p.merge(sel.rename(columns={"student": "treated_student"}), on=["stack", "treated_student"])
+    w_comp = (
+        (1.0 / p["k"]).groupby([p["stack"], p["comparison_student"]]).sum().rename("w")
+    ).reset_index()
+    w_comp = w_comp.rename(columns={"comparison_student": "student"})
+    w_comp["treated"] = np.int8(0)
+    w_treat = sel.merge(units.loc[units["treated"] == 1, key], on=key)
+    w_treat = w_treat.assign(w=1.0, treated=np.int8(1))
+    w = pd.concat([w_treat, w_comp], ignore_index=True)
+    merged = units[["stack", "student", "treated"]].merge(
+        w, on=["stack", "student", "treated"], how="left"
+    )
+    return merged["w"].fillna(0.0).to_numpy(np.float64)

@@ -1,0 +1,55 @@
+import pytest
+from pydantic import ValidationError
+
+from leapresearch.config import Config, ParameterError, load_config, parse_override
+from leapresearch.paths import PARAMS
+
+
+def test_demo_parameters_load_and_are_frozen():
+    cfg = load_config("demo")
+    assert cfg.analysis.window == (-12, 12)
+    assert cfg.analysis.reference == -1
+    assert cfg.matching.ratio == 3
+    with pytest.raises(ValidationError):
+        cfg.matching.ratio = 5  # type: ignore[misc]
+
+
+def test_every_vintage_file_is_valid():
+    files = sorted(p for p in PARAMS.glob("*.yaml") if p.name != "base.yaml")
+    assert files, "at least one vintage parameter file"
+    for p in files:
+        assert isinstance(load_config(p), Config)
+
+
+def test_overrides_apply_last_and_are_typed():
+    cfg = load_config("demo", overrides=["matching.ratio=5", "analysis.cluster=school"])
+    assert cfg.matching.ratio == 5
+    assert cfg.analysis.cluster == "school"
+    assert parse_override("a.b.c=[1, 2]") == {"a": {"b": {"c": [1, 2]}}}
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("matching.ratioo=3", "matching.ratioo"),
+        ("analysis.cluster=classroom", "analysis.cluster"),
+        ("analysis.window=[-3, -5]", "reference"),
+        ("matching.ratio=0", "matching.ratio"),
+        ("subgroups=[shoe_size]", "subgroups"),
+    ],
+)
+def test_bad_parameters_name_the_key(override, fragment):
+    with pytest.raises(ParameterError, match=fragment):
+        load_config("demo", overrides=[override])
+
+
+def test_missing_vintage_file_is_a_clear_error():
+    with pytest.raises(ParameterError, match="not found"):
+        load_config("1999-00")
+
+
+def test_digest_changes_with_parameters():
+    a = load_config("demo")
+    b = load_config("demo", overrides=["matching.caliper=0.1"])
+    assert a.digest() == load_config("demo").digest()
+    assert a.digest() != b.digest()

@@ -1,0 +1,564 @@
+"""Tests of leapresearch.matching: propensity scores and nearest-neighbour matching."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy.special import expit
+
+from leapresearch.balance import balance_table
+from leapresearch.matching import (
+    UNMATCHED_REASONS,
+    MatchResult,
+    PropensityFitWarning,
+    match,
+    nearest_neighbor_match,
+    propensity_scores,
+)
+
+STACKS = (20211, 20213, 20216)
+COVS = [
+    "pre_rate_m1",
+    "pre_rate_m2",
+    "pre_rate_m3",
+    "prior_year_rate",
+    "female",
+    "race_black",
+    "race_hispanic",
+    "meal_free",
+    "swd",
+]
+
+
+def make_candidates(n_students: int = 14_000, seed: int = 1) -> pd.DataFrame:
+    """Synthetic stacked candidates: 3 stacks x 2 districts x 2 grade bands.
+
+    Every student has a latent attendance level; in each stack the probability of being
+    visited follows a known logit that favours low recent attendance, free meals, SWD and
+    Black students. A visited student appears once (treated, in its visit stack); never
+    visited students appear in every stack as comparisons.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_students
+    district = rng.choice(np.array(["A", "B"]), n, p=[0.6, 0.4])
+    band = rng.choice(np.array(["PK-5", "6-8"]), n)
+    female = rng.random(n) < 0.5
+    black = rng.random(n) < 0.3
+    hisp = (~black) & (rng.random(n) < 0.4)
+    meal = rng.random(n) < 0.5
+    swd = rng.random(n) < 0.15
+    level = np.clip(0.93 - 0.03 * meal - 0.03 * swd + rng.normal(0, 0.04, n), 0.5, 1)
+    visit_stack = np.full(n, -1)
+    frames = []
+    for si, s in enumerate(STACKS):
+        months = [np.clip(level + rng.normal(0, 0.03, n), 0, 1) for _ in range(3)]
+        prior = np.clip(level + rng.normal(0, 0.02, n), 0, 1)
+        logit = (
+            -4.3
+            - 25 * (months[0] - 0.9)
+            - 10 * (prior - 0.9)
+            + 0.4 * meal
+            + 0.5 * swd
+            + 0.3 * black
+            + 0.3 * (district == "B")
+            - 0.2 * (band == "6-8")
+        )
+        visited = (rng.random(n) < expit(logit)) & (visit_stack < 0)
+        visit_stack[visited] = si
+        frames.append(
+            pd.DataFrame(
+                {
+                    "stack": np.int64(s),
+                    "student": np.arange(n, dtype=np.int64),
+                    "si": si,
+                    "district": district,
+                    "grade_band": band,
+                    "pre_rate_m1": months[0],
+                    "pre_rate_m2": months[1],
+                    "pre_rate_m3": months[2],
+                    "prior_year_rate": prior,
+                    "female": female.astype(float),
+                    "race_black": black.astype(float),
+                    "race_hispanic": hisp.astype(float),
+                    "meal_free": meal.astype(float),
+                    "swd": swd.astype(float),
+                }
+            )
+        )
+    df = pd.concat(frames, ignore_index=True)
+    v = visit_stack[df["student"].to_numpy()]
+    si = df["si"].to_numpy()
+    keep = (v < 0) | (v == si)
+    df = df.loc[keep].drop(columns="si").reset_index(drop=True)
+    df["treated"] = v[keep] == si[keep]
+    return df
+
+
+def tiny_frame(seed: int, n_t: int = 15, n_c: int = 60) -> tuple[pd.DataFrame, pd.Series]:
+    """Small frame with continuous random logits (no ties) in 2 stacks x 2 districts."""
+    rng = np.random.default_rng(seed)
+    n = n_t + n_c
+    frame = pd.DataFrame(
+        {
+            "stack": rng.choice(np.array([1, 2], dtype=np.int64), n),
+            "student": rng.permutation(n).astype(np.int64) + 100,
+            "treated": np.r_[np.ones(n_t, bool), np.zeros(n_c, bool)],
+            "district": rng.choice(np.array(["A", "B"]), n),
+            "grade_band": "PK-5",
+        }
+    )
+    pscore = pd.Series(rng.normal(0, 1, n) + 0.8 * frame["treated"], index=frame.index)
+    return frame, pscore
+
+
+@pytest.fixture(scope="module")
+def candidates() -> pd.DataFrame:
+    return make_candidates()
+
+
+@pytest.fixture(scope="module")
+def result(candidates: pd.DataFrame) -> MatchResult:
+    return match(candidates, covariates=COVS)
+
+
+@pytest.fixture(scope="module")
+def result_norepl(candidates: pd.DataFrame) -> MatchResult:
+    return match(candidates, covariates=COVS, replace=False)
+
+
+def with_strata(pairs: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
+    cols = ["stack", "student", "district", "grade_band", "treated"]
+    info = candidates[cols]
+    out = pairs.merge(
+        info.rename(columns={"student": "treated_student"}), on=["stack", "treated_student"]
+    )
+    return out.merge(
+        info.rename(columns={"student": "comparison_student"}),
+        on=["stack", "comparison_student"],
+        suffixes=("_t", "_c"),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# balance, strata, caliper, ratio, weights on the synthetic design
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["result", "result_norepl"])
+def test_matching_balances_covariates(candidates, which, request):
+    res = request.getfixturevalue(which)
+    bal = balance_table(candidates, res, covariates=COVS).set_index("covariate")
+    # selection on attendance and demographics makes groups differ before matching ...
+    assert (bal.loc[["pre_rate_m1", "prior_year_rate"], "smd_before"].abs() > 1.0).all()
+    assert (bal.loc[["meal_free", "swd"], "smd_before"].abs() > 0.3).all()
+    # ... and matching removes it for every covariate
+    assert (bal["smd_after"].abs() < 0.1).all(), bal["smd_after"]
+    assert bal["smd_after"].abs().mean() < 0.05
+
+
+def test_pairs_share_exact_strata_and_comparisons_are_untreated(candidates, result):
+    pairs = with_strata(result.pairs, candidates)
+    assert len(pairs) == len(result.pairs)
+    assert (pairs["district_t"] == pairs["district_c"]).all()
+    assert (pairs["grade_band_t"] == pairs["grade_band_c"]).all()
+    assert pairs["treated_t"].all()
+    assert not pairs["treated_c"].any()
+
+
+def test_caliper_is_sd_of_logit_and_respected(candidates, result):
+    ps = result.pscore
+    assert result.caliper_logit == pytest.approx(0.2 * np.std(ps.to_numpy(), ddof=1))
+    key = pd.Series(ps.to_numpy(), index=pd.MultiIndex.from_frame(candidates[["stack", "student"]]))
+    p = result.pairs
+    d = np.abs(
+        key.loc[list(zip(p["stack"], p["treated_student"], strict=True))].to_numpy()
+        - key.loc[list(zip(p["stack"], p["comparison_student"], strict=True))].to_numpy()
+    )
+    np.testing.assert_allclose(p["distance"].to_numpy(), d)
+    assert (p["distance"] <= result.caliper_logit).all()
+    # the caliper binds in this design: some treated are unmatched for it
+    assert (result.unmatched["reason"] == "outside_caliper").sum() > 0
+
+
+def test_ratio_at_most_k_and_exactly_k_when_abundant(candidates, result):
+    per_treated = result.pairs.groupby(["stack", "treated_student"]).size()
+    assert per_treated.max() <= 3
+    assert (per_treated > 0).all()
+    free = match(candidates, covariates=COVS, caliper=None, ratio=4)
+    counts = free.pairs.groupby(["stack", "treated_student"]).size()
+    assert len(counts) == int(candidates["treated"].sum())
+    assert (counts == 4).all()
+    assert free.unmatched.empty
+    assert free.caliper_logit == np.inf
+
+
+def test_without_replacement_uses_each_comparison_once_per_stack(result_norepl):
+    p = result_norepl.pairs
+    assert not p.duplicated(["stack", "comparison_student"]).any()
+    assert p.groupby(["stack", "treated_student"]).size().max() <= 3
+    m = result_norepl.matched
+    assert (m.loc[~m["treated"], "n_matches"] == 1).all()
+    # ranks are ordered by distance within each treated student
+    diffs = p.groupby(["stack", "treated_student"])["distance"].diff().dropna()
+    assert (diffs >= 0).all()
+
+
+@pytest.mark.parametrize("which", ["result", "result_norepl"])
+def test_weights_att(which, request):
+    res = request.getfixturevalue(which)
+    m = res.matched
+    t, c = m[m["treated"]], m[~m["treated"]]
+    assert (t["weight"] == 1.0).all()
+    sums = m.groupby(["stack", "treated"])["weight"].sum().unstack()
+    np.testing.assert_allclose(sums[True].to_numpy(), sums[False].to_numpy())
+    # comparison weight = sum over served treated of 1/k_i
+    k = res.pairs.groupby(["stack", "treated_student"]).size().rename("k").reset_index()
+    p = res.pairs.merge(k, on=["stack", "treated_student"])
+    expected = (1.0 / p["k"]).groupby([p["stack"], p["comparison_student"]]).sum()
+    got = c.set_index(["stack", "student"])["weight"]
+    pd.testing.assert_series_equal(
+        got.sort_index(), expected.sort_index(), check_names=False, check_index_type=False
+    )
+    served = p.groupby(["stack", "comparison_student"]).size()
+    np.testing.assert_array_equal(
+        c.set_index(["stack", "student"])["n_matches"].sort_index().to_numpy(),
+        served.sort_index().to_numpy(),
+    )
+
+
+def test_summary_accounts_for_every_treated(candidates, result):
+    s = result.summary.set_index("stack")
+    n_t = candidates.groupby("stack")["treated"].sum()
+    np.testing.assert_array_equal(s["n_treated"].to_numpy(), n_t.to_numpy())
+    assert (s["n_matched"] + s["n_unmatched"] == s["n_treated"]).all()
+    um = result.unmatched.groupby("stack").size().reindex(s.index, fill_value=0)
+    np.testing.assert_array_equal(s["n_unmatched"].to_numpy(), um.to_numpy())
+    pairs_per_stack = result.pairs.groupby("stack").size()
+    np.testing.assert_array_equal(s["n_comparison_rows"].to_numpy(), pairs_per_stack.to_numpy())
+    m = result.matched
+    np.testing.assert_array_equal(
+        s["n_comparisons"].to_numpy(), m[~m["treated"]].groupby("stack").size().to_numpy()
+    )
+    matched_t = set(zip(m.loc[m["treated"], "stack"], m.loc[m["treated"], "student"], strict=True))
+    unmatched_t = set(zip(result.unmatched["stack"], result.unmatched["student"], strict=True))
+    all_t = candidates.loc[candidates["treated"], ["stack", "student"]]
+    assert matched_t | unmatched_t == set(zip(all_t["stack"], all_t["student"], strict=True))
+    assert not matched_t & unmatched_t
+
+
+# --------------------------------------------------------------------------------------
+# brute-force checks of the nearest-neighbour choice
+# --------------------------------------------------------------------------------------
+
+
+def brute_force_with_replacement(frame, pscore, k, caliper):
+    rows = []
+    x = pscore.to_numpy()
+    tr = frame["treated"].to_numpy()
+    for i in np.flatnonzero(tr):
+        same = (
+            (frame["stack"] == frame["stack"].iloc[i])
+            & (frame["district"] == frame["district"].iloc[i])
+            & ~frame["treated"]
+        ).to_numpy()
+        js = np.flatnonzero(same)
+        d = np.abs(x[js] - x[i])  # all pairwise distances in the stratum
+        keep = d <= caliper
+        js, d = js[keep], d[keep]
+        order = np.argsort(d)[:k]
+        for rank, j in enumerate(js[order], start=1):
+            rows.append(
+                (frame["stack"].iloc[i], frame["student"].iloc[i], frame["student"].iloc[j], rank)
+            )
+    return sorted(rows)
+
+
+def brute_force_greedy(frame, pscore, k, caliper, m_order):
+    x = pscore.to_numpy()
+    tr = frame["treated"].to_numpy()
+    strat = list(zip(frame["stack"], frame["district"], strict=True))
+    t_idx = np.flatnonzero(tr)
+    c_idx = np.flatnonzero(~tr)
+    d0 = np.array(
+        [
+            min([abs(x[i] - x[j]) for j in c_idx if strat[j] == strat[i]], default=np.inf)
+            for i in t_idx
+        ]
+    )
+    prio = {"largest": -x[t_idx], "smallest": x[t_idx], "closest": d0, "farthest": -d0}[m_order]
+    order = t_idx[np.argsort(prio, kind="stable")]
+    used: set[int] = set()
+    alive = set(t_idx.tolist())
+    rows = []
+    for r in range(k):
+        got = set()
+        for i in order:
+            if i not in alive:
+                continue
+            cands = [j for j in c_idx if strat[j] == strat[i] and j not in used]
+            if not cands:
+                continue
+            j = min(cands, key=lambda j: abs(x[i] - x[j]))
+            if abs(x[i] - x[j]) > caliper:
+                continue
+            used.add(j)
+            got.add(i)
+            rows.append(
+                (frame["stack"].iloc[i], frame["student"].iloc[i], frame["student"].iloc[j], r + 1)
+            )
+        alive = got
+    return sorted(rows)
+
+
+def as_tuples(pairs: pd.DataFrame) -> list[tuple]:
+    cols = ["stack", "treated_student", "comparison_student", "rank"]
+    return sorted(map(tuple, pairs[cols].itertuples(index=False, name=None)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("k", [1, 3])
+def test_nearest_neighbours_match_brute_force_with_replacement(seed, k):
+    frame, ps = tiny_frame(seed)
+    res = nearest_neighbor_match(frame, ps, exact=("stack", "district"), ratio=k, caliper=0.3)
+    assert as_tuples(res.pairs) == brute_force_with_replacement(frame, ps, k, res.caliper_logit)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("m_order", ["largest", "smallest", "closest", "farthest"])
+def test_greedy_without_replacement_matches_sequential_algorithm(seed, m_order):
+    frame, ps = tiny_frame(seed, n_t=20, n_c=45)
+    res = nearest_neighbor_match(
+        frame, ps, exact=("stack", "district"), ratio=2, caliper=0.5, replace=False, m_order=m_order
+    )
+    expected = brute_force_greedy(frame, ps, 2, res.caliper_logit, m_order)
+    assert as_tuples(res.pairs) == expected
+
+
+# --------------------------------------------------------------------------------------
+# unmatched reasons, ties, determinism
+# --------------------------------------------------------------------------------------
+
+
+def reason_frame() -> tuple[pd.DataFrame, pd.Series]:
+    rows = [
+        # stack 1, district A: a matchable treated and a far-away treated
+        (1, 1, True, "A", 0.00),
+        (1, 2, True, "A", 9.00),
+        (1, 10, False, "A", 0.05),
+        (1, 11, False, "A", 0.10),
+        (1, 12, False, "A", -0.1),
+        # stack 1, district B: treated with no comparison in the stratum
+        (1, 3, True, "B", 0.0),
+        # stack 2, district A: treated with a missing score
+        (2, 4, True, "A", np.nan),
+        (2, 13, False, "A", 0.0),
+        # stack 2, district B: two treated compete for one comparison
+        (2, 5, True, "B", 0.50),
+        (2, 6, True, "B", 0.40),
+        (2, 14, False, "B", 0.45),
+    ]
+    frame = pd.DataFrame(rows, columns=["stack", "student", "treated", "district", "ps"])
+    frame["grade_band"] = "6-8"
+    frame[["stack", "student"]] = frame[["stack", "student"]].astype(np.int64)
+    return frame.drop(columns="ps"), frame["ps"]
+
+
+def test_unmatched_reasons_are_reported():
+    frame, ps = reason_frame()
+    res = nearest_neighbor_match(frame, ps, ratio=2, caliper=0.5, replace=False)
+    reasons = dict(zip(res.unmatched["student"], res.unmatched["reason"].astype(str), strict=True))
+    assert reasons == {
+        2: "outside_caliper",
+        3: "no_comparisons_in_stratum",
+        4: "missing_pscore",
+        6: "comparisons_exhausted",  # "largest" order: student 5 (0.50) goes first
+    }
+    assert set(res.unmatched["reason"].cat.categories) == set(UNMATCHED_REASONS)
+    assert {"district", "grade_band"} <= set(res.unmatched.columns)
+    with_repl = nearest_neighbor_match(frame, ps, ratio=2, caliper=0.5, replace=True)
+    assert set(with_repl.unmatched["student"]) == {2, 3, 4}
+    k = with_repl.matched.set_index("student")["n_matches"]
+    assert k[1] == 2 and k[5] == 1 and k[6] == 1 and k[14] == 2  # k_i < k is kept
+
+
+def tie_frame() -> tuple[pd.DataFrame, pd.Series]:
+    n_c = 40
+    frame = pd.DataFrame(
+        {
+            "stack": np.int64(7),
+            "student": np.arange(n_c + 2, dtype=np.int64),
+            "treated": np.r_[True, True, np.zeros(n_c, bool)],
+            "district": "A",
+            "grade_band": "9-12",
+        }
+    )
+    ps = pd.Series(np.r_[0.0, 0.0, np.zeros(n_c)], index=frame.index)  # all tied
+    return frame, ps
+
+
+def test_same_seed_same_result_and_seed_breaks_ties():
+    frame, ps = tie_frame()
+    picks = []
+    for seed in range(6):
+        a = nearest_neighbor_match(frame, ps, ratio=3, seed=seed, caliper=None)
+        b = nearest_neighbor_match(frame, ps, ratio=3, seed=seed, caliper=None)
+        pd.testing.assert_frame_equal(a.pairs, b.pairs)
+        pd.testing.assert_frame_equal(a.matched, b.matched)
+        picks.append(frozenset(a.pairs["comparison_student"]))
+    assert len(set(picks)) > 1
+
+
+def test_result_does_not_depend_on_row_order(candidates, result):
+    shuffled = candidates.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    again = match(shuffled, covariates=COVS)
+    pd.testing.assert_frame_equal(again.pairs, result.pairs)
+    pd.testing.assert_frame_equal(again.matched, result.matched, rtol=1e-9)
+    again_nr = match(shuffled, covariates=COVS, replace=False)
+    first_nr = match(candidates, covariates=COVS, replace=False)
+    pd.testing.assert_frame_equal(again_nr.pairs, first_nr.pairs)
+
+
+def test_random_order_is_seeded():
+    frame, ps = tiny_frame(11, n_t=25, n_c=30)
+    kw = {"exact": ("stack", "district"), "replace": False, "m_order": "random", "caliper": None}
+    a = nearest_neighbor_match(frame, ps, seed=4, **kw)
+    b = nearest_neighbor_match(frame, ps, seed=4, **kw)
+    pd.testing.assert_frame_equal(a.pairs, b.pairs)
+    assert not a.pairs.duplicated(["stack", "comparison_student"]).any()
+
+
+# --------------------------------------------------------------------------------------
+# propensity scores
+# --------------------------------------------------------------------------------------
+
+
+def small_fit_frame(seed: int = 0, n: int = 3000) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "stack": np.int64(1),
+            "student": np.arange(n, dtype=np.int64),
+            "district": rng.choice(np.array(["A", "B", "C"]), n),
+            "grade_band": rng.choice(np.array(["PK-5", "6-8"]), n),
+            "x1": rng.normal(0, 1, n),
+            "x2": rng.normal(5, 2, n),
+            "b": (rng.random(n) < 0.3).astype(float),
+        }
+    )
+    lin = (
+        -2
+        + 0.8 * frame["x1"]
+        - 0.3 * frame["x2"]
+        + 0.6 * frame["b"]
+        + 0.5 * (frame["district"] == "B")
+    )
+    frame["treated"] = rng.random(n) < expit(lin + 1.5)
+    return frame
+
+
+def test_propensity_scores_equal_statsmodels_logit():
+    frame = small_fit_frame()
+    ours = propensity_scores(frame, covariates=["x1", "x2", "b"])
+    x = pd.get_dummies(
+        frame[["x1", "x2", "b", "district", "grade_band"]], drop_first=True, dtype=float
+    )
+    fit = sm.Logit(frame["treated"].astype(float), sm.add_constant(x)).fit(disp=0)
+    np.testing.assert_allclose(ours.to_numpy(), fit.fittedvalues.to_numpy(), atol=1e-6)
+    assert ours.index.equals(frame.index)
+    diag = ours.attrs["fit_diagnostics"][0]
+    assert diag["method"] == "mle" and diag["converged"]
+
+
+def test_constant_and_aliased_columns_are_dropped():
+    frame = small_fit_frame(1)
+    base = propensity_scores(frame, covariates=["x1", "x2", "b"])
+    frame["const"] = 0.5
+    frame["x1_copy"] = 2 * frame["x1"] - 3
+    frame["b_not"] = 1 - frame["b"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        more = propensity_scores(frame, covariates=["x1", "x2", "const", "b", "x1_copy", "b_not"])
+    np.testing.assert_allclose(more.to_numpy(), base.to_numpy(), atol=1e-7)
+    dropped = set(more.attrs["fit_diagnostics"][0]["dropped_columns"])
+    assert dropped == {"const", "x1_copy", "b_not"}
+
+
+def test_separation_warns_and_falls_back_to_ridge():
+    frame = small_fit_frame(2)
+    frame["perfect"] = frame["treated"].astype(float) + 0.01 * frame["x1"]
+    with pytest.warns(PropensityFitWarning, match="ridge"):
+        ps = propensity_scores(frame, covariates=["x1", "x2", "perfect"])
+    assert np.isfinite(ps).all()
+    assert ps.attrs["fit_diagnostics"][0]["method"] == "ridge"
+    # the fallback still ranks treated above comparisons
+    assert ps[frame["treated"]].min() > ps[~frame["treated"]].max()
+
+
+def test_single_class_groups_and_levels_are_nan_and_unmatched():
+    frame = small_fit_frame(3, n=2000)
+    # district C in stack 1 loses its treated rows; stack 2 has treated only
+    frame = frame[~((frame["district"] == "C") & frame["treated"])].copy()
+    extra = frame[frame["treated"]].head(5).assign(stack=np.int64(2))
+    frame = pd.concat([frame, extra], ignore_index=True)
+    ps = propensity_scores(frame, covariates=["x1", "x2", "b"])
+    is_c1 = (frame["stack"] == 1) & (frame["district"] == "C")
+    assert ps[is_c1].isna().all()
+    assert ps[frame["stack"] == 2].isna().all()
+    assert ps[(frame["stack"] == 1) & ~is_c1].notna().all()
+    res = nearest_neighbor_match(frame, ps)
+    reasons = res.unmatched.set_index("stack")["reason"].astype(str)
+    assert (reasons.loc[[2]] == "no_comparisons_in_stratum").all()
+    assert res.summary.set_index("stack").loc[2, "n_matched"] == 0
+
+
+def test_match_is_propensity_scores_then_nearest_neighbor(candidates, result):
+    ps = propensity_scores(candidates, covariates=COVS)
+    two_step = nearest_neighbor_match(candidates, ps)
+    pd.testing.assert_frame_equal(two_step.pairs, result.pairs)
+    pd.testing.assert_series_equal(two_step.pscore, result.pscore)
+    assert result.settings["covariates"] == tuple(COVS)
+    assert len(result.settings["fit_diagnostics"]) == len(STACKS)
+
+
+# --------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ratio": 0}, "ratio"),
+        ({"ratio": 2.5}, "ratio"),
+        ({"caliper": -0.1}, "caliper"),
+        ({"caliper_scale": "sd_pscore"}, "caliper_scale"),
+        ({"m_order": "best"}, "m_order"),
+        ({"exact": ("district", "grade_band")}, "stack"),
+        ({"exact": ("stack", "school")}, "school"),
+    ],
+)
+def test_invalid_options_raise(kwargs, message):
+    frame, ps = reason_frame()
+    with pytest.raises(ValueError, match=message):
+        nearest_neighbor_match(frame, ps, **kwargs)
+
+
+def test_invalid_inputs_raise():
+    frame, ps = reason_frame()
+    with pytest.raises(ValueError, match="pscore"):
+        nearest_neighbor_match(frame, ps.iloc[:-1])
+    dup = pd.concat([frame, frame.iloc[[0]]], ignore_index=True)
+    with pytest.raises(ValueError, match="duplicate candidate row"):
+        nearest_neighbor_match(dup, pd.Series(0.0, index=dup.index))
+    fit = small_fit_frame()
+    with pytest.raises(ValueError, match="nope"):
+        propensity_scores(fit, covariates=["x1", "nope"])
+    fit.loc[3, "x1"] = np.nan
+    with pytest.raises(ValueError, match="x1"):
+        propensity_scores(fit, covariates=["x1"])
+    with pytest.raises(ValueError, match="string"):
+        propensity_scores(fit, covariates="x2")

@@ -1,0 +1,221 @@
+"""The analytic panel, comparison candidates and stacked panels on a hand-made data set."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leapresearch.calendar import school_month_index
+from leapresearch.comparison import build_candidates
+from leapresearch.config import MatchingConfig, PoolConfig
+from leapresearch.panel import build_panel
+from leapresearch.stacking import stacked_panel, subgroup_weights, unit_table
+
+
+def roster_row(sid, year, district="D1", grade="3", **kw):
+    row = dict(
+        student_id=sid,
+        school_year=year,
+        district=district,
+        school_id=f"{district}-S1",
+        grade=grade,
+        gender="F",
+        race_ethnicity="Hispanic/Latino",
+        meal_status="free",
+        ell=0,
+        swd=0,
+        home_language="Spanish",
+    )
+    row.update(kw)
+    return row
+
+
+def att_row(sid, month, att, mem=20.0, school="D1-S1", district="D1", remote=(0.0, 0.0)):
+    return dict(
+        student_id=sid,
+        district=district,
+        school_id=school,
+        month=month,
+        inperson_membership=mem,
+        inperson_attended=att,
+        remote_membership=remote[0],
+        remote_attended=remote[1],
+    )
+
+
+MONTHS_2021 = [
+    "2020-09",
+    "2020-10",
+    "2020-11",
+    "2020-12",
+    "2021-01",
+    "2021-02",
+    "2021-03",
+    "2021-04",
+    "2021-05",
+    "2021-06",
+]
+MONTHS_2122 = [
+    "2021-09",
+    "2021-10",
+    "2021-11",
+    "2021-12",
+    "2022-01",
+    "2022-02",
+    "2022-03",
+    "2022-04",
+    "2022-05",
+    "2022-06",
+]
+
+
+@pytest.fixture
+def tables():
+    ids = ["0000000001", "0000000002", "0000000003", "0000000004", "0123456789"]
+    students = pd.DataFrame(
+        [roster_row(s, y) for s in ids for y in ("2020-21", "2021-22")]
+        + [roster_row("0000000005", y, district="D2") for y in ("2020-21", "2021-22")]
+    )
+    rows = []
+    for k, s in enumerate(ids):
+        for j, m in enumerate(MONTHS_2021 + MONTHS_2122):
+            rows.append(att_row(s, m, att=float(10 + (k + j) % 10)))
+    for m in MONTHS_2021 + MONTHS_2122:
+        rows.append(att_row("0000000005", m, att=15.0, school="D2-S1", district="D2"))
+    # student 1 changes school in October 2021: two rows that month
+    rows = [r for r in rows if not (r["student_id"] == "0000000001" and r["month"] == "2021-10")]
+    rows.append(att_row("0000000001", "2021-10", 5.0, mem=8.0, school="D1-S1"))
+    rows.append(att_row("0000000001", "2021-10", 9.0, mem=12.0, school="D1-S2"))
+    # remote days in 2020-21 for student 2
+    rows = [r for r in rows if not (r["student_id"] == "0000000002" and r["month"] == "2020-11")]
+    rows.append(att_row("0000000002", "2020-11", 4.0, mem=10.0, remote=(10.0, 6.0)))
+    # a summer-school row and a zero-membership month
+    rows.append(att_row("0000000003", "2021-07", 10.0, mem=10.0))
+    rows = [r for r in rows if not (r["student_id"] == "0000000004" and r["month"] == "2021-12")]
+    rows.append(att_row("0000000004", "2021-12", 0.0, mem=0.0))
+    attendance = pd.DataFrame(rows)
+    visits = pd.DataFrame(
+        {
+            "visit_id": ["v1", "v2", "v3", "v4", "v5"],
+            "student_id": ["0000000001", "0000000001", "0000000001", "0123456789", "0000000002"],
+            "district": ["D1"] * 5,
+            "visit_date": pd.to_datetime(
+                ["2021-07-20", "2021-09-02", "2021-10-05", "2022-01-10", "2021-11-03"]
+            ),
+            "visit_status": ["attempted", "completed", "completed", "completed", "attempted"],
+            "visit_location": ["home", "home", "phone", "virtual", "home"],
+            "visitor_type": ["school_staff"] * 5,
+        }
+    )
+    return SimpleNamespace(students=students, attendance_monthly=attendance, leap_visits=visits)
+
+
+def test_monthly_rate_sums_schools_and_remote_days(tables):
+    panel = build_panel(tables)
+    t_oct = school_month_index([2021], [10])[0]
+    m = panel.monthly.set_index(["student", "time"])
+    # student codes follow the sorted ids: "0000000001" -> 0
+    assert m.loc[(0, t_oct), "membership"] == 20.0
+    assert m.loc[(0, t_oct), "rate"] == pytest.approx(14.0 / 20.0)
+    t_nov = school_month_index([2020], [11])[0]
+    assert m.loc[(1, t_nov), "rate"] == pytest.approx((4.0 + 6.0) / 20.0)
+
+
+def test_summer_rows_and_zero_membership_are_counted_not_lost(tables):
+    panel = build_panel(tables)
+    assert panel.counts["summer_rows"] == 1
+    assert panel.counts["zero_membership_months"] == 1
+    t_dec = school_month_index([2021], [12])[0]
+    assert np.isnan(panel.rates[3, t_dec - panel.time_min])
+
+
+def test_first_visit_is_earliest_completed(tables):
+    panel = build_panel(tables)
+    ev = panel.events.set_index("student")
+    # student 0: attempted in July, completed 2 Sep and 5 Oct -> first = 2 Sep, 2 visits
+    assert ev.loc[0, "first_visit_date"] == pd.Timestamp("2021-09-02")
+    assert ev.loc[0, "event_time"] == school_month_index([2021], [9])[0]
+    assert ev.loc[0, "cohort"] == "2021-22"
+    assert ev.loc[0, "visits"] == "2-3"
+    assert ev.loc[0, "first_visit_location"] == "home"
+    # student 1 only had an attempt: not treated, but visited_any
+    assert 1 not in ev.index and panel.visited_any[1]
+    assert set(ev.index) == {0, 5}  # "0123456789" sorts last
+
+
+def test_annual_rate_and_chronic_absence(tables):
+    panel = build_panel(tables, chronic_threshold=0.9)
+    a = panel.annual.set_index(["student", "year"])
+    m = panel.monthly
+    sel = m[(m["student"] == 2) & (m["year"] == 2020)]
+    assert a.loc[(2, 2020), "rate"] == pytest.approx(
+        sel["attended"].sum() / sel["membership"].sum()
+    )
+    assert a.loc[(2, 2020), "chronically_absent"] == int(a.loc[(2, 2020), "rate"] < 0.9)
+
+
+def test_candidates_pool_excludes_visited_and_other_districts(tables):
+    panel = build_panel(tables)
+    strict = PoolConfig(include_attempted_only=False)
+    cand = build_candidates(panel, pool=strict, matching=MatchingConfig(pre_months=6))
+    f = cand.frame
+    sept = school_month_index([2021], [9])[0]
+    in_stack = f[f["stack"] == sept]
+    # treated: student 0; pool: never visited (2, 3) in D1; student 1 had an attempt; 4 in D2
+    assert in_stack.loc[in_stack["treated"], "student"].tolist() == [0]
+    assert sorted(in_stack.loc[~in_stack["treated"], "student"]) == [2, 3]
+    # by default an attempt without contact is not a visit (data contract)
+    f1 = build_candidates(panel, pool=PoolConfig(), matching=MatchingConfig(pre_months=6)).frame
+    assert sorted(f1.loc[(f1["stack"] == sept) & ~f1["treated"], "student"]) == [1, 2, 3]
+    other = PoolConfig(allow_other_districts=True)
+    f2 = build_candidates(panel, pool=other, matching=MatchingConfig(pre_months=6)).frame
+    assert sorted(f2.loc[(f2["stack"] == sept) & ~f2["treated"], "student"]) == [1, 2, 3, 4]
+    # students first visited later join only with not_yet_visited (student 5: January 2022)
+    later = PoolConfig(not_yet_visited=True)
+    f3 = build_candidates(panel, pool=later, matching=MatchingConfig(pre_months=6)).frame
+    assert 5 in set(f3.loc[(f3["stack"] == sept) & ~f3["treated"], "student"])
+    assert not f[cand.covariates].isna().any().any()
+
+
+def test_pre_period_covariates_are_the_months_before_the_event(tables):
+    panel = build_panel(tables)
+    cand = build_candidates(panel, pool=PoolConfig(), matching=MatchingConfig(pre_months=3))
+    row = cand.frame[(cand.frame["student"] == 2) & (cand.frame["stack"] % 10 == 0)].iloc[0]
+    stack = int(row["stack"])
+    for k in (1, 2, 3):
+        assert row[f"pre_rate_m{k}"] == pytest.approx(panel.rates[2, stack - k - panel.time_min])
+    assert row["prior_year_rate"] == pytest.approx(
+        panel.annual.set_index(["student", "year"]).loc[(2, stack // 10 - 1), "rate"]
+    )
+
+
+def test_stacked_panel_and_subgroup_weights():
+    from types import SimpleNamespace as NS
+
+    rates = np.array([[0.5, 0.6, 0.7], [0.8, np.nan, 0.9], [0.9, 0.9, 0.95]])
+    panel = NS(
+        rates=rates, time_min=100, events=pd.DataFrame({"student": [2], "event_time": [102]})
+    )
+    matched = pd.DataFrame(
+        {
+            "stack": [101, 101, 101],
+            "student": [0, 1, 2],
+            "treated": [True, False, False],
+            "weight": [1.0, 0.5, 0.5],
+        }
+    )
+    cands = matched[["stack", "student"]].assign(school=[7, 7, 8])
+    units = unit_table(matched, cands)
+    sp = stacked_panel(panel, units)
+    # one missing month; comparison student 2 is visited in month 102 and leaves there
+    assert len(sp) == 7
+    assert sp.loc[sp["student"] == 2, "time"].tolist() == [100, 101]
+    assert sp.loc[sp["student"] == 0, "rel_time"].tolist() == [-1, 0, 1]
+    assert sp.loc[(sp["student"] == 0) & (sp["rel_time"] == 1), "attendance_pp"].item() == 70.0
+    pairs = pd.DataFrame(
+        {"stack": [101, 101], "treated_student": [0, 0], "comparison_student": [1, 2]}
+    )
+    w = subgroup_weights(units, pairs, matched.loc[matched["treated"], ["stack", "student"]])
+    assert w.tolist() == [1.0, 0.5, 0.5]
+    assert subgroup_weights(units, pairs, matched.iloc[0:0][["stack", "student"]]).sum() == 0

@@ -1,0 +1,75 @@
+import numpy as np
+import pandas as pd
+
+from leapresearch.config import PrivacyConfig
+from leapresearch.outputs import publishable
+from leapresearch.privacy import suppress
+
+P = PrivacyConfig(min_count=6, min_group=20, min_treated=20)
+
+
+def test_small_counts_and_small_groups_are_suppressed():
+    t = pd.DataFrame(
+        {
+            "group": ["all", "district:A", "district:B"],
+            "rel_time": [1, 1, 1],
+            "estimate": [4.0, 9.0, 2.0],
+            "std_error": [1.0, 3.0, 1.5],
+            "ci_lower": [2.0, 3.0, -1.0],
+            "ci_upper": [6.0, 15.0, 5.0],
+            "n_treated": [500, 12, 40],
+            "n_comparison": [1500, 36, 3],
+        }
+    )
+    out = suppress(t, name="event_study", privacy=P)
+    assert out["suppressed"].tolist() == [False, True, True]
+    # the group of 12 treated has its estimate emptied
+    assert np.isnan(out.loc[1, "estimate"]) and np.isnan(out.loc[1, "ci_upper"])
+    # its count 12 (>= 6) is still shown; a count of 3 is not
+    assert out.loc[1, "n_treated"] == 12
+    assert pd.isna(out.loc[2, "n_comparison"])
+    assert out.loc[2, "estimate"] == 2.0  # 40 treated: the estimate stands
+    assert out.loc[0, "n_treated"] == 500
+
+
+def test_complementary_suppression_protects_a_part_recoverable_from_the_total():
+    t = pd.DataFrame(
+        {
+            "cohort": ["c1"],
+            "treated": [100],
+            "matched": [97],
+            "unmatched": [3],
+            "unmatched_no_comparisons": [1],
+            "unmatched_outside_caliper": [2],
+            "unmatched_not_enrolled_or_no_data": [0],
+            "comparisons": [280],
+        }
+    )
+    out = suppress(t, name="matching_summary", privacy=P)
+    assert pd.isna(out.loc[0, "unmatched"])
+    # matched = treated - unmatched would reveal it: one more cell must go
+    hidden = [c for c in ("treated", "matched") if pd.isna(out.loc[0, c])]
+    assert hidden, "complementary suppression must hide matched or treated"
+
+
+def test_zero_is_published_and_small_cohorts_vanish():
+    t = pd.DataFrame(
+        {
+            "cohort": ["big", "tiny"],
+            "treated": [200, 8],
+            "matched": [200, 8],
+            "unmatched": [0, 0],
+            "comparisons": [600, 24],
+        }
+    )
+    out = suppress(t, name="matching_summary", privacy=P)
+    assert out.loc[0, "unmatched"] == 0
+    assert out.loc[1, ["treated", "matched", "comparisons"]].isna().all()
+
+
+def test_publishable_sorts_deterministically():
+    t = pd.DataFrame(
+        {"group": ["b", "a"], "rel_time": [2, 1], "estimate": [1.0, 2.0], "n_treated": [100, 100]}
+    )
+    out = publishable(t, "event_study", privacy=P)
+    assert out["group"].tolist() == ["a", "b"]
