@@ -12,7 +12,8 @@ import pandas as pd
 from leapresearch import narrative
 from leapresearch.config import Config
 from leapresearch.outputs import publishable
-from leapresearch.session import Session, open_session
+from leapresearch.session import Session
+from leapresearch.session import open_session as _open_session
 
 __all__ = [
     "Session",
@@ -23,6 +24,19 @@ __all__ = [
     "show",
     "summary_table",
 ]
+
+
+def use_svg_figures() -> None:
+    """Show figures as SVG in notebooks (text, stable across runs, no base64 blobs)."""
+    import matplotlib
+
+    matplotlib.rcParams["svg.hashsalt"] = "leapresearch"
+    matplotlib.rcParams["svg.fonttype"] = "none"
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # pragma: no cover - outside Jupyter
+        return
+    set_matplotlib_formats("svg", metadata={"Date": None})
 
 
 def show(table: pd.DataFrame, name: str, config: Config, *, digits: int = 2) -> pd.DataFrame:
@@ -43,6 +57,20 @@ def show(table: pd.DataFrame, name: str, config: Config, *, digits: int = 2) -> 
     floats = out.select_dtypes("float").columns
     out[floats] = out[floats].round(digits)
     return out
+
+
+def open_session(
+    vintage: str = "demo",
+    *,
+    data_dir: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Session:
+    """Open the session of a notebook (see :func:`leapresearch.session.open_session`).
+
+    Also switches inline figures to SVG.
+    """
+    use_svg_figures()
+    return _open_session(vintage, data_dir=data_dir, overrides=overrides)
 
 
 def say(text: str):
