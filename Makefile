@@ -9,7 +9,7 @@ DATA   ?= data_raw/$(SCALE)
 OUT    ?= outputs/$(SCALE)
 PARAMS ?=
 
-.PHONY: setup report test lint format nbval notebooks lab lock demo-data clean-venv bench
+.PHONY: setup report test lint format nbval notebooks lab lock demo-data clean-venv hooks
 
 setup: $(STAMP)  ## build .venv from the lock file (idempotent)
 
@@ -30,10 +30,11 @@ report: demo-data  ## the yearly report on SCALE data (demo by default)
 	$(BIN)/leapresearch validate $(DATA)
 	$(BIN)/leapresearch run --data $(DATA) --out $(OUT) --overwrite $(if $(PARAMS),--params $(PARAMS))
 
-test: setup  ## lint, the test suite, and nbval on the committed notebooks
-	$(BIN)/ruff check leapresearch tests benchmarks
-	$(BIN)/ruff format --check leapresearch tests benchmarks
-	$(BIN)/python -m pytest -n 2 tests
+test: demo-data  ## lint, the test suite, and nbval on the committed notebooks
+	$(BIN)/ruff check leapresearch tests benchmarks scripts
+	$(BIN)/ruff format --check leapresearch tests benchmarks scripts
+	$(BIN)/python scripts/check_no_data_staged.py --tracked
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 	$(MAKE) nbval
 
 nbval: demo-data  ## check the committed notebook outputs against a fresh execution
@@ -42,11 +43,14 @@ nbval: demo-data  ## check the committed notebook outputs against a fresh execut
 	else echo "nbval: no notebooks committed yet"; fi
 
 lint: setup
-	$(BIN)/ruff check leapresearch tests benchmarks
+	$(BIN)/ruff check leapresearch tests benchmarks scripts
 
 format: setup
-	$(BIN)/ruff format leapresearch tests benchmarks
-	$(BIN)/ruff check --fix leapresearch tests benchmarks
+	$(BIN)/ruff format leapresearch tests benchmarks scripts
+	$(BIN)/ruff check --fix leapresearch tests benchmarks scripts
+
+hooks:  ## install the git pre-commit hook that refuses staged data files
+	python3 scripts/check_no_data_staged.py --install
 
 lab: setup  ## JupyterLab on notebooks/ with the project's environment
 	$(BIN)/jupyter lab --notebook-dir=notebooks

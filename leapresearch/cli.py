@@ -22,15 +22,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from leapresearch.simulate import SimulationConfig, simulate, write_simulation
 
     fmt = args.format or ("csv" if args.scale == "demo" else "parquet")
-    data = simulate(SimulationConfig(scale=args.scale, seed=args.seed))
     try:
+        data = simulate(SimulationConfig(scale=args.scale, seed=args.seed))
         paths = write_simulation(
             data,
             Path(args.out),
             file_format=fmt,
             truth_path=Path(args.truth) if args.truth else None,
         )
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         return _err(str(exc))
     for p in paths:
         print(f"wrote {p}")
@@ -52,7 +52,10 @@ def _print_summary(summary: dict) -> None:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from leapresearch.contract import summarise, validate_folder
 
-    start = dt.date.fromisoformat(args.program_start) if args.program_start else None
+    try:
+        start = dt.date.fromisoformat(args.program_start) if args.program_start else None
+    except ValueError as exc:
+        return _err(f"--program-start {args.program_start!r} is not a date YYYY-MM-DD ({exc})")
     tables, violations, notes = validate_folder(Path(args.data), program_start=start)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
@@ -112,6 +115,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
     except (RunError, ParameterError) as exc:
         return _err(str(exc))
+    except OSError as exc:  # e.g. OUT under a file, or a disk that is full
+        return _err(f"cannot write the run folder {out}: {exc}")
     return 0
 
 

@@ -117,6 +117,7 @@ class RobustConfig(_Frozen):
 
     control_group: Literal["notyettreated", "nevertreated"] = "notyettreated"
     include_never_treated: bool = False
+    anticipation: int = 3
 
 
 class PrivacyConfig(_Frozen):
@@ -209,7 +210,10 @@ def parse_override(text: str) -> dict[str, Any]:
         key, raw = text.split(":", 1)
     else:
         raise ParameterError(f"override must be key=value, got {text!r}")
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"override {text!r}: the value is not valid YAML: {exc}") from None
     out: dict[str, Any] = {}
     node = out
     parts = key.strip().split(".")

@@ -29,6 +29,7 @@ from leapresearch.panel import AnalyticPanel, build_panel
 from leapresearch.robust import callaway_santanna
 from leapresearch.stacking import stacked_panel, subgroup_weights, unit_table
 from leapresearch.subgroups import GROUP_ALL, group_definitions, run_by_group, treated_attributes
+from leapresearch.threads import single_blas_thread
 
 Log = Callable[[str], None]
 
@@ -92,6 +93,7 @@ def _weights_from_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     return out[["stack", "student", "treated", "weight", "n_matches"]].reset_index(drop=True)
 
 
+@single_blas_thread
 def run_matching(candidates: Candidates, config: Config) -> MatchResult:
     """Propensity-score matching of each visited student to never-visited students.
 
@@ -171,6 +173,7 @@ def unit_covariates(units: pd.DataFrame, candidates: Candidates, config: Config)
     return x[cols].to_numpy(np.float64)
 
 
+@single_blas_thread
 def prepare(tables, config: Config, *, log: Log = _quiet) -> Prepared:
     """Analytic panel, comparison candidates, matching and the stacked panel.
 
@@ -216,6 +219,7 @@ def prepare(tables, config: Config, *, log: Log = _quiet) -> Prepared:
     return dataclasses.replace(matched, timings={**timings, **matched.timings})
 
 
+@single_blas_thread
 def prepare_matched(
     panel: AnalyticPanel,
     candidates: Candidates,
@@ -304,6 +308,7 @@ def matching_summary(prepared: Prepared) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@single_blas_thread
 def estimate_balance(prepared: Prepared) -> pd.DataFrame:
     """Balance of every matching covariate (and extra pre-period variables) before/after."""
     return balance_table(
@@ -362,6 +367,7 @@ def _event_table(result, config: Config) -> pd.DataFrame:
     return tab.loc[tab["rel_time"] != result.reference, EVENT_STUDY_COLUMNS[1:]]
 
 
+@single_blas_thread
 def estimate_event_studies(
     prepared: Prepared,
     *,
@@ -422,19 +428,27 @@ def pretrend_tests(results: dict) -> pd.DataFrame:
     """Joint Wald test that every pre-period coefficient is zero, per group."""
     rows = []
     for label, res in results.items():
-        w = res.pretrend_test()
+        try:
+            w = res.pretrend_test()
+            stat, df, p_value = w.stat, w.df, w.p_value
+        except np.linalg.LinAlgError:
+            # A tiny subgroup (a few treated students, so a few clusters) has a singular
+            # covariance of its pre-period terms: the joint test is not defined.
+            pre = res.coefficients.index.to_numpy() < res.reference
+            stat, df, p_value = np.nan, int(pre.sum()), np.nan
         rows.append(
             {
                 "group": label,
-                "statistic": w.stat,
-                "df": w.df,
-                "p_value": w.p_value,
+                "statistic": stat,
+                "df": df,
+                "p_value": p_value,
                 "n_treated": res.n_treated,
             }
         )
     return pd.DataFrame(rows)
 
 
+@single_blas_thread
 def estimate_long_term(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
     """Difference-in-differences on annual outcomes of later school years (``long_term.csv``).
 
@@ -502,6 +516,7 @@ def estimate_naive(prepared: Prepared) -> pd.DataFrame:
     return out[["group", "rel_time", "estimate", "n_treated"]]
 
 
+@single_blas_thread
 def estimate_placebo(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
     """Placebo: a fake event month ``shift_months`` before the real one (``placebo.csv``).
 
@@ -528,6 +543,7 @@ def estimate_placebo(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
     return tab[cols].reset_index(drop=True)
 
 
+@single_blas_thread
 def estimate_robust(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
     """Callaway-Sant'Anna event study, not-yet-visited comparisons (``robust_estimator.csv``)."""
     config = prepared.config
@@ -548,6 +564,7 @@ def estimate_robust(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
         window=config.analysis.window,
         control_group=config.robust.control_group,
         include_never_treated=config.robust.include_never_treated,
+        anticipation=config.robust.anticipation,
     )
     log("robust estimator: done")
     tab = res.table()
@@ -564,6 +581,7 @@ class Evaluation:
     event_studies: dict
 
 
+@single_blas_thread
 def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
     """Run the whole evaluation on validated contract tables.
 

@@ -30,7 +30,8 @@ def annual_stacked_panel(
     units : DataFrame
         ``unit``, ``stack``, ``student``, ``treated``, ``weight``, ``school``.
     outcome : {"attendance_rate", "chronically_absent"}
-        Annual attendance rate x 100, or chronic absence (0/100).
+        Annual attendance rate x 100, or chronic absence (0/100; school years in which the
+        student was in PK are left out, as in the state's K-12 measure).
 
     Returns
     -------
@@ -42,6 +43,11 @@ def annual_stacked_panel(
     if outcome not in OUTCOME_COLUMNS:
         raise ValueError(f"outcome must be one of {sorted(OUTCOME_COLUMNS)}, got {outcome!r}")
     annual = panel.annual[["student", "year", OUTCOME_COLUMNS[outcome]]]
+    if outcome == "chronically_absent":
+        # the state's chronic-absence measure covers K-12: PK years are left out
+        grade = panel.roster[["student", "year", "grade"]]
+        annual = annual.merge(grade, on=["student", "year"], how="left")
+        annual = annual.loc[annual["grade"] != "PK"].drop(columns="grade")
     df = units.merge(annual, on="student", how="inner")
     df["time"] = df["year"].astype(np.int64)
     df["rel_time"] = (df["year"] - df["stack"] // 10).astype(np.int64)

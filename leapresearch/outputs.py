@@ -70,10 +70,15 @@ def write_figure(fig, name: str, out_dir: Path, *, stamp: str = "") -> list[Path
     folder.mkdir(parents=True, exist_ok=True)
     if stamp:
         fig.text(0.005, 0.005, stamp, fontsize=6, color="0.5", ha="left", va="bottom")
+    import matplotlib
+
     paths = []
     for ext, meta in (("png", {"Software": None}), ("svg", {"Date": None})):
         path = folder / f"{name}.{ext}"
-        fig.savefig(path, dpi=120, bbox_inches="tight", metadata=meta)
+        # A fixed salt for the SVG element ids (clip paths, markers); matplotlib's default
+        # is a random salt per file, so the same figure would give different bytes.
+        with matplotlib.rc_context({"svg.hashsalt": "leapresearch"}):
+            fig.savefig(path, dpi=120, bbox_inches="tight", metadata=meta)
         paths.append(path)
     return paths
 

@@ -81,7 +81,13 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     trash = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     if out_dir.exists():
         out_dir.rename(trash)
-    tmp.rename(out_dir)
+    try:
+        tmp.rename(out_dir)
+    except BaseException:
+        # put the earlier run back: a failed run never removes a finished one
+        if trash.exists() and not out_dir.exists():
+            trash.rename(out_dir)
+        raise
     if trash.exists():
         shutil.rmtree(trash)
 
@@ -148,7 +154,12 @@ def run_report(
     tmp.mkdir()
     try:
         t0 = time.perf_counter()
-        evaluation = evaluate(tables, config, log=log)
+        try:
+            evaluation = evaluate(tables, config, log=log)
+        except ValueError as exc:  # includes numpy's LinAlgError
+            # Valid data can still be too small or sparse for a step (e.g. no cohort-month
+            # cell the robust estimator can estimate): refuse with the reason.
+            raise RunError(f"the evaluation cannot be completed on these data: {exc}") from exc
         timings.update(evaluation.prepared.timings)
         timings["evaluation"] = time.perf_counter() - t0
         if use_cache:

@@ -16,11 +16,13 @@ from functools import cached_property
 from pathlib import Path
 
 from leapresearch.config import Config, load_config
-from leapresearch.contract import RawTables, read_raw_tables, summarise
+from leapresearch.contract import RawTables, find_table_files, read_raw_tables, summarise
 from leapresearch.outputs import file_records
 from leapresearch.paths import DATA_RAW
 
 CACHE_DIR = DATA_RAW / ".cache"
+KEEP_CACHED = 4
+"""Prepared samples kept in the cache (older ones are deleted when a new one is stored)."""
 
 
 def source_digest() -> str:
@@ -41,29 +43,41 @@ def cache_path(inputs: dict, config: Config) -> Path:
     return CACHE_DIR / f"prepared-{hashlib.sha256(blob.encode()).hexdigest()[:24]}.pkl"
 
 
-def store_prepared(prepared, inputs: dict) -> Path:
-    """Write a prepared sample to the cache (atomically)."""
+def store_prepared(prepared, inputs: dict, *, keep: int = KEEP_CACHED) -> Path:
+    """Write a prepared sample to the cache (atomically); keep only the newest ``keep``."""
     path = cache_path(inputs, prepared.config)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with open(tmp, "wb") as f:
         pickle.dump(prepared, f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
+    old = sorted(CACHE_DIR.glob("prepared-*.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in old[keep:]:
+        stale.unlink(missing_ok=True)
     return path
 
 
 @dataclass
 class Session:
-    """Parameters and data of one notebook run."""
+    """Parameters and data of one notebook run.
+
+    The data are read and validated on first use (:attr:`tables`); a notebook that only
+    needs the prepared sample loads it from the cache without re-reading the inputs.
+    """
 
     config: Config
-    tables: RawTables
+    files: dict[str, Path]
     use_cache: bool = True
+
+    @cached_property
+    def tables(self) -> RawTables:
+        """The three contract tables, read and validated (raises ContractError)."""
+        return read_raw_tables(self.config.data_path, program_start=self.config.program_start)
 
     @cached_property
     def inputs(self) -> dict:
         """Input files with size and sha256."""
-        return file_records(self.tables.files)
+        return file_records(self.files)
 
     @cached_property
     def summary(self) -> dict:
@@ -76,9 +90,12 @@ class Session:
         from leapresearch.evaluate import prepare
 
         path = cache_path(self.inputs, self.config)
-        if self.use_cache and path.exists():
-            with open(path, "rb") as f:
-                return pickle.load(f)
+        if self.use_cache:
+            try:
+                with open(path, "rb") as f:
+                    return pickle.load(f)
+            except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+                pass  # not cached (or pruned meanwhile): compute it
         prepared = prepare(self.tables, self.config)
         if self.use_cache:
             store_prepared(prepared, self.inputs)
@@ -108,10 +125,11 @@ def open_session(
     Raises
     ------
     ContractError
-        The data break the raw-data contract.
+        A table file is missing (the rest of the contract is checked when the data are
+        first read: :attr:`Session.tables`).
     """
     config = load_config(
         vintage, overrides=list(overrides), data_dir=Path(data_dir).resolve() if data_dir else None
     )
-    tables = read_raw_tables(config.data_path, program_start=config.program_start)
-    return Session(config=config, tables=tables, use_cache=use_cache)
+    files = find_table_files(config.data_path)
+    return Session(config=config, files=files, use_cache=use_cache)

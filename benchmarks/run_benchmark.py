@@ -1,0 +1,941 @@
+"""End-to-end benchmark of ``leapresearch``: stage times, peak memory, scaling, pyfixest.
+
+What it measures, for one scale of the synthetic data (``demo``, ``districts`` about
+151,000 students, ``state`` about 510,000 students):
+
+1. **Data**: simulates the contract tables with the package's simulator into a cache
+   folder keyed by scale, seed and sample fraction (skipped when present); Parquet for
+   ``districts``/``state``, CSV for ``demo``, as ``make report`` does.
+2. **Command line**: ``leapresearch run --data DIR --out OUT --overwrite`` in a subprocess,
+   as an evaluator runs it, with and without ``--no-notebooks``: wall time, the peak
+   resident memory of the largest single process (``wait4`` rusage) and of the whole
+   process tree (sum of RSS polled with psutil, the notebooks' kernels included), the
+   run's own stage timings (``provenance.json``) and the time of each notebook (from the
+   run's log). The notebooks stage is the difference of the two runs.
+3. **Stages in-process** (a fresh worker process per repetition): load and validate,
+   input checksums, panel, candidates, matching, stacking, each estimation step, the
+   pickle round trip of the prepared sample that every notebook loads, and the report
+   (tables, figures, index page). Each stage gets wall time, CPU time and peak RSS:
+   ``VmHWM`` of ``/proc/self/status`` is reset before every stage by writing ``5`` to
+   ``/proc/self/clear_refs`` (when the kernel refuses, peaks are cumulative and flagged).
+   Cumulative time inside hot helpers (``event_study``, ``adjusted_outcome``, ...) is
+   recorded too.
+4. **Estimator vs pyfixest** on the run's stacked matched panel (``prepared.stacked``):
+   ``leapresearch.event_study.event_study`` against ``pyfixest.feols`` in the formulation
+   of ``benchmarks/bench_estimator.py`` (same event-time dummies, unit and stack x month
+   effects, matching weights, CRV1 by student); time ratio and the largest coefficient
+   and standard-error differences (pyfixest default tolerance and ``fixef_tol=1e-10``).
+5. **Scaling**: the in-process stages over ``--sizes`` sample fractions of the scale.
+
+It prints Markdown tables with the machine (CPU, cores, RAM, load average, versions,
+date) and writes ``benchmarks/results/<date>-<scale>.json``. Load averages are recorded
+beside every measurement: the timings are only comparable on an idle machine.
+
+The prepared sample that ``leapresearch run`` caches for the notebooks lands under the
+project's ``data_raw/.cache`` whatever the data folder; the cache file created by the
+benchmark is deleted at the end unless ``--keep-cache``.
+
+Usage::
+
+    .venv/bin/python benchmarks/run_benchmark.py --scale demo
+    .venv/bin/python benchmarks/run_benchmark.py --scale districts --repeat 1
+    .venv/bin/python benchmarks/run_benchmark.py --scale state --sizes 0.25 0.5 1 --no-notebooks
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import pickle
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from functools import wraps
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_WORK = Path("/tmp/leapbench")
+DEFAULT_SEED = 20210401
+TARGETS = {"districts": (180.0, 6.0), "state": (600.0, 16.0)}
+"""Scale -> (seconds, GB) of the whole ``leapresearch run`` (notebooks included)."""
+GB = 2**30
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS")
+THREAD_ENV: dict[str, str] = {}
+"""Thread-count variables set for every subprocess (``--blas-threads``)."""
+
+# --------------------------------------------------------------------------------------
+# Machine and memory helpers
+# --------------------------------------------------------------------------------------
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _source_digest() -> str | None:
+    """sha256 of the package source (the working tree may differ from the commit)."""
+    try:
+        from leapresearch.session import source_digest
+    except ImportError:
+        return None
+    return source_digest()[:16]
+
+
+def machine_info() -> dict:
+    import numpy as np
+    import pandas as pd
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = int(line.split()[1]) * 1024 / GB
+    except OSError:
+        pass
+    versions = {"numpy": np.__version__, "pandas": pd.__version__}
+    for name in ("scipy", "pyarrow", "pyfixest", "papermill", "psutil"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    git = {}
+    for key, args in (("commit", ["rev-parse", "HEAD"]), ("status", ["status", "--porcelain"])):
+        try:
+            res = subprocess.run(
+                ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10
+            )
+            git[key] = res.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            git[key] = None
+    return {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cores_available": len(os.sched_getaffinity(0)),
+        "ram_gb": None if ram is None else round(ram, 1),
+        "loadavg_start": loadavg(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "git_commit": git.get("commit"),
+        "source_sha256": _source_digest(),
+        "git_dirty": bool(git.get("status")) if git.get("status") is not None else None,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Stage meter (in the worker process)
+# --------------------------------------------------------------------------------------
+
+
+class Meter:
+    """Wall, CPU and peak RSS per stage; stages may nest (peaks propagate to parents)."""
+
+    def __init__(self) -> None:
+        self.can_reset = _reset_hwm()
+        self.stages: list[dict] = []
+        self._stack: list[list] = []  # [name, running peak KiB]
+        self.calls: dict[str, dict] = {}
+
+    def _hwm(self) -> int:
+        return _status_kib("VmHWM")
+
+    @contextmanager
+    def stage(self, name: str):
+        gc.collect()
+        if self._stack:
+            self._stack[-1][1] = max(self._stack[-1][1], self._hwm())
+        full = "/".join([*(s[0] for s in self._stack), name])
+        _reset_hwm()
+        rec = {"stage": full, "depth": full.count("/")}
+        self.stages.append(rec)  # parents before their nested stages
+        rss0 = _status_kib("VmRSS")
+        self._stack.append([name, 0])
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            peak = max(self._stack.pop()[1], self._hwm())
+            rss1 = _status_kib("VmRSS")
+            if self._stack:
+                self._stack[-1][1] = max(self._stack[-1][1], peak)
+            _reset_hwm()
+            rec.update(
+                wall_s=round(wall, 3),
+                cpu_s=round(cpu, 3),
+                peak_gb=round(peak * 1024 / GB, 3),
+                rss_before_gb=round(rss0 * 1024 / GB, 3),
+                rss_after_gb=round(rss1 * 1024 / GB, 3),
+                loadavg=loadavg(),
+            )
+
+    def wrap_stage(self, module, name: str, label: str | None = None) -> None:
+        """Replace ``module.name`` by a wrapper that measures each call as a stage."""
+        fn = getattr(module, name)
+
+        @wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.stage(label or name):
+                return fn(*args, **kwargs)
+
+        setattr(module, name, wrapper)
+
+    def wrap_timer(self, module, name: str) -> None:
+        """Replace ``module.name`` by a wrapper adding its wall time to a running total."""
+        fn = getattr(module, name)
+        key = f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
+        rec = self.calls.setdefault(key, {"calls": 0, "wall_s": 0.0})
+
+        @wraps(fn)
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                rec["calls"] += 1
+                rec["wall_s"] += time.perf_counter() - t0
+
+        setattr(module, name, wrapper)
+
+
+# --------------------------------------------------------------------------------------
+# Worker: simulate
+# --------------------------------------------------------------------------------------
+
+
+def worker_simulate(args: argparse.Namespace) -> None:
+    from leapresearch.simulate import SimulationConfig, simulate, write_simulation
+
+    data = simulate(
+        SimulationConfig(scale=args.scale, seed=args.seed, sample_fraction=args.fraction)
+    )
+    fmt = "csv" if args.scale == "demo" else "parquet"
+    tmp = Path(str(args.data) + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write_simulation(data, tmp, file_format=fmt, truth_path=Path(args.truth))
+    tmp.rename(args.data)
+
+
+# --------------------------------------------------------------------------------------
+# Worker: in-process stages
+# --------------------------------------------------------------------------------------
+
+
+def _pyfixest_compare(prepared, meter: Meter, repeat: int) -> dict:
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from bench_estimator import REFERENCE, WINDOW, pyfixest_fit, timed
+
+    from leapresearch.event_study import event_study
+
+    a = prepared.config.analysis
+    if tuple(a.window) != tuple(WINDOW) or a.reference != REFERENCE:
+        return {"skipped": f"window {a.window}/reference {a.reference} differ from bench"}
+    panel = prepared.stacked
+    out: dict = {
+        "rows": len(panel),
+        "units": int(panel["unit"].nunique()),
+        "students": int(panel["student"].nunique()),
+        "stacks": int(panel["stack"].nunique()),
+        "formula": "attendance_pp ~ ev_m12 + ... + ev_p12 | unit + stack_time, "
+        "weights='weight', vcov={'CRV1': 'student'} (bench_estimator.pyfixest_fit)",
+        "repeat": repeat,
+    }
+
+    def ours():
+        return event_study(panel, window=WINDOW, reference=REFERENCE, cluster=a.cluster)
+
+    with meter.stage("event_study (ours)"):
+        wall, cpu, res = timed(ours, repeat)
+    out["ours"] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+    try:
+        fit_default, names = pyfixest_fit(panel, None)
+    except ImportError:
+        out["skipped"] = "pyfixest is not installed"
+        return out
+    with meter.stage("pyfixest.feols default"):
+        wall, cpu, pf_default = timed(fit_default, repeat)
+    out["pyfixest_default"] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+    fit_tight, _ = pyfixest_fit(panel, 1e-10)
+    with meter.stage("pyfixest.feols fixef_tol=1e-10"):
+        wall, cpu, pf_tight = timed(fit_tight, 1)
+    out["pyfixest_tol1e-10"] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+    out["ratio_pyfixest_default_over_ours"] = round(
+        out["pyfixest_default"]["wall_s"] / out["ours"]["wall_s"], 2
+    )
+    index = [r for r, _ in names]
+    ours_c = res.coefficients.reindex(index).to_numpy()
+    ours_se = res.std_errors.reindex(index).to_numpy()
+    for label, fit in (("default", pf_default), ("tol1e-10", pf_tight)):
+        coef = fit.coef()[[n for _, n in names]].to_numpy()
+        se = fit.se()[[n for _, n in names]].to_numpy()
+        out[f"max_abs_coef_diff_{label}"] = float(np.nanmax(np.abs(ours_c - coef)))
+        out[f"max_abs_se_diff_{label}"] = float(np.nanmax(np.abs(ours_se - se)))
+        out[f"max_rel_se_diff_{label}"] = float(np.nanmax(np.abs(ours_se / se - 1)))
+    out["nobs"] = [int(res.nobs), int(pf_tight._N)]
+    out["clusters"] = [int(res.n_clusters), int(pf_tight._G[0])]
+    return out
+
+
+def worker_stages(args: argparse.Namespace) -> None:
+    import warnings
+
+    from leapresearch import evaluate as ev
+    from leapresearch import pipeline
+    from leapresearch.config import load_config
+    from leapresearch.contract import read_raw_tables
+    from leapresearch.outputs import file_records, write_table
+    from leapresearch.report import write_figures, write_index
+
+    meter = Meter()
+    # stages inside prepare()/prepare_matched()/estimate_placebo(), measured where called
+    meter.wrap_stage(ev, "build_panel", "panel")
+    meter.wrap_stage(ev, "build_candidates", "candidates")
+    meter.wrap_stage(ev, "run_matching", "matching")
+    meter.wrap_stage(ev, "stacked_panel", "stacking")
+    # running totals of the hot helpers of the estimation steps
+    for name in (
+        "fit_group",
+        "event_study",
+        "adjusted_outcome",
+        "subgroup_weights",
+        "group_definitions",
+        "annual_stacked_panel",
+        "callaway_santanna",
+        "unit_table",
+        "treated_attributes",
+        "unit_covariates",
+        "pair_units",
+    ):
+        meter.wrap_timer(ev, name)
+    warnings.simplefilter("ignore")
+    config = load_config(args.params, data_dir=Path(args.data).resolve())
+    result: dict = {"hwm_reset": meter.can_reset, "loadavg_start": loadavg()}
+    t_all = time.perf_counter()
+
+    with meter.stage("load+validate"):
+        pipeline.check_manifest(config.data_path)
+        tables = read_raw_tables(config.data_path, program_start=config.program_start)
+    with meter.stage("checksums"):
+        inputs = file_records(tables.files)
+    with meter.stage("prepare"):
+        prepared = ev.prepare(tables, config)
+    with meter.stage("event_studies"):
+        es_table, fits = ev.estimate_event_studies(prepared)
+    with meter.stage("long_term"):
+        long_term = ev.estimate_long_term(prepared)
+    with meter.stage("other_tables"):
+        other = {
+            "balance": ev.estimate_balance(prepared),
+            "matching_summary": ev.matching_summary(prepared),
+            "naive_pre_post": ev.estimate_naive(prepared),
+            "pretrend_tests": ev.pretrend_tests(fits),
+        }
+    with meter.stage("robust"):
+        robust = ev.estimate_robust(prepared)
+    with meter.stage("placebo"):
+        placebo = ev.estimate_placebo(prepared)
+    evaluation = ev.Evaluation(
+        prepared=prepared,
+        tables={
+            "event_study": es_table,
+            "long_term": long_term,
+            **other,
+            "robust_estimator": robust,
+            "placebo": placebo,
+        },
+        event_studies=fits,
+    )
+    scratch = Path(tempfile.mkdtemp(prefix="stages-", dir=args.scratch))
+    try:
+        with meter.stage("cache_store (pickle)"):
+            with open(scratch / "prepared.pkl", "wb") as f:
+                pickle.dump(prepared, f, protocol=pickle.HIGHEST_PROTOCOL)
+        result["prepared_pickle_gb"] = round((scratch / "prepared.pkl").stat().st_size / GB, 3)
+        with meter.stage("report (tables, figures, index)"):
+            for name, table in sorted(evaluation.tables.items()):
+                write_table(table, name, scratch, privacy=config.privacy)
+            write_figures(evaluation, scratch, config)
+            write_index(evaluation, scratch, config, [])
+        result["total_wall_s"] = round(time.perf_counter() - t_all, 3)
+        counts = dict(prepared.panel.counts)
+        result["sizes"] = {
+            "students": int(prepared.panel.n_students),
+            "roster_rows": len(tables.students),
+            "attendance_rows": len(tables.attendance_monthly),
+            "visits": len(tables.leap_visits),
+            "visited_students": int(counts.get("visited_students", len(prepared.panel.events))),
+            "candidate_rows": len(prepared.candidates.frame),
+            "matched_units": len(prepared.units),
+            "stacked_rows": len(prepared.stacked),
+            "event_study_groups": len(fits),
+            "input_bytes": int(sum(v["bytes"] for v in inputs.values())),
+        }
+        del evaluation, es_table, long_term, other, robust, placebo, fits, tables
+        gc.collect()
+        # what every notebook does after validating: unpickle the cached prepared sample
+        del prepared
+        gc.collect()
+        with meter.stage("cache_load (unpickle)"):
+            with open(scratch / "prepared.pkl", "rb") as f:
+                prepared = pickle.load(f)
+        if args.pyfixest_repeat > 0:
+            result["pyfixest"] = _pyfixest_compare(prepared, meter, args.pyfixest_repeat)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result["stages"] = meter.stages
+    result["calls"] = {
+        k: {"calls": v["calls"], "wall_s": round(v["wall_s"], 3)} for k, v in meter.calls.items()
+    }
+    result["loadavg_end"] = loadavg()
+    Path(args.result).write_text(json.dumps(result, indent=1))
+
+
+# --------------------------------------------------------------------------------------
+# Orchestrator
+# --------------------------------------------------------------------------------------
+
+
+def data_key(scale: str, seed: int, fraction: float) -> str:
+    return f"{scale}-seed{seed}-f{fraction:g}"
+
+
+def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
+    """Run ``cmd``; wall time, peak RSS of the largest process and of the process tree.
+
+    stdout lines are kept with their time since the start (the run's stage log).
+    """
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is in the locked environment
+        psutil = None
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **THREAD_ENV}
+    load0 = loadavg()
+    t0 = time.perf_counter()
+    with open(log_path, "w") as err:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=err, env=env, text=True, cwd=str(ROOT)
+        )
+        lines: list[tuple[float, str]] = []
+
+        def read() -> None:
+            for line in proc.stdout:
+                lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        tree_peak = 0
+        root = psutil.Process(proc.pid) if psutil else None
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if root is not None:
+                total = 0
+                try:
+                    procs = [root, *root.children(recursive=True)]
+                except psutil.Error:
+                    procs = []
+                for p in procs:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                tree_peak = max(tree_peak, total)
+            time.sleep(poll)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        reader.join(timeout=10)
+    with open(log_path, "a") as f:
+        f.write("\n--- stdout ---\n" + "\n".join(f"{t:8.1f}s {s}" for t, s in lines) + "\n")
+    return {
+        "returncode": proc.returncode,
+        "wall_s": round(wall, 2),
+        "peak_gb_largest_process": round(usage.ru_maxrss * 1024 / GB, 3),
+        "peak_gb_tree": round(tree_peak / GB, 3) if root is not None else None,
+        "user_cpu_s": round(usage.ru_utime, 1),
+        "sys_cpu_s": round(usage.ru_stime, 1),
+        "loadavg_before": load0,
+        "loadavg_after": loadavg(),
+        "log": lines,
+    }
+
+
+def ensure_data(scale: str, seed: int, fraction: float, work: Path) -> dict:
+    """Simulate into ``work/data/<key>`` unless present; returns where and what it cost."""
+    key = data_key(scale, seed, fraction)
+    folder = work / "data" / key
+    info: dict = {"key": key, "dir": str(folder)}
+    if folder.is_dir() and any(folder.glob("students.*")):
+        info["generated"] = False
+        return info
+    (work / "truth").mkdir(parents=True, exist_ok=True)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    truth = work / "truth" / f"{key}.json"
+    if fraction == 1.0:
+        fmt = "csv" if scale == "demo" else "parquet"
+        cmd = [str(Path(sys.executable).parent / "leapresearch"), "simulate"]
+        cmd += ["--out", str(folder), "--scale", scale, "--seed", str(seed)]
+        cmd += ["--format", fmt, "--truth", str(truth)]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "simulate"]
+        cmd += ["--scale", scale, "--seed", str(seed), "--fraction", repr(fraction)]
+        cmd += ["--data", str(folder), "--truth", str(truth)]
+    print(f"simulating {key} ...", flush=True)
+    res = run_measured(cmd, log_path=work / "logs" / f"simulate-{key}.log")
+    if res["returncode"] != 0:
+        raise SystemExit(f"simulation failed, see {work / 'logs' / f'simulate-{key}.log'}")
+    info.update(generated=True, **{k: v for k, v in res.items() if k != "log"})
+    return info
+
+
+def notebook_times(log: list[tuple[float, str]]) -> dict[str, float]:
+    """Seconds per notebook, from the time stamps of the run's ``notebook: NAME`` lines."""
+    out: dict[str, float] = {}
+    for (t, line), (t_next, _) in zip(log, [*log[1:], (None, "")], strict=True):
+        if line.startswith("notebook: ") and t_next is not None:
+            out[line.split(": ", 1)[1]] = round(t_next - t, 2)
+    return out
+
+
+def cli_runs(data_dir: Path, work: Path, key: str, *, notebooks: bool, repeat: int) -> dict:
+    exe = str(Path(sys.executable).parent / "leapresearch")
+    variants = [("no_notebooks", ["--no-notebooks"])]
+    if notebooks:
+        variants.append(("with_notebooks", []))
+    out: dict = {}
+    for name, extra in variants:
+        runs = []
+        for i in range(repeat):
+            target = work / "runs" / f"{key}-{name}"
+            cmd = [exe, "run", "--data", str(data_dir), "--out", str(target), "--overwrite"]
+            print(f"leapresearch run {name} ({i + 1}/{repeat}) ...", flush=True)
+            res = run_measured(cmd + extra, log_path=work / "logs" / f"run-{key}-{name}-{i}.log")
+            if res["returncode"] != 0:
+                raise SystemExit(f"leapresearch run failed: {work / 'logs'}")
+            prov = json.loads((target / "provenance.json").read_text())
+            res["run_timings_s"] = prov.get("timings_seconds", {})
+            res["notebooks_s"] = notebook_times(res["log"])
+            res["log"] = [f"{t:.1f}s {s}" for t, s in res["log"]]
+            runs.append(res)
+        out[name] = {
+            "runs": runs,
+            "median_wall_s": round(statistics.median(r["wall_s"] for r in runs), 2),
+            "median_peak_gb_tree": round(
+                statistics.median(r["peak_gb_tree"] or 0.0 for r in runs), 3
+            ),
+            "median_peak_gb_largest_process": round(
+                statistics.median(r["peak_gb_largest_process"] for r in runs), 3
+            ),
+        }
+    if notebooks:
+        out["notebooks_stage_s"] = round(
+            out["with_notebooks"]["median_wall_s"] - out["no_notebooks"]["median_wall_s"], 2
+        )
+    return out
+
+
+def stage_runs(data_dir: Path, work: Path, *, repeat: int, pyfixest_repeat: int) -> dict:
+    runs = []
+    for i in range(repeat):
+        res_path = work / "logs" / f"stages-{data_dir.name}-{i}.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "stages"]
+        cmd += ["--data", str(data_dir), "--result", str(res_path), "--scratch", str(work)]
+        cmd += ["--pyfixest-repeat", str(pyfixest_repeat if i == 0 else 0)]
+        print(f"in-process stages ({i + 1}/{repeat}) ...", flush=True)
+        meas = run_measured(cmd, log_path=work / "logs" / f"stages-{data_dir.name}-{i}.log")
+        if meas["returncode"] != 0:
+            raise SystemExit(f"stage worker failed: {work / 'logs'}")
+        res = json.loads(res_path.read_text())
+        res["process"] = {k: v for k, v in meas.items() if k != "log"}
+        runs.append(res)
+    # medians over repetitions, stage by stage
+    names = [s["stage"] for s in runs[0]["stages"]]
+    table = []
+    for n, name in enumerate(names):
+        rows = [
+            r["stages"][n] for r in runs if n < len(r["stages"]) and r["stages"][n]["stage"] == name
+        ]
+        table.append(
+            {
+                "stage": name,
+                "depth": rows[0]["depth"],
+                "wall_s": round(statistics.median(r["wall_s"] for r in rows), 3),
+                "cpu_s": round(statistics.median(r["cpu_s"] for r in rows), 3),
+                "peak_gb": round(statistics.median(r["peak_gb"] for r in rows), 3),
+                "rss_after_gb": round(statistics.median(r["rss_after_gb"] for r in rows), 3),
+                "loadavg": rows[0]["loadavg"],
+                "n": len(rows),
+            }
+        )
+    return {
+        "repeat": repeat,
+        "hwm_reset": runs[0]["hwm_reset"],
+        "sizes": runs[0]["sizes"],
+        "prepared_pickle_gb": runs[0]["prepared_pickle_gb"],
+        "total_wall_s": round(statistics.median(r["total_wall_s"] for r in runs), 2),
+        "peak_gb_process": round(
+            statistics.median(r["process"]["peak_gb_largest_process"] for r in runs), 3
+        ),
+        "stages": table,
+        "calls": runs[0]["calls"],
+        "pyfixest": runs[0].get("pyfixest"),
+        "runs": runs,
+    }
+
+
+def prepared_cache_file(data_dir: Path) -> Path:
+    """The ``data_raw/.cache`` file ``leapresearch run`` writes for this data (default params)."""
+    from leapresearch.config import load_config
+    from leapresearch.contract import find_table_files
+    from leapresearch.outputs import file_records
+    from leapresearch.session import cache_path
+
+    config = load_config("demo", data_dir=data_dir.resolve())
+    return cache_path(file_records(find_table_files(data_dir)), config)
+
+
+# --------------------------------------------------------------------------------------
+# Printing
+# --------------------------------------------------------------------------------------
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:,.2f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(result: dict) -> str:
+    m = result["machine"]
+    scale = result["scale"]
+    out = [f"## leapresearch benchmark: scale `{scale}`, seed {result['seed']}", ""]
+    out.append(
+        f"{m['date']} | {m['cpu']} | {m['cores_available']} cores | {m['ram_gb']} GB RAM | "
+        f"Python {m['python']} | numpy {m['versions']['numpy']} | pandas "
+        f"{m['versions']['pandas']} | pyfixest {m['versions'].get('pyfixest')} | "
+        f"commit {(m['git_commit'] or '')[:10]}{' (dirty)' if m['git_dirty'] else ''}, "
+        f"source {m.get('source_sha256')} | "
+        f"load average at start {m['loadavg_start']} | threads: "
+        + (", ".join(f"{k}={v}" for k, v in result["thread_env"].items() if v) or "default")
+    )
+    full = result.get("stages")
+    if full:
+        s = full["sizes"]
+        out += [
+            "",
+            f"Data: {s['students']:,} students, {s['attendance_rows']:,} attendance rows, "
+            f"{s['visited_students']:,} visited students, {s['candidate_rows']:,} candidate "
+            f"rows, {s['matched_units']:,} matched units, {s['stacked_rows']:,} stacked "
+            f"rows, {s['event_study_groups']} event-study groups; prepared sample "
+            f"{full['prepared_pickle_gb']:.2f} GB pickled.",
+        ]
+    cli = result.get("cli")
+    if cli:
+        rows = []
+        for name in ("no_notebooks", "with_notebooks"):
+            if name not in cli:
+                continue
+            c = cli[name]
+            r0 = c["runs"][0]
+            rows.append(
+                [
+                    f"`leapresearch run` {name.replace('_', ' ')}",
+                    c["median_wall_s"],
+                    c["median_peak_gb_largest_process"],
+                    c["median_peak_gb_tree"],
+                    len(c["runs"]),
+                    f"{r0['loadavg_before'][0]} → {r0['loadavg_after'][0]}",
+                ]
+            )
+        out += ["", "### Command line (subprocess)", ""]
+        out.append(
+            md_table(
+                ["run", "wall s", "peak GB (largest process)", "peak GB (tree)", "n", "load 1m"],
+                rows,
+            )
+        )
+        if "notebooks_stage_s" in cli:
+            nb = cli["with_notebooks"]["runs"][0]["notebooks_s"]
+            out += [
+                "",
+                f"Notebooks stage (difference of medians): {cli['notebooks_stage_s']:.1f} s; "
+                "per notebook (first run): " + ", ".join(f"{k} {v:.1f} s" for k, v in nb.items()),
+            ]
+        rt = cli["no_notebooks"]["runs"][0]["run_timings_s"]
+        out += [
+            "",
+            "Run's own timings (provenance.json): "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in rt.items()),
+        ]
+        target = TARGETS.get(scale)
+        if target and "with_notebooks" in cli:
+            c = cli["with_notebooks"]
+            ok_t = c["median_wall_s"] < target[0]
+            ok_m = max(c["median_peak_gb_tree"], c["median_peak_gb_largest_process"]) < target[1]
+            out += [
+                "",
+                f"Target < {target[0] / 60:.0f} min and < {target[1]:.0f} GB: time "
+                f"{'met' if ok_t else 'MISSED'} ({c['median_wall_s'] / 60:.1f} min), memory "
+                f"{'met' if ok_m else 'MISSED'} ({c['median_peak_gb_tree']:.1f} GB tree).",
+            ]
+    if full:
+        out += ["", f"### Stages in-process (median of {full['repeat']})", ""]
+        if not full["hwm_reset"]:
+            out.append("(VmHWM could not be reset: peaks are cumulative)\n")
+        rows = []
+        for st in full["stages"]:
+            name = ("&nbsp;&nbsp;" * st["depth"]) + st["stage"].rsplit("/", 1)[-1]
+            rows.append([name, st["wall_s"], st["peak_gb"], st["rss_after_gb"], st["loadavg"][0]])
+        out.append(md_table(["stage", "wall s", "peak GB", "RSS after GB", "load 1m"], rows))
+        out += [
+            "",
+            f"Total in-process (without notebooks): {full['total_wall_s']:.1f} s; peak of the "
+            f"worker process {full['peak_gb_process']:.2f} GB.",
+            "",
+            "Time inside helpers (cumulative over every call of the first repetition): "
+            + ", ".join(
+                f"{k} {v['wall_s']:.1f} s/{v['calls']}"
+                for k, v in sorted(full["calls"].items(), key=lambda kv: -kv[1]["wall_s"])
+                if v["calls"]
+            ),
+        ]
+        top = [st for st in full["stages"] if st["depth"] == 0]
+        dom = max(top, key=lambda st: st["wall_s"])
+        out += ["", f"Dominant top-level stage: **{dom['stage']}** ({dom['wall_s']:.1f} s)."]
+        pf = full.get("pyfixest")
+        if pf:
+            out += ["", "### Estimator vs pyfixest on the stacked matched panel", ""]
+            if "ours" in pf:
+                out.append(
+                    f"{pf['rows']:,} rows, {pf['units']:,} units, {pf['students']:,} students, "
+                    f"{pf['stacks']} stacks; median of {pf['repeat']}."
+                )
+                out.append("")
+                rows = [["leapresearch.event_study", pf["ours"]["wall_s"], pf["ours"]["cpu_s"]]]
+                for key, label in (
+                    ("pyfixest_default", "pyfixest.feols (default demeaner)"),
+                    ("pyfixest_tol1e-10", "pyfixest.feols (fixef_tol=1e-10, 1 run)"),
+                ):
+                    if key in pf:
+                        rows.append([label, pf[key]["wall_s"], pf[key]["cpu_s"]])
+                out.append(md_table(["estimator", "wall s", "cpu s"], rows))
+            if "ratio_pyfixest_default_over_ours" in pf:
+                out += [
+                    "",
+                    f"pyfixest / ours: {pf['ratio_pyfixest_default_over_ours']:.1f}x; max |coef "
+                    f"diff| {pf['max_abs_coef_diff_default']:.1e} (default), "
+                    f"{pf['max_abs_coef_diff_tol1e-10']:.1e} (tol 1e-10); max |SE diff| "
+                    f"{pf['max_abs_se_diff_default']:.1e} / {pf['max_abs_se_diff_tol1e-10']:.1e}"
+                    f" (relative {pf['max_rel_se_diff_tol1e-10']:.1e}); nobs {pf['nobs']}, "
+                    f"clusters {pf['clusters']}.",
+                ]
+            if "skipped" in pf:
+                out += ["", f"pyfixest comparison skipped: {pf['skipped']}"]
+    sc = result.get("scaling")
+    if sc:
+        names = ["load+validate", "prepare", "event_studies", "long_term", "robust", "placebo"]
+        rows = []
+        for item in sc:
+            st = {s["stage"]: s for s in item["stages"]}
+            rows.append(
+                [
+                    item["fraction"],
+                    item["sizes"]["students"],
+                    item["sizes"]["stacked_rows"],
+                    *[st[n]["wall_s"] if n in st else None for n in names],
+                    item["total_wall_s"],
+                    item["peak_gb_process"],
+                    item["loadavg"][0],
+                ]
+            )
+        out += ["", "### Scaling (in-process stages, wall s)", ""]
+        out.append(
+            md_table(
+                ["fraction", "students", "stacked rows", *names, "total s", "peak GB", "load 1m"],
+                rows,
+            )
+        )
+    cache = result.get("cache")
+    if cache:
+        out += [
+            "",
+            f"Notebook cache file {cache['file']}: {cache.get('bytes', 0) / GB:.2f} GB, "
+            f"{'deleted' if cache.get('deleted') else 'kept'}.",
+        ]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", choices=["demo", "districts", "state"], default="demo")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument(
+        "--sizes",
+        type=float,
+        nargs="+",
+        default=[0.25, 0.5, 1.0],
+        help="sample fractions of the scale for the scaling table (1 = full size only)",
+    )
+    p.add_argument("--out", type=Path, default=HERE / "results", help="folder of the JSON result")
+    p.add_argument("--work", type=Path, default=DEFAULT_WORK, help="data, runs and logs")
+    p.add_argument(
+        "--notebooks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time `leapresearch run` with the notebooks (default: yes)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="repetitions of each measurement (default: 3 for demo, 1 otherwise)",
+    )
+    p.add_argument("--skip-cli", action="store_true", help="no `leapresearch run` subprocess")
+    p.add_argument("--skip-stages", action="store_true", help="no in-process stages")
+    p.add_argument("--skip-pyfixest", action="store_true")
+    p.add_argument("--keep-cache", action="store_true", help="keep the data_raw/.cache file")
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        help="set OPENBLAS_NUM_THREADS and OMP_NUM_THREADS for the measured processes "
+        "(default: inherit the environment)",
+    )
+    # worker modes (internal)
+    p.add_argument("--worker", choices=["simulate", "stages"], help=argparse.SUPPRESS)
+    p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--truth", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--fraction", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--scratch", type=Path, default=DEFAULT_WORK, help=argparse.SUPPRESS)
+    p.add_argument("--params", default="demo", help=argparse.SUPPRESS)
+    p.add_argument("--pyfixest-repeat", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.worker == "simulate":
+        return worker_simulate(args)
+    if args.worker == "stages":
+        return worker_stages(args)
+
+    repeat = args.repeat or (3 if args.scale == "demo" else 1)
+    if args.blas_threads is not None:
+        THREAD_ENV.update(
+            OPENBLAS_NUM_THREADS=str(args.blas_threads), OMP_NUM_THREADS=str(args.blas_threads)
+        )
+    work = args.work
+    for sub in ("data", "runs", "logs", "truth"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    result: dict = {
+        "schema": "leapresearch-benchmark/1",
+        "scale": args.scale,
+        "seed": args.seed,
+        "repeat": repeat,
+        "machine": machine_info(),
+        "thread_env": {v: {**os.environ, **THREAD_ENV}.get(v) for v in THREAD_VARS},
+    }
+    print(f"machine: {result['machine']['cpu']}, load {result['machine']['loadavg_start']}")
+    sizes = sorted(set(args.sizes) | {1.0})
+    data = {f: ensure_data(args.scale, args.seed, f, work) for f in sizes}
+    result["data"] = {f"{f:g}": d for f, d in data.items()}
+    full_dir = Path(data[1.0]["dir"])
+    key = data[1.0]["key"]
+
+    cache_file = prepared_cache_file(full_dir)
+    cache_existed = cache_file.exists()
+    try:
+        if not args.skip_cli:
+            result["cli"] = cli_runs(full_dir, work, key, notebooks=args.notebooks, repeat=repeat)
+        if not args.skip_stages:
+            result["stages"] = stage_runs(
+                full_dir, work, repeat=repeat, pyfixest_repeat=0 if args.skip_pyfixest else 3
+            )
+            scaling = []
+            for f in sizes:
+                if f == 1.0:
+                    st = result["stages"]
+                else:
+                    st = stage_runs(Path(data[f]["dir"]), work, repeat=1, pyfixest_repeat=0)
+                scaling.append(
+                    {
+                        "fraction": f,
+                        "sizes": st["sizes"],
+                        "stages": st["stages"],
+                        "total_wall_s": st["total_wall_s"],
+                        "peak_gb_process": st["peak_gb_process"],
+                        "loadavg": st["runs"][0]["loadavg_start"],
+                    }
+                )
+            if len(scaling) > 1:
+                result["scaling"] = scaling
+    finally:
+        if cache_file.exists():
+            info = {"file": str(cache_file), "bytes": cache_file.stat().st_size}
+            if not cache_existed and not args.keep_cache:
+                cache_file.unlink()
+                info["deleted"] = True
+            result["cache"] = info
+    result["machine"]["loadavg_end"] = loadavg()
+
+    text = render(result)
+    print()
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    day = dt.date.today().isoformat()
+    path = args.out / f"{day}-{args.scale}.json"
+    path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
