@@ -26,6 +26,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+MIN_UNITS_PER_COVARIATE = 10
+"""Comparison units needed per covariate before an event time is adjusted."""
+
 
 def pair_units(units: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     """Matched pairs in unit ids with the weight ``1 / k_i`` of each pair.
@@ -140,8 +143,8 @@ def adjusted_outcome(
             continue
         rows = rel == r
         fit = rows & comp & ~np.isnan(base[unit])
-        if fit.sum() <= unit_x.shape[1] + 1:
-            continue
+        if fit.sum() < MIN_UNITS_PER_COVARIATE * unit_x.shape[1]:
+            continue  # too few comparisons to estimate the slopes: leave this month as is
         u = unit[fit]
         dy = y[fit] - base[u]
         x = unit_x[u]

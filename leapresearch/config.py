@@ -103,6 +103,7 @@ class LongTermConfig(_Frozen):
         "attendance_rate",
         "chronically_absent",
     )
+    regression_adjustment: bool = False
 
 
 class PlaceboConfig(_Frozen):

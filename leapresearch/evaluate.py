@@ -160,17 +160,27 @@ def run_matching(candidates: Candidates, config: Config) -> MatchResult:
 
 
 def unit_covariates(units: pd.DataFrame, candidates: Candidates, config: Config) -> np.ndarray:
-    """Pre-period trajectory covariates of each unit (rows indexed by unit id).
+    """Pre-period trajectory summaries of each unit (rows indexed by unit id).
 
-    The monthly pre-period rates and the prior year's rate of the matching; used by the
-    regression adjustment.
+    Three columns: the mean attendance rate of the last three school months before the
+    event month, of the months before those (up to ``matching.pre_months``), and the
+    prior school year's rate. Summaries rather than every month keep the regression
+    adjustment stable in small groups.
     """
-    cols = [f"pre_rate_m{k}" for k in range(1, config.matching.pre_months + 1)]
-    cols.append("prior_year_rate")
+    months = config.matching.pre_months
+    recent = [f"pre_rate_m{k}" for k in range(1, min(3, months) + 1)]
+    earlier = [f"pre_rate_m{k}" for k in range(4, months + 1)] or recent
+    cols = list(dict.fromkeys([*recent, *earlier, "prior_year_rate"]))
     x = units[["stack", "student"]].merge(
         candidates.frame[["stack", "student", *cols]], on=["stack", "student"], how="left"
     )
-    return x[cols].to_numpy(np.float64)
+    return np.column_stack(
+        [
+            x[recent].mean(axis=1).to_numpy(np.float64),
+            x[earlier].mean(axis=1).to_numpy(np.float64),
+            x["prior_year_rate"].to_numpy(np.float64),
+        ]
+    )
 
 
 @single_blas_thread
@@ -333,10 +343,12 @@ def fit_group(
     outcome: str = "attendance_pp",
     window: tuple[int, int] | None | str = "config",
     reference: int | None = None,
+    adjust: bool | None = None,
 ):
     """The event study of one group: its units re-weighted, outcome regression-adjusted.
 
     ``window="config"`` takes the window of the parameters; ``None`` bins nothing.
+    ``adjust`` overrides ``analysis.regression_adjustment``.
     Returns None when fewer than two visited students remain.
     """
     config = prepared.config
@@ -348,7 +360,7 @@ def fit_group(
         return None
     if (sub.loc[sub["treated"] == 1, "rel_time"] == reference).sum() == 0:
         return None
-    if config.analysis.regression_adjustment:
+    if config.analysis.regression_adjustment if adjust is None else adjust:
         sub[outcome] = adjusted_outcome(
             sub,
             prepared.unit_x,
@@ -475,7 +487,13 @@ def estimate_long_term(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame
             for label, treated in groups:
                 weights = subgroup_weights(units, pairs, treated)
                 res = fit_group(
-                    prepared, annual, weights, outcome="outcome", window=None, reference=-1
+                    prepared,
+                    annual,
+                    weights,
+                    outcome="outcome",
+                    window=None,
+                    reference=-1,
+                    adjust=config.long_term.regression_adjustment,
                 )
                 if res is None:
                     continue

@@ -88,21 +88,32 @@ def describe_balance(balance: pd.DataFrame, *, threshold: float = 0.1) -> str:
         f"standardised mean difference below {threshold}; after matching, {after} do. "
         f"The largest remaining difference is {worst['smd_after']:+.3f} ({worst['covariate']}). "
         f"{wwc} of {len(used)} covariates meet the What Works Clearinghouse baseline-"
-        "equivalence standard without adjustment (|ES| <= 0.05); the rest are adjusted for by "
-        "the fixed effects of the event study."
+        "equivalence standard without adjustment (|ES| <= 0.05); for the rest the event study "
+        "relies on statistical adjustment: student fixed effects and the regression adjustment "
+        "of comparison students' outcomes on the pre-period trajectory."
     )
 
 
 def describe_matching(summary: pd.DataFrame) -> str:
     """Visited, matched and unmatched students, summed over cohorts."""
-    tot = summary[["treated", "matched", "unmatched", "comparisons"]].sum(min_count=1)
+    cols = ["treated", "matched", "unmatched", "comparisons"]
+    if "matched_outside_caliper" in summary.columns:
+        cols.append("matched_outside_caliper")
+    tot = summary[cols].sum(min_count=1)
     if pd.isna(tot["treated"]) or tot["treated"] == 0:
         return "No visited students to match."
     share = tot["matched"] / tot["treated"] if tot["treated"] else np.nan
+    far = ""
+    if "matched_outside_caliper" in tot and pd.notna(tot["matched_outside_caliper"]):
+        far = (
+            f" {int(tot['matched_outside_caliper']):,} of the matched had no comparison inside "
+            "the caliper and kept their single nearest one (their differences are handled by "
+            "the regression adjustment)."
+        )
     return (
         f"Of {int(tot['treated']):,} visited students (published cells), {int(tot['matched']):,} "
         f"({share:.0%}) found comparison students; {int(tot['unmatched']):,} did not and are "
-        "counted, not dropped silently. The matched comparison group holds "
+        "counted, not dropped silently." + far + " The matched comparison group holds "
         f"{int(tot['comparisons']):,} distinct students summed over cohorts."
     )
 
@@ -149,12 +160,24 @@ def describe_placebo(placebo: pd.DataFrame) -> str:
     post = placebo.loc[placebo["rel_time"] >= 0]
     if post.empty:
         return "No placebo estimates."
+    shift = int(placebo["shift_months"].iloc[0])
     covers = ((post["ci_lower"] <= 0) & (post["ci_upper"] >= 0)).sum()
     biggest = post.loc[post["estimate"].abs().idxmax()]
+    early = post.loc[post["rel_time"] < shift // 2]
+    early_txt = ""
+    if len(early):
+        early_cov = ((early["ci_lower"] <= 0) & (early["ci_upper"] >= 0)).sum()
+        early_txt = (
+            f" In the first {len(early)} placebo months, furthest from the real visit, "
+            f"{early_cov} of {len(early)} intervals include zero."
+        )
     return (
-        f"With a fake first visit {int(placebo['shift_months'].iloc[0])} months early, "
-        f"{covers} of {len(post)} placebo 'effects' have 95% intervals that include zero; "
-        f"the largest is {_pp(biggest['estimate'])} at month {int(biggest['rel_time'])}."
+        f"With a fake first visit {shift} months early, {covers} of {len(post)} placebo "
+        f"'effects' have 95% intervals that include zero; the largest is "
+        f"{_pp(biggest['estimate'])} at month {int(biggest['rel_time'])}." + early_txt + " "
+        "Placebo months just before the real visit are when districts picked students for a "
+        "low spell, so a dip there shows the selection the matching must (and, at the real "
+        "event month, does) absorb, not an effect of the program."
     )
 
 
