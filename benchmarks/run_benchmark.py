@@ -208,7 +208,9 @@ class Meter:
 
     def wrap_stage(self, module, name: str, label: str | None = None) -> None:
         """Replace ``module.name`` by a wrapper that measures each call as a stage."""
-        fn = getattr(module, name)
+        fn = getattr(module, name, None)
+        if fn is None:  # renamed in the package: measured as part of its caller
+            return
 
         @wraps(fn)
         def wrapper(*args, **kwargs):
@@ -219,7 +221,9 @@ class Meter:
 
     def wrap_timer(self, module, name: str) -> None:
         """Replace ``module.name`` by a wrapper adding its wall time to a running total."""
-        fn = getattr(module, name)
+        fn = getattr(module, name, None)
+        if fn is None:
+            return
         key = f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
         rec = self.calls.setdefault(key, {"calls": 0, "wall_s": 0.0})
 
@@ -641,15 +645,28 @@ def stage_runs(data_dir: Path, work: Path, *, repeat: int, pyfixest_repeat: int)
     }
 
 
-def prepared_cache_file(data_dir: Path) -> Path:
-    """The ``data_raw/.cache`` file ``leapresearch run`` writes for this data (default params)."""
-    from leapresearch.config import load_config
-    from leapresearch.contract import find_table_files
-    from leapresearch.outputs import file_records
-    from leapresearch.session import cache_path
+def cache_files_of(data_dir: Path) -> list[Path]:
+    """Cache files in ``data_raw/.cache`` made from the data in ``data_dir``.
 
-    config = load_config("demo", data_dir=data_dir.resolve())
-    return cache_path(file_records(find_table_files(data_dir)), config)
+    The cache key hashes the package source too, which others may edit during a run, so
+    a prepared sample is found by content (the pickled config near its start names the
+    data folder); result tables cached beside it share its key.
+    """
+    from leapresearch.session import CACHE_DIR
+
+    needle = str(data_dir.resolve()).encode()
+    found = []
+    for path in sorted(Path(CACHE_DIR).glob("prepared-*.pkl")):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 20)
+        except OSError:
+            continue
+        if needle in head:
+            found.append(path)
+            key = path.stem.replace("prepared-", "")
+            found += sorted(Path(CACHE_DIR).glob(f"result-{key}-*.pkl"))
+    return found
 
 
 # --------------------------------------------------------------------------------------
@@ -822,12 +839,11 @@ def render(result: dict) -> str:
                 rows,
             )
         )
-    cache = result.get("cache")
-    if cache:
+    for cache in result.get("cache", []):
         out += [
             "",
-            f"Notebook cache file {cache['file']}: {cache.get('bytes', 0) / GB:.2f} GB, "
-            f"{'deleted' if cache.get('deleted') else 'kept'}.",
+            f"Prepared-sample cache file left by the run: {cache['file']}, "
+            f"{cache['bytes'] / GB:.2f} GB ({'deleted' if cache['deleted'] else 'kept'}).",
         ]
     return "\n".join(out)
 
@@ -911,8 +927,6 @@ def main() -> None:
     full_dir = Path(data[1.0]["dir"])
     key = data[1.0]["key"]
 
-    cache_file = prepared_cache_file(full_dir)
-    cache_existed = cache_file.exists()
     try:
         if not args.skip_cli:
             result["cli"] = cli_runs(full_dir, work, key, notebooks=args.notebooks, repeat=repeat)
@@ -939,12 +953,13 @@ def main() -> None:
             if len(scaling) > 1:
                 result["scaling"] = scaling
     finally:
-        if cache_file.exists():
-            info = {"file": str(cache_file), "bytes": cache_file.stat().st_size}
-            if not cache_existed and not args.keep_cache:
-                cache_file.unlink()
+        result["cache"] = []
+        for path in cache_files_of(full_dir):
+            info = {"file": str(path), "bytes": path.stat().st_size, "deleted": False}
+            if not args.keep_cache:
+                path.unlink(missing_ok=True)
                 info["deleted"] = True
-            result["cache"] = info
+            result["cache"].append(info)
     result["machine"]["loadavg_end"] = loadavg()
 
     text = render(result)

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -73,14 +73,7 @@ class MatchingConfig(_Frozen):
     """Propensity-score nearest-neighbour matching within exact strata."""
 
     pre_months: int = 12
-    demographics: tuple[Demographic, ...] = (
-        "gender",
-        "race_ethnicity",
-        "meal_status",
-        "ell",
-        "swd",
-        "home_language",
-    )
+    demographics: tuple[Demographic, ...] = get_args(Demographic)
     exact: tuple[Literal["district", "grade_band"], ...] = ("district", "grade_band")
     ratio: int = 3
     caliper: float | None = 0.2
@@ -140,16 +133,7 @@ class Config(_Frozen):
     analysis: AnalysisConfig = AnalysisConfig()
     comparison_pool: PoolConfig = PoolConfig()
     matching: MatchingConfig = MatchingConfig()
-    subgroups: tuple[Subgroup, ...] = (
-        "grade_band",
-        "cohort",
-        "district",
-        "first_visit_location",
-        "visitor_type",
-        "visits",
-        "home_language",
-        "meal_status",
-    )
+    subgroups: tuple[Subgroup, ...] = get_args(Subgroup)
     long_term: LongTermConfig = LongTermConfig()
     placebo: PlaceboConfig = PlaceboConfig()
     robust: RobustConfig = RobustConfig()

@@ -33,6 +33,19 @@ from leapresearch.threads import single_blas_thread
 
 Log = Callable[[str], None]
 
+LONG_TERM_COLUMNS = [
+    "group",
+    "cohort",
+    "school_year",
+    "years_after",
+    "outcome",
+    "estimate",
+    "std_error",
+    "ci_lower",
+    "ci_upper",
+    "n_treated",
+    "n_comparison",
+]
 EVENT_STUDY_COLUMNS = [
     "group",
     "rel_time",
@@ -500,19 +513,7 @@ def estimate_long_term(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame
                 tab = long_term_table(res, cohort_year=cohort_year, alpha=config.analysis.alpha)
                 rows.append(tab.assign(group=label, cohort=cohort, outcome=outcome))
     log(f"long-term: {len(rows)} fits")
-    cols = [
-        "group",
-        "cohort",
-        "school_year",
-        "years_after",
-        "outcome",
-        "estimate",
-        "std_error",
-        "ci_lower",
-        "ci_upper",
-        "n_treated",
-        "n_comparison",
-    ]
+    cols = LONG_TERM_COLUMNS
     if not rows:
         return pd.DataFrame(columns=cols)
     return pd.concat(rows, ignore_index=True)[cols]

@@ -7,12 +7,14 @@ when every step has succeeded, so a failed run leaves nothing that looks complet
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from leapresearch.config import Config
 from leapresearch.contract import read_raw_tables
@@ -119,6 +121,7 @@ def run_report(
         Stage log.
     write_outputs : callable, optional
         ``f(evaluation, tmp_dir, config, log)`` writing figures, notebooks and the report
+        (``evaluation.tables`` holds the result tables; the matched sample is already freed)
         beyond the tables (the notebooks stage plugs in here).
     use_cache : bool
         Store the prepared sample where the notebooks' sessions find it
@@ -163,16 +166,23 @@ def run_report(
         timings.update(evaluation.prepared.timings)
         timings["evaluation"] = time.perf_counter() - t0
         if use_cache:
-            from leapresearch.session import store_prepared
+            from leapresearch.session import store_prepared, store_result
 
             store_prepared(evaluation.prepared, inputs)
+            if "placebo" in evaluation.tables:
+                store_result(evaluation.tables["placebo"], inputs, config, "estimate_placebo")
         t0 = time.perf_counter()
+        # the matched sample is no longer needed: free it before notebooks start their kernels
+        evaluation = SimpleNamespace(tables=evaluation.tables, event_studies={})
+        input_files, input_warnings = dict(tables.files), list(tables.warnings)
+        del tables
+        gc.collect()
         for name, table in sorted(evaluation.tables.items()):
             write_table(table, name, tmp, privacy=config.privacy)
         if write_outputs is not None:
             write_outputs(evaluation, tmp, config, log)
         timings["outputs"] = time.perf_counter() - t0
-        now = file_records(tables.files)
+        now = file_records(input_files)
         if now != inputs:
             changed = sorted(k for k in inputs if inputs[k] != now.get(k))
             raise RunError(f"input files changed while the run was going: {', '.join(changed)}")
@@ -189,7 +199,7 @@ def run_report(
             "started": started.isoformat(timespec="seconds"),
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
-            "warnings": list(tables.warnings),
+            "warnings": input_warnings,
         }
         write_json(provenance, tmp / "provenance.json")
         _replace_dir(tmp, out_dir)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+
+import pandas as pd
 
 from leapresearch.config import Config, load_config
 from leapresearch.contract import RawTables, find_table_files, read_raw_tables, summarise
@@ -43,6 +46,23 @@ def cache_path(inputs: dict, config: Config) -> Path:
     return CACHE_DIR / f"prepared-{hashlib.sha256(blob.encode()).hexdigest()[:24]}.pkl"
 
 
+def result_path(inputs: dict, config: Config, name: str) -> Path:
+    """Cache file of one result table (e.g. ``placebo``) of the same inputs, parameters, code."""
+    stem = cache_path(inputs, config).stem.replace("prepared-", "")
+    return CACHE_DIR / f"result-{stem}-{name}.pkl"
+
+
+def store_result(table, inputs: dict, config: Config, name: str) -> Path:
+    """Write one result table to the cache (atomically)."""
+    path = result_path(inputs, config, name)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        pickle.dump(table, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
+    return path
+
+
 def store_prepared(prepared, inputs: dict, *, keep: int = KEEP_CACHED) -> Path:
     """Write a prepared sample to the cache (atomically); keep only the newest ``keep``."""
     path = cache_path(inputs, prepared.config)
@@ -54,6 +74,8 @@ def store_prepared(prepared, inputs: dict, *, keep: int = KEEP_CACHED) -> Path:
     old = sorted(CACHE_DIR.glob("prepared-*.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in old[keep:]:
         stale.unlink(missing_ok=True)
+        for result in CACHE_DIR.glob(stale.stem.replace("prepared-", "result-") + "-*.pkl"):
+            result.unlink(missing_ok=True)
     return path
 
 
@@ -100,6 +122,25 @@ class Session:
         if self.use_cache:
             store_prepared(prepared, self.inputs)
         return prepared
+
+    def result(self, step: Callable[..., pd.DataFrame]) -> pd.DataFrame:
+        """``step(self.prepared)``, reused from the run that made this session's cache.
+
+        ``leapresearch run`` stores the slow result tables (the placebo re-matches every
+        visited student); a notebook asking for the same step with the same inputs,
+        parameters and code gets the stored table instead of recomputing it.
+        """
+        path = result_path(self.inputs, self.config, step.__name__)
+        if self.use_cache:
+            try:
+                with open(path, "rb") as f:
+                    return pickle.load(f)
+            except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+                pass
+        table = step(self.prepared)
+        if self.use_cache:
+            store_result(table, self.inputs, self.config, step.__name__)
+        return table
 
 
 def open_session(
