@@ -842,7 +842,7 @@ def render(result: dict) -> str:
     for cache in result.get("cache", []):
         out += [
             "",
-            f"Prepared-sample cache file left by the run: {cache['file']}, "
+            f"Cache file left by the run: {cache['file']}, "
             f"{cache['bytes'] / GB:.2f} GB ({'deleted' if cache['deleted'] else 'kept'}).",
         ]
     return "\n".join(out)
