@@ -23,7 +23,7 @@ from leapresearch.comparison import Candidates, build_candidates
 from leapresearch.config import Config
 from leapresearch.diagnostics import naive_pre_post
 from leapresearch.event_study import event_study
-from leapresearch.long_term import annual_stacked_panel, long_term_table
+from leapresearch.long_term import ESTIMATE_COLUMNS, annual_stacked_panel, long_term_table
 from leapresearch.matching import MatchResult, match, nearest_neighbor_match
 from leapresearch.panel import AnalyticPanel, build_panel
 from leapresearch.robust import callaway_santanna
@@ -33,29 +33,8 @@ from leapresearch.threads import single_blas_thread
 
 Log = Callable[[str], None]
 
-LONG_TERM_COLUMNS = [
-    "group",
-    "cohort",
-    "school_year",
-    "years_after",
-    "outcome",
-    "estimate",
-    "std_error",
-    "ci_lower",
-    "ci_upper",
-    "n_treated",
-    "n_comparison",
-]
-EVENT_STUDY_COLUMNS = [
-    "group",
-    "rel_time",
-    "estimate",
-    "std_error",
-    "ci_lower",
-    "ci_upper",
-    "n_treated",
-    "n_comparison",
-]
+LONG_TERM_COLUMNS = ["group", "cohort", "school_year", "years_after", "outcome", *ESTIMATE_COLUMNS]
+EVENT_STUDY_COLUMNS = ["group", "rel_time", *ESTIMATE_COLUMNS]
 
 
 def _quiet(_: str) -> None:

@@ -15,6 +15,9 @@ import pandas as pd
 from leapresearch.calendar import school_year_label
 from leapresearch.panel import AnalyticPanel
 
+ESTIMATE_COLUMNS = ["estimate", "std_error", "ci_lower", "ci_upper", "n_treated", "n_comparison"]
+"""Columns of every estimate row in the output tables (after the row's keys)."""
+
 OUTCOME_COLUMNS = {"attendance_rate": "rate", "chronically_absent": "chronically_absent"}
 
 
@@ -71,14 +74,4 @@ def long_term_table(result, *, cohort_year: int, alpha: float = 0.05) -> pd.Data
     tab = result.table(alpha=alpha).rename(columns={"rel_time": "years_after"})
     tab = tab.loc[tab["years_after"] != result.reference].copy()
     tab["school_year"] = [school_year_label(cohort_year + int(r)) for r in tab["years_after"]]
-    cols = [
-        "school_year",
-        "years_after",
-        "estimate",
-        "std_error",
-        "ci_lower",
-        "ci_upper",
-        "n_treated",
-        "n_comparison",
-    ]
-    return tab[cols].reset_index(drop=True)
+    return tab[["school_year", "years_after", *ESTIMATE_COLUMNS]].reset_index(drop=True)
