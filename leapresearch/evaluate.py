@@ -570,6 +570,22 @@ def estimate_robust(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
     return tab
 
 
+def try_estimate(
+    step: Callable[..., pd.DataFrame], prepared: Prepared, *, log: Log = _quiet
+) -> pd.DataFrame:
+    """Run a robustness step; if the data cannot support it, say so instead of failing.
+
+    The main estimates do not depend on these checks, so a robustness estimator that
+    cannot be computed (e.g. no event-month group with a not-yet-visited comparison)
+    yields a one-row table whose ``note`` gives the reason, and the log says so.
+    """
+    try:
+        return step(prepared, log=log)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log(f"{step.__name__}: not estimable on these data: {exc}")
+        return pd.DataFrame({"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]})
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """Every table of the output contract, plus the objects they came from."""
@@ -600,7 +616,7 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
         "matching_summary": matching_summary(prepared),
         "naive_pre_post": estimate_naive(prepared),
         "pretrend_tests": pretrend_tests(results),
-        "robust_estimator": estimate_robust(prepared, log=log),
-        "placebo": estimate_placebo(prepared, log=log),
+        "robust_estimator": try_estimate(estimate_robust, prepared, log=log),
+        "placebo": try_estimate(estimate_placebo, prepared, log=log),
     }
     return Evaluation(prepared=prepared, tables=out, event_studies=results)

@@ -146,9 +146,9 @@ class EventStudyResult:
     @property
     def std_errors(self) -> pd.Series:
         """Cluster-robust standard errors, indexed by ``rel_time``."""
-        return pd.Series(
-            np.sqrt(np.diag(self.cov.to_numpy())), index=self.coefficients.index, name="se"
-        )
+        with np.errstate(invalid="ignore"):  # a tiny group can give a negative variance: NaN
+            se = np.sqrt(np.diag(self.cov.to_numpy()))
+        return pd.Series(se, index=self.coefficients.index, name="se")
 
     def table(self, alpha: float = 0.05) -> pd.DataFrame:
         """Tidy table of the event-study coefficients.

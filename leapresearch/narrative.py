@@ -157,6 +157,8 @@ def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_ra
 
 def describe_placebo(placebo: pd.DataFrame) -> str:
     """Whether the fake-event estimates are near zero."""
+    if "note" in placebo.columns:
+        return f"The placebo could not be estimated ({placebo['note'].iloc[0]})."
     post = placebo.loc[placebo["rel_time"] >= 0]
     if post.empty:
         return "No placebo estimates."
@@ -183,6 +185,8 @@ def describe_placebo(placebo: pd.DataFrame) -> str:
 
 def describe_robust(robust: pd.DataFrame, table: pd.DataFrame, *, rel_time: int = 6) -> str:
     """The heterogeneity-robust estimate beside the matched one."""
+    if "note" in robust.columns:
+        return f"The robust estimator could not be computed ({robust['note'].iloc[0]})."
     r = robust.loc[robust["rel_time"] == rel_time, "estimate"]
     m = table.loc[(table["group"] == "all") & (table["rel_time"] == rel_time), "estimate"]
     if r.empty or m.empty or pd.isna(r.iloc[0]) or pd.isna(m.iloc[0]):

@@ -124,7 +124,7 @@ class Session:
         return prepared
 
     def result(self, step: Callable[..., pd.DataFrame]) -> pd.DataFrame:
-        """``step(self.prepared)``, reused from the run that made this session's cache.
+        """``try_estimate(step, self.prepared)``, reused from the run that made the cache.
 
         ``leapresearch run`` stores the slow result tables (the placebo re-matches every
         visited student); a notebook asking for the same step with the same inputs,
@@ -137,7 +137,9 @@ class Session:
                     return pickle.load(f)
             except (FileNotFoundError, EOFError, pickle.UnpicklingError):
                 pass
-        table = step(self.prepared)
+        from leapresearch.evaluate import try_estimate
+
+        table = try_estimate(step, self.prepared)
         if self.use_cache:
             store_result(table, self.inputs, self.config, step.__name__)
         return table

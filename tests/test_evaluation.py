@@ -149,3 +149,18 @@ def test_confidence_intervals_cover_the_truth(tmp_path):
         t = truth["event_study"]["all"]["6"]
         covered.append(row["ci_lower"] <= t <= row["ci_upper"])
     assert np.mean(covered) >= 0.85, covered
+
+
+def test_a_robustness_step_that_cannot_be_estimated_says_why():
+    from leapresearch.evaluate import try_estimate
+    from leapresearch.narrative import describe_placebo, describe_robust
+
+    def impossible(prepared, *, log=None):
+        raise ValueError("no event-month group has a not-yet-visited comparison")
+
+    lines: list[str] = []
+    table = try_estimate(impossible, None, log=lines.append)
+    assert table["note"].item().startswith("not estimable: no event-month group")
+    assert lines and "impossible" in lines[0]
+    assert "could not be computed" in describe_robust(table, table)
+    assert "could not be estimated" in describe_placebo(table)
