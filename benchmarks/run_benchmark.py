@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import hashlib
 import json
 import os
 import pickle
@@ -72,7 +73,8 @@ TARGETS = {"districts": (180.0, 6.0), "state": (600.0, 16.0)}
 GB = 2**30
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS")
 THREAD_ENV: dict[str, str] = {}
-"""Thread-count variables set for every subprocess (``--blas-threads``)."""
+"""Variables set for every measured subprocess (``--blas-threads``, ``--snapshot``)."""
+SNAPSHOT_DIRS = ("leapresearch", "notebooks", "params")
 
 # --------------------------------------------------------------------------------------
 # Machine and memory helpers
@@ -100,13 +102,39 @@ def _reset_hwm() -> bool:
     return True
 
 
-def _source_digest() -> str | None:
-    """sha256 of the package source (the working tree may differ from the commit)."""
-    try:
-        from leapresearch.session import source_digest
-    except ImportError:
-        return None
-    return source_digest()[:16]
+def source_digest(root: Path = ROOT) -> str:
+    """sha256 of the package source, as ``leapresearch.session.source_digest`` computes it.
+
+    It keys the notebooks' cache: an edit of the package during a run makes the notebooks
+    miss the cache and prepare the sample again.
+    """
+    h = hashlib.sha256()
+    for p in sorted((root / "leapresearch").glob("*.py")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def make_snapshot(work: Path) -> Path:
+    """Copy the package, notebooks and parameters to ``work/snapshot/<source digest>``.
+
+    Subprocesses then import the copy (``PYTHONPATH`` comes before the editable install),
+    so edits of the working tree during a long benchmark neither change the code under
+    measurement nor invalidate the notebooks' cache, which lives in the copy's
+    ``data_raw/.cache``.
+    """
+    snap = work / "snapshot" / source_digest()
+    if not (snap / "leapresearch").is_dir():
+        tmp = snap.with_name(snap.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for sub in SNAPSHOT_DIRS:
+            shutil.copytree(
+                ROOT / sub, tmp / sub, ignore=shutil.ignore_patterns("__pycache__", ".*")
+            )
+        (tmp / "data_raw").mkdir()
+        shutil.rmtree(snap, ignore_errors=True)
+        tmp.rename(snap)
+    return snap
 
 
 def machine_info() -> dict:
@@ -154,7 +182,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "versions": versions,
         "git_commit": git.get("commit"),
-        "source_sha256": _source_digest(),
+        "source_sha256": source_digest(),
         "git_dirty": bool(git.get("status")) if git.get("status") is not None else None,
     }
 
@@ -353,7 +381,11 @@ def worker_stages(args: argparse.Namespace) -> None:
         meter.wrap_timer(ev, name)
     warnings.simplefilter("ignore")
     config = load_config(args.params, data_dir=Path(args.data).resolve())
-    result: dict = {"hwm_reset": meter.can_reset, "loadavg_start": loadavg()}
+    result: dict = {
+        "hwm_reset": meter.can_reset,
+        "loadavg_start": loadavg(),
+        "package": str(Path(ev.__file__).parent),
+    }
     t_all = time.perf_counter()
 
     with meter.stage("load+validate"):
@@ -552,7 +584,9 @@ def notebooks_span(log: list[tuple[float, str]]) -> float | None:
     return None if start is None or end is None else round(end - start, 2)
 
 
-def cli_runs(data_dir: Path, work: Path, key: str, *, notebooks: bool, repeat: int) -> dict:
+def cli_runs(
+    data_dir: Path, work: Path, key: str, *, notebooks: bool, repeat: int, code_root: Path
+) -> dict:
     exe = str(Path(sys.executable).parent / "leapresearch")
     variants = [("no_notebooks", ["--no-notebooks"])]
     if notebooks:
@@ -564,7 +598,10 @@ def cli_runs(data_dir: Path, work: Path, key: str, *, notebooks: bool, repeat: i
             target = work / "runs" / f"{key}-{name}"
             cmd = [exe, "run", "--data", str(data_dir), "--out", str(target), "--overwrite"]
             print(f"leapresearch run {name} ({i + 1}/{repeat}) ...", flush=True)
+            before = source_digest(code_root)
             res = run_measured(cmd + extra, log_path=work / "logs" / f"run-{key}-{name}-{i}.log")
+            # an edit of the package during the run makes the notebooks miss the cache
+            res["source_changed_during_run"] = source_digest(code_root) != before
             if res["returncode"] != 0:
                 raise SystemExit(f"leapresearch run failed: {work / 'logs'}")
             prov = json.loads((target / "provenance.json").read_text())
@@ -633,6 +670,7 @@ def stage_runs(data_dir: Path, work: Path, *, repeat: int, pyfixest_repeat: int)
         "repeat": repeat,
         "hwm_reset": runs[0]["hwm_reset"],
         "sizes": runs[0]["sizes"],
+        "package": runs[0].get("package"),
         "prepared_pickle_gb": runs[0]["prepared_pickle_gb"],
         "total_wall_s": round(statistics.median(r["total_wall_s"] for r in runs), 2),
         "peak_gb_process": round(
@@ -645,18 +683,16 @@ def stage_runs(data_dir: Path, work: Path, *, repeat: int, pyfixest_repeat: int)
     }
 
 
-def cache_files_of(data_dir: Path) -> list[Path]:
-    """Cache files in ``data_raw/.cache`` made from the data in ``data_dir``.
+def cache_files_of(data_dir: Path, cache_dir: Path) -> list[Path]:
+    """Cache files in ``cache_dir`` (``data_raw/.cache``) made from the data in ``data_dir``.
 
     The cache key hashes the package source too, which others may edit during a run, so
     a prepared sample is found by content (the pickled config near its start names the
     data folder); result tables cached beside it share its key.
     """
-    from leapresearch.session import CACHE_DIR
-
     needle = str(data_dir.resolve()).encode()
     found = []
-    for path in sorted(Path(CACHE_DIR).glob("prepared-*.pkl")):
+    for path in sorted(Path(cache_dir).glob("prepared-*.pkl")):
         try:
             with open(path, "rb") as f:
                 head = f.read(1 << 20)
@@ -665,7 +701,7 @@ def cache_files_of(data_dir: Path) -> list[Path]:
         if needle in head:
             found.append(path)
             key = path.stem.replace("prepared-", "")
-            found += sorted(Path(CACHE_DIR).glob(f"result-{key}-*.pkl"))
+            found += sorted(Path(cache_dir).glob(f"result-{key}-*.pkl"))
     return found
 
 
@@ -730,6 +766,22 @@ def render(result: dict) -> str:
                 ]
             )
         out += ["", "### Command line (subprocess)", ""]
+        if result.get("snapshot"):
+            out += [f"Measured on a snapshot of the working tree: `{result['snapshot']}`.", ""]
+        edited = [
+            f"{name} #{i + 1}"
+            for name in ("no_notebooks", "with_notebooks")
+            for i, r in enumerate(cli.get(name, {}).get("runs", []))
+            if r.get("source_changed_during_run")
+        ]
+        if edited:
+            out += [
+                "**Warning**: the package source changed during "
+                + ", ".join(edited)
+                + " (the notebooks missed the cache and prepared the sample again); "
+                "use `--snapshot`.",
+                "",
+            ]
         out.append(
             md_table(
                 ["run", "wall s", "peak GB (largest process)", "peak GB (tree)", "n", "load 1m"],
@@ -883,6 +935,12 @@ def main() -> None:
     p.add_argument("--skip-pyfixest", action="store_true")
     p.add_argument("--keep-cache", action="store_true", help="keep the data_raw/.cache file")
     p.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="measure a copy of the package, notebooks and parameters in WORK/snapshot "
+        "(immune to edits of the working tree during the benchmark; its own cache)",
+    )
+    p.add_argument(
         "--blas-threads",
         type=int,
         help="set OPENBLAS_NUM_THREADS and OMP_NUM_THREADS for the measured processes "
@@ -909,9 +967,16 @@ def main() -> None:
         THREAD_ENV.update(
             OPENBLAS_NUM_THREADS=str(args.blas_threads), OMP_NUM_THREADS=str(args.blas_threads)
         )
-    work = args.work
+    work = args.work.resolve()
     for sub in ("data", "runs", "logs", "truth"):
         (work / sub).mkdir(parents=True, exist_ok=True)
+    code_root = ROOT
+    if args.snapshot:
+        code_root = make_snapshot(work)
+        THREAD_ENV["PYTHONPATH"] = os.pathsep.join(
+            [str(code_root), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        print(f"measuring the snapshot {code_root}")
     result: dict = {
         "schema": "leapresearch-benchmark/1",
         "scale": args.scale,
@@ -919,6 +984,7 @@ def main() -> None:
         "repeat": repeat,
         "machine": machine_info(),
         "thread_env": {v: {**os.environ, **THREAD_ENV}.get(v) for v in THREAD_VARS},
+        "snapshot": str(code_root) if args.snapshot else None,
     }
     print(f"machine: {result['machine']['cpu']}, load {result['machine']['loadavg_start']}")
     sizes = sorted(set(args.sizes) | {1.0})
@@ -929,7 +995,9 @@ def main() -> None:
 
     try:
         if not args.skip_cli:
-            result["cli"] = cli_runs(full_dir, work, key, notebooks=args.notebooks, repeat=repeat)
+            result["cli"] = cli_runs(
+                full_dir, work, key, notebooks=args.notebooks, repeat=repeat, code_root=code_root
+            )
         if not args.skip_stages:
             result["stages"] = stage_runs(
                 full_dir, work, repeat=repeat, pyfixest_repeat=0 if args.skip_pyfixest else 3
@@ -954,7 +1022,7 @@ def main() -> None:
                 result["scaling"] = scaling
     finally:
         result["cache"] = []
-        for path in cache_files_of(full_dir):
+        for path in cache_files_of(full_dir, code_root / "data_raw" / ".cache"):
             info = {"file": str(path), "bytes": path.stat().st_size, "deleted": False}
             if not args.keep_cache:
                 path.unlink(missing_ok=True)
