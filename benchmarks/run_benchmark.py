@@ -11,7 +11,9 @@ What it measures, for one scale of the synthetic data (``demo``, ``districts`` a
    resident memory of the largest single process (``wait4`` rusage) and of the whole
    process tree (sum of RSS polled with psutil, the notebooks' kernels included), the
    run's own stage timings (``provenance.json``) and the time of each notebook (from the
-   run's log). The notebooks stage is the difference of the two runs.
+   run's log). The notebooks stage is their span in the log (and the difference of the
+   two runs). A run during which the package source changed is flagged (the notebooks'
+   cache is keyed by the source); ``--snapshot`` measures a frozen copy instead.
 3. **Stages in-process** (a fresh worker process per repetition): load and validate,
    input checksums, panel, candidates, matching, stacking, each estimation step, the
    pickle round trip of the prepared sample that every notebook loads, and the report
@@ -32,13 +34,14 @@ date) and writes ``benchmarks/results/<date>-<scale>.json``. Load averages are r
 beside every measurement: the timings are only comparable on an idle machine.
 
 The prepared sample that ``leapresearch run`` caches for the notebooks lands under the
-project's ``data_raw/.cache`` whatever the data folder; the cache file created by the
-benchmark is deleted at the end unless ``--keep-cache``.
+project's ``data_raw/.cache`` (the snapshot's with ``--snapshot``) whatever the data
+folder; the cache files made from the benchmark's data are deleted at the end unless
+``--keep-cache``. Data, run folders and logs go to ``--work`` (``/tmp/leapbench``).
 
 Usage::
 
     .venv/bin/python benchmarks/run_benchmark.py --scale demo
-    .venv/bin/python benchmarks/run_benchmark.py --scale districts --repeat 1
+    .venv/bin/python benchmarks/run_benchmark.py --scale districts --snapshot
     .venv/bin/python benchmarks/run_benchmark.py --scale state --sizes 0.25 0.5 1 --no-notebooks
 """
 
@@ -499,24 +502,36 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        tree_peak = 0
+        tree_peak, tree_detail = 0, []
         root = psutil.Process(proc.pid) if psutil else None
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if root is not None:
-                total = 0
+                sizes = []
                 try:
                     procs = [root, *root.children(recursive=True)]
                 except psutil.Error:
                     procs = []
                 for p in procs:
                     try:
-                        total += p.memory_info().rss
+                        sizes.append((p.memory_info().rss, p.pid, p.name()))
                     except psutil.Error:
                         pass
-                tree_peak = max(tree_peak, total)
+                total = sum(r for r, _, _ in sizes)
+                if total > tree_peak:
+                    tree_peak = total
+                    tree_detail = [
+                        {
+                            "pid": pid,
+                            "main": pid == proc.pid,
+                            "name": name,
+                            "rss_gb": round(r / GB, 3),
+                        }
+                        for r, pid, name in sorted(sizes, reverse=True)
+                        if r > 0.05 * GB
+                    ]
             time.sleep(poll)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -528,6 +543,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         "wall_s": round(wall, 2),
         "peak_gb_largest_process": round(usage.ru_maxrss * 1024 / GB, 3),
         "peak_gb_tree": round(tree_peak / GB, 3) if root is not None else None,
+        "peak_tree_processes": tree_detail,
         "user_cpu_s": round(usage.ru_utime, 1),
         "sys_cpu_s": round(usage.ru_stime, 1),
         "loadavg_before": load0,
@@ -796,6 +812,17 @@ def render(result: dict) -> str:
                 f"(difference of the two variants' medians: {cli['notebooks_stage_s']:.1f} s); "
                 "per notebook (first run; the last includes the HTML rendering): "
                 + ", ".join(f"{k} {v:.1f} s" for k, v in nb.items()),
+            ]
+        detail = cli.get("with_notebooks", cli["no_notebooks"])["runs"][0].get(
+            "peak_tree_processes"
+        )
+        if detail:
+            out += [
+                "",
+                "At the tree's peak (with notebooks, first run): "
+                + " + ".join(
+                    f"{'run' if d['main'] else d['name']} {d['rss_gb']:.2f} GB" for d in detail
+                ),
             ]
         rt = cli["no_notebooks"]["runs"][0]["run_timings_s"]
         out += [
