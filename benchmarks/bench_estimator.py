@@ -1,4 +1,4 @@
-"""Benchmark ``leapresearch.event_study`` against ``pyfixest.feols`` at full scale.
+"""Benchmark ``leapresearch.estimation.event_study`` against ``pyfixest.feols`` at full scale.
 
 Generates a stacked matched panel of about 1.75 million rows (8,700 treated students,
 three matched comparison units each, 53 school months per unit with 5% missing, 30 stacks,
@@ -29,7 +29,7 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
-from leapresearch.event_study import event_study
+from leapresearch.estimation.event_study import event_study
 
 WINDOW = (-12, 12)
 REFERENCE = -1
@@ -163,7 +163,7 @@ def main() -> None:
     event_study(panel, window=WINDOW)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rows = [("leapresearch.event_study", sec_ours, cpu_ours, peak / 2**20)]
+    rows = [("leapresearch.estimation.event_study", sec_ours, cpu_ours, peak / 2**20)]
 
     checks = []
     if not args.skip_pyfixest:

@@ -23,7 +23,7 @@ What it measures, for one scale of the synthetic data (``demo``, ``districts`` a
    Cumulative time inside hot helpers (``event_study``, ``adjusted_outcome``, ...) is
    recorded too.
 4. **Estimator vs pyfixest** on the run's stacked matched panel (``prepared.stacked``):
-   ``leapresearch.event_study.event_study`` against ``pyfixest.feols`` in the formulation
+   ``leapresearch.estimation.event_study.event_study`` against ``pyfixest.feols`` in the formulation
    of ``benchmarks/bench_estimator.py`` (same event-time dummies, unit and stack x month
    effects, matching weights, CRV1 by student); time ratio and the largest coefficient
    and standard-error differences (pyfixest default tolerance and ``fixef_tol=1e-10``).
@@ -112,8 +112,9 @@ def source_digest(root: Path = ROOT) -> str:
     miss the cache and prepare the sample again.
     """
     h = hashlib.sha256()
-    for p in sorted((root / "leapresearch").glob("*.py")):
-        h.update(p.name.encode())
+    package = root / "leapresearch"
+    for p in sorted(package.rglob("*.py")):
+        h.update(p.relative_to(package).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
@@ -276,7 +277,7 @@ class Meter:
 
 
 def worker_simulate(args: argparse.Namespace) -> None:
-    from leapresearch.simulate import SimulationConfig, simulate, write_simulation
+    from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
 
     data = simulate(
         SimulationConfig(scale=args.scale, seed=args.seed, sample_fraction=args.fraction)
@@ -300,7 +301,7 @@ def _pyfixest_compare(prepared, meter: Meter, repeat: int) -> dict:
     sys.path.insert(0, str(HERE))
     from bench_estimator import REFERENCE, WINDOW, pyfixest_fit, timed
 
-    from leapresearch.event_study import event_study
+    from leapresearch.estimation.event_study import event_study
 
     a = prepared.config.analysis
     if tuple(a.window) != tuple(WINDOW) or a.reference != REFERENCE:
@@ -357,9 +358,9 @@ def worker_stages(args: argparse.Namespace) -> None:
     from leapresearch import evaluate as ev
     from leapresearch import pipeline
     from leapresearch.config import load_config
-    from leapresearch.contract import read_raw_tables
-    from leapresearch.outputs import file_records, write_table
-    from leapresearch.report import write_figures, write_index
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.publish.outputs import file_records, write_table
+    from leapresearch.publish.report import write_figures, write_index
 
     meter = Meter()
     # stages inside prepare()/prepare_matched()/estimate_placebo(), measured where called
@@ -874,7 +875,13 @@ def render(result: dict) -> str:
                     f"{pf['stacks']} stacks; median of {pf['repeat']}."
                 )
                 out.append("")
-                rows = [["leapresearch.event_study", pf["ours"]["wall_s"], pf["ours"]["cpu_s"]]]
+                rows = [
+                    [
+                        "leapresearch.estimation.event_study",
+                        pf["ours"]["wall_s"],
+                        pf["ours"]["cpu_s"],
+                    ]
+                ]
                 for key, label in (
                     ("pyfixest_default", "pyfixest.feols (default demeaner)"),
                     ("pyfixest_tol1e-10", "pyfixest.feols (fixef_tol=1e-10, 1 run)"),

@@ -19,7 +19,7 @@ def _err(msg: str) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from leapresearch.simulate import SimulationConfig, simulate, write_simulation
+    from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
 
     fmt = args.format or ("csv" if args.scale == "demo" else "parquet")
     try:
@@ -50,7 +50,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from leapresearch.contract import summarise, validate_folder
+    from leapresearch.data.contract import summarise, validate_folder
 
     try:
         start = dt.date.fromisoformat(args.program_start) if args.program_start else None
@@ -77,9 +77,9 @@ def _absolute_params(name_or_path: str) -> str:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from leapresearch.config import ParameterError, load_config
-    from leapresearch.contract import ContractError
+    from leapresearch.data.contract import ContractError
     from leapresearch.pipeline import RunError, run_report
-    from leapresearch.report import report_writer
+    from leapresearch.publish.report import report_writer
 
     try:
         config = load_config(
@@ -121,7 +121,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from leapresearch.compare import compare_runs
+    from leapresearch.publish.compare_runs import compare_runs
 
     try:
         print(compare_runs(Path(args.a), Path(args.b)))

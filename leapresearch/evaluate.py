@@ -17,18 +17,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from leapresearch.adjustment import adjusted_outcome, pair_units
-from leapresearch.balance import balance_table
-from leapresearch.comparison import Candidates, build_candidates
 from leapresearch.config import Config
-from leapresearch.diagnostics import naive_pre_post
-from leapresearch.event_study import event_study
-from leapresearch.long_term import ESTIMATE_COLUMNS, annual_stacked_panel, long_term_table
-from leapresearch.matching import MatchResult, match, nearest_neighbor_match
-from leapresearch.panel import AnalyticPanel, build_panel
-from leapresearch.robust import callaway_santanna
-from leapresearch.stacking import stacked_panel, subgroup_weights, unit_table
-from leapresearch.subgroups import GROUP_ALL, group_definitions, run_by_group, treated_attributes
+from leapresearch.data.panel import AnalyticPanel, build_panel
+from leapresearch.design.adjustment import adjusted_outcome, pair_units
+from leapresearch.design.balance import balance_table
+from leapresearch.design.matching import MatchResult, match, nearest_neighbor_match
+from leapresearch.design.pool import Candidates, build_candidates
+from leapresearch.design.stacking import stacked_panel, subgroup_weights, unit_table
+from leapresearch.estimation.event_study import event_study
+from leapresearch.estimation.long_term import (
+    ESTIMATE_COLUMNS,
+    annual_stacked_panel,
+    long_term_table,
+)
+from leapresearch.estimation.naive import naive_pre_post
+from leapresearch.estimation.robust import callaway_santanna
+from leapresearch.estimation.subgroups import (
+    GROUP_ALL,
+    group_definitions,
+    run_by_group,
+    treated_attributes,
+)
 from leapresearch.threads import single_blas_thread
 
 Log = Callable[[str], None]
@@ -90,11 +99,11 @@ def run_matching(candidates: Candidates, config: Config) -> MatchResult:
     """Propensity-score matching of each visited student to never-visited students.
 
     Exact strata are the event month (stack) and ``config.matching.exact``; see
-    :func:`leapresearch.matching.match` for the score model and the caliper. With
+    :func:`leapresearch.design.matching.match` for the score model and the caliper. With
     ``outside_caliper="nearest"``, a visited student with no comparison inside the caliper
     keeps its single nearest comparison in its stratum, is listed in
     ``settings["matched_outside_caliper"]``, and the regression adjustment
-    (:mod:`leapresearch.adjustment`) corrects the remaining difference. The estimand then
+    (:mod:`leapresearch.design.adjustment`) corrects the remaining difference. The estimand then
     stays the effect on all visited students rather than on those with close matches.
     """
     m = config.matching
@@ -398,7 +407,7 @@ def estimate_event_studies(
         ``group, rel_time, estimate, std_error, ci_lower, ci_upper, n_treated,
         n_comparison``; the reference month is omitted (its estimate is 0 by definition).
     results : dict
-        Group label -> :class:`~leapresearch.event_study.EventStudyResult`.
+        Group label -> :class:`~leapresearch.estimation.event_study.EventStudyResult`.
     """
     config = prepared.config
     results: dict = {}

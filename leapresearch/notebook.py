@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from leapresearch import narrative
 from leapresearch.config import Config
-from leapresearch.outputs import publishable
+from leapresearch.publish import narrative
+from leapresearch.publish.outputs import publishable
 from leapresearch.session import Session
 from leapresearch.session import open_session as _open_session
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from leapresearch.config import Config
-from leapresearch.contract import read_raw_tables
-from leapresearch.outputs import (
+from leapresearch.data.contract import read_raw_tables
+from leapresearch.publish.outputs import (
     environment_record,
     file_records,
     git_state,

@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from leapresearch.config import Config, load_config
-from leapresearch.contract import RawTables, find_table_files, read_raw_tables, summarise
-from leapresearch.outputs import file_records
+from leapresearch.data.contract import RawTables, find_table_files, read_raw_tables, summarise
 from leapresearch.paths import DATA_RAW
+from leapresearch.publish.outputs import file_records
 
 CACHE_DIR = DATA_RAW / ".cache"
 KEEP_CACHED = 4
@@ -31,8 +31,9 @@ KEEP_CACHED = 4
 def source_digest() -> str:
     """sha256 over the package's source files (a code change invalidates caches)."""
     h = hashlib.sha256()
-    for p in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(p.name.encode())
+    root = Path(__file__).resolve().parent
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()
 

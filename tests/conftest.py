@@ -121,7 +121,7 @@ def assert_ok(res: subprocess.CompletedProcess) -> None:
 
 def write_manifest(folder: Path) -> Path:
     """``folder/checksums.sha256`` in ``sha256sum`` format, over the folder's data files."""
-    from leapresearch.outputs import sha256_file
+    from leapresearch.publish.outputs import sha256_file
 
     lines = [
         f"{sha256_file(p)}  {p.name}"
@@ -194,7 +194,7 @@ class SimIds:
 
 
 def _simulated():
-    from leapresearch.simulate import SimulationConfig, simulate
+    from leapresearch.data.simulate import SimulationConfig, simulate
 
     return simulate(SimulationConfig(scale="demo", sample_fraction=SIM_FRACTION, seed=SIM_SEED))
 
@@ -243,7 +243,7 @@ def scan_folder(folder: Path, ids: SimIds) -> dict[str, list[str]]:
 @pytest.fixture(scope="session")
 def sim_data(shared_root: Path) -> Path:
     """A valid simulated CSV data folder with a matching ``checksums.sha256`` manifest."""
-    from leapresearch.simulate import write_simulation
+    from leapresearch.data.simulate import write_simulation
 
     def build(folder: Path) -> None:
         write_simulation(_simulated(), folder, file_format="csv")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leapresearch.types import GENDERS, GRADES, MEAL_STATUSES, RACES
+from leapresearch.data.types import GENDERS, GRADES, MEAL_STATUSES, RACES
 
 PROGRAM_START = date(2021, 4, 1)
 """First possible LEAP visit date, used with ``program_start`` in tests."""

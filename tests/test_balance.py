@@ -1,4 +1,4 @@
-"""Tests of leapresearch.balance: balance table, WWC categories and the Love plot."""
+"""Tests of leapresearch.design.balance: balance table, WWC categories and the Love plot."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from leapresearch.balance import (  # noqa: E402
+from leapresearch.design.balance import (  # noqa: E402
     BALANCE_COLUMNS,
     balance_table,
     plot_love,
     tidy_love_plot,
     wwc_category,
 )
-from leapresearch.matching import MatchResult  # noqa: E402
+from leapresearch.design.matching import MatchResult  # noqa: E402
 
 # --------------------------------------------------------------------------------------
 # a hand example

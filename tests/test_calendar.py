@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leapresearch.calendar import (
+from leapresearch.data.calendar import (
     cohort_label,
     event_month_index,
     index_to_month_label,
@@ -11,7 +11,7 @@ from leapresearch.calendar import (
     school_year_label,
     school_year_start,
 )
-from leapresearch.types import grade_band
+from leapresearch.data.types import grade_band
 
 
 def test_school_months_are_consecutive_across_summer():

@@ -1,4 +1,4 @@
-"""Tests of leapresearch.contract: reading and validating a raw data folder."""
+"""Tests of leapresearch.data.contract: reading and validating a raw data folder."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leapresearch.contract import (
+from leapresearch.data.contract import (
     SCHEMAS,
     TABLES,
     ContractError,

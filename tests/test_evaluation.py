@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from leapresearch.config import load_config
-from leapresearch.contract import read_raw_tables
+from leapresearch.data.contract import read_raw_tables
+from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
 from leapresearch.evaluate import (
     estimate_balance,
     estimate_event_studies,
@@ -22,7 +23,6 @@ from leapresearch.evaluate import (
     estimate_naive,
     prepare,
 )
-from leapresearch.simulate import SimulationConfig, simulate, write_simulation
 
 HEADLINE = (1, 3, 6, 9)
 
@@ -153,7 +153,7 @@ def test_confidence_intervals_cover_the_truth(tmp_path):
 
 def test_a_robustness_step_that_cannot_be_estimated_says_why():
     from leapresearch.evaluate import try_estimate
-    from leapresearch.narrative import describe_placebo, describe_robust
+    from leapresearch.publish.narrative import describe_placebo, describe_robust
 
     def impossible(prepared, *, log=None):
         raise ValueError("no event-month group has a not-yet-visited comparison")

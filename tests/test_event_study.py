@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from leapresearch.event_study import EventStudyResult, WaldTest, event_study
-from leapresearch.fixed_effects import (
+from leapresearch.estimation.event_study import EventStudyResult, WaldTest, event_study
+from leapresearch.estimation.fixed_effects import (
     TwoWayProjector,
     combine_codes,
     demean,

@@ -1,4 +1,4 @@
-"""Tests of leapresearch.matching: propensity scores and nearest-neighbour matching."""
+"""Tests of leapresearch.design.matching: propensity scores and nearest-neighbour matching."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import statsmodels.api as sm
 from scipy.special import expit
 
-from leapresearch.balance import balance_table
-from leapresearch.matching import (
+from leapresearch.design.balance import balance_table
+from leapresearch.design.matching import (
     UNMATCHED_REASONS,
     MatchResult,
     PropensityFitWarning,

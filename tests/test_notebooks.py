@@ -17,7 +17,7 @@ from papermill.translators import PythonTranslator
 
 from leapresearch.config import Config
 from leapresearch.paths import DEMO_DATA, NOTEBOOKS, PROJECT_ROOT
-from leapresearch.report import notebook_paths
+from leapresearch.publish.report import notebook_paths
 
 NOTEBOOK_FILES = notebook_paths()
 FILE_IO = re.compile(

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leapresearch.calendar import school_month_index
-from leapresearch.comparison import build_candidates
 from leapresearch.config import MatchingConfig, PoolConfig
-from leapresearch.panel import build_panel
-from leapresearch.stacking import stacked_panel, subgroup_weights, unit_table
+from leapresearch.data.calendar import school_month_index
+from leapresearch.data.panel import build_panel
+from leapresearch.design.pool import build_candidates
+from leapresearch.design.stacking import stacked_panel, subgroup_weights, unit_table
 
 
 def roster_row(sid, year, district="D1", grade="3", **kw):

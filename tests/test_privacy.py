@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.config import PrivacyConfig
-from leapresearch.outputs import publishable
-from leapresearch.privacy import suppress
+from leapresearch.publish.outputs import publishable
+from leapresearch.publish.privacy import suppress
 
 P = PrivacyConfig(min_count=6, min_group=20, min_treated=20)
 

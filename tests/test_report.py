@@ -17,7 +17,7 @@ import pytest
 from leapresearch.config import load_config
 from leapresearch.paths import DEMO_DATA
 from leapresearch.pipeline import run_report
-from leapresearch.report import EXHIBITS, notebook_paths, report_writer
+from leapresearch.publish.report import EXHIBITS, notebook_paths, report_writer
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_run_folder_has_every_exhibit(run_dir):
 
 def test_no_identifier_in_any_output_file(run_dir):
     """Executed notebooks and the HTML report included: no student or visit id anywhere."""
-    from leapresearch.contract import read_raw_tables
+    from leapresearch.data.contract import read_raw_tables
     from tests.conftest import SimIds, scan_folder
 
     tables = read_raw_tables(DEMO_DATA)

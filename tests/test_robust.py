@@ -1,4 +1,4 @@
-"""Tests of the Callaway & Sant'Anna (2021) estimator in leapresearch.robust."""
+"""Tests of the Callaway & Sant'Anna (2021) estimator in leapresearch.estimation.robust."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leapresearch.event_study import event_study
-from leapresearch.robust import (
+from leapresearch.estimation.event_study import event_study
+from leapresearch.estimation.robust import (
     RobustEventStudyResult,
     callaway_santanna,
     group_time_effects,

@@ -1,4 +1,4 @@
-"""Tests of the synthetic data generator (leapresearch.simulate).
+"""Tests of the synthetic data generator (leapresearch.data.simulate).
 
 Contract rules are checked here with plain pandas (independently of any validator).
 All simulations are demo scale or smaller samples, so the file runs in well under a minute.
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leapresearch.calendar import cohort_label, event_month_index, school_month_index
-from leapresearch.simulate import (
+from leapresearch.data.calendar import cohort_label, event_month_index, school_month_index
+from leapresearch.data.simulate import (
     TABLES,
     TRUTH_SCHEMA,
     SimulatedData,
@@ -23,7 +23,7 @@ from leapresearch.simulate import (
     simulate,
     write_simulation,
 )
-from leapresearch.types import GRADES, MEAL_STATUSES, RACES, VISIT_LOCATIONS, VISITOR_TYPES
+from leapresearch.data.types import GRADES, MEAL_STATUSES, RACES, VISIT_LOCATIONS, VISITOR_TYPES
 
 PUBLISHED_CHRONIC = {  # statewide K-12 chronic absence, % (ct-public-figures.md)
     "2018-19": 10.4,

@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 
 import leapresearch.evaluate
-import leapresearch.report
+import leapresearch.publish.report
 from leapresearch.cli import main
 from leapresearch.config import load_config
 from leapresearch.paths import NOTEBOOKS, PROJECT_ROOT
 from leapresearch.pipeline import RunError, check_manifest, run_report
-from leapresearch.privacy import COUNT_PREFIXES, ESTIMATE_COLUMNS
+from leapresearch.publish.privacy import COUNT_PREFIXES, ESTIMATE_COLUMNS
 from tests.broken_inputs import CASE_NAMES, CASES, Expected
 from tests.conftest import (
     MANIFEST,
@@ -270,7 +270,7 @@ def test_committed_notebooks_hold_no_identifier():
     the ones to look for; a version with outputs must show that data's row count, else
     the scan would look for the wrong ids.
     """
-    from leapresearch.simulate import SimulationConfig, simulate
+    from leapresearch.data.simulate import SimulationConfig, simulate
 
     demo = simulate(SimulationConfig(scale="demo"))
     ids = SimIds(frozenset(demo.students["student_id"]), frozenset(demo.leap_visits["visit_id"]))
@@ -499,7 +499,7 @@ def failing_figures(monkeypatch):
         raise OSError(28, "No space left on device (simulated)")
 
     monkeypatch.setattr(leapresearch.evaluate, "evaluate", _fake_evaluation)
-    monkeypatch.setattr(leapresearch.report, "write_figures", fail)
+    monkeypatch.setattr(leapresearch.publish.report, "write_figures", fail)
     return seen
 
 
@@ -534,7 +534,7 @@ def test_failed_overwrite_keeps_the_earlier_run(
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device (simulated)")
 
-    monkeypatch.setattr(leapresearch.report, "write_figures", fail)
+    monkeypatch.setattr(leapresearch.publish.report, "write_figures", fail)
     assert main([*base, "--no-notebooks", "--overwrite"]) == 1
     assert "No space left on device" in capsys.readouterr().err
     assert listing(runs) == entries  # no temporary or trash folder left either

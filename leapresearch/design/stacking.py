@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leapresearch.panel import AnalyticPanel
+from leapresearch.data.panel import AnalyticPanel
 
 
 def unit_table(matched: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 For each cohort, the matched units of its treated students form an annual panel (one row
 per unit and school year with membership). The difference-in-differences is the event
-study of :func:`leapresearch.event_study.event_study` on that panel, with school years in
+study of :func:`leapresearch.estimation.event_study.event_study` on that panel, with school years in
 place of months and the school year before the cohort's as the reference
 (``years_after = -1``).
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leapresearch.calendar import school_year_label
-from leapresearch.panel import AnalyticPanel
+from leapresearch.data.calendar import school_year_label
+from leapresearch.data.panel import AnalyticPanel
 
 ESTIMATE_COLUMNS = ["estimate", "std_error", "ci_lower", "ci_upper", "n_treated", "n_comparison"]
 """Columns of every estimate row in the output tables (after the row's keys)."""
@@ -39,7 +39,7 @@ def annual_stacked_panel(
     Returns
     -------
     DataFrame
-        Columns of :func:`leapresearch.stacking.stacked_panel` with ``time`` the first
+        Columns of :func:`leapresearch.design.stacking.stacked_panel` with ``time`` the first
         calendar year of the school year, ``rel_time`` = years after the school year of
         the event month, and the outcome in ``y``.
     """

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.config import MatchingConfig, PoolConfig
-from leapresearch.panel import AnalyticPanel, demographic_dummies
+from leapresearch.data.panel import AnalyticPanel, demographic_dummies
 
 
 @dataclass(frozen=True)

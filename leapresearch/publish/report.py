@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from leapresearch.config import Config
-from leapresearch.outputs import git_state, publishable, write_figure
 from leapresearch.paths import NOTEBOOKS
-from leapresearch.plots import plot_event_study, tidy_event_study
+from leapresearch.publish.outputs import git_state, publishable, write_figure
+from leapresearch.publish.plots import plot_event_study, tidy_event_study
 
 Log = Callable[[str], None]
 GRADE_GROUPS = ("grade_band:PK-5", "grade_band:6-8", "grade_band:9-12")
@@ -48,7 +48,7 @@ def write_figures(evaluation, out_dir: Path, config: Config) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from leapresearch.balance import plot_love, tidy_love_plot
+    from leapresearch.design.balance import plot_love, tidy_love_plot
 
     commit = git_state().get("commit") or "no-git"
     stamp = f"leapresearch | vintage {config.vintage} | commit {commit[:10]}"
@@ -137,7 +137,7 @@ def _table_html(table) -> str:
 
 def write_index(evaluation, out_dir: Path, config: Config, pages: Sequence[Path]) -> Path:
     """``report/index.html``: headline figures and table, the exhibit map, the notebooks."""
-    from leapresearch.narrative import describe_event_study, headline_table
+    from leapresearch.publish.narrative import describe_event_study, headline_table
 
     es = publishable(evaluation.tables["event_study"], "event_study", privacy=config.privacy)
     months = config.analysis.report_rel_times

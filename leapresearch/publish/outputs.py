@@ -20,7 +20,7 @@ import pandas as pd
 
 from leapresearch.config import PrivacyConfig
 from leapresearch.paths import PROJECT_ROOT
-from leapresearch.privacy import suppress
+from leapresearch.publish.privacy import suppress
 
 FLOAT_FORMAT = "%.6f"
 SORT_KEYS = ("group", "cohort", "outcome", "school_year", "years_after", "rel_time", "covariate")

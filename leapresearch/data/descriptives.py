@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leapresearch.calendar import school_year_label
-from leapresearch.panel import AnalyticPanel
+from leapresearch.data.calendar import school_year_label
+from leapresearch.data.panel import AnalyticPanel
 
 
 def attendance_by_year(panel: AnalyticPanel) -> pd.DataFrame:
@@ -53,7 +53,7 @@ def visited_by_cohort(panel: AnalyticPanel) -> pd.DataFrame:
 
 def visited_by_month(panel: AnalyticPanel) -> pd.DataFrame:
     """Visited students by event month (school-month index and calendar label)."""
-    from leapresearch.calendar import index_to_month_label
+    from leapresearch.data.calendar import index_to_month_label
 
     counts = panel.events.groupby("event_time").size()
     return pd.DataFrame(

@@ -2,7 +2,8 @@
 
 Every subgroup uses the same specification as the main estimate. A subgroup is a set of
 treated (stack, student) units; its comparison units are the matched comparisons of
-exactly those treated students, re-weighted by :func:`leapresearch.stacking.subgroup_weights`.
+exactly those treated students, re-weighted by
+:func:`leapresearch.design.stacking.subgroup_weights`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from leapresearch.panel import AnalyticPanel
+from leapresearch.data.panel import AnalyticPanel
 
 GROUP_ALL = "all"
 

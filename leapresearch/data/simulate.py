@@ -65,12 +65,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from leapresearch.calendar import (
+from leapresearch.data.calendar import (
     SCHOOL_MONTHS,
     cohort_label,
     school_year_start,
 )
-from leapresearch.types import (
+from leapresearch.data.types import (
     GRADE_TO_BAND,
     GRADES,
     MEAL_STATUSES,

@@ -4,7 +4,7 @@ The input is the stacked matched panel built elsewhere: one row per (unit, schoo
 where a *unit* is a (stack, student) pair and a *stack* holds the students first visited
 in one event month together with their matched comparison students. The estimator is
 weighted least squares with unit and stack-by-month fixed effects absorbed by the exact
-within transformation of :mod:`leapresearch.fixed_effects`, and a cluster-robust (CRV1)
+within transformation of :mod:`leapresearch.estimation.fixed_effects`, and a cluster-robust (CRV1)
 covariance whose small-sample correction follows ``fixest`` / ``pyfixest`` defaults.
 """
 
@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from leapresearch.fixed_effects import (
+from leapresearch.estimation.fixed_effects import (
     TwoWayProjector,
     combine_codes,
     factorize,
@@ -390,7 +390,7 @@ def event_study(
     with ``a_is`` unit effects (column ``unit``) and ``g_st`` stack-by-month effects
     (``stack x time``), estimated by weighted least squares with weights ``w_ist``.
     Both fixed-effect sets are absorbed by the exact weighted within transformation
-    (:class:`~leapresearch.fixed_effects.TwoWayProjector`): ``b = (X~'WX~)^{-1}
+    (:class:`~leapresearch.estimation.fixed_effects.TwoWayProjector`): ``b = (X~'WX~)^{-1}
     X~'Wy~``. Because the event-time regressors are mutually exclusive dummies, every
     cross-product is assembled from group sums (``np.bincount``), and the demeaned
     regressors are never materialised.

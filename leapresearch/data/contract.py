@@ -73,8 +73,8 @@ import pyarrow.parquet as pq
 from pandera.errors import SchemaErrors
 from pandera.pandas import Check, Column, DataFrameSchema
 
-from leapresearch.calendar import cohort_label
-from leapresearch.types import (
+from leapresearch.data.calendar import cohort_label
+from leapresearch.data.types import (
     GENDERS,
     GRADES,
     MEAL_STATUSES,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leapresearch.panel import AnalyticPanel
+from leapresearch.data.panel import AnalyticPanel
 
 
 def naive_pre_post(

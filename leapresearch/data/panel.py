@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from leapresearch.calendar import (
+from leapresearch.data.calendar import (
     cohort_label,
     event_month_index,
     school_month_index,
     school_year_start,
     split_month,
 )
-from leapresearch.types import GRADE_TO_BAND, RACES
+from leapresearch.data.types import GRADE_TO_BAND, RACES
 
 ROSTER_COLUMNS = (
     "district",

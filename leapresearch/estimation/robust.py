@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from leapresearch.event_study import WaldTest
-from leapresearch.fixed_effects import factorize
+from leapresearch.estimation.event_study import WaldTest
+from leapresearch.estimation.fixed_effects import factorize
 
 ControlGroup = Literal["notyettreated", "nevertreated"]
 BasePeriod = Literal["varying", "universal"]

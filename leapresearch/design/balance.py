@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from leapresearch.matching import MatchResult
+from leapresearch.design.matching import MatchResult
 
 if TYPE_CHECKING:
     import matplotlib.axes
@@ -118,7 +118,7 @@ def balance_table(
         The candidate rows that were matched (``stack``, ``student``, ``treated`` and the
         variables).
     result : MatchResult
-        Output of :func:`leapresearch.matching.match` (or ``nearest_neighbor_match``) on
+        Output of :func:`leapresearch.design.matching.match` (or ``nearest_neighbor_match``) on
         ``candidates``.
     covariates : sequence of str
         Variables used in matching (``used_in_matching`` is True).

@@ -1,0 +1,88 @@
+"""The package's folder tree is its design: lower layers never import higher ones."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "leapresearch"
+
+# What each subpackage may import from leapresearch (besides itself).
+ALLOWED = {
+    "data": set(),
+    "design": {"data", "config"},
+    "estimation": {"data", "design", "config"},
+    "publish": {"data", "design", "estimation", "config", "paths"},
+}
+MAX_TOP_LEVEL_MODULES = 8
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module imported by ``path`` (absolute names, relative imports resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base]) if base else ".".join(parts)
+            names.append(base)
+            names.extend(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _layer(module: str) -> str | None:
+    """The first component below ``leapresearch`` of a dotted module name."""
+    parts = module.split(".")
+    if parts[0] != "leapresearch" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_layer_imports_only_what_it_may(path: Path) -> None:
+    rel = path.relative_to(PACKAGE)
+    if len(rel.parts) == 1:
+        return  # the top level is the way in and may import every layer
+    layer = rel.parts[0]
+    allowed = ALLOWED[layer] | {layer}
+    offending = sorted(
+        {
+            name
+            for name in _imports(path)
+            if _layer(name) is not None and _layer(name) not in allowed
+        }
+    )
+    assert not offending, f"{rel} ({layer}) imports {offending}; {layer} may import {allowed}"
+    reads_parameters = sorted(
+        name
+        for name in _imports(path)
+        if name == "yaml" or name.endswith("load_config") or name.endswith(".pipeline")
+    )
+    assert not reads_parameters, f"{rel} reads parameter files or runs the pipeline"
+
+
+def test_rules_are_not_vacuous() -> None:
+    """The walker sees the imports it is meant to police (a broken walker passes everything)."""
+    pool = _imports(PACKAGE / "design" / "pool.py")
+    assert "leapresearch.data.panel" in pool
+    assert "leapresearch.config" in pool
+    assert _layer("leapresearch.publish.outputs") == "publish"
+
+
+def test_top_level_is_small_and_every_subpackage_says_what_it_holds() -> None:
+    top = [p for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, sorted(p.name for p in top)
+    for layer in ALLOWED:
+        doc = ast.get_docstring(ast.parse((PACKAGE / layer / "__init__.py").read_text()))
+        assert doc and "May import" in doc, f"{layer}/__init__.py must say what it may import"
