@@ -328,6 +328,348 @@ def _independent_terms(gram: np.ndarray, raw: np.ndarray, tol: float) -> np.ndar
 
 
 # --------------------------------------------------------------------------------------
+# estimation steps
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """Observation-level arrays of the estimation sample (singletons dropped)."""
+
+    u_code: np.ndarray  # unit fixed-effect code
+    st_code: np.ndarray  # stack-by-month fixed-effect code
+    y: np.ndarray
+    w: np.ndarray
+    rb: np.ndarray  # binned event time
+    treated: np.ndarray
+    student: np.ndarray
+    g_code: np.ndarray  # cluster code
+    n_g: int
+    n_single: int
+    notes: list[str]
+
+    @property
+    def n_u(self) -> int:
+        return int(self.u_code.max()) + 1
+
+    @property
+    def n_st(self) -> int:
+        return int(self.st_code.max()) + 1
+
+    @property
+    def nobs(self) -> int:
+        return self.y.size
+
+
+@dataclass(frozen=True)
+class _WithinFit:
+    """The fixed effects absorbed: projected coefficients and the within normal equations.
+
+    ``alpha`` / ``gamma`` hold the unit / stack-month fixed-effect coefficients of each
+    event-time dummy (first ``k_all`` columns) and of the outcome (last column);
+    ``gram = X~'WX~``, ``xwy_t = X~'Wy~`` and ``raw = X'WX`` (diagonal).
+    """
+
+    alpha: np.ndarray
+    gamma: np.ndarray
+    gram: np.ndarray
+    raw: np.ndarray
+    xwy_t: np.ndarray
+    method: str
+
+
+@dataclass(frozen=True)
+class _Options:
+    """Checked options of :func:`event_study`."""
+
+    outcome: str
+    cluster: str
+    weight: str | None
+    reference: int
+    window: tuple[int, int] | None
+
+
+def _check_options(
+    outcome: object,
+    cluster: object,
+    weight: object,
+    tol: object,
+    window: object,
+    reference: object,
+) -> _Options:
+    """Validate the options of :func:`event_study`."""
+    if not isinstance(outcome, str):
+        raise ValueError(f"outcome must be a column name, got {outcome!r}")
+    if cluster not in _CLUSTERS:
+        raise ValueError(f"cluster must be one of {_CLUSTERS}, got {cluster!r}")
+    if weight is not None and not isinstance(weight, str):
+        raise ValueError(f"weight must be a column name or None, got {weight!r}")
+    if not (isinstance(tol, float | int) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    win = _check_window(window, reference)
+    return _Options(outcome, cluster, weight, int(reference), win)  # type: ignore[arg-type]
+
+
+def _estimation_sample(panel: pd.DataFrame, opt: _Options) -> _Sample:
+    """Read and check the panel's columns, code the fixed effects and drop singletons.
+
+    Singletons (alone in their unit or stack-month cell, iteratively) are dropped as
+    ``fixest`` / ``pyfixest`` do; a note records how many.
+    """
+    outcome, cluster, weight, win = opt.outcome, opt.cluster, opt.weight, opt.window
+    if not isinstance(panel, pd.DataFrame):
+        raise ValueError(f"panel must be a pandas DataFrame, got {type(panel).__name__}")
+    needed = [*_INT_COLUMNS, cluster, outcome] + ([weight] if weight is not None else [])
+    missing = sorted(set(needed) - set(panel.columns))
+    if missing:
+        raise ValueError(f"panel lacks required columns {missing}")
+    if len(panel) == 0:
+        raise ValueError("panel has no rows")
+
+    unit = _int_array(panel, "unit")
+    stack = _int_array(panel, "stack")
+    time = _int_array(panel, "time")
+    rel = _int_array(panel, "rel_time")
+    treated_raw = _int_array(panel, "treated")
+    bad_treated = (treated_raw != 0) & (treated_raw != 1)
+    if bad_treated.any():
+        bad = treated_raw[bad_treated][0]
+        raise ValueError(f"column 'treated' must be 0 or 1, found {bad}")
+    treated = treated_raw.astype(np.bool_)
+    student = _int_array(panel, "student")
+    clus = student if cluster == "student" else _int_array(panel, cluster)
+    y = _float_array(panel, outcome, what="outcome")
+    if weight is None:
+        w = np.ones(len(panel), dtype=np.float64)
+    else:
+        w = _float_array(panel, weight, what="weight")
+        if np.any(w <= 0):
+            raise ValueError(f"weight column {weight!r} must be positive, found {w[w <= 0][0]}")
+
+    notes: list[str] = []
+    rb = np.clip(rel, win[0], win[1]) if win is not None else rel
+    u_code, _ = factorize(unit)
+    st_code, _ = combine_codes(factorize(stack)[0], factorize(time)[0])
+    keep = singleton_mask([u_code, st_code])
+    n_single = int((~keep).sum())
+    if n_single:
+        notes.append(f"dropped {n_single} singleton observation(s) (alone in a unit or cell)")
+        u_code, y, w, rb, treated = u_code[keep], y[keep], w[keep], rb[keep], treated[keep]
+        st_code, student, clus = st_code[keep], student[keep], clus[keep]
+        if y.size == 0:
+            raise ValueError("no observation left after dropping singletons")
+        u_code, st_code = factorize(u_code)[0], factorize(st_code)[0]
+    g_code, n_g = factorize(clus)
+    if n_g < 2:
+        raise ValueError(f"need at least two clusters of {cluster!r}, got {n_g}")
+    return _Sample(u_code, st_code, y, w, rb, treated, student, g_code, n_g, n_single, notes)
+
+
+def _event_time_terms(sample: _Sample, opt: _Options) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Choose the event-time terms and code each observation's term.
+
+    Returns the terms (sorted event times with a treated observation, reference
+    excluded), each observation's term index (-1: comparison row or reference) and
+    the event times dropped for lack of a treated observation.
+    """
+    rb, treated, ref, win = sample.rb, sample.treated, opt.reference, opt.window
+    if not (treated & (rb == ref)).any():
+        raise ValueError(f"no treated observation at the reference period rel_time={ref}")
+    if win is not None:
+        candidates = np.array([r for r in range(win[0], win[1] + 1) if r != ref], np.int64)
+    else:
+        observed = np.unique(rb[treated])
+        candidates = observed[observed != ref]
+    has_treated = np.isin(candidates, np.unique(rb[treated]))
+    dropped = [int(r) for r in candidates[~has_treated]]
+    if dropped:
+        sample.notes.append(f"no treated observation at rel_time {dropped}: terms dropped")
+    terms = candidates[has_treated]
+    if terms.size == 0:
+        raise ValueError("no event-time term has a treated observation besides the reference")
+    k_all = terms.size
+    pos = np.searchsorted(terms, rb)
+    pos_c = np.minimum(pos, k_all - 1)
+    code = np.where(treated & (terms[pos_c] == rb), pos_c, -1)
+    return terms, code, dropped
+
+
+def _within_fit(sample: _Sample, terms: np.ndarray, code: np.ndarray, *, tol: float) -> _WithinFit:
+    """Absorb the unit and stack-month fixed effects (exact weighted within transformation).
+
+    Because the event-time regressors are mutually exclusive dummies, every
+    cross-product is assembled from group sums (``np.bincount``) and the demeaned
+    regressors are never materialised.
+    """
+    u_code, st_code, w, y = sample.u_code, sample.st_code, sample.w, sample.y
+    n_u, n_st, nobs, k_all = sample.n_u, sample.n_st, sample.nobs, terms.size
+    proj = TwoWayProjector(u_code, st_code, w, tol=tol)
+    if proj.n_cells < nobs:
+        raise ValueError(f"panel has {nobs - proj.n_cells} duplicate (unit, stack, time) row(s)")
+    m = code >= 0
+    um, sm, cm, wm = u_code[m], st_code[m], code[m], w[m]
+    wy = w * y
+    dx_u = np.bincount(um * k_all + cm, wm, minlength=n_u * k_all).reshape(n_u, k_all)
+    dx_s = np.bincount(sm * k_all + cm, wm, minlength=n_st * k_all).reshape(n_st, k_all)
+    sums_u = np.column_stack([dx_u, np.bincount(u_code, wy, minlength=n_u)])
+    sums_s = np.column_stack([dx_s, np.bincount(st_code, wy, minlength=n_st)])
+    # D'WX and F'WX are sparse (comparison units and all but one term per cell are 0)
+    dx_u, dx_s = sp.csr_matrix(dx_u).T.tocsr(), sp.csr_matrix(dx_s).T.tocsr()
+    alpha, gamma = proj.coefficients(sums_u, sums_s)
+    raw = np.bincount(cm, wm, minlength=k_all)  # X'WX is diagonal (exclusive dummies)
+    xwy = np.bincount(cm, wy[m], minlength=k_all)
+    gram = np.diag(raw) - dx_u @ alpha[:, :k_all] - dx_s @ gamma[:, :k_all]
+    gram = 0.5 * (gram + gram.T)
+    xwy_t = xwy - dx_u @ alpha[:, k_all] - dx_s @ gamma[:, k_all]
+    return _WithinFit(alpha, gamma, gram, raw, xwy_t, proj.method)
+
+
+def _solve_within(
+    fit: _WithinFit, terms: np.ndarray, notes: list[str], dropped: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop collinear terms and solve ``b = (X~'WX~)^{-1} X~'Wy~``.
+
+    Returns the kept term indices, the bread ``(X~'WX~)^{-1}`` and ``b``; collinear
+    event times are appended to ``dropped`` with a note.
+    """
+    kept = _independent_terms(fit.gram, fit.raw, COLLINEARITY_TOL)
+    if kept.size < terms.size:
+        coll = [int(r) for r in np.delete(terms, kept)]
+        notes.append(f"rel_time {coll} collinear with the fixed effects or other terms: dropped")
+        dropped += coll
+    if kept.size == 0:
+        raise ValueError("every event-time term is collinear with the fixed effects")
+    a_mat = fit.gram[np.ix_(kept, kept)]
+    bread = np.linalg.inv(a_mat)
+    bread = 0.5 * (bread + bread.T)
+    beta = np.linalg.solve(a_mat, fit.xwy_t[kept])
+    return kept, bread, beta
+
+
+def _cluster_scores(
+    sample: _Sample, code: np.ndarray, fit: _WithinFit, kept: np.ndarray, beta: np.ndarray
+) -> tuple[np.ndarray, bool]:
+    """Cluster scores ``s_g = sum_{i in g} w_i e_i x~_i`` from the full-model residuals.
+
+    ``x~ = x - D alpha_x - F gamma_x`` is never materialised: the scores are the
+    clusters' sums of ``w e x`` minus the fixed-effect parts. Also returns whether
+    units are nested in clusters.
+    """
+    u_code, st_code, g_code, w = sample.u_code, sample.st_code, sample.g_code, sample.w
+    n_u, n_st, n_g, k_all = sample.n_u, sample.n_st, sample.n_g, fit.raw.size
+    alpha, gamma = fit.alpha, fit.gamma
+    beta_ext = np.zeros(k_all + 1)
+    beta_ext[kept] = beta  # index -1 (no term) stays 0
+    alpha_x, gamma_x = alpha[:, kept], gamma[:, kept]
+    # matrix-vector products via einsum: no threaded BLAS call for a few flops
+    a_res = alpha[:, k_all] - np.einsum("ij,j->i", alpha_x, beta)
+    g_res = gamma[:, k_all] - np.einsum("ij,j->i", gamma_x, beta)
+    resid = sample.y - beta_ext[code] - a_res[u_code] - g_res[st_code]
+    cw = w * resid
+    m = code >= 0
+    cm = code[m]
+    scores = np.bincount(g_code[m] * k_all + cm, cw[m], minlength=n_g * k_all).reshape(n_g, k_all)[
+        :, kept
+    ]
+    unit_nested = is_nested(u_code, g_code)
+    if unit_nested:
+        g_of_u = np.empty(n_u, dtype=np.intp)
+        g_of_u[u_code] = g_code
+        cu = np.bincount(u_code, cw, minlength=n_u)
+        scores -= sp.csr_matrix((cu, (g_of_u, np.arange(n_u))), shape=(n_g, n_u)) @ alpha_x
+    else:
+        pair, n_pair = combine_codes(g_code, u_code)
+        g_of_p = np.empty(n_pair, dtype=np.intp)
+        g_of_p[pair] = g_code
+        u_of_p = np.empty(n_pair, dtype=np.intp)
+        u_of_p[pair] = u_code
+        cp = np.bincount(pair, cw, minlength=n_pair)
+        scores -= sp.csr_matrix((cp, (g_of_p, u_of_p)), shape=(n_g, n_u)) @ alpha_x
+    scores -= sp.csr_matrix((cw, (g_code, st_code)), shape=(n_g, n_st)) @ gamma_x
+    return scores, unit_nested
+
+
+def _crv1_covariance(
+    bread: np.ndarray,
+    scores: np.ndarray,
+    sample: _Sample,
+    *,
+    k: int,
+    unit_nested: bool,
+) -> tuple[np.ndarray, float, int]:
+    """Clustered (CRV1) covariance with the ``fixest`` / ``pyfixest`` small-sample factor.
+
+    ``V = G/(G-1) * (N-1)/(N-K) * A^{-1} (sum_g s_g s_g') A^{-1}`` with ``A^{-1}`` the
+    bread and ``K = k + sum of fixed-effect levels - (number of sets - 1)``, where the
+    levels of a set nested in the cluster (the units when ``unit_nested``, and/or the
+    stack-month cells) count as one (``ssc(k_adj=True, k_fixef="nonnested", G_adj=True)``). Returns
+    ``V``, the factor and ``K``.
+    """
+    meat = scores.T @ scores
+    v_raw = bread @ meat @ bread
+    nobs, n_g = sample.nobs, sample.n_g
+    levels = [(sample.n_u, unit_nested), (sample.n_st, is_nested(sample.st_code, sample.g_code))]
+    k_fe = sum(n for n, _ in levels) - (len(levels) - 1)
+    n_nested = sum(1 for _, nested in levels if nested)
+    df_k = k + k_fe - sum(n for n, nested in levels if nested) + n_nested
+    if nobs - df_k <= 0:
+        raise ValueError(f"too few observations ({nobs}) for {df_k} parameters")
+    factor = n_g / (n_g - 1) * (nobs - 1) / (nobs - df_k)
+    cov = factor * 0.5 * (v_raw + v_raw.T)
+    return cov, factor, df_k
+
+
+def _event_study_result(
+    sample: _Sample,
+    opt: _Options,
+    rel_terms: np.ndarray,
+    beta: np.ndarray,
+    cov: np.ndarray,
+    factor: float,
+    df_k: int,
+    dropped: list[int],
+    fe_method: str,
+) -> EventStudyResult:
+    """Count students by event time and assemble the :class:`EventStudyResult`."""
+    rb, treated, ref = sample.rb, sample.treated, opt.reference
+    rel_index = np.sort(np.append(rel_terms, ref))
+    bins = np.searchsorted(rel_index, rb)
+    in_index = (bins < rel_index.size) & (rel_index[np.minimum(bins, rel_index.size - 1)] == rb)
+    s_code, n_s = factorize(sample.student)
+    cnt_t = _unique_counts(
+        s_code[treated & in_index], n_s, bins[treated & in_index], len(rel_index)
+    )
+    cnt_c = _unique_counts(
+        s_code[~treated & in_index], n_s, bins[~treated & in_index], len(rel_index)
+    )
+    idx = pd.Index(rel_index, name="rel_time")
+    rel_kept = pd.Index(rel_terms, name="rel_time")
+    return EventStudyResult(
+        coefficients=pd.Series(beta, index=rel_kept, name="estimate"),
+        cov=pd.DataFrame(cov, index=rel_kept, columns=rel_kept),
+        nobs=int(sample.nobs),
+        n_clusters=int(sample.n_g),
+        n_treated=int(np.count_nonzero(np.bincount(s_code[treated], minlength=n_s))),
+        n_comparison=int(np.count_nonzero(np.bincount(s_code[~treated], minlength=n_s))),
+        n_treated_by_rel_time=pd.Series(cnt_t, index=idx, name="n_treated"),
+        n_comparison_by_rel_time=pd.Series(cnt_c, index=idx, name="n_comparison"),
+        reference=ref,
+        window=opt.window,
+        cluster=opt.cluster,
+        ssc=SSC_DESCRIPTION,
+        outcome=opt.outcome,
+        weight=opt.weight,
+        ssc_factor=float(factor),
+        df_k=int(df_k),
+        df_resid=int(sample.n_g - 1),
+        n_singletons=sample.n_single,
+        dropped=tuple(sorted(dropped)),
+        notes=tuple(sample.notes),
+        fe_method=fe_method,
+    )
+
+
+# --------------------------------------------------------------------------------------
 # estimator
 # --------------------------------------------------------------------------------------
 
@@ -416,192 +758,15 @@ def event_study(
     ``benchmarks/bench_estimator.py``). Confidence intervals and p-values use
     ``t(G-1)``; the pre-trend test uses ``F(q, G-1)``.
     """
-    if not isinstance(outcome, str):
-        raise ValueError(f"outcome must be a column name, got {outcome!r}")
-    if cluster not in _CLUSTERS:
-        raise ValueError(f"cluster must be one of {_CLUSTERS}, got {cluster!r}")
-    if weight is not None and not isinstance(weight, str):
-        raise ValueError(f"weight must be a column name or None, got {weight!r}")
-    if not (isinstance(tol, float | int) and tol > 0):
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    win = _check_window(window, reference)
-    ref = int(reference)
-    if not isinstance(panel, pd.DataFrame):
-        raise ValueError(f"panel must be a pandas DataFrame, got {type(panel).__name__}")
-    needed = [*_INT_COLUMNS, cluster, outcome] + ([weight] if weight is not None else [])
-    missing = sorted(set(needed) - set(panel.columns))
-    if missing:
-        raise ValueError(f"panel lacks required columns {missing}")
-    if len(panel) == 0:
-        raise ValueError("panel has no rows")
-
-    unit = _int_array(panel, "unit")
-    stack = _int_array(panel, "stack")
-    time = _int_array(panel, "time")
-    rel = _int_array(panel, "rel_time")
-    treated_raw = _int_array(panel, "treated")
-    bad_treated = (treated_raw != 0) & (treated_raw != 1)
-    if bad_treated.any():
-        bad = treated_raw[bad_treated][0]
-        raise ValueError(f"column 'treated' must be 0 or 1, found {bad}")
-    treated = treated_raw.astype(np.bool_)
-    student = _int_array(panel, "student")
-    clus = student if cluster == "student" else _int_array(panel, cluster)
-    y = _float_array(panel, outcome, what="outcome")
-    if weight is None:
-        w = np.ones(len(panel), dtype=np.float64)
-    else:
-        w = _float_array(panel, weight, what="weight")
-        if np.any(w <= 0):
-            raise ValueError(f"weight column {weight!r} must be positive, found {w[w <= 0][0]}")
-
-    notes: list[str] = []
-    rb = np.clip(rel, win[0], win[1]) if win is not None else rel
-
-    # -- fixed-effect codes and singletons ----------------------------------------------
-    u_code, _ = factorize(unit)
-    st_code, _ = combine_codes(factorize(stack)[0], factorize(time)[0])
-    keep = singleton_mask([u_code, st_code])
-    n_single = int((~keep).sum())
-    if n_single:
-        notes.append(f"dropped {n_single} singleton observation(s) (alone in a unit or cell)")
-        u_code, y, w, rb, treated = u_code[keep], y[keep], w[keep], rb[keep], treated[keep]
-        st_code, student, clus = st_code[keep], student[keep], clus[keep]
-        if y.size == 0:
-            raise ValueError("no observation left after dropping singletons")
-        u_code, st_code = factorize(u_code)[0], factorize(st_code)[0]
-    n_u, n_st = int(u_code.max()) + 1, int(st_code.max()) + 1
-    g_code, n_g = factorize(clus)
-    if n_g < 2:
-        raise ValueError(f"need at least two clusters of {cluster!r}, got {n_g}")
-    nobs = y.size
-
-    # -- event-time terms ----------------------------------------------------------------
-    if not (treated & (rb == ref)).any():
-        raise ValueError(f"no treated observation at the reference period rel_time={ref}")
-    if win is not None:
-        candidates = np.array([r for r in range(win[0], win[1] + 1) if r != ref], np.int64)
-    else:
-        observed = np.unique(rb[treated])
-        candidates = observed[observed != ref]
-    has_treated = np.isin(candidates, np.unique(rb[treated]))
-    dropped = [int(r) for r in candidates[~has_treated]]
-    if dropped:
-        notes.append(f"no treated observation at rel_time {dropped}: terms dropped")
-    terms = candidates[has_treated]
-    if terms.size == 0:
-        raise ValueError("no event-time term has a treated observation besides the reference")
-    k_all = terms.size
-    pos = np.searchsorted(terms, rb)
-    pos_c = np.minimum(pos, k_all - 1)
-    code = np.where(treated & (terms[pos_c] == rb), pos_c, -1)
-
-    # -- absorb fixed effects (coefficient space) ---------------------------------------
-    proj = TwoWayProjector(u_code, st_code, w, tol=tol)
-    if proj.n_cells < nobs:
-        raise ValueError(f"panel has {nobs - proj.n_cells} duplicate (unit, stack, time) row(s)")
-    m = code >= 0
-    um, sm, cm, wm = u_code[m], st_code[m], code[m], w[m]
-    wy = w * y
-    dx_u = np.bincount(um * k_all + cm, wm, minlength=n_u * k_all).reshape(n_u, k_all)
-    dx_s = np.bincount(sm * k_all + cm, wm, minlength=n_st * k_all).reshape(n_st, k_all)
-    sums_u = np.column_stack([dx_u, np.bincount(u_code, wy, minlength=n_u)])
-    sums_s = np.column_stack([dx_s, np.bincount(st_code, wy, minlength=n_st)])
-    # D'WX and F'WX are sparse (comparison units and all but one term per cell are 0)
-    dx_u, dx_s = sp.csr_matrix(dx_u).T.tocsr(), sp.csr_matrix(dx_s).T.tocsr()
-    alpha, gamma = proj.coefficients(sums_u, sums_s)
-    raw = np.bincount(cm, wm, minlength=k_all)  # X'WX is diagonal (exclusive dummies)
-    xwy = np.bincount(cm, wy[m], minlength=k_all)
-    gram = np.diag(raw) - dx_u @ alpha[:, :k_all] - dx_s @ gamma[:, :k_all]
-    gram = 0.5 * (gram + gram.T)
-    xwy_t = xwy - dx_u @ alpha[:, k_all] - dx_s @ gamma[:, k_all]
-
-    kept = _independent_terms(gram, raw, COLLINEARITY_TOL)
-    if kept.size < k_all:
-        coll = [int(r) for r in np.delete(terms, kept)]
-        notes.append(f"rel_time {coll} collinear with the fixed effects or other terms: dropped")
-        dropped += coll
-    k = kept.size
-    if k == 0:
-        raise ValueError("every event-time term is collinear with the fixed effects")
-    a_mat = gram[np.ix_(kept, kept)]
-    bread = np.linalg.inv(a_mat)
-    bread = 0.5 * (bread + bread.T)
-    beta = np.linalg.solve(a_mat, xwy_t[kept])
-
-    # -- residuals and cluster scores -------------------------------------------------------
-    beta_ext = np.zeros(k_all + 1)
-    beta_ext[kept] = beta  # index -1 (no term) stays 0
-    alpha_x, gamma_x = alpha[:, kept], gamma[:, kept]
-    # matrix-vector products via einsum: no threaded BLAS call for a few flops
-    a_res = alpha[:, k_all] - np.einsum("ij,j->i", alpha_x, beta)
-    g_res = gamma[:, k_all] - np.einsum("ij,j->i", gamma_x, beta)
-    resid = y - beta_ext[code] - a_res[u_code] - g_res[st_code]
-    cw = w * resid
-    scores = np.bincount(g_code[m] * k_all + cm, cw[m], minlength=n_g * k_all).reshape(n_g, k_all)[
-        :, kept
-    ]
-    unit_nested = is_nested(u_code, g_code)
-    if unit_nested:
-        g_of_u = np.empty(n_u, dtype=np.intp)
-        g_of_u[u_code] = g_code
-        cu = np.bincount(u_code, cw, minlength=n_u)
-        scores -= sp.csr_matrix((cu, (g_of_u, np.arange(n_u))), shape=(n_g, n_u)) @ alpha_x
-    else:
-        pair, n_pair = combine_codes(g_code, u_code)
-        g_of_p = np.empty(n_pair, dtype=np.intp)
-        g_of_p[pair] = g_code
-        u_of_p = np.empty(n_pair, dtype=np.intp)
-        u_of_p[pair] = u_code
-        cp = np.bincount(pair, cw, minlength=n_pair)
-        scores -= sp.csr_matrix((cp, (g_of_p, u_of_p)), shape=(n_g, n_u)) @ alpha_x
-    scores -= sp.csr_matrix((cw, (g_code, st_code)), shape=(n_g, n_st)) @ gamma_x
-    meat = scores.T @ scores
-    v_raw = bread @ meat @ bread
-
-    # -- small-sample correction (pyfixest / fixest default) -----------------------------
-    levels = [(n_u, unit_nested), (n_st, is_nested(st_code, g_code))]
-    k_fe = sum(n for n, _ in levels) - (len(levels) - 1)
-    n_nested = sum(1 for _, nested in levels if nested)
-    df_k = k + k_fe - sum(n for n, nested in levels if nested) + n_nested
-    if nobs - df_k <= 0:
-        raise ValueError(f"too few observations ({nobs}) for {df_k} parameters")
-    factor = n_g / (n_g - 1) * (nobs - 1) / (nobs - df_k)
-    cov = factor * 0.5 * (v_raw + v_raw.T)
-
-    # -- counts ------------------------------------------------------------------------
-    rel_index = np.sort(np.append(terms[kept], ref))
-    bins = np.searchsorted(rel_index, rb)
-    in_index = (bins < rel_index.size) & (rel_index[np.minimum(bins, rel_index.size - 1)] == rb)
-    s_code, n_s = factorize(student)
-    cnt_t = _unique_counts(
-        s_code[treated & in_index], n_s, bins[treated & in_index], len(rel_index)
+    opt = _check_options(outcome, cluster, weight, tol, window, reference)
+    sample = _estimation_sample(panel, opt)
+    terms, code, dropped = _event_time_terms(sample, opt)
+    fit = _within_fit(sample, terms, code, tol=tol)
+    kept, bread, beta = _solve_within(fit, terms, sample.notes, dropped)
+    scores, unit_nested = _cluster_scores(sample, code, fit, kept, beta)
+    cov, factor, df_k = _crv1_covariance(
+        bread, scores, sample, k=kept.size, unit_nested=unit_nested
     )
-    cnt_c = _unique_counts(
-        s_code[~treated & in_index], n_s, bins[~treated & in_index], len(rel_index)
-    )
-    idx = pd.Index(rel_index, name="rel_time")
-    rel_kept = pd.Index(terms[kept], name="rel_time")
-    return EventStudyResult(
-        coefficients=pd.Series(beta, index=rel_kept, name="estimate"),
-        cov=pd.DataFrame(cov, index=rel_kept, columns=rel_kept),
-        nobs=int(nobs),
-        n_clusters=int(n_g),
-        n_treated=int(np.count_nonzero(np.bincount(s_code[treated], minlength=n_s))),
-        n_comparison=int(np.count_nonzero(np.bincount(s_code[~treated], minlength=n_s))),
-        n_treated_by_rel_time=pd.Series(cnt_t, index=idx, name="n_treated"),
-        n_comparison_by_rel_time=pd.Series(cnt_c, index=idx, name="n_comparison"),
-        reference=ref,
-        window=win,
-        cluster=cluster,
-        ssc=SSC_DESCRIPTION,
-        outcome=outcome,
-        weight=weight,
-        ssc_factor=float(factor),
-        df_k=int(df_k),
-        df_resid=int(n_g - 1),
-        n_singletons=n_single,
-        dropped=tuple(sorted(dropped)),
-        notes=tuple(notes),
-        fe_method=proj.method,
+    return _event_study_result(
+        sample, opt, terms[kept], beta, cov, factor, df_k, dropped, fit.method
     )
