@@ -275,6 +275,113 @@ def _prepare(panel: pd.DataFrame, outcome: str, group: str, time: str, unit: str
 # --------------------------------------------------------------------------------------
 
 
+_CELL_COLUMNS = [
+    "group",
+    "time",
+    "rel_time",
+    "base_time",
+    "att",
+    "std_error",
+    "n_treated",
+    "n_comparison",
+    "group_size",
+]
+
+
+@dataclass(frozen=True)
+class _CellRules:
+    """Options that decide each cell's base month and comparison students."""
+
+    window: tuple[int, int] | None
+    control_group: str
+    use_never: bool
+    base_period: str
+    anticipation: int
+
+
+def _comparison_slices(wide: _Wide, tr: slice, thr: int, rules: _CellRules) -> list[slice]:
+    """Comparison students of a cell: cohort after ``thr`` (never cohort ``tr``), never treated.
+
+    Students are sorted by cohort, so each comparison set is a few contiguous slices.
+    """
+    n_fin, n = wide.n_finite, wide.group.size
+    ctrl: list[slice] = []
+    if rules.control_group == "notyettreated":
+        start = int(np.searchsorted(wide.group[:n_fin], thr, side="right"))
+        if start < tr.start:
+            ctrl.append(slice(start, tr.start))
+        ctrl.append(slice(max(start, tr.stop), n_fin))
+    if rules.use_never:
+        ctrl.append(slice(n_fin, n))
+    return ctrl
+
+
+def _cohort_cells(
+    wide: _Wide,
+    g: int,
+    tr: slice,
+    size: np.integer,
+    *,
+    col: dict[int, int],
+    rules: _CellRules,
+    rows: list[tuple],
+    acc: np.ndarray | None,
+    e_lo: int,
+) -> int:
+    """Estimate the 2x2 DiD ATT(g, t) of cohort ``g`` (students ``tr``) for every month.
+
+    Appends one row per estimated cell to ``rows`` and, if ``acc`` is given, adds
+    ``pg * psi`` to its row of event time ``t - g``. Returns the number of cells skipped
+    for lack of treated or comparison students.
+    """
+    ymat, window, anticipation = wide.y, rules.window, rules.anticipation
+    univ_base = g - 1 - anticipation
+    empty = 0
+    for t in wide.periods:
+        t = int(t)
+        e = t - g
+        if window is not None and not window[0] <= e <= window[1]:
+            continue
+        if t >= g - anticipation or rules.base_period == "universal":
+            base = univ_base
+        else:
+            base = t - 1
+        if base == t:  # universal base period: normalised to zero, not estimated
+            continue
+        if base not in col:
+            continue
+        d = ymat[col[t]] - ymat[col[base]]
+        # comparison students: cohort after max(t, base) + anticipation, never g
+        ctrl = _comparison_slices(wide, tr, max(t, base) + anticipation, rules)
+        d_t = d[tr]
+        ok_t = ~np.isnan(d_t)
+        n_t = int(ok_t.sum())
+        d_c_parts = [d[s] for s in ctrl]
+        d_c = np.concatenate(d_c_parts) if d_c_parts else np.zeros(0)
+        ok_c = ~np.isnan(d_c)
+        n_c = int(ok_c.sum())
+        if n_t == 0 or n_c == 0:
+            empty += 1
+            continue
+        mu_t = float(d_t[ok_t].mean())
+        mu_c = float(d_c[ok_c].mean())
+        dev_t = np.where(ok_t, d_t - mu_t, 0.0)
+        dev_c = np.where(ok_c, d_c - mu_c, 0.0)
+        var = float(dev_t @ dev_t) / n_t**2 + float(dev_c @ dev_c) / n_c**2
+        rows.append((g, t, e, base, mu_t - mu_c, np.sqrt(var), n_t, n_c, int(size)))
+        if acc is not None:
+            # psi_i = n * [D_i (dy_i - mu_T) / n_T - C_i (dy_i - mu_C) / n_C];
+            # accumulate pg * psi with pg = n_g / n, i.e. n_g * [...]
+            j = e - e_lo
+            acc[j, tr] += size * dev_t / n_t
+            pos = 0
+            for s in ctrl:
+                m = s.stop - s.start
+                acc[j, s] -= size * dev_c[pos : pos + m] / n_c
+                pos += m
+    return empty
+
+
 def _cells(
     wide: _Wide,
     *,
@@ -308,10 +415,10 @@ def _cells(
     e_hi = window[1] if window is not None else int(periods[-1] - groups.min(initial=0))
     e_values = np.arange(e_lo, e_hi + 1)
     acc = np.zeros((e_values.size, n)) if accumulate else None  # rows contiguous
-    never = slice(n_fin, n)
     use_never = control_group == "nevertreated" or include_never_treated
     if use_never and n_fin == n:
         notes.append("no never-treated student in the panel")
+    rules = _CellRules(window, control_group, use_never, base_period, anticipation)
     rows: list[tuple] = []
     cohort_rows: list[tuple[int, int, int]] = []
     no_base, empty = 0, 0
@@ -326,74 +433,14 @@ def _cells(
         tr = slice(int(g_start[gi]), int(g_end[gi]))
         at_base = int(np.count_nonzero(~np.isnan(ymat[col[univ_base], tr])))
         cohort_rows.append((g, int(sizes[gi]), at_base))
-        for t in periods:
-            t = int(t)
-            e = t - g
-            if window is not None and not window[0] <= e <= window[1]:
-                continue
-            if t >= g - anticipation or base_period == "universal":
-                base = univ_base
-            else:
-                base = t - 1
-            if base == t:  # universal base period: normalised to zero, not estimated
-                continue
-            if base not in col:
-                continue
-            d = ymat[col[t]] - ymat[col[base]]
-            # comparison students: cohort after max(t, base) + anticipation, never g
-            thr = max(t, base) + anticipation
-            ctrl: list[slice] = []
-            if control_group == "notyettreated":
-                start = int(np.searchsorted(gs[:n_fin], thr, side="right"))
-                if start < tr.start:
-                    ctrl.append(slice(start, tr.start))
-                ctrl.append(slice(max(start, tr.stop), n_fin))
-            if use_never:
-                ctrl.append(never)
-            d_t = d[tr]
-            ok_t = ~np.isnan(d_t)
-            n_t = int(ok_t.sum())
-            d_c_parts = [d[s] for s in ctrl]
-            d_c = np.concatenate(d_c_parts) if d_c_parts else np.zeros(0)
-            ok_c = ~np.isnan(d_c)
-            n_c = int(ok_c.sum())
-            if n_t == 0 or n_c == 0:
-                empty += 1
-                continue
-            mu_t = float(d_t[ok_t].mean())
-            mu_c = float(d_c[ok_c].mean())
-            dev_t = np.where(ok_t, d_t - mu_t, 0.0)
-            dev_c = np.where(ok_c, d_c - mu_c, 0.0)
-            var = float(dev_t @ dev_t) / n_t**2 + float(dev_c @ dev_c) / n_c**2
-            rows.append((g, t, e, base, mu_t - mu_c, np.sqrt(var), n_t, n_c, int(sizes[gi])))
-            if acc is not None:
-                # psi_i = n * [D_i (dy_i - mu_T) / n_T - C_i (dy_i - mu_C) / n_C];
-                # accumulate pg * psi with pg = n_g / n, i.e. n_g * [...]
-                j = e - e_lo
-                acc[j, tr] += sizes[gi] * dev_t / n_t
-                pos = 0
-                for s in ctrl:
-                    m = s.stop - s.start
-                    acc[j, s] -= sizes[gi] * dev_c[pos : pos + m] / n_c
-                    pos += m
+        empty += _cohort_cells(
+            wide, g, tr, sizes[gi], col=col, rules=rules, rows=rows, acc=acc, e_lo=e_lo
+        )
     if no_base:
         notes.append(f"{no_base} cohort(s) without a pre-period in the panel not estimated")
     if empty:
         notes.append(f"{empty} (g, t) cell(s) without treated or comparison students skipped")
-    table = pd.DataFrame(
-        rows,
-        columns=[
-            "group",
-            "time",
-            "rel_time",
-            "base_time",
-            "att",
-            "std_error",
-            "n_treated",
-            "n_comparison",
-            "group_size",
-        ],
-    )
+    table = pd.DataFrame(rows, columns=_CELL_COLUMNS)
     cohorts = pd.DataFrame(cohort_rows, columns=["group", "n_students", "n_at_base"])
     return table, cohorts, acc, e_values, notes
 
@@ -549,14 +596,67 @@ def callaway_santanna(
     if cells.empty:
         raise ValueError("no (cohort, month) cell could be estimated")
     assert acc is not None
-    n = wide.group.size
-    # cohort of each (sorted) student as an index into the cohort list, -1 if never
     cohorts = np.unique(cells["group"].to_numpy())
+    agg = _dynamic_aggregation(cells, acc, e_values, _cohort_index(wide, cohorts), cohorts)
+    idx = pd.Index(e_values[agg.present], name="rel_time")
+    reference = -1 - int(anticipation) if base_period == "universal" else None
+    return RobustEventStudyResult(
+        estimates=pd.Series(agg.estimates, index=idx, name="estimate"),
+        cov=pd.DataFrame(agg.cov, index=idx, columns=idx),
+        n_groups=pd.Series(agg.n_groups, index=idx, name="n_groups"),
+        n_treated=pd.Series(agg.n_treated, index=idx, name="n_treated"),
+        group_time=cells,
+        cohorts=cohort_table[cohort_table["group"].isin(cohorts)].reset_index(drop=True),
+        n_students=int(wide.group.size),
+        control_group=control_group,
+        base_period=base_period,
+        anticipation=int(anticipation),
+        window=win,
+        reference=reference,
+        notes=tuple(notes),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# dynamic aggregation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Dynamic:
+    """Event-time aggregates: ``present`` marks the event times with an estimated cell."""
+
+    present: np.ndarray
+    estimates: list[float]
+    n_groups: list[int]
+    n_treated: list[int]
+    cov: np.ndarray
+
+
+def _cohort_index(wide: _Wide, cohorts: np.ndarray) -> np.ndarray:
+    """Cohort of each (sorted) student as an index into ``cohorts``, -1 if none."""
+    n = wide.group.size
     gpos = np.full(n, -1, dtype=np.intp)
     fin = np.isfinite(wide.group)
     gpos[fin] = np.searchsorted(cohorts, wide.group[fin])
     gpos[fin & ~np.isin(wide.group, cohorts)] = -1
+    return gpos
 
+
+def _dynamic_aggregation(
+    cells: pd.DataFrame,
+    acc: np.ndarray,
+    e_values: np.ndarray,
+    gpos: np.ndarray,
+    cohorts: np.ndarray,
+) -> _Dynamic:
+    """Average the ATT(g, g + e) over cohorts by size, with influence-function covariance.
+
+    ``theta(e) = B / N_K`` with ``B = sum_K n_g ATT_g``; each student's influence
+    function adds the estimation of the weights, ``n (a_i / N_K - c_i B / N_K^2)``, to
+    the cells' accumulated ``n * acc / N_K``; ``V = Psi'Psi / n^2``.
+    """
+    n = gpos.size
     present = np.isin(e_values, cells["rel_time"].to_numpy())
     est, n_groups, n_treated = [], [], []
     psi = np.zeros((int(present.sum()), n))
@@ -579,20 +679,4 @@ def callaway_santanna(
         wif = n * (a_i / n_k - c_i * big_b / n_k**2)
         psi[j_out] = n * acc[j] / n_k + wif
     cov = psi @ psi.T / n**2
-    idx = pd.Index(e_values[present], name="rel_time")
-    reference = -1 - int(anticipation) if base_period == "universal" else None
-    return RobustEventStudyResult(
-        estimates=pd.Series(est, index=idx, name="estimate"),
-        cov=pd.DataFrame(cov, index=idx, columns=idx),
-        n_groups=pd.Series(n_groups, index=idx, name="n_groups"),
-        n_treated=pd.Series(n_treated, index=idx, name="n_treated"),
-        group_time=cells,
-        cohorts=cohort_table[cohort_table["group"].isin(cohorts)].reset_index(drop=True),
-        n_students=int(n),
-        control_group=control_group,
-        base_period=base_period,
-        anticipation=int(anticipation),
-        window=win,
-        reference=reference,
-        notes=tuple(notes),
-    )
+    return _Dynamic(present, est, n_groups, n_treated, cov)
