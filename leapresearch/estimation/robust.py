@@ -16,7 +16,7 @@ students never visited) in a ``group`` column.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -186,6 +186,17 @@ class _Wide:
     n_finite: int  # students with a cohort (the first n_finite columns)
 
 
+class _CellOptions(TypedDict):
+    """Checked options of :func:`_cells` (see :func:`callaway_santanna`)."""
+
+    window: tuple[int, int] | None
+    control_group: str
+    include_never_treated: bool
+    base_period: str
+    anticipation: int
+    min_group_size: int
+
+
 def _validate_options(
     window: object,
     control_group: object,
@@ -193,7 +204,8 @@ def _validate_options(
     base_period: object,
     anticipation: object,
     min_group_size: object,
-) -> tuple[int, int] | None:
+) -> _CellOptions:
+    """Check the options shared by :func:`group_time_effects` and :func:`callaway_santanna`."""
     if control_group not in _CONTROL_GROUPS:
         raise ValueError(f"control_group must be one of {_CONTROL_GROUPS}, got {control_group!r}")
     if base_period not in _BASE_PERIODS:
@@ -205,6 +217,18 @@ def _validate_options(
             raise ValueError(f"{name} must be a non-negative integer, got {val!r}")
     if int(min_group_size) < 1:  # type: ignore[call-overload]
         raise ValueError(f"min_group_size must be at least 1, got {min_group_size!r}")
+    return _CellOptions(
+        window=_check_window(window),
+        control_group=str(control_group),
+        include_never_treated=include_never_treated,
+        base_period=str(base_period),
+        anticipation=int(anticipation),  # type: ignore[call-overload]
+        min_group_size=int(min_group_size),  # type: ignore[call-overload]
+    )
+
+
+def _check_window(window: object) -> tuple[int, int] | None:
+    """The event-time window as a pair of ints ``lo <= hi``, or None."""
     if window is None:
         return None
     if (
@@ -485,20 +509,11 @@ def group_time_effects(
     ("nevertreated"). Means are unweighted. No small-sample correction: the cell
     variance is ``sum_T (dy - mu_T)^2 / n_T^2 + sum_C (dy - mu_C)^2 / n_C^2``.
     """
-    win = _validate_options(
+    options = _validate_options(
         window, control_group, include_never_treated, base_period, anticipation, min_group_size
     )
     wide = _prepare(panel, outcome, group, time, unit)
-    table, _, _, _, _ = _cells(
-        wide,
-        window=win,
-        control_group=control_group,
-        include_never_treated=include_never_treated,
-        base_period=base_period,
-        anticipation=int(anticipation),
-        min_group_size=int(min_group_size),
-        accumulate=False,
-    )
+    table, _, _, _, _ = _cells(wide, **options, accumulate=False)
     return table
 
 
@@ -579,39 +594,22 @@ def callaway_santanna(
     normal. Everything is vectorised over students (sorted by cohort, so treated and
     comparison sets are contiguous slices); only cohorts x months are looped over.
     """
-    win = _validate_options(
+    options = _validate_options(
         window, control_group, include_never_treated, base_period, anticipation, min_group_size
     )
     wide = _prepare(panel, outcome, group, time, unit)
-    cells, cohort_table, acc, e_values, notes = _cells(
-        wide,
-        window=win,
-        control_group=control_group,
-        include_never_treated=include_never_treated,
-        base_period=base_period,
-        anticipation=int(anticipation),
-        min_group_size=int(min_group_size),
-        accumulate=True,
-    )
-    if cells.empty:
-        raise ValueError("no (cohort, month) cell could be estimated")
-    assert acc is not None
-    cohorts = np.unique(cells["group"].to_numpy())
-    agg = _dynamic_aggregation(cells, acc, e_values, _cohort_index(wide, cohorts), cohorts)
-    idx = pd.Index(e_values[agg.present], name="rel_time")
+    cells, cohort_table, acc, e_values, notes = _cells(wide, **options, accumulate=True)
+    fields, cohorts = _dynamic_aggregation(cells, acc, e_values, wide)
     reference = -1 - int(anticipation) if base_period == "universal" else None
     return RobustEventStudyResult(
-        estimates=pd.Series(agg.estimates, index=idx, name="estimate"),
-        cov=pd.DataFrame(agg.cov, index=idx, columns=idx),
-        n_groups=pd.Series(agg.n_groups, index=idx, name="n_groups"),
-        n_treated=pd.Series(agg.n_treated, index=idx, name="n_treated"),
+        **fields,
         group_time=cells,
         cohorts=cohort_table[cohort_table["group"].isin(cohorts)].reset_index(drop=True),
         n_students=int(wide.group.size),
         control_group=control_group,
         base_period=base_period,
         anticipation=int(anticipation),
-        window=win,
+        window=options["window"],
         reference=reference,
         notes=tuple(notes),
     )
@@ -620,17 +618,6 @@ def callaway_santanna(
 # --------------------------------------------------------------------------------------
 # dynamic aggregation
 # --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Dynamic:
-    """Event-time aggregates: ``present`` marks the event times with an estimated cell."""
-
-    present: np.ndarray
-    estimates: list[float]
-    n_groups: list[int]
-    n_treated: list[int]
-    cov: np.ndarray
 
 
 def _cohort_index(wide: _Wide, cohorts: np.ndarray) -> np.ndarray:
@@ -644,19 +631,22 @@ def _cohort_index(wide: _Wide, cohorts: np.ndarray) -> np.ndarray:
 
 
 def _dynamic_aggregation(
-    cells: pd.DataFrame,
-    acc: np.ndarray,
-    e_values: np.ndarray,
-    gpos: np.ndarray,
-    cohorts: np.ndarray,
-) -> _Dynamic:
+    cells: pd.DataFrame, acc: np.ndarray | None, e_values: np.ndarray, wide: _Wide
+) -> tuple[dict[str, pd.Series | pd.DataFrame], np.ndarray]:
     """Average the ATT(g, g + e) over cohorts by size, with influence-function covariance.
 
     ``theta(e) = B / N_K`` with ``B = sum_K n_g ATT_g``; each student's influence
     function adds the estimation of the weights, ``n (a_i / N_K - c_i B / N_K^2)``, to
-    the cells' accumulated ``n * acc / N_K``; ``V = Psi'Psi / n^2``.
+    the cells' accumulated ``n * acc / N_K``; ``V = Psi'Psi / n^2``. Returns the
+    ``estimates, cov, n_groups, n_treated`` fields of the result, indexed by event
+    time, and the estimated cohorts.
     """
-    n = gpos.size
+    if cells.empty:
+        raise ValueError("no (cohort, month) cell could be estimated")
+    assert acc is not None
+    cohorts = np.unique(cells["group"].to_numpy())
+    gpos = _cohort_index(wide, cohorts)
+    n = wide.group.size
     present = np.isin(e_values, cells["rel_time"].to_numpy())
     est, n_groups, n_treated = [], [], []
     psi = np.zeros((int(present.sum()), n))
@@ -679,4 +669,11 @@ def _dynamic_aggregation(
         wif = n * (a_i / n_k - c_i * big_b / n_k**2)
         psi[j_out] = n * acc[j] / n_k + wif
     cov = psi @ psi.T / n**2
-    return _Dynamic(present, est, n_groups, n_treated, cov)
+    idx = pd.Index(e_values[present], name="rel_time")
+    fields = {
+        "estimates": pd.Series(est, index=idx, name="estimate"),
+        "cov": pd.DataFrame(cov, index=idx, columns=idx),
+        "n_groups": pd.Series(n_groups, index=idx, name="n_groups"),
+        "n_treated": pd.Series(n_treated, index=idx, name="n_treated"),
+    }
+    return fields, cohorts
