@@ -123,20 +123,38 @@ def build_candidates(
     demographic dummies of the roster row of the event school year. Extra balance
     variable (not matched on): ``pre_rate_m13_24``, the mean rate 13-24 months before.
     """
+    treated, excluded = _treated_rows(panel, shift=shift, stacks=stacks)
+    frame = _with_comparison_rows(panel, treated, pool=pool, shift=shift)
+    frame, traj, own_mean, far_mean, no_pre = _eligible_rows(
+        panel, frame, pool=pool, pre_months=matching.pre_months
+    )
+    excluded.append(no_pre)
+    frame, covariates, extra = _covariate_frame(
+        panel, frame, traj, own_mean, far_mean, matching=matching
+    )
+    return Candidates(
+        frame=frame.reset_index(drop=True),
+        covariates=covariates,
+        extra=extra,
+        excluded_treated=pd.concat(excluded, ignore_index=True),
+    )
+
+
+def _treated_rows(
+    panel: AnalyticPanel, *, shift: int, stacks: np.ndarray | None
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Treated rows ``stack, student, treated, year, district`` on the event year's roster.
+
+    Also returns the visited students not on the roster of their event school year
+    (reason ``not_on_roster_in_event_year``).
+    """
     events = panel.events
     if stacks is not None:
         events = events.loc[events["event_time"].isin(stacks)]
     t_student = events["student"].to_numpy(np.int64)
     t_stack = events["event_time"].to_numpy(np.int64) - shift
     ros = panel.roster
-
-    # treated rows
     treated = pd.DataFrame({"stack": t_stack, "student": t_student, "treated": True})
-    # comparison rows: never-visited students on the roster of the stack's school year
-    never = ~panel.visited_any
-    if pool.include_attempted_only and len(panel.events):
-        never = np.ones(panel.n_students, dtype=bool)
-        never[panel.events["student"].to_numpy()] = False
     treated["year"] = treated["stack"] // 10
     t_rows = _lookup(ros, panel.n_students, treated["student"], treated["year"])
     on_roster = t_rows >= 0
@@ -145,7 +163,23 @@ def build_candidates(
     ]
     treated = treated.loc[on_roster].reset_index(drop=True)
     treated["district"] = ros["district"].astype(str).to_numpy()[t_rows[on_roster]]
+    return treated, excluded
 
+
+def _with_comparison_rows(
+    panel: AnalyticPanel, treated: pd.DataFrame, *, pool: PoolConfig, shift: int
+) -> pd.DataFrame:
+    """Append each stack's pool to the treated rows, with ``grade_band`` and ``school``.
+
+    The pool of a stack: never-visited students (or not yet visited, if allowed) on the
+    roster of the stack's school year, in the districts of its treated students unless
+    other districts are allowed.
+    """
+    ros = panel.roster
+    never = ~panel.visited_any
+    if pool.include_attempted_only and len(panel.events):
+        never = np.ones(panel.n_students, dtype=bool)
+        never[panel.events["student"].to_numpy()] = False
     parts = [treated]
     first_event = np.full(panel.n_students, np.iinfo(np.int64).max, dtype=np.int64)
     first_event[panel.events["student"].to_numpy()] = panel.events["event_time"].to_numpy()
@@ -172,12 +206,22 @@ def build_candidates(
     rows = _lookup(ros, panel.n_students, frame["student"], frame["year"])
     frame["grade_band"] = ros["grade_band"].to_numpy()[rows]
     frame["school"] = ros["school"].to_numpy()[rows]
+    return frame
 
-    # pre-period trajectory
+
+def _eligible_rows(
+    panel: AnalyticPanel, frame: pd.DataFrame, *, pool: PoolConfig, pre_months: int
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """Keep the rows with enough pre-period attendance, in a deterministic order.
+
+    Returns the kept rows (by stack, treated first, student), their pre-period
+    trajectory (``pre_months`` columns), its mean, the mean 13-24 months before, and the
+    treated rows excluded (reason ``no_pre_period_attendance``).
+    """
     student, stack = frame["student"].to_numpy(), frame["stack"].to_numpy()
-    pre = _pre_period(panel, student, stack, max(matching.pre_months, 24))
+    pre = _pre_period(panel, student, stack, max(pre_months, 24))
     far_mean = _row_mean(pre[:, 12:24])
-    traj = pre[:, : matching.pre_months]
+    traj = pre[:, :pre_months]
     del pre
     n_obs = (~np.isnan(traj)).sum(axis=1)
     own_mean = _row_mean(traj)
@@ -185,8 +229,8 @@ def build_candidates(
     if pool.max_pre_rate is not None:
         enough &= frame["treated"].to_numpy() | (own_mean < pool.max_pre_rate)
     t_mask = frame["treated"].to_numpy()
-    excluded.append(
-        frame.loc[t_mask & ~enough, ["stack", "student"]].assign(reason="no_pre_period_attendance")
+    excluded = frame.loc[t_mask & ~enough, ["stack", "student"]].assign(
+        reason="no_pre_period_attendance"
     )
     # keep the eligible rows, ordered by stack, treated first, student (deterministic)
     frame = frame.loc[enough].reset_index(drop=True)
@@ -195,8 +239,24 @@ def build_candidates(
     )
     frame = frame.iloc[order].reset_index(drop=True)
     keep = np.flatnonzero(enough)[order]
-    traj, own_mean, far_mean = traj[keep], own_mean[keep], far_mean[keep]
+    return frame, traj[keep], own_mean[keep], far_mean[keep], excluded
 
+
+def _covariate_frame(
+    panel: AnalyticPanel,
+    frame: pd.DataFrame,
+    traj: np.ndarray,
+    own_mean: np.ndarray,
+    far_mean: np.ndarray,
+    *,
+    matching: MatchingConfig,
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The candidate frame with the matching covariates and the extra balance variable.
+
+    Returns the frame, the covariate names and the extra (not matched on) names; see
+    :func:`build_candidates` for the imputation rules.
+    """
+    ros = panel.roster
     covariates: list[str] = []
     cols: dict[str, np.ndarray] = {c: frame[c].to_numpy() for c in frame.columns if c != "year"}
     for k in range(1, matching.pre_months + 1):
@@ -222,11 +282,4 @@ def build_candidates(
     covariates += list(demo.columns)
     cols.update({c: demo[c].to_numpy() for c in demo.columns})
     del demo
-    frame = pd.DataFrame(cols)
-    del cols
-    return Candidates(
-        frame=frame.reset_index(drop=True),
-        covariates=covariates,
-        extra=extra,
-        excluded_treated=pd.concat(excluded, ignore_index=True),
-    )
+    return pd.DataFrame(cols), covariates, extra
