@@ -217,12 +217,42 @@ def propensity_scores(
     _require_columns(candidates, ["treated", *covariates, *by, *fixed_effects])
     treated = _as_bool(candidates["treated"])
     cov_arrays = {c: _numeric_values(candidates, c) for c in covariates}
+    fe_codes, fe_labels = _factorize_fixed_effects(candidates, fixed_effects)
+    eta, diagnostics = _fit_each_group(
+        candidates, treated, cov_arrays, by=by, fe_codes=fe_codes, fe_labels=fe_labels
+    )
+    out = pd.Series(eta, index=candidates.index, name="pscore")
+    out.attrs["fit_diagnostics"] = tuple(diagnostics)
+    return out
+
+
+def _factorize_fixed_effects(
+    candidates: pd.DataFrame, fixed_effects: Sequence[str]
+) -> tuple[list[np.ndarray], list[tuple[str, np.ndarray]]]:
+    """Integer codes of each fixed-effect column (missing is a level) and their labels."""
     fe_codes, fe_labels = [], []
     for f in fixed_effects:
         codes, uniques = pd.factorize(candidates[f], use_na_sentinel=False)
         fe_codes.append(codes.astype(np.int64))
         fe_labels.append((f, np.asarray(uniques, dtype=object)))
+    return fe_codes, fe_labels
 
+
+def _fit_each_group(
+    candidates: pd.DataFrame,
+    treated: np.ndarray,
+    cov_arrays: dict[str, np.ndarray],
+    *,
+    by: Sequence[str],
+    fe_codes: list[np.ndarray],
+    fe_labels: list[tuple[str, np.ndarray]],
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Fit the logit separately within every combination of ``by`` (see :func:`_fit_group`).
+
+    Returns the linear predictor of every row (NaN where not estimable) and one
+    diagnostics dict per group.
+    """
+    covariates = tuple(cov_arrays)
     eta = np.full(len(candidates), np.nan)
     diagnostics: list[dict[str, Any]] = []
     groups = candidates.groupby(list(by), sort=True, observed=True, dropna=False).indices
@@ -242,9 +272,7 @@ def propensity_scores(
         )
         eta[rows] = eta_g
         diagnostics.append({"group": key, **diag})
-    out = pd.Series(eta, index=candidates.index, name="pscore")
-    out.attrs["fit_diagnostics"] = tuple(diagnostics)
-    return out
+    return eta, diagnostics
 
 
 def _fit_group(
