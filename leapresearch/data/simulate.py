@@ -935,69 +935,25 @@ def _simulate_roster(
     district_of = np.zeros(0, dtype=np.int64)
     parts: list[dict[str, Any]] = []
     offset = 0
-    empty = np.zeros(0, dtype=np.int64)
     for yi in range(cal.n_years):
         target = np.rint(dist.sizes[:, yi, None] * w).astype(np.int64)  # [D, G]
-        cont_student, cont_grade, cont_school, cont_prev = empty, empty, empty, empty
-        if parts:
-            prev = parts[-1]
-            stays = (prev["end"] == 9) & (rng.random(len(prev["end"])) >= q_end)
-            stays &= prev["grade"] < dist.max_grade[district_of[prev["student"]]]
-            idx = np.flatnonzero(stays)
-            cont_prev = idx + prev["offset"]
-            cont_student = prev["student"][idx]
-            g_old = prev["grade"][idx]
-            retained = rng.random(len(idx)) < _RETENTION[g_old]
-            cont_grade = g_old + (~retained)
-            school_old = np.where(
-                prev["move"][idx] >= 0, prev["move_school"][idx], prev["school"][idx]
-            )
-            new_level = _grade_level(cont_grade)
-            changes = np.flatnonzero(new_level != schools.level[school_old])
-            cont_school = school_old.copy()
-            cont_school[changes] = _random_school(
-                rng, schools, district_of[cont_student[changes]], new_level[changes]
-            )
+        prev = parts[-1] if parts else None
+        cont_student, cont_grade, cont_school, cont_prev = _continuing_students(
+            rng, prev, dist, schools, district_of, q_end
+        )
         d_c = district_of[cont_student]
-        have = np.bincount(d_c * n_g + cont_grade, minlength=n_d * n_g).reshape(n_d, n_g)
-        need = np.maximum(target - have, 0).ravel()
-        new_d = np.repeat(np.repeat(np.arange(n_d), n_g), need)
-        new_grade = np.repeat(np.tile(np.arange(n_g), n_d), need)
+        new_d, new_grade = _entrants_needed(target, d_c, cont_grade)
         static.append(_new_students(rng, dist, new_d))
         new_student = len(district_of) + np.arange(len(new_d))
         district_of = np.concatenate([district_of, new_d])
         new_school = _random_school(rng, schools, new_d, _grade_level(new_grade))
-        if yi == 0:
-            p_mid = np.full(len(new_d), 0.04)
-        else:
-            p_mid = np.where(new_grade <= 1, 0.05, cfg.midyear_entry_share)
-        mid_entry = rng.random(len(new_d)) < p_mid
         student = np.concatenate([cont_student, new_student])
         grade = np.concatenate([cont_grade, new_grade])
         school = np.concatenate([cont_school, new_school])
         d_all = np.concatenate([d_c, new_d])
+        start, end = _enrolment_months(cfg, rng, yi, new_grade, len(cont_student), q_mid)
+        move, move_school = _school_moves(cfg, rng, schools, d_all, grade, school, start, end)
         n = len(student)
-        start = np.concatenate(
-            [
-                np.zeros(len(cont_student), np.int64),
-                np.where(mid_entry, rng.integers(1, 9, size=len(new_d)), 0),
-            ]
-        )
-        leave_mid = rng.random(n) < q_mid
-        end = np.where(leave_mid, start + np.floor(rng.random(n) * (9 - start)).astype(np.int64), 9)
-        # Mid-year school change inside the district (never in the first or last month).
-        lvl = _grade_level(grade)
-        lo = start + 1
-        hi = np.where(end < 9, end - 1, 8)
-        can = (hi >= lo) & (schools.count[d_all, lvl] >= 2)
-        mi = np.flatnonzero(can & (rng.random(n) < cfg.school_move_rate))
-        move = np.full(n, -1, dtype=np.int64)
-        move_school = np.full(n, -1, dtype=np.int64)
-        move[mi] = lo[mi] + np.floor(rng.random(len(mi)) * (hi[mi] - lo[mi] + 1)).astype(np.int64)
-        cnt = schools.count[d_all[mi], lvl[mi]]
-        first = schools.first[d_all[mi], lvl[mi]]
-        shift = 1 + np.floor(rng.random(len(mi)) * (cnt - 1)).astype(np.int64)
-        move_school[mi] = first + (school[mi] - first + shift) % cnt
         parts.append(
             {
                 "student": student,
@@ -1013,6 +969,123 @@ def _simulate_roster(
             }
         )
         offset += n
+    return _assemble_roster(static, parts, rng, len(district_of))
+
+
+def _continuing_students(
+    rng: np.random.Generator,
+    prev: dict[str, Any] | None,
+    dist: _Districts,
+    schools: _Schools,
+    district_of: np.ndarray,
+    q_end: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Last year's students who stay: promoted or retained, new school at a level change.
+
+    Returns their student index, grade, school and row in the previous year (all empty
+    in the first year).
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    if prev is None:
+        return empty, empty, empty, empty
+    stays = (prev["end"] == 9) & (rng.random(len(prev["end"])) >= q_end)
+    stays &= prev["grade"] < dist.max_grade[district_of[prev["student"]]]
+    idx = np.flatnonzero(stays)
+    cont_prev = idx + prev["offset"]
+    cont_student = prev["student"][idx]
+    g_old = prev["grade"][idx]
+    retained = rng.random(len(idx)) < _RETENTION[g_old]
+    cont_grade = g_old + (~retained)
+    school_old = np.where(prev["move"][idx] >= 0, prev["move_school"][idx], prev["school"][idx])
+    new_level = _grade_level(cont_grade)
+    changes = np.flatnonzero(new_level != schools.level[school_old])
+    cont_school = school_old.copy()
+    cont_school[changes] = _random_school(
+        rng, schools, district_of[cont_student[changes]], new_level[changes]
+    )
+    return cont_student, cont_grade, cont_school, cont_prev
+
+
+def _entrants_needed(
+    target: np.ndarray, d_c: np.ndarray, cont_grade: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """District and grade of the new students that fill each (district, grade) target."""
+    n_d, n_g = target.shape
+    have = np.bincount(d_c * n_g + cont_grade, minlength=n_d * n_g).reshape(n_d, n_g)
+    need = np.maximum(target - have, 0).ravel()
+    new_d = np.repeat(np.repeat(np.arange(n_d), n_g), need)
+    new_grade = np.repeat(np.tile(np.arange(n_g), n_d), need)
+    return new_d, new_grade
+
+
+def _enrolment_months(
+    cfg: SimulationConfig,
+    rng: np.random.Generator,
+    yi: int,
+    new_grade: np.ndarray,
+    n_cont: int,
+    q_mid: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """First and last school month (0-9) of each student-year: mid-year entries and exits.
+
+    Continuing students (the first ``n_cont``) start in September; new students may
+    enter mid-year; anyone may leave mid-year.
+    """
+    n_new = len(new_grade)
+    if yi == 0:
+        p_mid = np.full(n_new, 0.04)
+    else:
+        p_mid = np.where(new_grade <= 1, 0.05, cfg.midyear_entry_share)
+    mid_entry = rng.random(n_new) < p_mid
+    n = n_cont + n_new
+    start = np.concatenate(
+        [
+            np.zeros(n_cont, np.int64),
+            np.where(mid_entry, rng.integers(1, 9, size=n_new), 0),
+        ]
+    )
+    leave_mid = rng.random(n) < q_mid
+    end = np.where(leave_mid, start + np.floor(rng.random(n) * (9 - start)).astype(np.int64), 9)
+    return start, end
+
+
+def _school_moves(
+    cfg: SimulationConfig,
+    rng: np.random.Generator,
+    schools: _Schools,
+    d_all: np.ndarray,
+    grade: np.ndarray,
+    school: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mid-year school change inside the district (never in the first or last month).
+
+    Returns the month of the move and the new school (-1 without a move).
+    """
+    n = len(grade)
+    lvl = _grade_level(grade)
+    lo = start + 1
+    hi = np.where(end < 9, end - 1, 8)
+    can = (hi >= lo) & (schools.count[d_all, lvl] >= 2)
+    mi = np.flatnonzero(can & (rng.random(n) < cfg.school_move_rate))
+    move = np.full(n, -1, dtype=np.int64)
+    move_school = np.full(n, -1, dtype=np.int64)
+    move[mi] = lo[mi] + np.floor(rng.random(len(mi)) * (hi[mi] - lo[mi] + 1)).astype(np.int64)
+    cnt = schools.count[d_all[mi], lvl[mi]]
+    first = schools.first[d_all[mi], lvl[mi]]
+    shift = 1 + np.floor(rng.random(len(mi)) * (cnt - 1)).astype(np.int64)
+    move_school[mi] = first + (school[mi] - first + shift) % cnt
+    return move, move_school
+
+
+def _assemble_roster(
+    static: list[dict[str, np.ndarray]],
+    parts: list[dict[str, Any]],
+    rng: np.random.Generator,
+    n_students: int,
+) -> _Roster:
+    """Concatenate the yearly parts, link each student-year to the next, draw SASIDs."""
     st = {k: np.concatenate([s[k] for s in static]) for k in static[0]}
     sy = {
         k: np.concatenate([p[k] for p in parts])
@@ -1031,7 +1104,7 @@ def _simulate_roster(
         swd=st["swd"],
         language=st["language"],
         u=st["u"],
-        sasid=_draw_sasids(rng, len(district_of)),
+        sasid=_draw_sasids(rng, n_students),
         sy_student=sy["student"],
         sy_year=sy["year"],
         sy_grade=sy["grade"],
@@ -1098,27 +1171,10 @@ def _simulate_attendance(
     rng: np.random.Generator,
 ) -> _Panel:
     """Simulate monthly rows (student, school month, school) with Y(0) attendance."""
-    n_d = len(dist.names)
     # School days per district, year and month.
-    jitter = rng.integers(-1, 2, size=(n_d, cal.n_years, 10))
+    jitter = rng.integers(-1, 2, size=(len(dist.names), cal.n_years, 10))
     days = np.clip(_SCHOOL_DAYS[None, None, :] + jitter, 1, _MAX_DAYS).astype(np.int32)
-    n_months = (roster.sy_end - roster.sy_start + 1).astype(np.int64)
-    row_sy = np.repeat(np.arange(len(n_months), dtype=np.int32), n_months)
-    first_row = np.repeat((np.cumsum(n_months) - n_months).astype(np.int32), n_months)
-    pos = (roster.sy_start[row_sy] + np.arange(len(row_sy), dtype=np.int32) - first_row).astype(
-        np.int16
-    )
-    del first_row
-    keep = cal.collected[10 * roster.sy_year[row_sy] + pos]
-    row_sy, pos = row_sy[keep], pos[keep]
-    del keep
-    # Split the month of a mid-year school change into two rows, one per school.
-    move = roster.sy_move[row_sy]
-    at_move = np.flatnonzero((move >= 0) & (pos == move))
-    n_base = len(row_sy)
-    src = np.concatenate([np.arange(n_base, dtype=np.int64), at_move])
-    row_sy, pos = row_sy[src], pos[src]
-    del src
+    row_sy, pos, n_base, at_move = _monthly_rows(cal, roster)
     year = roster.sy_year[row_sy].astype(np.int16)
     t = (10 * year + pos).astype(np.int16)
     student = roster.sy_student[row_sy].astype(np.int32)
@@ -1130,54 +1186,14 @@ def _simulate_attendance(
         roster.sy_move_school[row_sy],
         roster.sy_school[row_sy],
     ).astype(np.int32)
-    mem = days[roster.district[student], year, pos]
-    partial = ((pos == roster.sy_start[row_sy]) & (roster.sy_start[row_sy] > 0)) | (
-        (pos == roster.sy_end[row_sy]) & (roster.sy_end[row_sy] < 9)
-    )
-    mem = np.where(partial, 1 + np.floor(rng.random(len(mem)) * mem), mem).astype(np.int32)
-    del partial
-    j = 1 + np.floor(rng.random(len(at_move)) * (mem[at_move] - 1)).astype(np.int32)
-    mem[n_base:] = mem[at_move] - j
-    mem[at_move] = j
-    del move, second, at_move, j
-    # Remote days in remote years.
-    mem_rem = np.zeros(len(row_sy), dtype=np.int32)
-    if cal.remote_year.any():
-        n_sy = len(roster.sy_student)
-        r_share = dist.remote[roster.district[roster.sy_student]]
-        full_remote = rng.random(n_sy) < 0.35 * r_share
-        hybrid = np.clip(r_share * rng.gamma(4.0, 0.1875, size=n_sy), 0.0, 1.0)
-        rows = np.flatnonzero(cal.remote_year[year])
-        share = np.where(
-            full_remote[row_sy[rows]],
-            1.0,
-            np.clip(hybrid[row_sy[rows]] * _REMOTE_MONTH_PROFILE[pos[rows]], 0.0, 1.0),
-        )
-        mem_rem[rows] = np.rint(share * mem[rows])
-        del rows, share
+    del move, second
+    mem = _membership_days(rng, days, roster, row_sy, pos, student, year, n_base, at_move)
+    del at_move
+    mem_rem = _remote_days(rng, cal, dist, roster, row_sy, pos, year, mem)
     mem_in = mem - mem_rem
     del mem
-    # Latent index, accumulated in place.
     z = _ar_shocks(cfg, rng, len(roster.u), 12 * cal.n_years)
-    v = _SD_STUDENT_YEAR * rng.standard_normal(len(roster.sy_student))
-    hs_extra = np.array([_HS_YEAR_EXTRA.get(int(s), 0.0) for s in cal.starts])
-    grade = roster.sy_grade[row_sy]
-    eta = dist.intercept[roster.district[student], year]
-    eta += _GRADE_EFFECT[grade]
-    eta += hs_extra[year] * (grade >= 10)
-    del grade
-    eta += (
-        _MEAL_EFFECT[roster.meal]
-        + _SWD_EFFECT * roster.swd
-        + _ELL_EFFECT * roster.ell
-        + _GENDER_EFFECT[roster.gender]
-        + roster.u
-    )[student]
-    eta += v[row_sy]
-    eta += schools.effect[school]
-    eta += _SEASON[pos]
-    eta += cal.month_shock[t]
-    eta += z[student, 12 * year + pos]
+    eta = _latent_index(rng, cal, dist, schools, roster, z, row_sy, student, school, year, pos, t)
     del year, pos
     att_rem = np.zeros(len(eta), dtype=np.int32)
     rem = np.flatnonzero(mem_rem > 0)
@@ -1200,6 +1216,125 @@ def _simulate_attendance(
         att_rem=att_rem,
         z=z,
     )
+
+
+def _monthly_rows(
+    cal: _Calendar, roster: _Roster
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """One row per enrolled, collected school month of every student-year.
+
+    The month of a mid-year school change is split into two rows, one per school: the
+    second rows are appended after the first ``n_base``. Returns the student-year and
+    month position (0-9) of each row, ``n_base`` and the rows of the first halves.
+    """
+    n_months = (roster.sy_end - roster.sy_start + 1).astype(np.int64)
+    row_sy = np.repeat(np.arange(len(n_months), dtype=np.int32), n_months)
+    first_row = np.repeat((np.cumsum(n_months) - n_months).astype(np.int32), n_months)
+    pos = (roster.sy_start[row_sy] + np.arange(len(row_sy), dtype=np.int32) - first_row).astype(
+        np.int16
+    )
+    del first_row
+    keep = cal.collected[10 * roster.sy_year[row_sy] + pos]
+    row_sy, pos = row_sy[keep], pos[keep]
+    del keep
+    move = roster.sy_move[row_sy]
+    at_move = np.flatnonzero((move >= 0) & (pos == move))
+    n_base = len(row_sy)
+    src = np.concatenate([np.arange(n_base, dtype=np.int64), at_move])
+    row_sy, pos = row_sy[src], pos[src]
+    return row_sy, pos, n_base, at_move
+
+
+def _membership_days(
+    rng: np.random.Generator,
+    days: np.ndarray,
+    roster: _Roster,
+    row_sy: np.ndarray,
+    pos: np.ndarray,
+    student: np.ndarray,
+    year: np.ndarray,
+    n_base: int,
+    at_move: np.ndarray,
+) -> np.ndarray:
+    """Days of membership of each row: partial entry/exit months, moves split in two."""
+    mem = days[roster.district[student], year, pos]
+    partial = ((pos == roster.sy_start[row_sy]) & (roster.sy_start[row_sy] > 0)) | (
+        (pos == roster.sy_end[row_sy]) & (roster.sy_end[row_sy] < 9)
+    )
+    mem = np.where(partial, 1 + np.floor(rng.random(len(mem)) * mem), mem).astype(np.int32)
+    del partial
+    j = 1 + np.floor(rng.random(len(at_move)) * (mem[at_move] - 1)).astype(np.int32)
+    mem[n_base:] = mem[at_move] - j
+    mem[at_move] = j
+    return mem
+
+
+def _remote_days(
+    rng: np.random.Generator,
+    cal: _Calendar,
+    dist: _Districts,
+    roster: _Roster,
+    row_sy: np.ndarray,
+    pos: np.ndarray,
+    year: np.ndarray,
+    mem: np.ndarray,
+) -> np.ndarray:
+    """Remote membership days in remote years (fully remote or hybrid student-years)."""
+    mem_rem = np.zeros(len(row_sy), dtype=np.int32)
+    if cal.remote_year.any():
+        n_sy = len(roster.sy_student)
+        r_share = dist.remote[roster.district[roster.sy_student]]
+        full_remote = rng.random(n_sy) < 0.35 * r_share
+        hybrid = np.clip(r_share * rng.gamma(4.0, 0.1875, size=n_sy), 0.0, 1.0)
+        rows = np.flatnonzero(cal.remote_year[year])
+        share = np.where(
+            full_remote[row_sy[rows]],
+            1.0,
+            np.clip(hybrid[row_sy[rows]] * _REMOTE_MONTH_PROFILE[pos[rows]], 0.0, 1.0),
+        )
+        mem_rem[rows] = np.rint(share * mem[rows])
+    return mem_rem
+
+
+def _latent_index(
+    rng: np.random.Generator,
+    cal: _Calendar,
+    dist: _Districts,
+    schools: _Schools,
+    roster: _Roster,
+    z: np.ndarray,
+    row_sy: np.ndarray,
+    student: np.ndarray,
+    school: np.ndarray,
+    year: np.ndarray,
+    pos: np.ndarray,
+    t: np.ndarray,
+) -> np.ndarray:
+    """Logit of the daily attendance probability of each row, accumulated in place.
+
+    District-year intercept, grade, student traits, student-year and school effects,
+    season, month shock and the student's AR shock ``z``.
+    """
+    v = _SD_STUDENT_YEAR * rng.standard_normal(len(roster.sy_student))
+    hs_extra = np.array([_HS_YEAR_EXTRA.get(int(s), 0.0) for s in cal.starts])
+    grade = roster.sy_grade[row_sy]
+    eta = dist.intercept[roster.district[student], year]
+    eta += _GRADE_EFFECT[grade]
+    eta += hs_extra[year] * (grade >= 10)
+    del grade
+    eta += (
+        _MEAL_EFFECT[roster.meal]
+        + _SWD_EFFECT * roster.swd
+        + _ELL_EFFECT * roster.ell
+        + _GENDER_EFFECT[roster.gender]
+        + roster.u
+    )[student]
+    eta += v[row_sy]
+    eta += schools.effect[school]
+    eta += _SEASON[pos]
+    eta += cal.month_shock[t]
+    eta += z[student, 12 * year + pos]
+    return eta
 
 
 # --------------------------------------------------------------------------------------
@@ -1244,15 +1379,79 @@ def _simulate_program(
     rng: np.random.Generator,
 ) -> _Program:
     """Select LEAP students month by month and write their visit log."""
+    kinds = [k for k, _ in _PROGRAM_MONTHS]
+    months, counts = _program_months(cfg, cal)
+    canvass_d = dist.names.index(cfg.canvass_district) if cfg.canvass_district else -1
+    # Canvassed schools: a share of the canvassing district's schools.
+    canvass_school = np.zeros(len(schools.ids), dtype=bool)
+    if canvass_d >= 0:
+        own = np.flatnonzero(schools.district == canvass_d)
+        n_pick = max(1, int(round(cfg.canvass_school_share * len(own))))
+        canvass_school[rng.choice(own, size=n_pick, replace=False)] = True
+    student, kind, ev_t, yy, mm, attempt_only = _select_students(
+        cfg, cal, dist, roster, panel, rng, months, counts, canvass_d, canvass_school
+    )
+    n_sel = len(student)
+    month_start = np.array(
+        [np.datetime64(f"{a:04d}-{b:02d}-01") for a, b in zip(yy, mm, strict=True)],
+        dtype="datetime64[D]",
+    )
+    next_month = np.array(
+        [
+            np.datetime64(f"{a + (b == 12):04d}-{b % 12 + 1:02d}-01")
+            for a, b in zip(yy, mm, strict=True)
+        ],
+        dtype="datetime64[D]",
+    )
+    length = (next_month - month_start).astype(np.int64)
+    first_date = month_start + np.floor(rng.random(n_sel) * length).astype(np.int64)
+    d_sel = roster.district[student]
+    visitor = _categorical(rng, dist.visitor_p[d_sel]) if n_sel else np.zeros(0, np.int64)
+    loc_p = np.array(
+        [_FIRST_LOCATION_P["spring" if kinds[k] == "spring" else "default"] for k in kind]
+    ).reshape(n_sel, 4)
+    location = _categorical(rng, loc_p) if n_sel else np.zeros(0, np.int64)
+    last_day = np.datetime64(f"{int(cal.starts[-1]) + 1:04d}-06-30")
+    log = _attempt_visits(rng, student, first_date, attempt_only, visitor, last_day)
+    done = np.flatnonzero(~attempt_only)
+    _completed_visits(
+        rng, dist, roster, student, done, first_date, location, visitor, last_day, log
+    )
+    visits = {
+        "student": np.concatenate(log["student"]),
+        "date": np.concatenate(log["date"]).astype("datetime64[D]"),
+        "status": np.concatenate(log["status"]),
+        "location": np.concatenate(log["location"]),
+        "visitor": np.concatenate(log["visitor"]),
+    }
+    return _treated_program(
+        cfg,
+        roster,
+        student[done],
+        ev_t[done],
+        kind[done],
+        location[done],
+        first_date[done],
+        visits=visits,
+        canvass_d=canvass_d,
+        n_attempt_only=int(attempt_only.sum()),
+    )
+
+
+def _program_months(
+    cfg: SimulationConfig, cal: _Calendar
+) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
+    """Program months ``(kind, year, month, event t or -1)`` and students to visit in each.
+
+    The target is split over all of them; months outside the simulated panel (or without
+    any earlier collected month to select on) get event month -1 and are skipped.
+    """
     base = (
         cfg.visited_target
         if cfg.visited_target is not None
         else (1000 if cfg.scale == "demo" else 8700)
     )
     n_target = int(round(base * cfg.sample_fraction))
-    kinds = [k for k, _ in _PROGRAM_MONTHS]
-    # Program months: the target is split over all of them; months outside the simulated
-    # panel (or without any earlier collected month to select on) are dropped.
     collected_t = np.flatnonzero(cal.collected)
     months: list[tuple[int, int, int, int]] = []  # (kind, year, month, event t or -1)
     weights: list[float] = []
@@ -1271,16 +1470,29 @@ def _simulate_program(
             if t >= 0 and not (collected_t < t).any():
                 t = -1
             months.append((ki, y, m, t))
-    counts = _largest_remainder(n_target, np.array(weights))
+    return months, _largest_remainder(n_target, np.array(weights))
+
+
+def _select_students(
+    cfg: SimulationConfig,
+    cal: _Calendar,
+    dist: _Districts,
+    roster: _Roster,
+    panel: _Panel,
+    rng: np.random.Generator,
+    months: list[tuple[int, int, int, int]],
+    counts: np.ndarray,
+    canvass_d: int,
+    canvass_school: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Select each program month's students among those not yet taken.
+
+    Returns, per selected student, the student, program-month kind, event month, calendar
+    year and month, and whether only attempts were made (no completed visit).
+    """
     n_students = len(roster.u)
     leap_d = np.flatnonzero(dist.leap)
-    canvass_d = dist.names.index(cfg.canvass_district) if cfg.canvass_district else -1
-    # Canvassed schools: a share of the canvassing district's schools.
-    canvass_school = np.zeros(len(schools.ids), dtype=bool)
-    if canvass_d >= 0:
-        own = np.flatnonzero(schools.district == canvass_d)
-        n_pick = max(1, int(round(cfg.canvass_school_share * len(own))))
-        canvass_school[rng.choice(own, size=n_pick, replace=False)] = True
+    collected_t = np.flatnonzero(cal.collected)
     taken = np.zeros(n_students, dtype=bool)
     order_t = np.argsort(panel.t, kind="stable")
     t_bounds = np.searchsorted(panel.t[order_t], np.arange(cal.n_t + 1))
@@ -1317,20 +1529,7 @@ def _simulate_program(
         elig &= (d_now != canvass_d) | canvass_school[now_school]
         cand, cand_d = now_student[elig], d_now[elig]
         rate = s_att[cand] / s_mem[cand]
-        logw = -cfg.selection_strength * rate + _SELECTION_CHRONIC_BONUS * (rate < 0.9)
-        logw = np.where(cand_d == canvass_d, 0.0, logw)
-        key = logw + rng.gumbel(size=len(cand))
-        n_total = int(round(n_month * (1.0 + cfg.attempt_only_share)))
-        per_d = _largest_remainder(n_total, w_d)
-        order = np.lexsort((-key, cand_d))
-        sorted_d = cand_d[order]
-        starts_d = np.searchsorted(sorted_d, np.arange(len(dist.names)))
-        rank = np.arange(len(order)) - starts_d[sorted_d]
-        chosen = order[rank < per_d[sorted_d]]
-        chosen = chosen[rng.permutation(len(chosen))]
-        n_done = min(n_month, len(chosen))
-        attempt_only = np.arange(len(chosen)) >= n_done
-        picked = cand[chosen]
+        picked, attempt_only = _draw_month(cfg, rng, cand, cand_d, rate, n_month, w_d, canvass_d)
         taken[picked] = True
         sel_student.append(picked)
         sel_kind.append(np.full(len(picked), ki))
@@ -1338,38 +1537,61 @@ def _simulate_program(
         sel_y.append(np.full(len(picked), y))
         sel_m.append(np.full(len(picked), m))
         sel_attempt_only.append(attempt_only)
-    if sel_student:
-        student = np.concatenate(sel_student)
-        kind = np.concatenate(sel_kind)
-        ev_t = np.concatenate(sel_t)
-        yy, mm = np.concatenate(sel_y), np.concatenate(sel_m)
-        attempt_only = np.concatenate(sel_attempt_only)
-    else:
-        student = kind = ev_t = yy = mm = np.zeros(0, dtype=np.int64)
-        attempt_only = np.zeros(0, dtype=bool)
+    if not sel_student:
+        none = np.zeros(0, dtype=np.int64)
+        return none, none, none, none, none, np.zeros(0, dtype=bool)
+    return (
+        np.concatenate(sel_student),
+        np.concatenate(sel_kind),
+        np.concatenate(sel_t),
+        np.concatenate(sel_y),
+        np.concatenate(sel_m),
+        np.concatenate(sel_attempt_only),
+    )
+
+
+def _draw_month(
+    cfg: SimulationConfig,
+    rng: np.random.Generator,
+    cand: np.ndarray,
+    cand_d: np.ndarray,
+    rate: np.ndarray,
+    n_month: int,
+    w_d: np.ndarray,
+    canvass_d: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one month's students per district, favouring low pre-visit attendance.
+
+    Weighted sampling without replacement by Gumbel keys within each district (the
+    canvassing district samples uniformly); the last ``attempt_only_share`` are
+    attempts only. Returns the students and the attempt-only flags.
+    """
+    logw = -cfg.selection_strength * rate + _SELECTION_CHRONIC_BONUS * (rate < 0.9)
+    logw = np.where(cand_d == canvass_d, 0.0, logw)
+    key = logw + rng.gumbel(size=len(cand))
+    n_total = int(round(n_month * (1.0 + cfg.attempt_only_share)))
+    per_d = _largest_remainder(n_total, w_d)
+    order = np.lexsort((-key, cand_d))
+    sorted_d = cand_d[order]
+    starts_d = np.searchsorted(sorted_d, np.arange(len(w_d)))
+    rank = np.arange(len(order)) - starts_d[sorted_d]
+    chosen = order[rank < per_d[sorted_d]]
+    chosen = chosen[rng.permutation(len(chosen))]
+    n_done = min(n_month, len(chosen))
+    attempt_only = np.arange(len(chosen)) >= n_done
+    return cand[chosen], attempt_only
+
+
+def _attempt_visits(
+    rng: np.random.Generator,
+    student: np.ndarray,
+    first_date: np.ndarray,
+    attempt_only: np.ndarray,
+    visitor: np.ndarray,
+    last_day: np.datetime64,
+) -> dict[str, list[np.ndarray]]:
+    """Start the visit log with attempts before the first completed visit (or only attempts)."""
     n_sel = len(student)
-    month_start = np.array(
-        [np.datetime64(f"{a:04d}-{b:02d}-01") for a, b in zip(yy, mm, strict=True)],
-        dtype="datetime64[D]",
-    )
-    next_month = np.array(
-        [
-            np.datetime64(f"{a + (b == 12):04d}-{b % 12 + 1:02d}-01")
-            for a, b in zip(yy, mm, strict=True)
-        ],
-        dtype="datetime64[D]",
-    )
-    length = (next_month - month_start).astype(np.int64)
-    first_date = month_start + np.floor(rng.random(n_sel) * length).astype(np.int64)
-    d_sel = roster.district[student]
-    visitor = _categorical(rng, dist.visitor_p[d_sel]) if n_sel else np.zeros(0, np.int64)
-    loc_p = np.array(
-        [_FIRST_LOCATION_P["spring" if kinds[k] == "spring" else "default"] for k in kind]
-    ).reshape(n_sel, 4)
-    location = _categorical(rng, loc_p) if n_sel else np.zeros(0, np.int64)
-    last_day = np.datetime64(f"{int(cal.starts[-1]) + 1:04d}-06-30")
-    v_student, v_date, v_status, v_loc, v_visitor = [], [], [], [], []
-    # Attempts before the first completed visit (or only attempts).
     n_att = np.where(
         attempt_only,
         1 + rng.choice(3, size=n_sel, p=[0.5, 0.3, 0.2]),
@@ -1384,18 +1606,33 @@ def _simulate_program(
     ok = (a_date >= _PROGRAM_START) & (a_date <= last_day)
     a_owner, a_date = a_owner[ok], a_date[ok]
     a_loc = _categorical(rng, np.tile(_ATTEMPT_LOCATION_P, (len(a_owner), 1)))
-    v_student.append(student[a_owner])
-    v_date.append(a_date)
-    v_status.append(np.ones(len(a_owner), dtype=np.int64))
-    v_loc.append(a_loc)
-    v_visitor.append(visitor[a_owner])
-    # First completed visits and follow-ups.
-    done = np.flatnonzero(~attempt_only)
-    v_student.append(student[done])
-    v_date.append(first_date[done])
-    v_status.append(np.zeros(len(done), dtype=np.int64))
-    v_loc.append(location[done])
-    v_visitor.append(visitor[done])
+    return {
+        "student": [student[a_owner]],
+        "date": [a_date],
+        "status": [np.ones(len(a_owner), dtype=np.int64)],
+        "location": [a_loc],
+        "visitor": [visitor[a_owner]],
+    }
+
+
+def _completed_visits(
+    rng: np.random.Generator,
+    dist: _Districts,
+    roster: _Roster,
+    student: np.ndarray,
+    done: np.ndarray,
+    first_date: np.ndarray,
+    location: np.ndarray,
+    visitor: np.ndarray,
+    last_day: np.datetime64,
+    log: dict[str, list[np.ndarray]],
+) -> None:
+    """Append the first completed visits (rows ``done``) and their follow-ups to ``log``."""
+    log["student"].append(student[done])
+    log["date"].append(first_date[done])
+    log["status"].append(np.zeros(len(done), dtype=np.int64))
+    log["location"].append(location[done])
+    log["visitor"].append(visitor[done])
     u_follow = rng.random(len(done))
     n_follow = np.where(
         u_follow < 0.35,
@@ -1417,52 +1654,58 @@ def _simulate_program(
     f_visitor = np.where(
         same, visitor[f_owner], _categorical(rng, dist.visitor_p[roster.district[student[f_owner]]])
     )
-    v_student.append(student[f_owner])
-    v_date.append(f_date)
-    v_status.append(np.zeros(len(f_owner), dtype=np.int64))
-    v_loc.append(_categorical(rng, np.tile(_FOLLOWUP_LOCATION_P, (len(f_owner), 1))))
-    v_visitor.append(f_visitor)
-    visits = {
-        "student": np.concatenate(v_student),
-        "date": np.concatenate(v_date).astype("datetime64[D]"),
-        "status": np.concatenate(v_status),
-        "location": np.concatenate(v_loc),
-        "visitor": np.concatenate(v_visitor),
-    }
-    # Treated students (first completed visit).
-    st = student[done]
-    ev = ev_t[done]
+    log["student"].append(student[f_owner])
+    log["date"].append(f_date)
+    log["status"].append(np.zeros(len(f_owner), dtype=np.int64))
+    log["location"].append(_categorical(rng, np.tile(_FOLLOWUP_LOCATION_P, (len(f_owner), 1))))
+    log["visitor"].append(f_visitor)
+
+
+def _treated_program(
+    cfg: SimulationConfig,
+    roster: _Roster,
+    st: np.ndarray,
+    ev: np.ndarray,
+    kind_done: np.ndarray,
+    location: np.ndarray,
+    first_date: np.ndarray,
+    *,
+    visits: dict[str, np.ndarray],
+    canvass_d: int,
+    n_attempt_only: int,
+) -> _Program:
+    """The treated students (first completed visit) with their grade band and effect scale."""
+    kinds = [k for k, _ in _PROGRAM_MONTHS]
     sy_at_event = _student_year_row(roster, st, ev // 10)
     band = np.array([GRADE_TO_BAND[GRADES[g]] for g in roster.sy_grade[sy_at_event]], dtype=object)
-    kind_done = kind[done]
     theta = (
         (
             _EFFECT_THETA
             * cfg.effect_multiplier
             * np.array([_EFFECT_COHORT[kinds[k]] for k in kind_done])
             * np.array([_EFFECT_BAND[b] for b in band])
-            * _EFFECT_LOCATION[location[done]]
+            * _EFFECT_LOCATION[location]
             * (roster.district[st] != canvass_d)
         )
-        if len(done)
+        if len(st)
         else np.zeros(0)
     )
     cohort = (
-        cohort_label(pd.Series(first_date[done])).to_numpy(dtype=object)
-        if len(done)
+        cohort_label(pd.Series(first_date)).to_numpy(dtype=object)
+        if len(st)
         else np.zeros(0, dtype=object)
     )
     return _Program(
         student=st,
-        first_date=first_date[done],
+        first_date=first_date,
         event_t=ev,
         kind=kind_done,
-        location=location[done],
+        location=location,
         band=band,
         theta=np.asarray(theta, dtype=float),
         cohort=cohort,
         visits=visits,
-        n_attempt_only=int(attempt_only.sum()),
+        n_attempt_only=n_attempt_only,
     )
 
 
@@ -1570,6 +1813,46 @@ def _compute_truth(
     tr: _TreatedRows,
 ) -> dict[str, Any]:
     """Compute the true ATTs (event study, long term) from Y(0) and Y(1)."""
+    sm = _treated_months(panel, program, tr)
+    groups = _truth_groups(cfg, dist, roster, program)
+    event_study, event_study_n = _event_study_truth(cfg, sm, groups)
+    long_term = _long_term_truth(cal, roster, program, sm, groups)
+    cohort_sizes = {c: int((program.cohort == c).sum()) for c in sorted(set(program.cohort))}
+    locations = dict(zip(VISIT_LOCATIONS, _EFFECT_LOCATION.tolist(), strict=True))
+    config = dataclasses.asdict(cfg)
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
+    return {
+        "schema": TRUTH_SCHEMA,
+        "seed": int(cfg.seed),
+        "scale": cfg.scale,
+        "config": config,
+        "program": {
+            "n_visited": int(len(program.student)),
+            "n_attempt_only": program.n_attempt_only,
+            "canvass_district": cfg.canvass_district,
+            "cohort_sizes": cohort_sizes,
+            "effect_model": (
+                "p1 = p0 + theta * (1 - p0); theta = "
+                f"{_EFFECT_THETA} * effect_multiplier * cohort {_EFFECT_COHORT} * band "
+                f"{_EFFECT_BAND} * first location {locations}"
+                f" * min(1, (rel_time + 1) / {_EFFECT_RAMP})"
+                f" * exp(-max(rel_time - {_EFFECT_FADE_START}, 0) / {_EFFECT_FADE_SCALE}),"
+                f" capped at {_EFFECT_THETA_CAP}; 0 in the canvassing district and before the"
+                " event month; Y1 = Y0 + Binomial(membership - Y0, theta)"
+            ),
+        },
+        "event_study": event_study,
+        "event_study_n": event_study_n,
+        "long_term": long_term,
+    }
+
+
+def _treated_months(panel: _Panel, program: _Program, tr: _TreatedRows) -> pd.DataFrame:
+    """Treated students' school months: membership, Y(0) and Y(1) days, ``rel``, ``diff``.
+
+    ``diff`` is the individual effect in percentage points of the monthly rate; months
+    without membership are left out.
+    """
     mem = panel.mem_in[tr.rows] + panel.mem_rem[tr.rows]
     frame = pd.DataFrame(
         {
@@ -1583,13 +1866,18 @@ def _compute_truth(
     sm = frame.groupby(["owner", "t"], sort=True, as_index=False)[["mem", "att0", "att1"]].sum()
     sm = sm[sm["mem"] > 0]
     owner = sm["owner"].to_numpy()
-    sm = sm.assign(
+    return sm.assign(
         rel=sm["t"].to_numpy() - program.event_t[owner],
         diff=100.0 * (sm["att1"] - sm["att0"]) / sm["mem"],
     )
+
+
+def _event_study_truth(
+    cfg: SimulationConfig, sm: pd.DataFrame, groups: dict[str, np.ndarray]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, int]]]:
+    """True ATT and number of student-months by event time in the truth window, per group."""
     lo, hi = cfg.truth_window
     es = sm[(sm["rel"] >= lo) & (sm["rel"] <= hi)]
-    groups = _truth_groups(cfg, dist, roster, program)
     event_study: dict[str, dict[str, float]] = {}
     event_study_n: dict[str, dict[str, int]] = {}
     es_owner = es["owner"].to_numpy()
@@ -1598,7 +1886,21 @@ def _compute_truth(
         agg = sub.groupby("rel", sort=True)["diff"].agg(["mean", "size"])
         event_study[name] = {str(int(k)): round(float(v), 4) for k, v in agg["mean"].items()}
         event_study_n[name] = {str(int(k)): int(v) for k, v in agg["size"].items()}
-    # Long term: annual rates by school year.
+    return event_study, event_study_n
+
+
+def _long_term_truth(
+    cal: _Calendar,
+    roster: _Roster,
+    program: _Program,
+    sm: pd.DataFrame,
+    groups: dict[str, np.ndarray],
+) -> list[dict[str, Any]]:
+    """True effects on annual rates by cohort, school year and grade-band group.
+
+    The attendance-rate effect over all students, and the effect on being chronically
+    absent (rate below 90%) over K-12 students.
+    """
     sm = sm.assign(year=sm["t"] // 10)
     yr = sm.groupby(["owner", "year"], sort=True, as_index=False)[["mem", "att0", "att1"]].sum()
     yo = yr["owner"].to_numpy()
@@ -1647,34 +1949,7 @@ def _compute_truth(
                             "n": int(sel_k.sum()),
                         }
                     )
-    cohort_sizes = {c: int((program.cohort == c).sum()) for c in sorted(set(program.cohort))}
-    locations = dict(zip(VISIT_LOCATIONS, _EFFECT_LOCATION.tolist(), strict=True))
-    config = dataclasses.asdict(cfg)
-    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
-    return {
-        "schema": TRUTH_SCHEMA,
-        "seed": int(cfg.seed),
-        "scale": cfg.scale,
-        "config": config,
-        "program": {
-            "n_visited": int(len(program.student)),
-            "n_attempt_only": program.n_attempt_only,
-            "canvass_district": cfg.canvass_district,
-            "cohort_sizes": cohort_sizes,
-            "effect_model": (
-                "p1 = p0 + theta * (1 - p0); theta = "
-                f"{_EFFECT_THETA} * effect_multiplier * cohort {_EFFECT_COHORT} * band "
-                f"{_EFFECT_BAND} * first location {locations}"
-                f" * min(1, (rel_time + 1) / {_EFFECT_RAMP})"
-                f" * exp(-max(rel_time - {_EFFECT_FADE_START}, 0) / {_EFFECT_FADE_SCALE}),"
-                f" capped at {_EFFECT_THETA_CAP}; 0 in the canvassing district and before the"
-                " event month; Y1 = Y0 + Binomial(membership - Y0, theta)"
-            ),
-        },
-        "event_study": event_study,
-        "event_study_n": event_study_n,
-        "long_term": long_term,
-    }
+    return long_term
 
 
 def _truth_groups(
