@@ -22,14 +22,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
 
     fmt = args.format or ("csv" if args.scale == "demo" else "parquet")
+    if args.layout == "extract" and args.format == "parquet":
+        return _err("--layout extract writes CSV files (as state systems export them)")
     try:
         data = simulate(SimulationConfig(scale=args.scale, seed=args.seed))
-        paths = write_simulation(
-            data,
-            Path(args.out),
-            file_format=fmt,
-            truth_path=Path(args.truth) if args.truth else None,
-        )
+        truth = Path(args.truth) if args.truth else None
+        if args.layout == "extract":
+            from leapresearch.data.state_extract import write_state_extract
+
+            paths = write_state_extract(data, Path(args.out), truth_path=truth)
+        else:
+            paths = write_simulation(data, Path(args.out), file_format=fmt, truth_path=truth)
     except (ValueError, OSError) as exc:
         return _err(str(exc))
     for p in paths:
@@ -161,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=20210401)
     s.add_argument("--truth", help="write the true effects as JSON here (never inside --out)")
     s.add_argument("--format", choices=["csv", "parquet"], help="default: csv for demo")
+    s.add_argument(
+        "--layout",
+        choices=["contract", "extract"],
+        default="contract",
+        help="contract: the raw-data contract; extract: a state-extract layout that "
+        "params/example-extract.yaml maps onto the contract",
+    )
     s.set_defaults(func=_cmd_simulate)
 
     v = sub.add_parser(
