@@ -129,9 +129,9 @@ def run_report(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     checked = check_data(data_dir, config)  # the same check as `leapresearch validate`
-    tables = checked.raise_for_violations()
     for warning in checked.warnings:
         log(f"warning: {warning}")
+    tables = checked.raise_for_violations()
     input_warnings, input_mapping = [w.as_dict() for w in checked.warnings], checked.mapping
     del checked  # the tables are freed below, before the notebooks start
     inputs = file_records(tables.files)

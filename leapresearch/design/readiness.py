@@ -34,10 +34,14 @@ from leapresearch.design.pool import build_candidates
 __all__ = ["DataCheck", "check_data", "evaluability"]
 
 _EXCLUDED_REASONS = {
-    "not_on_roster_in_event_year": "have no students row for the school year of their first visit",
-    "no_pre_period_attendance": "have too few months of attendance before their first visit "
+    "not_on_roster_in_event_year": "no students row for the school year of the first visit",
+    "no_pre_period_attendance": "too few months of attendance before the first visit "
     "(comparison_pool.min_pre_months)",
 }
+
+
+def _students(n: int) -> str:
+    return f"{n:,} visited student{'s' if n != 1 else ''} " + ("has" if n == 1 else "have")
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ def _candidate_warnings(frame: pd.DataFrame, excluded: pd.DataFrame, config: Con
     notes = []
     for reason, n in excluded["reason"].value_counts().sort_index().items():
         what = _EXCLUDED_REASONS.get(str(reason), str(reason).replace("_", " "))
-        issue = f"{n:,} visited student{'s' if n != 1 else ''} {what}"
+        issue = f"{_students(int(n))} {what} and cannot be matched"
         notes.append(DataWarning(file, "student_id", issue, "excluded"))
     strata = _stratum_columns(config)
     has = frame.groupby(strata, sort=True)["treated"].agg(["sum", "size"])
@@ -97,9 +101,8 @@ def _candidate_warnings(frame: pd.DataFrame, excluded: pd.DataFrame, config: Con
     n_lonely = int(empty["sum"].sum())
     if n_lonely:
         issue = (
-            f"{n_lonely:,} visited student{'s' if n_lonely != 1 else ''} in {len(empty):,} "
-            f"matching strata ({', '.join(strata)}) have no comparison candidate and stay "
-            "unmatched"
+            f"{_students(n_lonely)} no comparison candidate in their matching stratum "
+            f"({len(empty):,} strata of {', '.join(strata)}) and cannot be matched"
         )
         notes.append(DataWarning(file, "student_id", issue, "excluded"))
     n_matchable = int(frame["treated"].sum()) - n_lonely
