@@ -186,3 +186,77 @@ def test_messages_name_every_offending_code_up_to_twenty(tmp_path):
     rule = next(v.rule for v in check.violations if v.column == "grade")
     shown = re.findall(r"'G\d\d'", rule)
     assert len(shown) == 20 and "and 5 more distinct values" in rule
+
+
+# --------------------------------------------------------------------------------------
+# The worked example: the state-extract layout through params/example-extract.yaml
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def extract_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated data of ``sim_data`` written in the state-extract layout."""
+    from leapresearch.data.state_extract import EXTRACT_FILES, write_state_extract
+    from tests.conftest import _simulated
+
+    folder = tmp_path_factory.mktemp("extract") / "data"
+    written = write_state_extract(_simulated(), folder)
+    assert sorted(p.name for p in written) == sorted(EXTRACT_FILES.values())
+    return folder
+
+
+def test_extract_layout_is_what_the_issue_describes(extract_data):
+    roster = (extract_data / "PSIS_OCTOBER_ROSTER.csv").read_text().splitlines()
+    header = roster[0].split(",")
+    assert "SASID" in header and all(h == h.upper() for h in header)
+    body = "\n".join(roster[1:])
+    for code in (",KG,", ",01,", ",12,", ",Y,", ",N,", ",F,", ",R,", "NULL"):
+        assert code in body, code
+    visits = (extract_data / "LEAP_VISIT_LOG.csv").read_text()
+    assert re.search(r",\d\d/\d\d/20\d\d,", visits)
+    # the canonical contract refuses it as it is, naming the cause
+    check = check_data(extract_data, load_config("demo", data_dir=extract_data))
+    assert not check.ok
+    assert (
+        "holds LEAP_VISIT_LOG.csv, MONTHLY_MEMBERSHIP_ATTENDANCE.csv, "
+        "PSIS_OCTOBER_ROSTER.csv, which is not read" in str(check.violations[0])
+    )
+    assert "input: students: file:" in str(check.violations[0])
+
+
+def test_extract_run_gives_tables_byte_identical_to_the_canonical_run(
+    extract_data, run_a, cli_cache, tmp_path
+):
+    from tests.conftest import assert_ok, run_cli
+
+    res = run_cli("validate", extract_data, "--params", "example-extract")
+    assert_ok(res)
+    out = tmp_path / "run"
+    res = run_cli(
+        "run",
+        "--data",
+        extract_data,
+        "--params",
+        "example-extract",
+        "--out",
+        out,
+        "--no-notebooks",
+        cache_dir=cli_cache,
+    )
+    assert_ok(res)
+    assert (
+        "warning: PSIS_OCTOBER_ROSTER.csv: 1 column not in the data contract: EXIT_DATE"
+        in res.stdout
+    )
+    tables = sorted(p.relative_to(out / "tables") for p in (out / "tables").rglob("*"))
+    assert tables == sorted(p.relative_to(run_a / "tables") for p in (run_a / "tables").rglob("*"))
+    for rel in tables:
+        if (out / "tables" / rel).is_file():
+            assert (out / "tables" / rel).read_bytes() == (run_a / "tables" / rel).read_bytes(), rel
+    provenance = json.loads((out / "provenance.json").read_text())
+    changed = provenance["input_mapping"]["changed"]
+    assert changed["students"]["grade"]["recoded"] > 0
+    n_visits = len((extract_data / "LEAP_VISIT_LOG.csv").read_text().splitlines()) - 1
+    assert changed["leap_visits"]["visit_date"]["dates"] == n_visits
+    assert provenance["input_mapping"]["spec"]["students"]["file"] == "PSIS_OCTOBER_ROSTER.csv"
+    assert [w["handling"] for w in provenance["warnings"]] == ["ignored"]

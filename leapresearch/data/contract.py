@@ -417,7 +417,28 @@ def _locate(
             hint = f"; found {', '.join(others)}, which is not read" if others else ""
             rule = f"table is missing: no {name}.csv or {name}.parquet in the folder{hint}"
             problems.append(Violation(name, None, rule))
+    if problems and any(v.rule.startswith("table is missing: no ") for v in problems):
+        problems = [_unused_files_hint(v, folder, found) for v in problems]
     return found, problems
+
+
+def _unused_files_hint(v: Violation, folder: Path, found: dict[str, Path]) -> Violation:
+    """Name the data files of the folder that no table reads (a state's own file names)."""
+    if not v.rule.startswith("table is missing: no ") or "which is not read" in v.rule:
+        return v
+    used = {p.name for p in found.values()}
+    suffixes = (".csv", ".parquet", ".txt", ".xlsx", ".xls")
+    unused = sorted(
+        p.name for p in folder.iterdir() if p.suffix.lower() in suffixes and p.name not in used
+    )
+    if not unused:
+        return v
+    shown = ", ".join(unused[:5]) + (", …" if len(unused) > 5 else "")
+    hint = (
+        f"; the folder holds {shown}, which is not read: rename the file, or name it in the "
+        f"input: section of the vintage file (input: {v.file}: file:)"
+    )
+    return Violation(v.file, v.column, v.rule + hint)
 
 
 def find_table_files(folder: Path, *, mapping: InputMapping = NO_MAPPING) -> dict[str, Path]:
