@@ -40,8 +40,11 @@ Choices where the contract is silent
 ------------------------------------
 * ``students`` and ``attendance_monthly`` must have rows; ``leap_visits`` may be empty
   (a header alone, or a Parquet file with no rows).
-* Empty or whitespace-only values count as missing. Values are never trimmed:
-  ``"K "`` is not a grade.
+* Empty or whitespace-only values, and null tokens (``NULL``, ``N/A``, ``NA``,
+  ``#N/A``), count as missing. Coded values are not trimmed unless the vintage's input
+  mapping says so: ``"K "`` is not a grade. District names and ``home_language`` are
+  normalised (see :mod:`leapresearch.data.intake`), with warnings.
+* A completed visit before the program start is a violation; an attempted one a warning.
 * An attendance row of July or August (summer school) needs a ``students`` row for
   either adjacent school year (the one ending in June or the one starting in
   September).
