@@ -161,7 +161,7 @@ QUIRKS: list[tuple[str, Builder, Outcome]] = [
         Outcome(
             "warned",
             V,
-            "student_id",
+            None,
             "1 visited student has no students row for the school year of the first visit",
             handling="excluded",
             params={"program_start": "2021-03-01"},
@@ -389,11 +389,23 @@ QUIRKS: list[tuple[str, Builder, Outcome]] = [
         Outcome(
             "warned",
             V,
-            "student_id",
+            None,
             "too few months of attendance before the first visit",
             None,
             "excluded",
             params={"comparison_pool": {"min_pre_months": 4}},
+        ),
+    ),
+    (
+        "visited_student_alone_in_its_stratum",
+        set_cells("students", "district", {0: "Windham"}),
+        Outcome(
+            "warned",
+            V,
+            None,
+            "1 visited student has no comparison candidate in their matching stratum",
+            None,
+            "excluded",
         ),
     ),
     (

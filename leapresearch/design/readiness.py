@@ -88,13 +88,17 @@ def _stratum_columns(config: Config) -> list[str]:
     return exact
 
 
+def _strata_text(strata: list[str]) -> str:
+    return ", ".join("event month" if s == "stack" else s.replace("_", " ") for s in strata)
+
+
 def _candidate_warnings(frame: pd.DataFrame, excluded: pd.DataFrame, config: Config, file: str):
     """Warnings for visited students who cannot be matched, and whether any can."""
     notes = []
     for reason, n in excluded["reason"].value_counts().sort_index().items():
         what = _EXCLUDED_REASONS.get(str(reason), str(reason).replace("_", " "))
         issue = f"{_students(int(n))} {what} and cannot be matched"
-        notes.append(DataWarning(file, "student_id", issue, "excluded"))
+        notes.append(DataWarning(file, None, issue, "excluded"))
     strata = _stratum_columns(config)
     has = frame.groupby(strata, sort=True)["treated"].agg(["sum", "size"])
     empty = has.loc[has["sum"] == has["size"]]
@@ -102,9 +106,10 @@ def _candidate_warnings(frame: pd.DataFrame, excluded: pd.DataFrame, config: Con
     if n_lonely:
         issue = (
             f"{_students(n_lonely)} no comparison candidate in their matching stratum "
-            f"({len(empty):,} strata of {', '.join(strata)}) and cannot be matched"
+            f"({len(empty):,} {'stratum' if len(empty) == 1 else 'strata'} of "
+            f"{_strata_text(strata)}) and cannot be matched"
         )
-        notes.append(DataWarning(file, "student_id", issue, "excluded"))
+        notes.append(DataWarning(file, None, issue, "excluded"))
     n_matchable = int(frame["treated"].sum()) - n_lonely
     return notes, n_matchable
 
@@ -161,7 +166,7 @@ def evaluability(tables: RawTables, config: Config) -> tuple[list[Violation], li
         rule = (
             f"no visited student has a comparison candidate: each of the {len(events):,} "
             "visited students needs at least one never-visited student in the same "
-            f"matching stratum ({', '.join(_stratum_columns(config))}) with attendance data "
+            f"matching stratum ({_strata_text(_stratum_columns(config))}) with attendance data "
             "before the event month"
         )
         return [Violation(file, "student_id", rule)], notes
