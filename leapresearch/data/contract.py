@@ -888,7 +888,7 @@ def _one_of(values: tuple[str, ...]) -> Check:
     return Check.isin(list(values), error=f"must be one of {', '.join(values)}")
 
 
-_RULE_MISSING = "must not be empty (missing value)"
+_RULE_MISSING = "must not be empty (missing value: empty, or a null token such as NULL or N/A)"
 _RULE_SCHOOL_YEAR = "must be YYYY-YY with the second year the first plus one, e.g. 2021-22"
 _RULE_MONTH = "must be YYYY-MM with a month 01 to 12, e.g. 2021-09"
 
@@ -1305,7 +1305,20 @@ def _read_table(
         read.table, mapping.table(name), trim=mapping.trim, null_tokens=mapping.tokens()
     )
     tbl, conversion = _convert(name, path, read, csv_file=csv_file)
-    problems += conversion
+    formats = mapping.table(name).date_format
+    problems += [
+        Violation(
+            v.file,
+            v.column,
+            f"{v.rule}; the input mapping's format {formats[v.column]!r} "
+            "did not parse these either",
+            v.n_rows,
+            v.rows,
+        )
+        if v.column in formats
+        else v
+        for v in conversion
+    ]
     if name in _MUST_HAVE_ROWS and len(tbl.frame) == 0:
         problems.append(Violation(path.name, None, "table has no data rows"))
         return None, problems, notes, counts
