@@ -206,6 +206,11 @@ QUIRKS: list[tuple[str, Builder, Outcome]] = [
         Outcome("refused", S, "district", "must not be empty", lines(4)),
     ),
     (
+        "district_trailing_space_and_null",
+        set_cells("students", "district", {HARTFORD_STUDENT_ROWS[0]: "Hartford  ", 4: "NULL"}),
+        Outcome("refused", S, "district", "must not be empty", lines(4)),
+    ),
+    (
         "district_differs_only_in_case",
         set_cells("students", "district", dict.fromkeys(HARTFORD_STUDENT_ROWS, "HARTFORD")),
         Outcome(

@@ -1153,30 +1153,40 @@ def _unknown_ids(tbl: _Table, stu: _Table, mask: np.ndarray) -> Violation | None
     return tbl.violation("student_id", rule, mask)
 
 
+def _normalised(values: pd.Series, clean) -> tuple[pd.Series, np.ndarray]:
+    """``clean`` applied to the distinct non-missing values; the new column and changed rows.
+
+    Missing values stay missing.
+    """
+    codes, uniques = pd.factorize(values)
+    if len(uniques) == 0:
+        return values, np.zeros(len(values), dtype=bool)
+    before = pd.Series(uniques, dtype="str")
+    after = clean(before)
+    changed_u = np.append((after != before).to_numpy(dtype=bool, na_value=False), False)
+    changed = changed_u[codes]
+    if not changed.any():
+        return values, changed
+    new = pd.Series(np.append(after.to_numpy(dtype=object), None)[codes], dtype="str")
+    return new.set_axis(values.index), changed
+
+
 def _normalise_names(tbl: _Table, counts: dict[str, dict[str, int]]) -> list[DataWarning]:
     """Trim district names and normalise home_language (case, spaces), with warnings."""
     found: list[DataWarning | None] = []
     f = tbl.frame
     if tbl.has("district"):
-        clean = collapse_spaces(f["district"])
-        changed = f["district"].notna().to_numpy() & (clean != f["district"]).to_numpy(
-            dtype=bool, na_value=False
-        )
-        if changed.any():
-            f["district"] = clean
-            issue = "district names with leading, trailing or repeated spaces were trimmed"
-            found.append(_warning_at(tbl, "district", issue, changed, "recoded"))
+        f["district"], changed = _normalised(f["district"], collapse_spaces)
+        issue = "district names with leading, trailing or repeated spaces were trimmed"
+        found.append(_warning_at(tbl, "district", issue, changed, "recoded"))
     if tbl.has("home_language"):
-        clean = capitalise_words(f["home_language"])
-        changed = f["home_language"].notna().to_numpy() & (clean != f["home_language"]).to_numpy(
-            dtype=bool, na_value=False
-        )
+        original = f["home_language"]
+        f["home_language"], changed = _normalised(original, capitalise_words)
         if changed.any():
-            pairs = pd.DataFrame({"a": f["home_language"][changed], "b": clean[changed]})
+            pairs = pd.DataFrame({"a": original[changed], "b": f["home_language"][changed]})
             pairs = pairs.drop_duplicates().head(5)
             shown = ", ".join(f"{_show(a)} -> {_show(b)}" for a, b in pairs.itertuples(index=False))
             issue = f"home languages normalised to capitalised words ({shown})"
-            f["home_language"] = clean
             found.append(_warning_at(tbl, "home_language", issue, changed, "recoded"))
         n_null = counts.get("home_language", {}).get("null_tokens", 0)
         if n_null:
