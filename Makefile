@@ -8,6 +8,7 @@ SEED   ?= 20210401
 DATA   ?= data_raw/$(SCALE)
 OUT    ?= outputs/$(SCALE)
 PARAMS ?=
+LAYOUT ?= contract
 
 .PHONY: setup report test lint format nbval notebooks lab lock demo-data clean-venv hooks
 
@@ -21,13 +22,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
-demo-data: setup  ## simulate the data for SCALE into data_raw/SCALE unless it is there
-	@test -f $(DATA)/students.csv -o -f $(DATA)/students.parquet || \
-	  $(BIN)/leapresearch simulate --out $(DATA) --scale $(SCALE) --seed $(SEED) \
+demo-data: setup  ## simulate the data for SCALE into DATA unless it is there (LAYOUT=extract: state layout)
+	@test -f $(DATA)/students.csv -o -f $(DATA)/students.parquet -o -f $(DATA)/PSIS_OCTOBER_ROSTER.csv || \
+	  $(BIN)/leapresearch simulate --out $(DATA) --scale $(SCALE) --seed $(SEED) --layout $(LAYOUT) \
 	    --truth outputs/truth/$(SCALE).json
 
 report: demo-data  ## the yearly report on SCALE data (demo by default)
-	$(BIN)/leapresearch validate $(DATA)
+	$(BIN)/leapresearch validate $(DATA) $(if $(PARAMS),--params $(PARAMS))
 	$(BIN)/leapresearch run --data $(DATA) --out $(OUT) --overwrite $(if $(PARAMS),--params $(PARAMS))
 
 test: demo-data  ## lint, the test suite, and nbval on the committed notebooks
@@ -52,7 +53,7 @@ format: setup
 hooks:  ## install the git pre-commit hook that refuses staged data files
 	python3 scripts/check_no_data_staged.py --install
 
-lab: setup  ## JupyterLab on notebooks/ with the project's environment
+lab: demo-data  ## JupyterLab on notebooks/ with the project's environment (makes the demo data first)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 lock:  ## re-pin requirements.lock from a fresh resolve of pyproject.toml

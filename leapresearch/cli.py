@@ -22,14 +22,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
 
     fmt = args.format or ("csv" if args.scale == "demo" else "parquet")
+    if args.layout == "extract" and args.format == "parquet":
+        return _err("--layout extract writes CSV files (as state systems export them)")
     try:
         data = simulate(SimulationConfig(scale=args.scale, seed=args.seed))
-        paths = write_simulation(
-            data,
-            Path(args.out),
-            file_format=fmt,
-            truth_path=Path(args.truth) if args.truth else None,
-        )
+        truth = Path(args.truth) if args.truth else None
+        if args.layout == "extract":
+            from leapresearch.data.state_extract import write_state_extract
+
+            paths = write_state_extract(data, Path(args.out), truth_path=truth)
+        else:
+            paths = write_simulation(data, Path(args.out), file_format=fmt, truth_path=truth)
     except (ValueError, OSError) as exc:
         return _err(str(exc))
     for p in paths:
@@ -49,23 +52,43 @@ def _print_summary(summary: dict) -> None:
             print(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from leapresearch.data.contract import summarise, validate_folder
+def _print_violations(header: str, violations) -> None:
+    """The violations of a folder, one per line (``validate`` and ``run`` print the same)."""
+    print(header, file=sys.stderr)
+    for v in violations:
+        print(f"  - {v}", file=sys.stderr)
 
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from leapresearch.config import ParameterError, load_config
+    from leapresearch.data.contract import summarise
+    from leapresearch.design.readiness import check_data
+
+    overrides = list(args.param or [])
+    if args.program_start:
+        try:
+            dt.date.fromisoformat(args.program_start)
+        except ValueError as exc:
+            return _err(f"--program-start {args.program_start!r} is not a date YYYY-MM-DD ({exc})")
+        overrides.append(f"program_start={args.program_start}")
     try:
-        start = dt.date.fromisoformat(args.program_start) if args.program_start else None
-    except ValueError as exc:
-        return _err(f"--program-start {args.program_start!r} is not a date YYYY-MM-DD ({exc})")
-    tables, violations, notes = validate_folder(Path(args.data), program_start=start)
-    for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
-    if violations:
-        print(f"{args.data}: {len(violations)} contract violation(s):", file=sys.stderr)
-        for v in violations:
-            print(f"  - {v}", file=sys.stderr)
+        config = load_config(
+            args.params,
+            overrides=overrides,
+            data_dir=Path(args.data).resolve() if args.data else None,
+        )
+    except ParameterError as exc:
+        return _err(str(exc))
+    data = args.data or str(config.data_path)
+    checked = check_data(config.data_path, config)
+    for warning in checked.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not checked.ok:
+        n = len(checked.violations)
+        _print_violations(f"{data}: {n} contract violation(s):", checked.violations)
         return 1
-    print(f"{args.data}: valid (raw-data contract v1)")
-    _print_summary(summarise(tables))
+    print(f"{data}: valid (raw-data contract v1)")
+    _print_summary(summarise(checked.tables))
     return 0
 
 
@@ -109,9 +132,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             ),
         )
     except ContractError as exc:
-        print(f"{config.data_path}: the data break the raw-data contract:", file=sys.stderr)
-        for v in exc.violations:
-            print(f"  - {v}", file=sys.stderr)
+        _print_violations(
+            f"{config.data_path}: the data break the raw-data contract:", exc.violations
+        )
         return 1
     except (RunError, ParameterError) as exc:
         return _err(str(exc))
@@ -141,11 +164,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=20210401)
     s.add_argument("--truth", help="write the true effects as JSON here (never inside --out)")
     s.add_argument("--format", choices=["csv", "parquet"], help="default: csv for demo")
+    s.add_argument(
+        "--layout",
+        choices=["contract", "extract"],
+        default="contract",
+        help="contract: the raw-data contract; extract: a state-extract layout that "
+        "params/example-extract.yaml maps onto the contract",
+    )
     s.set_defaults(func=_cmd_simulate)
 
-    v = sub.add_parser("validate", help="check a data folder against the raw-data contract")
-    v.add_argument("data", help="data folder")
-    v.add_argument("--program-start", help="earliest allowed visit date, YYYY-MM-DD")
+    v = sub.add_parser(
+        "validate",
+        help="check a data folder exactly as `run` will (contract, input mapping, manifest, "
+        "evaluability)",
+    )
+    v.add_argument("data", nargs="?", help="data folder (default: data_dir of the parameters)")
+    v.add_argument("--params", default="demo", help="vintage name or YAML file (default: demo)")
+    v.add_argument(
+        "-p", "--param", action="append", metavar="KEY=VALUE", help="override a parameter"
+    )
+    v.add_argument("--program-start", help="same as -p program_start=YYYY-MM-DD")
     v.set_defaults(func=_cmd_validate)
 
     r = sub.add_parser("run", help="run the evaluation and write tables, figures, report")

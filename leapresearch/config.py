@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from leapresearch.data.intake import InputMapping, TableMapping
 from leapresearch.paths import PARAMS, PROJECT_ROOT
 
 Subgroup = Literal[
@@ -122,12 +123,109 @@ class PrivacyConfig(_Frozen):
     min_treated: int = 20
 
 
+def _as_code(value: Any, where: str) -> str:
+    """A YAML scalar as the text it stands for; booleans and nulls are refused."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(
+            f'{where}: {value!r} is not a code; quote it in the YAML file (e.g. "Y", "NO")'
+        )
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise ValueError(f"{where}: expected text or a number, got {value!r}")
+
+
+_CONTRACT_COLUMNS = {
+    "students": (
+        "student_id school_year district school_id grade gender race_ethnicity meal_status "
+        "ell swd home_language"
+    ).split(),
+    "attendance_monthly": (
+        "student_id district school_id month inperson_membership inperson_attended "
+        "remote_membership remote_attended"
+    ).split(),
+    "leap_visits": (
+        "visit_id student_id district visit_date visit_status visit_location visitor_type"
+    ).split(),
+}
+
+
+class TableInput(_Frozen):
+    """How one table of the state's extract maps onto the contract (``input.<table>``).
+
+    Codes are compared as text: quote them in YAML (``"01": "1"``; an unquoted ``01`` is
+    read by YAML as the number 1).
+    """
+
+    file: str | None = None
+    rename: dict[str, str] = {}
+    recode: dict[str, dict[str, str]] = {}
+    date_format: dict[str, str] = {}
+
+    @field_validator("recode", mode="before")
+    @classmethod
+    def _codes_as_text(cls, v: Any) -> Any:
+        if not isinstance(v, Mapping):
+            return v
+        out: dict[str, dict[str, str]] = {}
+        for col, codes in v.items():
+            if not isinstance(codes, Mapping):
+                raise ValueError(f"recode.{col} must map extract values to contract values")
+            out[str(col)] = {
+                _as_code(k, f"recode.{col}"): _as_code(x, f"recode.{col}.{k}")
+                for k, x in codes.items()
+            }
+        return out
+
+
+class InputConfig(_Frozen):
+    """The input mapping of a vintage: the state's extract layout -> the contract.
+
+    Applied by ``validate`` and ``run`` alike before any contract rule (see
+    :mod:`leapresearch.data.intake`).
+    """
+
+    trim: bool = False
+    null_tokens: tuple[str, ...] = ()
+    students: TableInput = TableInput()
+    attendance_monthly: TableInput = TableInput()
+    leap_visits: TableInput = TableInput()
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> InputConfig:
+        for name, columns in _CONTRACT_COLUMNS.items():
+            t: TableInput = getattr(self, name)
+            used = {
+                **{f"rename.{k}": v for k, v in t.rename.items()},
+                **{f"recode.{k}": k for k in t.recode},
+                **{f"date_format.{k}": k for k in t.date_format},
+            }
+            for where, col in used.items():
+                if col not in columns:
+                    raise ValueError(
+                        f"{name}.{where}: {col!r} is not a column of {name} in the data "
+                        f"contract ({', '.join(columns)})"
+                    )
+        return self
+
+    def mapping(self) -> InputMapping:
+        """The mapping as the data layer uses it."""
+        tables = {
+            name: TableMapping(
+                file=t.file, rename=t.rename, recode=t.recode, date_format=t.date_format
+            )
+            for name in _CONTRACT_COLUMNS
+            for t in [getattr(self, name)]
+        }
+        return InputMapping(tables=tables, trim=self.trim, null_tokens=self.null_tokens)
+
+
 class Config(_Frozen):
     """All parameters of one evaluation run (base file merged with a vintage file)."""
 
     vintage: str = "demo"
     data_dir: str = "data_raw/demo"
     program_start: dt.date | None = None
+    input: InputConfig = InputConfig()
     school_years: tuple[str, ...] | None = None
     cohorts: tuple[str, ...] | None = None
     analysis: AnalysisConfig = AnalysisConfig()

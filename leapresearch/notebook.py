@@ -17,12 +17,14 @@ from leapresearch.session import open_session as _open_session
 
 __all__ = [
     "Session",
+    "input_mapping_table",
     "inputs_table",
     "narrative",
     "open_session",
     "say",
     "show",
     "summary_table",
+    "warnings_table",
 ]
 
 
@@ -103,3 +105,61 @@ def summary_table(session: Session) -> pd.DataFrame:
         else:
             rows.append({"item": key, "value": value})
     return pd.DataFrame(rows).astype({"value": str})
+
+
+def warnings_table(session: Session) -> pd.DataFrame:
+    """Every warning of the data check, as plain text (the same as ``validate`` prints).
+
+    One row per warning: ``file``, ``column``, ``warning`` (what was found), ``handling``
+    (kept, excluded, recoded, ignored) and ``rows`` (how many rows it concerns; line
+    numbers are left to ``leapresearch validate``). One row saying ``none`` when there is
+    no warning.
+    """
+    rows = [
+        {
+            "file": w.file,
+            "column": w.column or "",
+            "warning": w.issue,
+            "handling": w.handling,
+            "rows": f"{w.n_rows:,}" if w.n_rows else "",
+        }
+        for w in session.check.warnings
+    ]
+    if not rows:
+        rows = [{"file": "", "column": "", "warning": "none", "handling": "", "rows": ""}]
+    return pd.DataFrame(rows)
+
+
+def input_mapping_table(session: Session) -> pd.DataFrame:
+    """The input mapping of the vintage (``input:``) and how many values it changed.
+
+    One row per table and step: the file read, each column rename, each column's value
+    recodes (with the codes), date formats, and the counts of values trimmed, read as
+    missing (null tokens), recoded and re-written as dates. One row saying ``none`` when
+    the vintage has no mapping and nothing was changed.
+    """
+    spec, changed = session.check.mapping["spec"], session.check.mapping["changed"]
+    rows = []
+    for table, t in spec.items():
+        if not isinstance(t, dict):
+            continue
+        if t.get("file"):
+            rows.append({"table": table, "column": "", "step": "file", "detail": t["file"]})
+        for old, new in t.get("rename", {}).items():
+            rows.append({"table": table, "column": new, "step": "rename", "detail": old})
+        for col, codes in t.get("recode", {}).items():
+            detail = ", ".join(f"{k} -> {v}" for k, v in codes.items())
+            rows.append({"table": table, "column": col, "step": "recode", "detail": detail})
+        for col, fmt in t.get("date_format", {}).items():
+            rows.append({"table": table, "column": col, "step": "date format", "detail": fmt})
+        for col, counts in changed.get(table, {}).items():
+            detail = ", ".join(f"{k}: {v:,} values" for k, v in counts.items())
+            rows.append({"table": table, "column": col, "step": "changed", "detail": detail})
+    if spec.get("trim"):
+        rows.insert(0, {"table": "all", "column": "", "step": "trim", "detail": "whitespace"})
+    tokens = ", ".join(spec.get("null_tokens") or [])
+    if tokens:
+        rows.insert(0, {"table": "all", "column": "", "step": "null tokens", "detail": tokens})
+    if not rows:
+        rows = [{"table": "", "column": "", "step": "none", "detail": "no input mapping"}]
+    return pd.DataFrame(rows)

@@ -17,18 +17,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from leapresearch.config import Config
-from leapresearch.data.contract import read_raw_tables
+from leapresearch.data.intake import MANIFEST_NAME, manifest_problems  # noqa: F401 (re-export)
+from leapresearch.design.readiness import check_data
 from leapresearch.publish.outputs import (
     environment_record,
     file_records,
     git_state,
-    sha256_file,
     write_json,
     write_table,
 )
 
 Log = Callable[[str], None]
-MANIFEST_NAME = "checksums.sha256"
 
 
 class RunError(RuntimeError):
@@ -38,6 +37,9 @@ class RunError(RuntimeError):
 def check_manifest(data_dir: Path) -> dict[str, str] | None:
     """Verify ``DIR/checksums.sha256`` (``sha256sum`` format) when present.
 
+    ``run`` and ``validate`` check the manifest through
+    :func:`leapresearch.design.readiness.check_data`; this helper raises instead.
+
     Returns
     -------
     dict or None
@@ -46,28 +48,12 @@ def check_manifest(data_dir: Path) -> dict[str, str] | None:
     Raises
     ------
     RunError
-        A listed file is missing or its checksum differs.
+        A listed file is missing or its checksum differs, or a line is malformed.
     """
-    path = Path(data_dir) / MANIFEST_NAME
-    if not path.exists():
-        return None
-    expected: dict[str, str] = {}
-    problems = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise RunError(f"{path}: line {n} is not '<sha256>  <file>'")
-        digest, name = parts[0].lower(), parts[1].lstrip("*")
-        expected[name] = digest
-        target = Path(data_dir) / name
-        if not target.exists():
-            problems.append(f"{name}: listed in {MANIFEST_NAME} but missing")
-        elif sha256_file(target) != digest:
-            problems.append(f"{name}: sha256 differs from {MANIFEST_NAME} (file changed)")
+    expected, problems = manifest_problems(Path(data_dir))
     if problems:
-        raise RunError("input integrity check failed:\n  " + "\n  ".join(problems))
+        lines = [f"{file}: {rule}" for file, rule in problems]
+        raise RunError("input integrity check failed:\n  " + "\n  ".join(lines))
     return expected
 
 
@@ -142,8 +128,12 @@ def run_report(
     started = dt.datetime.now(dt.UTC)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    check_manifest(data_dir)
-    tables = read_raw_tables(data_dir, program_start=config.program_start)
+    checked = check_data(data_dir, config)  # the same check as `leapresearch validate`
+    for warning in checked.warnings:
+        log(f"warning: {warning}")
+    tables = checked.raise_for_violations()
+    input_warnings, input_mapping = [w.as_dict() for w in checked.warnings], checked.mapping
+    del checked  # the tables are freed below, before the notebooks start
     inputs = file_records(tables.files)
     timings["load"] = time.perf_counter() - t0
     log(
@@ -174,7 +164,7 @@ def run_report(
         t0 = time.perf_counter()
         # the matched sample is no longer needed: free it before notebooks start their kernels
         evaluation = SimpleNamespace(tables=evaluation.tables, event_studies={})
-        input_files, input_warnings = dict(tables.files), list(tables.warnings)
+        input_files = dict(tables.files)
         del tables
         gc.collect()
         for name, table in sorted(evaluation.tables.items()):
@@ -200,6 +190,7 @@ def run_report(
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "warnings": input_warnings,
+            "input_mapping": input_mapping,
         }
         write_json(provenance, tmp / "provenance.json")
         _replace_dir(tmp, out_dir)

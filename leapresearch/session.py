@@ -94,8 +94,27 @@ class Session:
 
     @cached_property
     def tables(self) -> RawTables:
-        """The three contract tables, read and validated (raises ContractError)."""
-        return read_raw_tables(self.config.data_path, program_start=self.config.program_start)
+        """The three contract tables, read through the input mapping and validated.
+
+        Raises ContractError. Warnings are not emitted as Python warnings: see
+        :attr:`check`.
+        """
+        return read_raw_tables(
+            self.config.data_path,
+            program_start=self.config.program_start,
+            mapping=self.config.input.mapping(),
+            emit_warnings=False,
+        )
+
+    @cached_property
+    def check(self):
+        """The check ``validate`` and ``run`` apply: violations, warnings, mapping applied.
+
+        See :func:`leapresearch.design.readiness.check_data`.
+        """
+        from leapresearch.design.readiness import check_data
+
+        return check_data(self.config.data_path, self.config)
 
     @cached_property
     def inputs(self) -> dict:
@@ -175,5 +194,5 @@ def open_session(
     config = load_config(
         vintage, overrides=list(overrides), data_dir=Path(data_dir).resolve() if data_dir else None
     )
-    files = find_table_files(config.data_path)
+    files = find_table_files(config.data_path, mapping=config.input.mapping())
     return Session(config=config, files=files, use_cache=use_cache)

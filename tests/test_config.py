@@ -53,3 +53,36 @@ def test_digest_changes_with_parameters():
     b = load_config("demo", overrides=["matching.caliper=0.1"])
     assert a.digest() == load_config("demo").digest()
     assert a.digest() != b.digest()
+
+
+def test_input_mapping_of_the_example_extract():
+    cfg = load_config("example-extract")
+    mapping = cfg.input.mapping()
+    students = mapping.table("students")
+    assert students.file == "PSIS_OCTOBER_ROSTER.csv"
+    assert students.rename["SASID"] == "student_id"
+    assert students.recode["grade"]["01"] == "1" and students.recode["grade"]["KG"] == "K"
+    assert students.recode["ell"] == {"Y": "1", "N": "0"}
+    assert mapping.table("leap_visits").date_format == {"visit_date": "%m/%d/%Y"}
+    assert mapping.trim and "NULL" in mapping.tokens()
+    # the demo vintage maps nothing; its null tokens are the defaults
+    assert load_config("demo").input.mapping().table("students").rename == {}
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("input.students.rename={SASID: sasid}", "'sasid' is not a column of students"),
+        ("input.students.recode={grade: {yes: K}}", "quote it"),
+        ("input.leap_visits.date_format={when: '%Y'}", "'when' is not a column of leap_visits"),
+        ("input.students.colour=red", "input.students.colour"),
+    ],
+)
+def test_bad_input_mappings_name_the_key(override, fragment):
+    with pytest.raises(ParameterError, match=fragment):
+        load_config("demo", overrides=[override])
+
+
+def test_numeric_codes_are_read_as_text():
+    cfg = load_config("demo", overrides=['input.students.recode={ell: {"Y": 1, "N": 0}}'])
+    assert cfg.input.students.recode == {"ell": {"Y": "1", "N": "0"}}

@@ -250,15 +250,16 @@ def test_extra_columns_warn_once_per_table(tmp_path: Path) -> None:
     messages = [str(w.message) for w in record if issubclass(w.category, ContractWarning)]
     assert len(messages) == 2
     assert (
-        messages[0] == "students.csv: ignored 2 columns not in the data contract: notes, zip_code"
+        messages[0] == "students.csv: 2 columns not in the data contract: notes, zip_code [ignored]"
     )
     assert "leap_visits.csv" in messages[1] and "visit_minutes" in messages[1]
-    assert raw.warnings == tuple(messages)
+    assert tuple(map(str, raw.warnings)) == tuple(messages)
+    assert [w.handling for w in raw.warnings] == ["ignored", "ignored"]
     assert "notes" not in raw.students.columns
     # validate_folder returns the same warnings without emitting them
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert validate_folder(folder)[2] == messages
+        assert list(map(str, validate_folder(folder)[2])) == messages
 
 
 def test_visits_after_the_attendance_data_warn(tmp_path: Path) -> None:
@@ -269,18 +270,25 @@ def test_visits_after_the_attendance_data_warn(tmp_path: Path) -> None:
     raw, violations, notes = validate_folder(folder, program_start=PROGRAM_START)
     assert violations == [] and raw is not None
     assert len(notes) == 1
-    assert "after the last month with attendance data (2023-06)" in notes[0]
-    assert "(line 10)" in notes[0]
+    assert "after the last month with attendance data (2023-06)" in str(notes[0])
+    assert "(line 10)" in str(notes[0])
+    assert notes[0].handling == "kept" and notes[0].n_rows == 1
 
 
 def test_program_start_is_checked_only_when_given(tmp_path: Path) -> None:
+    """A completed visit before the start is an error; an attempted one a warning."""
     tables = valid_tables()
-    tables["leap_visits"].loc[2, "visit_date"] = "2021-03-31"
+    assert tables["leap_visits"].loc[0, "visit_status"] == "completed"
+    assert tables["leap_visits"].loc[2, "visit_status"] == "attempted"
+    tables["leap_visits"].loc[[0, 2], "visit_date"] = "2021-03-31"
     folder = write_folder(tables, tmp_path)
     assert validate_folder(folder)[1] == []
     assert validate_folder(folder, program_start=date(2021, 3, 31))[1] == []
-    _, violations, _ = validate_folder(folder, program_start=PROGRAM_START)
-    assert [(v.column, v.rows) for v in violations] == [("visit_date", (4,))]
+    _, violations, notes = validate_folder(folder, program_start=PROGRAM_START)
+    assert [(v.column, v.rows) for v in violations] == [("visit_date", (2,))]
+    assert "for a completed visit" in violations[0].rule
+    early = [w for w in notes if "attempted visits before the program start" in w.issue]
+    assert [(w.column, w.rows, w.handling) for w in early] == [("visit_date", (4,), "kept")]
 
 
 def test_find_table_files(valid_dir: Path, tmp_path: Path) -> None:
@@ -301,7 +309,8 @@ def test_find_table_files(valid_dir: Path, tmp_path: Path) -> None:
 def test_missing_folder_is_a_violation_not_a_traceback(tmp_path: Path) -> None:
     tables, violations, _ = validate_folder(tmp_path / "nope")
     assert tables is None
-    assert violations[0].rule == "the data folder does not exist"
+    assert violations[0].rule.startswith("the data folder does not exist: ")
+    assert "make demo-data" in violations[0].rule and "data_raw/README.md" in violations[0].rule
     with pytest.raises(ContractError):
         read_raw_tables(tmp_path / "nope")
 

@@ -156,14 +156,15 @@ def test_rule_families_are_refused_by_the_real_command_without_traceback(
 
 
 def test_program_start_matters(broken_root, capsys, private_cache, tmp_path):
-    """Without a program start the early visit is valid; the demo parameters set one."""
+    """validate and run read program_start from the same parameters (params/demo.yaml:
+    2021-04-01) and refuse the early completed visit alike; an earlier start accepts it."""
     data = broken_root / "visits_before_program_start"
-    assert main(["validate", str(data)]) == 0
-    capsys.readouterr()
-    # `run` takes program_start from the parameters (params/demo.yaml: 2021-04-01)
+    assert main(["validate", str(data)]) == 1
+    assert "before the program start 2021-04-01" in capsys.readouterr().err
     assert main(["run", "--data", str(data), "--out", str(tmp_path / "o"), "--tables-only"]) == 1
     assert "before the program start 2021-04-01" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    assert main(["validate", str(data), "-p", "program_start=2021-03-01"]) == 0
 
 
 def test_valid_but_tiny_data_end_cleanly(valid_fixture, tmp_path, capsys, private_cache):

@@ -40,8 +40,11 @@ Choices where the contract is silent
 ------------------------------------
 * ``students`` and ``attendance_monthly`` must have rows; ``leap_visits`` may be empty
   (a header alone, or a Parquet file with no rows).
-* Empty or whitespace-only values count as missing. Values are never trimmed:
-  ``"K "`` is not a grade.
+* Empty or whitespace-only values, and null tokens (``NULL``, ``N/A``, ``NA``,
+  ``#N/A``), count as missing. Coded values are not trimmed unless the vintage's input
+  mapping says so: ``"K "`` is not a grade. District names and ``home_language`` are
+  normalised (see :mod:`leapresearch.data.intake`), with warnings.
+* A completed visit before the program start is a violation; an attempted one a warning.
 * An attendance row of July or August (summer school) needs a ``students`` row for
   either adjacent school year (the one ending in June or the one starting in
   September).
@@ -74,6 +77,19 @@ from pandera.errors import SchemaErrors
 from pandera.pandas import Check, Column, DataFrameSchema
 
 from leapresearch.data.calendar import cohort_label
+from leapresearch.data.intake import (
+    NO_MAPPING,
+    DataWarning,
+    InputMapping,
+    apply_mapping,
+    capitalise_words,
+    case_collisions,
+    collapse_spaces,
+    id_form_hint,
+    positions_of,
+    rename_header,
+    sniff_binary,
+)
 from leapresearch.data.types import (
     GENDERS,
     GRADES,
@@ -89,6 +105,8 @@ __all__ = [
     "TABLES",
     "ContractError",
     "ContractWarning",
+    "DataWarning",
+    "InputMapping",
     "RawTables",
     "SCHEMAS",
     "Violation",
@@ -107,7 +125,7 @@ MAX_MONTH_MEMBERSHIP_DAYS = 23
 MAX_ROWS_SHOWN = 10
 """How many row numbers a violation lists."""
 
-_MAX_VALUES_SHOWN = 3
+_MAX_VALUES_SHOWN = 20
 _MUST_HAVE_ROWS = frozenset({"students", "attendance_monthly"})
 _DAYS = ("inperson_membership", "inperson_attended", "remote_membership", "remote_attended")
 
@@ -255,15 +273,21 @@ class RawTables:
         ``visit_date`` as ``datetime64[us]``; the other columns as ``str``.
     files : Mapping[str, Path]
         Table name to the file that was read.
-    warnings : tuple of str
-        Warnings about the folder (ignored columns; visits after the attendance data).
+    warnings : tuple of DataWarning
+        Warnings about the folder, each with its handling (ignored columns, attempted
+        visits before the program start, visits after the attendance data, recoded
+        district names and home languages).
+    mapping : Mapping[str, dict]
+        What the input mapping and the null tokens changed: ``table -> column ->
+        {"trimmed"|"null_tokens"|"recoded"|"dates": count}``.
     """
 
     students: pd.DataFrame
     attendance_monthly: pd.DataFrame
     leap_visits: pd.DataFrame
     files: Mapping[str, Path]
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[DataWarning, ...] = ()
+    mapping: Mapping[str, dict] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------
@@ -309,7 +333,7 @@ class _Table:
         if positions.size == 0:
             return None
         if show_values and column in self.frame.columns and not _is_id(self.name, column):
-            rule += _found(self.frame[column].iloc[positions[:1000]])
+            rule += _found(self.frame[column].iloc[positions])
         return _violation_at(self.file, column, rule, self.lines, positions)
 
 
@@ -343,11 +367,14 @@ def _show(value: object) -> str:
 
 
 def _found(values: pd.Series) -> str:
-    """`` (found 'a', 'b')`` for the first distinct non-missing values shown to the user."""
-    distinct = pd.unique(values.dropna())[:_MAX_VALUES_SHOWN]
+    """`` (found 'a', 'b')``: every distinct non-missing value, up to 20, then a count."""
+    distinct = pd.unique(values.dropna())
     if len(distinct) == 0:
         return ""
-    return f" (found {', '.join(_show(v) for v in distinct)})"
+    shown = list(dict.fromkeys(_show(v) for v in distinct[:_MAX_VALUES_SHOWN]))
+    more = len(distinct) - _MAX_VALUES_SHOWN
+    tail = f" and {more:,} more distinct value{'s' if more > 1 else ''}" if more > 0 else ""
+    return f" (found {', '.join(shown)}{tail})"
 
 
 # --------------------------------------------------------------------------------------
@@ -355,14 +382,33 @@ def _found(values: pd.Series) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _locate(folder: Path) -> tuple[dict[str, Path], list[Violation]]:
+_NO_FOLDER_HINT = (
+    ": make the synthetic demo data with `make demo-data` (or `leapresearch simulate --out "
+    "DIR`), or put the state's extracts in a folder such as data_raw/<vintage>/ and name it "
+    "in params/<vintage>.yaml (data_dir) or with --data (see data_raw/README.md)"
+)
+
+
+def _locate(
+    folder: Path, mapping: InputMapping = NO_MAPPING
+) -> tuple[dict[str, Path], list[Violation]]:
     folder = Path(folder)
     if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
+        what = "is not a folder" if folder.exists() else "does not exist" + _NO_FOLDER_HINT
         return {}, [Violation(str(folder), None, f"the data folder {what}")]
     found: dict[str, Path] = {}
     problems: list[Violation] = []
     for name in TABLES:
+        named = mapping.table(name).file
+        if named is not None:
+            path = folder / named
+            if path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
+                found[name] = path
+            else:
+                why = "is not a .csv or .parquet file" if path.is_file() else "is missing"
+                rule = f"table is missing: {named} (named by the input mapping) {why}"
+                problems.append(Violation(name, None, rule))
+            continue
         csv_path, pq_path = folder / f"{name}.csv", folder / f"{name}.parquet"
         if csv_path.is_file() and pq_path.is_file():
             rule = f"both {name}.csv and {name}.parquet are present; keep exactly one of them"
@@ -374,10 +420,31 @@ def _locate(folder: Path) -> tuple[dict[str, Path], list[Violation]]:
             hint = f"; found {', '.join(others)}, which is not read" if others else ""
             rule = f"table is missing: no {name}.csv or {name}.parquet in the folder{hint}"
             problems.append(Violation(name, None, rule))
+    if problems and any(v.rule.startswith("table is missing: no ") for v in problems):
+        problems = [_unused_files_hint(v, folder, found) for v in problems]
     return found, problems
 
 
-def find_table_files(folder: Path) -> dict[str, Path]:
+def _unused_files_hint(v: Violation, folder: Path, found: dict[str, Path]) -> Violation:
+    """Name the data files of the folder that no table reads (a state's own file names)."""
+    if not v.rule.startswith("table is missing: no ") or "which is not read" in v.rule:
+        return v
+    used = {p.name for p in found.values()}
+    suffixes = (".csv", ".parquet", ".txt", ".xlsx", ".xls")
+    unused = sorted(
+        p.name for p in folder.iterdir() if p.suffix.lower() in suffixes and p.name not in used
+    )
+    if not unused:
+        return v
+    shown = ", ".join(unused[:5]) + (", …" if len(unused) > 5 else "")
+    hint = (
+        f"; the folder holds {shown}, which is not read: rename the file, or name it in the "
+        f"input: section of the vintage file (input: {v.file}: file:)"
+    )
+    return Violation(v.file, v.column, v.rule + hint)
+
+
+def find_table_files(folder: Path, *, mapping: InputMapping = NO_MAPPING) -> dict[str, Path]:
     """Find the file of each contract table in a data folder.
 
     Parameters
@@ -396,7 +463,7 @@ def find_table_files(folder: Path) -> dict[str, Path]:
         If the folder does not exist, or a table has no file or has both a CSV and a
         Parquet file (all such problems at once).
     """
-    found, problems = _locate(folder)
+    found, problems = _locate(folder, mapping)
     if problems:
         raise ContractError(problems)
     return found
@@ -414,7 +481,7 @@ class _Read:
     table: pa.Table | None
     lines: np.ndarray
     violations: list[Violation]
-    warnings: list[str]
+    warnings: list[DataWarning]
 
 
 def _failed(*violations: Violation) -> _Read:
@@ -483,14 +550,23 @@ def _column_problems(
     specs = _SPECS[name]
     known = {c.name for c in specs}
     present = [c.name for c in specs if c.name in header]
+    lowered = {h.strip().lower(): h for h in header if h not in known}
     if not present:
+        cased = [(lowered[c.name], c.name) for c in specs if c.name in lowered]
+        if cased:
+            pairs = ", ".join(f"{h!r} for {c}" for h, c in cased[:5])
+            rule = (
+                f"column names differ from the contract's in case or spaces (found {pairs}"
+                f"{', …' if len(cased) > 5 else ''}): the contract's names are lower case; "
+                "rename the columns, or map them in the input: section of the vintage file"
+            )
+            return [], [Violation(file, None, rule)], []
         expected = ", ".join(c.name for c in specs if c.required)
         rule = f"has none of the contract columns ({expected})"
         if file.endswith(".csv"):
             rule += "; the first line must be a comma-separated header row"
         return [], [Violation(file, None, rule)], []
     problems = []
-    lowered = {h.strip().lower(): h for h in header if h not in known}
     for c in specs:
         if c.required and c.name not in header:
             near = lowered.get(c.name)
@@ -499,17 +575,21 @@ def _column_problems(
     extra = [h for h in header if h not in known and not h.startswith("__index_level_")]
     notes = []
     if extra:
-        notes.append(
-            f"{file}: ignored {len(extra)} column{'s' if len(extra) > 1 else ''} not in the "
-            f"data contract: {', '.join(extra)}"
+        issue = (
+            f"{len(extra)} column{'s' if len(extra) > 1 else ''} not in the data contract: "
+            f"{', '.join(extra)}"
         )
+        notes.append(DataWarning(file, None, issue, "ignored"))
     return present, problems, notes
 
 
-def _read_csv(name: str, path: Path) -> _Read:
+def _read_csv(name: str, path: Path, mapping: InputMapping = NO_MAPPING) -> _Read:
     file = path.name
     if path.stat().st_size == 0:
         return _failed(Violation(file, None, "file is empty (0 bytes); expected a header row"))
+    binary = sniff_binary(path)
+    if binary:
+        return _failed(Violation(file, None, binary))
     with path.open("rb") as fh:
         first = fh.readline()
         header_only = fh.read(1) == b""
@@ -521,12 +601,15 @@ def _read_csv(name: str, path: Path) -> _Read:
         header = next(csv.reader([header_text.rstrip("\r\n")]), [])
     except csv.Error:  # e.g. a NUL byte: not a text file
         return _failed(Violation(file, None, "the header row could not be read as CSV text"))
-    problems = _header_problems(file, header)
+    renamed = rename_header(header, mapping.table(name))
+    problems = _header_problems(file, renamed)
     if problems:
         return _failed(*problems)
-    present, problems, notes = _column_problems(name, file, header)
+    present, problems, notes = _column_problems(name, file, renamed)
     if not present:
         return _failed(*problems)
+    original = {new: old for old, new in zip(header, renamed, strict=True)}
+    source = [original[c] for c in present]
 
     invalid: list[tuple[int | None, int]] = []
 
@@ -542,8 +625,8 @@ def _read_csv(name: str, path: Path) -> _Read:
                 ignore_empty_lines=False, invalid_row_handler=on_invalid_row
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in present},
-                include_columns=present,
+                column_types={c: pa.string() for c in source},
+                include_columns=source,
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -551,12 +634,13 @@ def _read_csv(name: str, path: Path) -> _Read:
 
     try:
         if header_only:  # the Arrow reader fails on a lone header without a newline
-            table = pa.table({c: pa.array([], pa.string()) for c in present})
+            table = pa.table({c: pa.array([], pa.string()) for c in source})
         else:
             table = read(threads=True)
         if invalid and any(number is None for number, _ in invalid):
             invalid.clear()  # line numbers are known only to a single-threaded read
             table = read(threads=False)
+        table = table.rename_columns(present)
     except pa.ArrowInvalid as exc:
         if "UTF8" in str(exc) or "UTF-8" in str(exc):
             return _failed(_utf8_violation(file, path))
@@ -612,7 +696,7 @@ def _storage_problem(col: _Col, t: pa.DataType) -> str | None:
     return f"must be stored as a date (or YYYY-MM-DD text), not {t}"
 
 
-def _read_parquet(name: str, path: Path) -> _Read:
+def _read_parquet(name: str, path: Path, mapping: InputMapping = NO_MAPPING) -> _Read:
     file = path.name
     if path.stat().st_size == 0:
         return _failed(Violation(file, None, "file is empty (0 bytes); expected a Parquet file"))
@@ -621,23 +705,27 @@ def _read_parquet(name: str, path: Path) -> _Read:
         schema = pfile.schema_arrow
     except (pa.ArrowException, OSError):
         return _failed(Violation(file, None, "is not a readable Parquet file"))
-    names = list(schema.names)
+    table_mapping = mapping.table(name)
+    original_names = list(schema.names)
+    names = rename_header(original_names, table_mapping)
     problems = [v for v in _header_problems(file, names) if v.column is not None]
     if problems:
         return _failed(*problems)
     present, problems, notes = _column_problems(name, file, names)
     if not present:
         return _failed(*problems)
+    original = {new: old for old, new in zip(original_names, names, strict=True)}
+    mapped = set(table_mapping.recode) | set(table_mapping.date_format)
     wrong: set[str] = set()
     for col in _SPECS[name]:
-        if col.name in present:
-            why = _storage_problem(col, schema.field(col.name).type)
+        if col.name in present and col.name not in mapped:
+            why = _storage_problem(col, schema.field(original[col.name]).type)
             if why:
                 problems.append(Violation(file, col.name, why))
                 wrong.add(col.name)
     readable = [c for c in present if c not in wrong]
     try:
-        table = pfile.read(columns=readable)
+        table = pfile.read(columns=[original[c] for c in readable]).rename_columns(readable)
     except (pa.ArrowException, OSError):
         return _failed(Violation(file, None, "is not a readable Parquet file"))
     lines = np.arange(1, table.num_rows + 1, dtype=np.int64)
@@ -800,7 +888,7 @@ def _one_of(values: tuple[str, ...]) -> Check:
     return Check.isin(list(values), error=f"must be one of {', '.join(values)}")
 
 
-_RULE_MISSING = "must not be empty (missing value)"
+_RULE_MISSING = "must not be empty (missing value: empty, or a null token such as NULL or N/A)"
 _RULE_SCHOOL_YEAR = "must be YYYY-YY with the second year the first plus one, e.g. 2021-22"
 _RULE_MONTH = "must be YYYY-MM with a month 01 to 12, e.g. 2021-09"
 
@@ -1028,7 +1116,7 @@ def _enrolment_rules(stu: _Table, att: _Table, n_ids: int) -> list[Violation | N
         k = np.minimum(np.searchsorted(years, candidate), years.size - 1)
         has_row[rows] |= (years[k] == candidate) & enrolled[a_sid[rows], k]
     return [
-        att.violation("student_id", "must appear in students", (a_sid >= 0) & ~known),
+        _unknown_ids(att, stu, (a_sid >= 0) & ~known),
         att.violation(
             "month",
             f"is outside the school years in students ({_years_text(years)}): "
@@ -1044,6 +1132,91 @@ def _enrolment_rules(stu: _Table, att: _Table, n_ids: int) -> list[Violation | N
     ]
 
 
+def _warning_at(
+    tbl: _Table, column: str | None, issue: str, mask: np.ndarray, handling: str
+) -> DataWarning | None:
+    """A warning for the rows where ``mask`` is true (None when there are none)."""
+    positions = np.flatnonzero(mask)
+    if positions.size == 0:
+        return None
+    rows = tuple(int(r) for r in tbl.lines[positions[:MAX_ROWS_SHOWN]])
+    return DataWarning(tbl.file, column, issue, handling, int(positions.size), rows)  # type: ignore[arg-type]
+
+
+def _unknown_ids(tbl: _Table, stu: _Table, mask: np.ndarray) -> Violation | None:
+    """``student_id must appear in students``, with how the unmatched ids differ in form."""
+    if not mask.any():
+        return None
+    unknown = pd.Series(pd.unique(tbl.frame["student_id"].to_numpy()[mask]))
+    known = pd.Series(pd.unique(stu.frame["student_id"].dropna().to_numpy()))
+    rule = "must appear in students" + id_form_hint(unknown, known, stu.file)
+    return tbl.violation("student_id", rule, mask)
+
+
+def _normalised(values: pd.Series, clean) -> tuple[pd.Series, np.ndarray]:
+    """``clean`` applied to the distinct non-missing values; the new column and changed rows.
+
+    Missing values stay missing.
+    """
+    codes, uniques = pd.factorize(values)
+    if len(uniques) == 0:
+        return values, np.zeros(len(values), dtype=bool)
+    before = pd.Series(uniques, dtype="str")
+    after = clean(before)
+    changed_u = np.append((after != before).to_numpy(dtype=bool, na_value=False), False)
+    changed = changed_u[codes]
+    if not changed.any():
+        return values, changed
+    new = pd.Series(np.append(after.to_numpy(dtype=object), None)[codes], dtype="str")
+    return new.set_axis(values.index), changed
+
+
+def _normalise_names(tbl: _Table, counts: dict[str, dict[str, int]]) -> list[DataWarning]:
+    """Trim district names and normalise home_language (case, spaces), with warnings."""
+    found: list[DataWarning | None] = []
+    f = tbl.frame
+    if tbl.has("district"):
+        f["district"], changed = _normalised(f["district"], collapse_spaces)
+        issue = "district names with leading, trailing or repeated spaces were trimmed"
+        found.append(_warning_at(tbl, "district", issue, changed, "recoded"))
+    if tbl.has("home_language"):
+        original = f["home_language"]
+        f["home_language"], changed = _normalised(original, capitalise_words)
+        if changed.any():
+            pairs = pd.DataFrame({"a": original[changed], "b": f["home_language"][changed]})
+            pairs = pairs.drop_duplicates().head(5)
+            shown = ", ".join(f"{_show(a)} -> {_show(b)}" for a, b in pairs.itertuples(index=False))
+            issue = f"home languages normalised to capitalised words ({shown})"
+            found.append(_warning_at(tbl, "home_language", issue, changed, "recoded"))
+        n_null = counts.get("home_language", {}).get("null_tokens", 0)
+        if n_null:
+            issue = f"{n_null:,} home languages written as a null token (NULL, N/A) read as missing"
+            found.append(DataWarning(tbl.file, "home_language", issue, "recoded"))
+    return [w for w in found if w is not None]
+
+
+def _district_spellings(tables: Iterable[_Table]) -> list[Violation]:
+    """Districts whose names differ only in case (over all tables): one would become two."""
+    with_district = [t for t in tables if t.has("district")]
+    if not with_district:
+        return []
+    collisions = case_collisions(pd.concat([t.frame["district"] for t in with_district]))
+    problems = []
+    for spellings in collisions.values():
+        shown = " vs ".join(_show(s) for s in spellings[:5])
+        rule = (
+            f"district names differ only in case ({shown}): one district would be split in "
+            f"two; recode them to one spelling in the input mapping (recode: district:)"
+        )
+        for t in with_district:
+            mask = np.zeros(len(t.frame), dtype=bool)
+            mask[positions_of(t.frame["district"], spellings[1:])] = True
+            v = t.violation("district", rule, mask, show_values=False)
+            if v:
+                problems.append(v)
+    return problems
+
+
 def _visit_rules(
     vis: _Table,
     stu: _Table | None,
@@ -1054,21 +1227,36 @@ def _visit_rules(
 ) -> tuple[list[Violation | None], list[str]]:
     f = vis.frame
     found: list[Violation | None] = []
-    notes: list[str] = []
+    notes: list[DataWarning | None] = []
     if vis.has("visit_id"):
         dup = _duplicated(vis.codes("visit_id"))
         found.append(vis.violation("visit_id", "must be unique", dup))
     if vis.has("student_id") and stu is not None and stu.has("student_id"):
         v_sid = vis.codes("student_id")
         unknown = (v_sid >= 0) & ~_lookup(stu.codes("student_id"), n_ids)[v_sid]
-        found.append(vis.violation("student_id", "must appear in students", unknown))
+        found.append(_unknown_ids(vis, stu, unknown))
     if not vis.has("visit_date"):
         return found, notes
     dates = f["visit_date"]
     if program_start is not None:
         early = (dates < pd.Timestamp(program_start)).to_numpy(dtype=bool, na_value=False)
-        rule = f"must not be before the program start {program_start.isoformat()}"
-        found.append(vis.violation("visit_date", rule, early, show_values=False))
+        attempted = (f["visit_status"] == "attempted").to_numpy(dtype=bool, na_value=False)
+        start = program_start.isoformat()
+        rule = (
+            f"must not be before the program start {start} for a completed visit (a vintage "
+            "with an earlier start sets program_start in its parameters)"
+        )
+        found.append(vis.violation("visit_date", rule, early & ~attempted, show_values=False))
+        notes.append(
+            _warning_at(
+                vis,
+                "visit_date",
+                f"attempted visits before the program start {start}; attempts never define "
+                "the event month",
+                early & attempted,
+                "kept",
+            )
+        )
     if att is not None and att.has("month"):
         year, month = _year_month(att.frame["month"])
         if (month > 0).any():
@@ -1081,10 +1269,8 @@ def _visit_rules(
                 f"is after the last month with attendance data ({last // 12}-"
                 f"{last % 12 + 1:02d}); these visits have no outcome data"
             )
-            late_v = vis.violation("visit_date", rule, late, show_values=False)
-            if late_v:
-                notes.append(str(late_v))
-    return found, notes
+            notes.append(_warning_at(vis, "visit_date", rule, late, "kept"))
+    return found, [n for n in notes if n is not None]
 
 
 # --------------------------------------------------------------------------------------
@@ -1112,35 +1298,56 @@ def _table_order(v: Violation) -> int:
     return TABLES.index(stem) if stem in TABLES else -1
 
 
-def _check_folder(
-    folder: Path, *, program_start: date | None
-) -> tuple[RawTables | None, list[Violation], list[str]]:
-    files, problems = _locate(Path(folder))
-    notes: list[str] = []
-    tables: dict[str, _Table] = {}
-    for name, path in files.items():
-        csv_file = path.suffix == ".csv"
-        try:
-            read = _read_csv(name, path) if csv_file else _read_parquet(name, path)
-        except OSError as exc:  # permissions, a file vanishing while it is read
-            reason = exc.strerror or type(exc).__name__
-            read = _failed(Violation(path.name, None, f"could not be read ({reason})"))
-        problems += read.violations
-        notes += read.warnings
-        if read.table is None:
-            continue
-        tbl, conversion = _convert(name, path, read, csv_file=csv_file)
-        problems += conversion
-        if name in _MUST_HAVE_ROWS and len(tbl.frame) == 0:
-            problems.append(Violation(path.name, None, "table has no data rows"))
-            continue
-        tables[name] = tbl
+def _read_table(
+    name: str, path: Path, mapping: InputMapping
+) -> tuple[_Table | None, list[Violation], list[DataWarning], dict]:
+    """Read one file, apply the input mapping and convert its columns."""
+    csv_file = path.suffix.lower() == ".csv"
+    try:
+        read = _read_csv(name, path, mapping) if csv_file else _read_parquet(name, path, mapping)
+    except OSError as exc:  # permissions, a file vanishing while it is read
+        reason = exc.strerror or type(exc).__name__
+        read = _failed(Violation(path.name, None, f"could not be read ({reason})"))
+    problems, notes = list(read.violations), list(read.warnings)
+    if read.table is None:
+        return None, problems, notes, {}
+    read.table, counts = apply_mapping(
+        read.table, mapping.table(name), trim=mapping.trim, null_tokens=mapping.tokens()
+    )
+    tbl, conversion = _convert(name, path, read, csv_file=csv_file)
+    formats = mapping.table(name).date_format
+    problems += [
+        Violation(
+            v.file,
+            v.column,
+            f"{v.rule}; the input mapping's format {formats[v.column]!r} "
+            "did not parse these either",
+            v.n_rows,
+            v.rows,
+        )
+        if v.column in formats
+        else v
+        for v in conversion
+    ]
+    if name in _MUST_HAVE_ROWS and len(tbl.frame) == 0:
+        problems.append(Violation(path.name, None, "table has no data rows"))
+        return None, problems, notes, counts
+    notes += _normalise_names(tbl, counts)
+    return tbl, problems, notes, counts
 
+
+def _table_rules(
+    tables: dict[str, _Table], *, program_start: date | None
+) -> tuple[list[Violation], list[DataWarning]]:
+    """Column, key and cross-table rules over the tables that could be read."""
+    problems: list[Violation] = []
+    notes: list[DataWarning] = []
     found: list[Violation | None] = []
     stu, att, vis = (tables.get(n) for n in TABLES)
     n_ids = _share_student_codes(tables.values())
     for tbl in tables.values():
         problems += _column_rules(tbl)
+    problems += _district_spellings(tables.values())
     if stu is not None:
         found += _students_rules(stu)
     if att is not None:
@@ -1156,7 +1363,30 @@ def _check_folder(
         found += visit_found
         notes += visit_notes
     problems += [v for v in found if v is not None]
+    return problems, notes
+
+
+def _check_folder(
+    folder: Path, *, program_start: date | None, mapping: InputMapping | None = None
+) -> tuple[RawTables | None, list[Violation], list[DataWarning]]:
+    mapping = mapping or NO_MAPPING
+    files, problems = _locate(Path(folder), mapping)
+    notes: list[DataWarning] = []
+    tables: dict[str, _Table] = {}
+    record: dict[str, dict] = {}
+    for name, path in files.items():
+        tbl, table_problems, table_notes, counts = _read_table(name, path, mapping)
+        problems += table_problems
+        notes += table_notes
+        if counts:
+            record[name] = counts
+        if tbl is not None:
+            tables[name] = tbl
+    rule_problems, rule_notes = _table_rules(tables, program_start=program_start)
+    problems += rule_problems
+    notes += rule_notes
     problems.sort(key=_table_order)  # stable: by table, then in the order found
+    notes.sort(key=lambda w: _table_order(Violation(w.file, None, "")))
 
     if problems or set(tables) != set(TABLES):
         return None, problems, notes
@@ -1166,13 +1396,14 @@ def _check_folder(
         leap_visits=_finalise(tables["leap_visits"]),
         files=MappingProxyType(dict(files)),
         warnings=tuple(notes),
+        mapping=MappingProxyType(record),
     )
     return raw, problems, notes
 
 
 def validate_folder(
-    folder: Path, *, program_start: date | None = None
-) -> tuple[RawTables | None, list[Violation], list[str]]:
+    folder: Path, *, program_start: date | None = None, mapping: InputMapping | None = None
+) -> tuple[RawTables | None, list[Violation], list[DataWarning]]:
     """Read a data folder and check it against the data contract, without raising.
 
     Parameters
@@ -1181,8 +1412,11 @@ def validate_folder(
         The data folder holding ``students``, ``attendance_monthly`` and
         ``leap_visits`` as CSV or Parquet.
     program_start : datetime.date, optional
-        Earliest possible visit date; visits before it are violations. ``None`` (the
-        default) skips this check.
+        Program start: a completed visit before it is a violation, an attempted one a
+        warning. ``None`` (the default) skips this check.
+    mapping : InputMapping, optional
+        The vintage's input mapping (file names, renames, recodes, date formats, trimming,
+        null tokens), applied before any rule is checked.
 
     Returns
     -------
@@ -1190,18 +1424,24 @@ def validate_folder(
         The typed tables when there is no violation, else ``None``.
     violations : list of Violation
         Every violation found (empty when the folder is valid).
-    warnings : list of str
-        Warnings (ignored columns; visits after the attendance data). They are returned,
-        not emitted with :func:`warnings.warn`.
+    warnings : list of DataWarning
+        Warnings, each with its handling. They are returned, not emitted with
+        :func:`warnings.warn`.
 
     Notes
     -----
     Bad data never raises; an unreadable folder is reported as a violation.
     """
-    return _check_folder(Path(folder), program_start=program_start)
+    return _check_folder(Path(folder), program_start=program_start, mapping=mapping)
 
 
-def read_raw_tables(folder: Path, *, program_start: date | None = None) -> RawTables:
+def read_raw_tables(
+    folder: Path,
+    *,
+    program_start: date | None = None,
+    mapping: InputMapping | None = None,
+    emit_warnings: bool = True,
+) -> RawTables:
     """Read a data folder, check it against the data contract and return its tables.
 
     Parameters
@@ -1209,7 +1449,12 @@ def read_raw_tables(folder: Path, *, program_start: date | None = None) -> RawTa
     folder : Path
         The data folder.
     program_start : datetime.date, optional
-        Earliest possible visit date (``None``: not checked).
+        Program start (``None``: not checked); see :func:`validate_folder`.
+    mapping : InputMapping, optional
+        The vintage's input mapping.
+    emit_warnings : bool, default True
+        Emit each warning as a :class:`ContractWarning` too (they are always in
+        ``RawTables.warnings``); notebooks show them as text instead.
 
     Returns
     -------
@@ -1224,8 +1469,7 @@ def read_raw_tables(folder: Path, *, program_start: date | None = None) -> RawTa
     Warns
     -----
     ContractWarning
-        Once per warning: a table's ignored extra columns, visits after the last month
-        with attendance data.
+        Once per warning (see :class:`DataWarning`), unless ``emit_warnings`` is False.
 
     Examples
     --------
@@ -1233,9 +1477,11 @@ def read_raw_tables(folder: Path, *, program_start: date | None = None) -> RawTa
     >>> tables = read_raw_tables(Path("data_raw/demo"), program_start=date(2021, 4, 1))
     ... # doctest: +SKIP
     """
-    tables, problems, notes = _check_folder(Path(folder), program_start=program_start)
-    for note in notes:
-        warnings.warn(note, ContractWarning, stacklevel=2)
+    tables, problems, notes = _check_folder(
+        Path(folder), program_start=program_start, mapping=mapping
+    )
+    for note in notes if emit_warnings else ():
+        warnings.warn(str(note), ContractWarning, stacklevel=2)
     if problems or tables is None:
         raise ContractError(problems)
     return tables
