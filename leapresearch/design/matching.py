@@ -69,6 +69,13 @@ _SEPARATION_ETA: float = 33.75
 _SEPARATION_COEF: float = 20.0
 """|coefficient| (standardised covariate or fixed effect) taken as a sign of separation."""
 
+PSCORE_DECIMALS: int = 9
+"""Decimals of the linear propensity score kept for matching (the grid of distances).
+
+The fitted logit moves in its last bits with the BLAS kernel; matching compares scores
+on this fixed grid, as exact integers, so that ties and the caliper are decided alike on
+every machine (up to a score falling within 1e-16 of a grid boundary)."""
+
 _ALIAS_TOL: float = 1e-9
 """Columns whose 1 - R^2 on the preceding columns is below this are aliased and dropped."""
 
@@ -219,7 +226,8 @@ def propensity_scores(
     cov_arrays = {c: _numeric_values(candidates, c) for c in covariates}
     fe_codes, fe_labels = [], []
     for f in fixed_effects:
-        codes, uniques = pd.factorize(candidates[f], use_na_sentinel=False)
+        # sorted levels: the dummy columns do not depend on the order of the rows
+        codes, uniques = pd.factorize(candidates[f], use_na_sentinel=False, sort=True)
         fe_codes.append(codes.astype(np.int64))
         fe_labels.append((f, np.asarray(uniques, dtype=object)))
 
@@ -227,24 +235,57 @@ def propensity_scores(
     diagnostics: list[dict[str, Any]] = []
     groups = candidates.groupby(list(by), sort=True, observed=True, dropna=False).indices
     for key, rows in groups.items():
-        rows = np.sort(np.asarray(rows, dtype=np.int64))
         cov_cols = [np.asarray(cov_arrays[c][rows], dtype=float) for c in covariates]
         for c, values in zip(covariates, cov_cols, strict=True):
             if not np.isfinite(values).all():
                 raise ValueError(f"covariate {c!r} has missing or non-finite values")
+        rows, first = _canonical_rows(
+            np.asarray(rows, dtype=np.int64), treated, cov_arrays, covariates, fe_codes
+        )
         eta_g, diag = _fit_group(
             treated[rows].astype(float),
-            cov_cols,
+            [np.asarray(cov_arrays[c][rows], dtype=float) for c in covariates],
             covariates,
             [codes[rows] for codes in fe_codes],
             fe_labels,
             group_label=f"{tuple(by)}={key!r}",
         )
-        eta[rows] = eta_g
+        # identical covariate rows get the very same score (that of the first of them)
+        eta[rows] = np.round(eta_g[first], PSCORE_DECIMALS)
         diagnostics.append({"group": key, **diag})
     out = pd.Series(eta, index=candidates.index, name="pscore")
     out.attrs["fit_diagnostics"] = tuple(diagnostics)
     return out
+
+
+def _canonical_rows(
+    rows: np.ndarray,
+    treated: np.ndarray,
+    cov_arrays: dict[str, np.ndarray],
+    covariates: Sequence[str],
+    fe_codes: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a fit group in an order fixed by their values alone, and their patterns.
+
+    Rows are sorted by fixed effects, covariates and ``treated`` (lexicographically), so
+    the fit sees the same arrays whatever the order of the input rows or the student ids;
+    rows tied on every key are identical, so their order cannot matter. ``first[i]`` is
+    the position (in the sorted rows) of the first row with the same covariates and fixed
+    effects as row ``i``: they share one linear predictor, bit for bit.
+    """
+    keys = [treated[rows]]
+    keys += [np.asarray(cov_arrays[c][rows], dtype=float) for c in reversed(covariates)]
+    keys += [codes[rows] for codes in reversed(fe_codes)]
+    order = np.lexsort(keys)
+    rows = rows[order]
+    same = np.ones(max(rows.size - 1, 0), dtype=bool)
+    for key in keys[1:]:
+        k = key[order]
+        same &= k[1:] == k[:-1]
+    new_pattern = np.r_[True, ~same] if rows.size else np.zeros(0, dtype=bool)
+    starts = np.flatnonzero(new_pattern)
+    first = starts[np.cumsum(new_pattern) - 1]
+    return rows, first
 
 
 def _fit_group(
@@ -499,7 +540,8 @@ def nearest_neighbor_match(
         Exact-match columns; must include ``stack`` so comparisons take the treated
         student's event month.
     ratio : int, default 3
-        Number ``k`` of comparisons per treated student (k:1 matching).
+        Number ``k`` of comparisons per treated student (k:1 matching); with replacement,
+        comparisons tied with the k-th nearest are all kept (see Notes).
     caliper : float or None, default 0.2
         Maximum logit distance in units of ``caliper_scale``; None for no caliper.
     caliper_scale : {"sd_logit"}, default "sd_logit"
@@ -514,7 +556,8 @@ def nearest_neighbor_match(
         seeded random order, or by ascending/descending distance to the nearest comparison
         of the stratum before any matching.
     seed : int, default 0
-        Seed of the :class:`numpy.random.Generator` that breaks ties.
+        Seed of the order that breaks ties without replacement (unused with replacement,
+        where ties are kept rather than broken).
 
     Returns
     -------
@@ -530,43 +573,133 @@ def nearest_neighbor_match(
 
     Notes
     -----
-    Let :math:`\eta` be the logit and :math:`c = \text{caliper} \cdot
-    \operatorname{sd}(\eta)`. A comparison :math:`j` is eligible for treated :math:`i`
-    if it shares every ``exact`` value and :math:`|\eta_i - \eta_j| \le c`.
+    Scores are compared on a fixed grid: :math:`q = \operatorname{round}(10^{9}\eta)`
+    (:data:`PSCORE_DECIMALS`), as exact integers, so a distance is an integer and an
+    *exact tie* means equal integers, whatever the machine's floating-point kernels. Let
+    :math:`c = \lfloor 10^{9}\,\text{caliper} \cdot \operatorname{sd}(\eta) \rfloor`.
+    A comparison :math:`j` is eligible for treated :math:`i` if it shares every
+    ``exact`` value and :math:`|q_i - q_j| \le c`.
 
-    *With replacement* treated :math:`i` takes the :math:`k_i = \min(k, \#\text{eligible})`
-    eligible comparisons with the smallest distance. They lie among the :math:`k`
-    neighbours on each side of :math:`\eta_i` in the stratum's sorted logits, so a
-    window of :math:`2k` candidates per treated student suffices (exact, vectorised).
+    *With replacement* (Abadie and Imbens 2006; Stata's ``teffects nnmatch``) let
+    :math:`d_{(k)}` be the distance of treated :math:`i`'s :math:`k`-th nearest eligible
+    comparison (the largest eligible distance if fewer than :math:`k` are eligible).
+    Treated :math:`i` keeps *every* eligible comparison with :math:`|q_i - q_j| \le
+    d_{(k)}`: ties with the :math:`k`-th nearest are all kept and share the weight, so
+    :math:`k_i \ge \min(k, \#\text{eligible})` and nothing depends on the ids or on the
+    order of the rows. ``rank`` is the competition rank of the distance (tied
+    comparisons share it).
 
     *Without replacement* matching is MatchIt's greedy nearest neighbour: for slot
     :math:`r = 1, \dots, k`, treated students that obtained a match in slot :math:`r-1`
     take, one by one in ``m_order`` order, the nearest eligible comparison not yet used
-    in the stack. It is computed exactly in vectorised rounds: every pending treated
-    student proposes its nearest available comparison (left/right neighbours in sorted
-    order, skipping used runs); within a stratum, the proposals up to the first one that
-    repeats an earlier proposal are exactly what the sequential algorithm would choose
-    and are accepted; the rest propose again.
-
-    Ties in distance are broken by a total order that is the same for every treated
-    student: comparisons with equal logits are ordered by a seeded random permutation
-    of the sorted ``(stack, student)`` keys (so the result does not depend on row order),
-    and equidistant neighbours on both sides go to the closer one in that order, then to
-    the lower logit.
+    in the stack, computed exactly in vectorised rounds. Greedy matching must pick one of
+    several tied comparisons: ties are broken by a seeded random permutation of the
+    sorted ``(stack, student)`` keys, so this variant depends on the ids (use
+    ``replace=True`` for a result invariant to relabelling).
 
     Weights (ATT): treated :math:`w_i = 1` if :math:`k_i > 0`; comparison
-    :math:`w_j = \sum_{i \ni j} 1 / k_i`. These are MatchIt's weights before
-    ``normalize``; within each stack :math:`\sum_j w_j` equals the number of matched
-    treated students. A comparison student may appear in several stacks (different rows):
-    without replacement it is used at most once *per stack*.
+    :math:`w_j = \sum_{i \ni j} 1 / k_i`, summed in increasing order of the terms (so the
+    floating-point sum does not depend on the order of the rows). These are MatchIt's
+    weights before ``normalize``; within each stack :math:`\sum_j w_j` equals the number
+    of matched treated students. A comparison student may appear in several stacks.
     """
+    exact, ratio = _check_match_options(
+        candidates, pscore, exact, ratio, caliper, caliper_scale, m_order
+    )
+    n = len(candidates)
+    stack = candidates["stack"].to_numpy(dtype=np.int64)
+    student = candidates["student"].to_numpy(dtype=np.int64)
+    treated = _as_bool(candidates["treated"])
+    _check_unique_keys(stack, student)
+    eta = pscore.to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(eta)
+    grid = _ScoreGrid.of(eta, caliper)
+    stratum = _group_codes(candidates, exact)
+    n_strata = int(stratum.max()) + 1 if n else 0
+    c_count = np.bincount(stratum[~treated & finite], minlength=n_strata)
+    t_rows = np.flatnonzero(treated)
+    t_ok = finite[t_rows] & (c_count[stratum[t_rows]] > 0)
+    tv = t_rows[t_ok]
+    if replace:
+        found = _match_keeping_ties(grid.q, stratum, ~treated & finite, tv, ratio, grid.cal_q)
+        exhausted = np.zeros(tv.size, dtype=bool)
+    else:
+        found, exhausted = _match_greedy(
+            grid, stratum, treated, finite, tv, ratio, m_order, _tie_keys(stack, student, seed)
+        )
+    p_t, p_c, p_dist, p_rank = found
+    k_i = np.bincount(p_t, minlength=tv.size)
+    pairs = pd.DataFrame(
+        {
+            "stack": stack[tv[p_t]],
+            "treated_student": student[tv[p_t]],
+            "comparison_student": student[p_c],
+            "distance": p_dist.astype(float) / 10.0**PSCORE_DECIMALS,
+            "rank": p_rank.astype(np.int64),
+        }
+    )
+    pairs = pairs.sort_values(
+        ["stack", "treated_student", "rank", "comparison_student"], ignore_index=True
+    )
+    matched, in_sample = _matched_sample(
+        stack, student, treated, grid.q / 10.0**PSCORE_DECIMALS, tv, k_i, p_t, p_c
+    )
+    unmatched = _unmatched_table(
+        candidates,
+        exact,
+        stack,
+        student,
+        t_rows,
+        t_ok,
+        finite,
+        c_count[stratum[t_rows]] == 0,
+        k_i == 0,
+        exhausted,
+    )
+    summary = _summary(stack, treated, finite, in_sample, tv, k_i, tv[p_t])
+    settings: dict[str, Any] = {
+        "estimand": "ATT",
+        "distance": f"linear propensity score (logit), on a grid of 1e-{PSCORE_DECIMALS}",
+        "exact": exact,
+        "ratio": ratio,
+        "ties": "all comparisons tied with the k-th nearest kept" if replace else "seeded",
+        "caliper": caliper,
+        "caliper_scale": caliper_scale,
+        "sd_logit": grid.sd_logit,
+        "replace": bool(replace),
+        "m_order": m_order if not replace else None,
+        "seed": seed if not replace else None,
+        "weights": "treated 1; comparison sum of 1/k_i over treated served (not normalised)",
+        "n_candidates": n,
+        "n_unique_comparison_students": int(np.unique(student[in_sample & ~treated]).size),
+    }
+    return MatchResult(
+        matched=matched,
+        pairs=pairs,
+        unmatched=unmatched,
+        pscore=pscore.rename("pscore"),
+        summary=summary,
+        caliper_logit=grid.caliper_logit,
+        settings=settings,
+    )
+
+
+def _check_match_options(
+    candidates: pd.DataFrame,
+    pscore: pd.Series,
+    exact: Sequence[str],
+    ratio: int,
+    caliper: float | None,
+    caliper_scale: str,
+    m_order: str,
+) -> tuple[tuple[str, ...], int]:
+    """Validate the options of :func:`nearest_neighbor_match`; return ``exact`` and ``ratio``."""
     exact = _as_names(exact, "exact")
     if "stack" not in exact:
         raise ValueError(f"exact must include 'stack' (stacked design), got {exact!r}")
     _require_columns(candidates, ["stack", "student", "treated", *exact])
     if isinstance(ratio, bool) or not isinstance(ratio, int | np.integer) or ratio < 1:
         raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
-    ratio = int(ratio)
     if caliper is not None and not (np.isfinite(caliper) and caliper > 0):
         raise ValueError(f"caliper must be a positive number or None, got {caliper!r}")
     if caliper_scale not in CALIPER_SCALES:
@@ -578,74 +711,56 @@ def nearest_neighbor_match(
             "pscore must be a pandas Series with the same index as candidates "
             f"(got {type(pscore).__name__} of length {len(pscore)})"
         )
+    return exact, int(ratio)
 
-    n = len(candidates)
-    stack = candidates["stack"].to_numpy(dtype=np.int64)
-    student = candidates["student"].to_numpy(dtype=np.int64)
-    treated = _as_bool(candidates["treated"])
-    _check_unique_keys(stack, student)
-    eta = pscore.to_numpy(dtype=float, na_value=np.nan)
-    finite = np.isfinite(eta)
-    sd_logit = float(np.std(eta[finite], ddof=1)) if finite.sum() > 1 else float("nan")
-    if caliper is None:
-        caliper_logit = float("inf")
-    elif not np.isfinite(sd_logit):
-        raise ValueError("cannot scale the caliper: fewer than two finite propensity scores")
-    else:
+
+@dataclass(frozen=True)
+class _ScoreGrid:
+    """Scores and caliper on the integer grid of :data:`PSCORE_DECIMALS` decimals."""
+
+    q: np.ndarray  # round(eta * 10**PSCORE_DECIMALS) as int64 (0 where eta is NaN)
+    cal_q: int  # caliper on the grid (int64 max without caliper)
+    caliper_logit: float
+    sd_logit: float
+
+    @classmethod
+    def of(cls, eta: np.ndarray, caliper: float | None) -> _ScoreGrid:
+        finite = np.isfinite(eta)
+        scale = 10.0**PSCORE_DECIMALS
+        q = np.zeros(eta.size, dtype=np.int64)
+        q[finite] = np.round(eta[finite] * scale).astype(np.int64)
+        # sd over the sorted values: the same sum whatever the order of the rows
+        values = np.sort(eta[finite])
+        sd_logit = float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
+        if caliper is None:
+            return cls(q, int(np.iinfo(np.int64).max), float("inf"), sd_logit)
+        if not np.isfinite(sd_logit):
+            raise ValueError("cannot scale the caliper: fewer than two finite propensity scores")
         caliper_logit = float(caliper) * sd_logit
+        return cls(q, int(np.floor(caliper_logit * scale)), caliper_logit, sd_logit)
 
-    stratum = _group_codes(candidates, exact)
-    n_strata = int(stratum.max()) + 1 if n else 0
-    tiekey = _tie_keys(stack, student, seed)
 
-    # comparison pool sorted by (stratum, logit, tie key)
-    c_rows = np.flatnonzero(~treated & finite)
-    c_rows = c_rows[np.lexsort((tiekey[c_rows], eta[c_rows], stratum[c_rows]))]
-    c_strat = stratum[c_rows]
-    c_eta = eta[c_rows]
-    c_count = np.bincount(c_strat, minlength=n_strata)
-    c_end = np.cumsum(c_count)
-    c_start = c_end - c_count
-
-    # treated: position of the first comparison with logit >= theirs in the sorted pool
-    t_rows = np.flatnonzero(treated)
-    t_ok = finite[t_rows] & (c_count[stratum[t_rows]] > 0)
-    tv = t_rows[t_ok]
-    pos = _insertion_points(stratum, eta, c_rows, tv)
-    geom = _Geometry(c_eta, c_start, c_end, stratum[tv], eta[tv], pos)
-
-    if replace:
-        match_idx, match_dist = _match_with_replacement(geom, ratio, caliper_logit)
-        exhausted = np.zeros(tv.size, dtype=bool)
-    else:
-        match_idx, match_dist, exhausted = _match_without_replacement(
-            geom, ratio, caliper_logit, m_order, tiekey[tv]
-        )
-
-    # ---- assemble outputs ---------------------------------------------------------
-    k_i = (match_idx >= 0).sum(axis=1)
-    t_pair, slot = np.nonzero(match_idx >= 0)
-    pair_t_rows = tv[t_pair]
-    pair_c_rows = c_rows[match_idx[t_pair, slot]]
-    pair_dist = match_dist[t_pair, slot]
-    pairs = pd.DataFrame(
-        {
-            "stack": stack[pair_t_rows],
-            "treated_student": student[pair_t_rows],
-            "comparison_student": student[pair_c_rows],
-            "distance": pair_dist,
-            "rank": (slot + 1).astype(np.int64),
-        }
-    )
-    pairs = pairs.sort_values(["stack", "treated_student", "rank"], ignore_index=True)
-
+def _matched_sample(
+    stack: np.ndarray,
+    student: np.ndarray,
+    treated: np.ndarray,
+    score: np.ndarray,
+    tv: np.ndarray,
+    k_i: np.ndarray,
+    p_t: np.ndarray,
+    p_c: np.ndarray,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Matched rows with their ATT weights; and the in-sample mask over candidate rows."""
+    n = stack.size
     n_matches = np.zeros(n, dtype=np.int64)
     n_matches[tv] = k_i
     weight = np.zeros(n)
     weight[tv] = (k_i > 0).astype(float)
-    inv_k = 1.0 / k_i[t_pair]
-    weight += np.bincount(pair_c_rows, weights=inv_k, minlength=n)
-    n_matches += np.bincount(pair_c_rows, minlength=n)
+    inv_k = 1.0 / k_i[p_t]
+    # add each comparison's terms in increasing order: a sum independent of row order
+    order = np.lexsort((inv_k, p_c))
+    weight += np.bincount(p_c[order], weights=inv_k[order], minlength=n)
+    n_matches += np.bincount(p_c, minlength=n)
     in_sample = n_matches > 0
     matched = pd.DataFrame(
         {
@@ -654,57 +769,41 @@ def nearest_neighbor_match(
             "treated": treated[in_sample],
             "weight": weight[in_sample],
             "n_matches": n_matches[in_sample],
-            "pscore": eta[in_sample],
+            "pscore": score[in_sample],
         }
     )
     matched = matched.sort_values(
         ["stack", "treated", "student"], ascending=[True, False, True], ignore_index=True
     )
+    return matched, in_sample
 
-    # unmatched treated students and reasons
+
+def _unmatched_table(
+    candidates: pd.DataFrame,
+    exact: Sequence[str],
+    stack: np.ndarray,
+    student: np.ndarray,
+    t_rows: np.ndarray,
+    t_ok: np.ndarray,
+    finite: np.ndarray,
+    no_comp: np.ndarray,
+    zero: np.ndarray,
+    exhausted: np.ndarray,
+) -> pd.DataFrame:
+    """Treated students without a match and the reason (see :class:`MatchResult`)."""
     reason = np.full(t_rows.size, "", dtype=object)
-    no_comp = c_count[stratum[t_rows]] == 0
     reason[no_comp] = "no_comparisons_in_stratum"
     reason[~no_comp & ~finite[t_rows]] = "missing_pscore"
     ok_pos = np.flatnonzero(t_ok)
-    zero = k_i == 0
     reason[ok_pos[zero & ~exhausted]] = "outside_caliper"
     reason[ok_pos[zero & exhausted]] = "comparisons_exhausted"
     um = reason != ""
     um_rows = t_rows[um]
-    other_exact = [c for c in exact if c != "stack"]
     unmatched = pd.DataFrame({"stack": stack[um_rows], "student": student[um_rows]})
-    for col in other_exact:
+    for col in [c for c in exact if c != "stack"]:
         unmatched[col] = candidates[col].to_numpy()[um_rows]
     unmatched["reason"] = pd.Categorical(reason[um], categories=UNMATCHED_REASONS)
-    unmatched = unmatched.sort_values(["stack", "student"], ignore_index=True)
-
-    summary = _summary(stack, treated, finite, in_sample, tv, k_i, pair_t_rows)
-
-    settings: dict[str, Any] = {
-        "estimand": "ATT",
-        "distance": "linear propensity score (logit)",
-        "exact": exact,
-        "ratio": ratio,
-        "caliper": caliper,
-        "caliper_scale": caliper_scale,
-        "sd_logit": sd_logit,
-        "replace": bool(replace),
-        "m_order": m_order if not replace else None,
-        "seed": seed,
-        "weights": "treated 1; comparison sum of 1/k_i over treated served (not normalised)",
-        "n_candidates": n,
-        "n_unique_comparison_students": int(np.unique(student[in_sample & ~treated]).size),
-    }
-    return MatchResult(
-        matched=matched,
-        pairs=pairs,
-        unmatched=unmatched,
-        pscore=pscore.rename("pscore"),
-        summary=summary,
-        caliper_logit=caliper_logit,
-        settings=settings,
-    )
+    return unmatched.sort_values(["stack", "student"], ignore_index=True)
 
 
 def match(
@@ -809,33 +908,108 @@ def _insertion_points(
     return out[c_rows.size :]
 
 
-def _match_with_replacement(
-    geom: _Geometry, k: int, caliper: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each treated student's k nearest eligible comparisons (pool indices, -1 if none)."""
-    nt = geom.pos.size
-    if nt == 0:
-        return np.zeros((0, k), dtype=np.int64), np.zeros((0, k))
+def _match_keeping_ties(
+    q: np.ndarray,
+    stratum: np.ndarray,
+    comparison: np.ndarray,
+    tv: np.ndarray,
+    k: int,
+    cal_q: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The k nearest comparisons of each treated in ``tv``, with every tie of the k-th.
+
+    Comparisons with the same grid score in a stratum form a *block*. Each block holds at
+    least one comparison, so the k-th nearest comparison lies among the k nearest blocks
+    on each side of the treated student's score; every block of that window whose
+    distance is at most the k-th nearest distance is kept whole.
+
+    Returns pair arrays: position in ``tv``, candidate row of the comparison, grid
+    distance and competition rank.
+    """
+    c_rows = np.flatnonzero(comparison)
+    c_rows = c_rows[np.lexsort((q[c_rows], stratum[c_rows]))]
+    b_strat, b_q = stratum[c_rows], q[c_rows]
+    new_block = np.r_[True, (b_strat[1:] != b_strat[:-1]) | (b_q[1:] != b_q[:-1])]
+    b_start = np.flatnonzero(new_block)
+    b_size = np.diff(np.r_[b_start, c_rows.size])
+    b_strat, b_q = b_strat[b_start], b_q[b_start]
+    n_strata = int(stratum.max()) + 1 if stratum.size else 0
+    s_count = np.bincount(b_strat, minlength=n_strata)
+    s_end = np.cumsum(s_count)
+    s_lo, s_hi = (s_end - s_count)[stratum[tv]], s_end[stratum[tv]]
+    pos = _first_not_below(b_strat, b_q, stratum[tv], q[tv])
     off = np.arange(-k, k)
-    idx = geom.pos[:, None] + off[None, :]
-    lo = geom.c_start[geom.t_strat][:, None]
-    hi = geom.c_end[geom.t_strat][:, None]
-    valid = (idx >= lo) & (idx < hi)
-    safe = np.clip(idx, 0, geom.c_eta.size - 1)
-    dist = np.abs(geom.c_eta[safe] - geom.t_eta[:, None])
-    ok = valid & (dist <= caliper)
-    key = np.where(ok, dist, np.inf)
-    # secondary order: closer in sorted position, then the left (lower-logit) side
-    gap = np.where(off < 0, -off - 1, off)
-    second = np.broadcast_to(2 * gap + (off >= 0), key.shape)
-    row = np.broadcast_to(np.arange(nt)[:, None], key.shape)
-    order = np.lexsort((second.ravel(), key.ravel(), row.ravel())).reshape(nt, 2 * k)
-    order = order - (np.arange(nt) * 2 * k)[:, None]
-    take = order[:, :k]
-    best_key = np.take_along_axis(key, take, axis=1)
-    best_idx = np.take_along_axis(idx, take, axis=1)
-    found = np.isfinite(best_key)
-    return np.where(found, best_idx, -1), np.where(found, best_key, np.nan)
+    blk = pos[:, None] + off[None, :]
+    valid = (blk >= s_lo[:, None]) & (blk < s_hi[:, None])
+    safe = np.clip(blk, 0, max(b_q.size - 1, 0))
+    dist = np.abs(b_q[safe] - q[tv][:, None]) if b_q.size else np.zeros(blk.shape, np.int64)
+    ok = valid & (dist <= cal_q)
+    big = np.iinfo(np.int64).max
+    key = np.where(ok, dist, big)
+    order = np.argsort(key, axis=1, kind="stable")
+    skey = np.take_along_axis(key, order, axis=1)
+    ssize = np.where(skey < big, b_size[np.take_along_axis(safe, order, axis=1)], 0)
+    csum = np.cumsum(ssize, axis=1)
+    reach = np.minimum((csum < k).sum(axis=1), 2 * k - 1)  # first slot reaching k units
+    kth = skey[np.arange(tv.size), reach] if tv.size else np.zeros(0, np.int64)
+    keep = (skey <= kth[:, None]) & (skey < big)
+    # competition rank: 1 + comparisons strictly closer (tied blocks share the rank)
+    before = csum - ssize
+    same_as_prev = np.c_[np.zeros((tv.size, 1), bool), skey[:, 1:] == skey[:, :-1]]
+    before = np.where(same_as_prev, np.c_[np.zeros((tv.size, 1), np.int64), before[:, :-1]], before)
+    t_idx, slot = np.nonzero(keep)
+    blocks = np.take_along_axis(safe, order, axis=1)[t_idx, slot]
+    sizes = b_size[blocks]
+    p_t = np.repeat(t_idx, sizes)
+    within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    p_c = c_rows[np.repeat(b_start[blocks], sizes) + within]
+    p_dist = np.repeat(skey[t_idx, slot], sizes)
+    p_rank = np.repeat(before[t_idx, slot] + 1, sizes)
+    return p_t, p_c, p_dist, p_rank
+
+
+def _first_not_below(
+    b_strat: np.ndarray, b_q: np.ndarray, t_strat: np.ndarray, t_q: np.ndarray
+) -> np.ndarray:
+    """Index of the first block of the stratum whose score is >= the treated score."""
+    is_c = np.r_[np.ones(b_q.size, np.int64), np.zeros(t_q.size, np.int64)]
+    order = np.lexsort((is_c, np.r_[b_q, t_q], np.r_[b_strat, t_strat]))
+    before = np.cumsum(is_c[order]) - is_c[order]
+    out = np.empty(is_c.size, dtype=np.int64)
+    out[order] = before
+    return out[b_q.size :]
+
+
+def _match_greedy(
+    grid: _ScoreGrid,
+    stratum: np.ndarray,
+    treated: np.ndarray,
+    finite: np.ndarray,
+    tv: np.ndarray,
+    k: int,
+    m_order: str,
+    tiekey: np.ndarray,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """Greedy matching without replacement on the grid scores; pair arrays and exhausted."""
+    n_strata = int(stratum.max()) + 1 if stratum.size else 0
+    eta = grid.q.astype(float)  # integers below 2**53: exact
+    c_rows = np.flatnonzero(~treated & finite)
+    c_rows = c_rows[np.lexsort((tiekey[c_rows], eta[c_rows], stratum[c_rows]))]
+    c_count = np.bincount(stratum[c_rows], minlength=n_strata)
+    c_end = np.cumsum(c_count)
+    pos = _insertion_points(stratum, eta, c_rows, tv)
+    geom = _Geometry(eta[c_rows], c_end - c_count, c_end, stratum[tv], eta[tv], pos)
+    match_idx, match_dist, exhausted = _match_without_replacement(
+        geom, k, float(grid.cal_q), m_order, tiekey[tv]
+    )
+    t_pair, slot = np.nonzero(match_idx >= 0)
+    found = (
+        t_pair,
+        c_rows[match_idx[t_pair, slot]],
+        match_dist[t_pair, slot].astype(np.int64),
+        slot + 1,
+    )
+    return found, exhausted
 
 
 def _nearest_available(
@@ -1022,7 +1196,7 @@ def _group_codes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     codes = np.zeros(len(frame), dtype=np.int64)
     for col in columns:
-        c, uniques = pd.factorize(frame[col], use_na_sentinel=False)
+        c, uniques = pd.factorize(frame[col], use_na_sentinel=False, sort=True)
         codes = codes * (len(uniques) + 1) + c
         codes = np.unique(codes, return_inverse=True)[1].astype(np.int64)
     return codes

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from leapresearch.config import Config
 from leapresearch.paths import NOTEBOOKS
-from leapresearch.publish.outputs import git_state, publishable, write_figure
+from leapresearch.publish.outputs import git_state, publishable, snap_frame, write_figure
 from leapresearch.publish.plots import plot_event_study, tidy_event_study
 
 Log = Callable[[str], None]
@@ -130,7 +130,7 @@ def render_html(notebooks: Sequence[Path], out_dir: Path) -> list[Path]:
 
 
 def _table_html(table) -> str:
-    return table.to_html(
+    return snap_frame(table).to_html(
         index=False, na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="tbl"
     )
 
