@@ -36,6 +36,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 import scipy.linalg
+import scipy.optimize
 import scipy.sparse as sp
 from scipy.special import expit
 
@@ -63,18 +64,15 @@ DEFAULT_FIXED_EFFECTS: tuple[str, ...] = ("district", "grade_band")
 RIDGE_FALLBACK: float = 1.0
 """Ridge penalty of the fallback fit (on the summed log-likelihood, standardised scale)."""
 
-_SEPARATION_ETA: float = 33.75
-"""|logit| beyond which a fitted probability is numerically 0 or 1 (R's ``glm`` uses 10 eps)."""
-
-_SEPARATION_COEF: float = 20.0
-"""|coefficient| (standardised covariate or fixed effect) taken as a sign of separation."""
-
 PSCORE_DECIMALS: int = 9
 """Decimals of the linear propensity score kept for matching (the grid of distances).
 
 The fitted logit moves in its last bits with the BLAS kernel; matching compares scores
 on this fixed grid, as exact integers, so that ties and the caliper are decided alike on
 every machine (up to a score falling within 1e-16 of a grid boundary)."""
+
+_SEPARATION_LP_TOL: float = 1e-7
+"""Optimum of the separation linear program per row above which the data are separated."""
 
 _ALIAS_TOL: float = 1e-9
 """Columns whose 1 - R^2 on the preceding columns is below this are aliased and dropped."""
@@ -150,7 +148,10 @@ def propensity_scores(
 
     A logistic regression of ``treated`` on ``covariates`` plus dummies of each
     ``fixed_effects`` column (first level dropped) is fitted separately within every
-    combination of ``by``; the result is its linear predictor.
+    combination of ``by``; the result is its linear predictor, rounded to
+    :data:`PSCORE_DECIMALS` decimals. The fit sees the rows in an order fixed by their
+    values (not by ids or input order), and rows with identical covariates and fixed
+    effects get the identical score, so exact ties stay exact on every machine.
 
     Parameters
     ----------
@@ -208,14 +209,15 @@ def propensity_scores(
       of their correlation matrix), as R's ``glm`` aliases them; the linear predictor does
       not depend on which aliased column is dropped.
 
-    If the Newton iterations do not converge in 50 steps, produce fitted probabilities
-    numerically 0 or 1 (:math:`|\eta| > 33.75`, R's ``glm`` threshold) or a coefficient
-    above 20 in absolute value (an odds ratio of :math:`5 \cdot 10^8` per standard
-    deviation or between fixed-effect levels), the data are taken to be
-    (quasi-)separated; a :class:`PropensityFitWarning` is issued and the group is refitted
-    by maximising :math:`\ell(\theta) - \tfrac{\lambda}{2}\lVert\theta_{-\alpha}
-    \rVert^2` with :math:`\lambda = 1` (a :math:`N(0, 1)` prior on standardised
-    coefficients and fixed effects), which always has a finite maximiser. A group with
+    Whether the classes are (quasi-)separated, so that the maximum-likelihood estimate
+    does not exist, is decided beforehand by a linear program (Konis 2007; see
+    :func:`_is_separated`), not from the iterates of a diverging fit, whose last bits (and
+    hence a threshold decision on them) depend on the BLAS kernel. Separated groups, and
+    groups whose Newton iterations do not converge in 50 steps, issue a
+    :class:`PropensityFitWarning` and are fitted by maximising :math:`\ell(\theta) -
+    \tfrac{\lambda}{2}\lVert\theta_{-\alpha}\rVert^2` with :math:`\lambda = 1` (a
+    :math:`N(0, 1)` prior on standardised coefficients and fixed effects), which always
+    has a finite maximiser. A group with
     no treated or no comparison rows gets NaN.
     """
     covariates = _as_names(covariates, "covariates")
@@ -333,11 +335,10 @@ def _fit_group(
     if dmat is not None and dmat.shape[1] == 0:
         dmat = None
 
-    theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0)
-    method = "mle"
-    separated = bool(
-        np.any(np.abs(eta_a) > _SEPARATION_ETA) or np.any(np.abs(theta[1:]) > _SEPARATION_COEF)
-    )
+    separated = _is_separated(design, dmat, ya)
+    converged, n_iter, method = True, 0, "mle"
+    if not separated:
+        theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0)
     if not converged or separated:
         problem = "did not converge" if not converged else "is (quasi-)separated"
         warnings.warn(
@@ -357,6 +358,29 @@ def _fit_group(
     eta[active] = eta_a
     diag.update(dropped_columns=tuple(dropped), method=method, converged=converged, n_iter=n_iter)
     return eta, diag
+
+
+def _is_separated(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) -> bool:
+    r"""Whether the classes are (quasi-)completely separated (Konis's linear program).
+
+    The data are separated iff some :math:`\beta \ne 0` has :math:`s_i x_i'\beta \ge 0`
+    for every row (:math:`s_i = \pm 1` for treated/comparison) with at least one strict
+    inequality; then the maximum-likelihood estimate does not exist. The linear program
+    maximises :math:`\sum_i s_i x_i'\beta` over that cone with :math:`|\beta_j| \le 1`:
+    its optimum is 0 without separation and clearly positive with it, so the decision does
+    not hinge on the last bits of an iterative fit (it is solved by HiGHS, no BLAS).
+    """
+    x = design if dmat is None else np.hstack([design, dmat.toarray()])
+    s = 2.0 * y - 1.0
+    sx = s[:, None] * x
+    res = scipy.optimize.linprog(
+        -sx.sum(axis=0),
+        A_ub=-sx,
+        b_ub=np.zeros(y.size),
+        bounds=[(-1.0, 1.0)] * x.shape[1],
+        method="highs",
+    )
+    return bool(res.status == 0 and -res.fun > _SEPARATION_LP_TOL * y.size)
 
 
 def _informative_rows(y: np.ndarray, fe_codes: list[np.ndarray]) -> np.ndarray:
