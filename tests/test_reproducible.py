@@ -16,6 +16,7 @@ Every run gets its own prepared-sample cache, so each one matches afresh.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,41 @@ def test_the_kernels_really_change():
 @pytest.mark.parametrize("env", environments(), ids=lambda e: "-".join(e.values())[:40])
 def test_tables_are_identical_under_other_cpu_kernels(tmp_path, tied_data, tied_run, env):
     assert_same_tables(tied_run, _run(tied_data, tmp_path / "run", env=env))
+
+
+def test_no_pickle_in_the_package():
+    root = Path(__file__).resolve().parents[1] / "leapresearch"
+    offending = [
+        str(p.relative_to(root))
+        for p in sorted(root.rglob("*.py"))
+        if re.search(r"\bimport pickle\b|\bpickle\.|allow_pickle\s*=\s*True", p.read_text())
+    ]
+    assert not offending
+
+
+def test_cache_command_reports_and_clears(tmp_path):
+    from leapresearch import session
+
+    res = run_cli("cache", cache_dir=tmp_path / "cache")
+    assert_ok(res)
+    assert str(tmp_path / "cache") in res.stdout and "0 entries" in res.stdout
+    entry = tmp_path / "cache" / "prepared-x"
+    entry.mkdir(parents=True)
+    (entry / "tree.json").write_text("{}")
+    res = run_cli("cache", "--clear", cache_dir=tmp_path / "cache")
+    assert_ok(res)
+    assert "1 entries" in res.stdout and "cleared" in res.stdout
+    assert not (tmp_path / "cache").exists()
+    assert session.cache_usage(tmp_path / "cache") == (0, 0)
+
+
+def test_cache_entry_is_refused_unless_a_package_dataclass(tmp_path):
+    from leapresearch import session
+
+    entry = tmp_path / "prepared-x"
+    entry.mkdir()
+    np.savez(entry / "arrays.npz")
+    node = {"dataclass": "subprocess:Popen", "fields": {}}
+    (entry / "tree.json").write_text(json.dumps({"format": session._CACHE_FORMAT, "root": node}))
+    with pytest.raises(ValueError, match="refusing"):
+        session._read_entry(entry)
