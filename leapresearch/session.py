@@ -285,6 +285,12 @@ class Session:
         return table
 
 
+def _resolve_data_dir(data_dir: str | Path) -> Path:
+    """An absolute data folder; a relative one is taken from the project root."""
+    path = Path(data_dir)
+    return path.resolve() if path.is_absolute() else (DATA_RAW.parent / path).resolve()
+
+
 def open_session(
     vintage: str = "demo",
     *,
@@ -299,7 +305,8 @@ def open_session(
     vintage : str
         Parameter file ``params/<vintage>.yaml`` (or a YAML path).
     data_dir : str, optional
-        Contract folder; defaults to the vintage's ``data_dir``.
+        Contract folder; defaults to the vintage's ``data_dir``. A relative path is taken
+        from the project root (as recorded in provenance), not from the working folder.
     overrides : sequence of str
         ``key=value`` parameter overrides.
     use_cache : bool
@@ -312,7 +319,9 @@ def open_session(
         first read: :attr:`Session.tables`).
     """
     config = load_config(
-        vintage, overrides=list(overrides), data_dir=Path(data_dir).resolve() if data_dir else None
+        vintage,
+        overrides=list(overrides),
+        data_dir=_resolve_data_dir(data_dir) if data_dir else None,
     )
     files = find_table_files(config.data_path)
     return Session(config=config, files=files, use_cache=use_cache)

@@ -170,6 +170,52 @@ def environment_record() -> dict[str, Any]:
     }
 
 
+def project_relative(path: Path | str, root: Path = PROJECT_ROOT) -> str:
+    """``path`` relative to the project root when it lies inside it, else absolute (POSIX)."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def blas_record() -> list[dict[str, Any]]:
+    """The BLAS/LAPACK libraries actually loaded and their kernel (threadpoolctl)."""
+    import numpy  # noqa: F401 - loads numpy's BLAS so threadpoolctl can see it
+    from threadpoolctl import threadpool_info
+
+    keep = ("internal_api", "architecture", "version", "threading_layer", "num_threads")
+    return [
+        {k: info.get(k) for k in keep}
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+
+
+def run_environment(data_dir: Path | str) -> dict[str, Any]:
+    """Provenance entries of where and how a run ran, without machine paths.
+
+    ``data_dir`` is recorded relative to the project root when it lies inside it; the
+    CPU model and the BLAS kernel in use are recorded beside the package versions (the
+    last bits of floating-point results depend on them; see README, reproducibility).
+    """
+    return {
+        "data_dir": project_relative(data_dir),
+        "machine": {"cpu": cpu_model(), "blas": blas_record()},
+    }
+
+
 def write_json(data: Mapping[str, Any], path: Path) -> Path:
     """Write JSON with sorted keys and a trailing newline."""
     path.parent.mkdir(parents=True, exist_ok=True)
