@@ -41,7 +41,12 @@ def _write(frame: pd.DataFrame, folder: Path, name: str) -> None:
 
 
 def _add_ties(source: Path, target: Path) -> None:
-    """Copy ``source`` and clone the never-visited students of the largest district."""
+    """Copy ``source`` and clone the never-visited students of the largest district.
+
+    A clone has its twin's roster rows and attendance (identical matching covariates, an
+    exact tie in the propensity score) except one day less attended in each of the last
+    ten months of the data, so twins have different outcomes there.
+    """
     students = _read(source, "students")
     attendance = _read(source, "attendance_monthly")
     visits = _read(source, "leap_visits")
@@ -55,6 +60,10 @@ def _add_ties(source: Path, target: Path) -> None:
     extra_a = attendance.loc[attendance["student_id"].isin(clone)].copy()
     extra_s["student_id"] = extra_s["student_id"].map(clone)
     extra_a["student_id"] = extra_a["student_id"].map(clone)
+    # the twins' later attendance differs, so which twin is matched changes the estimates
+    later = extra_a["month"].isin(sorted(extra_a["month"].unique())[-10:])
+    days = extra_a["inperson_attended"].astype(int)
+    extra_a.loc[later, "inperson_attended"] = (days[later] - (days[later] > 0)).astype(str)
     _write(pd.concat([students, extra_s], ignore_index=True), target, "students")
     _write(pd.concat([attendance, extra_a], ignore_index=True), target, "attendance_monthly")
     _write(visits, target, "leap_visits")

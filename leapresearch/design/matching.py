@@ -15,12 +15,20 @@ The module follows the conventions of R's *MatchIt* (``matchit(method = "nearest
   caliper expressed in standard deviations of the distance measure (MatchIt's
   ``std.caliper = TRUE``: ``caliper * sd(distance)`` over all non-discarded units);
 * with replacement each treated student independently takes its ``k`` nearest
-  comparisons; without replacement matching is greedy in ``m_order`` order, one match per
-  treated student per round (all first matches, then all second matches, ...), as MatchIt's
-  ``nearest`` does;
+  comparisons **and every comparison tied with the k-th nearest** (Abadie and Imbens
+  2006; Stata's ``teffects nnmatch``), so that no id or row order decides among equally
+  distant comparisons; without replacement matching is greedy in ``m_order`` order, one
+  match per treated student per round (all first matches, then all second matches, ...),
+  as MatchIt's ``nearest`` does, and seeded ties make it depend on the ids;
 * weights target the ATT: treated 1, a comparison gets the sum over the treated students
   it serves of ``1 / k_i`` (MatchIt's "How Matching Weights Are Computed", before its
-  ``normalize`` rescaling).
+  ``normalize`` rescaling), ``k_i`` counting the kept ties.
+
+Exact ties are exact on every machine: the propensity fit sees its rows in an order set
+by their values, rows with identical covariates share one score bit for bit, separation
+is decided by a linear program, and scores are compared as integers on a grid of
+``1e-9`` (:data:`PSCORE_DECIMALS`), so a distance, a tie and the caliper do not depend on
+the BLAS kernel (the only exception: a score within about ``1e-16`` of a grid point).
 
 Everything is vectorised over students; Python loops run over fit groups (stacks),
 columns, Newton iterations, matching slots (``1 .. ratio``) and greedy rounds only.
@@ -149,9 +157,7 @@ def propensity_scores(
     A logistic regression of ``treated`` on ``covariates`` plus dummies of each
     ``fixed_effects`` column (first level dropped) is fitted separately within every
     combination of ``by``; the result is its linear predictor, rounded to
-    :data:`PSCORE_DECIMALS` decimals. The fit sees the rows in an order fixed by their
-    values (not by ids or input order), and rows with identical covariates and fixed
-    effects get the identical score, so exact ties stay exact on every machine.
+    :data:`PSCORE_DECIMALS` decimals, the same for rows with identical covariates.
 
     Parameters
     ----------
@@ -209,16 +215,12 @@ def propensity_scores(
       of their correlation matrix), as R's ``glm`` aliases them; the linear predictor does
       not depend on which aliased column is dropped.
 
-    Whether the classes are (quasi-)separated, so that the maximum-likelihood estimate
-    does not exist, is decided beforehand by a linear program (Konis 2007; see
-    :func:`_is_separated`), not from the iterates of a diverging fit, whose last bits (and
-    hence a threshold decision on them) depend on the BLAS kernel. Separated groups, and
-    groups whose Newton iterations do not converge in 50 steps, issue a
-    :class:`PropensityFitWarning` and are fitted by maximising :math:`\ell(\theta) -
-    \tfrac{\lambda}{2}\lVert\theta_{-\alpha}\rVert^2` with :math:`\lambda = 1` (a
-    :math:`N(0, 1)` prior on standardised coefficients and fixed effects), which always
-    has a finite maximiser. A group with
-    no treated or no comparison rows gets NaN.
+    (Quasi-)separation, where the maximum-likelihood estimate does not exist, is decided
+    by a linear program (:func:`_is_separated`), not from the iterates of a diverging fit.
+    Separated groups and fits not converged in 50 steps warn and are refitted maximising
+    :math:`\ell(\theta) - \tfrac{\lambda}{2}\lVert\theta_{-\alpha}\rVert^2`,
+    :math:`\lambda = 1`, which always has a finite maximiser. A group with no treated or
+    no comparison rows gets NaN. Rows are fitted in an order set by their values.
     """
     covariates = _as_names(covariates, "covariates")
     by = _as_names(by, "by")
@@ -233,6 +235,24 @@ def propensity_scores(
         fe_codes.append(codes.astype(np.int64))
         fe_labels.append((f, np.asarray(uniques, dtype=object)))
 
+    eta, diagnostics = _fit_groups(
+        candidates, treated, cov_arrays, covariates, by, fe_codes, fe_labels
+    )
+    out = pd.Series(eta, index=candidates.index, name="pscore")
+    out.attrs["fit_diagnostics"] = tuple(diagnostics)
+    return out
+
+
+def _fit_groups(
+    candidates: pd.DataFrame,
+    treated: np.ndarray,
+    cov_arrays: dict[str, np.ndarray],
+    covariates: tuple[str, ...],
+    by: tuple[str, ...],
+    fe_codes: list[np.ndarray],
+    fe_labels: list[tuple[str, np.ndarray]],
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Fit every ``by`` group (rows in canonical order); scores and diagnostics."""
     eta = np.full(len(candidates), np.nan)
     diagnostics: list[dict[str, Any]] = []
     groups = candidates.groupby(list(by), sort=True, observed=True, dropna=False).indices
@@ -255,9 +275,7 @@ def propensity_scores(
         # identical covariate rows get the very same score (that of the first of them)
         eta[rows] = np.round(eta_g[first], PSCORE_DECIMALS)
         diagnostics.append({"group": key, **diag})
-    out = pd.Series(eta, index=candidates.index, name="pscore")
-    out.attrs["fit_diagnostics"] = tuple(diagnostics)
-    return out
+    return eta, diagnostics
 
 
 def _canonical_rows(
@@ -569,16 +587,13 @@ def nearest_neighbor_match(
     caliper : float or None, default 0.2
         Maximum logit distance in units of ``caliper_scale``; None for no caliper.
     caliper_scale : {"sd_logit"}, default "sd_logit"
-        ``caliper_logit = caliper * sd(pscore)``, the sample standard deviation of the
-        logit over all candidate rows with a finite score (treated and comparison, every
-        stack), as MatchIt's ``std.caliper = TRUE`` (``sd(distance[!discarded])``).
+        ``caliper_logit = caliper * sd(pscore)`` over all rows with a finite score (every
+        stack), as MatchIt's ``std.caliper = TRUE``.
     replace : bool, default True
         Whether a comparison row may serve several treated students of its stack.
     m_order : {"largest", "smallest", "random", "closest", "farthest"}, default "largest"
-        Greedy order without replacement (ignored with replacement): by descending or
-        ascending logit (MatchIt's default for propensity scores is ``"largest"``), in a
-        seeded random order, or by ascending/descending distance to the nearest comparison
-        of the stratum before any matching.
+        Greedy order without replacement (MatchIt's ``m.order``): by descending/ascending
+        logit, seeded random, or ascending/descending distance to the nearest comparison.
     seed : int, default 0
         Seed of the order that breaks ties without replacement (unused with replacement,
         where ties are kept rather than broken).
@@ -592,119 +607,146 @@ def nearest_neighbor_match(
     ------
     ValueError
         For missing columns, duplicate ``(stack, student)`` rows, ``stack`` missing from
-        ``exact``, a misaligned ``pscore``, or invalid ``ratio``, ``caliper``,
-        ``caliper_scale`` or ``m_order``.
+        ``exact``, a misaligned ``pscore`` or an invalid option.
 
     Notes
     -----
-    Scores are compared on a fixed grid: :math:`q = \operatorname{round}(10^{9}\eta)`
-    (:data:`PSCORE_DECIMALS`), as exact integers, so a distance is an integer and an
-    *exact tie* means equal integers, whatever the machine's floating-point kernels. Let
-    :math:`c = \lfloor 10^{9}\,\text{caliper} \cdot \operatorname{sd}(\eta) \rfloor`.
-    A comparison :math:`j` is eligible for treated :math:`i` if it shares every
-    ``exact`` value and :math:`|q_i - q_j| \le c`.
-
-    *With replacement* (Abadie and Imbens 2006; Stata's ``teffects nnmatch``) let
-    :math:`d_{(k)}` be the distance of treated :math:`i`'s :math:`k`-th nearest eligible
-    comparison (the largest eligible distance if fewer than :math:`k` are eligible).
-    Treated :math:`i` keeps *every* eligible comparison with :math:`|q_i - q_j| \le
-    d_{(k)}`: ties with the :math:`k`-th nearest are all kept and share the weight, so
-    :math:`k_i \ge \min(k, \#\text{eligible})` and nothing depends on the ids or on the
-    order of the rows. ``rank`` is the competition rank of the distance (tied
-    comparisons share it).
-
-    *Without replacement* matching is MatchIt's greedy nearest neighbour: for slot
-    :math:`r = 1, \dots, k`, treated students that obtained a match in slot :math:`r-1`
-    take, one by one in ``m_order`` order, the nearest eligible comparison not yet used
-    in the stack, computed exactly in vectorised rounds. Greedy matching must pick one of
-    several tied comparisons: ties are broken by a seeded random permutation of the
-    sorted ``(stack, student)`` keys, so this variant depends on the ids (use
-    ``replace=True`` for a result invariant to relabelling).
-
-    Weights (ATT): treated :math:`w_i = 1` if :math:`k_i > 0`; comparison
-    :math:`w_j = \sum_{i \ni j} 1 / k_i`, summed in increasing order of the terms (so the
-    floating-point sum does not depend on the order of the rows). These are MatchIt's
-    weights before ``normalize``; within each stack :math:`\sum_j w_j` equals the number
-    of matched treated students. A comparison student may appear in several stacks.
+    Scores are compared as integers :math:`q = \operatorname{round}(10^{9}\eta)`; with
+    :math:`c = \lfloor 10^{9}\,\text{caliper} \cdot \operatorname{sd}(\eta) \rfloor`,
+    comparison :math:`j` is eligible for treated :math:`i` if it shares every ``exact``
+    value and :math:`|q_i - q_j| \le c`. With replacement, treated :math:`i` keeps every
+    eligible :math:`j` with :math:`|q_i - q_j| \le d_{(k)}`, the distance of its
+    :math:`k`-th nearest eligible comparison (all of them if fewer); ``rank`` is the
+    competition rank of the distance. Without replacement: MatchIt's greedy algorithm,
+    computed exactly in vectorised rounds. ATT weights: :math:`w_i = 1` for matched
+    treated, :math:`w_j = \sum_{i \ni j} 1 / k_i` for comparisons, added in increasing
+    order of the terms; within each stack :math:`\sum_j w_j` is the number of matched
+    treated students.
     """
     exact, ratio = _check_match_options(
         candidates, pscore, exact, ratio, caliper, caliper_scale, m_order
     )
-    n = len(candidates)
-    stack = candidates["stack"].to_numpy(dtype=np.int64)
-    student = candidates["student"].to_numpy(dtype=np.int64)
-    treated = _as_bool(candidates["treated"])
-    _check_unique_keys(stack, student)
-    eta = pscore.to_numpy(dtype=float, na_value=np.nan)
-    finite = np.isfinite(eta)
-    grid = _ScoreGrid.of(eta, caliper)
-    stratum = _group_codes(candidates, exact)
-    n_strata = int(stratum.max()) + 1 if n else 0
-    c_count = np.bincount(stratum[~treated & finite], minlength=n_strata)
-    t_rows = np.flatnonzero(treated)
-    t_ok = finite[t_rows] & (c_count[stratum[t_rows]] > 0)
-    tv = t_rows[t_ok]
+    r = _MatchRows.of(candidates, pscore, exact, caliper)
     if replace:
-        found = _match_keeping_ties(grid.q, stratum, ~treated & finite, tv, ratio, grid.cal_q)
-        exhausted = np.zeros(tv.size, dtype=bool)
-    else:
-        found, exhausted = _match_greedy(
-            grid, stratum, treated, finite, tv, ratio, m_order, _tie_keys(stack, student, seed)
+        found = _match_keeping_ties(
+            r.grid.q, r.stratum, ~r.treated & r.finite, r.tv, ratio, r.grid.cal_q
         )
-    p_t, p_c, p_dist, p_rank = found
-    k_i = np.bincount(p_t, minlength=tv.size)
-    pairs = pd.DataFrame(
-        {
-            "stack": stack[tv[p_t]],
-            "treated_student": student[tv[p_t]],
-            "comparison_student": student[p_c],
-            "distance": p_dist.astype(float) / 10.0**PSCORE_DECIMALS,
-            "rank": p_rank.astype(np.int64),
-        }
-    )
-    pairs = pairs.sort_values(
-        ["stack", "treated_student", "rank", "comparison_student"], ignore_index=True
-    )
-    matched, in_sample = _matched_sample(
-        stack, student, treated, grid.q / 10.0**PSCORE_DECIMALS, tv, k_i, p_t, p_c
-    )
-    unmatched = _unmatched_table(
-        candidates,
-        exact,
-        stack,
-        student,
-        t_rows,
-        t_ok,
-        finite,
-        c_count[stratum[t_rows]] == 0,
-        k_i == 0,
-        exhausted,
-    )
-    summary = _summary(stack, treated, finite, in_sample, tv, k_i, tv[p_t])
-    settings: dict[str, Any] = {
-        "estimand": "ATT",
-        "distance": f"linear propensity score (logit), on a grid of 1e-{PSCORE_DECIMALS}",
+        exhausted = np.zeros(r.tv.size, dtype=bool)
+    else:
+        ties = _tie_keys(r.stack, r.student, seed)
+        found, exhausted = _match_greedy(
+            r.grid, r.stratum, r.treated, r.finite, r.tv, ratio, m_order, ties
+        )
+    options = {
         "exact": exact,
         "ratio": ratio,
         "ties": "all comparisons tied with the k-th nearest kept" if replace else "seeded",
         "caliper": caliper,
         "caliper_scale": caliper_scale,
-        "sd_logit": grid.sd_logit,
+        "sd_logit": r.grid.sd_logit,
         "replace": bool(replace),
         "m_order": m_order if not replace else None,
         "seed": seed if not replace else None,
-        "weights": "treated 1; comparison sum of 1/k_i over treated served (not normalised)",
-        "n_candidates": n,
-        "n_unique_comparison_students": int(np.unique(student[in_sample & ~treated]).size),
+    }
+    return _assemble(candidates, pscore, r, found, exhausted, options)
+
+
+@dataclass(frozen=True)
+class _MatchRows:
+    """Candidate rows as arrays: keys, scores on the grid, strata, matchable treated."""
+
+    stack: np.ndarray
+    student: np.ndarray
+    treated: np.ndarray
+    finite: np.ndarray
+    grid: _ScoreGrid
+    stratum: np.ndarray
+    c_count: np.ndarray  # comparisons with a finite score per stratum
+    t_rows: np.ndarray  # treated rows
+    t_ok: np.ndarray  # treated rows that can be matched (finite score, comparisons)
+    tv: np.ndarray  # t_rows[t_ok]
+
+    @classmethod
+    def of(
+        cls, candidates: pd.DataFrame, pscore: pd.Series, exact: tuple[str, ...], caliper
+    ) -> _MatchRows:
+        stack = candidates["stack"].to_numpy(dtype=np.int64)
+        student = candidates["student"].to_numpy(dtype=np.int64)
+        treated = _as_bool(candidates["treated"])
+        _check_unique_keys(stack, student)
+        eta = pscore.to_numpy(dtype=float, na_value=np.nan)
+        finite = np.isfinite(eta)
+        stratum = _group_codes(candidates, exact)
+        n_strata = int(stratum.max()) + 1 if len(candidates) else 0
+        c_count = np.bincount(stratum[~treated & finite], minlength=n_strata)
+        t_rows = np.flatnonzero(treated)
+        t_ok = finite[t_rows] & (c_count[stratum[t_rows]] > 0)
+        grid = _ScoreGrid.of(eta, caliper)
+        return cls(
+            stack, student, treated, finite, grid, stratum, c_count, t_rows, t_ok, t_rows[t_ok]
+        )
+
+
+def _assemble(
+    candidates: pd.DataFrame,
+    pscore: pd.Series,
+    r: _MatchRows,
+    found: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    exhausted: np.ndarray,
+    options: dict[str, Any],
+) -> MatchResult:
+    """The :class:`MatchResult` of the pairs found (positions in ``r.tv``, rows)."""
+    p_t, p_c, p_dist, p_rank = found
+    tv = r.tv
+    k_i = np.bincount(p_t, minlength=tv.size)
+    pairs = _pairs_table(r.stack[tv[p_t]], r.student[tv[p_t]], r.student[p_c], p_dist, p_rank)
+    score = r.grid.q / 10.0**PSCORE_DECIMALS
+    matched, in_sample = _matched_sample(r.stack, r.student, r.treated, score, tv, k_i, p_t, p_c)
+    no_comp = r.c_count[r.stratum[r.t_rows]] == 0
+    unmatched = _unmatched_table(candidates, options["exact"], r, no_comp, k_i == 0, exhausted)
+    settings: dict[str, Any] = {
+        **options,
+        "n_candidates": len(candidates),
+        "n_unique_comparison_students": int(np.unique(r.student[in_sample & ~r.treated]).size),
+        **_FIXED_SETTINGS,
     }
     return MatchResult(
         matched=matched,
         pairs=pairs,
         unmatched=unmatched,
         pscore=pscore.rename("pscore"),
-        summary=summary,
-        caliper_logit=grid.caliper_logit,
+        summary=_summary(r.stack, r.treated, r.finite, in_sample, tv, k_i, tv[p_t]),
+        caliper_logit=r.grid.caliper_logit,
         settings=settings,
+    )
+
+
+_FIXED_SETTINGS: dict[str, str] = {
+    "estimand": "ATT",
+    "distance": f"linear propensity score (logit), on a grid of 1e-{PSCORE_DECIMALS}",
+    "weights": "treated 1; comparison sum of 1/k_i over treated served (not normalised)",
+}
+
+
+def _pairs_table(
+    stack: np.ndarray,
+    treated_student: np.ndarray,
+    comparison_student: np.ndarray,
+    dist_q: np.ndarray,
+    rank: np.ndarray,
+) -> pd.DataFrame:
+    """The pairs of :class:`MatchResult` (distance back on the logit scale), sorted."""
+    pairs = pd.DataFrame(
+        {
+            "stack": stack,
+            "treated_student": treated_student,
+            "comparison_student": comparison_student,
+            "distance": dist_q.astype(float) / 10.0**PSCORE_DECIMALS,
+            "rank": rank.astype(np.int64),
+        }
+    )
+    return pairs.sort_values(
+        ["stack", "treated_student", "rank", "comparison_student"], ignore_index=True
     )
 
 
@@ -805,16 +847,13 @@ def _matched_sample(
 def _unmatched_table(
     candidates: pd.DataFrame,
     exact: Sequence[str],
-    stack: np.ndarray,
-    student: np.ndarray,
-    t_rows: np.ndarray,
-    t_ok: np.ndarray,
-    finite: np.ndarray,
+    r: _MatchRows,
     no_comp: np.ndarray,
     zero: np.ndarray,
     exhausted: np.ndarray,
 ) -> pd.DataFrame:
     """Treated students without a match and the reason (see :class:`MatchResult`)."""
+    stack, student, t_rows, t_ok, finite = r.stack, r.student, r.t_rows, r.t_ok, r.finite
     reason = np.full(t_rows.size, "", dtype=object)
     reason[no_comp] = "no_comparisons_in_stratum"
     reason[~no_comp & ~finite[t_rows]] = "missing_pscore"
