@@ -386,9 +386,16 @@ def _is_separated(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) 
     inequality; then the maximum-likelihood estimate does not exist. The linear program
     maximises :math:`\sum_i s_i x_i'\beta` over that cone with :math:`|\beta_j| \le 1`:
     its optimum is 0 without separation and clearly positive with it, so the decision does
-    not hinge on the last bits of an iterative fit (it is solved by HiGHS, no BLAS).
+    not hinge on the last bits of an iterative fit (it is solved by HiGHS, no BLAS). A
+    single column separating the classes (the common case: a dummy no treated row has;
+    columns are never constant here) is recognised first by exact comparisons.
     """
     x = design if dmat is None else np.hstack([design, dmat.toarray()])
+    # common case first, exactly: one column alone separates (e.g. a dummy that no
+    # treated row has), i.e. max over one class <= min over the other
+    t, c = x[y == 1.0, 1:], x[y == 0.0, 1:]
+    if np.any(t.max(axis=0) <= c.min(axis=0)) or np.any(t.min(axis=0) >= c.max(axis=0)):
+        return True
     s = 2.0 * y - 1.0
     sx = s[:, None] * x
     res = scipy.optimize.linprog(
