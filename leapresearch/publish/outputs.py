@@ -196,11 +196,12 @@ def blas_record() -> list[dict[str, Any]]:
     from threadpoolctl import threadpool_info
 
     keep = ("internal_api", "architecture", "version", "threading_layer", "num_threads")
-    return [
+    found = [
         {k: info.get(k) for k in keep}
         for info in threadpool_info()
         if info.get("user_api") == "blas"
     ]
+    return sorted(found, key=lambda d: json.dumps(d, sort_keys=True, default=str))
 
 
 def run_environment(data_dir: Path | str) -> dict[str, Any]:
