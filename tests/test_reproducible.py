@@ -194,7 +194,21 @@ def test_the_kernels_really_change():
 
 @pytest.mark.parametrize("env", environments(), ids=lambda e: "-".join(e.values())[:40])
 def test_tables_are_identical_under_other_cpu_kernels(tmp_path, tied_data, tied_run, env):
-    assert_same_tables(tied_run, _run(tied_data, tmp_path / "run", env=env))
+    tables = _run(tied_data, tmp_path / "run", env=env)
+    assert_same_tables(tied_run, tables)
+    # the run really used that kernel, and says so in its provenance
+    prov = json.loads((tables.parent / "provenance.json").read_text())
+    used = {b["architecture"] for b in prov["machine"]["blas"] if b["internal_api"] == "openblas"}
+    assert used == set(probe(env)["arch"])
+
+
+def test_provenance_paths_are_relative_inside_the_project(tmp_path):
+    from leapresearch.paths import DEMO_DATA, PROJECT_ROOT
+    from leapresearch.publish.outputs import project_relative
+
+    assert project_relative(DEMO_DATA) == "data_raw/demo"
+    assert project_relative(PROJECT_ROOT / "data_raw" / ".." / "data_raw" / "x") == "data_raw/x"
+    assert project_relative(tmp_path) == tmp_path.resolve().as_posix()
 
 
 def test_no_pickle_in_the_package():
