@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -103,6 +104,8 @@ class _Writer:
             key = f"a{len(self.arrays)}"
             self.arrays[key] = obj
             return {"array": key}
+        if isinstance(obj, SimpleNamespace):
+            return {"namespace": {k: self.encode(v) for k, v in vars(obj).items()}}
         if dataclasses.is_dataclass(obj) and type(obj).__module__.startswith(_ALLOWED_MODULES):
             cls = type(obj)
             fields = {f.name: self.encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
@@ -142,6 +145,8 @@ class _Reader:
             return pd.read_parquet(self.folder / node["frame"], engine="pyarrow")
         if "array" in node:
             return self.arrays[node["array"]]
+        if "namespace" in node:
+            return SimpleNamespace(**{k: self.decode(v) for k, v in node["namespace"].items()})
         if "dataclass" in node:
             module, _, qualname = node["dataclass"].partition(":")
             if not module.startswith(_ALLOWED_MODULES):
@@ -179,6 +184,13 @@ def _read_entry(path: Path) -> Any:
     return _Reader(path).decode(tree["root"])
 
 
+def _with_config(prepared: Any, config: Config | None) -> Any:
+    """A copy of ``prepared`` (a dataclass or a namespace) with ``config`` replaced."""
+    if dataclasses.is_dataclass(prepared):
+        return dataclasses.replace(prepared, config=config)
+    return SimpleNamespace(**{**vars(prepared), "config": config})
+
+
 def store_result(table, inputs: dict, config: Config, name: str) -> Path:
     """Write one result table to the cache (atomically)."""
     return _write_entry(table, result_path(inputs, config, name))
@@ -190,9 +202,7 @@ def store_prepared(prepared, inputs: dict, *, keep: int = KEEP_CACHED) -> Path:
     The configuration is not stored: the entry's key covers it, and the session that
     loads the entry supplies its own (identical but for ``data_dir``).
     """
-    path = _write_entry(
-        dataclasses.replace(prepared, config=None), cache_path(inputs, prepared.config)
-    )
+    path = _write_entry(_with_config(prepared, None), cache_path(inputs, prepared.config))
     entries = [p for p in CACHE_DIR.glob("prepared-*") if ".tmp" not in p.name]
     old = sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in old[keep:]:
@@ -256,7 +266,7 @@ class Session:
         path = cache_path(self.inputs, self.config)
         if self.use_cache:
             try:
-                return dataclasses.replace(_read_entry(path), config=self.config)
+                return _with_config(_read_entry(path), self.config)
             except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, OSError):
                 pass  # not cached (or pruned meanwhile): compute it
         prepared = prepare(self.tables, self.config)

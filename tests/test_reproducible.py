@@ -258,3 +258,20 @@ def test_cache_entry_is_refused_unless_a_package_dataclass(tmp_path):
     (entry / "tree.json").write_text(json.dumps({"format": session._CACHE_FORMAT, "root": node}))
     with pytest.raises(ValueError, match="refusing"):
         session._read_entry(entry)
+
+
+def test_cached_prepared_sample_gives_the_same_tables(sim_data, private_cache):
+    from leapresearch import evaluate
+    from leapresearch.session import open_session
+
+    fresh = open_session("demo", data_dir=str(sim_data))
+    first = fresh.prepared  # computed and stored
+    assert [p.name for p in private_cache.iterdir()][0].startswith("prepared-")
+    again = open_session("demo", data_dir=str(sim_data)).prepared  # read back
+    assert again is not first and again.config == fresh.config
+    for step in (evaluate.estimate_balance, evaluate.estimate_placebo):
+        pd.testing.assert_frame_equal(step(again), step(first), check_exact=True)
+    table_a, _ = evaluate.estimate_event_studies(first, subgroups=())
+    table_b, _ = evaluate.estimate_event_studies(again, subgroups=())
+    pd.testing.assert_frame_equal(table_b, table_a, check_exact=True)
+    assert not list(private_cache.rglob("*.pkl"))
