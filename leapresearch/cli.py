@@ -98,6 +98,18 @@ def _absolute_params(name_or_path: str) -> str:
     return str(p.resolve()) if p.suffix in (".yaml", ".yml") else name_or_path
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    """Print the cache's location and size; with ``--clear`` delete its entries."""
+    from leapresearch import session
+
+    n, size = session.cache_usage()
+    print(f"cache: {session.CACHE_DIR} ({n} entries, {size / 1e6:.1f} MB)")
+    if args.clear:
+        freed = session.clear_cache()
+        print(f"cleared: {freed / 1e6:.1f} MB freed")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from leapresearch.config import ParameterError, load_config
     from leapresearch.data.contract import ContractError
@@ -205,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="tables, figures and the summary page, without executing notebooks",
     )
     r.set_defaults(func=_cmd_run)
+
+    k = sub.add_parser("cache", help="where the prepared-sample cache is and how big; --clear")
+    k.add_argument("--clear", action="store_true", help="delete every cached entry")
+    k.set_defaults(func=_cmd_cache)
 
     c = sub.add_parser("compare", help="headline estimates of two runs side by side")
     c.add_argument("a")

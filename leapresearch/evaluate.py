@@ -79,6 +79,7 @@ def _weights_from_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     """Matched sample of MatchIt ATT weights rebuilt from pairs (treated 1, comparison sum 1/k)."""
     k = pairs.groupby(["stack", "treated_student"]).size().rename("k").reset_index()
     p = pairs.merge(k, on=["stack", "treated_student"])
+    p = p.sort_values("k", kind="stable")  # each sum adds its terms in a fixed order
     comp = (1.0 / p["k"]).groupby([p["stack"], p["comparison_student"]]).sum()
     comp = comp.rename("weight").reset_index().rename(columns={"comparison_student": "student"})
     n_served = p.groupby(["stack", "comparison_student"]).size().to_numpy()

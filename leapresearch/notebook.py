@@ -44,6 +44,10 @@ def use_svg_figures() -> None:
 def show(table: pd.DataFrame, name: str, config: Config, *, digits: int = 2) -> pd.DataFrame:
     """The table as published (small cells suppressed), floats rounded for print.
 
+    The published table's floats are snapped to 12 significant digits before rounding
+    (:func:`leapresearch.publish.outputs.publishable`), so a value on a rounding tie
+    prints the same digits on every machine.
+
     Parameters
     ----------
     table : DataFrame

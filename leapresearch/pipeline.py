@@ -23,6 +23,7 @@ from leapresearch.publish.outputs import (
     environment_record,
     file_records,
     git_state,
+    run_environment,
     write_json,
     write_table,
 )
@@ -183,7 +184,7 @@ def run_report(
             "parameters": config.as_dict(),
             "parameters_sha256": config.digest(),
             "inputs": inputs,
-            "data_dir": str(data_dir),
+            **run_environment(data_dir),
             "environment": environment_record(),
             "seeds": {"matching": config.matching.seed},
             "started": started.isoformat(timespec="seconds"),

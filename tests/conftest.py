@@ -47,20 +47,22 @@ def _cli_process(
     cache_dir: Path | None = None,
     hash_seed: int | None = None,
     cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     argv = [str(a) for a in args]
     if cache_dir is None:
         cmd = [sys.executable, "-m", "leapresearch.cli", *argv]
     else:
         cmd = [sys.executable, "-c", _CLI_WITH_CACHE, str(cache_dir), *argv]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PYTHONHASHSEED"))}
-    env["MPLBACKEND"] = "Agg"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PYTHONHASHSEED"))}
+    environ["MPLBACKEND"] = "Agg"
     if hash_seed is not None:
-        env["PYTHONHASHSEED"] = str(hash_seed)
+        environ["PYTHONHASHSEED"] = str(hash_seed)
+    environ.update(env or {})
     return subprocess.Popen(
         cmd,
         cwd=cwd or tempfile.gettempdir(),
-        env=env,
+        env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -83,6 +85,7 @@ def run_cli(
     hash_seed: int | None = None,
     cwd: Path | None = None,
     timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``leapresearch ARGS`` in a fresh Python process and capture its output.
 
@@ -99,8 +102,10 @@ def run_cli(
         between processes unless fixed).
     cwd : Path, optional
         Working directory (default: the temporary directory, not the project root).
+    env : dict, optional
+        Extra environment variables (e.g. ``OPENBLAS_CORETYPE``).
     """
-    proc = _cli_process(args, cache_dir=cache_dir, hash_seed=hash_seed, cwd=cwd)
+    proc = _cli_process(args, cache_dir=cache_dir, hash_seed=hash_seed, cwd=cwd, env=env)
     return _finish(proc, timeout)
 
 

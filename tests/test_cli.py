@@ -108,7 +108,9 @@ def test_a_run_folder_holds_the_outputs(run_a, sim_data):
     assert not any(f.startswith("notebooks") for f in files)  # --no-notebooks
     prov = json.loads((run_a / "provenance.json").read_text())
     assert prov["schema"] == "leapresearch-provenance/1"
-    assert prov["data_dir"] == str(sim_data)
+    assert prov["data_dir"] == sim_data.resolve().as_posix()  # outside the project
+    assert prov["machine"]["cpu"] and prov["machine"]["blas"]
+    assert all(b["internal_api"] and b["architecture"] for b in prov["machine"]["blas"])
     assert len(prov["parameters_sha256"]) == 64
 
 

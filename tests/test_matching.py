@@ -269,8 +269,11 @@ def brute_force_with_replacement(frame, pscore, k, caliper):
         d = np.abs(x[js] - x[i])  # all pairwise distances in the stratum
         keep = d <= caliper
         js, d = js[keep], d[keep]
-        order = np.argsort(d)[:k]
-        for rank, j in enumerate(js[order], start=1):
+        if js.size == 0:
+            continue
+        kth = np.sort(d)[min(k, d.size) - 1]  # Abadie-Imbens: every tie of the k-th is kept
+        for j, dj in zip(js[d <= kth], d[d <= kth], strict=True):
+            rank = 1 + int((d < dj).sum())  # competition rank
             rows.append(
                 (frame["stack"].iloc[i], frame["student"].iloc[i], frame["student"].iloc[j], rank)
             )
@@ -382,7 +385,8 @@ def test_unmatched_reasons_are_reported():
     with_repl = nearest_neighbor_match(frame, ps, ratio=2, caliper=0.5, replace=True)
     assert set(with_repl.unmatched["student"]) == {2, 3, 4}
     k = with_repl.matched.set_index("student")["n_matches"]
-    assert k[1] == 2 and k[5] == 1 and k[6] == 1 and k[14] == 2  # k_i < k is kept
+    # student 1 (0.00): 0.05 is nearest, 0.10 and -0.10 tie for second, both are kept
+    assert k[1] == 3 and k[5] == 1 and k[6] == 1 and k[14] == 2  # k_i < k is kept
 
 
 def tie_frame() -> tuple[pd.DataFrame, pd.Series]:
@@ -400,16 +404,73 @@ def tie_frame() -> tuple[pd.DataFrame, pd.Series]:
     return frame, ps
 
 
-def test_same_seed_same_result_and_seed_breaks_ties():
+def test_ties_with_the_kth_nearest_are_all_kept_and_share_the_weight():
+    frame, ps = tie_frame()
+    res = nearest_neighbor_match(frame, ps, ratio=3, caliper=None)
+    assert len(res.pairs) == 2 * 40  # both treated keep all 40 tied comparisons
+    assert (res.pairs["rank"] == 1).all()
+    comp = res.matched.loc[~res.matched["treated"]]
+    np.testing.assert_allclose(comp["weight"].to_numpy(), 2 / 40)
+    assert (res.matched.loc[res.matched["treated"], "n_matches"] == 40).all()
+    # the seed plays no part with replacement
+    other = nearest_neighbor_match(frame, ps, ratio=3, caliper=None, seed=5)
+    pd.testing.assert_frame_equal(other.pairs, res.pairs)
+
+
+def test_without_replacement_same_seed_same_result_and_seed_breaks_ties():
     frame, ps = tie_frame()
     picks = []
     for seed in range(6):
-        a = nearest_neighbor_match(frame, ps, ratio=3, seed=seed, caliper=None)
-        b = nearest_neighbor_match(frame, ps, ratio=3, seed=seed, caliper=None)
+        kw = {"ratio": 3, "seed": seed, "caliper": None, "replace": False}
+        a = nearest_neighbor_match(frame, ps, **kw)
+        b = nearest_neighbor_match(frame, ps, **kw)
         pd.testing.assert_frame_equal(a.pairs, b.pairs)
         pd.testing.assert_frame_equal(a.matched, b.matched)
         picks.append(frozenset(a.pairs["comparison_student"]))
     assert len(set(picks)) > 1
+
+
+def tied_frame(seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    """A frame whose logits take few distinct values: ties on both sides and in blocks."""
+    frame, _ = tiny_frame(seed, n_t=20, n_c=80)
+    rng = np.random.default_rng(seed)
+    ps = pd.Series(rng.integers(-6, 7, len(frame)) / 8.0, index=frame.index)
+    return frame, ps
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_tie_rule_matches_brute_force(seed, k):
+    frame, ps = tied_frame(seed)
+    res = nearest_neighbor_match(frame, ps, exact=("stack", "district"), ratio=k, caliper=0.4)
+    assert as_tuples(res.pairs) == brute_force_with_replacement(frame, ps, k, res.caliper_logit)
+    assert (res.pairs.groupby(["stack", "treated_student"]).size() > k).any()  # ties exist
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_matching_is_invariant_to_ids_and_row_order(seed):
+    frame, ps = tied_frame(seed)
+    res = nearest_neighbor_match(frame, ps, exact=("stack", "district"), ratio=2, caliper=0.4)
+    rng = np.random.default_rng(100 + seed)
+    perm = rng.permutation(len(frame))
+    relabel = {s: 10_000 - s for s in frame["student"]}  # reverses the order of the ids
+    other = frame.iloc[perm].reset_index(drop=True)
+    other["student"] = other["student"].map(relabel).astype(np.int64)
+    ps2 = pd.Series(ps.to_numpy()[perm], index=other.index)
+    res2 = nearest_neighbor_match(other, ps2, exact=("stack", "district"), ratio=2, caliper=0.4)
+    back = {v: k for k, v in relabel.items()}
+    p2 = res2.pairs.assign(
+        treated_student=res2.pairs["treated_student"].map(back),
+        comparison_student=res2.pairs["comparison_student"].map(back),
+    )
+    assert as_tuples(p2) == as_tuples(res.pairs)
+    m2 = res2.matched.assign(student=res2.matched["student"].map(back))
+    key = ["stack", "student"]
+    pd.testing.assert_frame_equal(
+        m2.sort_values(key, ignore_index=True),
+        res.matched.sort_values(key, ignore_index=True),
+        check_exact=True,
+    )
 
 
 def test_result_does_not_depend_on_row_order(candidates, result):

@@ -9,13 +9,12 @@ import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from leapresearch.config import load_config
-from leapresearch.paths import DEMO_DATA
+from leapresearch.paths import DEMO_DATA, PROJECT_ROOT
 from leapresearch.pipeline import run_report
 from leapresearch.publish.report import EXHIBITS, notebook_paths, report_writer
 
@@ -76,7 +75,8 @@ def test_executed_notebooks_record_their_parameters(run_dir):
     nb = nbformat.read(run_dir / "notebooks" / "03_event_study.ipynb", as_version=4)
     params = nb.metadata["papermill"]["parameters"]
     assert params["vintage"] == "demo"
-    assert Path(params["data_dir"]) == DEMO_DATA
+    assert params["data_dir"] == "data_raw/demo"  # relative to the project: no machine path
+    assert PROJECT_ROOT / params["data_dir"] == DEMO_DATA
 
 
 def test_every_internal_link_of_the_report_resolves(run_dir):

@@ -71,6 +71,9 @@ def target_covariates(unit_x: np.ndarray, pairs: pd.DataFrame, n_units: int) -> 
     cu = pairs["comparison_unit"].to_numpy()
     w = pairs["w"].to_numpy()
     tx = unit_x[pairs["treated_unit"].to_numpy()]
+    # add each comparison's terms in an order fixed by their values, not by the unit ids
+    order = np.lexsort((*tx.T[::-1], w, cu))
+    cu, w, tx = cu[order], w[order], tx[order]
     den = np.bincount(cu, weights=w, minlength=n_units)
     served = den > 0
     for j in range(unit_x.shape[1]):

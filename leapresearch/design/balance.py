@@ -22,7 +22,9 @@ ones, and the categories :math:`|ES| \le 0.05` "satisfies", :math:`0.05 < |ES| \
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
@@ -72,6 +74,27 @@ BALANCE_COLUMNS: tuple[str, ...] = (
     "wwc_effect_size",
     "wwc_category",
 )
+"""The columns of :func:`balance_table`, in order:
+
+``mean_treated``
+    mean of the matched treated students (the analytic sample);
+``mean_treated_before``
+    mean of all treated candidates;
+``mean_comparison_before``
+    unweighted mean of all comparison candidates in stacks with treated students;
+``mean_comparison_after``
+    mean of the matched comparisons weighted by the matching weights;
+``diff_before``, ``diff_after``
+    raw differences treated minus comparison (proportions for binary variables);
+``sd_treated``
+    the standardisation factor :math:`s^*`;
+``smd_before``, ``smd_after``
+    ``diff_* / sd_treated``;
+``var_ratio_before``, ``var_ratio_after``
+    treated / comparison variance (continuous only, NaN for binary);
+``wwc_effect_size``, ``wwc_category``
+    Hedges' g or Cox index on the matched sample and its WWC category.
+"""
 
 
 def wwc_category(effect_size: np.ndarray | pd.Series | float) -> np.ndarray:
@@ -129,26 +152,8 @@ def balance_table(
     Returns
     -------
     pandas.DataFrame
-        One row per variable with the columns of :data:`BALANCE_COLUMNS`:
-
-        ``mean_treated``
-            mean of the matched treated students (the analytic sample);
-        ``mean_treated_before``
-            mean of all treated candidates;
-        ``mean_comparison_before``
-            unweighted mean of all comparison candidates in stacks with treated students;
-        ``mean_comparison_after``
-            mean of the matched comparisons weighted by the matching weights;
-        ``diff_before``, ``diff_after``
-            raw differences treated minus comparison (proportions for binary variables);
-        ``sd_treated``
-            the standardisation factor :math:`s^*`;
-        ``smd_before``, ``smd_after``
-            ``diff_* / sd_treated``;
-        ``var_ratio_before``, ``var_ratio_after``
-            treated / comparison variance (continuous only, NaN for binary);
-        ``wwc_effect_size``, ``wwc_category``
-            Hedges' g or Cox index on the matched sample and its WWC category.
+        One row per variable with the columns of :data:`BALANCE_COLUMNS` (described
+        there).
 
     Raises
     ------
@@ -175,7 +180,9 @@ def balance_table(
 
     If :math:`s^* = 0` the SMD is 0 when the difference is 0 and NaN otherwise (the raw
     difference is still reported). Weighted variances use
-    :math:`\frac{\sum w}{(\sum w)^2 - \sum w^2} \sum w (x - \bar x_w)^2`.
+    :math:`\frac{\sum w}{(\sum w)^2 - \sum w^2} \sum w (x - \bar x_w)^2`. Every sum
+    is exactly rounded (``math.fsum``), not a BLAS dot product, so the table does not
+    depend on the order of the rows, the BLAS kernel or the number of threads.
 
     WWC (matched sample, :math:`n_1` matched treated, :math:`n_0` matched comparison rows,
     :math:`N = n_1 + n_0`): Hedges' g for continuous variables
@@ -200,64 +207,90 @@ def balance_table(
     if missing:
         raise ValueError(f"candidates lacks column(s) {missing}")
 
-    stack = candidates["stack"].to_numpy(dtype=np.int64)
-    student = candidates["student"].to_numpy(dtype=np.int64)
-    treated = _bool(candidates["treated"])
-    weight = _matched_weights(stack, student, result.matched)
-
-    in_stacks = np.isin(stack, np.unique(stack[treated]))
-    t0 = treated & in_stacks
-    c0 = ~treated & in_stacks
-    t1 = treated & (weight > 0)
-    c1 = ~treated & (weight > 0)
-    w_c1 = weight[c1]
-
-    records = []
-    for name in variables:
-        x = _values(candidates, name)
-        xs = x[in_stacks]
-        binary = candidates[name].dtype == bool or bool(np.isin(xs, (0.0, 1.0)).all())
-        x_t0, x_c0, x_t1, x_c1 = x[t0], x[c0], x[t1], x[c1]
-        m_t0, m_c0, m_t1 = _mean(x_t0), _mean(x_c0), _mean(x_t1)
-        m_c1 = _wmean(x_c1, w_c1)
-        if binary:
-            s_star = float(np.sqrt(m_t0 * (1.0 - m_t0)))
-        else:
-            s_star = _var(x_t0) ** 0.5
-        d0, d1 = m_t0 - m_c0, m_t1 - m_c1
-        if binary:
-            vr0 = vr1 = np.nan
-            es = _cox_index(m_t1, m_c1)
-        else:
-            vr0 = _ratio(_var(x_t0), _var(x_c0))
-            v_c1 = _wvar(x_c1, w_c1)
-            vr1 = _ratio(_var(x_t1), v_c1)
-            es = _hedges_g(m_t1, m_c1, _var(x_t1), v_c1, x_t1.size, x_c1.size)
-        records.append(
-            {
-                "covariate": name,
-                "used_in_matching": name in covariates,
-                "type": "binary" if binary else "continuous",
-                "mean_treated": m_t1,
-                "mean_treated_before": m_t0,
-                "mean_comparison_before": m_c0,
-                "mean_comparison_after": m_c1,
-                "diff_before": d0,
-                "diff_after": d1,
-                "sd_treated": s_star,
-                "smd_before": _standardise(d0, s_star),
-                "smd_after": _standardise(d1, s_star),
-                "var_ratio_before": vr0,
-                "var_ratio_after": vr1,
-                "wwc_effect_size": es,
-            }
+    samples = _samples(candidates, result)
+    records = [
+        _balance_row(
+            name,
+            _values(candidates, name),
+            samples,
+            used=name in covariates,
+            is_bool=candidates[name].dtype == bool,
         )
+        for name in variables
+    ]
     table = pd.DataFrame.from_records(records, columns=list(BALANCE_COLUMNS[:-1]))
     table["wwc_category"] = pd.Categorical(
         wwc_category(table["wwc_effect_size"].to_numpy(dtype=float)), categories=WWC_CATEGORIES
     )
     table["type"] = pd.Categorical(table["type"], categories=VARIABLE_TYPES)
     return table
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """Row masks of the balance samples and the matched comparisons' weights."""
+
+    in_stacks: np.ndarray  # rows of stacks with a treated student
+    t0: np.ndarray  # treated, before matching
+    c0: np.ndarray  # comparison candidates, before matching
+    t1: np.ndarray  # matched treated
+    c1: np.ndarray  # matched comparison rows
+    w_c1: np.ndarray  # their matching weights
+
+
+def _samples(candidates: pd.DataFrame, result: MatchResult) -> _Samples:
+    """The before/after samples of :func:`balance_table`."""
+    stack = candidates["stack"].to_numpy(dtype=np.int64)
+    student = candidates["student"].to_numpy(dtype=np.int64)
+    treated = _bool(candidates["treated"])
+    weight = _matched_weights(stack, student, result.matched)
+    in_stacks = np.isin(stack, np.unique(stack[treated]))
+    c1 = ~treated & (weight > 0)
+    return _Samples(
+        in_stacks=in_stacks,
+        t0=treated & in_stacks,
+        c0=~treated & in_stacks,
+        t1=treated & (weight > 0),
+        c1=c1,
+        w_c1=weight[c1],
+    )
+
+
+def _balance_row(
+    name: str, x: np.ndarray, s: _Samples, *, used: bool, is_bool: bool
+) -> dict[str, object]:
+    """One row of the balance table (see :func:`balance_table` for the definitions)."""
+    binary = is_bool or bool(np.isin(x[s.in_stacks], (0.0, 1.0)).all())
+    x_t0, x_c0, x_t1, x_c1 = x[s.t0], x[s.c0], x[s.t1], x[s.c1]
+    m_t0, m_c0, m_t1 = _mean(x_t0), _mean(x_c0), _mean(x_t1)
+    m_c1 = _wmean(x_c1, s.w_c1)
+    s_star = float(np.sqrt(m_t0 * (1.0 - m_t0))) if binary else _var(x_t0) ** 0.5
+    d0, d1 = m_t0 - m_c0, m_t1 - m_c1
+    if binary:
+        vr0 = vr1 = np.nan
+        es = _cox_index(m_t1, m_c1)
+    else:
+        vr0 = _ratio(_var(x_t0), _var(x_c0))
+        v_c1 = _wvar(x_c1, s.w_c1)
+        vr1 = _ratio(_var(x_t1), v_c1)
+        es = _hedges_g(m_t1, m_c1, _var(x_t1), v_c1, x_t1.size, x_c1.size)
+    return {
+        "covariate": name,
+        "used_in_matching": used,
+        "type": "binary" if binary else "continuous",
+        "mean_treated": m_t1,
+        "mean_treated_before": m_t0,
+        "mean_comparison_before": m_c0,
+        "mean_comparison_after": m_c1,
+        "diff_before": d0,
+        "diff_after": d1,
+        "sd_treated": s_star,
+        "smd_before": _standardise(d0, s_star),
+        "smd_after": _standardise(d1, s_star),
+        "var_ratio_before": vr0,
+        "var_ratio_after": vr1,
+        "wwc_effect_size": es,
+    }
 
 
 def tidy_love_plot(balance: pd.DataFrame) -> pd.DataFrame:
@@ -412,26 +445,34 @@ def _matched_weights(stack: np.ndarray, student: np.ndarray, matched: pd.DataFra
     return weight
 
 
+def _sum(x: np.ndarray) -> float:
+    """Exactly rounded sum (``math.fsum``): the same whatever the row order or CPU kernel."""
+    return math.fsum(x.tolist())
+
+
 def _mean(x: np.ndarray) -> float:
-    return float(x.mean()) if x.size else float("nan")
+    return _sum(x) / x.size if x.size else float("nan")
 
 
 def _wmean(x: np.ndarray, w: np.ndarray) -> float:
-    total = w.sum()
-    return float(w @ x / total) if total > 0 else float("nan")
+    total = _sum(w)
+    return _sum(w * x) / total if total > 0 else float("nan")
 
 
 def _var(x: np.ndarray) -> float:
-    return float(x.var(ddof=1)) if x.size > 1 else float("nan")
+    if x.size < 2:
+        return float("nan")
+    m = _sum(x) / x.size
+    return _sum((x - m) ** 2) / (x.size - 1)
 
 
 def _wvar(x: np.ndarray, w: np.ndarray) -> float:
     """Return cobalt's weighted variance (equals ``var(ddof=1)`` for unit weights)."""
-    sw, sw2 = w.sum(), (w * w).sum()
+    sw, sw2 = _sum(w), _sum(w * w)
     if x.size < 2 or sw * sw - sw2 <= 0:
         return float("nan")
-    m = w @ x / sw
-    return float(sw / (sw * sw - sw2) * (w @ (x - m) ** 2))
+    m = _sum(w * x) / sw
+    return sw / (sw * sw - sw2) * _sum(w * (x - m) ** 2)
 
 
 def _ratio(a: float, b: float) -> float:
@@ -450,7 +491,7 @@ def _hedges_g(m1: float, m0: float, v1: float, v0: float, n1: int, n0: int) -> f
     n = n1 + n0
     if n1 < 2 or n0 < 2:
         return float("nan")
-    pooled = np.sqrt(((n1 - 1) * v1 + (n0 - 1) * v0) / (n - 2))
+    pooled = math.sqrt(((n1 - 1) * v1 + (n0 - 1) * v0) / (n - 2))
     omega = 1.0 - 3.0 / (4.0 * n - 9.0)
     if pooled > 0:
         return float(omega * (m1 - m0) / pooled)
@@ -465,4 +506,4 @@ def _cox_index(p1: float, p0: float) -> float:
         return 0.0
     if min(p1, p0) <= 0.0 or max(p1, p0) >= 1.0:
         return float("nan")
-    return float((np.log(p1 / (1 - p1)) - np.log(p0 / (1 - p0))) / COX_SCALE)
+    return (math.log(p1 / (1 - p1)) - math.log(p0 / (1 - p0))) / COX_SCALE

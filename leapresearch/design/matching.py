@@ -15,12 +15,20 @@ The module follows the conventions of R's *MatchIt* (``matchit(method = "nearest
   caliper expressed in standard deviations of the distance measure (MatchIt's
   ``std.caliper = TRUE``: ``caliper * sd(distance)`` over all non-discarded units);
 * with replacement each treated student independently takes its ``k`` nearest
-  comparisons; without replacement matching is greedy in ``m_order`` order, one match per
-  treated student per round (all first matches, then all second matches, ...), as MatchIt's
-  ``nearest`` does;
+  comparisons **and every comparison tied with the k-th nearest** (Abadie and Imbens
+  2006; Stata's ``teffects nnmatch``), so that no id or row order decides among equally
+  distant comparisons; without replacement matching is greedy in ``m_order`` order, one
+  match per treated student per round (all first matches, then all second matches, ...),
+  as MatchIt's ``nearest`` does, and seeded ties make it depend on the ids;
 * weights target the ATT: treated 1, a comparison gets the sum over the treated students
   it serves of ``1 / k_i`` (MatchIt's "How Matching Weights Are Computed", before its
-  ``normalize`` rescaling).
+  ``normalize`` rescaling), ``k_i`` counting the kept ties.
+
+Exact ties are exact on every machine: the propensity fit sees its rows in an order set
+by their values, rows with identical covariates share one score bit for bit, separation
+is decided by a linear program, and scores are compared as integers on a grid of
+``1e-9`` (:data:`PSCORE_DECIMALS`), so a distance, a tie and the caliper do not depend on
+the BLAS kernel (the only exception: a score within about ``1e-16`` of a grid point).
 
 Everything is vectorised over students; Python loops run over fit groups (stacks),
 columns, Newton iterations, matching slots (``1 .. ratio``) and greedy rounds only.
@@ -36,6 +44,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 import scipy.linalg
+import scipy.optimize
 import scipy.sparse as sp
 from scipy.special import expit
 
@@ -63,11 +72,15 @@ DEFAULT_FIXED_EFFECTS: tuple[str, ...] = ("district", "grade_band")
 RIDGE_FALLBACK: float = 1.0
 """Ridge penalty of the fallback fit (on the summed log-likelihood, standardised scale)."""
 
-_SEPARATION_ETA: float = 33.75
-"""|logit| beyond which a fitted probability is numerically 0 or 1 (R's ``glm`` uses 10 eps)."""
+PSCORE_DECIMALS: int = 9
+"""Decimals of the linear propensity score kept for matching (the grid of distances).
 
-_SEPARATION_COEF: float = 20.0
-"""|coefficient| (standardised covariate or fixed effect) taken as a sign of separation."""
+The fitted logit moves in its last bits with the BLAS kernel; matching compares scores
+on this fixed grid, as exact integers, so that ties and the caliper are decided alike on
+every machine (up to a score falling within 1e-16 of a grid boundary)."""
+
+_SEPARATION_LP_TOL: float = 1e-7
+"""Optimum of the separation linear program per row above which the data are separated."""
 
 _ALIAS_TOL: float = 1e-9
 """Columns whose 1 - R^2 on the preceding columns is below this are aliased and dropped."""
@@ -143,7 +156,8 @@ def propensity_scores(
 
     A logistic regression of ``treated`` on ``covariates`` plus dummies of each
     ``fixed_effects`` column (first level dropped) is fitted separately within every
-    combination of ``by``; the result is its linear predictor.
+    combination of ``by``; the result is its linear predictor, rounded to
+    :data:`PSCORE_DECIMALS` decimals, the same for rows with identical covariates.
 
     Parameters
     ----------
@@ -201,15 +215,12 @@ def propensity_scores(
       of their correlation matrix), as R's ``glm`` aliases them; the linear predictor does
       not depend on which aliased column is dropped.
 
-    If the Newton iterations do not converge in 50 steps, produce fitted probabilities
-    numerically 0 or 1 (:math:`|\eta| > 33.75`, R's ``glm`` threshold) or a coefficient
-    above 20 in absolute value (an odds ratio of :math:`5 \cdot 10^8` per standard
-    deviation or between fixed-effect levels), the data are taken to be
-    (quasi-)separated; a :class:`PropensityFitWarning` is issued and the group is refitted
-    by maximising :math:`\ell(\theta) - \tfrac{\lambda}{2}\lVert\theta_{-\alpha}
-    \rVert^2` with :math:`\lambda = 1` (a :math:`N(0, 1)` prior on standardised
-    coefficients and fixed effects), which always has a finite maximiser. A group with
-    no treated or no comparison rows gets NaN.
+    (Quasi-)separation, where the maximum-likelihood estimate does not exist, is decided
+    by a linear program (:func:`_is_separated`), not from the iterates of a diverging fit.
+    Separated groups and fits not converged in 50 steps warn and are refitted maximising
+    :math:`\ell(\theta) - \tfrac{\lambda}{2}\lVert\theta_{-\alpha}\rVert^2`,
+    :math:`\lambda = 1`, which always has a finite maximiser. A group with no treated or
+    no comparison rows gets NaN. Rows are fitted in an order set by their values.
     """
     covariates = _as_names(covariates, "covariates")
     by = _as_names(by, "by")
@@ -217,62 +228,84 @@ def propensity_scores(
     _require_columns(candidates, ["treated", *covariates, *by, *fixed_effects])
     treated = _as_bool(candidates["treated"])
     cov_arrays = {c: _numeric_values(candidates, c) for c in covariates}
-    fe_codes, fe_labels = _factorize_fixed_effects(candidates, fixed_effects)
-    eta, diagnostics = _fit_each_group(
-        candidates, treated, cov_arrays, by=by, fe_codes=fe_codes, fe_labels=fe_labels
+    fe_codes, fe_labels = [], []
+    for f in fixed_effects:
+        # sorted levels: the dummy columns do not depend on the order of the rows
+        codes, uniques = pd.factorize(candidates[f], use_na_sentinel=False, sort=True)
+        fe_codes.append(codes.astype(np.int64))
+        fe_labels.append((f, np.asarray(uniques, dtype=object)))
+
+    eta, diagnostics = _fit_groups(
+        candidates, treated, cov_arrays, covariates, by, fe_codes, fe_labels
     )
     out = pd.Series(eta, index=candidates.index, name="pscore")
     out.attrs["fit_diagnostics"] = tuple(diagnostics)
     return out
 
 
-def _factorize_fixed_effects(
-    candidates: pd.DataFrame, fixed_effects: Sequence[str]
-) -> tuple[list[np.ndarray], list[tuple[str, np.ndarray]]]:
-    """Integer codes of each fixed-effect column (missing is a level) and their labels."""
-    fe_codes, fe_labels = [], []
-    for f in fixed_effects:
-        codes, uniques = pd.factorize(candidates[f], use_na_sentinel=False)
-        fe_codes.append(codes.astype(np.int64))
-        fe_labels.append((f, np.asarray(uniques, dtype=object)))
-    return fe_codes, fe_labels
-
-
-def _fit_each_group(
+def _fit_groups(
     candidates: pd.DataFrame,
     treated: np.ndarray,
     cov_arrays: dict[str, np.ndarray],
-    *,
-    by: Sequence[str],
+    covariates: tuple[str, ...],
+    by: tuple[str, ...],
     fe_codes: list[np.ndarray],
     fe_labels: list[tuple[str, np.ndarray]],
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Fit the logit separately within every combination of ``by`` (see :func:`_fit_group`).
-
-    Returns the linear predictor of every row (NaN where not estimable) and one
-    diagnostics dict per group.
-    """
-    covariates = tuple(cov_arrays)
+    """Fit every ``by`` group (rows in canonical order); scores and diagnostics."""
     eta = np.full(len(candidates), np.nan)
     diagnostics: list[dict[str, Any]] = []
     groups = candidates.groupby(list(by), sort=True, observed=True, dropna=False).indices
     for key, rows in groups.items():
-        rows = np.sort(np.asarray(rows, dtype=np.int64))
         cov_cols = [np.asarray(cov_arrays[c][rows], dtype=float) for c in covariates]
         for c, values in zip(covariates, cov_cols, strict=True):
             if not np.isfinite(values).all():
                 raise ValueError(f"covariate {c!r} has missing or non-finite values")
+        rows, first = _canonical_rows(
+            np.asarray(rows, dtype=np.int64), treated, cov_arrays, covariates, fe_codes
+        )
         eta_g, diag = _fit_group(
             treated[rows].astype(float),
-            cov_cols,
+            [np.asarray(cov_arrays[c][rows], dtype=float) for c in covariates],
             covariates,
             [codes[rows] for codes in fe_codes],
             fe_labels,
             group_label=f"{tuple(by)}={key!r}",
         )
-        eta[rows] = eta_g
+        # identical covariate rows get the very same score (that of the first of them)
+        eta[rows] = np.round(eta_g[first], PSCORE_DECIMALS)
         diagnostics.append({"group": key, **diag})
     return eta, diagnostics
+
+
+def _canonical_rows(
+    rows: np.ndarray,
+    treated: np.ndarray,
+    cov_arrays: dict[str, np.ndarray],
+    covariates: Sequence[str],
+    fe_codes: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a fit group in an order fixed by their values alone, and their patterns.
+
+    Rows are sorted by fixed effects, covariates and ``treated`` (lexicographically), so
+    the fit sees the same arrays whatever the order of the input rows or the student ids;
+    rows tied on every key are identical, so their order cannot matter. ``first[i]`` is
+    the position (in the sorted rows) of the first row with the same covariates and fixed
+    effects as row ``i``: they share one linear predictor, bit for bit.
+    """
+    keys = [treated[rows]]
+    keys += [np.asarray(cov_arrays[c][rows], dtype=float) for c in reversed(covariates)]
+    keys += [codes[rows] for codes in reversed(fe_codes)]
+    order = np.lexsort(keys)
+    rows = rows[order]
+    same = np.ones(max(rows.size - 1, 0), dtype=bool)
+    for key in keys[1:]:
+        k = key[order]
+        same &= k[1:] == k[:-1]
+    new_pattern = np.r_[True, ~same] if rows.size else np.zeros(0, dtype=bool)
+    starts = np.flatnonzero(new_pattern)
+    first = starts[np.cumsum(new_pattern) - 1]
+    return rows, first
 
 
 def _fit_group(
@@ -320,11 +353,10 @@ def _fit_group(
     if dmat is not None and dmat.shape[1] == 0:
         dmat = None
 
-    theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0)
-    method = "mle"
-    separated = bool(
-        np.any(np.abs(eta_a) > _SEPARATION_ETA) or np.any(np.abs(theta[1:]) > _SEPARATION_COEF)
-    )
+    separated = _is_separated(design, dmat, ya)
+    converged, n_iter, method = True, 0, "mle"
+    if not separated:
+        theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0)
     if not converged or separated:
         problem = "did not converge" if not converged else "is (quasi-)separated"
         warnings.warn(
@@ -344,6 +376,36 @@ def _fit_group(
     eta[active] = eta_a
     diag.update(dropped_columns=tuple(dropped), method=method, converged=converged, n_iter=n_iter)
     return eta, diag
+
+
+def _is_separated(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) -> bool:
+    r"""Whether the classes are (quasi-)completely separated (Konis's linear program).
+
+    The data are separated iff some :math:`\beta \ne 0` has :math:`s_i x_i'\beta \ge 0`
+    for every row (:math:`s_i = \pm 1` for treated/comparison) with at least one strict
+    inequality; then the maximum-likelihood estimate does not exist. The linear program
+    maximises :math:`\sum_i s_i x_i'\beta` over that cone with :math:`|\beta_j| \le 1`:
+    its optimum is 0 without separation and clearly positive with it, so the decision does
+    not hinge on the last bits of an iterative fit (it is solved by HiGHS, no BLAS). A
+    single column separating the classes (the common case: a dummy no treated row has;
+    columns are never constant here) is recognised first by exact comparisons.
+    """
+    x = design if dmat is None else np.hstack([design, dmat.toarray()])
+    # common case first, exactly: one column alone separates (e.g. a dummy that no
+    # treated row has), i.e. max over one class <= min over the other
+    t, c = x[y == 1.0, 1:], x[y == 0.0, 1:]
+    if np.any(t.max(axis=0) <= c.min(axis=0)) or np.any(t.min(axis=0) >= c.max(axis=0)):
+        return True
+    s = 2.0 * y - 1.0
+    sx = s[:, None] * x
+    res = scipy.optimize.linprog(
+        -sx.sum(axis=0),
+        A_ub=-sx,
+        b_ub=np.zeros(y.size),
+        bounds=[(-1.0, 1.0)] * x.shape[1],
+        method="highs",
+    )
+    return bool(res.status == 0 and -res.fun > _SEPARATION_LP_TOL * y.size)
 
 
 def _informative_rows(y: np.ndarray, fe_codes: list[np.ndarray]) -> np.ndarray:
@@ -527,22 +589,21 @@ def nearest_neighbor_match(
         Exact-match columns; must include ``stack`` so comparisons take the treated
         student's event month.
     ratio : int, default 3
-        Number ``k`` of comparisons per treated student (k:1 matching).
+        Number ``k`` of comparisons per treated student (k:1 matching); with replacement,
+        comparisons tied with the k-th nearest are all kept (see Notes).
     caliper : float or None, default 0.2
         Maximum logit distance in units of ``caliper_scale``; None for no caliper.
     caliper_scale : {"sd_logit"}, default "sd_logit"
-        ``caliper_logit = caliper * sd(pscore)``, the sample standard deviation of the
-        logit over all candidate rows with a finite score (treated and comparison, every
-        stack), as MatchIt's ``std.caliper = TRUE`` (``sd(distance[!discarded])``).
+        ``caliper_logit = caliper * sd(pscore)`` over all rows with a finite score (every
+        stack), as MatchIt's ``std.caliper = TRUE``.
     replace : bool, default True
         Whether a comparison row may serve several treated students of its stack.
     m_order : {"largest", "smallest", "random", "closest", "farthest"}, default "largest"
-        Greedy order without replacement (ignored with replacement): by descending or
-        ascending logit (MatchIt's default for propensity scores is ``"largest"``), in a
-        seeded random order, or by ascending/descending distance to the nearest comparison
-        of the stratum before any matching.
+        Greedy order without replacement (MatchIt's ``m.order``): by descending/ascending
+        logit, seeded random, or ascending/descending distance to the nearest comparison.
     seed : int, default 0
-        Seed of the :class:`numpy.random.Generator` that breaks ties.
+        Seed of the order that breaks ties without replacement (unused with replacement,
+        where ties are kept rather than broken).
 
     Returns
     -------
@@ -553,48 +614,165 @@ def nearest_neighbor_match(
     ------
     ValueError
         For missing columns, duplicate ``(stack, student)`` rows, ``stack`` missing from
-        ``exact``, a misaligned ``pscore``, or invalid ``ratio``, ``caliper``,
-        ``caliper_scale`` or ``m_order``.
+        ``exact``, a misaligned ``pscore`` or an invalid option.
 
     Notes
     -----
-    Let :math:`\eta` be the logit and :math:`c = \text{caliper} \cdot
-    \operatorname{sd}(\eta)`. A comparison :math:`j` is eligible for treated :math:`i`
-    if it shares every ``exact`` value and :math:`|\eta_i - \eta_j| \le c`.
-
-    *With replacement* treated :math:`i` takes the :math:`k_i = \min(k, \#\text{eligible})`
-    eligible comparisons with the smallest distance. They lie among the :math:`k`
-    neighbours on each side of :math:`\eta_i` in the stratum's sorted logits, so a
-    window of :math:`2k` candidates per treated student suffices (exact, vectorised).
-
-    *Without replacement* matching is MatchIt's greedy nearest neighbour: for slot
-    :math:`r = 1, \dots, k`, treated students that obtained a match in slot :math:`r-1`
-    take, one by one in ``m_order`` order, the nearest eligible comparison not yet used
-    in the stack. It is computed exactly in vectorised rounds: every pending treated
-    student proposes its nearest available comparison (left/right neighbours in sorted
-    order, skipping used runs); within a stratum, the proposals up to the first one that
-    repeats an earlier proposal are exactly what the sequential algorithm would choose
-    and are accepted; the rest propose again.
-
-    Ties in distance are broken by a total order that is the same for every treated
-    student: comparisons with equal logits are ordered by a seeded random permutation
-    of the sorted ``(stack, student)`` keys (so the result does not depend on row order),
-    and equidistant neighbours on both sides go to the closer one in that order, then to
-    the lower logit.
-
-    Weights (ATT): treated :math:`w_i = 1` if :math:`k_i > 0`; comparison
-    :math:`w_j = \sum_{i \ni j} 1 / k_i`. These are MatchIt's weights before
-    ``normalize``; within each stack :math:`\sum_j w_j` equals the number of matched
-    treated students. A comparison student may appear in several stacks (different rows):
-    without replacement it is used at most once *per stack*.
+    Scores are compared as integers :math:`q = \operatorname{round}(10^{9}\eta)`; with
+    :math:`c = \lfloor 10^{9}\,\text{caliper} \cdot \operatorname{sd}(\eta) \rfloor`,
+    comparison :math:`j` is eligible for treated :math:`i` if it shares every ``exact``
+    value and :math:`|q_i - q_j| \le c`. With replacement, treated :math:`i` keeps every
+    eligible :math:`j` with :math:`|q_i - q_j| \le d_{(k)}`, the distance of its
+    :math:`k`-th nearest eligible comparison (all of them if fewer); ``rank`` is the
+    competition rank of the distance. Without replacement: MatchIt's greedy algorithm,
+    computed exactly in vectorised rounds. ATT weights: :math:`w_i = 1` for matched
+    treated, :math:`w_j = \sum_{i \ni j} 1 / k_i` for comparisons, added in increasing
+    order of the terms; within each stack :math:`\sum_j w_j` is the number of matched
+    treated students.
     """
+    exact, ratio = _check_match_options(
+        candidates, pscore, exact, ratio, caliper, caliper_scale, m_order
+    )
+    r = _MatchRows.of(candidates, pscore, exact, caliper)
+    if replace:
+        found = _match_keeping_ties(
+            r.grid.q, r.stratum, ~r.treated & r.finite, r.tv, ratio, r.grid.cal_q
+        )
+        exhausted = np.zeros(r.tv.size, dtype=bool)
+    else:
+        ties = _tie_keys(r.stack, r.student, seed)
+        found, exhausted = _match_greedy(
+            r.grid, r.stratum, r.treated, r.finite, r.tv, ratio, m_order, ties
+        )
+    options = {
+        "exact": exact,
+        "ratio": ratio,
+        "ties": "all comparisons tied with the k-th nearest kept" if replace else "seeded",
+        "caliper": caliper,
+        "caliper_scale": caliper_scale,
+        "sd_logit": r.grid.sd_logit,
+        "replace": bool(replace),
+        "m_order": m_order if not replace else None,
+        "seed": seed if not replace else None,
+    }
+    return _assemble(candidates, pscore, r, found, exhausted, options)
+
+
+@dataclass(frozen=True)
+class _MatchRows:
+    """Candidate rows as arrays: keys, scores on the grid, strata, matchable treated."""
+
+    stack: np.ndarray
+    student: np.ndarray
+    treated: np.ndarray
+    finite: np.ndarray
+    grid: _ScoreGrid
+    stratum: np.ndarray
+    c_count: np.ndarray  # comparisons with a finite score per stratum
+    t_rows: np.ndarray  # treated rows
+    t_ok: np.ndarray  # treated rows that can be matched (finite score, comparisons)
+    tv: np.ndarray  # t_rows[t_ok]
+
+    @classmethod
+    def of(
+        cls, candidates: pd.DataFrame, pscore: pd.Series, exact: tuple[str, ...], caliper
+    ) -> _MatchRows:
+        stack = candidates["stack"].to_numpy(dtype=np.int64)
+        student = candidates["student"].to_numpy(dtype=np.int64)
+        treated = _as_bool(candidates["treated"])
+        _check_unique_keys(stack, student)
+        eta = pscore.to_numpy(dtype=float, na_value=np.nan)
+        finite = np.isfinite(eta)
+        stratum = _group_codes(candidates, exact)
+        n_strata = int(stratum.max()) + 1 if len(candidates) else 0
+        c_count = np.bincount(stratum[~treated & finite], minlength=n_strata)
+        t_rows = np.flatnonzero(treated)
+        t_ok = finite[t_rows] & (c_count[stratum[t_rows]] > 0)
+        grid = _ScoreGrid.of(eta, caliper)
+        return cls(
+            stack, student, treated, finite, grid, stratum, c_count, t_rows, t_ok, t_rows[t_ok]
+        )
+
+
+def _assemble(
+    candidates: pd.DataFrame,
+    pscore: pd.Series,
+    r: _MatchRows,
+    found: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    exhausted: np.ndarray,
+    options: dict[str, Any],
+) -> MatchResult:
+    """The :class:`MatchResult` of the pairs found (positions in ``r.tv``, rows)."""
+    p_t, p_c, p_dist, p_rank = found
+    tv = r.tv
+    k_i = np.bincount(p_t, minlength=tv.size)
+    pairs = _pairs_table(r.stack[tv[p_t]], r.student[tv[p_t]], r.student[p_c], p_dist, p_rank)
+    score = r.grid.q / 10.0**PSCORE_DECIMALS
+    matched, in_sample = _matched_sample(r.stack, r.student, r.treated, score, tv, k_i, p_t, p_c)
+    no_comp = r.c_count[r.stratum[r.t_rows]] == 0
+    unmatched = _unmatched_table(candidates, options["exact"], r, no_comp, k_i == 0, exhausted)
+    settings: dict[str, Any] = {
+        **options,
+        "n_candidates": len(candidates),
+        "n_unique_comparison_students": int(np.unique(r.student[in_sample & ~r.treated]).size),
+        **_FIXED_SETTINGS,
+    }
+    return MatchResult(
+        matched=matched,
+        pairs=pairs,
+        unmatched=unmatched,
+        pscore=pscore.rename("pscore"),
+        summary=_summary(r.stack, r.treated, r.finite, in_sample, tv, k_i, tv[p_t]),
+        caliper_logit=r.grid.caliper_logit,
+        settings=settings,
+    )
+
+
+_FIXED_SETTINGS: dict[str, str] = {
+    "estimand": "ATT",
+    "distance": f"linear propensity score (logit), on a grid of 1e-{PSCORE_DECIMALS}",
+    "weights": "treated 1; comparison sum of 1/k_i over treated served (not normalised)",
+}
+
+
+def _pairs_table(
+    stack: np.ndarray,
+    treated_student: np.ndarray,
+    comparison_student: np.ndarray,
+    dist_q: np.ndarray,
+    rank: np.ndarray,
+) -> pd.DataFrame:
+    """The pairs of :class:`MatchResult` (distance back on the logit scale), sorted."""
+    pairs = pd.DataFrame(
+        {
+            "stack": stack,
+            "treated_student": treated_student,
+            "comparison_student": comparison_student,
+            "distance": dist_q.astype(float) / 10.0**PSCORE_DECIMALS,
+            "rank": rank.astype(np.int64),
+        }
+    )
+    return pairs.sort_values(
+        ["stack", "treated_student", "rank", "comparison_student"], ignore_index=True
+    )
+
+
+def _check_match_options(
+    candidates: pd.DataFrame,
+    pscore: pd.Series,
+    exact: Sequence[str],
+    ratio: int,
+    caliper: float | None,
+    caliper_scale: str,
+    m_order: str,
+) -> tuple[tuple[str, ...], int]:
+    """Validate the options of :func:`nearest_neighbor_match`; return ``exact`` and ``ratio``."""
     exact = _as_names(exact, "exact")
     if "stack" not in exact:
         raise ValueError(f"exact must include 'stack' (stacked design), got {exact!r}")
     _require_columns(candidates, ["stack", "student", "treated", *exact])
     if isinstance(ratio, bool) or not isinstance(ratio, int | np.integer) or ratio < 1:
         raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
-    ratio = int(ratio)
     if caliper is not None and not (np.isfinite(caliper) and caliper > 0):
         raise ValueError(f"caliper must be a positive number or None, got {caliper!r}")
     if caliper_scale not in CALIPER_SCALES:
@@ -606,74 +784,56 @@ def nearest_neighbor_match(
             "pscore must be a pandas Series with the same index as candidates "
             f"(got {type(pscore).__name__} of length {len(pscore)})"
         )
+    return exact, int(ratio)
 
-    n = len(candidates)
-    stack = candidates["stack"].to_numpy(dtype=np.int64)
-    student = candidates["student"].to_numpy(dtype=np.int64)
-    treated = _as_bool(candidates["treated"])
-    _check_unique_keys(stack, student)
-    eta = pscore.to_numpy(dtype=float, na_value=np.nan)
-    finite = np.isfinite(eta)
-    sd_logit = float(np.std(eta[finite], ddof=1)) if finite.sum() > 1 else float("nan")
-    if caliper is None:
-        caliper_logit = float("inf")
-    elif not np.isfinite(sd_logit):
-        raise ValueError("cannot scale the caliper: fewer than two finite propensity scores")
-    else:
+
+@dataclass(frozen=True)
+class _ScoreGrid:
+    """Scores and caliper on the integer grid of :data:`PSCORE_DECIMALS` decimals."""
+
+    q: np.ndarray  # round(eta * 10**PSCORE_DECIMALS) as int64 (0 where eta is NaN)
+    cal_q: int  # caliper on the grid (int64 max without caliper)
+    caliper_logit: float
+    sd_logit: float
+
+    @classmethod
+    def of(cls, eta: np.ndarray, caliper: float | None) -> _ScoreGrid:
+        finite = np.isfinite(eta)
+        scale = 10.0**PSCORE_DECIMALS
+        q = np.zeros(eta.size, dtype=np.int64)
+        q[finite] = np.round(eta[finite] * scale).astype(np.int64)
+        # sd over the sorted values: the same sum whatever the order of the rows
+        values = np.sort(eta[finite])
+        sd_logit = float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
+        if caliper is None:
+            return cls(q, int(np.iinfo(np.int64).max), float("inf"), sd_logit)
+        if not np.isfinite(sd_logit):
+            raise ValueError("cannot scale the caliper: fewer than two finite propensity scores")
         caliper_logit = float(caliper) * sd_logit
+        return cls(q, int(np.floor(caliper_logit * scale)), caliper_logit, sd_logit)
 
-    stratum = _group_codes(candidates, exact)
-    n_strata = int(stratum.max()) + 1 if n else 0
-    tiekey = _tie_keys(stack, student, seed)
 
-    # comparison pool sorted by (stratum, logit, tie key)
-    c_rows = np.flatnonzero(~treated & finite)
-    c_rows = c_rows[np.lexsort((tiekey[c_rows], eta[c_rows], stratum[c_rows]))]
-    c_strat = stratum[c_rows]
-    c_eta = eta[c_rows]
-    c_count = np.bincount(c_strat, minlength=n_strata)
-    c_end = np.cumsum(c_count)
-    c_start = c_end - c_count
-
-    # treated: position of the first comparison with logit >= theirs in the sorted pool
-    t_rows = np.flatnonzero(treated)
-    t_ok = finite[t_rows] & (c_count[stratum[t_rows]] > 0)
-    tv = t_rows[t_ok]
-    pos = _insertion_points(stratum, eta, c_rows, tv)
-    geom = _Geometry(c_eta, c_start, c_end, stratum[tv], eta[tv], pos)
-
-    if replace:
-        match_idx, match_dist = _match_with_replacement(geom, ratio, caliper_logit)
-        exhausted = np.zeros(tv.size, dtype=bool)
-    else:
-        match_idx, match_dist, exhausted = _match_without_replacement(
-            geom, ratio, caliper_logit, m_order, tiekey[tv]
-        )
-
-    # ---- assemble outputs ---------------------------------------------------------
-    k_i = (match_idx >= 0).sum(axis=1)
-    t_pair, slot = np.nonzero(match_idx >= 0)
-    pair_t_rows = tv[t_pair]
-    pair_c_rows = c_rows[match_idx[t_pair, slot]]
-    pair_dist = match_dist[t_pair, slot]
-    pairs = pd.DataFrame(
-        {
-            "stack": stack[pair_t_rows],
-            "treated_student": student[pair_t_rows],
-            "comparison_student": student[pair_c_rows],
-            "distance": pair_dist,
-            "rank": (slot + 1).astype(np.int64),
-        }
-    )
-    pairs = pairs.sort_values(["stack", "treated_student", "rank"], ignore_index=True)
-
+def _matched_sample(
+    stack: np.ndarray,
+    student: np.ndarray,
+    treated: np.ndarray,
+    score: np.ndarray,
+    tv: np.ndarray,
+    k_i: np.ndarray,
+    p_t: np.ndarray,
+    p_c: np.ndarray,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Matched rows with their ATT weights; and the in-sample mask over candidate rows."""
+    n = stack.size
     n_matches = np.zeros(n, dtype=np.int64)
     n_matches[tv] = k_i
     weight = np.zeros(n)
     weight[tv] = (k_i > 0).astype(float)
-    inv_k = 1.0 / k_i[t_pair]
-    weight += np.bincount(pair_c_rows, weights=inv_k, minlength=n)
-    n_matches += np.bincount(pair_c_rows, minlength=n)
+    inv_k = 1.0 / k_i[p_t]
+    # add each comparison's terms in increasing order: a sum independent of row order
+    order = np.lexsort((inv_k, p_c))
+    weight += np.bincount(p_c[order], weights=inv_k[order], minlength=n)
+    n_matches += np.bincount(p_c, minlength=n)
     in_sample = n_matches > 0
     matched = pd.DataFrame(
         {
@@ -682,57 +842,38 @@ def nearest_neighbor_match(
             "treated": treated[in_sample],
             "weight": weight[in_sample],
             "n_matches": n_matches[in_sample],
-            "pscore": eta[in_sample],
+            "pscore": score[in_sample],
         }
     )
     matched = matched.sort_values(
         ["stack", "treated", "student"], ascending=[True, False, True], ignore_index=True
     )
+    return matched, in_sample
 
-    # unmatched treated students and reasons
+
+def _unmatched_table(
+    candidates: pd.DataFrame,
+    exact: Sequence[str],
+    r: _MatchRows,
+    no_comp: np.ndarray,
+    zero: np.ndarray,
+    exhausted: np.ndarray,
+) -> pd.DataFrame:
+    """Treated students without a match and the reason (see :class:`MatchResult`)."""
+    stack, student, t_rows, t_ok, finite = r.stack, r.student, r.t_rows, r.t_ok, r.finite
     reason = np.full(t_rows.size, "", dtype=object)
-    no_comp = c_count[stratum[t_rows]] == 0
     reason[no_comp] = "no_comparisons_in_stratum"
     reason[~no_comp & ~finite[t_rows]] = "missing_pscore"
     ok_pos = np.flatnonzero(t_ok)
-    zero = k_i == 0
     reason[ok_pos[zero & ~exhausted]] = "outside_caliper"
     reason[ok_pos[zero & exhausted]] = "comparisons_exhausted"
     um = reason != ""
     um_rows = t_rows[um]
-    other_exact = [c for c in exact if c != "stack"]
     unmatched = pd.DataFrame({"stack": stack[um_rows], "student": student[um_rows]})
-    for col in other_exact:
+    for col in [c for c in exact if c != "stack"]:
         unmatched[col] = candidates[col].to_numpy()[um_rows]
     unmatched["reason"] = pd.Categorical(reason[um], categories=UNMATCHED_REASONS)
-    unmatched = unmatched.sort_values(["stack", "student"], ignore_index=True)
-
-    summary = _summary(stack, treated, finite, in_sample, tv, k_i, pair_t_rows)
-
-    settings: dict[str, Any] = {
-        "estimand": "ATT",
-        "distance": "linear propensity score (logit)",
-        "exact": exact,
-        "ratio": ratio,
-        "caliper": caliper,
-        "caliper_scale": caliper_scale,
-        "sd_logit": sd_logit,
-        "replace": bool(replace),
-        "m_order": m_order if not replace else None,
-        "seed": seed,
-        "weights": "treated 1; comparison sum of 1/k_i over treated served (not normalised)",
-        "n_candidates": n,
-        "n_unique_comparison_students": int(np.unique(student[in_sample & ~treated]).size),
-    }
-    return MatchResult(
-        matched=matched,
-        pairs=pairs,
-        unmatched=unmatched,
-        pscore=pscore.rename("pscore"),
-        summary=summary,
-        caliper_logit=caliper_logit,
-        settings=settings,
-    )
+    return unmatched.sort_values(["stack", "student"], ignore_index=True)
 
 
 def match(
@@ -837,33 +978,108 @@ def _insertion_points(
     return out[c_rows.size :]
 
 
-def _match_with_replacement(
-    geom: _Geometry, k: int, caliper: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each treated student's k nearest eligible comparisons (pool indices, -1 if none)."""
-    nt = geom.pos.size
-    if nt == 0:
-        return np.zeros((0, k), dtype=np.int64), np.zeros((0, k))
+def _match_keeping_ties(
+    q: np.ndarray,
+    stratum: np.ndarray,
+    comparison: np.ndarray,
+    tv: np.ndarray,
+    k: int,
+    cal_q: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The k nearest comparisons of each treated in ``tv``, with every tie of the k-th.
+
+    Comparisons with the same grid score in a stratum form a *block*. Each block holds at
+    least one comparison, so the k-th nearest comparison lies among the k nearest blocks
+    on each side of the treated student's score; every block of that window whose
+    distance is at most the k-th nearest distance is kept whole.
+
+    Returns pair arrays: position in ``tv``, candidate row of the comparison, grid
+    distance and competition rank.
+    """
+    c_rows = np.flatnonzero(comparison)
+    c_rows = c_rows[np.lexsort((q[c_rows], stratum[c_rows]))]
+    b_strat, b_q = stratum[c_rows], q[c_rows]
+    new_block = np.r_[True, (b_strat[1:] != b_strat[:-1]) | (b_q[1:] != b_q[:-1])]
+    b_start = np.flatnonzero(new_block)
+    b_size = np.diff(np.r_[b_start, c_rows.size])
+    b_strat, b_q = b_strat[b_start], b_q[b_start]
+    n_strata = int(stratum.max()) + 1 if stratum.size else 0
+    s_count = np.bincount(b_strat, minlength=n_strata)
+    s_end = np.cumsum(s_count)
+    s_lo, s_hi = (s_end - s_count)[stratum[tv]], s_end[stratum[tv]]
+    pos = _first_not_below(b_strat, b_q, stratum[tv], q[tv])
     off = np.arange(-k, k)
-    idx = geom.pos[:, None] + off[None, :]
-    lo = geom.c_start[geom.t_strat][:, None]
-    hi = geom.c_end[geom.t_strat][:, None]
-    valid = (idx >= lo) & (idx < hi)
-    safe = np.clip(idx, 0, geom.c_eta.size - 1)
-    dist = np.abs(geom.c_eta[safe] - geom.t_eta[:, None])
-    ok = valid & (dist <= caliper)
-    key = np.where(ok, dist, np.inf)
-    # secondary order: closer in sorted position, then the left (lower-logit) side
-    gap = np.where(off < 0, -off - 1, off)
-    second = np.broadcast_to(2 * gap + (off >= 0), key.shape)
-    row = np.broadcast_to(np.arange(nt)[:, None], key.shape)
-    order = np.lexsort((second.ravel(), key.ravel(), row.ravel())).reshape(nt, 2 * k)
-    order = order - (np.arange(nt) * 2 * k)[:, None]
-    take = order[:, :k]
-    best_key = np.take_along_axis(key, take, axis=1)
-    best_idx = np.take_along_axis(idx, take, axis=1)
-    found = np.isfinite(best_key)
-    return np.where(found, best_idx, -1), np.where(found, best_key, np.nan)
+    blk = pos[:, None] + off[None, :]
+    valid = (blk >= s_lo[:, None]) & (blk < s_hi[:, None])
+    safe = np.clip(blk, 0, max(b_q.size - 1, 0))
+    dist = np.abs(b_q[safe] - q[tv][:, None]) if b_q.size else np.zeros(blk.shape, np.int64)
+    ok = valid & (dist <= cal_q)
+    big = np.iinfo(np.int64).max
+    key = np.where(ok, dist, big)
+    order = np.argsort(key, axis=1, kind="stable")
+    skey = np.take_along_axis(key, order, axis=1)
+    ssize = np.where(skey < big, b_size[np.take_along_axis(safe, order, axis=1)], 0)
+    csum = np.cumsum(ssize, axis=1)
+    reach = np.minimum((csum < k).sum(axis=1), 2 * k - 1)  # first slot reaching k units
+    kth = skey[np.arange(tv.size), reach] if tv.size else np.zeros(0, np.int64)
+    keep = (skey <= kth[:, None]) & (skey < big)
+    # competition rank: 1 + comparisons strictly closer (tied blocks share the rank)
+    before = csum - ssize
+    same_as_prev = np.c_[np.zeros((tv.size, 1), bool), skey[:, 1:] == skey[:, :-1]]
+    before = np.where(same_as_prev, np.c_[np.zeros((tv.size, 1), np.int64), before[:, :-1]], before)
+    t_idx, slot = np.nonzero(keep)
+    blocks = np.take_along_axis(safe, order, axis=1)[t_idx, slot]
+    sizes = b_size[blocks]
+    p_t = np.repeat(t_idx, sizes)
+    within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    p_c = c_rows[np.repeat(b_start[blocks], sizes) + within]
+    p_dist = np.repeat(skey[t_idx, slot], sizes)
+    p_rank = np.repeat(before[t_idx, slot] + 1, sizes)
+    return p_t, p_c, p_dist, p_rank
+
+
+def _first_not_below(
+    b_strat: np.ndarray, b_q: np.ndarray, t_strat: np.ndarray, t_q: np.ndarray
+) -> np.ndarray:
+    """Index of the first block of the stratum whose score is >= the treated score."""
+    is_c = np.r_[np.ones(b_q.size, np.int64), np.zeros(t_q.size, np.int64)]
+    order = np.lexsort((is_c, np.r_[b_q, t_q], np.r_[b_strat, t_strat]))
+    before = np.cumsum(is_c[order]) - is_c[order]
+    out = np.empty(is_c.size, dtype=np.int64)
+    out[order] = before
+    return out[b_q.size :]
+
+
+def _match_greedy(
+    grid: _ScoreGrid,
+    stratum: np.ndarray,
+    treated: np.ndarray,
+    finite: np.ndarray,
+    tv: np.ndarray,
+    k: int,
+    m_order: str,
+    tiekey: np.ndarray,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """Greedy matching without replacement on the grid scores; pair arrays and exhausted."""
+    n_strata = int(stratum.max()) + 1 if stratum.size else 0
+    eta = grid.q.astype(float)  # integers below 2**53: exact
+    c_rows = np.flatnonzero(~treated & finite)
+    c_rows = c_rows[np.lexsort((tiekey[c_rows], eta[c_rows], stratum[c_rows]))]
+    c_count = np.bincount(stratum[c_rows], minlength=n_strata)
+    c_end = np.cumsum(c_count)
+    pos = _insertion_points(stratum, eta, c_rows, tv)
+    geom = _Geometry(eta[c_rows], c_end - c_count, c_end, stratum[tv], eta[tv], pos)
+    match_idx, match_dist, exhausted = _match_without_replacement(
+        geom, k, float(grid.cal_q), m_order, tiekey[tv]
+    )
+    t_pair, slot = np.nonzero(match_idx >= 0)
+    found = (
+        t_pair,
+        c_rows[match_idx[t_pair, slot]],
+        match_dist[t_pair, slot].astype(np.int64),
+        slot + 1,
+    )
+    return found, exhausted
 
 
 def _nearest_available(
@@ -1050,7 +1266,7 @@ def _group_codes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     codes = np.zeros(len(frame), dtype=np.int64)
     for col in columns:
-        c, uniques = pd.factorize(frame[col], use_na_sentinel=False)
+        c, uniques = pd.factorize(frame[col], use_na_sentinel=False, sort=True)
         codes = codes * (len(uniques) + 1) + c
         codes = np.unique(codes, return_inverse=True)[1].astype(np.int64)
     return codes

@@ -130,6 +130,7 @@ def subgroup_weights(
     k = pairs.groupby(["stack", "treated_student"]).size().rename("k").reset_index()
     p = pairs.merge(k, on=["stack", "treated_student"])
     p = p.merge(sel.rename(columns={"student": "treated_student"}), on=["stack", "treated_student"])
+    p = p.sort_values("k", kind="stable")  # each sum adds its terms in a fixed order
     w_comp = (
         (1.0 / p["k"]).groupby([p["stack"], p["comparison_student"]]).sum().rename("w")
     ).reset_index()

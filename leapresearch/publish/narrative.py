@@ -2,15 +2,35 @@
 
 Every interpretation a reader sees under a result is produced here from the published
 (suppressed) table, never typed by hand, so re-running on new data rewrites the story.
-Numbers are rounded for print (one decimal for percentage points).
+Numbers are rounded for print (one decimal for percentage points), after being snapped
+to 12 significant digits (:func:`leapresearch.publish.outputs.snap`): every table a
+sentence reads is snapped first, so a last-bit difference cannot flip a printed digit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+
+from leapresearch.publish.outputs import snap_frame
+
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def _snapped(func: _F) -> _F:
+    """Call ``func`` with every table argument snapped (:func:`snap_frame`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        args = tuple(snap_frame(a) if isinstance(a, pd.DataFrame) else a for a in args)
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 MONTH_WORDS = {
     1: "one month",
@@ -29,6 +49,7 @@ def _months(r: int) -> str:
     return MONTH_WORDS.get(r, f"{r} months")
 
 
+@_snapped
 def describe_effect(table: pd.DataFrame, *, group: str = "all", rel_time: int = 9) -> str:
     """One sentence on the estimate of ``group`` at ``rel_time`` months after the first visit."""
     row = table.loc[(table["group"] == group) & (table["rel_time"] == rel_time)]
@@ -49,6 +70,7 @@ def describe_effect(table: pd.DataFrame, *, group: str = "all", rel_time: int = 
     )
 
 
+@_snapped
 def describe_event_study(
     table: pd.DataFrame, *, group: str = "all", rel_times: Sequence[int] = (1, 3, 6, 9)
 ) -> str:
@@ -56,6 +78,7 @@ def describe_event_study(
     return " ".join(describe_effect(table, group=group, rel_time=r) for r in rel_times)
 
 
+@_snapped
 def describe_pretrends(pretrends: pd.DataFrame, *, group: str = "all", alpha: float = 0.05) -> str:
     """Whether the joint test of the pre-period coefficients rejects, in words."""
     row = pretrends.loc[pretrends["group"] == group]
@@ -76,6 +99,7 @@ def describe_pretrends(pretrends: pd.DataFrame, *, group: str = "all", alpha: fl
     )
 
 
+@_snapped
 def describe_balance(balance: pd.DataFrame, *, threshold: float = 0.1) -> str:
     """How many matching covariates are balanced, and the worst one."""
     used = balance.loc[balance["used_in_matching"]]
@@ -94,6 +118,7 @@ def describe_balance(balance: pd.DataFrame, *, threshold: float = 0.1) -> str:
     )
 
 
+@_snapped
 def describe_matching(summary: pd.DataFrame) -> str:
     """Visited, matched and unmatched students, summed over cohorts."""
     cols = ["treated", "matched", "unmatched", "comparisons"]
@@ -118,6 +143,7 @@ def describe_matching(summary: pd.DataFrame) -> str:
     )
 
 
+@_snapped
 def describe_naive(naive: pd.DataFrame, table: pd.DataFrame, *, rel_time: int = 6) -> str:
     """How much of the naive before/after change the comparison group removes."""
     n = naive.loc[(naive["group"] == "all") & (naive["rel_time"] == rel_time), "estimate"]
@@ -133,6 +159,7 @@ def describe_naive(naive: pd.DataFrame, table: pd.DataFrame, *, rel_time: int = 
     )
 
 
+@_snapped
 def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_rate") -> str:
     """The effects on later school years' annual outcome, pooled group, each cohort."""
     d = long_term.loc[
@@ -155,6 +182,7 @@ def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_ra
     return f"Effects on the annual {unit} in later school years: " + "; ".join(parts) + "."
 
 
+@_snapped
 def describe_placebo(placebo: pd.DataFrame) -> str:
     """Whether the fake-event estimates are near zero."""
     if "note" in placebo.columns:
@@ -183,6 +211,7 @@ def describe_placebo(placebo: pd.DataFrame) -> str:
     )
 
 
+@_snapped
 def describe_robust(robust: pd.DataFrame, table: pd.DataFrame, *, rel_time: int = 6) -> str:
     """The heterogeneity-robust estimate beside the matched one."""
     if "note" in robust.columns:
@@ -198,6 +227,7 @@ def describe_robust(robust: pd.DataFrame, table: pd.DataFrame, *, rel_time: int 
     )
 
 
+@_snapped
 def describe_attendance_by_year(by_year: pd.DataFrame) -> str:
     """Range and peak of chronic absence across school years."""
     d = by_year.dropna(subset=["chronically_absent"])
@@ -211,6 +241,7 @@ def describe_attendance_by_year(by_year: pd.DataFrame) -> str:
     )
 
 
+@_snapped
 def describe_extremes(table: pd.DataFrame, *, rel_time: int) -> str:
     """The largest and smallest published subgroup estimates at one month."""
     d = table.loc[(table["rel_time"] == rel_time) & table["estimate"].notna()]
@@ -224,6 +255,7 @@ def describe_extremes(table: pd.DataFrame, *, rel_time: int) -> str:
     )
 
 
+@_snapped
 def headline_table(table: pd.DataFrame, *, rel_times: Sequence[int]) -> pd.DataFrame:
     """Estimates by group (rows) and headline month (columns)."""
     d = table.loc[table["rel_time"].isin(rel_times)]

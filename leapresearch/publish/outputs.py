@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from leapresearch.config import PrivacyConfig
@@ -23,6 +24,13 @@ from leapresearch.paths import PROJECT_ROOT
 from leapresearch.publish.privacy import suppress
 
 FLOAT_FORMAT = "%.6f"
+SNAP_DIGITS = 12
+"""Significant digits every shown or written number is snapped to before it is rounded.
+
+Floating-point results differ in their last bits between BLAS kernels, thread counts and
+row orders (about 1e-15 relative). Snapping first to 12 significant digits, with
+Python's correctly rounded decimal conversion, makes a value that lies on a rounding tie
+of the print (0.5375 shown with three decimals) print the same digits everywhere."""
 SORT_KEYS = ("group", "cohort", "outcome", "school_year", "years_after", "rel_time", "covariate")
 PACKAGES = (
     "numpy",
@@ -38,9 +46,34 @@ PACKAGES = (
 )
 
 
+def snap(value: float, digits: int = SNAP_DIGITS) -> float:
+    """``value`` rounded to ``digits`` significant digits (exactly reproducible).
+
+    Non-finite values are returned unchanged. The decimal conversion is Python's
+    correctly rounded one, identical on every machine.
+    """
+    x = float(value)
+    if not np.isfinite(x) or x == 0.0:
+        return x
+    return float(f"{x:.{digits - 1}e}")
+
+
+def snap_frame(table: pd.DataFrame, digits: int = SNAP_DIGITS) -> pd.DataFrame:
+    """A copy of ``table`` with every float column snapped by :func:`snap`."""
+    out = table.copy()
+    for col in out.select_dtypes("float").columns:
+        values = out[col].to_numpy(dtype=float, na_value=np.nan)
+        out[col] = np.array([snap(v, digits) for v in values], dtype=float)
+    return out
+
+
 def publishable(table: pd.DataFrame, name: str, *, privacy: PrivacyConfig) -> pd.DataFrame:
-    """The table exactly as it is written: suppressed and deterministically sorted."""
-    safe = suppress(table, name=name, privacy=privacy)
+    """The table exactly as it is written: suppressed, snapped and deterministically sorted.
+
+    Floats are snapped to :data:`SNAP_DIGITS` significant digits (:func:`snap_frame`), so
+    the digits written or shown do not move with the last bit of a computation.
+    """
+    safe = snap_frame(suppress(table, name=name, privacy=privacy))
     keys = [k for k in SORT_KEYS if k in safe.columns]
     if keys and name != "balance":
         safe = safe.sort_values(keys, kind="mergesort", ignore_index=True)
@@ -134,6 +167,53 @@ def environment_record() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
+    }
+
+
+def project_relative(path: Path | str, root: Path = PROJECT_ROOT) -> str:
+    """``path`` relative to the project root when it lies inside it, else absolute (POSIX)."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def blas_record() -> list[dict[str, Any]]:
+    """The BLAS/LAPACK libraries actually loaded and their kernel (threadpoolctl)."""
+    import numpy  # noqa: F401 - loads numpy's BLAS so threadpoolctl can see it
+    from threadpoolctl import threadpool_info
+
+    keep = ("internal_api", "architecture", "version", "threading_layer", "num_threads")
+    found = [
+        {k: info.get(k) for k in keep}
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+    return sorted(found, key=lambda d: json.dumps(d, sort_keys=True, default=str))
+
+
+def run_environment(data_dir: Path | str) -> dict[str, Any]:
+    """Provenance entries of where and how a run ran, without machine paths.
+
+    ``data_dir`` is recorded relative to the project root when it lies inside it; the
+    CPU model and the BLAS kernel in use are recorded beside the package versions (the
+    last bits of floating-point results depend on them; see README, reproducibility).
+    """
+    return {
+        "data_dir": project_relative(data_dir),
+        "machine": {"cpu": cpu_model(), "blas": blas_record()},
     }
 
 

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from leapresearch.config import Config
 from leapresearch.paths import NOTEBOOKS
-from leapresearch.publish.outputs import git_state, publishable, write_figure
+from leapresearch.publish.outputs import (
+    git_state,
+    project_relative,
+    publishable,
+    snap_frame,
+    write_figure,
+)
 from leapresearch.publish.plots import plot_event_study, tidy_event_study
 
 Log = Callable[[str], None]
@@ -82,7 +88,9 @@ def execute_notebooks(
     """Execute every notebook with papermill into ``out_dir/notebooks``.
 
     Parameters injected: ``vintage`` (name or parameter-file path), ``data_dir`` (the
-    run's data folder) and ``overrides``. papermill records them in the executed
+    run's data folder, relative to the project root when inside it, so no machine path
+    is recorded; :func:`leapresearch.session.open_session` resolves it against the
+    project root) and ``overrides``. papermill records them in the executed
     notebook's metadata and in an ``injected-parameters`` cell.
     """
     import papermill as pm
@@ -98,7 +106,7 @@ def execute_notebooks(
             str(target),
             parameters={
                 "vintage": str(vintage),
-                "data_dir": str(config.data_path),
+                "data_dir": project_relative(config.data_path),
                 "overrides": list(overrides),
             },
             cwd=str(nb.parent),
@@ -130,7 +138,7 @@ def render_html(notebooks: Sequence[Path], out_dir: Path) -> list[Path]:
 
 
 def _table_html(table) -> str:
-    return table.to_html(
+    return snap_frame(table).to_html(
         index=False, na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="tbl"
     )
 

@@ -1,0 +1,277 @@
+"""Same numbers under any spelling of the ids, any row order and any CPU kernel.
+
+The simulated test data get exact ties in the matching distance (every never-visited
+student of one district cloned under a new id: identical trajectories and demographics),
+so the k-th nearest comparison is tied for many visited students. The tables of
+``leapresearch run --tables-only`` must then be byte-identical
+
+* after shuffling the rows of all three files and relabelling every student id and school
+  id in reverse order, or with the leading zeros dropped (order by string changes);
+* under other OpenBLAS core types (``OPENBLAS_CORETYPE``) and with numpy's AVX2 and
+  AVX-512 code paths disabled (``NPY_DISABLE_CPU_FEATURES``).
+
+Every run gets its own prepared-sample cache, so each one matches afresh.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import assert_ok, build_once, run_cli
+
+TABLES = "tables"
+ID_WIDTH = {"student_id": 10, "school_id": 7}
+
+
+def _read(folder: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(folder / f"{name}.csv", dtype=str, keep_default_na=False)
+
+
+def _write(frame: pd.DataFrame, folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
+
+
+def _add_ties(source: Path, target: Path) -> None:
+    """Copy ``source`` and clone the never-visited students of the largest district.
+
+    A clone has its twin's roster rows and attendance (identical matching covariates, an
+    exact tie in the propensity score) except one day less attended in each of the last
+    ten months of the data, so twins have different outcomes there.
+    """
+    students = _read(source, "students")
+    attendance = _read(source, "attendance_monthly")
+    visits = _read(source, "leap_visits")
+    district = students["district"].value_counts().index[0]
+    never = ~students["student_id"].isin(visits["student_id"])
+    ids = students.loc[never & (students["district"] == district), "student_id"].unique()
+    used = set(students["student_id"])
+    clone = {i: f"{(int(i) + 4_999_999_999) % 10**10:010d}" for i in ids}
+    assert not used & set(clone.values())
+    extra_s = students.loc[students["student_id"].isin(clone)].copy()
+    extra_a = attendance.loc[attendance["student_id"].isin(clone)].copy()
+    extra_s["student_id"] = extra_s["student_id"].map(clone)
+    extra_a["student_id"] = extra_a["student_id"].map(clone)
+    # the twins' later attendance differs, so which twin is matched changes the estimates
+    later = extra_a["month"].isin(sorted(extra_a["month"].unique())[-10:])
+    days = extra_a["inperson_attended"].astype(int)
+    extra_a.loc[later, "inperson_attended"] = (days[later] - (days[later] > 0)).astype(str)
+    _write(pd.concat([students, extra_s], ignore_index=True), target, "students")
+    _write(pd.concat([attendance, extra_a], ignore_index=True), target, "attendance_monthly")
+    _write(visits, target, "leap_visits")
+
+
+def _relabel(source: Path, target: Path, how: str, seed: int) -> None:
+    """Shuffle every file's rows and re-spell every student and school id."""
+
+    def spell(value: str, column: str) -> str:
+        if how == "reverse":  # order-reversing, same width
+            width = ID_WIDTH[column]
+            return f"{10**width - 1 - int(value):0{width}d}"
+        return str(int(value))  # leading zeros dropped: the string order changes
+
+    rng = np.random.default_rng(seed)
+    for name in ("students", "attendance_monthly", "leap_visits"):
+        frame = _read(source, name)
+        for column in ID_WIDTH:
+            if column in frame.columns:
+                mapping = {v: spell(v, column) for v in frame[column].unique()}
+                frame[column] = frame[column].map(mapping)
+        _write(frame.iloc[rng.permutation(len(frame))], target, name)
+
+
+@pytest.fixture(scope="module")
+def tied_data(shared_root: Path, sim_data: Path) -> Path:
+    return build_once(shared_root, "tied-data", lambda out: _add_ties(sim_data, out))
+
+
+def _run(data: Path, out: Path, env: dict[str, str] | None = None) -> Path:
+    res = run_cli(
+        "run",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--tables-only",
+        cache_dir=out.parent / (out.name + "-cache"),
+        env=env,
+    )
+    assert_ok(res)
+    return out / TABLES
+
+
+@pytest.fixture(scope="module")
+def tied_run(shared_root: Path, tied_data: Path) -> Path:
+    """The reference run on the tied data (the default kernel of this machine)."""
+    folder = build_once(shared_root, "tied-run", lambda out: _run(tied_data, out))
+    return folder / TABLES
+
+
+def assert_same_tables(a: Path, b: Path) -> None:
+    names_a = sorted(p.name for p in a.glob("*.csv"))
+    assert names_a == sorted(p.name for p in b.glob("*.csv"))
+    assert len(names_a) >= 6
+    differ = [n for n in names_a if (a / n).read_bytes() != (b / n).read_bytes()]
+    assert not differ, f"tables differ: {differ}"
+
+
+@pytest.mark.parametrize("how", ["reverse", "strip"])
+def test_relabelled_and_shuffled_ids_give_identical_tables(tmp_path, tied_data, tied_run, how):
+    data = tmp_path / "data"
+    _relabel(tied_data, data, how, seed=11)
+    assert_same_tables(tied_run, _run(data, tmp_path / "run"))
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def core_types() -> list[str]:
+    """OpenBLAS kernels this CPU can run: Prescott (SSE3) always, Haswell, SkylakeX."""
+    flags = _cpu_flags()
+    out = ["Prescott"]
+    if "avx2" in flags:
+        out.append("Haswell")
+    if "avx512f" in flags:
+        out.append("SkylakeX")
+    return out
+
+
+def numpy_simd_off() -> str:
+    """``NPY_DISABLE_CPU_FEATURES`` value that disables every dispatched SIMD target."""
+    from numpy._core._multiarray_umath import __cpu_dispatch__
+
+    return " ".join(__cpu_dispatch__)
+
+
+PROBE = (
+    "import json, threadpoolctl\n"
+    "from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__\n"
+    "blas = [i for i in threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas']\n"
+    "print(json.dumps({'arch': [i.get('architecture') for i in blas],\n"
+    "                  'simd': [k for k in __cpu_dispatch__ if __cpu_features__.get(k)]}))\n"
+)
+
+
+def probe(env: dict[str, str]) -> dict:
+    """The OpenBLAS kernel and numpy SIMD targets a process with ``env`` uses."""
+    return json.loads(_probe(tuple(sorted(env.items()))))
+
+
+@functools.lru_cache
+def _probe(env: tuple[tuple[str, str], ...]) -> str:
+    import os
+
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env={**os.environ, **dict(env)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return res.stdout
+
+
+def environments() -> list[dict[str, str]]:
+    """Core types other than the default one (the reference run's), then numpy SIMD off."""
+    default = probe({})["arch"]
+    envs = [{"OPENBLAS_CORETYPE": c} for c in core_types()]
+    envs = [env for env in envs if probe(env)["arch"] != default]
+    envs.append({"NPY_DISABLE_CPU_FEATURES": numpy_simd_off(), "OPENBLAS_CORETYPE": "Prescott"})
+    return envs
+
+
+def test_the_kernels_really_change():
+    default = tuple(probe({})["arch"])
+    kernels = {tuple(probe(env)["arch"]) for env in environments()[:-1]}
+    assert kernels and default not in kernels
+    assert len(kernels | {default}) >= 2
+    assert probe(environments()[-1])["simd"] == []
+
+
+@pytest.mark.parametrize("env", environments(), ids=lambda e: "-".join(e.values())[:40])
+def test_tables_are_identical_under_other_cpu_kernels(tmp_path, tied_data, tied_run, env):
+    tables = _run(tied_data, tmp_path / "run", env=env)
+    assert_same_tables(tied_run, tables)
+    # the run really used that kernel, and says so in its provenance
+    prov = json.loads((tables.parent / "provenance.json").read_text())
+    used = {b["architecture"] for b in prov["machine"]["blas"] if b["internal_api"] == "openblas"}
+    assert used == set(probe(env)["arch"])
+
+
+def test_provenance_paths_are_relative_inside_the_project(tmp_path):
+    from leapresearch.paths import DEMO_DATA, PROJECT_ROOT
+    from leapresearch.publish.outputs import project_relative
+
+    assert project_relative(DEMO_DATA) == "data_raw/demo"
+    assert project_relative(PROJECT_ROOT / "data_raw" / ".." / "data_raw" / "x") == "data_raw/x"
+    assert project_relative(tmp_path) == tmp_path.resolve().as_posix()
+
+
+def test_no_pickle_in_the_package():
+    root = Path(__file__).resolve().parents[1] / "leapresearch"
+    offending = [
+        str(p.relative_to(root))
+        for p in sorted(root.rglob("*.py"))
+        if re.search(r"\bimport pickle\b|\bpickle\.|allow_pickle\s*=\s*True", p.read_text())
+    ]
+    assert not offending
+
+
+def test_cache_command_reports_and_clears(tmp_path):
+    from leapresearch import session
+
+    res = run_cli("cache", cache_dir=tmp_path / "cache")
+    assert_ok(res)
+    assert str(tmp_path / "cache") in res.stdout and "0 entries" in res.stdout
+    entry = tmp_path / "cache" / "prepared-x"
+    entry.mkdir(parents=True)
+    (entry / "tree.json").write_text("{}")
+    res = run_cli("cache", "--clear", cache_dir=tmp_path / "cache")
+    assert_ok(res)
+    assert "1 entries" in res.stdout and "cleared" in res.stdout
+    assert not (tmp_path / "cache").exists()
+    assert session.cache_usage(tmp_path / "cache") == (0, 0)
+
+
+def test_cache_entry_is_refused_unless_a_package_dataclass(tmp_path):
+    from leapresearch import session
+
+    entry = tmp_path / "prepared-x"
+    entry.mkdir()
+    np.savez(entry / "arrays.npz")
+    node = {"dataclass": "subprocess:Popen", "fields": {}}
+    (entry / "tree.json").write_text(json.dumps({"format": session._CACHE_FORMAT, "root": node}))
+    with pytest.raises(ValueError, match="refusing"):
+        session._read_entry(entry)
+
+
+def test_cached_prepared_sample_gives_the_same_tables(sim_data, private_cache):
+    from leapresearch import evaluate
+    from leapresearch.session import open_session
+
+    fresh = open_session("demo", data_dir=str(sim_data))
+    first = fresh.prepared  # computed and stored
+    assert [p.name for p in private_cache.iterdir()][0].startswith("prepared-")
+    again = open_session("demo", data_dir=str(sim_data)).prepared  # read back
+    assert again is not first and again.config == fresh.config
+    for step in (evaluate.estimate_balance, evaluate.estimate_placebo):
+        pd.testing.assert_frame_equal(step(again), step(first), check_exact=True)
+    table_a, _ = evaluate.estimate_event_studies(first, subgroups=())
+    table_b, _ = evaluate.estimate_event_studies(again, subgroups=())
+    pd.testing.assert_frame_equal(table_b, table_a, check_exact=True)
+    assert not list(private_cache.rglob("*.pkl"))
