@@ -25,6 +25,11 @@ from leapresearch.design.matching import MatchResult, match, nearest_neighbor_ma
 from leapresearch.design.pool import Candidates, build_candidates
 from leapresearch.design.stacking import stacked_panel, subgroup_weights, unit_table
 from leapresearch.estimation.event_study import event_study
+from leapresearch.estimation.falsification import (
+    pseudo_events,
+    selection_rule,
+    wald_terms,
+)
 from leapresearch.estimation.long_term import (
     ESTIMATE_COLUMNS,
     annual_stacked_panel,
@@ -32,6 +37,7 @@ from leapresearch.estimation.long_term import (
 )
 from leapresearch.estimation.naive import naive_pre_post
 from leapresearch.estimation.robust import callaway_santanna
+from leapresearch.estimation.sensitivity import sensitivity_table
 from leapresearch.estimation.subgroups import (
     GROUP_ALL,
     group_definitions,
@@ -613,7 +619,9 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
     Evaluation
         ``tables`` holds ``event_study``, ``long_term``, ``balance``,
         ``matching_summary``, ``naive_pre_post``, ``pretrend_tests``,
-        ``robust_estimator`` and ``placebo``, unsuppressed (suppression is applied when
+        ``robust_estimator``, ``placebo`` and the identification checks
+        (:func:`estimate_identification`: ``sensitivity``, ``pretrend_event_study``,
+        ``falsification``, ``specifications``), unsuppressed (suppression is applied when
         they are written).
     """
     prepared = prepare(tables, config, log=log)
@@ -628,4 +636,216 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
         "robust_estimator": try_estimate(estimate_robust, prepared, log=log),
         "placebo": try_estimate(estimate_placebo, prepared, log=log),
     }
+    out.update(estimate_identification(prepared, results, out["pretrend_tests"], log=log))
     return Evaluation(prepared=prepared, tables=out, event_studies=results)
+
+
+# --------------------------------------------------------------------------------------
+# identification checks (issue 11): sensitivity bounds, non-circular pre-trends,
+# falsification and specifications
+# --------------------------------------------------------------------------------------
+
+
+def estimate_sensitivity(prepared: Prepared, results: dict) -> pd.DataFrame:
+    """Rambachan-Roth bounds of the headline groups and months (``sensitivity.csv``).
+
+    See :mod:`leapresearch.estimation.sensitivity`.
+    """
+    config = prepared.config
+    ident = config.identification
+    return sensitivity_table(
+        results,
+        groups=ident.groups,
+        rel_times=config.analysis.report_rel_times,
+        mbar=ident.sensitivity_mbar,
+        m=ident.sensitivity_m,
+        alpha=config.analysis.alpha,
+    )
+
+
+PRETREND_EVENT_STUDY_COLUMNS = ["group", "basis", *EVENT_STUDY_COLUMNS[1:]]
+
+
+def headline_weights(prepared: Prepared) -> list[tuple[str, np.ndarray]]:
+    """``(group, unit weights)`` of the headline groups (``identification.groups``)."""
+    wanted = prepared.config.identification.groups
+    units, pairs = prepared.units, prepared.matching.pairs
+    out = []
+    for label, treated in group_definitions(prepared.attributes, ("grade_band",)):
+        if label not in wanted:
+            continue
+        if label == GROUP_ALL:
+            out.append((label, units["weight"].to_numpy(np.float64)))
+        else:
+            out.append((label, subgroup_weights(units, pairs, treated)))
+    return out
+
+
+def _basis(adjust: bool) -> str:
+    return "adjusted" if adjust else "unadjusted"
+
+
+@single_blas_thread
+def estimate_pretrend_evidence(prepared: Prepared) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pre-trends on outcomes the design did not fit.
+
+    The regression adjustment moves comparison outcomes using the pre-period trajectory,
+    and the matching used months -1..-``pre_months``; pre-period coefficients of the
+    adjusted outcome in those months are partly fitted to be zero. For each headline
+    group this fits the event study on the *unadjusted* outcome beside the adjusted one,
+    with the window extended to ``identification.far_pre_months`` (months before the
+    matching window; the prior school year's annual rate was matched on, so these months
+    are free only in their monthly shape), and tests jointly the months inside the
+    matching window and those before it.
+
+    Returns
+    -------
+    event_study : DataFrame
+        ``group, basis, rel_time, estimate, ...`` (``pretrend_event_study.csv``).
+    tests : DataFrame
+        ``group, basis, months, statistic, df, p_value, n_treated``.
+    """
+    config = prepared.config
+    far_lo, far_hi = config.identification.far_pre_months
+    lo, hi = config.analysis.window
+    ref = config.analysis.reference
+    window = (far_lo - 1, hi)
+    tables, tests = [], []
+    for label, weights in headline_weights(prepared):
+        for adjust in (True, False):
+            res = fit_group(prepared, prepared.stacked, weights, window=window, adjust=adjust)
+            if res is None:
+                continue
+            tables.append(_event_table(res, config).assign(group=label, basis=_basis(adjust)))
+            for months in (range(lo, ref), range(far_lo, far_hi + 1)):
+                row = wald_terms(res, list(months))
+                tests.append(
+                    {"group": label, "basis": _basis(adjust), **row, "n_treated": res.n_treated}
+                )
+    es = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return es.reindex(columns=PRETREND_EVENT_STUDY_COLUMNS), pd.DataFrame(tests)
+
+
+def label_pretrend_tests(tests: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The main pre-trend tests with the outcome basis and the months they use."""
+    lo, _ = config.analysis.window
+    ref = config.analysis.reference
+    return tests.assign(
+        basis=_basis(config.analysis.regression_adjustment), months=f"<={lo}..{ref - 1}"
+    )
+
+
+PRETREND_TEST_COLUMNS = ["group", "basis", "months", "statistic", "df", "p_value", "n_treated"]
+
+
+def _pseudo_panel(prepared: Prepared) -> tuple[AnalyticPanel, pd.DataFrame, object]:
+    """The panel with fake first visits for never-visited students who had the dip."""
+    config = prepared.config
+    panel = prepared.panel
+    real = panel.events
+    if config.cohorts is not None:
+        real = real.loc[real["cohort"].isin(config.cohorts)]
+    rule = selection_rule(panel, real)
+    fake = pseudo_events(
+        panel,
+        real,
+        ~panel.visited_any,
+        rule=rule,
+        max_students=config.identification.falsification_max_students,
+        seed=config.matching.seed,
+    )
+    if len(fake) < 2:
+        raise ValueError("fewer than two never-visited students meet the selection rule")
+    fake_events = fake.assign(
+        cohort="pseudo", first_visit_location="pseudo", visitor_type="pseudo", visits="pseudo"
+    )
+    # the pool: never-visited students as in the real design; the real visited students and
+    # those with a pseudo-event never serve as comparisons
+    excluded = panel.visited_any.copy()
+    if config.comparison_pool.include_attempted_only:
+        excluded[:] = False
+        excluded[panel.events["student"].to_numpy()] = True
+    excluded[fake["student"].to_numpy()] = True
+    fake_panel = dataclasses.replace(panel, events=fake_events, visited_any=excluded)
+    return fake_panel, fake, rule
+
+
+@single_blas_thread
+def estimate_falsification(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
+    """Pseudo-events for never-visited students with the dip that got students picked.
+
+    The selection rule (:func:`leapresearch.estimation.falsification.selection_rule`) is
+    inferred from visited students' attendance before their first visit; never-visited
+    students who meet it get a fake first visit at the first real event month they do
+    (:func:`~leapresearch.estimation.falsification.pseudo_events`), and go through the
+    same candidates, matching, stacking, regression adjustment and event study as the
+    visited students (``falsification.csv``). No one was visited, so every post-period
+    estimate should be zero; a design that leaves the rebound from a dip in its estimates
+    shows a positive "effect" here. Unlike the placebo it can fail.
+    """
+    config = prepared.config
+    fake_panel, fake, rule = _pseudo_panel(prepared)
+    pool = config.comparison_pool.model_copy(
+        update={"include_attempted_only": False, "not_yet_visited": False}
+    )
+    cand = build_candidates(
+        fake_panel,
+        pool=pool,
+        matching=config.matching,
+        stacks=np.unique(fake["event_time"].to_numpy()),
+    )
+    matched = prepare_matched(fake_panel, cand, config)
+    tables = []
+    for label, weights in headline_weights(matched):
+        res = fit_group(matched, matched.stacked, weights)
+        if res is not None:
+            tables.append(_event_table(res, config).assign(group=label))
+    if not tables:
+        raise ValueError("no pseudo-event group could be estimated")
+    log(
+        f"falsification: {len(fake):,} pseudo-events (recent rate <= {rule.recent:.3f}, "
+        f"drop <= {rule.drop:+.3f})"
+    )
+    out = pd.concat(tables, ignore_index=True)
+    out["rule_recent_rate"] = rule.recent
+    out["rule_drop"] = rule.drop
+    return out[[*EVENT_STUDY_COLUMNS, "rule_recent_rate", "rule_drop"]]
+
+
+def _guarded(name: str, step: Callable[[], pd.DataFrame], log: Log) -> pd.DataFrame:
+    """Run one identification check; if the data cannot support it, a one-row note."""
+    try:
+        return step()
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log(f"{name}: not estimable on these data: {exc}")
+        return pd.DataFrame({"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]})
+
+
+@single_blas_thread
+def estimate_identification(
+    prepared: Prepared, results: dict, pretrends: pd.DataFrame, *, log: Log = _quiet
+) -> dict[str, pd.DataFrame]:
+    """Every check of the identifying assumption, as tables of the output contract.
+
+    Returns
+    -------
+    dict
+        ``sensitivity`` (:func:`estimate_sensitivity`), ``pretrend_event_study`` and
+        ``pretrend_tests`` (the main tests labelled with their basis and months, then
+        :func:`estimate_pretrend_evidence`), ``falsification``
+        (:func:`estimate_falsification`) and ``specifications``
+        (:func:`estimate_specifications`).
+    """
+    t0 = time.perf_counter()
+    out = {
+        "sensitivity": _guarded("sensitivity", lambda: estimate_sensitivity(prepared, results), log)
+    }
+    evidence = estimate_pretrend_evidence(prepared)
+    out["pretrend_event_study"] = evidence[0]
+    main = label_pretrend_tests(pretrends, prepared.config)
+    out["pretrend_tests"] = pd.concat([main, evidence[1]], ignore_index=True)[PRETREND_TEST_COLUMNS]
+    out["falsification"] = _guarded(
+        "falsification", lambda: estimate_falsification(prepared, log=log), log
+    )
+    log(f"identification checks: {time.perf_counter() - t0:.1f} s")
+    return out

@@ -1,0 +1,154 @@
+"""Checks of the identifying assumption: sensitivity bounds, Wald subsets, narrative.
+
+The Rambachan-Roth intervals are checked on cases computable by hand (linear
+extrapolation at ``M = 0``, the original interval at ``Mbar = 0``, the closed-form
+relative-magnitudes bound) and, for ``M > 0``, against an independent computation of the
+worst-case bias by linear programming.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+
+from leapresearch.estimation.event_study import event_study
+from leapresearch.estimation.falsification import wald_terms
+from leapresearch.estimation.sensitivity import (
+    EventCoefficients,
+    cv_folded_normal,
+    relative_magnitudes_breakdown,
+    relative_magnitudes_ci,
+    sensitivity_bounds,
+    smoothness_breakdown,
+    smoothness_ci,
+)
+
+
+def small_case() -> EventCoefficients:
+    # periods -2, -1 (pre; reference -1 is period 0) and 1, 2, 3 (post)
+    beta = np.array([0.4, 0.2, 1.0, 2.0, 3.0])
+    return EventCoefficients(beta, np.eye(5) * 0.01, n_pre=2, n_post=3, reference=-1)
+
+
+def test_smoothness_at_zero_is_the_linear_extrapolation_of_the_pre_trend():
+    coef = small_case()
+    lo, hi = smoothness_ci(coef, 2, 0.0)  # rel_time 2 = period 3
+    # least-variance weights unbiased for a linear trend: w ∝ (2, 1) (periods -2, -1),
+    # w't_pre = 3  =>  w = -3 (2, 1) / 5; slope through the origin -0.2, delta_3 = -0.6
+    w = -3 * np.array([2.0, 1.0]) / 5
+    centre = 3.0 - w @ coef.beta[:2]
+    assert centre == pytest.approx(3.6)
+    sd = np.sqrt(0.01 * (1 + w @ w))
+    z = stats.norm.ppf(0.975)
+    assert (lo, hi) == pytest.approx((centre - z * sd, centre + z * sd), abs=1e-9)
+
+
+def test_relative_magnitudes_at_zero_is_the_original_interval_and_grows_by_hand():
+    coef = small_case()
+    lo, hi = relative_magnitudes_ci(coef, 2, 0.0, df=50)
+    t = stats.t.ppf(0.975, 50)
+    assert (lo, hi) == pytest.approx((3.0 - t * 0.1, 3.0 + t * 0.1))
+    # pre-period changes: delta_-1 - delta_-2 = -0.2 (se sqrt(0.02)), 0 - delta_-1 = -0.2
+    # (se 0.1); Bonferroni over 2 changes at alpha / 10
+    c = stats.t.ppf(1 - 0.005 / 4, 50)
+    d_up = max(0.2 + c * np.sqrt(0.02), 0.2 + c * 0.1)
+    z = stats.t.ppf(1 - 0.045 / 2, 50)
+    lo, hi = relative_magnitudes_ci(coef, 2, 1.5, df=50)
+    assert (lo, hi) == pytest.approx((3.0 - z * 0.1 - 3 * 1.5 * d_up, 3.0 + z * 0.1 + 4.5 * d_up))
+    brk = relative_magnitudes_breakdown(coef, 2, df=50)
+    assert brk == pytest.approx((3.0 - z * 0.1) / (3 * d_up))
+    assert relative_magnitudes_ci(coef, 2, brk, df=50)[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def _worst_bias_lp(v: np.ndarray, n_pre: int, n_post: int, m: float) -> float:
+    """Worst-case |v'delta| over |second differences| <= m, by linear programming."""
+    times = [*range(-n_pre, 0), *range(1, n_post + 1)]
+    pos = {t: i for i, t in enumerate(times)}
+    rows = []
+    for centre in range(-n_pre + 1, n_post):
+        r = np.zeros(len(times))
+        for t, c in ((centre - 1, 1), (centre, -2), (centre + 1, 1)):
+            if t != 0:
+                r[pos[t]] += c
+        rows.append(r)
+    a = np.vstack([rows, -np.array(rows)])
+    b = np.full(len(a), m)
+    free = [(None, None)] * len(times)
+    worst = [-optimize.linprog(-s * v, A_ub=a, b_ub=b, bounds=free).fun for s in (1, -1)]
+    return max(worst)
+
+
+def test_smoothness_flci_is_optimal_against_brute_force_bias():
+    rng = np.random.default_rng(1)
+    n_pre, n_post, m = 3, 3, 0.3
+    a = rng.normal(size=(6, 6))
+    coef = EventCoefficients(rng.normal(size=6), a @ a.T * 0.01 + np.eye(6) * 0.02, 3, 3, -1)
+    lo, hi = smoothness_ci(coef, 1, m)  # period 2
+    ell = np.zeros(6)
+    ell[n_pre + 1] = 1.0
+    t_pre = np.arange(-n_pre, 0.0)
+    null = np.linalg.svd(t_pre[None, :])[2][1:].T
+    w0 = t_pre * 2.0 / (t_pre @ t_pre)  # w't_pre = l't_post = 2
+
+    def half(xi):
+        v = ell.copy()
+        v[:n_pre] -= w0 + null @ xi
+        sd = np.sqrt(v @ coef.sigma @ v)
+        return sd * cv_folded_normal(_worst_bias_lp(v, n_pre, n_post, m) / sd, 0.05)
+
+    best = min(
+        optimize.minimize(
+            half, x0, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12}
+        ).fun
+        for x0 in (np.zeros(2), np.ones(2))
+    )
+    assert (hi - lo) / 2 == pytest.approx(best, rel=1e-5)
+
+
+def test_intervals_widen_with_the_bound_and_breakdowns_cover_zero():
+    coef = small_case()
+    widths = [np.diff(smoothness_ci(coef, 2, m))[0] for m in (0, 0.05, 0.2, 1.0)]
+    assert np.all(np.diff(widths) > 0)
+    m_star = smoothness_breakdown(coef, 2)
+    assert m_star > 0
+    lo, hi = smoothness_ci(coef, 2, m_star)
+    assert lo <= 0 <= hi
+    lo, hi = smoothness_ci(coef, 2, 0.95 * m_star)
+    assert not lo <= 0 <= hi
+
+
+def test_cv_folded_normal():
+    assert cv_folded_normal(0.0, 0.05) == pytest.approx(stats.norm.ppf(0.975))
+    c = cv_folded_normal(1.3, 0.05)
+    assert stats.norm.cdf(c - 1.3) - stats.norm.cdf(-c - 1.3) == pytest.approx(0.95)
+
+
+def _toy_panel(seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for unit in range(200):
+        treated = unit < 100
+        for t in range(-8, 6):
+            y = rng.normal() + (2.0 * (t >= 0) if treated else 0.0) + unit % 7
+            rows.append((unit, 0, t, t, int(treated), unit, 1, y, 1.0))
+    cols = ["unit", "stack", "time", "rel_time", "treated", "student", "school"]
+    return pd.DataFrame(rows, columns=[*cols, "attendance_pp", "weight"])
+
+
+def test_wald_subset_matches_the_full_pretrend_test_and_bounds_table():
+    res = event_study(_toy_panel(), window=None)
+    full = res.pretrend_test()
+    sub = wald_terms(res, range(-8, -1))
+    assert sub["statistic"] == pytest.approx(full.stat)
+    assert sub["p_value"] == pytest.approx(full.p_value)
+    assert sub["months"] == "-8..-2"
+    assert np.isnan(wald_terms(res, [-30])["p_value"])
+    tab = sensitivity_bounds(res, rel_times=(1, 3), mbar=(0, 1), m=(0, 1))
+    assert set(tab["method"]) == {"relative_magnitudes", "smoothness"}
+    orig = res.table().set_index("rel_time")
+    first = tab.loc[(tab["method"] == "relative_magnitudes") & (tab["bound"] == 0)]
+    assert first.set_index("rel_time")["ci_lower"].to_numpy() == pytest.approx(
+        orig.loc[[1, 3], "ci_lower"].to_numpy()
+    )
