@@ -717,7 +717,10 @@ def estimate_pretrend_evidence(prepared: Prepared) -> tuple[pd.DataFrame, pd.Dat
             if res is None:
                 continue
             tables.append(_event_table(res, config).assign(group=label, basis=_basis(adjust)))
-            for months in (range(lo, ref), range(far_lo, far_hi + 1)):
+            spans = [range(far_lo, far_hi + 1)]
+            if not adjust:  # the adjusted test on these months is the main one
+                spans.insert(0, range(lo, ref))
+            for months in spans:
                 row = wald_terms(res, list(months))
                 tests.append(
                     {"group": label, "basis": _basis(adjust), **row, "n_treated": res.n_treated}

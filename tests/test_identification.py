@@ -152,3 +152,104 @@ def test_wald_subset_matches_the_full_pretrend_test_and_bounds_table():
     assert first.set_index("rel_time")["ci_lower"].to_numpy() == pytest.approx(
         orig.loc[[1, 3], "ci_lower"].to_numpy()
     )
+
+
+# --------------------------------------------------------------------------------------
+# sentences follow the numbers
+# --------------------------------------------------------------------------------------
+
+
+def _pretrends(p_value: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "group": ["all", "all"],
+            "basis": ["adjusted", "unadjusted"],
+            "months": ["<=-12..-2", "-24..-13"],
+            "statistic": [1.0, 1.0],
+            "df": [11, 12],
+            "p_value": [0.6, p_value],
+            "n_treated": [100, 100],
+        }
+    )
+
+
+def test_pretrend_sentence_changes_with_the_test():
+    from leapresearch.publish.narrative import describe_pretrends
+
+    calm, alarm = describe_pretrends(_pretrends(0.7)), describe_pretrends(_pretrends(0.001))
+    assert "None of the 2 tests rejects" in calm
+    assert "1 of 2 tests reject (unadjusted -24..-13)" in alarm
+    assert "moved in parallel" not in calm + alarm
+
+
+def _event_rows(estimates, half_width=1.0, start=0, **extra) -> pd.DataFrame:
+    est = np.asarray(estimates, float)
+    return pd.DataFrame(
+        {
+            "group": "all",
+            "rel_time": np.arange(start, start + est.size),
+            "estimate": est,
+            "ci_lower": est - half_width,
+            "ci_upper": est + half_width,
+            **extra,
+        }
+    )
+
+
+def test_placebo_sentence_has_no_fixed_verdict():
+    from leapresearch.publish.narrative import describe_placebo
+
+    good = describe_placebo(_event_rows([0.1, -0.2, 0.3, 0.0, 0.1, -0.1], shift_months=6))
+    bad = describe_placebo(_event_rows([-5, -6, -7, -18, -19, -20], shift_months=6))
+    assert "3 of 3 intervals include zero: there the matched groups moved together" in good
+    assert "0 of 3 intervals include zero: even there" in bad
+    assert "mean placebo 'effect' -19.0 pp" in bad
+    assert "does) absorb" not in good + bad
+
+
+def test_falsification_sentence_follows_coverage():
+    from leapresearch.publish.narrative import describe_falsification
+
+    near_zero = describe_falsification(_event_rows([0.2, -0.3, 0.1, 0.4, -0.2]))
+    rebound = describe_falsification(_event_rows([3.0, 4.0, 5.0, 0.5, 6.0]))
+    assert "5 of 5" in near_zero and "no detectable rebound" in near_zero
+    assert "1 of 5" in rebound and "leaves part of the rebound" in rebound
+
+
+def test_sensitivity_and_pre_period_sentences_follow_the_numbers():
+    from leapresearch.publish.narrative import describe_pre_period, describe_sensitivity
+
+    def bounds(brk: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "group": "all",
+                "rel_time": [9, 9],
+                "method": ["relative_magnitudes", "smoothness"],
+                "breakdown": [brk, 2 * brk],
+            }
+        )
+
+    assert "does not survive" in describe_sensitivity(bounds(0.3))
+    assert "survives" in describe_sensitivity(bounds(1.4))
+    lean = describe_pre_period(_event_rows(np.linspace(0.6, 2.2, 11), start=-12))
+    mixed = describe_pre_period(_event_rows([0.5, -0.4, 0.3, -0.2, 0.1, -0.6], start=-7))
+    assert "11 are positive" in lean and "lean positive" in lean
+    assert "3 are positive" in mixed and "do not lean" in mixed
+
+
+def test_balance_sentence_follows_the_wwc_count():
+    from leapresearch.publish.narrative import describe_balance
+
+    def balance(es: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "covariate": ["a", "b"],
+                "used_in_matching": True,
+                "smd_before": [0.3, 0.2],
+                "smd_after": [es, 0.01],
+                "wwc_category": ["satisfies" if abs(es) <= 0.05 else "adjustment", "satisfies"],
+            }
+        )
+
+    assert "for the other 1" in describe_balance(balance(0.2))
+    assert "for the other" not in describe_balance(balance(0.02))
