@@ -124,7 +124,7 @@ Specification = Literal[
     "ratio_5",
     "caliper_0.1",
     "caliper_none",
-    "unbinned_end_points",
+    "trimmed_end_points",
     "cluster_school",
     "intent_to_treat",
 ]
@@ -134,8 +134,8 @@ class IdentificationConfig(_Frozen):
     """Checks of the identifying assumption: bounds, falsification, specifications."""
 
     groups: tuple[str, ...] = ("all", "grade_band:PK-5", "grade_band:6-12")
-    sensitivity_mbar: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
-    sensitivity_m: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    sensitivity_mbar: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0)
+    sensitivity_m: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0)
     far_pre_months: tuple[int, int] = (-24, -13)
     falsification_max_students: int = 1000
     specifications: tuple[Specification, ...] = get_args(Specification)

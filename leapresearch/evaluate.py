@@ -636,7 +636,9 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
         "robust_estimator": try_estimate(estimate_robust, prepared, log=log),
         "placebo": try_estimate(estimate_placebo, prepared, log=log),
     }
-    out.update(estimate_identification(prepared, results, out["pretrend_tests"], log=log))
+    out.update(
+        estimate_identification(prepared, results, out["pretrend_tests"], tables=tables, log=log)
+    )
     return Evaluation(prepared=prepared, tables=out, event_studies=results)
 
 
@@ -666,15 +668,23 @@ def estimate_sensitivity(prepared: Prepared, results: dict) -> pd.DataFrame:
 PRETREND_EVENT_STUDY_COLUMNS = ["group", "basis", *EVENT_STUDY_COLUMNS[1:]]
 
 
-def headline_weights(prepared: Prepared) -> list[tuple[str, np.ndarray]]:
-    """``(group, unit weights)`` of the headline groups (``identification.groups``)."""
+def headline_weights(
+    prepared: Prepared, *, keep: pd.DataFrame | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """``(group, unit weights)`` of the headline groups (``identification.groups``).
+
+    ``keep`` (``stack``, ``student``) restricts every group to those visited students.
+    """
     wanted = prepared.config.identification.groups
     units, pairs = prepared.units, prepared.matching.pairs
     out = []
     for label, treated in group_definitions(prepared.attributes, ("grade_band",)):
         if label not in wanted:
             continue
-        if label == GROUP_ALL:
+        if keep is not None:
+            treated = treated.merge(keep[["stack", "student"]], on=["stack", "student"])
+            out.append((label, subgroup_weights(units, pairs, treated)))
+        elif label == GROUP_ALL:
             out.append((label, units["weight"].to_numpy(np.float64)))
         else:
             out.append((label, subgroup_weights(units, pairs, treated)))
@@ -826,7 +836,12 @@ def _guarded(name: str, step: Callable[[], pd.DataFrame], log: Log) -> pd.DataFr
 
 @single_blas_thread
 def estimate_identification(
-    prepared: Prepared, results: dict, pretrends: pd.DataFrame, *, log: Log = _quiet
+    prepared: Prepared,
+    results: dict,
+    pretrends: pd.DataFrame,
+    *,
+    tables=None,
+    log: Log = _quiet,
 ) -> dict[str, pd.DataFrame]:
     """Every check of the identifying assumption, as tables of the output contract.
 
@@ -837,7 +852,8 @@ def estimate_identification(
         ``pretrend_tests`` (the main tests labelled with their basis and months, then
         :func:`estimate_pretrend_evidence`), ``falsification``
         (:func:`estimate_falsification`) and ``specifications``
-        (:func:`estimate_specifications`).
+        (:func:`estimate_specifications`; ``tables``, the contract tables, give its
+        intent-to-treat rows).
     """
     t0 = time.perf_counter()
     out = {
@@ -850,5 +866,167 @@ def estimate_identification(
     out["falsification"] = _guarded(
         "falsification", lambda: estimate_falsification(prepared, log=log), log
     )
+    out["specifications"] = _guarded(
+        "specifications",
+        lambda: estimate_specifications(prepared, tables=tables, log=log),
+        log,
+    )
     log(f"identification checks: {time.perf_counter() - t0:.1f} s")
     return out
+
+
+SPECIFICATION_COLUMNS = [
+    "specification",
+    "group",
+    "rel_time",
+    "estimate",
+    "std_error",
+    "ci_lower",
+    "ci_upper",
+    "n_treated",
+]
+SPEC_DESCRIPTIONS: dict[str, str] = {
+    "main": "the parameters of the run",
+    "no_adjustment": "regression adjustment of comparison outcomes off",
+    "outside_caliper_drop": "visited students with no comparison inside the caliper dropped",
+    "outside_caliper_only": "only the visited students matched outside the caliper",
+    "not_yet_visited_pool": "students visited later also serve as comparisons until then",
+    "attempted_only_excluded": "students with only attempted visits kept out of the pool",
+    "ratio_1": "one comparison per visited student",
+    "ratio_5": "five comparisons per visited student",
+    "caliper_0.1": "caliper 0.1 SD of the logit propensity score",
+    "caliper_none": "no caliper",
+    "trimmed_end_points": "months outside the window dropped instead of binned",
+    "cluster_school": "standard errors clustered by school",
+    "intent_to_treat": "event at the first contact of any status (attempted or completed); "
+    "students with any contact kept out of the pool",
+}
+"""What each row of ``specifications.csv`` changes (README and notebook 07)."""
+
+
+def _with(config: Config, section: str, **update) -> Config:
+    return config.model_copy(update={section: getattr(config, section).model_copy(update=update)})
+
+
+def _spec_rows(
+    prepared: Prepared,
+    name: str,
+    *,
+    keep: pd.DataFrame | None = None,
+    panel: pd.DataFrame | None = None,
+    window: tuple[int, int] | None | str = "config",
+    adjust: bool | None = None,
+) -> list[pd.DataFrame]:
+    """Headline months of the headline groups under one specification."""
+    months = list(prepared.config.analysis.report_rel_times)
+    stacked = prepared.stacked if panel is None else panel
+    rows = []
+    for label, weights in headline_weights(prepared, keep=keep):
+        res = fit_group(prepared, stacked, weights, window=window, adjust=adjust)
+        if res is None:
+            continue
+        tab = _event_table(res, prepared.config)
+        tab = tab.loc[tab["rel_time"].isin(months)]
+        rows.append(tab.assign(specification=name, group=label))
+    return rows
+
+
+def _intent_to_treat_panel(prepared: Prepared, tables) -> AnalyticPanel:
+    """The panel with events at the first contact of any status (attempted or completed)."""
+    from leapresearch.data.panel import _student_codes, build_events
+
+    index = _student_codes(tables.students)
+    visits = tables.leap_visits.assign(visit_status="completed")
+    events, visited_any = build_events(visits, index)
+    if prepared.config.cohorts is not None:
+        events = events.loc[events["cohort"].isin(prepared.config.cohorts)]
+    return dataclasses.replace(prepared.panel, events=events, visited_any=visited_any)
+
+
+def _rematched(prepared: Prepared, name: str, tables) -> Prepared | None:
+    """The matched sample under a specification that changes the pool or the matching."""
+    config = prepared.config
+    pool, matching = config.comparison_pool, config.matching
+    changes = {
+        "not_yet_visited_pool": ("comparison_pool", {"not_yet_visited": True}),
+        "attempted_only_excluded": ("comparison_pool", {"include_attempted_only": False}),
+        "ratio_1": ("matching", {"ratio": 1}),
+        "ratio_5": ("matching", {"ratio": 5}),
+        "caliper_0.1": ("matching", {"caliper": 0.1}),
+        "caliper_none": ("matching", {"caliper": None}),
+    }
+    panel = prepared.panel
+    if name == "intent_to_treat":
+        if tables is None:
+            return None
+        new = config
+        panel = _intent_to_treat_panel(prepared, tables)
+    else:
+        section, update = changes[name]
+        new = _with(config, section, **update)
+        if getattr(config, section) == getattr(new, section):
+            return None  # the run already uses this specification
+        pool, matching = new.comparison_pool, new.matching
+    if name.startswith(("ratio", "caliper")):
+        cand = prepared.candidates  # only the matching changes: reuse the candidates
+    else:
+        stacks = np.unique(panel.events["event_time"].to_numpy())
+        cand = build_candidates(panel, pool=pool, matching=matching, stacks=stacks)
+    return prepare_matched(panel, cand, new)
+
+
+REMATCHED_SPECS = (
+    "not_yet_visited_pool",
+    "attempted_only_excluded",
+    "ratio_1",
+    "ratio_5",
+    "caliper_0.1",
+    "caliper_none",
+    "intent_to_treat",
+)
+
+
+@single_blas_thread
+def estimate_specifications(prepared: Prepared, *, tables=None, log: Log = _quiet) -> pd.DataFrame:
+    """Headline months of the headline groups under each design switch (``specifications.csv``).
+
+    ``identification.specifications`` lists the switches (:data:`SPEC_DESCRIPTIONS`);
+    the ``main`` rows repeat the run's own estimates. Switches of the estimation only
+    (adjustment, end points, clustering, outside-caliper subsets) reuse the matched
+    sample; ratio and caliper re-match the same candidates; the pool switches and the
+    intent-to-treat build new candidates (``intent_to_treat`` needs the contract
+    ``tables`` and is skipped without them). A switch equal to the run's own parameter
+    is skipped.
+    """
+    config = prepared.config
+    specs = config.identification.specifications
+    lo, hi = config.analysis.window
+    rows = _spec_rows(prepared, "main")
+    timings = {}
+    for name in specs:
+        t0 = time.perf_counter()
+        if name == "no_adjustment" and config.analysis.regression_adjustment:
+            rows += _spec_rows(prepared, name, adjust=False)
+        elif name in ("outside_caliper_drop", "outside_caliper_only"):
+            far = prepared.outside_caliper
+            treated = prepared.units.loc[prepared.units["treated"] == 1, ["stack", "student"]]
+            flag = treated.merge(far.assign(f=True), on=["stack", "student"], how="left")
+            is_far = flag["f"].fillna(False).to_numpy(bool)
+            keep = treated.loc[is_far if name.endswith("only") else ~is_far]
+            if len(far) and len(keep):
+                rows += _spec_rows(prepared, name, keep=keep)
+        elif name == "trimmed_end_points":
+            st = prepared.stacked
+            trimmed = st.loc[st["rel_time"].between(lo, hi)]
+            rows += _spec_rows(prepared, name, panel=trimmed, window=None)
+        elif name == "cluster_school" and config.analysis.cluster != "school":
+            alt = dataclasses.replace(prepared, config=_with(config, "analysis", cluster="school"))
+            rows += _spec_rows(alt, name)
+        elif name in REMATCHED_SPECS:
+            alt = _rematched(prepared, name, tables)
+            if alt is not None:
+                rows += _spec_rows(alt, name)
+        timings[name] = time.perf_counter() - t0
+    log("specifications: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if v >= 0.5))
+    out = pd.concat(rows, ignore_index=True)
+    return out[SPECIFICATION_COLUMNS]

@@ -9,6 +9,7 @@ the resolved parameters and the package source, so a change to any of them recom
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import pickle
 from collections.abc import Callable
@@ -140,6 +141,13 @@ class Session:
                 pass
         from leapresearch.evaluate import try_estimate
 
+        if "tables" in inspect.signature(step).parameters:  # e.g. the intent-to-treat rows
+            inner = step
+
+            def step(prepared, **kwargs):
+                return inner(prepared, tables=self.tables, **kwargs)
+
+            step.__name__ = inner.__name__
         table = try_estimate(step, self.prepared)
         if self.use_cache:
             store_result(table, self.inputs, self.config, step.__name__)
