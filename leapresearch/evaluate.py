@@ -859,10 +859,7 @@ def estimate_identification(
     out = {
         "sensitivity": _guarded("sensitivity", lambda: estimate_sensitivity(prepared, results), log)
     }
-    evidence = estimate_pretrend_evidence(prepared)
-    out["pretrend_event_study"] = evidence[0]
-    main = label_pretrend_tests(pretrends, prepared.config)
-    out["pretrend_tests"] = pd.concat([main, evidence[1]], ignore_index=True)[PRETREND_TEST_COLUMNS]
+    out["pretrend_event_study"], out["pretrend_tests"] = pretrend_evidence(prepared, pretrends)
     out["falsification"] = _guarded(
         "falsification", lambda: estimate_falsification(prepared, log=log), log
     )
@@ -1030,3 +1027,60 @@ def estimate_specifications(prepared: Prepared, *, tables=None, log: Log = _quie
     log("specifications: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if v >= 0.5))
     out = pd.concat(rows, ignore_index=True)
     return out[SPECIFICATION_COLUMNS]
+
+
+def pretrend_evidence(
+    prepared: Prepared, pretrends: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``pretrend_event_study`` and the full ``pretrend_tests`` table.
+
+    ``pretrends`` (from :func:`pretrend_tests`, every group, adjusted outcome, main
+    window) is labelled with its basis and months, then followed by the tests of
+    :func:`estimate_pretrend_evidence` for the headline groups.
+    """
+    es, extra = estimate_pretrend_evidence(prepared)
+    main = label_pretrend_tests(pretrends, prepared.config)
+    tests = pd.concat([main, extra], ignore_index=True)[PRETREND_TEST_COLUMNS]
+    return es, tests
+
+
+BALANCED_COLUMNS = ["group", "sample", *EVENT_STUDY_COLUMNS[1:]]
+
+
+@single_blas_thread
+def estimate_balanced_sample(
+    prepared: Prepared, *, months: tuple[int, int] = (-6, 9)
+) -> pd.DataFrame:
+    """The event study of ``all`` on the full sample and on a sample balanced in event time.
+
+    The visited students behind each month change (students leave the district or the
+    data end), so ``beta_r`` of the full sample mixes effects and composition. The
+    balanced version keeps only visited students enrolled in every month of ``months``
+    (with their matched comparisons, re-weighted) and only those months, so every
+    coefficient describes the same visited students.
+
+    Returns
+    -------
+    DataFrame
+        ``group, sample`` (``full`` / ``balanced``), ``rel_time``, the estimate columns.
+    """
+    config = prepared.config
+    lo, hi = months
+    st = prepared.stacked
+    span = st.loc[(st["treated"] == 1) & st["rel_time"].between(lo, hi)]
+    n_months = span.groupby("unit")["rel_time"].nunique()
+    full_units = n_months.index[n_months == hi - lo + 1]
+    keep = prepared.units.loc[prepared.units["unit"].isin(full_units), ["stack", "student"]]
+    if len(keep) < 2:
+        raise ValueError(f"fewer than two visited students are enrolled in every month {months}")
+    weights = subgroup_weights(prepared.units, prepared.matching.pairs, keep)
+    tables = []
+    full = fit_group(prepared, st, prepared.units["weight"].to_numpy(np.float64))
+    tables.append(_event_table(full, config).assign(sample="full"))
+    window = st.loc[st["rel_time"].between(lo, hi)]
+    bal = fit_group(prepared, window, weights, window=None)
+    if bal is not None:
+        tables.append(_event_table(bal, config).assign(sample="balanced"))
+    out = pd.concat(tables, ignore_index=True).assign(group=GROUP_ALL)
+    out = out.loc[out["rel_time"].between(lo, hi)]
+    return out[BALANCED_COLUMNS].reset_index(drop=True)

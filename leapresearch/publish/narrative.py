@@ -370,3 +370,132 @@ def headline_table(table: pd.DataFrame, *, rel_times: Sequence[int]) -> pd.DataF
     wide = d.pivot(index="group", columns="rel_time", values="estimate")
     wide.columns = [f"month {m}" for m in wide.columns]
     return wide.reset_index()
+
+
+# --------------------------------------------------------------------------------------
+# identification: specifications, intent to treat, composition, published figures
+# --------------------------------------------------------------------------------------
+
+
+def specification_table(
+    specifications: pd.DataFrame, *, group: str = "all", rel_times: Sequence[int] = (1, 3, 6, 9)
+) -> pd.DataFrame:
+    """Estimates by specification (rows, ``main`` first) and headline month (columns)."""
+    d = specifications.loc[
+        (specifications["group"] == group) & specifications["rel_time"].isin(rel_times)
+    ]
+    wide = d.pivot(index="specification", columns="rel_time", values="estimate")
+    wide.columns = [f"month {m}" for m in wide.columns]
+    order = sorted(wide.index, key=lambda s: (s != "main", s))
+    return wide.loc[order].reset_index()
+
+
+def describe_specifications(
+    specifications: pd.DataFrame, *, group: str = "all", rel_time: int = 9
+) -> str:
+    """How far the estimate moves across design switches, and which switch moves it most."""
+    if "note" in specifications.columns:
+        return f"The specifications could not be estimated ({specifications['note'].iloc[0]})."
+    d = specifications.loc[
+        (specifications["group"] == group)
+        & (specifications["rel_time"] == rel_time)
+        & specifications["estimate"].notna()
+    ].set_index("specification")
+    if "main" not in d.index:
+        return f"No published main estimate for {group} at {_months(rel_time)}."
+    main = d.loc["main"]
+    others = d.drop(index="main").drop(index="outside_caliper_only", errors="ignore")
+    if others.empty:
+        return "No alternative specification was estimated."
+    gap = others["estimate"] - main["estimate"]
+    outside = (
+        (others["estimate"] < main["ci_lower"]) | (others["estimate"] > main["ci_upper"])
+    ).sum()
+    far = gap.abs().idxmax()
+    excludes_zero = ((others["ci_lower"] > 0) | (others["ci_upper"] < 0)).sum()
+    return (
+        f"At {_months(rel_time)} ({group}), the main estimate is {_pp(main['estimate'])}; "
+        f"across {len(others)} alternative specifications (the out-of-caliper subset aside) "
+        f"it ranges from {_pp(others['estimate'].min())} to {_pp(others['estimate'].max())}, "
+        f"{outside} of them outside the main 95% interval. The largest change comes from "
+        f"{far} ({_pp(gap[far])}). {excludes_zero} of {len(others)} alternative intervals "
+        "exclude zero."
+    )
+
+
+def describe_intent_to_treat(
+    specifications: pd.DataFrame, *, group: str = "all", rel_time: int = 6
+) -> str:
+    """The effect of a first contact of any status beside the effect of a completed visit."""
+    d = specifications.loc[
+        (specifications["group"] == group) & (specifications["rel_time"] == rel_time)
+    ].set_index("specification")
+    if "intent_to_treat" not in d.index or "main" not in d.index:
+        return "The intent-to-treat estimate is not available."
+    itt, main = d.loc["intent_to_treat"], d.loc["main"]
+    if pd.isna(itt["estimate"]) or pd.isna(main["estimate"]):
+        return "The intent-to-treat estimate is suppressed."
+    gap = main["estimate"] - itt["estimate"]
+    ratio = itt["estimate"] / main["estimate"] if main["estimate"] else np.nan
+    return (
+        f"At {_months(rel_time)}, keyed to the first contact of any status the effect is "
+        f"{_pp(itt['estimate'])} (95% CI {itt['ci_lower']:.1f} to {itt['ci_upper']:.1f}; "
+        f"{int(itt['n_treated']):,} contacted students) against {_pp(main['estimate'])} for "
+        f"the first completed visit, a gap of {_pp(gap)} ({ratio:.0%} of the main estimate). "
+        "The intent-to-treat estimate does not condition on a family agreeing to and "
+        "completing a visit, so a gap this size is what selection on reachability and the "
+        "diluting effect of contacts that never became visits could account for together."
+    )
+
+
+def describe_composition(balanced: pd.DataFrame, *, rel_time: int = 9) -> str:
+    """The full-sample estimate beside the one on students observed in every month."""
+    d = balanced.loc[balanced["rel_time"] == rel_time].set_index("sample")
+    if not {"full", "balanced"} <= set(d.index):
+        return "The balanced-sample estimate is not available."
+    f, b = d.loc["full"], d.loc["balanced"]
+    return (
+        f"At {_months(rel_time)} the full sample ({int(f['n_treated']):,} visited students "
+        f"observed that month) gives {_pp(f['estimate'])}; the students enrolled in every "
+        f"month of the balanced window ({int(b['n_treated']):,}) give {_pp(b['estimate'])}, "
+        f"a difference of {_pp(f['estimate'] - b['estimate'])} that reflects who is observed "
+        "as well as how effects change with time."
+    )
+
+
+def crosswalk(table: pd.DataFrame, published: Sequence) -> pd.DataFrame:
+    """Our headline estimates beside the published figures (notebook 08, the report).
+
+    Parameters
+    ----------
+    table : DataFrame
+        The published (suppressed) ``event_study.csv``.
+    published : sequence of PublishedEstimate
+        ``identification.published`` of the parameters.
+
+    Returns
+    -------
+    DataFrame
+        ``source, group, rel_time, published, estimate, ci_lower, ci_upper, difference,
+        published_in_ci, definition``.
+    """
+    rows = []
+    for p in published:
+        hit = table.loc[(table["group"] == p.group) & (table["rel_time"] == p.rel_time)]
+        r = hit.iloc[0] if len(hit) else pd.Series(dtype=float)
+        est, lo, hi = (r.get(c, np.nan) for c in ("estimate", "ci_lower", "ci_upper"))
+        rows.append(
+            {
+                "source": p.source,
+                "group": p.group,
+                "rel_time": p.rel_time,
+                "published": p.estimate,
+                "estimate": est,
+                "ci_lower": lo,
+                "ci_upper": hi,
+                "difference": est - p.estimate,
+                "published_in_ci": bool(lo <= p.estimate <= hi) if pd.notna(est) else None,
+                "definition": p.definition,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -179,3 +179,20 @@ def plot_specifications(tidy: pd.DataFrame, *, ax=None, title: str | None = None
     if title:
         ax.set_title(title)
     return ax
+
+
+def tidy_pretrend(
+    pretrend_event_study: pd.DataFrame, *, group: str = "all", reference: int = -1
+) -> pd.DataFrame:
+    """The adjusted and unadjusted event studies of one group as two plotted lines.
+
+    Rows of ``pretrend_event_study.csv``; the binned lower end point is left out (it is
+    not one month). Returns the :func:`tidy_event_study` layout with ``group`` naming
+    the outcome basis.
+    """
+    d = pretrend_event_study.loc[pretrend_event_study["group"] == group]
+    d = d.loc[d["rel_time"] > d["rel_time"].min()] if len(d) else d
+    d = d.assign(group=d["basis"] + " outcome")
+    return tidy_event_study(
+        d, groups=("adjusted outcome", "unadjusted outcome"), reference=reference
+    )
