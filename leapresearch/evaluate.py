@@ -1084,3 +1084,21 @@ def estimate_balanced_sample(
     out = pd.concat(tables, ignore_index=True).assign(group=GROUP_ALL)
     out = out.loc[out["rel_time"].between(lo, hi)]
     return out[BALANCED_COLUMNS].reset_index(drop=True)
+
+
+def estimate_long_term_both(prepared: Prepared) -> pd.DataFrame:
+    """``long_term.csv`` with the regression adjustment off and on (column ``adjusted``).
+
+    The run publishes the parameter's choice (``long_term.regression_adjustment``); this
+    shows the alternative beside it (notebook 07) instead of resting the choice on one
+    data set.
+    """
+    config = prepared.config
+    tables = []
+    for adjust in (False, True):
+        alt = dataclasses.replace(
+            prepared, config=_with(config, "long_term", regression_adjustment=adjust)
+        )
+        tables.append(estimate_long_term(alt).assign(adjusted=adjust))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["adjusted", *LONG_TERM_COLUMNS]]
