@@ -253,3 +253,88 @@ def test_balance_sentence_follows_the_wwc_count():
 
     assert "for the other 1" in describe_balance(balance(0.2))
     assert "for the other" not in describe_balance(balance(0.02))
+
+
+# --------------------------------------------------------------------------------------
+# every run writes the identification tables
+# --------------------------------------------------------------------------------------
+
+IDENTIFICATION_TABLES = {
+    "sensitivity": ["group", "rel_time", "method", "bound", "ci_lower", "ci_upper", "breakdown"],
+    "falsification": ["group", "rel_time", "estimate", "std_error", "ci_lower", "ci_upper"],
+    "specifications": [
+        "specification",
+        "group",
+        "rel_time",
+        "estimate",
+        "std_error",
+        "ci_lower",
+        "ci_upper",
+        "n_treated",
+    ],
+    "pretrend_event_study": ["group", "basis", "rel_time", "estimate", "n_treated"],
+    "pretrend_tests": ["group", "basis", "months", "statistic", "df", "p_value"],
+}
+
+
+def test_a_run_writes_the_identification_tables_through_suppression(run_a):
+    for name, cols in IDENTIFICATION_TABLES.items():
+        table = pd.read_csv(run_a / "tables" / f"{name}.csv")
+        assert set(cols) <= set(table.columns), name
+        assert "suppressed" in table.columns, name
+    tests = pd.read_csv(run_a / "tables" / "pretrend_tests.csv")
+    assert {"adjusted", "unadjusted"} <= set(tests["basis"])
+    assert "-24..-13" in set(tests["months"])
+    spec = pd.read_csv(run_a / "tables" / "specifications.csv")
+    assert {"main", "no_adjustment", "intent_to_treat", "ratio_1"} <= set(spec["specification"])
+    assert (run_a / "figures" / "sensitivity_all.png").exists()
+    assert (run_a / "figures" / "specifications_all.png").exists()
+
+
+def test_specifications_are_consistent_with_the_main_fit(sim_data):
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.evaluate import (
+        estimate_event_studies,
+        estimate_specifications,
+        headline_weights,
+        prepare,
+    )
+
+    config = load_config(
+        "demo",
+        data_dir=sim_data,
+        overrides=[
+            "identification.specifications=[no_adjustment, outside_caliper_drop, "
+            "outside_caliper_only, trimmed_end_points, intent_to_treat]"
+        ],
+    )
+    tables = read_raw_tables(sim_data)
+    prepared = prepare(tables, config)
+    spec = estimate_specifications(prepared, tables=tables)
+    es, _ = estimate_event_studies(prepared, subgroups=())
+    main = spec.loc[(spec["specification"] == "main") & (spec["group"] == "all")]
+    ref = es.set_index("rel_time").loc[main["rel_time"], "estimate"].to_numpy()
+    assert main["estimate"].to_numpy() == pytest.approx(ref)
+    n = spec.loc[spec["group"] == "all"].pivot(
+        index="rel_time", columns="specification", values="n_treated"
+    )
+    # out-of-caliper students and the rest partition the visited students
+    far = prepared.outside_caliper
+    assert len(far) > 0
+    treated = prepared.units.loc[prepared.units["treated"] == 1]
+    is_far = treated.merge(far.assign(f=1), on=["stack", "student"], how="left")["f"].notna()
+    total = {}
+    for keep in (treated.loc[is_far.to_numpy()], treated.loc[~is_far.to_numpy()]):
+        for label, w in headline_weights(prepared, keep=keep):
+            total[label] = total.get(label, 0) + w[treated["unit"].to_numpy()].sum()
+    assert total["all"] == len(treated)
+    assert {"outside_caliper_drop", "outside_caliper_only"} <= set(n.columns)
+    # first contact of any status: at least every student with a completed visit
+    assert (n["intent_to_treat"] >= n["main"]).all()
+    adj = n.index.map(
+        spec.loc[(spec["specification"] == "no_adjustment") & (spec["group"] == "all")].set_index(
+            "rel_time"
+        )["estimate"]
+    ).to_numpy()
+    assert not np.allclose(adj, main["estimate"].to_numpy())

@@ -178,7 +178,7 @@ def _table_html(table) -> str:
 
 def write_index(evaluation, out_dir: Path, config: Config, pages: Sequence[Path]) -> Path:
     """``report/index.html``: headline figures and table, the exhibit map, the notebooks."""
-    from leapresearch.publish.narrative import describe_event_study, headline_table
+    from leapresearch.publish.narrative import crosswalk, describe_event_study, headline_table
 
     es = publishable(evaluation.tables["event_study"], "event_study", privacy=config.privacy)
     months = config.analysis.report_rel_times
@@ -186,6 +186,7 @@ def write_index(evaluation, out_dir: Path, config: Config, pages: Sequence[Path]
     head = headline_table(
         es.loc[es["group"].isin(groups) | es["group"].str.startswith("cohort:")], rel_times=months
     )
+    cross = crosswalk(es, config.identification.published)
     page_names = {Path(p).stem for p in pages}
     rows = []
     for exhibit, nb, file in EXHIBITS:
@@ -205,6 +206,8 @@ def write_index(evaluation, out_dir: Path, config: Config, pages: Sequence[Path]
 <p>{html.escape(describe_event_study(es, rel_times=months))}</p>
 <h2>Headline estimates (percentage points of attendance)</h2>
 {_table_html(head)}
+<h2>Beside the published figures</h2>
+{_table_html(cross) if len(cross) else "<p>No published figures are listed.</p>"}
 <h2>Figures</h2>
 <figure><img src="../figures/event_study_all.png" alt="Event study, all visited students">
 <figcaption>Effect by months since the first visit, with 95% intervals.</figcaption></figure>
