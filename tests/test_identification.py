@@ -338,3 +338,25 @@ def test_specifications_are_consistent_with_the_main_fit(sim_data):
         )["estimate"]
     ).to_numpy()
     assert not np.allclose(adj, main["estimate"].to_numpy())
+
+
+def test_intent_to_treat_sentence_follows_the_estimates():
+    from leapresearch.publish.narrative import describe_intent_to_treat
+
+    def spec(itt: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "specification": ["main", "intent_to_treat"],
+                "group": "all",
+                "rel_time": 6,
+                "estimate": [10.0, itt],
+                "ci_lower": [8.0, itt - 2],
+                "ci_upper": [12.0, itt + 2],
+                "n_treated": [100, 120],
+            }
+        )
+
+    assert "+5.0 pp" in describe_intent_to_treat(spec(5.0)) and "(50% of it)" in (
+        describe_intent_to_treat(spec(5.0))
+    )
+    assert "(90% of it)" in describe_intent_to_treat(spec(9.0))

@@ -424,27 +424,33 @@ def describe_specifications(
 
 
 def describe_intent_to_treat(
-    specifications: pd.DataFrame, *, group: str = "all", rel_time: int = 6
+    specifications: pd.DataFrame, *, group: str = "all", rel_times: Sequence[int] = (6,)
 ) -> str:
     """The effect of a first contact of any status beside the effect of a completed visit."""
-    d = specifications.loc[
-        (specifications["group"] == group) & (specifications["rel_time"] == rel_time)
-    ].set_index("specification")
-    if "intent_to_treat" not in d.index or "main" not in d.index:
-        return "The intent-to-treat estimate is not available."
-    itt, main = d.loc["intent_to_treat"], d.loc["main"]
-    if pd.isna(itt["estimate"]) or pd.isna(main["estimate"]):
-        return "The intent-to-treat estimate is suppressed."
-    gap = main["estimate"] - itt["estimate"]
-    ratio = itt["estimate"] / main["estimate"] if main["estimate"] else np.nan
+    d = specifications.loc[specifications["group"] == group]
+    parts = []
+    for r in rel_times:
+        at = d.loc[d["rel_time"] == r].set_index("specification")
+        if not {"intent_to_treat", "main"} <= set(at.index):
+            continue
+        itt, main = at.loc["intent_to_treat"], at.loc["main"]
+        if pd.isna(itt["estimate"]) or pd.isna(main["estimate"]):
+            continue
+        share = itt["estimate"] / main["estimate"] if main["estimate"] else np.nan
+        parts.append(
+            f"at {_months(r)} {_pp(itt['estimate'])} (95% CI {itt['ci_lower']:.1f} to "
+            f"{itt['ci_upper']:.1f}; {int(itt['n_treated']):,} contacted students) against "
+            f"{_pp(main['estimate'])} for the first completed visit ({share:.0%} of it)"
+        )
+    if not parts:
+        return "The intent-to-treat estimate is not available (or is suppressed)."
     return (
-        f"At {_months(rel_time)}, keyed to the first contact of any status the effect is "
-        f"{_pp(itt['estimate'])} (95% CI {itt['ci_lower']:.1f} to {itt['ci_upper']:.1f}; "
-        f"{int(itt['n_treated']):,} contacted students) against {_pp(main['estimate'])} for "
-        f"the first completed visit, a gap of {_pp(gap)} ({ratio:.0%} of the main estimate). "
-        "The intent-to-treat estimate does not condition on a family agreeing to and "
-        "completing a visit, so a gap this size is what selection on reachability and the "
-        "diluting effect of contacts that never became visits could account for together."
+        f"Keyed to the first contact of any status ({group}), the effect is "
+        + "; ".join(parts)
+        + ". The intent-to-treat estimate does not condition on a family agreeing to and "
+        "completing a visit; the gap to the completed-visit estimate is what selection on "
+        "reachability and the dilution by contacts that never became visits account for "
+        "together."
     )
 
 
