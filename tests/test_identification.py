@@ -360,3 +360,63 @@ def test_intent_to_treat_sentence_follows_the_estimates():
         describe_intent_to_treat(spec(5.0))
     )
     assert "(90% of it)" in describe_intent_to_treat(spec(9.0))
+
+
+# The public example of the R package HonestDiD (README, "Example usage - Medicaid
+# expansions"): the TWFE event study of ehec_data (Mixtape Sessions, Advanced-DID), years
+# before 2016, the 2015 cohort dropped, 2014 cohort vs never treated, clustered by state.
+# betahat and sigma below are our estimator's fit of that regression (fixest's CRV1 and
+# small-sample correction); the intervals are those the README prints (3 significant
+# digits).
+MEDICAID_BETA = np.array(
+    [-0.005285354533, -0.011297324648, -0.002675991812, -0.001419312252, 0.000339663519]
+    + [0.04644685416, 0.069206175479]
+)
+MEDICAID_SIGMA = np.array(
+    [
+        [7.488483635898e-05, 6.039874095644e-05, 4.444619818461e-05, 3.385764706089e-05,
+         4.328011254744e-05, 4.765880478778e-05, 2.425128699754e-05],
+        [6.039874095644e-05, 7.266500616997e-05, 3.789330221288e-05, 2.866578025148e-05,
+         4.543320628404e-05, 4.428850119318e-05, 2.824655042985e-05],
+        [4.444619818461e-05, 3.789330221288e-05, 5.052051940163e-05, 2.673679432484e-05,
+         2.778193567674e-05, 3.060644108906e-05, 9.637533882669e-06],
+        [3.385764706089e-05, 2.866578025148e-05, 2.673679432484e-05, 4.003222026338e-05,
+         2.412859975716e-05, 2.380868209074e-05, 2.923878143364e-06],
+        [4.328011254744e-05, 4.543320628404e-05, 2.778193567674e-05, 2.412859975716e-05,
+         5.462662207054e-05, 3.682531051743e-05, 9.722947502418e-06],
+        [4.765880478778e-05, 4.428850119318e-05, 3.060644108906e-05, 2.380868209074e-05,
+         3.682531051743e-05, 8.375668824678e-05, 6.321397962534e-05],
+        [2.425128699754e-05, 2.824655042985e-05, 9.637533882669e-06, 2.923878143364e-06,
+         9.722947502418e-06, 6.321397962534e-05, 1.071235230300e-04],
+    ]
+)  # fmt: skip
+R_FLCI = {  # M: (lb, ub) of DeltaSD, first post-period (2014)
+    0.00: (0.0259, 0.0607),
+    0.01: (0.0132, 0.0787),
+    0.02: (0.00286, 0.0907),
+    0.03: (-0.00714, 0.101),
+    0.04: (-0.0171, 0.111),
+    0.05: (-0.0271, 0.121),
+}
+R_RM_HYBRID = {0.5: (0.0241, 0.0673), 1.0: (0.0171, 0.0720), 1.5: (0.00859, 0.0796)}
+
+
+def test_smoothness_reproduces_the_r_package_example():
+    coef = EventCoefficients(MEDICAID_BETA, MEDICAID_SIGMA, n_pre=5, n_post=2, reference=-1)
+
+    def tol(printed: float) -> float:
+        # half a unit of the third significant digit printed, plus 5e-5 for R's numerical
+        # search of the sd bound h (bisection on numerical derivatives)
+        return 0.5 * 10 ** (np.floor(np.log10(abs(printed))) - 2) + 5e-5
+
+    for m, (lb, ub) in R_FLCI.items():
+        lo, hi = smoothness_ci(coef, 0, m)
+        assert lo == pytest.approx(lb, abs=tol(lb)), m
+        assert hi == pytest.approx(ub, abs=tol(ub)), m
+
+
+def test_relative_magnitudes_projection_contains_the_r_hybrid_interval():
+    coef = EventCoefficients(MEDICAID_BETA, MEDICAID_SIGMA, n_pre=5, n_post=2, reference=-1)
+    for mbar, (lb, ub) in R_RM_HYBRID.items():
+        lo, hi = relative_magnitudes_ci(coef, 0, mbar)
+        assert lo <= lb and hi >= ub, mbar  # valid and more conservative

@@ -31,6 +31,13 @@ post-period month) valid for every ``delta`` in a set ``Delta``:
   gives its first stage), ``alpha_2 = alpha - alpha_1``; at ``Mbar = 0`` the pre-period
   plays no role and the interval is the original one.
 
+Checks (``tests/test_identification.py``): the smoothness FLCI reproduces the intervals
+the R package prints for its Medicaid example (``M = 0 .. 0.05``) to the printed digits,
+matches a brute-force minimisation of the worst-case bias computed by linear programming,
+and is the linear extrapolation of the pre-trend at ``M = 0``; the relative-magnitudes
+interval is the original one at ``Mbar = 0``, follows its closed form by hand, and
+contains the R package's conditional/hybrid interval of that example.
+
 Indexing follows ``HonestDiD``: the reference month (``rel_time = reference``) is period
 0 with ``delta_0 = 0``; pre-period months are ``-n_pre..-1``, post-period months
 ``1..n_post``, so ``rel_time = r`` is period ``r - reference``. Binned end points of the
