@@ -420,3 +420,26 @@ def test_relative_magnitudes_projection_contains_the_r_hybrid_interval():
     for mbar, (lb, ub) in R_RM_HYBRID.items():
         lo, hi = relative_magnitudes_ci(coef, 0, mbar)
         assert lo <= lb and hi >= ub, mbar  # valid and more conservative
+
+
+def test_small_groups_lose_their_bounds_in_publication():
+    from leapresearch.config import PrivacyConfig
+    from leapresearch.publish.outputs import publishable
+
+    table = pd.DataFrame(
+        {
+            "group": ["all", "tiny"],
+            "rel_time": [9, 9],
+            "method": "smoothness",
+            "bound": 0.5,
+            "estimate": [3.0, 4.0],
+            "ci_lower": [1.0, 2.0],
+            "ci_upper": [5.0, 6.0],
+            "breakdown": [0.4, 0.7],
+            "n_treated": [500, 8],
+        }
+    )
+    out = publishable(table, "sensitivity", privacy=PrivacyConfig())
+    tiny = out.loc[out["group"] == "tiny"].iloc[0]
+    assert tiny[["estimate", "ci_lower", "ci_upper", "breakdown"]].isna().all()
+    assert out.loc[out["group"] == "all", "breakdown"].iloc[0] == 0.4
