@@ -101,7 +101,9 @@ def _weights_from_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 @single_blas_thread
-def run_matching(candidates: Candidates, config: Config) -> MatchResult:
+def run_matching(
+    candidates: Candidates, config: Config, *, pscore: pd.Series | None = None
+) -> MatchResult:
     """Propensity-score matching of each visited student to never-visited students.
 
     Exact strata are the event month (stack) and ``config.matching.exact``; see
@@ -111,20 +113,34 @@ def run_matching(candidates: Candidates, config: Config) -> MatchResult:
     ``settings["matched_outside_caliper"]``, and the regression adjustment
     (:mod:`leapresearch.design.adjustment`) corrects the remaining difference. The estimand then
     stays the effect on all visited students rather than on those with close matches.
+
+    ``pscore`` (aligned with ``candidates.frame``) reuses propensity scores already fitted
+    on the same candidates (the specification table's ratio and caliper rows).
     """
     m = config.matching
     exact = ["stack", *m.exact]
     if config.comparison_pool.allow_other_districts:
         exact = [e for e in exact if e != "district"]
-    result = match(
-        candidates.frame,
-        covariates=candidates.covariates,
-        exact=tuple(exact),
-        ratio=m.ratio,
-        caliper=m.caliper,
-        replace=m.replace,
-        seed=m.seed,
-    )
+    if pscore is None:
+        result = match(
+            candidates.frame,
+            covariates=candidates.covariates,
+            exact=tuple(exact),
+            ratio=m.ratio,
+            caliper=m.caliper,
+            replace=m.replace,
+            seed=m.seed,
+        )
+    else:
+        result = nearest_neighbor_match(
+            candidates.frame,
+            pscore,
+            exact=tuple(exact),
+            ratio=m.ratio,
+            caliper=m.caliper,
+            replace=m.replace,
+            seed=m.seed,
+        )
     far = result.unmatched.loc[result.unmatched["reason"] == "outside_caliper"]
     if m.outside_caliper != "nearest" or far.empty:
         return result
@@ -243,18 +259,20 @@ def prepare_matched(
     config: Config,
     *,
     max_rel_time: int | None = None,
+    pscore: pd.Series | None = None,
     log: Log = _quiet,
 ) -> Prepared:
     """Match the candidates and build the stacked panel of the matched units.
 
     ``max_rel_time`` keeps only months up to that event time (the placebo stops before
-    the real first visit).
+    the real first visit); ``pscore`` reuses fitted propensity scores
+    (:func:`run_matching`).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_matching(candidates, config)
+        result = run_matching(candidates, config, pscore=pscore)
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     timings["matching"] = time.perf_counter() - t0
     n_t = int(candidates.frame["treated"].sum())
@@ -965,10 +983,10 @@ def _rematched(prepared: Prepared, name: str, tables) -> Prepared | None:
             return None  # the run already uses this specification
         pool, matching = new.comparison_pool, new.matching
     if name.startswith(("ratio", "caliper")):
-        cand = prepared.candidates  # only the matching changes: reuse the candidates
-    else:
-        stacks = np.unique(panel.events["event_time"].to_numpy())
-        cand = build_candidates(panel, pool=pool, matching=matching, stacks=stacks)
+        # only the nearest-neighbour step changes: same candidates, same propensity scores
+        return prepare_matched(panel, prepared.candidates, new, pscore=prepared.matching.pscore)
+    stacks = np.unique(panel.events["event_time"].to_numpy())
+    cand = build_candidates(panel, pool=pool, matching=matching, stacks=stacks)
     return prepare_matched(panel, cand, new)
 
 
