@@ -231,7 +231,7 @@ ROW_LEVEL_COLUMNS = {
 
 def test_no_output_table_is_row_level(run_a, sim_ids):
     tables = sorted((run_a / "tables").glob("*.csv"))
-    assert len(tables) == 8
+    assert len(tables) == 12  # 8 + sensitivity, falsification, specifications, pretrend_event_study
     n_visited = None
     for path in tables:
         frame = pd.read_csv(path)
