@@ -443,3 +443,15 @@ def test_small_groups_lose_their_bounds_in_publication():
     tiny = out.loc[out["group"] == "tiny"].iloc[0]
     assert tiny[["estimate", "ci_lower", "ci_upper", "breakdown"]].isna().all()
     assert out.loc[out["group"] == "all", "breakdown"].iloc[0] == 0.4
+
+
+def test_naive_sentence_follows_the_sign_of_the_gap():
+    from leapresearch.publish.narrative import describe_naive
+
+    def tables(naive: float, matched: float):
+        n = pd.DataFrame({"group": ["all"], "rel_time": [6], "estimate": [naive]})
+        return n, n.assign(estimate=matched)
+
+    assert "matched comparison students also made" in describe_naive(*tables(20.0, 12.0))
+    assert "the effect exceeds the raw change" in describe_naive(*tables(5.0, 8.0))
+    assert "fell by 3.0 pp" in describe_naive(*tables(5.0, 8.0))

@@ -173,8 +173,9 @@ def describe_matching(summary: pd.DataFrame) -> str:
     if "matched_outside_caliper" in tot and pd.notna(tot["matched_outside_caliper"]):
         far = (
             f" {int(tot['matched_outside_caliper']):,} of the matched had no comparison inside "
-            "the caliper and kept their single nearest one (their differences are handled by "
-            "the regression adjustment)."
+            "the caliper and kept their single nearest one; the regression adjustment corrects "
+            "their remaining differences, and notebook 07 shows their estimate alone and the "
+            "estimate without them."
         )
     return (
         f"Of {int(tot['treated']):,} visited students (published cells), {int(tot['matched']):,} "
@@ -191,11 +192,18 @@ def describe_naive(naive: pd.DataFrame, table: pd.DataFrame, *, rel_time: int = 
     if n.empty or m.empty or pd.isna(n.iloc[0]) or pd.isna(m.iloc[0]):
         return "The naive comparison is not available."
     naive_v, matched_v = float(n.iloc[0]), float(m.iloc[0])
+    gap = naive_v - matched_v
+    reading = (
+        f"the difference, {_pp(gap)}, is the change the matched comparison students also "
+        "made without a visit (recovery from a low spell, or a common trend)"
+        if gap > 0
+        else f"the comparison students' attendance fell by {_pp(-gap)[1:]} over the same "
+        "months, so the effect exceeds the raw change"
+    )
     return (
         f"{_months(rel_time).capitalize()} after the first visit, visited students' attendance "
         f"had changed by {_pp(naive_v)} since the month before it. The matched comparison "
-        f"puts the effect at {_pp(matched_v)}: the difference, {_pp(naive_v - matched_v)}, "
-        "is what students picked for low attendance would have recovered on their own."
+        f"puts the effect at {_pp(matched_v)}: {reading}."
     )
 
 
