@@ -455,3 +455,28 @@ def test_naive_sentence_follows_the_sign_of_the_gap():
     assert "matched comparison students also made" in describe_naive(*tables(20.0, 12.0))
     assert "the effect exceeds the raw change" in describe_naive(*tables(5.0, 8.0))
     assert "fell by 3.0 pp" in describe_naive(*tables(5.0, 8.0))
+
+
+def test_falsification_can_fail_when_the_design_ignores_the_dip():
+    """On the demo data, matching on the last month only, without the adjustment or
+    demographics, leaves the rebound from the dip in the pseudo-event estimates (the
+    full design covers zero in every month: see the demo run)."""
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.evaluate import estimate_falsification, prepare
+    from leapresearch.paths import DEMO_DATA
+
+    weak = load_config(
+        "demo",
+        overrides=[
+            "matching.pre_months=1",
+            "analysis.regression_adjustment=false",
+            "matching.demographics=[]",
+            "identification.groups=[all]",
+        ],
+    )
+    table = estimate_falsification(prepare(read_raw_tables(DEMO_DATA), weak))
+    post = table.loc[table["rel_time"] >= 0]
+    covers = (post["ci_lower"] <= 0) & (post["ci_upper"] >= 0)
+    assert covers.mean() < 0.8, post  # the narrative's threshold for "no rebound"
+    assert post["estimate"].mean() > 0
