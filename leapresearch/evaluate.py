@@ -757,16 +757,17 @@ def estimate_pretrend_evidence(prepared: Prepared) -> tuple[pd.DataFrame, pd.Dat
     return es.reindex(columns=PRETREND_EVENT_STUDY_COLUMNS), pd.DataFrame(tests)
 
 
+PRETREND_TEST_COLUMNS = ["group", "basis", "months", "statistic", "df", "p_value", "n_treated"]
+
+
 def label_pretrend_tests(tests: pd.DataFrame, config: Config) -> pd.DataFrame:
     """The main pre-trend tests with the outcome basis and the months they use."""
     lo, _ = config.analysis.window
     ref = config.analysis.reference
-    return tests.assign(
+    out = tests.assign(
         basis=_basis(config.analysis.regression_adjustment), months=f"<={lo}..{ref - 1}"
     )
-
-
-PRETREND_TEST_COLUMNS = ["group", "basis", "months", "statistic", "df", "p_value", "n_treated"]
+    return out[PRETREND_TEST_COLUMNS]
 
 
 def _pseudo_panel(prepared: Prepared) -> tuple[AnalyticPanel, pd.DataFrame, object]:
@@ -877,7 +878,14 @@ def estimate_identification(
     out = {
         "sensitivity": _guarded("sensitivity", lambda: estimate_sensitivity(prepared, results), log)
     }
-    out["pretrend_event_study"], out["pretrend_tests"] = pretrend_evidence(prepared, pretrends)
+    try:
+        out["pretrend_event_study"], out["pretrend_tests"] = pretrend_evidence(prepared, pretrends)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log(f"pre-trend evidence: not estimable on these data: {exc}")
+        out["pretrend_event_study"] = pd.DataFrame(
+            {"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]}
+        )
+        out["pretrend_tests"] = label_pretrend_tests(pretrends, prepared.config)
     out["falsification"] = _guarded(
         "falsification", lambda: estimate_falsification(prepared, log=log), log
     )
