@@ -767,7 +767,7 @@ def label_pretrend_tests(tests: pd.DataFrame, config: Config) -> pd.DataFrame:
     out = tests.assign(
         basis=_basis(config.analysis.regression_adjustment), months=f"<={lo}..{ref - 1}"
     )
-    return out[PRETREND_TEST_COLUMNS]
+    return out.reindex(columns=PRETREND_TEST_COLUMNS)
 
 
 def _pseudo_panel(prepared: Prepared) -> tuple[AnalyticPanel, pd.DataFrame, object]:
