@@ -361,7 +361,9 @@ def test_min_treated_above_everything_empties_every_estimate(run_a, run_strict):
         if "n_treated" in frame.columns:
             assert frame["suppressed"].all(), name
         checked += 1
-    assert checked == 6  # every table with estimates (all but balance and matching_summary)
+    # every table with estimates (all but balance and matching_summary), the four
+    # identification tables included
+    assert checked == 10
 
 
 # --------------------------------------------------------------------------------------
