@@ -214,6 +214,9 @@ def test_falsification_sentence_follows_coverage():
     rebound = describe_falsification(_event_rows([3.0, 4.0, 5.0, 0.5, 6.0]))
     assert "5 of 5" in near_zero and "no detectable rebound" in near_zero
     assert "1 of 5" in rebound and "leaves part of the rebound" in rebound
+    assert "lean" not in near_zero
+    negative = describe_falsification(_event_rows(-np.linspace(0.2, 1.8, 12)))
+    assert "lean negative (0 of 12 positive" in negative and "understates" in negative
 
 
 def test_sensitivity_and_pre_period_sentences_follow_the_numbers():

@@ -290,12 +290,24 @@ def describe_falsification(falsification: pd.DataFrame, *, group: str = "all") -
         else "the design leaves part of the rebound from the dip in its estimates, so the "
         "effects above are overstated by about this much"
     )
+    from scipy.stats import binomtest
+
+    pos = int((post["estimate"] > 0).sum())
+    p = binomtest(pos, n, 0.5).pvalue
+    lean = (
+        f" The pseudo-effects lean {'positive' if pos > n / 2 else 'negative'} ({pos} of {n} "
+        f"positive, sign test p = {p:.3f} < 0.05): if this carries over to the visited "
+        f"students, the design {'over' if pos > n / 2 else 'under'}states effects by about "
+        f"{abs(mean):.1f} pp."
+        if p < 0.05
+        else ""
+    )
     return (
         f"Never-visited students given a pseudo first visit at the month their attendance "
         f"dipped as visited students' had ({group}): {covers} of {n} post-period "
         f"intervals include zero (threshold for 'no rebound': at least 80%), mean "
         f"pseudo-effect {_pp(mean)}, largest {_pp(biggest['estimate'])} at month "
-        f"{int(biggest['rel_time'])}: {verdict}."
+        f"{int(biggest['rel_time'])}: {verdict}." + lean
     )
 
 
