@@ -115,6 +115,55 @@ class RobustConfig(_Frozen):
     anticipation: int = 3
 
 
+Specification = Literal[
+    "no_adjustment",
+    "outside_caliper_drop",
+    "outside_caliper_only",
+    "not_yet_visited_pool",
+    "attempted_only_excluded",
+    "ratio_1",
+    "ratio_5",
+    "caliper_0.1",
+    "caliper_none",
+    "trimmed_end_points",
+    "cluster_school",
+    "intent_to_treat",
+]
+
+
+class PublishedEstimate(_Frozen):
+    """A published figure our estimates are set beside (notebook 08, the report)."""
+
+    source: str
+    group: str
+    rel_time: int
+    estimate: float
+    definition: str = ""
+
+
+class IdentificationConfig(_Frozen):
+    """Checks of the identifying assumption: bounds, falsification, specifications."""
+
+    groups: tuple[str, ...] = ("all", "grade_band:PK-5", "grade_band:6-12")
+    sensitivity_mbar: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0)
+    sensitivity_m: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0)
+    far_pre_months: tuple[int, int] = (-24, -13)
+    falsification_max_students: int = 1000
+    specifications: tuple[Specification, ...] = get_args(Specification)
+    published: tuple[PublishedEstimate, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> IdentificationConfig:
+        if any(b < 0 for b in (*self.sensitivity_mbar, *self.sensitivity_m)):
+            raise ValueError("sensitivity bounds must be non-negative")
+        lo, hi = self.far_pre_months
+        if not lo <= hi < -1:
+            raise ValueError(f"far_pre_months must satisfy lo <= hi < -1, got {lo, hi}")
+        if self.falsification_max_students < 2:
+            raise ValueError("falsification_max_students must be at least 2")
+        return self
+
+
 class PrivacyConfig(_Frozen):
     """Small-cell suppression thresholds (the convention of the state's public data)."""
 
@@ -235,6 +284,7 @@ class Config(_Frozen):
     long_term: LongTermConfig = LongTermConfig()
     placebo: PlaceboConfig = PlaceboConfig()
     robust: RobustConfig = RobustConfig()
+    identification: IdentificationConfig = IdentificationConfig()
     privacy: PrivacyConfig = PrivacyConfig()
 
     @property

@@ -25,6 +25,11 @@ from leapresearch.design.matching import MatchResult, match, nearest_neighbor_ma
 from leapresearch.design.pool import Candidates, build_candidates
 from leapresearch.design.stacking import stacked_panel, subgroup_weights, unit_table
 from leapresearch.estimation.event_study import event_study
+from leapresearch.estimation.falsification import (
+    pseudo_events,
+    selection_rule,
+    wald_terms,
+)
 from leapresearch.estimation.long_term import (
     ESTIMATE_COLUMNS,
     annual_stacked_panel,
@@ -32,6 +37,7 @@ from leapresearch.estimation.long_term import (
 )
 from leapresearch.estimation.naive import naive_pre_post
 from leapresearch.estimation.robust import callaway_santanna
+from leapresearch.estimation.sensitivity import sensitivity_table
 from leapresearch.estimation.subgroups import (
     GROUP_ALL,
     group_definitions,
@@ -96,7 +102,9 @@ def _weights_from_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 @single_blas_thread
-def run_matching(candidates: Candidates, config: Config) -> MatchResult:
+def run_matching(
+    candidates: Candidates, config: Config, *, pscore: pd.Series | None = None
+) -> MatchResult:
     """Propensity-score matching of each visited student to never-visited students.
 
     Exact strata are the event month (stack) and ``config.matching.exact``; see
@@ -106,20 +114,34 @@ def run_matching(candidates: Candidates, config: Config) -> MatchResult:
     ``settings["matched_outside_caliper"]``, and the regression adjustment
     (:mod:`leapresearch.design.adjustment`) corrects the remaining difference. The estimand then
     stays the effect on all visited students rather than on those with close matches.
+
+    ``pscore`` (aligned with ``candidates.frame``) reuses propensity scores already fitted
+    on the same candidates (the specification table's ratio and caliper rows).
     """
     m = config.matching
     exact = ["stack", *m.exact]
     if config.comparison_pool.allow_other_districts:
         exact = [e for e in exact if e != "district"]
-    result = match(
-        candidates.frame,
-        covariates=candidates.covariates,
-        exact=tuple(exact),
-        ratio=m.ratio,
-        caliper=m.caliper,
-        replace=m.replace,
-        seed=m.seed,
-    )
+    if pscore is None:
+        result = match(
+            candidates.frame,
+            covariates=candidates.covariates,
+            exact=tuple(exact),
+            ratio=m.ratio,
+            caliper=m.caliper,
+            replace=m.replace,
+            seed=m.seed,
+        )
+    else:
+        result = nearest_neighbor_match(
+            candidates.frame,
+            pscore,
+            exact=tuple(exact),
+            ratio=m.ratio,
+            caliper=m.caliper,
+            replace=m.replace,
+            seed=m.seed,
+        )
     far = result.unmatched.loc[result.unmatched["reason"] == "outside_caliper"]
     if m.outside_caliper != "nearest" or far.empty:
         return result
@@ -238,18 +260,20 @@ def prepare_matched(
     config: Config,
     *,
     max_rel_time: int | None = None,
+    pscore: pd.Series | None = None,
     log: Log = _quiet,
 ) -> Prepared:
     """Match the candidates and build the stacked panel of the matched units.
 
     ``max_rel_time`` keeps only months up to that event time (the placebo stops before
-    the real first visit).
+    the real first visit); ``pscore`` reuses fitted propensity scores
+    (:func:`run_matching`).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_matching(candidates, config)
+        result = run_matching(candidates, config, pscore=pscore)
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     timings["matching"] = time.perf_counter() - t0
     n_t = int(candidates.frame["treated"].sum())
@@ -614,7 +638,9 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
     Evaluation
         ``tables`` holds ``event_study``, ``long_term``, ``balance``,
         ``matching_summary``, ``naive_pre_post``, ``pretrend_tests``,
-        ``robust_estimator`` and ``placebo``, unsuppressed (suppression is applied when
+        ``robust_estimator``, ``placebo`` and the identification checks
+        (:func:`estimate_identification`: ``sensitivity``, ``pretrend_event_study``,
+        ``falsification``, ``specifications``), unsuppressed (suppression is applied when
         they are written).
     """
     prepared = prepare(tables, config, log=log)
@@ -629,4 +655,477 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
         "robust_estimator": try_estimate(estimate_robust, prepared, log=log),
         "placebo": try_estimate(estimate_placebo, prepared, log=log),
     }
+    out.update(
+        estimate_identification(prepared, results, out["pretrend_tests"], tables=tables, log=log)
+    )
     return Evaluation(prepared=prepared, tables=out, event_studies=results)
+
+
+# --------------------------------------------------------------------------------------
+# identification checks (issue 11): sensitivity bounds, non-circular pre-trends,
+# falsification and specifications
+# --------------------------------------------------------------------------------------
+
+
+def estimate_sensitivity(prepared: Prepared, results: dict) -> pd.DataFrame:
+    """Rambachan-Roth bounds of the headline groups and months (``sensitivity.csv``).
+
+    See :mod:`leapresearch.estimation.sensitivity`.
+    """
+    config = prepared.config
+    ident = config.identification
+    return sensitivity_table(
+        results,
+        groups=ident.groups,
+        rel_times=config.analysis.report_rel_times,
+        mbar=ident.sensitivity_mbar,
+        m=ident.sensitivity_m,
+        alpha=config.analysis.alpha,
+    )
+
+
+PRETREND_EVENT_STUDY_COLUMNS = ["group", "basis", *EVENT_STUDY_COLUMNS[1:]]
+
+
+def headline_weights(
+    prepared: Prepared, *, keep: pd.DataFrame | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """``(group, unit weights)`` of the headline groups (``identification.groups``).
+
+    ``keep`` (``stack``, ``student``) restricts every group to those visited students.
+    """
+    wanted = prepared.config.identification.groups
+    units, pairs = prepared.units, prepared.matching.pairs
+    out = []
+    for label, treated in group_definitions(prepared.attributes, ("grade_band",)):
+        if label not in wanted:
+            continue
+        if keep is not None:
+            treated = treated.merge(keep[["stack", "student"]], on=["stack", "student"])
+            out.append((label, subgroup_weights(units, pairs, treated)))
+        elif label == GROUP_ALL:
+            out.append((label, units["weight"].to_numpy(np.float64)))
+        else:
+            out.append((label, subgroup_weights(units, pairs, treated)))
+    return out
+
+
+def _basis(adjust: bool) -> str:
+    return "adjusted" if adjust else "unadjusted"
+
+
+@single_blas_thread
+def estimate_pretrend_evidence(prepared: Prepared) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pre-trends on outcomes the design did not fit.
+
+    The regression adjustment moves comparison outcomes using the pre-period trajectory,
+    and the matching used months -1..-``pre_months``; pre-period coefficients of the
+    adjusted outcome in those months are partly fitted to be zero. For each headline
+    group this fits the event study on the *unadjusted* outcome beside the adjusted one,
+    with the window extended to ``identification.far_pre_months`` (months before the
+    matching window; the prior school year's annual rate was matched on, so these months
+    are free only in their monthly shape), and tests jointly the months inside the
+    matching window and those before it.
+
+    Returns
+    -------
+    event_study : DataFrame
+        ``group, basis, rel_time, estimate, ...`` (``pretrend_event_study.csv``).
+    tests : DataFrame
+        ``group, basis, months, statistic, df, p_value, n_treated``.
+    """
+    config = prepared.config
+    far_lo, far_hi = config.identification.far_pre_months
+    lo, hi = config.analysis.window
+    ref = config.analysis.reference
+    window = (far_lo - 1, hi)
+    tables, tests = [], []
+    for label, weights in headline_weights(prepared):
+        for adjust in (True, False):
+            res = fit_group(prepared, prepared.stacked, weights, window=window, adjust=adjust)
+            if res is None:
+                continue
+            tables.append(_event_table(res, config).assign(group=label, basis=_basis(adjust)))
+            spans = [range(far_lo, far_hi + 1)]
+            if not adjust:  # the adjusted test on these months is the main one
+                spans.insert(0, range(lo, ref))
+            for months in spans:
+                row = wald_terms(res, list(months))
+                tests.append(
+                    {"group": label, "basis": _basis(adjust), **row, "n_treated": res.n_treated}
+                )
+    es = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return es.reindex(columns=PRETREND_EVENT_STUDY_COLUMNS), pd.DataFrame(tests)
+
+
+PRETREND_TEST_COLUMNS = ["group", "basis", "months", "statistic", "df", "p_value", "n_treated"]
+
+
+def label_pretrend_tests(tests: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The main pre-trend tests with the outcome basis and the months they use."""
+    lo, _ = config.analysis.window
+    ref = config.analysis.reference
+    out = tests.assign(
+        basis=_basis(config.analysis.regression_adjustment), months=f"<={lo}..{ref - 1}"
+    )
+    return out.reindex(columns=PRETREND_TEST_COLUMNS)
+
+
+def _pseudo_panel(prepared: Prepared) -> tuple[AnalyticPanel, pd.DataFrame, object]:
+    """The panel with fake first visits for never-visited students who had the dip."""
+    config = prepared.config
+    panel = prepared.panel
+    real = panel.events
+    if config.cohorts is not None:
+        real = real.loc[real["cohort"].isin(config.cohorts)]
+    rule = selection_rule(panel, real)
+    fake = pseudo_events(
+        panel,
+        real,
+        ~panel.visited_any,
+        rule=rule,
+        max_students=config.identification.falsification_max_students,
+        seed=config.matching.seed,
+    )
+    if len(fake) < 2:
+        raise ValueError("fewer than two never-visited students meet the selection rule")
+    fake_events = fake.assign(
+        cohort="pseudo", first_visit_location="pseudo", visitor_type="pseudo", visits="pseudo"
+    )
+    # the pool: never-visited students as in the real design; the real visited students and
+    # those with a pseudo-event never serve as comparisons
+    excluded = panel.visited_any.copy()
+    if config.comparison_pool.include_attempted_only:
+        excluded[:] = False
+        excluded[panel.events["student"].to_numpy()] = True
+    excluded[fake["student"].to_numpy()] = True
+    fake_panel = dataclasses.replace(panel, events=fake_events, visited_any=excluded)
+    return fake_panel, fake, rule
+
+
+@single_blas_thread
+def estimate_falsification(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
+    """Pseudo-events for never-visited students with the dip that got students picked.
+
+    The selection rule (:func:`leapresearch.estimation.falsification.selection_rule`) is
+    inferred from visited students' attendance before their first visit; never-visited
+    students who meet it get a fake first visit at the first real event month they do
+    (:func:`~leapresearch.estimation.falsification.pseudo_events`), and go through the
+    same candidates, matching, stacking, regression adjustment and event study as the
+    visited students (``falsification.csv``). No one was visited, so every post-period
+    estimate should be zero; a design that leaves the rebound from a dip in its estimates
+    shows a positive "effect" here. Unlike the placebo it can fail.
+    """
+    config = prepared.config
+    fake_panel, fake, rule = _pseudo_panel(prepared)
+    pool = config.comparison_pool.model_copy(
+        update={"include_attempted_only": False, "not_yet_visited": False}
+    )
+    cand = build_candidates(
+        fake_panel,
+        pool=pool,
+        matching=config.matching,
+        stacks=np.unique(fake["event_time"].to_numpy()),
+    )
+    matched = prepare_matched(fake_panel, cand, config)
+    tables = []
+    for label, weights in headline_weights(matched):
+        res = fit_group(matched, matched.stacked, weights)
+        if res is not None:
+            tables.append(_event_table(res, config).assign(group=label))
+    if not tables:
+        raise ValueError("no pseudo-event group could be estimated")
+    log(
+        f"falsification: {len(fake):,} pseudo-events (recent rate <= {rule.recent:.3f}, "
+        f"drop <= {rule.drop:+.3f})"
+    )
+    out = pd.concat(tables, ignore_index=True)
+    out["rule_recent_rate"] = rule.recent
+    out["rule_drop"] = rule.drop
+    return out[[*EVENT_STUDY_COLUMNS, "rule_recent_rate", "rule_drop"]]
+
+
+def _guarded(name: str, step: Callable[[], pd.DataFrame], log: Log) -> pd.DataFrame:
+    """Run one identification check; if the data cannot support it, a one-row note."""
+    try:
+        return step()
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log(f"{name}: not estimable on these data: {exc}")
+        return pd.DataFrame({"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]})
+
+
+@single_blas_thread
+def estimate_identification(
+    prepared: Prepared,
+    results: dict,
+    pretrends: pd.DataFrame,
+    *,
+    tables=None,
+    log: Log = _quiet,
+) -> dict[str, pd.DataFrame]:
+    """Every check of the identifying assumption, as tables of the output contract.
+
+    Returns
+    -------
+    dict
+        ``sensitivity`` (:func:`estimate_sensitivity`), ``pretrend_event_study`` and
+        ``pretrend_tests`` (the main tests labelled with their basis and months, then
+        :func:`estimate_pretrend_evidence`), ``falsification``
+        (:func:`estimate_falsification`) and ``specifications``
+        (:func:`estimate_specifications`; ``tables``, the contract tables, give its
+        intent-to-treat rows).
+    """
+    t0 = time.perf_counter()
+    out = {
+        "sensitivity": _guarded("sensitivity", lambda: estimate_sensitivity(prepared, results), log)
+    }
+    try:
+        out["pretrend_event_study"], out["pretrend_tests"] = pretrend_evidence(prepared, pretrends)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log(f"pre-trend evidence: not estimable on these data: {exc}")
+        out["pretrend_event_study"] = pd.DataFrame(
+            {"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]}
+        )
+        out["pretrend_tests"] = label_pretrend_tests(pretrends, prepared.config)
+    out["falsification"] = _guarded(
+        "falsification", lambda: estimate_falsification(prepared, log=log), log
+    )
+    out["specifications"] = _guarded(
+        "specifications",
+        lambda: estimate_specifications(prepared, tables=tables, log=log),
+        log,
+    )
+    log(f"identification checks: {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+SPECIFICATION_COLUMNS = [
+    "specification",
+    "group",
+    "rel_time",
+    "estimate",
+    "std_error",
+    "ci_lower",
+    "ci_upper",
+    "n_treated",
+]
+SPEC_DESCRIPTIONS: dict[str, str] = {
+    "main": "the parameters of the run",
+    "no_adjustment": "regression adjustment of comparison outcomes off",
+    "outside_caliper_drop": "visited students with no comparison inside the caliper dropped",
+    "outside_caliper_only": "only the visited students matched outside the caliper",
+    "not_yet_visited_pool": "students visited later also serve as comparisons until then",
+    "attempted_only_excluded": "students with only attempted visits kept out of the pool",
+    "ratio_1": "one comparison per visited student",
+    "ratio_5": "five comparisons per visited student",
+    "caliper_0.1": "caliper 0.1 SD of the logit propensity score",
+    "caliper_none": "no caliper",
+    "trimmed_end_points": "months outside the window dropped instead of binned",
+    "cluster_school": "standard errors clustered by school",
+    "intent_to_treat": "event at the first contact of any status (attempted or completed); "
+    "students with any contact kept out of the pool",
+}
+"""What each row of ``specifications.csv`` changes (README and notebook 07)."""
+
+
+def _with(config: Config, section: str, **update) -> Config:
+    return config.model_copy(update={section: getattr(config, section).model_copy(update=update)})
+
+
+def _spec_rows(
+    prepared: Prepared,
+    name: str,
+    *,
+    keep: pd.DataFrame | None = None,
+    panel: pd.DataFrame | None = None,
+    window: tuple[int, int] | None | str = "config",
+    adjust: bool | None = None,
+) -> list[pd.DataFrame]:
+    """Headline months of the headline groups under one specification."""
+    months = list(prepared.config.analysis.report_rel_times)
+    stacked = prepared.stacked if panel is None else panel
+    rows = []
+    for label, weights in headline_weights(prepared, keep=keep):
+        res = fit_group(prepared, stacked, weights, window=window, adjust=adjust)
+        if res is None:
+            continue
+        tab = _event_table(res, prepared.config)
+        tab = tab.loc[tab["rel_time"].isin(months)]
+        rows.append(tab.assign(specification=name, group=label))
+    return rows
+
+
+def _intent_to_treat_panel(prepared: Prepared, tables) -> AnalyticPanel:
+    """The panel with events at the first contact of any status (attempted or completed)."""
+    from leapresearch.data.panel import _student_codes, build_events
+
+    index = _student_codes(tables.students)
+    visits = tables.leap_visits.assign(visit_status="completed")
+    events, visited_any = build_events(visits, index)
+    if prepared.config.cohorts is not None:
+        events = events.loc[events["cohort"].isin(prepared.config.cohorts)]
+    return dataclasses.replace(prepared.panel, events=events, visited_any=visited_any)
+
+
+def _rematched(prepared: Prepared, name: str, tables) -> Prepared | None:
+    """The matched sample under a specification that changes the pool or the matching."""
+    config = prepared.config
+    pool, matching = config.comparison_pool, config.matching
+    changes = {
+        "not_yet_visited_pool": ("comparison_pool", {"not_yet_visited": True}),
+        "attempted_only_excluded": ("comparison_pool", {"include_attempted_only": False}),
+        "ratio_1": ("matching", {"ratio": 1}),
+        "ratio_5": ("matching", {"ratio": 5}),
+        "caliper_0.1": ("matching", {"caliper": 0.1}),
+        "caliper_none": ("matching", {"caliper": None}),
+    }
+    panel = prepared.panel
+    if name == "intent_to_treat":
+        if tables is None:
+            return None
+        new = config
+        panel = _intent_to_treat_panel(prepared, tables)
+    else:
+        section, update = changes[name]
+        new = _with(config, section, **update)
+        if getattr(config, section) == getattr(new, section):
+            return None  # the run already uses this specification
+        pool, matching = new.comparison_pool, new.matching
+    if name.startswith(("ratio", "caliper")):
+        # only the nearest-neighbour step changes: same candidates, same propensity scores
+        return prepare_matched(panel, prepared.candidates, new, pscore=prepared.matching.pscore)
+    stacks = np.unique(panel.events["event_time"].to_numpy())
+    cand = build_candidates(panel, pool=pool, matching=matching, stacks=stacks)
+    return prepare_matched(panel, cand, new)
+
+
+REMATCHED_SPECS = (
+    "not_yet_visited_pool",
+    "attempted_only_excluded",
+    "ratio_1",
+    "ratio_5",
+    "caliper_0.1",
+    "caliper_none",
+    "intent_to_treat",
+)
+
+
+@single_blas_thread
+def estimate_specifications(prepared: Prepared, *, tables=None, log: Log = _quiet) -> pd.DataFrame:
+    """Headline months of the headline groups under each design switch (``specifications.csv``).
+
+    ``identification.specifications`` lists the switches (:data:`SPEC_DESCRIPTIONS`);
+    the ``main`` rows repeat the run's own estimates. Switches of the estimation only
+    (adjustment, end points, clustering, outside-caliper subsets) reuse the matched
+    sample; ratio and caliper re-match the same candidates; the pool switches and the
+    intent-to-treat build new candidates (``intent_to_treat`` needs the contract
+    ``tables`` and is skipped without them). A switch equal to the run's own parameter
+    is skipped.
+    """
+    config = prepared.config
+    specs = config.identification.specifications
+    lo, hi = config.analysis.window
+    rows = _spec_rows(prepared, "main")
+    timings = {}
+    for name in specs:
+        t0 = time.perf_counter()
+        if name == "no_adjustment" and config.analysis.regression_adjustment:
+            rows += _spec_rows(prepared, name, adjust=False)
+        elif name in ("outside_caliper_drop", "outside_caliper_only"):
+            far = prepared.outside_caliper
+            treated = prepared.units.loc[prepared.units["treated"] == 1, ["stack", "student"]]
+            flag = treated.merge(far.assign(f=True), on=["stack", "student"], how="left")
+            is_far = flag["f"].fillna(False).to_numpy(bool)
+            keep = treated.loc[is_far if name.endswith("only") else ~is_far]
+            if len(far) and len(keep):
+                rows += _spec_rows(prepared, name, keep=keep)
+        elif name == "trimmed_end_points":
+            st = prepared.stacked
+            trimmed = st.loc[st["rel_time"].between(lo, hi)]
+            rows += _spec_rows(prepared, name, panel=trimmed, window=None)
+        elif name == "cluster_school" and config.analysis.cluster != "school":
+            alt = dataclasses.replace(prepared, config=_with(config, "analysis", cluster="school"))
+            rows += _spec_rows(alt, name)
+        elif name in REMATCHED_SPECS:
+            alt = _rematched(prepared, name, tables)
+            if alt is not None:
+                rows += _spec_rows(alt, name)
+        timings[name] = time.perf_counter() - t0
+    log("specifications: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if v >= 0.5))
+    out = pd.concat(rows, ignore_index=True)
+    return out[SPECIFICATION_COLUMNS]
+
+
+def pretrend_evidence(
+    prepared: Prepared, pretrends: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``pretrend_event_study`` and the full ``pretrend_tests`` table.
+
+    ``pretrends`` (from :func:`pretrend_tests`, every group, adjusted outcome, main
+    window) is labelled with its basis and months, then followed by the tests of
+    :func:`estimate_pretrend_evidence` for the headline groups.
+    """
+    es, extra = estimate_pretrend_evidence(prepared)
+    main = label_pretrend_tests(pretrends, prepared.config)
+    tests = pd.concat([main, extra], ignore_index=True)[PRETREND_TEST_COLUMNS]
+    return es, tests
+
+
+BALANCED_COLUMNS = ["group", "sample", *EVENT_STUDY_COLUMNS[1:]]
+
+
+@single_blas_thread
+def estimate_balanced_sample(
+    prepared: Prepared, *, months: tuple[int, int] = (-6, 9)
+) -> pd.DataFrame:
+    """The event study of ``all`` on the full sample and on a sample balanced in event time.
+
+    The visited students behind each month change (students leave the district or the
+    data end), so ``beta_r`` of the full sample mixes effects and composition. The
+    balanced version keeps only visited students enrolled in every month of ``months``
+    (with their matched comparisons, re-weighted) and only those months, so every
+    coefficient describes the same visited students.
+
+    Returns
+    -------
+    DataFrame
+        ``group, sample`` (``full`` / ``balanced``), ``rel_time``, the estimate columns.
+    """
+    config = prepared.config
+    lo, hi = months
+    st = prepared.stacked
+    span = st.loc[(st["treated"] == 1) & st["rel_time"].between(lo, hi)]
+    n_months = span.groupby("unit")["rel_time"].nunique()
+    full_units = n_months.index[n_months == hi - lo + 1]
+    keep = prepared.units.loc[prepared.units["unit"].isin(full_units), ["stack", "student"]]
+    if len(keep) < 2:
+        raise ValueError(f"fewer than two visited students are enrolled in every month {months}")
+    weights = subgroup_weights(prepared.units, prepared.matching.pairs, keep)
+    tables = []
+    full = fit_group(prepared, st, prepared.units["weight"].to_numpy(np.float64))
+    tables.append(_event_table(full, config).assign(sample="full"))
+    window = st.loc[st["rel_time"].between(lo, hi)]
+    bal = fit_group(prepared, window, weights, window=None)
+    if bal is not None:
+        tables.append(_event_table(bal, config).assign(sample="balanced"))
+    out = pd.concat(tables, ignore_index=True).assign(group=GROUP_ALL)
+    out = out.loc[out["rel_time"].between(lo, hi)]
+    return out[BALANCED_COLUMNS].reset_index(drop=True)
+
+
+def estimate_long_term_both(prepared: Prepared) -> pd.DataFrame:
+    """``long_term.csv`` with the regression adjustment off and on (column ``adjusted``).
+
+    The run publishes the parameter's choice (``long_term.regression_adjustment``); this
+    shows the alternative beside it (notebook 07) instead of resting the choice on one
+    data set.
+    """
+    config = prepared.config
+    tables = []
+    for adjust in (False, True):
+        alt = dataclasses.replace(
+            prepared, config=_with(config, "long_term", regression_adjustment=adjust)
+        )
+        tables.append(estimate_long_term(alt).assign(adjusted=adjust))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["adjusted", *LONG_TERM_COLUMNS]]

@@ -160,8 +160,9 @@ def run_report(
             from leapresearch.session import store_prepared, store_result
 
             store_prepared(evaluation.prepared, inputs)
-            if "placebo" in evaluation.tables:
-                store_result(evaluation.tables["placebo"], inputs, config, "estimate_placebo")
+            for name in ("placebo", "falsification", "specifications"):
+                if name in evaluation.tables:  # slow steps the notebooks reuse
+                    store_result(evaluation.tables[name], inputs, config, f"estimate_{name}")
         t0 = time.perf_counter()
         # the matched sample is no longer needed: free it before notebooks start their kernels
         evaluation = SimpleNamespace(tables=evaluation.tables, event_studies={})

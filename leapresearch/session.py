@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import inspect
 import json
 import os
 import shutil
@@ -308,6 +309,13 @@ class Session:
                 pass
         from leapresearch.evaluate import try_estimate
 
+        if "tables" in inspect.signature(step).parameters:  # e.g. the intent-to-treat rows
+            inner = step
+
+            def step(prepared, **kwargs):
+                return inner(prepared, tables=self.tables, **kwargs)
+
+            step.__name__ = inner.__name__
         table = try_estimate(step, self.prepared)
         if self.use_cache:
             store_result(table, self.inputs, self.config, step.__name__)

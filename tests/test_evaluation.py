@@ -164,3 +164,14 @@ def test_a_robustness_step_that_cannot_be_estimated_says_why():
     assert lines and "impossible" in lines[0]
     assert "could not be computed" in describe_robust(table, table)
     assert "could not be estimated" in describe_placebo(table)
+
+
+def test_falsification_with_never_visited_dips_is_near_zero(prepared):
+    from leapresearch.evaluate import estimate_falsification
+
+    table = estimate_falsification(prepared)
+    post = table.loc[(table["group"] == "all") & (table["rel_time"] >= 0)]
+    assert len(post) >= 10
+    covers = (post["ci_lower"] <= 0) & (post["ci_upper"] >= 0)
+    assert covers.mean() >= 0.8, post
+    assert (post["n_treated"] > 0).all()

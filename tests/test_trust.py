@@ -232,7 +232,7 @@ ROW_LEVEL_COLUMNS = {
 
 def test_no_output_table_is_row_level(run_a, sim_ids):
     tables = sorted((run_a / "tables").glob("*.csv"))
-    assert len(tables) == 8
+    assert len(tables) == 12  # 8 + sensitivity, falsification, specifications, pretrend_event_study
     n_visited = None
     for path in tables:
         frame = pd.read_csv(path)
@@ -362,7 +362,9 @@ def test_min_treated_above_everything_empties_every_estimate(run_a, run_strict):
         if "n_treated" in frame.columns:
             assert frame["suppressed"].all(), name
         checked += 1
-    assert checked == 6  # every table with estimates (all but balance and matching_summary)
+    # every table with estimates (all but balance and matching_summary), the four
+    # identification tables included
+    assert checked == 10
 
 
 # --------------------------------------------------------------------------------------

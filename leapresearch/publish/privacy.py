@@ -31,6 +31,7 @@ ESTIMATE_COLUMNS = (
     "p_value",
     "t_stat",
     "pre_wald_p_value",
+    "breakdown",
 )
 
 ADDITIVE_RELATIONS: dict[str, list[tuple[str, tuple[str, ...]]]] = {

@@ -38,6 +38,12 @@ EXHIBITS: tuple[tuple[str, str, str], ...] = (
     ("Naive before/after", "07_robustness", "tables/naive_pre_post.csv"),
     ("Callaway-Sant'Anna estimator", "07_robustness", "tables/robust_estimator.csv"),
     ("Placebo", "07_robustness", "tables/placebo.csv"),
+    ("Pre-trends the design did not fit", "03_event_study", "tables/pretrend_event_study.csv"),
+    ("Sensitivity bounds (Rambachan-Roth)", "03_event_study", "tables/sensitivity.csv"),
+    ("Sensitivity figure", "03_event_study", "figures/sensitivity_all.png"),
+    ("Falsification (never-visited dips)", "07_robustness", "tables/falsification.csv"),
+    ("Specifications", "07_robustness", "tables/specifications.csv"),
+    ("Specification figure", "07_robustness", "figures/specifications_all.png"),
 )
 """(exhibit, notebook that makes and explains it, file in the run folder)."""
 
@@ -69,10 +75,45 @@ def write_figures(evaluation, out_dir: Path, config: Config) -> list[Path]:
         plot_event_study(tidy, ax=ax, title=title)
         paths += write_figure(fig, name, out_dir, stamp=stamp)
         plt.close(fig)
+    paths += write_identification_figures(evaluation, out_dir, config, stamp=stamp)
     fig, ax = plt.subplots(figsize=(6, 8))
     plot_love(tidy_love_plot(evaluation.tables["balance"]), ax=ax)
     paths += write_figure(fig, "love_plot", out_dir, stamp=stamp)
     plt.close(fig)
+    return paths
+
+
+def write_identification_figures(
+    evaluation, out_dir: Path, config: Config, *, stamp: str
+) -> list[Path]:
+    """Sensitivity bounds and specifications of ``all`` at the last headline month."""
+    import matplotlib.pyplot as plt
+
+    from leapresearch.publish.plots import (
+        plot_sensitivity,
+        plot_specifications,
+        tidy_sensitivity,
+        tidy_specifications,
+    )
+
+    month = max(config.analysis.report_rel_times)
+    paths: list[Path] = []
+    tables = evaluation.tables
+    if "sensitivity" in tables:
+        sens = publishable(tables["sensitivity"], "sensitivity", privacy=config.privacy)
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+        plot_sensitivity(
+            tidy_sensitivity(sens, rel_time=month), axes=axes, title=f"All, month {month}"
+        )
+        paths += write_figure(fig, "sensitivity_all", out_dir, stamp=stamp)
+        plt.close(fig)
+    if "specifications" in tables:
+        spec = publishable(tables["specifications"], "specifications", privacy=config.privacy)
+        tidy = tidy_specifications(spec, rel_time=month)
+        fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(tidy), 4) + 1))
+        plot_specifications(tidy, ax=ax, title=f"All, month {month}")
+        paths += write_figure(fig, "specifications_all", out_dir, stamp=stamp)
+        plt.close(fig)
     return paths
 
 
@@ -145,7 +186,7 @@ def _table_html(table) -> str:
 
 def write_index(evaluation, out_dir: Path, config: Config, pages: Sequence[Path]) -> Path:
     """``report/index.html``: headline figures and table, the exhibit map, the notebooks."""
-    from leapresearch.publish.narrative import describe_event_study, headline_table
+    from leapresearch.publish.narrative import crosswalk, describe_event_study, headline_table
 
     es = publishable(evaluation.tables["event_study"], "event_study", privacy=config.privacy)
     months = config.analysis.report_rel_times
@@ -153,6 +194,7 @@ def write_index(evaluation, out_dir: Path, config: Config, pages: Sequence[Path]
     head = headline_table(
         es.loc[es["group"].isin(groups) | es["group"].str.startswith("cohort:")], rel_times=months
     )
+    cross = crosswalk(es, config.identification.published)
     page_names = {Path(p).stem for p in pages}
     rows = []
     for exhibit, nb, file in EXHIBITS:
@@ -172,6 +214,8 @@ def write_index(evaluation, out_dir: Path, config: Config, pages: Sequence[Path]
 <p>{html.escape(describe_event_study(es, rel_times=months))}</p>
 <h2>Headline estimates (percentage points of attendance)</h2>
 {_table_html(head)}
+<h2>Beside the published figures</h2>
+{_table_html(cross) if len(cross) else "<p>No published figures are listed.</p>"}
 <h2>Figures</h2>
 <figure><img src="../figures/event_study_all.png" alt="Event study, all visited students">
 <figcaption>Effect by months since the first visit, with 95% intervals.</figcaption></figure>

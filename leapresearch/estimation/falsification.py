@@ -1,0 +1,156 @@
+"""Checks of the identifying assumption that the design did not fit.
+
+* :func:`wald_terms` tests that a chosen set of event-study coefficients is jointly zero
+  (the pre-trend test on months outside the matching window, or on unadjusted outcomes).
+* :func:`selection_rule` and :func:`pseudo_events` give never-visited students a fake
+  first visit at the month their attendance fell the way visited students' attendance
+  had fallen before their first visit. Run through the same matching, adjustment and
+  event study, their "effect" should be zero: a design that leaves the rebound of a dip
+  in its estimates shows it here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from leapresearch.data.panel import AnalyticPanel
+
+RECENT_MONTHS = 3
+"""Months before the event whose mean attendance is the 'recent' level of the rule."""
+EARLIER_MONTHS = (4, 12)
+"""Months before the event (from, to) whose mean is the 'earlier' level of the rule."""
+
+
+def wald_terms(result, terms: Sequence[int]) -> dict:
+    """Joint Wald test that the coefficients of ``terms`` (present in the fit) are zero.
+
+    Returns
+    -------
+    dict
+        ``statistic`` (``F = b'V^{-1}b / q``), ``df`` (``q``), ``p_value`` (from
+        ``F(q, G - 1)``), ``months`` (``"lo..hi"`` of the terms tested); NaN statistic and
+        p-value when no term is present or the covariance is singular.
+    """
+    present = [int(r) for r in terms if int(r) in set(result.coefficients.index)]
+    months = f"{min(present)}..{max(present)}" if present else ""
+    out = {"statistic": np.nan, "df": len(present), "p_value": np.nan, "months": months}
+    if not present:
+        return out
+    b = result.coefficients.loc[present].to_numpy(np.float64)
+    v = result.cov.loc[present, present].to_numpy(np.float64)
+    try:
+        wald = float(b @ np.linalg.solve(v, b))
+    except np.linalg.LinAlgError:
+        return out
+    q = len(present)
+    out["statistic"] = wald / q
+    out["p_value"] = float(stats.f.sf(wald / q, q, result.df_resid))
+    return out
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """The dip that preceded visited students' first visit (medians over visited students).
+
+    A never-visited student meets the rule at month ``t`` when its mean attendance rate of
+    the ``RECENT_MONTHS`` months before ``t`` is at most ``recent`` and that mean minus
+    the mean of the earlier months ``EARLIER_MONTHS`` before ``t`` is at most ``drop``.
+    """
+
+    recent: float
+    drop: float
+    n_visited: int
+
+
+def _levels(panel: AnalyticPanel, student: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """Recent mean and recent-minus-earlier mean before ``month`` (rows of (2,))."""
+    n_times = panel.rates.shape[1]
+
+    def mean(k_from: int, k_to: int) -> np.ndarray:
+        total = np.zeros(len(student))
+        count = np.zeros(len(student))
+        for k in range(k_from, k_to + 1):
+            col = month - k - panel.time_min
+            ok = (col >= 0) & (col < n_times)
+            v = np.full(len(student), np.nan)
+            v[ok] = panel.rates[student[ok], col[ok]]
+            total += np.nan_to_num(v)
+            count += ~np.isnan(v)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    recent = mean(1, RECENT_MONTHS)
+    earlier = mean(*EARLIER_MONTHS)
+    return np.column_stack([recent, recent - earlier])
+
+
+def selection_rule(panel: AnalyticPanel, events: pd.DataFrame) -> SelectionRule:
+    """Infer the dip rule from visited students' trajectories before their first visit."""
+    lv = _levels(
+        panel, events["student"].to_numpy(np.int64), events["event_time"].to_numpy(np.int64)
+    )
+    ok = ~np.isnan(lv).any(axis=1)
+    if ok.sum() < 2:
+        raise ValueError("too few visited students with a pre-visit trajectory for the rule")
+    return SelectionRule(
+        recent=float(np.median(lv[ok, 0])),
+        drop=float(np.median(lv[ok, 1])),
+        n_visited=int(ok.sum()),
+    )
+
+
+def pseudo_events(
+    panel: AnalyticPanel,
+    events: pd.DataFrame,
+    pool: np.ndarray,
+    *,
+    rule: SelectionRule,
+    max_students: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Fake first visits of never-visited students who meet the selection rule.
+
+    Parameters
+    ----------
+    panel : AnalyticPanel
+        The analytic panel.
+    events : DataFrame
+        The real first visits (``student``, ``event_time``): pseudo-events are placed only
+        in months with real first visits, in districts with real first visits that
+        school year.
+    pool : ndarray of bool
+        Students eligible for a pseudo-event (by code): never visited.
+    rule : SelectionRule
+        From :func:`selection_rule`.
+    max_students : int
+        At most this many pseudo-events, drawn at random (seeded) among those meeting
+        the rule.
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    DataFrame
+        ``student``, ``event_time`` (the first real event month at which the student
+        meets the rule), sorted by student.
+    """
+    ros = panel.roster[["student", "year", "district"]]
+    ev = events[["student", "event_time"]].assign(year=events["event_time"] // 10)
+    ev = ev.merge(ros, on=["student", "year"], how="inner")
+    cells = ev[["event_time", "year", "district"]].drop_duplicates()
+    cand = cells.merge(ros, on=["year", "district"], how="inner")
+    cand = cand.loc[pool[cand["student"].to_numpy(np.int64)]]
+    lv = _levels(panel, cand["student"].to_numpy(np.int64), cand["event_time"].to_numpy(np.int64))
+    meets = (lv[:, 0] <= rule.recent) & (lv[:, 1] <= rule.drop)
+    hits = cand.loc[meets, ["student", "event_time"]]
+    first = hits.groupby("student", sort=True)["event_time"].min().reset_index()
+    if len(first) > max_students:
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(len(first), size=max_students, replace=False))
+        first = first.iloc[pick]
+    return first.reset_index(drop=True)

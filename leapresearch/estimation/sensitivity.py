@@ -1,0 +1,449 @@
+r"""Sensitivity of event-study effects to violations of parallel trends (Rambachan-Roth).
+
+Rambachan and Roth (2023, *Review of Economic Studies*, "A More Credible Approach to
+Parallel Trends") write the event-study coefficients as ``beta = tau + delta``: the
+effect ``tau`` (zero before the event) plus the difference in trends ``delta`` that
+parallel trends assumes away. Instead of assuming ``delta_post = 0`` they bound it by
+what the pre-period shows, and report confidence intervals for ``theta = tau_k`` (one
+post-period month) valid for every ``delta`` in a set ``Delta``:
+
+* **Smoothness**, ``Delta^SD(M)``: the slope of the trend difference changes by at most
+  ``M`` percentage points per month between consecutive months,
+  ``|delta_{t+1} - 2 delta_t + delta_{t-1}| <= M``. ``M = 0`` allows exactly a linear
+  trend, extrapolated from the pre-period. The interval is the optimal fixed-length
+  confidence interval (FLCI) of the paper, as in the R package ``HonestDiD``: among
+  affine estimators ``l'beta_post - w'beta_pre`` with finite worst-case bias it minimises
+  the half-length ``sd * cv_alpha(bias / sd)``, where ``cv_alpha(b)`` is the ``1 - alpha``
+  quantile of ``|N(b, 1)|``.
+* **Relative magnitudes**, ``Delta^RM(Mbar)``: no month-to-month change of the trend
+  difference after the event is larger than ``Mbar`` times the largest month-to-month
+  change before it. ``Mbar = 0`` is parallel trends after the event (the original
+  interval). The identified set of ``theta = tau_k`` is
+  ``beta_k +/- k * Mbar * D`` with ``D = max_s |delta_{s+1} - delta_s|`` over the
+  pre-period (sharp: all ``k`` post-period changes at the bound, same sign). Instead of
+  the paper's conditional/hybrid moment-inequality test, the interval here is a simpler,
+  valid and more conservative **Bonferroni projection**: with probability at least
+  ``1 - alpha`` both ``|beta_k_hat - beta_k| <= z_{1-alpha_2/2} se_k`` and every
+  pre-period change lies within ``c se_j`` of its estimate (``c`` Bonferroni over the
+  ``n_pre`` changes at level ``alpha_1``), so
+  ``[beta_k_hat -/+ z se_k -/+ k Mbar D_up]`` with ``D_up = max_j(|Delta beta_j_hat| +
+  c se_j)`` covers ``theta``. ``alpha_1 = alpha / 10`` (the share the paper's hybrid test
+  gives its first stage), ``alpha_2 = alpha - alpha_1``; at ``Mbar = 0`` the pre-period
+  plays no role and the interval is the original one.
+
+Checks (``tests/test_identification.py``): the smoothness FLCI reproduces the intervals
+the R package prints for its Medicaid example (``M = 0 .. 0.05``) to the printed digits,
+matches a brute-force minimisation of the worst-case bias computed by linear programming,
+and is the linear extrapolation of the pre-trend at ``M = 0``; the relative-magnitudes
+interval is the original one at ``Mbar = 0``, follows its closed form by hand, and
+contains the R package's conditional/hybrid interval of that example.
+
+Indexing follows ``HonestDiD``: the reference month (``rel_time = reference``) is period
+0 with ``delta_0 = 0``; pre-period months are ``-n_pre..-1``, post-period months
+``1..n_post``, so ``rel_time = r`` is period ``r - reference``. Binned end points of the
+event-study window are not single months and are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+Method = Literal["relative_magnitudes", "smoothness"]
+METHODS: tuple[Method, ...] = ("relative_magnitudes", "smoothness")
+RM_FIRST_STAGE_SHARE = 0.1
+"""Share of ``alpha`` spent on the pre-period changes by the relative-magnitudes interval."""
+
+SENSITIVITY_COLUMNS = [
+    "group",
+    "rel_time",
+    "method",
+    "bound",
+    "estimate",
+    "ci_lower",
+    "ci_upper",
+    "breakdown",
+    "n_treated",
+]
+
+
+@dataclass(frozen=True)
+class EventCoefficients:
+    """Contiguous pre- and post-period coefficients in ``HonestDiD`` order.
+
+    ``beta`` holds periods ``-n_pre..-1`` then ``1..n_post`` (period 0, the reference, is
+    omitted); ``sigma`` is their covariance.
+    """
+
+    beta: np.ndarray
+    sigma: np.ndarray
+    n_pre: int
+    n_post: int
+    reference: int
+
+    def period(self, rel_time: int) -> int:
+        """The post-period index of an event time (``rel_time - reference``)."""
+        return int(rel_time) - self.reference
+
+
+def coefficients_for_bounds(result, *, max_rel_time: int) -> EventCoefficients:
+    """Pick the pre- and post-period terms of an event study for the bounds.
+
+    Parameters
+    ----------
+    result : EventStudyResult
+        A fitted event study.
+    max_rel_time : int
+        The last post-period month needed.
+
+    Returns
+    -------
+    EventCoefficients
+        The run of consecutive months before the reference (binned end point left out)
+        and the months after it up to ``max_rel_time``.
+
+    Raises
+    ------
+    ValueError
+        No pre-period month, or a post-period month up to ``max_rel_time`` is missing.
+    """
+    ref = int(result.reference)
+    idx = [int(r) for r in result.coefficients.index]
+    lo_bin = result.window[0] if result.window is not None else None
+    pre = []
+    r = ref - 1
+    while r in idx and r != lo_bin:
+        pre.insert(0, r)
+        r -= 1
+    post = list(range(ref + 1, int(max_rel_time) + 1))
+    missing = [r for r in post if r not in idx]
+    if not pre:
+        raise ValueError("no pre-period event-study coefficient to bound the trend")
+    if missing:
+        raise ValueError(f"event-study coefficients missing at rel_time {missing}")
+    terms = pre + post
+    return EventCoefficients(
+        beta=result.coefficients.loc[terms].to_numpy(np.float64),
+        sigma=result.cov.loc[terms, terms].to_numpy(np.float64),
+        n_pre=len(pre),
+        n_post=len(post),
+        reference=ref,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# relative magnitudes
+# --------------------------------------------------------------------------------------
+
+
+def _critical(alpha: float, df: int | None) -> float:
+    """Two-sided critical value: ``t(df)`` when ``df`` is given, else normal."""
+    q = 1 - alpha / 2
+    return float(stats.t.ppf(q, df) if df else stats.norm.ppf(q))
+
+
+def _pre_changes(coef: EventCoefficients) -> tuple[np.ndarray, np.ndarray]:
+    """Month-to-month changes of the pre-period coefficients (up to ``delta_0 = 0``)."""
+    n = coef.n_pre
+    a = np.zeros((n, len(coef.beta)))
+    for j in range(n):  # change from period j - n to j - n + 1 (the last one ends at 0)
+        a[j, j] = -1.0
+        if j + 1 < n:
+            a[j, j + 1] = 1.0
+    diff = a @ coef.beta
+    se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", a, coef.sigma, a), 0.0))
+    return diff, se
+
+
+def _rm_parts(coef: EventCoefficients, rel_time: int, alpha: float, df):
+    """Estimate, its se, the two critical values and ``D_up`` of the RM interval."""
+    k = coef.period(rel_time)
+    pos = coef.n_pre + k - 1
+    b, se = float(coef.beta[pos]), float(np.sqrt(coef.sigma[pos, pos]))
+    a1 = alpha * RM_FIRST_STAGE_SHARE
+    diff, dse = _pre_changes(coef)
+    c = _critical(a1 / coef.n_pre, df)
+    d_up = float(np.max(np.abs(diff) + c * dse))
+    return k, b, se, _critical(alpha, df), _critical(alpha - a1, df), d_up
+
+
+def relative_magnitudes_ci(
+    coef: EventCoefficients, rel_time: int, mbar: float, *, alpha: float = 0.05, df=None
+) -> tuple[float, float]:
+    """Interval for ``tau`` at ``rel_time`` under ``Delta^RM(mbar)`` (module docstring)."""
+    if mbar < 0:
+        raise ValueError(f"mbar must be non-negative, got {mbar}")
+    k, b, se, z0, z2, d_up = _rm_parts(coef, rel_time, alpha, df)
+    half = z0 * se if mbar == 0 else z2 * se + k * mbar * d_up
+    return b - half, b + half
+
+
+def relative_magnitudes_breakdown(
+    coef: EventCoefficients, rel_time: int, *, alpha: float = 0.05, df=None
+) -> float:
+    """Smallest ``Mbar`` whose interval includes zero (0 when the first already does).
+
+    Closed form: ``(|beta_k_hat| - z se_k) / (k D_up)``.
+    """
+    k, b, se, z0, z2, d_up = _rm_parts(coef, rel_time, alpha, df)
+    gap = abs(b) - z2 * se
+    if abs(b) <= z0 * se or gap <= 0:
+        return 0.0
+    return float(gap / (k * d_up))
+
+
+# --------------------------------------------------------------------------------------
+# smoothness: fixed-length confidence interval
+# --------------------------------------------------------------------------------------
+
+
+def _second_difference_basis(n_pre: int, n_post: int) -> np.ndarray:
+    """``G^{-1}``: ``delta = G^{-1} (u, s)`` with ``u`` second differences, ``s`` slope.
+
+    Column ``n - 1`` (the slope) is the linear trend ``delta_t = t``.
+    """
+    times = np.r_[np.arange(-n_pre, 0), np.arange(1, n_post + 1)]
+    n = times.size
+    full = np.r_[np.arange(-n_pre, n_post + 1)]  # with period 0
+    pos = {int(t): i for i, t in enumerate(times)}
+    g = np.zeros((n, n))
+    for row, center in enumerate(full[1:-1]):
+        for t, c in ((center - 1, 1.0), (center, -2.0), (center + 1, 1.0)):
+            if t != 0:
+                g[row, pos[int(t)]] += c
+    g[n - 1, pos[1]] = 1.0  # slope delta_1 - delta_0
+    return np.linalg.inv(g)
+
+
+def cv_folded_normal(bias: float, alpha: float) -> float:
+    """The ``1 - alpha`` quantile of ``|N(bias, 1)|``."""
+    b = abs(float(bias))
+    if b > 40:  # the lower tail is negligible
+        return b + float(stats.norm.ppf(1 - alpha))
+
+    def excess(c: float) -> float:
+        return special.ndtr(c - b) - special.ndtr(-c - b) - (1 - alpha)
+
+    return float(optimize.brentq(excess, 0.0, b + 10.0, xtol=1e-12))
+
+
+def _flci_problem(coef: EventCoefficients, rel_time: int):
+    """Linear pieces of the FLCI for ``tau`` at ``rel_time``: ``bias = M ||C w + c0||_1``."""
+    ginv = _second_difference_basis(coef.n_pre, coef.n_post)
+    n, n_pre = len(coef.beta), coef.n_pre
+    ell = np.zeros(n)
+    ell[n_pre + coef.period(rel_time) - 1] = 1.0
+    # v = (-w, l_post): v' G^{-1} = -w' G^{-1}_pre + l' G^{-1}
+    c_mat = -ginv[:n_pre].T  # (n, n_pre): coefficient of w on (u, s)
+    c0 = ginv.T @ ell
+    return ell, c_mat[:-1], c0[:-1], c_mat[-1], c0[-1]
+
+
+def _gls_weights(coef: EventCoefficients, ell: np.ndarray, a: np.ndarray, b0: float):
+    """Pre-period weights of least variance with no bias from a linear trend (``M = 0``)."""
+    n_pre = coef.n_pre
+    s = coef.sigma
+    s_pp, s_pl = s[:n_pre, :n_pre], s[:n_pre] @ ell
+    # minimise w' S_pp w - 2 w' S_pl  s.t.  a' w + b0 = 0   (variance of l'b - w'b_pre)
+    kkt = np.block([[2 * s_pp, a[:, None]], [a[None, :], np.zeros((1, 1))]])
+    rhs = np.r_[2 * s_pl, -b0]
+    return np.linalg.lstsq(kkt, rhs, rcond=None)[0][:n_pre]
+
+
+def _cv_slope(c: float, bias: float) -> float:
+    """``d cv / d bias`` by the implicit function theorem."""
+    up, down = np.exp(-0.5 * (c - bias) ** 2), np.exp(-0.5 * (c + bias) ** 2)
+    return float((up - down) / (up + down))
+
+
+def _flci_weights(coef: EventCoefficients, ell, pieces, m: float, alpha: float, w0):
+    """Pre-period weights minimising the FLCI half-length (SLSQP, analytic gradients).
+
+    Variables ``x = (w, t)`` with ``t >= |C w + c0|`` (the L1 bias in epigraph form);
+    the half-length ``h(w) cv(m sum(t) / h(w))`` is convex in ``(w, t)``.
+    """
+    c_mat, c0, a, b0 = pieces
+    n_pre, s = coef.n_pre, coef.sigma
+
+    def parts(x):
+        v = ell.copy()
+        v[:n_pre] -= x[:n_pre]
+        sv = s @ v
+        h = float(np.sqrt(max(v @ sv, 1e-300)))
+        z = m * x[n_pre:].sum() / h
+        cv = cv_folded_normal(z, alpha)
+        return h, sv, z, cv
+
+    def fun(x):
+        h, _, _, cv = parts(x)
+        return h * cv
+
+    def jac(x):
+        h, sv, z, cv = parts(x)
+        slope = _cv_slope(cv, z)
+        dw = -sv[:n_pre] / h * (cv - z * slope)
+        dt = np.full(x.size - n_pre, m * slope)
+        return np.r_[dw, dt]
+
+    eye = np.eye(c0.size)
+    cons = [
+        {
+            "type": "eq",
+            "fun": lambda x: np.array([a @ x[:n_pre] + b0]),
+            "jac": lambda x: np.r_[a, np.zeros(c0.size)][None, :],
+        },
+        {
+            "type": "ineq",
+            "fun": lambda x: x[n_pre:] - (c_mat @ x[:n_pre] + c0),
+            "jac": lambda x: np.hstack([-c_mat, eye]),
+        },
+        {
+            "type": "ineq",
+            "fun": lambda x: x[n_pre:] + (c_mat @ x[:n_pre] + c0),
+            "jac": lambda x: np.hstack([c_mat, eye]),
+        },
+    ]
+    x0 = np.r_[w0, np.abs(c_mat @ w0 + c0)]
+    fit = optimize.minimize(
+        fun,
+        x0,
+        jac=jac,
+        method="SLSQP",
+        constraints=cons,
+        options={"ftol": 1e-12, "maxiter": 500},
+    )
+    ok = fit.success and np.isfinite(fit.fun) and fun(fit.x) <= fun(x0)
+    return fit.x[:n_pre] if ok else w0
+
+
+def smoothness_ci(
+    coef: EventCoefficients, rel_time: int, m: float, *, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Optimal FLCI for ``tau`` at ``rel_time`` under ``Delta^SD(m)`` (module docstring)."""
+    ell, c_mat, c0, a, b0 = _flci_problem(coef, rel_time)
+    n_pre = coef.n_pre
+    beta, s = coef.beta, coef.sigma
+
+    def sd(w):
+        v = ell.copy()
+        v[:n_pre] -= w
+        return float(np.sqrt(max(v @ s @ v, 1e-300)))
+
+    w0 = _gls_weights(coef, ell, a, b0)
+    if m > 0:
+        w = _flci_weights(coef, ell, (c_mat, c0, a, b0), m, alpha, w0)
+        w = w - a * (a @ w + b0) / (a @ a)  # exactly unbiased under a linear trend
+        bias = m * float(np.abs(c_mat @ w + c0).sum())
+    else:
+        w, bias = w0, 0.0
+    h = sd(w)
+    centre = float(ell @ beta - w @ beta[:n_pre])
+    length = h * cv_folded_normal(bias / h, alpha)
+    return centre - length, centre + length
+
+
+def smoothness_breakdown(
+    coef: EventCoefficients, rel_time: int, *, alpha: float = 0.05, rtol: float = 1e-2
+) -> float:
+    """Smallest ``M`` whose FLCI includes zero (bisection; 0 when ``M = 0`` already does)."""
+
+    def covers(m: float) -> bool:
+        lo, hi = smoothness_ci(coef, rel_time, m, alpha=alpha)
+        return lo <= 0 <= hi
+
+    if covers(0.0):
+        return 0.0
+    hi = 1.0
+    while not covers(hi):
+        hi *= 4
+        if hi > 1e6:
+            return float("inf")
+    lo = 0.0
+    while hi - lo > rtol * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if covers(mid) else (mid, hi)
+    return hi
+
+
+# --------------------------------------------------------------------------------------
+# table
+# --------------------------------------------------------------------------------------
+
+
+def sensitivity_bounds(
+    result,
+    *,
+    rel_times: Sequence[int],
+    mbar: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0),
+    m: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Rambachan-Roth intervals and breakdown values of one event study.
+
+    Parameters
+    ----------
+    result : EventStudyResult
+        The fitted event study (coefficients and cluster-robust covariance).
+    rel_times : sequence of int
+        Post-period months to bound (the headline months).
+    mbar, m : sequence of float
+        Bounds of the relative-magnitudes and smoothness restrictions (``m`` in
+        percentage points per month squared).
+    alpha : float
+        One minus the confidence level.
+
+    Returns
+    -------
+    DataFrame
+        ``rel_time, method, bound, estimate, ci_lower, ci_upper, breakdown, n_treated``;
+        ``breakdown`` is the smallest bound whose interval includes zero (the same on
+        every row of a month and method).
+
+    Notes
+    -----
+    ``beta_r`` comes from the event study
+    ``y_ist = a_is + g_st + sum_r beta_r Treated_i 1[rel_time = r] + e_ist``;
+    the bounds are those of the module docstring, with ``theta = tau_r``.
+    """
+    targets = sorted(int(r) for r in rel_times if int(r) > result.reference)
+    coef = coefficients_for_bounds(result, max_rel_time=max(targets))
+    df = result.df_resid or None
+    rows = []
+    for r in targets:
+        n_t = int(result.n_treated_by_rel_time.get(r, 0))
+        est = float(result.coefficients.loc[r])
+        brk = relative_magnitudes_breakdown(coef, r, alpha=alpha, df=df)
+        for b in mbar:
+            lo, hi = relative_magnitudes_ci(coef, r, float(b), alpha=alpha, df=df)
+            rows.append((r, "relative_magnitudes", float(b), est, lo, hi, brk, n_t))
+        brk = smoothness_breakdown(coef, r, alpha=alpha)
+        for b in m:
+            lo, hi = smoothness_ci(coef, r, float(b), alpha=alpha)
+            rows.append((r, "smoothness", float(b), est, lo, hi, brk, n_t))
+    return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS[1:])
+
+
+def sensitivity_table(
+    results: dict,
+    *,
+    groups: Sequence[str],
+    rel_times: Sequence[int],
+    mbar: Sequence[float],
+    m: Sequence[float],
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """:func:`sensitivity_bounds` for each group present in ``results`` (``sensitivity.csv``)."""
+    tables = []
+    for g in groups:
+        if g not in results:
+            continue
+        tab = sensitivity_bounds(results[g], rel_times=rel_times, mbar=mbar, m=m, alpha=alpha)
+        tables.append(tab.assign(group=g))
+    if not tables:
+        return pd.DataFrame(columns=SENSITIVITY_COLUMNS)
+    return pd.concat(tables, ignore_index=True)[SENSITIVITY_COLUMNS]

@@ -1,0 +1,485 @@
+"""Checks of the identifying assumption: sensitivity bounds, Wald subsets, narrative.
+
+The Rambachan-Roth intervals are checked on cases computable by hand (linear
+extrapolation at ``M = 0``, the original interval at ``Mbar = 0``, the closed-form
+relative-magnitudes bound) and, for ``M > 0``, against an independent computation of the
+worst-case bias by linear programming.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+
+from leapresearch.estimation.event_study import event_study
+from leapresearch.estimation.falsification import wald_terms
+from leapresearch.estimation.sensitivity import (
+    EventCoefficients,
+    cv_folded_normal,
+    relative_magnitudes_breakdown,
+    relative_magnitudes_ci,
+    sensitivity_bounds,
+    smoothness_breakdown,
+    smoothness_ci,
+)
+
+
+def small_case() -> EventCoefficients:
+    # periods -2, -1 (pre; reference -1 is period 0) and 1, 2, 3 (post)
+    beta = np.array([0.4, 0.2, 1.0, 2.0, 3.0])
+    return EventCoefficients(beta, np.eye(5) * 0.01, n_pre=2, n_post=3, reference=-1)
+
+
+def test_smoothness_at_zero_is_the_linear_extrapolation_of_the_pre_trend():
+    coef = small_case()
+    lo, hi = smoothness_ci(coef, 2, 0.0)  # rel_time 2 = period 3
+    # least-variance weights unbiased for a linear trend: w ∝ (2, 1) (periods -2, -1),
+    # w't_pre = 3  =>  w = -3 (2, 1) / 5; slope through the origin -0.2, delta_3 = -0.6
+    w = -3 * np.array([2.0, 1.0]) / 5
+    centre = 3.0 - w @ coef.beta[:2]
+    assert centre == pytest.approx(3.6)
+    sd = np.sqrt(0.01 * (1 + w @ w))
+    z = stats.norm.ppf(0.975)
+    assert (lo, hi) == pytest.approx((centre - z * sd, centre + z * sd), abs=1e-9)
+
+
+def test_relative_magnitudes_at_zero_is_the_original_interval_and_grows_by_hand():
+    coef = small_case()
+    lo, hi = relative_magnitudes_ci(coef, 2, 0.0, df=50)
+    t = stats.t.ppf(0.975, 50)
+    assert (lo, hi) == pytest.approx((3.0 - t * 0.1, 3.0 + t * 0.1))
+    # pre-period changes: delta_-1 - delta_-2 = -0.2 (se sqrt(0.02)), 0 - delta_-1 = -0.2
+    # (se 0.1); Bonferroni over 2 changes at alpha / 10
+    c = stats.t.ppf(1 - 0.005 / 4, 50)
+    d_up = max(0.2 + c * np.sqrt(0.02), 0.2 + c * 0.1)
+    z = stats.t.ppf(1 - 0.045 / 2, 50)
+    lo, hi = relative_magnitudes_ci(coef, 2, 1.5, df=50)
+    assert (lo, hi) == pytest.approx((3.0 - z * 0.1 - 3 * 1.5 * d_up, 3.0 + z * 0.1 + 4.5 * d_up))
+    brk = relative_magnitudes_breakdown(coef, 2, df=50)
+    assert brk == pytest.approx((3.0 - z * 0.1) / (3 * d_up))
+    assert relative_magnitudes_ci(coef, 2, brk, df=50)[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def _worst_bias_lp(v: np.ndarray, n_pre: int, n_post: int, m: float) -> float:
+    """Worst-case |v'delta| over |second differences| <= m, by linear programming."""
+    times = [*range(-n_pre, 0), *range(1, n_post + 1)]
+    pos = {t: i for i, t in enumerate(times)}
+    rows = []
+    for centre in range(-n_pre + 1, n_post):
+        r = np.zeros(len(times))
+        for t, c in ((centre - 1, 1), (centre, -2), (centre + 1, 1)):
+            if t != 0:
+                r[pos[t]] += c
+        rows.append(r)
+    a = np.vstack([rows, -np.array(rows)])
+    b = np.full(len(a), m)
+    free = [(None, None)] * len(times)
+    worst = [-optimize.linprog(-s * v, A_ub=a, b_ub=b, bounds=free).fun for s in (1, -1)]
+    return max(worst)
+
+
+def test_smoothness_flci_is_optimal_against_brute_force_bias():
+    rng = np.random.default_rng(1)
+    n_pre, n_post, m = 3, 3, 0.3
+    a = rng.normal(size=(6, 6))
+    coef = EventCoefficients(rng.normal(size=6), a @ a.T * 0.01 + np.eye(6) * 0.02, 3, 3, -1)
+    lo, hi = smoothness_ci(coef, 1, m)  # period 2
+    ell = np.zeros(6)
+    ell[n_pre + 1] = 1.0
+    t_pre = np.arange(-n_pre, 0.0)
+    null = np.linalg.svd(t_pre[None, :])[2][1:].T
+    w0 = t_pre * 2.0 / (t_pre @ t_pre)  # w't_pre = l't_post = 2
+
+    def half(xi):
+        v = ell.copy()
+        v[:n_pre] -= w0 + null @ xi
+        sd = np.sqrt(v @ coef.sigma @ v)
+        return sd * cv_folded_normal(_worst_bias_lp(v, n_pre, n_post, m) / sd, 0.05)
+
+    best = min(
+        optimize.minimize(
+            half, x0, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12}
+        ).fun
+        for x0 in (np.zeros(2), np.ones(2))
+    )
+    assert (hi - lo) / 2 == pytest.approx(best, rel=1e-5)
+
+
+def test_intervals_widen_with_the_bound_and_breakdowns_cover_zero():
+    coef = small_case()
+    widths = [np.diff(smoothness_ci(coef, 2, m))[0] for m in (0, 0.05, 0.2, 1.0)]
+    assert np.all(np.diff(widths) > 0)
+    m_star = smoothness_breakdown(coef, 2)
+    assert m_star > 0
+    lo, hi = smoothness_ci(coef, 2, m_star)
+    assert lo <= 0 <= hi
+    lo, hi = smoothness_ci(coef, 2, 0.95 * m_star)
+    assert not lo <= 0 <= hi
+
+
+def test_cv_folded_normal():
+    assert cv_folded_normal(0.0, 0.05) == pytest.approx(stats.norm.ppf(0.975))
+    c = cv_folded_normal(1.3, 0.05)
+    assert stats.norm.cdf(c - 1.3) - stats.norm.cdf(-c - 1.3) == pytest.approx(0.95)
+
+
+def _toy_panel(seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for unit in range(200):
+        treated = unit < 100
+        for t in range(-8, 6):
+            y = rng.normal() + (2.0 * (t >= 0) if treated else 0.0) + unit % 7
+            rows.append((unit, 0, t, t, int(treated), unit, 1, y, 1.0))
+    cols = ["unit", "stack", "time", "rel_time", "treated", "student", "school"]
+    return pd.DataFrame(rows, columns=[*cols, "attendance_pp", "weight"])
+
+
+def test_wald_subset_matches_the_full_pretrend_test_and_bounds_table():
+    res = event_study(_toy_panel(), window=None)
+    full = res.pretrend_test()
+    sub = wald_terms(res, range(-8, -1))
+    assert sub["statistic"] == pytest.approx(full.stat)
+    assert sub["p_value"] == pytest.approx(full.p_value)
+    assert sub["months"] == "-8..-2"
+    assert np.isnan(wald_terms(res, [-30])["p_value"])
+    tab = sensitivity_bounds(res, rel_times=(1, 3), mbar=(0, 1), m=(0, 1))
+    assert set(tab["method"]) == {"relative_magnitudes", "smoothness"}
+    orig = res.table().set_index("rel_time")
+    first = tab.loc[(tab["method"] == "relative_magnitudes") & (tab["bound"] == 0)]
+    assert first.set_index("rel_time")["ci_lower"].to_numpy() == pytest.approx(
+        orig.loc[[1, 3], "ci_lower"].to_numpy()
+    )
+
+
+# --------------------------------------------------------------------------------------
+# sentences follow the numbers
+# --------------------------------------------------------------------------------------
+
+
+def _pretrends(p_value: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "group": ["all", "all"],
+            "basis": ["adjusted", "unadjusted"],
+            "months": ["<=-12..-2", "-24..-13"],
+            "statistic": [1.0, 1.0],
+            "df": [11, 12],
+            "p_value": [0.6, p_value],
+            "n_treated": [100, 100],
+        }
+    )
+
+
+def test_pretrend_sentence_changes_with_the_test():
+    from leapresearch.publish.narrative import describe_pretrends
+
+    calm, alarm = describe_pretrends(_pretrends(0.7)), describe_pretrends(_pretrends(0.001))
+    assert "None of the 2 tests rejects" in calm
+    assert "1 of 2 tests reject (unadjusted -24..-13)" in alarm
+    assert "moved in parallel" not in calm + alarm
+
+
+def _event_rows(estimates, half_width=1.0, start=0, **extra) -> pd.DataFrame:
+    est = np.asarray(estimates, float)
+    return pd.DataFrame(
+        {
+            "group": "all",
+            "rel_time": np.arange(start, start + est.size),
+            "estimate": est,
+            "ci_lower": est - half_width,
+            "ci_upper": est + half_width,
+            **extra,
+        }
+    )
+
+
+def test_placebo_sentence_has_no_fixed_verdict():
+    from leapresearch.publish.narrative import describe_placebo
+
+    good = describe_placebo(_event_rows([0.1, -0.2, 0.3, 0.0, 0.1, -0.1], shift_months=6))
+    bad = describe_placebo(_event_rows([-5, -6, -7, -18, -19, -20], shift_months=6))
+    assert "3 of 3 intervals include zero: there the matched groups moved together" in good
+    assert "0 of 3 intervals include zero: even there" in bad
+    assert "mean placebo 'effect' -19.0 pp" in bad
+    assert "does) absorb" not in good + bad
+
+
+def test_falsification_sentence_follows_coverage():
+    from leapresearch.publish.narrative import describe_falsification
+
+    near_zero = describe_falsification(_event_rows([0.2, -0.3, 0.1, 0.4, -0.2]))
+    rebound = describe_falsification(_event_rows([3.0, 4.0, 5.0, 0.5, 6.0]))
+    assert "5 of 5" in near_zero and "no detectable rebound" in near_zero
+    assert "1 of 5" in rebound and "leaves part of the rebound" in rebound
+    assert "lean" not in near_zero
+    negative = describe_falsification(_event_rows(-np.linspace(0.2, 1.8, 12)))
+    assert "lean negative (0 of 12 positive" in negative and "understates" in negative
+
+
+def test_sensitivity_and_pre_period_sentences_follow_the_numbers():
+    from leapresearch.publish.narrative import describe_pre_period, describe_sensitivity
+
+    def bounds(brk: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "group": "all",
+                "rel_time": [9, 9],
+                "method": ["relative_magnitudes", "smoothness"],
+                "breakdown": [brk, 2 * brk],
+            }
+        )
+
+    assert "does not survive" in describe_sensitivity(bounds(0.3))
+    assert "survives" in describe_sensitivity(bounds(1.4))
+    lean = describe_pre_period(_event_rows(np.linspace(0.6, 2.2, 11), start=-12))
+    mixed = describe_pre_period(_event_rows([0.5, -0.4, 0.3, -0.2, 0.1, -0.6], start=-7))
+    assert "11 are positive" in lean and "lean positive" in lean
+    assert "3 are positive" in mixed and "do not lean" in mixed
+
+
+def test_balance_sentence_follows_the_wwc_count():
+    from leapresearch.publish.narrative import describe_balance
+
+    def balance(es: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "covariate": ["a", "b"],
+                "used_in_matching": True,
+                "smd_before": [0.3, 0.2],
+                "smd_after": [es, 0.01],
+                "wwc_category": ["satisfies" if abs(es) <= 0.05 else "adjustment", "satisfies"],
+            }
+        )
+
+    assert "for the other 1" in describe_balance(balance(0.2))
+    assert "for the other" not in describe_balance(balance(0.02))
+
+
+# --------------------------------------------------------------------------------------
+# every run writes the identification tables
+# --------------------------------------------------------------------------------------
+
+IDENTIFICATION_TABLES = {
+    "sensitivity": ["group", "rel_time", "method", "bound", "ci_lower", "ci_upper", "breakdown"],
+    "falsification": ["group", "rel_time", "estimate", "std_error", "ci_lower", "ci_upper"],
+    "specifications": [
+        "specification",
+        "group",
+        "rel_time",
+        "estimate",
+        "std_error",
+        "ci_lower",
+        "ci_upper",
+        "n_treated",
+    ],
+    "pretrend_event_study": ["group", "basis", "rel_time", "estimate", "n_treated"],
+    "pretrend_tests": ["group", "basis", "months", "statistic", "df", "p_value"],
+}
+
+
+def test_a_run_writes_the_identification_tables_through_suppression(run_a):
+    for name, cols in IDENTIFICATION_TABLES.items():
+        table = pd.read_csv(run_a / "tables" / f"{name}.csv")
+        assert set(cols) <= set(table.columns), name
+        assert "suppressed" in table.columns, name
+    tests = pd.read_csv(run_a / "tables" / "pretrend_tests.csv")
+    assert {"adjusted", "unadjusted"} <= set(tests["basis"])
+    assert "-24..-13" in set(tests["months"])
+    spec = pd.read_csv(run_a / "tables" / "specifications.csv")
+    assert {"main", "no_adjustment", "intent_to_treat", "ratio_1"} <= set(spec["specification"])
+    assert (run_a / "figures" / "sensitivity_all.png").exists()
+    assert (run_a / "figures" / "specifications_all.png").exists()
+
+
+def test_specifications_are_consistent_with_the_main_fit(sim_data):
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.evaluate import (
+        estimate_event_studies,
+        estimate_specifications,
+        headline_weights,
+        prepare,
+    )
+
+    config = load_config(
+        "demo",
+        data_dir=sim_data,
+        overrides=[
+            "identification.specifications=[no_adjustment, outside_caliper_drop, "
+            "outside_caliper_only, trimmed_end_points, intent_to_treat]"
+        ],
+    )
+    tables = read_raw_tables(sim_data)
+    prepared = prepare(tables, config)
+    spec = estimate_specifications(prepared, tables=tables)
+    es, _ = estimate_event_studies(prepared, subgroups=())
+    main = spec.loc[(spec["specification"] == "main") & (spec["group"] == "all")]
+    ref = es.set_index("rel_time").loc[main["rel_time"], "estimate"].to_numpy()
+    assert main["estimate"].to_numpy() == pytest.approx(ref)
+    n = spec.loc[spec["group"] == "all"].pivot(
+        index="rel_time", columns="specification", values="n_treated"
+    )
+    # out-of-caliper students and the rest partition the visited students
+    far = prepared.outside_caliper
+    assert len(far) > 0
+    treated = prepared.units.loc[prepared.units["treated"] == 1]
+    is_far = treated.merge(far.assign(f=1), on=["stack", "student"], how="left")["f"].notna()
+    total = {}
+    for keep in (treated.loc[is_far.to_numpy()], treated.loc[~is_far.to_numpy()]):
+        for label, w in headline_weights(prepared, keep=keep):
+            total[label] = total.get(label, 0) + w[treated["unit"].to_numpy()].sum()
+    assert total["all"] == len(treated)
+    assert {"outside_caliper_drop", "outside_caliper_only"} <= set(n.columns)
+    # first contact of any status: at least every student with a completed visit
+    assert (n["intent_to_treat"] >= n["main"]).all()
+    adj = n.index.map(
+        spec.loc[(spec["specification"] == "no_adjustment") & (spec["group"] == "all")].set_index(
+            "rel_time"
+        )["estimate"]
+    ).to_numpy()
+    assert not np.allclose(adj, main["estimate"].to_numpy())
+
+
+def test_intent_to_treat_sentence_follows_the_estimates():
+    from leapresearch.publish.narrative import describe_intent_to_treat
+
+    def spec(itt: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "specification": ["main", "intent_to_treat"],
+                "group": "all",
+                "rel_time": 6,
+                "estimate": [10.0, itt],
+                "ci_lower": [8.0, itt - 2],
+                "ci_upper": [12.0, itt + 2],
+                "n_treated": [100, 120],
+            }
+        )
+
+    assert "+5.0 pp" in describe_intent_to_treat(spec(5.0)) and "(50% of it)" in (
+        describe_intent_to_treat(spec(5.0))
+    )
+    assert "(90% of it)" in describe_intent_to_treat(spec(9.0))
+
+
+# The public example of the R package HonestDiD (README, "Example usage - Medicaid
+# expansions"): the TWFE event study of ehec_data (Mixtape Sessions, Advanced-DID), years
+# before 2016, the 2015 cohort dropped, 2014 cohort vs never treated, clustered by state.
+# betahat and sigma below are our estimator's fit of that regression (fixest's CRV1 and
+# small-sample correction); the intervals are those the README prints (3 significant
+# digits).
+MEDICAID_BETA = np.array(
+    [-0.005285354533, -0.011297324648, -0.002675991812, -0.001419312252, 0.000339663519]
+    + [0.04644685416, 0.069206175479]
+)
+MEDICAID_SIGMA = np.array(
+    [
+        [7.488483635898e-05, 6.039874095644e-05, 4.444619818461e-05, 3.385764706089e-05,
+         4.328011254744e-05, 4.765880478778e-05, 2.425128699754e-05],
+        [6.039874095644e-05, 7.266500616997e-05, 3.789330221288e-05, 2.866578025148e-05,
+         4.543320628404e-05, 4.428850119318e-05, 2.824655042985e-05],
+        [4.444619818461e-05, 3.789330221288e-05, 5.052051940163e-05, 2.673679432484e-05,
+         2.778193567674e-05, 3.060644108906e-05, 9.637533882669e-06],
+        [3.385764706089e-05, 2.866578025148e-05, 2.673679432484e-05, 4.003222026338e-05,
+         2.412859975716e-05, 2.380868209074e-05, 2.923878143364e-06],
+        [4.328011254744e-05, 4.543320628404e-05, 2.778193567674e-05, 2.412859975716e-05,
+         5.462662207054e-05, 3.682531051743e-05, 9.722947502418e-06],
+        [4.765880478778e-05, 4.428850119318e-05, 3.060644108906e-05, 2.380868209074e-05,
+         3.682531051743e-05, 8.375668824678e-05, 6.321397962534e-05],
+        [2.425128699754e-05, 2.824655042985e-05, 9.637533882669e-06, 2.923878143364e-06,
+         9.722947502418e-06, 6.321397962534e-05, 1.071235230300e-04],
+    ]
+)  # fmt: skip
+R_FLCI = {  # M: (lb, ub) of DeltaSD, first post-period (2014)
+    0.00: (0.0259, 0.0607),
+    0.01: (0.0132, 0.0787),
+    0.02: (0.00286, 0.0907),
+    0.03: (-0.00714, 0.101),
+    0.04: (-0.0171, 0.111),
+    0.05: (-0.0271, 0.121),
+}
+R_RM_HYBRID = {0.5: (0.0241, 0.0673), 1.0: (0.0171, 0.0720), 1.5: (0.00859, 0.0796)}
+
+
+def test_smoothness_reproduces_the_r_package_example():
+    coef = EventCoefficients(MEDICAID_BETA, MEDICAID_SIGMA, n_pre=5, n_post=2, reference=-1)
+
+    def tol(printed: float) -> float:
+        # half a unit of the third significant digit printed, plus 5e-5 for R's numerical
+        # search of the sd bound h (bisection on numerical derivatives)
+        return 0.5 * 10 ** (np.floor(np.log10(abs(printed))) - 2) + 5e-5
+
+    for m, (lb, ub) in R_FLCI.items():
+        lo, hi = smoothness_ci(coef, 0, m)
+        assert lo == pytest.approx(lb, abs=tol(lb)), m
+        assert hi == pytest.approx(ub, abs=tol(ub)), m
+
+
+def test_relative_magnitudes_projection_contains_the_r_hybrid_interval():
+    coef = EventCoefficients(MEDICAID_BETA, MEDICAID_SIGMA, n_pre=5, n_post=2, reference=-1)
+    for mbar, (lb, ub) in R_RM_HYBRID.items():
+        lo, hi = relative_magnitudes_ci(coef, 0, mbar)
+        assert lo <= lb and hi >= ub, mbar  # valid and more conservative
+
+
+def test_small_groups_lose_their_bounds_in_publication():
+    from leapresearch.config import PrivacyConfig
+    from leapresearch.publish.outputs import publishable
+
+    table = pd.DataFrame(
+        {
+            "group": ["all", "tiny"],
+            "rel_time": [9, 9],
+            "method": "smoothness",
+            "bound": 0.5,
+            "estimate": [3.0, 4.0],
+            "ci_lower": [1.0, 2.0],
+            "ci_upper": [5.0, 6.0],
+            "breakdown": [0.4, 0.7],
+            "n_treated": [500, 8],
+        }
+    )
+    out = publishable(table, "sensitivity", privacy=PrivacyConfig())
+    tiny = out.loc[out["group"] == "tiny"].iloc[0]
+    assert tiny[["estimate", "ci_lower", "ci_upper", "breakdown"]].isna().all()
+    assert out.loc[out["group"] == "all", "breakdown"].iloc[0] == 0.4
+
+
+def test_naive_sentence_follows_the_sign_of_the_gap():
+    from leapresearch.publish.narrative import describe_naive
+
+    def tables(naive: float, matched: float):
+        n = pd.DataFrame({"group": ["all"], "rel_time": [6], "estimate": [naive]})
+        return n, n.assign(estimate=matched)
+
+    assert "matched comparison students also made" in describe_naive(*tables(20.0, 12.0))
+    assert "the effect exceeds the raw change" in describe_naive(*tables(5.0, 8.0))
+    assert "fell by 3.0 pp" in describe_naive(*tables(5.0, 8.0))
+
+
+def test_falsification_can_fail_when_the_design_ignores_the_dip():
+    """On the demo data, matching on the last month only, without the adjustment or
+    demographics, leaves the rebound from the dip in the pseudo-event estimates (the
+    full design covers zero in every month: see the demo run)."""
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.evaluate import estimate_falsification, prepare
+    from leapresearch.paths import DEMO_DATA
+
+    weak = load_config(
+        "demo",
+        overrides=[
+            "matching.pre_months=1",
+            "analysis.regression_adjustment=false",
+            "matching.demographics=[]",
+            "identification.groups=[all]",
+        ],
+    )
+    table = estimate_falsification(prepare(read_raw_tables(DEMO_DATA), weak))
+    post = table.loc[table["rel_time"] >= 0]
+    covers = (post["ci_lower"] <= 0) & (post["ci_upper"] >= 0)
+    assert covers.mean() < 0.8, post  # the narrative's threshold for "no rebound"
+    assert post["estimate"].mean() > 0
