@@ -100,6 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             out,
             config=config,
             overwrite=args.overwrite,
+            command=["leapresearch", *getattr(args, "argv", [])],
             write_outputs=None
             if args.tables_only
             else report_writer(
@@ -177,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``leapresearch`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         return int(args.func(args))

@@ -122,6 +122,21 @@ class PrivacyConfig(_Frozen):
     min_treated: int = 20
 
 
+class ReportConfig(_Frozen):
+    """What the report's front page says about itself (title, program, authors, date).
+
+    Nothing here moves a number; the session cache ignores this section.
+    """
+
+    title: str = "Did home visits raise attendance?"
+    program: str = "Learner Engagement and Attendance Program (LEAP)"
+    authors: tuple[str, ...] = ()
+    organisation: str | None = None
+    date: dt.date | None = None
+    school_years: str | None = None
+    program_description: str = ""
+
+
 class Config(_Frozen):
     """All parameters of one evaluation run (base file merged with a vintage file)."""
 
@@ -138,6 +153,7 @@ class Config(_Frozen):
     placebo: PlaceboConfig = PlaceboConfig()
     robust: RobustConfig = RobustConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    report: ReportConfig = ReportConfig()
 
     @property
     def data_path(self) -> Path:

@@ -10,14 +10,16 @@ import datetime as dt
 import gc
 import os
 import shutil
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 from leapresearch.config import Config
 from leapresearch.data.contract import read_raw_tables
+from leapresearch.data.simulate import read_marker
 from leapresearch.publish.outputs import (
     environment_record,
     file_records,
@@ -79,6 +81,16 @@ class RunRecord:
     timings: dict[str, float]
 
 
+def output_records(folder: Path) -> dict[str, dict[str, object]]:
+    """Relative path -> {bytes, sha256} of every file of a run folder (provenance excluded)."""
+    folder = Path(folder)
+    return {
+        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "provenance.json"
+    }
+
+
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
     trash = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     if out_dir.exists():
@@ -103,6 +115,7 @@ def run_report(
     log: Log = print,
     write_outputs: Callable | None = None,
     use_cache: bool = True,
+    command: Sequence[str] | None = None,
 ) -> RunRecord:
     """Run the evaluation on a contract folder and publish it into ``out_dir``.
 
@@ -126,6 +139,14 @@ def run_report(
     use_cache : bool
         Store the prepared sample where the notebooks' sessions find it
         (``data_raw/.cache``), so they do not match again.
+    command : sequence of str, optional
+        The command line recorded in ``provenance.json`` (default: ``sys.argv``).
+
+    Notes
+    -----
+    ``provenance.json`` records whether the inputs are simulated: true exactly when the data
+    folder holds the simulator's marker (:data:`leapresearch.data.simulate.SIMULATION_MARKER`);
+    ``evaluation.simulated`` passes the same flag to ``write_outputs`` (the report's banner).
 
     Raises
     ------
@@ -143,6 +164,10 @@ def run_report(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     check_manifest(data_dir)
+    try:
+        marker = read_marker(data_dir)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     tables = read_raw_tables(data_dir, program_start=config.program_start)
     inputs = file_records(tables.files)
     timings["load"] = time.perf_counter() - t0
@@ -173,7 +198,9 @@ def run_report(
                 store_result(evaluation.tables["placebo"], inputs, config, "estimate_placebo")
         t0 = time.perf_counter()
         # the matched sample is no longer needed: free it before notebooks start their kernels
-        evaluation = SimpleNamespace(tables=evaluation.tables, event_studies={})
+        evaluation = SimpleNamespace(
+            tables=evaluation.tables, event_studies={}, simulated=marker is not None
+        )
         input_files, input_warnings = dict(tables.files), list(tables.warnings)
         del tables
         gc.collect()
@@ -200,6 +227,11 @@ def run_report(
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "warnings": input_warnings,
+            "command": list(command) if command is not None else [Path(sys.argv[0]).name]
+            + sys.argv[1:],
+            "simulated_inputs": marker is not None,
+            "simulation_marker": marker,
+            "outputs": output_records(tmp),
         }
         write_json(provenance, tmp / "provenance.json")
         _replace_dir(tmp, out_dir)
