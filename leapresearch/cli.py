@@ -79,7 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from leapresearch.config import ParameterError, load_config
     from leapresearch.data.contract import ContractError
     from leapresearch.pipeline import RunError, run_report
-    from leapresearch.publish.report import report_writer
+    from leapresearch.publish.report import ReportError, report_writer
 
     try:
         config = load_config(
@@ -114,7 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for v in exc.violations:
             print(f"  - {v}", file=sys.stderr)
         return 1
-    except (RunError, ParameterError) as exc:
+    except (RunError, ParameterError, ReportError) as exc:
         return _err(str(exc))
     except OSError as exc:  # e.g. OUT under a file, or a disk that is full
         return _err(f"cannot write the run folder {out}: {exc}")

@@ -122,6 +122,16 @@ class PrivacyConfig(_Frozen):
     min_treated: int = 20
 
 
+class PublishedFigure(_Frozen):
+    """A published estimate shown beside this run's in the report's crosswalk."""
+
+    group: str
+    rel_time: int
+    estimate: float
+    approximate: bool = False
+    difference: str = ""
+
+
 class ReportConfig(_Frozen):
     """What the report's front page says about itself (title, program, authors, date).
 
@@ -135,6 +145,8 @@ class ReportConfig(_Frozen):
     date: dt.date | None = None
     school_years: str | None = None
     program_description: str = ""
+    published_source: str = ""
+    published: tuple[PublishedFigure, ...] = ()
 
 
 class Config(_Frozen):

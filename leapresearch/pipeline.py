@@ -227,8 +227,9 @@ def run_report(
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "warnings": input_warnings,
-            "command": list(command) if command is not None else [Path(sys.argv[0]).name]
-            + sys.argv[1:],
+            "command": list(command)
+            if command is not None
+            else [Path(sys.argv[0]).name] + sys.argv[1:],
             "simulated_inputs": marker is not None,
             "simulation_marker": marker,
             "outputs": output_records(tmp),

@@ -14,7 +14,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from leapresearch.publish.labels import cohort_key, covariate_label, fmt, fmt_interval, group_label
+from leapresearch.publish.labels import (
+    FAMILY_NAMES,
+    cohort_key,
+    covariate_label,
+    family_of,
+    fmt,
+    fmt_interval,
+    group_label,
+    sort_groups,
+)
 
 MONTH_WORDS = {
     1: "one month",
@@ -47,11 +56,18 @@ def describe_effect(table: pd.DataFrame, *, group: str = "all", rel_time: int = 
         )
     sig = "" if (r["ci_lower"] > 0 or r["ci_upper"] < 0) else ", an interval that includes zero"
     return (
-        f"{_months(rel_time).capitalize()} after the first visit, visited students ({who}) "
+        f"{_months(rel_time).capitalize()} after the first visit, visited students"
+        f"{'' if group == 'all' else f' ({who})'} "
         f"attended {fmt(abs(r['estimate']), 1)} percentage points "
         f"{'more' if r['estimate'] >= 0 else 'less'} of their enrolled days than matched "
         f"comparison students (95% CI {fmt_interval(r['ci_lower'], r['ci_upper'])}{sig})."
     )
+
+
+def describe_family(table: pd.DataFrame, *, family: str, rel_time: int) -> str:
+    """:func:`describe_effect` for every group of one family, in reading order."""
+    groups = sort_groups(g for g in table["group"] if family_of(g) == family)
+    return " ".join(describe_effect(table, group=g, rel_time=rel_time) for g in groups)
 
 
 def describe_event_study(
@@ -302,7 +318,8 @@ def methods_text(config) -> list[str]:
         f"Comparison group: for each visited student, {m.ratio} comparison students "
         f"{'(with replacement) ' if m.replace else ''}from {where}, never visited by then, "
         f"matched on a propensity score of the {m.pre_months} months of attendance before the "
-        f"first visit and demographics, exactly within {', '.join(m.exact)} and event month, "
+        f"first visit and demographics, exactly within "
+        f"{', '.join(FAMILY_NAMES.get(e, e).lower() for e in m.exact)} and event month, "
         f"with {caliper}.",
         f"Estimate: a stacked event study of the monthly attendance rate from {abs(lo)} months "
         f"before to {hi} months after the first visit (month {a.reference} is the reference), "

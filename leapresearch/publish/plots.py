@@ -27,6 +27,8 @@ OKABE_ITO = (
 """Okabe and Ito (2008) colour-blind-safe palette, in the order used for series."""
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+TEXT_COLOURS = tuple(c for c in OKABE_ITO if c != "#F0E442")
+"""The palette without yellow, for text and thin lines on white."""
 X_EVENT = "School months since the first completed visit (end points binned)"
 Y_EFFECT = "Effect on attendance rate (pp)"
 BALANCE_SAMPLES = ("before", "after")
@@ -82,6 +84,17 @@ def tidy_event_study(
     out = out.sort_values(["order", "rel_time"], kind="mergesort").drop(columns="order")
     out.insert(1, "label", out["group"].map(labels.group_label))
     return out.reset_index(drop=True)
+
+
+def tidy_event_study_family(
+    table: pd.DataFrame, family: str, *, reference: int = -1
+) -> pd.DataFrame:
+    """:func:`tidy_event_study` for every group of one family, in reading order.
+
+    Grade bands PK-5, 6-8, 9-12, 6-12; cohorts in time order.
+    """
+    groups = labels.sort_groups(g for g in table["group"] if labels.family_of(g) == family)
+    return tidy_event_study(table, groups=tuple(groups), reference=reference)
 
 
 def plot_event_study(
@@ -307,7 +320,7 @@ def plot_forest(tidy: pd.DataFrame, *, ax=None, title: str | None = None):
     """
     ax = _axes(ax, figsize=(7, 0.24 * len(tidy) + 1.2))
     families = list(dict.fromkeys(tidy["family"]))
-    colour = {f: OKABE_ITO[i % len(OKABE_ITO)] for i, f in enumerate(families)}
+    colour = {f: TEXT_COLOURS[i % len(TEXT_COLOURS)] for i, f in enumerate(families)}
     y = -tidy["position"].to_numpy(dtype=float)
     for fam in families:
         d = tidy.loc[tidy["family"] == fam]
@@ -362,8 +375,8 @@ def plot_long_term(tidy: pd.DataFrame, *, ax=None, outcome: str = "attendance_ra
     ax.axhline(0, color="0.3", lw=0.8)
     years = sorted(d["years_after"].unique())
     ax.set_xticks(years)
-    ax.set_xticklabels(["Year of first visit" if y == 0 else f"+{y}" for y in years])
-    ax.set_xlabel("School years after the year of the first visit")
+    ax.set_xticklabels(["0\n(first visit)" if y == 0 else f"{y:+d}" for y in years])
+    ax.set_xlabel("School years relative to the year of the first visit")
     ax.set_ylabel(f"Effect on {labels.outcome_label(outcome).lower()} (pp)")
     ax.legend(frameon=False, fontsize=8, title="Cohort", title_fontsize=8)
     return ax

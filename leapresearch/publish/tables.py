@@ -68,7 +68,7 @@ def _cell(value, *, count: bool, digits: int) -> str:
     return str(value)
 
 
-def readable(table: pd.DataFrame, *, digits: int = 2) -> tuple[pd.DataFrame, bool]:
+def readable(table: pd.DataFrame, *, digits: int = 1) -> tuple[pd.DataFrame, bool]:
     """Codes in words, numbers formatted once, headings in words.
 
     Returns
@@ -79,14 +79,25 @@ def readable(table: pd.DataFrame, *, digits: int = 2) -> tuple[pd.DataFrame, boo
     out = table.reset_index(drop=True)
     if "suppressed" in out.columns:
         out = out.drop(columns="suppressed")
+    keys = []
+    if "group" in out.columns:
+        keys.append(out["group"].astype(str).map(labels.group_key))
+    if "cohort" in out.columns:
+        keys.append(out["cohort"].astype(str).map(labels.cohort_key))
+    if keys:  # reading order (all, grade bands, cohorts in time order, ...); stable otherwise
+        rows = list(zip(*(k.tolist() for k in keys), strict=True))
+        order = sorted(range(len(out)), key=rows.__getitem__)
+        out = out.iloc[order].reset_index(drop=True)
     cells: dict[str, list[str]] = {}
     for name in out.columns:
         col = out[name]
-        if name in _CODE_COLUMNS and col.dtype == object:
+        text = col.dtype == object or pd.api.types.is_string_dtype(col.dtype)
+        if name in _CODE_COLUMNS and text:
             cells[name] = [_CODE_COLUMNS[name](str(v)) for v in col]
             continue
         count = _is_count(str(name), col)
-        cells[name] = [_cell(v, count=count, digits=digits) for v in col.tolist()]
+        places = max(digits, 3) if "p_value" in str(name) else digits
+        cells[name] = [_cell(v, count=count, digits=places) for v in col.tolist()]
     frame = pd.DataFrame(cells, columns=list(out.columns))
     any_suppressed = bool((frame == labels.SUPPRESSED).to_numpy().any())
     frame.columns = [labels.column_label(str(c)) for c in out.columns]
@@ -96,7 +107,7 @@ def readable(table: pd.DataFrame, *, digits: int = 2) -> tuple[pd.DataFrame, boo
 def table_html(
     table: pd.DataFrame,
     *,
-    digits: int = 2,
+    digits: int = 1,
     csv: str | None = None,
     collapse_rows: int = COLLAPSE_ROWS,
     caption: str | None = None,
@@ -108,7 +119,7 @@ def table_html(
     table : DataFrame
         A published (suppressed) table.
     digits : int
-        Decimals of non-count numbers.
+        Decimals of non-count numbers (p-values: at least three).
     csv : str, optional
         Link to the CSV with every row (shown with long tables).
     collapse_rows : int
