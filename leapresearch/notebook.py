@@ -111,13 +111,13 @@ def say(text: str):
     return Markdown(text)
 
 
-def inputs_table(session: Session) -> pd.DataFrame:
+def inputs_table(session: Session) -> PublishedTable:
     """Each input file with its size and sha256 (the provenance of the numbers below)."""
     rows = [{"table": k, **v} for k, v in session.inputs.items()]
-    return pd.DataFrame(rows)[["table", "file", "bytes", "sha256"]]
+    return PublishedTable(pd.DataFrame(rows)[["table", "file", "bytes", "sha256"]])
 
 
-def summary_table(session: Session) -> pd.DataFrame:
+def summary_table(session: Session) -> PublishedTable:
     """The validation summary as a two-column table (aggregates only).
 
     Counts by cohort are left out here: they are shown through suppression elsewhere.
@@ -133,4 +133,4 @@ def summary_table(session: Session) -> pd.DataFrame:
             rows.append({"item": key, "value": ", ".join(map(str, value))})
         else:
             rows.append({"item": key, "value": value})
-    return pd.DataFrame(rows).astype({"value": str})
+    return PublishedTable(pd.DataFrame(rows).astype({"value": str}))

@@ -211,6 +211,7 @@ COLUMN_WORDS = {
     "outcome": "Outcome",
     "covariate": "Covariate",
     "p_value": "p-value",
+    "pre_wald_p_value": "Pre-period Wald test p-value",
     "statistic": "Statistic",
     "df": "Degrees of freedom",
     "n_groups": "Cohort-month groups",
@@ -250,7 +251,8 @@ def fmt(value, digits: int = 1, *, signed: bool = False) -> str:
     if _missing(value):
         return SUPPRESSED
     x = stored(float(value))
-    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+    out = f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+    return out.replace("-", "", 1) if float(out) == 0 and out.startswith("-") else out
 
 
 def fmt_interval(lower, upper, digits: int = 1) -> str:
