@@ -69,8 +69,9 @@ def test_numbers_are_rounded_once_from_the_stored_value():
     rng = np.random.default_rng(1)
     for x in np.concatenate([rng.normal(0, 10, 500), [10.8499996, 10.8500004, -0.04999996]]):
         stored = float(f"{x:.6f}")
-        assert labels.fmt(x) == labels.fmt(stored) == f"{stored:.1f}"
+        assert labels.fmt(x) == labels.fmt(stored) == f"{stored:.1f}".replace("-0.0", "0.0")
     assert labels.fmt(10.8499996) == labels.fmt(10.85)
+    assert labels.fmt(-0.04) == "0.0"  # no negative zero
     assert labels.fmt(np.nan) == labels.SUPPRESSED
     assert labels.fmt(None) == labels.SUPPRESSED
     assert labels.fmt(2.0, signed=True) == "+2.0"

@@ -258,6 +258,15 @@ def test_the_pdf_has_the_front_page_the_exhibits_and_page_numbers(run_dir):
     for nb in notebook_paths():
         number = nb.stem[:2]
         assert any(t.startswith(number) for t in outline), f"no bookmark for {nb.stem}"
+    # the exhibit map is the table of contents: each section's page, as in the outline
+    from leapresearch.publish.pdf import section_pages
+
+    starts = section_pages(run_dir / "report" / "report.pdf", len(notebook_paths()))
+    assert starts and starts == sorted(starts) and starts[0] > 1
+    toc = " ".join(texts[:3]).replace("\n", " ")
+    for page in starts:
+        assert f"page {page}" in toc
+        assert f"Page {page} of {n}" in texts[page - 1]
     images = sum(len(p.images) for p in reader.pages)
     assert images >= 7  # the front page's figures at least
 

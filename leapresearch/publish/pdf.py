@@ -84,7 +84,16 @@ def print_document(index: Path, pages: Sequence[Path], *, footer: str = "") -> s
     front = Path(index).read_text(encoding="utf-8")
     docs = [Path(p).read_text(encoding="utf-8") for p in pages]
     styles = _styles(front) + "".join(dict.fromkeys(_styles(d) for d in docs))
-    body = [f'<section id="index">{_main(front)}</section>']
+    main = _main(front)
+    # the exhibit map is the table of contents: in print it follows the title block
+    toc = re.search(r'<h2 id="exhibits">.*?</table>', main, re.S)
+    if toc and "</header>" in main:
+        main = main.replace(toc.group(0), "")
+        head, rest = main.split("</header>", 1)
+        banner = re.match(r'\s*<div class="lr-banner".*?</div>', rest, re.S)
+        cut = banner.end() if banner else 0
+        main = head + "</header>" + rest[:cut] + toc.group(0) + rest[cut:]
+    body = [f'<section id="index">{main}</section>']
     for p, d in zip(pages, docs, strict=True):
         body.append(
             f'<section class="lr-section jp-Notebook" id="{Path(p).stem}">{_main(d)}</section>'
@@ -102,20 +111,64 @@ def print_document(index: Path, pages: Sequence[Path], *, footer: str = "") -> s
     )
 
 
+def section_pages(pdf: Path, n_sections: int) -> list[int] | None:
+    """First page (1-based) of each section, from the PDF's outline.
+
+    The outline has one top-level heading per report page, the front page first; None when
+    it does not match the sections.
+    """
+    import pypdf
+
+    reader = pypdf.PdfReader(pdf)
+    top = [o for o in reader.outline if not isinstance(o, list)]
+    if len(top) != n_sections + 1:
+        return None
+    return [reader.get_destination_page_number(o) + 1 for o in top[1:]]
+
+
+def with_page_numbers(doc: str, pages: Sequence[Path], numbers: Sequence[int]) -> str:
+    """The exhibit map as a table of contents: each link to a section followed by its page."""
+    for p, n in zip(pages, numbers, strict=True):
+        stem = Path(p).stem
+        doc = re.sub(
+            rf'(<a href="#{re.escape(stem)}">[^<]*</a>)(?!<span class="lr-page-no">)',
+            rf'\1<span class="lr-page-no">, page {n}</span>',
+            doc,
+        )
+    return doc
+
+
 def write_pdf(
     index: Path, pages: Sequence[Path], out: Path, *, footer: str = "", timeout: int = 300
 ) -> Path:
     """Print the front page and the notebook pages into ``out`` (a PDF).
+
+    Printed twice: the second time, the exhibit map (the table of contents) carries the
+    page on which each section starts, read from the first print's outline.
 
     Raises
     ------
     PDFError
         Chromium is missing or printing failed (its error output is quoted).
     """
+    doc = print_document(index, pages, footer=footer)
+    _print(doc, Path(index).parent, out, timeout=timeout)
+    numbers = section_pages(out, len(pages)) if pages else None
+    for _ in range(2):  # the page numbers may push a section to the next page: print again
+        if not numbers:
+            break
+        _print(with_page_numbers(doc, pages, numbers), Path(index).parent, out, timeout=timeout)
+        now = section_pages(out, len(pages))
+        if now == numbers:
+            break
+        numbers = now
+    return out
+
+
+def _print(doc: str, folder: Path, out: Path, *, timeout: int) -> Path:
     chromium = find_chromium()
-    folder = Path(index).parent
     source = folder / ".print.html"
-    source.write_text(print_document(index, pages, footer=footer), encoding="utf-8")
+    source.write_text(doc, encoding="utf-8")
     out = Path(out)
     try:
         with tempfile.TemporaryDirectory(prefix="leap-chromium-") as profile:
