@@ -117,3 +117,18 @@ def test_designs_in_one_panel():
     plots.plot_designs(tidy, ax=ax)
     assert len(ax.get_legend().get_texts()) == 2
     plt.close(fig)
+
+
+def test_a_missing_chromium_is_a_clear_error(monkeypatch, tmp_path):
+    import shutil
+
+    from leapresearch.publish import pdf
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pdf.PDFError, match="apt-get install chromium"):
+        pdf.find_chromium()
+    index = tmp_path / "index.html"
+    index.write_text("<html><body><main><h1>x</h1></main></body></html>")
+    with pytest.raises(pdf.PDFError, match="not installed"):
+        pdf.write_pdf(index, [], tmp_path / "report.pdf")
+    assert not (tmp_path / ".print.html").exists()  # nothing left behind
