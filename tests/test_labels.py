@@ -112,8 +112,11 @@ def test_headline_table_order_intervals_and_counts():
 
 def test_tables_render_in_full_without_index_and_with_the_suppression_symbol():
     es = _event_study()
-    frame, suppressed = readable(es)
-    assert suppressed
+    es.loc[(es["group"] == "all") & (es["rel_time"] == 1), "std_error"] = np.nan
+    frame, suppressed, missing = readable(es)
+    assert suppressed and missing  # a flagged row shows the symbol, another empty cell a dash
+    assert (frame == labels.SUPPRESSED).sum().sum() == 6  # the flagged rows' three numbers
+    assert frame["Std. error"].iloc[0] == labels.NOT_AVAILABLE
     assert "Suppressed" not in frame.columns and "suppressed" not in frame.columns
     assert frame.iloc[0, 0] == "All visited students"  # reading order, words
     assert frame["Visited students"].iloc[0] == "30"  # counts print as integers

@@ -21,6 +21,11 @@ from leapresearch.data.panel import RACE_DUMMIES
 SUPPRESSED = "‡"
 """Symbol shown in place of a suppressed number."""
 
+NOT_AVAILABLE = "–"
+"""Symbol shown for a number that is not applicable or cannot be computed (not suppressed)."""
+
+NOT_AVAILABLE_NOTE = f"{NOT_AVAILABLE} Not applicable or not estimable."
+
 SUPPRESSED_NOTE = (
     f"{SUPPRESSED} Suppressed: too few students behind the cell to publish "
     "(small-cell rule of the state's public data)."
@@ -220,7 +225,15 @@ COLUMN_WORDS = {
 
 
 def column_label(code: str) -> str:
-    """A table column heading in words (unknown columns: underscores to spaces)."""
+    """A table column heading in words (unknown columns: underscores to spaces).
+
+    ``n_<grade band>`` columns read ``Grades <band> (n)``.
+    """
+    m = re.fullmatch(r"n_(.+)", code)
+    if m:
+        band = {b.lower(): b for b in GRADE_BAND_ORDER}.get(m.group(1).lower())
+        if band:
+            return f"Grades {band} (n)"
     return COLUMN_WORDS.get(code, _words(code).capitalize())
 
 

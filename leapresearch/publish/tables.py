@@ -68,17 +68,21 @@ def _cell(value, *, count: bool, digits: int) -> str:
     return str(value)
 
 
-def readable(table: pd.DataFrame, *, digits: int = 1) -> tuple[pd.DataFrame, bool]:
+def readable(table: pd.DataFrame, *, digits: int = 1) -> tuple[pd.DataFrame, bool, bool]:
     """Codes in words, numbers formatted once, headings in words.
 
     Returns
     -------
-    (DataFrame of str, bool)
-        The formatted table and whether any cell is shown as suppressed.
+    (DataFrame of str, bool, bool)
+        The formatted table, whether any cell is shown as suppressed (a row flagged by the
+        privacy rules) and whether any shows as not available (empty for another reason).
     """
     out = table.reset_index(drop=True)
-    if "suppressed" in out.columns:
-        out = out.drop(columns="suppressed")
+    flagged = (
+        out["suppressed"].fillna(False).astype(bool).to_numpy()
+        if "suppressed" in out.columns
+        else np.zeros(len(out), dtype=bool)
+    )
     keys = []
     if "group" in out.columns:
         keys.append(out["group"].astype(str).map(labels.group_key))
@@ -87,7 +91,8 @@ def readable(table: pd.DataFrame, *, digits: int = 1) -> tuple[pd.DataFrame, boo
     if keys:  # reading order (all, grade bands, cohorts in time order, ...); stable otherwise
         rows = list(zip(*(k.tolist() for k in keys), strict=True))
         order = sorted(range(len(out)), key=rows.__getitem__)
-        out = out.iloc[order].reset_index(drop=True)
+        out, flagged = out.iloc[order].reset_index(drop=True), flagged[order]
+    out = out.drop(columns=[c for c in ("suppressed",) if c in out.columns])
     cells: dict[str, list[str]] = {}
     for name in out.columns:
         col = out[name]
@@ -97,11 +102,17 @@ def readable(table: pd.DataFrame, *, digits: int = 1) -> tuple[pd.DataFrame, boo
             continue
         count = _is_count(str(name), col)
         places = max(digits, 3) if "p_value" in str(name) else digits
-        cells[name] = [_cell(v, count=count, digits=places) for v in col.tolist()]
+        values = [_cell(v, count=count, digits=places) for v in col.tolist()]
+        # an empty cell is suppressed only in a row the privacy rules flagged
+        cells[name] = [
+            labels.NOT_AVAILABLE if v == labels.SUPPRESSED and not f else v
+            for v, f in zip(values, flagged, strict=True)
+        ]
     frame = pd.DataFrame(cells, columns=list(out.columns))
     any_suppressed = bool((frame == labels.SUPPRESSED).to_numpy().any())
+    any_missing = bool((frame == labels.NOT_AVAILABLE).to_numpy().any())
     frame.columns = [labels.column_label(str(c)) for c in out.columns]
-    return frame, any_suppressed
+    return frame, any_suppressed, any_missing
 
 
 def table_html(
@@ -126,7 +137,7 @@ def table_html(
         Longer tables are folded into ``<details>``.
     caption : str, optional
     """
-    frame, any_suppressed = readable(table, digits=digits)
+    frame, any_suppressed, any_missing = readable(table, digits=digits)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
@@ -139,6 +150,8 @@ def table_html(
     notes = []
     if any_suppressed:
         notes.append(html.escape(labels.SUPPRESSED_NOTE))
+    if any_missing:
+        notes.append(html.escape(labels.NOT_AVAILABLE_NOTE))
     if csv:
         notes.append(f'Every row: <a href="{html.escape(csv)}">{html.escape(csv)}</a>.')
     foot = f'<p class="lr-note">{" ".join(notes)}</p>' if notes else ""
