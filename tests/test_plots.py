@@ -132,3 +132,24 @@ def test_a_missing_chromium_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(pdf.PDFError, match="not installed"):
         pdf.write_pdf(index, [], tmp_path / "report.pdf")
     assert not (tmp_path / ".print.html").exists()  # nothing left behind
+
+
+def test_long_term_adds_the_reference_year_and_orders_cohorts_in_time():
+    rows = []
+    for cohort in ("2021-22", "summer-2021", "2020-21"):
+        for k in (-2, 0, 1):
+            rows.append(("all", cohort, k, "attendance_rate", 1.0 * k, 0.5 * k - 1, 0.5 * k + 1))
+    cols = ["group", "cohort", "years_after", "outcome", "estimate", "ci_lower", "ci_upper"]
+    lt = pd.DataFrame(rows, columns=cols).assign(school_year="x")
+    tidy = plots.tidy_long_term(lt)
+    assert list(dict.fromkeys(tidy["cohort"])) == ["2020-21", "summer-2021", "2021-22"]
+    ref = tidy[tidy["years_after"] == -1]
+    assert len(ref) == 3 and (ref["estimate"] == 0).all() and ref["ci_lower"].isna().all()
+    fig, ax = plt.subplots()
+    plots.plot_long_term(tidy, ax=ax)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "School year 2020-21",
+        "Summer 2021",
+        "School year 2021-22",
+    ]
+    plt.close(fig)

@@ -17,6 +17,7 @@ import pandas as pd
 from leapresearch.publish.labels import (
     FAMILY_NAMES,
     cohort_key,
+    cohort_label,
     covariate_label,
     family_of,
     fmt,
@@ -173,7 +174,7 @@ def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_ra
             else f"{r.school_year}: suppressed"
             for r in g.sort_values("years_after").itertuples()
         )
-        parts.append((cohort_key(cohort), f"cohort {cohort} ({vals})"))
+        parts.append((cohort_key(cohort), f"{cohort_label(cohort)} cohort ({vals})"))
     parts = [text for _, text in sorted(parts)]
     return f"Effects on the annual {unit} in later school years: " + "; ".join(parts) + "."
 

@@ -349,9 +349,25 @@ def plot_forest(tidy: pd.DataFrame, *, ax=None, title: str | None = None):
 # ------------------------------------------------------------------ long term
 
 
-def tidy_long_term(long_term: pd.DataFrame, *, group: str = "all") -> pd.DataFrame:
-    """Annual effects of one group by cohort (time order) and years after the first visit."""
+def tidy_long_term(
+    long_term: pd.DataFrame, *, group: str = "all", reference: int | None = -1
+) -> pd.DataFrame:
+    """Annual effects of one group by cohort (time order) and years after the first visit.
+
+    The reference school year (``years_after = -1``, the year before the first visit's) is
+    added at zero with no interval, as in the event-study figures.
+    """
     d = long_term.loc[long_term["group"] == group].copy()
+    if reference is not None and len(d):
+        ref = d.drop_duplicates(["outcome", "cohort"])[["group", "cohort", "outcome"]].copy()
+        ref = ref.assign(years_after=reference, school_year="", estimate=0.0)
+        ref = ref.assign(ci_lower=np.nan, ci_upper=np.nan)
+        have = set(zip(d["outcome"], d["cohort"], d["years_after"], strict=True))
+        keep = [
+            (o, c, reference) not in have
+            for o, c in zip(ref["outcome"], ref["cohort"], strict=True)
+        ]
+        d = pd.concat([d, ref.loc[keep]], ignore_index=True)
     d["cohort_order"] = d["cohort"].map(labels.cohort_key)
     d = d.sort_values(["outcome", "cohort_order", "years_after"], kind="mergesort")
     d["label"] = d["cohort"].map(labels.cohort_label)
@@ -373,6 +389,7 @@ def plot_long_term(tidy: pd.DataFrame, *, ax=None, outcome: str = "attendance_ra
             lw=1, color=OKABE_ITO[i % 8], label=labels.cohort_label(c),
         )  # fmt: skip
     ax.axhline(0, color="0.3", lw=0.8)
+    ax.axvline(-0.5, color="0.5", lw=0.8, ls="--")
     years = sorted(d["years_after"].unique())
     ax.set_xticks(years)
     ax.set_xticklabels(["0\n(first visit)" if y == 0 else f"{y:+d}" for y in years])
