@@ -153,3 +153,12 @@ def test_long_term_adds_the_reference_year_and_orders_cohorts_in_time():
         "School year 2021-22",
     ]
     plt.close(fig)
+
+
+def test_the_pdf_carries_no_date():
+    from leapresearch.publish.pdf import without_dates
+
+    raw = b"<< /CreationDate (D:20261129231242+00'00')\n/ModDate (D:20261129231243+00'00') >>"
+    fixed = without_dates(raw)
+    assert len(fixed) == len(raw)  # cross-reference offsets stay valid
+    assert b"2026" not in fixed and fixed.count(b"D:19800101000000") == 2

@@ -368,7 +368,8 @@ def test_min_treated_above_everything_empties_every_estimate(run_a, run_strict):
 # 4. Determinism
 # --------------------------------------------------------------------------------------
 
-VOLATILE_PROVENANCE = ("started", "finished", "timings_seconds")
+VOLATILE_PROVENANCE = ("started", "finished", "timings_seconds", "command")
+"""Keys of provenance.json that differ between the runs (times; the command names OUT)."""
 
 
 def test_two_runs_give_identical_files(run_a, run_b):

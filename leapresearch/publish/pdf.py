@@ -4,13 +4,15 @@ The pages are joined into one print document (the front page, whose exhibit map 
 table of contents, then one section per notebook, each starting on a new page), printed
 with Chromium's ``--print-to-pdf`` and CSS page-margin boxes for the page numbers. The
 PDF's outline (bookmarks) follows the headings. Links between pages become links inside
-the PDF. Nothing is fetched from the network.
+the PDF. Nothing is fetched from the network, and the PDF carries no date, so the same
+pages give the same bytes.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+from html import escape as html_escape
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -76,7 +78,9 @@ def _styles(doc: str) -> str:
     return "".join(re.findall(r"<style[^>]*>.*?</style>", doc, re.S))
 
 
-def print_document(index: Path, pages: Sequence[Path], *, footer: str = "") -> str:
+def print_document(
+    index: Path, pages: Sequence[Path], *, footer: str = "", title: str = "Report"
+) -> str:
     """One HTML document: the front page, then each page as a section on a new page.
 
     Links to a page (``03_event_study.html``) become links to its section.
@@ -105,7 +109,8 @@ def print_document(index: Path, pages: Sequence[Path], *, footer: str = "") -> s
         html = html.replace(f'href="{Path(p).name}"', f'href="#{Path(p).stem}"')
     css = PRINT_CSS % {"footer": footer.replace('"', "'")}
     return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Report</title>'
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html_escape(title)}</title>"
         f"{styles}<style>{css}</style></head>"
         f'<body class="lr-page" data-jp-theme-light="true">{html}</body></html>'
     )
@@ -139,7 +144,13 @@ def with_page_numbers(doc: str, pages: Sequence[Path], numbers: Sequence[int]) -
 
 
 def write_pdf(
-    index: Path, pages: Sequence[Path], out: Path, *, footer: str = "", timeout: int = 300
+    index: Path,
+    pages: Sequence[Path],
+    out: Path,
+    *,
+    footer: str = "",
+    title: str = "Report",
+    timeout: int = 300,
 ) -> Path:
     """Print the front page and the notebook pages into ``out`` (a PDF).
 
@@ -151,7 +162,7 @@ def write_pdf(
     PDFError
         Chromium is missing or printing failed (its error output is quoted).
     """
-    doc = print_document(index, pages, footer=footer)
+    doc = print_document(index, pages, footer=footer, title=title)
     _print(doc, Path(index).parent, out, timeout=timeout)
     numbers = section_pages(out, len(pages)) if pages else None
     for _ in range(2):  # the page numbers may push a section to the next page: print again
@@ -193,4 +204,17 @@ def _print(doc: str, folder: Path, out: Path, *, timeout: int) -> Path:
         source.unlink(missing_ok=True)
     if res.returncode != 0 or not out.exists() or out.stat().st_size == 0:
         raise PDFError(f"Chromium failed to print {out}: {res.stderr[-1500:]}")
+    out.write_bytes(without_dates(out.read_bytes()))
     return out
+
+
+_PDF_DATE = re.compile(rb"/(CreationDate|ModDate) \(D:(\d{14})")
+
+
+def without_dates(pdf: bytes) -> bytes:
+    """The PDF with its creation and modification dates fixed (same inputs, same bytes).
+
+    The dates are overwritten in place with a constant of the same length, so the
+    cross-reference offsets stay valid.
+    """
+    return _PDF_DATE.sub(lambda m: b"/" + m.group(1) + b" (D:19800101000000", pdf)

@@ -60,7 +60,7 @@ def notebook_paths(folder: Path = NOTEBOOKS) -> list[Path]:
 
 def _stamp(config: Config) -> str:
     commit = git_state().get("commit") or "no-git"
-    return f"leapresearch · vintage {config.vintage} · commit {commit[:10]}"
+    return f"leapresearch | vintage {config.vintage} | commit {commit[:10]}"
 
 
 def _save(fig, name: str, out_dir: Path, stamp: str) -> list[Path]:
@@ -295,7 +295,8 @@ def report_writer(*, vintage: str, overrides: Sequence[str] = (), notebooks: boo
         index = write_index(evaluation, out_dir, config, pages, simulated=simulated)
         log("report: written")
         try:
-            write_pdf(index, pages, Path(out_dir) / "report" / "report.pdf", footer=_stamp(config))
+            pdf = Path(out_dir) / "report" / "report.pdf"
+            write_pdf(index, pages, pdf, footer=_stamp(config), title=config.report.title)
         except PDFError as exc:
             raise ReportError(str(exc)) from None
         log("report.pdf: written")
