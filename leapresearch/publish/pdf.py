@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 import shutil
-from html import escape as html_escape
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from html import escape as html_escape
 from pathlib import Path
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
