@@ -32,7 +32,8 @@ body.lr-page{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;color:var(--in
 .lr-table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 .lr-table th,.lr-table td{padding:3px 8px;border-bottom:1px solid #e6e6e6;text-align:right;
  vertical-align:top}
-.lr-table th:first-child,.lr-table td:first-child,.lr-table td.lr-text{text-align:left!important}
+.lr-table th:first-child,.lr-table td:first-child,.lr-table .lr-text,
+.lr-exhibits td,.lr-exhibits th{text-align:left!important}
 .lr-nav,.lr-nav a{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif}
 .lr-table thead th{border-bottom:2px solid #999;background:#f3f3f3}
 .lr-ci{color:var(--muted);font-size:.85em;white-space:nowrap}
@@ -114,7 +115,8 @@ def crosswalk_html(config: Config, event_study: pd.DataFrame) -> str:
     return (
         f"<h2>Crosswalk to the published figures</h2><p>{src}</p>"
         '<table class="lr-table"><thead><tr><th>Group</th><th>Months after first visit</th>'
-        "<th>Published</th><th>This run (95% CI)</th><th>What differs in definition</th>"
+        "<th>Published</th><th>This run (95% CI)</th>"
+        '<th class="lr-text">What differs in definition</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
