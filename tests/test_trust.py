@@ -736,6 +736,7 @@ def test_repository_tracks_no_data_file():
 
 def test_simulated_folder_is_the_small_demo(sim_data, sim_ids):
     assert sorted(p.name for p in sim_data.iterdir()) == [
+        "SIMULATED.json",  # the simulator's marker
         "attendance_monthly.csv",
         MANIFEST,
         "leap_visits.csv",

@@ -107,6 +107,11 @@ def print_document(
     )
     for p in pages:
         html = html.replace(f'href="{Path(p).name}"', f'href="#{Path(p).stem}"')
+    # links to files beside the page would carry the run folder's absolute path into the
+    # PDF (and differ from run to run): in print they are plain text
+    html = re.sub(
+        r'<a href="(?!#|https?:)[^"]*"[^>]*>(.*?)</a>', r"<span>\1</span>", html, flags=re.S
+    )
     css = PRINT_CSS % {"footer": footer.replace('"', "'")}
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
