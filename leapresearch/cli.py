@@ -114,7 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from leapresearch.config import ParameterError, load_config
     from leapresearch.data.contract import ContractError
     from leapresearch.pipeline import RunError, run_report
-    from leapresearch.publish.report import report_writer
+    from leapresearch.publish.report import ReportError, report_writer
 
     try:
         config = load_config(
@@ -135,6 +135,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             out,
             config=config,
             overwrite=args.overwrite,
+            command=["leapresearch", *getattr(args, "argv", [])],
             write_outputs=None
             if args.tables_only
             else report_writer(
@@ -148,7 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"{config.data_path}: the data break the raw-data contract:", exc.violations
         )
         return 1
-    except (RunError, ParameterError) as exc:
+    except (RunError, ParameterError, ReportError) as exc:
         return _err(str(exc))
     except OSError as exc:  # e.g. OUT under a file, or a disk that is full
         return _err(f"cannot write the run folder {out}: {exc}")
@@ -231,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``leapresearch`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         return int(args.func(args))

@@ -268,6 +268,33 @@ class InputConfig(_Frozen):
         return InputMapping(tables=tables, trim=self.trim, null_tokens=self.null_tokens)
 
 
+class PublishedFigure(_Frozen):
+    """A published estimate shown beside this run's in the report's crosswalk."""
+
+    group: str
+    rel_time: int
+    estimate: float
+    approximate: bool = False
+    difference: str = ""
+
+
+class ReportConfig(_Frozen):
+    """What the report's front page says about itself (title, program, authors, date).
+
+    Nothing here moves a number; the session cache ignores this section.
+    """
+
+    title: str = "Did home visits raise attendance?"
+    program: str = "Learner Engagement and Attendance Program (LEAP)"
+    authors: tuple[str, ...] = ()
+    organisation: str | None = None
+    date: dt.date | None = None
+    school_years: str | None = None
+    program_description: str = ""
+    published_source: str = ""
+    published: tuple[PublishedFigure, ...] = ()
+
+
 class Config(_Frozen):
     """All parameters of one evaluation run (base file merged with a vintage file)."""
 
@@ -286,6 +313,7 @@ class Config(_Frozen):
     robust: RobustConfig = RobustConfig()
     identification: IdentificationConfig = IdentificationConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    report: ReportConfig = ReportConfig()
 
     @property
     def data_path(self) -> Path:

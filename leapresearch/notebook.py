@@ -12,6 +12,7 @@ import pandas as pd
 from leapresearch.config import Config
 from leapresearch.publish import narrative
 from leapresearch.publish.outputs import publishable
+from leapresearch.publish.tables import csv_link, table_html
 from leapresearch.session import Session
 from leapresearch.session import open_session as _open_session
 
@@ -20,6 +21,7 @@ __all__ = [
     "input_mapping_table",
     "inputs_table",
     "narrative",
+    "PublishedTable",
     "open_session",
     "say",
     "show",
@@ -35,14 +37,44 @@ def use_svg_figures() -> None:
     matplotlib.rcParams["svg.hashsalt"] = "leapresearch"
     matplotlib.rcParams["svg.fonttype"] = "none"
     try:
+        from IPython import get_ipython
         from matplotlib_inline.backend_inline import set_matplotlib_formats
     except ImportError:  # pragma: no cover - outside Jupyter
         return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        # a kernel started with MPLBACKEND=Agg (as under the test suite) would show no figure
+        shell.run_line_magic("matplotlib", "inline")
     set_matplotlib_formats("svg", metadata={"Date": None})
 
 
-def show(table: pd.DataFrame, name: str, config: Config, *, digits: int = 2) -> pd.DataFrame:
-    """The table as published (small cells suppressed), floats rounded for print.
+class PublishedTable(pd.DataFrame):
+    """A published table that shows itself in full, in words, rounded once.
+
+    It is an ordinary DataFrame holding the unrounded published values (so sentences and
+    plots computed from it agree with the CSV); only its display is formatted, by
+    :func:`leapresearch.publish.tables.table_html`: codes in words, no index column,
+    suppressed cells as a symbol with a footnote, long tables folded with a link to the CSV.
+    """
+
+    _metadata = ["lr_name", "lr_digits"]
+
+    @property
+    def _constructor(self):
+        return PublishedTable
+
+    def _repr_html_(self) -> str:
+        name = getattr(self, "lr_name", None)
+        digits = getattr(self, "lr_digits", None)
+        return table_html(
+            pd.DataFrame(self),
+            digits=1 if digits is None else digits,
+            csv=csv_link(name) if name else None,
+        )
+
+
+def show(table: pd.DataFrame, name: str, config: Config, *, digits: int = 1) -> PublishedTable:
+    """The table as published (small cells suppressed), shown in full with words for codes.
 
     The published table's floats are snapped to 12 significant digits before rounding
     (:func:`leapresearch.publish.outputs.publishable`), so a value on a rounding tie
@@ -57,11 +89,10 @@ def show(table: pd.DataFrame, name: str, config: Config, *, digits: int = 2) -> 
     config : Config
         Provides the privacy thresholds.
     digits : int
-        Decimals shown; the written CSV keeps six.
+        Decimals shown (numbers are rounded once, for display; the values are kept).
     """
-    out = publishable(table, name, privacy=config.privacy)
-    floats = out.select_dtypes("float").columns
-    out[floats] = out[floats].round(digits)
+    out = PublishedTable(publishable(table, name, privacy=config.privacy))
+    out.lr_name, out.lr_digits = name, digits
     return out
 
 
@@ -86,13 +117,13 @@ def say(text: str):
     return Markdown(text)
 
 
-def inputs_table(session: Session) -> pd.DataFrame:
+def inputs_table(session: Session) -> PublishedTable:
     """Each input file with its size and sha256 (the provenance of the numbers below)."""
     rows = [{"table": k, **v} for k, v in session.inputs.items()]
-    return pd.DataFrame(rows)[["table", "file", "bytes", "sha256"]]
+    return PublishedTable(pd.DataFrame(rows)[["table", "file", "bytes", "sha256"]])
 
 
-def summary_table(session: Session) -> pd.DataFrame:
+def summary_table(session: Session) -> PublishedTable:
     """The validation summary as a two-column table (aggregates only).
 
     Counts by cohort are left out here: they are shown through suppression elsewhere.
@@ -108,7 +139,7 @@ def summary_table(session: Session) -> pd.DataFrame:
             rows.append({"item": key, "value": ", ".join(map(str, value))})
         else:
             rows.append({"item": key, "value": value})
-    return pd.DataFrame(rows).astype({"value": str})
+    return PublishedTable(pd.DataFrame(rows).astype({"value": str}))
 
 
 def warnings_table(session: Session) -> pd.DataFrame:

@@ -10,20 +10,23 @@ import datetime as dt
 import gc
 import os
 import shutil
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 from leapresearch.config import Config
 from leapresearch.data.intake import MANIFEST_NAME, manifest_problems  # noqa: F401 (re-export)
+from leapresearch.data.simulate import read_marker
 from leapresearch.design.readiness import check_data
 from leapresearch.publish.outputs import (
     environment_record,
     file_records,
     git_state,
     run_environment,
+    sha256_file,
     write_json,
     write_table,
 )
@@ -66,6 +69,16 @@ class RunRecord:
     timings: dict[str, float]
 
 
+def output_records(folder: Path) -> dict[str, dict[str, object]]:
+    """Relative path -> {bytes, sha256} of every file of a run folder (provenance excluded)."""
+    folder = Path(folder)
+    return {
+        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "provenance.json"
+    }
+
+
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
     trash = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     if out_dir.exists():
@@ -90,6 +103,7 @@ def run_report(
     log: Log = print,
     write_outputs: Callable | None = None,
     use_cache: bool = True,
+    command: Sequence[str] | None = None,
 ) -> RunRecord:
     """Run the evaluation on a contract folder and publish it into ``out_dir``.
 
@@ -113,6 +127,14 @@ def run_report(
     use_cache : bool
         Store the prepared sample where the notebooks' sessions find it
         (``data_raw/.cache``), so they do not match again.
+    command : sequence of str, optional
+        The command line recorded in ``provenance.json`` (default: ``sys.argv``).
+
+    Notes
+    -----
+    ``provenance.json`` records whether the inputs are simulated: true exactly when the data
+    folder holds the simulator's marker (:data:`leapresearch.data.simulate.SIMULATION_MARKER`);
+    ``evaluation.simulated`` passes the same flag to ``write_outputs`` (the report's banner).
 
     Raises
     ------
@@ -135,6 +157,10 @@ def run_report(
     tables = checked.raise_for_violations()
     input_warnings, input_mapping = [w.as_dict() for w in checked.warnings], checked.mapping
     del checked  # the tables are freed below, before the notebooks start
+    try:
+        marker = read_marker(data_dir)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     inputs = file_records(tables.files)
     timings["load"] = time.perf_counter() - t0
     log(
@@ -165,7 +191,9 @@ def run_report(
                     store_result(evaluation.tables[name], inputs, config, f"estimate_{name}")
         t0 = time.perf_counter()
         # the matched sample is no longer needed: free it before notebooks start their kernels
-        evaluation = SimpleNamespace(tables=evaluation.tables, event_studies={})
+        evaluation = SimpleNamespace(
+            tables=evaluation.tables, event_studies={}, simulated=marker is not None
+        )
         input_files = dict(tables.files)
         del tables
         gc.collect()
@@ -193,6 +221,12 @@ def run_report(
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "warnings": input_warnings,
             "input_mapping": input_mapping,
+            "command": list(command)
+            if command is not None
+            else [Path(sys.argv[0]).name] + sys.argv[1:],
+            "simulated_inputs": marker is not None,
+            "simulation_marker": marker,
+            "outputs": output_records(tmp),
         }
         write_json(provenance, tmp / "provenance.json")
         _replace_dir(tmp, out_dir)

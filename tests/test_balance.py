@@ -1,4 +1,4 @@
-"""Tests of leapresearch.design.balance: balance table, WWC categories and the Love plot."""
+"""Tests of leapresearch.design.balance: balance table and WWC categories."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -14,8 +13,6 @@ import pytest  # noqa: E402
 from leapresearch.design.balance import (  # noqa: E402
     BALANCE_COLUMNS,
     balance_table,
-    plot_love,
-    tidy_love_plot,
     wwc_category,
 )
 from leapresearch.design.matching import MatchResult  # noqa: E402
@@ -174,53 +171,3 @@ def test_balance_table_validation():
         balance_table(cand, other, covariates=["x"])
     with pytest.raises(ValueError, match="missing values"):
         balance_table(cand.assign(x=np.nan), res, covariates=["x"])
-
-
-# --------------------------------------------------------------------------------------
-# Love plot
-# --------------------------------------------------------------------------------------
-
-
-def love_input() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "covariate": ["a", "b", "c", "d"],
-            "used_in_matching": [True, True, False, True],
-            "type": ["continuous", "binary", "continuous", "binary"],
-            "smd_before": [0.5, -1.2, np.nan, 0.5],
-            "smd_after": [0.02, -0.05, 0.3, 0.01],
-        }
-    )
-
-
-def test_tidy_love_plot_shape_and_order():
-    tidy = tidy_love_plot(love_input())
-    assert len(tidy) == 8
-    assert list(tidy.columns[:4]) == ["covariate", "sample", "abs_smd", "ordered"]
-    assert list(tidy["sample"].cat.categories) == ["before", "after"]
-    pos = tidy.drop_duplicates("covariate").set_index("covariate")["ordered"]
-    # largest |SMD before| at the top, ties by name (a above d), NaN at the bottom
-    assert pos.to_dict() == {"b": 3, "a": 2, "d": 1, "c": 0}
-    assert (tidy.groupby("covariate")["ordered"].nunique() == 1).all()
-    after = tidy[tidy["sample"] == "after"].set_index("covariate")["abs_smd"]
-    assert after["b"] == pytest.approx(0.05)
-    with pytest.raises(ValueError, match="smd_after"):
-        tidy_love_plot(love_input().drop(columns="smd_after"))
-
-
-def test_plot_love_draws_on_given_axes():
-    tidy = tidy_love_plot(love_input())
-    fig, ax = plt.subplots()
-    out = plot_love(tidy, ax=ax, threshold=0.1)
-    assert out is ax
-    assert len(ax.collections) == 2
-    assert all(len(c.get_offsets()) == 4 for c in ax.collections)
-    labels = [t.get_text() for t in ax.get_yticklabels()]
-    assert labels == ["c", "d", "a", "b"]
-    assert any(np.allclose(line.get_xdata(), 0.1) for line in ax.get_lines())
-    plt.close(fig)
-    new_ax = plot_love(tidy)
-    assert new_ax is not None
-    plt.close(new_ax.figure)
-    with pytest.raises(ValueError, match="threshold"):
-        plot_love(tidy, threshold=-1)

@@ -46,6 +46,7 @@ def test_simulate_writes_three_tables_and_the_truth_elsewhere(tmp_path):
     res = run_cli("simulate", "--out", out, "--scale", "demo", "--seed", "11", "--truth", truth)
     assert_ok(res)
     assert sorted(p.name for p in out.iterdir()) == [
+        "SIMULATED.json",  # the marker: reports on these data say they are synthetic
         "attendance_monthly.csv",
         "leap_visits.csv",
         "students.csv",
@@ -55,6 +56,7 @@ def test_simulate_writes_three_tables_and_the_truth_elsewhere(tmp_path):
         str(out / "students.csv"),
         str(out / "attendance_monthly.csv"),
         str(out / "leap_visits.csv"),
+        str(out / "SIMULATED.json"),
         str(truth),
     ]
 

@@ -16,10 +16,12 @@ import pytest
 
 from leapresearch.data.calendar import cohort_label, event_month_index, school_month_index
 from leapresearch.data.simulate import (
+    SIMULATION_MARKER,
     TABLES,
     TRUTH_SCHEMA,
     SimulatedData,
     SimulationConfig,
+    read_marker,
     simulate,
     write_simulation,
 )
@@ -297,13 +299,14 @@ def test_same_seed_gives_byte_identical_files(
     second = _write_bytes(
         simulate(scale="demo", sample_fraction=0.2, seed=7), tmp_path / "b" / "data", fmt
     )
-    assert set(first) == {f"{t}.{fmt}" for t in TABLES} | {"truth.json"}
+    assert set(first) == {f"{t}.{fmt}" for t in TABLES} | {"truth.json", SIMULATION_MARKER}
     assert first == second
     other = _write_bytes(
         simulate(scale="demo", sample_fraction=0.2, seed=8), tmp_path / "c" / "data", fmt
     )
     for name in first:
-        assert first[name] != other[name], name
+        if name != SIMULATION_MARKER:
+            assert first[name] != other[name], name
 
 
 def test_write_creates_exactly_the_three_tables(tmp_path: Path, small: SimulatedData) -> None:
@@ -311,10 +314,14 @@ def test_write_creates_exactly_the_three_tables(tmp_path: Path, small: Simulated
     truth = tmp_path / "truth" / "truth.json"
     paths = write_simulation(small, out, file_format="csv", truth_path=truth)
     assert paths[-1] == truth and truth.exists()
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{t}.csv" for t in TABLES)
+    tables = sorted(p.name for p in out.iterdir() if p.name != SIMULATION_MARKER)
+    assert tables == sorted(f"{t}.csv" for t in TABLES)
+    assert read_marker(out)["simulated"] is True  # the inputs say they are synthetic
+    assert read_marker(tmp_path) is None  # a folder without the marker is not simulated
     # switching format replaces the tables; the folder never holds both formats
     write_simulation(small, out, file_format="parquet")
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{t}.parquet" for t in TABLES)
+    tables = sorted(p.name for p in out.iterdir() if p.name != SIMULATION_MARKER)
+    assert tables == sorted(f"{t}.parquet" for t in TABLES)
     loaded = json.loads(truth.read_text())
     assert loaded == json.loads(json.dumps(small.truth))
 

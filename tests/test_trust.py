@@ -371,7 +371,8 @@ def test_min_treated_above_everything_empties_every_estimate(run_a, run_strict):
 # 4. Determinism
 # --------------------------------------------------------------------------------------
 
-VOLATILE_PROVENANCE = ("started", "finished", "timings_seconds")
+VOLATILE_PROVENANCE = ("started", "finished", "timings_seconds", "command")
+"""Keys of provenance.json that differ between the runs (times; the command names OUT)."""
 
 
 def test_two_runs_give_identical_files(run_a, run_b):
@@ -738,6 +739,7 @@ def test_repository_tracks_no_data_file():
 
 def test_simulated_folder_is_the_small_demo(sim_data, sim_ids):
     assert sorted(p.name for p in sim_data.iterdir()) == [
+        "SIMULATED.json",  # the simulator's marker
         "attendance_monthly.csv",
         MANIFEST,
         "leap_visits.csv",

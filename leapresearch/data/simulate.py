@@ -580,7 +580,8 @@ def write_simulation(
     Returns
     -------
     list of pathlib.Path
-        The files written (tables first, then the truth file if any).
+        The files written (tables, the :data:`SIMULATION_MARKER` file, then the truth file
+        if any).
 
     Notes
     -----
@@ -622,11 +623,48 @@ def write_simulation(
         if stale.exists():
             stale.unlink()
         written.append(path)
+    written.append(write_marker(data, out_dir))
     if truth_path is not None:
         truth_path.parent.mkdir(parents=True, exist_ok=True)
         truth_path.write_text(json.dumps(data.truth, indent=1) + "\n", encoding="utf-8")
         written.append(truth_path)
     return written
+
+
+SIMULATION_MARKER = "SIMULATED.json"
+"""File the simulator writes into every data folder it fills: the inputs are synthetic."""
+
+
+def write_marker(data: SimulatedData, out_dir: Path) -> Path:
+    """Write :data:`SIMULATION_MARKER` (generator, scale, seed; no effect sizes) into ``out_dir``.
+
+    A run records the marker in ``provenance.json`` and its report shows a synthetic-data
+    banner; a folder without it is treated as real data (nothing is guessed).
+    """
+    marker = {
+        "schema": "leapresearch-simulated/1",
+        "simulated": True,
+        "generator": "leapresearch.data.simulate",
+        "scale": data.truth.get("scale"),
+        "seed": data.truth.get("seed"),
+    }
+    path = Path(out_dir) / SIMULATION_MARKER
+    path.write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_marker(data_dir: Path) -> dict[str, Any] | None:
+    """The simulator's marker of a data folder, or None when the folder has none."""
+    path = Path(data_dir) / SIMULATION_MARKER
+    if not path.is_file():
+        return None
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable simulation marker ({exc})") from None
+    if not isinstance(marker, dict) or marker.get("simulated") is not True:
+        raise ValueError(f"{path}: not a simulation marker (expected 'simulated': true)")
+    return marker
 
 
 # --------------------------------------------------------------------------------------

@@ -25,15 +25,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 
 from leapresearch.design.matching import MatchResult
-
-if TYPE_CHECKING:
-    import matplotlib.axes
 
 WWCCategory = Literal[
     "satisfies", "satisfies with adjustment", "does not satisfy", "not computable"
@@ -291,107 +288,6 @@ def _balance_row(
         "var_ratio_after": vr1,
         "wwc_effect_size": es,
     }
-
-
-def tidy_love_plot(balance: pd.DataFrame) -> pd.DataFrame:
-    """Reshape a balance table into the long form drawn by :func:`plot_love`.
-
-    Parameters
-    ----------
-    balance : pandas.DataFrame
-        Output of :func:`balance_table` (needs ``covariate``, ``smd_before`` and
-        ``smd_after``; ``used_in_matching`` and ``type`` are carried along if present).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Two rows per covariate: ``covariate``, ``sample`` (``"before"``/``"after"``),
-        ``abs_smd`` and ``ordered``, the covariate's vertical position (0 = bottom): the
-        covariate with the largest absolute SMD before matching is at the top, ties by
-        name; NaN SMDs go to the bottom.
-
-    Raises
-    ------
-    ValueError
-        If a required column is missing or a covariate appears twice.
-    """
-    need = ["covariate", "smd_before", "smd_after"]
-    missing = [c for c in need if c not in balance.columns]
-    if missing:
-        raise ValueError(f"balance lacks column(s) {missing}")
-    if balance["covariate"].duplicated().any():
-        dup = balance.loc[balance["covariate"].duplicated(), "covariate"].tolist()
-        raise ValueError(f"balance has duplicate covariates {dup}")
-    carry = [c for c in ("used_in_matching", "type") if c in balance.columns]
-    base = balance[["covariate", *carry]].reset_index(drop=True)
-    before = balance["smd_before"].abs().to_numpy(dtype=float)
-    # position: ascending |SMD before| (NaN lowest), ties by name descending -> top is A..Z
-    names = base["covariate"].astype(str).to_numpy()
-    name_rank = pd.Series(names).rank(method="first", ascending=False).to_numpy()
-    order = np.lexsort((name_rank, np.nan_to_num(before, nan=-1.0)))
-    ordered = np.empty(len(base), dtype=np.int64)
-    ordered[order] = np.arange(len(base))
-    base["ordered"] = ordered
-    parts = []
-    for sample, col in (("before", "smd_before"), ("after", "smd_after")):
-        part = base.copy()
-        part["sample"] = sample
-        part["abs_smd"] = balance[col].abs().to_numpy(dtype=float)
-        parts.append(part)
-    tidy = pd.concat(parts, ignore_index=True)
-    tidy["sample"] = pd.Categorical(tidy["sample"], categories=BALANCE_SAMPLES)
-    return tidy[["covariate", "sample", "abs_smd", "ordered", *carry]]
-
-
-def plot_love(
-    tidy: pd.DataFrame, *, ax: matplotlib.axes.Axes | None = None, threshold: float = 0.1
-) -> matplotlib.axes.Axes:
-    """Draw a Love plot of absolute SMDs before and after matching.
-
-    Parameters
-    ----------
-    tidy : pandas.DataFrame
-        Output of :func:`tidy_love_plot`.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new figure is created if None.
-    threshold : float, default 0.1
-        Position of the dashed reference line (a common balance threshold).
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
-
-    Raises
-    ------
-    ValueError
-        If ``threshold`` is negative or ``tidy`` lacks a required column.
-    """
-    import matplotlib.pyplot as plt
-
-    if not threshold >= 0:
-        raise ValueError(f"threshold must be non-negative, got {threshold!r}")
-    missing = [c for c in ("covariate", "sample", "abs_smd", "ordered") if c not in tidy]
-    if missing:
-        raise ValueError(f"tidy lacks column(s) {missing}")
-    labels = tidy.drop_duplicates("covariate").sort_values("ordered")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.0, 1.5 + 0.25 * len(labels)))
-    styles = {
-        "before": {"marker": "o", "facecolors": "none", "edgecolors": "tab:grey"},
-        "after": {"marker": "o", "color": "tab:blue"},
-    }
-    for sample in BALANCE_SAMPLES:
-        part = tidy[tidy["sample"] == sample]
-        ax.scatter(
-            part["abs_smd"], part["ordered"], label=f"{sample} matching", zorder=3, **styles[sample]
-        )
-    ax.axvline(threshold, linestyle="--", color="black", linewidth=0.8, zorder=1)
-    ax.set_yticks(labels["ordered"].to_numpy(), labels["covariate"].astype(str).tolist())
-    ax.set_xlabel("Absolute standardised mean difference")
-    ax.set_xlim(left=0)
-    ax.legend(loc="lower right", frameon=False)
-    return ax
 
 
 # --------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """What leaves the package: tables, figures, sentences, reports, and comparisons of runs.
 
-Holds ``outputs`` (the one writer, with suppression), ``privacy``, ``plots``, ``narrative``,
-``report`` (HTML) and ``compare_runs``. The only subpackage that writes run outputs.
+Holds ``outputs`` (the one writer, with suppression), ``privacy``, ``labels`` (codes in
+words, numbers rounded once), ``tables`` (headline table, full HTML tables), ``plots``,
+``narrative``, ``frontpage`` (``report/index.html``), ``report`` (figures, notebook pages),
+``pdf`` (``report/report.pdf`` by headless Chromium) and ``compare_runs``. The only
+subpackage that writes run outputs.
 May import: ``data``, ``design``, ``estimation``, ``config`` and ``paths``.
 """

@@ -2,9 +2,11 @@
 
 Every interpretation a reader sees under a result is produced here from the published
 (suppressed) table, never typed by hand, so re-running on new data rewrites the story.
-Numbers are rounded for print (one decimal for percentage points), after being snapped
-to 12 significant digits (:func:`leapresearch.publish.outputs.snap`): every table a
-sentence reads is snapped first, so a last-bit difference cannot flip a printed digit.
+Numbers are rounded once for print, from the stored value, by
+:func:`leapresearch.publish.labels.fmt` (one decimal for percentage points), after being
+snapped to 12 significant digits (:func:`leapresearch.publish.outputs.snap`): every table
+a sentence reads is snapped first, so a last-bit difference cannot flip a printed digit.
+Groups and covariates are named by :mod:`leapresearch.publish.labels`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,17 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from leapresearch.publish.labels import (
+    FAMILY_NAMES,
+    cohort_key,
+    cohort_label,
+    covariate_label,
+    family_of,
+    fmt,
+    fmt_interval,
+    group_label,
+    sort_groups,
+)
 from leapresearch.publish.outputs import snap_frame
 
 _F = TypeVar("_F", bound=Callable[..., object])
@@ -42,7 +55,7 @@ MONTH_WORDS = {
 
 
 def _pp(x: float) -> str:
-    return f"{x:+.1f} pp"
+    return f"{fmt(x, 1, signed=True)} pp"
 
 
 def _months(r: int) -> str:
@@ -53,21 +66,30 @@ def _months(r: int) -> str:
 def describe_effect(table: pd.DataFrame, *, group: str = "all", rel_time: int = 9) -> str:
     """One sentence on the estimate of ``group`` at ``rel_time`` months after the first visit."""
     row = table.loc[(table["group"] == group) & (table["rel_time"] == rel_time)]
+    who = group_label(group)
     if row.empty:
-        return f"No estimate for {group} at {_months(rel_time)} after the first visit."
+        return f"No estimate for {who.lower()} at {_months(rel_time)} after the first visit."
     r = row.iloc[0]
     if pd.isna(r["estimate"]):
         return (
-            f"The estimate for {group} at {_months(rel_time)} is suppressed "
+            f"The estimate for {who.lower()} at {_months(rel_time)} is suppressed "
             "(too few visited students)."
         )
     sig = "" if (r["ci_lower"] > 0 or r["ci_upper"] < 0) else ", an interval that includes zero"
     return (
-        f"{_months(rel_time).capitalize()} after the first visit, visited students ({group}) "
-        f"attended {abs(r['estimate']):.1f} percentage points "
+        f"{_months(rel_time).capitalize()} after the first visit, visited students"
+        f"{'' if group == 'all' else f' ({who})'} "
+        f"attended {fmt(abs(r['estimate']), 1)} percentage points "
         f"{'more' if r['estimate'] >= 0 else 'less'} of their enrolled days than matched "
-        f"comparison students (95% CI {r['ci_lower']:.1f} to {r['ci_upper']:.1f}{sig})."
+        f"comparison students (95% CI {fmt_interval(r['ci_lower'], r['ci_upper'])}{sig})."
     )
+
+
+@_snapped
+def describe_family(table: pd.DataFrame, *, family: str, rel_time: int) -> str:
+    """:func:`describe_effect` for every group of one family, in reading order."""
+    groups = sort_groups(g for g in table["group"] if family_of(g) == family)
+    return " ".join(describe_effect(table, group=g, rel_time=rel_time) for g in groups)
 
 
 @_snapped
@@ -85,8 +107,8 @@ def _pretrend_sentence(r: pd.Series, alpha: float) -> str:
     where = f" in months {months}" if isinstance(months, str) and months else ""
     return (
         f"On {basis} outcomes{where}, the joint Wald test that all {int(r['df'])} pre-period "
-        f"coefficients are zero {verdict} at the {alpha:.0%} level (F = {r['statistic']:.2f}, "
-        f"p = {r['p_value']:.3f})."
+        f"coefficients are zero {verdict} at the {alpha:.0%} level (F = {fmt(r['statistic'], 2)}, "
+        f"p = {fmt(r['p_value'], 3)})."
     )
 
 
@@ -172,7 +194,8 @@ def describe_balance(balance: pd.DataFrame, *, threshold: float = 0.1) -> str:
     return (
         f"Before matching, {before} of {len(used)} matching covariates had an absolute "
         f"standardised mean difference below {threshold}; after matching, {after} do. "
-        f"The largest remaining difference is {worst['smd_after']:+.3f} ({worst['covariate']}). "
+        f"The largest remaining difference is {fmt(worst['smd_after'], 3, signed=True)} "
+        f"({covariate_label(worst['covariate'])}). "
         f"{wwc} of {len(used)} covariates meet the What Works Clearinghouse baseline-"
         "equivalence standard without adjustment (|ES| <= 0.05)"
         + (
@@ -253,7 +276,8 @@ def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_ra
             else f"{r.school_year}: suppressed"
             for r in g.sort_values("years_after").itertuples()
         )
-        parts.append(f"cohort {cohort} ({vals})")
+        parts.append((cohort_key(cohort), f"{cohort_label(cohort)} cohort ({vals})"))
+    parts = [text for _, text in sorted(parts)]
     return f"Effects on the annual {unit} in later school years: " + "; ".join(parts) + "."
 
 
@@ -399,8 +423,8 @@ def describe_attendance_by_year(by_year: pd.DataFrame) -> str:
     peak = d.loc[d["chronically_absent"].idxmax()]
     return (
         f"Across the school years in the data, the share of K-12 students chronically absent "
-        f"ranged from {d['chronically_absent'].min():.1f}% to "
-        f"{d['chronically_absent'].max():.1f}%, peaking in {peak['school_year']}."
+        f"ranged from {fmt(d['chronically_absent'].min())}% to "
+        f"{fmt(d['chronically_absent'].max())}%, peaking in {peak['school_year']}."
     )
 
 
@@ -413,18 +437,148 @@ def describe_extremes(table: pd.DataFrame, *, rel_time: int) -> str:
     best, worst = d.loc[d["estimate"].idxmax()], d.loc[d["estimate"].idxmin()]
     return (
         f"{_months(rel_time).capitalize()} after the first visit, the largest estimated effect "
-        f"among published subgroups is {_pp(best['estimate'])} ({best['group']}) and the "
-        f"smallest {_pp(worst['estimate'])} ({worst['group']})."
+        f"among published subgroups is {_pp(best['estimate'])} ({group_label(best['group'])}) "
+        f"and the smallest {_pp(worst['estimate'])} ({group_label(worst['group'])})."
     )
 
 
 @_snapped
-def headline_table(table: pd.DataFrame, *, rel_times: Sequence[int]) -> pd.DataFrame:
-    """Estimates by group (rows) and headline month (columns)."""
-    d = table.loc[table["rel_time"].isin(rel_times)]
-    wide = d.pivot(index="group", columns="rel_time", values="estimate")
-    wide.columns = [f"month {m}" for m in wide.columns]
-    return wide.reset_index()
+def headline_table(
+    table: pd.DataFrame,
+    *,
+    rel_times: Sequence[int],
+    pretrends: pd.DataFrame | None = None,
+):
+    """The headline table (estimate, 95% CI, n per group, in reading order), for display.
+
+    See :func:`leapresearch.publish.tables.headline_table`; the object returned shows as
+    the same HTML table as the report's index page.
+    """
+    from leapresearch.publish.tables import headline_html
+    from leapresearch.publish.tables import headline_table as _headline
+
+    head = _headline(table, rel_times=rel_times, pretrends=pretrends)
+    return HTMLTable(headline_html(head, rel_times=rel_times), head)
+
+
+class HTMLTable:
+    """A table shown as HTML in notebooks (``data`` holds the numbers)."""
+
+    def __init__(self, html: str, data: pd.DataFrame) -> None:
+        self.html, self.data = html, data
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.data.to_string(index=False)
+
+
+@_snapped
+def summary_paragraph(
+    table: pd.DataFrame,
+    pretrends: pd.DataFrame | None,
+    *,
+    rel_times: Sequence[int],
+    alpha: float = 0.05,
+) -> str:
+    """The front page's summary: pooled effects with intervals, grade bands, pre-trends."""
+    first, last = rel_times[0], rel_times[-1]
+    pooled = table.loc[(table["group"] == "all") & (table["rel_time"] == last)]
+    parts = []
+    if pretrends is not None and (pretrends["group"] == "all").any():
+        n = pretrends.loc[pretrends["group"] == "all", "n_treated"].iloc[0]
+        if pd.notna(n):
+            parts.append(
+                f"The evaluation compares {int(n):,} visited students with matched comparison "
+                "students from the same district, grade band and month who had similar "
+                "attendance before."
+            )
+    parts.append(describe_effect(table, group="all", rel_time=first))
+    if not pooled.empty:
+        parts.append(describe_effect(table, group="all", rel_time=last))
+    bands = [g for g in ("grade_band:PK-5", "grade_band:6-12") if (table["group"] == g).any()]
+    for g in bands:
+        parts.append(describe_effect(table, group=g, rel_time=last))
+    if pretrends is not None:
+        parts.append(describe_pretrends(pretrends, alpha=alpha))
+    return " ".join(parts)
+
+
+def methods_text(config) -> list[str]:
+    """The methods box: the design in a few sentences, from the parameters of the run."""
+    m, a, pool = config.matching, config.analysis, config.comparison_pool
+    lo, hi = a.window
+    caliper = "no caliper" if m.caliper is None else f"a caliper of {m.caliper} SD of the logit"
+    where = "any district" if pool.allow_other_districts else "the visited student's district"
+    return [
+        f"Comparison group: for each visited student, {m.ratio} comparison students "
+        f"{'(with replacement) ' if m.replace else ''}from {where}, never visited by then, "
+        f"matched on a propensity score of the {m.pre_months} months of attendance before the "
+        f"first visit and demographics, exactly within "
+        f"{', '.join(FAMILY_NAMES.get(e, e).lower() for e in m.exact)} and event month, "
+        f"with {caliper}.",
+        f"Estimate: a stacked event study of the monthly attendance rate from {abs(lo)} months "
+        f"before to {hi} months after the first visit (month {a.reference} is the reference), "
+        f"with student-by-stack and stack-by-month fixed effects; standard errors clustered by "
+        f"{a.cluster}; {1 - a.alpha:.0%} confidence intervals."
+        + (
+            " Comparison outcomes are regression-adjusted on the pre-period trajectory."
+            if a.regression_adjustment
+            else ""
+        ),
+        f"Checks: a naive before/after change, the Callaway-Sant'Anna estimator with "
+        f"not-yet-visited comparisons, a placebo first visit {config.placebo.shift_months} "
+        "months early, and joint tests of the pre-period coefficients.",
+        f"Privacy: counts below {config.privacy.min_count} and groups below "
+        f"{config.privacy.min_group} students are suppressed; subgroup estimates need "
+        f"{config.privacy.min_treated} visited students.",
+    ]
+
+
+@_snapped
+def limitations(
+    table: pd.DataFrame,
+    pretrends: pd.DataFrame | None,
+    matching: pd.DataFrame | None,
+    *,
+    alpha: float = 0.05,
+    simulated: bool = False,
+) -> list[str]:
+    """Limitations of this run's estimates, with the numbers that qualify them."""
+    out = []
+    if simulated:
+        out.append(
+            "The inputs are synthetic (simulated): the figures demonstrate the method and do "
+            "not describe real students."
+        )
+    out.append(
+        "Matching balances what the data record (attendance history, demographics); families "
+        "who agreed to a visit may differ in ways the data do not show, which no comparison "
+        "group can rule out."
+    )
+    if pretrends is not None and len(pretrends):
+        tested = pretrends.loc[pretrends["p_value"].notna(), "group"].unique()
+        bad = pretrends.loc[pretrends["p_value"] < alpha, "group"].unique()
+        out.append(
+            f"At least one pre-trend test rejects parallel trends at the {alpha:.0%} level for "
+            f"{len(bad)} of {len(tested)} groups"
+            + (f" ({', '.join(group_label(g) for g in bad[:5])})." if len(bad) else ".")
+        )
+    if matching is not None and "matched_outside_caliper" in matching:
+        far, treated = matching["matched_outside_caliper"].sum(), matching["treated"].sum()
+        if treated:
+            out.append(
+                f"{int(far):,} of {int(treated):,} visited students "
+                f"({far / treated:.0%}) had no comparison inside the caliper and kept their "
+                "nearest one; their differences rest on the regression adjustment."
+            )
+    n_sup = int(table["estimate"].isna().sum())
+    out.append(
+        f"{n_sup:,} of {len(table):,} group-month estimates are suppressed for privacy; many "
+        "subgroups are compared, so some differences between them arise by chance."
+    )
+    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -96,13 +96,18 @@ def write_table(table: pd.DataFrame, name: str, out_dir: Path, *, privacy: Priva
 def write_figure(fig, name: str, out_dir: Path, *, stamp: str = "") -> list[Path]:
     """Save a figure as PNG and SVG under ``out_dir/figures`` with a provenance stamp.
 
-    The stamp (run id and commit) is drawn in the lower-left corner; no timestamps are
+    The stamp (vintage and commit) is drawn in the bottom margin, below everything else the
+    figure holds (axis labels, legends), so it never overprints them; no timestamps are
     embedded, so the same figure data give the same files.
     """
     folder = Path(out_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     if stamp:
-        fig.text(0.005, 0.005, stamp, fontsize=6, color="0.5", ha="left", va="bottom")
+        fig.canvas.draw()
+        box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, every artist drawn
+        w, h = fig.get_size_inches()
+        fig.text(box.x0 / w, (box.y0 - 0.06) / h, stamp, fontsize=6, color="0.45",
+                 ha="left", va="top")  # fmt: skip
     import matplotlib
 
     paths = []

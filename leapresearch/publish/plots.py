@@ -1,4 +1,9 @@
-"""Event-study figures: a pure tidy step and a drawing step."""
+"""Figures of the report: each a pure tidy step (table in, table out) and a ``draw(ax)`` step.
+
+Colours are the Okabe-Ito palette (distinguishable with the common colour-vision
+deficiencies); series are also told apart by marker shape. Labels come from
+:mod:`leapresearch.publish.labels`, so figures, tables and sentences use the same words.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,38 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from leapresearch.publish import labels
+
+OKABE_ITO = (
+    "#0072B2",  # blue
+    "#D55E00",  # vermillion
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#E69F00",  # orange
+    "#56B4E9",  # sky blue
+    "#F0E442",  # yellow
+    "#000000",  # black
+)
+"""Okabe and Ito (2008) colour-blind-safe palette, in the order used for series."""
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+TEXT_COLOURS = tuple(c for c in OKABE_ITO if c != "#F0E442")
+"""The palette without yellow, for text and thin lines on white."""
+X_EVENT = "School months since the first completed visit (end points binned)"
+Y_EFFECT = "Effect on attendance rate (pp)"
+BALANCE_SAMPLES = ("before", "after")
+
+
+def _axes(ax, figsize=(7, 4)):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+# ------------------------------------------------------------------ event study
 
 
 def tidy_event_study(
@@ -26,8 +63,8 @@ def tidy_event_study(
     Returns
     -------
     DataFrame
-        ``group``, ``rel_time``, ``estimate``, ``ci_lower``, ``ci_upper`` sorted by group
-        order then month; suppressed estimates are NaN and are not drawn.
+        ``group``, ``label``, ``rel_time``, ``estimate``, ``ci_lower``, ``ci_upper`` sorted by
+        group order then month; suppressed estimates are NaN and are not drawn.
     """
     keep = table.loc[
         table["group"].isin(groups), ["group", "rel_time", "estimate", "ci_lower", "ci_upper"]
@@ -45,11 +82,25 @@ def tidy_event_study(
     out = pd.concat([keep, ref], ignore_index=True)
     out["order"] = out["group"].map({g: i for i, g in enumerate(groups)})
     out = out.sort_values(["order", "rel_time"], kind="mergesort").drop(columns="order")
+    out.insert(1, "label", out["group"].map(labels.group_label))
     return out.reset_index(drop=True)
 
 
-def plot_event_study(tidy: pd.DataFrame, *, ax=None, title: str | None = None):
-    """Draw event-study estimates with 95% confidence bands (one line per group).
+def tidy_event_study_family(
+    table: pd.DataFrame, family: str, *, reference: int = -1
+) -> pd.DataFrame:
+    """:func:`tidy_event_study` for every group of one family, in reading order.
+
+    Grade bands PK-5, 6-8, 9-12, 6-12; cohorts in time order.
+    """
+    groups = labels.sort_groups(g for g in table["group"] if labels.family_of(g) == family)
+    return tidy_event_study(table, groups=tuple(groups), reference=reference)
+
+
+def plot_event_study(
+    tidy: pd.DataFrame, *, ax=None, title: str | None = None, band: bool | None = None
+):
+    """Draw event-study estimates with 95% intervals (one series per group).
 
     Parameters
     ----------
@@ -58,31 +109,353 @@ def plot_event_study(tidy: pd.DataFrame, *, ax=None, title: str | None = None):
     ax : matplotlib Axes, optional
         Drawn into; a new figure when None.
     title : str, optional
+    band : bool, optional
+        Shade the interval (default for a single group); otherwise error bars on points
+        offset side by side, so several groups never overprint.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
+    ax = _axes(ax)
     groups = list(dict.fromkeys(tidy["group"]))
-    offsets = np.linspace(-0.15, 0.15, len(groups)) if len(groups) > 1 else [0.0]
-    for off, g in zip(offsets, groups, strict=True):
+    band = len(groups) == 1 if band is None else band
+    offsets = np.linspace(-0.24, 0.24, len(groups)) if len(groups) > 1 else [0.0]
+    for i, (off, g) in enumerate(zip(offsets, groups, strict=True)):
         d = tidy.loc[tidy["group"] == g]
         x = d["rel_time"].to_numpy() + off
-        line = ax.plot(x, d["estimate"], marker="o", ms=3, lw=1.2, label=g)[0]
-        ax.fill_between(x, d["ci_lower"], d["ci_upper"], color=line.get_color(), alpha=0.15, lw=0)
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        label = labels.group_label(g)
+        if band:
+            mk = MARKERS[i % 8]
+            ax.plot(x, d["estimate"], marker=mk, ms=3, lw=1.2, color=colour, label=label)
+            ax.fill_between(x, d["ci_lower"], d["ci_upper"], color=colour, alpha=0.18, lw=0)
+        else:
+            err = np.vstack([d["estimate"] - d["ci_lower"], d["ci_upper"] - d["estimate"]])
+            ax.errorbar(
+                x, d["estimate"], yerr=err, fmt=MARKERS[i % 8], ms=3.5, lw=0.9, capsize=0,
+                color=colour, label=label,
+            )  # fmt: skip
     ax.axhline(0, color="0.3", lw=0.8)
     ax.axvline(-0.5, color="0.5", lw=0.8, ls="--")
-    ax.set_xlabel("School months since the first completed visit (end points binned)")
-    ax.set_ylabel("Effect on attendance rate (pp)")
+    ax.set_xlabel(X_EVENT)
+    ax.set_ylabel(Y_EFFECT)
     if title:
         ax.set_title(title)
     if len(groups) > 1:
         ax.legend(frameon=False, fontsize=8)
     return ax
+
+
+def plot_event_study_panels(tidy: pd.DataFrame, *, ncols: int = 2, fig=None):
+    """Small multiples: one panel per group (shared axes), each with its 95% band.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(tidy["group"]))
+    nrows = max(1, int(np.ceil(len(groups) / ncols)))
+    if fig is None:
+        fig = plt.figure(figsize=(4.2 * ncols, 2.9 * nrows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False))
+    flat = axes.ravel()
+    for i, g in enumerate(groups):
+        ax = flat[i]
+        d = tidy.loc[tidy["group"] == g]
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        ax.plot(d["rel_time"], d["estimate"], marker="o", ms=2.5, lw=1.1, color=colour)
+        ax.fill_between(d["rel_time"], d["ci_lower"], d["ci_upper"], color=colour, alpha=0.2, lw=0)
+        ax.axhline(0, color="0.3", lw=0.7)
+        ax.axvline(-0.5, color="0.5", lw=0.7, ls="--")
+        ax.set_title(labels.group_label(g), fontsize=10)
+    for ax in flat[len(groups) :]:
+        ax.set_visible(False)
+    fig.supxlabel(X_EVENT, fontsize=9)
+    fig.supylabel(Y_EFFECT, fontsize=9)
+    return fig
+
+
+# ------------------------------------------------------------------ balance
+
+
+def tidy_love_plot(balance: pd.DataFrame) -> pd.DataFrame:
+    """Reshape a balance table into the long form drawn by :func:`plot_love` (signed SMDs).
+
+    Parameters
+    ----------
+    balance : pandas.DataFrame
+        A balance table (needs ``covariate``, ``smd_before`` and ``smd_after``;
+        ``used_in_matching`` and ``type`` are carried along if present).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Two rows per covariate: ``covariate``, ``label`` (in words), ``sample``
+        (``"before"``/``"after"``), ``smd`` (signed: visited minus comparison, in standard
+        deviations) and ``ordered``, the covariate's vertical position (0 = bottom): the
+        covariate with the largest absolute SMD before matching is at the top, ties by
+        name; NaN SMDs go to the bottom.
+
+    Raises
+    ------
+    ValueError
+        If a required column is missing or a covariate appears twice.
+    """
+    need = ["covariate", "smd_before", "smd_after"]
+    missing = [c for c in need if c not in balance.columns]
+    if missing:
+        raise ValueError(f"balance lacks column(s) {missing}")
+    if balance["covariate"].duplicated().any():
+        dup = balance.loc[balance["covariate"].duplicated(), "covariate"].tolist()
+        raise ValueError(f"balance has duplicate covariates {dup}")
+    carry = [c for c in ("used_in_matching", "type") if c in balance.columns]
+    base = balance[["covariate", *carry]].reset_index(drop=True)
+    base.insert(1, "label", base["covariate"].astype(str).map(labels.covariate_label))
+    before = balance["smd_before"].abs().to_numpy(dtype=float)
+    # position: ascending |SMD before| (NaN lowest), ties by name descending -> top is A..Z
+    names = base["covariate"].astype(str).to_numpy()
+    name_rank = pd.Series(names).rank(method="first", ascending=False).to_numpy()
+    order = np.lexsort((name_rank, np.nan_to_num(before, nan=-1.0)))
+    ordered = np.empty(len(base), dtype=np.int64)
+    ordered[order] = np.arange(len(base))
+    base["ordered"] = ordered
+    parts = []
+    for sample, col in (("before", "smd_before"), ("after", "smd_after")):
+        part = base.copy()
+        part["sample"] = sample
+        part["smd"] = balance[col].to_numpy(dtype=float)
+        parts.append(part)
+    tidy = pd.concat(parts, ignore_index=True)
+    tidy["sample"] = pd.Categorical(tidy["sample"], categories=BALANCE_SAMPLES)
+    return tidy[["covariate", "label", "sample", "smd", "ordered", *carry]]
+
+
+def plot_love(tidy: pd.DataFrame, *, ax=None, thresholds: Sequence[float] = (0.1, 0.25)):
+    """Draw a signed Love plot: SMD of each covariate before and after matching.
+
+    Dotted lines mark ±0.1 (a common balance threshold) and dashed lines ±0.25 (the What
+    Works Clearinghouse limit for statistical adjustment). A point left of zero means the
+    visited students had the lower value.
+
+    Parameters
+    ----------
+    tidy : pandas.DataFrame
+        Output of :func:`tidy_love_plot`.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure is created if None.
+    thresholds : sequence of float
+        Reference lines drawn at ± each value.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+
+    Raises
+    ------
+    ValueError
+        If a threshold is negative or ``tidy`` lacks a required column.
+    """
+    if any(not t >= 0 for t in thresholds):
+        raise ValueError(f"thresholds must be non-negative, got {thresholds!r}")
+    missing = [c for c in ("covariate", "sample", "smd", "ordered") if c not in tidy]
+    if missing:
+        raise ValueError(f"tidy lacks column(s) {missing}")
+    ax = _axes(ax, figsize=(7, 9))
+    styles = {
+        "before": {"marker": "o", "facecolors": "none", "edgecolors": OKABE_ITO[1]},
+        "after": {"marker": "s", "color": OKABE_ITO[0]},
+    }
+    names = {"before": "Before matching (all pool students)", "after": "After matching"}
+    for sample in BALANCE_SAMPLES:
+        d = tidy.loc[tidy["sample"] == sample]
+        ax.scatter(d["smd"], d["ordered"], s=22, label=names[sample], zorder=3, **styles[sample])
+    for t, ls in zip(thresholds, (":", "--", "-."), strict=False):
+        for x in (-t, t):
+            ax.axvline(x, color="0.45", lw=0.8, ls=ls)
+    ax.axvline(0, color="0.2", lw=0.8)
+    ticks = tidy.drop_duplicates("covariate").sort_values("ordered")
+    ax.set_yticks(ticks["ordered"].to_numpy())
+    text = ticks["label"] if "label" in ticks else ticks["covariate"]
+    ax.set_yticklabels(text.astype(str).tolist(), fontsize=7)
+    ax.set_xlabel("Standardised mean difference, visited minus comparison (SD)")
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    ax.grid(axis="y", color="0.92", lw=0.5)
+    return ax
+
+
+# ------------------------------------------------------------------ subgroups
+
+
+def tidy_forest(
+    table: pd.DataFrame, *, rel_time: int, families: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Subgroup estimates at one month, in reading order, for a forest plot.
+
+    Returns
+    -------
+    DataFrame
+        ``group``, ``family``, ``label``, ``estimate``, ``ci_lower``, ``ci_upper``,
+        ``n_treated`` and ``position`` (0 = top); the pooled group first.
+    """
+    d = table.loc[table["rel_time"] == rel_time].copy()
+    d["family"] = d["group"].map(labels.family_of)
+    if families is not None:
+        d = d.loc[d["family"].isin(("all", *families))]
+    order = labels.sort_groups(d["group"], families or tuple(labels.FAMILY_NAMES))
+    d = d.set_index("group").loc[order].reset_index()
+    d["label"] = d["group"].map(labels.group_label)
+    d["position"] = np.arange(len(d))
+    cols = ["group", "family", "label", "estimate", "ci_lower", "ci_upper", "n_treated"]
+    return d[[*cols, "position"]]
+
+
+def plot_forest(tidy: pd.DataFrame, *, ax=None, title: str | None = None):
+    """Draw a forest plot: one row per subgroup, estimate and 95% interval, pooled line.
+
+    Suppressed subgroups keep their row with the symbol of :mod:`labels` instead of a point.
+    """
+    ax = _axes(ax, figsize=(7, 0.24 * len(tidy) + 1.2))
+    families = list(dict.fromkeys(tidy["family"]))
+    colour = {f: TEXT_COLOURS[i % len(TEXT_COLOURS)] for i, f in enumerate(families)}
+    y = -tidy["position"].to_numpy(dtype=float)
+    for fam in families:
+        d = tidy.loc[tidy["family"] == fam]
+        yy = -d["position"].to_numpy(dtype=float)
+        err = np.vstack([d["estimate"] - d["ci_lower"], d["ci_upper"] - d["estimate"]])
+        ax.errorbar(d["estimate"], yy, xerr=err, fmt="o", ms=3.5, lw=1, color=colour[fam])
+    pooled = tidy.loc[tidy["group"] == "all", "estimate"]
+    if len(pooled) and pd.notna(pooled.iloc[0]):
+        ax.axvline(pooled.iloc[0], color=OKABE_ITO[0], lw=0.8, ls="--")
+    ax.axvline(0, color="0.3", lw=0.8)
+    texts = [
+        f"{lab} ({labels.SUPPRESSED})" if pd.isna(e) else lab
+        for lab, e in zip(tidy["label"], tidy["estimate"], strict=True)
+    ]
+    ax.set_yticks(y)
+    ax.set_yticklabels(texts, fontsize=7)
+    for tick, fam in zip(ax.get_yticklabels(), tidy["family"], strict=True):
+        tick.set_color(colour[fam])
+    ax.set_xlabel(Y_EFFECT)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", color="0.92", lw=0.5)
+    return ax
+
+
+# ------------------------------------------------------------------ long term
+
+
+def tidy_long_term(
+    long_term: pd.DataFrame, *, group: str = "all", reference: int | None = -1
+) -> pd.DataFrame:
+    """Annual effects of one group by cohort (time order) and years after the first visit.
+
+    The reference school year (``years_after = -1``, the year before the first visit's) is
+    added at zero with no interval, as in the event-study figures.
+    """
+    d = long_term.loc[long_term["group"] == group].copy()
+    if reference is not None and len(d):
+        ref = d.drop_duplicates(["outcome", "cohort"])[["group", "cohort", "outcome"]].copy()
+        ref = ref.assign(years_after=reference, school_year="", estimate=0.0)
+        ref = ref.assign(ci_lower=np.nan, ci_upper=np.nan)
+        have = set(zip(d["outcome"], d["cohort"], d["years_after"], strict=True))
+        keep = [
+            (o, c, reference) not in have
+            for o, c in zip(ref["outcome"], ref["cohort"], strict=True)
+        ]
+        d = pd.concat([d, ref.loc[keep]], ignore_index=True)
+    d["cohort_order"] = d["cohort"].map(labels.cohort_key)
+    d = d.sort_values(["outcome", "cohort_order", "years_after"], kind="mergesort")
+    d["label"] = d["cohort"].map(labels.cohort_label)
+    cols = ["outcome", "cohort", "label", "school_year", "years_after", "estimate"]
+    return d[[*cols, "ci_lower", "ci_upper"]].reset_index(drop=True)
+
+
+def plot_long_term(tidy: pd.DataFrame, *, ax=None, outcome: str = "attendance_rate"):
+    """Draw one outcome's effects by school years after the first visit, a series per cohort."""
+    ax = _axes(ax)
+    d = tidy.loc[tidy["outcome"] == outcome]
+    cohorts = list(dict.fromkeys(d["cohort"]))
+    offsets = np.linspace(-0.18, 0.18, len(cohorts)) if len(cohorts) > 1 else [0.0]
+    for i, (off, c) in enumerate(zip(offsets, cohorts, strict=True)):
+        g = d.loc[d["cohort"] == c]
+        err = np.vstack([g["estimate"] - g["ci_lower"], g["ci_upper"] - g["estimate"]])
+        ax.errorbar(
+            g["years_after"] + off, g["estimate"], yerr=err, fmt=MARKERS[i % 8] + "-", ms=4,
+            lw=1, color=OKABE_ITO[i % 8], label=labels.cohort_label(c),
+        )  # fmt: skip
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.axvline(-0.5, color="0.5", lw=0.8, ls="--")
+    years = sorted(d["years_after"].unique())
+    ax.set_xticks(years)
+    ax.set_xticklabels(["0\n(first visit)" if y == 0 else f"{y:+d}" for y in years])
+    ax.set_xlabel("School years relative to the year of the first visit")
+    ax.set_ylabel(f"Effect on {labels.outcome_label(outcome).lower()} (pp)")
+    ax.legend(frameon=False, fontsize=8, title="Cohort", title_fontsize=8)
+    return ax
+
+
+# ------------------------------------------------------------------ designs compared
+
+
+def tidy_designs(
+    naive: pd.DataFrame,
+    event_study: pd.DataFrame,
+    robust: pd.DataFrame | None,
+    *,
+    group: str = "all",
+) -> pd.DataFrame:
+    """Naive before/after, matched event study and Callaway-Sant'Anna side by side.
+
+    Returns
+    -------
+    DataFrame
+        ``design``, ``rel_time``, ``estimate``, ``ci_lower``, ``ci_upper`` (NaN for the
+        naive change, which has no interval).
+    """
+    parts = []
+    for design, table in (
+        ("Naive before/after", naive),
+        ("Matched comparison (main)", event_study),
+        ("Callaway-Sant'Anna (visited later)", robust),
+    ):
+        if table is None or "estimate" not in table or "rel_time" not in table:
+            continue
+        d = table.loc[table["group"] == group] if "group" in table else table
+        d = d.reindex(columns=["rel_time", "estimate", "ci_lower", "ci_upper"]).copy()
+        d.insert(0, "design", design)
+        parts.append(d)
+    return pd.concat(parts, ignore_index=True)
+
+
+def plot_designs(tidy: pd.DataFrame, *, ax=None):
+    """Draw the designs of :func:`tidy_designs` in one panel (offset points, intervals)."""
+    ax = _axes(ax)
+    designs = list(dict.fromkeys(tidy["design"]))
+    offsets = np.linspace(-0.2, 0.2, len(designs)) if len(designs) > 1 else [0.0]
+    for i, (off, name) in enumerate(zip(offsets, designs, strict=True)):
+        d = tidy.loc[tidy["design"] == name].dropna(subset=["estimate"])
+        x = d["rel_time"].to_numpy() + off
+        colour = OKABE_ITO[(i + 1) % 8] if i else OKABE_ITO[7]
+        if d["ci_lower"].notna().any():
+            err = np.vstack([d["estimate"] - d["ci_lower"], d["ci_upper"] - d["estimate"]])
+            ax.errorbar(x, d["estimate"], yerr=err, fmt=MARKERS[i] + "-", ms=3.5, lw=1,
+                        color=colour, label=name)  # fmt: skip
+        else:
+            ax.plot(x, d["estimate"], MARKERS[i] + ":", ms=3.5, lw=1, color=colour, label=name)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.axvline(-0.5, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel(X_EVENT)
+    ax.set_ylabel("Change or effect on attendance rate (pp)")
+    ax.legend(frameon=False, fontsize=8)
+    return ax
+
+
+# ------------------------------------------------------------------ identification
 
 
 def tidy_sensitivity(
@@ -116,13 +489,13 @@ def plot_sensitivity(tidy: pd.DataFrame, *, axes=None, title: str | None = None)
     """
     import matplotlib.pyplot as plt
 
-    labels = {
+    methods = {
         "relative_magnitudes": "Relative magnitudes: Mbar",
         "smoothness": "Smoothness: M (pp per month²)",
     }
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
-    for ax, method in zip(axes, labels, strict=True):
+    for ax, method in zip(axes, methods, strict=True):
         d = tidy.loc[tidy["method"] == method]
         x = d["bound"].to_numpy()
         mid = 0.5 * (d["ci_lower"] + d["ci_upper"]).to_numpy()
@@ -131,7 +504,7 @@ def plot_sensitivity(tidy: pd.DataFrame, *, axes=None, title: str | None = None)
         if len(d) and np.isfinite(d["breakdown"].iloc[0]):
             ax.axvline(d["breakdown"].iloc[0], color="C3", ls="--", lw=0.8, label="breakdown")
             ax.legend(frameon=False, fontsize=8)
-        ax.set_xlabel(labels[method])
+        ax.set_xlabel(methods[method])
     axes[0].set_ylabel("95% robust interval (pp)")
     if title:
         axes[0].figure.suptitle(title)

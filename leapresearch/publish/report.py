@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from leapresearch.config import Config
 from leapresearch.paths import NOTEBOOKS
-from leapresearch.publish.outputs import (
-    git_state,
-    project_relative,
-    publishable,
-    snap_frame,
-    write_figure,
-)
-from leapresearch.publish.plots import plot_event_study, tidy_event_study
+from leapresearch.publish import plots
+from leapresearch.publish.frontpage import front_page, write_front_page
+from leapresearch.publish.outputs import git_state, project_relative, publishable, write_figure
+from leapresearch.publish.pdf import PDFError, write_pdf
 
 Log = Callable[[str], None]
-GRADE_GROUPS = ("grade_band:PK-5", "grade_band:6-8", "grade_band:9-12")
+
+
+class ReportError(ValueError):
+    """The report could not be finished (e.g. no Chromium to print the PDF)."""
+
 
 EXHIBITS: tuple[tuple[str, str, str], ...] = (
+    ("Data and attendance by school year", "01_data_and_validation", "provenance.json"),
     ("Matching summary", "02_comparison_group_and_balance", "tables/matching_summary.csv"),
     ("Balance table", "02_comparison_group_and_balance", "tables/balance.csv"),
-    ("Love plot", "02_comparison_group_and_balance", "figures/love_plot.png"),
+    ("Love plot (signed)", "02_comparison_group_and_balance", "figures/love_plot.png"),
     ("Event study, all visited students", "03_event_study", "tables/event_study.csv"),
     ("Event-study figure, all", "03_event_study", "figures/event_study_all.png"),
     ("Pre-trend tests", "03_event_study", "tables/pretrend_tests.csv"),
@@ -32,11 +34,19 @@ EXHIBITS: tuple[tuple[str, str, str], ...] = (
         "04_grade_bands_and_cohorts",
         "figures/event_study_grade_bands.png",
     ),
+    (
+        "Event-study figure, cohorts",
+        "04_grade_bands_and_cohorts",
+        "figures/event_study_cohorts.png",
+    ),  # noqa: E501
     ("Grade bands and cohorts", "04_grade_bands_and_cohorts", "tables/event_study.csv"),
     ("Other subgroups", "05_subgroups", "tables/event_study.csv"),
+    ("Subgroup forest plot", "05_subgroups", "figures/forest_subgroups.png"),
     ("Long-term effects", "06_long_term_effects", "tables/long_term.csv"),
+    ("Long-term figure", "06_long_term_effects", "figures/long_term.png"),
     ("Naive before/after", "07_robustness", "tables/naive_pre_post.csv"),
     ("Callaway-Sant'Anna estimator", "07_robustness", "tables/robust_estimator.csv"),
+    ("Naive, matched and robust compared", "07_robustness", "figures/designs_compared.png"),
     ("Placebo", "07_robustness", "tables/placebo.csv"),
     ("Pre-trends the design did not fit", "03_event_study", "tables/pretrend_event_study.csv"),
     ("Sensitivity bounds (Rambachan-Roth)", "03_event_study", "tables/sensitivity.csv"),
@@ -44,6 +54,7 @@ EXHIBITS: tuple[tuple[str, str, str], ...] = (
     ("Falsification (never-visited dips)", "07_robustness", "tables/falsification.csv"),
     ("Specifications", "07_robustness", "tables/specifications.csv"),
     ("Specification figure", "07_robustness", "figures/specifications_all.png"),
+    ("Headline estimates", "08_summary", "report/report.pdf"),
 )
 """(exhibit, notebook that makes and explains it, file in the run folder)."""
 
@@ -53,67 +64,96 @@ def notebook_paths(folder: Path = NOTEBOOKS) -> list[Path]:
     return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
 
 
+def _stamp(config: Config) -> str:
+    commit = git_state().get("commit") or "no-git"
+    return f"leapresearch | vintage {config.vintage} | commit {commit[:10]}"
+
+
+def _save(fig, name: str, out_dir: Path, stamp: str) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    paths = write_figure(fig, name, out_dir, stamp=stamp)
+    plt.close(fig)
+    return paths
+
+
+def _event_study_figures(es, out_dir: Path, config: Config, stamp: str) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    ref = config.analysis.reference
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    plots.plot_event_study(plots.tidy_event_study(es, groups=("all",), reference=ref), ax=ax)
+    paths = _save(fig, "event_study_all", out_dir, stamp)
+    panels = (("event_study_grade_bands", "grade_band"), ("event_study_cohorts", "cohort"))
+    for name, family in panels:
+        tidy = plots.tidy_event_study_family(es, family, reference=ref)
+        if len(tidy):
+            paths += _save(plots.plot_event_study_panels(tidy), name, out_dir, stamp)
+    return paths
+
+
 def write_figures(evaluation, out_dir: Path, config: Config) -> list[Path]:
-    """Event-study plots (all; by grade band) and the love plot, from published tables."""
+    """Every figure of the report, from the published tables (tidy step, then draw).
+
+    Event study (all; grade bands and cohorts as small multiples), subgroup forest plot,
+    long-term effects, the three designs in one panel and the signed Love plot.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from leapresearch.design.balance import plot_love, tidy_love_plot
-
-    commit = git_state().get("commit") or "no-git"
-    stamp = f"leapresearch | vintage {config.vintage} | commit {commit[:10]}"
-    es = publishable(evaluation.tables["event_study"], "event_study", privacy=config.privacy)
-    paths: list[Path] = []
-    for name, groups, title in (
-        ("event_study_all", ("all",), "All visited students"),
-        ("event_study_grade_bands", GRADE_GROUPS, "By grade band"),
-    ):
-        fig, ax = plt.subplots(figsize=(7, 4))
-        tidy = tidy_event_study(es, groups=groups, reference=config.analysis.reference)
-        plot_event_study(tidy, ax=ax, title=title)
-        paths += write_figure(fig, name, out_dir, stamp=stamp)
-        plt.close(fig)
-    paths += write_identification_figures(evaluation, out_dir, config, stamp=stamp)
-    fig, ax = plt.subplots(figsize=(6, 8))
-    plot_love(tidy_love_plot(evaluation.tables["balance"]), ax=ax)
-    paths += write_figure(fig, "love_plot", out_dir, stamp=stamp)
-    plt.close(fig)
+    stamp = _stamp(config)
+    t = {k: publishable(v, k, privacy=config.privacy) for k, v in evaluation.tables.items()}
+    es = t["event_study"]
+    paths = _event_study_figures(es, out_dir, config, stamp)
+    forest = plots.tidy_forest(
+        es, rel_time=config.analysis.report_rel_times[-1], families=config.subgroups
+    )
+    fig, ax = plt.subplots(figsize=(7.5, 0.2 * len(forest) + 1.4), layout="constrained")
+    plots.plot_forest(forest, ax=ax)
+    paths += _save(fig, "forest_subgroups", out_dir, stamp)
+    if "long_term" in t:
+        lt = plots.tidy_long_term(t["long_term"])
+        outcomes = list(dict.fromkeys(lt["outcome"]))
+        fig, axes = plt.subplots(1, len(outcomes), figsize=(5 * len(outcomes), 3.8),
+                                 layout="constrained", squeeze=False)  # fmt: skip
+        for ax, outcome in zip(axes[0], outcomes, strict=True):
+            plots.plot_long_term(lt, ax=ax, outcome=outcome)
+        paths += _save(fig, "long_term", out_dir, stamp)
+    if "naive_pre_post" in t:
+        designs = plots.tidy_designs(t["naive_pre_post"], es, t.get("robust_estimator"))
+        fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+        plots.plot_designs(designs, ax=ax)
+        paths += _save(fig, "designs_compared", out_dir, stamp)
+    fig, ax = plt.subplots(figsize=(7.5, 10), layout="constrained")
+    plots.plot_love(plots.tidy_love_plot(evaluation.tables["balance"]), ax=ax)
+    paths += _save(fig, "love_plot", out_dir, stamp)
+    paths += write_identification_figures(t, out_dir, config, stamp=stamp)
     return paths
 
 
 def write_identification_figures(
-    evaluation, out_dir: Path, config: Config, *, stamp: str
+    tables: dict, out_dir: Path, config: Config, *, stamp: str
 ) -> list[Path]:
-    """Sensitivity bounds and specifications of ``all`` at the last headline month."""
-    import matplotlib.pyplot as plt
+    """Sensitivity bounds and specifications of ``all`` at the last headline month.
 
-    from leapresearch.publish.plots import (
-        plot_sensitivity,
-        plot_specifications,
-        tidy_sensitivity,
-        tidy_specifications,
-    )
+    ``tables`` are the run's tables after suppression (:func:`publishable`).
+    """
+    import matplotlib.pyplot as plt
 
     month = max(config.analysis.report_rel_times)
     paths: list[Path] = []
-    tables = evaluation.tables
     if "sensitivity" in tables:
-        sens = publishable(tables["sensitivity"], "sensitivity", privacy=config.privacy)
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
-        plot_sensitivity(
-            tidy_sensitivity(sens, rel_time=month), axes=axes, title=f"All, month {month}"
-        )
-        paths += write_figure(fig, "sensitivity_all", out_dir, stamp=stamp)
-        plt.close(fig)
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True, layout="constrained")
+        tidy = plots.tidy_sensitivity(tables["sensitivity"], rel_time=month)
+        plots.plot_sensitivity(tidy, axes=axes, title=f"All visited students, month {month}")
+        paths += _save(fig, "sensitivity_all", out_dir, stamp)
     if "specifications" in tables:
-        spec = publishable(tables["specifications"], "specifications", privacy=config.privacy)
-        tidy = tidy_specifications(spec, rel_time=month)
-        fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(tidy), 4) + 1))
-        plot_specifications(tidy, ax=ax, title=f"All, month {month}")
-        paths += write_figure(fig, "specifications_all", out_dir, stamp=stamp)
-        plt.close(fig)
+        tidy = plots.tidy_specifications(tables["specifications"], rel_time=month)
+        fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(tidy), 4) + 1), layout="constrained")
+        plots.plot_specifications(tidy, ax=ax, title=f"All visited students, month {month}")
+        paths += _save(fig, "specifications_all", out_dir, stamp)
     return paths
 
 
@@ -158,82 +198,118 @@ def execute_notebooks(
     return done
 
 
-def render_html(notebooks: Sequence[Path], out_dir: Path) -> list[Path]:
-    """Render executed notebooks to HTML with the code hidden (``report/<name>.html``)."""
+NOTEBOOK_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{% block extra_css %}<style>{{ resources.leap_css }}</style>{% endblock extra_css %}
+{%- block body_header -%}{{ super() }}{{ resources.leap_nav }}{%- endblock body_header -%}
+{% block body_footer %}{{ resources.leap_nav }}{{ super() }}{% endblock body_footer %}
+"""
+"""nbconvert's lab template without any script (no require.js, MathJax or mermaid from a
+CDN), with the report's style and a navigation bar at the top and bottom."""
+
+_DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
+_INLINE = re.compile(r"(?<![\\$])\$(?!\$)([^$\n]+?)(?<!\\)\$")
+
+
+def tex_to_mathml(markdown: str) -> str:
+    """Replace ``$$...$$`` and ``$...$`` in Markdown by MathML (rendered by any browser).
+
+    Equations are converted once, at build time (``latex2mathml``), so the pages need no
+    script and no network to show them.
+    """
+    from latex2mathml.converter import convert
+
+    def block(m: re.Match) -> str:
+        return "\n\n" + convert(m.group(1).strip(), display="block") + "\n\n"
+
+    out = _DISPLAY.sub(block, markdown)
+    return _INLINE.sub(lambda m: convert(m.group(1).strip()), out)
+
+
+def notebook_title(nb) -> str:
+    """The first Markdown heading of a notebook (``01 · Data and validation``)."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            m = re.search(r"^#\s+(.+)$", cell.source, re.M)
+            if m:
+                return m.group(1).strip()
+    return "Notebook page"
+
+
+def _nav(stems: Sequence[str], titles: Sequence[str], i: int) -> str:
+    links = ['<a href="index.html">Report: front page</a>']
+    if i > 0:
+        links.append(f'<a href="{stems[i - 1]}.html">Previous: {html.escape(titles[i - 1])}</a>')
+    if i + 1 < len(stems):
+        links.append(f'<a href="{stems[i + 1]}.html">Next: {html.escape(titles[i + 1])}</a>')
+    return f'<nav class="lr-nav">{"".join(links)}</nav>'
+
+
+def render_html(notebooks: Sequence[Path], out_dir: Path, *, title: str = "") -> list[Path]:
+    """Render executed notebooks to standalone HTML (``report/<name>.html``), code hidden.
+
+    Each page is titled after its first heading, links to the front page and to its
+    neighbours, shows equations as MathML and loads no script.
+    """
+    import jinja2
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab")
+    from leapresearch.publish.frontpage import CSS
+
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_loaders=[jinja2.DictLoader({"leap.html.j2": NOTEBOOK_TEMPLATE})],
+        template_file="leap.html.j2",
+    )
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     folder = Path(out_dir) / "report"
     folder.mkdir(parents=True, exist_ok=True)
+    nbs = [nbformat.read(nb, as_version=4) for nb in notebooks]
+    stems = [Path(nb).stem for nb in notebooks]
+    titles = [notebook_title(nb) for nb in nbs]
     paths = []
-    for nb in notebooks:
-        body, _ = exporter.from_notebook_node(nbformat.read(nb, as_version=4))
-        path = folder / f"{Path(nb).stem}.html"
+    for i, nb in enumerate(nbs):
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = tex_to_mathml(cell.source)
+        nb.metadata["title"] = f"{titles[i]} · {title}" if title else titles[i]
+        resources = {"leap_css": CSS, "leap_nav": _nav(stems, titles, i)}
+        body, _ = exporter.from_notebook_node(nb, resources=resources)
+        path = folder / f"{stems[i]}.html"
         path.write_text(body, encoding="utf-8")
         paths.append(path)
     return paths
 
 
-def _table_html(table) -> str:
-    return snap_frame(table).to_html(
-        index=False, na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="tbl"
-    )
+def write_index(
+    evaluation, out_dir: Path, config: Config, pages: Sequence[Path], *, simulated: bool = False
+) -> Path:
+    """``report/index.html``: the front page (see :mod:`leapresearch.publish.frontpage`)."""
+    import nbformat
 
-
-def write_index(evaluation, out_dir: Path, config: Config, pages: Sequence[Path]) -> Path:
-    """``report/index.html``: headline figures and table, the exhibit map, the notebooks."""
-    from leapresearch.publish.narrative import crosswalk, describe_event_study, headline_table
-
-    es = publishable(evaluation.tables["event_study"], "event_study", privacy=config.privacy)
-    months = config.analysis.report_rel_times
-    groups = ("all", *GRADE_GROUPS, "grade_band:6-12")
-    head = headline_table(
-        es.loc[es["group"].isin(groups) | es["group"].str.startswith("cohort:")], rel_times=months
-    )
-    cross = crosswalk(es, config.identification.published)
-    page_names = {Path(p).stem for p in pages}
-    rows = []
-    for exhibit, nb, file in EXHIBITS:
-        nb_link = f'<a href="{nb}.html">{nb}</a>' if nb in page_names else html.escape(nb)
-        rows.append(
-            f"<tr><td>{html.escape(exhibit)}</td><td>{nb_link}</td>"
-            f'<td><a href="../{file}">{file}</a></td></tr>'
+    tables = {k: publishable(v, k, privacy=config.privacy) for k, v in evaluation.tables.items()}
+    titles = {}
+    for p in pages:
+        nb = Path(out_dir) / "notebooks" / f"{Path(p).stem}.ipynb"
+        titles[Path(p).stem] = (
+            notebook_title(nbformat.read(nb, as_version=4)) if nb.exists() else Path(p).stem
         )
-    nb_list = "".join(f'<li><a href="{Path(p).stem}.html">{Path(p).stem}</a></li>' for p in pages)
-    doc = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>LEAP evaluation: {html.escape(config.vintage)}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}
-.tbl td,.tbl th{{padding:2px 8px;text-align:right}} img{{max-width:100%}}</style>
-</head><body>
-<h1>LEAP evaluation — vintage {html.escape(config.vintage)}</h1>
-<p>{html.escape(describe_event_study(es, rel_times=months))}</p>
-<h2>Headline estimates (percentage points of attendance)</h2>
-{_table_html(head)}
-<h2>Beside the published figures</h2>
-{_table_html(cross) if len(cross) else "<p>No published figures are listed.</p>"}
-<h2>Figures</h2>
-<figure><img src="../figures/event_study_all.png" alt="Event study, all visited students">
-<figcaption>Effect by months since the first visit, with 95% intervals.</figcaption></figure>
-<figure><img src="../figures/event_study_grade_bands.png" alt="Event study by grade band">
-<figcaption>By grade band.</figcaption></figure>
-<figure><img src="../figures/love_plot.png" alt="Love plot">
-<figcaption>Covariate balance before and after matching.</figcaption></figure>
-<h2>Exhibit map</h2>
-<table class="tbl"><tr><th>Exhibit</th><th>Notebook</th><th>File</th></tr>
-{"".join(rows)}</table>
-<h2>Notebooks</h2><ul>{nb_list}</ul>
-<p><a href="../provenance.json">provenance.json</a>: commit, parameters, input checksums.</p>
-</body></html>
-"""
-    path = Path(out_dir) / "report" / "index.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
-    return path
+    figures = {p.stem for p in (Path(out_dir) / "figures").glob("*.png")}
+    doc = front_page(
+        tables,
+        config,
+        simulated=simulated,
+        exhibits=EXHIBITS,
+        pages=titles,
+        stamp=_stamp(config),
+        figures=figures,
+    )
+    return write_front_page(doc, out_dir)
 
 
 def report_writer(*, vintage: str, overrides: Sequence[str] = (), notebooks: bool = True):
@@ -247,8 +323,15 @@ def report_writer(*, vintage: str, overrides: Sequence[str] = (), notebooks: boo
             executed = execute_notebooks(
                 out_dir, config, vintage=vintage, overrides=overrides, log=log
             )
-            pages = render_html(executed, out_dir)
-        write_index(evaluation, out_dir, config, pages)
+            pages = render_html(executed, out_dir, title=config.report.title)
+        simulated = bool(getattr(evaluation, "simulated", False))
+        index = write_index(evaluation, out_dir, config, pages, simulated=simulated)
         log("report: written")
+        try:
+            pdf = Path(out_dir) / "report" / "report.pdf"
+            write_pdf(index, pages, pdf, footer=_stamp(config), title=config.report.title)
+        except PDFError as exc:
+            raise ReportError(str(exc)) from None
+        log("report.pdf: written")
 
     return write

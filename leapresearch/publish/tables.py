@@ -1,0 +1,252 @@
+"""Tables for readers: the headline table and full HTML renderings of published tables.
+
+Every rendering starts from the published (suppressed) table and formats each number once
+with :func:`leapresearch.publish.labels.fmt`, so the notebook pages, the index page and the
+PDF print the same digits. Codes become words through :mod:`leapresearch.publish.labels`;
+suppressed cells show :data:`~leapresearch.publish.labels.SUPPRESSED` with a footnote; no
+index column is printed and no row is cut: long tables fold into a ``<details>`` element
+that links to the CSV holding every row.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.publish import labels
+
+COLLAPSE_ROWS = 25
+"""Tables longer than this fold into a collapsible element."""
+
+WRITTEN_TABLES = frozenset(
+    {
+        "balance",
+        "event_study",
+        "long_term",
+        "matching_summary",
+        "naive_pre_post",
+        "placebo",
+        "pretrend_tests",
+        "robust_estimator",
+    }
+)
+"""Tables a run writes to ``tables/<name>.csv`` (the CSV a folded table links to)."""
+
+_CODE_COLUMNS = {
+    "group": labels.group_label,
+    "covariate": labels.covariate_label,
+    "outcome": labels.outcome_label,
+    "cohort": labels.cohort_label,
+}
+_COUNT_HINTS = ("n_", "treated", "matched", "comparisons", "students", "df", "unmatched")
+
+
+def _is_count(name: str, col: pd.Series) -> bool:
+    if pd.api.types.is_integer_dtype(col.dtype):
+        return True
+    if not pd.api.types.is_float_dtype(col.dtype):
+        return False
+    values = col.dropna().to_numpy()
+    whole = values.size > 0 and bool(np.all(values == np.round(values)))
+    return whole and any(h in name for h in _COUNT_HINTS)
+
+
+def _cell(value, *, count: bool, digits: int) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "Yes" if value else "No"
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return labels.SUPPRESSED
+        return f"{int(round(value)):,}" if count else labels.fmt(value, digits)
+    if value is None or value is pd.NA:
+        return labels.SUPPRESSED
+    return str(value)
+
+
+def readable(table: pd.DataFrame, *, digits: int = 1) -> tuple[pd.DataFrame, bool, bool]:
+    """Codes in words, numbers formatted once, headings in words.
+
+    Returns
+    -------
+    (DataFrame of str, bool, bool)
+        The formatted table, whether any cell is shown as suppressed (a row flagged by the
+        privacy rules) and whether any shows as not available (empty for another reason).
+    """
+    out = table.reset_index(drop=True)
+    flagged = (
+        out["suppressed"].fillna(False).astype(bool).to_numpy()
+        if "suppressed" in out.columns
+        else np.zeros(len(out), dtype=bool)
+    )
+    keys = []
+    if "group" in out.columns:
+        keys.append(out["group"].astype(str).map(labels.group_key))
+    if "cohort" in out.columns:
+        keys.append(out["cohort"].astype(str).map(labels.cohort_key))
+    if keys:  # reading order (all, grade bands, cohorts in time order, ...); stable otherwise
+        rows = list(zip(*(k.tolist() for k in keys), strict=True))
+        order = sorted(range(len(out)), key=rows.__getitem__)
+        out, flagged = out.iloc[order].reset_index(drop=True), flagged[order]
+    out = out.drop(columns=[c for c in ("suppressed",) if c in out.columns])
+    cells: dict[str, list[str]] = {}
+    for name in out.columns:
+        col = out[name]
+        text = col.dtype == object or pd.api.types.is_string_dtype(col.dtype)
+        if name in _CODE_COLUMNS and text:
+            cells[name] = [_CODE_COLUMNS[name](str(v)) for v in col]
+            continue
+        count = _is_count(str(name), col)
+        places = max(digits, 3) if "p_value" in str(name) else digits
+        values = [_cell(v, count=count, digits=places) for v in col.tolist()]
+        # an empty cell is suppressed only in a row the privacy rules flagged
+        cells[name] = [
+            labels.NOT_AVAILABLE if v == labels.SUPPRESSED and not f else v
+            for v, f in zip(values, flagged, strict=True)
+        ]
+    frame = pd.DataFrame(cells, columns=list(out.columns))
+    any_suppressed = bool((frame == labels.SUPPRESSED).to_numpy().any())
+    any_missing = bool((frame == labels.NOT_AVAILABLE).to_numpy().any())
+    frame.columns = [labels.column_label(str(c)) for c in out.columns]
+    return frame, any_suppressed, any_missing
+
+
+def table_html(
+    table: pd.DataFrame,
+    *,
+    digits: int = 1,
+    csv: str | None = None,
+    collapse_rows: int = COLLAPSE_ROWS,
+    caption: str | None = None,
+) -> str:
+    """The whole table as HTML: no index column, no truncation, suppressed cells marked.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A published (suppressed) table.
+    digits : int
+        Decimals of non-count numbers (p-values: at least three).
+    csv : str, optional
+        Link to the CSV with every row (shown with long tables).
+    collapse_rows : int
+        Longer tables are folded into ``<details>``.
+    caption : str, optional
+    """
+    frame, any_suppressed, any_missing = readable(table, digits=digits)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    doc = (
+        f'<table class="lr-table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+    notes = []
+    if any_suppressed:
+        notes.append(html.escape(labels.SUPPRESSED_NOTE))
+    if any_missing:
+        notes.append(html.escape(labels.NOT_AVAILABLE_NOTE))
+    if csv:
+        notes.append(f'Every row: <a href="{html.escape(csv)}">{html.escape(csv)}</a>.')
+    foot = f'<p class="lr-note">{" ".join(notes)}</p>' if notes else ""
+    if len(frame) > collapse_rows:
+        return (
+            f'<details class="lr-details"><summary>Show all {len(frame):,} rows '
+            f"({len(frame.columns)} columns)</summary>{doc}</details>{foot}"
+        )
+    return doc + foot
+
+
+def csv_link(name: str) -> str | None:
+    """Relative link from a report page to ``tables/<name>.csv`` (None if not written)."""
+    return f"../tables/{name}.csv" if name in WRITTEN_TABLES else None
+
+
+def headline_table(
+    event_study: pd.DataFrame,
+    *,
+    rel_times: Sequence[int],
+    pretrends: pd.DataFrame | None = None,
+    groups: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Headline numbers: one row per group, estimate and 95% CI at each headline month.
+
+    Parameters
+    ----------
+    event_study : DataFrame
+        The published event-study table.
+    rel_times : sequence of int
+        Headline months since the first visit.
+    pretrends : DataFrame, optional
+        Published pre-trend tests: adds the visited students per group and the p-value.
+    groups : sequence of str, optional
+        Groups to show; default: all, grade bands and cohorts present.
+
+    Returns
+    -------
+    DataFrame
+        ``group`` (code), ``n_treated``, ``n_comparison`` (students at the first headline
+        month), ``pretrend_p`` and for each month ``m``: ``est_m``, ``lo_m``, ``hi_m``; rows
+        in reading order (:func:`leapresearch.publish.labels.sort_groups`).
+    """
+    present = event_study["group"].unique()
+    if groups is None:
+        groups = [g for g in present if labels.family_of(g) in ("all", "grade_band", "cohort")]
+    order = [g for g in labels.sort_groups(groups) if g in set(present)]
+    es = event_study.set_index(["group", "rel_time"])
+    rows = []
+    for g in order:
+        row: dict[str, object] = {"group": g}
+        first = es.loc[(g, rel_times[0])] if (g, rel_times[0]) in es.index else None
+        row["n_treated"] = np.nan if first is None else first["n_treated"]
+        row["n_comparison"] = np.nan if first is None else first["n_comparison"]
+        if pretrends is not None:
+            p = pretrends.loc[pretrends["group"] == g]
+            row["n_treated"] = p["n_treated"].iloc[0] if len(p) else row["n_treated"]
+            row["pretrend_p"] = p["p_value"].iloc[0] if len(p) else np.nan
+        for m in rel_times:
+            r = es.loc[(g, m)] if (g, m) in es.index else None
+            for key, col in (("est", "estimate"), ("lo", "ci_lower"), ("hi", "ci_upper")):
+                row[f"{key}_{m}"] = np.nan if r is None else r[col]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int]) -> str:
+    """The headline table as HTML: each month's cell holds the estimate and its 95% CI."""
+    months = "".join(f"<th>{labels.month_label(m)}</th>" for m in rel_times)
+    pre = "<th>Pre-trend test p</th>" if "pretrend_p" in head.columns else ""
+    rows = []
+    any_suppressed = False
+    for r in head.to_dict("records"):
+        cells = []
+        for m in rel_times:
+            est = labels.fmt(r[f"est_{m}"], 1, signed=True)
+            ci = labels.fmt_interval(r[f"lo_{m}"], r[f"hi_{m}"], 1)
+            any_suppressed |= est == labels.SUPPRESSED
+            cells.append(f'<td>{est}<br><span class="lr-ci">({ci})</span></td>')
+        n1 = _cell(r["n_treated"], count=True, digits=0)
+        n0 = _cell(r["n_comparison"], count=True, digits=0)
+        p = f"<td>{labels.fmt(r['pretrend_p'], 2)}</td>" if pre else ""
+        rows.append(
+            f'<tr><th scope="row">{html.escape(labels.group_label(r["group"]))}</th>'
+            f"<td>{n1}</td><td>{n0}</td>{''.join(cells)}{p}</tr>"
+        )
+    foot = [
+        "Effect on the attendance rate in percentage points (pp), with its 95% confidence "
+        "interval in brackets. Visited students: students in the group; comparison students: "
+        f"matched comparison students at {labels.month_label(rel_times[0]).lower()}."
+    ]
+    if any_suppressed:
+        foot.append(html.escape(labels.SUPPRESSED_NOTE))
+    return (
+        '<table class="lr-table lr-headline"><thead><tr><th>Group</th><th>Visited students</th>'
+        f"<th>Comparison students</th>{months}{pre}</tr></thead><tbody>{''.join(rows)}"
+        f'</tbody></table><p class="lr-note">{" ".join(foot)}</p>'
+    )

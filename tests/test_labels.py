@@ -1,0 +1,127 @@
+"""The vocabulary of codes to words, the reading order of groups, and rounding once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.data.panel import RACE_DUMMIES
+from leapresearch.publish import labels
+from leapresearch.publish.tables import headline_table, readable, table_html
+
+
+def test_groups_in_words_and_in_reading_order():
+    codes = [
+        "visits:4+",
+        "cohort:2022-23",
+        "district:Springfield",
+        "cohort:summer-2021",
+        "grade_band:6-12",
+        "cohort:2021-22",
+        "grade_band:PK-5",
+        "all",
+        "visits:1",
+        "grade_band:9-12",
+        "cohort:2020-21",
+        "grade_band:6-8",
+        "visits:2-3",
+    ]
+    assert labels.sort_groups(codes) == [
+        "all",
+        "grade_band:PK-5",
+        "grade_band:6-8",
+        "grade_band:9-12",
+        "grade_band:6-12",
+        "cohort:2020-21",
+        "cohort:summer-2021",
+        "cohort:2021-22",
+        "cohort:2022-23",
+        "district:Springfield",
+        "visits:1",
+        "visits:2-3",
+        "visits:4+",
+    ]
+    assert labels.group_label("grade_band:PK-5") == "Grades PK-5"
+    assert labels.group_label("cohort:summer-2021") == "Summer 2021"
+    assert labels.group_label("cohort:2021-22") == "School year 2021-22"
+    # a district name is taken from the code, whatever it is
+    assert labels.group_label("district:Springfield") == "Springfield"
+    assert labels.group_label("visits:1") == "1 completed visit"
+    assert labels.group_label("meal_status:not_eligible").startswith("Not eligible")
+    for code in codes:
+        assert ":" not in labels.group_label(code) or code.startswith("visitor")
+
+
+def test_covariates_in_words():
+    assert labels.covariate_label("pre_rate_m3") == "Attendance rate 3 months before"
+    assert labels.covariate_label("pre_missing_m11") == "No attendance data 11 months before"
+    assert labels.covariate_label("gender_x") == "Gender X (non-binary)"
+    # every race dummy names the contract category it stands for
+    for race, code in RACE_DUMMIES.items():
+        assert labels.covariate_label(code) == race
+    assert labels.covariate_label("race_american") == "American Indian or Alaska Native"
+    assert labels.outcome_label("chronically_absent") == "Chronically absent"
+
+
+def test_numbers_are_rounded_once_from_the_stored_value():
+    # every print starts from the value as the CSV stores it (six decimals): a reader who
+    # opens the CSV and rounds gets the printed number, whichever page printed it
+    rng = np.random.default_rng(1)
+    for x in np.concatenate([rng.normal(0, 10, 500), [10.8499996, 10.8500004, -0.04999996]]):
+        stored = float(f"{x:.6f}")
+        assert labels.fmt(x) == labels.fmt(stored) == f"{stored:.1f}".replace("-0.0", "0.0")
+    assert labels.fmt(10.8499996) == labels.fmt(10.85)
+    assert labels.fmt(-0.04) == "0.0"  # no negative zero
+    assert labels.fmt(np.nan) == labels.SUPPRESSED
+    assert labels.fmt(None) == labels.SUPPRESSED
+    assert labels.fmt(2.0, signed=True) == "+2.0"
+    assert labels.fmt_interval(1.25, np.nan) == labels.SUPPRESSED
+
+
+def _event_study() -> pd.DataFrame:
+    rows = []
+    for g in ("cohort:summer-2021", "all", "cohort:2020-21", "grade_band:PK-5", "district:X"):
+        for m in (1, 9):
+            rows.append(
+                {
+                    "group": g,
+                    "rel_time": m,
+                    "estimate": np.nan if g == "cohort:2020-21" else 2.0 + m,
+                    "std_error": 1.0,
+                    "ci_lower": np.nan if g == "cohort:2020-21" else 0.04 + m,
+                    "ci_upper": np.nan if g == "cohort:2020-21" else 3.96 + m,
+                    "n_treated": 30.0,
+                    "n_comparison": 90.0,
+                    "suppressed": g == "cohort:2020-21",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_headline_table_order_intervals_and_counts():
+    head = headline_table(_event_study(), rel_times=(1, 9))
+    assert head["group"].tolist() == [
+        "all",
+        "grade_band:PK-5",
+        "cohort:2020-21",
+        "cohort:summer-2021",
+    ]
+    row = head.iloc[0]
+    assert (row["est_9"], row["lo_9"], row["hi_9"], row["n_treated"]) == (11.0, 9.04, 12.96, 30)
+
+
+def test_tables_render_in_full_without_index_and_with_the_suppression_symbol():
+    es = _event_study()
+    es.loc[(es["group"] == "all") & (es["rel_time"] == 1), "std_error"] = np.nan
+    frame, suppressed, missing = readable(es)
+    assert suppressed and missing  # a flagged row shows the symbol, another empty cell a dash
+    assert (frame == labels.SUPPRESSED).sum().sum() == 6  # the flagged rows' three numbers
+    assert frame["Std. error"].iloc[0] == labels.NOT_AVAILABLE
+    assert "Suppressed" not in frame.columns and "suppressed" not in frame.columns
+    assert frame.iloc[0, 0] == "All visited students"  # reading order, words
+    assert frame["Visited students"].iloc[0] == "30"  # counts print as integers
+    doc = table_html(es, collapse_rows=5, csv="../tables/event_study.csv")
+    assert doc.startswith("<details") and "../tables/event_study.csv" in doc
+    assert doc.count("<tr>") == len(es) + 1  # every row, plus the header
+    assert labels.SUPPRESSED_NOTE in doc.replace("&#x27;", "'")
+    assert "<th></th>" not in doc  # no index column
