@@ -131,16 +131,6 @@ Specification = Literal[
 ]
 
 
-class PublishedEstimate(_Frozen):
-    """A published figure our estimates are set beside (notebook 08, the report)."""
-
-    source: str
-    group: str
-    rel_time: int
-    estimate: float
-    definition: str = ""
-
-
 class IdentificationConfig(_Frozen):
     """Checks of the identifying assumption: bounds, falsification, specifications."""
 
@@ -150,7 +140,6 @@ class IdentificationConfig(_Frozen):
     far_pre_months: tuple[int, int] = (-24, -13)
     falsification_max_students: int = 1000
     specifications: tuple[Specification, ...] = get_args(Specification)
-    published: tuple[PublishedEstimate, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> IdentificationConfig:

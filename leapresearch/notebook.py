@@ -26,6 +26,7 @@ __all__ = [
     "say",
     "show",
     "summary_table",
+    "table",
     "warnings_table",
 ]
 
@@ -96,6 +97,17 @@ def show(table: pd.DataFrame, name: str, config: Config, *, digits: int = 1) -> 
     return out
 
 
+def table(derived: pd.DataFrame, *, digits: int = 1) -> PublishedTable:
+    """Show a table derived from published tables (a pivot, a crosswalk) like :func:`show`.
+
+    No suppression is applied here: ``derived`` must be computed from tables that went
+    through :func:`show` (so their small cells are already suppressed).
+    """
+    out = PublishedTable(derived.reset_index(drop=True))
+    out.lr_name, out.lr_digits = None, digits
+    return out
+
+
 def open_session(
     vintage: str = "demo",
     *,
@@ -142,7 +154,7 @@ def summary_table(session: Session) -> PublishedTable:
     return PublishedTable(pd.DataFrame(rows).astype({"value": str}))
 
 
-def warnings_table(session: Session) -> pd.DataFrame:
+def warnings_table(session: Session) -> PublishedTable:
     """Every warning of the data check, as plain text (the same as ``validate`` prints).
 
     One row per warning: ``file``, ``column``, ``warning`` (what was found), ``handling``
@@ -162,10 +174,10 @@ def warnings_table(session: Session) -> pd.DataFrame:
     ]
     if not rows:
         rows = [{"file": "", "column": "", "warning": "none", "handling": "", "rows": ""}]
-    return pd.DataFrame(rows)
+    return PublishedTable(pd.DataFrame(rows))
 
 
-def input_mapping_table(session: Session) -> pd.DataFrame:
+def input_mapping_table(session: Session) -> PublishedTable:
     """The input mapping of the vintage (``input:``) and how many values it changed.
 
     One row per table and step: the file read, each column rename, each column's value
@@ -197,4 +209,4 @@ def input_mapping_table(session: Session) -> pd.DataFrame:
         rows.insert(0, {"table": "all", "column": "", "step": "null tokens", "detail": tokens})
     if not rows:
         rows = [{"table": "", "column": "", "step": "none", "detail": "no input mapping"}]
-    return pd.DataFrame(rows)
+    return PublishedTable(pd.DataFrame(rows))

@@ -2,7 +2,7 @@ r"""Synthetic Connecticut-like raw data with known true effects of LEAP home vis
 
 The generator writes the three tables of the raw-data contract (``students``,
 ``attendance_monthly``, ``leap_visits``) for a synthetic population calibrated to the
-public Connecticut figures (``/work/shared/ct-public-figures.md``), together with a
+public Connecticut figures (``docs/ct-public-figures.md``), together with a
 ``truth`` dictionary holding the true average effects on the treated, computed from the
 simulated potential outcomes. Nothing here is read by the estimation code: the truth is
 returned separately and :func:`write_simulation` refuses to put it beside the data.

@@ -684,20 +684,20 @@ def describe_composition(balanced: pd.DataFrame, *, rel_time: int = 9) -> str:
 
 @_snapped
 def crosswalk(table: pd.DataFrame, published: Sequence) -> pd.DataFrame:
-    """Our headline estimates beside the published figures (notebook 08, the report).
+    """Our headline estimates beside the published figures (notebook 08, the front page).
 
     Parameters
     ----------
     table : DataFrame
         The published (suppressed) ``event_study.csv``.
-    published : sequence of PublishedEstimate
-        ``identification.published`` of the parameters.
+    published : sequence of PublishedFigure
+        ``report.published`` of the parameters.
 
     Returns
     -------
     DataFrame
-        ``source, group, rel_time, published, estimate, ci_lower, ci_upper, difference,
-        published_in_ci, definition``.
+        ``group, rel_time, published, estimate, ci_lower, ci_upper, difference,
+        published_in_ci, definition`` (``definition``: what differs from ours).
     """
     rows = []
     for p in published:
@@ -706,16 +706,16 @@ def crosswalk(table: pd.DataFrame, published: Sequence) -> pd.DataFrame:
         est, lo, hi = (r.get(c, np.nan) for c in ("estimate", "ci_lower", "ci_upper"))
         rows.append(
             {
-                "source": p.source,
                 "group": p.group,
                 "rel_time": p.rel_time,
-                "published": p.estimate,
+                "published": float(p.estimate),
                 "estimate": est,
                 "ci_lower": lo,
                 "ci_upper": hi,
                 "difference": est - p.estimate,
                 "published_in_ci": bool(lo <= p.estimate <= hi) if pd.notna(est) else None,
-                "definition": p.definition,
+                "definition": ("published as approximate; " if p.approximate else "")
+                + p.difference,
             }
         )
     return pd.DataFrame(rows)
