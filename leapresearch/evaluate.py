@@ -24,7 +24,8 @@ from leapresearch.design.balance import balance_table
 from leapresearch.design.matching import MatchResult, match, nearest_neighbor_match
 from leapresearch.design.pool import Candidates, build_candidates
 from leapresearch.design.stacking import stacked_panel, subgroup_weights, unit_table
-from leapresearch.estimation.event_study import event_study
+from leapresearch.estimation.event_study import EventStudyResult, event_study
+from leapresearch.estimation.linear_models import compare_estimators, linearmodels_event_study
 from leapresearch.estimation.long_term import (
     ESTIMATE_COLUMNS,
     annual_stacked_panel,
@@ -336,6 +337,39 @@ def group_pairs(prepared: Prepared, weights: np.ndarray) -> pd.DataFrame:
     return prepared.pairs.loc[weights[tu] > 0]
 
 
+def group_sample(
+    prepared: Prepared,
+    panel: pd.DataFrame,
+    weights: np.ndarray,
+    *,
+    outcome: str = "attendance_pp",
+    window: tuple[int, int] | None = None,
+    reference: int = -1,
+    adjust: bool = True,
+) -> pd.DataFrame | None:
+    """The rows of one group: its units re-weighted, outcome regression-adjusted.
+
+    Returns None when fewer than two visited students remain or none is observed at
+    the reference period.
+    """
+    w = weights[panel["unit"].to_numpy()]
+    sub = panel.loc[w > 0].assign(weight=w[w > 0])
+    if sub.loc[sub["treated"] == 1, "student"].nunique() < 2:
+        return None
+    if (sub.loc[sub["treated"] == 1, "rel_time"] == reference).sum() == 0:
+        return None
+    if adjust:
+        sub[outcome] = adjusted_outcome(
+            sub,
+            prepared.unit_x,
+            group_pairs(prepared, weights),
+            outcome=outcome,
+            window=window,
+            reference=reference,
+        )
+    return sub
+
+
 def fit_group(
     prepared: Prepared,
     panel: pd.DataFrame,
@@ -345,34 +379,55 @@ def fit_group(
     window: tuple[int, int] | None | str = "config",
     reference: int | None = None,
     adjust: bool | None = None,
-):
+    estimator: Callable[..., EventStudyResult] = event_study,
+) -> EventStudyResult | None:
     """The event study of one group: its units re-weighted, outcome regression-adjusted.
 
     ``window="config"`` takes the window of the parameters; ``None`` bins nothing.
-    ``adjust`` overrides ``analysis.regression_adjustment``.
+    ``adjust`` overrides ``analysis.regression_adjustment``. ``estimator`` is the fast
+    :func:`~leapresearch.estimation.event_study.event_study` or
+    :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`.
     Returns None when fewer than two visited students remain.
     """
     config = prepared.config
     window = config.analysis.window if window == "config" else window
     reference = config.analysis.reference if reference is None else reference
-    w = weights[panel["unit"].to_numpy()]
-    sub = panel.loc[w > 0].assign(weight=w[w > 0])
-    if sub.loc[sub["treated"] == 1, "student"].nunique() < 2:
+    sub = group_sample(
+        prepared,
+        panel,
+        weights,
+        outcome=outcome,
+        window=window,
+        reference=reference,
+        adjust=config.analysis.regression_adjustment if adjust is None else adjust,
+    )
+    if sub is None:
         return None
-    if (sub.loc[sub["treated"] == 1, "rel_time"] == reference).sum() == 0:
-        return None
-    if config.analysis.regression_adjustment if adjust is None else adjust:
-        sub[outcome] = adjusted_outcome(
-            sub,
-            prepared.unit_x,
-            group_pairs(prepared, weights),
-            outcome=outcome,
-            window=window,
-            reference=reference,
-        )
-    return event_study(
+    return estimator(
         sub, outcome=outcome, window=window, reference=reference, cluster=config.analysis.cluster
     )
+
+
+@single_blas_thread
+def linearmodels_check(prepared: Prepared) -> pd.DataFrame:
+    """The headline event study (all visited students) fitted by both estimators.
+
+    The fast in-house estimator and ``linearmodels``' ``AbsorbingLS`` (unit and
+    stack-by-month effects absorbed, the same weights and regression-adjusted outcome,
+    clustered by the same variable) fit the same rows once each.
+
+    Returns
+    -------
+    DataFrame
+        One row per event time, see
+        :func:`~leapresearch.estimation.linear_models.compare_estimators`.
+    """
+    weights = prepared.units["weight"].to_numpy(np.float64)
+    fast = fit_group(prepared, prepared.stacked, weights)
+    library = fit_group(prepared, prepared.stacked, weights, estimator=linearmodels_event_study)
+    if fast is None or library is None:
+        raise ValueError("the headline event study cannot be estimated on these data")
+    return compare_estimators(fast, library)
 
 
 def _event_table(result, config: Config) -> pd.DataFrame:
@@ -467,7 +522,8 @@ def estimate_long_term(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame
 
     For each cohort and each of ``all`` and the grade bands, the matched units of that
     cohort's visited students, annual outcome in pp, reference: the school year before
-    the cohort's.
+    the cohort's. Fitted by ``linearmodels`` (``AbsorbingLS``, see
+    :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`).
     """
     config = prepared.config
     attrs = prepared.attributes
@@ -495,6 +551,7 @@ def estimate_long_term(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame
                     window=None,
                     reference=-1,
                     adjust=config.long_term.regression_adjustment,
+                    estimator=linearmodels_event_study,
                 )
                 if res is None:
                     continue

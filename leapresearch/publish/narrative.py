@@ -230,3 +230,34 @@ def headline_table(table: pd.DataFrame, *, rel_times: Sequence[int]) -> pd.DataF
     wide = d.pivot(index="group", columns="rel_time", values="estimate")
     wide.columns = [f"month {m}" for m in wide.columns]
     return wide.reset_index()
+
+
+def _bound(x: float, *, floor: float = 1e-9) -> str:
+    """The smallest power of ten at or above ``x`` (at least ``floor``), for print."""
+    exponent = int(np.ceil(np.log10(max(float(x), floor))))
+    return f"1e{exponent:+03d}"
+
+
+def describe_linearmodels_check(check: pd.DataFrame, *, tolerance: float = 1e-6) -> str:
+    """Whether ``linearmodels`` reproduces the fast estimator's coefficients and errors.
+
+    Parameters
+    ----------
+    check : DataFrame
+        From :func:`leapresearch.evaluate.linearmodels_check`.
+    tolerance : float
+        Largest absolute difference (pp) read as equality.
+    """
+    d_est = float(check["estimate_difference"].max())
+    d_se = float(check["std_error_difference"].max())
+    verdict = (
+        "the two fits agree"
+        if max(d_est, d_se) <= tolerance
+        else "the two fits DISAGREE: investigate before reading the estimates"
+    )
+    return (
+        f"Fitted once with linearmodels (AbsorbingLS) and once with the fast in-house "
+        f"estimator, the {len(check)} event-time coefficients differ by at most "
+        f"{_bound(d_est)} pp and their standard errors by at most {_bound(d_se)} pp "
+        f"(the largest estimate is {check['estimate_fast'].abs().max():.1f} pp): {verdict}."
+    )

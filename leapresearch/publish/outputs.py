@@ -28,7 +28,6 @@ PACKAGES = (
     "numpy",
     "pandas",
     "scipy",
-    "statsmodels",
     "linearmodels",
     "matplotlib",
     "pandera",
