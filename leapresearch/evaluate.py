@@ -31,6 +31,13 @@ from leapresearch.estimation.long_term import (
     annual_stacked_panel,
     long_term_table,
 )
+from leapresearch.estimation.multiple_testing import (
+    GroupFit,
+    adjust_within_families,
+    cluster_influence,
+    subgroup_tests,
+    with_influence,
+)
 from leapresearch.estimation.naive import naive_pre_post
 from leapresearch.estimation.robust import callaway_santanna
 from leapresearch.estimation.subgroups import (
@@ -45,6 +52,7 @@ Log = Callable[[str], None]
 
 LONG_TERM_COLUMNS = ["group", "cohort", "school_year", "years_after", "outcome", *ESTIMATE_COLUMNS]
 EVENT_STUDY_COLUMNS = ["group", "rel_time", *ESTIMATE_COLUMNS]
+EVENT_STUDY_TABLE_COLUMNS = [*EVENT_STUDY_COLUMNS, "p_value", "p_value_adjusted"]
 
 
 def _quiet(_: str) -> None:
@@ -430,9 +438,33 @@ def linearmodels_check(prepared: Prepared) -> pd.DataFrame:
     return compare_estimators(fast, library)
 
 
+def fit_group_with_influence(
+    prepared: Prepared, panel: pd.DataFrame, weights: np.ndarray
+) -> GroupFit | None:
+    """:func:`fit_group` (monthly outcome, parameters' window) plus each cluster's influence.
+
+    The influence (:func:`~leapresearch.estimation.multiple_testing.cluster_influence`)
+    gives the joint covariance of different groups' estimates for the subgroup tests.
+    """
+    config = prepared.config
+    window, reference = config.analysis.window, config.analysis.reference
+    sub = group_sample(
+        prepared,
+        panel,
+        weights,
+        window=window,
+        reference=reference,
+        adjust=config.analysis.regression_adjustment,
+    )
+    if sub is None:
+        return None
+    res = event_study(sub, window=window, reference=reference, cluster=config.analysis.cluster)
+    return with_influence(res, cluster_influence(sub, res))
+
+
 def _event_table(result, config: Config) -> pd.DataFrame:
     tab = result.table(alpha=config.analysis.alpha)
-    return tab.loc[tab["rel_time"] != result.reference, EVENT_STUDY_COLUMNS[1:]]
+    return tab.loc[tab["rel_time"] != result.reference, [*EVENT_STUDY_COLUMNS[1:], "p_value"]]
 
 
 @single_blas_thread
@@ -460,9 +492,13 @@ def estimate_event_studies(
     -------
     table : DataFrame
         ``group, rel_time, estimate, std_error, ci_lower, ci_upper, n_treated,
-        n_comparison``; the reference month is omitted (its estimate is 0 by definition).
+        n_comparison, p_value, p_value_adjusted``; the reference month is omitted (its
+        estimate is 0 by definition). ``p_value`` tests the estimate against zero
+        (``t(G-1)``); ``p_value_adjusted`` is Holm's adjustment within the group's family
+        (all districts, all grade bands, ...) at the same month.
     results : dict
-        Group label -> :class:`~leapresearch.estimation.event_study.EventStudyResult`.
+        Group label -> :class:`~leapresearch.estimation.multiple_testing.GroupFit` (an
+        event-study result with the cluster influence of its coefficients).
     """
     config = prepared.config
     results: dict = {}
@@ -473,7 +509,7 @@ def estimate_event_studies(
             weights = units["weight"].to_numpy(np.float64)
         else:
             weights = subgroup_weights(units, pairs, treated)
-        res = fit_group(prepared, prepared.stacked, weights)
+        res = fit_group_with_influence(prepared, prepared.stacked, weights)
         if res is None:
             return None
         results[label] = res
@@ -487,9 +523,29 @@ def estimate_event_studies(
     ]
     table = run_by_group(groups, estimate)
     if table.empty:
-        return pd.DataFrame(columns=EVENT_STUDY_COLUMNS), results
+        return pd.DataFrame(columns=EVENT_STUDY_TABLE_COLUMNS), results
+    table["p_value_adjusted"] = adjust_within_families(table)
     log(f"event studies: {len(results)} groups")
-    return table[EVENT_STUDY_COLUMNS], results
+    return table[EVENT_STUDY_TABLE_COLUMNS], results
+
+
+def estimate_subgroup_tests(prepared: Prepared, results: dict) -> pd.DataFrame:
+    """Equality of effects within each subgroup family, and PK-5 vs 6-12 (``subgroup_tests.csv``).
+
+    At each headline month (``analysis.report_rel_times``), for every family of
+    ``config.subgroups`` present in ``results``: an F test that the effects of the
+    family's groups are all equal, using their joint cluster-robust covariance (see
+    :mod:`leapresearch.estimation.multiple_testing`); for grade bands also the contrast
+    PK-5 minus 6-12. Groups with fewer than ``privacy.min_treated`` visited students
+    (not published) are left out.
+    """
+    config = prepared.config
+    return subgroup_tests(
+        results,
+        families=config.subgroups,
+        rel_times=config.analysis.report_rel_times,
+        min_treated=config.privacy.min_treated,
+    )
 
 
 def pretrend_tests(results: dict) -> pd.DataFrame:
@@ -670,8 +726,8 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
     Evaluation
         ``tables`` holds ``event_study``, ``long_term``, ``balance``,
         ``matching_summary``, ``naive_pre_post``, ``pretrend_tests``,
-        ``robust_estimator`` and ``placebo``, unsuppressed (suppression is applied when
-        they are written).
+        ``subgroup_tests``, ``robust_estimator`` and ``placebo``, unsuppressed
+        (suppression is applied when they are written).
     """
     prepared = prepare(tables, config, log=log)
     es_table, results = estimate_event_studies(prepared, log=log)
@@ -682,6 +738,7 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
         "matching_summary": matching_summary(prepared),
         "naive_pre_post": estimate_naive(prepared),
         "pretrend_tests": pretrend_tests(results),
+        "subgroup_tests": estimate_subgroup_tests(prepared, results),
         "robust_estimator": try_estimate(estimate_robust, prepared, log=log),
         "placebo": try_estimate(estimate_placebo, prepared, log=log),
     }

@@ -29,6 +29,7 @@ ESTIMATE_COLUMNS = (
     "ci_upper",
     "statistic",
     "p_value",
+    "p_value_adjusted",
     "t_stat",
     "pre_wald_p_value",
 )
