@@ -169,3 +169,65 @@ def test_empirical_bayes_shrinks_noisy_estimates_towards_the_mean():
     flat = empirical_bayes(np.array([5.0, 5.1, 4.9]), np.array([2.0, 2.0, 2.0]))
     assert flat["tau2"] == 0.0
     np.testing.assert_allclose(flat["shrunken"], flat["mu"])
+
+
+def published_table() -> pd.DataFrame:
+    rows = []
+    for g, est, se in [
+        ("district:A", 10.0, 1.0),
+        ("district:B", 14.0, 1.0),
+        ("district:C", 30.0, 8.0),
+        ("district:D", np.nan, np.nan),  # suppressed
+        ("grade_band:PK-5", 9.0, 1.0),
+        ("grade_band:6-12", 15.0, 1.0),
+    ]:
+        rows.append(
+            {
+                "group": g,
+                "rel_time": 9,
+                "estimate": est,
+                "std_error": se,
+                "ci_lower": est - 2 * se,
+                "ci_upper": est + 2 * se,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_forest_tidy_leaves_out_suppressed_and_pooled_groups_and_shrinks():
+    from leapresearch.publish.plots import forest_figure, tidy_forest
+
+    tab = published_table()
+    tidy = tidy_forest(tab, family="district", rel_time=9, shrink=True)
+    assert set(tidy["level"]) == {"A", "B", "C"}
+    assert list(tidy["kind"].value_counts().sort_index()) == [3, 3]
+    raw = tidy[tidy["kind"] == "raw"].set_index("level")["estimate"]
+    shr = tidy[tidy["kind"] == "shrunken"].set_index("level")["estimate"]
+    assert abs(shr["C"] - raw["C"]) > abs(shr["A"] - raw["A"])  # the noisy one moves most
+    grades = tidy_forest(tab, family="grade_band", rel_time=9)
+    assert set(grades["level"]) == {"PK-5"}  # the pooled 6-12 is not a level of its own
+    fig = forest_figure(tab, families=["district", "grade_band"], rel_time=9)
+    assert len(fig.axes) == 2
+
+
+def test_heterogeneity_narrative_reports_tests_not_extremes():
+    from leapresearch.publish.narrative import describe_heterogeneity, describe_shrinkage
+
+    tests = pd.DataFrame(
+        {
+            "family": ["district", "grade_band"],
+            "rel_time": [9, 9],
+            "contrast": ["all equal", "PK-5 vs 6-12"],
+            "statistic": [3.3, 9.6],
+            "df": [12, 1],
+            "df_denom": [2718, 2826],
+            "p_value": [0.2, 0.0019],
+            "estimate": [np.nan, -7.19],
+        }
+    )
+    text = describe_heterogeneity(tests, rel_time=9)
+    assert "district: no evidence that the effects differ (F(12, 2718) = 3.30, p = 0.200)" in text
+    assert "PK-5 vs 6-12: the effects differ (difference -7.2 pp" in text
+    shrink = describe_shrinkage(published_table(), family="district", rel_time=9)
+    assert "3 published district estimates" in shrink
+    assert "district:C" not in shrink and " C " not in shrink

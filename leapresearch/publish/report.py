@@ -9,7 +9,7 @@ from pathlib import Path
 from leapresearch.config import Config
 from leapresearch.paths import NOTEBOOKS
 from leapresearch.publish.outputs import git_state, publishable, write_figure
-from leapresearch.publish.plots import plot_event_study, tidy_event_study
+from leapresearch.publish.plots import forest_figure, plot_event_study, tidy_event_study
 
 Log = Callable[[str], None]
 GRADE_GROUPS = ("grade_band:PK-5", "grade_band:6-8", "grade_band:9-12")
@@ -28,6 +28,8 @@ EXHIBITS: tuple[tuple[str, str, str], ...] = (
     ),
     ("Grade bands and cohorts", "04_grade_bands_and_cohorts", "tables/event_study.csv"),
     ("Other subgroups", "05_subgroups", "tables/event_study.csv"),
+    ("Subgroup tests (equality, PK-5 vs 6-12)", "05_subgroups", "tables/subgroup_tests.csv"),
+    ("Forest plots of subgroups", "05_subgroups", "figures/forest_subgroups.png"),
     ("Long-term effects", "06_long_term_effects", "tables/long_term.csv"),
     ("Naive before/after", "07_robustness", "tables/naive_pre_post.csv"),
     ("Callaway-Sant'Anna estimator", "07_robustness", "tables/robust_estimator.csv"),
@@ -42,7 +44,10 @@ def notebook_paths(folder: Path = NOTEBOOKS) -> list[Path]:
 
 
 def write_figures(evaluation, out_dir: Path, config: Config) -> list[Path]:
-    """Event-study plots (all; by grade band) and the love plot, from published tables."""
+    """Event-study plots (all; by grade band), subgroup forest plots and the love plot.
+
+    Every figure is drawn from the published (suppressed) tables.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,6 +67,12 @@ def write_figures(evaluation, out_dir: Path, config: Config) -> list[Path]:
         tidy = tidy_event_study(es, groups=groups, reference=config.analysis.reference)
         plot_event_study(tidy, ax=ax, title=title)
         paths += write_figure(fig, name, out_dir, stamp=stamp)
+        plt.close(fig)
+    families = [f for f in config.subgroups if f not in ("grade_band", "cohort")]
+    at = config.analysis.report_rel_times[-1]
+    if families and es["group"].str.startswith(tuple(f"{f}:" for f in families)).any():
+        fig = forest_figure(es, families=families, rel_time=at)
+        paths += write_figure(fig, "forest_subgroups", out_dir, stamp=stamp)
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 8))
     plot_love(tidy_love_plot(evaluation.tables["balance"]), ax=ax)
