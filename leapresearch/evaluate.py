@@ -459,7 +459,11 @@ def fit_group_with_influence(
     if sub is None:
         return None
     res = event_study(sub, window=window, reference=reference, cluster=config.analysis.cluster)
-    return with_influence(res, cluster_influence(sub, res))
+    try:
+        return with_influence(res, cluster_influence(sub, res))
+    except (RuntimeError, np.linalg.LinAlgError) as exc:  # e.g. a near-singular tiny group
+        note = f"cluster influence not computed ({exc}): left out of the subgroup tests"
+        return with_influence(dataclasses.replace(res, notes=(*res.notes, note)), None)
 
 
 def _event_table(result, config: Config) -> pd.DataFrame:

@@ -71,7 +71,7 @@ class GroupFit(EventStudyResult):
     influence: pd.DataFrame | None = None
 
 
-def with_influence(result: EventStudyResult, influence: pd.DataFrame) -> GroupFit:
+def with_influence(result: EventStudyResult, influence: pd.DataFrame | None) -> GroupFit:
     """``result`` as a :class:`GroupFit` carrying ``influence``."""
     values = {f.name: getattr(result, f.name) for f in dataclasses.fields(EventStudyResult)}
     return GroupFit(**values, influence=influence)
@@ -307,24 +307,39 @@ def adjust_within_families(table: pd.DataFrame) -> pd.Series:
 
 
 def _test_row(fits, family, rel_time, contrast, labels, r) -> dict:
-    b, cov, n_clusters = joint_estimates(fits, labels, rel_time)
-    test = wald_test(b, cov, r, df_denom=n_clusters - 1)
-    one = np.atleast_2d(r).shape[0] == 1
-    est = float(np.atleast_2d(r)[0] @ b) if one else np.nan
-    se = float(np.sqrt(np.atleast_2d(r)[0] @ cov @ np.atleast_2d(r)[0])) if one else np.nan
-    return {
+    row = {
         "family": family,
         "rel_time": int(rel_time),
         "contrast": contrast,
-        "statistic": test["statistic"],
-        "df": test["df"],
-        "df_denom": test["df_denom"],
-        "p_value": test["p_value"],
-        "estimate": est,
-        "std_error": se,
+        "statistic": np.nan,
+        "df": max(len(labels) - 1, 1),
+        "df_denom": np.nan,
+        "p_value": np.nan,
+        "estimate": np.nan,
+        "std_error": np.nan,
         "groups_tested": "; ".join(label.split(":", 1)[1] for label in labels),
         "n_treated": int(sum(fits[label].n_treated for label in labels)),
     }
+    if r is None:  # fewer than two testable groups: the row says the test was not possible
+        return row
+    b, cov, n_clusters = joint_estimates(fits, labels, rel_time)
+    test = wald_test(b, cov, r, df_denom=n_clusters - 1)
+    row.update({k: test[k] for k in ("statistic", "df", "df_denom", "p_value")})
+    r2 = np.atleast_2d(r)
+    if r2.shape[0] == 1:
+        row["estimate"] = float(r2[0] @ b)
+        row["std_error"] = float(np.sqrt(r2[0] @ cov @ r2[0]))
+    return row
+
+
+def _testable(fits: dict, label: str, rel_time: int, min_treated: int) -> bool:
+    fit = fits.get(label)
+    return (
+        fit is not None
+        and fit.n_treated >= min_treated
+        and getattr(fit, "influence", None) is not None
+        and rel_time in fit.coefficients.index
+    )
 
 
 def subgroup_tests(
@@ -347,7 +362,7 @@ def subgroup_tests(
         Months tested (the headline months).
     min_treated : int
         Groups with fewer visited students are left out (their estimates are not
-        published).
+        published), as are groups without a cluster influence.
 
     Returns
     -------
@@ -355,32 +370,26 @@ def subgroup_tests(
         :data:`TEST_COLUMNS`: per family and month, ``contrast = "all equal"`` (F test of
         the ``m - 1`` equalities, ``df = m - 1``), plus the contrasts of
         :data:`CONTRASTS` (``df = 1``, ``statistic = t^2``, ``estimate`` the difference
-        of the first group minus the second and its standard error).
+        of the first group minus the second and its standard error). A family with
+        fewer than two testable groups at a month keeps its row, with empty statistics.
     """
     rows = []
     for family in families:
-        labels = [
-            label
-            for label, fit in fits.items()
-            if family_of(label) == family
-            and label not in POOLED_GROUPS
-            and fit.n_treated >= min_treated
-        ]
+        members = [lab for lab in fits if family_of(lab) == family and lab not in POOLED_GROUPS]
+        if not members:
+            continue
         for r in rel_times:
-            present = [lab for lab in labels if r in fits[lab].coefficients.index]
-            if len(present) >= 2:
-                con = equality_contrasts(len(present))
-                rows.append(_test_row(fits, family, r, "all equal", present, con))
+            present = [lab for lab in members if _testable(fits, lab, r, min_treated)]
+            con = equality_contrasts(len(present)) if len(present) >= 2 else None
+            rows.append(_test_row(fits, family, r, "all equal", present, con))
             for first, second in CONTRASTS.get(family, []):
+                if first not in fits or second not in fits:
+                    continue
                 pair = [first, second]
-                if all(
-                    lab in fits
-                    and fits[lab].n_treated >= min_treated
-                    and r in fits[lab].coefficients.index
-                    for lab in pair
-                ):
-                    contrast = f"{first.split(':', 1)[1]} vs {second.split(':', 1)[1]}"
-                    rows.append(_test_row(fits, family, r, contrast, pair, np.array([1.0, -1.0])))
+                ok = all(_testable(fits, lab, r, min_treated) for lab in pair)
+                contrast = f"{first.split(':', 1)[1]} vs {second.split(':', 1)[1]}"
+                con = np.array([1.0, -1.0]) if ok else None
+                rows.append(_test_row(fits, family, r, contrast, pair, con))
     return pd.DataFrame(rows, columns=TEST_COLUMNS)
 
 
