@@ -499,7 +499,8 @@ def estimate_event_studies(
         n_comparison, p_value, p_value_adjusted``; the reference month is omitted (its
         estimate is 0 by definition). ``p_value`` tests the estimate against zero
         (``t(G-1)``); ``p_value_adjusted`` is Holm's adjustment within the group's family
-        (all districts, all grade bands, ...) at the same month.
+        (all districts, all grade bands with the pooled 6-12, ...) at the same month, over
+        every group estimated, published or not (each was a test).
     results : dict
         Group label -> :class:`~leapresearch.estimation.multiple_testing.GroupFit` (an
         event-study result with the cluster influence of its coefficients).

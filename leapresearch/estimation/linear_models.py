@@ -32,7 +32,7 @@ import pandas as pd
 from leapresearch.estimation.event_study import ClusterVar, EventStudyResult, event_study
 from leapresearch.estimation.fixed_effects import combine_codes, factorize, singleton_mask
 
-LSMR_TOL = 1e-12
+LSMR_TOL = 1e-10
 """``atol`` and ``btol`` of LSMR when ``linearmodels`` absorbs the fixed effects."""
 
 FE_METHOD = "linearmodels.AbsorbingLS (LSMR)"
@@ -100,7 +100,7 @@ def linearmodels_event_study(
         y_ist = a_is + g_st + sum_{r != ref} b_r * Treated_i * 1[bin(t - s) = r] + e_ist
 
     by weighted least squares with ``a_is`` (column ``unit``) and ``g_st`` (``stack x
-    time``) absorbed by ``AbsorbingLS`` (LSMR, ``atol = btol = 1e-12``). The sample and
+    time``) absorbed by ``AbsorbingLS`` (LSMR, ``atol = btol = 1e-10``). The sample and
     the event-time terms are those of the fast estimator (singletons dropped, terms
     without a treated observation or collinear with the fixed effects dropped), which is
     fitted first to define them. Covariance: ``linearmodels``' clustered sandwich
