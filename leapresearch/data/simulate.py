@@ -341,9 +341,9 @@ class SimulationConfig:
         selection; every month each eligible student is first visited with probability
         ``expit(a_t - hazard_strength * rate)`` (``rate``: the last three collected
         months), independently, the intercept ``a_t`` set so that the month's expected
-        number of visits is its target. The number visited varies, and a student who
-        falls into a low spell at any time is likely to be visited then, so the
-        never-visited are mostly students who never had a low spell.
+        number of visits is its target. The number visited varies, and visits follow
+        low spells whenever they happen, so later-visited students leave the
+        never-visited pool because of their later attendance.
     hazard_strength : float
         Slope of the monthly visit hazard on the recent attendance rate (logit scale;
         ``selection="hazard"`` only).
