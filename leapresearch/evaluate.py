@@ -24,16 +24,24 @@ from leapresearch.design.balance import balance_table
 from leapresearch.design.matching import MatchResult, match, nearest_neighbor_match
 from leapresearch.design.pool import Candidates, build_candidates
 from leapresearch.design.stacking import stacked_panel, subgroup_weights, unit_table
-from leapresearch.estimation.event_study import event_study
+from leapresearch.estimation.event_study import EventStudyResult, event_study
 from leapresearch.estimation.falsification import (
     pseudo_events,
     selection_rule,
     wald_terms,
 )
+from leapresearch.estimation.linear_models import compare_estimators, linearmodels_event_study
 from leapresearch.estimation.long_term import (
     ESTIMATE_COLUMNS,
     annual_stacked_panel,
     long_term_table,
+)
+from leapresearch.estimation.multiple_testing import (
+    GroupFit,
+    adjust_within_families,
+    cluster_influence,
+    subgroup_tests,
+    with_influence,
 )
 from leapresearch.estimation.naive import naive_pre_post
 from leapresearch.estimation.robust import callaway_santanna
@@ -50,6 +58,7 @@ Log = Callable[[str], None]
 
 LONG_TERM_COLUMNS = ["group", "cohort", "school_year", "years_after", "outcome", *ESTIMATE_COLUMNS]
 EVENT_STUDY_COLUMNS = ["group", "rel_time", *ESTIMATE_COLUMNS]
+EVENT_STUDY_TABLE_COLUMNS = [*EVENT_STUDY_COLUMNS, "p_value", "p_value_adjusted"]
 
 
 def _quiet(_: str) -> None:
@@ -361,6 +370,39 @@ def group_pairs(prepared: Prepared, weights: np.ndarray) -> pd.DataFrame:
     return prepared.pairs.loc[weights[tu] > 0]
 
 
+def group_sample(
+    prepared: Prepared,
+    panel: pd.DataFrame,
+    weights: np.ndarray,
+    *,
+    outcome: str = "attendance_pp",
+    window: tuple[int, int] | None = None,
+    reference: int = -1,
+    adjust: bool = True,
+) -> pd.DataFrame | None:
+    """The rows of one group: its units re-weighted, outcome regression-adjusted.
+
+    Returns None when fewer than two visited students remain or none is observed at
+    the reference period.
+    """
+    w = weights[panel["unit"].to_numpy()]
+    sub = panel.loc[w > 0].assign(weight=w[w > 0])
+    if sub.loc[sub["treated"] == 1, "student"].nunique() < 2:
+        return None
+    if (sub.loc[sub["treated"] == 1, "rel_time"] == reference).sum() == 0:
+        return None
+    if adjust:
+        sub[outcome] = adjusted_outcome(
+            sub,
+            prepared.unit_x,
+            group_pairs(prepared, weights),
+            outcome=outcome,
+            window=window,
+            reference=reference,
+        )
+    return sub
+
+
 def fit_group(
     prepared: Prepared,
     panel: pd.DataFrame,
@@ -370,39 +412,88 @@ def fit_group(
     window: tuple[int, int] | None | str = "config",
     reference: int | None = None,
     adjust: bool | None = None,
-):
+    estimator: Callable[..., EventStudyResult] = event_study,
+) -> EventStudyResult | None:
     """The event study of one group: its units re-weighted, outcome regression-adjusted.
 
     ``window="config"`` takes the window of the parameters; ``None`` bins nothing.
-    ``adjust`` overrides ``analysis.regression_adjustment``.
+    ``adjust`` overrides ``analysis.regression_adjustment``. ``estimator`` is the fast
+    :func:`~leapresearch.estimation.event_study.event_study` or
+    :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`.
     Returns None when fewer than two visited students remain.
     """
     config = prepared.config
     window = config.analysis.window if window == "config" else window
     reference = config.analysis.reference if reference is None else reference
-    w = weights[panel["unit"].to_numpy()]
-    sub = panel.loc[w > 0].assign(weight=w[w > 0])
-    if sub.loc[sub["treated"] == 1, "student"].nunique() < 2:
+    sub = group_sample(
+        prepared,
+        panel,
+        weights,
+        outcome=outcome,
+        window=window,
+        reference=reference,
+        adjust=config.analysis.regression_adjustment if adjust is None else adjust,
+    )
+    if sub is None:
         return None
-    if (sub.loc[sub["treated"] == 1, "rel_time"] == reference).sum() == 0:
-        return None
-    if config.analysis.regression_adjustment if adjust is None else adjust:
-        sub[outcome] = adjusted_outcome(
-            sub,
-            prepared.unit_x,
-            group_pairs(prepared, weights),
-            outcome=outcome,
-            window=window,
-            reference=reference,
-        )
-    return event_study(
+    return estimator(
         sub, outcome=outcome, window=window, reference=reference, cluster=config.analysis.cluster
     )
 
 
+@single_blas_thread
+def linearmodels_check(prepared: Prepared) -> pd.DataFrame:
+    """The headline event study (all visited students) fitted by both estimators.
+
+    The fast in-house estimator and ``linearmodels``' ``AbsorbingLS`` (unit and
+    stack-by-month effects absorbed, the same weights and regression-adjusted outcome,
+    clustered by the same variable) fit the same rows once each.
+
+    Returns
+    -------
+    DataFrame
+        One row per event time, see
+        :func:`~leapresearch.estimation.linear_models.compare_estimators`.
+    """
+    weights = prepared.units["weight"].to_numpy(np.float64)
+    fast = fit_group(prepared, prepared.stacked, weights)
+    library = fit_group(prepared, prepared.stacked, weights, estimator=linearmodels_event_study)
+    if fast is None or library is None:
+        raise ValueError("the headline event study cannot be estimated on these data")
+    return compare_estimators(fast, library)
+
+
+def fit_group_with_influence(
+    prepared: Prepared, panel: pd.DataFrame, weights: np.ndarray
+) -> GroupFit | None:
+    """:func:`fit_group` (monthly outcome, parameters' window) plus each cluster's influence.
+
+    The influence (:func:`~leapresearch.estimation.multiple_testing.cluster_influence`)
+    gives the joint covariance of different groups' estimates for the subgroup tests.
+    """
+    config = prepared.config
+    window, reference = config.analysis.window, config.analysis.reference
+    sub = group_sample(
+        prepared,
+        panel,
+        weights,
+        window=window,
+        reference=reference,
+        adjust=config.analysis.regression_adjustment,
+    )
+    if sub is None:
+        return None
+    res = event_study(sub, window=window, reference=reference, cluster=config.analysis.cluster)
+    try:
+        return with_influence(res, cluster_influence(sub, res))
+    except (RuntimeError, np.linalg.LinAlgError) as exc:  # e.g. a near-singular tiny group
+        note = f"cluster influence not computed ({exc}): left out of the subgroup tests"
+        return with_influence(dataclasses.replace(res, notes=(*res.notes, note)), None)
+
+
 def _event_table(result, config: Config) -> pd.DataFrame:
     tab = result.table(alpha=config.analysis.alpha)
-    return tab.loc[tab["rel_time"] != result.reference, EVENT_STUDY_COLUMNS[1:]]
+    return tab.loc[tab["rel_time"] != result.reference, [*EVENT_STUDY_COLUMNS[1:], "p_value"]]
 
 
 @single_blas_thread
@@ -430,9 +521,14 @@ def estimate_event_studies(
     -------
     table : DataFrame
         ``group, rel_time, estimate, std_error, ci_lower, ci_upper, n_treated,
-        n_comparison``; the reference month is omitted (its estimate is 0 by definition).
+        n_comparison, p_value, p_value_adjusted``; the reference month is omitted (its
+        estimate is 0 by definition). ``p_value`` tests the estimate against zero
+        (``t(G-1)``); ``p_value_adjusted`` is Holm's adjustment within the group's family
+        (all districts, all grade bands with the pooled 6-12, ...) at the same month, over
+        every group estimated, published or not (each was a test).
     results : dict
-        Group label -> :class:`~leapresearch.estimation.event_study.EventStudyResult`.
+        Group label -> :class:`~leapresearch.estimation.multiple_testing.GroupFit` (an
+        event-study result with the cluster influence of its coefficients).
     """
     config = prepared.config
     results: dict = {}
@@ -443,7 +539,7 @@ def estimate_event_studies(
             weights = units["weight"].to_numpy(np.float64)
         else:
             weights = subgroup_weights(units, pairs, treated)
-        res = fit_group(prepared, prepared.stacked, weights)
+        res = fit_group_with_influence(prepared, prepared.stacked, weights)
         if res is None:
             return None
         results[label] = res
@@ -457,9 +553,29 @@ def estimate_event_studies(
     ]
     table = run_by_group(groups, estimate)
     if table.empty:
-        return pd.DataFrame(columns=EVENT_STUDY_COLUMNS), results
+        return pd.DataFrame(columns=EVENT_STUDY_TABLE_COLUMNS), results
+    table["p_value_adjusted"] = adjust_within_families(table)
     log(f"event studies: {len(results)} groups")
-    return table[EVENT_STUDY_COLUMNS], results
+    return table[EVENT_STUDY_TABLE_COLUMNS], results
+
+
+def estimate_subgroup_tests(prepared: Prepared, results: dict) -> pd.DataFrame:
+    """Equality of effects within each subgroup family, and PK-5 vs 6-12 (``subgroup_tests.csv``).
+
+    At each headline month (``analysis.report_rel_times``), for every family of
+    ``config.subgroups`` present in ``results``: an F test that the effects of the
+    family's groups are all equal, using their joint cluster-robust covariance (see
+    :mod:`leapresearch.estimation.multiple_testing`); for grade bands also the contrast
+    PK-5 minus 6-12. Groups with fewer than ``privacy.min_treated`` visited students
+    (not published) are left out.
+    """
+    config = prepared.config
+    return subgroup_tests(
+        results,
+        families=config.subgroups,
+        rel_times=config.analysis.report_rel_times,
+        min_treated=config.privacy.min_treated,
+    )
 
 
 def pretrend_tests(results: dict) -> pd.DataFrame:
@@ -492,7 +608,8 @@ def estimate_long_term(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame
 
     For each cohort and each of ``all`` and the grade bands, the matched units of that
     cohort's visited students, annual outcome in pp, reference: the school year before
-    the cohort's.
+    the cohort's. Fitted by ``linearmodels`` (``AbsorbingLS``, see
+    :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`).
     """
     config = prepared.config
     attrs = prepared.attributes
@@ -520,6 +637,7 @@ def estimate_long_term(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame
                     window=None,
                     reference=-1,
                     adjust=config.long_term.regression_adjustment,
+                    estimator=linearmodels_event_study,
                 )
                 if res is None:
                     continue
@@ -638,7 +756,7 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
     Evaluation
         ``tables`` holds ``event_study``, ``long_term``, ``balance``,
         ``matching_summary``, ``naive_pre_post``, ``pretrend_tests``,
-        ``robust_estimator``, ``placebo`` and the identification checks
+        ``subgroup_tests``, ``robust_estimator``, ``placebo`` and the identification checks
         (:func:`estimate_identification`: ``sensitivity``, ``pretrend_event_study``,
         ``falsification``, ``specifications``), unsuppressed (suppression is applied when
         they are written).
@@ -652,6 +770,7 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
         "matching_summary": matching_summary(prepared),
         "naive_pre_post": estimate_naive(prepared),
         "pretrend_tests": pretrend_tests(results),
+        "subgroup_tests": estimate_subgroup_tests(prepared, results),
         "robust_estimator": try_estimate(estimate_robust, prepared, log=log),
         "placebo": try_estimate(estimate_placebo, prepared, log=log),
     }

@@ -102,9 +102,10 @@ def test_a_run_folder_holds_the_outputs(run_a, sim_data):
         "placebo",
         "pretrend_tests",
         "robust_estimator",
+        "subgroup_tests",
     }
     assert {f"tables/{t}.csv" for t in tables} <= files
-    figures = ("event_study_all", "event_study_grade_bands", "love_plot")
+    figures = ("event_study_all", "event_study_grade_bands", "forest_subgroups", "love_plot")
     assert {f"figures/{f}.{e}" for f in figures for e in ("png", "svg")} <= files
     assert {"provenance.json", "report/index.html"} <= files
     assert not any(f.startswith("notebooks") for f in files)  # --no-notebooks

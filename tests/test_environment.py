@@ -80,3 +80,26 @@ def test_paths_do_not_depend_on_working_directory(tmp_path, monkeypatch):
     importlib.reload(paths)
     assert paths.PROJECT_ROOT == Path(__file__).resolve().parents[1]
     assert (paths.PROJECT_ROOT / "pyproject.toml").exists()
+
+
+NOT_IMPORTED = {"ipykernel"}  # the kernel papermill starts; never imported by the package
+IMPORT_NAMES = {"pyyaml": "yaml"}
+
+
+def test_every_runtime_dependency_is_imported_by_the_package():
+    import ast
+
+    py = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    imported = set()
+    for path in (PROJECT_ROOT / "leapresearch").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    unused = [
+        d
+        for d in py["project"]["dependencies"]
+        if d not in NOT_IMPORTED and IMPORT_NAMES.get(d, d).replace("-", "_") not in imported
+    ]
+    assert not unused, f"declared runtime dependencies the package never imports: {unused}"

@@ -21,6 +21,7 @@ from leapresearch.evaluate import (
     estimate_event_studies,
     estimate_long_term,
     estimate_naive,
+    estimate_subgroup_tests,
     prepare,
 )
 
@@ -50,9 +51,13 @@ def prepared(simulated):
 
 
 @pytest.fixture(scope="module")
-def event_study_table(prepared):
-    table, _ = estimate_event_studies(prepared, subgroups=("grade_band", "cohort"))
-    return table
+def event_study_fit(prepared):
+    return estimate_event_studies(prepared, subgroups=("grade_band", "cohort"))
+
+
+@pytest.fixture(scope="module")
+def event_study_table(event_study_fit):
+    return event_study_fit[0]
 
 
 def estimate_at(table, group, rel_time):
@@ -81,6 +86,29 @@ def test_pre_period_estimates_are_near_zero(event_study_table):
         (event_study_table["group"] == "all") & event_study_table["rel_time"].between(-6, -2)
     ]
     assert (pre["estimate"].abs() < 3 * pre["std_error"]).all()
+
+
+def test_pk5_vs_6_12_contrast_recovers_the_true_difference(event_study_fit, prepared, simulated):
+    truth = simulated[2]["event_study"]
+    tests = estimate_subgroup_tests(prepared, event_study_fit[1])
+    contrast = tests.loc[tests["contrast"] == "PK-5 vs 6-12"].set_index("rel_time")
+    assert sorted(contrast.index) == list(HEADLINE)
+    for r in HEADLINE:
+        diff = truth["grade_band:PK-5"][str(r)] - truth["grade_band:6-12"][str(r)]
+        row = contrast.loc[r]
+        assert row["df"] == 1 and row["std_error"] > 0
+        assert abs(row["estimate"] - diff) < 3 * row["std_error"], (r, row["estimate"], diff)
+    equal = tests.loc[(tests["family"] == "grade_band") & (tests["contrast"] == "all equal")]
+    assert (equal["df"] == 2).all()  # PK-5, 6-8, 9-12: the pooled 6-12 is not a third part
+
+
+def test_event_study_table_carries_family_adjusted_p_values(event_study_table):
+    t = event_study_table.dropna(subset=["p_value"])
+    assert (t["p_value_adjusted"] >= t["p_value"] - 1e-15).all()
+    alone = t.loc[t["group"] == "all"]
+    assert (alone["p_value_adjusted"] == alone["p_value"]).all()  # a family of one
+    bands = t.loc[t["group"].str.startswith("grade_band:")]
+    assert (bands["p_value_adjusted"] > bands["p_value"]).any()
 
 
 def test_long_term_effects_recover_truth(prepared, simulated):

@@ -28,7 +28,8 @@ def test_small_counts_and_small_groups_are_suppressed():
     # its count 12 (>= 6) is still shown; a count of 3 is not
     assert out.loc[1, "n_treated"] == 12
     assert pd.isna(out.loc[2, "n_comparison"])
-    assert out.loc[2, "estimate"] == 2.0  # 40 treated: the estimate stands
+    # 40 treated but 3 comparison students: the row is suppressed, so nothing is shown
+    assert out.loc[2, ["estimate", "std_error", "ci_lower", "ci_upper"]].isna().all()
     assert out.loc[0, "n_treated"] == 500
 
 
@@ -73,3 +74,45 @@ def test_publishable_sorts_deterministically():
     )
     out = publishable(t, "event_study", privacy=P)
     assert out["group"].tolist() == ["a", "b"]
+
+
+def test_every_suppressed_row_has_empty_estimates():
+    t = pd.DataFrame(
+        {
+            "group": ["all"] * 3,
+            "rel_time": [1, 2, 3],
+            "estimate": [4.0, 5.0, 6.0],
+            "p_value": [0.01, 0.02, 0.03],
+            "p_value_adjusted": [0.02, 0.04, 0.06],
+            "n_treated": [400, 10, 300],
+            "n_comparison": [900, 900, 4],
+        }
+    )
+    out = suppress(t, name="event_study", privacy=P)
+    sup = out["suppressed"].to_numpy(bool)
+    assert sup.tolist() == [False, True, True]
+    for c in ("estimate", "p_value", "p_value_adjusted"):
+        assert out.loc[sup, c].isna().all() and out.loc[~sup, c].notna().all()
+
+
+def test_robust_rows_are_suppressed_on_students_not_on_cohorts():
+    """n_groups counts cohorts (1-5 is no privacy risk); n_treated counts students."""
+    t = pd.DataFrame(
+        {
+            "group": ["all"] * 3,
+            "rel_time": [8, 9, 12],
+            "estimate": [27.6, 31.7, 40.0],
+            "std_error": [6.3, 12.0, 9.0],
+            "ci_lower": [15.3, 8.0, 22.0],
+            "ci_upper": [40.0, 55.3, 58.0],
+            "n_groups": [5, 4, 1],
+            "n_treated": [475, 413, 11],
+        }
+    )
+    out = suppress(t, name="robust_estimator", privacy=P)
+    assert out["suppressed"].tolist() == [False, False, True]
+    assert out["n_groups"].tolist() == [5, 4, 1]  # published: not a count of students
+    assert out.loc[:1, "estimate"].tolist() == [27.6, 31.7]
+    assert out.loc[2, ["estimate", "std_error", "ci_lower", "ci_upper"]].isna().all()
+    shown = out.loc[out["suppressed"], "estimate"]
+    assert shown.isna().all()  # no suppressed-but-shown row

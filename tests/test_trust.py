@@ -23,7 +23,7 @@ from leapresearch.cli import main
 from leapresearch.config import load_config
 from leapresearch.paths import NOTEBOOKS, PROJECT_ROOT
 from leapresearch.pipeline import RunError, check_manifest, run_report
-from leapresearch.publish.privacy import COUNT_PREFIXES, ESTIMATE_COLUMNS
+from leapresearch.publish.privacy import COUNT_PREFIXES, ESTIMATE_COLUMNS, NOT_STUDENT_COUNTS
 from tests.broken_inputs import CASE_NAMES, CASES, Expected
 from tests.conftest import (
     MANIFEST,
@@ -290,7 +290,9 @@ def test_committed_notebooks_hold_no_identifier():
 
 
 def _count_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.startswith(COUNT_PREFIXES)]
+    return [
+        c for c in frame.columns if c.startswith(COUNT_PREFIXES) and c not in NOT_STUDENT_COUNTS
+    ]
 
 
 def _estimate_columns(frame: pd.DataFrame) -> list[str]:
@@ -363,8 +365,8 @@ def test_min_treated_above_everything_empties_every_estimate(run_a, run_strict):
             assert frame["suppressed"].all(), name
         checked += 1
     # every table with estimates (all but balance and matching_summary), the four
-    # identification tables included
-    assert checked == 10
+    # identification tables and the robust estimator (suppressed on students) included
+    assert checked == 11
 
 
 # --------------------------------------------------------------------------------------

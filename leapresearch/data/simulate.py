@@ -95,6 +95,8 @@ TABLES: tuple[str, ...] = ("students", "attendance_monthly", "leap_visits")
 """The three contract tables, in the order they are written."""
 
 ScaleName = Literal["demo", "districts", "state"]
+SelectionRegime = Literal["lists", "hazard"]
+"""How districts pick students (see :class:`SimulationConfig`, ``selection``)."""
 FileFormat = Literal["csv", "parquet"]
 
 # --------------------------------------------------------------------------------------
@@ -332,6 +334,19 @@ class SimulationConfig:
     selection_strength : float
         How strongly districts pick students with low recent observed attendance
         (log-weight slope on the recent attendance rate).
+    selection : {"lists", "hazard"}
+        ``lists`` (default): each program month every district visits a fixed number of
+        students drawn from its list of low recent attendance (weighted sampling without
+        replacement, log-weight ``-selection_strength * rate``). ``hazard``: dynamic
+        selection; every month each eligible student is first visited with probability
+        ``expit(a_t - hazard_strength * rate)`` (``rate``: the last three collected
+        months), independently, the intercept ``a_t`` set so that the month's expected
+        number of visits is its target. The number visited varies, and visits follow
+        low spells whenever they happen, so later-visited students leave the
+        never-visited pool because of their later attendance.
+    hazard_strength : float
+        Slope of the monthly visit hazard on the recent attendance rate (logit scale;
+        ``selection="hazard"`` only).
     no_collection_months : tuple of str
         ``YYYY-MM`` months without any attendance rows (spring and summer 2020).
     remote_school_years : tuple of str
@@ -362,6 +377,8 @@ class SimulationConfig:
     spell_rate: float = 0.04
     spell_size: float = 1.0
     selection_strength: float = 9.0
+    selection: SelectionRegime = "lists"
+    hazard_strength: float = 25.0
     no_collection_months: tuple[str, ...] = (
         "2020-03",
         "2020-04",
@@ -451,7 +468,15 @@ class SimulationConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         if not 0.0 <= self.ar_rho < 1.0:
             raise ValueError(f"ar_rho must be in [0, 1), got {self.ar_rho!r}")
-        for name in ("ar_sd", "spell_size", "selection_strength", "effect_multiplier"):
+        if self.selection not in ("lists", "hazard"):
+            raise ValueError(f"selection must be 'lists' or 'hazard', got {self.selection!r}")
+        for name in (
+            "ar_sd",
+            "spell_size",
+            "selection_strength",
+            "effect_multiplier",
+            "hazard_strength",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if len(self.truth_window) != 2 or self.truth_window[0] > self.truth_window[1]:
@@ -1407,6 +1432,47 @@ def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
     return counts
 
 
+def _hazard_intercept(logit: np.ndarray, expected: float) -> float:
+    """``a`` with ``sum(expit(a + logit)) = expected`` (bisection; 0 < expected < n)."""
+    lo, hi = -60.0 - float(logit.max()), 60.0 - float(logit.min())
+    for _ in range(100):  # bisection steps, not a loop over students
+        mid = 0.5 * (lo + hi)
+        if _expit(mid + logit).sum() < expected:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _hazard_choice(
+    cfg: SimulationConfig,
+    rate: np.ndarray,
+    cand_d: np.ndarray,
+    canvass_d: int,
+    listed: np.ndarray,
+    n_total: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Candidates first visited this month under the monthly hazard (``selection="hazard"``).
+
+    Students of the canvassing district keep the list draw (``listed``: random students
+    of its canvassed schools); everywhere else each candidate is visited with probability
+    ``expit(a - hazard_strength * rate)``, ``a`` set so that the expected number of
+    visits equals the month's target less the canvassing district's share.
+    """
+    canvass = cand_d == canvass_d
+    kept = listed[canvass[listed]]
+    pool = np.flatnonzero(~canvass)
+    expected = n_total - kept.size
+    if expected <= 0 or pool.size == 0:
+        return kept
+    if expected >= pool.size:
+        return np.concatenate([kept, pool])
+    logit = -cfg.hazard_strength * rate[pool]
+    p = _expit(_hazard_intercept(logit, expected) + logit)
+    return np.concatenate([kept, pool[rng.random(pool.size) < p]])
+
+
 def _simulate_program(
     cfg: SimulationConfig,
     cal: _Calendar,
@@ -1614,6 +1680,8 @@ def _draw_month(
     starts_d = np.searchsorted(sorted_d, np.arange(len(w_d)))
     rank = np.arange(len(order)) - starts_d[sorted_d]
     chosen = order[rank < per_d[sorted_d]]
+    if cfg.selection == "hazard":
+        chosen = _hazard_choice(cfg, rate, cand_d, canvass_d, chosen, n_total, rng)
     chosen = chosen[rng.permutation(len(chosen))]
     n_done = min(n_month, len(chosen))
     attempt_only = np.arange(len(chosen)) >= n_done

@@ -36,7 +36,6 @@ PACKAGES = (
     "numpy",
     "pandas",
     "scipy",
-    "statsmodels",
     "linearmodels",
     "matplotlib",
     "pandera",

@@ -10,6 +10,13 @@ Rules (thresholds from ``params/base.yaml``, the convention of the state's publi
 4. Complementary suppression: where a published total equals the sum of its parts, a
    single suppressed part could be recovered by subtraction, so the smallest other part
    (or, failing that, the total) is suppressed as well.
+5. A row flagged ``suppressed`` never shows an estimate: when any count of students in
+   the row is suppressed (e.g. an estimate resting on 1-5 comparison students), its
+   estimate, standard error, interval, statistics and p-values are emptied too.
+
+Only counts of *students* are subject to the rules: columns starting with
+:data:`COUNT_PREFIXES`, except :data:`NOT_STUDENT_COUNTS` (e.g. ``n_groups`` of the robust
+estimator counts event-month cohorts, not students).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import pandas as pd
 from leapresearch.config import PrivacyConfig
 
 COUNT_PREFIXES = ("n_", "treated", "matched", "unmatched", "comparisons")
+NOT_STUDENT_COUNTS = frozenset({"n_groups"})
+"""Count columns that do not count students (``n_groups``: cohorts averaged, robust table)."""
 ESTIMATE_COLUMNS = (
     "estimate",
     "std_error",
@@ -29,6 +38,7 @@ ESTIMATE_COLUMNS = (
     "ci_upper",
     "statistic",
     "p_value",
+    "p_value_adjusted",
     "t_stat",
     "pre_wald_p_value",
     "breakdown",
@@ -55,7 +65,9 @@ def count_columns(table: pd.DataFrame) -> list[str]:
     return [
         c
         for c in table.columns
-        if c.startswith(COUNT_PREFIXES) and pd.api.types.is_numeric_dtype(table[c])
+        if c.startswith(COUNT_PREFIXES)
+        and c not in NOT_STUDENT_COUNTS
+        and pd.api.types.is_numeric_dtype(table[c])
     ]
 
 
@@ -118,8 +130,9 @@ def suppress(table: pd.DataFrame, *, name: str, privacy: PrivacyConfig) -> pd.Da
     for c in counts:
         mask = hidden[c] | (row_flag if name == "matching_summary" else False)
         out[c] = out[c].round().astype("Int64").mask(mask)
+    suppressed = row_flag | hidden.any(axis=1)
     for c in ESTIMATE_COLUMNS:
         if c in out.columns:
-            out[c] = out[c].astype(np.float64).mask(row_flag)
-    out["suppressed"] = row_flag | hidden.any(axis=1)
+            out[c] = out[c].astype(np.float64).mask(suppressed)
+    out["suppressed"] = suppressed
     return out

@@ -42,6 +42,8 @@ EXHIBITS: tuple[tuple[str, str, str], ...] = (
     ("Grade bands and cohorts", "04_grade_bands_and_cohorts", "tables/event_study.csv"),
     ("Other subgroups", "05_subgroups", "tables/event_study.csv"),
     ("Subgroup forest plot", "05_subgroups", "figures/forest_subgroups.png"),
+    ("Subgroup tests (equality, PK-5 vs 6-12)", "05_subgroups", "tables/subgroup_tests.csv"),
+    ("Forest plots by family, districts shrunken", "05_subgroups", "figures/forest_families.png"),
     ("Long-term effects", "06_long_term_effects", "tables/long_term.csv"),
     ("Long-term figure", "06_long_term_effects", "figures/long_term.png"),
     ("Naive before/after", "07_robustness", "tables/naive_pre_post.csv"),
@@ -95,7 +97,8 @@ def _event_study_figures(es, out_dir: Path, config: Config, stamp: str) -> list[
 def write_figures(evaluation, out_dir: Path, config: Config) -> list[Path]:
     """Every figure of the report, from the published tables (tidy step, then draw).
 
-    Event study (all; grade bands and cohorts as small multiples), subgroup forest plot,
+    Event study (all; grade bands and cohorts as small multiples), subgroup forest plots
+    (all families; one panel per family with empirical-Bayes shrunken districts),
     long-term effects, the three designs in one panel and the signed Love plot.
     """
     import matplotlib
@@ -136,9 +139,10 @@ def write_figures(evaluation, out_dir: Path, config: Config) -> list[Path]:
 def write_identification_figures(
     tables: dict, out_dir: Path, config: Config, *, stamp: str
 ) -> list[Path]:
-    """Sensitivity bounds and specifications of ``all`` at the last headline month.
+    """Sensitivity bounds and specifications of ``all``, and the forest plots by family.
 
-    ``tables`` are the run's tables after suppression (:func:`publishable`).
+    All at the last headline month. ``tables`` are the run's tables after suppression
+    (:func:`publishable`).
     """
     import matplotlib.pyplot as plt
 
@@ -154,6 +158,11 @@ def write_identification_figures(
         fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(tidy), 4) + 1), layout="constrained")
         plots.plot_specifications(tidy, ax=ax, title=f"All visited students, month {month}")
         paths += _save(fig, "specifications_all", out_dir, stamp)
+    families = [f for f in config.subgroups if f not in ("grade_band", "cohort")]
+    es = tables["event_study"]
+    if families and es["group"].str.startswith(tuple(f"{f}:" for f in families)).any():
+        fig = plots.forest_figure(es, families=families, rel_time=month)
+        paths += _save(fig, "forest_families", out_dir, stamp)
     return paths
 
 

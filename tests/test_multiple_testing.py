@@ -1,0 +1,233 @@
+"""Subgroup tests: joint covariance across groups, Wald tests, Holm, empirical Bayes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from statsmodels.stats.multitest import multipletests
+
+from leapresearch.estimation.event_study import event_study
+from leapresearch.estimation.multiple_testing import (
+    adjust_within_families,
+    cluster_influence,
+    empirical_bayes,
+    equality_contrasts,
+    holm,
+    joint_estimates,
+    subgroup_tests,
+    wald_test,
+    with_influence,
+)
+from tests.test_event_study import make_panel
+
+WINDOW = (-3, 4)
+
+
+def two_groups(seed: int) -> dict[str, pd.DataFrame]:
+    """Visited students split by parity; both groups share every comparison unit."""
+    df = make_panel(seed, treated_per_stack=8)
+    tr = df["treated"] == 1
+    return {
+        "g:even": df.loc[~tr | (df["student"] % 2 == 0)].reset_index(drop=True),
+        "g:odd": df.loc[~tr | (df["student"] % 2 == 1)].reset_index(drop=True),
+    }
+
+
+def fits_of(groups: dict[str, pd.DataFrame]) -> dict:
+    out = {}
+    for label, d in groups.items():
+        res = event_study(d, window=WINDOW)
+        out[label] = with_influence(res, cluster_influence(d, res))
+    return out
+
+
+def stacked_statsmodels(groups: dict[str, pd.DataFrame]):
+    """One WLS on the groups' rows stacked, every regressor interacted with the group."""
+    blocks, ev_names = [], []
+    for gi, (_, d) in enumerate(groups.items()):
+        rel = d["rel_time"].clip(*WINDOW)
+        tr = d["treated"].to_numpy() == 1
+        terms = [r for r in range(WINDOW[0], WINDOW[1] + 1) if r != -1]
+        ev = pd.DataFrame({f"{gi}:{r}": (tr & (rel == r)).astype(float) for r in terms})
+        ev_names += list(ev.columns)
+        unit = pd.get_dummies(d["unit"].astype(str).radd(f"{gi}u"), dtype=float)
+        st = d["stack"].astype(str) + "_" + d["time"].astype(str)
+        cell = pd.get_dummies(st.radd(f"{gi}c"), dtype=float)
+        first = st.groupby(d["stack"]).min().radd(f"{gi}c")
+        cell = cell.drop(columns=first.to_numpy())
+        blocks.append(
+            pd.concat([ev, unit, cell], axis=1).assign(
+                _y=d["attendance_pp"].to_numpy(),
+                _w=d["weight"].to_numpy(),
+                _c=d["student"].to_numpy(),
+            )
+        )
+    data = pd.concat(blocks, ignore_index=True).fillna(0.0)
+    x = data.drop(columns=["_y", "_w", "_c"])
+    x = x[ev_names + [c for c in x.columns if c not in ev_names]]
+    fit = sm.WLS(data["_y"], x, weights=data["_w"]).fit(
+        cov_type="cluster", cov_kwds={"groups": data["_c"].astype(int), "use_correction": False}
+    )
+    return fit, ev_names
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_joint_covariance_and_wald_test_match_statsmodels_stacked_regression(seed):
+    groups = two_groups(seed)
+    fits = fits_of(groups)
+    fit, names = stacked_statsmodels(groups)
+    k = len(names) // 2
+    b = np.r_[fits["g:even"].coefficients.to_numpy(), fits["g:odd"].coefficients.to_numpy()]
+    np.testing.assert_allclose(fit.params[names].to_numpy(), b, atol=1e-7)
+    # uncorrected joint covariance: influences without each group's small-sample factor
+    raw = [fits[g].influence / np.sqrt(fits[g].ssc_factor) for g in ("g:even", "g:odd")]
+    psi = pd.concat(raw, axis=1, join="outer").fillna(0.0).to_numpy()
+    sm_cov = fit.cov_params().loc[names, names].to_numpy()
+    np.testing.assert_allclose(psi.T @ psi, sm_cov, atol=1e-8)
+    cross = sm_cov[:k, k:]
+    assert np.abs(cross).max() > 1e-3  # the groups share comparison students: not independent
+    # Wald test of equality at month 2, chi-square form, against statsmodels' wald_test
+    j = names.index("0:2")
+    r = np.zeros((1, len(names)))
+    r[0, j], r[0, j + k] = 1.0, -1.0
+    ours = wald_test(b, psi.T @ psi, r, df_denom=10)
+    r_all = np.zeros((1, len(fit.params)))
+    r_all[0, : len(names)] = r[0]
+    theirs = fit.wald_test(r_all, use_f=False, scalar=True)
+    np.testing.assert_allclose(ours["wald"], float(theirs.statistic), rtol=1e-7)
+
+
+def test_influence_reproduces_each_groups_covariance_and_family_test_uses_it():
+    fits = fits_of(two_groups(2))
+    for fit in fits.values():
+        np.testing.assert_allclose(fit.influence.T @ fit.influence, fit.cov, rtol=1e-8, atol=1e-10)
+    b, cov, n_clusters = joint_estimates(fits, ["g:even", "g:odd"], 3)
+    np.testing.assert_allclose(np.diag(cov), [fits[g].cov.loc[3, 3] for g in fits], rtol=1e-8)
+    tests = subgroup_tests(fits, families=["g"], rel_times=[3])
+    row = tests.iloc[0]
+    assert row["contrast"] == "all equal" and row["df"] == 1
+    assert row["df_denom"] == n_clusters - 1
+    assert row["estimate"] == pytest.approx(b[0] - b[1])
+    # ignoring the shared comparisons (a diagonal covariance) gives a different statistic
+    naive = wald_test(b, np.diag(np.diag(cov)), equality_contrasts(2), df_denom=n_clusters - 1)
+    assert abs(naive["statistic"] - row["statistic"]) > 1e-3
+
+
+def test_cluster_influence_refuses_rows_of_another_fit():
+    groups = two_groups(1)
+    res = event_study(groups["g:even"], window=WINDOW)
+    with pytest.raises(RuntimeError, match="not those of the fit"):
+        cluster_influence(groups["g:odd"], res)
+
+
+def test_equality_test_has_size_under_the_null():
+    """Both halves share one true effect: p-values of the equality test are not small."""
+    p = []
+    for seed in range(20, 40):
+        fits = fits_of(two_groups(seed))
+        p.append(subgroup_tests(fits, families=["g"], rel_times=[2])["p_value"].iloc[0])
+    assert np.mean(np.array(p) < 0.05) <= 0.15
+
+
+def test_holm_matches_statsmodels():
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0, 0.2, 12)
+    np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=1e-12)
+    with_nan = np.r_[p[:3], np.nan]
+    out = holm(with_nan)
+    assert np.isnan(out[-1])
+    np.testing.assert_allclose(out[:3], multipletests(p[:3], method="holm")[1])
+
+
+def test_adjustment_is_within_family_and_month():
+    table = pd.DataFrame(
+        {
+            "group": ["all", "d:a", "d:b", "d:a", "d:b", "v:x", "v:y"],
+            "rel_time": [1, 1, 1, 3, 3, 1, 1],
+            "p_value": [0.01, 0.01, 0.04, 0.02, 0.5, 0.03, 0.04],
+        }
+    )
+    adj = adjust_within_families(table).to_numpy()
+    np.testing.assert_allclose(adj, [0.01, 0.02, 0.04, 0.04, 0.5, 0.06, 0.06])
+
+
+def test_empirical_bayes_shrinks_noisy_estimates_towards_the_mean():
+    b = np.array([10.0, 14.0, 30.0, -2.0])
+    se = np.array([1.0, 1.0, 8.0, 8.0])
+    eb = empirical_bayes(b, se)
+    # hand check of the DerSimonian-Laird moment estimate
+    w = 1 / se**2
+    mu0 = np.sum(w * b) / np.sum(w)
+    q = np.sum(w * (b - mu0) ** 2)
+    tau2 = (q - 3) / (np.sum(w) - np.sum(w**2) / np.sum(w))
+    assert eb["tau2"] == pytest.approx(tau2)
+    moved = np.abs(eb["shrunken"] - b)
+    assert moved[2] > moved[0] and moved[3] > moved[1]  # noisier estimates move further
+    assert np.all(eb["posterior_sd"] < se)
+    flat = empirical_bayes(np.array([5.0, 5.1, 4.9]), np.array([2.0, 2.0, 2.0]))
+    assert flat["tau2"] == 0.0
+    np.testing.assert_allclose(flat["shrunken"], flat["mu"])
+
+
+def published_table() -> pd.DataFrame:
+    rows = []
+    for g, est, se in [
+        ("district:A", 10.0, 1.0),
+        ("district:B", 14.0, 1.0),
+        ("district:C", 30.0, 8.0),
+        ("district:D", np.nan, np.nan),  # suppressed
+        ("grade_band:PK-5", 9.0, 1.0),
+        ("grade_band:6-12", 15.0, 1.0),
+    ]:
+        rows.append(
+            {
+                "group": g,
+                "rel_time": 9,
+                "estimate": est,
+                "std_error": se,
+                "ci_lower": est - 2 * se,
+                "ci_upper": est + 2 * se,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_forest_tidy_leaves_out_suppressed_and_pooled_groups_and_shrinks():
+    from leapresearch.publish.plots import forest_figure, tidy_family_forest
+
+    tab = published_table()
+    tidy = tidy_family_forest(tab, family="district", rel_time=9, shrink=True)
+    assert set(tidy["level"]) == {"A", "B", "C"}
+    assert list(tidy["kind"].value_counts().sort_index()) == [3, 3]
+    raw = tidy[tidy["kind"] == "raw"].set_index("level")["estimate"]
+    shr = tidy[tidy["kind"] == "shrunken"].set_index("level")["estimate"]
+    assert abs(shr["C"] - raw["C"]) > abs(shr["A"] - raw["A"])  # the noisy one moves most
+    grades = tidy_family_forest(tab, family="grade_band", rel_time=9)
+    assert set(grades["level"]) == {"PK-5"}  # the pooled 6-12 is not a level of its own
+    fig = forest_figure(tab, families=["district", "grade_band"], rel_time=9)
+    assert len(fig.axes) == 2
+
+
+def test_heterogeneity_narrative_reports_tests_not_extremes():
+    from leapresearch.publish.narrative import describe_heterogeneity, describe_shrinkage
+
+    tests = pd.DataFrame(
+        {
+            "family": ["district", "grade_band"],
+            "rel_time": [9, 9],
+            "contrast": ["all equal", "PK-5 vs 6-12"],
+            "statistic": [3.3, 9.6],
+            "df": [12, 1],
+            "df_denom": [2718, 2826],
+            "p_value": [0.2, 0.0019],
+            "estimate": [np.nan, -7.19],
+        }
+    )
+    text = describe_heterogeneity(tests, rel_time=9)
+    assert "district: no evidence that the effects differ (F(12, 2718) = 3.30, p = 0.200)" in text
+    assert "PK-5 vs 6-12: the effects differ (difference -7.2 pp" in text
+    shrink = describe_shrinkage(published_table(), family="district", rel_time=9)
+    assert "3 published district estimates" in shrink
+    assert "district:C" not in shrink and " C " not in shrink
