@@ -416,14 +416,15 @@ def _flci_weights(p: _Flci, m: float, alpha: float, w0: np.ndarray) -> np.ndarra
         return _min_variance_weights(p, b, w_lp + lam * (w0 - w_lp))
 
     def half(b: float) -> float:
-        h = np.sqrt(p.variance(weights(b)))
-        return h * cv_folded_normal(m * b / h, alpha)
+        w = weights(b)
+        h = np.sqrt(p.variance(w))
+        return h * cv_folded_normal(m * p.l1(w) / h, alpha)
 
     fit = optimize.minimize_scalar(
         half, bounds=(b_lo, b_hi), method="bounded", options={"xatol": 1e-12 * b_hi}
     )
-    best = min((fit.x, b_lo, b_hi), key=half)
-    return weights(float(best))
+    best = min((float(fit.x), b_lo, b_hi), key=half)
+    return weights(best)
 
 
 def smoothness_ci(
