@@ -14,7 +14,11 @@ post-period month) valid for every ``delta`` in a set ``Delta``:
   confidence interval (FLCI) of the paper, as in the R package ``HonestDiD``: among
   affine estimators ``l'beta_post - w'beta_pre`` with finite worst-case bias it minimises
   the half-length ``sd * cv_alpha(bias / sd)``, where ``cv_alpha(b)`` is the ``1 - alpha``
-  quantile of ``|N(b, 1)|``.
+  quantile of ``|N(b, 1)|``. As in ``HonestDiD`` it is solved in two levels: for an L1
+  budget ``b`` of the worst-case bias ``M ||C w + c0||_1 <= M b`` the least-variance
+  weights solve a convex quadratic programme (SLSQP on its epigraph form, then the exact
+  solution of the active set found, kept only when the KKT conditions hold; otherwise an
+  error is raised), and the half-length is minimised over ``b`` by a bounded scalar search.
 * **Relative magnitudes**, ``Delta^RM(Mbar)``: no month-to-month change of the trend
   difference after the event is larger than ``Mbar`` times the largest month-to-month
   change before it. ``Mbar = 0`` is parallel trends after the event (the original
