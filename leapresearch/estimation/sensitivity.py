@@ -14,7 +14,11 @@ post-period month) valid for every ``delta`` in a set ``Delta``:
   confidence interval (FLCI) of the paper, as in the R package ``HonestDiD``: among
   affine estimators ``l'beta_post - w'beta_pre`` with finite worst-case bias it minimises
   the half-length ``sd * cv_alpha(bias / sd)``, where ``cv_alpha(b)`` is the ``1 - alpha``
-  quantile of ``|N(b, 1)|``.
+  quantile of ``|N(b, 1)|``. As in ``HonestDiD`` it is solved in two levels: for an L1
+  budget ``b`` of the worst-case bias ``M ||C w + c0||_1 <= M b`` the least-variance
+  weights solve a convex quadratic programme (SLSQP on its epigraph form, then the exact
+  solution of the active set found, kept only when the KKT conditions hold; otherwise an
+  error is raised), and the half-length is minimised over ``b`` by a bounded scalar search.
 * **Relative magnitudes**, ``Delta^RM(Mbar)``: no month-to-month change of the trend
   difference after the event is larger than ``Mbar`` times the largest month-to-month
   change before it. ``Mbar = 0`` is parallel trends after the event (the original
@@ -58,6 +62,13 @@ Method = Literal["relative_magnitudes", "smoothness"]
 METHODS: tuple[Method, ...] = ("relative_magnitudes", "smoothness")
 RM_FIRST_STAGE_SHARE = 0.1
 """Share of ``alpha`` spent on the pre-period changes by the relative-magnitudes interval."""
+
+SENSITIVITY_DECIMALS = 4
+"""Decimals (of a percentage point) ``ci_lower``, ``ci_upper`` and ``breakdown`` are rounded to.
+
+The smoothness interval comes out of a numerical optimisation that agrees with itself to
+about 1e-9 relative (not to the last bit) across row orders, id spellings and BLAS
+kernels; rounding well above that noise makes the published table identical everywhere."""
 
 SENSITIVITY_COLUMNS = [
     "group",
@@ -255,94 +266,192 @@ def _gls_weights(coef: EventCoefficients, ell: np.ndarray, a: np.ndarray, b0: fl
     return np.linalg.lstsq(kkt, rhs, rcond=None)[0][:n_pre]
 
 
-def _cv_slope(c: float, bias: float) -> float:
-    """``d cv / d bias`` by the implicit function theorem."""
-    up, down = np.exp(-0.5 * (c - bias) ** 2), np.exp(-0.5 * (c + bias) ** 2)
-    return float((up - down) / (up + down))
+@dataclass(frozen=True)
+class _Flci:
+    """The FLCI problem in the pre-period weights ``w`` (see :func:`_flci_problem`).
 
-
-def _flci_weights(coef: EventCoefficients, ell, pieces, m: float, alpha: float, w0):
-    """Pre-period weights minimising the FLCI half-length (SLSQP, analytic gradients).
-
-    Variables ``x = (w, t)`` with ``t >= |C w + c0|`` (the L1 bias in epigraph form);
-    the half-length ``h(w) cv(m sum(t) / h(w))`` is convex in ``(w, t)``.
+    ``variance(w) = w' s_pp w - 2 w' s_pl + s_ll``; bias ``M ||c_mat w + c0||_1``;
+    linear-trend constraint ``a' w + b0 = 0``.
     """
-    c_mat, c0, a, b0 = pieces
-    n_pre, s = coef.n_pre, coef.sigma
 
-    def parts(x):
-        v = ell.copy()
-        v[:n_pre] -= x[:n_pre]
-        sv = s @ v
-        h = float(np.sqrt(max(v @ sv, 1e-300)))
-        z = m * x[n_pre:].sum() / h
-        cv = cv_folded_normal(z, alpha)
-        return h, sv, z, cv
+    s_pp: np.ndarray
+    s_pl: np.ndarray
+    s_ll: float
+    c_mat: np.ndarray
+    c0: np.ndarray
+    a: np.ndarray
+    b0: float
+
+    def variance(self, w: np.ndarray) -> float:
+        return float(max(w @ self.s_pp @ w - 2 * w @ self.s_pl + self.s_ll, 1e-300))
+
+    def l1(self, w: np.ndarray) -> float:
+        return float(np.abs(self.c_mat @ w + self.c0).sum())
+
+
+def _least_l1_weights(p: _Flci) -> np.ndarray:
+    """Weights of least worst-case bias (linear programme, HiGHS)."""
+    k, n = p.c_mat.shape
+    # variables (w, t): min sum t  s.t.  -t <= C w + c0 <= t,  a'w = -b0
+    cost = np.r_[np.zeros(n), np.ones(k)]
+    a_ub = np.block([[p.c_mat, -np.eye(k)], [-p.c_mat, -np.eye(k)]])
+    b_ub = np.r_[-p.c0, p.c0]
+    a_eq = np.r_[p.a, np.zeros(k)][None, :]
+    fit = optimize.linprog(
+        cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=[-p.b0],
+        bounds=[(None, None)] * n + [(0, None)] * k, method="highs",
+    )  # fmt: skip
+    if fit.status != 0:
+        raise RuntimeError(f"least-bias linear programme failed: {fit.message}")
+    return fit.x[:n]
+
+
+def _kkt_multipliers_exist(grad: np.ndarray, cons: np.ndarray) -> bool:
+    """Whether ``grad + cons' mult = 0`` has ``mult = (mu, nu, lam)``, ``|nu| <= lam``.
+
+    ``mu`` (linear trend) is free, ``nu`` are the bias terms at zero and ``lam >= 0`` the
+    multiplier of the L1 budget: the KKT conditions of the L1-constrained programme
+    (a feasibility linear programme, so degenerate vertices are handled).
+    """
+    k = cons.shape[0]
+    scale = max(float(np.abs(grad).max()), 1e-300)
+    n_zero = k - 2
+    a_ub = np.zeros((2 * n_zero, k))
+    for i in range(n_zero):
+        a_ub[2 * i, [1 + i, k - 1]] = (1.0, -1.0)
+        a_ub[2 * i + 1, [1 + i, k - 1]] = (-1.0, -1.0)
+    fit = optimize.linprog(
+        np.zeros(k), A_ub=a_ub if n_zero else None, b_ub=np.zeros(2 * n_zero) if n_zero else None,
+        A_eq=cons.T, b_eq=-grad / scale, bounds=[(None, None)] * (k - 1) + [(0, None)],
+        method="highs",
+    )  # fmt: skip
+    return fit.status == 0
+
+
+def _polish(p: _Flci, w: np.ndarray, budget: float, tol: float = 1e-7):
+    """Exact solution on the active set of an approximate one (``None`` if it is not optimal).
+
+    With ``Z`` the bias terms at zero and ``s`` the signs of the others, the optimum solves
+    the linear KKT system of ``min variance  s.t.  a'w = -b0, C_Z w = -c0_Z,
+    s'(C w + c0)_{not Z} = budget``; it is kept only when it is optimal for the L1 problem
+    (signs unchanged, multiplier of the budget >= 0, subgradients of ``Z`` in [-1, 1]).
+    """
+    r = p.c_mat @ w + p.c0
+    zero = np.abs(r) <= tol * max(1.0, np.abs(r).max())
+    sign = np.where(zero, 0.0, np.sign(r))
+    n = w.size
+    rows = [p.a[None, :], p.c_mat[zero], (sign @ p.c_mat)[None, :]]
+    rhs = np.r_[-p.b0, -p.c0[zero], budget - sign @ p.c0]
+    cons = np.vstack(rows)
+    kkt = np.block([[2 * p.s_pp, cons.T], [cons, np.zeros((len(cons), len(cons)))]])
+    sol = np.linalg.lstsq(kkt, np.r_[2 * p.s_pl, rhs], rcond=None)[0]
+    w_new = sol[:n]
+    r_new = p.c_mat @ w_new + p.c0
+    ok = (
+        np.allclose(cons @ w_new, rhs, atol=1e-10 * max(1.0, budget))
+        and np.all(sign[~zero] * r_new[~zero] >= -1e-12)
+        and _kkt_multipliers_exist(2 * (p.s_pp @ w_new - p.s_pl), cons)
+    )
+    return w_new if ok else None
+
+
+def _min_variance_weights(p: _Flci, budget: float, start: np.ndarray) -> np.ndarray:
+    """Least-variance weights with ``||C w + c0||_1 <= budget`` (convex QP).
+
+    Solved by SLSQP on the smooth epigraph form ``t >= |C w + c0|, sum t <= budget`` from
+    a feasible start, then polished to the exact optimum of its active set
+    (:func:`_polish`).
+
+    Raises
+    ------
+    RuntimeError
+        The solver fails and the polished point is not optimal.
+    """
+    k, n = p.c_mat.shape
+    eye = np.eye(k)
+    cons = [
+        {"type": "eq", "fun": lambda x: np.array([p.a @ x[:n] + p.b0]),
+         "jac": lambda x: np.r_[p.a, np.zeros(k)][None, :]},
+        {"type": "ineq", "fun": lambda x: x[n:] - (p.c_mat @ x[:n] + p.c0),
+         "jac": lambda x: np.hstack([-p.c_mat, eye])},
+        {"type": "ineq", "fun": lambda x: x[n:] + (p.c_mat @ x[:n] + p.c0),
+         "jac": lambda x: np.hstack([p.c_mat, eye])},
+        {"type": "ineq", "fun": lambda x: np.array([budget - x[n:].sum()]),
+         "jac": lambda x: np.r_[np.zeros(n), -np.ones(k)][None, :]},
+    ]  # fmt: skip
+    scale = p.variance(start)
 
     def fun(x):
-        h, _, _, cv = parts(x)
-        return h * cv
+        w = x[:n]
+        return (w @ p.s_pp @ w - 2 * w @ p.s_pl) / scale
 
     def jac(x):
-        h, sv, z, cv = parts(x)
-        slope = _cv_slope(cv, z)
-        dw = -sv[:n_pre] / h * (cv - z * slope)
-        dt = np.full(x.size - n_pre, m * slope)
-        return np.r_[dw, dt]
+        return np.r_[2 * (p.s_pp @ x[:n] - p.s_pl), np.zeros(k)] / scale
 
-    eye = np.eye(c0.size)
-    cons = [
-        {
-            "type": "eq",
-            "fun": lambda x: np.array([a @ x[:n_pre] + b0]),
-            "jac": lambda x: np.r_[a, np.zeros(c0.size)][None, :],
-        },
-        {
-            "type": "ineq",
-            "fun": lambda x: x[n_pre:] - (c_mat @ x[:n_pre] + c0),
-            "jac": lambda x: np.hstack([-c_mat, eye]),
-        },
-        {
-            "type": "ineq",
-            "fun": lambda x: x[n_pre:] + (c_mat @ x[:n_pre] + c0),
-            "jac": lambda x: np.hstack([c_mat, eye]),
-        },
-    ]
-    x0 = np.r_[w0, np.abs(c_mat @ w0 + c0)]
+    x0 = np.r_[start, np.abs(p.c_mat @ start + p.c0)]
     fit = optimize.minimize(
-        fun,
-        x0,
-        jac=jac,
-        method="SLSQP",
-        constraints=cons,
-        options={"ftol": 1e-12, "maxiter": 500},
+        fun, x0, jac=jac, method="SLSQP", constraints=cons,
+        options={"ftol": 1e-15, "maxiter": 1000},
+    )  # fmt: skip
+    polished = _polish(p, fit.x[:n], budget)
+    if polished is not None:
+        return polished
+    raise RuntimeError(f"FLCI variance programme not solved at budget {budget}: {fit.message}")
+
+
+def _flci_weights(p: _Flci, m: float, alpha: float, w0: np.ndarray) -> np.ndarray:
+    """Pre-period weights minimising the FLCI half-length ``h cv_alpha(M b / h)``.
+
+    For an L1 budget ``b`` (worst-case bias ``M b``) the least sd is ``h(b)``
+    (:func:`_min_variance_weights`); the half-length is minimised over ``b`` between
+    the least achievable ``b`` and that of the GLS weights ``w0`` (beyond which the sd
+    no longer falls) by a bounded scalar search (the optimal half-length is unimodal in
+    ``b``), as ``HonestDiD`` does over ``h``.
+    """
+    w_lp = _least_l1_weights(p)
+    b_lo, b_hi = p.l1(w_lp), p.l1(w0)
+    if b_hi - b_lo <= 1e-12 * max(1.0, b_hi):
+        return w0
+
+    def weights(b: float) -> np.ndarray:
+        if b >= b_hi:
+            return w0
+        lam = (b - b_lo) / (b_hi - b_lo)  # convex combination: feasible start
+        return _min_variance_weights(p, b, w_lp + lam * (w0 - w_lp))
+
+    def half(b: float) -> float:
+        w = weights(b)
+        h = np.sqrt(p.variance(w))
+        return h * cv_folded_normal(m * p.l1(w) / h, alpha)
+
+    fit = optimize.minimize_scalar(
+        half, bounds=(b_lo, b_hi), method="bounded", options={"xatol": 1e-12 * b_hi}
     )
-    ok = fit.success and np.isfinite(fit.fun) and fun(fit.x) <= fun(x0)
-    return fit.x[:n_pre] if ok else w0
+    best = min((float(fit.x), b_lo, b_hi), key=half)
+    return weights(best)
 
 
 def smoothness_ci(
     coef: EventCoefficients, rel_time: int, m: float, *, alpha: float = 0.05
 ) -> tuple[float, float]:
-    """Optimal FLCI for ``tau`` at ``rel_time`` under ``Delta^SD(m)`` (module docstring)."""
+    """Optimal FLCI for ``tau`` at ``rel_time`` under ``Delta^SD(m)`` (module docstring).
+
+    Raises
+    ------
+    RuntimeError
+        The optimisation is not solved (no other method's interval is substituted).
+    """
     ell, c_mat, c0, a, b0 = _flci_problem(coef, rel_time)
-    n_pre = coef.n_pre
-    beta, s = coef.beta, coef.sigma
-
-    def sd(w):
-        v = ell.copy()
-        v[:n_pre] -= w
-        return float(np.sqrt(max(v @ s @ v, 1e-300)))
-
+    n_pre, s = coef.n_pre, coef.sigma
+    prob = _Flci(
+        s_pp=s[:n_pre, :n_pre], s_pl=s[:n_pre] @ ell, s_ll=float(ell @ s @ ell),
+        c_mat=c_mat, c0=c0, a=a, b0=float(b0),
+    )  # fmt: skip
     w0 = _gls_weights(coef, ell, a, b0)
-    if m > 0:
-        w = _flci_weights(coef, ell, (c_mat, c0, a, b0), m, alpha, w0)
-        w = w - a * (a @ w + b0) / (a @ a)  # exactly unbiased under a linear trend
-        bias = m * float(np.abs(c_mat @ w + c0).sum())
-    else:
-        w, bias = w0, 0.0
-    h = sd(w)
-    centre = float(ell @ beta - w @ beta[:n_pre])
+    w = _flci_weights(prob, m, alpha, w0) if m > 0 else w0
+    bias = m * prob.l1(w)
+    h = np.sqrt(prob.variance(w))
+    centre = float(ell @ coef.beta - w @ coef.beta[:n_pre])
     length = h * cv_folded_normal(bias / h, alpha)
     return centre - length, centre + length
 
@@ -402,7 +511,11 @@ def sensitivity_bounds(
     DataFrame
         ``rel_time, method, bound, estimate, ci_lower, ci_upper, breakdown, n_treated``;
         ``breakdown`` is the smallest bound whose interval includes zero (the same on
-        every row of a month and method).
+        every row of a month and method). ``ci_lower``, ``ci_upper`` and ``breakdown``
+        are rounded to :data:`SENSITIVITY_DECIMALS` decimals, far above the optimiser's
+        tolerance (about 1e-9 relative), so that the table does not depend on last-bit
+        noise of the inputs (row order, BLAS kernel); the smoothness breakdown is itself
+        found by bisection to 1% of its value.
 
     Notes
     -----
@@ -425,7 +538,10 @@ def sensitivity_bounds(
         for b in m:
             lo, hi = smoothness_ci(coef, r, float(b), alpha=alpha)
             rows.append((r, "smoothness", float(b), est, lo, hi, brk, n_t))
-    return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS[1:])
+    table = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS[1:])
+    rounded = ["ci_lower", "ci_upper", "breakdown"]
+    table[rounded] = table[rounded].round(SENSITIVITY_DECIMALS) + 0.0  # no -0.0
+    return table
 
 
 def sensitivity_table(
