@@ -554,7 +554,9 @@ def estimate_event_studies(
     table = run_by_group(groups, estimate)
     if table.empty:
         return pd.DataFrame(columns=EVENT_STUDY_TABLE_COLUMNS), results
-    table["p_value_adjusted"] = adjust_within_families(table)
+    table["p_value_adjusted"] = adjust_within_families(
+        table, min_treated=config.privacy.min_treated
+    )
     log(f"event studies: {len(results)} groups")
     return table[EVENT_STUDY_TABLE_COLUMNS], results
 

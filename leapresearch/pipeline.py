@@ -143,30 +143,14 @@ def run_report(
     RunError
         Any other reason the run cannot finish (nothing is left behind).
     """
-    from leapresearch.evaluate import evaluate
-
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise RunError(f"{out_dir} exists; a run folder is never edited (use --overwrite)")
     started = dt.datetime.now(dt.UTC)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    checked = check_data(data_dir, config)  # the same check as `leapresearch validate`
-    for warning in checked.warnings:
-        log(f"warning: {warning}")
-    tables = checked.raise_for_violations()
-    input_warnings, input_mapping = [w.as_dict() for w in checked.warnings], checked.mapping
-    del checked  # the tables are freed below, before the notebooks start
-    try:
-        marker = read_marker(data_dir)
-    except ValueError as exc:
-        raise RunError(str(exc)) from None
-    inputs = file_records(tables.files)
+    tables, loaded = _load_checked(data_dir, config, log)
     timings["load"] = time.perf_counter() - t0
-    log(
-        f"load: {len(tables.students):,} roster rows, {len(tables.attendance_monthly):,} "
-        f"attendance rows, {len(tables.leap_visits):,} visits"
-    )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -174,25 +158,13 @@ def run_report(
     tmp.mkdir()
     try:
         t0 = time.perf_counter()
-        try:
-            evaluation = evaluate(tables, config, log=log)
-        except ValueError as exc:  # includes numpy's LinAlgError
-            # Valid data can still be too small or sparse for a step (e.g. no cohort-month
-            # cell the robust estimator can estimate): refuse with the reason.
-            raise RunError(f"the evaluation cannot be completed on these data: {exc}") from exc
+        evaluation = _evaluate(tables, config, log, inputs=loaded["inputs"], cache=use_cache)
         timings.update(evaluation.prepared.timings)
         timings["evaluation"] = time.perf_counter() - t0
-        if use_cache:
-            from leapresearch.session import store_prepared, store_result
-
-            store_prepared(evaluation.prepared, inputs)
-            for name in ("placebo", "falsification", "specifications"):
-                if name in evaluation.tables:  # slow steps the notebooks reuse
-                    store_result(evaluation.tables[name], inputs, config, f"estimate_{name}")
         t0 = time.perf_counter()
         # the matched sample is no longer needed: free it before notebooks start their kernels
         evaluation = SimpleNamespace(
-            tables=evaluation.tables, event_studies={}, simulated=marker is not None
+            tables=evaluation.tables, event_studies={}, simulated=loaded["marker"] is not None
         )
         input_files = dict(tables.files)
         del tables
@@ -203,31 +175,12 @@ def run_report(
             write_outputs(evaluation, tmp, config, log)
         timings["outputs"] = time.perf_counter() - t0
         now = file_records(input_files)
-        if now != inputs:
-            changed = sorted(k for k in inputs if inputs[k] != now.get(k))
+        if now != loaded["inputs"]:
+            changed = sorted(k for k in loaded["inputs"] if loaded["inputs"][k] != now.get(k))
             raise RunError(f"input files changed while the run was going: {', '.join(changed)}")
-        provenance = {
-            "schema": "leapresearch-provenance/1",
-            "vintage": config.vintage,
-            "git": git_state(),
-            "parameters": config.as_dict(),
-            "parameters_sha256": config.digest(),
-            "inputs": inputs,
-            **run_environment(data_dir),
-            "environment": environment_record(),
-            "seeds": {"matching": config.matching.seed},
-            "started": started.isoformat(timespec="seconds"),
-            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
-            "warnings": input_warnings,
-            "input_mapping": input_mapping,
-            "command": list(command)
-            if command is not None
-            else [Path(sys.argv[0]).name] + sys.argv[1:],
-            "simulated_inputs": marker is not None,
-            "simulation_marker": marker,
-            "outputs": output_records(tmp),
-        }
+        provenance = _provenance(
+            data_dir, config, loaded, tmp, started=started, timings=timings, command=command
+        )
         write_json(provenance, tmp / "provenance.json")
         _replace_dir(tmp, out_dir)
     except BaseException:
@@ -235,3 +188,86 @@ def run_report(
         raise
     log(f"wrote {out_dir}")
     return RunRecord(out_dir=out_dir, timings=timings)
+
+
+def _load_checked(data_dir: Path, config: Config, log: Log) -> tuple[object, dict]:
+    """The checked raw tables (as ``leapresearch validate`` checks them) and what is recorded.
+
+    Returns the tables and ``{"inputs", "warnings", "input_mapping", "marker"}``: the input
+    files' checksums, the data warnings, the input mapping applied and the simulator's
+    marker (None for real data).
+    """
+    checked = check_data(data_dir, config)  # the same check as `leapresearch validate`
+    for warning in checked.warnings:
+        log(f"warning: {warning}")
+    tables = checked.raise_for_violations()
+    loaded = {
+        "warnings": [w.as_dict() for w in checked.warnings],
+        "input_mapping": checked.mapping,
+    }
+    del checked  # the tables are freed by the caller, before the notebooks start
+    try:
+        loaded["marker"] = read_marker(data_dir)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    loaded["inputs"] = file_records(tables.files)
+    log(
+        f"load: {len(tables.students):,} roster rows, {len(tables.attendance_monthly):,} "
+        f"attendance rows, {len(tables.leap_visits):,} visits"
+    )
+    return tables, loaded
+
+
+def _evaluate(tables, config: Config, log: Log, *, inputs: dict, cache: bool):
+    """Every analytic step; with ``cache``, store what the notebooks' sessions reuse."""
+    from leapresearch.evaluate import evaluate
+
+    try:
+        evaluation = evaluate(tables, config, log=log)
+    except ValueError as exc:  # includes numpy's LinAlgError
+        # Valid data can still be too small or sparse for a step (e.g. no cohort-month
+        # cell the robust estimator can estimate): refuse with the reason.
+        raise RunError(f"the evaluation cannot be completed on these data: {exc}") from exc
+    if cache:
+        from leapresearch.session import store_prepared, store_result
+
+        store_prepared(evaluation.prepared, inputs)
+        for name in ("placebo", "falsification", "specifications"):
+            if name in evaluation.tables:  # slow steps the notebooks reuse
+                store_result(evaluation.tables[name], inputs, config, f"estimate_{name}")
+    return evaluation
+
+
+def _provenance(
+    data_dir: Path,
+    config: Config,
+    loaded: dict,
+    run_dir: Path,
+    *,
+    started: dt.datetime,
+    timings: dict[str, float],
+    command: Sequence[str] | None,
+) -> dict:
+    """The ``provenance.json`` record of a run whose outputs are in ``run_dir``."""
+    return {
+        "schema": "leapresearch-provenance/1",
+        "vintage": config.vintage,
+        "git": git_state(),
+        "parameters": config.as_dict(),
+        "parameters_sha256": config.digest(),
+        "inputs": loaded["inputs"],
+        **run_environment(data_dir),
+        "environment": environment_record(),
+        "seeds": {"matching": config.matching.seed},
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+        "warnings": loaded["warnings"],
+        "input_mapping": loaded["input_mapping"],
+        "command": list(command)
+        if command is not None
+        else [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "simulated_inputs": loaded["marker"] is not None,
+        "simulation_marker": loaded["marker"],
+        "outputs": output_records(run_dir),
+    }

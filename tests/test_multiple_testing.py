@@ -153,6 +153,22 @@ def test_adjustment_is_within_family_and_month():
     np.testing.assert_allclose(adj, [0.01, 0.02, 0.04, 0.04, 0.5, 0.06, 0.06])
 
 
+def test_unpublished_estimates_do_not_enter_the_family():
+    table = pd.DataFrame(
+        {
+            "group": ["d:a", "d:b", "d:c"],
+            "rel_time": [1, 1, 1],
+            "p_value": [0.01, 0.04, 0.001],
+            "n_treated": [50, 40, 5],  # d:c is suppressed (fewer than min_treated)
+        }
+    )
+    adj = adjust_within_families(table, min_treated=20).to_numpy()
+    np.testing.assert_allclose(adj[:2], [0.02, 0.04])
+    assert np.isnan(adj[2])
+    # without the threshold the third test counts and moves the others
+    np.testing.assert_allclose(adjust_within_families(table).to_numpy(), [0.02, 0.04, 0.003])
+
+
 def test_empirical_bayes_shrinks_noisy_estimates_towards_the_mean():
     b = np.array([10.0, 14.0, 30.0, -2.0])
     se = np.array([1.0, 1.0, 8.0, 8.0])

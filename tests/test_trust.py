@@ -232,7 +232,8 @@ ROW_LEVEL_COLUMNS = {
 
 def test_no_output_table_is_row_level(run_a, sim_ids):
     tables = sorted((run_a / "tables").glob("*.csv"))
-    assert len(tables) == 12  # 8 + sensitivity, falsification, specifications, pretrend_event_study
+    assert len(tables) == 13  # 8 + sensitivity, falsification, specifications,
+    # pretrend_event_study, subgroup_tests
     n_visited = None
     for path in tables:
         frame = pd.read_csv(path)

@@ -293,16 +293,24 @@ def family_of(label: str) -> str:
     return label.split(":", 1)[0]
 
 
-def adjust_within_families(table: pd.DataFrame) -> pd.Series:
+def adjust_within_families(table: pd.DataFrame, *, min_treated: int = 0) -> pd.Series:
     """Holm-adjusted ``p_value`` within each family of groups, separately per ``rel_time``.
 
     The family of ``group:level`` is ``group`` (pooled groups such as ``grade_band:6-12``
-    count as members of their family); ``all`` is a family of one.
+    count as members of their family); ``all`` is a family of one. Only estimates with at
+    least ``min_treated`` visited students (those that are published) enter a family: the
+    adjustment covers the tests a reader sees, and an unpublished estimate of a handful of
+    students (often ill-conditioned) cannot move a published p-value.
     """
     fam = table["group"].map(family_of)
     out = pd.Series(np.nan, index=table.index, name="p_value_adjusted")
+    if "n_treated" in table:
+        shown = table["n_treated"].fillna(0).to_numpy() >= min_treated
+    else:
+        shown = np.ones(len(table), dtype=bool)
     for _, idx in table.groupby([fam, table["rel_time"]], sort=True).groups.items():
-        out.loc[idx] = holm(table.loc[idx, "p_value"].to_numpy())
+        keep = idx[shown[table.index.get_indexer(idx)]]
+        out.loc[keep] = holm(table.loc[keep, "p_value"].to_numpy())
     return out
 
 

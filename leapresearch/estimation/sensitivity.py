@@ -484,6 +484,32 @@ def smoothness_breakdown(
 # --------------------------------------------------------------------------------------
 
 
+def _smoothness_rows(
+    coef: EventCoefficients,
+    rel_time: int,
+    m: Sequence[float],
+    *,
+    alpha: float,
+    estimate: float,
+    n_treated: int,
+) -> list[tuple]:
+    """Smoothness rows of one month; empty intervals when the programme cannot be solved.
+
+    On very small or degenerate event studies the FLCI programme can fail its optimality
+    check (:func:`smoothness_ci` raises rather than report another method's interval);
+    the month's smoothness rows are then left empty (not computable), and the run goes on.
+    """
+    try:
+        brk = smoothness_breakdown(coef, rel_time, alpha=alpha)
+        cis = [smoothness_ci(coef, rel_time, float(b), alpha=alpha) for b in m]
+    except RuntimeError:
+        brk, cis = np.nan, [(np.nan, np.nan)] * len(m)
+    return [
+        (rel_time, "smoothness", float(b), estimate, lo, hi, brk, n_treated)
+        for b, (lo, hi) in zip(m, cis, strict=True)
+    ]
+
+
 def sensitivity_bounds(
     result,
     *,
@@ -534,10 +560,7 @@ def sensitivity_bounds(
         for b in mbar:
             lo, hi = relative_magnitudes_ci(coef, r, float(b), alpha=alpha, df=df)
             rows.append((r, "relative_magnitudes", float(b), est, lo, hi, brk, n_t))
-        brk = smoothness_breakdown(coef, r, alpha=alpha)
-        for b in m:
-            lo, hi = smoothness_ci(coef, r, float(b), alpha=alpha)
-            rows.append((r, "smoothness", float(b), est, lo, hi, brk, n_t))
+        rows += _smoothness_rows(coef, r, m, alpha=alpha, estimate=est, n_treated=n_t)
     table = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS[1:])
     rounded = ["ci_lower", "ci_upper", "breakdown"]
     table[rounded] = table[rounded].round(SENSITIVITY_DECIMALS) + 0.0  # no -0.0
