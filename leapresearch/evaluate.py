@@ -453,14 +453,25 @@ def linearmodels_check(prepared: Prepared) -> pd.DataFrame:
     -------
     DataFrame
         One row per event time, see
-        :func:`~leapresearch.estimation.linear_models.compare_estimators`.
+        :func:`~leapresearch.estimation.linear_models.compare_estimators`; the two
+        difference columns are rounded to :data:`CHECK_RESOLUTION` percentage points, so
+        the table does not show floating-point noise that differs between machines (a
+        difference below it prints as zero).
     """
     weights = prepared.units["weight"].to_numpy(np.float64)
     fast = fit_group(prepared, prepared.stacked, weights)
     library = fit_group(prepared, prepared.stacked, weights, estimator=linearmodels_event_study)
     if fast is None or library is None:
         raise ValueError("the headline event study cannot be estimated on these data")
-    return compare_estimators(fast, library)
+    out = compare_estimators(fast, library)
+    for col in ("estimate_difference", "std_error_difference"):
+        out[col] = out[col].round(CHECK_DECIMALS) + 0.0
+    return out
+
+
+CHECK_DECIMALS = 9
+CHECK_RESOLUTION = 10.0**-CHECK_DECIMALS
+"""Resolution (pp) at which :func:`linearmodels_check` reports the estimators' differences."""
 
 
 def fit_group_with_influence(
