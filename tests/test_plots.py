@@ -134,6 +134,24 @@ def test_a_missing_chromium_is_a_clear_error(monkeypatch, tmp_path):
     assert not (tmp_path / ".print.html").exists()  # nothing left behind
 
 
+def test_pdf_from_relative_paths(monkeypatch, tmp_path):
+    """`make report` passes a relative run folder: the PDF must still print."""
+    import shutil
+    from pathlib import Path
+
+    from leapresearch.publish import pdf
+
+    if shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
+        pytest.fail("Chromium is needed for the report's PDF (.ci/run installs it)")
+    monkeypatch.chdir(tmp_path)
+    Path("run/report").mkdir(parents=True)
+    index = Path("run/report/index.html")
+    index.write_text("<html><head><title>t</title></head><body><main><h1>Front</h1>"
+                     "<p>text</p></main></body></html>")  # fmt: skip
+    pdf.write_pdf(index, [], Path("run/report/report.pdf"), timeout=120)
+    assert (tmp_path / "run/report/report.pdf").stat().st_size > 0
+
+
 def test_long_term_adds_the_reference_year_and_orders_cohorts_in_time():
     rows = []
     for cohort in ("2021-22", "summer-2021", "2020-21"):

@@ -183,9 +183,9 @@ def write_pdf(
 
 def _print(doc: str, folder: Path, out: Path, *, timeout: int) -> Path:
     chromium = find_chromium()
-    source = folder / ".print.html"
+    source = Path(folder).resolve() / ".print.html"  # a file URI needs an absolute path
     source.write_text(doc, encoding="utf-8")
-    out = Path(out)
+    out = Path(out).resolve()
     try:
         with tempfile.TemporaryDirectory(prefix="leap-chromium-") as profile:
             res = subprocess.run(
