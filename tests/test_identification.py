@@ -199,6 +199,9 @@ def test_pretrend_sentence_changes_with_the_test():
     assert "None of the 2 tests rejects" in calm
     assert "1 of 2 tests reject (unadjusted -24..-13)" in alarm
     assert "moved in parallel" not in calm + alarm
+    brief = describe_pretrends(_pretrends(0.001), brief=True)
+    assert brief.startswith("1 of 2 tests reject") and "F =" not in brief
+    assert describe_pretrends(_pretrends(0.7), brief=True).startswith("None of the 2 tests")
 
 
 def _event_rows(estimates, half_width=1.0, start=0, **extra) -> pd.DataFrame:

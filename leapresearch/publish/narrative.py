@@ -113,17 +113,20 @@ def _pretrend_sentence(r: pd.Series, alpha: float) -> str:
 
 
 @_snapped
-def describe_pretrends(pretrends: pd.DataFrame, *, group: str = "all", alpha: float = 0.05) -> str:
+def describe_pretrends(
+    pretrends: pd.DataFrame, *, group: str = "all", alpha: float = 0.05, brief: bool = False
+) -> str:
     """Every pre-trend test of a group in words, then what they say together.
 
     Rows may carry ``basis`` (adjusted / unadjusted outcome) and ``months``. A test that
     does not reject is reported as that, not as evidence of parallel trends; a test on
     adjusted outcomes in the months the design fitted is flagged as partly mechanical.
+    With ``brief`` (the front page's summary) only what the tests say together.
     """
     rows = pretrends.loc[(pretrends["group"] == group) & pretrends["p_value"].notna()]
     if rows.empty:
         return f"No pre-trend test for {group}."
-    parts = [_pretrend_sentence(r, alpha) for _, r in rows.iterrows()]
+    parts = [] if brief else [_pretrend_sentence(r, alpha) for _, r in rows.iterrows()]
     rejected = rows.loc[rows["p_value"] < alpha]
     if len(rejected):
         where = ", ".join(
@@ -141,7 +144,7 @@ def describe_pretrends(pretrends: pd.DataFrame, *, group: str = "all", alpha: fl
             "is not evidence that the paths were parallel, only that a difference of the "
             "size these tests can detect is not seen."
         )
-    if "basis" in rows.columns and (rows["basis"] == "adjusted").any():
+    if not brief and "basis" in rows.columns and (rows["basis"] == "adjusted").any():
         parts.append(
             "Tests on adjusted outcomes in the months used for matching are partly "
             "mechanical (the design fitted those months); the tests on unadjusted outcomes "
@@ -557,7 +560,10 @@ def summary_paragraph(
     for g in bands:
         parts.append(describe_effect(table, group=g, rel_time=last))
     if pretrends is not None:
-        parts.append(describe_pretrends(pretrends, alpha=alpha))
+        parts.append(
+            "Pre-trend tests (notebook 03): "
+            + describe_pretrends(pretrends, alpha=alpha, brief=True)
+        )
     return " ".join(parts)
 
 
