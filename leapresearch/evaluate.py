@@ -21,6 +21,7 @@ from leapresearch.config import Config
 from leapresearch.data.panel import AnalyticPanel, build_panel
 from leapresearch.design.adjustment import adjusted_outcome, pair_units
 from leapresearch.design.balance import balance_table
+from leapresearch.design.censoring import censoring_weights
 from leapresearch.design.matching import MatchResult, match, nearest_neighbor_match
 from leapresearch.design.pool import Candidates, build_candidates
 from leapresearch.design.stacking import stacked_panel, subgroup_weights, unit_table
@@ -192,6 +193,23 @@ def run_matching(
     )
 
 
+def unit_censoring_info(units: pd.DataFrame, candidates: Candidates) -> pd.DataFrame:
+    """District, grade band and mean pre-period rate of each unit (the censoring model)."""
+    pre = [c for c in candidates.covariates if c.startswith("pre_rate_m")]
+    x = units[["stack", "student"]].merge(
+        candidates.frame[["stack", "student", "district", "grade_band", *pre]],
+        on=["stack", "student"],
+        how="left",
+    )
+    return pd.DataFrame(
+        {
+            "district": x["district"].astype(str).to_numpy(),
+            "grade_band": x["grade_band"].astype(str).to_numpy(),
+            "pre_mean": x[pre].mean(axis=1).to_numpy(np.float64),
+        }
+    )
+
+
 def unit_covariates(units: pd.DataFrame, candidates: Candidates, config: Config) -> np.ndarray:
     """Pre-period trajectory summaries of each unit (rows indexed by unit id).
 
@@ -294,6 +312,16 @@ def prepare_matched(
     t0 = time.perf_counter()
     stacked = stacked_panel(panel, units, max_rel_time=max_rel_time)
     timings["stacking"] = time.perf_counter() - t0
+    unit_x = unit_covariates(units, candidates, config)
+    if config.comparison_pool.not_yet_visited and config.comparison_pool.censoring_weights:
+        t0 = time.perf_counter()
+        censoring = censoring_weights(panel, units, stacked, unit_censoring_info(units, candidates))
+        stacked = stacked.assign(censoring_weight=censoring.weights)
+        timings["censoring_weights"] = time.perf_counter() - t0
+        log(
+            f"censoring weights: {censoring.n_censored:,} of {censoring.n_at_risk:,} comparison "
+            f"months at risk censored, largest weight {censoring.summary()['max_weight']:.2f}"
+        )
     return Prepared(
         config=config,
         panel=panel,
@@ -302,7 +330,7 @@ def prepare_matched(
         units=units,
         attributes=treated_attributes(panel, units),
         stacked=stacked,
-        unit_x=unit_covariates(units, candidates, config),
+        unit_x=unit_x,
         pairs=pair_units(units, result.pairs),
         timings=timings,
         notes=notes,
@@ -386,6 +414,8 @@ def group_sample(
     the reference period.
     """
     w = weights[panel["unit"].to_numpy()]
+    if "censoring_weight" in panel.columns:  # risk-set pool: inverse-probability-of-censoring
+        w = w * panel["censoring_weight"].to_numpy(np.float64)
     sub = panel.loc[w > 0].assign(weight=w[w > 0])
     if sub.loc[sub["treated"] == 1, "student"].nunique() < 2:
         return None
