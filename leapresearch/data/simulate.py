@@ -346,7 +346,11 @@ class SimulationConfig:
         never-visited pool because of their later attendance.
     hazard_strength : float
         Slope of the monthly visit hazard on the recent attendance rate (logit scale;
-        ``selection="hazard"`` only).
+        ``selection="hazard"`` only). The default 10 gives visited students about the
+        same fall in attendance before the first visit as the ``lists`` regime (about
+        12 points from months -6..-4 to -2..-1 at demo scale); 25 doubles it and leaves
+        half of the visited students without a comparison inside the caliper (a stress
+        test, see ``validation/``).
     no_collection_months : tuple of str
         ``YYYY-MM`` months without any attendance rows (spring and summer 2020).
     remote_school_years : tuple of str
@@ -378,7 +382,7 @@ class SimulationConfig:
     spell_size: float = 1.0
     selection_strength: float = 9.0
     selection: SelectionRegime = "lists"
-    hazard_strength: float = 25.0
+    hazard_strength: float = 10.0
     no_collection_months: tuple[str, ...] = (
         "2020-03",
         "2020-04",
