@@ -121,6 +121,8 @@ Specification = Literal[
     "outside_caliper_drop",
     "outside_caliper_only",
     "not_yet_visited_pool",
+    "never_visited_pool",
+    "no_censoring_weights",
     "attempted_only_excluded",
     "ratio_1",
     "ratio_5",

@@ -337,6 +337,37 @@ def prepare_matched(
     )
 
 
+def comparison_pool_summary(prepared: Prepared) -> pd.DataFrame:
+    """The comparison pool in numbers: who the comparisons are and how they are weighted.
+
+    One row per event time from 1 to the window's end: matched comparison units observed
+    (``comparison_units``; a student in two stacks counts twice), the share of them that
+    are students visited later and not yet censored (``visited_later_share``), and the
+    mean and largest inverse-probability-of-censoring weight of the comparison months (1
+    without the risk-set pool).
+    """
+    st = prepared.stacked
+    hi = prepared.config.analysis.window[1]
+    comp = st.loc[(st["treated"] == 0) & st["rel_time"].between(1, hi)]
+    first = np.full(prepared.panel.n_students, np.iinfo(np.int64).max, dtype=np.int64)
+    events = prepared.panel.events
+    first[events["student"].to_numpy()] = events["event_time"].to_numpy()
+    later = first[comp["student"].to_numpy()] < np.iinfo(np.int64).max
+    w = comp["censoring_weight"] if "censoring_weight" in comp else pd.Series(1.0, comp.index)
+    frame = pd.DataFrame(
+        {"rel_time": comp["rel_time"].to_numpy(), "later": later, "w": w.to_numpy(np.float64)}
+    )
+    g = frame.groupby("rel_time", sort=True)
+    return pd.DataFrame(
+        {
+            "comparison_units": g.size(),
+            "visited_later_share": g["later"].mean(),
+            "mean_censoring_weight": g["w"].mean(),
+            "max_censoring_weight": g["w"].max(),
+        }
+    ).reset_index()
+
+
 def matching_summary(prepared: Prepared) -> pd.DataFrame:
     """Per cohort: visited students, matched, unmatched (with reasons) and comparisons."""
     ev = prepared.panel.events[["student", "event_time", "cohort"]]
@@ -1076,7 +1107,10 @@ SPEC_DESCRIPTIONS: dict[str, str] = {
     "no_adjustment": "regression adjustment of comparison outcomes off",
     "outside_caliper_drop": "visited students with no comparison inside the caliper dropped",
     "outside_caliper_only": "only the visited students matched outside the caliper",
-    "not_yet_visited_pool": "students visited later also serve as comparisons until then",
+    "not_yet_visited_pool": "students visited later also serve as comparisons until then "
+    "(with censoring weights)",
+    "never_visited_pool": "only students never visited in the data serve as comparisons",
+    "no_censoring_weights": "not-yet-visited comparisons without the censoring weights",
     "attempted_only_excluded": "students with only attempted visits kept out of the pool",
     "ratio_1": "one comparison per visited student",
     "ratio_5": "five comparisons per visited student",
@@ -1135,6 +1169,7 @@ def _rematched(prepared: Prepared, name: str, tables) -> Prepared | None:
     pool, matching = config.comparison_pool, config.matching
     changes = {
         "not_yet_visited_pool": ("comparison_pool", {"not_yet_visited": True}),
+        "never_visited_pool": ("comparison_pool", {"not_yet_visited": False}),
         "attempted_only_excluded": ("comparison_pool", {"include_attempted_only": False}),
         "ratio_1": ("matching", {"ratio": 1}),
         "ratio_5": ("matching", {"ratio": 5}),
@@ -1163,6 +1198,7 @@ def _rematched(prepared: Prepared, name: str, tables) -> Prepared | None:
 
 REMATCHED_SPECS = (
     "not_yet_visited_pool",
+    "never_visited_pool",
     "attempted_only_excluded",
     "ratio_1",
     "ratio_5",
@@ -1201,6 +1237,10 @@ def estimate_specifications(prepared: Prepared, *, tables=None, log: Log = _quie
             keep = treated.loc[is_far if name.endswith("only") else ~is_far]
             if len(far) and len(keep):
                 rows += _spec_rows(prepared, name, keep=keep)
+        elif name == "no_censoring_weights" and "censoring_weight" in prepared.stacked:
+            rows += _spec_rows(
+                prepared, name, panel=prepared.stacked.drop(columns="censoring_weight")
+            )
         elif name == "trimmed_end_points":
             st = prepared.stacked
             trimmed = st.loc[st["rel_time"].between(lo, hi)]

@@ -140,3 +140,112 @@ def test_hazard_logit_matches_statsmodels():
     ours = _weighted_ridge_logit(x, y, w, ridge=0.0)
     ref = sm.GLM(y, x, family=sm.families.Binomial(), var_weights=w).fit(tol=1e-12).params
     np.testing.assert_allclose(ours, ref, rtol=1e-7, atol=1e-9)
+
+
+# --------------------------------------------------------------------------------------
+# what the report says about the pool
+# --------------------------------------------------------------------------------------
+
+
+def _config_with(**pool):
+    from leapresearch.config import load_config
+
+    config = load_config("demo")
+    return config.model_copy(
+        update={"comparison_pool": config.comparison_pool.model_copy(update=pool)}
+    )
+
+
+def _pool_summary(share: float, mean_w: float, max_w: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "rel_time": [1, 6],
+            "comparison_units": [900, 800],
+            "visited_later_share": [share / 2, share],
+            "mean_censoring_weight": [1.0, mean_w],
+            "max_censoring_weight": [1.0, max_w],
+        }
+    )
+
+
+def test_pool_sentence_follows_the_parameters_and_the_numbers():
+    from leapresearch.publish.narrative import describe_pool, methods_text
+
+    never = _config_with(not_yet_visited=False)
+    risk = _config_with(not_yet_visited=True, censoring_weights=True)
+    plain = _config_with(not_yet_visited=True, censoring_weights=False)
+    summary = _pool_summary(0.12, 1.31, 6.5)
+    assert "never visited in the data" in describe_pool(never, summary)
+    assert "12%" not in describe_pool(never, summary)
+    text = describe_pool(risk, summary)
+    assert "not yet visited" in text and "12%" in text and "1.31" in text and "6.5" in text
+    other = describe_pool(risk, _pool_summary(0.03, 1.05, 2.0))
+    assert "3%" in other and "1.05" in other and other != text
+    assert "weighted" not in describe_pool(plain, summary) and "12%" in describe_pool(
+        plain, summary
+    )
+    assert "never visited in the data" in methods_text(never)[0]
+    assert "inverse probability" in methods_text(risk)[0]
+
+
+# --------------------------------------------------------------------------------------
+# the risk-set pool in the pipeline
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def risk_set(sim_data):
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.evaluate import prepare
+
+    config = load_config(
+        "demo",
+        data_dir=sim_data,
+        overrides=[
+            "comparison_pool.not_yet_visited=true",
+            "comparison_pool.censoring_weights=true",
+            "identification.specifications=[never_visited_pool, no_censoring_weights]",
+        ],
+    )
+    return prepare(read_raw_tables(sim_data), config)
+
+
+def test_risk_set_pool_censors_later_visited_comparisons_at_their_visit(risk_set):
+    st, events = risk_set.stacked, risk_set.panel.events
+    first = events.set_index("student")["event_time"]
+    comp = st.loc[st["treated"] == 0]
+    later = comp["student"].map(first)
+    assert later.notna().any()  # students visited later do serve as comparisons
+    assert (comp.loc[later.notna(), "time"] < later.dropna()).all()  # ... until their visit
+    assert (comp.loc[comp["rel_time"] <= 0, "censoring_weight"] == 1.0).all()
+    assert (comp.loc[comp["rel_time"] > 0, "censoring_weight"] > 1.0).any()
+
+
+def test_pool_summary_and_specifications_of_the_risk_set_pool(risk_set):
+    from leapresearch.evaluate import (
+        GROUP_ALL,
+        comparison_pool_summary,
+        estimate_specifications,
+        fit_group,
+    )
+
+    summary = comparison_pool_summary(risk_set)
+    hi = risk_set.config.analysis.window[1]
+    assert summary["rel_time"].tolist() == list(range(1, hi + 1))
+    assert (summary["visited_later_share"] > 0).any()
+    assert (summary["mean_censoring_weight"] >= 1.0).all()
+    assert (summary["max_censoring_weight"] > 1.0).any()
+
+    spec = estimate_specifications(risk_set)
+    rows = spec.loc[spec["group"] == GROUP_ALL].pivot(
+        index="rel_time", columns="specification", values="estimate"
+    )
+    assert {"main", "never_visited_pool", "no_censoring_weights"} <= set(rows.columns)
+    assert not np.allclose(rows["main"], rows["never_visited_pool"])
+    # without the weights: the same as fitting the stacked panel without its weight column
+    w = risk_set.units["weight"].to_numpy(np.float64)
+    plain = fit_group(risk_set, risk_set.stacked.drop(columns="censoring_weight"), w)
+    expected = plain.coefficients.reindex(rows.index).to_numpy()
+    np.testing.assert_allclose(rows["no_censoring_weights"].to_numpy(), expected, rtol=1e-9)
+    assert not np.allclose(rows["main"], rows["no_censoring_weights"])

@@ -46,6 +46,7 @@ SIMULATION = {
 }
 SEED_BASE = {"lists": 100_000, "hazard": 200_000, "hazard_strong": 300_000}
 VARIANTS: dict[str, dict[str, bool]] = {
+    "default": {},  # the comparison pool of params/base.yaml
     "never_visited": {"not_yet_visited": False},
     "not_yet_visited": {"not_yet_visited": True, "censoring_weights": False},
     "risk_set_ipcw": {"not_yet_visited": True, "censoring_weights": True},
@@ -61,14 +62,17 @@ def _config(data_dir: Path, pool: dict[str, bool]):
 
 
 def _prepared(tables, data_dir: Path, pool: dict[str, bool], cache: dict):
-    """The matched sample of a pool variant; variants that differ only in the censoring
-    weights share one matching (the weights are a column of the stacked panel)."""
+    """The matched sample of a pool variant.
+
+    Variants that differ only in the censoring weights share one matching (the weights
+    are a column of the stacked panel).
+    """
     import dataclasses
 
     from leapresearch.evaluate import prepare
 
     config = _config(data_dir, pool)
-    key = pool.get("not_yet_visited", False)
+    key = config.comparison_pool.not_yet_visited
     if key not in cache:
         cache[key] = prepare(tables, _config(data_dir, {**pool, "censoring_weights": True}))
     prepared = cache[key]
@@ -119,18 +123,30 @@ def _variant_rows(tables, data_dir: Path, pool: dict[str, bool], truth: dict, ca
     return rows
 
 
-def run_draw(regime: str, seed: int, variants: tuple[str, ...]) -> pd.DataFrame:
-    """Simulate one population and estimate it under every variant."""
+def run_draw(
+    regime: str, seed: int, variants: tuple[str, ...], *, sample_fraction: float = 1.0
+) -> pd.DataFrame:
+    """Simulate one population and estimate it under every variant.
+
+    ``sample_fraction`` shrinks the demo population (the test suite's small version).
+    """
     from leapresearch.data.contract import read_raw_tables
     from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
 
     warnings.simplefilter("ignore")
+    keep = os.environ.get("LEAP_MC_DATA")  # reuse simulated draws across runs (development)
     with tempfile.TemporaryDirectory(prefix="lr-mc-") as tmp:
-        folder = Path(tmp)
-        data = simulate(SimulationConfig(seed=seed, **SIMULATION[regime]))
-        write_simulation(
-            data, folder / "data", file_format="parquet", truth_path=folder / "truth.json"
-        )
+        folder = Path(keep) / f"{regime}-{seed}-f{sample_fraction}" if keep else Path(tmp)
+        if not (folder / "truth.json").exists():
+            config = SimulationConfig(
+                seed=seed, sample_fraction=sample_fraction, **SIMULATION[regime]
+            )
+            write_simulation(
+                simulate(config),
+                folder / "data",
+                file_format="parquet",
+                truth_path=folder / "truth.json",
+            )
         truth = json.loads((folder / "truth.json").read_text())["event_study"]
         tables = read_raw_tables(folder / "data")
         frames, cache = [], {}

@@ -238,6 +238,31 @@ def describe_matching(summary: pd.DataFrame) -> str:
 
 
 @_snapped
+def describe_pool(config, summary: pd.DataFrame, *, rel_time: int = 6) -> str:
+    """Which comparison pool the run uses and what the censoring weights do at one month.
+
+    ``summary`` is :func:`leapresearch.evaluate.comparison_pool_summary`.
+    """
+    pool = config.comparison_pool
+    text = f"Comparison students are students {pool_text(pool)}."
+    row = summary.loc[summary["rel_time"] == rel_time]
+    if not pool.not_yet_visited or row.empty:
+        return text
+    r = row.iloc[0]
+    text += (
+        f" At month {rel_time}, {r['visited_later_share']:.0%} of the comparison units "
+        "still observed are students visited later."
+    )
+    if pool.censoring_weights:
+        text += (
+            f" Their censoring weights average {r['mean_censoring_weight']:.2f} (largest "
+            f"{r['max_censoring_weight']:.1f}): comparisons whose recent attendance made a "
+            "visit likely, but who were not yet visited, stand in for those who were."
+        )
+    return text
+
+
+@_snapped
 def describe_naive(naive: pd.DataFrame, table: pd.DataFrame, *, rel_time: int = 6) -> str:
     """How much of the naive before/after change the comparison group removes."""
     n = naive.loc[(naive["group"] == "all") & (naive["rel_time"] == rel_time), "estimate"]
@@ -567,6 +592,22 @@ def summary_paragraph(
     return " ".join(parts)
 
 
+def pool_text(pool) -> str:
+    """Who may be a comparison student, in words (``comparison_pool`` parameters)."""
+    if not pool.not_yet_visited:
+        return "never visited in the data"
+    text = (
+        "not yet visited in the event month (a student visited later is a comparison "
+        "until that visit"
+    )
+    if pool.censoring_weights:
+        text += (
+            ", and its months are weighted by the inverse probability of not yet having "
+            "been visited, from a model of the monthly visit hazard on recent attendance"
+        )
+    return text + ")"
+
+
 def methods_text(config) -> list[str]:
     """The methods box: the design in a few sentences, from the parameters of the run."""
     m, a, pool = config.matching, config.analysis, config.comparison_pool
@@ -575,7 +616,7 @@ def methods_text(config) -> list[str]:
     where = "any district" if pool.allow_other_districts else "the visited student's district"
     return [
         f"Comparison group: for each visited student, {m.ratio} comparison students "
-        f"{'(with replacement) ' if m.replace else ''}from {where}, never visited by then, "
+        f"{'(with replacement) ' if m.replace else ''}from {where}, {pool_text(pool)}, "
         f"matched on a propensity score of the {m.pre_months} months of attendance before the "
         f"first visit and demographics, exactly within "
         f"{', '.join(FAMILY_NAMES.get(e, e).lower() for e in m.exact)} and event month, "
