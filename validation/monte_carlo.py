@@ -175,7 +175,14 @@ def _run_one(args: tuple[str, int, tuple[str, ...], str]) -> str:
 
 
 def summarise(draws: pd.DataFrame) -> pd.DataFrame:
-    """Bias, RMSE and coverage (with Monte Carlo standard errors) by cell."""
+    """Bias, RMSE and coverage (with Monte Carlo standard errors) by cell.
+
+    ``coverage`` is of each draw's own effect (the average effect on that draw's visited
+    students, the simulator's truth); ``population_coverage`` of the mean of those effects
+    over the draws (the population effect, which clustered errors also describe: they
+    include the variation of individual effects, so they are conservative for the
+    sample effect).
+    """
     d = draws.assign(
         error=draws["estimate"] - draws["truth"],
         covered=(draws["ci_lower"] <= draws["truth"]) & (draws["truth"] <= draws["ci_upper"]),
@@ -183,6 +190,9 @@ def summarise(draws: pd.DataFrame) -> pd.DataFrame:
         & (draws["truth"] <= draws["boot_ci_upper"]),
     )
     keys = ["regime", "variant", "group", "rel_time"]
+    # the population effect: the mean over draws of each draw's sample effect
+    population = d.groupby(keys)["truth"].transform("mean")
+    d["pop_covered"] = (d["ci_lower"] <= population) & (population <= d["ci_upper"])
     g = d.groupby(keys, sort=True)
     out = pd.DataFrame(
         {
@@ -197,9 +207,77 @@ def summarise(draws: pd.DataFrame) -> pd.DataFrame:
             "coverage": g["covered"].mean(),
             "boot_coverage": g["boot_covered"].mean(),
             "band_coverage": g["band_covers_path"].mean(),
+            "population_coverage": g["pop_covered"].mean(),
         }
     ).reset_index()
     return out
+
+
+BIAS_BOUND = 0.5
+COVERAGE_RANGE = (0.90, 0.98)
+
+
+def criteria(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each variant against the acceptance criteria of issue 12, over the regimes run.
+
+    ``worst_bias_all``: largest absolute bias for all visited students at the headline
+    months; ``coverage_min``/``coverage_max``: range of the analytic intervals' coverage
+    over all students and the grade bands; ``passes``: bias within ``BIAS_BOUND`` pp and
+    coverage inside ``COVERAGE_RANGE``. Sorted best first (passing, then smallest bias).
+    """
+    rows = []
+    for variant, s in summary.groupby("variant", sort=True):
+        bias = s.loc[s["group"] == "all", "bias"].abs().max()
+        lo, hi = s["coverage"].min(), s["coverage"].max()
+        ok = bias <= BIAS_BOUND and COVERAGE_RANGE[0] <= lo and hi <= COVERAGE_RANGE[1]
+        rows.append(
+            {
+                "variant": variant,
+                "regimes": ", ".join(sorted(s["regime"].unique())),
+                "worst_bias_all": bias,
+                "coverage_min": lo,
+                "coverage_max": hi,
+                "boot_coverage_min": s["boot_coverage"].min(),
+                "boot_coverage_max": s["boot_coverage"].max(),
+                "passes": bool(ok),
+            }
+        )
+    out = pd.DataFrame(rows)
+    return out.sort_values(["passes", "worst_bias_all"], ascending=[False, True])
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.to_numpy()]
+    return "\n".join(lines) + "\n"
+
+
+def readme_table(summary: pd.DataFrame) -> str:
+    """The README's compact table: per regime and pool, all visited students by month.
+
+    Bias and RMSE in percentage points; coverage (%) of the analytic 95% interval, of the
+    bootstrap interval, and of the simultaneous band over the whole post-visit path; the
+    range of the analytic intervals' coverage over the grade bands.
+    """
+    rows = []
+    for (regime, variant), s in summary.groupby(["regime", "variant"], sort=True):
+        a = s.loc[s["group"] == "all"].set_index("rel_time")
+        bands = s.loc[s["group"] != "all"]
+        rows.append(
+            {
+                "regime": regime,
+                "pool": variant,
+                "draws": int(a["draws"].min()),
+                "bias m1/m3/m6/m9": " / ".join(f"{a.loc[r, 'bias']:+.2f}" for r in HEADLINE),
+                "RMSE m6": f"{a.loc[6, 'rmse']:.2f}",
+                "coverage": " / ".join(f"{100 * a.loc[r, 'coverage']:.0f}" for r in HEADLINE),
+                "bootstrap": " / ".join(f"{100 * a.loc[r, 'boot_coverage']:.0f}" for r in HEADLINE),
+                "band": f"{100 * a['band_coverage'].iloc[0]:.0f}",
+                "grade bands": f"{100 * bands['coverage'].min():.0f}-"
+                f"{100 * bands['coverage'].max():.0f}",
+            }
+        )
+    return _md_table(pd.DataFrame(rows))
 
 
 def markdown(summary: pd.DataFrame) -> str:
@@ -213,9 +291,7 @@ def markdown(summary: pd.DataFrame) -> str:
         "regime", "variant", "group", "rel_time", "draws", "truth", "bias", "bias_mcse",
         "rmse", "sd_estimate", "mean_std_error", "coverage", "boot_coverage", "band_coverage",
     ]  # fmt: skip
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in s[cols].to_numpy()]
-    return "\n".join(lines) + "\n"
+    return _md_table(s[cols])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,7 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     summary.to_csv(args.out / "monte_carlo.csv", index=False, float_format="%.6g")
     command = "validation/monte_carlo.py " + " ".join(sys.argv[1:] if argv is None else argv)
     header = f"# Monte Carlo validation\n\nCommand: `{command}`\n\n"
-    (args.out / "monte_carlo.md").write_text(header + markdown(summary))
+    verdict = criteria(summary)
+    verdict_md = _md_table(verdict.round(3))
+    body = f"## Criteria\n\n{verdict_md}\n\n## Every cell\n\n{markdown(summary)}"
+    (args.out / "monte_carlo.md").write_text(header + body)
+    (args.out / "readme_table.md").write_text(readme_table(summary))
+    print(verdict_md)
     print(markdown(summary.loc[summary["group"] == "all"]))
     return 0
 
