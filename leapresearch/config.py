@@ -122,6 +122,7 @@ Specification = Literal[
     "outside_caliper_only",
     "not_yet_visited_pool",
     "never_visited_pool",
+    "censoring_weights",
     "no_censoring_weights",
     "attempted_only_excluded",
     "ratio_1",

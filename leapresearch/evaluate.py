@@ -1110,6 +1110,8 @@ SPEC_DESCRIPTIONS: dict[str, str] = {
     "not_yet_visited_pool": "students visited later also serve as comparisons until then "
     "(with censoring weights)",
     "never_visited_pool": "only students never visited in the data serve as comparisons",
+    "censoring_weights": "not-yet-visited comparisons weighted by the inverse probability "
+    "of not yet having been visited",
     "no_censoring_weights": "not-yet-visited comparisons without the censoring weights",
     "attempted_only_excluded": "students with only attempted visits kept out of the pool",
     "ratio_1": "one comparison per visited student",
@@ -1149,6 +1151,26 @@ def _spec_rows(
         tab = tab.loc[tab["rel_time"].isin(months)]
         rows.append(tab.assign(specification=name, group=label))
     return rows
+
+
+def _censoring_spec_rows(prepared: Prepared, name: str) -> list[pd.DataFrame]:
+    """Rows with the censoring weights switched on or off (risk-set pools only).
+
+    The matched sample is the same; only the weight column of the stacked panel changes.
+    """
+    pool = prepared.config.comparison_pool
+    has = "censoring_weight" in prepared.stacked
+    if not pool.not_yet_visited or has == (name == "censoring_weights"):
+        return []  # a never-visited pool, or the run already uses this specification
+    if has:
+        return _spec_rows(prepared, name, panel=prepared.stacked.drop(columns="censoring_weight"))
+    model = censoring_weights(
+        prepared.panel,
+        prepared.units,
+        prepared.stacked,
+        unit_censoring_info(prepared.units, prepared.candidates),
+    )
+    return _spec_rows(prepared, name, panel=prepared.stacked.assign(censoring_weight=model.weights))
 
 
 def _intent_to_treat_panel(prepared: Prepared, tables) -> AnalyticPanel:
@@ -1237,10 +1259,8 @@ def estimate_specifications(prepared: Prepared, *, tables=None, log: Log = _quie
             keep = treated.loc[is_far if name.endswith("only") else ~is_far]
             if len(far) and len(keep):
                 rows += _spec_rows(prepared, name, keep=keep)
-        elif name == "no_censoring_weights" and "censoring_weight" in prepared.stacked:
-            rows += _spec_rows(
-                prepared, name, panel=prepared.stacked.drop(columns="censoring_weight")
-            )
+        elif name in ("censoring_weights", "no_censoring_weights"):
+            rows += _censoring_spec_rows(prepared, name)
         elif name == "trimmed_end_points":
             st = prepared.stacked
             trimmed = st.loc[st["rel_time"].between(lo, hi)]

@@ -249,3 +249,28 @@ def test_pool_summary_and_specifications_of_the_risk_set_pool(risk_set):
     expected = plain.coefficients.reindex(rows.index).to_numpy()
     np.testing.assert_allclose(rows["no_censoring_weights"].to_numpy(), expected, rtol=1e-9)
     assert not np.allclose(rows["main"], rows["no_censoring_weights"])
+
+
+def test_switching_the_weights_on_reproduces_the_weighted_run(risk_set, sim_data):
+    """A run without the weights, with the ``censoring_weights`` row, gives the weighted run."""
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.evaluate import GROUP_ALL, estimate_specifications, prepare
+
+    config = load_config(
+        "demo",
+        data_dir=sim_data,
+        overrides=[
+            "comparison_pool.not_yet_visited=true",
+            "comparison_pool.censoring_weights=false",
+            "identification.specifications=[censoring_weights, no_censoring_weights]",
+        ],
+    )
+    unweighted = prepare(read_raw_tables(sim_data), config)
+    assert "censoring_weight" not in unweighted.stacked
+    spec = estimate_specifications(unweighted)
+    assert set(spec["specification"]) == {"main", "censoring_weights"}  # the other is the run
+    weighted = estimate_specifications(risk_set)
+    on = spec.loc[(spec["specification"] == "censoring_weights") & (spec["group"] == GROUP_ALL)]
+    main = weighted.loc[(weighted["specification"] == "main") & (weighted["group"] == GROUP_ALL)]
+    np.testing.assert_allclose(on["estimate"].to_numpy(), main["estimate"].to_numpy(), rtol=1e-10)

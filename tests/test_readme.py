@@ -127,3 +127,14 @@ def test_the_estimator_paragraph_matches_the_benchmark():
     stage = {s["stage"]: s["wall_s"] for s in bench["stages"]}
     assert f"matching (about {round(stage['prepare/matching'], -1):.0f} s" in para
     assert f"candidate pool (about {round(stage['prepare/candidates'], -1):.0f} s)" in para
+
+
+def test_monte_carlo_table_is_the_one_the_validation_script_wrote():
+    written = (PROJECT_ROOT / "validation" / "results" / "readme_table.md").read_text()
+    block = re.search(r"<!-- monte-carlo:start -->\n(.*?)<!-- monte-carlo:end -->", README, re.S)
+    assert block, "README lacks the Monte Carlo table markers"
+    assert block.group(1).strip() == written.strip()
+    summary = (PROJECT_ROOT / "validation" / "results" / "monte_carlo.md").read_text()
+    assert "validation/monte_carlo.py --draws" in summary  # the command that made it
+    draws = [int(n) for n in re.findall(r"^\| \w+ \| \w+ \| (\d+) \|", written, re.M)]
+    assert draws and min(draws) >= 200
