@@ -65,8 +65,8 @@ class PoolConfig(_Frozen):
 
     allow_other_districts: bool = False
     include_attempted_only: bool = True
-    not_yet_visited: bool = False
-    censoring_weights: bool = True
+    not_yet_visited: bool = True
+    censoring_weights: bool = False
     max_pre_rate: float | None = None
     min_pre_months: int = 1
 

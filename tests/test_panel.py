@@ -157,7 +157,7 @@ def test_annual_rate_and_chronic_absence(tables):
 
 def test_candidates_pool_excludes_visited_and_other_districts(tables):
     panel = build_panel(tables)
-    strict = PoolConfig(include_attempted_only=False)
+    strict = PoolConfig(include_attempted_only=False, not_yet_visited=False)
     cand = build_candidates(panel, pool=strict, matching=MatchingConfig(pre_months=6))
     f = cand.frame
     sept = school_month_index([2021], [9])[0]
@@ -166,13 +166,16 @@ def test_candidates_pool_excludes_visited_and_other_districts(tables):
     assert in_stack.loc[in_stack["treated"], "student"].tolist() == [0]
     assert sorted(in_stack.loc[~in_stack["treated"], "student"]) == [2, 3]
     # by default an attempt without contact is not a visit (data contract)
-    f1 = build_candidates(panel, pool=PoolConfig(), matching=MatchingConfig(pre_months=6)).frame
+    never = PoolConfig(not_yet_visited=False)
+    f1 = build_candidates(panel, pool=never, matching=MatchingConfig(pre_months=6)).frame
     assert sorted(f1.loc[(f1["stack"] == sept) & ~f1["treated"], "student"]) == [1, 2, 3]
-    other = PoolConfig(allow_other_districts=True)
+    other = PoolConfig(allow_other_districts=True, not_yet_visited=False)
     f2 = build_candidates(panel, pool=other, matching=MatchingConfig(pre_months=6)).frame
     assert sorted(f2.loc[(f2["stack"] == sept) & ~f2["treated"], "student"]) == [1, 2, 3, 4]
-    # students first visited later join only with not_yet_visited (student 5: January 2022)
-    later = PoolConfig(not_yet_visited=True)
+    # students first visited later join only with not_yet_visited, the default (student 5:
+    # January 2022)
+    later = PoolConfig()
+    assert later.not_yet_visited
     f3 = build_candidates(panel, pool=later, matching=MatchingConfig(pre_months=6)).frame
     assert 5 in set(f3.loc[(f3["stack"] == sept) & ~f3["treated"], "student"])
     assert not f[cand.covariates].isna().any().any()

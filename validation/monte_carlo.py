@@ -222,7 +222,9 @@ def criteria(summary: pd.DataFrame) -> pd.DataFrame:
 
     ``worst_bias_all``: largest absolute bias for all visited students at the headline
     months; ``coverage_min``/``coverage_max``: range of the analytic intervals' coverage
-    over all students and the grade bands; ``passes``: bias within ``BIAS_BOUND`` pp and
+    over all students and the grade bands (``boot_``: of the bootstrap intervals);
+    ``coverage_gap``: mean distance of the coverage from 95% over those cells (the
+    intervals of the smaller gap are the default); ``passes``: bias within ``BIAS_BOUND`` pp and
     coverage inside ``COVERAGE_RANGE``. Sorted best first (passing, then smallest bias).
     """
     rows = []
@@ -239,6 +241,8 @@ def criteria(summary: pd.DataFrame) -> pd.DataFrame:
                 "coverage_max": hi,
                 "boot_coverage_min": s["boot_coverage"].min(),
                 "boot_coverage_max": s["boot_coverage"].max(),
+                "coverage_gap": (s["coverage"] - 0.95).abs().mean(),
+                "boot_coverage_gap": (s["boot_coverage"] - 0.95).abs().mean(),
                 "passes": bool(ok),
             }
         )
