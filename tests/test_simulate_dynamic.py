@@ -62,8 +62,16 @@ def test_hazard_visits_the_target_number_with_months_varying(lists, hazard):
     assert (by_month["lists"] != by_month["hazard"]).any()  # Bernoulli draws, not quotas
 
 
-def test_hazard_selects_on_recent_attendance_more_sharply_than_lists(lists, hazard):
-    assert pre_visit_rate(hazard) < pre_visit_rate(lists) - 5
+def test_default_hazard_matches_the_lists_pre_visit_fall_and_the_stress_slope_is_sharper(
+    lists, hazard
+):
+    """The default slope is calibrated to the ``lists`` regime's pre-visit attendance;
+    the stress-test slope (25) picks students in a much deeper dip."""
+    assert abs(pre_visit_rate(hazard) - pre_visit_rate(lists)) < 4
+    strong = simulate(
+        scale="demo", sample_fraction=0.5, seed=11, selection="hazard", hazard_strength=25.0
+    )
+    assert pre_visit_rate(strong) < pre_visit_rate(lists) - 5
 
 
 def test_config_rejects_an_unknown_regime_and_a_negative_slope():
