@@ -12,7 +12,7 @@ Usage (from the project root, after ``make setup``)::
     .venv/bin/python validation/monte_carlo.py --draws 200 --workers 2
 
 Per-draw results are kept in ``validation/results/draws/`` so an interrupted run resumes;
-the summary is written to ``validation/results/monte_carlo.csv`` and
+the summary is written to ``validation/results/monte_carlo.json`` and
 ``validation/results/monte_carlo.md``.
 """
 
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     files = [_draw_file(args.out, r, s, variants) for r, s, *_ in jobs]
     draws = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     summary = summarise(draws)
-    summary.to_csv(args.out / "monte_carlo.csv", index=False, float_format="%.6g")
+    summary.to_json(args.out / "monte_carlo.json", orient="records", indent=1, double_precision=6)
     command = "validation/monte_carlo.py " + " ".join(sys.argv[1:] if argv is None else argv)
     header = f"# Monte Carlo validation\n\nCommand: `{command}`\n\n"
     verdict = criteria(summary)
