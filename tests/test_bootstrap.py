@@ -1,0 +1,113 @@
+"""Multiplier bootstrap of the event-study path: hand cases and invariances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from leapresearch.estimation.bootstrap import multiplier_bootstrap
+
+REL_TIMES = [0, 1, 2]
+
+
+def hand_influence(n: int = 600, seed: int = 3) -> pd.DataFrame:
+    """``psi_c`` of ``n`` clusters on three correlated months (as a fit's influence)."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=(n, 1))
+    own = rng.normal(size=(n, 3))
+    # month 0: noisy; months 1 and 2 share most of their variation (correlation ~0.8)
+    psi = np.column_stack(
+        [own[:, 0], common[:, 0] + 0.5 * own[:, 1], common[:, 0] + 0.5 * own[:, 2]]
+    )
+    psi *= np.array([0.02, 0.05, 0.08]) / np.sqrt(n)
+    return pd.DataFrame(psi, index=pd.Index(1000 + np.arange(n), name="cluster"), columns=REL_TIMES)
+
+
+def sup_t_quantile(sigma: np.ndarray, alpha: float, draws: int = 400_000) -> float:
+    """The 1 - alpha quantile of max_e |Z_e| / sd_e, Z ~ N(0, sigma), by simulation."""
+    z = np.random.default_rng(99).multivariate_normal(np.zeros(len(sigma)), sigma, size=draws)
+    return float(np.quantile(np.max(np.abs(z) / np.sqrt(np.diag(sigma)), axis=1), 1 - alpha))
+
+
+def test_standard_errors_converge_to_the_analytic_ones():
+    psi = hand_influence()
+    analytic = np.sqrt(np.diag(psi.to_numpy().T @ psi.to_numpy()))
+    boot = multiplier_bootstrap(psi, band_rel_times=REL_TIMES, draws=20_000, seed=1)
+    np.testing.assert_allclose(boot.std_errors.to_numpy(), analytic, rtol=0.03)
+    assert list(boot.std_errors.index) == REL_TIMES
+
+
+def test_band_critical_value_is_the_sup_of_gaussian_quantile():
+    psi = hand_influence()
+    sigma = psi.to_numpy().T @ psi.to_numpy()
+    boot = multiplier_bootstrap(psi, band_rel_times=REL_TIMES, draws=20_000, seed=2)
+    pointwise = stats.norm.ppf(0.975)
+    bonferroni = stats.norm.ppf(1 - 0.05 / (2 * len(REL_TIMES)))
+    assert pointwise < boot.critical_value < bonferroni
+    # correlated months: the exact sup-t value lies well below Bonferroni's
+    exact = sup_t_quantile(sigma, 0.05)
+    assert exact < bonferroni - 0.03
+    assert boot.critical_value == pytest.approx(exact, abs=0.04)
+
+
+def test_band_over_one_month_is_the_pointwise_interval():
+    psi = hand_influence()
+    boot = multiplier_bootstrap(psi, band_rel_times=[1], draws=20_000, seed=4)
+    assert boot.band_rel_times == (1,)
+    assert boot.critical_value == pytest.approx(stats.norm.ppf(0.975), abs=0.04)
+
+
+def test_table_puts_the_band_on_the_band_months_only():
+    psi = hand_influence()
+    boot = multiplier_bootstrap(psi, band_rel_times=[1, 2, 7], draws=999, seed=0)
+    assert boot.band_rel_times == (1, 2)  # months absent from the influence are left out
+    est = pd.Series([0.5, 1.0, 2.0], index=REL_TIMES)
+    tab = boot.table(est).set_index("rel_time")
+    se, c = boot.std_errors, boot.critical_value
+    assert tab.loc[0, ["band_lower", "band_upper"]].isna().all()
+    for r in (1, 2):
+        assert tab.loc[r, "band_lower"] == pytest.approx(est[r] - c * se[r])
+        assert tab.loc[r, "band_upper"] == pytest.approx(est[r] + c * se[r])
+    z = stats.norm.ppf(0.975)
+    np.testing.assert_allclose(tab["boot_ci_upper"] - tab["boot_ci_lower"], 2 * z * se.to_numpy())
+    assert (
+        (tab["band_upper"] - tab["band_lower"])
+        .dropna()
+        .gt((tab["boot_ci_upper"] - tab["boot_ci_lower"]).loc[[1, 2]])
+        .all()
+    )
+
+
+def _bytes(boot) -> bytes:
+    return boot.std_errors.to_numpy().tobytes() + np.float64(boot.critical_value).tobytes()
+
+
+def test_same_seed_same_output_other_seed_other_draws():
+    psi = hand_influence()
+    a = multiplier_bootstrap(psi, band_rel_times=REL_TIMES, seed=5)
+    b = multiplier_bootstrap(psi, band_rel_times=REL_TIMES, seed=5)
+    c = multiplier_bootstrap(psi, band_rel_times=REL_TIMES, seed=6)
+    assert _bytes(a) == _bytes(b)
+    assert _bytes(a) != _bytes(c)
+
+
+@pytest.mark.parametrize("shuffle_seed", [0, 1, 2])
+def test_shuffled_and_relabelled_clusters_give_identical_output(shuffle_seed):
+    psi = hand_influence(n=300)
+    # two clusters whose influence agrees to rounding noise, and two exact duplicates:
+    # their order must not depend on the row order or the labels either
+    psi.iloc[1] = psi.iloc[0].to_numpy() * (1 + 1e-13)
+    psi.iloc[3] = psi.iloc[2].to_numpy()
+    rng = np.random.default_rng(shuffle_seed)
+    shuffled = psi.iloc[rng.permutation(len(psi))]
+    shuffled.index = pd.Index(rng.permutation(10**6)[: len(psi)], name="other")
+    a = multiplier_bootstrap(psi, band_rel_times=REL_TIMES, seed=7)
+    b = multiplier_bootstrap(shuffled, band_rel_times=REL_TIMES, seed=7)
+    assert _bytes(a) == _bytes(b)
+
+
+def test_too_few_draws_are_refused():
+    with pytest.raises(ValueError, match="draws must be at least 100"):
+        multiplier_bootstrap(hand_influence(), band_rel_times=REL_TIMES, draws=50)
