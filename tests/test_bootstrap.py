@@ -111,3 +111,73 @@ def test_shuffled_and_relabelled_clusters_give_identical_output(shuffle_seed):
 def test_too_few_draws_are_refused():
     with pytest.raises(ValueError, match="draws must be at least 100"):
         multiplier_bootstrap(hand_influence(), band_rel_times=REL_TIMES, draws=50)
+
+
+# --------------------------------------------------------------------------------------
+# event_study.csv rows of one group
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def group_fit():
+    from leapresearch.estimation.event_study import event_study
+    from leapresearch.estimation.multiple_testing import cluster_influence, with_influence
+    from tests.test_event_study import make_panel
+
+    df = make_panel(11, treated_per_stack=12)
+    res = event_study(df, window=(-3, 4))
+    return with_influence(res, cluster_influence(df, res))
+
+
+def _rows(fit, **inference):
+    from leapresearch.config import load_config
+    from leapresearch.evaluate import _event_table
+
+    config = load_config("demo", overrides={"inference": inference})
+    return _event_table(fit, config).set_index("rel_time"), config
+
+
+def test_event_rows_carry_the_bootstrap_and_the_band_over_post_months(group_fit):
+    rows, config = _rows(group_fit)
+    assert group_fit.reference not in rows.index
+    band = rows[["band_lower", "band_upper"]].notna().all(axis=1)
+    # post-visit months before the binned end point (4 means ">= 4")
+    assert band[band].index.tolist() == [0, 1, 2, 3]
+    assert rows.loc[~band, ["band_lower", "band_upper"]].isna().all(axis=None)
+    assert rows["boot_std_error"].notna().all()
+    analytic = np.sqrt(np.diag(group_fit.influence.to_numpy().T @ group_fit.influence.to_numpy()))
+    np.testing.assert_allclose(
+        rows["boot_std_error"].to_numpy(),
+        pd.Series(analytic, index=group_fit.influence.columns).reindex(rows.index),
+        rtol=0.15,
+    )
+    post = rows.loc[band]
+    assert (post["band_lower"] < post["ci_lower"]).all()
+    assert (post["band_upper"] > post["ci_upper"]).all()
+    # the analytic intervals are the default, and the seed comes from the parameters
+    tab = group_fit.table(alpha=config.analysis.alpha).set_index("rel_time")
+    assert (rows["ci_lower"] == tab.loc[rows.index, "ci_lower"]).all()
+    again, _ = _rows(group_fit)
+    other, _ = _rows(group_fit, seed=config.inference.seed + 1)
+    pd.testing.assert_frame_equal(rows, again)
+    assert not rows["boot_std_error"].equals(other["boot_std_error"])
+
+
+def test_bootstrap_intervals_replace_the_analytic_ones_when_asked(group_fit):
+    rows, _ = _rows(group_fit, intervals="bootstrap")
+    z = stats.norm.ppf(0.975)
+    np.testing.assert_allclose(rows["ci_lower"], rows["estimate"] - z * rows["boot_std_error"])
+    np.testing.assert_allclose(rows["ci_upper"], rows["estimate"] + z * rows["boot_std_error"])
+    analytic, _ = _rows(group_fit)
+    pd.testing.assert_series_equal(rows["std_error"], analytic["std_error"])
+
+
+def test_no_band_when_switched_off_and_no_bootstrap_without_influence(group_fit):
+    from leapresearch.estimation.multiple_testing import with_influence
+
+    rows, _ = _rows(group_fit, band=False)
+    assert rows[["band_lower", "band_upper"]].isna().all(axis=None)
+    assert rows["boot_std_error"].notna().all()
+    bare, _ = _rows(with_influence(group_fit, None))
+    assert bare[["boot_std_error", "band_lower", "band_upper"]].isna().all(axis=None)
+    assert bare["estimate"].notna().all()
