@@ -181,3 +181,73 @@ def test_no_band_when_switched_off_and_no_bootstrap_without_influence(group_fit)
     bare, _ = _rows(with_influence(group_fit, None))
     assert bare[["boot_std_error", "band_lower", "band_upper"]].isna().all(axis=None)
     assert bare["estimate"].notna().all()
+
+
+# --------------------------------------------------------------------------------------
+# notebook 03: the derived table and its sentence
+# --------------------------------------------------------------------------------------
+
+
+def published_rows(estimates, *, crit: float = 2.5, boot_se: float = 1.0) -> pd.DataFrame:
+    """Event-study rows of ``all``: months -2..12, a band over 0..11 of half-width crit*se."""
+    months = list(range(-2, 13))
+    months.remove(-1)
+    est = pd.Series(estimates, index=months, dtype=float)
+    in_band = (est.index >= 0) & (est.index < 12)
+    half = crit * boot_se
+    return pd.DataFrame(
+        {
+            "group": "all",
+            "rel_time": months,
+            "estimate": est.to_numpy(),
+            "std_error": 1.25,
+            "ci_lower": est.to_numpy() - 2.0,
+            "ci_upper": est.to_numpy() + 2.0,
+            "n_treated": 500,
+            "boot_std_error": boot_se,
+            "band_lower": np.where(in_band, est.to_numpy() - half, np.nan),
+            "band_upper": np.where(in_band, est.to_numpy() + half, np.nan),
+        }
+    )
+
+
+def test_inference_table_sets_both_errors_side_by_side():
+    from leapresearch.publish.tables import INFERENCE_COLUMNS, inference_table
+
+    table = published_rows([0.0] * 2 + [5.0] * 12)
+    other = table.assign(group="grade_band:PK-5", estimate=99.0)
+    out = inference_table(pd.concat([other, table]), rel_times=(9, 1, 3))
+    assert list(out.columns) == INFERENCE_COLUMNS
+    assert out["rel_time"].tolist() == [1, 3, 9]
+    assert (out["estimate"] == 5.0).all()
+    assert out["se_ratio"].tolist() == [0.8, 0.8, 0.8]
+    assert (out["band_upper"] == 7.5).all()
+
+
+def test_sentence_follows_the_band_not_a_fixed_verdict():
+    from leapresearch.publish.narrative import describe_inference
+
+    pre = [0.0]  # month -2
+    positive = describe_inference(published_rows(pre + [5.0] * 13), rel_times=(1, 3, 6, 9))
+    assert "lies above zero in all 12 months" in positive
+    assert "plus or minus 2.50 bootstrap standard errors" in positive
+    assert "0.80 times the analytic ones" in positive
+    negative = describe_inference(published_rows(pre + [-5.0] * 13, crit=2.9))
+    assert "lies below zero in all 12 months" in negative and "negative" in negative
+    assert "2.90" in negative
+    null = describe_inference(published_rows(pre + [1.0] * 13, boot_se=2.0))
+    assert "includes zero in every month" in null and "not rejected" in null
+    assert "1.60 times" in null
+    mixed = describe_inference(published_rows(pre + [1.0, 1.0] + [5.0] * 9 + [1.0, 6.0]))
+    assert "excludes zero in 9 of 12 months and includes it in months 0, 1 and 11" in mixed
+    for text in (negative, null, mixed):
+        assert "above zero in all" not in text
+
+
+def test_sentence_without_a_band_says_so():
+    from leapresearch.publish.narrative import describe_inference
+
+    table = published_rows([0.0] * 2 + [5.0] * 12)
+    assert "no bootstrap columns" in describe_inference(table.drop(columns="band_lower"))
+    suppressed = table.assign(estimate=np.nan, band_lower=np.nan, band_upper=np.nan)
+    assert "not estimated, or suppressed" in describe_inference(suppressed)
