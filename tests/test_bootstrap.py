@@ -251,3 +251,19 @@ def test_sentence_without_a_band_says_so():
     assert "no bootstrap columns" in describe_inference(table.drop(columns="band_lower"))
     suppressed = table.assign(estimate=np.nan, band_lower=np.nan, band_upper=np.nan)
     assert "not estimated, or suppressed" in describe_inference(suppressed)
+
+
+def test_methods_box_states_the_intervals_the_parameters_choose():
+    from leapresearch.config import load_config
+    from leapresearch.publish.narrative import methods_text
+
+    default = " ".join(methods_text(load_config("demo")))
+    assert "intervals shown are the analytic ones" in default
+    assert "simultaneous (sup-t) band over the post-visit months 0 to 11" in default
+    assert "not re-estimated" in default
+    boot = " ".join(
+        methods_text(
+            load_config("demo", overrides=["inference.intervals=bootstrap", "inference.band=false"])
+        )
+    )
+    assert "intervals shown are the bootstrap's" in boot and "simultaneous" not in boot

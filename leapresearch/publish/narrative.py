@@ -567,6 +567,28 @@ def summary_paragraph(
     return " ".join(parts)
 
 
+def _inference_method(config) -> str:
+    """The methods-box sentence on the bootstrap, the intervals shown and the band."""
+    inf, a = config.inference, config.analysis
+    which = (
+        "the bootstrap's (normal, with its standard errors)"
+        if inf.intervals == "bootstrap"
+        else "the analytic ones"
+    )
+    band = (
+        f"; the figures add a {1 - a.alpha:.0%} simultaneous (sup-t) band over the post-visit "
+        f"months 0 to {a.window[1] - 1}"
+        if inf.band
+        else ""
+    )
+    return (
+        f"Inference: beside the analytic errors, a multiplier (Otsu-Rai weighted) bootstrap "
+        f"over students with {inf.bootstrap_draws} draws, matches held fixed (the propensity "
+        f"score and the regression adjustment are not re-estimated); the intervals shown are "
+        f"{which}{band}."
+    )
+
+
 def methods_text(config) -> list[str]:
     """The methods box: the design in a few sentences, from the parameters of the run."""
     m, a, pool = config.matching, config.analysis, config.comparison_pool
@@ -589,6 +611,7 @@ def methods_text(config) -> list[str]:
             if a.regression_adjustment
             else ""
         ),
+        _inference_method(config),
         f"Checks: a naive before/after change, the Callaway-Sant'Anna estimator with "
         f"not-yet-visited comparisons, a placebo first visit {config.placebo.shift_months} "
         "months early, and joint tests of the pre-period coefficients.",
