@@ -570,7 +570,7 @@ def bootstrap_intervals(result: GroupFit, config: Config) -> pd.DataFrame:
         ``inference.band``).
     """
     est = result.coefficients
-    if result.influence is None:
+    if getattr(result, "influence", None) is None:
         cols = ["boot_std_error", "boot_ci_lower", "boot_ci_upper", "band_lower", "band_upper"]
         return pd.DataFrame({"rel_time": est.index.to_numpy(), **dict.fromkeys(cols, np.nan)})
     inf = config.inference
@@ -587,10 +587,20 @@ def bootstrap_intervals(result: GroupFit, config: Config) -> pd.DataFrame:
     return out
 
 
-def _event_table(result: GroupFit, config: Config) -> pd.DataFrame:
-    """A group's rows of ``event_study.csv`` (reference month left out)."""
+def _event_table(result: EventStudyResult, config: Config) -> pd.DataFrame:
+    """A fit's rows of an event-study table (reference month left out)."""
     tab = result.table(alpha=config.analysis.alpha)
-    tab = tab.loc[tab["rel_time"] != result.reference, [*EVENT_STUDY_COLUMNS[1:], "p_value"]]
+    return tab.loc[tab["rel_time"] != result.reference, [*EVENT_STUDY_COLUMNS[1:], "p_value"]]
+
+
+def group_event_table(result: GroupFit, config: Config) -> pd.DataFrame:
+    """A group's rows of ``event_study.csv``: :func:`_event_table` and the bootstrap.
+
+    Adds :data:`BOOTSTRAP_COLUMNS` (:func:`bootstrap_intervals`); with
+    ``inference.intervals: bootstrap`` the pointwise bootstrap intervals replace the
+    analytic ``ci_lower``, ``ci_upper``.
+    """
+    tab = _event_table(result, config)
     boot = bootstrap_intervals(result, config)
     tab = tab.merge(boot, on="rel_time", how="left", validate="one_to_one")
     if config.inference.intervals == "bootstrap":
@@ -650,7 +660,7 @@ def estimate_event_studies(
         if res is None:
             return None
         results[label] = res
-        return _event_table(res, config)
+        return group_event_table(res, config)
 
     families = config.subgroups if subgroups is None else subgroups
     groups = [

@@ -131,10 +131,10 @@ def group_fit():
 
 def _rows(fit, **inference):
     from leapresearch.config import load_config
-    from leapresearch.evaluate import _event_table
+    from leapresearch.evaluate import group_event_table
 
     config = load_config("demo", overrides={"inference": inference})
-    return _event_table(fit, config).set_index("rel_time"), config
+    return group_event_table(fit, config).set_index("rel_time"), config
 
 
 def test_event_rows_carry_the_bootstrap_and_the_band_over_post_months(group_fit):
