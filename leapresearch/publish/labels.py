@@ -210,6 +210,7 @@ COLUMN_WORDS = {
     "ci_lower": "95% CI lower",
     "ci_upper": "95% CI upper",
     "boot_std_error": "Bootstrap std. error",
+    "se_ratio": "Bootstrap / analytic std. error",
     "band_lower": "95% simultaneous band lower",
     "band_upper": "95% simultaneous band upper",
     "n_treated": "Visited students",
