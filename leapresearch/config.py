@@ -165,6 +165,28 @@ class PrivacyConfig(_Frozen):
     min_treated: int = 20
 
 
+class InferenceConfig(_Frozen):
+    """Which pointwise intervals are published, and the bootstrap's draws and seed.
+
+    The multiplier (Otsu-Rai weighted) bootstrap perturbs each student's influence on the
+    event-study path (:mod:`leapresearch.estimation.bootstrap`); its standard errors and
+    the simultaneous (sup-t) band over the post-visit months are published beside the
+    analytic ones in ``event_study.csv``.
+    """
+
+    intervals: Literal["analytic", "bootstrap"] = "analytic"
+    bootstrap_draws: int = 999
+    seed: int = 20240601
+    band: bool = True
+
+    @field_validator("bootstrap_draws")
+    @classmethod
+    def _enough_draws(cls, v: int) -> int:
+        if v < 100:
+            raise ValueError(f"bootstrap_draws must be at least 100, got {v}")
+        return v
+
+
 def _as_code(value: Any, where: str) -> str:
     """A YAML scalar as the text it stands for; booleans and nulls are refused."""
     if isinstance(value, bool) or value is None:
@@ -306,6 +328,7 @@ class Config(_Frozen):
     robust: RobustConfig = RobustConfig()
     identification: IdentificationConfig = IdentificationConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    inference: InferenceConfig = InferenceConfig()
     report: ReportConfig = ReportConfig()
 
     @property

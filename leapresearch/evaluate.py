@@ -25,6 +25,7 @@ from leapresearch.design.censoring import censoring_weights
 from leapresearch.design.matching import MatchResult, match, nearest_neighbor_match
 from leapresearch.design.pool import Candidates, build_candidates
 from leapresearch.design.stacking import stacked_panel, subgroup_weights, unit_table
+from leapresearch.estimation.bootstrap import multiplier_bootstrap
 from leapresearch.estimation.event_study import EventStudyResult, event_study
 from leapresearch.estimation.falsification import (
     pseudo_events,
@@ -59,7 +60,14 @@ Log = Callable[[str], None]
 
 LONG_TERM_COLUMNS = ["group", "cohort", "school_year", "years_after", "outcome", *ESTIMATE_COLUMNS]
 EVENT_STUDY_COLUMNS = ["group", "rel_time", *ESTIMATE_COLUMNS]
-EVENT_STUDY_TABLE_COLUMNS = [*EVENT_STUDY_COLUMNS, "p_value", "p_value_adjusted"]
+BOOTSTRAP_COLUMNS = ["boot_std_error", "band_lower", "band_upper"]
+"""Multiplier-bootstrap standard error and simultaneous band of ``event_study.csv``."""
+EVENT_STUDY_TABLE_COLUMNS = [
+    *EVENT_STUDY_COLUMNS,
+    "p_value",
+    "p_value_adjusted",
+    *BOOTSTRAP_COLUMNS,
+]
 
 
 def _quiet(_: str) -> None:
@@ -563,9 +571,72 @@ def fit_group_with_influence(
         return with_influence(dataclasses.replace(res, notes=(*res.notes, note)), None)
 
 
-def _event_table(result, config: Config) -> pd.DataFrame:
+def band_rel_times(result: EventStudyResult) -> list[int]:
+    """Months of the simultaneous band: the post-visit months before the binned end point."""
+    if result.window is not None:
+        hi = result.window[1]
+    else:  # no binning: the last month is a month like the others
+        hi = int(result.coefficients.index.max()) + 1
+    return [int(r) for r in result.coefficients.index if 0 <= r < hi]
+
+
+def bootstrap_intervals(result: GroupFit, config: Config) -> pd.DataFrame:
+    """Multiplier-bootstrap standard errors, intervals and sup-t band of one group's path.
+
+    Parameters
+    ----------
+    result : GroupFit
+        A group's fit with its cluster influence (see :func:`fit_group_with_influence`).
+    config : Config
+        ``inference`` (draws, seed, band) and ``analysis.alpha``.
+
+    Returns
+    -------
+    DataFrame
+        ``rel_time, boot_std_error, boot_ci_lower, boot_ci_upper, band_lower,
+        band_upper`` for every estimated month (see
+        :func:`~leapresearch.estimation.bootstrap.multiplier_bootstrap`); all NaN when the
+        fit has no influence. The band covers :func:`band_rel_times` simultaneously with
+        probability ``1 - analysis.alpha`` (NaN elsewhere, and everywhere without
+        ``inference.band``).
+    """
+    est = result.coefficients
+    if getattr(result, "influence", None) is None:
+        cols = ["boot_std_error", "boot_ci_lower", "boot_ci_upper", "band_lower", "band_upper"]
+        return pd.DataFrame({"rel_time": est.index.to_numpy(), **dict.fromkeys(cols, np.nan)})
+    inf = config.inference
+    boot = multiplier_bootstrap(
+        result.influence,
+        band_rel_times=band_rel_times(result),
+        draws=inf.bootstrap_draws,
+        alpha=config.analysis.alpha,
+        seed=inf.seed,
+    )
+    out = boot.table(est, alpha=config.analysis.alpha)
+    if not inf.band:
+        out[["band_lower", "band_upper"]] = np.nan
+    return out
+
+
+def _event_table(result: EventStudyResult, config: Config) -> pd.DataFrame:
+    """A fit's rows of an event-study table (reference month left out)."""
     tab = result.table(alpha=config.analysis.alpha)
     return tab.loc[tab["rel_time"] != result.reference, [*EVENT_STUDY_COLUMNS[1:], "p_value"]]
+
+
+def group_event_table(result: GroupFit, config: Config) -> pd.DataFrame:
+    """A group's rows of ``event_study.csv``: :func:`_event_table` and the bootstrap.
+
+    Adds :data:`BOOTSTRAP_COLUMNS` (:func:`bootstrap_intervals`); with
+    ``inference.intervals: bootstrap`` the pointwise bootstrap intervals replace the
+    analytic ``ci_lower``, ``ci_upper``.
+    """
+    tab = _event_table(result, config)
+    boot = bootstrap_intervals(result, config)
+    tab = tab.merge(boot, on="rel_time", how="left", validate="one_to_one")
+    if config.inference.intervals == "bootstrap":
+        tab["ci_lower"], tab["ci_upper"] = tab["boot_ci_lower"], tab["boot_ci_upper"]
+    return tab.drop(columns=["boot_ci_lower", "boot_ci_upper"])
 
 
 @single_blas_thread
@@ -593,11 +664,16 @@ def estimate_event_studies(
     -------
     table : DataFrame
         ``group, rel_time, estimate, std_error, ci_lower, ci_upper, n_treated,
-        n_comparison, p_value, p_value_adjusted``; the reference month is omitted (its
-        estimate is 0 by definition). ``p_value`` tests the estimate against zero
-        (``t(G-1)``); ``p_value_adjusted`` is Holm's adjustment within the group's family
-        (all districts, all grade bands with the pooled 6-12, ...) at the same month, over
-        every group estimated, published or not (each was a test).
+        n_comparison, p_value, p_value_adjusted, boot_std_error, band_lower,
+        band_upper``; the reference month is omitted (its estimate is 0 by definition).
+        ``p_value`` tests the estimate against zero (``t(G-1)``); ``p_value_adjusted`` is
+        Holm's adjustment within the group's family (all districts, all grade bands with
+        the pooled 6-12, ...) at the same month, over every group estimated, published or
+        not (each was a test). ``boot_std_error`` is the multiplier-bootstrap standard
+        error and ``band_lower, band_upper`` the simultaneous (sup-t) band over the
+        post-visit months (:func:`bootstrap_intervals`); ``ci_lower, ci_upper`` are the
+        analytic (``t(G-1)``) or the bootstrap (normal) intervals as
+        ``inference.intervals`` says. ``std_error`` and ``p_value`` stay analytic.
     results : dict
         Group label -> :class:`~leapresearch.estimation.multiple_testing.GroupFit` (an
         event-study result with the cluster influence of its coefficients).
@@ -615,7 +691,7 @@ def estimate_event_studies(
         if res is None:
             return None
         results[label] = res
-        return _event_table(res, config)
+        return group_event_table(res, config)
 
     families = config.subgroups if subgroups is None else subgroups
     groups = [

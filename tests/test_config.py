@@ -36,6 +36,9 @@ def test_overrides_apply_last_and_are_typed():
         ("analysis.window=[-3, -5]", "reference"),
         ("matching.ratio=0", "matching.ratio"),
         ("subgroups=[shoe_size]", "subgroups"),
+        ("inference.intervals=percentile", "inference.intervals"),
+        ("inference.bootstrap_draws=50", "inference.bootstrap_draws"),
+        ("inference.draws=999", "inference.draws"),
     ],
 )
 def test_bad_parameters_name_the_key(override, fragment):

@@ -121,6 +121,19 @@ def test_event_study_table_carries_family_adjusted_p_values(event_study_table):
     assert (bands["p_value_adjusted"] > bands["p_value"]).any()
 
 
+def test_simultaneous_band_covers_the_true_post_visit_path(event_study_table, simulated):
+    truth = simulated[2]["event_study"]["all"]
+    a = event_study_table.loc[event_study_table["group"] == "all"].set_index("rel_time")
+    band = a.dropna(subset=["band_lower", "band_upper"])
+    hi = load_config("demo").analysis.window[1]
+    assert band.index.tolist() == list(range(0, hi))  # post months, binned end point left out
+    for r, row in band.iterrows():
+        assert row["band_lower"] <= truth[str(r)] <= row["band_upper"], (r, truth[str(r)])
+    # the multiplier bootstrap reproduces the analytic clustered errors
+    ratio = a["boot_std_error"] / a["std_error"]
+    assert ratio.between(0.85, 1.15).all(), ratio.round(3).to_dict()
+
+
 def test_long_term_effects_recover_truth(prepared, simulated):
     truth = {
         (r["group"], r["cohort"], r["school_year"], r["outcome"]): r["att"]

@@ -75,6 +75,71 @@ def test_grade_band_panels_include_6_12_in_reading_order():
     plt.close(fig)
 
 
+def _es_with_band() -> pd.DataFrame:
+    es = _es()
+    post = es["rel_time"].between(0, 2)
+    es["band_lower"] = np.where(post, es["ci_lower"] - 0.5, np.nan)
+    es["band_upper"] = np.where(post, es["ci_upper"] + 0.5, np.nan)
+    return es
+
+
+def test_tidy_event_study_carries_the_band_when_the_table_has_it():
+    tidy = plots.tidy_event_study(_es_with_band(), groups=("all", "grade_band:PK-5"))
+    assert list(tidy.columns) == [
+        "group", "label", "rel_time", "estimate", "ci_lower", "ci_upper", "band_lower",
+        "band_upper",
+    ]  # fmt: skip
+    a = tidy.loc[tidy["group"] == "all"].set_index("rel_time")
+    assert a.index.tolist() == [-3, -2, -1, 0, 1, 2, 3]
+    assert a.loc[-1, "estimate"] == 0 and a.loc[-1, ["band_lower", "band_upper"]].isna().all()
+    assert a.loc[[0, 1, 2], "band_lower"].tolist() == [-1.5, -0.5, 0.5]
+    assert a.loc[[-3, -2, 3], ["band_lower", "band_upper"]].isna().all(axis=None)
+    # a table without the band (e.g. an older run) gives the old layout
+    plain = plots.tidy_event_study(_es(), groups=("all",))
+    assert "band_lower" not in plain.columns and len(plain) == 7
+    family = plots.tidy_event_study_family(_es_with_band(), "grade_band")
+    assert family["band_upper"].notna().sum() == 4 * 3
+
+
+def _legend_texts(legend) -> list[str]:
+    return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
+def test_single_group_plot_draws_the_band_behind_the_pointwise_interval():
+    fig, ax = plt.subplots()
+    plots.plot_event_study(plots.tidy_event_study(_es_with_band()), ax=ax)
+    fills = [
+        c for c in ax.collections if c.get_label() in (plots.BAND_LABEL, plots.POINTWISE_LABEL)
+    ]
+    assert [c.get_label() for c in fills] == [plots.BAND_LABEL, plots.POINTWISE_LABEL]
+    assert fills[0].get_alpha() < fills[1].get_alpha()  # lighter, and drawn first (behind)
+    assert {plots.BAND_LABEL, plots.POINTWISE_LABEL} <= set(_legend_texts(ax.get_legend()))
+    plt.close(fig)
+    # several groups: error bars only, no band
+    fig, ax = plt.subplots()
+    tidy = plots.tidy_event_study(_es_with_band(), groups=("all", "grade_band:PK-5"))
+    plots.plot_event_study(tidy, ax=ax)
+    assert plots.BAND_LABEL not in _legend_texts(ax.get_legend())
+    assert not [c for c in ax.collections if c.get_label() == plots.BAND_LABEL]
+    plt.close(fig)
+
+
+def test_panels_draw_the_band_and_name_both_ribbons():
+    fig = plots.plot_event_study_panels(
+        plots.tidy_event_study_family(_es_with_band(), "grade_band")
+    )
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert all(
+        [c.get_label() for c in ax.collections] == [plots.BAND_LABEL, plots.POINTWISE_LABEL]
+        for ax in shown
+    )
+    assert _legend_texts(fig.legends[0]) == [plots.POINTWISE_LABEL, plots.BAND_LABEL]
+    plt.close(fig)
+    fig = plots.plot_event_study_panels(plots.tidy_event_study_family(_es(), "grade_band"))
+    assert not fig.legends
+    plt.close(fig)
+
+
 def test_forest_keeps_a_row_for_every_group():
     es = _es()
     es.loc[es["group"] == "grade_band:6-8", "estimate"] = np.nan

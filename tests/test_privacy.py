@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.config import PrivacyConfig
+from leapresearch.evaluate import BOOTSTRAP_COLUMNS
 from leapresearch.publish.outputs import publishable
 from leapresearch.publish.privacy import suppress
 
@@ -86,13 +87,32 @@ def test_every_suppressed_row_has_empty_estimates():
             "p_value_adjusted": [0.02, 0.04, 0.06],
             "n_treated": [400, 10, 300],
             "n_comparison": [900, 900, 4],
+            "boot_std_error": [1.0, 2.0, 3.0],
+            "band_lower": [1.5, 0.5, -0.5],
+            "band_upper": [6.5, 9.5, 12.5],
         }
     )
     out = suppress(t, name="event_study", privacy=P)
     sup = out["suppressed"].to_numpy(bool)
     assert sup.tolist() == [False, True, True]
-    for c in ("estimate", "p_value", "p_value_adjusted"):
+    for c in ("estimate", "p_value", "p_value_adjusted", *BOOTSTRAP_COLUMNS):
         assert out.loc[sup, c].isna().all() and out.loc[~sup, c].notna().all()
+
+
+def test_bootstrap_columns_are_snapped_like_the_estimates():
+    noisy = 1.1 + 2e-15  # floating noise below 12 significant digits
+    t = pd.DataFrame(
+        {
+            "group": ["all"],
+            "rel_time": [1],
+            "estimate": [noisy],
+            "n_treated": [400],
+            **{c: [noisy] for c in BOOTSTRAP_COLUMNS},
+        }
+    )
+    out = publishable(t, "event_study", privacy=P)
+    assert noisy != 1.1
+    assert (out[["estimate", *BOOTSTRAP_COLUMNS]] == 1.1).all(axis=None)
 
 
 def test_robust_rows_are_suppressed_on_students_not_on_cohorts():

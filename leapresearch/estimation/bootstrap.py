@@ -33,6 +33,40 @@ import pandas as pd
 from scipy import stats
 
 DEFAULT_DRAWS = 999
+DRAW_CHUNK = 128
+"""Draws generated at a time (bounds the memory of the multipliers: chunk x clusters)."""
+
+
+def _canonical_order(psi: np.ndarray) -> np.ndarray:
+    """The rows of ``psi`` in the order of their values, not of their labels.
+
+    Rows are sorted by their values rounded to 9 significant digits of the largest
+    influence (so that rounding noise does not reorder otherwise equal rows), ties broken
+    by the exact values: relabelled or shuffled inputs give every cluster the same
+    multipliers. Rows that remain tied are identical, so their order does not matter.
+    """
+    if not psi.size:
+        return psi
+    scale = float(np.nanmax(np.abs(psi))) or 1.0
+    rounded = np.round(psi / scale, 9)
+    # np.lexsort: the last key is the primary one
+    keys = np.vstack([psi.T[::-1], rounded.T[::-1]])
+    return psi[np.lexsort(keys)]
+
+
+def _draw_deviations(psi: np.ndarray, *, draws: int, seed: int) -> np.ndarray:
+    """``draws`` x months matrix of ``xi_b' psi`` with Rademacher ``xi_b``.
+
+    The multipliers are generated ``DRAW_CHUNK`` draws at a time from one seeded
+    generator (the same seed gives the same draws whatever the number of clusters).
+    """
+    rng = np.random.default_rng(seed)
+    dev = np.empty((draws, psi.shape[1]), dtype=np.float64)
+    for start in range(0, draws, DRAW_CHUNK):
+        m = min(DRAW_CHUNK, draws - start)
+        xi = rng.integers(0, 2, size=(m, psi.shape[0]), dtype=np.int8) * 2 - 1
+        dev[start : start + m] = xi.astype(np.float64) @ psi
+    return dev
 
 
 @dataclass(frozen=True)
@@ -114,15 +148,8 @@ def multiplier_bootstrap(
     """
     if draws < 100:
         raise ValueError(f"draws must be at least 100, got {draws}")
-    psi = influence.to_numpy(np.float64)
-    # order clusters by their (rounded) influence, not by their labels: relabelled or
-    # shuffled inputs give the same multipliers to the same students
-    scale = float(np.abs(psi).max()) if psi.size else 1.0
-    key = np.round(psi / (scale or 1.0), 9)
-    psi = psi[np.lexsort(key.T[::-1])] if psi.size else psi
-    rng = np.random.default_rng(seed)
-    xi = rng.integers(0, 2, size=(draws, psi.shape[0]), dtype=np.int8) * 2 - 1
-    dev = xi.astype(np.float64) @ psi
+    psi = _canonical_order(influence.to_numpy(np.float64))
+    dev = _draw_deviations(psi, draws=draws, seed=seed)
     q75, q25 = np.quantile(dev, [0.75, 0.25], axis=0)
     se = (q75 - q25) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
     cols = influence.columns.to_numpy()

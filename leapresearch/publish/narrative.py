@@ -608,6 +608,28 @@ def pool_text(pool) -> str:
     return text + ")"
 
 
+def _inference_method(config) -> str:
+    """The methods-box sentence on the bootstrap, the intervals shown and the band."""
+    inf, a = config.inference, config.analysis
+    which = (
+        "the bootstrap's (normal, with its standard errors)"
+        if inf.intervals == "bootstrap"
+        else "the analytic ones"
+    )
+    band = (
+        f"; the figures add a {1 - a.alpha:.0%} simultaneous (sup-t) band over the post-visit "
+        f"months 0 to {a.window[1] - 1}"
+        if inf.band
+        else ""
+    )
+    return (
+        f"Inference: beside the analytic errors, a multiplier (Otsu-Rai weighted) bootstrap "
+        f"over students with {inf.bootstrap_draws} draws, matches held fixed (the propensity "
+        f"score and the regression adjustment are not re-estimated); the intervals shown are "
+        f"{which}{band}."
+    )
+
+
 def methods_text(config) -> list[str]:
     """The methods box: the design in a few sentences, from the parameters of the run."""
     m, a, pool = config.matching, config.analysis, config.comparison_pool
@@ -630,6 +652,7 @@ def methods_text(config) -> list[str]:
             if a.regression_adjustment
             else ""
         ),
+        _inference_method(config),
         f"Checks: a naive before/after change, the Callaway-Sant'Anna estimator with "
         f"not-yet-visited comparisons, a placebo first visit {config.placebo.shift_months} "
         "months early, and joint tests of the pre-period coefficients.",
@@ -854,3 +877,95 @@ def describe_linearmodels_check(check: pd.DataFrame, *, tolerance: float = 1e-6)
         f"{_bound(d_est)} pp and their standard errors by at most {_bound(d_se)} pp "
         f"(the largest estimate is {check['estimate_fast'].abs().max():.1f} pp): {verdict}."
     )
+
+
+def _month_list(months: Sequence[int]) -> str:
+    """``[2, 3, 7]`` -> ``months 2, 3 and 7``."""
+    ms = [str(int(m)) for m in months]
+    if len(ms) == 1:
+        return f"month {ms[0]}"
+    return f"months {', '.join(ms[:-1])} and {ms[-1]}"
+
+
+def _band_verdict(band: pd.DataFrame, who: str, span: str) -> str:
+    """Where the simultaneous band lies with respect to zero, in one sentence."""
+    above = band["band_lower"] > 0
+    below = band["band_upper"] < 0
+    covers = ~(above | below)
+    n = len(band)
+    if covers.all():
+        return (
+            f"Over {span}, the 95% simultaneous band for {who} includes zero in every month: "
+            "the hypothesis of no effect in all of them at once is not rejected at the 5% level."
+        )
+    if not covers.any():
+        if above.all() or below.all():
+            side = "above" if above.all() else "below"
+            return (
+                f"Over {span}, the 95% simultaneous band for {who} lies {side} zero in all "
+                f"{n} months: with 95% confidence the effect is "
+                f"{'positive' if side == 'above' else 'negative'} in every one of them at once."
+            )
+        return (
+            f"Over {span}, the 95% simultaneous band for {who} excludes zero in all {n} "
+            f"months, above zero in {int(above.sum())} and below it in {int(below.sum())}."
+        )
+    return (
+        f"Over {span}, the 95% simultaneous band for {who} excludes zero in "
+        f"{int((~covers).sum())} of {n} months and includes it in "
+        f"{_month_list(band.loc[covers, 'rel_time'])}: there, an effect of zero lies within "
+        "the band."
+    )
+
+
+@_snapped
+def describe_inference(
+    table: pd.DataFrame, *, group: str = "all", rel_times: Sequence[int] = (1, 3, 6, 9)
+) -> str:
+    """The simultaneous band over the post-visit months and the bootstrap errors, in words.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The published event-study table (``boot_std_error``, ``band_lower``,
+        ``band_upper``).
+    group : str
+        The group described.
+    rel_times : sequence of int
+        Headline months at which the bootstrap and analytic errors are compared.
+
+    Returns
+    -------
+    str
+        Whether the band excludes zero over the months it covers, its critical value
+        (half-width over the bootstrap error, against the pointwise 1.96), and the range
+        of bootstrap-over-analytic error ratios at the headline months.
+    """
+    who = group_label(group).lower() if group == "all" else group_label(group)
+    d = table.loc[table["group"] == group]
+    if not {"band_lower", "band_upper", "boot_std_error"} <= set(d.columns):
+        return f"No simultaneous band for {who}: the table has no bootstrap columns."
+    band = d.dropna(subset=["estimate", "band_lower", "band_upper", "boot_std_error"])
+    band = band.sort_values("rel_time", kind="mergesort")
+    if band.empty:
+        return f"No simultaneous band for {who} (not estimated, or suppressed)."
+    lo, hi = int(band["rel_time"].min()), int(band["rel_time"].max())
+    crit = float(((band["band_upper"] - band["estimate"]) / band["boot_std_error"]).median())
+    out = [
+        _band_verdict(band, who, f"months {lo} to {hi} after the first visit"),
+        f"The band is the estimate plus or minus {fmt(crit, 2)} bootstrap standard errors "
+        f"(the sup-t critical value), against 1.96 for a single month.",
+    ]
+    head = d.loc[d["rel_time"].isin(list(rel_times))].dropna(subset=["std_error"])
+    ratio = (head["boot_std_error"] / head["std_error"]).dropna()
+    if len(ratio):
+        span = (
+            f"{fmt(ratio.min(), 2)} to {fmt(ratio.max(), 2)} times"
+            if fmt(ratio.min(), 2) != fmt(ratio.max(), 2)
+            else f"{fmt(ratio.min(), 2)} times"
+        )
+        out.append(
+            f"At {_month_list(head['rel_time'])}, the bootstrap standard errors are {span} "
+            "the analytic ones."
+        )
+    return " ".join(out)

@@ -32,6 +32,10 @@ TEXT_COLOURS = tuple(c for c in OKABE_ITO if c != "#F0E442")
 X_EVENT = "School months since the first completed visit (end points binned)"
 Y_EFFECT = "Effect on attendance rate (pp)"
 BALANCE_SAMPLES = ("before", "after")
+BAND_COLUMNS = ("band_lower", "band_upper")
+"""Columns of the simultaneous band in ``event_study.csv``."""
+POINTWISE_LABEL = "95% pointwise interval"
+BAND_LABEL = "95% simultaneous band"
 
 
 def _axes(ax, figsize=(7, 4)):
@@ -54,7 +58,8 @@ def tidy_event_study(
     ----------
     table : DataFrame
         The event-study table (``group``, ``rel_time``, ``estimate``, ``ci_lower``,
-        ``ci_upper``).
+        ``ci_upper``; ``band_lower``, ``band_upper`` when the table has the simultaneous
+        band).
     groups : sequence of str
         Groups to keep, in legend order.
     reference : int
@@ -63,23 +68,18 @@ def tidy_event_study(
     Returns
     -------
     DataFrame
-        ``group``, ``label``, ``rel_time``, ``estimate``, ``ci_lower``, ``ci_upper`` sorted by
-        group order then month; suppressed estimates are NaN and are not drawn.
+        ``group``, ``label``, ``rel_time``, ``estimate``, ``ci_lower``, ``ci_upper`` (and
+        ``band_lower``, ``band_upper`` when ``table`` has them: NaN outside the band's
+        months) sorted by group order then month; suppressed estimates are NaN and are
+        not drawn.
     """
-    keep = table.loc[
-        table["group"].isin(groups), ["group", "rel_time", "estimate", "ci_lower", "ci_upper"]
-    ]
+    cols = ["group", "rel_time", "estimate", "ci_lower", "ci_upper"]
+    cols += [c for c in BAND_COLUMNS if c in table.columns]
+    keep = table.loc[table["group"].isin(groups), cols]
     present = [g for g in groups if g in set(keep["group"])]
-    ref = pd.DataFrame(
-        {
-            "group": present,
-            "rel_time": reference,
-            "estimate": 0.0,
-            "ci_lower": np.nan,
-            "ci_upper": np.nan,
-        }
-    )
-    out = pd.concat([keep, ref], ignore_index=True)
+    ref = pd.DataFrame({"group": present, "rel_time": reference, "estimate": 0.0})
+    ref = ref.reindex(columns=cols)
+    out = pd.concat([keep, ref.astype({"rel_time": keep["rel_time"].dtype})], ignore_index=True)
     out["order"] = out["group"].map({g: i for i, g in enumerate(groups)})
     out = out.sort_values(["order", "rel_time"], kind="mergesort").drop(columns="order")
     out.insert(1, "label", out["group"].map(labels.group_label))
@@ -97,6 +97,23 @@ def tidy_event_study_family(
     return tidy_event_study(table, groups=tuple(groups), reference=reference)
 
 
+def _has_band(d: pd.DataFrame) -> bool:
+    """Whether ``d`` carries a simultaneous band with at least one month."""
+    return all(c in d.columns for c in BAND_COLUMNS) and d["band_lower"].notna().any()
+
+
+def _draw_ribbons(ax, x, d: pd.DataFrame, colour: str, *, alpha: float = 0.22) -> None:
+    """The simultaneous band (lighter, behind) and the pointwise interval of one series."""
+    if _has_band(d):
+        ax.fill_between(
+            x, d["band_lower"], d["band_upper"], color=colour, alpha=alpha * 0.45, lw=0,
+            label=BAND_LABEL,
+        )  # fmt: skip
+    ax.fill_between(
+        x, d["ci_lower"], d["ci_upper"], color=colour, alpha=alpha, lw=0, label=POINTWISE_LABEL
+    )
+
+
 def plot_event_study(
     tidy: pd.DataFrame, *, ax=None, title: str | None = None, band: bool | None = None
 ):
@@ -111,7 +128,9 @@ def plot_event_study(
     title : str, optional
     band : bool, optional
         Shade the interval (default for a single group); otherwise error bars on points
-        offset side by side, so several groups never overprint.
+        offset side by side, so several groups never overprint. A single shaded group
+        also shows the 95% simultaneous band (``band_lower``, ``band_upper``) as a lighter
+        ribbon behind its pointwise interval, when ``tidy`` has it; the legend names both.
 
     Returns
     -------
@@ -129,7 +148,10 @@ def plot_event_study(
         if band:
             mk = MARKERS[i % 8]
             ax.plot(x, d["estimate"], marker=mk, ms=3, lw=1.2, color=colour, label=label)
-            ax.fill_between(x, d["ci_lower"], d["ci_upper"], color=colour, alpha=0.18, lw=0)
+            if len(groups) == 1:
+                _draw_ribbons(ax, x, d, colour, alpha=0.18)
+            else:
+                ax.fill_between(x, d["ci_lower"], d["ci_upper"], color=colour, alpha=0.18, lw=0)
         else:
             err = np.vstack([d["estimate"] - d["ci_lower"], d["ci_upper"] - d["estimate"]])
             ax.errorbar(
@@ -144,11 +166,28 @@ def plot_event_study(
         ax.set_title(title)
     if len(groups) > 1:
         ax.legend(frameon=False, fontsize=8)
+    elif band and _has_band(tidy):
+        ax.legend(frameon=False, fontsize=8, loc="upper left")
     return ax
 
 
+def _ribbon_legend(fig) -> None:
+    """A figure legend naming the two ribbons of the panels (in neutral grey)."""
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(color="0.45", alpha=0.27, lw=0, label=POINTWISE_LABEL),  # drawn over the band
+        Patch(color="0.45", alpha=0.09, lw=0, label=BAND_LABEL),
+    ]
+    fig.legend(handles=handles, loc="outside upper center", ncols=2, frameon=False, fontsize=8)
+
+
 def plot_event_study_panels(tidy: pd.DataFrame, *, ncols: int = 2, fig=None):
-    """Small multiples: one panel per group (shared axes), each with its 95% band.
+    """Small multiples: one panel per group (shared axes), each with its 95% interval.
+
+    When ``tidy`` has the simultaneous band (``band_lower``, ``band_upper``), each panel
+    shows it as a lighter ribbon behind the pointwise interval, and a figure legend names
+    both.
 
     Returns
     -------
@@ -167,12 +206,14 @@ def plot_event_study_panels(tidy: pd.DataFrame, *, ncols: int = 2, fig=None):
         d = tidy.loc[tidy["group"] == g]
         colour = OKABE_ITO[i % len(OKABE_ITO)]
         ax.plot(d["rel_time"], d["estimate"], marker="o", ms=2.5, lw=1.1, color=colour)
-        ax.fill_between(d["rel_time"], d["ci_lower"], d["ci_upper"], color=colour, alpha=0.2, lw=0)
+        _draw_ribbons(ax, d["rel_time"].to_numpy(), d, colour, alpha=0.2)
         ax.axhline(0, color="0.3", lw=0.7)
         ax.axvline(-0.5, color="0.5", lw=0.7, ls="--")
         ax.set_title(labels.group_label(g), fontsize=10)
     for ax in flat[len(groups) :]:
         ax.set_visible(False)
+    if _has_band(tidy):
+        _ribbon_legend(fig)
     fig.supxlabel(X_EVENT, fontsize=9)
     fig.supylabel(Y_EFFECT, fontsize=9)
     return fig

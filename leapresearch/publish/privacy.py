@@ -42,6 +42,11 @@ ESTIMATE_COLUMNS = (
     "t_stat",
     "pre_wald_p_value",
     "breakdown",
+    "boot_std_error",
+    "boot_ci_lower",
+    "boot_ci_upper",
+    "band_lower",
+    "band_upper",
 )
 
 ADDITIVE_RELATIONS: dict[str, list[tuple[str, tuple[str, ...]]]] = {

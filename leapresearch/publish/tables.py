@@ -250,3 +250,51 @@ def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int]) -> str:
         f"<th>Comparison students</th>{months}{pre}</tr></thead><tbody>{''.join(rows)}"
         f'</tbody></table><p class="lr-note">{" ".join(foot)}</p>'
     )
+
+
+INFERENCE_COLUMNS = [
+    "rel_time",
+    "estimate",
+    "std_error",
+    "boot_std_error",
+    "se_ratio",
+    "ci_lower",
+    "ci_upper",
+    "band_lower",
+    "band_upper",
+]
+"""Columns of :func:`inference_table`."""
+
+
+def inference_table(
+    event_study: pd.DataFrame, *, group: str = "all", rel_times: Sequence[int]
+) -> pd.DataFrame:
+    """Analytic and bootstrap standard errors, pointwise interval and band of one group.
+
+    Parameters
+    ----------
+    event_study : DataFrame
+        The published event-study table (with ``boot_std_error``, ``band_lower``,
+        ``band_upper``).
+    group : str
+        The group shown.
+    rel_times : sequence of int
+        Months shown (the headline months).
+
+    Returns
+    -------
+    DataFrame
+        :data:`INFERENCE_COLUMNS`, one row per month of ``rel_times`` present:
+        ``se_ratio`` is the bootstrap over the analytic standard error; ``ci_lower``,
+        ``ci_upper`` the published pointwise interval; ``band_lower``, ``band_upper`` the
+        95% simultaneous band over all post-visit months, at these months.
+    """
+    d = event_study.loc[
+        (event_study["group"] == group) & event_study["rel_time"].isin(list(rel_times))
+    ]
+    d = d.reindex(columns=[c for c in INFERENCE_COLUMNS if c != "se_ratio"])
+    d = d.sort_values("rel_time", kind="mergesort").reset_index(drop=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = d["boot_std_error"].astype(float) / d["std_error"].astype(float)
+    d.insert(4, "se_ratio", ratio)
+    return d
