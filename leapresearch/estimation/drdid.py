@@ -99,9 +99,7 @@ def fit_logit(
     return beta, 1.0 / (1.0 + np.exp(-(x @ beta))), False
 
 
-def dr_did_panel(
-    dy: np.ndarray, d: np.ndarray, x: np.ndarray, *, trim: float = 0.995
-) -> DrCell:
+def dr_did_panel(dy: np.ndarray, d: np.ndarray, x: np.ndarray, *, trim: float = 0.995) -> DrCell:
     """Doubly-robust DiD ATT of one cell with its influence function.
 
     Parameters

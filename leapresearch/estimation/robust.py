@@ -4,9 +4,12 @@ Two-way fixed-effects and stacked event studies can be biased when effects diffe
 adoption cohorts and over time. The estimator of Callaway and Sant'Anna (2021,
 *Journal of Econometrics* 225(2)) avoids this by estimating one clean 2x2
 difference-in-differences per (cohort, month) pair -- ATT(g, t) -- and averaging them.
-This module implements the unconditional (no-covariate) panel version with
-not-yet-treated (or never-treated) comparisons, the dynamic (event-study) aggregation
-of ``did::aggte(type="dynamic")`` and analytic influence-function standard errors.
+This module implements the panel version with not-yet-treated or never-treated
+comparisons, each cell either unconditional (no covariates) or doubly robust given
+covariates (Sant'Anna and Zhao 2020, ``did::att_gt(est_method="dr")``, see
+:mod:`leapresearch.estimation.drdid`), a varying or universal base period, the dynamic
+(event-study) aggregation of ``did::aggte(type="dynamic")`` and analytic
+influence-function standard errors.
 
 Input is the *unstacked* student-by-school-month panel, one row per (student, month),
 with the student's event month (school-month index of the first visit, missing for
@@ -38,6 +41,12 @@ SE_DESCRIPTION = (
     "V = Psi'Psi / n^2 with Psi the n x E matrix of student-level influence functions, "
     "including the estimation of the group-share weights; one row per student, so "
     "clustered at the student; normal critical values"
+)
+SE_DESCRIPTION_DR = (
+    "analytic influence-function standard errors (did package, est_method='dr', "
+    "bstrap=FALSE): each cell's doubly-robust influence function includes the estimation "
+    "of the propensity-score logit and of the outcome regression; V = Psi'Psi / n^2, "
+    "including the group-share weights; clustered at the student; normal critical values"
 )
 
 
@@ -548,9 +557,7 @@ def _notes(diag: _Diagnostics, no_base: int, rules: _CellRules) -> list[str]:
         notes.append(f"{diag.empty} (g, t) cell(s) without treated or comparison students skipped")
     if rules.est_method == "dr":
         if diag.no_pre:
-            notes.append(
-                f"{diag.no_pre} treated student-cell(s) with missing covariates left out"
-            )
+            notes.append(f"{diag.no_pre} treated student-cell(s) with missing covariates left out")
         if diag.ridge:
             notes.append(
                 f"{diag.ridge} cell(s) whose propensity logit did not converge (separation) "
@@ -693,6 +700,17 @@ def group_time_effects(
     students if ``include_never_treated``), or never-visited students only
     ("nevertreated"). Means are unweighted. No small-sample correction: the cell
     variance is ``sum_T (dy - mu_T)^2 / n_T^2 + sum_C (dy - mu_C)^2 / n_C^2``.
+
+    With ``est_method="dr"`` the cell is instead the doubly-robust DiD (Sant'Anna and
+    Zhao 2020) given covariates ``X`` (the pre-trajectory means and ``covariates``)::
+
+        ATT(g, t) = mean_T(dy - m(X)) - sum_C w(X) (dy - m(X)) / sum_C w(X),
+        w(X) = p(X) / (1 - p(X))
+
+    with ``p`` a logit of being in cohort ``g`` rather than a comparison and ``m`` the
+    OLS regression of the comparisons' change ``dy``; its variance is
+    ``sum psi^2 / n_cell^2`` with ``psi`` the influence function including both
+    nuisance fits. Students with a missing covariate are left out of the cell.
     """
     options = _validate_options(
         window, control_group, include_never_treated, base_period, anticipation,
@@ -751,7 +769,17 @@ def callaway_santanna(
     anticipation : int, optional
         Months before the event in which effects may already start.
     min_group_size : int, optional
-        Cohorts with fewer students are not estimated.
+        Cohorts with fewer students are not estimated (with ``"dr"``, at least the
+        number of covariates plus five, as ``did``).
+    est_method : {"unconditional", "dr"}, optional
+        Difference of mean changes, or doubly-robust DiD given covariates.
+    covariates : pandas.DataFrame, optional
+        ``"dr"``: time-invariant numeric covariates indexed by ``unit``.
+    pre_trajectory : tuple of int, optional
+        ``"dr"``: mean outcome of the last ``k`` observed months up to the base month,
+        one covariate per ``k`` (:func:`pre_trajectory_covariates`).
+    trim : float, optional
+        ``"dr"``: comparisons with a propensity score at least this get weight zero.
 
     Returns
     -------
@@ -766,8 +794,9 @@ def callaway_santanna(
 
     Notes
     -----
-    Estimating equations. For each cohort-month cell the unconditional 2x2 DiD of
-    :func:`group_time_effects`; then, for each event time ``e``::
+    Estimating equations. For each cohort-month cell the 2x2 DiD of
+    :func:`group_time_effects` (unconditional or doubly robust); then, for each event
+    time ``e``::
 
         theta(e) = sum_g w_g(e) ATT(g, g + e),   w_g(e) = n_g / sum_{g' in K(e)} n_g'
 
@@ -780,33 +809,42 @@ def callaway_santanna(
     function of the estimated weights, ``n (a_i / N_K - c_i B / N_K^2)`` with ``N_K =
     sum_K n_g``, ``B = sum_K n_g ATT_g``, ``a_i`` the ATT of student ``i``'s cohort
     (0 outside ``K(e)``) and ``c_i`` the indicator of being in ``K(e)``. Then
-    ``V = Psi'Psi / n^2``. One row of ``Psi`` per student, so the variance is
-    clustered at the student; there is no small-sample correction and intervals are
-    normal. Everything is vectorised over students (sorted by cohort, so treated and
-    comparison sets are contiguous slices); only cohorts x months are looped over.
+    ``V = Psi'Psi / n^2``. With ``"dr"`` the cell influence function is that of
+    :func:`~leapresearch.estimation.drdid.dr_did_panel` (including the estimation of
+    the propensity score and the outcome regression) scaled by ``n / n_cell``, as
+    ``did``. One row of ``Psi`` per student, so the variance is clustered at the
+    student; no small-sample correction, normal intervals. Vectorised over students
+    (sorted by cohort); only cohorts x months are looped over.
     """
     options = _validate_options(
         window, control_group, include_never_treated, base_period, anticipation,
         min_group_size, est_method, pre_trajectory, trim,
     )  # fmt: skip
     wide = _prepare(panel, outcome, group, time, unit)
-    static = _static_covariates(covariates, wide)
+    return _estimate(wide, options, _static_covariates(covariates, wide))
+
+
+def _estimate(
+    wide: _Wide, options: _CellOptions, static: np.ndarray | None
+) -> RobustEventStudyResult:
+    """All cells, their dynamic aggregation and the result of :func:`callaway_santanna`."""
     cells, cohort_table, acc, e_values, notes = _cells(
         wide, options, static=static, accumulate=True
     )
     fields, cohorts = _dynamic_aggregation(cells, acc, e_values, wide)
-    reference = -1 - int(anticipation) if base_period == "universal" else None
+    universal = options["base_period"] == "universal"
     return RobustEventStudyResult(
         **fields,
         group_time=cells,
         cohorts=cohort_table[cohort_table["group"].isin(cohorts)].reset_index(drop=True),
         n_students=int(wide.group.size),
-        control_group=control_group,
-        base_period=base_period,
-        est_method=est_method,
-        anticipation=int(anticipation),
+        control_group=options["control_group"],
+        base_period=options["base_period"],
+        est_method=options["est_method"],
+        se_method=SE_DESCRIPTION_DR if options["est_method"] == "dr" else SE_DESCRIPTION,
+        anticipation=options["anticipation"],
         window=options["window"],
-        reference=reference,
+        reference=-1 - options["anticipation"] if universal else None,
         notes=tuple(notes),
     )
 
