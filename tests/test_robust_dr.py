@@ -273,3 +273,77 @@ def test_invalid_dr_arguments_raise(kwargs, match):
     df = simulate_dip(5, n=300)
     with pytest.raises(ValueError, match=match):
         callaway_santanna(df, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# what a reader sees: the sentence and the figure follow the numbers
+
+
+def _robust_table(dr6: float, un6: float, un_pre: float) -> pd.DataFrame:
+    rows = []
+    for est, comp, v6, pre in (
+        ("dr", "never_visited", dr6, 0.2),
+        ("unconditional", "not_yet_visited", un6, un_pre),
+    ):
+        for r, v in ((-2, pre), (-1, 0.0), (6, v6)):
+            rows.append((est, comp, r, v, np.nan if r == -1 else 0.5))
+    d = pd.DataFrame(rows, columns=["estimator", "comparison", "rel_time", "estimate", "std_error"])
+    d.insert(0, "group", "all")
+    return d.assign(ci_lower=d["estimate"] - 1, ci_upper=d["estimate"] + 1)
+
+
+MATCHED = pd.DataFrame(
+    {"group": ["all"], "rel_time": [6], "estimate": [13.8], "std_error": [0.5]}
+).assign(ci_lower=12.8, ci_upper=14.8)
+
+
+def test_describe_robust_says_why_the_estimators_differ():
+    from leapresearch.publish.narrative import describe_robust
+
+    agree = describe_robust(_robust_table(13.5, 22.6, -11.3), MATCHED)
+    assert "gives +13.5 pp" in agree and "against +13.8 pp" in agree
+    assert "The difference, -0.3 pp, is within sampling error" in agree
+    # the unconditional estimate is far above, and its pre-visit rows show the dip
+    assert "gives +22.6 pp" in agree and "larger than sampling error" in agree
+    assert "11.3 pp below its comparison students 2 months before" in agree
+    assert "rebound" in agree
+    # contradicting numbers: the doubly-robust estimate departs from the matched one and
+    # the unconditional one agrees with it, with no pre-visit dip
+    other = describe_robust(_robust_table(18.0, 18.3, 0.1), MATCHED)
+    assert "The difference from the matched estimate, +4.2 pp, is larger than sampling" in other
+    assert "pre-visit rows are all within sampling error of zero" in other
+    assert "+0.3 pp, is within sampling error" in other
+    assert "rebound" not in other
+    # a pre-visit rise rather than a dip
+    rise = describe_robust(_robust_table(13.5, 4.0, 6.0), MATCHED)
+    assert "6.0 pp above its comparison students" in rise and "reversal" in rise
+    # tables written before the row sets existed still read
+    old = _robust_table(13.5, 22.6, -11.3).query("estimator == 'unconditional'")
+    assert "gives +22.6 pp" in describe_robust(old.drop(columns=["estimator"]), MATCHED)
+
+
+def test_designs_figure_shows_each_robust_row_set():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from leapresearch.publish import plots
+
+    naive = MATCHED[["group", "rel_time", "estimate"]].assign(estimate=18.0)
+    tidy = plots.tidy_designs(naive, MATCHED, _robust_table(13.5, 22.6, -11.3))
+    designs = list(dict.fromkeys(tidy["design"]))
+    assert designs == [
+        "Naive before/after",
+        "Matched comparison (main)",
+        "Callaway-Sant'Anna doubly robust (never visited, same pre-visit attendance)",
+        "Callaway-Sant'Anna unconditional (visited later; intervals in the table)",
+    ]
+    unc = tidy.loc[tidy["design"] == designs[3]]
+    assert unc["ci_lower"].isna().all() and unc["estimate"].notna().all()
+    fig, ax = plt.subplots()
+    plots.plot_designs(tidy, ax=ax)
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == designs
+    assert legend.get_title().get_text() == "Design (comparison students)"
+    plt.close(fig)
