@@ -108,7 +108,8 @@ class PlaceboConfig(_Frozen):
 
 
 RobustDemographic = Literal[
-    "grade_band", "gender", "race_ethnicity", "meal_status", "ell", "swd", "home_language"
+    "district", "grade_band", "gender", "race_ethnicity", "meal_status", "ell", "swd",
+    "home_language",
 ]  # fmt: skip
 
 

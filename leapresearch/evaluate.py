@@ -716,15 +716,31 @@ ROBUST_COMPARISONS = {
 
 
 def _robust_data(prepared: Prepared, *, with_never: bool) -> pd.DataFrame:
-    """Unstacked student-month panel of visited (and, if asked, never-visited) students."""
-    panel = prepared.panel
+    """Unstacked student-month panel of visited (and, if asked, never-visited) students.
+
+    Never-visited students follow ``comparison_pool``, as the matched design's pool:
+    students with only attempted visits count as never visited if
+    ``include_attempted_only``, and unless ``allow_other_districts`` only students ever
+    on the roster of a district with a visited student (of the analysed cohorts) enter.
+    """
+    panel, pool = prepared.panel, prepared.config.comparison_pool
     monthly = panel.monthly[["student", "time", "rate"]]
     ev = panel.events[["student", "event_time"]]
     if prepared.config.cohorts is not None:
         ev = ev.loc[panel.events["cohort"].isin(prepared.config.cohorts)]
     if with_never:
+        never = ~panel.visited_any
+        if pool.include_attempted_only:
+            never = np.ones(panel.n_students, dtype=bool)
+            never[panel.events["student"].to_numpy()] = False
+        if not pool.allow_other_districts:
+            ros = panel.roster
+            districts = ros.loc[ros["student"].isin(ev["student"]), "district"].unique()
+            in_district = np.zeros(panel.n_students, dtype=bool)
+            in_district[ros.loc[ros["district"].isin(districts), "student"].to_numpy()] = True
+            never &= in_district
         data = monthly.merge(ev, on="student", how="left")
-        data = data.loc[data["event_time"].notna() | ~panel.visited_any[data["student"]]]
+        data = data.loc[data["event_time"].notna() | never[data["student"].to_numpy()]]
     else:
         data = monthly.merge(ev, on="student", how="inner")
     return data.assign(attendance_pp=100.0 * data["rate"]).drop(columns="rate")
