@@ -40,12 +40,15 @@ class DrCell:
         The logit needed the ridge penalty.
     n_trimmed : int
         Comparison observations given weight zero for a score at or above ``trim``.
+    logit : numpy.ndarray
+        Logit coefficients on the standardised covariates.
     """
 
     att: float
     influence: np.ndarray
     ridge: bool
     n_trimmed: int
+    logit: np.ndarray
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
@@ -56,29 +59,37 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(x.shape[0]), z])
 
 
-def _penalised_loglik(x: np.ndarray, d: np.ndarray, beta: np.ndarray, pen: np.ndarray) -> float:
-    eta = x @ beta
+def _penalised_loglik(d: np.ndarray, eta: np.ndarray, beta: np.ndarray, pen: np.ndarray) -> float:
     return float((d * eta - np.logaddexp(0.0, eta)).mean() - 0.5 * (pen * beta**2).sum())
 
 
 def fit_logit(
-    x: np.ndarray, d: np.ndarray, *, ridge: float = 0.0, max_iter: int = 100
+    x: np.ndarray,
+    d: np.ndarray,
+    *,
+    ridge: float = 0.0,
+    max_iter: int = 100,
+    start: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Logit of ``d`` on ``x`` (first column the intercept) by damped Newton-Raphson.
 
     Maximises ``mean(d log p + (1 - d) log(1 - p)) - ridge/2 |beta_-0|^2`` (intercept
-    unpenalised); a step that lowers the objective is halved. Returns the coefficients,
-    the fitted probabilities and whether the iterations converged to finite, moderate
-    coefficients with a well-conditioned Hessian (otherwise: separation).
+    unpenalised); a step that lowers the objective is halved. ``start`` (e.g. the fit of
+    a neighbouring cell) only saves iterations. Returns the coefficients, the fitted
+    probabilities and whether the iterations converged to finite, moderate coefficients
+    with a well-conditioned Hessian (otherwise: separation).
     """
     n, k = x.shape
     pen = np.full(k, ridge)
     pen[0] = 0.0
     beta = np.zeros(k)
     beta[0] = np.log(max(d.mean(), 1e-12) / max(1 - d.mean(), 1e-12))
-    obj = _penalised_loglik(x, d, beta, pen)
+    if start is not None and start.shape == (k,) and np.all(np.isfinite(start)):
+        beta = start.copy()
+    eta = x @ beta
+    obj = _penalised_loglik(d, eta, beta, pen)
     for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+        p = 1.0 / (1.0 + np.exp(-eta))
         grad = x.T @ (d - p) / n - pen * beta
         hess = (x * (p * (1 - p))[:, None]).T @ x / n + np.diag(pen)
         try:
@@ -86,20 +97,27 @@ def fit_logit(
         except np.linalg.LinAlgError:
             return beta, p, False
         for _half in range(30):
-            new_obj = _penalised_loglik(x, d, beta + step, pen)
+            new_eta = x @ (beta + step)
+            new_obj = _penalised_loglik(d, new_eta, beta + step, pen)
             if new_obj >= obj - 1e-14:
                 break
             step = step / 2
-        beta, obj = beta + step, new_obj
+        beta, eta, obj = beta + step, new_eta, new_obj
         if not np.all(np.isfinite(beta)) or np.abs(beta).max() > 25:
             return beta, p, False
         if np.abs(step).max() < 1e-9:
-            p = 1.0 / (1.0 + np.exp(-(x @ beta)))
-            return beta, p, bool(np.linalg.cond(hess) < 1e10)
-    return beta, 1.0 / (1.0 + np.exp(-(x @ beta))), False
+            return beta, 1.0 / (1.0 + np.exp(-eta)), bool(np.linalg.cond(hess) < 1e10)
+    return beta, 1.0 / (1.0 + np.exp(-eta)), False
 
 
-def dr_did_panel(dy: np.ndarray, d: np.ndarray, x: np.ndarray, *, trim: float = 0.995) -> DrCell:
+def dr_did_panel(
+    dy: np.ndarray,
+    d: np.ndarray,
+    x: np.ndarray,
+    *,
+    trim: float = 0.995,
+    start: np.ndarray | None = None,
+) -> DrCell:
     """Doubly-robust DiD ATT of one cell with its influence function.
 
     Parameters
@@ -112,6 +130,10 @@ def dr_did_panel(dy: np.ndarray, d: np.ndarray, x: np.ndarray, *, trim: float = 
         ``(n, k)`` covariates without intercept (added here); measured before the base.
     trim : float, optional
         Comparison students with a propensity score at or above this get weight zero.
+    start : numpy.ndarray, optional
+        Starting logit coefficients (on the standardised covariates), e.g.
+        :attr:`DrCell.logit` of a neighbouring cell; changes no result beyond the
+        convergence tolerance.
 
     Returns
     -------
@@ -137,7 +159,7 @@ def dr_did_panel(dy: np.ndarray, d: np.ndarray, x: np.ndarray, *, trim: float = 
     n = dy.size
     z = _standardise(x)
     d = d.astype(np.float64)
-    beta, ps, ok = fit_logit(z, d)
+    beta, ps, ok = fit_logit(z, d, start=start)
     ridge = 0.0
     if not ok:
         ridge = RIDGE
@@ -171,4 +193,5 @@ def dr_did_panel(dy: np.ndarray, d: np.ndarray, x: np.ndarray, *, trim: float = 
         influence=inf_treat - inf_cont,
         ridge=ridge > 0,
         n_trimmed=int((~keep).sum()),
+        logit=beta,
     )

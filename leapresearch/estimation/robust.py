@@ -369,6 +369,7 @@ class _Diagnostics:
     ridge: int = 0  # DR cells whose logit needed the ridge penalty
     trimmed: int = 0  # comparison student-cells trimmed for a score >= trim
     no_pre: int = 0  # treated student-cells without an observed pre-trajectory month
+    last_logit: np.ndarray | None = None  # previous cell's logit: a warm start only
 
 
 def _comparison_slices(wide: _Wide, tr: slice, thr: int, rules: _CellRules) -> list[slice]:
@@ -479,7 +480,10 @@ def _cell_estimate(
     diag.no_pre += int(no_pre_t.sum())
     dy = np.concatenate([d_t[ok_t], d_c[ok_c]])
     treat = np.concatenate([np.ones(n_t), np.zeros(n_c)])
-    cell = dr_did_panel(dy, treat, np.vstack([x_t[ok_t], x_c[ok_c]]), trim=rules.trim)
+    cell = dr_did_panel(
+        dy, treat, np.vstack([x_t[ok_t], x_c[ok_c]]), trim=rules.trim, start=diag.last_logit
+    )
+    diag.last_logit = None if cell.ridge else cell.logit
     diag.ridge += int(cell.ridge)
     diag.trimmed += cell.n_trimmed
     n1 = n_t + n_c
@@ -510,6 +514,7 @@ def _cohort_cells(
     ymat, window, anticipation = wide.y, rules.window, rules.anticipation
     univ_base = g - 1 - anticipation
     x_all = _cohort_covariates(wide, univ_base, rules)
+    diag.last_logit = None
     for t in wide.periods:
         t = int(t)
         e = t - g
