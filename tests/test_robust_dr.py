@@ -347,3 +347,12 @@ def test_designs_figure_shows_each_robust_row_set():
     assert [t.get_text() for t in legend.get_texts()] == designs
     assert legend.get_title().get_text() == "Design (comparison students)"
     plt.close(fig)
+
+
+def test_a_cell_whose_comparisons_are_all_trimmed_has_no_estimate():
+    # four treated, one comparison, nothing to tell them apart: every score is 0.8
+    d = np.array([1.0, 1.0, 1.0, 1.0, 0.0])
+    cell = dr_did_panel(np.arange(5.0), d, np.ones((5, 1)), trim=0.75)
+    assert np.isnan(cell.att) and cell.n_trimmed == 1
+    kept = dr_did_panel(np.arange(5.0), d, np.ones((5, 1)), trim=0.85)
+    assert kept.att == pytest.approx(1.5 - 4.0) and kept.n_trimmed == 0

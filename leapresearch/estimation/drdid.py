@@ -138,6 +138,7 @@ def dr_did_panel(
     Returns
     -------
     DrCell
+        ``att`` is NaN when every comparison student is trimmed.
 
     Notes
     -----
@@ -171,6 +172,8 @@ def dr_did_panel(
     m = z @ coef
     w1 = d
     w0 = keep * ps * (1 - d) / (1 - ps)
+    if w1.sum() <= 0 or w0.sum() <= 0:  # every comparison trimmed: no estimate
+        return DrCell(np.nan, np.zeros(n), ridge > 0, int((~keep).sum()), beta)
     resid = dy - m
     eta1 = float((w1 * resid).mean() / w1.mean())
     eta0 = float((w0 * resid).mean() / w0.mean())

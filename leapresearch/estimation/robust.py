@@ -486,6 +486,9 @@ def _cell_estimate(
     diag.last_logit = None if cell.ridge else cell.logit
     diag.ridge += int(cell.ridge)
     diag.trimmed += cell.n_trimmed
+    if not np.isfinite(cell.att):
+        diag.empty += 1
+        return None
     n1 = n_t + n_c
     phi_t, phi_c = np.zeros(d_t.size), np.zeros(d_c.size)
     phi_t[ok_t] = cell.influence[:n_t] / n1
@@ -559,7 +562,10 @@ def _notes(diag: _Diagnostics, no_base: int, rules: _CellRules) -> list[str]:
     if no_base:
         notes.append(f"{no_base} cohort(s) without a pre-period in the panel not estimated")
     if diag.empty:
-        notes.append(f"{diag.empty} (g, t) cell(s) without treated or comparison students skipped")
+        notes.append(
+            f"{diag.empty} (g, t) cell(s) without treated or (untrimmed) comparison students "
+            "skipped"
+        )
     if rules.est_method == "dr":
         if diag.no_pre:
             notes.append(f"{diag.no_pre} treated student-cell(s) with missing covariates left out")
