@@ -108,12 +108,50 @@ class PlaceboConfig(_Frozen):
     window: tuple[int, int] = (-12, 5)
 
 
-class RobustConfig(_Frozen):
-    """Heterogeneity-robust estimator (Callaway and Sant'Anna, not-yet-treated comparisons)."""
+RobustDemographic = Literal[
+    "district", "grade_band", "gender", "race_ethnicity", "meal_status", "ell", "swd",
+    "home_language",
+]  # fmt: skip
+
+
+class UnconditionalRobustConfig(_Frozen):
+    """Unconditional Callaway-Sant'Anna rows published beside the default (no covariates)."""
 
     control_group: Literal["notyettreated", "nevertreated"] = "notyettreated"
     include_never_treated: bool = False
+    base_period: Literal["varying", "universal"] = "varying"
     anticipation: int = 3
+
+    @field_validator("anticipation")
+    @classmethod
+    def _non_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"must be non-negative, got {v}")
+        return v
+
+
+class RobustConfig(_Frozen):
+    """Heterogeneity-robust estimator (Callaway and Sant'Anna; doubly robust by default)."""
+
+    est_method: Literal["dr", "unconditional"] = "dr"
+    control_group: Literal["notyettreated", "nevertreated"] = "nevertreated"
+    include_never_treated: bool = False
+    base_period: Literal["varying", "universal"] = "universal"
+    anticipation: int = 0
+    pre_trajectory: tuple[int, ...] = (1, 3, 12)
+    demographics: tuple[RobustDemographic, ...] = ("grade_band",)
+    trim: float = 0.995
+    unconditional: UnconditionalRobustConfig | None = UnconditionalRobustConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> RobustConfig:
+        if self.anticipation < 0:
+            raise ValueError(f"anticipation must be non-negative, got {self.anticipation}")
+        if any(k < 1 for k in self.pre_trajectory):
+            raise ValueError(f"pre_trajectory lengths must be positive, got {self.pre_trajectory}")
+        if not 0.5 < self.trim <= 1:
+            raise ValueError(f"trim must lie in (0.5, 1], got {self.trim}")
+        return self
 
 
 Specification = Literal[

@@ -843,33 +843,104 @@ def estimate_placebo(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
     return tab[cols].reset_index(drop=True)
 
 
-@single_blas_thread
-def estimate_robust(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
-    """Callaway-Sant'Anna event study, not-yet-visited comparisons (``robust_estimator.csv``)."""
-    config = prepared.config
-    panel = prepared.panel
+ROBUST_COMPARISONS = {
+    ("notyettreated", False): "not_yet_visited",
+    ("notyettreated", True): "not_yet_or_never_visited",
+    ("nevertreated", False): "never_visited",
+    ("nevertreated", True): "never_visited",
+}
+"""``comparison`` column of ``robust_estimator.csv`` by (control group, with never-visited)."""
+
+
+def _robust_data(prepared: Prepared, *, with_never: bool) -> pd.DataFrame:
+    """Unstacked student-month panel of visited (and, if asked, never-visited) students.
+
+    Never-visited students follow ``comparison_pool``, as the matched design's pool:
+    students with only attempted visits count as never visited if
+    ``include_attempted_only``, and unless ``allow_other_districts`` only students ever
+    on the roster of a district with a visited student (of the analysed cohorts) enter.
+    """
+    panel, pool = prepared.panel, prepared.config.comparison_pool
     monthly = panel.monthly[["student", "time", "rate"]]
     ev = panel.events[["student", "event_time"]]
-    if config.cohorts is not None:
-        ev = ev.loc[panel.events["cohort"].isin(config.cohorts)]
-    if config.robust.include_never_treated or config.robust.control_group == "nevertreated":
+    if prepared.config.cohorts is not None:
+        ev = ev.loc[panel.events["cohort"].isin(prepared.config.cohorts)]
+    if with_never:
+        never = ~panel.visited_any
+        if pool.include_attempted_only:
+            never = np.ones(panel.n_students, dtype=bool)
+            never[panel.events["student"].to_numpy()] = False
+        if not pool.allow_other_districts:
+            ros = panel.roster
+            districts = ros.loc[ros["student"].isin(ev["student"]), "district"].unique()
+            in_district = np.zeros(panel.n_students, dtype=bool)
+            in_district[ros.loc[ros["district"].isin(districts), "student"].to_numpy()] = True
+            never &= in_district
         data = monthly.merge(ev, on="student", how="left")
-        data = data.loc[data["event_time"].notna() | ~panel.visited_any[data["student"]]]
+        data = data.loc[data["event_time"].notna() | never[data["student"].to_numpy()]]
     else:
         data = monthly.merge(ev, on="student", how="inner")
-    data = data.assign(attendance_pp=100.0 * data["rate"]).drop(columns="rate")
-    res = callaway_santanna(
-        data,
-        group="event_time",
-        window=config.analysis.window,
-        control_group=config.robust.control_group,
-        include_never_treated=config.robust.include_never_treated,
-        anticipation=config.robust.anticipation,
-    )
-    log("robust estimator: done")
+    return data.assign(attendance_pp=100.0 * data["rate"]).drop(columns="rate")
+
+
+def _robust_demographics(prepared: Prepared, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """Dummy-coded roster columns of each student's first school year (None if none asked)."""
+    if not columns:
+        return None
+    roster = prepared.panel.roster.sort_values(["student", "year"], kind="stable")
+    first = roster.groupby("student", sort=True)[list(columns)].first()
+    cats = [c for c in columns if not pd.api.types.is_numeric_dtype(first[c])]
+    out = pd.get_dummies(first, columns=cats, drop_first=True, dtype=np.float64)
+    return out.astype(np.float64)
+
+
+def _robust_rows(res, *, estimator: str, comparison: str) -> pd.DataFrame:
     tab = res.table()
+    tab.insert(0, "comparison", comparison)
+    tab.insert(0, "estimator", estimator)
     tab.insert(0, "group", GROUP_ALL)
     return tab
+
+
+@single_blas_thread
+def estimate_robust(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
+    """Callaway-Sant'Anna event study (``robust_estimator.csv``), default and unconditional.
+
+    The default (``params/base.yaml`` ``robust:``) is the doubly-robust estimator with
+    never-visited comparisons, pre-trajectory covariates and the universal base month
+    ``-1 - anticipation``, so that its rows compare with the main matched estimate;
+    ``robust.unconditional`` adds the rows of the unconditional estimator. Column
+    ``estimator`` (``dr`` or ``unconditional``) and ``comparison`` tell the row sets
+    apart. See :func:`leapresearch.estimation.robust.callaway_santanna`.
+    """
+    rc = prepared.config.robust
+    window = prepared.config.analysis.window
+    parts = []
+    specs = [(rc.est_method, rc)]
+    if rc.unconditional is not None and rc.est_method != "unconditional":
+        specs.append(("unconditional", rc.unconditional))
+    for method, spec in specs:
+        with_never = spec.include_never_treated or spec.control_group == "nevertreated"
+        dr = method == "dr"
+        res = callaway_santanna(
+            _robust_data(prepared, with_never=with_never),
+            group="event_time",
+            window=window,
+            control_group=spec.control_group,
+            include_never_treated=spec.include_never_treated,
+            base_period=spec.base_period,
+            anticipation=spec.anticipation,
+            est_method=method,
+            covariates=_robust_demographics(prepared, rc.demographics) if dr else None,
+            pre_trajectory=rc.pre_trajectory if dr else (),
+            trim=rc.trim,
+        )
+        for note in res.notes:
+            log(f"robust estimator ({method}): {note}")
+        comparison = ROBUST_COMPARISONS[(spec.control_group, spec.include_never_treated)]
+        parts.append(_robust_rows(res, estimator=method, comparison=comparison))
+    log("robust estimator: done")
+    return pd.concat(parts, ignore_index=True)
 
 
 def try_estimate(

@@ -39,6 +39,11 @@ def test_overrides_apply_last_and_are_typed():
         ("inference.intervals=percentile", "inference.intervals"),
         ("inference.bootstrap_draws=50", "inference.bootstrap_draws"),
         ("inference.draws=999", "inference.draws"),
+        ("robust.est_method=ipw", "robust.est_method"),
+        ("robust.trim=0.3", "trim"),
+        ("robust.pre_trajectory=[0, 3]", "pre_trajectory"),
+        ("robust.demographics=[shoe_size]", "robust.demographics"),
+        ("robust.unconditional.anticipation=-1", "robust.unconditional.anticipation"),
     ],
 )
 def test_bad_parameters_name_the_key(override, fragment):
@@ -89,3 +94,15 @@ def test_bad_input_mappings_name_the_key(override, fragment):
 def test_numeric_codes_are_read_as_text():
     cfg = load_config("demo", overrides=['input.students.recode={ell: {"Y": 1, "N": 0}}'])
     assert cfg.input.students.recode == {"ell": {"Y": "1", "N": "0"}}
+
+
+def test_robust_default_is_doubly_robust_and_keeps_the_unconditional_rows():
+    rc = load_config("demo").robust
+    assert (rc.est_method, rc.control_group, rc.base_period, rc.anticipation) == (
+        "dr",
+        "nevertreated",
+        "universal",
+        0,
+    )
+    assert rc.unconditional is not None and rc.unconditional.control_group == "notyettreated"
+    assert load_config("demo", overrides=["robust.unconditional=null"]).robust.unconditional is None

@@ -4,9 +4,12 @@ Two-way fixed-effects and stacked event studies can be biased when effects diffe
 adoption cohorts and over time. The estimator of Callaway and Sant'Anna (2021,
 *Journal of Econometrics* 225(2)) avoids this by estimating one clean 2x2
 difference-in-differences per (cohort, month) pair -- ATT(g, t) -- and averaging them.
-This module implements the unconditional (no-covariate) panel version with
-not-yet-treated (or never-treated) comparisons, the dynamic (event-study) aggregation
-of ``did::aggte(type="dynamic")`` and analytic influence-function standard errors.
+This module implements the panel version with not-yet-treated or never-treated
+comparisons, each cell either unconditional (no covariates) or doubly robust given
+covariates (Sant'Anna and Zhao 2020, ``did::att_gt(est_method="dr")``, see
+:mod:`leapresearch.estimation.drdid`), a varying or universal base period, the dynamic
+(event-study) aggregation of ``did::aggte(type="dynamic")`` and analytic
+influence-function standard errors.
 
 Input is the *unstacked* student-by-school-month panel, one row per (student, month),
 with the student's event month (school-month index of the first visit, missing for
@@ -22,19 +25,28 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from leapresearch.estimation.drdid import dr_did_panel
 from leapresearch.estimation.event_study import WaldTest
 from leapresearch.estimation.fixed_effects import factorize
 
 ControlGroup = Literal["notyettreated", "nevertreated"]
 BasePeriod = Literal["varying", "universal"]
+EstMethod = Literal["unconditional", "dr"]
 _CONTROL_GROUPS: tuple[str, ...] = ("notyettreated", "nevertreated")
 _BASE_PERIODS: tuple[str, ...] = ("varying", "universal")
+_EST_METHODS: tuple[str, ...] = ("unconditional", "dr")
 
 SE_DESCRIPTION = (
     "analytic influence-function standard errors (did package, bstrap=FALSE): "
     "V = Psi'Psi / n^2 with Psi the n x E matrix of student-level influence functions, "
     "including the estimation of the group-share weights; one row per student, so "
     "clustered at the student; normal critical values"
+)
+SE_DESCRIPTION_DR = (
+    "analytic influence-function standard errors (did package, est_method='dr', "
+    "bstrap=FALSE): each cell's doubly-robust influence function includes the estimation "
+    "of the propensity-score logit and of the outcome regression; V = Psi'Psi / n^2, "
+    "including the group-share weights; clustered at the student; normal critical values"
 )
 
 
@@ -59,7 +71,7 @@ class RobustEventStudyResult:
         universal base month ``g - 1 - anticipation``).
     n_students : int
         Students in the panel.
-    control_group, base_period : str
+    control_group, base_period, est_method : str
         Options used.
     anticipation : int
         Months of anticipation allowed.
@@ -86,6 +98,7 @@ class RobustEventStudyResult:
     anticipation: int
     window: tuple[int, int] | None
     reference: int | None
+    est_method: str = "unconditional"
     se_method: str = SE_DESCRIPTION
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -184,6 +197,7 @@ class _Wide:
     periods: np.ndarray  # sorted period values
     group: np.ndarray  # cohort per (sorted) student, NaN for never treated
     n_finite: int  # students with a cohort (the first n_finite columns)
+    units: np.ndarray  # student label per (sorted) student
 
 
 class _CellOptions(TypedDict):
@@ -195,6 +209,9 @@ class _CellOptions(TypedDict):
     base_period: str
     anticipation: int
     min_group_size: int
+    est_method: str
+    pre_trajectory: tuple[int, ...]
+    trim: float
 
 
 def _validate_options(
@@ -204,12 +221,17 @@ def _validate_options(
     base_period: object,
     anticipation: object,
     min_group_size: object,
+    est_method: object = "unconditional",
+    pre_trajectory: object = (),
+    trim: object = 0.995,
 ) -> _CellOptions:
     """Check the options shared by :func:`group_time_effects` and :func:`callaway_santanna`."""
     if control_group not in _CONTROL_GROUPS:
         raise ValueError(f"control_group must be one of {_CONTROL_GROUPS}, got {control_group!r}")
     if base_period not in _BASE_PERIODS:
         raise ValueError(f"base_period must be one of {_BASE_PERIODS}, got {base_period!r}")
+    if est_method not in _EST_METHODS:
+        raise ValueError(f"est_method must be one of {_EST_METHODS}, got {est_method!r}")
     if not isinstance(include_never_treated, bool):
         raise ValueError(f"include_never_treated must be a bool, got {include_never_treated!r}")
     for name, val in (("anticipation", anticipation), ("min_group_size", min_group_size)):
@@ -217,6 +239,13 @@ def _validate_options(
             raise ValueError(f"{name} must be a non-negative integer, got {val!r}")
     if int(min_group_size) < 1:  # type: ignore[call-overload]
         raise ValueError(f"min_group_size must be at least 1, got {min_group_size!r}")
+    if not isinstance(pre_trajectory, tuple | list) or not all(
+        isinstance(k, int | np.integer) and not isinstance(k, bool) and k >= 1
+        for k in pre_trajectory
+    ):
+        raise ValueError(f"pre_trajectory must be positive integers, got {pre_trajectory!r}")
+    if not isinstance(trim, float | int) or not 0.5 < float(trim) <= 1.0:
+        raise ValueError(f"trim must lie in (0.5, 1], got {trim!r}")
     return _CellOptions(
         window=_check_window(window),
         control_group=str(control_group),
@@ -224,6 +253,9 @@ def _validate_options(
         base_period=str(base_period),
         anticipation=int(anticipation),  # type: ignore[call-overload]
         min_group_size=int(min_group_size),  # type: ignore[call-overload]
+        est_method=str(est_method),
+        pre_trajectory=tuple(sorted({int(k) for k in pre_trajectory})),
+        trim=float(trim),
     )
 
 
@@ -291,7 +323,9 @@ def _prepare(panel: pd.DataFrame, outcome: str, group: str, time: str, unit: str
     wide = np.full((n_t, n_s), np.nan)
     wide[t_code, rank[s_code]] = y
     g_sorted = g_first[order]
-    return _Wide(wide, periods, g_sorted, int(np.isfinite(g_sorted).sum()))
+    labels = np.empty(n_s, dtype=object)
+    labels[s_code] = panel[unit].to_numpy()
+    return _Wide(wide, periods, g_sorted, int(np.isfinite(g_sorted).sum()), labels[order])
 
 
 # --------------------------------------------------------------------------------------
@@ -314,13 +348,28 @@ _CELL_COLUMNS = [
 
 @dataclass(frozen=True)
 class _CellRules:
-    """Options that decide each cell's base month and comparison students."""
+    """Options that decide each cell's base month, comparison students and estimator."""
 
     window: tuple[int, int] | None
     control_group: str
     use_never: bool
     base_period: str
     anticipation: int
+    est_method: str = "unconditional"
+    pre_trajectory: tuple[int, ...] = ()
+    static: np.ndarray | None = None  # (n_students, k) time-invariant covariates, sorted
+    trim: float = 0.995
+
+
+@dataclass
+class _Diagnostics:
+    """Counts reported in the notes of the result."""
+
+    empty: int = 0  # cells without treated or comparison students
+    ridge: int = 0  # DR cells whose logit needed the ridge penalty
+    trimmed: int = 0  # comparison student-cells trimmed for a score >= trim
+    no_pre: int = 0  # treated student-cells without an observed pre-trajectory month
+    last_logit: np.ndarray | None = None  # previous cell's logit: a warm start only
 
 
 def _comparison_slices(wide: _Wide, tr: slice, thr: int, rules: _CellRules) -> list[slice]:
@@ -340,6 +389,113 @@ def _comparison_slices(wide: _Wide, tr: slice, thr: int, rules: _CellRules) -> l
     return ctrl
 
 
+def pre_trajectory_covariates(
+    y: np.ndarray, periods: np.ndarray, base: int, lengths: tuple[int, ...]
+) -> np.ndarray:
+    """Means of each student's last ``k`` observed months up to ``base``, for each ``k``.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        ``(n_periods, n_students)`` outcomes, NaN where unobserved.
+    periods : numpy.ndarray
+        Sorted school-month indices of the rows of ``y``.
+    base : int
+        The base month; only months ``base - max(lengths) + 1 .. base`` are used, so the
+        covariates are measured before the first visit and before any anticipation
+        month (the base month is ``g - 1 - anticipation``). The base month itself is
+        included: students are picked on a low spell, and a comparison that is not
+        conditioned on attendance in the base month does not share it.
+    lengths : tuple of int
+        Number of most recent observed months averaged, one covariate per entry (``1``:
+        the base month itself, observed for every student in a cell); the largest is
+        the mean of every observed month of the window.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_students, len(lengths))``; NaN for students with no observed month in the
+        window (never the case for a student in a cell, who is observed at the base).
+    """
+    k_max = max(lengths)
+    rows = np.flatnonzero((periods > base - k_max) & (periods <= base))
+    out = np.full((y.shape[1], len(lengths)), np.nan)
+    if rows.size == 0:
+        return out
+    recent = y[rows[::-1]]  # most recent month first
+    seen = ~np.isnan(recent)
+    rank = np.cumsum(seen, axis=0)
+    filled = np.where(seen, recent, 0.0)
+    for j, k in enumerate(lengths):
+        take = seen & (rank <= k)
+        cnt = take.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, j] = np.where(cnt > 0, (filled * take).sum(axis=0) / cnt, np.nan)
+    return out
+
+
+def _cohort_covariates(wide: _Wide, base: int, rules: _CellRules) -> np.ndarray | None:
+    """The DR covariates of every student for a cohort with base month ``base``."""
+    if rules.est_method != "dr":
+        return None
+    parts = []
+    if rules.pre_trajectory:
+        parts.append(pre_trajectory_covariates(wide.y, wide.periods, base, rules.pre_trajectory))
+    if rules.static is not None:
+        parts.append(rules.static)
+    if not parts:
+        return np.zeros((wide.group.size, 0))
+    return np.column_stack(parts)
+
+
+def _cell_estimate(
+    d_t: np.ndarray,
+    d_c: np.ndarray,
+    x_t: np.ndarray | None,
+    x_c: np.ndarray | None,
+    *,
+    rules: _CellRules,
+    diag: _Diagnostics,
+) -> tuple[float, np.ndarray, np.ndarray, int, int] | None:
+    """ATT of one cell and each student's contribution ``phi`` to its influence function.
+
+    ``phi`` is scaled so that the cell variance is ``sum(phi**2)`` and the event-time
+    accumulator adds ``n_g * phi``; zero for students not in the cell. None if the cell
+    has no treated or no comparison student.
+    """
+    ok_t, ok_c = ~np.isnan(d_t), ~np.isnan(d_c)
+    if x_t is not None and x_c is not None:
+        no_pre_t = ok_t & np.isnan(x_t).any(axis=1)
+        ok_t &= ~no_pre_t
+        ok_c &= ~np.isnan(x_c).any(axis=1)
+    n_t, n_c = int(ok_t.sum()), int(ok_c.sum())
+    if n_t == 0 or n_c == 0:
+        diag.empty += 1
+        return None
+    if x_t is None or x_c is None:
+        mu_t, mu_c = float(d_t[ok_t].mean()), float(d_c[ok_c].mean())
+        phi_t = np.where(ok_t, d_t - mu_t, 0.0) / n_t
+        phi_c = -np.where(ok_c, d_c - mu_c, 0.0) / n_c
+        return mu_t - mu_c, phi_t, phi_c, n_t, n_c
+    diag.no_pre += int(no_pre_t.sum())
+    dy = np.concatenate([d_t[ok_t], d_c[ok_c]])
+    treat = np.concatenate([np.ones(n_t), np.zeros(n_c)])
+    cell = dr_did_panel(
+        dy, treat, np.vstack([x_t[ok_t], x_c[ok_c]]), trim=rules.trim, start=diag.last_logit
+    )
+    diag.last_logit = None if cell.ridge else cell.logit
+    diag.ridge += int(cell.ridge)
+    diag.trimmed += cell.n_trimmed
+    if not np.isfinite(cell.att):
+        diag.empty += 1
+        return None
+    n1 = n_t + n_c
+    phi_t, phi_c = np.zeros(d_t.size), np.zeros(d_c.size)
+    phi_t[ok_t] = cell.influence[:n_t] / n1
+    phi_c[ok_c] = cell.influence[n_t:] / n1
+    return cell.att, phi_t, phi_c, n_t, n_c
+
+
 def _cohort_cells(
     wide: _Wide,
     g: int,
@@ -351,16 +507,17 @@ def _cohort_cells(
     rows: list[tuple],
     acc: np.ndarray | None,
     e_lo: int,
-) -> int:
+    diag: _Diagnostics,
+) -> None:
     """Estimate the 2x2 DiD ATT(g, t) of cohort ``g`` (students ``tr``) for every month.
 
     Appends one row per estimated cell to ``rows`` and, if ``acc`` is given, adds
-    ``pg * psi`` to its row of event time ``t - g``. Returns the number of cells skipped
-    for lack of treated or comparison students.
+    ``pg * psi`` to its row of event time ``t - g``; counts skipped cells in ``diag``.
     """
     ymat, window, anticipation = wide.y, rules.window, rules.anticipation
     univ_base = g - 1 - anticipation
-    empty = 0
+    x_all = _cohort_covariates(wide, univ_base, rules)
+    diag.last_logit = None
     for t in wide.periods:
         t = int(t)
         e = t - g
@@ -377,44 +534,59 @@ def _cohort_cells(
         d = ymat[col[t]] - ymat[col[base]]
         # comparison students: cohort after max(t, base) + anticipation, never g
         ctrl = _comparison_slices(wide, tr, max(t, base) + anticipation, rules)
-        d_t = d[tr]
-        ok_t = ~np.isnan(d_t)
-        n_t = int(ok_t.sum())
-        d_c_parts = [d[s] for s in ctrl]
-        d_c = np.concatenate(d_c_parts) if d_c_parts else np.zeros(0)
-        ok_c = ~np.isnan(d_c)
-        n_c = int(ok_c.sum())
-        if n_t == 0 or n_c == 0:
-            empty += 1
+        d_c = np.concatenate([d[s] for s in ctrl]) if ctrl else np.zeros(0)
+        x_t = x_c = None
+        if x_all is not None:
+            x_t = x_all[tr]
+            x_c = np.vstack([x_all[s] for s in ctrl]) if ctrl else np.zeros((0, x_all.shape[1]))
+        fit = _cell_estimate(d[tr], d_c, x_t, x_c, rules=rules, diag=diag)
+        if fit is None:
             continue
-        mu_t = float(d_t[ok_t].mean())
-        mu_c = float(d_c[ok_c].mean())
-        dev_t = np.where(ok_t, d_t - mu_t, 0.0)
-        dev_c = np.where(ok_c, d_c - mu_c, 0.0)
-        var = float(dev_t @ dev_t) / n_t**2 + float(dev_c @ dev_c) / n_c**2
-        rows.append((g, t, e, base, mu_t - mu_c, np.sqrt(var), n_t, n_c, int(size)))
+        att, phi_t, phi_c, n_t, n_c = fit
+        se = np.sqrt(float(phi_t @ phi_t) + float(phi_c @ phi_c))
+        rows.append((g, t, e, base, att, se, n_t, n_c, int(size)))
         if acc is not None:
-            # psi_i = n * [D_i (dy_i - mu_T) / n_T - C_i (dy_i - mu_C) / n_C];
-            # accumulate pg * psi with pg = n_g / n, i.e. n_g * [...]
+            # psi_i = n * phi_i; accumulate pg * psi with pg = n_g / n, i.e. n_g * phi
             j = e - e_lo
-            acc[j, tr] += size * dev_t / n_t
+            acc[j, tr] += size * phi_t
             pos = 0
             for s in ctrl:
                 m = s.stop - s.start
-                acc[j, s] -= size * dev_c[pos : pos + m] / n_c
+                acc[j, s] += size * phi_c[pos : pos + m]
                 pos += m
-    return empty
+
+
+def _notes(diag: _Diagnostics, no_base: int, rules: _CellRules) -> list[str]:
+    """Sentences on cohorts and cells not estimated and on the DR safeguards used."""
+    notes = []
+    if no_base:
+        notes.append(f"{no_base} cohort(s) without a pre-period in the panel not estimated")
+    if diag.empty:
+        notes.append(
+            f"{diag.empty} (g, t) cell(s) without treated or (untrimmed) comparison students "
+            "skipped"
+        )
+    if rules.est_method == "dr":
+        if diag.no_pre:
+            notes.append(f"{diag.no_pre} treated student-cell(s) with missing covariates left out")
+        if diag.ridge:
+            notes.append(
+                f"{diag.ridge} cell(s) whose propensity logit did not converge (separation) "
+                "refitted with a ridge penalty"
+            )
+        if diag.trimmed:
+            notes.append(
+                f"{diag.trimmed} comparison student-cell(s) with a propensity score of at "
+                f"least {rules.trim} given weight zero"
+            )
+    return notes
 
 
 def _cells(
     wide: _Wide,
+    options: _CellOptions,
     *,
-    window: tuple[int, int] | None,
-    control_group: str,
-    include_never_treated: bool,
-    base_period: str,
-    anticipation: int,
-    min_group_size: int,
+    static: np.ndarray | None = None,
     accumulate: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None, np.ndarray, list[str]]:
     """Compute every ATT(g, t); optionally accumulate ``pg * psi`` per event time.
@@ -423,29 +595,37 @@ def _cells(
     (or None), the event times of its rows and notes.
     """
     ymat, periods, gs, n_fin = wide.y, wide.periods, wide.group, wide.n_finite
+    window, anticipation = options["window"], options["anticipation"]
     n = gs.size
     col = {int(p): i for i, p in enumerate(periods)}
     groups, g_start = np.unique(gs[:n_fin], return_index=True)
     g_end = np.append(g_start[1:], n_fin)
     sizes = g_end - g_start
     notes: list[str] = []
-    small = sizes < min_group_size
+    min_size = options["min_group_size"]
+    if options["est_method"] == "dr":  # as did: a logit needs more students than covariates
+        k = len(options["pre_trajectory"]) + (0 if static is None else static.shape[1])
+        min_size = max(min_size, k + 5)
+    small = sizes < min_size
     if small.any():
         notes.append(
-            f"{int(small.sum())} cohort(s) with fewer than {min_group_size} students not "
+            f"{int(small.sum())} cohort(s) with fewer than {min_size} students not "
             "estimated (they still serve as not-yet-treated comparisons)"
         )
     e_lo = window[0] if window is not None else int(periods[0] - groups.max(initial=0))
     e_hi = window[1] if window is not None else int(periods[-1] - groups.min(initial=0))
     e_values = np.arange(e_lo, e_hi + 1)
     acc = np.zeros((e_values.size, n)) if accumulate else None  # rows contiguous
-    use_never = control_group == "nevertreated" or include_never_treated
+    use_never = options["control_group"] == "nevertreated" or options["include_never_treated"]
     if use_never and n_fin == n:
         notes.append("no never-treated student in the panel")
-    rules = _CellRules(window, control_group, use_never, base_period, anticipation)
+    rules = _CellRules(
+        window, options["control_group"], use_never, options["base_period"], anticipation,
+        options["est_method"], options["pre_trajectory"], static, options["trim"],
+    )  # fmt: skip
     rows: list[tuple] = []
     cohort_rows: list[tuple[int, int, int]] = []
-    no_base, empty = 0, 0
+    no_base, diag = 0, _Diagnostics()
     for gi, g in enumerate(groups):  # loops over cohorts x months (~30 x 50), not students
         if small[gi]:
             continue
@@ -457,16 +637,35 @@ def _cells(
         tr = slice(int(g_start[gi]), int(g_end[gi]))
         at_base = int(np.count_nonzero(~np.isnan(ymat[col[univ_base], tr])))
         cohort_rows.append((g, int(sizes[gi]), at_base))
-        empty += _cohort_cells(
-            wide, g, tr, sizes[gi], col=col, rules=rules, rows=rows, acc=acc, e_lo=e_lo
-        )
-    if no_base:
-        notes.append(f"{no_base} cohort(s) without a pre-period in the panel not estimated")
-    if empty:
-        notes.append(f"{empty} (g, t) cell(s) without treated or comparison students skipped")
+        _cohort_cells(
+            wide, g, tr, sizes[gi], col=col, rules=rules, rows=rows, acc=acc, e_lo=e_lo,
+            diag=diag,
+        )  # fmt: skip
+    notes.extend(_notes(diag, no_base, rules))
     table = pd.DataFrame(rows, columns=_CELL_COLUMNS)
     cohorts = pd.DataFrame(cohort_rows, columns=["group", "n_students", "n_at_base"])
     return table, cohorts, acc, e_values, notes
+
+
+def _static_covariates(covariates: pd.DataFrame | None, wide: _Wide) -> np.ndarray | None:
+    """Time-invariant covariates aligned with the (sorted) students of ``wide``."""
+    if covariates is None:
+        return None
+    if not isinstance(covariates, pd.DataFrame):
+        raise ValueError(f"covariates must be a DataFrame indexed by unit, got {type(covariates)}")
+    bad = [c for c in covariates.columns if not pd.api.types.is_numeric_dtype(covariates[c])]
+    if bad:
+        raise ValueError(f"covariates must be numeric (dummy-code categories); not: {bad}")
+    if not covariates.index.is_unique:
+        raise ValueError("covariates must have one row per unit (duplicate index values)")
+    x = covariates.reindex(pd.Index(wide.units)).to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = np.isnan(x).any(axis=1)
+    if missing.any():
+        raise ValueError(
+            f"covariates lack a complete row for {int(missing.sum())} unit(s) of the panel, "
+            f"e.g. {wide.units[np.flatnonzero(missing)[0]]!r}"
+        )
+    return x
 
 
 def group_time_effects(
@@ -482,6 +681,10 @@ def group_time_effects(
     base_period: BasePeriod = "varying",
     anticipation: int = 0,
     min_group_size: int = 5,
+    est_method: EstMethod = "unconditional",
+    covariates: pd.DataFrame | None = None,
+    pre_trajectory: tuple[int, ...] = (),
+    trim: float = 0.995,
 ) -> pd.DataFrame:
     """Callaway-Sant'Anna group-time average treatment effects ATT(g, t).
 
@@ -508,12 +711,25 @@ def group_time_effects(
     students if ``include_never_treated``), or never-visited students only
     ("nevertreated"). Means are unweighted. No small-sample correction: the cell
     variance is ``sum_T (dy - mu_T)^2 / n_T^2 + sum_C (dy - mu_C)^2 / n_C^2``.
+
+    With ``est_method="dr"`` the cell is instead the doubly-robust DiD (Sant'Anna and
+    Zhao 2020) given covariates ``X`` (the pre-trajectory means and ``covariates``)::
+
+        ATT(g, t) = mean_T(dy - m(X)) - sum_C w(X) (dy - m(X)) / sum_C w(X),
+        w(X) = p(X) / (1 - p(X))
+
+    with ``p`` a logit of being in cohort ``g`` rather than a comparison and ``m`` the
+    OLS regression of the comparisons' change ``dy``; its variance is
+    ``sum psi^2 / n_cell^2`` with ``psi`` the influence function including both
+    nuisance fits. Students with a missing covariate are left out of the cell.
     """
     options = _validate_options(
-        window, control_group, include_never_treated, base_period, anticipation, min_group_size
-    )
+        window, control_group, include_never_treated, base_period, anticipation,
+        min_group_size, est_method, pre_trajectory, trim,
+    )  # fmt: skip
     wide = _prepare(panel, outcome, group, time, unit)
-    table, _, _, _, _ = _cells(wide, **options, accumulate=False)
+    static = _static_covariates(covariates, wide)
+    table, _, _, _, _ = _cells(wide, options, static=static, accumulate=False)
     return table
 
 
@@ -530,6 +746,10 @@ def callaway_santanna(
     base_period: BasePeriod = "varying",
     anticipation: int = 0,
     min_group_size: int = 5,
+    est_method: EstMethod = "unconditional",
+    covariates: pd.DataFrame | None = None,
+    pre_trajectory: tuple[int, ...] = (),
+    trim: float = 0.995,
 ) -> RobustEventStudyResult:
     """Heterogeneity-robust event study (Callaway & Sant'Anna 2021, dynamic aggregation).
 
@@ -560,7 +780,17 @@ def callaway_santanna(
     anticipation : int, optional
         Months before the event in which effects may already start.
     min_group_size : int, optional
-        Cohorts with fewer students are not estimated.
+        Cohorts with fewer students are not estimated (with ``"dr"``, at least the
+        number of covariates plus five, as ``did``).
+    est_method : {"unconditional", "dr"}, optional
+        Difference of mean changes, or doubly-robust DiD given covariates.
+    covariates : pandas.DataFrame, optional
+        ``"dr"``: time-invariant numeric covariates indexed by ``unit``.
+    pre_trajectory : tuple of int, optional
+        ``"dr"``: mean outcome of the last ``k`` observed months up to the base month,
+        one covariate per ``k`` (:func:`pre_trajectory_covariates`).
+    trim : float, optional
+        ``"dr"``: comparisons with a propensity score at least this get weight zero.
 
     Returns
     -------
@@ -575,8 +805,9 @@ def callaway_santanna(
 
     Notes
     -----
-    Estimating equations. For each cohort-month cell the unconditional 2x2 DiD of
-    :func:`group_time_effects`; then, for each event time ``e``::
+    Estimating equations. For each cohort-month cell the 2x2 DiD of
+    :func:`group_time_effects` (unconditional or doubly robust); then, for each event
+    time ``e``::
 
         theta(e) = sum_g w_g(e) ATT(g, g + e),   w_g(e) = n_g / sum_{g' in K(e)} n_g'
 
@@ -589,28 +820,42 @@ def callaway_santanna(
     function of the estimated weights, ``n (a_i / N_K - c_i B / N_K^2)`` with ``N_K =
     sum_K n_g``, ``B = sum_K n_g ATT_g``, ``a_i`` the ATT of student ``i``'s cohort
     (0 outside ``K(e)``) and ``c_i`` the indicator of being in ``K(e)``. Then
-    ``V = Psi'Psi / n^2``. One row of ``Psi`` per student, so the variance is
-    clustered at the student; there is no small-sample correction and intervals are
-    normal. Everything is vectorised over students (sorted by cohort, so treated and
-    comparison sets are contiguous slices); only cohorts x months are looped over.
+    ``V = Psi'Psi / n^2``. With ``"dr"`` the cell influence function is that of
+    :func:`~leapresearch.estimation.drdid.dr_did_panel` (including the estimation of
+    the propensity score and the outcome regression) scaled by ``n / n_cell``, as
+    ``did``. One row of ``Psi`` per student, so the variance is clustered at the
+    student; no small-sample correction, normal intervals. Vectorised over students
+    (sorted by cohort); only cohorts x months are looped over.
     """
     options = _validate_options(
-        window, control_group, include_never_treated, base_period, anticipation, min_group_size
-    )
+        window, control_group, include_never_treated, base_period, anticipation,
+        min_group_size, est_method, pre_trajectory, trim,
+    )  # fmt: skip
     wide = _prepare(panel, outcome, group, time, unit)
-    cells, cohort_table, acc, e_values, notes = _cells(wide, **options, accumulate=True)
+    return _estimate(wide, options, _static_covariates(covariates, wide))
+
+
+def _estimate(
+    wide: _Wide, options: _CellOptions, static: np.ndarray | None
+) -> RobustEventStudyResult:
+    """All cells, their dynamic aggregation and the result of :func:`callaway_santanna`."""
+    cells, cohort_table, acc, e_values, notes = _cells(
+        wide, options, static=static, accumulate=True
+    )
     fields, cohorts = _dynamic_aggregation(cells, acc, e_values, wide)
-    reference = -1 - int(anticipation) if base_period == "universal" else None
+    universal = options["base_period"] == "universal"
     return RobustEventStudyResult(
         **fields,
         group_time=cells,
         cohorts=cohort_table[cohort_table["group"].isin(cohorts)].reset_index(drop=True),
         n_students=int(wide.group.size),
-        control_group=control_group,
-        base_period=base_period,
-        anticipation=int(anticipation),
+        control_group=options["control_group"],
+        base_period=options["base_period"],
+        est_method=options["est_method"],
+        se_method=SE_DESCRIPTION_DR if options["est_method"] == "dr" else SE_DESCRIPTION,
+        anticipation=options["anticipation"],
         window=options["window"],
-        reference=reference,
+        reference=-1 - options["anticipation"] if universal else None,
         notes=tuple(notes),
     )
 

@@ -131,7 +131,7 @@ FIGURES: tuple[tuple[str, str], ...] = (
     ("long_term", "Effects on annual outcomes of the school year of the first visit and the "
      "years after, by cohort."),
     ("designs_compared", "Naive before/after change, the matched comparison and the "
-     "Callaway-Sant'Anna estimator in one panel."),
+     "Callaway-Sant'Anna estimators (doubly robust, and unconditional) in one panel."),
     ("love_plot", "Covariate balance: signed standardised differences before and after "
      "matching; dotted lines at ±0.1, dashed at ±0.25."),
 )  # fmt: skip

@@ -31,7 +31,16 @@ Floating-point results differ in their last bits between BLAS kernels, thread co
 row orders (about 1e-15 relative). Snapping first to 12 significant digits, with
 Python's correctly rounded decimal conversion, makes a value that lies on a rounding tie
 of the print (0.5375 shown with three decimals) print the same digits everywhere."""
-SORT_KEYS = ("group", "cohort", "outcome", "school_year", "years_after", "rel_time", "covariate")
+SORT_KEYS = (
+    "group",
+    "estimator",
+    "cohort",
+    "outcome",
+    "school_year",
+    "years_after",
+    "rel_time",
+    "covariate",
+)
 PACKAGES = (
     "numpy",
     "pandas",

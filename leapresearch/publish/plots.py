@@ -443,6 +443,36 @@ def plot_long_term(tidy: pd.DataFrame, *, ax=None, outcome: str = "attendance_ra
 # ------------------------------------------------------------------ designs compared
 
 
+ROBUST_DESIGNS = {
+    "dr": "Callaway-Sant'Anna doubly robust",
+    "unconditional": "Callaway-Sant'Anna unconditional",
+}
+ROBUST_COMPARISONS = {
+    "never_visited": "never visited, same pre-visit attendance",
+    "not_yet_visited": "visited later",
+    "not_yet_or_never_visited": "visited later or never",
+}
+
+
+def _robust_designs(robust: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One ``(legend label, rows)`` per row set of ``robust_estimator.csv``.
+
+    The unconditional rows are drawn without intervals (their late months rest on few
+    students visited later and their intervals would set the scale; the table has them).
+    """
+    if "estimator" not in robust.columns:  # tables written before the row sets existed
+        return [("Callaway-Sant'Anna (visited later)", robust)]
+    out = []
+    for est, d in robust.groupby("estimator", sort=False):
+        comp = str(d["comparison"].iloc[0]) if "comparison" in d.columns else ""
+        words = ROBUST_COMPARISONS.get(comp, comp.replace("_", " "))
+        if est == "unconditional":
+            d = d.assign(ci_lower=np.nan, ci_upper=np.nan)
+            words += "; intervals in the table"
+        out.append((f"{ROBUST_DESIGNS.get(str(est), str(est))} ({words})", d))
+    return sorted(out, key=lambda x: not x[0].startswith(ROBUST_DESIGNS["dr"]))
+
+
 def tidy_designs(
     naive: pd.DataFrame,
     event_study: pd.DataFrame,
@@ -456,14 +486,18 @@ def tidy_designs(
     -------
     DataFrame
         ``design``, ``rel_time``, ``estimate``, ``ci_lower``, ``ci_upper`` (NaN for the
-        naive change, which has no interval).
+        naive change, which has no interval, and for the unconditional Callaway-Sant'Anna
+        rows). Each row set of ``robust`` (column ``estimator``) is its own design, named
+        by estimator and comparison students.
     """
-    parts = []
-    for design, table in (
+    tables: list[tuple[str, pd.DataFrame | None]] = [
         ("Naive before/after", naive),
         ("Matched comparison (main)", event_study),
-        ("Callaway-Sant'Anna (visited later)", robust),
-    ):
+    ]
+    if robust is not None and "estimate" in robust and "rel_time" in robust:
+        tables += _robust_designs(robust)
+    parts = []
+    for design, table in tables:
         if table is None or "estimate" not in table or "rel_time" not in table:
             continue
         d = table.loc[table["group"] == group] if "group" in table else table
@@ -492,7 +526,10 @@ def plot_designs(tidy: pd.DataFrame, *, ax=None):
     ax.axvline(-0.5, color="0.5", lw=0.8, ls="--")
     ax.set_xlabel(X_EVENT)
     ax.set_ylabel("Change or effect on attendance rate (pp)")
-    ax.legend(frameon=False, fontsize=8)
+    handles, names = ax.get_legend_handles_labels()
+    order = sorted(range(len(names)), key=lambda j: designs.index(names[j]))
+    ax.legend([handles[j] for j in order], [names[j] for j in order], frameon=False,
+              fontsize=8, title="Design (comparison students)", title_fontsize=8)  # fmt: skip
     return ax
 
 
