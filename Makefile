@@ -36,8 +36,8 @@ report: demo-data  ## the yearly report on SCALE data (demo by default)
 	$(BIN)/leapresearch run --data $(DATA) --out $(OUT) --overwrite $(if $(PARAMS),--params $(PARAMS))
 
 test: demo-data  ## lint, the test suite, and nbval on the committed notebooks
-	$(BIN)/ruff check leapresearch tests benchmarks scripts
-	$(BIN)/ruff format --check leapresearch tests benchmarks scripts
+	$(BIN)/ruff check leapresearch tests benchmarks scripts validation
+	$(BIN)/ruff format --check leapresearch tests benchmarks scripts validation
 	$(BIN)/python scripts/check_no_data_staged.py --tracked
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 	$(MAKE) nbval
@@ -49,7 +49,7 @@ nbval: demo-data  ## check the committed notebook outputs against a fresh execut
 	else echo "nbval: no notebooks committed yet"; fi
 
 lint: setup
-	$(BIN)/ruff check leapresearch tests benchmarks scripts
+	$(BIN)/ruff check leapresearch tests benchmarks scripts validation
 
 format: setup
 	$(BIN)/ruff format leapresearch tests benchmarks scripts
