@@ -52,8 +52,8 @@ lint: setup
 	$(BIN)/ruff check leapresearch tests benchmarks scripts validation
 
 format: setup
-	$(BIN)/ruff format leapresearch tests benchmarks scripts
-	$(BIN)/ruff check --fix leapresearch tests benchmarks scripts
+	$(BIN)/ruff format leapresearch tests benchmarks scripts validation
+	$(BIN)/ruff check --fix leapresearch tests benchmarks scripts validation
 
 hooks:  ## install the git pre-commit hook that refuses staged data files
 	python3 scripts/check_no_data_staged.py --install
