@@ -274,3 +274,20 @@ def test_switching_the_weights_on_reproduces_the_weighted_run(risk_set, sim_data
     on = spec.loc[(spec["specification"] == "censoring_weights") & (spec["group"] == GROUP_ALL)]
     main = weighted.loc[(weighted["specification"] == "main") & (weighted["group"] == GROUP_ALL)]
     np.testing.assert_allclose(on["estimate"].to_numpy(), main["estimate"].to_numpy(), rtol=1e-10)
+
+
+def test_methods_box_names_the_robust_estimator_of_the_parameters():
+    from leapresearch.publish.narrative import methods_text
+
+    config = _config_with()
+    checks = next(line for line in methods_text(config) if line.startswith("Checks"))
+    assert "doubly-robust Callaway-Sant'Anna estimator with never-visited comparisons" in checks
+    other = config.model_copy(
+        update={
+            "robust": config.robust.model_copy(
+                update={"est_method": "unconditional", "control_group": "notyettreated"}
+            )
+        }
+    )
+    checks = next(line for line in methods_text(other) if line.startswith("Checks"))
+    assert "the Callaway-Sant'Anna estimator with not-yet-visited comparisons" in checks

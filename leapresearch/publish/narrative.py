@@ -735,6 +735,13 @@ def _inference_method(config) -> str:
     )
 
 
+def _robust_method(robust) -> str:
+    """The robust estimator in words, from the ``robust`` parameters."""
+    who = {"nevertreated": "never-visited", "notyettreated": "not-yet-visited"}
+    kind = "the doubly-robust " if robust.est_method == "dr" else "the "
+    return f"{kind}Callaway-Sant'Anna estimator with {who[robust.control_group]} comparisons"
+
+
 def methods_text(config) -> list[str]:
     """The methods box: the design in a few sentences, from the parameters of the run."""
     m, a, pool = config.matching, config.analysis, config.comparison_pool
@@ -758,9 +765,9 @@ def methods_text(config) -> list[str]:
             else ""
         ),
         _inference_method(config),
-        f"Checks: a naive before/after change, the Callaway-Sant'Anna estimator with "
-        f"not-yet-visited comparisons, a placebo first visit {config.placebo.shift_months} "
-        "months early, and joint tests of the pre-period coefficients.",
+        f"Checks: a naive before/after change, {_robust_method(config.robust)}, a placebo "
+        f"first visit {config.placebo.shift_months} months early, and joint tests of the "
+        "pre-period coefficients.",
         f"Privacy: counts below {config.privacy.min_count} and groups below "
         f"{config.privacy.min_group} students are suppressed; subgroup estimates need "
         f"{config.privacy.min_treated} visited students.",
