@@ -18,7 +18,12 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.config import Config
-from leapresearch.data.panel import AnalyticPanel, build_panel
+from leapresearch.data.panel import (
+    NEVER_VISITED,
+    AnalyticPanel,
+    build_panel,
+    first_event_times,
+)
 from leapresearch.design.adjustment import adjusted_outcome, pair_units
 from leapresearch.design.balance import balance_table
 from leapresearch.design.censoring import censoring_weights
@@ -357,10 +362,8 @@ def comparison_pool_summary(prepared: Prepared) -> pd.DataFrame:
     st = prepared.stacked
     hi = prepared.config.analysis.window[1]
     comp = st.loc[(st["treated"] == 0) & st["rel_time"].between(1, hi)]
-    first = np.full(prepared.panel.n_students, np.iinfo(np.int64).max, dtype=np.int64)
-    events = prepared.panel.events
-    first[events["student"].to_numpy()] = events["event_time"].to_numpy()
-    later = first[comp["student"].to_numpy()] < np.iinfo(np.int64).max
+    first = first_event_times(prepared.panel.events, prepared.panel.n_students)
+    later = first[comp["student"].to_numpy()] < NEVER_VISITED
     w = comp["censoring_weight"] if "censoring_weight" in comp else pd.Series(1.0, comp.index)
     frame = pd.DataFrame(
         {"rel_time": comp["rel_time"].to_numpy(), "later": later, "w": w.to_numpy(np.float64)}

@@ -39,6 +39,22 @@ ROSTER_COLUMNS = (
 )
 
 
+NEVER_VISITED = np.iinfo(np.int64).max
+"""First-event month of a student never visited (see :func:`first_event_times`)."""
+
+
+def first_event_times(events: pd.DataFrame, n_students: int) -> np.ndarray:
+    """Event month of each student's first completed visit, by student code.
+
+    ``events`` is :attr:`AnalyticPanel.events`; students without one get
+    ``NEVER_VISITED``, so that ``first_event_times(...)[s] > t`` reads "not yet visited
+    in month t".
+    """
+    first = np.full(n_students, NEVER_VISITED, dtype=np.int64)
+    first[events["student"].to_numpy()] = events["event_time"].to_numpy()
+    return first
+
+
 @dataclass(frozen=True)
 class AnalyticPanel:
     """Student-level analysis data built from the three contract tables.

@@ -46,7 +46,7 @@ import pandas as pd
 import scipy.linalg
 from scipy.special import expit
 
-from leapresearch.data.panel import AnalyticPanel
+from leapresearch.data.panel import AnalyticPanel, first_event_times
 
 RECENT_MONTHS = 3
 """Months of recent attendance in the censoring hazard."""
@@ -85,12 +85,6 @@ class CensoringModel:
             "n_capped": self.n_capped,
             "max_weight": float(self.weights.max()) if self.weights.size else 1.0,
         }
-
-
-def _first_event(panel: AnalyticPanel) -> np.ndarray:
-    first = np.full(panel.n_students, np.iinfo(np.int64).max, dtype=np.int64)
-    first[panel.events["student"].to_numpy()] = panel.events["event_time"].to_numpy()
-    return first
 
 
 def _risk_rows(
@@ -213,7 +207,7 @@ def censoring_weights(
     See the module docstring for the hazard model and the weights.
     """
     weights = np.ones(len(stacked))
-    first = _first_event(panel)
+    first = first_event_times(panel.events, panel.n_students)
     s_unit = stacked["unit"].to_numpy(np.int64)
     s_time = stacked["time"].to_numpy(np.int64)
     # a unit is needed up to the last month of its stack (censoring cuts its own rows short)

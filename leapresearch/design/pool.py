@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.config import MatchingConfig, PoolConfig
-from leapresearch.data.panel import AnalyticPanel, demographic_dummies
+from leapresearch.data.panel import AnalyticPanel, demographic_dummies, first_event_times
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,7 @@ def _with_comparison_rows(
         never = np.ones(panel.n_students, dtype=bool)
         never[panel.events["student"].to_numpy()] = False
     parts = [treated]
-    first_event = np.full(panel.n_students, np.iinfo(np.int64).max, dtype=np.int64)
-    first_event[panel.events["student"].to_numpy()] = panel.events["event_time"].to_numpy()
+    first_event = first_event_times(panel.events, panel.n_students)
     for stack_value, group in treated.groupby("stack", sort=True):
         year = int(stack_value) // 10
         ok = never[ros["student"].to_numpy()]

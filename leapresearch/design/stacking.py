@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leapresearch.data.panel import AnalyticPanel
+from leapresearch.data.panel import AnalyticPanel, first_event_times
 
 
 def unit_table(matched: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
@@ -77,8 +77,7 @@ def stacked_panel(
     keep = np.ones(len(rel), dtype=bool)
     if len(panel.events):
         # a comparison student visited later leaves the panel at its own event month
-        first_event = np.full(panel.rates.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
-        first_event[panel.events["student"].to_numpy()] = panel.events["event_time"].to_numpy()
+        first_event = first_event_times(panel.events, panel.rates.shape[0])
         comp = units["treated"].to_numpy()[unit_idx] == 0
         keep &= ~(comp & (time >= first_event[units["student"].to_numpy()[unit_idx]]))
     if max_rel_time is not None:
