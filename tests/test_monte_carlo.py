@@ -2,7 +2,7 @@
 
 The committed full run (``validation/monte_carlo.py``, 200 demo-size draws per regime,
 results in ``validation/results/``) is too long for the test suite; this is its small
-version: 30 draws per regime of a fifth of the demo population (about 200 visited
+version: 20 draws per regime of a fifth of the demo population (about 200 visited
 students each), the comparison pool and intervals of ``params/base.yaml``. The bounds can
 fail: a design that conditions on the future or intervals that ignore part of the
 variance miss them (the full run's ``never_visited`` rows show by how much).
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DRAWS = 30
+DRAWS = 20
 FRACTION = 0.2
 
 
