@@ -124,6 +124,30 @@ def test_smoothness_flci_does_not_depend_on_last_bit_noise():
                 assert np.abs(a - b).max() <= 1e-7 * (a[1] - a[0]), (m, r)
 
 
+def test_smoothness_flci_is_the_same_solved_cold_or_warm(monkeypatch):
+    # the budget path of a problem is kept and reused (sensitivity._FlciPath): an interval
+    # solved after many others of the same coefficients equals the one solved alone, and
+    # reusing the active sets replaces most SLSQP solves
+    import leapresearch.estimation.sensitivity as sens
+
+    coef = EventCoefficients(MEDICAID_BETA, MEDICAID_SIGMA, n_pre=5, n_post=2, reference=-1)
+    grid = (0.005, 0.01, 0.02, 0.05, 0.5)
+    cold = {}
+    for m in grid:
+        sens._PATHS.clear()
+        cold[m] = np.array(smoothness_ci(coef, 1, m))
+    calls = []
+    solve = sens._min_variance_weights
+    monkeypatch.setattr(sens, "_min_variance_weights", lambda *a: calls.append(1) or solve(*a))
+    sens._PATHS.clear()
+    smoothness_breakdown(coef, 1)
+    for m in grid:
+        warm = np.array(smoothness_ci(coef, 1, m))
+        assert np.abs(warm - cold[m]).max() <= 1e-9 * (cold[m][1] - cold[m][0]), m
+    budgets = len(sens._flci_path(coef, 1).solved)
+    assert budgets > 20 and len(calls) < budgets / 2
+
+
 def test_intervals_widen_with_the_bound_and_breakdowns_cover_zero():
     coef = small_case()
     widths = [np.diff(smoothness_ci(coef, 2, m))[0] for m in (0, 0.05, 0.2, 1.0)]

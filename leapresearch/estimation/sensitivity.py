@@ -50,6 +50,7 @@ event-study window are not single months and are left out.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -347,12 +348,22 @@ def _polish(p: _Flci, w: np.ndarray, budget: float, tol: float = 1e-7):
     sol = np.linalg.lstsq(kkt, np.r_[2 * p.s_pl, rhs], rcond=None)[0]
     w_new = sol[:n]
     r_new = p.c_mat @ w_new + p.c0
-    ok = (
-        np.allclose(cons @ w_new, rhs, atol=1e-10 * max(1.0, budget))
-        and np.all(sign[~zero] * r_new[~zero] >= -1e-12)
-        and _kkt_multipliers_exist(2 * (p.s_pp @ w_new - p.s_pl), cons)
+    ok = np.allclose(cons @ w_new, rhs, atol=1e-10 * max(1.0, budget)) and np.all(
+        sign[~zero] * r_new[~zero] >= -1e-12
     )
-    return w_new if ok else None
+    if not ok:
+        return None
+    # The multipliers of the linear system are a certificate when they are admissible
+    # (``|nu| <= lam``, ``lam >= 0``); if not (e.g. a degenerate vertex, where they are not
+    # unique), a feasibility linear programme looks for admissible ones.
+    grad = 2 * (p.s_pp @ w_new - p.s_pl)
+    mult = sol[n:]
+    lam, nu = mult[-1], mult[1:-1]
+    slack = 1e-9 * max(1.0, float(np.abs(mult).max()))
+    stationary = np.allclose(grad + cons.T @ mult, 0.0, atol=1e-9 * max(1e-300, np.abs(grad).max()))
+    if stationary and lam >= -slack and np.all(np.abs(nu) <= lam + slack):
+        return w_new
+    return w_new if _kkt_multipliers_exist(grad, cons) else None
 
 
 def _min_variance_weights(p: _Flci, budget: float, start: np.ndarray) -> np.ndarray:
@@ -399,7 +410,66 @@ def _min_variance_weights(p: _Flci, budget: float, start: np.ndarray) -> np.ndar
     raise RuntimeError(f"FLCI variance programme not solved at budget {budget}: {fit.message}")
 
 
-def _flci_weights(p: _Flci, m: float, alpha: float, w0: np.ndarray) -> np.ndarray:
+class _FlciPath:
+    """The least-variance weights of one FLCI problem along the L1 budget ``b``.
+
+    The optimum is piecewise linear in ``b`` with a constant active set on each piece, so
+    an optimum already found is tried first (:func:`_polish` on its active set, exact
+    and KKT-checked) from the solved budgets nearest to ``b``; SLSQP runs only when
+    neither is optimal. Every solved budget is kept, so the scalar searches of different
+    ``M`` (and the breakdown's bisection) share their work.
+    """
+
+    def __init__(self, p: _Flci, w0: np.ndarray) -> None:
+        self.p, self.w0 = p, w0
+        self.w_lp = _least_l1_weights(p)
+        self.b_lo, self.b_hi = p.l1(self.w_lp), p.l1(w0)
+        self.solved: dict[float, np.ndarray] = {}
+
+    def weights(self, b: float) -> np.ndarray:
+        if b >= self.b_hi:
+            return self.w0
+        if b in self.solved:
+            return self.solved[b]
+        known = sorted(self.solved)
+        at = int(np.searchsorted(known, b))
+        w = None
+        for near in sorted(known[max(at - 1, 0) : at + 1], key=lambda k: abs(k - b)):
+            w = _polish(self.p, self.solved[near], b)
+            if w is not None:
+                break
+        if w is None:
+            lam = (b - self.b_lo) / (self.b_hi - self.b_lo)  # convex combination: feasible
+            w = _min_variance_weights(self.p, b, self.w_lp + lam * (self.w0 - self.w_lp))
+        self.solved[b] = w
+        return w
+
+
+_PATHS: dict[bytes, _FlciPath] = {}
+_PATHS_KEPT = 64
+
+
+def _flci_path(coef: EventCoefficients, rel_time: int) -> _FlciPath:
+    """The :class:`_FlciPath` of ``tau`` at ``rel_time`` (kept for the same coefficients)."""
+    key = hashlib.sha256(
+        np.ascontiguousarray(coef.beta, dtype=np.float64).tobytes()
+        + np.ascontiguousarray(coef.sigma, dtype=np.float64).tobytes()
+        + np.array([coef.n_pre, coef.n_post, coef.period(rel_time)], dtype=np.int64).tobytes()
+    ).digest()
+    if key not in _PATHS:
+        if len(_PATHS) >= _PATHS_KEPT:
+            _PATHS.clear()
+        ell, c_mat, c0, a, b0 = _flci_problem(coef, rel_time)
+        n_pre, s = coef.n_pre, coef.sigma
+        prob = _Flci(
+            s_pp=s[:n_pre, :n_pre], s_pl=s[:n_pre] @ ell, s_ll=float(ell @ s @ ell),
+            c_mat=c_mat, c0=c0, a=a, b0=float(b0),
+        )  # fmt: skip
+        _PATHS[key] = _FlciPath(prob, _gls_weights(coef, ell, a, b0))
+    return _PATHS[key]
+
+
+def _flci_weights(path: _FlciPath, m: float, alpha: float) -> np.ndarray:
     """Pre-period weights minimising the FLCI half-length ``h cv_alpha(M b / h)``.
 
     For an L1 budget ``b`` (worst-case bias ``M b``) the least sd is ``h(b)``
@@ -408,19 +478,12 @@ def _flci_weights(p: _Flci, m: float, alpha: float, w0: np.ndarray) -> np.ndarra
     no longer falls) by a bounded scalar search (the optimal half-length is unimodal in
     ``b``), as ``HonestDiD`` does over ``h``.
     """
-    w_lp = _least_l1_weights(p)
-    b_lo, b_hi = p.l1(w_lp), p.l1(w0)
+    p, b_lo, b_hi = path.p, path.b_lo, path.b_hi
     if b_hi - b_lo <= 1e-12 * max(1.0, b_hi):
-        return w0
-
-    def weights(b: float) -> np.ndarray:
-        if b >= b_hi:
-            return w0
-        lam = (b - b_lo) / (b_hi - b_lo)  # convex combination: feasible start
-        return _min_variance_weights(p, b, w_lp + lam * (w0 - w_lp))
+        return path.w0
 
     def half(b: float) -> float:
-        w = weights(b)
+        w = path.weights(b)
         h = np.sqrt(p.variance(w))
         return h * cv_folded_normal(m * p.l1(w) / h, alpha)
 
@@ -428,7 +491,7 @@ def _flci_weights(p: _Flci, m: float, alpha: float, w0: np.ndarray) -> np.ndarra
         half, bounds=(b_lo, b_hi), method="bounded", options={"xatol": 1e-12 * b_hi}
     )
     best = min((float(fit.x), b_lo, b_hi), key=half)
-    return weights(best)
+    return path.weights(best)
 
 
 def smoothness_ci(
@@ -441,17 +504,14 @@ def smoothness_ci(
     RuntimeError
         The optimisation is not solved (no other method's interval is substituted).
     """
-    ell, c_mat, c0, a, b0 = _flci_problem(coef, rel_time)
-    n_pre, s = coef.n_pre, coef.sigma
-    prob = _Flci(
-        s_pp=s[:n_pre, :n_pre], s_pl=s[:n_pre] @ ell, s_ll=float(ell @ s @ ell),
-        c_mat=c_mat, c0=c0, a=a, b0=float(b0),
-    )  # fmt: skip
-    w0 = _gls_weights(coef, ell, a, b0)
-    w = _flci_weights(prob, m, alpha, w0) if m > 0 else w0
+    path = _flci_path(coef, rel_time)
+    prob = path.p
+    w = _flci_weights(path, m, alpha) if m > 0 else path.w0
     bias = m * prob.l1(w)
     h = np.sqrt(prob.variance(w))
-    centre = float(ell @ coef.beta - w @ coef.beta[:n_pre])
+    ell = np.zeros(len(coef.beta))
+    ell[coef.n_pre + coef.period(rel_time) - 1] = 1.0
+    centre = float(ell @ coef.beta - w @ coef.beta[: coef.n_pre])
     length = h * cv_folded_normal(bias / h, alpha)
     return centre - length, centre + length
 
