@@ -9,7 +9,7 @@ What it measures, for one scale of the synthetic data (``demo``, ``districts`` a
 2. **Command line**: ``leapresearch run --data DIR --out OUT --overwrite`` in a subprocess,
    as an evaluator runs it, with and without ``--no-notebooks``: wall time, the peak
    resident memory of the largest single process (``wait4`` rusage) and of the whole
-   process tree (sum of RSS polled with psutil, the notebooks' kernels included), the
+   process tree (sum of PSS polled with psutil, the notebooks' kernels included), the
    run's own stage timings (``provenance.json``) and the time of each notebook (from the
    run's log). The notebooks stage is their span in the log (and the difference of the
    two runs). A run during which the package source changed is flagged (the notebooks'
@@ -479,6 +479,18 @@ def data_key(scale: str, seed: int, fraction: float) -> str:
     return f"{scale}-seed{seed}-f{fraction:g}"
 
 
+def _unique_memory(p) -> int:
+    """Proportional set size (PSS) of a process, else its RSS.
+
+    A forked worker (``--workers 2``) shares the run's pages copy-on-write; the sum of
+    RSS would count them twice, the sum of PSS counts each page once (Linux smaps).
+    """
+    try:
+        return int(p.memory_full_info().pss)
+    except Exception:  # no smaps (not Linux) or not permitted: RSS, an upper bound
+        return int(p.memory_info().rss)
+
+
 def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
     """Run ``cmd``; wall time, peak RSS of the largest process and of the process tree.
 
@@ -517,7 +529,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
                     procs = []
                 for p in procs:
                     try:
-                        sizes.append((p.memory_info().rss, p.pid, p.name()))
+                        sizes.append((_unique_memory(p), p.pid, p.name()))
                     except psutil.Error:
                         pass
                 total = sum(r for r, _, _ in sizes)

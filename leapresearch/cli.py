@@ -136,6 +136,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             config=config,
             overwrite=args.overwrite,
             command=["leapresearch", *getattr(args, "argv", [])],
+            workers=args.workers,
             write_outputs=None
             if args.tables_only
             else report_writer(
@@ -216,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-notebooks",
         action="store_true",
         help="tables, figures and the summary page, without executing notebooks",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        choices=[1, 2],
+        default=2,
+        help="processes of the evaluation (default 2: the re-matching checks run beside "
+        "the other steps; the tables are the same with 1)",
     )
     r.set_defaults(func=_cmd_run)
 

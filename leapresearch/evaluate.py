@@ -9,9 +9,10 @@ functions one at a time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,12 @@ from leapresearch.design.adjustment import adjusted_outcome, pair_units
 from leapresearch.design.balance import balance_table
 from leapresearch.design.censoring import censoring_weights
 from leapresearch.design.matching import MatchResult, match, nearest_neighbor_match
-from leapresearch.design.pool import Candidates, build_candidates
+from leapresearch.design.pool import (
+    Candidates,
+    build_candidates,
+    narrower_pool,
+    restrict_candidates,
+)
 from leapresearch.design.stacking import stacked_panel, subgroup_weights, unit_table
 from leapresearch.estimation.bootstrap import multiplier_bootstrap
 from leapresearch.estimation.event_study import EventStudyResult, event_study
@@ -59,7 +65,7 @@ from leapresearch.estimation.subgroups import (
     run_by_group,
     treated_attributes,
 )
-from leapresearch.threads import single_blas_thread
+from leapresearch.threads import Beside, single_blas_thread
 
 Log = Callable[[str], None]
 
@@ -972,8 +978,12 @@ class Evaluation:
 
 
 @single_blas_thread
-def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
+def evaluate(tables, config: Config, *, log: Log = _quiet, workers: int = 1) -> Evaluation:
     """Run the whole evaluation on validated contract tables.
+
+    With ``workers >= 2`` the specifications that fit a new propensity model
+    (:data:`REFIT_SPECS`) run in a forked process beside the other steps
+    (:func:`refits_beside`); the tables are the same either way.
 
     Returns
     -------
@@ -986,6 +996,7 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
         they are written).
     """
     prepared = prepare(tables, config, log=log)
+    refits = refits_beside(prepared, tables=tables, enabled=workers >= 2)
     es_table, results = estimate_event_studies(prepared, log=log)
     out = {
         "event_study": es_table,
@@ -999,9 +1010,17 @@ def evaluate(tables, config: Config, *, log: Log = _quiet) -> Evaluation:
         "placebo": try_estimate(estimate_placebo, prepared, log=log),
     }
     out.update(
-        estimate_identification(prepared, results, out["pretrend_tests"], tables=tables, log=log)
+        estimate_identification(
+            prepared, results, out["pretrend_tests"], tables=tables, log=log, refits=refits
+        )
     )
     return Evaluation(prepared=prepared, tables=out, event_studies=results)
+
+
+def _logged(step: Callable[..., dict], *args, **kwargs) -> tuple[dict, list[str]]:
+    """``step(*args, log=..., **kwargs)`` and the lines it logged (replayed by the caller)."""
+    lines: list[str] = []
+    return step(*args, log=lines.append, **kwargs), lines
 
 
 # --------------------------------------------------------------------------------------
@@ -1205,6 +1224,7 @@ def estimate_identification(
     *,
     tables=None,
     log: Log = _quiet,
+    refits: Beside | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every check of the identifying assumption, as tables of the output contract.
 
@@ -1216,7 +1236,8 @@ def estimate_identification(
         :func:`estimate_pretrend_evidence`), ``falsification``
         (:func:`estimate_falsification`) and ``specifications``
         (:func:`estimate_specifications`; ``tables``, the contract tables, give its
-        intent-to-treat rows).
+        intent-to-treat rows; ``refits``, from :func:`refits_beside`, computes the rows of
+        :data:`REFIT_SPECS` in another process).
     """
     t0 = time.perf_counter()
     out = {
@@ -1235,11 +1256,55 @@ def estimate_identification(
     )
     out["specifications"] = _guarded(
         "specifications",
-        lambda: estimate_specifications(prepared, tables=tables, log=log),
+        lambda: _specifications_with(prepared, refits, tables=tables, log=log),
         log,
     )
     log(f"identification checks: {time.perf_counter() - t0:.1f} s")
     return out
+
+
+REFIT_SPECS = (
+    "not_yet_visited_pool",
+    "never_visited_pool",
+    "attempted_only_excluded",
+    "intent_to_treat",
+)
+"""Specifications that fit a new propensity model (the slow ones)."""
+
+
+def refits_beside(prepared: Prepared, *, tables=None, enabled: bool) -> Beside | None:
+    """The rows of :data:`REFIT_SPECS` computed in a forked process (None unless ``enabled``).
+
+    They need only the matched sample; :func:`estimate_identification` takes the rows
+    (and replays their log) when it assembles ``specifications.csv``.
+    """
+    if not enabled:
+        return None
+    names = [n for n in prepared.config.identification.specifications if n in REFIT_SPECS]
+    step = functools.partial(_logged, estimate_specifications, prepared, tables=tables)
+    return Beside(functools.partial(step, names=names), enabled=True)
+
+
+def _specifications_with(
+    prepared: Prepared, refits: Beside | None, *, tables=None, log: Log = _quiet
+) -> pd.DataFrame:
+    """:func:`estimate_specifications`, with the rows of ``refits`` computed beside."""
+    if refits is None:
+        return estimate_specifications(prepared, tables=tables, log=log)
+    specs = ["main", *prepared.config.identification.specifications]
+    here = estimate_specifications(
+        prepared, tables=tables, log=log, names=[n for n in specs if n not in REFIT_SPECS]
+    )
+    there, lines = refits.result()
+    for line in lines:
+        log(line)
+    parts = [part for part in (here, there) if len(part)]
+    if len(parts) < 2:
+        return (parts or [here])[0].reset_index(drop=True)
+    both = pd.concat(parts, ignore_index=True)
+    rank = both["specification"].map({n: i for i, n in enumerate(specs)})
+    order = np.argsort(rank.to_numpy(), kind="stable")  # each part keeps its row order
+    return both.iloc[order].reset_index(drop=True)
 
 
 SPECIFICATION_COLUMNS = [
@@ -1363,8 +1428,12 @@ def _rematched(prepared: Prepared, name: str, tables) -> Prepared | None:
     if name.startswith(("ratio", "caliper")):
         # only the nearest-neighbour step changes: same candidates, same propensity scores
         return prepare_matched(panel, prepared.candidates, new, pscore=prepared.matching.pscore)
-    stacks = np.unique(panel.events["event_time"].to_numpy())
-    cand = build_candidates(panel, pool=pool, matching=matching, stacks=stacks)
+    if name != "intent_to_treat" and narrower_pool(config.comparison_pool, pool):
+        # a narrower pool: the same candidates less the comparisons it does not admit
+        cand = restrict_candidates(prepared.candidates, panel, pool)
+    else:
+        stacks = np.unique(panel.events["event_time"].to_numpy())
+        cand = build_candidates(panel, pool=pool, matching=matching, stacks=stacks)
     return prepare_matched(panel, cand, new)
 
 
@@ -1381,7 +1450,13 @@ REMATCHED_SPECS = (
 
 
 @single_blas_thread
-def estimate_specifications(prepared: Prepared, *, tables=None, log: Log = _quiet) -> pd.DataFrame:
+def estimate_specifications(
+    prepared: Prepared,
+    *,
+    tables=None,
+    log: Log = _quiet,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Headline months of the headline groups under each design switch (``specifications.csv``).
 
     ``identification.specifications`` lists the switches (:data:`SPEC_DESCRIPTIONS`);
@@ -1390,14 +1465,16 @@ def estimate_specifications(prepared: Prepared, *, tables=None, log: Log = _quie
     sample; ratio and caliper re-match the same candidates; the pool switches and the
     intent-to-treat build new candidates (``intent_to_treat`` needs the contract
     ``tables`` and is skipped without them). A switch equal to the run's own parameter
-    is skipped.
+    is skipped. ``names`` restricts the table to those rows (``"main"`` included only if
+    named; default: ``main`` and every switch).
     """
     config = prepared.config
     specs = config.identification.specifications
+    names = ["main", *specs] if names is None else list(names)
     lo, hi = config.analysis.window
-    rows = _spec_rows(prepared, "main")
+    rows = _spec_rows(prepared, "main") if "main" in names else []
     timings = {}
-    for name in specs:
+    for name in (n for n in specs if n in names):
         t0 = time.perf_counter()
         if name == "no_adjustment" and config.analysis.regression_adjustment:
             rows += _spec_rows(prepared, name, adjust=False)
@@ -1424,6 +1501,8 @@ def estimate_specifications(prepared: Prepared, *, tables=None, log: Log = _quie
                 rows += _spec_rows(alt, name)
         timings[name] = time.perf_counter() - t0
     log("specifications: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if v >= 0.5))
+    if not rows:
+        return pd.DataFrame(columns=SPECIFICATION_COLUMNS)
     out = pd.concat(rows, ignore_index=True)
     return out[SPECIFICATION_COLUMNS]
 

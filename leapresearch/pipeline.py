@@ -104,6 +104,7 @@ def run_report(
     write_outputs: Callable | None = None,
     use_cache: bool = True,
     command: Sequence[str] | None = None,
+    workers: int = 1,
 ) -> RunRecord:
     """Run the evaluation on a contract folder and publish it into ``out_dir``.
 
@@ -129,6 +130,9 @@ def run_report(
         (``data_raw/.cache``), so they do not match again.
     command : sequence of str, optional
         The command line recorded in ``provenance.json`` (default: ``sys.argv``).
+    workers : int
+        Processes of the evaluation (2: the re-matching design checks run beside the
+        other steps; the tables are the same).
 
     Notes
     -----
@@ -158,7 +162,9 @@ def run_report(
     tmp.mkdir()
     try:
         t0 = time.perf_counter()
-        evaluation = _evaluate(tables, config, log, inputs=loaded["inputs"], cache=use_cache)
+        evaluation = _evaluate(
+            tables, config, log, inputs=loaded["inputs"], cache=use_cache, workers=workers
+        )
         timings.update(evaluation.prepared.timings)
         timings["evaluation"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -218,12 +224,12 @@ def _load_checked(data_dir: Path, config: Config, log: Log) -> tuple[object, dic
     return tables, loaded
 
 
-def _evaluate(tables, config: Config, log: Log, *, inputs: dict, cache: bool):
+def _evaluate(tables, config: Config, log: Log, *, inputs: dict, cache: bool, workers: int = 1):
     """Every analytic step; with ``cache``, store what the notebooks' sessions reuse."""
     from leapresearch.evaluate import evaluate
 
     try:
-        evaluation = evaluate(tables, config, log=log)
+        evaluation = evaluate(tables, config, log=log, workers=workers)
     except ValueError as exc:  # includes numpy's LinAlgError
         # Valid data can still be too small or sparse for a step (e.g. no cohort-month
         # cell the robust estimator can estimate): refuse with the reason.

@@ -529,3 +529,38 @@ def test_falsification_can_fail_when_the_design_ignores_the_dip():
     covers = (post["ci_lower"] <= 0) & (post["ci_upper"] >= 0)
     assert covers.mean() < 0.8, post  # the narrative's threshold for "no rebound"
     assert post["estimate"].mean() > 0
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"not_yet_visited": False},  # never_visited_pool
+        {"include_attempted_only": False},  # attempted_only_excluded
+        {"not_yet_visited": False, "include_attempted_only": False},
+    ],
+)
+def test_a_narrower_pool_restricts_the_candidates_exactly_as_a_rebuild(sim_data, update):
+    # the pool specifications drop comparisons from the run's candidates instead of
+    # building them again (design.pool.restrict_candidates): the same frame, row for row
+    import numpy as np
+
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.data.panel import build_panel
+    from leapresearch.design.pool import build_candidates, narrower_pool, restrict_candidates
+
+    config = load_config("demo", data_dir=sim_data)
+    panel = build_panel(read_raw_tables(sim_data))
+    wide = config.comparison_pool
+    assert wide.not_yet_visited and wide.include_attempted_only
+    narrow = wide.model_copy(update=update)
+    assert narrower_pool(wide, narrow) and not narrower_pool(narrow, wide)
+    stacks = np.unique(panel.events["event_time"].to_numpy())
+    built = build_candidates(panel, pool=wide, matching=config.matching, stacks=stacks)
+    rebuilt = build_candidates(panel, pool=narrow, matching=config.matching, stacks=stacks)
+    restricted = restrict_candidates(built, panel, narrow)
+    assert len(rebuilt.frame) < len(built.frame)
+    pd.testing.assert_frame_equal(restricted.frame, rebuilt.frame, check_exact=True)
+    assert restricted.covariates == rebuilt.covariates
+    assert restricted.extra == rebuilt.extra
+    pd.testing.assert_frame_equal(restricted.excluded_treated, rebuilt.excluded_treated)

@@ -275,3 +275,38 @@ def test_cached_prepared_sample_gives_the_same_tables(sim_data, private_cache):
     table_b, _ = evaluate.estimate_event_studies(again, subgroups=())
     pd.testing.assert_frame_equal(table_b, table_a, check_exact=True)
     assert not list(private_cache.rglob("*.pkl"))
+
+
+def test_a_step_computed_beside_is_another_process_with_the_same_result():
+    import os
+
+    from leapresearch.threads import Beside
+
+    assert Beside(os.getpid, enabled=True).result() != os.getpid()
+    assert Beside(os.getpid, enabled=False).result() == os.getpid()
+    with pytest.raises(ValueError, match="not estimable"):
+        Beside(functools.partial(_fail, "not estimable"), enabled=True).result()
+
+
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def test_specifications_refitted_beside_give_the_same_table(sim_data, private_cache):
+    # `leapresearch run` (--workers 2, the default) fits the specifications that need a new
+    # propensity model in a forked process and the others here; the assembled table is
+    # the one a single process computes, row for row
+    from leapresearch import evaluate
+    from leapresearch.session import open_session
+
+    session = open_session("demo", data_dir=str(sim_data))
+    prepared, tables = session.prepared, session.tables
+    alone = evaluate.estimate_specifications(prepared, tables=tables)
+    lines: list[str] = []
+    refits = evaluate.refits_beside(prepared, tables=tables, enabled=True)
+    assert refits is not None and evaluate.refits_beside(prepared, enabled=False) is None
+    split = evaluate._specifications_with(prepared, refits, tables=tables, log=lines.append)
+    refitted = set(evaluate.REFIT_SPECS) & set(alone["specification"])
+    assert len(refitted) >= 3 and len(set(alone["specification"]) - refitted) > 5
+    pd.testing.assert_frame_equal(split, alone, check_exact=True)
+    assert len(lines) == 2 and all(x.startswith("specifications: ") for x in lines)

@@ -11,13 +11,20 @@ matched comparison takes the event month of its stack (the stacked design).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from leapresearch.config import MatchingConfig, PoolConfig
-from leapresearch.data.panel import AnalyticPanel, demographic_dummies, first_event_times
+from leapresearch.data.panel import (
+    NEVER_VISITED,
+    AnalyticPanel,
+    demographic_dummies,
+    first_event_times,
+)
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,70 @@ def _treated_rows(
     return treated, excluded
 
 
+def _pool_rule(panel: AnalyticPanel, pool: PoolConfig) -> Callable[[np.ndarray, int], np.ndarray]:
+    """``admits(students, event_month)``: whether each student may be a comparison then.
+
+    Never-visited students (with ``include_attempted_only``, students with only attempted
+    visits count as never visited), and with ``not_yet_visited`` also students whose first
+    completed visit comes after the event month (so without ``include_attempted_only``,
+    students with only attempted visits are never comparisons, in either pool). The roster
+    year, district and pre-period rules are applied elsewhere.
+    """
+    never = ~panel.visited_any
+    if pool.include_attempted_only and len(panel.events):
+        never = np.ones(panel.n_students, dtype=bool)
+        never[panel.events["student"].to_numpy()] = False
+    first_event = first_event_times(panel.events, panel.n_students)
+
+    def admits(students: np.ndarray, event_month: int) -> np.ndarray:
+        ok = never[students]
+        if pool.not_yet_visited:
+            later = first_event[students]
+            ok = ok | ((later > event_month) & (later != NEVER_VISITED))
+        return ok
+
+    return admits
+
+
+def narrower_pool(old: PoolConfig, new: PoolConfig) -> bool:
+    """Whether every comparison admitted by ``new`` is admitted by ``old`` (same other rules).
+
+    Then :func:`restrict_candidates` gives the candidates of ``new`` from those of ``old``.
+    """
+    same = old.model_dump(exclude={"not_yet_visited", "include_attempted_only"}) == new.model_dump(
+        exclude={"not_yet_visited", "include_attempted_only"}
+    )
+    return (
+        same
+        and new.not_yet_visited <= old.not_yet_visited
+        and new.include_attempted_only <= old.include_attempted_only
+    )
+
+
+def restrict_candidates(
+    candidates: Candidates, panel: AnalyticPanel, pool: PoolConfig
+) -> Candidates:
+    """The candidates a narrower ``pool`` gives (:func:`narrower_pool`), without rebuilding.
+
+    Every rule is a rule on one row, so the comparison rows ``pool`` does not admit are
+    dropped and the rest keep their order and covariates; equal to :func:`build_candidates`
+    with ``pool`` (tested), at a fraction of its cost.
+    """
+    frame = candidates.frame
+    admits = _pool_rule(panel, pool)
+    keep = frame["treated"].to_numpy(bool).copy()
+    stack, student = frame["stack"].to_numpy(), frame["student"].to_numpy()
+    for value in np.unique(stack[~keep]):
+        rows = np.flatnonzero((stack == value) & ~keep)
+        keep[rows] = admits(student[rows], int(value))
+    frame = frame.loc[keep].reset_index(drop=True)
+    covariates = list(candidates.covariates)
+    if "home_language_missing" in covariates and not frame["home_language_missing"].any():
+        covariates.remove("home_language_missing")  # as demographic_dummies does
+        frame = frame.drop(columns="home_language_missing")
+    return dataclasses.replace(candidates, frame=frame, covariates=covariates)
+
+
 def _with_comparison_rows(
     panel: AnalyticPanel, treated: pd.DataFrame, *, pool: PoolConfig, shift: int
 ) -> pd.DataFrame:
@@ -176,17 +247,11 @@ def _with_comparison_rows(
     other districts are allowed.
     """
     ros = panel.roster
-    never = ~panel.visited_any
-    if pool.include_attempted_only and len(panel.events):
-        never = np.ones(panel.n_students, dtype=bool)
-        never[panel.events["student"].to_numpy()] = False
     parts = [treated]
-    first_event = first_event_times(panel.events, panel.n_students)
+    admits = _pool_rule(panel, pool)
     for stack_value, group in treated.groupby("stack", sort=True):
         year = int(stack_value) // 10
-        ok = never[ros["student"].to_numpy()]
-        if pool.not_yet_visited:
-            ok = ok | (first_event[ros["student"].to_numpy()] > int(stack_value) + shift)
+        ok = admits(ros["student"].to_numpy(), int(stack_value) + shift)
         cand = ros.loc[(ros["year"] == year) & ok]
         if not pool.allow_other_districts:
             cand = cand.loc[cand["district"].astype(str).isin(group["district"].unique())]
