@@ -997,27 +997,31 @@ def evaluate(tables, config: Config, *, log: Log = _quiet, workers: int = 1) -> 
     """
     prepared = prepare(tables, config, log=log)
     refits = refits_beside(prepared, tables=tables, enabled=workers >= 2)
-    es_table, results = estimate_event_studies(prepared, log=log)
-    out = {
-        "event_study": es_table,
-        "long_term": estimate_long_term(prepared, log=log),
-        "balance": estimate_balance(prepared),
-        "matching_summary": matching_summary(prepared),
-        "naive_pre_post": estimate_naive(prepared),
-        "pretrend_tests": pretrend_tests(results),
-        "subgroup_tests": estimate_subgroup_tests(prepared, results),
-        "robust_estimator": try_estimate(estimate_robust, prepared, log=log),
-        "placebo": try_estimate(estimate_placebo, prepared, log=log),
-    }
-    out.update(
-        estimate_identification(
-            prepared, results, out["pretrend_tests"], tables=tables, log=log, refits=refits
+    try:
+        es_table, results = estimate_event_studies(prepared, log=log)
+        out = {
+            "event_study": es_table,
+            "long_term": estimate_long_term(prepared, log=log),
+            "balance": estimate_balance(prepared),
+            "matching_summary": matching_summary(prepared),
+            "naive_pre_post": estimate_naive(prepared),
+            "pretrend_tests": pretrend_tests(results),
+            "subgroup_tests": estimate_subgroup_tests(prepared, results),
+            "robust_estimator": try_estimate(estimate_robust, prepared, log=log),
+            "placebo": try_estimate(estimate_placebo, prepared, log=log),
+        }
+        out.update(
+            estimate_identification(
+                prepared, results, out["pretrend_tests"], tables=tables, log=log, refits=refits
+            )
         )
-    )
+    finally:
+        if refits is not None:
+            refits.close()  # only still running if a step here failed
     return Evaluation(prepared=prepared, tables=out, event_studies=results)
 
 
-def _logged(step: Callable[..., dict], *args, **kwargs) -> tuple[dict, list[str]]:
+def _logged(step: Callable[..., object], *args, **kwargs) -> tuple[object, list[str]]:
     """``step(*args, log=..., **kwargs)`` and the lines it logged (replayed by the caller)."""
     lines: list[str] = []
     return step(*args, log=lines.append, **kwargs), lines

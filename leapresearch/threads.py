@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from threadpoolctl import threadpool_limits
@@ -40,11 +39,19 @@ def single_blas_thread(func: Callable[P, R]) -> Callable[P, R]:
 # one step beside the main process
 # --------------------------------------------------------------------------------------
 
-_PENDING: list[Callable[[], object]] = []
 
-
-def _run_pending() -> object:
-    return _PENDING[-1]()
+def _run_and_send(func: Callable[[], object], conn) -> None:
+    """Child side of :class:`Beside`: send ``(True, value)`` or ``(False, exception)``."""
+    try:
+        try:
+            conn.send((True, func()))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the parent
+            try:
+                conn.send((False, exc))
+            except Exception:  # an exception that cannot be pickled: its text
+                conn.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
 
 
 class Beside:
@@ -52,27 +59,44 @@ class Beside:
 
     With ``enabled`` (and where the platform can fork), the child is forked at
     construction and shares the caller's memory copy-on-write, so large inputs (the
-    matched sample) are not copied or pickled; only the return value is. Otherwise
+    matched sample) are neither copied nor pickled; only the return value is. Otherwise
     ``func`` simply runs when :meth:`result` is called. Either way the result is the
-    same: the analytic steps are deterministic and single-threaded.
+    same: the analytic steps are deterministic and single-threaded. The child is a
+    daemon: it ends with the caller, and :meth:`close` ends it early (e.g. after an
+    error in the caller).
     """
 
     def __init__(self, func: Callable[[], R], *, enabled: bool) -> None:
         self._func = func
-        self._pool = None
+        self._proc = None
         if enabled and "fork" in multiprocessing.get_all_start_methods():
-            _PENDING.append(func)
-            try:
-                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-                self._future = self._pool.submit(_run_pending)
-            finally:
-                _PENDING.pop()
+            ctx = multiprocessing.get_context("fork")
+            self._conn, send = ctx.Pipe(duplex=False)
+            self._proc = ctx.Process(target=_run_and_send, args=(func, send), daemon=True)
+            self._proc.start()
+            send.close()
 
     def result(self) -> R:
         """The return value of ``func`` (its exception, if it raised)."""
-        if self._pool is None:
+        if self._proc is None:
             return self._func()
         try:
-            return self._future.result()
+            ok, value = self._conn.recv()
+        except EOFError:
+            self._proc.join()
+            raise RuntimeError(
+                f"the process computing beside ended without a result "
+                f"(exit code {self._proc.exitcode})"
+            ) from None
         finally:
-            self._pool.shutdown()
+            self._conn.close()
+        self._proc.join()
+        if ok:
+            return value
+        raise value
+
+    def close(self) -> None:
+        """End the child if it is still running (its result is no longer wanted)."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join()

@@ -286,6 +286,12 @@ def test_a_step_computed_beside_is_another_process_with_the_same_result():
     assert Beside(os.getpid, enabled=False).result() == os.getpid()
     with pytest.raises(ValueError, match="not estimable"):
         Beside(functools.partial(_fail, "not estimable"), enabled=True).result()
+    import time
+
+    slow = Beside(functools.partial(time.sleep, 120), enabled=True)
+    start = time.perf_counter()
+    slow.close()  # a caller that failed does not wait for the child
+    assert time.perf_counter() - start < 30
 
 
 def _fail(message: str) -> None:
