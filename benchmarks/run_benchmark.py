@@ -55,6 +55,7 @@ import json
 import os
 import pickle
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -600,15 +601,18 @@ def notebook_times(log: list[tuple[float, str]]) -> dict[str, float]:
     includes rendering the HTML pages of all notebooks.
     """
     out: dict[str, float] = {}
+    timed = re.compile(r"notebook: (\S+) \((\d+) s\)$")  # run with two at a time
     for (t, line), (t_next, _) in zip(log, [*log[1:], (None, "")], strict=True):
-        if line.startswith("notebook: ") and t_next is not None:
+        if m := timed.match(line):
+            out[m.group(1)] = float(m.group(2))
+        elif line.startswith("notebook: ") and t_next is not None:
             out[line.split(": ", 1)[1]] = round(t_next - t, 2)
     return out
 
 
 def notebooks_span(log: list[tuple[float, str]]) -> float | None:
     """Seconds from the first ``notebook:`` line to ``report: written`` (HTML included)."""
-    start = next((t for t, line in log if line.startswith("notebook: ")), None)
+    start = next((t for t, line in log if line.startswith(("notebook: ", "notebooks: "))), None)
     end = next((t for t, line in log if line.startswith("report: written")), None)
     return None if start is None or end is None else round(end - start, 2)
 

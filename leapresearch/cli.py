@@ -143,6 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 vintage=_absolute_params(args.params),
                 overrides=list(args.param or []),
                 notebooks=not args.no_notebooks,
+                workers=args.workers,
             ),
         )
     except ContractError as exc:
@@ -223,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         choices=[1, 2],
         default=2,
-        help="processes of the evaluation (default 2: the re-matching checks run beside "
-        "the other steps; the tables are the same with 1)",
+        help="processes (default 2: the re-matching checks run beside the other steps, "
+        "and two notebooks at a time; the outputs are the same with 1)",
     )
     r.set_defaults(func=_cmd_run)
 

@@ -238,9 +238,16 @@ def _evaluate(tables, config: Config, log: Log, *, inputs: dict, cache: bool, wo
         from leapresearch.session import store_prepared, store_result
 
         store_prepared(evaluation.prepared, inputs)
-        for name in ("placebo", "falsification", "specifications"):
-            if name in evaluation.tables:  # slow steps the notebooks reuse
-                store_result(evaluation.tables[name], inputs, config, f"estimate_{name}")
+        steps = {  # table -> the step that makes it: slow steps the notebooks reuse
+            "placebo": "estimate_placebo",
+            "falsification": "estimate_falsification",
+            "specifications": "estimate_specifications",
+            "robust_estimator": "estimate_robust",
+            "long_term": "estimate_long_term",
+        }
+        for name, step in steps.items():
+            if name in evaluation.tables:
+                store_result(evaluation.tables[name], inputs, config, step)
     return evaluation
 
 

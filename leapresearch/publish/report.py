@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import re
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from leapresearch.config import Config
@@ -174,6 +178,7 @@ def execute_notebooks(
     overrides: Sequence[str] = (),
     notebooks: Sequence[Path] | None = None,
     log: Log = print,
+    workers: int = 1,
 ) -> list[Path]:
     """Execute every notebook with papermill into ``out_dir/notebooks``.
 
@@ -181,30 +186,48 @@ def execute_notebooks(
     run's data folder, relative to the project root when inside it, so no machine path
     is recorded; :func:`leapresearch.session.open_session` resolves it against the
     project root) and ``overrides``. papermill records them in the executed
-    notebook's metadata and in an ``injected-parameters`` cell.
+    notebook's metadata and in an ``injected-parameters`` cell. With ``workers = 2`` two
+    notebooks run at a time (each in its own kernel; the notebooks are independent and
+    read the run's cache), and the log lists them in their order when all are done.
     """
     import papermill as pm
 
     folder = Path(out_dir) / "notebooks"
     folder.mkdir(parents=True, exist_ok=True)
-    done = []
-    for nb in notebooks or notebook_paths():
-        target = folder / nb.name
-        log(f"notebook: {nb.stem}")
+    paths = list(notebooks or notebook_paths())
+    parameters = {
+        "vintage": str(vintage),
+        "data_dir": project_relative(config.data_path),
+        "overrides": list(overrides),
+    }
+
+    def execute(nb: Path) -> float:
+        t0 = time.perf_counter()
         pm.execute_notebook(
             str(nb),
-            str(target),
-            parameters={
-                "vintage": str(vintage),
-                "data_dir": project_relative(config.data_path),
-                "overrides": list(overrides),
-            },
+            str(folder / nb.name),
+            parameters=parameters,
             cwd=str(nb.parent),
-            progress_bar=True,
+            progress_bar=workers < 2,
             kernel_name="python3",
         )
-        done.append(target)
-    return done
+        if workers >= 2:  # close the event loop nbclient left in this thread
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_event_loop_policy().get_event_loop().close()
+        return time.perf_counter() - t0
+
+    if workers < 2:
+        seconds = []
+        for nb in paths:
+            log(f"notebook: {nb.stem}")
+            seconds.append(execute(nb))
+    else:
+        log(f"notebooks: {len(paths)}, {min(workers, 2)} at a time")
+        with ThreadPoolExecutor(max_workers=min(workers, 2)) as pool:
+            seconds = list(pool.map(execute, paths))  # re-raises the first failure
+        for nb, sec in zip(paths, seconds, strict=True):
+            log(f"notebook: {nb.stem} ({sec:.0f} s)")
+    return [folder / nb.name for nb in paths]
 
 
 NOTEBOOK_TEMPLATE = """{%- extends 'index.html.j2' -%}
@@ -321,8 +344,13 @@ def write_index(
     return write_front_page(doc, out_dir)
 
 
-def report_writer(*, vintage: str, overrides: Sequence[str] = (), notebooks: bool = True):
-    """The ``write_outputs`` hook of :func:`leapresearch.pipeline.run_report`."""
+def report_writer(
+    *, vintage: str, overrides: Sequence[str] = (), notebooks: bool = True, workers: int = 1
+):
+    """The ``write_outputs`` hook of :func:`leapresearch.pipeline.run_report`.
+
+    ``workers = 2`` executes two notebooks at a time (:func:`execute_notebooks`).
+    """
 
     def write(evaluation, out_dir: Path, config: Config, log: Log) -> None:
         write_figures(evaluation, out_dir, config)
@@ -330,7 +358,7 @@ def report_writer(*, vintage: str, overrides: Sequence[str] = (), notebooks: boo
         pages: list[Path] = []
         if notebooks:
             executed = execute_notebooks(
-                out_dir, config, vintage=vintage, overrides=overrides, log=log
+                out_dir, config, vintage=vintage, overrides=overrides, log=log, workers=workers
             )
             pages = render_html(executed, out_dir, title=config.report.title)
         simulated = bool(getattr(evaluation, "simulated", False))
