@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -57,9 +58,10 @@ def _run_and_send(func: Callable[[], object], conn) -> None:
 class Beside:
     """``func()`` computed in a forked child process while the caller goes on.
 
-    With ``enabled`` (and where the platform can fork), the child is forked at
-    construction and shares the caller's memory copy-on-write, so large inputs (the
-    matched sample) are neither copied nor pickled; only the return value is. Otherwise
+    With ``enabled`` (on Linux, where forking a process with these libraries is safe), the
+    child is forked at construction and shares the caller's memory copy-on-write, so large
+    inputs (the matched sample) are neither copied nor pickled; only the return value is.
+    Otherwise
     ``func`` simply runs when :meth:`result` is called. Either way the result is the
     same: the analytic steps are deterministic and single-threaded. The child is a
     daemon: it ends with the caller, and :meth:`close` ends it early (e.g. after an
@@ -69,7 +71,7 @@ class Beside:
     def __init__(self, func: Callable[[], R], *, enabled: bool) -> None:
         self._func = func
         self._proc = None
-        if enabled and "fork" in multiprocessing.get_all_start_methods():
+        if enabled and sys.platform == "linux":  # fork is unsafe on macOS, absent on Windows
             ctx = multiprocessing.get_context("fork")
             self._conn, send = ctx.Pipe(duplex=False)
             self._proc = ctx.Process(target=_run_and_send, args=(func, send), daemon=True)
