@@ -72,8 +72,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_WORK = Path("/tmp/leapbench")
 DEFAULT_SEED = 20210401
-TARGETS = {"districts": (180.0, 6.0), "state": (600.0, 16.0)}
-"""Scale -> (seconds, GB) of the whole ``leapresearch run`` (notebooks included)."""
+TARGETS = {"districts": (300.0, 8.0), "state": (600.0, 16.0)}
+"""Scale -> (seconds, GB) of the whole ``leapresearch run`` (notebooks included).
+
+Districts: issue 12 (5 minutes and 8 GB with the bootstrap, the identification checks and
+the risk-set pool; it was 3 minutes and 6 GB before them)."""
 GB = 2**30
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS")
 THREAD_ENV: dict[str, str] = {}
