@@ -227,6 +227,7 @@ def _load_checked(data_dir: Path, config: Config, log: Log) -> tuple[object, dic
 def _evaluate(tables, config: Config, log: Log, *, inputs: dict, cache: bool, workers: int = 1):
     """Every analytic step; with ``cache``, store what the notebooks' sessions reuse."""
     from leapresearch.evaluate import evaluate
+    from leapresearch.threads import BesideError
 
     try:
         evaluation = evaluate(tables, config, log=log, workers=workers)
@@ -234,6 +235,8 @@ def _evaluate(tables, config: Config, log: Log, *, inputs: dict, cache: bool, wo
         # Valid data can still be too small or sparse for a step (e.g. no cohort-month
         # cell the robust estimator can estimate): refuse with the reason.
         raise RunError(f"the evaluation cannot be completed on these data: {exc}") from exc
+    except BesideError as exc:
+        raise RunError(f"the evaluation did not finish: {exc}") from exc
     if cache:
         from leapresearch.session import store_prepared, store_result
 

@@ -41,6 +41,10 @@ def single_blas_thread(func: Callable[P, R]) -> Callable[P, R]:
 # --------------------------------------------------------------------------------------
 
 
+class BesideError(RuntimeError):
+    """The child process of :class:`Beside` died without sending a result."""
+
+
 def _run_and_send(func: Callable[[], object], conn) -> None:
     """Child side of :class:`Beside`: send ``(True, value)`` or ``(False, exception)``."""
     try:
@@ -86,9 +90,10 @@ class Beside:
             ok, value = self._conn.recv()
         except EOFError:
             self._proc.join()
-            raise RuntimeError(
-                f"the process computing beside ended without a result "
-                f"(exit code {self._proc.exitcode})"
+            raise BesideError(
+                f"the second process ended without a result (exit code {self._proc.exitcode}"
+                f"{', killed: out of memory?' if self._proc.exitcode == -9 else ''}); "
+                "run with --workers 1 to use one process"
             ) from None
         finally:
             self._conn.close()

@@ -288,6 +288,10 @@ def test_a_step_computed_beside_is_another_process_with_the_same_result():
         Beside(functools.partial(_fail, "not estimable"), enabled=True).result()
     import time
 
+    from leapresearch.threads import BesideError
+
+    with pytest.raises(BesideError, match="exit code 3.*--workers 1"):
+        Beside(functools.partial(os._exit, 3), enabled=True).result()
     slow = Beside(functools.partial(time.sleep, 120), enabled=True)
     start = time.perf_counter()
     slow.close()  # a caller that failed does not wait for the child
