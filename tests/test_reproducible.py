@@ -94,7 +94,7 @@ def tied_data(shared_root: Path, sim_data: Path) -> Path:
     return build_once(shared_root, "tied-data", lambda out: _add_ties(sim_data, out))
 
 
-def _run(data: Path, out: Path, env: dict[str, str] | None = None) -> Path:
+def _run(data: Path, out: Path, env: dict[str, str] | None = None, *extra: str) -> Path:
     res = run_cli(
         "run",
         "--data",
@@ -102,6 +102,7 @@ def _run(data: Path, out: Path, env: dict[str, str] | None = None) -> Path:
         "--out",
         out,
         "--tables-only",
+        *extra,
         cache_dir=out.parent / (out.name + "-cache"),
         env=env,
     )
@@ -201,6 +202,12 @@ def test_the_kernels_really_change():
     assert kernels and default not in kernels
     assert len(kernels | {default}) >= 2
     assert probe(environments()[-1])["simd"] == []
+
+
+def test_one_process_gives_the_tables_of_two(tmp_path, tied_data, tied_run):
+    # the reference run uses the default --workers 2 (specifications refitted in a forked
+    # process); one process computes the same bytes
+    assert_same_tables(tied_run, _run(tied_data, tmp_path / "run", None, "--workers", "1"))
 
 
 @pytest.mark.parametrize("env", environments(), ids=lambda e: "-".join(e.values())[:40])
