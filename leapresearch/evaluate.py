@@ -1285,8 +1285,8 @@ def refits_beside(prepared: Prepared, *, tables=None, enabled: bool) -> Beside |
     if not enabled:
         return None
     names = [n for n in prepared.config.identification.specifications if n in REFIT_SPECS]
-    step = functools.partial(_logged, estimate_specifications, prepared, tables=tables)
-    return Beside(functools.partial(step, names=names), enabled=True)
+    step = functools.partial(_logged, estimate_specifications, prepared, tables=tables, names=names)
+    return Beside(step, enabled=True)
 
 
 def _specifications_with(
@@ -1302,10 +1302,7 @@ def _specifications_with(
     there, lines = refits.result()
     for line in lines:
         log(line)
-    parts = [part for part in (here, there) if len(part)]
-    if len(parts) < 2:
-        return (parts or [here])[0].reset_index(drop=True)
-    both = pd.concat(parts, ignore_index=True)
+    both = pd.concat([part for part in (here, there) if len(part)] or [here], ignore_index=True)
     rank = both["specification"].map({n: i for i, n in enumerate(specs)})
     order = np.argsort(rank.to_numpy(), kind="stable")  # each part keeps its row order
     return both.iloc[order].reset_index(drop=True)

@@ -131,8 +131,8 @@ def run_report(
     command : sequence of str, optional
         The command line recorded in ``provenance.json`` (default: ``sys.argv``).
     workers : int
-        Processes of the evaluation (2: the re-matching design checks run beside the
-        other steps; the tables are the same).
+        Processes of the evaluation (2: the specifications that fit a new propensity
+        model run in a forked process beside the other steps; the tables are the same).
 
     Notes
     -----

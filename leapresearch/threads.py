@@ -7,8 +7,8 @@ a result between runs. The analytic entry points therefore run with a single BLA
 the work is already vectorised, so nothing is lost on a laptop.
 
 Parallelism comes instead from whole steps: :class:`Beside` computes one step (the
-re-matching design checks) in a forked process while the main process estimates the rest,
-so a run uses two cores without any step's numbers depending on it.
+specifications that fit a new propensity model) in a forked process while the main process
+estimates the rest, so a run uses two cores without any step's numbers depending on it.
 """
 
 from __future__ import annotations
@@ -65,11 +65,10 @@ class Beside:
     With ``enabled`` (on Linux, where forking a process with these libraries is safe), the
     child is forked at construction and shares the caller's memory copy-on-write, so large
     inputs (the matched sample) are neither copied nor pickled; only the return value is.
-    Otherwise
-    ``func`` simply runs when :meth:`result` is called. Either way the result is the
-    same: the analytic steps are deterministic and single-threaded. The child is a
-    daemon: it ends with the caller, and :meth:`close` ends it early (e.g. after an
-    error in the caller).
+    Otherwise ``func`` simply runs when :meth:`result` is called. Either way the result is
+    the same: the analytic steps are deterministic and single-threaded. The child is a
+    daemon: it ends with the caller, and :meth:`close` ends it early (e.g. after an error
+    in the caller).
     """
 
     def __init__(self, func: Callable[[], R], *, enabled: bool) -> None:

@@ -420,8 +420,8 @@ class _FlciPath:
     ``M`` (and the breakdown's bisection) share their work.
     """
 
-    def __init__(self, p: _Flci, w0: np.ndarray) -> None:
-        self.p, self.w0 = p, w0
+    def __init__(self, p: _Flci, ell: np.ndarray, w0: np.ndarray) -> None:
+        self.p, self.ell, self.w0 = p, ell, w0
         self.w_lp = _least_l1_weights(p)
         self.b_lo, self.b_hi = p.l1(self.w_lp), p.l1(w0)
         self.solved: dict[float, np.ndarray] = {}
@@ -465,7 +465,7 @@ def _flci_path(coef: EventCoefficients, rel_time: int) -> _FlciPath:
             s_pp=s[:n_pre, :n_pre], s_pl=s[:n_pre] @ ell, s_ll=float(ell @ s @ ell),
             c_mat=c_mat, c0=c0, a=a, b0=float(b0),
         )  # fmt: skip
-        _PATHS[key] = _FlciPath(prob, _gls_weights(coef, ell, a, b0))
+        _PATHS[key] = _FlciPath(prob, ell, _gls_weights(coef, ell, a, b0))
     return _PATHS[key]
 
 
@@ -509,9 +509,7 @@ def smoothness_ci(
     w = _flci_weights(path, m, alpha) if m > 0 else path.w0
     bias = m * prob.l1(w)
     h = np.sqrt(prob.variance(w))
-    ell = np.zeros(len(coef.beta))
-    ell[coef.n_pre + coef.period(rel_time) - 1] = 1.0
-    centre = float(ell @ coef.beta - w @ coef.beta[: coef.n_pre])
+    centre = float(path.ell @ coef.beta - w @ coef.beta[: coef.n_pre])
     length = h * cv_folded_normal(bias / h, alpha)
     return centre - length, centre + length
 
