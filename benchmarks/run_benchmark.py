@@ -384,7 +384,6 @@ def worker_stages(args: argparse.Namespace) -> None:
         "unit_table",
         "treated_attributes",
         "unit_covariates",
-        "pair_units",
     ):
         meter.wrap_timer(ev, name)
     warnings.simplefilter("ignore")

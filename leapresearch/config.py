@@ -169,6 +169,7 @@ Specification = Literal[
     "caliper_none",
     "trimmed_end_points",
     "cluster_school",
+    "cluster_student",
     "intent_to_treat",
 ]
 

@@ -25,7 +25,7 @@ from leapresearch.data.panel import (
     build_panel,
     first_event_times,
 )
-from leapresearch.design.adjustment import adjusted_outcome, pair_units
+from leapresearch.design.adjustment import adjusted_outcome
 from leapresearch.design.balance import balance_table
 from leapresearch.design.censoring import censoring_weights
 from leapresearch.design.matching import MatchResult, match, nearest_neighbor_match
@@ -97,7 +97,6 @@ class Prepared:
     attributes: pd.DataFrame
     stacked: pd.DataFrame
     unit_x: np.ndarray
-    pairs: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     """Diagnostics of the matching step (e.g. propensity fits refitted with a ridge penalty)."""
@@ -350,7 +349,6 @@ def prepare_matched(
         attributes=treated_attributes(panel, units),
         stacked=stacked,
         unit_x=unit_x,
-        pairs=pair_units(units, result.pairs),
         timings=timings,
         notes=notes,
     )
@@ -440,10 +438,23 @@ def estimate_balance(prepared: Prepared) -> pd.DataFrame:
     )
 
 
-def group_pairs(prepared: Prepared, weights: np.ndarray) -> pd.DataFrame:
-    """The matched pairs (in unit ids) of the visited units with positive weight."""
-    tu = prepared.pairs["treated_unit"].to_numpy()
-    return prepared.pairs.loc[weights[tu] > 0]
+MIN_SCHOOL_CLUSTERS = 30
+"""Fewest schools in the matched sample for errors clustered by school (``analysis.cluster``).
+
+With fewer, every fit of the run clusters by student and the event-study log says so:
+cluster-robust errors need many clusters (Cameron and Miller 2015)."""
+
+
+def cluster_level(prepared: Prepared) -> str:
+    """The cluster of every fit of the run.
+
+    ``analysis.cluster``, or ``student`` when the matched sample has fewer than
+    ``MIN_SCHOOL_CLUSTERS`` schools.
+    """
+    cluster = prepared.config.analysis.cluster
+    if cluster == "school" and prepared.units["school"].nunique() < MIN_SCHOOL_CLUSTERS:
+        return "student"
+    return cluster
 
 
 def group_sample(
@@ -458,8 +469,8 @@ def group_sample(
 ) -> pd.DataFrame | None:
     """The rows of one group: its units re-weighted, outcome regression-adjusted.
 
-    Returns None when fewer than two visited students remain or none is observed at
-    the reference period.
+    Returns None when fewer than two visited students remain, none is observed at the
+    reference period, or the rows fall in fewer than two clusters (:func:`cluster_level`).
     """
     w = weights[panel["unit"].to_numpy()]
     if "censoring_weight" in panel.columns:  # risk-set pool: inverse-probability-of-censoring
@@ -469,11 +480,12 @@ def group_sample(
         return None
     if (sub.loc[sub["treated"] == 1, "rel_time"] == reference).sum() == 0:
         return None
+    if sub[cluster_level(prepared)].nunique() < 2:
+        return None
     if adjust:
         sub[outcome] = adjusted_outcome(
             sub,
             prepared.unit_x,
-            group_pairs(prepared, weights),
             outcome=outcome,
             window=window,
             reference=reference,
@@ -515,7 +527,7 @@ def fit_group(
     if sub is None:
         return None
     return estimator(
-        sub, outcome=outcome, window=window, reference=reference, cluster=config.analysis.cluster
+        sub, outcome=outcome, window=window, reference=reference, cluster=cluster_level(prepared)
     )
 
 
@@ -572,7 +584,7 @@ def fit_group_with_influence(
     )
     if sub is None:
         return None
-    res = event_study(sub, window=window, reference=reference, cluster=config.analysis.cluster)
+    res = event_study(sub, window=window, reference=reference, cluster=cluster_level(prepared))
     try:
         return with_influence(res, cluster_influence(sub, res))
     except (RuntimeError, np.linalg.LinAlgError) as exc:  # e.g. a near-singular tiny group
@@ -715,6 +727,12 @@ def estimate_event_studies(
         table, min_treated=config.privacy.min_treated
     )
     log(f"event studies: {len(results)} groups")
+    if cluster_level(prepared) != config.analysis.cluster:
+        log(
+            f"event studies: errors clustered by student, not {config.analysis.cluster}: "
+            f"{prepared.units['school'].nunique()} schools in the matched sample, fewer than "
+            f"{MIN_SCHOOL_CLUSTERS}"
+        )
     return table[EVENT_STUDY_TABLE_COLUMNS], results
 
 
@@ -1084,7 +1102,7 @@ def _basis(adjust: bool) -> str:
 def estimate_pretrend_evidence(prepared: Prepared) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pre-trends on outcomes the design did not fit.
 
-    The regression adjustment moves comparison outcomes using the pre-period trajectory,
+    The regression adjustment takes out the change the pre-period trajectory predicts,
     and the matching used months -1..-``pre_months``; pre-period coefficients of the
     adjusted outcome in those months are partly fitted to be zero. For each headline
     group this fits the event study on the *unadjusted* outcome beside the adjusted one,
@@ -1320,7 +1338,7 @@ SPECIFICATION_COLUMNS = [
 ]
 SPEC_DESCRIPTIONS: dict[str, str] = {
     "main": "the parameters of the run",
-    "no_adjustment": "regression adjustment of comparison outcomes off",
+    "no_adjustment": "regression adjustment on the pre-period trajectory off",
     "outside_caliper_drop": "visited students with no comparison inside the caliper dropped",
     "outside_caliper_only": "only the visited students matched outside the caliper",
     "not_yet_visited_pool": "students visited later also serve as comparisons until then "
@@ -1336,6 +1354,7 @@ SPEC_DESCRIPTIONS: dict[str, str] = {
     "caliper_none": "no caliper",
     "trimmed_end_points": "months outside the window dropped instead of binned",
     "cluster_school": "standard errors clustered by school",
+    "cluster_student": "standard errors clustered by student",
     "intent_to_treat": "event at the first contact of any status (attempted or completed); "
     "students with any contact kept out of the pool",
 }
@@ -1493,9 +1512,11 @@ def estimate_specifications(
             st = prepared.stacked
             trimmed = st.loc[st["rel_time"].between(lo, hi)]
             rows += _spec_rows(prepared, name, panel=trimmed, window=None)
-        elif name == "cluster_school" and config.analysis.cluster != "school":
-            alt = dataclasses.replace(prepared, config=_with(config, "analysis", cluster="school"))
-            rows += _spec_rows(alt, name)
+        elif name in ("cluster_school", "cluster_student"):
+            level = name.removeprefix("cluster_")
+            if config.analysis.cluster != level:  # the main row already clusters so
+                alt = dataclasses.replace(prepared, config=_with(config, "analysis", cluster=level))
+                rows += _spec_rows(alt, name)
         elif name in REMATCHED_SPECS:
             alt = _rematched(prepared, name, tables)
             if alt is not None:

@@ -141,7 +141,7 @@ def summary_table(session: Session) -> PublishedTable:
     Counts by cohort are left out here: they are shown through suppression elsewhere.
     """
     rows = []
-    for key, value in session.summary.items():
+    for key, value in session.data_report["summary"].items():
         if key == "cohorts":
             continue
         if isinstance(value, dict):
@@ -170,7 +170,7 @@ def warnings_table(session: Session) -> PublishedTable:
             "handling": w.handling,
             "rows": f"{w.n_rows:,}" if w.n_rows else "",
         }
-        for w in session.check.warnings
+        for w in session.data_report["warnings"]
     ]
     if not rows:
         rows = [{"file": "", "column": "", "warning": "none", "handling": "", "rows": ""}]
@@ -185,7 +185,8 @@ def input_mapping_table(session: Session) -> PublishedTable:
     missing (null tokens), recoded and re-written as dates. One row saying ``none`` when
     the vintage has no mapping and nothing was changed.
     """
-    spec, changed = session.check.mapping["spec"], session.check.mapping["changed"]
+    mapping = session.data_report["input_mapping"]
+    spec, changed = mapping["spec"], mapping["changed"]
     rows = []
     for table, t in spec.items():
         if not isinstance(t, dict):

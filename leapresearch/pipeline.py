@@ -18,9 +18,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from leapresearch.config import Config
+from leapresearch.data.contract import summarise
 from leapresearch.data.intake import MANIFEST_NAME, manifest_problems  # noqa: F401 (re-export)
 from leapresearch.data.simulate import read_marker
-from leapresearch.design.readiness import check_data
+from leapresearch.design.readiness import check_data, data_report
 from leapresearch.publish.outputs import (
     environment_record,
     file_records,
@@ -162,9 +163,7 @@ def run_report(
     tmp.mkdir()
     try:
         t0 = time.perf_counter()
-        evaluation = _evaluate(
-            tables, config, log, inputs=loaded["inputs"], cache=use_cache, workers=workers
-        )
+        evaluation = _evaluate(tables, config, log, loaded=loaded, cache=use_cache, workers=workers)
         timings.update(evaluation.prepared.timings)
         timings["evaluation"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -210,6 +209,7 @@ def _load_checked(data_dir: Path, config: Config, log: Log) -> tuple[object, dic
     loaded = {
         "warnings": [w.as_dict() for w in checked.warnings],
         "input_mapping": checked.mapping,
+        "data_report": data_report(summarise(tables), checked.warnings, checked.mapping),
     }
     del checked  # the tables are freed by the caller, before the notebooks start
     try:
@@ -224,8 +224,13 @@ def _load_checked(data_dir: Path, config: Config, log: Log) -> tuple[object, dic
     return tables, loaded
 
 
-def _evaluate(tables, config: Config, log: Log, *, inputs: dict, cache: bool, workers: int = 1):
-    """Every analytic step; with ``cache``, store what the notebooks' sessions reuse."""
+def _evaluate(tables, config: Config, log: Log, *, loaded: dict, cache: bool, workers: int = 1):
+    """Every analytic step; with ``cache``, store what the notebooks' sessions reuse.
+
+    ``loaded`` is what :func:`_load_checked` recorded (the inputs' checksums key the cache;
+    its data report is stored for notebook 01).
+    """
+    inputs = loaded["inputs"]
     from leapresearch.evaluate import evaluate
     from leapresearch.threads import BesideError
 
@@ -238,9 +243,11 @@ def _evaluate(tables, config: Config, log: Log, *, inputs: dict, cache: bool, wo
     except BesideError as exc:
         raise RunError(f"the evaluation did not finish: {exc}") from exc
     if cache:
-        from leapresearch.session import store_prepared, store_result
+        from leapresearch.session import DATA_REPORT, store_prepared, store_result
 
         store_prepared(evaluation.prepared, inputs)
+        # notebook 01 shows the data check without reading the data again
+        store_result(loaded["data_report"], inputs, config, DATA_REPORT)
         steps = {  # table -> the step that makes it: slow steps the notebooks reuse
             "placebo": "estimate_placebo",
             "falsification": "estimate_falsification",

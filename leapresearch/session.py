@@ -192,6 +192,10 @@ def _with_config(prepared: Any, config: Config | None) -> Any:
     return SimpleNamespace(**{**vars(prepared), "config": config})
 
 
+DATA_REPORT = "data_report"
+"""Cache name of :func:`data_report` (see :attr:`Session.data_report`)."""
+
+
 def store_result(table, inputs: dict, config: Config, name: str) -> Path:
     """Write one result table to the cache (atomically)."""
     return _write_entry(table, result_path(inputs, config, name))
@@ -277,6 +281,27 @@ class Session:
     def summary(self) -> dict:
         """The validation summary of the data."""
         return summarise(self.tables)
+
+    @cached_property
+    def data_report(self) -> dict:
+        """What the data check found: ``summary``, ``warnings`` and ``input_mapping``.
+
+        ``leapresearch run`` stores it for its inputs, parameters and code (it has just
+        checked the data), so a notebook of that run does not read and validate the raw
+        files again; otherwise it is computed from :attr:`check` and :attr:`summary`.
+        """
+        path = result_path(self.inputs, self.config, DATA_REPORT)
+        if self.use_cache:
+            try:
+                return _read_entry(path)
+            except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, OSError):
+                pass
+        from leapresearch.design.readiness import data_report
+
+        report = data_report(self.summary, self.check.warnings, self.check.mapping)
+        if self.use_cache:
+            store_result(report, self.inputs, self.config, DATA_REPORT)
+        return report
 
     @cached_property
     def prepared(self):

@@ -85,10 +85,20 @@ def test_all_visited_students_path_is_within_1_5_pp_of_the_truth(event_study_tab
 
 @pytest.mark.parametrize("band", ["PK-5", "6-8", "9-12", "6-12"])
 def test_grade_band_effects_recover_truth(event_study_table, simulated, band):
+    """One draw: each month within 4 standard errors, the path's mean error within 2.5 pp.
+
+    A band has a quarter to a half of the visited students (standard errors 0.8-1.7 pp
+    here), so a fixed 2.5 pp bound on each of 16 cells would sit under two standard
+    errors for the smaller bands and be crossed by chance on many seeds; per-cell bias
+    and coverage are measured over 200 draws in ``validation/``.
+    """
+    errors = []
     for rel_time in HEADLINE:
         truth = simulated[2]["event_study"][f"grade_band:{band}"][str(rel_time)]
         est, se = estimate_at(event_study_table, f"grade_band:{band}", rel_time)
-        assert abs(est - truth) < 2.5, (band, rel_time, est, truth, se)
+        assert abs(est - truth) < 4 * se, (band, rel_time, est, truth, se)
+        errors.append(est - truth)
+    assert abs(np.mean(errors)) < 2.5, (band, errors)
 
 
 def test_pre_period_estimates_are_near_zero(event_study_table):
@@ -237,3 +247,19 @@ def test_doubly_robust_rows_sit_with_the_matched_estimate_and_nearer_the_truth(
         assert abs(est - matched) < 1.5, (rel_time, est, matched)
         assert abs(est - truth) < 3, (rel_time, est, truth)
         assert abs(est - truth) < abs(unc.loc[rel_time, "estimate"] - truth), rel_time
+
+
+def test_errors_are_clustered_by_school_unless_the_sample_has_too_few(prepared, event_study_fit):
+    import dataclasses
+
+    from leapresearch.evaluate import MIN_SCHOOL_CLUSTERS, cluster_level
+
+    assert prepared.config.analysis.cluster == "school"  # params/base.yaml
+    assert prepared.units["school"].nunique() >= MIN_SCHOOL_CLUSTERS
+    assert cluster_level(prepared) == "school"
+    assert {fit.cluster for fit in event_study_fit[1].values()} == {"school"}
+    schools = prepared.units["school"].to_numpy()
+    few = dataclasses.replace(
+        prepared, units=prepared.units.assign(school=schools % (MIN_SCHOOL_CLUSTERS - 1))
+    )
+    assert cluster_level(few) == "student"

@@ -245,3 +245,20 @@ def test_the_pdf_carries_no_date():
     fixed = without_dates(raw)
     assert len(fixed) == len(raw)  # cross-reference offsets stay valid
     assert b"2026" not in fixed and fixed.count(b"D:19800101000000") == 2
+
+
+def test_the_pdf_numbers_chromium_node_ids_in_order():
+    # two prints of the same page can carry other DOM node ids; the bytes must not
+    from leapresearch.publish.pdf import with_stable_node_ids
+
+    def page(a: int, b: int) -> bytes:
+        return (
+            b"<</S /TH /ID (node%08d)>> <</S /TH /ID (node%08d)>> "
+            b"<</S /TD /A [<</O /Table /Headers [(node%08d)]>>]>>" % (a, b, a)
+        )
+
+    first, second = page(19, 20), page(21, 203)
+    assert first != second
+    assert with_stable_node_ids(first) == with_stable_node_ids(second)
+    assert len(with_stable_node_ids(second)) == len(second)
+    assert with_stable_node_ids(page(5, 7)).count(b"(node00000000)") == 2  # a reference

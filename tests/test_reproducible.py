@@ -327,3 +327,33 @@ def test_specifications_refitted_beside_give_the_same_table(sim_data, private_ca
     assert len(refitted) >= 3 and len(set(alone["specification"]) - refitted) > 5
     pd.testing.assert_frame_equal(split, alone, check_exact=True)
     assert len(lines) == 2 and all(x.startswith("specifications: ") for x in lines)
+
+
+def test_notebook_01_shows_the_data_check_of_the_run_without_reading_the_data(
+    sim_data, private_cache
+):
+    # `leapresearch run` stores what its data check found; notebook 01's session reads it
+    # back instead of reading and validating the raw files a second time
+    from leapresearch import notebook, pipeline
+    from leapresearch.data.intake import DataWarning
+    from leapresearch.session import DATA_REPORT, open_session, store_result
+
+    computed = open_session("demo", data_dir=str(sim_data), use_cache=False)
+    _, loaded = pipeline._load_checked(sim_data, computed.config, lambda _: None)
+    report = loaded["data_report"]
+    assert report["summary"] == computed.data_report["summary"]
+    assert report["warnings"] == computed.data_report["warnings"]
+    assert report["input_mapping"] == computed.data_report["input_mapping"]
+    tables = (notebook.summary_table, notebook.warnings_table, notebook.input_mapping_table)
+    # a warning only the stored report has shows that the notebook reads the stored one
+    marked = DataWarning("leap_visits.csv", "visit_date", "stored by the run", "kept", 3, (2,))
+    stored = {**report, "warnings": (*report["warnings"], marked)}
+    store_result(stored, loaded["inputs"], computed.config, DATA_REPORT)
+
+    session = open_session("demo", data_dir=str(sim_data))
+    shown = [pd.DataFrame(f(session)) for f in tables]
+    assert "tables" not in vars(session) and "check" not in vars(session)  # never read
+    assert session.data_report["warnings"][-1] == marked
+    assert shown[1]["warning"].iloc[-1] == "stored by the run"
+    pd.testing.assert_frame_equal(shown[0], pd.DataFrame(tables[0](computed)), check_exact=True)
+    pd.testing.assert_frame_equal(shown[2], pd.DataFrame(tables[2](computed)), check_exact=True)

@@ -45,20 +45,33 @@ SIMULATION = {
     "hazard_strong": {"selection": "hazard", "hazard_strength": 25.0},  # stress test
 }
 SEED_BASE = {"lists": 100_000, "hazard": 200_000, "hazard_strong": 300_000}
-VARIANTS: dict[str, dict[str, bool]] = {
-    "default": {},  # the comparison pool of params/base.yaml
+VARIANTS: dict[str, dict[str, bool | str]] = {
+    "default": {},  # the comparison pool and clustering of params/base.yaml
     "never_visited": {"not_yet_visited": False},
-    "not_yet_visited": {"not_yet_visited": True, "censoring_weights": False},
-    "risk_set_ipcw": {"not_yet_visited": True, "censoring_weights": True},
+    "not_yet_visited": {"not_yet_visited": True, "censoring_weights": False, "cluster": "student"},
+    "not_yet_visited_school": {
+        "not_yet_visited": True,
+        "censoring_weights": False,
+        "cluster": "school",
+    },
+    "risk_set_ipcw": {"not_yet_visited": True, "censoring_weights": True, "cluster": "student"},
 }
+"""Comparison-pool settings (``comparison_pool``) and, under ``cluster``, the level of
+``analysis.cluster`` of each variant."""
 
 
-def _config(data_dir: Path, pool: dict[str, bool]):
+def _config(data_dir: Path, variant: dict[str, bool | str]):
     from leapresearch.config import load_config
 
     config = load_config("demo", data_dir=data_dir)
+    pool = {k: v for k, v in variant.items() if k != "cluster"}
     new_pool = config.comparison_pool.model_copy(update=pool)
-    return config.model_copy(update={"comparison_pool": new_pool, "subgroups": ("grade_band",)})
+    analysis = config.analysis
+    if "cluster" in variant:
+        analysis = analysis.model_copy(update={"cluster": variant["cluster"]})
+    return config.model_copy(
+        update={"comparison_pool": new_pool, "analysis": analysis, "subgroups": ("grade_band",)}
+    )
 
 
 def _prepared(tables, data_dir: Path, pool: dict[str, bool], cache: dict):

@@ -1,24 +1,41 @@
-r"""Regression adjustment of matched comparisons (bias-corrected matching).
+r"""Regression adjustment of the matched sample (covariate-specific trends).
 
 Nearest-neighbour matching leaves some difference between a visited student and the
 comparison students it was matched to, largest where few comparisons exist (students
-with the lowest attendance, matched outside the caliper). Following Abadie and Imbens
-(2011), each comparison student's outcome change is moved to the covariates of the
-visited students it serves, using the relation between covariates and outcome changes
-estimated among comparison students:
+with the lowest attendance, matched outside the caliper). Following the bias-corrected
+matching estimator of Abadie and Imbens (2011), the change in attendance that the
+pre-period trajectory predicts is estimated among comparison students and taken out of
+every student's outcome, visited or not:
 
 .. math::
 
-    y^*_{c,r} = y_{c,r} + \hat\delta_r' (\bar X_c - X_c),
-    \qquad \bar X_c = \frac{\sum_{i \to c} X_i / k_i}{\sum_{i \to c} 1 / k_i},
+    y^*_{u,r} = y_{u,r} - \hat\delta_r' X_u ,
 
 where :math:`\hat\delta_r` is the weighted least-squares slope of
 :math:`y_{c,r} - y_{c,\text{ref}}` on :math:`X_c` among comparison units observed in both
-event times, with stack fixed effects. Visited students' outcomes are left unchanged, so
-the event study of :math:`y^*` estimates the effect on all matched visited students. The
-covariates are the pre-period trajectory of the matching (time-invariant per unit). The
-first-step estimation error of :math:`\hat\delta` is not propagated into the standard
-errors (as in Abadie and Imbens' bias-corrected estimator with its usual variance).
+event times, with stack fixed effects, and :math:`X_u` the unit's pre-period trajectory
+summaries (time-invariant per unit). Rows of the reference event time are not moved.
+
+For a balanced matched sample the event-study coefficient of :math:`y^*` is Abadie and
+Imbens' bias-corrected estimate,
+:math:`\frac{1}{N_1}\sum_i [\Delta y_i - \sum_c w_{ic}(\Delta y_c + \hat\delta'(X_i - X_c))]`:
+the comparisons are moved to their visited students' covariates. Taking the predicted
+change out of the visited students' outcomes as well (rather than only moving the
+comparisons) has two consequences:
+
+- the model of untreated outcomes, unit and stack-by-month effects plus
+  covariate-specific trends :math:`\delta_r' X_u`, is one model for every unit, so
+  comparisons that leave the panel early (visited later, or no longer enrolled) do not
+  tilt the adjustment;
+- the cluster-robust errors no longer count the predictable part of the visited students'
+  changes twice. Without it, a visited student and its matches, who share the same
+  expected change, enter the variance as if independent, and the errors are conservative
+  (Abadie and Spiess 2022 make the same point for regression after matching).
+
+The first-step estimation error of :math:`\hat\delta` is not propagated into the
+standard errors (as in Abadie and Imbens' bias-corrected estimator with its usual
+variance); matching balances :math:`X`, so it enters the estimate only through the
+small remaining imbalance.
 """
 
 from __future__ import annotations
@@ -28,58 +45,6 @@ import pandas as pd
 
 MIN_UNITS_PER_COVARIATE = 10
 """Comparison units needed per covariate before an event time is adjusted."""
-
-
-def pair_units(units: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """Matched pairs in unit ids with the weight ``1 / k_i`` of each pair.
-
-    Returns
-    -------
-    DataFrame
-        ``treated_unit``, ``comparison_unit``, ``w``.
-    """
-    key = units[["unit", "stack", "student", "treated"]]
-    t = key.loc[key["treated"] == 1].rename(
-        columns={"unit": "treated_unit", "student": "treated_student"}
-    )
-    c = key.loc[key["treated"] == 0].rename(
-        columns={"unit": "comparison_unit", "student": "comparison_student"}
-    )
-    p = pairs[["stack", "treated_student", "comparison_student"]]
-    p = p.merge(t[["stack", "treated_student", "treated_unit"]], on=["stack", "treated_student"])
-    p = p.merge(
-        c[["stack", "comparison_student", "comparison_unit"]], on=["stack", "comparison_student"]
-    )
-    k = p.groupby("treated_unit")["comparison_unit"].transform("size")
-    return pd.DataFrame(
-        {
-            "treated_unit": p["treated_unit"].to_numpy(np.int64),
-            "comparison_unit": p["comparison_unit"].to_numpy(np.int64),
-            "w": 1.0 / k.to_numpy(np.float64),
-        }
-    )
-
-
-def target_covariates(unit_x: np.ndarray, pairs: pd.DataFrame, n_units: int) -> np.ndarray:
-    """``X̄_c``: the weighted mean covariates of the visited students each comparison serves.
-
-    Rows of units that serve no visited student (and of visited units) hold their own X.
-    """
-    out = unit_x.copy()
-    if pairs.empty:
-        return out
-    cu = pairs["comparison_unit"].to_numpy()
-    w = pairs["w"].to_numpy()
-    tx = unit_x[pairs["treated_unit"].to_numpy()]
-    # add each comparison's terms in an order fixed by their values, not by the unit ids
-    order = np.lexsort((*tx.T[::-1], w, cu))
-    cu, w, tx = cu[order], w[order], tx[order]
-    den = np.bincount(cu, weights=w, minlength=n_units)
-    served = den > 0
-    for j in range(unit_x.shape[1]):
-        num = np.bincount(cu, weights=w * tx[:, j], minlength=n_units)
-        out[served, j] = num[served] / den[served]
-    return out
 
 
 def _within(values: np.ndarray, codes: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -94,16 +59,20 @@ def _within(values: np.ndarray, codes: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def adjusted_outcome(
+def trend_slopes(
     panel: pd.DataFrame,
     unit_x: np.ndarray,
-    pairs: pd.DataFrame,
     *,
     outcome: str,
     window: tuple[int, int] | None,
     reference: int = -1,
-) -> np.ndarray:
-    """Bias-corrected outcome: comparison rows moved to their visited students' covariates.
+) -> dict[int, np.ndarray]:
+    r"""The slopes :math:`\hat\delta_r` of the outcome change on the covariates.
+
+    One weighted least-squares fit per event time among the comparison units observed
+    at that event time and at the reference, with stack fixed effects. Event times with
+    fewer than ``MIN_UNITS_PER_COVARIATE`` comparison units per covariate get no slope
+    (they are left unadjusted).
 
     Parameters
     ----------
@@ -112,8 +81,62 @@ def adjusted_outcome(
         outcome) of the units of one group.
     unit_x : ndarray
         ``(n_units, p)`` covariates, indexed by unit id.
-    pairs : DataFrame
-        :func:`pair_units` restricted to the group's visited students.
+    outcome : str
+        Outcome column.
+    window : tuple of int or None
+        End-point bins of the event study (``None``: no binning).
+    reference : int
+        Reference event time.
+
+    Returns
+    -------
+    dict
+        Event time (binned) -> slope vector of length ``p``.
+    """
+    y = panel[outcome].to_numpy(np.float64)
+    unit = panel["unit"].to_numpy()
+    rel = panel["rel_time"].to_numpy()
+    if window is not None:
+        rel = np.clip(rel, window[0], window[1])
+    comp = panel["treated"].to_numpy() == 0
+    base = np.full(unit_x.shape[0], np.nan)
+    at_ref = comp & (rel == reference)
+    base[unit[at_ref]] = y[at_ref]
+    w_all = panel["weight"].to_numpy(np.float64)
+    stack = panel["stack"].to_numpy()
+    slopes: dict[int, np.ndarray] = {}
+    for r in np.unique(rel[comp]):
+        if r == reference:
+            continue
+        fit = (rel == r) & comp & ~np.isnan(base[unit])
+        if fit.sum() < MIN_UNITS_PER_COVARIATE * unit_x.shape[1]:
+            continue  # too few comparisons to estimate the slopes: leave this month as is
+        u = unit[fit]
+        w = w_all[fit]
+        codes = pd.factorize(stack[fit])[0]
+        xd, yd = _within(unit_x[u], codes, w), _within(y[fit] - base[u], codes, w)
+        sw = np.sqrt(w)
+        slopes[int(r)] = np.linalg.lstsq(xd * sw[:, None], yd * sw, rcond=None)[0]
+    return slopes
+
+
+def adjusted_outcome(
+    panel: pd.DataFrame,
+    unit_x: np.ndarray,
+    *,
+    outcome: str,
+    window: tuple[int, int] | None,
+    reference: int = -1,
+) -> np.ndarray:
+    r"""The outcome less the change its pre-period trajectory predicts, :math:`y - \hat\delta_r'X`.
+
+    Parameters
+    ----------
+    panel : DataFrame
+        Stacked panel (``unit``, ``stack``, ``rel_time``, ``treated``, ``weight`` and the
+        outcome) of the units of one group.
+    unit_x : ndarray
+        ``(n_units, p)`` covariates, indexed by unit id.
     outcome : str
         Outcome column.
     window : tuple of int or None
@@ -124,37 +147,22 @@ def adjusted_outcome(
     Returns
     -------
     ndarray
-        The adjusted outcome, aligned with ``panel``.
+        The adjusted outcome, aligned with ``panel``; visited and comparison rows alike.
+
+    Notes
+    -----
+    The slopes come from :func:`trend_slopes` (comparison units only), so the visited
+    students' post-visit outcomes do not inform them.
     """
     y = panel[outcome].to_numpy(np.float64).copy()
-    n_units = unit_x.shape[0]
+    slopes = trend_slopes(panel, unit_x, outcome=outcome, window=window, reference=reference)
+    if not slopes:
+        return y
     unit = panel["unit"].to_numpy()
     rel = panel["rel_time"].to_numpy()
     if window is not None:
         rel = np.clip(rel, window[0], window[1])
-    comp = panel["treated"].to_numpy() == 0
-    if not comp.any() or pairs.empty:
-        return y
-    shift = target_covariates(unit_x, pairs, n_units) - unit_x  # zero for visited units
-    base = np.full(n_units, np.nan)
-    at_ref = rel == reference
-    base[unit[at_ref]] = y[at_ref]
-    w_all = panel["weight"].to_numpy(np.float64)
-    stack = panel["stack"].to_numpy()
-    for r in np.unique(rel):
-        if r == reference:
-            continue
+    for r, delta in slopes.items():
         rows = rel == r
-        fit = rows & comp & ~np.isnan(base[unit])
-        if fit.sum() < MIN_UNITS_PER_COVARIATE * unit_x.shape[1]:
-            continue  # too few comparisons to estimate the slopes: leave this month as is
-        u = unit[fit]
-        dy = y[fit] - base[u]
-        x = unit_x[u]
-        w = w_all[fit]
-        codes = pd.factorize(stack[fit])[0]
-        xd, yd = _within(x, codes, w), _within(dy, codes, w)
-        sw = np.sqrt(w)
-        delta = np.linalg.lstsq(xd * sw[:, None], yd * sw, rcond=None)[0]
-        y[rows] += shift[unit[rows]] @ delta
+        y[rows] -= unit_x[unit[rows]] @ delta
     return y

@@ -214,3 +214,13 @@ def check_data(data_dir: Path, config: Config) -> DataCheck:
         manifest=manifest,
         mapping=record,
     )
+
+
+def data_report(summary: dict, warnings, input_mapping: dict) -> dict:
+    """The data check in the form a run stores and notebook 01 shows.
+
+    ``summary`` from :func:`~leapresearch.data.contract.summarise`, ``warnings`` (the
+    check's :class:`~leapresearch.data.intake.DataWarning` objects) and the input mapping
+    record (``spec`` and ``changed``; :attr:`DataCheck.mapping`).
+    """
+    return {"summary": summary, "warnings": tuple(warnings), "input_mapping": input_mapping}

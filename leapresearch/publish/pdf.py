@@ -209,7 +209,7 @@ def _print(doc: str, folder: Path, out: Path, *, timeout: int) -> Path:
         source.unlink(missing_ok=True)
     if res.returncode != 0 or not out.exists() or out.stat().st_size == 0:
         raise PDFError(f"Chromium failed to print {out}: {res.stderr[-1500:]}")
-    out.write_bytes(without_dates(out.read_bytes()))
+    out.write_bytes(with_stable_node_ids(without_dates(out.read_bytes())))
     return out
 
 
@@ -223,3 +223,23 @@ def without_dates(pdf: bytes) -> bytes:
     cross-reference offsets stay valid.
     """
     return _PDF_DATE.sub(lambda m: b"/" + m.group(1) + b" (D:19800101000000", pdf)
+
+
+_NODE_ID = re.compile(rb"\(node(\d{8})\)")
+
+
+def with_stable_node_ids(pdf: bytes) -> bytes:
+    """The PDF with Chromium's DOM node ids of the tagged structure numbered in order.
+
+    Chromium names table header cells by its internal node counter (``/ID (node00000019)``,
+    referred to by the data cells' ``/Headers``), which can differ between two prints of
+    the same page. Each id is replaced, everywhere, by its rank of first appearance, with
+    the same eight digits, so the cross-reference offsets stay valid.
+    """
+    ranks: dict[bytes, int] = {}
+
+    def renumber(m: re.Match) -> bytes:
+        rank = ranks.setdefault(m.group(1), len(ranks))
+        return b"(node%08d)" % rank
+
+    return _NODE_ID.sub(renumber, pdf)
