@@ -64,12 +64,16 @@ METHODS: tuple[Method, ...] = ("relative_magnitudes", "smoothness")
 RM_FIRST_STAGE_SHARE = 0.1
 """Share of ``alpha`` spent on the pre-period changes by the relative-magnitudes interval."""
 
-SENSITIVITY_DECIMALS = 4
+SENSITIVITY_DECIMALS = 3
 """Decimals (of a percentage point) ``ci_lower``, ``ci_upper`` and ``breakdown`` are rounded to.
 
 The smoothness interval comes out of a numerical optimisation that agrees with itself to
 about 1e-9 relative (not to the last bit) across row orders, id spellings and BLAS
-kernels; rounding well above that noise makes the published table identical everywhere."""
+kernels: up to about 1e-7 pp for intervals some 50 pp wide. Rounding well above that
+noise makes the published table identical everywhere, except when a value falls within
+the noise of a rounding boundary: for the widest intervals about one cell in a thousand
+with 4 decimals (it happened on the demo data of 2026-11-30: 37.26065005 under SkylakeX,
+37.26064999 under Prescott), one in ten thousand with 3."""
 
 SENSITIVITY_COLUMNS = [
     "group",
