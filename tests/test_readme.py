@@ -116,9 +116,9 @@ def test_performance_table_matches_the_latest_benchmark(scale):
     assert cells[3] == visited
     assert cells[4] == _duration(wall)
     assert cells[5].startswith(f"{peak:.1f} GB")
-    if "with the notebook kernel" in cells[5]:
+    if " GB with " in cells[5]:  # the whole process tree, where it is larger
         tree = max(r["peak_gb_tree"] for r in runs)
-        assert f"{tree:.1f} GB with the notebook kernel" in cells[5]
+        assert f"({tree:.1f} GB with " in cells[5]
 
 
 def test_the_estimator_paragraph_matches_the_benchmark():
