@@ -9,7 +9,8 @@ covariance.
 
 The joint covariance used here is that of the "stacked-by-group" regression in which
 every group's rows appear once per group, with group-specific unit and stack-by-month
-effects and group-specific event-time terms, clustered by student across groups (Stata's
+effects and group-specific event-time terms, clustered across groups by the fits' cluster
+(school or student; Stata's
 ``suest``). Its coefficients are the separate fits', and its cluster-robust covariance is
 ``V_gh = sum_c psi_gc psi_hc'`` with ``psi_gc = (X~_g'W_g X~_g)^{-1} s_gc`` the influence
 of cluster ``c`` on group ``g``'s coefficients (``s_gc`` its score). Each group's
@@ -209,7 +210,7 @@ def joint_estimates(
         ``(m,)`` estimates, in the order of ``labels``.
     cov : numpy.ndarray
         ``(m, m)`` covariance ``sum_c psi_c psi_c'`` over the union of clusters (the
-        stacked-by-group regression clustered by student; diagonal = each group's own
+        stacked-by-group regression with the fits' clusters; diagonal = each group's own
         variance).
     n_clusters : int
         Clusters in the union of the groups.
