@@ -10,8 +10,8 @@ covariance.
 The joint covariance used here is that of the "stacked-by-group" regression in which
 every group's rows appear once per group, with group-specific unit and stack-by-month
 effects and group-specific event-time terms, clustered across groups by the fits' cluster
-(school or student; Stata's
-``suest``). Its coefficients are the separate fits', and its cluster-robust covariance is
+(school or student; Stata's ``suest``). Its coefficients are the separate fits', and its
+cluster-robust covariance is
 ``V_gh = sum_c psi_gc psi_hc'`` with ``psi_gc = (X~_g'W_g X~_g)^{-1} s_gc`` the influence
 of cluster ``c`` on group ``g``'s coefficients (``s_gc`` its score). Each group's
 influence is scaled by the square root of its own small-sample factor
