@@ -329,3 +329,44 @@ def test_provenance_records_inputs_parameters_and_environment(run_dir):
         rec = prov["outputs"][name]
         data = (run_dir / name).read_bytes()
         assert rec == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_two_notebooks_at_a_time_into_a_relative_folder(tmp_path, monkeypatch):
+    # `make report` passes a relative --out; papermill changes the process's working
+    # directory while it starts each kernel, and two at a time those changes interleave
+    import os
+
+    import nbformat
+
+    from leapresearch.publish.report import execute_notebooks
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("a.ipynb", "b.ipynb"):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("import os\ncwd = os.getcwd()\ncwd")]
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        nb.metadata["language_info"] = {"name": "python"}
+        nbformat.write(nb, source / name)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    written = execute_notebooks(
+        Path("run"),
+        load_config("demo"),
+        vintage="demo",
+        notebooks=[source / "a.ipynb", source / "b.ipynb"],
+        log=lambda _: None,
+        workers=2,
+    )
+    assert os.getcwd() == str(work)  # the caller's working directory is back
+    assert [p.name for p in written] == ["a.ipynb", "b.ipynb"]
+    for path in written:
+        assert path.is_absolute() and path.parent == work / "run" / "notebooks"
+        out = nbformat.read(path, as_version=4)
+        shown = out.cells[-1].outputs[0]["data"]["text/plain"]
+        assert shown == repr(str(source))  # each kernel ran in its notebook's folder

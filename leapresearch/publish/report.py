@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -192,9 +193,12 @@ def execute_notebooks(
     """
     import papermill as pm
 
-    folder = Path(out_dir) / "notebooks"
+    # papermill's ``cwd`` changes the working directory of the whole process while it starts
+    # a kernel; with two notebooks at a time the two changes interleave, so every path here
+    # is absolute and the caller's working directory is put back afterwards
+    folder = Path(out_dir).resolve() / "notebooks"
     folder.mkdir(parents=True, exist_ok=True)
-    paths = list(notebooks or notebook_paths())
+    paths = [Path(nb).resolve() for nb in (notebooks or notebook_paths())]
     parameters = {
         "vintage": str(vintage),
         "data_dir": project_relative(config.data_path),
@@ -223,8 +227,12 @@ def execute_notebooks(
             seconds.append(execute(nb))
     else:
         log(f"notebooks: {len(paths)}, {min(workers, 2)} at a time")
-        with ThreadPoolExecutor(max_workers=min(workers, 2)) as pool:
-            seconds = list(pool.map(execute, paths))  # re-raises the first failure
+        here = os.getcwd()
+        try:
+            with ThreadPoolExecutor(max_workers=min(workers, 2)) as pool:
+                seconds = list(pool.map(execute, paths))  # re-raises the first failure
+        finally:
+            os.chdir(here)
         for nb, sec in zip(paths, seconds, strict=True):
             log(f"notebook: {nb.stem} ({sec:.0f} s)")
     return [folder / nb.name for nb in paths]
