@@ -729,9 +729,9 @@ def _inference_method(config) -> str:
     )
     return (
         f"Inference: beside the analytic errors, a multiplier (Otsu-Rai weighted) bootstrap "
-        f"over students with {inf.bootstrap_draws} draws, matches held fixed (the propensity "
-        f"score and the regression adjustment are not re-estimated); the intervals shown are "
-        f"{which}{band}."
+        f"over the same clusters with {inf.bootstrap_draws} draws, matches held fixed (the "
+        f"propensity score and the regression adjustment are not re-estimated); the intervals "
+        f"shown are {which}{band}."
     )
 
 
@@ -760,7 +760,8 @@ def methods_text(config) -> list[str]:
         f"with student-by-stack and stack-by-month fixed effects; standard errors clustered by "
         f"{a.cluster}; {1 - a.alpha:.0%} confidence intervals."
         + (
-            " Comparison outcomes are regression-adjusted on the pre-period trajectory."
+            " Outcomes are regression-adjusted: the change the pre-period trajectory predicts"
+            " (slopes fitted among comparison students) is taken out."
             if a.regression_adjustment
             else ""
         ),
