@@ -230,10 +230,10 @@ def _evaluate(tables, config: Config, log: Log, *, loaded: dict, cache: bool, wo
     ``loaded`` is what :func:`_load_checked` recorded (the inputs' checksums key the cache;
     its data report is stored for notebook 01).
     """
-    inputs = loaded["inputs"]
     from leapresearch.evaluate import evaluate
     from leapresearch.threads import BesideError
 
+    inputs = loaded["inputs"]
     try:
         evaluation = evaluate(tables, config, log=log, workers=workers)
     except ValueError as exc:  # includes numpy's LinAlgError

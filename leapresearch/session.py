@@ -16,6 +16,7 @@ this package are rebuilt from it, so a planted cache file cannot run code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import inspect
@@ -290,18 +291,12 @@ class Session:
         checked the data), so a notebook of that run does not read and validate the raw
         files again; otherwise it is computed from :attr:`check` and :attr:`summary`.
         """
-        path = result_path(self.inputs, self.config, DATA_REPORT)
-        if self.use_cache:
-            try:
-                return _read_entry(path)
-            except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, OSError):
-                pass
         from leapresearch.design.readiness import data_report
 
-        report = data_report(self.summary, self.check.warnings, self.check.mapping)
-        if self.use_cache:
-            store_result(report, self.inputs, self.config, DATA_REPORT)
-        return report
+        return self._stored(
+            DATA_REPORT,
+            lambda: data_report(self.summary, self.check.warnings, self.check.mapping),
+        )
 
     @cached_property
     def prepared(self):
@@ -326,25 +321,30 @@ class Session:
         visited student); a notebook asking for the same step with the same inputs,
         parameters and code gets the stored table instead of recomputing it.
         """
-        path = result_path(self.inputs, self.config, step.__name__)
-        if self.use_cache:
-            try:
-                return _read_entry(path)
-            except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, OSError):
-                pass
         from leapresearch.evaluate import try_estimate
 
-        if "tables" in inspect.signature(step).parameters:  # e.g. the intent-to-treat rows
-            inner = step
+        def compute() -> pd.DataFrame:
+            call = step
+            if "tables" in inspect.signature(step).parameters:  # e.g. the intent-to-treat rows
+                call = functools.update_wrapper(functools.partial(step, tables=self.tables), step)
+            return try_estimate(call, self.prepared)
 
-            def step(prepared, **kwargs):
-                return inner(prepared, tables=self.tables, **kwargs)
+        return self._stored(step.__name__, compute)
 
-            step.__name__ = inner.__name__
-        table = try_estimate(step, self.prepared)
+    def _stored(self, name: str, compute: Callable[[], Any]) -> Any:
+        """The entry ``name`` a run stored for these inputs, parameters and code.
+
+        Computed (and stored) when it is absent, or when the session does not use the cache.
+        """
         if self.use_cache:
-            store_result(table, self.inputs, self.config, step.__name__)
-        return table
+            try:
+                return _read_entry(result_path(self.inputs, self.config, name))
+            except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, OSError):
+                pass
+        value = compute()
+        if self.use_cache:
+            store_result(value, self.inputs, self.config, name)
+        return value
 
 
 def _resolve_data_dir(data_dir: str | Path) -> Path:

@@ -59,6 +59,11 @@ def _within(values: np.ndarray, codes: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.column_stack(cols)
 
 
+def _binned_rel_time(panel: pd.DataFrame, window: tuple[int, int] | None) -> np.ndarray:
+    rel = panel["rel_time"].to_numpy()
+    return rel if window is None else np.clip(rel, window[0], window[1])
+
+
 def trend_slopes(
     panel: pd.DataFrame,
     unit_x: np.ndarray,
@@ -95,9 +100,7 @@ def trend_slopes(
     """
     y = panel[outcome].to_numpy(np.float64)
     unit = panel["unit"].to_numpy()
-    rel = panel["rel_time"].to_numpy()
-    if window is not None:
-        rel = np.clip(rel, window[0], window[1])
+    rel = _binned_rel_time(panel, window)
     comp = panel["treated"].to_numpy() == 0
     base = np.full(unit_x.shape[0], np.nan)
     at_ref = comp & (rel == reference)
@@ -132,17 +135,8 @@ def adjusted_outcome(
 
     Parameters
     ----------
-    panel : DataFrame
-        Stacked panel (``unit``, ``stack``, ``rel_time``, ``treated``, ``weight`` and the
-        outcome) of the units of one group.
-    unit_x : ndarray
-        ``(n_units, p)`` covariates, indexed by unit id.
-    outcome : str
-        Outcome column.
-    window : tuple of int or None
-        End-point bins of the event study (``None``: no binning).
-    reference : int
-        Reference event time (its rows are not adjusted).
+    panel, unit_x, outcome, window, reference
+        As in :func:`trend_slopes`; rows of the reference event time are not adjusted.
 
     Returns
     -------
@@ -159,9 +153,7 @@ def adjusted_outcome(
     if not slopes:
         return y
     unit = panel["unit"].to_numpy()
-    rel = panel["rel_time"].to_numpy()
-    if window is not None:
-        rel = np.clip(rel, window[0], window[1])
+    rel = _binned_rel_time(panel, window)
     for r, delta in slopes.items():
         rows = rel == r
         y[rows] -= unit_x[unit[rows]] @ delta
