@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from leapresearch.design.matching import MatchResult, match, nearest_neighbor_ma
 from leapresearch.design.pool import (
     Candidates,
     build_candidates,
+    cohort_candidates,
     narrower_pool,
     restrict_candidates,
 )
@@ -65,7 +67,7 @@ from leapresearch.estimation.subgroups import (
     run_by_group,
     treated_attributes,
 )
-from leapresearch.threads import Beside, single_blas_thread
+from leapresearch.threads import Beside, release_memory, single_blas_thread
 
 Log = Callable[[str], None]
 
@@ -253,7 +255,13 @@ def unit_covariates(units: pd.DataFrame, candidates: Candidates, config: Config)
 
 
 @single_blas_thread
-def prepare(tables, config: Config, *, log: Log = _quiet) -> Prepared:
+def prepare(
+    tables,
+    config: Config,
+    *,
+    log: Log = _quiet,
+    built: tuple[AnalyticPanel, Candidates] | None = None,
+) -> Prepared:
     """Analytic panel, comparison candidates, matching and the stacked panel.
 
     Parameters
@@ -264,35 +272,27 @@ def prepare(tables, config: Config, *, log: Log = _quiet) -> Prepared:
         Parameters of the run.
     log : callable, optional
         Receives one line per finished stage.
+    built : (AnalyticPanel, Candidates), optional
+        The panel and candidates of these tables and parameters, when the data check
+        (:attr:`leapresearch.design.readiness.DataCheck.built`) has already built them.
 
     Returns
     -------
     Prepared
     """
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    panel = build_panel(tables, chronic_threshold=config.analysis.chronic_threshold)
-    timings["panel"] = time.perf_counter() - t0
-    log(f"panel: {panel.n_students:,} students, {len(panel.monthly):,} student-months")
-    t0 = time.perf_counter()
-    events = panel.events
-    if config.cohorts is not None:
-        events = events.loc[events["cohort"].isin(config.cohorts)]
-    candidates = build_candidates(
-        panel,
-        pool=config.comparison_pool,
-        matching=config.matching,
-        stacks=np.unique(events["event_time"].to_numpy()),
-    )
-    if config.cohorts is not None:
-        keep = ~candidates.frame["treated"] | candidates.frame["student"].isin(events["student"])
-        candidates = Candidates(
-            frame=candidates.frame.loc[keep].reset_index(drop=True),
-            covariates=candidates.covariates,
-            extra=candidates.extra,
-            excluded_treated=candidates.excluded_treated,
+    if built is None:
+        t0 = time.perf_counter()
+        panel = build_panel(tables, chronic_threshold=config.analysis.chronic_threshold)
+        timings["panel"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        candidates = cohort_candidates(
+            panel, pool=config.comparison_pool, matching=config.matching, cohorts=config.cohorts
         )
-    timings["candidates"] = time.perf_counter() - t0
+        timings["candidates"] = time.perf_counter() - t0
+    else:
+        panel, candidates = built
+    log(f"panel: {panel.n_students:,} students, {len(panel.monthly):,} student-months")
     log(f"candidates: {len(candidates.frame):,} (stack, student) rows")
     matched = prepare_matched(panel, candidates, config, log=log)
     return dataclasses.replace(matched, timings={**timings, **matched.timings})
@@ -979,8 +979,9 @@ def try_estimate(
     cannot be computed (e.g. no event-month group with a not-yet-visited comparison)
     yields a one-row table whose ``note`` gives the reason, and the log says so.
     """
+    takes_log = "log" in inspect.signature(step).parameters
     try:
-        return step(prepared, log=log)
+        return step(prepared, log=log) if takes_log else step(prepared)
     except (ValueError, np.linalg.LinAlgError) as exc:
         log(f"{step.__name__}: not estimable on these data: {exc}")
         return pd.DataFrame({"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]})
@@ -996,24 +997,34 @@ class Evaluation:
 
 
 @single_blas_thread
-def evaluate(tables, config: Config, *, log: Log = _quiet, workers: int = 1) -> Evaluation:
+def evaluate(
+    tables,
+    config: Config,
+    *,
+    log: Log = _quiet,
+    workers: int = 1,
+    built: tuple[AnalyticPanel, Candidates] | None = None,
+) -> Evaluation:
     """Run the whole evaluation on validated contract tables.
 
+    ``built``: the panel and candidates the data check built (see :func:`prepare`).
+
     With ``workers >= 2`` the specifications that fit a new propensity model
-    (:data:`REFIT_SPECS`) run in a forked process beside the other steps
-    (:func:`refits_beside`); the tables are the same either way.
+    (:data:`REFIT_SPECS`) and the linearmodels check run in a forked process beside the
+    other steps (:func:`refits_beside`); the tables are the same either way.
 
     Returns
     -------
     Evaluation
         ``tables`` holds ``event_study``, ``long_term``, ``balance``,
         ``matching_summary``, ``naive_pre_post``, ``pretrend_tests``,
-        ``subgroup_tests``, ``robust_estimator``, ``placebo`` and the identification checks
+        ``subgroup_tests``, ``robust_estimator``, ``placebo``, the identification checks
         (:func:`estimate_identification`: ``sensitivity``, ``pretrend_event_study``,
-        ``falsification``, ``specifications``), unsuppressed (suppression is applied when
-        they are written).
+        ``falsification``, ``specifications``) and ``linearmodels_check``
+        (:func:`linearmodels_check`), unsuppressed (suppression is applied when they are
+        written).
     """
-    prepared = prepare(tables, config, log=log)
+    prepared = prepare(tables, config, log=log, built=built)
     refits = refits_beside(prepared, tables=tables, enabled=workers >= 2)
     try:
         es_table, results = estimate_event_studies(prepared, log=log)
@@ -1033,6 +1044,11 @@ def evaluate(tables, config: Config, *, log: Log = _quiet, workers: int = 1) -> 
                 prepared, results, out["pretrend_tests"], tables=tables, log=log, refits=refits
             )
         )
+        out["linearmodels_check"] = (
+            try_estimate(linearmodels_check, prepared, log=log)
+            if refits is None
+            else _taken(refits, "linearmodels_check", log)
+        )
     finally:
         if refits is not None:
             refits.close()  # only still running if a step here failed
@@ -1051,13 +1067,20 @@ def _logged(step: Callable[..., object], *args, **kwargs) -> tuple[object, list[
 # --------------------------------------------------------------------------------------
 
 
-def estimate_sensitivity(prepared: Prepared, results: dict) -> pd.DataFrame:
+def estimate_sensitivity(prepared: Prepared, results: dict | None = None) -> pd.DataFrame:
     """Rambachan-Roth bounds of the headline groups and months (``sensitivity.csv``).
 
-    See :mod:`leapresearch.estimation.sensitivity`.
+    ``results`` are the fits of :func:`estimate_event_studies` holding the groups of
+    ``identification.groups``; those groups are fitted here when it is omitted. See
+    :mod:`leapresearch.estimation.sensitivity`.
     """
     config = prepared.config
     ident = config.identification
+    if results is None:
+        families = tuple(sorted({g.split(":", 1)[0] for g in ident.groups if g != GROUP_ALL}))
+        _, results = estimate_event_studies(
+            prepared, subgroups=families, include_all=GROUP_ALL in ident.groups
+        )
     return sensitivity_table(
         results,
         groups=ident.groups,
@@ -1259,7 +1282,7 @@ def estimate_identification(
         (:func:`estimate_falsification`) and ``specifications``
         (:func:`estimate_specifications`; ``tables``, the contract tables, give its
         intent-to-treat rows; ``refits``, from :func:`refits_beside`, computes the rows of
-        :data:`REFIT_SPECS` in another process).
+        :data:`REFIT_SPECS` and the falsification table in another process).
     """
     t0 = time.perf_counter()
     out = {
@@ -1273,14 +1296,15 @@ def estimate_identification(
             {"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]}
         )
         out["pretrend_tests"] = label_pretrend_tests(pretrends, prepared.config)
-    out["falsification"] = _guarded(
-        "falsification", lambda: estimate_falsification(prepared, log=log), log
-    )
+    if refits is None:
+        out["falsification"] = _falsification_table(prepared, log=log)
     out["specifications"] = _guarded(
         "specifications",
         lambda: _specifications_with(prepared, refits, tables=tables, log=log),
         log,
     )
+    if refits is not None:  # computed beside, taken after this process's own steps
+        out["falsification"] = _taken(refits, "falsification", log)
     log(f"identification checks: {time.perf_counter() - t0:.1f} s")
     return out
 
@@ -1295,16 +1319,46 @@ REFIT_SPECS = (
 
 
 def refits_beside(prepared: Prepared, *, tables=None, enabled: bool) -> Beside | None:
-    """The rows of :data:`REFIT_SPECS` computed in a forked process (None unless ``enabled``).
+    """Slow steps computed in a forked process (None unless ``enabled``).
 
-    They need only the matched sample; :func:`estimate_identification` takes the rows
-    (and replays their log) when it assembles ``specifications.csv``.
+    The rows of :data:`REFIT_SPECS`, the falsification table and
+    :func:`linearmodels_check`: they need only the matched sample.
+    :func:`estimate_identification` takes the rows and the falsification table (and
+    replays their log) after its own steps, and :func:`evaluate` the check.
     """
     if not enabled:
         return None
+    return Beside(functools.partial(_steps_beside, prepared, tables=tables), enabled=True)
+
+
+def _steps_beside(prepared: Prepared, *, tables=None) -> dict[str, tuple[pd.DataFrame, list[str]]]:
+    """Each table of :func:`refits_beside` with the lines its step logged."""
     names = [n for n in prepared.config.identification.specifications if n in REFIT_SPECS]
-    step = functools.partial(_logged, estimate_specifications, prepared, tables=tables, names=names)
-    return Beside(step, enabled=True)
+    steps = {
+        "specifications": lambda: _logged(
+            estimate_specifications, prepared, tables=tables, names=names
+        ),
+        "linearmodels_check": lambda: _logged(try_estimate, linearmodels_check, prepared),
+        "falsification": lambda: _logged(_falsification_table, prepared),
+    }
+    out = {}
+    for name, step in steps.items():
+        out[name] = step()
+        release_memory()  # the re-matched samples of one step are not kept for the next
+    return out
+
+
+def _falsification_table(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame:
+    """:func:`estimate_falsification`, or a note when the data cannot support it."""
+    return _guarded("falsification", lambda: estimate_falsification(prepared, log=log), log)
+
+
+def _taken(refits: Beside, name: str, log: Log) -> pd.DataFrame:
+    """Table ``name`` computed by ``refits``, its log lines replayed."""
+    table, lines = refits.result()[name]
+    for line in lines:
+        log(line)
+    return table
 
 
 def _specifications_with(
@@ -1317,9 +1371,7 @@ def _specifications_with(
     here = estimate_specifications(
         prepared, tables=tables, log=log, names=[n for n in specs if n not in REFIT_SPECS]
     )
-    there, lines = refits.result()
-    for line in lines:
-        log(line)
+    there = _taken(refits, "specifications", log)
     both = pd.concat([part for part in (here, there) if len(part)] or [here], ignore_index=True)
     rank = both["specification"].map({n: i for i, n in enumerate(specs)})
     order = np.argsort(rank.to_numpy(), kind="stable")  # each part keeps its row order
@@ -1452,8 +1504,7 @@ def _rematched(prepared: Prepared, name: str, tables) -> Prepared | None:
         # a narrower pool: the same candidates less the comparisons it does not admit
         cand = restrict_candidates(prepared.candidates, panel, pool)
     else:
-        stacks = np.unique(panel.events["event_time"].to_numpy())
-        cand = build_candidates(panel, pool=pool, matching=matching, stacks=stacks)
+        cand = cohort_candidates(panel, pool=pool, matching=matching, cohorts=config.cohorts)
     return prepare_matched(panel, cand, new)
 
 

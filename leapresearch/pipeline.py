@@ -6,8 +6,8 @@ when every step has succeeded, so a failed run leaves nothing that looks complet
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import gc
 import os
 import shutil
 import sys
@@ -31,6 +31,7 @@ from leapresearch.publish.outputs import (
     write_json,
     write_table,
 )
+from leapresearch.threads import release_memory
 
 Log = Callable[[str], None]
 
@@ -124,16 +125,15 @@ def run_report(
         Stage log.
     write_outputs : callable, optional
         ``f(evaluation, tmp_dir, config, log)`` writing figures, notebooks and the report
-        (``evaluation.tables`` holds the result tables; the matched sample is already freed)
-        beyond the tables (the notebooks stage plugs in here).
+        (``evaluation.tables``: the result tables; the matched sample is already freed).
     use_cache : bool
         Store the prepared sample where the notebooks' sessions find it
         (``data_raw/.cache``), so they do not match again.
     command : sequence of str, optional
         The command line recorded in ``provenance.json`` (default: ``sys.argv``).
     workers : int
-        Processes of the evaluation (2: the specifications that fit a new propensity
-        model run in a forked process beside the other steps; the tables are the same).
+        Processes of the evaluation (2: the slow design checks run in a forked process
+        beside the other steps, :func:`leapresearch.evaluate.refits_beside`).
 
     Notes
     -----
@@ -154,7 +154,7 @@ def run_report(
     started = dt.datetime.now(dt.UTC)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    tables, loaded = _load_checked(data_dir, config, log)
+    tables, built, loaded = _load_checked(data_dir, config, log)
     timings["load"] = time.perf_counter() - t0
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
@@ -163,7 +163,10 @@ def run_report(
     tmp.mkdir()
     try:
         t0 = time.perf_counter()
-        evaluation = _evaluate(tables, config, log, loaded=loaded, cache=use_cache, workers=workers)
+        evaluation = _evaluate(
+            tables, config, log, loaded=loaded, built=built, cache=use_cache, workers=workers
+        )
+        del built
         timings.update(evaluation.prepared.timings)
         timings["evaluation"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -173,7 +176,7 @@ def run_report(
         )
         input_files = dict(tables.files)
         del tables
-        gc.collect()
+        release_memory()
         for name, table in sorted(evaluation.tables.items()):
             write_table(table, name, tmp, privacy=config.privacy)
         if write_outputs is not None:
@@ -195,17 +198,20 @@ def run_report(
     return RunRecord(out_dir=out_dir, timings=timings)
 
 
-def _load_checked(data_dir: Path, config: Config, log: Log) -> tuple[object, dict]:
+def _load_checked(data_dir: Path, config: Config, log: Log) -> tuple[object, tuple, dict]:
     """The checked raw tables (as ``leapresearch validate`` checks them) and what is recorded.
 
-    Returns the tables and ``{"inputs", "warnings", "input_mapping", "marker"}``: the input
-    files' checksums, the data warnings, the input mapping applied and the simulator's
-    marker (None for real data).
+    Returns the tables, the panel and candidates the check built
+    (:attr:`~leapresearch.design.readiness.DataCheck.built`, reused by the evaluation) and
+    ``{"inputs", "warnings", "input_mapping", "data_report", "marker"}``: the input files'
+    checksums, the data warnings, the input mapping applied, the data check notebook 01
+    shows and the simulator's marker (None for real data).
     """
     checked = check_data(data_dir, config)  # the same check as `leapresearch validate`
     for warning in checked.warnings:
         log(f"warning: {warning}")
     tables = checked.raise_for_violations()
+    built = checked.built
     loaded = {
         "warnings": [w.as_dict() for w in checked.warnings],
         "input_mapping": checked.mapping,
@@ -221,21 +227,30 @@ def _load_checked(data_dir: Path, config: Config, log: Log) -> tuple[object, dic
         f"load: {len(tables.students):,} roster rows, {len(tables.attendance_monthly):,} "
         f"attendance rows, {len(tables.leap_visits):,} visits"
     )
-    return tables, loaded
+    # The panel the check built holds the attendance now; the evaluation reads only the
+    # roster and the visit log again (intent-to-treat events). Releasing the largest table
+    # before the evaluation forks keeps it out of both processes; a step that still
+    # asked for it would fail loudly, not read an empty table.
+    tables = dataclasses.replace(tables, attendance_monthly=None)
+    release_memory()
+    return tables, built, loaded
 
 
-def _evaluate(tables, config: Config, log: Log, *, loaded: dict, cache: bool, workers: int = 1):
+def _evaluate(
+    tables, config: Config, log: Log, *, loaded: dict, built, cache: bool, workers: int = 1
+):
     """Every analytic step; with ``cache``, store what the notebooks' sessions reuse.
 
     ``loaded`` is what :func:`_load_checked` recorded (the inputs' checksums key the cache;
-    its data report is stored for notebook 01).
+    its data report is stored for notebook 01); ``built``, the panel and candidates of the
+    data check.
     """
     from leapresearch.evaluate import evaluate
     from leapresearch.threads import BesideError
 
     inputs = loaded["inputs"]
     try:
-        evaluation = evaluate(tables, config, log=log, workers=workers)
+        evaluation = evaluate(tables, config, log=log, workers=workers, built=built)
     except ValueError as exc:  # includes numpy's LinAlgError
         # Valid data can still be too small or sparse for a step (e.g. no cohort-month
         # cell the robust estimator can estimate): refuse with the reason.
@@ -254,6 +269,9 @@ def _evaluate(tables, config: Config, log: Log, *, loaded: dict, cache: bool, wo
             "specifications": "estimate_specifications",
             "robust_estimator": "estimate_robust",
             "long_term": "estimate_long_term",
+            "balance": "estimate_balance",
+            "sensitivity": "estimate_sensitivity",
+            "linearmodels_check": "linearmodels_check",
         }
         for name, step in steps.items():
             if name in evaluation.tables:

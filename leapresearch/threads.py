@@ -13,7 +13,9 @@ estimates the rest, so a run uses two cores without any step's numbers depending
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import multiprocessing
 import sys
 from collections.abc import Callable
@@ -74,6 +76,7 @@ class Beside:
     def __init__(self, func: Callable[[], R], *, enabled: bool) -> None:
         self._func = func
         self._proc = None
+        self._outcome: tuple[bool, object] | None = None
         if enabled and sys.platform == "linux":  # fork is unsafe on macOS, absent on Windows
             ctx = multiprocessing.get_context("fork")
             self._conn, send = ctx.Pipe(duplex=False)
@@ -82,11 +85,22 @@ class Beside:
             send.close()
 
     def result(self) -> R:
-        """The return value of ``func`` (its exception, if it raised)."""
+        """The return value of ``func`` (its exception, if it raised); computed once."""
+        if self._outcome is None:
+            self._outcome = self._receive()
+        ok, value = self._outcome
+        if ok:
+            return value
+        raise value
+
+    def _receive(self) -> tuple[bool, object]:
         if self._proc is None:
-            return self._func()
+            try:
+                return True, self._func()
+            except Exception as exc:  # noqa: BLE001 - re-raised by result()
+                return False, exc
         try:
-            ok, value = self._conn.recv()
+            outcome = self._conn.recv()
         except EOFError:
             self._proc.join()
             raise BesideError(
@@ -97,12 +111,37 @@ class Beside:
         finally:
             self._conn.close()
         self._proc.join()
-        if ok:
-            return value
-        raise value
+        return outcome
 
     def close(self) -> None:
         """End the child if it is still running (its result is no longer wanted)."""
         if self._proc is not None and self._proc.is_alive():
             self._proc.terminate()
             self._proc.join()
+
+
+# --------------------------------------------------------------------------------------
+# memory
+# --------------------------------------------------------------------------------------
+
+
+def release_memory() -> None:
+    """Collect garbage and give the freed heap back to the operating system.
+
+    glibc keeps freed blocks in its heap for reuse, so a process that has dropped a large
+    sample still holds its memory while notebook kernels start beside it;
+    ``malloc_trim(0)`` returns it, and Arrow's pool (pandas' string columns) releases what
+    it keeps. Beyond garbage collection, a no-op on other C libraries.
+    """
+    gc.collect()
+    try:  # the Arrow buffers of pandas' string columns live in Arrow's own pool
+        import pyarrow
+
+        pyarrow.default_memory_pool().release_unused()
+    except (ImportError, AttributeError):
+        pass
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # another C library (e.g. musl)
+            pass

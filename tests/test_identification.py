@@ -564,3 +564,20 @@ def test_a_narrower_pool_restricts_the_candidates_exactly_as_a_rebuild(sim_data,
     assert restricted.covariates == rebuilt.covariates
     assert restricted.extra == rebuilt.extra
     pd.testing.assert_frame_equal(restricted.excluded_treated, rebuilt.excluded_treated)
+
+
+def test_sensitivity_fits_its_groups_when_not_given_them(sim_data):
+    # notebook 03 asks for the bounds alone (`session.result(estimate_sensitivity)`):
+    # fitting only the groups of `identification.groups` gives the run's table
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.evaluate import estimate_event_studies, estimate_sensitivity, prepare
+
+    config = load_config("demo", data_dir=sim_data)
+    tables = read_raw_tables(config.data_path, program_start=config.program_start)
+    prepared = prepare(tables, config)
+    _, every_group = estimate_event_studies(prepared)
+    assert set(every_group) > set(config.identification.groups)
+    run_table = estimate_sensitivity(prepared, every_group)
+    assert set(run_table["group"]) == set(config.identification.groups)
+    pd.testing.assert_frame_equal(estimate_sensitivity(prepared), run_table, check_exact=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from linearmodels.iv.absorbing import AbsorbingLS
 
@@ -74,3 +75,17 @@ def test_disagreement_is_reported():
     check = compare_estimators(fast, fast)
     check.loc[0, "estimate_difference"] = 0.01
     assert "DISAGREE" in describe_linearmodels_check(check)
+
+
+def test_every_run_writes_the_linearmodels_check_beside_the_event_study(run_a):
+    check = pd.read_csv(run_a / "tables" / "linearmodels_check.csv")
+    shown = check[~check["suppressed"]]
+    assert len(shown) >= 10
+    assert shown["estimate_difference"].max() < 1e-8
+    assert shown["std_error_difference"].max() < 1e-8
+    # the fast column is the published event study of all visited students
+    es = pd.read_csv(run_a / "tables" / "event_study.csv")
+    es = es[es["group"] == "all"].set_index("rel_time")
+    shown = shown.set_index("rel_time")
+    np.testing.assert_allclose(shown["estimate_fast"], es.loc[shown.index, "estimate"])
+    assert (shown["n_treated"] == es.loc[shown.index, "n_treated"]).all()

@@ -623,3 +623,41 @@ def test_invalid_inputs_raise():
         propensity_scores(fit, covariates=["x1"])
     with pytest.raises(ValueError, match="string"):
         propensity_scores(fit, covariates="x2")
+
+
+def test_a_converged_fit_proves_overlap_exactly_when_the_linear_program_finds_none():
+    # The fit's score is Farkas's certificate that no separating direction exists: where
+    # it certifies, the separation program (no longer solved there) finds none; data
+    # separated only by two columns together are not certified and the program finds
+    # them, so the propensity model falls back to the ridge as before.
+    from leapresearch.design import matching as m
+
+    certified = 0
+    for seed in range(12):
+        frame = small_fit_frame(seed, n=600)
+        y = frame["treated"].to_numpy(float)
+        z = frame[["x1", "x2", "b"]].to_numpy(float)
+        design = np.column_stack([np.ones(y.size), (z - z.mean(0)) / z.std(0)])
+        _, converged, _, eta = m._logit_newton(design, None, y, ridge=0.0)
+        assert converged
+        if m._overlap_certified(design, None, y, eta):
+            certified += 1
+            assert not m._program_separates(design, None, y)
+    assert certified == 12
+
+    frame = small_fit_frame(1, n=600)
+    pair = frame["student"].to_numpy() % 4  # (a, b) = (0,0), (1,0), (0,1), (1,1)
+    frame["a"] = np.isin(pair, (1, 3)).astype(float)
+    frame["c"] = np.isin(pair, (2, 3)).astype(float)
+    frame.loc[pair == 1, "treated"] = False  # a without c: comparisons only
+    frame.loc[pair == 2, "treated"] = True  # c without a: visited only
+    y = frame["treated"].to_numpy(float)
+    z = frame[["x1", "a", "c"]].to_numpy(float)
+    design = np.column_stack([np.ones(y.size), (z - z.mean(0)) / z.std(0)])
+    assert not m._one_column_separates(design, None, y)
+    _, converged, _, eta = m._logit_newton(design, None, y, ridge=0.0)
+    assert not (converged and m._overlap_certified(design, None, y, eta))
+    assert m._program_separates(design, None, y)
+    with pytest.warns(PropensityFitWarning, match="separated"):
+        ps = propensity_scores(frame, covariates=["x1", "a", "c"])
+    assert ps.attrs["fit_diagnostics"][0]["method"] == "ridge"

@@ -136,3 +136,24 @@ def test_robust_rows_are_suppressed_on_students_not_on_cohorts():
     assert out.loc[2, ["estimate", "std_error", "ci_lower", "ci_upper"]].isna().all()
     shown = out.loc[out["suppressed"], "estimate"]
     assert shown.isna().all()  # no suppressed-but-shown row
+
+
+def test_the_linearmodels_check_hides_the_estimates_of_small_cells():
+    privacy = PrivacyConfig()
+    check = pd.DataFrame(
+        {
+            "rel_time": [1, 2],
+            "estimate_fast": [3.0, 4.0],
+            "estimate_linearmodels": [3.0, 4.0],
+            "std_error_fast": [1.0, 1.0],
+            "std_error_linearmodels": [1.0, 1.0],
+            "estimate_difference": [0.0, 0.0],
+            "std_error_difference": [0.0, 0.0],
+            "n_treated": [privacy.min_treated - 1, privacy.min_treated + 50],
+        }
+    )
+    out = publishable(check, "linearmodels_check", privacy=privacy)
+    assert out["suppressed"].tolist() == [True, False]
+    estimates = [c for c in check.columns if c not in ("rel_time", "n_treated")]
+    assert out.loc[0, estimates].isna().all()
+    assert out.loc[1, "estimate_fast"] == 4.0

@@ -339,7 +339,7 @@ def test_notebook_01_shows_the_data_check_of_the_run_without_reading_the_data(
     from leapresearch.session import DATA_REPORT, open_session, store_result
 
     computed = open_session("demo", data_dir=str(sim_data), use_cache=False)
-    _, loaded = pipeline._load_checked(sim_data, computed.config, lambda _: None)
+    _, _, loaded = pipeline._load_checked(sim_data, computed.config, lambda _: None)
     report = loaded["data_report"]
     assert report["summary"] == computed.data_report["summary"]
     assert report["warnings"] == computed.data_report["warnings"]
@@ -357,3 +357,31 @@ def test_notebook_01_shows_the_data_check_of_the_run_without_reading_the_data(
     assert shown[1]["warning"].iloc[-1] == "stored by the run"
     pd.testing.assert_frame_equal(shown[0], pd.DataFrame(tables[0](computed)), check_exact=True)
     pd.testing.assert_frame_equal(shown[2], pd.DataFrame(tables[2](computed)), check_exact=True)
+
+
+def test_the_run_prepares_the_sample_from_what_its_data_check_built(sim_data):
+    # `leapresearch run` checks the data as `validate` does, which builds the analytic
+    # panel and the candidates; the evaluation reuses them instead of building them again
+    from leapresearch.config import load_config
+    from leapresearch.design.readiness import check_data
+    from leapresearch.evaluate import prepare
+
+    config = load_config("demo", data_dir=sim_data)
+    check = check_data(sim_data, config)
+    assert check.ok and check.built is not None
+    reused = prepare(check.tables, config, built=check.built)
+    assert reused.panel is check.built[0] and reused.candidates is check.built[1]
+    fresh = prepare(check.tables, config)
+    pd.testing.assert_frame_equal(reused.candidates.frame, fresh.candidates.frame)
+    pd.testing.assert_frame_equal(reused.stacked, fresh.stacked, check_exact=True)
+    pd.testing.assert_frame_equal(reused.units, fresh.units, check_exact=True)
+
+
+def test_a_step_beside_is_computed_once():
+    import os
+
+    from leapresearch.threads import Beside
+
+    for enabled in (True, False):
+        step = Beside(functools.partial(os.urandom, 8), enabled=enabled)
+        assert step.result() == step.result()

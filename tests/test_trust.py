@@ -232,8 +232,8 @@ ROW_LEVEL_COLUMNS = {
 
 def test_no_output_table_is_row_level(run_a, sim_ids):
     tables = sorted((run_a / "tables").glob("*.csv"))
-    assert len(tables) == 13  # 8 + sensitivity, falsification, specifications,
-    # pretrend_event_study, subgroup_tests
+    assert len(tables) == 14  # 8 + sensitivity, falsification, specifications,
+    # pretrend_event_study, subgroup_tests, linearmodels_check
     n_visited = None
     for path in tables:
         frame = pd.read_csv(path)
@@ -366,8 +366,9 @@ def test_min_treated_above_everything_empties_every_estimate(run_a, run_strict):
             assert frame["suppressed"].all(), name
         checked += 1
     # every table with estimates (all but balance and matching_summary), the four
-    # identification tables and the robust estimator (suppressed on students) included
-    assert checked == 11
+    # identification tables, the robust estimator (suppressed on students) and the
+    # linearmodels check included
+    assert checked == 12
 
 
 # --------------------------------------------------------------------------------------
@@ -473,7 +474,7 @@ def test_input_changed_during_the_run_is_refused(valid_fixture, tmp_path, monkey
     (old / "provenance.json").write_text('{"old": true}\n')
     before = listing(runs)
 
-    def evaluate_while_someone_edits(tables, config, log=None, workers=1):
+    def evaluate_while_someone_edits(tables, config, log=None, workers=1, built=None):
         with open(data / "students.csv", "a") as f:
             f.write("\n")
         return _fake_evaluation(tables, config)

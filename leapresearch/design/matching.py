@@ -353,10 +353,15 @@ def _fit_group(
     if dmat is not None and dmat.shape[1] == 0:
         dmat = None
 
-    separated = _is_separated(design, dmat, ya)
-    converged, n_iter, method = True, 0, "mle"
+    method, converged, n_iter = "mle", True, 0
+    separated = _one_column_separates(design, dmat, ya)
     if not separated:
         theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0)
+        # a converged fit usually proves there is no separation; the linear program
+        # decides the other groups (the same decision either way: _overlap_certified)
+        separated = not (converged and _overlap_certified(design, dmat, ya, eta_a)) and (
+            _program_separates(design, dmat, ya)
+        )
     if not converged or separated:
         problem = "did not converge" if not converged else "is (quasi-)separated"
         warnings.warn(
@@ -390,12 +395,12 @@ def _is_separated(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) 
     single column separating the classes (the common case: a dummy no treated row has;
     columns are never constant here) is recognised first by exact comparisons.
     """
+    return _one_column_separates(design, dmat, y) or _program_separates(design, dmat, y)
+
+
+def _program_separates(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) -> bool:
+    """The linear program of :func:`_is_separated` (without its one-column shortcut)."""
     x = design if dmat is None else np.hstack([design, dmat.toarray()])
-    # common case first, exactly: one column alone separates (e.g. a dummy that no
-    # treated row has), i.e. max over one class <= min over the other
-    t, c = x[y == 1.0, 1:], x[y == 0.0, 1:]
-    if np.any(t.max(axis=0) <= c.min(axis=0)) or np.any(t.min(axis=0) >= c.max(axis=0)):
-        return True
     s = 2.0 * y - 1.0
     sx = s[:, None] * x
     res = scipy.optimize.linprog(
@@ -406,6 +411,42 @@ def _is_separated(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) 
         method="highs",
     )
     return bool(res.status == 0 and -res.fun > _SEPARATION_LP_TOL * y.size)
+
+
+def _one_column_separates(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) -> bool:
+    """Whether one column alone separates the classes (exact comparisons).
+
+    The common case, e.g. a dummy that no treated row has: the maximum over one class is
+    at most the minimum over the other.
+    """
+    x = design if dmat is None else np.hstack([design, dmat.toarray()])
+    t, c = x[y == 1.0, 1:], x[y == 0.0, 1:]
+    return bool(np.any(t.max(axis=0) <= c.min(axis=0)) or np.any(t.min(axis=0) >= c.max(axis=0)))
+
+
+def _overlap_certified(
+    design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray, eta: np.ndarray
+) -> bool:
+    r"""Whether a converged logistic fit proves the classes are not separated.
+
+    With :math:`r_i = y_i - \operatorname{expit}(\eta_i)`, the weights
+    :math:`w_i = |r_i| > 0` satisfy :math:`\sum_i w_i s_i x_i = X'r`, the score of the fit
+    (Farkas's certificate that no separating direction exists when the score is 0). For
+    every :math:`\beta` feasible in the linear program of :func:`_is_separated`
+    (:math:`s_i x_i'\beta \ge 0`, :math:`|\beta_j| \le 1`),
+    :math:`\min_i w_i \sum_i s_i x_i'\beta \le \sum_i w_i s_i x_i'\beta
+    = r'X\beta \le \lVert X'r \rVert_1`, so the program's optimum is at most
+    :math:`\lVert X'r \rVert_1 / \min_i w_i`. When that bound is below half the
+    program's threshold, the program would find no separation, and it is not solved.
+    """
+    resid = y - expit(eta)
+    w_min = float(np.abs(resid).min())
+    if not w_min > 0.0:
+        return False
+    score = float(np.abs(design.T @ resid).sum())
+    if dmat is not None:
+        score += float(np.abs(dmat.T @ resid).sum())
+    return score / w_min <= 0.5 * _SEPARATION_LP_TOL * y.size
 
 
 def _informative_rows(y: np.ndarray, fe_codes: list[np.ndarray]) -> np.ndarray:

@@ -12,7 +12,7 @@ matched comparison takes the event month of its stack (the stacked design).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +49,32 @@ class Candidates:
     covariates: list[str]
     extra: list[str]
     excluded_treated: pd.DataFrame
+
+
+def cohort_candidates(
+    panel: AnalyticPanel,
+    *,
+    pool: PoolConfig,
+    matching: MatchingConfig,
+    cohorts: Sequence[str] | None = None,
+) -> Candidates:
+    """:func:`build_candidates` for the first visits of ``cohorts`` (None: every cohort).
+
+    The stacks are the event months of those visits; visited students of other cohorts
+    are left out of them. ``leapresearch validate`` (the evaluability check) and
+    :func:`leapresearch.evaluate.prepare` build the candidates of a run with this.
+    """
+    events = panel.events
+    if cohorts is not None:
+        events = events.loc[events["cohort"].isin(cohorts)]
+    candidates = build_candidates(
+        panel, pool=pool, matching=matching, stacks=np.unique(events["event_time"].to_numpy())
+    )
+    if cohorts is None:
+        return candidates
+    frame = candidates.frame
+    keep = ~frame["treated"] | frame["student"].isin(events["student"])
+    return dataclasses.replace(candidates, frame=frame.loc[keep].reset_index(drop=True))
 
 
 def _pre_period(

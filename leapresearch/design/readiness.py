@@ -22,14 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from leapresearch.config import Config
 from leapresearch.data.contract import ContractError, RawTables, Violation, validate_folder
 from leapresearch.data.intake import DataWarning, manifest_problems
-from leapresearch.data.panel import build_panel
-from leapresearch.design.pool import build_candidates
+from leapresearch.data.panel import AnalyticPanel, build_panel
+from leapresearch.design.pool import Candidates, cohort_candidates
 
 __all__ = ["DataCheck", "check_data", "evaluability"]
 
@@ -61,6 +60,9 @@ class DataCheck:
         File -> sha256 from ``checksums.sha256`` (None when the folder has none).
     mapping : dict
         The input mapping applied (``spec``) and what it changed (``changed``).
+    built : (AnalyticPanel, Candidates) or None
+        The analytic panel and comparison candidates the evaluability check built, when
+        the folder can be used (a run reuses them instead of building them again).
     """
 
     tables: RawTables | None
@@ -68,6 +70,7 @@ class DataCheck:
     warnings: tuple[DataWarning, ...]
     manifest: dict[str, str] | None = None
     mapping: dict = field(default_factory=dict)
+    built: tuple[AnalyticPanel, Candidates] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -114,7 +117,9 @@ def _candidate_warnings(frame: pd.DataFrame, excluded: pd.DataFrame, config: Con
     return notes, n_matchable
 
 
-def evaluability(tables: RawTables, config: Config) -> tuple[list[Violation], list[DataWarning]]:
+def evaluability(
+    tables: RawTables, config: Config
+) -> tuple[list[Violation], list[DataWarning], tuple[AnalyticPanel, Candidates] | None]:
     """Whether valid contract tables can be evaluated with these parameters.
 
     Parameters
@@ -130,6 +135,9 @@ def evaluability(tables: RawTables, config: Config) -> tuple[list[Violation], li
         What makes an evaluation impossible, each as a sentence saying what is missing.
     warnings : list of DataWarning
         Visited students the evaluation will leave out, counted by reason.
+    built : (AnalyticPanel, Candidates) or None
+        The analytic panel and the comparison candidates the check built (None when it
+        stopped before them); :func:`leapresearch.evaluate.prepare` reuses them.
     """
     file = tables.files["leap_visits"].name
     vis = tables.leap_visits
@@ -140,7 +148,7 @@ def evaluability(tables: RawTables, config: Config) -> tuple[list[Violation], li
             f"has no completed visit ({found}): the evaluation needs at least one student "
             "with a completed visit, whose first completed visit sets the event month"
         )
-        return [Violation(file, "visit_status", rule)], []
+        return [Violation(file, "visit_status", rule)], [], None
     panel = build_panel(tables, chronic_threshold=config.analysis.chronic_threshold)
     events = panel.events
     if config.cohorts is not None:
@@ -151,17 +159,14 @@ def evaluability(tables: RawTables, config: Config) -> tuple[list[Violation], li
                 f"has no visited student in the cohorts of the parameters "
                 f"({', '.join(config.cohorts)}); the data hold {found}"
             )
-            return [Violation(file, "visit_date", rule)], []
-    candidates = build_candidates(
-        panel,
-        pool=config.comparison_pool,
-        matching=config.matching,
-        stacks=np.unique(events["event_time"].to_numpy()),
+            return [Violation(file, "visit_date", rule)], [], None
+    candidates = cohort_candidates(
+        panel, pool=config.comparison_pool, matching=config.matching, cohorts=config.cohorts
     )
-    frame = candidates.frame
-    if config.cohorts is not None:
-        frame = frame.loc[~frame["treated"] | frame["student"].isin(events["student"])]
-    notes, n_matchable = _candidate_warnings(frame, candidates.excluded_treated, config, file)
+    built = (panel, candidates)
+    notes, n_matchable = _candidate_warnings(
+        candidates.frame, candidates.excluded_treated, config, file
+    )
     if n_matchable == 0:
         rule = (
             f"no visited student has a comparison candidate: each of the {len(events):,} "
@@ -169,8 +174,8 @@ def evaluability(tables: RawTables, config: Config) -> tuple[list[Violation], li
             f"matching stratum ({_strata_text(_stratum_columns(config))}) with attendance data "
             "before the event month"
         )
-        return [Violation(file, "student_id", rule)], notes
-    return [], notes
+        return [Violation(file, "student_id", rule)], notes, built
+    return [], notes, built
 
 
 def check_data(data_dir: Path, config: Config) -> DataCheck:
@@ -199,8 +204,9 @@ def check_data(data_dir: Path, config: Config) -> DataCheck:
     )
     violations += contract
     warnings = list(notes)
+    built = None
     if tables is not None and not violations:
-        blocking, more = evaluability(tables, config)
+        blocking, more, built = evaluability(tables, config)
         violations += blocking
         warnings += more
     record = {
@@ -213,6 +219,7 @@ def check_data(data_dir: Path, config: Config) -> DataCheck:
         warnings=tuple(warnings),
         manifest=manifest,
         mapping=record,
+        built=built if not violations else None,
     )
 
 

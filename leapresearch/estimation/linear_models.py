@@ -158,7 +158,8 @@ def compare_estimators(fast: EventStudyResult, library: EventStudyResult) -> pd.
     DataFrame
         ``rel_time, estimate_fast, estimate_linearmodels, std_error_fast,
         std_error_linearmodels, estimate_difference, std_error_difference`` (absolute
-        differences, percentage points).
+        differences, percentage points) and ``n_treated`` (visited students observed at
+        that event time, so small cells are suppressed like the event study's).
     """
     if list(fast.coefficients.index) != list(library.coefficients.index):
         raise ValueError("the two fits do not estimate the same event-time terms")
@@ -173,4 +174,6 @@ def compare_estimators(fast: EventStudyResult, library: EventStudyResult) -> pd.
     )
     out["estimate_difference"] = (out["estimate_fast"] - out["estimate_linearmodels"]).abs()
     out["std_error_difference"] = (out["std_error_fast"] - out["std_error_linearmodels"]).abs()
+    by_time = fast.n_treated_by_rel_time.reindex(out["rel_time"]).fillna(0)
+    out["n_treated"] = by_time.to_numpy(np.int64)
     return out

@@ -47,6 +47,12 @@ ESTIMATE_COLUMNS = (
     "boot_ci_upper",
     "band_lower",
     "band_upper",
+    "estimate_fast",
+    "estimate_linearmodels",
+    "std_error_fast",
+    "std_error_linearmodels",
+    "estimate_difference",
+    "std_error_difference",
 )
 
 ADDITIVE_RELATIONS: dict[str, list[tuple[str, tuple[str, ...]]]] = {

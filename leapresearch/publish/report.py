@@ -56,6 +56,7 @@ EXHIBITS: tuple[tuple[str, str, str], ...] = (
     ("Naive, matched and robust compared", "07_robustness", "figures/designs_compared.png"),
     ("Placebo", "07_robustness", "tables/placebo.csv"),
     ("Pre-trends the design did not fit", "03_event_study", "tables/pretrend_event_study.csv"),
+    ("The headline refitted by linearmodels", "03_event_study", "tables/linearmodels_check.csv"),
     ("Sensitivity bounds (Rambachan-Roth)", "03_event_study", "tables/sensitivity.csv"),
     ("Sensitivity figure", "03_event_study", "figures/sensitivity_all.png"),
     ("Falsification (never-visited dips)", "07_robustness", "tables/falsification.csv"),
