@@ -995,6 +995,11 @@ class Evaluation:
     tables: dict[str, pd.DataFrame]
     event_studies: dict
 
+    @property
+    def cluster(self) -> str:
+        """The level every fit's errors were clustered by (:func:`cluster_level`)."""
+        return cluster_level(self.prepared)
+
 
 @single_blas_thread
 def evaluate(
@@ -1025,6 +1030,8 @@ def evaluate(
         written).
     """
     prepared = prepare(tables, config, log=log, built=built)
+    if workers >= 2:
+        release_memory()  # the matching's garbage is not handed to the forked process
     refits = refits_beside(prepared, tables=tables, enabled=workers >= 2)
     try:
         es_table, results = estimate_event_studies(prepared, log=log)

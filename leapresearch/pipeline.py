@@ -170,10 +170,7 @@ def run_report(
         timings.update(evaluation.prepared.timings)
         timings["evaluation"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        # the matched sample is no longer needed: free it before notebooks start their kernels
-        evaluation = SimpleNamespace(
-            tables=evaluation.tables, event_studies={}, simulated=loaded["marker"] is not None
-        )
+        evaluation = _results_only(evaluation, simulated=loaded["marker"] is not None)
         input_files = dict(tables.files)
         del tables
         release_memory()
@@ -196,6 +193,20 @@ def run_report(
         raise
     log(f"wrote {out_dir}")
     return RunRecord(out_dir=out_dir, timings=timings)
+
+
+def _results_only(evaluation, *, simulated: bool) -> SimpleNamespace:
+    """What the outputs need of an evaluation: its tables, without the matched sample.
+
+    The caller drops the sample before the notebooks start their kernels. ``simulated``
+    marks simulated inputs; ``cluster`` is the level the errors were clustered by.
+    """
+    return SimpleNamespace(
+        tables=evaluation.tables,
+        event_studies={},
+        simulated=simulated,
+        cluster=getattr(evaluation, "cluster", None),
+    )
 
 
 def _load_checked(data_dir: Path, config: Config, log: Log) -> tuple[object, tuple, dict]:

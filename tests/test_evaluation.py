@@ -263,3 +263,11 @@ def test_errors_are_clustered_by_school_unless_the_sample_has_too_few(prepared, 
         prepared, units=prepared.units.assign(school=schools % (MIN_SCHOOL_CLUSTERS - 1))
     )
     assert cluster_level(few) == "student"
+    # the report's methods box says which level the errors were clustered by
+    from leapresearch.evaluate import Evaluation
+    from leapresearch.publish.narrative import methods_text
+
+    used = Evaluation(prepared=few, tables={}, event_studies={}).cluster
+    stated = " ".join(methods_text(few.config, cluster=used))
+    assert "clustered by student (the parameters ask for school;" in stated
+    assert "clustered by school;" in " ".join(methods_text(prepared.config, cluster="school"))

@@ -178,14 +178,19 @@ def front_page(
     pages: dict[str, str],
     stamp: str,
     figures: set[str],
+    cluster: str | None = None,
 ) -> str:
-    """The whole ``index.html`` (published tables in, HTML out)."""
+    """The whole ``index.html`` (published tables in, HTML out).
+
+    ``cluster``: the level the errors were clustered by (see :func:`narrative.methods_text`).
+    """
     es, pre = tables["event_study"], tables.get("pretrend_tests")
     months = config.analysis.report_rel_times
     alpha = config.analysis.alpha
     head = headline_table(es, rel_times=months, pretrends=pre)
     summary = narrative.summary_paragraph(es, pre, rel_times=months, alpha=alpha)
-    methods = "".join(f"<li>{_esc(t)}</li>" for t in narrative.methods_text(config))
+    methods_text = narrative.methods_text(config, cluster=cluster)
+    methods = "".join(f"<li>{_esc(t)}</li>" for t in methods_text)
     limits = narrative.limitations(
         es, pre, tables.get("matching_summary"), alpha=alpha, simulated=simulated
     )

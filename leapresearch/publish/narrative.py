@@ -742,9 +742,19 @@ def _robust_method(robust) -> str:
     return f"{kind}Callaway-Sant'Anna estimator with {who[robust.control_group]} comparisons"
 
 
-def methods_text(config) -> list[str]:
-    """The methods box: the design in a few sentences, from the parameters of the run."""
+def methods_text(config, *, cluster: str | None = None) -> list[str]:
+    """The methods box: the design in a few sentences, from the parameters of the run.
+
+    ``cluster`` is the level the run's errors were clustered by, when it is not the one
+    the parameters ask for (:func:`leapresearch.evaluate.cluster_level`).
+    """
     m, a, pool = config.matching, config.analysis, config.comparison_pool
+    clustered = a.cluster
+    if cluster is not None and cluster != a.cluster:
+        clustered = (
+            f"{cluster} (the parameters ask for {a.cluster}; the matched sample has too few "
+            f"{a.cluster}s for errors clustered by them)"
+        )
     lo, hi = a.window
     caliper = "no caliper" if m.caliper is None else f"a caliper of {m.caliper} SD of the logit"
     where = "any district" if pool.allow_other_districts else "the visited student's district"
@@ -758,7 +768,7 @@ def methods_text(config) -> list[str]:
         f"Estimate: a stacked event study of the monthly attendance rate from {abs(lo)} months "
         f"before to {hi} months after the first visit (month {a.reference} is the reference), "
         f"with student-by-stack and stack-by-month fixed effects; standard errors clustered by "
-        f"{a.cluster}; {1 - a.alpha:.0%} confidence intervals."
+        f"{clustered}; {1 - a.alpha:.0%} confidence intervals."
         + (
             " Outcomes are regression-adjusted: the change the pre-period trajectory predicts"
             " (slopes fitted among comparison students) is taken out."

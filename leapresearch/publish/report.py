@@ -349,6 +349,7 @@ def write_index(
         pages=titles,
         stamp=_stamp(config),
         figures=figures,
+        cluster=getattr(evaluation, "cluster", None),
     )
     return write_front_page(doc, out_dir)
 
