@@ -148,3 +148,23 @@ def test_monte_carlo_table_is_the_one_the_validation_script_wrote():
     assert "validation/monte_carlo.py --draws" in summary  # the command that made it
     draws = [int(n) for n in re.findall(r"^\| \w+ \| \w+ \| (\d+) \|", written, re.M)]
     assert draws and min(draws) >= 200
+
+
+def test_the_default_designs_monte_carlo_table_is_the_one_the_script_wrote():
+    folder = PROJECT_ROOT / "validation" / "results" / "default-400draws"
+    written = (folder / "readme_table.md").read_text()
+    block = re.search(
+        r"<!-- monte-carlo-default:start -->\n(.*?)<!-- monte-carlo-default:end -->", README, re.S
+    )
+    assert block, "README lacks the default design's Monte Carlo table"
+    assert block.group(1).strip() == written.strip()
+    summary = (folder / "monte_carlo.md").read_text()
+    assert "--draws 400" in summary and "--out validation/results/default-400draws" in summary
+    draws = [int(n) for n in re.findall(r"^\| \w+ \| \w+ \| (\d+) \|", written, re.M)]
+    assert draws and min(draws) == 400
+    # the coverage and bias figures the README states
+    cells = json.loads((folder / "monte_carlo.json").read_text())
+    coverage = [c["coverage"] for c in cells]
+    assert f"{100 * min(coverage):.1f}-{100 * max(coverage):.1f}%" in README
+    worst = max(c["bias"] for c in cells if c["group"] == "all")
+    assert f"+{worst:.2f} pp" in README
