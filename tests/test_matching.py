@@ -661,3 +661,59 @@ def test_a_converged_fit_proves_overlap_exactly_when_the_linear_program_finds_no
     with pytest.warns(PropensityFitWarning, match="separated"):
         ps = propensity_scores(frame, covariates=["x1", "a", "c"])
     assert ps.attrs["fit_diagnostics"][0]["method"] == "ridge"
+
+
+def _separated_by_two_columns(seed: int, n: int = 600) -> pd.DataFrame:
+    frame = small_fit_frame(seed, n=n)
+    pair = frame["student"].to_numpy() % 4
+    frame["a"] = np.isin(pair, (1, 3)).astype(float)
+    frame["c"] = np.isin(pair, (2, 3)).astype(float)
+    frame.loc[pair == 1, "treated"] = False
+    frame.loc[pair == 2, "treated"] = True
+    return frame
+
+
+def test_a_separating_direction_found_once_decides_the_next_fit_without_the_program(
+    monkeypatch,
+):
+    # the specifications re-fit the same strata on other rows: the direction the program
+    # found is re-expressed on the new rows' standardisation and checked exactly, and the
+    # fit is the one a fresh solve gives
+    import scipy.optimize
+
+    from leapresearch.design import matching as m
+
+    real, calls = scipy.optimize.linprog, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "linprog", counted)
+    monkeypatch.setattr(m, "_SEPARATING", {})
+    covariates = ["x1", "x2", "a", "c"]
+    with pytest.warns(PropensityFitWarning, match="separated"):
+        propensity_scores(_separated_by_two_columns(3), covariates=covariates)
+    assert len(calls) == 1 and len(m._SEPARATING) == 1
+    other = _separated_by_two_columns(4, n=900)  # other rows, means and SDs
+    with pytest.warns(PropensityFitWarning, match="separated"):
+        remembered = propensity_scores(other, covariates=covariates)
+    assert len(calls) == 1  # decided without the program
+    monkeypatch.setattr(m, "_SEPARATING", {})
+    with pytest.warns(PropensityFitWarning, match="separated"):
+        solved = propensity_scores(other, covariates=covariates)
+    assert len(calls) == 2
+    pd.testing.assert_series_equal(remembered, solved, check_exact=True)
+    assert remembered.attrs["fit_diagnostics"] == solved.attrs["fit_diagnostics"]
+    # rows with overlap are certified by their own fit: a remembered direction never
+    # decides them
+    overlap = small_fit_frame(5, n=600).assign(a=0.0, c=0.0)
+    overlap["a"] = (overlap["student"] % 4).isin((1, 3)).astype(float)
+    overlap["c"] = (overlap["student"] % 4).isin((2, 3)).astype(float)
+    monkeypatch.setattr(m, "_SEPARATING", {})
+    with pytest.warns(PropensityFitWarning, match="separated"):
+        propensity_scores(_separated_by_two_columns(3), covariates=covariates)
+    before = len(calls)
+    fit = propensity_scores(overlap, covariates=covariates)
+    assert fit.attrs["fit_diagnostics"][0]["method"] == "mle"
+    assert len(calls) == before  # certified by the fit itself

@@ -359,9 +359,15 @@ def _fit_group(
         theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0)
         # a converged fit usually proves there is no separation; the linear program
         # decides the other groups (the same decision either way: _overlap_certified)
-        separated = not (converged and _overlap_certified(design, dmat, ya, eta_a)) and (
-            _program_separates(design, dmat, ya)
-        )
+        if not (converged and _overlap_certified(design, dmat, ya, eta_a)):
+            kept = np.flatnonzero(nonconst)[keep_z]
+            columns = (
+                tuple(z_names[j] for j in np.flatnonzero(keep_z)),
+                tuple(d_names[j] for j in np.flatnonzero(keep_d)),
+            )
+            separated = _separated_remembering(
+                design, dmat, ya, columns=columns, mean=mean[kept], sd=sd[kept]
+            )
     if not converged or separated:
         problem = "did not converge" if not converged else "is (quasi-)separated"
         warnings.warn(
@@ -400,6 +406,63 @@ def _is_separated(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) 
 
 def _program_separates(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) -> bool:
     """The linear program of :func:`_is_separated` (without its one-column shortcut)."""
+    return _program_direction(design, dmat, y) is not None
+
+
+_SEPARATING: dict[tuple, tuple[float, np.ndarray, np.ndarray]] = {}
+"""Separating directions the program found, on the raw scale, by the names of the columns.
+
+A run fits the propensity model of the same strata several times (the main matching, the
+specifications that re-match): :func:`_separated_remembering` tries a direction found
+before, checked exactly on the new rows, before solving the program again.
+"""
+
+
+def _separated_remembering(
+    design: np.ndarray,
+    dmat: sp.csr_array | None,
+    y: np.ndarray,
+    *,
+    columns: tuple,
+    mean: np.ndarray,
+    sd: np.ndarray,
+) -> bool:
+    """:func:`_program_separates`, trying first a direction found before for ``columns``.
+
+    ``design`` is ``[1, (x - mean) / sd]``. A direction is kept on the raw scale
+    (``b0 + b'x + c'd``) and re-expressed on this group's standardisation, scaled into the
+    program's box ``|beta_j| <= 1``. When it is feasible for these rows (within HiGHS's
+    primal feasibility tolerance, 1e-7) and its objective exceeds the program's threshold,
+    the program's optimum does too: the data are separated, the same decision the program
+    would reach, and the program is not solved.
+    """
+    known = _SEPARATING.get(columns)
+    if known is not None:
+        b0, b, c = known
+        beta = np.concatenate([[b0 + b @ mean], b * sd, c])
+        beta /= max(float(np.abs(beta).max()), 1e-300)
+        p = design.shape[1]
+        margins = design @ beta[:p]
+        if dmat is not None:
+            margins = margins + dmat @ beta[p:]
+        margins *= 2.0 * y - 1.0
+        if margins.min() >= -1e-7 and margins.sum() > _SEPARATION_LP_TOL * y.size:
+            return True
+    beta = _program_direction(design, dmat, y)
+    if beta is None:
+        return False
+    p = design.shape[1]
+    b = beta[1:p] / sd
+    if len(_SEPARATING) >= 256:
+        _SEPARATING.clear()
+    _SEPARATING[columns] = (float(beta[0] - b @ mean), b, beta[p:].copy())
+    return True
+
+
+def _program_direction(
+    design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray
+) -> np.ndarray | None:
+    """The separating direction the program of :func:`_is_separated` finds (None: none)."""
     x = design if dmat is None else np.hstack([design, dmat.toarray()])
     s = 2.0 * y - 1.0
     sx = s[:, None] * x
@@ -410,7 +473,9 @@ def _program_separates(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndar
         bounds=[(-1.0, 1.0)] * x.shape[1],
         method="highs",
     )
-    return bool(res.status == 0 and -res.fun > _SEPARATION_LP_TOL * y.size)
+    if res.status == 0 and -res.fun > _SEPARATION_LP_TOL * y.size:
+        return np.asarray(res.x, dtype=np.float64)
+    return None
 
 
 def _one_column_separates(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) -> bool:
