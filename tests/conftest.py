@@ -228,16 +228,33 @@ def find_identifiers(text: str, ids: SimIds) -> set[str]:
     return found
 
 
+def pdf_text(path: Path) -> str:
+    """The text of every page of a PDF and its metadata (pypdf).
+
+    Its bytes are no use: the page text sits in compressed streams, and the
+    cross-reference table lists 10-digit byte offsets, numbers that look like SASIDs.
+    """
+    import pypdf
+
+    reader = pypdf.PdfReader(path)
+    parts = [page.extract_text() or "" for page in reader.pages]
+    parts += [str(value) for value in (reader.metadata or {}).values()]
+    return "\n".join(parts)
+
+
 def scan_folder(folder: Path, ids: SimIds) -> dict[str, list[str]]:
     """``file -> identifiers found`` over every file (and file name) under ``folder``.
 
-    PNG files are compressed, so their bytes are not scanned (their names are).
+    PNG files are compressed, so their bytes are not scanned (their names are). A PDF is
+    scanned as a reader sees it (:func:`pdf_text`), not as bytes.
     """
     hits = {}
     for path in sorted(folder.rglob("*")):
         rel = str(path.relative_to(folder))
         text = rel
-        if path.is_file() and path.suffix.lower() != ".png":
+        if path.is_file() and path.suffix.lower() == ".pdf":
+            text += "\n" + pdf_text(path)
+        elif path.is_file() and path.suffix.lower() != ".png":
             text += "\n" + path.read_bytes().decode("utf-8", errors="replace")
         found = find_identifiers(text, ids)
         if found:

@@ -370,3 +370,18 @@ def test_two_notebooks_at_a_time_into_a_relative_folder(tmp_path, monkeypatch):
         out = nbformat.read(path, as_version=4)
         shown = out.cells[-1].outputs[0]["data"]["text/plain"]
         assert shown == repr(str(source))  # each kernel ran in its notebook's folder
+
+
+def test_the_identifier_scan_reads_the_text_of_a_pdf(tmp_path):
+    # the scan of the run folder reads a PDF's page text (compressed in its bytes) and
+    # not its cross-reference offsets, so an id printed in the report is found
+    from leapresearch.publish import pdf
+    from tests.conftest import SimIds, scan_folder
+
+    page = tmp_path / "index.html"
+    page.write_text("<html><body><main><p>A student: 0001234567.</p></main></body></html>")
+    (tmp_path / "out").mkdir()
+    pdf.write_pdf(page, [], tmp_path / "out" / "report.pdf")
+    assert b"0001234567" not in (tmp_path / "out" / "report.pdf").read_bytes()
+    ids = SimIds(student_ids=frozenset({"0001234567"}), visit_ids=frozenset())
+    assert scan_folder(tmp_path / "out", ids) == {"report.pdf": ["0001234567"]}
