@@ -736,7 +736,15 @@ def estimate_event_studies(
     return table[EVENT_STUDY_TABLE_COLUMNS], results
 
 
-def estimate_subgroup_tests(prepared: Prepared, results: dict) -> pd.DataFrame:
+def estimate_event_study(prepared: Prepared) -> pd.DataFrame:
+    """``event_study.csv``: the event study of ``all`` and of every subgroup, as one table.
+
+    The table of :func:`estimate_event_studies` (default families), without its fits.
+    """
+    return estimate_event_studies(prepared)[0]
+
+
+def estimate_subgroup_tests(prepared: Prepared, results: dict | None = None) -> pd.DataFrame:
     """Equality of effects within each subgroup family, and PK-5 vs 6-12 (``subgroup_tests.csv``).
 
     At each headline month (``analysis.report_rel_times``), for every family of
@@ -744,9 +752,12 @@ def estimate_subgroup_tests(prepared: Prepared, results: dict) -> pd.DataFrame:
     family's groups are all equal, using their joint cluster-robust covariance (see
     :mod:`leapresearch.estimation.multiple_testing`); for grade bands also the contrast
     PK-5 minus 6-12. Groups with fewer than ``privacy.min_treated`` visited students
-    (not published) are left out.
+    (not published) are left out. ``results`` are the fits of
+    :func:`estimate_event_studies`; every family is fitted here when it is omitted.
     """
     config = prepared.config
+    if results is None:
+        _, results = estimate_event_studies(prepared, include_all=False)
     return subgroup_tests(
         results,
         families=config.subgroups,
@@ -825,6 +836,31 @@ def estimate_long_term(prepared: Prepared, *, log: Log = _quiet) -> pd.DataFrame
     if not rows:
         return pd.DataFrame(columns=cols)
     return pd.concat(rows, ignore_index=True)[cols]
+
+
+def estimate_long_term_both(
+    prepared: Prepared, *, published: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``long_term.csv`` with the regression adjustment off and on (column ``adjusted``).
+
+    The run publishes the parameter's choice (``long_term.regression_adjustment``); this
+    shows the alternative beside it (notebook 07) instead of resting the choice on one
+    data set. ``published``, the run's :func:`estimate_long_term` table, is reused for
+    the parameter's choice (only the alternative is fitted).
+    """
+    config = prepared.config
+    tables = []
+    for adjust in (False, True):
+        if published is not None and adjust == config.long_term.regression_adjustment:
+            table = published
+        else:
+            alt = dataclasses.replace(
+                prepared, config=_with(config, "long_term", regression_adjustment=adjust)
+            )
+            table = estimate_long_term(alt)
+        tables.append(table.assign(adjusted=adjust))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["adjusted", *LONG_TERM_COLUMNS]]
 
 
 def estimate_naive(prepared: Prepared) -> pd.DataFrame:
@@ -987,13 +1023,67 @@ def try_estimate(
         return pd.DataFrame({"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]})
 
 
+def compute_result(
+    step: Callable[..., pd.DataFrame],
+    prepared,
+    *,
+    tables: Callable[[], object] | None = None,
+) -> pd.DataFrame:
+    """``try_estimate(step, prepared)``, given what the step's signature asks for.
+
+    A step whose first parameter is ``panel`` (a descriptive table of
+    :mod:`leapresearch.data.descriptives`) is given ``prepared.panel``; a step with a
+    ``tables`` parameter (the intent-to-treat rows of the specifications) is also given
+    the contract tables, read by ``tables()`` only then. ``leapresearch run`` and a
+    notebook's :meth:`~leapresearch.session.Session.result` compute a result through this
+    one function.
+    """
+    parameters = inspect.signature(step).parameters
+    call = step
+    if next(iter(parameters), None) == "panel":
+        call = functools.update_wrapper(lambda prep: step(prep.panel), step)
+    elif "tables" in parameters:
+        if tables is None:
+            raise ValueError(f"{step.__name__} needs the contract tables")
+        call = functools.update_wrapper(functools.partial(step, tables=tables()), step)
+    return try_estimate(call, prepared)
+
+
+def notebook_results(prepared: Prepared, tables: dict[str, pd.DataFrame]) -> dict[str, object]:
+    """Results the notebooks show that are not output tables, by the step that makes each.
+
+    Each is :func:`compute_result` of its step, as a notebook's session computes it:
+    :func:`~leapresearch.data.descriptives.attendance_by_year`,
+    :func:`~leapresearch.data.descriptives.visited_by_cohort`,
+    :func:`comparison_pool_summary`, :func:`estimate_balanced_sample` and
+    :func:`estimate_long_term_both` (which reuses ``tables["long_term"]``, the run's own
+    choice of the adjustment, and fits only the other).
+    """
+    from leapresearch.data.descriptives import attendance_by_year, visited_by_cohort
+
+    steps: list[Callable[..., pd.DataFrame]] = [
+        attendance_by_year,
+        visited_by_cohort,
+        comparison_pool_summary,
+        estimate_balanced_sample,
+    ]
+    if "long_term" in tables:
+        both = functools.partial(estimate_long_term_both, published=tables["long_term"])
+        steps.append(functools.update_wrapper(both, estimate_long_term_both))
+    return {step.__name__: compute_result(step, prepared) for step in steps}
+
+
 @dataclass(frozen=True)
 class Evaluation:
-    """Every table of the output contract, plus the objects they came from."""
+    """Every table of the output contract, plus the objects they came from.
+
+    ``shown``: the results only the notebooks show (:func:`notebook_results`).
+    """
 
     prepared: Prepared
     tables: dict[str, pd.DataFrame]
     event_studies: dict
+    shown: dict = field(default_factory=dict)
 
     @property
     def cluster(self) -> str:
@@ -1027,7 +1117,7 @@ def evaluate(
         (:func:`estimate_identification`: ``sensitivity``, ``pretrend_event_study``,
         ``falsification``, ``specifications``) and ``linearmodels_check``
         (:func:`linearmodels_check`), unsuppressed (suppression is applied when they are
-        written).
+        written); ``shown`` the results only the notebooks show (:func:`notebook_results`).
     """
     prepared = prepare(tables, config, log=log, built=built)
     if workers >= 2:
@@ -1059,7 +1149,8 @@ def evaluate(
     finally:
         if refits is not None:
             refits.close()  # only still running if a step here failed
-    return Evaluation(prepared=prepared, tables=out, event_studies=results)
+    shown = notebook_results(prepared, out)
+    return Evaluation(prepared=prepared, tables=out, event_studies=results, shown=shown)
 
 
 def _logged(step: Callable[..., object], *args, **kwargs) -> tuple[object, list[str]]:
@@ -1295,14 +1386,7 @@ def estimate_identification(
     out = {
         "sensitivity": _guarded("sensitivity", lambda: estimate_sensitivity(prepared, results), log)
     }
-    try:
-        out["pretrend_event_study"], out["pretrend_tests"] = pretrend_evidence(prepared, pretrends)
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        log(f"pre-trend evidence: not estimable on these data: {exc}")
-        out["pretrend_event_study"] = pd.DataFrame(
-            {"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]}
-        )
-        out["pretrend_tests"] = label_pretrend_tests(pretrends, prepared.config)
+    out["pretrend_event_study"], out["pretrend_tests"] = _pretrend_tables(prepared, pretrends, log)
     if refits is None:
         out["falsification"] = _falsification_table(prepared, log=log)
     out["specifications"] = _guarded(
@@ -1602,6 +1686,38 @@ def pretrend_evidence(
     return es, tests
 
 
+def _pretrend_tables(
+    prepared: Prepared, pretrends: pd.DataFrame, log: Log = _quiet
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`pretrend_evidence`, or a note and the main tests when it cannot be estimated."""
+    try:
+        return pretrend_evidence(prepared, pretrends)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log(f"pre-trend evidence: not estimable on these data: {exc}")
+        note = pd.DataFrame({"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]})
+        return note, label_pretrend_tests(pretrends, prepared.config)
+
+
+def estimate_pretrend_tests(prepared: Prepared) -> pd.DataFrame:
+    """``pretrend_tests.csv``: the main pre-trend test of every group, then the further tests.
+
+    The joint tests of :func:`pretrend_tests` on the event studies of every group
+    (labelled by :func:`label_pretrend_tests`), followed by the tests of
+    :func:`estimate_pretrend_evidence` for the headline groups.
+    """
+    _, results = estimate_event_studies(prepared)
+    return _pretrend_tables(prepared, pretrend_tests(results))[1]
+
+
+def estimate_pretrend_event_study(prepared: Prepared) -> pd.DataFrame:
+    """``pretrend_event_study.csv``: headline groups on adjusted and unadjusted outcomes.
+
+    The event study of :func:`estimate_pretrend_evidence` (a one-row note when it cannot
+    be estimated).
+    """
+    return _pretrend_tables(prepared, pd.DataFrame(columns=["group"]))[0]
+
+
 BALANCED_COLUMNS = ["group", "sample", *EVENT_STUDY_COLUMNS[1:]]
 
 
@@ -1642,21 +1758,3 @@ def estimate_balanced_sample(
     out = pd.concat(tables, ignore_index=True).assign(group=GROUP_ALL)
     out = out.loc[out["rel_time"].between(lo, hi)]
     return out[BALANCED_COLUMNS].reset_index(drop=True)
-
-
-def estimate_long_term_both(prepared: Prepared) -> pd.DataFrame:
-    """``long_term.csv`` with the regression adjustment off and on (column ``adjusted``).
-
-    The run publishes the parameter's choice (``long_term.regression_adjustment``); this
-    shows the alternative beside it (notebook 07) instead of resting the choice on one
-    data set.
-    """
-    config = prepared.config
-    tables = []
-    for adjust in (False, True):
-        alt = dataclasses.replace(
-            prepared, config=_with(config, "long_term", regression_adjustment=adjust)
-        )
-        tables.append(estimate_long_term(alt).assign(adjusted=adjust))
-    out = pd.concat(tables, ignore_index=True)
-    return out[["adjusted", *LONG_TERM_COLUMNS]]

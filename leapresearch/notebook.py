@@ -11,6 +11,7 @@ import pandas as pd
 
 from leapresearch.config import Config
 from leapresearch.publish import narrative
+from leapresearch.publish.labels import family_of
 from leapresearch.publish.outputs import publishable
 from leapresearch.publish.tables import csv_link, table_html
 from leapresearch.session import Session
@@ -18,6 +19,7 @@ from leapresearch.session import open_session as _open_session
 
 __all__ = [
     "Session",
+    "groups",
     "input_mapping_table",
     "inputs_table",
     "narrative",
@@ -95,6 +97,16 @@ def show(table: pd.DataFrame, name: str, config: Config, *, digits: int = 1) -> 
     out = PublishedTable(publishable(table, name, privacy=config.privacy))
     out.lr_name, out.lr_digits = name, digits
     return out
+
+
+def groups(table: pd.DataFrame, *families: str) -> pd.DataFrame:
+    """The rows of ``table`` whose ``group`` is in one of ``families`` (``"all"``: pooled).
+
+    E.g. ``groups(event_study, "grade_band", "cohort")``: the grade-band and cohort rows
+    of the run's event study, in the table's order.
+    """
+    keep = table["group"].map(family_of).isin(families)
+    return table.loc[keep].reset_index(drop=True)
 
 
 def table(derived: pd.DataFrame, *, digits: int = 1) -> PublishedTable:

@@ -274,20 +274,44 @@ def _evaluate(
         store_prepared(evaluation.prepared, inputs)
         # notebook 01 shows the data check without reading the data again
         store_result(loaded["data_report"], inputs, config, DATA_REPORT)
-        steps = {  # table -> the step that makes it: slow steps the notebooks reuse
-            "placebo": "estimate_placebo",
-            "falsification": "estimate_falsification",
-            "specifications": "estimate_specifications",
-            "robust_estimator": "estimate_robust",
-            "long_term": "estimate_long_term",
-            "balance": "estimate_balance",
-            "sensitivity": "estimate_sensitivity",
-            "linearmodels_check": "linearmodels_check",
-        }
-        for name, step in steps.items():
-            if name in evaluation.tables:
-                store_result(evaluation.tables[name], inputs, config, step)
+        for step, result in stored_results(evaluation).items():
+            store_result(result, inputs, config, step)
     return evaluation
+
+
+PUBLISHED_STEPS = {
+    "event_study": "estimate_event_study",
+    "subgroup_tests": "estimate_subgroup_tests",
+    "pretrend_tests": "estimate_pretrend_tests",
+    "pretrend_event_study": "estimate_pretrend_event_study",
+    "naive_pre_post": "estimate_naive",
+    "matching_summary": "matching_summary",
+    "balance": "estimate_balance",
+    "long_term": "estimate_long_term",
+    "robust_estimator": "estimate_robust",
+    "placebo": "estimate_placebo",
+    "falsification": "estimate_falsification",
+    "specifications": "estimate_specifications",
+    "sensitivity": "estimate_sensitivity",
+    "linearmodels_check": "linearmodels_check",
+}
+"""Output table -> the step of :mod:`leapresearch.evaluate` that makes it on its own."""
+
+
+def stored_results(evaluation) -> dict[str, object]:
+    """Step name -> result, for every result a notebook shows (stored for their sessions).
+
+    The run's tables under the step that makes each (:data:`PUBLISHED_STEPS`) and the
+    results only the notebooks show (``evaluation.shown``, from
+    :func:`leapresearch.evaluate.notebook_results`). A notebook of the run then reads
+    every number it shows from these results: it neither fits again nor loads the matched
+    sample.
+    """
+    tables = evaluation.tables
+    out: dict[str, object] = {
+        step: tables[name] for name, step in PUBLISHED_STEPS.items() if name in tables
+    }
+    return {**out, **getattr(evaluation, "shown", {})}
 
 
 def _provenance(

@@ -16,10 +16,8 @@ this package are rebuilt from it, so a planted cache file cannot run code.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import importlib
-import inspect
 import json
 import os
 import shutil
@@ -315,21 +313,18 @@ class Session:
         return prepared
 
     def result(self, step: Callable[..., pd.DataFrame]) -> pd.DataFrame:
-        """``try_estimate(step, self.prepared)``, reused from the run that made the cache.
+        """:func:`leapresearch.evaluate.compute_result` of ``step``, reused from the run.
 
-        ``leapresearch run`` stores the slow result tables (the placebo re-matches every
-        visited student); a notebook asking for the same step with the same inputs,
-        parameters and code gets the stored table instead of recomputing it.
+        ``leapresearch run`` stores every result the notebooks show
+        (:func:`leapresearch.pipeline.stored_results`);
+        a notebook asking for the same step with the same inputs, parameters and code gets
+        the stored table instead of recomputing it, and does not load the matched sample.
         """
-        from leapresearch.evaluate import try_estimate
+        from leapresearch.evaluate import compute_result
 
-        def compute() -> pd.DataFrame:
-            call = step
-            if "tables" in inspect.signature(step).parameters:  # e.g. the intent-to-treat rows
-                call = functools.update_wrapper(functools.partial(step, tables=self.tables), step)
-            return try_estimate(call, self.prepared)
-
-        return self._stored(step.__name__, compute)
+        return self._stored(
+            step.__name__, lambda: compute_result(step, self.prepared, tables=lambda: self.tables)
+        )
 
     def _stored(self, name: str, compute: Callable[[], Any]) -> Any:
         """The entry ``name`` a run stored for these inputs, parameters and code.

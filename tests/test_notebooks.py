@@ -122,7 +122,7 @@ def test_papermill_runs_a_notebook_with_other_parameters(tmp_path):
     committed = nbformat.read(NOTEBOOKS / "02_comparison_group_and_balance.ipynb", as_version=4)
 
     def summary_text(nb):
-        cell = next(c for c in nb.cells if "matching_summary(" in c.source)
+        cell = next(c for c in nb.cells if "session.result(matching_summary)" in c.source)
         return cell.outputs[0]["data"]["text/plain"]
 
     assert summary_text(executed) != summary_text(committed)

@@ -385,3 +385,47 @@ def test_a_step_beside_is_computed_once():
     for enabled in (True, False):
         step = Beside(functools.partial(os.urandom, 8), enabled=enabled)
         assert step.result() == step.result()
+
+
+def _notebook_steps() -> dict[str, object]:
+    """Name -> step of every ``session.result(step)`` in the committed notebooks."""
+    import importlib
+
+    from leapresearch.paths import PROJECT_ROOT
+
+    steps: dict[str, object] = {}
+    for path in sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        assert "session.prepared" not in code, f"{path.name} loads the matched sample"
+        imported = {
+            name.strip(): module
+            for module, names in re.findall(r"from (leapresearch[\w.]*) import ([\w, ]+)", code)
+            for name in names.split(",")
+        }
+        for name in re.findall(r"session\.result\((\w+)\)", code):
+            steps[name] = getattr(importlib.import_module(imported[name]), name)
+    return steps
+
+
+def test_a_notebook_of_the_run_shows_what_the_run_stored_without_loading_the_sample(
+    tied_data, tied_run, monkeypatch
+):
+    # `leapresearch run` stores every result the notebooks show (pipeline.stored_results);
+    # a notebook of the run reads them instead of matching and fitting again, and each one
+    # equals what the notebook computes on its own from the matched sample
+    import leapresearch.session
+
+    monkeypatch.setattr(
+        leapresearch.session, "CACHE_DIR", tied_run.parent.parent / "tied-run-cache"
+    )
+    steps = _notebook_steps()
+    assert {"estimate_event_study", "estimate_pretrend_tests", "attendance_by_year"} <= set(steps)
+    assert len(steps) >= 15
+    of_run = leapresearch.session.open_session("demo", data_dir=str(tied_data))
+    alone = leapresearch.session.open_session("demo", data_dir=str(tied_data), use_cache=False)
+    for name, step in steps.items():
+        stored = of_run.result(step)
+        assert not (isinstance(stored, pd.DataFrame) and "note" in stored), name
+        pd.testing.assert_frame_equal(stored, alone.result(step), check_exact=True, obj=name)
+    assert "prepared" not in vars(of_run) and "tables" not in vars(of_run)  # never loaded
