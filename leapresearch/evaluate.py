@@ -1663,6 +1663,9 @@ def estimate_specifications(
             alt = _rematched(prepared, name, tables)
             if alt is not None:
                 rows += _spec_rows(alt, name)
+            # the re-matched sample is dropped before the next one is built, not beside it
+            del alt
+            release_memory()
         timings[name] = time.perf_counter() - t0
     log("specifications: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if v >= 0.5))
     if not rows:
