@@ -16,7 +16,7 @@ What it measures, for one scale of the synthetic data (``demo``, ``districts`` a
    cache is keyed by the source); ``--snapshot`` measures a frozen copy instead.
 3. **Stages in-process** (a fresh worker process per repetition): load and validate,
    input checksums, panel, candidates, matching, stacking, each estimation step, the
-   pickle round trip of the prepared sample that every notebook loads, and the report
+   cache round trip of the prepared sample (what a notebook run on its own loads), and the report
    (tables, figures, index page). Each stage gets wall time, CPU time and peak RSS:
    ``VmHWM`` of ``/proc/self/status`` is reset before every stage by writing ``5`` to
    ``/proc/self/clear_refs`` (when the kernel refuses, peaks are cumulative and flagged).
@@ -48,12 +48,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import gc
 import hashlib
 import json
 import os
-import pickle
 import platform
 import re
 import shutil
@@ -365,6 +365,8 @@ def worker_stages(args: argparse.Namespace) -> None:
     from leapresearch.data.contract import read_raw_tables
     from leapresearch.publish.outputs import file_records, write_table
     from leapresearch.publish.report import write_figures, write_index
+    from leapresearch.session import _read_entry as read_entry
+    from leapresearch.session import _write_entry as write_entry
 
     meter = Meter()
     # stages inside prepare()/prepare_matched()/estimate_placebo(), measured where called
@@ -430,10 +432,9 @@ def worker_stages(args: argparse.Namespace) -> None:
     )
     scratch = Path(tempfile.mkdtemp(prefix="stages-", dir=args.scratch))
     try:
-        with meter.stage("cache_store (pickle)"):
-            with open(scratch / "prepared.pkl", "wb") as f:
-                pickle.dump(prepared, f, protocol=pickle.HIGHEST_PROTOCOL)
-        result["prepared_pickle_gb"] = round((scratch / "prepared.pkl").stat().st_size / GB, 3)
+        with meter.stage("cache_store"):  # the cache's own format (no pickle)
+            entry = write_entry(dataclasses.replace(prepared, config=None), scratch / "prepared")
+        result["prepared_cache_gb"] = round(entry_bytes(entry) / GB, 3)
         with meter.stage("report (tables, figures, index)"):
             for name, table in sorted(evaluation.tables.items()):
                 write_table(table, name, scratch, privacy=config.privacy)
@@ -455,12 +456,11 @@ def worker_stages(args: argparse.Namespace) -> None:
         }
         del evaluation, es_table, long_term, other, robust, placebo, fits, tables
         gc.collect()
-        # what every notebook does after validating: unpickle the cached prepared sample
+        # what a notebook run on its own does after validating: load the cached sample
         del prepared
         gc.collect()
-        with meter.stage("cache_load (unpickle)"):
-            with open(scratch / "prepared.pkl", "rb") as f:
-                prepared = pickle.load(f)
+        with meter.stage("cache_load"):
+            prepared = dataclasses.replace(read_entry(entry), config=config)
         if args.pyfixest_repeat > 0:
             result["pyfixest"] = _pyfixest_compare(prepared, meter, args.pyfixest_repeat)
     finally:
@@ -706,7 +706,7 @@ def stage_runs(data_dir: Path, work: Path, *, repeat: int, pyfixest_repeat: int)
         "hwm_reset": runs[0]["hwm_reset"],
         "sizes": runs[0]["sizes"],
         "package": runs[0].get("package"),
-        "prepared_pickle_gb": runs[0]["prepared_pickle_gb"],
+        "prepared_cache_gb": runs[0]["prepared_cache_gb"],
         "total_wall_s": round(statistics.median(r["total_wall_s"] for r in runs), 2),
         "peak_gb_process": round(
             statistics.median(r["process"]["peak_gb_largest_process"] for r in runs), 3
@@ -718,26 +718,15 @@ def stage_runs(data_dir: Path, work: Path, *, repeat: int, pyfixest_repeat: int)
     }
 
 
-def cache_files_of(data_dir: Path, cache_dir: Path) -> list[Path]:
-    """Cache files in ``cache_dir`` (``data_raw/.cache``) made from the data in ``data_dir``.
+def cache_entries(cache_dir: Path) -> set[Path]:
+    """The entries (folders) of a ``data_raw/.cache`` (empty if it does not exist)."""
+    cache_dir = Path(cache_dir)
+    return set(cache_dir.iterdir()) if cache_dir.is_dir() else set()
 
-    The cache key hashes the package source too, which others may edit during a run, so
-    a prepared sample is found by content (the pickled config near its start names the
-    data folder); result tables cached beside it share its key.
-    """
-    needle = str(data_dir.resolve()).encode()
-    found = []
-    for path in sorted(Path(cache_dir).glob("prepared-*.pkl")):
-        try:
-            with open(path, "rb") as f:
-                head = f.read(1 << 20)
-        except OSError:
-            continue
-        if needle in head:
-            found.append(path)
-            key = path.stem.replace("prepared-", "")
-            found += sorted(Path(cache_dir).glob(f"result-{key}-*.pkl"))
-    return found
+
+def entry_bytes(path: Path) -> int:
+    """Bytes of the files of a cache entry (a folder of JSON, Parquet and ``.npz``)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 # --------------------------------------------------------------------------------------
@@ -780,7 +769,8 @@ def render(result: dict) -> str:
             f"{s['visited_students']:,} visited students, {s['candidate_rows']:,} candidate "
             f"rows, {s['matched_units']:,} matched units, {s['stacked_rows']:,} stacked "
             f"rows, {s['event_study_groups']} event-study groups; prepared sample "
-            f"{full['prepared_pickle_gb']:.2f} GB pickled.",
+            f"{full.get('prepared_cache_gb', full.get('prepared_pickle_gb', 0.0)):.2f} GB "
+            "in the cache.",
         ]
     cli = result.get("cli")
     if cli:
@@ -1045,6 +1035,8 @@ def main() -> None:
     full_dir = Path(data[1.0]["dir"])
     key = data[1.0]["key"]
 
+    cache_dir = code_root / "data_raw" / ".cache"
+    cache_before = cache_entries(cache_dir)  # entries that appear are the benchmark's
     try:
         if not args.skip_cli:
             result["cli"] = cli_runs(
@@ -1074,10 +1066,10 @@ def main() -> None:
                 result["scaling"] = scaling
     finally:
         result["cache"] = []
-        for path in cache_files_of(full_dir, code_root / "data_raw" / ".cache"):
-            info = {"file": str(path), "bytes": path.stat().st_size, "deleted": False}
+        for path in sorted(cache_entries(cache_dir) - cache_before):
+            info = {"file": str(path), "bytes": entry_bytes(path), "deleted": False}
             if not args.keep_cache:
-                path.unlink(missing_ok=True)
+                shutil.rmtree(path, ignore_errors=True)
                 info["deleted"] = True
             result["cache"].append(info)
     result["machine"]["loadavg_end"] = loadavg()
