@@ -271,3 +271,34 @@ def test_errors_are_clustered_by_school_unless_the_sample_has_too_few(prepared, 
     stated = " ".join(methods_text(few.config, cluster=used))
     assert "clustered by student (the parameters ask for school;" in stated
     assert "clustered by school;" in " ".join(methods_text(prepared.config, cluster="school"))
+
+
+def test_the_composition_table_sets_each_month_of_both_samples_side_by_side():
+    # notebook 03 shows the full and the balanced sample month by month; the month column
+    # must be in the table (a pivot's index is not shown)
+    import pandas as pd
+
+    from leapresearch.publish.tables import composition_table
+
+    balanced = pd.DataFrame(
+        {
+            "group": "all",
+            "sample": ["full", "full", "balanced", "balanced"],
+            "rel_time": [1, -2, -2, 1],
+            "estimate": [5.0, 0.5, 0.25, 4.0],
+            "n_treated": [90, 100, 80, 80],
+        }
+    )
+    table = composition_table(balanced)
+    assert list(table.columns) == [
+        "rel_time",
+        "estimate_full",
+        "estimate_balanced",
+        "difference",
+        "n_treated_full",
+        "n_treated_balanced",
+    ]
+    assert table["rel_time"].tolist() == [-2, 1]
+    assert table["estimate_full"].tolist() == [0.5, 5.0]
+    assert table["difference"].tolist() == [0.25, 1.0]
+    assert table["n_treated_full"].tolist() == [100, 90]

@@ -226,6 +226,11 @@ COLUMN_WORDS = {
     "df": "Degrees of freedom",
     "n_groups": "Cohort-month groups",
     "shift_months": "Shift (months)",
+    "estimate_full": "Estimate, full sample (pp)",
+    "estimate_balanced": "Estimate, balanced sample (pp)",
+    "difference": "Difference (pp)",
+    "n_treated_full": "Visited students, full",
+    "n_treated_balanced": "Visited students, balanced",
 }
 
 

@@ -266,6 +266,34 @@ INFERENCE_COLUMNS = [
 """Columns of :func:`inference_table`."""
 
 
+def composition_table(balanced: pd.DataFrame) -> pd.DataFrame:
+    """The full and the balanced sample side by side, one row per month (notebook 03).
+
+    Parameters
+    ----------
+    balanced : DataFrame
+        The published ``balanced_sample`` table (``sample``: ``full`` / ``balanced``).
+
+    Returns
+    -------
+    DataFrame
+        ``rel_time``, ``estimate_full``, ``estimate_balanced``, ``difference`` (full minus
+        balanced), ``n_treated_full``, ``n_treated_balanced``; months in order.
+    """
+    wide = balanced.pivot(index="rel_time", columns="sample", values=["estimate", "n_treated"])
+    out = pd.DataFrame(
+        {
+            "rel_time": wide.index.to_numpy(),
+            "estimate_full": wide[("estimate", "full")].to_numpy(),
+            "estimate_balanced": wide[("estimate", "balanced")].to_numpy(),
+            "n_treated_full": wide[("n_treated", "full")].to_numpy(),
+            "n_treated_balanced": wide[("n_treated", "balanced")].to_numpy(),
+        }
+    )
+    out.insert(3, "difference", out["estimate_full"] - out["estimate_balanced"])
+    return out.sort_values("rel_time", kind="mergesort").reset_index(drop=True)
+
+
 def inference_table(
     event_study: pd.DataFrame, *, group: str = "all", rel_times: Sequence[int]
 ) -> pd.DataFrame:
