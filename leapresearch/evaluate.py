@@ -1715,10 +1715,9 @@ def estimate_pretrend_tests(prepared: Prepared) -> pd.DataFrame:
 def estimate_pretrend_event_study(prepared: Prepared) -> pd.DataFrame:
     """``pretrend_event_study.csv``: headline groups on adjusted and unadjusted outcomes.
 
-    The event study of :func:`estimate_pretrend_evidence` (a one-row note when it cannot
-    be estimated).
+    The event study of :func:`estimate_pretrend_evidence`.
     """
-    return _pretrend_tables(prepared, pd.DataFrame(columns=["group"]))[0]
+    return estimate_pretrend_evidence(prepared)[0]
 
 
 BALANCED_COLUMNS = ["group", "sample", *EVENT_STUDY_COLUMNS[1:]]
