@@ -255,12 +255,16 @@ class Meter:
 
         setattr(module, name, wrapper)
 
-    def wrap_timer(self, module, name: str) -> None:
-        """Replace ``module.name`` by a wrapper adding its wall time to a running total."""
+    def wrap_timer(self, module, name: str, key: str | None = None) -> None:
+        """Replace ``module.name`` by a wrapper adding its wall time to a running total.
+
+        ``key`` names the total (default ``module.name``); wrappers in several modules with
+        one key add to one total (each call goes through the wrapper of its caller's module).
+        """
         fn = getattr(module, name, None)
         if fn is None:
             return
-        key = f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
+        key = key or f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
         rec = self.calls.setdefault(key, {"calls": 0, "wall_s": 0.0})
 
         @wraps(fn)
@@ -359,8 +363,17 @@ def _pyfixest_compare(prepared, meter: Meter, repeat: int) -> dict:
 def worker_stages(args: argparse.Namespace) -> None:
     import warnings
 
-    from leapresearch import evaluate as ev
     from leapresearch import pipeline
+    from leapresearch.analysis import (
+        event_studies,
+        fitting,
+        identification,
+        long_term,
+        robustness,
+        runner,
+        sample,
+        specifications,
+    )
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
     from leapresearch.publish.outputs import file_records, write_table
@@ -370,11 +383,12 @@ def worker_stages(args: argparse.Namespace) -> None:
 
     meter = Meter()
     # stages inside prepare()/prepare_matched()/estimate_placebo(), measured where called
-    meter.wrap_stage(ev, "build_panel", "panel")
-    meter.wrap_stage(ev, "build_candidates", "candidates")
-    meter.wrap_stage(ev, "run_matching", "matching")
-    meter.wrap_stage(ev, "stacked_panel", "stacking")
-    # running totals of the hot helpers of the estimation steps
+    meter.wrap_stage(sample, "build_panel", "panel")
+    meter.wrap_stage(robustness, "build_candidates", "candidates")
+    meter.wrap_stage(sample, "run_matching", "matching")
+    meter.wrap_stage(sample, "stacked_panel", "stacking")
+    # running totals of the hot helpers of the estimation steps, wherever they are called
+    steps = (sample, fitting, event_studies, identification, specifications, robustness, long_term)
     for name in (
         "fit_group",
         "event_study",
@@ -387,13 +401,14 @@ def worker_stages(args: argparse.Namespace) -> None:
         "treated_attributes",
         "unit_covariates",
     ):
-        meter.wrap_timer(ev, name)
+        for module in steps:
+            meter.wrap_timer(module, name, key=f"analysis.{name}")
     warnings.simplefilter("ignore")
     config = load_config(args.params, data_dir=Path(args.data).resolve())
     result: dict = {
         "hwm_reset": meter.can_reset,
         "loadavg_start": loadavg(),
-        "package": str(Path(ev.__file__).parent),
+        "package": str(Path(runner.__file__).parents[1]),
     }
     t_all = time.perf_counter()
 
@@ -403,23 +418,23 @@ def worker_stages(args: argparse.Namespace) -> None:
     with meter.stage("checksums"):
         inputs = file_records(tables.files)
     with meter.stage("prepare"):
-        prepared = ev.prepare(tables, config)
+        prepared = sample.prepare(tables, config)
     with meter.stage("event_studies"):
-        es_table, fits = ev.estimate_event_studies(prepared)
+        es_table, fits = event_studies.estimate_event_studies(prepared)
     with meter.stage("long_term"):
-        long_term = ev.estimate_long_term(prepared)
+        long_term = long_term.estimate_long_term(prepared)
     with meter.stage("other_tables"):
         other = {
-            "balance": ev.estimate_balance(prepared),
-            "matching_summary": ev.matching_summary(prepared),
-            "naive_pre_post": ev.estimate_naive(prepared),
-            "pretrend_tests": ev.pretrend_tests(fits),
+            "balance": sample.estimate_balance(prepared),
+            "matching_summary": sample.matching_summary(prepared),
+            "naive_pre_post": robustness.estimate_naive(prepared),
+            "pretrend_tests": event_studies.pretrend_tests(fits),
         }
     with meter.stage("robust"):
-        robust = ev.estimate_robust(prepared)
+        robust = robustness.estimate_robust(prepared)
     with meter.stage("placebo"):
-        placebo = ev.estimate_placebo(prepared)
-    evaluation = ev.Evaluation(
+        placebo = robustness.estimate_placebo(prepared)
+    evaluation = runner.Evaluation(
         prepared=prepared,
         tables={
             "event_study": es_table,

@@ -10,10 +10,11 @@ The folder tree follows the method section of the report::
     data/         raw files in: the contract, the calendar, the analytic panel, the simulator
     design/       the matched comparison design: pool, matching, balance, adjustment, stacking
     estimation/   estimators and inference: event study, long term, robust, subgroups, naive
+    analysis/     the steps of the evaluation, one module per exhibit family, and the runner
     publish/      what leaves the package: tables (with suppression), figures, sentences, HTML
 
 The top level holds the ways in and the settings: ``cli`` (the command line), ``pipeline``
-(one run of the report), ``evaluate`` (the analytic steps in order), ``session`` and
+(one run of the report), ``session`` and
 ``notebook`` (what the notebooks call), ``config`` (parameters), ``paths`` and ``threads``.
 Lower layers never import higher ones (``tests/test_layout.py`` walks the imports).
 """

@@ -133,7 +133,7 @@ def run_report(
         The command line recorded in ``provenance.json`` (default: ``sys.argv``).
     workers : int
         Processes of the evaluation (2: the slow design checks run in a forked process
-        beside the other steps, :func:`leapresearch.evaluate.refits_beside`).
+        beside the other steps, :func:`leapresearch.analysis.runner.refits_beside`).
 
     Notes
     -----
@@ -256,7 +256,7 @@ def _evaluate(
     its data report is stored for notebook 01); ``built``, the panel and candidates of the
     data check.
     """
-    from leapresearch.evaluate import evaluate
+    from leapresearch.analysis.runner import evaluate, stored_results
     from leapresearch.threads import BesideError
 
     inputs = loaded["inputs"]
@@ -277,41 +277,6 @@ def _evaluate(
         for step, result in stored_results(evaluation).items():
             store_result(result, inputs, config, step)
     return evaluation
-
-
-PUBLISHED_STEPS = {
-    "event_study": "estimate_event_study",
-    "subgroup_tests": "estimate_subgroup_tests",
-    "pretrend_tests": "estimate_pretrend_tests",
-    "pretrend_event_study": "estimate_pretrend_event_study",
-    "naive_pre_post": "estimate_naive",
-    "matching_summary": "matching_summary",
-    "balance": "estimate_balance",
-    "long_term": "estimate_long_term",
-    "robust_estimator": "estimate_robust",
-    "placebo": "estimate_placebo",
-    "falsification": "estimate_falsification",
-    "specifications": "estimate_specifications",
-    "sensitivity": "estimate_sensitivity",
-    "linearmodels_check": "linearmodels_check",
-}
-"""Output table -> the step of :mod:`leapresearch.evaluate` that makes it on its own."""
-
-
-def stored_results(evaluation) -> dict[str, object]:
-    """Step name -> result, for every result a notebook shows (stored for their sessions).
-
-    The run's tables under the step that makes each (:data:`PUBLISHED_STEPS`) and the
-    results only the notebooks show (``evaluation.shown``, from
-    :func:`leapresearch.evaluate.notebook_results`). A notebook of the run then reads
-    every number it shows from these results: it neither fits again nor loads the matched
-    sample.
-    """
-    tables = evaluation.tables
-    out: dict[str, object] = {
-        step: tables[name] for name, step in PUBLISHED_STEPS.items() if name in tables
-    }
-    return {**out, **getattr(evaluation, "shown", {})}
 
 
 def _provenance(

@@ -298,8 +298,8 @@ class Session:
 
     @cached_property
     def prepared(self):
-        """The matched, stacked sample (:func:`leapresearch.evaluate.prepare`), cached."""
-        from leapresearch.evaluate import prepare
+        """The matched, stacked sample (:func:`leapresearch.analysis.sample.prepare`), cached."""
+        from leapresearch.analysis.sample import prepare
 
         path = cache_path(self.inputs, self.config)
         if self.use_cache:
@@ -313,18 +313,26 @@ class Session:
         return prepared
 
     def result(self, step: Callable[..., pd.DataFrame]) -> pd.DataFrame:
-        """:func:`leapresearch.evaluate.compute_result` of ``step``, reused from the run.
+        """The result of ``step`` (a step function of :data:`~leapresearch.analysis.runner.STEPS`).
 
         ``leapresearch run`` stores every result the notebooks show
-        (:func:`leapresearch.pipeline.stored_results`);
-        a notebook asking for the same step with the same inputs, parameters and code gets
-        the stored table instead of recomputing it, and does not load the matched sample.
+        (:func:`leapresearch.analysis.runner.stored_results`); a notebook asking for the
+        same step with the same inputs, parameters and code gets the stored table instead
+        of recomputing it, and does not load the matched sample. Otherwise the step is
+        computed as the run computes it (:func:`leapresearch.analysis.runner.compute`), a
+        step the data cannot support giving a one-row note.
         """
-        from leapresearch.evaluate import compute_result
+        from leapresearch.analysis.runner import compute, step_of
 
-        return self._stored(
-            step.__name__, lambda: compute_result(step, self.prepared, tables=lambda: self.tables)
-        )
+        found = step_of(step)
+        return self._stored(found.name, lambda: compute(found, self.step_inputs, guarded=True))
+
+    @cached_property
+    def step_inputs(self):
+        """What the steps share (:class:`~leapresearch.analysis.runner.StepInputs`), once."""
+        from leapresearch.analysis.runner import StepInputs
+
+        return StepInputs(self.prepared, tables=lambda: self.tables)
 
     def _stored(self, name: str, compute: Callable[[], Any]) -> Any:
         """The entry ``name`` a run stored for these inputs, parameters and code.

@@ -130,8 +130,8 @@ def group_fit():
 
 
 def _rows(fit, **inference):
+    from leapresearch.analysis.event_studies import group_event_table
     from leapresearch.config import load_config
-    from leapresearch.evaluate import group_event_table
 
     config = load_config("demo", overrides={"inference": inference})
     return group_event_table(fit, config).set_index("rel_time"), config

@@ -195,9 +195,9 @@ def test_pool_sentence_follows_the_parameters_and_the_numbers():
 
 @pytest.fixture(scope="module")
 def risk_set(sim_data):
+    from leapresearch.analysis.sample import prepare
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
-    from leapresearch.evaluate import prepare
 
     config = load_config(
         "demo",
@@ -223,12 +223,10 @@ def test_risk_set_pool_censors_later_visited_comparisons_at_their_visit(risk_set
 
 
 def test_pool_summary_and_specifications_of_the_risk_set_pool(risk_set):
-    from leapresearch.evaluate import (
-        GROUP_ALL,
-        comparison_pool_summary,
-        estimate_specifications,
-        fit_group,
-    )
+    from leapresearch.analysis.fitting import fit_group
+    from leapresearch.analysis.sample import comparison_pool_summary
+    from leapresearch.analysis.specifications import estimate_specifications
+    from leapresearch.estimation.subgroups import GROUP_ALL
 
     summary = comparison_pool_summary(risk_set)
     hi = risk_set.config.analysis.window[1]
@@ -253,9 +251,11 @@ def test_pool_summary_and_specifications_of_the_risk_set_pool(risk_set):
 
 def test_switching_the_weights_on_reproduces_the_weighted_run(risk_set, sim_data):
     """A run without the weights, with the ``censoring_weights`` row, gives the weighted run."""
+    from leapresearch.analysis.sample import prepare
+    from leapresearch.analysis.specifications import estimate_specifications
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
-    from leapresearch.evaluate import GROUP_ALL, estimate_specifications, prepare
+    from leapresearch.estimation.subgroups import GROUP_ALL
 
     config = load_config(
         "demo",

@@ -13,17 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from leapresearch.analysis.event_studies import estimate_event_studies, estimate_subgroup_tests
+from leapresearch.analysis.long_term import estimate_long_term
+from leapresearch.analysis.robustness import estimate_naive
+from leapresearch.analysis.sample import estimate_balance, prepare
 from leapresearch.config import load_config
 from leapresearch.data.contract import read_raw_tables
 from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
-from leapresearch.evaluate import (
-    estimate_balance,
-    estimate_event_studies,
-    estimate_long_term,
-    estimate_naive,
-    estimate_subgroup_tests,
-    prepare,
-)
 
 HEADLINE = (1, 3, 6, 9)
 
@@ -198,7 +194,7 @@ def test_matching_balances_every_covariate_within_the_caliper(simulated):
 
 
 def test_a_robustness_step_that_cannot_be_estimated_says_why():
-    from leapresearch.evaluate import try_estimate
+    from leapresearch.analysis.runner import try_estimate
     from leapresearch.publish.narrative import describe_placebo, describe_robust
 
     def impossible(prepared, *, log=None):
@@ -213,7 +209,7 @@ def test_a_robustness_step_that_cannot_be_estimated_says_why():
 
 
 def test_falsification_with_never_visited_dips_is_near_zero(prepared):
-    from leapresearch.evaluate import estimate_falsification
+    from leapresearch.analysis.identification import estimate_falsification
 
     table = estimate_falsification(prepared)
     post = table.loc[(table["group"] == "all") & (table["rel_time"] >= 0)]
@@ -231,7 +227,7 @@ def test_doubly_robust_rows_sit_with_the_matched_estimate_and_nearer_the_truth(
     truth than the unconditional rows (students visited later, no covariates), which are
     published beside them. Both designs draw comparisons from students never visited in
     the whole window (issue 12, item 4), so neither is held to the truth more tightly."""
-    from leapresearch.evaluate import estimate_robust
+    from leapresearch.analysis.robustness import estimate_robust
 
     table = estimate_robust(prepared)
     assert set(table["estimator"]) == {"dr", "unconditional"}
@@ -252,7 +248,7 @@ def test_doubly_robust_rows_sit_with_the_matched_estimate_and_nearer_the_truth(
 def test_errors_are_clustered_by_school_unless_the_sample_has_too_few(prepared, event_study_fit):
     import dataclasses
 
-    from leapresearch.evaluate import MIN_SCHOOL_CLUSTERS, cluster_level
+    from leapresearch.analysis.fitting import MIN_SCHOOL_CLUSTERS, cluster_level
 
     assert prepared.config.analysis.cluster == "school"  # params/base.yaml
     assert prepared.units["school"].nunique() >= MIN_SCHOOL_CLUSTERS
@@ -264,7 +260,7 @@ def test_errors_are_clustered_by_school_unless_the_sample_has_too_few(prepared, 
     )
     assert cluster_level(few) == "student"
     # the report's methods box says which level the errors were clustered by
-    from leapresearch.evaluate import Evaluation
+    from leapresearch.analysis.runner import Evaluation
     from leapresearch.publish.narrative import methods_text
 
     used = Evaluation(prepared=few, tables={}, event_studies={}).cluster

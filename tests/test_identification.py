@@ -341,14 +341,12 @@ def test_a_run_writes_the_identification_tables_through_suppression(run_a):
 
 
 def test_specifications_are_consistent_with_the_main_fit(sim_data):
+    from leapresearch.analysis.event_studies import estimate_event_studies
+    from leapresearch.analysis.fitting import headline_weights
+    from leapresearch.analysis.sample import prepare
+    from leapresearch.analysis.specifications import estimate_specifications
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
-    from leapresearch.evaluate import (
-        estimate_event_studies,
-        estimate_specifications,
-        headline_weights,
-        prepare,
-    )
 
     config = load_config(
         "demo",
@@ -510,9 +508,10 @@ def test_falsification_can_fail_when_the_design_ignores_the_dip():
     """On the demo data, matching on the last month only, without the adjustment or
     demographics, leaves the rebound from the dip in the pseudo-event estimates (the
     full design covers zero in every month: see the demo run)."""
+    from leapresearch.analysis.identification import estimate_falsification
+    from leapresearch.analysis.sample import prepare
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
-    from leapresearch.evaluate import estimate_falsification, prepare
     from leapresearch.paths import DEMO_DATA
 
     weak = load_config(
@@ -569,9 +568,11 @@ def test_a_narrower_pool_restricts_the_candidates_exactly_as_a_rebuild(sim_data,
 def test_sensitivity_fits_its_groups_when_not_given_them(sim_data):
     # notebook 03 asks for the bounds alone (`session.result(estimate_sensitivity)`):
     # fitting only the groups of `identification.groups` gives the run's table
+    from leapresearch.analysis.event_studies import estimate_event_studies
+    from leapresearch.analysis.identification import estimate_sensitivity
+    from leapresearch.analysis.sample import prepare
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
-    from leapresearch.evaluate import estimate_event_studies, estimate_sensitivity, prepare
 
     config = load_config("demo", data_dir=sim_data)
     tables = read_raw_tables(config.data_path, program_start=config.program_start)

@@ -14,6 +14,7 @@ ALLOWED = {
     "data": set(),
     "design": {"data", "config"},
     "estimation": {"data", "design", "config"},
+    "analysis": {"data", "design", "estimation", "config", "threads"},
     "publish": {"data", "design", "estimation", "config", "paths"},
 }
 MAX_TOP_LEVEL_MODULES = 8
@@ -110,3 +111,35 @@ def test_no_function_is_longer_than_a_screen() -> None:
         f"functions longer than {MAX_FUNCTION_LINES} lines (docstring included); split them "
         f"into named steps: {sorted(offenders.items())}"
     )
+
+
+MAX_MODULE_LINES = 1000
+MAX_RUNNER_LINES = 300
+
+
+def test_no_module_is_longer_than_one_concern() -> None:
+    """One concern per module; as a measure, none over a thousand lines (issue 22)."""
+    long = {
+        path.relative_to(PACKAGE).as_posix(): n
+        for path in _modules()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"modules longer than {MAX_MODULE_LINES} lines: split by concern: {long}"
+
+
+def test_the_runner_is_short_and_every_step_lives_in_the_room_of_its_exhibit() -> None:
+    from leapresearch.analysis import runner
+
+    n_lines = len(Path(runner.__file__).read_text(encoding="utf-8").splitlines())
+    assert n_lines <= MAX_RUNNER_LINES, f"analysis/runner.py has {n_lines} lines"
+    names = [step.name for step in runner.STEPS]
+    assert len(names) == len(set(names)), names
+    rooms = {step.function.__module__ for step in runner.STEPS}
+    assert "leapresearch.analysis.runner" not in rooms  # the runner lists steps, computes none
+    assert rooms <= {
+        *(f"leapresearch.analysis.{p.stem}" for p in (PACKAGE / "analysis").glob("*.py")),
+        "leapresearch.data.descriptives",
+    }, rooms
+    assert {"sample", "event_studies", "identification", "robustness", "long_term"} <= {
+        room.rsplit(".", 1)[-1] for room in rooms
+    }

@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
+from leapresearch.analysis.base import BOOTSTRAP_COLUMNS
 from leapresearch.config import PrivacyConfig
-from leapresearch.evaluate import BOOTSTRAP_COLUMNS
 from leapresearch.publish.outputs import publishable
 from leapresearch.publish.privacy import suppress
 

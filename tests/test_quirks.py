@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import leapresearch.evaluate
+import leapresearch.analysis.runner
 from leapresearch.cli import main
 from leapresearch.config import load_config
 from leapresearch.design.readiness import check_data
@@ -138,7 +138,7 @@ def test_quirk_outcome_and_validate_run_agree(
         assert "input" in outcome.params
         assert check.mapping["spec"] == load_config(params).as_dict()["input"]
 
-    monkeypatch.setattr(leapresearch.evaluate, "evaluate", _fake_evaluation)
+    monkeypatch.setattr(leapresearch.analysis.runner, "evaluate", _fake_evaluation)
     seen = _cli_both(folder, params, tmp_path, capsys)
     _assert_agree(seen)
     assert seen["validate"]["code"] == (1 if outcome.kind == "refused" else 0)
@@ -163,7 +163,7 @@ def test_broken_folder_validate_and_run_agree(name, tmp_path, capsys, monkeypatc
     build(valid, folder)
     start = (expected.program_start or load_config("demo").program_start).isoformat()
     params = _params_file(folder, {"program_start": start}, tmp_path / "p.yaml")
-    monkeypatch.setattr(leapresearch.evaluate, "evaluate", _fake_evaluation)
+    monkeypatch.setattr(leapresearch.analysis.runner, "evaluate", _fake_evaluation)
     seen = _cli_both(folder, params, tmp_path, capsys)
     _assert_agree(seen)
     assert seen["validate"]["code"] == 1

@@ -268,7 +268,7 @@ def test_cache_entry_is_refused_unless_a_package_dataclass(tmp_path):
 
 
 def test_cached_prepared_sample_gives_the_same_tables(sim_data, private_cache):
-    from leapresearch import evaluate
+    from leapresearch.analysis import event_studies, robustness, sample
     from leapresearch.session import open_session
 
     fresh = open_session("demo", data_dir=str(sim_data))
@@ -276,10 +276,10 @@ def test_cached_prepared_sample_gives_the_same_tables(sim_data, private_cache):
     assert [p.name for p in private_cache.iterdir()][0].startswith("prepared-")
     again = open_session("demo", data_dir=str(sim_data)).prepared  # read back
     assert again is not first and again.config == fresh.config
-    for step in (evaluate.estimate_balance, evaluate.estimate_placebo):
+    for step in (sample.estimate_balance, robustness.estimate_placebo):
         pd.testing.assert_frame_equal(step(again), step(first), check_exact=True)
-    table_a, _ = evaluate.estimate_event_studies(first, subgroups=())
-    table_b, _ = evaluate.estimate_event_studies(again, subgroups=())
+    table_a, _ = event_studies.estimate_event_studies(first, subgroups=())
+    table_b, _ = event_studies.estimate_event_studies(again, subgroups=())
     pd.testing.assert_frame_equal(table_b, table_a, check_exact=True)
     assert not list(private_cache.rglob("*.pkl"))
 
@@ -313,17 +313,17 @@ def test_specifications_refitted_beside_give_the_same_table(sim_data, private_ca
     # `leapresearch run` (--workers 2, the default) fits the specifications that need a new
     # propensity model in a forked process and the others here; the assembled table is
     # the one a single process computes, row for row
-    from leapresearch import evaluate
+    from leapresearch.analysis import runner, second_process, specifications
     from leapresearch.session import open_session
 
     session = open_session("demo", data_dir=str(sim_data))
     prepared, tables = session.prepared, session.tables
-    alone = evaluate.estimate_specifications(prepared, tables=tables)
+    alone = specifications.estimate_specifications(prepared, tables=tables)
     lines: list[str] = []
-    refits = evaluate.refits_beside(prepared, tables=tables, enabled=True)
-    assert refits is not None and evaluate.refits_beside(prepared, enabled=False) is None
-    split = evaluate._specifications_with(prepared, refits, tables=tables, log=lines.append)
-    refitted = set(evaluate.REFIT_SPECS) & set(alone["specification"])
+    refits = runner.refits_beside(prepared, tables=tables, enabled=True)
+    assert refits is not None and runner.refits_beside(prepared, enabled=False) is None
+    split = second_process.specifications_with(prepared, refits, tables=tables, log=lines.append)
+    refitted = set(specifications.REFIT_SPECS) & set(alone["specification"])
     assert len(refitted) >= 3 and len(set(alone["specification"]) - refitted) > 5
     pd.testing.assert_frame_equal(split, alone, check_exact=True)
     assert len(lines) == 2 and all(x.startswith("specifications: ") for x in lines)
@@ -362,9 +362,9 @@ def test_notebook_01_shows_the_data_check_of_the_run_without_reading_the_data(
 def test_the_run_prepares_the_sample_from_what_its_data_check_built(sim_data):
     # `leapresearch run` checks the data as `validate` does, which builds the analytic
     # panel and the candidates; the evaluation reuses them instead of building them again
+    from leapresearch.analysis.sample import prepare
     from leapresearch.config import load_config
     from leapresearch.design.readiness import check_data
-    from leapresearch.evaluate import prepare
 
     config = load_config("demo", data_dir=sim_data)
     check = check_data(sim_data, config)
@@ -411,7 +411,7 @@ def _notebook_steps() -> dict[str, object]:
 def test_a_notebook_of_the_run_shows_what_the_run_stored_without_loading_the_sample(
     tied_data, tied_run, monkeypatch
 ):
-    # `leapresearch run` stores every result the notebooks show (pipeline.stored_results);
+    # `leapresearch run` stores every result the notebooks show (analysis.runner.stored_results);
     # a notebook of the run reads them instead of matching and fitting again, and each one
     # equals what the notebook computes on its own from the matched sample
     import leapresearch.session

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-import leapresearch.evaluate
+import leapresearch.analysis.runner
 import leapresearch.publish.report
 from leapresearch.cli import main
 from leapresearch.config import load_config
@@ -479,7 +479,7 @@ def test_input_changed_during_the_run_is_refused(valid_fixture, tmp_path, monkey
             f.write("\n")
         return _fake_evaluation(tables, config)
 
-    monkeypatch.setattr(leapresearch.evaluate, "evaluate", evaluate_while_someone_edits)
+    monkeypatch.setattr(leapresearch.analysis.runner, "evaluate", evaluate_while_someone_edits)
     with pytest.raises(RunError, match="input files changed while the run was going: students"):
         run_report(
             data, old, config=_config_for(data), overwrite=True, log=lambda _: None, use_cache=False
@@ -506,7 +506,7 @@ def failing_figures(monkeypatch):
         seen["name"] = [Path(out_dir).name]
         raise OSError(28, "No space left on device (simulated)")
 
-    monkeypatch.setattr(leapresearch.evaluate, "evaluate", _fake_evaluation)
+    monkeypatch.setattr(leapresearch.analysis.runner, "evaluate", _fake_evaluation)
     monkeypatch.setattr(leapresearch.publish.report, "write_figures", fail)
     return seen
 
@@ -531,7 +531,7 @@ def test_failed_overwrite_keeps_the_earlier_run(
 ):
     runs = tmp_path / "runs"
     out = runs / "out"
-    monkeypatch.setattr(leapresearch.evaluate, "evaluate", _fake_evaluation)
+    monkeypatch.setattr(leapresearch.analysis.runner, "evaluate", _fake_evaluation)
     base = ["run", "--data", str(valid_fixture), "--out", str(out)]
     assert main([*base, "--tables-only"]) == 0
     capsys.readouterr()
@@ -552,7 +552,7 @@ def test_failed_overwrite_keeps_the_earlier_run(
 @pytest.mark.parametrize("error", [RuntimeError("bug in a figure"), KeyboardInterrupt()])
 def test_any_interruption_leaves_nothing(valid_fixture, tmp_path, monkeypatch, error):
     """An unexpected exception or Ctrl-C propagates, and the temporary folder is gone."""
-    monkeypatch.setattr(leapresearch.evaluate, "evaluate", _fake_evaluation)
+    monkeypatch.setattr(leapresearch.analysis.runner, "evaluate", _fake_evaluation)
     runs = tmp_path / "runs"
     runs.mkdir()
 
@@ -574,7 +574,7 @@ def test_any_interruption_leaves_nothing(valid_fixture, tmp_path, monkeypatch, e
 
 def test_failure_while_publishing_restores_the_earlier_run(valid_fixture, tmp_path, monkeypatch):
     """Even the last step (renaming the finished folder into place) cannot lose OUT."""
-    monkeypatch.setattr(leapresearch.evaluate, "evaluate", _fake_evaluation)
+    monkeypatch.setattr(leapresearch.analysis.runner, "evaluate", _fake_evaluation)
     runs = tmp_path / "runs"
     out = runs / "out"
     (out / "tables").mkdir(parents=True)

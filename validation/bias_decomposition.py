@@ -74,10 +74,11 @@ def _subsets(prepared) -> dict[str, pd.DataFrame]:
 
 def decompose_draw(args: tuple[str, int, str | None]) -> pd.DataFrame:
     """Estimates of every subset of one no-effect draw (censored and uncensored panels)."""
+    from leapresearch.analysis.fitting import fit_group
+    from leapresearch.analysis.sample import prepare
     from leapresearch.data.contract import read_raw_tables
     from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
     from leapresearch.design.stacking import stacked_panel, subgroup_weights
-    from leapresearch.evaluate import fit_group, prepare
 
     regime, seed, kept = args
     warnings.simplefilter("ignore")

@@ -37,10 +37,11 @@ SEED_BASE = 700_000
 
 def oracle_draw(args: tuple[str, int]) -> pd.DataFrame:
     """The three event studies of one no-effect draw (``all`` visited students)."""
+    from leapresearch.analysis.event_studies import estimate_event_studies
+    from leapresearch.analysis.sample import prepare
     from leapresearch.data.contract import read_raw_tables
     from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
     from leapresearch.design.stacking import stacked_panel
-    from leapresearch.evaluate import estimate_event_studies, prepare
 
     regime, seed = args
     warnings.simplefilter("ignore")

@@ -82,7 +82,7 @@ def _prepared(tables, data_dir: Path, pool: dict[str, bool], cache: dict):
     """
     import dataclasses
 
-    from leapresearch.evaluate import prepare
+    from leapresearch.analysis.sample import prepare
 
     config = _config(data_dir, pool)
     key = config.comparison_pool.not_yet_visited
@@ -96,8 +96,8 @@ def _prepared(tables, data_dir: Path, pool: dict[str, bool], cache: dict):
 
 
 def _variant_rows(tables, data_dir: Path, pool: dict[str, bool], truth: dict, cache) -> list[dict]:
+    from leapresearch.analysis.event_studies import estimate_event_studies
     from leapresearch.estimation.bootstrap import multiplier_bootstrap
-    from leapresearch.evaluate import estimate_event_studies
 
     prepared = _prepared(tables, data_dir, pool, cache)
     config = prepared.config

@@ -62,7 +62,7 @@ def cohort_candidates(
 
     The stacks are the event months of those visits; visited students of other cohorts
     are left out of them. ``leapresearch validate`` (the evaluability check) and
-    :func:`leapresearch.evaluate.prepare` build the candidates of a run with this.
+    :func:`leapresearch.analysis.sample.prepare` build the candidates of a run with this.
     """
     events = panel.events
     if cohorts is not None:

@@ -137,7 +137,7 @@ def evaluability(
         Visited students the evaluation will leave out, counted by reason.
     built : (AnalyticPanel, Candidates) or None
         The analytic panel and the comparison candidates the check built (None when it
-        stopped before them); :func:`leapresearch.evaluate.prepare` reuses them.
+        stopped before them); :func:`leapresearch.analysis.sample.prepare` reuses them.
     """
     file = tables.files["leap_visits"].name
     vis = tables.leap_visits

@@ -1,7 +1,7 @@
 """Subgroup heterogeneity: joint tests across groups, Holm adjustment, shrinkage.
 
 Every subgroup estimate is a separate regression (:func:`fit_group` in
-:mod:`leapresearch.evaluate`) on the group's visited units and their matched comparison
+:mod:`leapresearch.analysis`) on the group's visited units and their matched comparison
 units. Groups of one family can share comparison students (a comparison student matched
 to visited students of two groups, or of several stacks), so their estimates are
 correlated and a test that effects are equal across groups needs their *joint*
@@ -364,7 +364,7 @@ def subgroup_tests(
     ----------
     fits : dict
         Group label -> :class:`GroupFit` (from
-        :func:`leapresearch.evaluate.estimate_event_studies`).
+        :func:`leapresearch.analysis.event_studies.estimate_event_studies`).
     families : sequence of str
         Subgroup families to test.
     rel_times : sequence of int

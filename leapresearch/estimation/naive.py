@@ -1,7 +1,7 @@
 """What the comparison group removes: the naive before/after change of visited students.
 
 The placebo (a fake event month) reuses the matching and event-study steps and lives in
-:mod:`leapresearch.evaluate`.
+:mod:`leapresearch.analysis`.
 """
 
 from __future__ import annotations

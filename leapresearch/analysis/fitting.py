@@ -1,0 +1,181 @@
+"""One group's event study on the matched sample: the fitting every exhibit shares.
+
+A group is a set of visited students with their matched comparisons, re-weighted
+(:func:`~leapresearch.design.stacking.subgroup_weights`); :func:`group_sample` selects and
+regression-adjusts its rows, :func:`fit_group` fits its event study with errors clustered at
+:func:`cluster_level`, :func:`event_table` turns a fit into rows of an event-study table and
+:func:`headline_weights` gives the headline groups (``identification.groups``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.analysis.base import EVENT_STUDY_COLUMNS
+from leapresearch.analysis.sample import Prepared
+from leapresearch.config import Config
+from leapresearch.design.adjustment import adjusted_outcome
+from leapresearch.design.stacking import subgroup_weights
+from leapresearch.estimation.event_study import EventStudyResult, event_study
+from leapresearch.estimation.multiple_testing import (
+    GroupFit,
+    cluster_influence,
+    with_influence,
+)
+from leapresearch.estimation.subgroups import (
+    GROUP_ALL,
+    group_definitions,
+)
+
+MIN_SCHOOL_CLUSTERS = 30
+"""Fewest schools in the matched sample for errors clustered by school (``analysis.cluster``).
+
+With fewer, every fit of the run clusters by student and the event-study log says so:
+cluster-robust errors need many clusters (Cameron and Miller 2015)."""
+
+
+def cluster_level(prepared: Prepared) -> str:
+    """The cluster of every fit of the run.
+
+    ``analysis.cluster``, or ``student`` when the matched sample has fewer than
+    ``MIN_SCHOOL_CLUSTERS`` schools.
+    """
+    cluster = prepared.config.analysis.cluster
+    if cluster == "school" and prepared.units["school"].nunique() < MIN_SCHOOL_CLUSTERS:
+        return "student"
+    return cluster
+
+
+def group_sample(
+    prepared: Prepared,
+    panel: pd.DataFrame,
+    weights: np.ndarray,
+    *,
+    outcome: str = "attendance_pp",
+    window: tuple[int, int] | None = None,
+    reference: int = -1,
+    adjust: bool = True,
+) -> pd.DataFrame | None:
+    """The rows of one group: its units re-weighted, outcome regression-adjusted.
+
+    Returns None when fewer than two visited students remain, none is observed at the
+    reference period, or the rows fall in fewer than two clusters (:func:`cluster_level`).
+    """
+    w = weights[panel["unit"].to_numpy()]
+    if "censoring_weight" in panel.columns:  # risk-set pool: inverse-probability-of-censoring
+        w = w * panel["censoring_weight"].to_numpy(np.float64)
+    sub = panel.loc[w > 0].assign(weight=w[w > 0])
+    if sub.loc[sub["treated"] == 1, "student"].nunique() < 2:
+        return None
+    if (sub.loc[sub["treated"] == 1, "rel_time"] == reference).sum() == 0:
+        return None
+    if sub[cluster_level(prepared)].nunique() < 2:
+        return None
+    if adjust:
+        sub[outcome] = adjusted_outcome(
+            sub,
+            prepared.unit_x,
+            outcome=outcome,
+            window=window,
+            reference=reference,
+        )
+    return sub
+
+
+def fit_group(
+    prepared: Prepared,
+    panel: pd.DataFrame,
+    weights: np.ndarray,
+    *,
+    outcome: str = "attendance_pp",
+    window: tuple[int, int] | None | str = "config",
+    reference: int | None = None,
+    adjust: bool | None = None,
+    estimator: Callable[..., EventStudyResult] = event_study,
+) -> EventStudyResult | None:
+    """The event study of one group: its units re-weighted, outcome regression-adjusted.
+
+    ``window="config"`` takes the window of the parameters; ``None`` bins nothing.
+    ``adjust`` overrides ``analysis.regression_adjustment``. ``estimator`` is the fast
+    :func:`~leapresearch.estimation.event_study.event_study` or
+    :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`.
+    Returns None when fewer than two visited students remain.
+    """
+    config = prepared.config
+    window = config.analysis.window if window == "config" else window
+    reference = config.analysis.reference if reference is None else reference
+    sub = group_sample(
+        prepared,
+        panel,
+        weights,
+        outcome=outcome,
+        window=window,
+        reference=reference,
+        adjust=config.analysis.regression_adjustment if adjust is None else adjust,
+    )
+    if sub is None:
+        return None
+    return estimator(
+        sub, outcome=outcome, window=window, reference=reference, cluster=cluster_level(prepared)
+    )
+
+
+def fit_group_with_influence(
+    prepared: Prepared, panel: pd.DataFrame, weights: np.ndarray
+) -> GroupFit | None:
+    """:func:`fit_group` (monthly outcome, parameters' window) plus each cluster's influence.
+
+    The influence (:func:`~leapresearch.estimation.multiple_testing.cluster_influence`)
+    gives the joint covariance of different groups' estimates for the subgroup tests.
+    """
+    config = prepared.config
+    window, reference = config.analysis.window, config.analysis.reference
+    sub = group_sample(
+        prepared,
+        panel,
+        weights,
+        window=window,
+        reference=reference,
+        adjust=config.analysis.regression_adjustment,
+    )
+    if sub is None:
+        return None
+    res = event_study(sub, window=window, reference=reference, cluster=cluster_level(prepared))
+    try:
+        return with_influence(res, cluster_influence(sub, res))
+    except (RuntimeError, np.linalg.LinAlgError) as exc:  # e.g. a near-singular tiny group
+        note = f"cluster influence not computed ({exc}): left out of the subgroup tests"
+        return with_influence(dataclasses.replace(res, notes=(*res.notes, note)), None)
+
+
+def event_table(result: EventStudyResult, config: Config) -> pd.DataFrame:
+    """A fit's rows of an event-study table (reference month left out)."""
+    tab = result.table(alpha=config.analysis.alpha)
+    return tab.loc[tab["rel_time"] != result.reference, [*EVENT_STUDY_COLUMNS[1:], "p_value"]]
+
+
+def headline_weights(
+    prepared: Prepared, *, keep: pd.DataFrame | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """``(group, unit weights)`` of the headline groups (``identification.groups``).
+
+    ``keep`` (``stack``, ``student``) restricts every group to those visited students.
+    """
+    wanted = prepared.config.identification.groups
+    units, pairs = prepared.units, prepared.matching.pairs
+    out = []
+    for label, treated in group_definitions(prepared.attributes, ("grade_band",)):
+        if label not in wanted:
+            continue
+        if keep is not None:
+            treated = treated.merge(keep[["stack", "student"]], on=["stack", "student"])
+            out.append((label, subgroup_weights(units, pairs, treated)))
+        elif label == GROUP_ALL:
+            out.append((label, units["weight"].to_numpy(np.float64)))
+        else:
+            out.append((label, subgroup_weights(units, pairs, treated)))
+    return out

@@ -1,0 +1,245 @@
+"""Checks of the identifying assumption (notebooks 03 and 07).
+
+Rambachan-Roth sensitivity bounds (``sensitivity.csv``), pre-trends on outcomes the design
+did not fit (``pretrend_event_study.csv``, ``pretrend_tests.csv``) and the falsification on
+never-visited students with the same dip (``falsification.csv``).
+
+The specifications (``specifications.csv``) are in
+:mod:`leapresearch.analysis.specifications`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.analysis.base import EVENT_STUDY_COLUMNS, Log, not_estimable, quiet
+from leapresearch.analysis.event_studies import estimate_event_studies, pretrend_tests
+from leapresearch.analysis.fitting import event_table, fit_group, headline_weights
+from leapresearch.analysis.sample import Prepared, prepare_matched
+from leapresearch.config import Config
+from leapresearch.data.panel import (
+    AnalyticPanel,
+)
+from leapresearch.design.pool import (
+    build_candidates,
+)
+from leapresearch.estimation.falsification import (
+    pseudo_events,
+    selection_rule,
+    wald_terms,
+)
+from leapresearch.estimation.sensitivity import sensitivity_table
+from leapresearch.estimation.subgroups import (
+    GROUP_ALL,
+)
+from leapresearch.threads import single_blas_thread
+
+
+def estimate_sensitivity(prepared: Prepared, results: dict | None = None) -> pd.DataFrame:
+    """Rambachan-Roth bounds of the headline groups and months (``sensitivity.csv``).
+
+    ``results`` are the fits of :func:`estimate_event_studies` holding the groups of
+    ``identification.groups``; those groups are fitted here when it is omitted. See
+    :mod:`leapresearch.estimation.sensitivity`.
+    """
+    config = prepared.config
+    ident = config.identification
+    if results is None:
+        families = tuple(sorted({g.split(":", 1)[0] for g in ident.groups if g != GROUP_ALL}))
+        _, results = estimate_event_studies(
+            prepared, subgroups=families, include_all=GROUP_ALL in ident.groups
+        )
+    return sensitivity_table(
+        results,
+        groups=ident.groups,
+        rel_times=config.analysis.report_rel_times,
+        mbar=ident.sensitivity_mbar,
+        m=ident.sensitivity_m,
+        alpha=config.analysis.alpha,
+    )
+
+
+PRETREND_EVENT_STUDY_COLUMNS = ["group", "basis", *EVENT_STUDY_COLUMNS[1:]]
+
+
+def _basis(adjust: bool) -> str:
+    return "adjusted" if adjust else "unadjusted"
+
+
+@single_blas_thread
+def estimate_pretrend_evidence(prepared: Prepared) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pre-trends on outcomes the design did not fit.
+
+    The regression adjustment takes out the change the pre-period trajectory predicts,
+    and the matching used months -1..-``pre_months``; pre-period coefficients of the
+    adjusted outcome in those months are partly fitted to be zero. For each headline
+    group this fits the event study on the *unadjusted* outcome beside the adjusted one,
+    with the window extended to ``identification.far_pre_months`` (months before the
+    matching window; the prior school year's annual rate was matched on, so these months
+    are free only in their monthly shape), and tests jointly the months inside the
+    matching window and those before it.
+
+    Returns
+    -------
+    event_study : DataFrame
+        ``group, basis, rel_time, estimate, ...`` (``pretrend_event_study.csv``).
+    tests : DataFrame
+        ``group, basis, months, statistic, df, p_value, n_treated``.
+    """
+    config = prepared.config
+    far_lo, far_hi = config.identification.far_pre_months
+    lo, hi = config.analysis.window
+    ref = config.analysis.reference
+    window = (far_lo - 1, hi)
+    tables, tests = [], []
+    for label, weights in headline_weights(prepared):
+        for adjust in (True, False):
+            res = fit_group(prepared, prepared.stacked, weights, window=window, adjust=adjust)
+            if res is None:
+                continue
+            tables.append(event_table(res, config).assign(group=label, basis=_basis(adjust)))
+            spans = [range(far_lo, far_hi + 1)]
+            if not adjust:  # the adjusted test on these months is the main one
+                spans.insert(0, range(lo, ref))
+            for months in spans:
+                row = wald_terms(res, list(months))
+                tests.append(
+                    {"group": label, "basis": _basis(adjust), **row, "n_treated": res.n_treated}
+                )
+    es = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return es.reindex(columns=PRETREND_EVENT_STUDY_COLUMNS), pd.DataFrame(tests)
+
+
+PRETREND_TEST_COLUMNS = ["group", "basis", "months", "statistic", "df", "p_value", "n_treated"]
+
+
+def label_pretrend_tests(tests: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The main pre-trend tests with the outcome basis and the months they use."""
+    lo, _ = config.analysis.window
+    ref = config.analysis.reference
+    out = tests.assign(
+        basis=_basis(config.analysis.regression_adjustment), months=f"<={lo}..{ref - 1}"
+    )
+    return out.reindex(columns=PRETREND_TEST_COLUMNS)
+
+
+def _pseudo_panel(prepared: Prepared) -> tuple[AnalyticPanel, pd.DataFrame, object]:
+    """The panel with fake first visits for never-visited students who had the dip."""
+    config = prepared.config
+    panel = prepared.panel
+    real = panel.events
+    if config.cohorts is not None:
+        real = real.loc[real["cohort"].isin(config.cohorts)]
+    rule = selection_rule(panel, real)
+    fake = pseudo_events(
+        panel,
+        real,
+        ~panel.visited_any,
+        rule=rule,
+        max_students=config.identification.falsification_max_students,
+        seed=config.matching.seed,
+    )
+    if len(fake) < 2:
+        raise ValueError("fewer than two never-visited students meet the selection rule")
+    fake_events = fake.assign(
+        cohort="pseudo", first_visit_location="pseudo", visitor_type="pseudo", visits="pseudo"
+    )
+    # the pool: never-visited students as in the real design; the real visited students and
+    # those with a pseudo-event never serve as comparisons
+    excluded = panel.visited_any.copy()
+    if config.comparison_pool.include_attempted_only:
+        excluded[:] = False
+        excluded[panel.events["student"].to_numpy()] = True
+    excluded[fake["student"].to_numpy()] = True
+    fake_panel = dataclasses.replace(panel, events=fake_events, visited_any=excluded)
+    return fake_panel, fake, rule
+
+
+@single_blas_thread
+def estimate_falsification(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
+    """Pseudo-events for never-visited students with the dip that got students picked.
+
+    The selection rule (:func:`leapresearch.estimation.falsification.selection_rule`) is
+    inferred from visited students' attendance before their first visit; never-visited
+    students who meet it get a fake first visit at the first real event month they do
+    (:func:`~leapresearch.estimation.falsification.pseudo_events`), and go through the
+    same candidates, matching, stacking, regression adjustment and event study as the
+    visited students (``falsification.csv``). No one was visited, so every post-period
+    estimate should be zero; a design that leaves the rebound from a dip in its estimates
+    shows a positive "effect" here. Unlike the placebo it can fail.
+    """
+    config = prepared.config
+    fake_panel, fake, rule = _pseudo_panel(prepared)
+    pool = config.comparison_pool.model_copy(
+        update={"include_attempted_only": False, "not_yet_visited": False}
+    )
+    cand = build_candidates(
+        fake_panel,
+        pool=pool,
+        matching=config.matching,
+        stacks=np.unique(fake["event_time"].to_numpy()),
+    )
+    matched = prepare_matched(fake_panel, cand, config)
+    tables = []
+    for label, weights in headline_weights(matched):
+        res = fit_group(matched, matched.stacked, weights)
+        if res is not None:
+            tables.append(event_table(res, config).assign(group=label))
+    if not tables:
+        raise ValueError("no pseudo-event group could be estimated")
+    log(
+        f"falsification: {len(fake):,} pseudo-events (recent rate <= {rule.recent:.3f}, "
+        f"drop <= {rule.drop:+.3f})"
+    )
+    out = pd.concat(tables, ignore_index=True)
+    out["rule_recent_rate"] = rule.recent
+    out["rule_drop"] = rule.drop
+    return out[[*EVENT_STUDY_COLUMNS, "rule_recent_rate", "rule_drop"]]
+
+
+def pretrend_evidence(
+    prepared: Prepared, pretrends: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``pretrend_event_study`` and the full ``pretrend_tests`` table.
+
+    ``pretrends`` (from :func:`pretrend_tests`, every group, adjusted outcome, main
+    window) is labelled with its basis and months, then followed by the tests of
+    :func:`estimate_pretrend_evidence` for the headline groups.
+    """
+    es, extra = estimate_pretrend_evidence(prepared)
+    main = label_pretrend_tests(pretrends, prepared.config)
+    tests = pd.concat([main, extra], ignore_index=True)[PRETREND_TEST_COLUMNS]
+    return es, tests
+
+
+def pretrend_tables(
+    prepared: Prepared, pretrends: pd.DataFrame, log: Log = quiet
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`pretrend_evidence`, or a note and the main tests when it cannot be estimated."""
+    try:
+        return pretrend_evidence(prepared, pretrends)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log(f"pre-trend evidence: not estimable on these data: {exc}")
+        return not_estimable(exc), label_pretrend_tests(pretrends, prepared.config)
+
+
+def estimate_pretrend_tests(prepared: Prepared) -> pd.DataFrame:
+    """``pretrend_tests.csv``: the main pre-trend test of every group, then the further tests.
+
+    The joint tests of :func:`pretrend_tests` on the event studies of every group
+    (labelled by :func:`label_pretrend_tests`), followed by the tests of
+    :func:`estimate_pretrend_evidence` for the headline groups.
+    """
+    _, results = estimate_event_studies(prepared)
+    return pretrend_tables(prepared, pretrend_tests(results))[1]
+
+
+def estimate_pretrend_event_study(prepared: Prepared) -> pd.DataFrame:
+    """``pretrend_event_study.csv``: headline groups on adjusted and unadjusted outcomes.
+
+    The event study of :func:`estimate_pretrend_evidence`.
+    """
+    return estimate_pretrend_evidence(prepared)[0]

@@ -1,0 +1,98 @@
+"""Long-term effects in later school years (notebooks 06 and 07, ``long_term.csv``).
+
+Difference-in-differences on annual outcomes, by cohort and grade band.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from leapresearch.analysis.base import LONG_TERM_COLUMNS, Log, quiet, with_setting
+from leapresearch.analysis.fitting import fit_group
+from leapresearch.analysis.sample import Prepared
+from leapresearch.design.stacking import subgroup_weights
+from leapresearch.estimation.linear_models import linearmodels_event_study
+from leapresearch.estimation.long_term import (
+    annual_stacked_panel,
+    long_term_table,
+)
+from leapresearch.estimation.subgroups import (
+    GROUP_ALL,
+    group_definitions,
+)
+from leapresearch.threads import single_blas_thread
+
+
+@single_blas_thread
+def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
+    """Difference-in-differences on annual outcomes of later school years (``long_term.csv``).
+
+    For each cohort and each of ``all`` and the grade bands, the matched units of that
+    cohort's visited students, annual outcome in pp, reference: the school year before
+    the cohort's. Fitted by ``linearmodels`` (``AbsorbingLS``, see
+    :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`).
+    """
+    config = prepared.config
+    attrs = prepared.attributes
+    units, pairs = prepared.units, prepared.matching.pairs
+    rows = []
+    for outcome in config.long_term.outcomes:
+        annual = annual_stacked_panel(prepared.panel, units, outcome=outcome)
+        annual = annual.rename(columns={"y": "outcome"})
+        for cohort in sorted(attrs["cohort"].dropna().unique()):
+            in_cohort = attrs.loc[attrs["cohort"] == cohort]
+            cohort_year = int(in_cohort["stack"].min()) // 10
+            groups = [(GROUP_ALL, in_cohort[["stack", "student"]])]
+            groups += [
+                (label, treated)
+                for label, treated in group_definitions(in_cohort, ["grade_band"])
+                if label != GROUP_ALL
+            ]
+            for label, treated in groups:
+                weights = subgroup_weights(units, pairs, treated)
+                res = fit_group(
+                    prepared,
+                    annual,
+                    weights,
+                    outcome="outcome",
+                    window=None,
+                    reference=-1,
+                    adjust=config.long_term.regression_adjustment,
+                    estimator=linearmodels_event_study,
+                )
+                if res is None:
+                    continue
+                tab = long_term_table(res, cohort_year=cohort_year, alpha=config.analysis.alpha)
+                rows.append(tab.assign(group=label, cohort=cohort, outcome=outcome))
+    log(f"long-term: {len(rows)} fits")
+    cols = LONG_TERM_COLUMNS
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(rows, ignore_index=True)[cols]
+
+
+def estimate_long_term_both(
+    prepared: Prepared, *, published: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``long_term.csv`` with the regression adjustment off and on (column ``adjusted``).
+
+    The run publishes the parameter's choice (``long_term.regression_adjustment``); this
+    shows the alternative beside it (notebook 07) instead of resting the choice on one
+    data set. ``published``, the run's :func:`estimate_long_term` table, is reused for
+    the parameter's choice (only the alternative is fitted).
+    """
+    config = prepared.config
+    tables = []
+    for adjust in (False, True):
+        if published is not None and adjust == config.long_term.regression_adjustment:
+            table = published
+        else:
+            alt = dataclasses.replace(
+                prepared, config=with_setting(config, "long_term", regression_adjustment=adjust)
+            )
+            table = estimate_long_term(alt)
+        tables.append(table.assign(adjusted=adjust))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["adjusted", *LONG_TERM_COLUMNS]]

@@ -1,0 +1,299 @@
+"""The run: the list of its steps, and the one function that computes a step.
+
+Every result that ``leapresearch run`` publishes or a notebook shows is a :class:`Step` of
+:data:`STEPS`: the name of its table, the public step function that computes it on its own
+(the function a notebook passes to ``session.result``) and how a run computes it from what
+the steps share (:class:`StepInputs`). :func:`evaluate` runs the steps; :func:`compute`
+computes one, for a run or for a notebook's session, so both show the same table.
+
+A new analysis is one function in the module of its exhibit family and one line in
+:data:`STEPS` (``published=False`` if only a notebook shows it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.analysis.base import Log, not_estimable, quiet
+from leapresearch.analysis.event_studies import (
+    estimate_balanced_sample,
+    estimate_event_studies,
+    estimate_event_study,
+    estimate_subgroup_tests,
+    linearmodels_check,
+    pretrend_tests,
+)
+from leapresearch.analysis.fitting import cluster_level
+from leapresearch.analysis.identification import (
+    estimate_falsification,
+    estimate_pretrend_event_study,
+    estimate_pretrend_tests,
+    estimate_sensitivity,
+    pretrend_tables,
+)
+from leapresearch.analysis.long_term import estimate_long_term, estimate_long_term_both
+from leapresearch.analysis.robustness import estimate_naive, estimate_placebo, estimate_robust
+from leapresearch.analysis.sample import (
+    Prepared,
+    comparison_pool_summary,
+    estimate_balance,
+    matching_summary,
+    prepare,
+)
+from leapresearch.analysis.second_process import specifications_with, start_beside, take
+from leapresearch.analysis.specifications import (
+    REFIT_SPECS,
+    estimate_specifications,
+)
+from leapresearch.config import Config
+from leapresearch.data.descriptives import attendance_by_year, visited_by_cohort
+from leapresearch.threads import Beside, release_memory, single_blas_thread
+
+
+@dataclass
+class StepInputs:
+    """What the steps of one run share, each part computed at most once.
+
+    ``prepared``: the matched sample (:func:`~leapresearch.analysis.sample.prepare`);
+    ``tables``: the contract tables, or a function that reads them (called only when a step
+    needs them: the intent-to-treat rows of the specifications); ``refits``: the steps
+    computed in a second process (:func:`refits_beside`); ``results``: the results computed
+    so far, by step name.
+    """
+
+    prepared: Prepared
+    tables: object = None
+    log: Log = quiet
+    refits: Beside | None = None
+    results: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def contract_tables(self):
+        """The contract tables (read on first use when given as a function)."""
+        if callable(self.tables):
+            self.tables = self.tables()
+        return self.tables
+
+    @cached_property
+    def event_studies(self) -> tuple[pd.DataFrame, dict]:
+        """``event_study.csv`` and the fit of every group (:func:`estimate_event_studies`)."""
+        return estimate_event_studies(self.prepared, log=self.log)
+
+    @cached_property
+    def pretrend_evidence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``pretrend_event_study.csv`` and ``pretrend_tests.csv`` (:func:`pretrend_tables`)."""
+        return pretrend_tables(self.prepared, pretrend_tests(self.event_studies[1]), self.log)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One result of a run.
+
+    ``function`` computes it from the matched sample alone (what a notebook names);
+    ``compute`` is how a run computes the same table from the shared :class:`StepInputs`.
+    ``guarded``: when the data cannot support the step, the run publishes a one-row note
+    and goes on (a check the headline does not rest on); otherwise the run stops.
+    ``beside``: computed in the second process of a run with two workers.
+    """
+
+    name: str
+    function: Callable[..., pd.DataFrame]
+    compute: Callable[[StepInputs], pd.DataFrame] | None = None
+    """Default: ``function(inputs.prepared)``."""
+    published: bool = True
+    guarded: bool = False
+    beside: bool = False
+
+
+def _specifications(inputs: StepInputs) -> pd.DataFrame:
+    return specifications_with(
+        inputs.prepared, inputs.refits, tables=inputs.contract_tables(), log=inputs.log
+    )
+
+
+NOTEBOOK_ONLY = {"published": False, "guarded": True}
+
+STEPS: tuple[Step, ...] = (
+    Step("event_study", estimate_event_study, lambda i: i.event_studies[0]),
+    Step("long_term", estimate_long_term, lambda i: estimate_long_term(i.prepared, log=i.log)),
+    Step("balance", estimate_balance),
+    Step("matching_summary", matching_summary),
+    Step("naive_pre_post", estimate_naive),
+    Step(
+        "subgroup_tests",
+        estimate_subgroup_tests,
+        lambda i: estimate_subgroup_tests(i.prepared, i.event_studies[1]),
+    ),
+    Step(
+        "robust_estimator",
+        estimate_robust,
+        lambda i: estimate_robust(i.prepared, log=i.log),
+        guarded=True,
+    ),
+    Step(
+        "placebo", estimate_placebo, lambda i: estimate_placebo(i.prepared, log=i.log), guarded=True
+    ),
+    Step(
+        "sensitivity",
+        estimate_sensitivity,
+        lambda i: estimate_sensitivity(i.prepared, i.event_studies[1]),
+        guarded=True,
+    ),
+    Step("pretrend_event_study", estimate_pretrend_event_study, lambda i: i.pretrend_evidence[0]),
+    Step("pretrend_tests", estimate_pretrend_tests, lambda i: i.pretrend_evidence[1]),
+    # shown by the notebooks only
+    Step(
+        "attendance_by_year",
+        attendance_by_year,
+        lambda i: attendance_by_year(i.prepared.panel),
+        **NOTEBOOK_ONLY,
+    ),
+    Step(
+        "visited_by_cohort",
+        visited_by_cohort,
+        lambda i: visited_by_cohort(i.prepared.panel),
+        **NOTEBOOK_ONLY,
+    ),
+    Step("comparison_pool_summary", comparison_pool_summary, **NOTEBOOK_ONLY),
+    Step("balanced_sample", estimate_balanced_sample, **NOTEBOOK_ONLY),
+    Step(
+        "long_term_both",
+        estimate_long_term_both,
+        # the run's own long-term table is reused; only the other adjustment is fitted
+        lambda i: estimate_long_term_both(i.prepared, published=i.results.get("long_term")),
+        **NOTEBOOK_ONLY,
+    ),
+    # the steps that take results from the second process come last, so that this process
+    # computes the others meanwhile
+    Step("specifications", estimate_specifications, _specifications, guarded=True),
+    Step(
+        "falsification",
+        estimate_falsification,
+        lambda i: estimate_falsification(i.prepared, log=i.log),
+        guarded=True,
+        beside=True,
+    ),
+    Step("linearmodels_check", linearmodels_check, guarded=True, beside=True),
+)
+"""Every step of a run, in the order a run computes them."""
+
+
+def step_of(function: Callable[..., pd.DataFrame]) -> Step:
+    """The step of :data:`STEPS` whose public function is ``function``."""
+    for step in STEPS:
+        if step.function is function:
+            return step
+    names = ", ".join(step.function.__name__ for step in STEPS)
+    raise ValueError(f"{getattr(function, '__name__', function)!r} is not a step ({names})")
+
+
+def try_estimate(
+    step: Callable[..., pd.DataFrame], *args, log: Log = quiet, name: str | None = None
+) -> pd.DataFrame:
+    """``step(*args)``; when the data cannot support it, a note instead of failing.
+
+    A step that cannot be computed (e.g. no event-month group with a not-yet-visited
+    comparison) yields the one-row :func:`~leapresearch.analysis.base.not_estimable` table
+    whose ``note`` gives the reason, and the log says so under ``name`` (default: the
+    function's name).
+    """
+    try:
+        return step(*args)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log(f"{name or step.__name__}: not estimable on these data: {exc}")
+        return not_estimable(exc)
+
+
+def compute(step: Step, inputs: StepInputs, *, guarded: bool | None = None) -> pd.DataFrame:
+    """The result of ``step`` (``guarded``: as :attr:`Step.guarded` unless given)."""
+    run = step.compute or (lambda i: step.function(i.prepared))
+    if not (step.guarded if guarded is None else guarded):
+        return run(inputs)
+    return try_estimate(run, inputs, log=inputs.log, name=step.name)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The results of a run: ``tables`` are published, ``shown`` only the notebooks show.
+
+    ``event_studies`` holds the fit of every group (group label -> ``GroupFit``).
+    """
+
+    prepared: Prepared
+    tables: dict[str, pd.DataFrame]
+    event_studies: dict
+    shown: dict = field(default_factory=dict)
+
+    @property
+    def cluster(self) -> str:
+        """The level every fit's errors were clustered by (:func:`cluster_level`)."""
+        return cluster_level(self.prepared)
+
+
+@single_blas_thread
+def evaluate(
+    tables,
+    config: Config,
+    *,
+    log: Log = quiet,
+    workers: int = 1,
+    built: tuple | None = None,
+) -> Evaluation:
+    """Run every step of :data:`STEPS` on validated contract tables.
+
+    ``built``: the panel and candidates the data check built (see :func:`prepare`). With
+    ``workers >= 2`` the steps marked ``beside`` and the specifications that fit a new
+    propensity model (:data:`~leapresearch.analysis.specifications.REFIT_SPECS`) run in a
+    forked process while this one computes the others (:func:`refits_beside`); the tables
+    are the same either way.
+    """
+    prepared = prepare(tables, config, log=log, built=built)
+    if workers >= 2:
+        release_memory()  # the matching's garbage is not handed to the forked process
+    refits = refits_beside(prepared, tables=tables, enabled=workers >= 2)
+    inputs = StepInputs(prepared, tables=tables, log=log, refits=refits)
+    try:
+        for step in STEPS:
+            if step.beside and refits is not None:
+                inputs.results[step.name] = take(refits, step.name, log)
+            else:
+                inputs.results[step.name] = compute(step, inputs)
+    finally:
+        if refits is not None:
+            refits.close()  # only still running if a step here failed
+    published = {s.name for s in STEPS if s.published}
+    return Evaluation(
+        prepared=prepared,
+        tables={k: v for k, v in inputs.results.items() if k in published},
+        event_studies=inputs.event_studies[1],
+        shown={k: v for k, v in inputs.results.items() if k not in published},
+    )
+
+
+def stored_results(evaluation: Evaluation) -> dict[str, pd.DataFrame]:
+    """Step name -> result, for every result a notebook shows (stored for their sessions)."""
+    return {**evaluation.tables, **getattr(evaluation, "shown", {})}
+
+
+def refits_beside(prepared: Prepared, *, tables=None, enabled: bool) -> Beside | None:
+    """The slow steps computed in a forked process (None unless ``enabled``).
+
+    The steps of :data:`STEPS` marked ``beside`` and the rows of
+    :data:`~leapresearch.analysis.specifications.REFIT_SPECS`: they need only the matched
+    sample. :func:`evaluate` takes them (and replays their log) after its own steps.
+    """
+    names = [n for n in prepared.config.identification.specifications if n in REFIT_SPECS]
+    work: dict[str, Callable[[Log], pd.DataFrame]] = {
+        "specifications": lambda log: estimate_specifications(
+            prepared, tables=tables, log=log, names=names
+        )
+    }
+    for step in (s for s in STEPS if s.beside):
+        work[step.name] = lambda log, step=step: compute(
+            step, StepInputs(prepared, tables=tables, log=log)
+        )
+    return start_beside(work, enabled=enabled)
