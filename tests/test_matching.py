@@ -630,7 +630,8 @@ def test_a_converged_fit_proves_overlap_exactly_when_the_linear_program_finds_no
     # it certifies, the separation program (no longer solved there) finds none; data
     # separated only by two columns together are not certified and the program finds
     # them, so the propensity model falls back to the ridge as before.
-    from leapresearch.design import matching as m
+    from leapresearch.design.matching import logit
+    from leapresearch.design.matching import separation as m
 
     certified = 0
     for seed in range(12):
@@ -638,7 +639,7 @@ def test_a_converged_fit_proves_overlap_exactly_when_the_linear_program_finds_no
         y = frame["treated"].to_numpy(float)
         z = frame[["x1", "x2", "b"]].to_numpy(float)
         design = np.column_stack([np.ones(y.size), (z - z.mean(0)) / z.std(0)])
-        _, converged, _, eta = m._logit_newton(design, None, y, ridge=0.0)
+        _, converged, _, eta = logit._logit_newton(design, None, y, ridge=0.0)
         assert converged
         if m._overlap_certified(design, None, y, eta):
             certified += 1
@@ -655,7 +656,7 @@ def test_a_converged_fit_proves_overlap_exactly_when_the_linear_program_finds_no
     z = frame[["x1", "a", "c"]].to_numpy(float)
     design = np.column_stack([np.ones(y.size), (z - z.mean(0)) / z.std(0)])
     assert not m._one_column_separates(design, None, y)
-    _, converged, _, eta = m._logit_newton(design, None, y, ridge=0.0)
+    _, converged, _, eta = logit._logit_newton(design, None, y, ridge=0.0)
     assert not (converged and m._overlap_certified(design, None, y, eta))
     assert m._program_separates(design, None, y)
     with pytest.warns(PropensityFitWarning, match="separated"):
@@ -681,7 +682,7 @@ def test_a_separating_direction_found_once_decides_the_next_fit_without_the_prog
     # fit is the one a fresh solve gives
     import scipy.optimize
 
-    from leapresearch.design import matching as m
+    from leapresearch.design.matching import separation as m
 
     real, calls = scipy.optimize.linprog, []
 

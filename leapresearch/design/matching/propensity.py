@@ -1,0 +1,302 @@
+"""The propensity model: the linear propensity score (logit) of every candidate row.
+
+A logistic regression of ``treated`` on the covariates and fixed-effect dummies is fitted
+within every fit group (by default every stack), on rows in an order set by their values,
+with rows of single-class fixed-effect levels set aside, aliased columns dropped and a
+ridge fallback where the maximum-likelihood fit separates or does not converge. Scores are
+rounded to the grid of :data:`~leapresearch.design.matching.grid.PSCORE_DECIMALS`
+decimals; rows with identical covariates share one score bit for bit.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.design.matching.grid import PSCORE_DECIMALS
+from leapresearch.design.matching.logit import _dummies, _logit_newton, _non_aliased
+from leapresearch.design.matching.options import (
+    DEFAULT_FIXED_EFFECTS,
+    _as_bool,
+    _as_names,
+    _numeric_values,
+    _require_columns,
+)
+from leapresearch.design.matching.separation import (
+    _one_column_separates,
+    _overlap_certified,
+    _separated_remembering,
+)
+
+RIDGE_FALLBACK: float = 1.0
+"""Ridge penalty of the fallback fit (on the summed log-likelihood, standardised scale)."""
+
+
+class PropensityFitWarning(UserWarning):
+    """The maximum-likelihood logit did not converge or separated; a ridge fit was used."""
+
+
+def propensity_scores(
+    candidates: pd.DataFrame,
+    *,
+    covariates: Sequence[str],
+    by: Sequence[str] = ("stack",),
+    fixed_effects: Sequence[str] = DEFAULT_FIXED_EFFECTS,
+) -> pd.Series:
+    r"""Estimate the linear propensity score (logit) of every candidate row.
+
+    A logistic regression of ``treated`` on ``covariates`` plus dummies of each
+    ``fixed_effects`` column (first level dropped) is fitted separately within every
+    combination of ``by``; the result is its linear predictor, rounded to
+    :data:`PSCORE_DECIMALS` decimals, the same for rows with identical covariates.
+
+    Parameters
+    ----------
+    candidates : pandas.DataFrame
+        One row per (stack, student) candidate with a boolean ``treated`` column, the
+        numeric ``covariates`` (no missing values) and the ``by`` and ``fixed_effects``
+        columns.
+    covariates : sequence of str
+        Numeric covariate columns.
+    by : sequence of str, default ("stack",)
+        Columns defining separate fits.
+    fixed_effects : sequence of str, default ("district", "grade_band")
+        Categorical columns entered as additive dummies.
+
+    Returns
+    -------
+    pandas.Series
+        ``pscore`` aligned with ``candidates.index``. ``attrs["fit_diagnostics"]`` holds one
+        dict per fit group (rows used, columns dropped, method, convergence).
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, a covariate is non-numeric or has missing values, or
+        ``treated`` is not boolean/0-1.
+
+    Warns
+    -----
+    PropensityFitWarning
+        When the maximum-likelihood fit of a group does not converge or separates and the
+        ridge fallback is used.
+
+    Notes
+    -----
+    Within a fit group with rows :math:`i`, the model is
+
+    .. math::
+
+        \operatorname{logit} P(T_i = 1) = \eta_i = \alpha + z_i'\beta
+            + \sum_f \gamma_{f, g_f(i)},
+
+    where :math:`z_i` are the covariates standardised within the group and
+    :math:`\gamma_{f,g}` the fixed effect of level :math:`g` of column :math:`f`
+    (:math:`\gamma_{f,1} = 0`). It is fitted by Newton-Raphson with step halving, using
+    the sparse structure of the dummies, until the relative change of the deviance is
+    below :math:`10^{-10}` (R's ``glm`` criterion). Before fitting:
+
+    * rows in a fixed-effect level containing only treated or only comparison rows are set
+      aside (repeatedly, until stable): their maximum-likelihood fixed effect is
+      :math:`\pm\infty`, they carry no information on :math:`\beta`, and their ``pscore``
+      is NaN (they cannot be matched within an exact stratum anyway);
+    * covariates constant within the group are dropped, and so are columns that are
+      (numerically) linear combinations of earlier ones, covariates first in the order
+      given, then the dummies (``1 - R^2 < 1e-9``, by a sequential Cholesky factorisation
+      of their correlation matrix), as R's ``glm`` aliases them; the linear predictor does
+      not depend on which aliased column is dropped.
+
+    (Quasi-)separation, where the maximum-likelihood estimate does not exist, is decided
+    by a linear program (:func:`_is_separated`), not from the iterates of a diverging fit.
+    Separated groups and fits not converged in 50 steps warn and are refitted maximising
+    :math:`\ell(\theta) - \tfrac{\lambda}{2}\lVert\theta_{-\alpha}\rVert^2`,
+    :math:`\lambda = 1`, which always has a finite maximiser. A group with no treated or
+    no comparison rows gets NaN. Rows are fitted in an order set by their values.
+    """
+    covariates = _as_names(covariates, "covariates")
+    by = _as_names(by, "by")
+    fixed_effects = _as_names(fixed_effects, "fixed_effects")
+    _require_columns(candidates, ["treated", *covariates, *by, *fixed_effects])
+    treated = _as_bool(candidates["treated"])
+    cov_arrays = {c: _numeric_values(candidates, c) for c in covariates}
+    fe_codes, fe_labels = [], []
+    for f in fixed_effects:
+        # sorted levels: the dummy columns do not depend on the order of the rows
+        codes, uniques = pd.factorize(candidates[f], use_na_sentinel=False, sort=True)
+        fe_codes.append(codes.astype(np.int64))
+        fe_labels.append((f, np.asarray(uniques, dtype=object)))
+
+    eta, diagnostics = _fit_groups(
+        candidates, treated, cov_arrays, covariates, by, fe_codes, fe_labels
+    )
+    out = pd.Series(eta, index=candidates.index, name="pscore")
+    out.attrs["fit_diagnostics"] = tuple(diagnostics)
+    return out
+
+
+def _fit_groups(
+    candidates: pd.DataFrame,
+    treated: np.ndarray,
+    cov_arrays: dict[str, np.ndarray],
+    covariates: tuple[str, ...],
+    by: tuple[str, ...],
+    fe_codes: list[np.ndarray],
+    fe_labels: list[tuple[str, np.ndarray]],
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Fit every ``by`` group (rows in canonical order); scores and diagnostics."""
+    eta = np.full(len(candidates), np.nan)
+    diagnostics: list[dict[str, Any]] = []
+    groups = candidates.groupby(list(by), sort=True, observed=True, dropna=False).indices
+    for key, rows in groups.items():
+        cov_cols = [np.asarray(cov_arrays[c][rows], dtype=float) for c in covariates]
+        for c, values in zip(covariates, cov_cols, strict=True):
+            if not np.isfinite(values).all():
+                raise ValueError(f"covariate {c!r} has missing or non-finite values")
+        rows, first = _canonical_rows(
+            np.asarray(rows, dtype=np.int64), treated, cov_arrays, covariates, fe_codes
+        )
+        eta_g, diag = _fit_group(
+            treated[rows].astype(float),
+            [np.asarray(cov_arrays[c][rows], dtype=float) for c in covariates],
+            covariates,
+            [codes[rows] for codes in fe_codes],
+            fe_labels,
+            group_label=f"{tuple(by)}={key!r}",
+        )
+        # identical covariate rows get the very same score (that of the first of them)
+        eta[rows] = np.round(eta_g[first], PSCORE_DECIMALS)
+        diagnostics.append({"group": key, **diag})
+    return eta, diagnostics
+
+
+def _canonical_rows(
+    rows: np.ndarray,
+    treated: np.ndarray,
+    cov_arrays: dict[str, np.ndarray],
+    covariates: Sequence[str],
+    fe_codes: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a fit group in an order fixed by their values alone, and their patterns.
+
+    Rows are sorted by fixed effects, covariates and ``treated`` (lexicographically), so
+    the fit sees the same arrays whatever the order of the input rows or the student ids;
+    rows tied on every key are identical, so their order cannot matter. ``first[i]`` is
+    the position (in the sorted rows) of the first row with the same covariates and fixed
+    effects as row ``i``: they share one linear predictor, bit for bit.
+    """
+    keys = [treated[rows]]
+    keys += [np.asarray(cov_arrays[c][rows], dtype=float) for c in reversed(covariates)]
+    keys += [codes[rows] for codes in reversed(fe_codes)]
+    order = np.lexsort(keys)
+    rows = rows[order]
+    same = np.ones(max(rows.size - 1, 0), dtype=bool)
+    for key in keys[1:]:
+        k = key[order]
+        same &= k[1:] == k[:-1]
+    new_pattern = np.r_[True, ~same] if rows.size else np.zeros(0, dtype=bool)
+    starts = np.flatnonzero(new_pattern)
+    first = starts[np.cumsum(new_pattern) - 1]
+    return rows, first
+
+
+def _fit_group(
+    y: np.ndarray,
+    cov_cols: list[np.ndarray],
+    cov_names: Sequence[str],
+    fe_codes: list[np.ndarray],
+    fe_labels: list[tuple[str, np.ndarray]],
+    *,
+    group_label: str,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Fit one propensity model; return the linear predictor (NaN where not estimable)."""
+    n = y.size
+    eta = np.full(n, np.nan)
+    active = _informative_rows(y, fe_codes)
+    diag: dict[str, Any] = {
+        "n_rows": int(n),
+        "n_fit_rows": int(active.sum()),
+        "n_treated": int(y[active].sum()),
+        "dropped_columns": (),
+        "method": "none",
+        "converged": False,
+        "n_iter": 0,
+    }
+    ya = y[active].astype(float)
+    if ya.size == 0 or ya.min() == ya.max():
+        return eta, diag
+    # standardised covariates; constant ones dropped
+    x = np.empty((ya.size, len(cov_cols)))
+    for j, col in enumerate(cov_cols):  # loop over columns
+        x[:, j] = col[active]
+    mean = x.mean(axis=0)
+    sd = x.std(axis=0)
+    nonconst = sd > 1e-12 * np.maximum(1.0, np.abs(mean))
+    dropped = [name for name, keep in zip(cov_names, nonconst, strict=True) if not keep]
+    z = (x[:, nonconst] - mean[nonconst]) / sd[nonconst]
+    z_names = [name for name, keep in zip(cov_names, nonconst, strict=True) if keep]
+    # fixed-effect dummies (first level of each column dropped), sparse
+    dummies, d_names = _dummies([codes[active] for codes in fe_codes], fe_labels)
+    keep_z, keep_d = _non_aliased(z, dummies)
+    dropped += [z_names[j] for j in np.flatnonzero(~keep_z)]
+    dropped += [d_names[j] for j in np.flatnonzero(~keep_d)]
+    design = np.ascontiguousarray(np.column_stack([np.ones(ya.size), z[:, keep_z]]))
+    dmat = dummies[:, np.flatnonzero(keep_d)].tocsr() if dummies is not None else None
+    if dmat is not None and dmat.shape[1] == 0:
+        dmat = None
+
+    method, converged, n_iter = "mle", True, 0
+    separated = _one_column_separates(design, dmat, ya)
+    if not separated:
+        theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0)
+        # a converged fit usually proves there is no separation; the linear program
+        # decides the other groups (the same decision either way: _overlap_certified)
+        if not (converged and _overlap_certified(design, dmat, ya, eta_a)):
+            kept = np.flatnonzero(nonconst)[keep_z]
+            columns = (
+                tuple(z_names[j] for j in np.flatnonzero(keep_z)),
+                tuple(d_names[j] for j in np.flatnonzero(keep_d)),
+            )
+            separated = _separated_remembering(
+                design, dmat, ya, columns=columns, mean=mean[kept], sd=sd[kept]
+            )
+    if not converged or separated:
+        problem = "did not converge" if not converged else "is (quasi-)separated"
+        warnings.warn(
+            f"propensity model for {group_label} {problem}; refitted with a ridge penalty "
+            f"lambda={RIDGE_FALLBACK} on standardised coefficients",
+            PropensityFitWarning,
+            stacklevel=3,
+        )
+        theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=RIDGE_FALLBACK)
+        method = "ridge"
+        if not converged:
+            warnings.warn(
+                f"ridge propensity model for {group_label} did not converge either",
+                PropensityFitWarning,
+                stacklevel=3,
+            )
+    eta[active] = eta_a
+    diag.update(dropped_columns=tuple(dropped), method=method, converged=converged, n_iter=n_iter)
+    return eta, diag
+
+
+def _informative_rows(y: np.ndarray, fe_codes: list[np.ndarray]) -> np.ndarray:
+    """Rows outside fixed-effect levels that hold a single treatment class (iterated)."""
+    active = np.ones(y.size, dtype=bool)
+    changed = True
+    while changed:
+        changed = False
+        for codes in fe_codes:
+            size = codes.max() + 1 if codes.size else 0
+            n_all = np.bincount(codes[active], minlength=size)
+            n_t = np.bincount(codes[active], weights=y[active], minlength=size)
+            bad = (n_t == 0) | (n_t == n_all)
+            drop = active & bad[codes]
+            if drop.any():
+                active &= ~drop
+                changed = True
+    return active

@@ -1,0 +1,144 @@
+"""Whether the classes of a propensity fit are (quasi-)separated.
+
+The maximum-likelihood logit does not exist when a direction separates treated from
+comparison rows. This is decided by a linear program (Konis's), solved by HiGHS with no
+BLAS, not from the iterates of a diverging fit; a single separating column is recognised
+first by exact comparisons, a converged fit certifies overlap by its score, and a separating
+direction found once is remembered (by the names of the columns) and checked exactly on
+the next rows of the same strata.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+from scipy.special import expit
+
+_SEPARATION_LP_TOL: float = 1e-7
+"""Optimum of the separation linear program per row above which the data are separated."""
+
+
+def _is_separated(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) -> bool:
+    r"""Whether the classes are (quasi-)completely separated (Konis's linear program).
+
+    The data are separated iff some :math:`\beta \ne 0` has :math:`s_i x_i'\beta \ge 0`
+    for every row (:math:`s_i = \pm 1` for treated/comparison) with at least one strict
+    inequality; then the maximum-likelihood estimate does not exist. The linear program
+    maximises :math:`\sum_i s_i x_i'\beta` over that cone with :math:`|\beta_j| \le 1`:
+    its optimum is 0 without separation and clearly positive with it, so the decision does
+    not hinge on the last bits of an iterative fit (it is solved by HiGHS, no BLAS). A
+    single column separating the classes (the common case: a dummy no treated row has;
+    columns are never constant here) is recognised first by exact comparisons.
+    """
+    return _one_column_separates(design, dmat, y) or _program_separates(design, dmat, y)
+
+
+def _program_separates(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) -> bool:
+    """The linear program of :func:`_is_separated` (without its one-column shortcut)."""
+    return _program_direction(design, dmat, y) is not None
+
+
+_SEPARATING: dict[tuple, tuple[float, np.ndarray, np.ndarray]] = {}
+"""Separating directions the program found, on the raw scale, by the names of the columns.
+
+A run fits the propensity model of the same strata several times (the main matching, the
+specifications that re-match): :func:`_separated_remembering` tries a direction found
+before, checked exactly on the new rows, before solving the program again.
+"""
+
+
+def _separated_remembering(
+    design: np.ndarray,
+    dmat: sp.csr_array | None,
+    y: np.ndarray,
+    *,
+    columns: tuple,
+    mean: np.ndarray,
+    sd: np.ndarray,
+) -> bool:
+    """:func:`_program_separates`, trying first a direction found before for ``columns``.
+
+    ``design`` is ``[1, (x - mean) / sd]``. A direction is kept on the raw scale
+    (``b0 + b'x + c'd``) and re-expressed on this group's standardisation, scaled into the
+    program's box ``|beta_j| <= 1``. When it is feasible for these rows (within HiGHS's
+    primal feasibility tolerance, 1e-7) and its objective exceeds the program's threshold,
+    the program's optimum does too: the data are separated, the same decision the program
+    would reach, and the program is not solved.
+    """
+    known = _SEPARATING.get(columns)
+    if known is not None:
+        b0, b, c = known
+        beta = np.concatenate([[b0 + b @ mean], b * sd, c])
+        beta /= max(float(np.abs(beta).max()), 1e-300)
+        p = design.shape[1]
+        margins = design @ beta[:p]
+        if dmat is not None:
+            margins = margins + dmat @ beta[p:]
+        margins *= 2.0 * y - 1.0
+        if margins.min() >= -1e-7 and margins.sum() > _SEPARATION_LP_TOL * y.size:
+            return True
+    beta = _program_direction(design, dmat, y)
+    if beta is None:
+        return False
+    p = design.shape[1]
+    b = beta[1:p] / sd
+    if len(_SEPARATING) >= 256:
+        _SEPARATING.clear()
+    _SEPARATING[columns] = (float(beta[0] - b @ mean), b, beta[p:].copy())
+    return True
+
+
+def _program_direction(
+    design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray
+) -> np.ndarray | None:
+    """The separating direction the program of :func:`_is_separated` finds (None: none)."""
+    x = design if dmat is None else np.hstack([design, dmat.toarray()])
+    s = 2.0 * y - 1.0
+    sx = s[:, None] * x
+    res = scipy.optimize.linprog(
+        -sx.sum(axis=0),
+        A_ub=-sx,
+        b_ub=np.zeros(y.size),
+        bounds=[(-1.0, 1.0)] * x.shape[1],
+        method="highs",
+    )
+    if res.status == 0 and -res.fun > _SEPARATION_LP_TOL * y.size:
+        return np.asarray(res.x, dtype=np.float64)
+    return None
+
+
+def _one_column_separates(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray) -> bool:
+    """Whether one column alone separates the classes (exact comparisons).
+
+    The common case, e.g. a dummy that no treated row has: the maximum over one class is
+    at most the minimum over the other.
+    """
+    x = design if dmat is None else np.hstack([design, dmat.toarray()])
+    t, c = x[y == 1.0, 1:], x[y == 0.0, 1:]
+    return bool(np.any(t.max(axis=0) <= c.min(axis=0)) or np.any(t.min(axis=0) >= c.max(axis=0)))
+
+
+def _overlap_certified(
+    design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray, eta: np.ndarray
+) -> bool:
+    r"""Whether a converged logistic fit proves the classes are not separated.
+
+    With :math:`r_i = y_i - \operatorname{expit}(\eta_i)`, the weights
+    :math:`w_i = |r_i| > 0` satisfy :math:`\sum_i w_i s_i x_i = X'r`, the score of the fit
+    (Farkas's certificate that no separating direction exists when the score is 0). For
+    every :math:`\beta` feasible in the linear program of :func:`_is_separated`
+    (:math:`s_i x_i'\beta \ge 0`, :math:`|\beta_j| \le 1`),
+    :math:`\min_i w_i \sum_i s_i x_i'\beta \le \sum_i w_i s_i x_i'\beta
+    = r'X\beta \le \lVert X'r \rVert_1`, so the program's optimum is at most
+    :math:`\lVert X'r \rVert_1 / \min_i w_i`. When that bound is below half the
+    program's threshold, the program would find no separation, and it is not solved.
+    """
+    resid = y - expit(eta)
+    w_min = float(np.abs(resid).min())
+    if not w_min > 0.0:
+        return False
+    score = float(np.abs(design.T @ resid).sum())
+    if dmat is not None:
+        score += float(np.abs(dmat.T @ resid).sum())
+    return score / w_min <= 0.5 * _SEPARATION_LP_TOL * y.size
