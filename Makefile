@@ -2,7 +2,7 @@
 # The Python that builds .venv: `make setup PYTHON=/path/to/python3.X` names one; otherwise
 # the first of PYTHON_CANDIDATES on PATH that runs and is a supported version (requires-python
 # in pyproject.toml; tests/test_environment.py keeps the two in agreement). Looked up once,
-# and only by the targets that need it (setup when .venv is missing).
+# and only when a recipe uses it (setup, when .venv is out of date).
 SUPPORTED_PYTHONS := 3.11 3.12 3.13
 PYTHON_CANDIDATES := python3.11 python3.12 python3.13 python3
 PYTHON_CHECK := import sys; v = sys.version_info; ok = f"{v[0]}.{v[1]}" in "$(SUPPORTED_PYTHONS)".split(); \
