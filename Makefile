@@ -1,5 +1,15 @@
 # leapresearch: the two commands a newcomer runs are `make report` and `make test`.
-PYTHON ?= python3.11
+# The Python that builds .venv: `make setup PYTHON=/path/to/python3.X` names one; otherwise
+# the first of PYTHON_CANDIDATES on PATH that runs and is a supported version (requires-python
+# in pyproject.toml; tests/test_environment.py keeps the two in agreement). Looked up once,
+# and only when a recipe uses it (setup, when .venv is out of date).
+SUPPORTED_PYTHONS := 3.11 3.12 3.13
+PYTHON_CANDIDATES := python3.11 python3.12 python3.13 python3
+PYTHON_CHECK := import sys; v = sys.version_info; ok = f"{v[0]}.{v[1]}" in "$(SUPPORTED_PYTHONS)".split(); \
+  ok or print(f"make: {sys.executable} is Python {v[0]}.{v[1]}.{v[2]}; leapresearch supports \
+  $(SUPPORTED_PYTHONS)", file=sys.stderr); sys.exit(not ok)
+PYTHON ?= $(eval PYTHON := $(shell for p in $(PYTHON_CANDIDATES); do \
+  $$p -c '$(PYTHON_CHECK)' >/dev/null 2>&1 && { command -v $$p; break; }; done))$(PYTHON)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -19,7 +29,18 @@ NBVAL_CORETYPE     ?= Prescott
 setup: $(STAMP)  ## build .venv from the lock file (idempotent)
 
 $(STAMP): requirements.lock pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { \
+	  if [ -z "$(PYTHON)" ]; then \
+	    echo "make setup: no supported Python found: none of $(PYTHON_CANDIDATES) on PATH is a" \
+	      "supported Python ($(SUPPORTED_PYTHONS)). Install one, or name it: make setup PYTHON=/path/to/python3.X" >&2; \
+	    exit 1; \
+	  fi; \
+	  "$(PYTHON)" -c '$(PYTHON_CHECK)' || exit 1; \
+	  echo "make setup: $(VENV) with $(PYTHON) (Python $$("$(PYTHON)" -c 'import platform; print(platform.python_version())'))"; \
+	  "$(PYTHON)" -m venv $(VENV) || { rm -rf $(VENV); \
+	    echo "make setup: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt install python3-venv," \
+	      "or python3.X-venv for the version)" >&2; exit 1; }; \
+	}
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
@@ -61,11 +82,17 @@ hooks:  ## install the git pre-commit hook that refuses staged data files
 lab: demo-data  ## JupyterLab on notebooks/ with the project's environment (makes the demo data first)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
-lock:  ## re-pin requirements.lock from a fresh resolve of pyproject.toml
-	rm -rf /tmp/leap-lock && $(PYTHON) -m venv /tmp/leap-lock
-	/tmp/leap-lock/bin/pip install --quiet ".[dev]"
-	{ head -3 requirements.lock; /tmp/leap-lock/bin/pip freeze --exclude leapresearch; } > requirements.lock.new
-	mv requirements.lock.new requirements.lock
+# One lock for every supported Python (uv's universal resolution: a package whose version must
+# differ between Pythons gets one line per version range, with an environment marker). The
+# versions already in requirements.lock are kept unless pyproject.toml no longer allows them;
+# a package new to pyproject.toml gets its newest release. UPGRADE=1: a fresh resolve, every
+# pin moved to its newest release.
+lock: setup  ## re-pin requirements.lock from pyproject.toml, for every supported Python (UPGRADE=1: newest releases)
+	grep '^#' requirements.lock > requirements.lock.header
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --no-annotate --no-header \
+	  --quiet $(if $(UPGRADE),--upgrade) -o requirements.lock
+	cat requirements.lock.header requirements.lock > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm requirements.lock.header
 	$(BIN)/python scripts/sync_environment.py
 
 clean-venv:
