@@ -211,16 +211,16 @@ def published_table() -> pd.DataFrame:
 
 
 def test_forest_tidy_leaves_out_suppressed_and_pooled_groups_and_shrinks():
-    from leapresearch.publish.plots import forest_figure, tidy_family_forest
+    from leapresearch.publish.plots import forest_figure, tidy_forest
 
     tab = published_table()
-    tidy = tidy_family_forest(tab, family="district", rel_time=9, shrink=True)
+    tidy = tidy_forest(tab, families=["district"], rel_time=9, suppressed=False, shrink=True)
     assert set(tidy["level"]) == {"A", "B", "C"}
     assert list(tidy["kind"].value_counts().sort_index()) == [3, 3]
     raw = tidy[tidy["kind"] == "raw"].set_index("level")["estimate"]
     shr = tidy[tidy["kind"] == "shrunken"].set_index("level")["estimate"]
     assert abs(shr["C"] - raw["C"]) > abs(shr["A"] - raw["A"])  # the noisy one moves most
-    grades = tidy_family_forest(tab, family="grade_band", rel_time=9)
+    grades = tidy_forest(tab, families=["grade_band"], rel_time=9, pooled=False)
     assert set(grades["level"]) == {"PK-5"}  # the pooled 6-12 is not a level of its own
     fig = forest_figure(tab, families=["district", "grade_band"], rel_time=9)
     assert len(fig.axes) == 2

@@ -152,6 +152,31 @@ def test_forest_keeps_a_row_for_every_group():
     plt.close(fig)
 
 
+def test_forest_panel_by_estimate_with_shrunken_rows_beside_the_raw_ones():
+    es = _es().assign(std_error=1.0)
+    es.loc[es["group"] == "grade_band:9-12", "std_error"] = 4.0
+    pk5 = es["group"] == "grade_band:PK-5"
+    es.loc[pk5, ["estimate", "ci_lower", "ci_upper"]] = [9.0, 8.0, 10.0]
+    es.loc[es["group"] == "grade_band:6-8", "estimate"] = np.nan
+    tidy = plots.tidy_forest(
+        es, rel_time=3, families=["grade_band"], pooled=False, suppressed=False,
+        order="estimate", shrink=True,
+    )  # fmt: skip
+    raw = tidy[tidy["kind"] == "raw"]
+    # the pooled groups and the suppressed one are left out; the largest estimate on top
+    assert raw["group"].tolist() == ["grade_band:PK-5", "grade_band:9-12"]
+    assert raw["level"].tolist() == ["PK-5", "9-12"] and raw["position"].tolist() == [0, 1]
+    shrunk = tidy[tidy["kind"] == "shrunken"].set_index("group")
+    assert shrunk["position"].to_dict() == {"grade_band:PK-5": 0, "grade_band:9-12": 1}
+    fig, ax = plt.subplots()
+    plots.plot_forest(tidy, ax=ax, names="level")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["PK-5", "9-12"]
+    assert _legend_texts(ax.get_legend()) == ["raw", "shrunken"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="order"):
+        plots.tidy_forest(es, rel_time=3, order="alphabetical")
+
+
 def _overlaps(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 

@@ -4,7 +4,9 @@ Everything on the page is generated: the title block from the vintage file's ``r
 section, the synthetic-data banner from the run's simulated-inputs flag (the simulator's
 marker, never guessed), the summary, methods and limitations from the numbers and
 parameters (:mod:`leapresearch.publish.narrative`), tables from the published tables
-(:mod:`leapresearch.publish.tables`). The page loads nothing from the network.
+(:mod:`leapresearch.publish.tables`; the crosswalk to the published figures is notebook
+08's, :func:`leapresearch.publish.narrative.crosswalk`). The page loads nothing from the
+network.
 """
 
 from __future__ import annotations
@@ -91,26 +93,34 @@ def title_block(config: Config, event_study: pd.DataFrame, *, simulated: bool) -
 
 
 def crosswalk_html(config: Config, event_study: pd.DataFrame) -> str:
-    """The published figures of the vintage file beside this run's estimates."""
+    """The published figures of the vintage file beside this run's estimates.
+
+    The rows are notebook 08's crosswalk (:func:`narrative.crosswalk`), one per published
+    figure, in the parameters' order: the published figure (``about`` when it was
+    published as approximate), this run's estimate with its 95% interval (``not
+    estimated`` when the table has no row for the group and month, the symbol of
+    :mod:`labels` when the estimate is suppressed) and what differs in definition.
+    """
+    published = config.report.published
+    if not published:
+        return ""
+    table = narrative.crosswalk(event_study, published)
+    estimated = set(zip(event_study["group"], event_study["rel_time"], strict=True))
     rows = []
-    es = event_study.set_index(["group", "rel_time"])
-    for f in config.report.published:
-        mine = es.loc[(f.group, f.rel_time)] if (f.group, f.rel_time) in es.index else None
-        if mine is None:
+    for f, r in zip(published, table.itertuples(index=False), strict=True):
+        if (r.group, r.rel_time) not in estimated:
             ours = "not estimated"
         else:
             ours = (
-                f"{labels.fmt(mine['estimate'], 1, signed=True)} "
-                f"({labels.fmt_interval(mine['ci_lower'], mine['ci_upper'])})"
+                f"{labels.fmt(r.estimate, 1, signed=True)} "
+                f"({labels.fmt_interval(r.ci_lower, r.ci_upper)})"
             )
-        pub = f"{'about ' if f.approximate else ''}{f.estimate:+g} pp"
+        pub = f"{'about ' if f.approximate else ''}{r.published:+g} pp"
         rows.append(
-            f"<tr><td>{_esc(labels.group_label(f.group))}</td><td>{f.rel_time}</td>"
+            f"<tr><td>{_esc(labels.group_label(r.group))}</td><td>{r.rel_time}</td>"
             f"<td>{_esc(pub)}</td><td>{_esc(ours)}</td>"
             f'<td class="lr-text">{_esc(f.difference)}</td></tr>'
         )
-    if not rows:
-        return ""
     src = _esc(config.report.published_source)
     return (
         f"<h2>Crosswalk to the published figures</h2><p>{src}</p>"

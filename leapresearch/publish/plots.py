@@ -328,63 +328,255 @@ def plot_love(tidy: pd.DataFrame, *, ax=None, thresholds: Sequence[float] = (0.1
     return ax
 
 
-# ------------------------------------------------------------------ subgroups
+# ------------------------------------------------------------------ subgroups (forest plots)
+
+FOREST_ORDERS = ("reading", "estimate")
+"""Row orders of :func:`tidy_forest`: groups in reading order, or by estimate (largest top)."""
+SHRUNKEN_COLOUR = OKABE_ITO[1]
+"""Colour of the empirical-Bayes estimates drawn beside the raw ones."""
+FOREST_COLUMNS = (
+    "group", "family", "label", "level", "kind", "estimate", "ci_lower", "ci_upper",
+    "n_treated", "position",
+)  # fmt: skip
+"""Columns of :func:`tidy_forest`."""
 
 
-def tidy_forest(
-    table: pd.DataFrame, *, rel_time: int, families: Sequence[str] | None = None
+def _forest_rows(
+    table: pd.DataFrame, rel_time: int, families, pooled: bool, suppressed: bool
 ) -> pd.DataFrame:
-    """Subgroup estimates at one month, in reading order, for a forest plot.
+    """The rows of ``table`` a forest plot shows at ``rel_time`` (see :func:`tidy_forest`)."""
+    from leapresearch.estimation.multiple_testing import POOLED_GROUPS
 
-    Returns
-    -------
-    DataFrame
-        ``group``, ``family``, ``label``, ``estimate``, ``ci_lower``, ``ci_upper``,
-        ``n_treated`` and ``position`` (0 = top); the pooled group first.
-    """
     d = table.loc[table["rel_time"] == rel_time].copy()
     d["family"] = d["group"].map(labels.family_of)
     if families is not None:
         d = d.loc[d["family"].isin(("all", *families))]
-    order = labels.sort_groups(d["group"], families or tuple(labels.FAMILY_NAMES))
-    d = d.set_index("group").loc[order].reset_index()
-    d["label"] = d["group"].map(labels.group_label)
-    d["position"] = np.arange(len(d))
-    cols = ["group", "family", "label", "estimate", "ci_lower", "ci_upper", "n_treated"]
-    return d[[*cols, "position"]]
+    if not pooled:
+        d = d.loc[(d["family"] != "all") & ~d["group"].isin(list(POOLED_GROUPS))]
+    if not suppressed:
+        d = d.loc[d["estimate"].notna()]
+    return d
 
 
-def plot_forest(tidy: pd.DataFrame, *, ax=None, title: str | None = None):
-    """Draw a forest plot: one row per subgroup, estimate and 95% interval, pooled line.
+def _shrunken(raw: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Empirical-Bayes rows (``kind = "shrunken"``) for each family of ``raw`` with 2+ groups.
 
-    Suppressed subgroups keep their row with the symbol of :mod:`labels` instead of a point.
+    Each family is shrunk among its own published, non-pooled groups, their errors taken
+    as independent (as they are when matching is exact on the family, e.g. districts).
     """
-    ax = _axes(ax, figsize=(7, 0.24 * len(tidy) + 1.2))
-    families = list(dict.fromkeys(tidy["family"]))
+    from scipy import stats
+
+    from leapresearch.estimation.multiple_testing import POOLED_GROUPS, empirical_bayes
+
+    z = stats.norm.ppf(1 - alpha / 2)
+    parts = []
+    for family, d in raw.groupby("family", sort=False):
+        d = d.loc[~d["group"].isin(list(POOLED_GROUPS)) & d["estimate"].notna()]
+        if family == "all" or len(d) < 2:
+            continue
+        eb = empirical_bayes(d["estimate"].to_numpy(), d["std_error"].to_numpy())
+        parts.append(
+            d.assign(
+                kind="shrunken",
+                estimate=eb["shrunken"],
+                ci_lower=eb["shrunken"] - z * eb["posterior_sd"],
+                ci_upper=eb["shrunken"] + z * eb["posterior_sd"],
+            )
+        )
+    return pd.concat(parts, ignore_index=True) if parts else raw.iloc[:0]
+
+
+def tidy_forest(
+    table: pd.DataFrame,
+    *,
+    rel_time: int,
+    families: Sequence[str] | None = None,
+    pooled: bool = True,
+    suppressed: bool = True,
+    order: str = "reading",
+    shrink: bool = False,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Subgroup estimates at one month, one row per group (and kind), for a forest plot.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The *published* event-study table (suppressed estimates are NaN).
+    rel_time : int
+        Month since the first visit.
+    families : sequence of str, optional
+        Subgroup families shown (with the pooled group ``all``), in this order; all
+        families when None.
+    pooled : bool
+        Keep ``all`` and the pooled groups such as ``grade_band:6-12``
+        (:data:`leapresearch.estimation.multiple_testing.POOLED_GROUPS`).
+    suppressed : bool
+        Keep a row (with no estimate) for each suppressed group.
+    order : {"reading", "estimate"}
+        Groups in reading order (``all`` first, then each family in the order of
+        ``families``), or by estimate, largest at the top (ties by group code).
+    shrink : bool
+        Add empirical-Bayes shrunken estimates beside the raw ones, each family shrunk
+        among its published non-pooled groups
+        (:func:`leapresearch.estimation.multiple_testing.empirical_bayes`; the groups'
+        errors are treated as independent, as they are when matching is exact on the
+        family, e.g. districts); a family with fewer than two such groups has none.
+    alpha : float
+        1 - confidence level of the shrunken intervals (raw intervals are the table's).
+
+    Returns
+    -------
+    DataFrame
+        ``group``, ``family``, ``label`` (in words), ``level`` (the group's value alone),
+        ``kind`` (``"raw"`` or ``"shrunken"``), ``estimate``, ``ci_lower``, ``ci_upper``,
+        ``n_treated`` and ``position`` (the row of the plot, 0 = top; a group's shrunken
+        row shares its raw row's position); raw rows first.
+
+    Raises
+    ------
+    ValueError
+        If ``order`` is not one of :data:`FOREST_ORDERS`.
+    """
+    if order not in FOREST_ORDERS:
+        raise ValueError(f"order must be one of {FOREST_ORDERS}, got {order!r}")
+    d = _forest_rows(table, rel_time, families, pooled, suppressed)
+    if order == "reading":
+        rows = labels.sort_groups(d["group"], families or tuple(labels.FAMILY_NAMES))
+    else:
+        ranked = d.sort_values(["estimate", "group"], kind="mergesort", na_position="first")
+        rows = ranked["group"].tolist()[::-1]
+    d = d.set_index("group").loc[rows].reset_index()
+    d["label"] = d["group"].map(labels.group_label)
+    d["level"] = [g.partition(":")[2] or g for g in d["group"]]
+    d["kind"] = "raw"
+    d["position"] = np.arange(len(d))
+    d = d.reindex(columns=[*FOREST_COLUMNS, "std_error"])
+    if shrink:
+        d = pd.concat([d, _shrunken(d, alpha)], ignore_index=True)
+    return d[list(FOREST_COLUMNS)]
+
+
+def _forest_series(ax, tidy: pd.DataFrame, colour: dict[str, str]) -> None:
+    """The points and intervals: raw by family colour, shrunken beside them (squares)."""
+    kinds = list(dict.fromkeys(tidy["kind"]))
+    offset = {"raw": 0.15, "shrunken": -0.15} if len(kinds) > 1 else {"raw": 0.0}
+    for kind in kinds:
+        rows = tidy.loc[tidy["kind"] == kind]
+        for fam in dict.fromkeys(rows["family"]):
+            d = rows.loc[rows["family"] == fam]
+            y = offset[kind] - d["position"].to_numpy(dtype=float)
+            err = np.vstack([d["estimate"] - d["ci_lower"], d["ci_upper"] - d["estimate"]])
+            shrunk = kind == "shrunken"
+            ax.errorbar(
+                d["estimate"], y, xerr=err, fmt="s" if shrunk else "o", ms=3.5, lw=1,
+                color=SHRUNKEN_COLOUR if shrunk else colour[fam],
+                label=kind if len(kinds) > 1 and fam == rows["family"].iloc[0] else None,
+            )  # fmt: skip
+
+
+def plot_forest(tidy: pd.DataFrame, *, ax=None, title: str | None = None, names: str = "label"):
+    """Draw a forest plot: one row per group, estimate and 95% interval, pooled line.
+
+    Families are told apart by colour (and their row names take it, when there are
+    several); suppressed groups keep their row with the symbol of :mod:`labels` instead
+    of a point; shrunken estimates, when ``tidy`` has them, are drawn as squares below
+    their raw estimate, and a legend names both.
+
+    Parameters
+    ----------
+    tidy : DataFrame
+        From :func:`tidy_forest`.
+    ax : matplotlib Axes, optional
+        Drawn into; a new figure when None.
+    title : str, optional
+    names : str
+        Column of ``tidy`` naming the rows: ``"label"`` (in words) or ``"level"`` (the
+        group's value alone, for a panel whose title names the family).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    raw = tidy.loc[tidy["kind"] == "raw"]
+    ax = _axes(ax, figsize=(7, 0.24 * len(raw) + 1.2))
+    families = list(dict.fromkeys(raw["family"]))
     colour = {f: TEXT_COLOURS[i % len(TEXT_COLOURS)] for i, f in enumerate(families)}
-    y = -tidy["position"].to_numpy(dtype=float)
-    for fam in families:
-        d = tidy.loc[tidy["family"] == fam]
-        yy = -d["position"].to_numpy(dtype=float)
-        err = np.vstack([d["estimate"] - d["ci_lower"], d["ci_upper"] - d["estimate"]])
-        ax.errorbar(d["estimate"], yy, xerr=err, fmt="o", ms=3.5, lw=1, color=colour[fam])
-    pooled = tidy.loc[tidy["group"] == "all", "estimate"]
+    _forest_series(ax, tidy, colour)
+    pooled = raw.loc[raw["group"] == "all", "estimate"]
     if len(pooled) and pd.notna(pooled.iloc[0]):
         ax.axvline(pooled.iloc[0], color=OKABE_ITO[0], lw=0.8, ls="--")
     ax.axvline(0, color="0.3", lw=0.8)
     texts = [
         f"{lab} ({labels.SUPPRESSED})" if pd.isna(e) else lab
-        for lab, e in zip(tidy["label"], tidy["estimate"], strict=True)
+        for lab, e in zip(raw[names], raw["estimate"], strict=True)
     ]
-    ax.set_yticks(y)
+    ax.set_yticks(-raw["position"].to_numpy(dtype=float))
     ax.set_yticklabels(texts, fontsize=7)
-    for tick, fam in zip(ax.get_yticklabels(), tidy["family"], strict=True):
-        tick.set_color(colour[fam])
+    if len(families) > 1:
+        for tick, fam in zip(ax.get_yticklabels(), raw["family"], strict=True):
+            tick.set_color(colour[fam])
     ax.set_xlabel(Y_EFFECT)
     if title:
         ax.set_title(title, fontsize=10)
+    if tidy["kind"].nunique() > 1:
+        ax.legend(frameon=False, fontsize=8)
     ax.grid(axis="x", color="0.92", lw=0.5)
     return ax
+
+
+def forest_figure(
+    table: pd.DataFrame,
+    *,
+    families: Sequence[str],
+    rel_time: int,
+    shrink: Sequence[str] = ("district",),
+):
+    """One forest plot per subgroup family at one month (shrunken beside raw for ``shrink``).
+
+    Each panel holds the family's published, non-pooled groups ordered by estimate
+    (:func:`tidy_forest` then :func:`plot_forest`, rows named by their value alone: the
+    panel's title names the family).
+
+    Parameters
+    ----------
+    table : DataFrame
+        The published event-study table.
+    families : sequence of str
+        Families to draw, one panel each (families without a published estimate are
+        skipped).
+    rel_time : int
+        Month since the first visit.
+    shrink : sequence of str
+        Families drawn with empirical-Bayes shrunken estimates beside the raw ones.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    tidies = [
+        (f, tidy_forest(table, rel_time=rel_time, families=(f,), pooled=False,
+                        suppressed=False, order="estimate", shrink=f in shrink))
+        for f in families
+    ]  # fmt: skip
+    tidies = [(f, t) for f, t in tidies if len(t)]
+    if not tidies:
+        raise ValueError(f"no published subgroup estimate at month {rel_time} to plot")
+    heights = [max(2, t["group"].nunique()) for _, t in tidies]
+    fig, axes = plt.subplots(
+        len(tidies),
+        1,
+        figsize=(7, 0.32 * sum(heights) + 1.2 * len(tidies)),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    for ax, (family, tidy) in zip(axes[:, 0], tidies, strict=True):
+        title = f"{family.replace('_', ' ')}, month {rel_time}"
+        plot_forest(tidy, ax=ax, title=title, names="level")
+    fig.tight_layout()
+    return fig
 
 
 # ------------------------------------------------------------------ long term
@@ -647,168 +839,3 @@ def tidy_pretrend(
     return tidy_event_study(
         d, groups=("adjusted outcome", "unadjusted outcome"), reference=reference
     )
-
-
-# ------------------------------------------------------------------ subgroup families
-
-
-def tidy_family_forest(
-    table: pd.DataFrame,
-    *,
-    family: str,
-    rel_time: int,
-    shrink: bool = False,
-    alpha: float = 0.05,
-) -> pd.DataFrame:
-    """Rows of a forest plot: one family's published estimates at one month.
-
-    Parameters
-    ----------
-    table : DataFrame
-        The *published* event-study table (suppressed estimates are NaN and left out).
-    family : str
-        Subgroup family, e.g. ``"district"`` (pooled groups such as ``grade_band:6-12``
-        are left out).
-    rel_time : int
-        Month since the first visit.
-    shrink : bool
-        Add empirical-Bayes shrunken estimates beside the raw ones
-        (:func:`leapresearch.estimation.multiple_testing.empirical_bayes`; the groups'
-        errors are treated as independent, as they are when matching is exact on the
-        family, e.g. districts).
-    alpha : float
-        1 - confidence level of the shrunken intervals (raw intervals are the table's).
-
-    Returns
-    -------
-    DataFrame
-        ``level, kind ("raw" | "shrunken"), estimate, ci_lower, ci_upper``, levels
-        ordered by raw estimate.
-    """
-    from scipy import stats
-
-    from leapresearch.estimation.multiple_testing import POOLED_GROUPS, empirical_bayes
-
-    d = table.loc[
-        table["group"].str.startswith(f"{family}:")
-        & ~table["group"].isin(list(POOLED_GROUPS))
-        & (table["rel_time"] == rel_time)
-        & table["estimate"].notna()
-    ]
-    d = d.sort_values(["estimate", "group"], kind="mergesort")
-    raw = pd.DataFrame(
-        {
-            "level": d["group"].str.split(":", n=1).str[1].to_numpy(),
-            "kind": "raw",
-            "estimate": d["estimate"].to_numpy(np.float64),
-            "ci_lower": d["ci_lower"].to_numpy(np.float64),
-            "ci_upper": d["ci_upper"].to_numpy(np.float64),
-        }
-    )
-    if not shrink or len(d) < 2:
-        return raw
-    eb = empirical_bayes(d["estimate"].to_numpy(), d["std_error"].to_numpy())
-    z = stats.norm.ppf(1 - alpha / 2)
-    shrunk = raw.assign(
-        kind="shrunken",
-        estimate=eb["shrunken"],
-        ci_lower=eb["shrunken"] - z * eb["posterior_sd"],
-        ci_upper=eb["shrunken"] + z * eb["posterior_sd"],
-    )
-    return pd.concat([raw, shrunk], ignore_index=True)
-
-
-def plot_family_forest(tidy: pd.DataFrame, *, ax=None, title: str | None = None):
-    """Draw a forest plot: one row per level, raw (and shrunken) estimates with intervals.
-
-    Parameters
-    ----------
-    tidy : DataFrame
-        From :func:`tidy_family_forest`.
-    ax : matplotlib Axes, optional
-        Drawn into; a new figure when None.
-    title : str, optional
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-    """
-    import matplotlib.pyplot as plt
-
-    levels = list(dict.fromkeys(tidy["level"]))
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 0.35 * len(levels) + 1))
-    y_of = {lev: i for i, lev in enumerate(levels)}
-    kinds = list(dict.fromkeys(tidy["kind"]))
-    style = {"raw": ("o", "C0", 0.15), "shrunken": ("s", "C3", -0.15)}
-    for kind in kinds:
-        marker, color, off = style[kind] if len(kinds) > 1 else ("o", "C0", 0.0)
-        d = tidy.loc[tidy["kind"] == kind]
-        y = d["level"].map(y_of).to_numpy(np.float64) + off
-        ax.errorbar(
-            d["estimate"],
-            y,
-            xerr=[d["estimate"] - d["ci_lower"], d["ci_upper"] - d["estimate"]],
-            fmt=marker,
-            color=color,
-            ms=4,
-            lw=1,
-            capsize=0,
-            label=kind,
-        )
-    ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_yticks(range(len(levels)), levels, fontsize=8)
-    ax.set_xlabel("Effect on attendance rate (pp)")
-    if title:
-        ax.set_title(title, fontsize=10)
-    if len(kinds) > 1:
-        ax.legend(frameon=False, fontsize=8)
-    return ax
-
-
-def forest_figure(
-    table: pd.DataFrame,
-    *,
-    families: Sequence[str],
-    rel_time: int,
-    shrink: Sequence[str] = ("district",),
-):
-    """One forest plot per subgroup family at one month (shrunken beside raw for ``shrink``).
-
-    Parameters
-    ----------
-    table : DataFrame
-        The published event-study table.
-    families : sequence of str
-        Families to draw, one panel each (families without a published estimate are
-        skipped).
-    rel_time : int
-        Month since the first visit.
-    shrink : sequence of str
-        Families drawn with empirical-Bayes shrunken estimates beside the raw ones.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    tidies = [
-        (f, tidy_family_forest(table, family=f, rel_time=rel_time, shrink=f in shrink))
-        for f in families
-    ]
-    tidies = [(f, t) for f, t in tidies if len(t)]
-    if not tidies:
-        raise ValueError(f"no published subgroup estimate at month {rel_time} to plot")
-    heights = [max(2, t["level"].nunique()) for _, t in tidies]
-    fig, axes = plt.subplots(
-        len(tidies),
-        1,
-        figsize=(7, 0.32 * sum(heights) + 1.2 * len(tidies)),
-        gridspec_kw={"height_ratios": heights},
-        squeeze=False,
-    )
-    for ax, (family, tidy) in zip(axes[:, 0], tidies, strict=True):
-        plot_family_forest(tidy, ax=ax, title=f"{family.replace('_', ' ')}, month {rel_time}")
-    fig.tight_layout()
-    return fig

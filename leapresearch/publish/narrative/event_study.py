@@ -1,0 +1,186 @@
+"""Sentences on the event-study estimates (notebooks 03, 04 and 08).
+
+The effect of one group at one month (:func:`describe_effect`), every group of a family
+(grade bands, cohorts: notebook 04), the headline months of one group, the bootstrap
+errors and the simultaneous band (notebook 03, *Bootstrap errors and a simultaneous
+band*) and the check that ``linearmodels`` reproduces the fast estimator (notebook 03,
+*The same event study, fitted by linearmodels*).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.publish.labels import (
+    family_of,
+    fmt,
+    fmt_interval,
+    group_label,
+    sort_groups,
+)
+from leapresearch.publish.narrative.common import _months, _snapped
+
+
+@_snapped
+def describe_effect(table: pd.DataFrame, *, group: str = "all", rel_time: int = 9) -> str:
+    """One sentence on the estimate of ``group`` at ``rel_time`` months after the first visit."""
+    row = table.loc[(table["group"] == group) & (table["rel_time"] == rel_time)]
+    who = group_label(group)
+    if row.empty:
+        return f"No estimate for {who.lower()} at {_months(rel_time)} after the first visit."
+    r = row.iloc[0]
+    if pd.isna(r["estimate"]):
+        return (
+            f"The estimate for {who.lower()} at {_months(rel_time)} is suppressed "
+            "(too few visited students)."
+        )
+    sig = "" if (r["ci_lower"] > 0 or r["ci_upper"] < 0) else ", an interval that includes zero"
+    return (
+        f"{_months(rel_time).capitalize()} after the first visit, visited students"
+        f"{'' if group == 'all' else f' ({who})'} "
+        f"attended {fmt(abs(r['estimate']), 1)} percentage points "
+        f"{'more' if r['estimate'] >= 0 else 'less'} of their enrolled days than matched "
+        f"comparison students (95% CI {fmt_interval(r['ci_lower'], r['ci_upper'])}{sig})."
+    )
+
+
+@_snapped
+def describe_family(table: pd.DataFrame, *, family: str, rel_time: int) -> str:
+    """:func:`describe_effect` for every group of one family, in reading order."""
+    groups = sort_groups(g for g in table["group"] if family_of(g) == family)
+    return " ".join(describe_effect(table, group=g, rel_time=rel_time) for g in groups)
+
+
+@_snapped
+def describe_event_study(
+    table: pd.DataFrame, *, group: str = "all", rel_times: Sequence[int] = (1, 3, 6, 9)
+) -> str:
+    """A short paragraph: effects at the headline months for one group."""
+    return " ".join(describe_effect(table, group=group, rel_time=r) for r in rel_times)
+
+
+def _month_list(months: Sequence[int]) -> str:
+    """``[2, 3, 7]`` -> ``months 2, 3 and 7``."""
+    ms = [str(int(m)) for m in months]
+    if len(ms) == 1:
+        return f"month {ms[0]}"
+    return f"months {', '.join(ms[:-1])} and {ms[-1]}"
+
+
+def _band_verdict(band: pd.DataFrame, who: str, span: str) -> str:
+    """Where the simultaneous band lies with respect to zero, in one sentence."""
+    above = band["band_lower"] > 0
+    below = band["band_upper"] < 0
+    covers = ~(above | below)
+    n = len(band)
+    if covers.all():
+        return (
+            f"Over {span}, the 95% simultaneous band for {who} includes zero in every month: "
+            "the hypothesis of no effect in all of them at once is not rejected at the 5% level."
+        )
+    if not covers.any():
+        if above.all() or below.all():
+            side = "above" if above.all() else "below"
+            return (
+                f"Over {span}, the 95% simultaneous band for {who} lies {side} zero in all "
+                f"{n} months: with 95% confidence the effect is "
+                f"{'positive' if side == 'above' else 'negative'} in every one of them at once."
+            )
+        return (
+            f"Over {span}, the 95% simultaneous band for {who} excludes zero in all {n} "
+            f"months, above zero in {int(above.sum())} and below it in {int(below.sum())}."
+        )
+    return (
+        f"Over {span}, the 95% simultaneous band for {who} excludes zero in "
+        f"{int((~covers).sum())} of {n} months and includes it in "
+        f"{_month_list(band.loc[covers, 'rel_time'])}: there, an effect of zero lies within "
+        "the band."
+    )
+
+
+@_snapped
+def describe_inference(
+    table: pd.DataFrame, *, group: str = "all", rel_times: Sequence[int] = (1, 3, 6, 9)
+) -> str:
+    """The simultaneous band over the post-visit months and the bootstrap errors, in words.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The published event-study table (``boot_std_error``, ``band_lower``,
+        ``band_upper``).
+    group : str
+        The group described.
+    rel_times : sequence of int
+        Headline months at which the bootstrap and analytic errors are compared.
+
+    Returns
+    -------
+    str
+        Whether the band excludes zero over the months it covers, its critical value
+        (half-width over the bootstrap error, against the pointwise 1.96), and the range
+        of bootstrap-over-analytic error ratios at the headline months.
+    """
+    who = group_label(group).lower() if group == "all" else group_label(group)
+    d = table.loc[table["group"] == group]
+    if not {"band_lower", "band_upper", "boot_std_error"} <= set(d.columns):
+        return f"No simultaneous band for {who}: the table has no bootstrap columns."
+    band = d.dropna(subset=["estimate", "band_lower", "band_upper", "boot_std_error"])
+    band = band.sort_values("rel_time", kind="mergesort")
+    if band.empty:
+        return f"No simultaneous band for {who} (not estimated, or suppressed)."
+    lo, hi = int(band["rel_time"].min()), int(band["rel_time"].max())
+    crit = float(((band["band_upper"] - band["estimate"]) / band["boot_std_error"]).median())
+    out = [
+        _band_verdict(band, who, f"months {lo} to {hi} after the first visit"),
+        f"The band is the estimate plus or minus {fmt(crit, 2)} bootstrap standard errors "
+        f"(the sup-t critical value), against 1.96 for a single month.",
+    ]
+    head = d.loc[d["rel_time"].isin(list(rel_times))].dropna(subset=["std_error"])
+    ratio = (head["boot_std_error"] / head["std_error"]).dropna()
+    if len(ratio):
+        span = (
+            f"{fmt(ratio.min(), 2)} to {fmt(ratio.max(), 2)} times"
+            if fmt(ratio.min(), 2) != fmt(ratio.max(), 2)
+            else f"{fmt(ratio.min(), 2)} times"
+        )
+        out.append(
+            f"At {_month_list(head['rel_time'])}, the bootstrap standard errors are {span} "
+            "the analytic ones."
+        )
+    return " ".join(out)
+
+
+def _bound(x: float, *, floor: float = 1e-9) -> str:
+    """The smallest power of ten at or above ``x`` (at least ``floor``), for print."""
+    exponent = int(np.ceil(np.log10(max(float(x), floor))))
+    return f"1e{exponent:+03d}"
+
+
+@_snapped
+def describe_linearmodels_check(check: pd.DataFrame, *, tolerance: float = 1e-6) -> str:
+    """Whether ``linearmodels`` reproduces the fast estimator's coefficients and errors.
+
+    Parameters
+    ----------
+    check : DataFrame
+        From :func:`leapresearch.evaluate.linearmodels_check`.
+    tolerance : float
+        Largest absolute difference (pp) read as equality.
+    """
+    d_est = float(check["estimate_difference"].max())
+    d_se = float(check["std_error_difference"].max())
+    verdict = (
+        "the two fits agree"
+        if max(d_est, d_se) <= tolerance
+        else "the two fits DISAGREE: investigate before reading the estimates"
+    )
+    return (
+        f"Fitted once with linearmodels (AbsorbingLS) and once with the fast in-house "
+        f"estimator, the {len(check)} event-time coefficients differ by at most "
+        f"{_bound(d_est)} pp and their standard errors by at most {_bound(d_se)} pp "
+        f"(the largest estimate is {check['estimate_fast'].abs().max():.1f} pp): {verdict}."
+    )

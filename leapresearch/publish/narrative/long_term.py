@@ -1,0 +1,35 @@
+"""Sentences of notebook 06 (long-term effects): later school years' annual outcomes."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from leapresearch.publish.labels import (
+    cohort_key,
+    cohort_label,
+)
+from leapresearch.publish.narrative.common import _pp, _snapped
+
+
+@_snapped
+def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_rate") -> str:
+    """The effects on later school years' annual outcome, pooled group, each cohort."""
+    d = long_term.loc[
+        (long_term["group"] == "all")
+        & (long_term["outcome"] == outcome)
+        & (long_term["years_after"] >= 1)
+    ]
+    if d.empty:
+        return "No later school years are observed for any cohort."
+    unit = "attendance rate" if outcome == "attendance_rate" else "share chronically absent"
+    parts = []
+    for cohort, g in d.groupby("cohort", sort=True):
+        vals = ", ".join(
+            f"{r.school_year}: {_pp(r.estimate)}"
+            if pd.notna(r.estimate)
+            else f"{r.school_year}: suppressed"
+            for r in g.sort_values("years_after").itertuples()
+        )
+        parts.append((cohort_key(cohort), f"{cohort_label(cohort)} cohort ({vals})"))
+    parts = [text for _, text in sorted(parts)]
+    return f"Effects on the annual {unit} in later school years: " + "; ".join(parts) + "."

@@ -1,0 +1,134 @@
+"""The front page's methods box and limitations, from the parameters and the numbers.
+
+The design in a few sentences (comparison group, estimate, inference, checks, privacy)
+from the parameters of the run, and the limitations of its estimates with the numbers
+that qualify them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from leapresearch.publish.labels import (
+    FAMILY_NAMES,
+    group_label,
+)
+from leapresearch.publish.narrative.common import _snapped
+from leapresearch.publish.narrative.sample import pool_text
+
+
+def _inference_method(config) -> str:
+    """The methods-box sentence on the bootstrap, the intervals shown and the band."""
+    inf, a = config.inference, config.analysis
+    which = (
+        "the bootstrap's (normal, with its standard errors)"
+        if inf.intervals == "bootstrap"
+        else "the analytic ones"
+    )
+    band = (
+        f"; the figures add a {1 - a.alpha:.0%} simultaneous (sup-t) band over the post-visit "
+        f"months 0 to {a.window[1] - 1}"
+        if inf.band
+        else ""
+    )
+    return (
+        f"Inference: beside the analytic errors, a multiplier (Otsu-Rai weighted) bootstrap "
+        f"over the same clusters with {inf.bootstrap_draws} draws, matches held fixed (the "
+        f"propensity score and the regression adjustment are not re-estimated); the intervals "
+        f"shown are {which}{band}."
+    )
+
+
+def _robust_method(robust) -> str:
+    """The robust estimator in words, from the ``robust`` parameters."""
+    who = {"nevertreated": "never-visited", "notyettreated": "not-yet-visited"}
+    kind = "the doubly-robust " if robust.est_method == "dr" else "the "
+    return f"{kind}Callaway-Sant'Anna estimator with {who[robust.control_group]} comparisons"
+
+
+def methods_text(config, *, cluster: str | None = None) -> list[str]:
+    """The methods box: the design in a few sentences, from the parameters of the run.
+
+    ``cluster`` is the level the run's errors were clustered by, when it is not the one
+    the parameters ask for (:func:`leapresearch.evaluate.cluster_level`).
+    """
+    m, a, pool = config.matching, config.analysis, config.comparison_pool
+    clustered = a.cluster
+    if cluster is not None and cluster != a.cluster:
+        clustered = (
+            f"{cluster} (the parameters ask for {a.cluster}; the matched sample has too few "
+            f"{a.cluster}s for errors clustered by them)"
+        )
+    lo, hi = a.window
+    caliper = "no caliper" if m.caliper is None else f"a caliper of {m.caliper} SD of the logit"
+    where = "any district" if pool.allow_other_districts else "the visited student's district"
+    return [
+        f"Comparison group: for each visited student, {m.ratio} comparison students "
+        f"{'(with replacement) ' if m.replace else ''}from {where}, {pool_text(pool)}, "
+        f"matched on a propensity score of the {m.pre_months} months of attendance before the "
+        f"first visit and demographics, exactly within "
+        f"{', '.join(FAMILY_NAMES.get(e, e).lower() for e in m.exact)} and event month, "
+        f"with {caliper}.",
+        f"Estimate: a stacked event study of the monthly attendance rate from {abs(lo)} months "
+        f"before to {hi} months after the first visit (month {a.reference} is the reference), "
+        f"with student-by-stack and stack-by-month fixed effects; standard errors clustered by "
+        f"{clustered}; {1 - a.alpha:.0%} confidence intervals."
+        + (
+            " Outcomes are regression-adjusted: the change the pre-period trajectory predicts"
+            " (slopes fitted among comparison students) is taken out."
+            if a.regression_adjustment
+            else ""
+        ),
+        _inference_method(config),
+        f"Checks: a naive before/after change, {_robust_method(config.robust)}, a placebo "
+        f"first visit {config.placebo.shift_months} months early, and joint tests of the "
+        "pre-period coefficients.",
+        f"Privacy: counts below {config.privacy.min_count} and groups below "
+        f"{config.privacy.min_group} students are suppressed; subgroup estimates need "
+        f"{config.privacy.min_treated} visited students.",
+    ]
+
+
+@_snapped
+def limitations(
+    table: pd.DataFrame,
+    pretrends: pd.DataFrame | None,
+    matching: pd.DataFrame | None,
+    *,
+    alpha: float = 0.05,
+    simulated: bool = False,
+) -> list[str]:
+    """Limitations of this run's estimates, with the numbers that qualify them."""
+    out = []
+    if simulated:
+        out.append(
+            "The inputs are synthetic (simulated): the figures demonstrate the method and do "
+            "not describe real students."
+        )
+    out.append(
+        "Matching balances what the data record (attendance history, demographics); families "
+        "who agreed to a visit may differ in ways the data do not show, which no comparison "
+        "group can rule out."
+    )
+    if pretrends is not None and len(pretrends):
+        tested = pretrends.loc[pretrends["p_value"].notna(), "group"].unique()
+        bad = pretrends.loc[pretrends["p_value"] < alpha, "group"].unique()
+        out.append(
+            f"At least one pre-trend test rejects parallel trends at the {alpha:.0%} level for "
+            f"{len(bad)} of {len(tested)} groups"
+            + (f" ({', '.join(group_label(g) for g in bad[:5])})." if len(bad) else ".")
+        )
+    if matching is not None and "matched_outside_caliper" in matching:
+        far, treated = matching["matched_outside_caliper"].sum(), matching["treated"].sum()
+        if treated:
+            out.append(
+                f"{int(far):,} of {int(treated):,} visited students "
+                f"({far / treated:.0%}) had no comparison inside the caliper and kept their "
+                "nearest one; their differences rest on the regression adjustment."
+            )
+    n_sup = int(table["estimate"].isna().sum())
+    out.append(
+        f"{n_sup:,} of {len(table):,} group-month estimates are suppressed for privacy; many "
+        "subgroups are compared, so some differences between them arise by chance."
+    )
+    return out
