@@ -167,7 +167,7 @@ def describe_linearmodels_check(check: pd.DataFrame, *, tolerance: float = 1e-6)
     Parameters
     ----------
     check : DataFrame
-        From :func:`leapresearch.evaluate.linearmodels_check`.
+        From :func:`leapresearch.analysis.event_studies.linearmodels_check`.
     tolerance : float
         Largest absolute difference (pp) read as equality.
     """

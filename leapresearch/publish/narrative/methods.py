@@ -50,7 +50,7 @@ def methods_text(config, *, cluster: str | None = None) -> list[str]:
     """The methods box: the design in a few sentences, from the parameters of the run.
 
     ``cluster`` is the level the run's errors were clustered by, when it is not the one
-    the parameters ask for (:func:`leapresearch.evaluate.cluster_level`).
+    the parameters ask for (:func:`leapresearch.analysis.fitting.cluster_level`).
     """
     m, a, pool = config.matching, config.analysis, config.comparison_pool
     clustered = a.cluster

@@ -48,7 +48,7 @@ def describe_matching(summary: pd.DataFrame) -> str:
 def describe_pool(config, summary: pd.DataFrame, *, rel_time: int = 6) -> str:
     """Which comparison pool the run uses and what the censoring weights do at one month.
 
-    ``summary`` is :func:`leapresearch.evaluate.comparison_pool_summary`.
+    ``summary`` is :func:`leapresearch.analysis.sample.comparison_pool_summary`.
     """
     pool = config.comparison_pool
     text = f"Comparison students are students {pool_text(pool)}."
