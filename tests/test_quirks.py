@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -227,6 +228,36 @@ def test_the_extract_layout_carries_the_simulation_marker(
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["simulated_inputs"] is True
     assert provenance["simulation_marker"] == marker
+
+
+@pytest.mark.parametrize(
+    ("renamed", "found"),
+    [
+        ("Collection_Month", "found Collection_Month, which differs only in case or spaces"),
+        ("COLL_MONTH", "found COLL_MONTH, the closest column of the file"),
+        ("PERIOD", "no column of the file is like it"),
+    ],
+)
+def test_a_missing_mapped_column_is_named_as_the_file_and_the_mapping_name_it(
+    extract_data, tmp_path, capsys, renamed, found
+):
+    """A renamed extract column: the message names the file's column, the mapping key and
+    the column found, not the contract's ``month``."""
+    folder = tmp_path / "data"
+    shutil.copytree(extract_data, folder)
+    path = folder / "MONTHLY_MEMBERSHIP_ATTENDANCE.csv"
+    header, body = path.read_text().split("\n", 1)
+    assert "COLLECTION_MONTH" in header.split(",")
+    path.write_text(header.replace("COLLECTION_MONTH", renamed) + "\n" + body)
+
+    assert main(["validate", str(folder), "--params", "example-extract"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "  - MONTHLY_MEMBERSHIP_ATTENDANCE.csv: column COLLECTION_MONTH: required column is "
+        "missing: expected COLLECTION_MONTH, mapped to month by input.attendance_monthly.rename; "
+        f"{found} (rename the column in the file, or the key in the vintage file)"
+    ) in err.splitlines()
+    assert "column month:" not in err
 
 
 def test_simulate_in_the_extract_layout_writes_the_marker(tmp_path, capsys):
