@@ -426,19 +426,25 @@ class _KeyCheckingLoader(yaml.SafeLoader):
     key_prefix: tuple[str, ...] = ()
     """Where the document sits in the parameters (an override's dotted key)."""
 
-    def check_keys(self, node: yaml.Node, path: tuple[str, ...] = ()) -> None:
+    def check_keys(
+        self, node: yaml.Node, path: tuple[str, ...] = (), seen: set[int] | None = None
+    ) -> None:
         """Walk the composed document; raise on the first key that is not text."""
+        seen = set() if seen is None else seen
+        if id(node) in seen:  # an alias of a node already walked (or a recursive one)
+            return
+        seen.add(id(node))
         if isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                self.check_keys(item, (*path, str(i)))
+                self.check_keys(item, (*path, str(i)), seen)
         if not isinstance(node, yaml.MappingNode):
             return
         for key, value in node.value:
             if key.tag == _MERGE_TAG:
-                self.check_keys(value, path)
+                self.check_keys(value, path, seen)
                 continue
             if isinstance(key, yaml.ScalarNode) and key.tag == _STR_TAG:
-                self.check_keys(value, (*path, key.value))
+                self.check_keys(value, (*path, key.value), seen)
                 continue
             raise ParameterError(self._refusal(key, path))
 
