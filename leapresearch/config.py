@@ -401,9 +401,91 @@ def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, A
     return out
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_READ_AS = {
+    "tag:yaml.org,2002:int": "the number",
+    "tag:yaml.org,2002:float": "the number",
+    "tag:yaml.org,2002:bool": "the boolean",
+    "tag:yaml.org,2002:null": "null",
+    "tag:yaml.org,2002:timestamp": "the date",
+}
+
+
+class _KeyCheckingLoader(yaml.SafeLoader):
+    """A safe loader that refuses mapping keys YAML does not read as text.
+
+    An unquoted ``01`` is the number 1, ``yes`` a boolean and ``2021-04-01`` a date;
+    every key of a parameter file is a name or a code, so each must be text. The first
+    such key raises :class:`ParameterError` naming the file, its line, the key as
+    written, where it sits and what YAML made of it.
+    """
+
+    source = "parameters"
+    """The file (or override) the text came from, for the message."""
+    key_prefix: tuple[str, ...] = ()
+    """Where the document sits in the parameters (an override's dotted key)."""
+
+    def check_keys(
+        self, node: yaml.Node, path: tuple[str, ...] = (), seen: set[int] | None = None
+    ) -> None:
+        """Walk the composed document; raise on the first key that is not text."""
+        seen = set() if seen is None else seen
+        if id(node) in seen:  # an alias of a node already walked (or a recursive one)
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.check_keys(item, (*path, str(i)), seen)
+        if not isinstance(node, yaml.MappingNode):
+            return
+        for key, value in node.value:
+            if key.tag == _MERGE_TAG:
+                self.check_keys(value, path, seen)
+                continue
+            if isinstance(key, yaml.ScalarNode) and key.tag == _STR_TAG:
+                self.check_keys(value, (*path, key.value), seen)
+                continue
+            raise ParameterError(self._refusal(key, path))
+
+    def _refusal(self, key: yaml.Node, path: tuple[str, ...]) -> str:
+        line = self.source
+        if not self.key_prefix:  # a file: the key's line (an override is one line)
+            line += f" line {key.start_mark.line + 1}"
+        path = (*self.key_prefix, *path)
+        of = f" of {'.'.join(path)}" if path else ""
+        if not isinstance(key, yaml.ScalarNode):
+            return f"{line}: a key{of} is a list or mapping; keys must be text"
+        value = self.construct_object(key, deep=True)
+        what = _READ_AS.get(key.tag, "a value that is not text")
+        shown = "" if key.tag.endswith(":null") else f" {value}"
+        return (
+            f"{line}: key {key.value or '(empty)'}{of} is read as {what}{shown}; quote it "
+            f"('{key.value}')"
+        )
+
+
+def _safe_load(text: str, where: str, prefix: tuple[str, ...] = ()) -> Any:
+    """``yaml.safe_load`` that refuses keys YAML does not read as text (see the loader).
+
+    ``where`` names the source in the message (the file, with the key's line, or the
+    override); ``prefix`` is the dotted key an override's value sits under.
+    """
+    loader = _KeyCheckingLoader(text)
+    loader.source, loader.key_prefix = where, prefix
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        loader.check_keys(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _safe_load(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError:
         raise ParameterError(f"parameter file not found: {path}") from None
     except yaml.YAMLError as exc:
@@ -427,7 +509,7 @@ def parse_override(text: str) -> dict[str, Any]:
     else:
         raise ParameterError(f"override must be key=value, got {text!r}")
     try:
-        value = yaml.safe_load(raw)
+        value = _safe_load(raw, f"override {text!r}", tuple(key.strip().split(".")))
     except yaml.YAMLError as exc:
         raise ParameterError(f"override {text!r}: the value is not valid YAML: {exc}") from None
     out: dict[str, Any] = {}

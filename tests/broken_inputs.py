@@ -469,6 +469,18 @@ CASES: list[tuple[str, Builder, Expected]] = [
         Expected(V, "visit_status", "completed, attempted", rows=lines(5)),
     ),
     (
+        # a renamed status column is reported, not a KeyError (completed and attempted
+        # visits cannot be told apart, so the program-start rule waits for it)
+        "visits_status_renamed",
+        edit("leap_visits", lambda df: df.rename(columns={"visit_status": "status"})),
+        Expected(
+            V,
+            "visit_status",
+            "required column is missing (the file has a column 'status', which is not read",
+            program_start=PROGRAM_START,
+        ),
+    ),
+    (
         "visits_location",
         set_cells("leap_visits", "visit_location", {6: "school"}),
         Expected(V, "visit_location", "home, other_location, virtual, phone", rows=lines(6)),

@@ -91,6 +91,40 @@ def test_bad_input_mappings_name_the_key(override, fragment):
         load_config("demo", overrides=[override])
 
 
+@pytest.mark.parametrize(
+    ("key", "read_as"),
+    [
+        ("01", "the number 1"),
+        ("yes", "the boolean True"),
+        ("1.5", "the number 1.5"),
+        ("2021-04-01", "the date 2021-04-01"),
+        ("~", "null"),
+    ],
+)
+def test_a_key_yaml_does_not_read_as_text_is_refused_with_its_file_and_line(tmp_path, key, read_as):
+    """``01: "1"`` is the number 1, not the code "01": refused, naming file, line and key."""
+    text = (PARAMS / "example-extract.yaml").read_text(encoding="utf-8")
+    assert '"01": "1"' in text
+    vintage = tmp_path / "x.yaml"
+    vintage.write_text(text.replace('"01": "1"', f'{key}: "1"'), encoding="utf-8")
+    line = next(n for n, ln in enumerate(text.splitlines(), 1) if '"01": "1"' in ln)
+    with pytest.raises(ParameterError) as info:
+        load_config(vintage)
+    assert str(info.value) == (
+        f"{vintage} line {line}: key {key} of input.students.recode.grade is read as "
+        f"{read_as}; quote it ('{key}')"
+    )
+
+
+def test_an_override_key_yaml_does_not_read_as_text_is_refused():
+    with pytest.raises(ParameterError) as info:
+        load_config("demo", overrides=['input.students.recode={grade: {01: "1"}}'])
+    assert str(info.value) == (
+        "override 'input.students.recode={grade: {01: \"1\"}}': key 01 of "
+        "input.students.recode.grade is read as the number 1; quote it ('01')"
+    )
+
+
 def test_numeric_codes_are_read_as_text():
     cfg = load_config("demo", overrides=['input.students.recode={ell: {"Y": 1, "N": 0}}'])
     assert cfg.input.students.recode == {"ell": {"Y": "1", "N": "0"}}

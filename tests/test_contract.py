@@ -27,6 +27,7 @@ from leapresearch.data.contract import (
     summarise,
     validate_folder,
 )
+from leapresearch.data.contract.schema import _SPECS
 from tests.broken_inputs import CASES, Builder, Expected, read_text_table
 from tests.fixtures import (
     DISTRICTS,
@@ -185,6 +186,24 @@ def test_broken_folder_is_refused(
     message = str(info.value)
     assert str(hits[0]) in message.splitlines()[1 + violations.index(hits[0])]
     _assert_no_identifiers(message, folder)
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [(t, c.name) for t in TABLES for c in _SPECS[t] if c.required],
+)
+def test_any_missing_required_column_is_reported_not_raised(
+    valid_dir: Path, tmp_path: Path, table: str, column: str
+) -> None:
+    """Dropping any one required column (program start given) gives its violation."""
+    folder = tmp_path / "data"
+    shutil.copytree(valid_dir, folder)
+    path = folder / f"{table}.csv"
+    read_text_table(path).drop(columns=column).to_csv(path, index=False)
+    tables, violations, _ = validate_folder(folder, program_start=PROGRAM_START)
+    assert tables is None
+    hits = [v for v in violations if (v.file, v.column) == (f"{table}.csv", column)]
+    assert hits and hits[0].rule.startswith("required column is missing"), violations
 
 
 def test_corpus_covers_every_table_and_format() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import yaml
 import leapresearch.analysis.runner
 from leapresearch.cli import main
 from leapresearch.config import load_config
+from leapresearch.data.simulate import SIMULATION_MARKER, read_marker
 from leapresearch.design.readiness import check_data
 from leapresearch.paths import PARAMS
 from tests.broken_inputs import CASES, Expected
@@ -201,8 +203,70 @@ def extract_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("extract") / "data"
     written = write_state_extract(_simulated(), folder)
-    assert sorted(p.name for p in written) == sorted(EXTRACT_FILES.values())
+    assert sorted(p.name for p in written) == sorted([*EXTRACT_FILES.values(), SIMULATION_MARKER])
     return folder
+
+
+def test_the_extract_layout_carries_the_simulation_marker(
+    extract_data, tmp_path, capsys, monkeypatch, private_cache
+):
+    """Every layout ``simulate`` writes is marked synthetic, and a run on it says so."""
+    from leapresearch.data.state_extract import EXTRACT_FILES
+
+    assert sorted(p.name for p in extract_data.iterdir()) == sorted(
+        [*EXTRACT_FILES.values(), SIMULATION_MARKER]
+    )
+    marker = read_marker(extract_data)
+    assert marker is not None and marker["simulated"] is True
+    assert marker["layout"] == "extract"
+    assert marker["files"] == sorted(EXTRACT_FILES.values())
+
+    monkeypatch.setattr(leapresearch.analysis.runner, "evaluate", _fake_evaluation)
+    out = tmp_path / "run"
+    args = ["--params", "example-extract", "--out", str(out), "--tables-only"]
+    assert main(["run", "--data", str(extract_data), *args]) == 0, capsys.readouterr().err
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["simulated_inputs"] is True
+    assert provenance["simulation_marker"] == marker
+
+
+@pytest.mark.parametrize(
+    ("renamed", "found"),
+    [
+        ("Collection_Month", "found Collection_Month, which differs only in case or spaces"),
+        ("COLL_MONTH", "found COLL_MONTH, the closest column of the file"),
+        ("PERIOD", "no column of the file is like it"),
+    ],
+)
+def test_a_missing_mapped_column_is_named_as_the_file_and_the_mapping_name_it(
+    extract_data, tmp_path, capsys, renamed, found
+):
+    """A renamed extract column: the message names the file's column, the mapping key and
+    the column found, not the contract's ``month``."""
+    folder = tmp_path / "data"
+    shutil.copytree(extract_data, folder)
+    path = folder / "MONTHLY_MEMBERSHIP_ATTENDANCE.csv"
+    header, body = path.read_text().split("\n", 1)
+    assert "COLLECTION_MONTH" in header.split(",")
+    path.write_text(header.replace("COLLECTION_MONTH", renamed) + "\n" + body)
+
+    assert main(["validate", str(folder), "--params", "example-extract"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "  - MONTHLY_MEMBERSHIP_ATTENDANCE.csv: column COLLECTION_MONTH: required column is "
+        "missing: expected COLLECTION_MONTH, mapped to month by input.attendance_monthly.rename; "
+        f"{found} (rename the column in the file, or the key in the vintage file)"
+    ) in err.splitlines()
+    assert "column month:" not in err
+
+
+def test_simulate_in_the_extract_layout_writes_the_marker(tmp_path, capsys):
+    """The command line: ``leapresearch simulate --layout extract`` marks its folder too."""
+    out = tmp_path / "data"
+    assert main(["simulate", "--out", str(out), "--layout", "extract", "--seed", "3"]) == 0
+    printed = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    assert printed[-1] == str(out / SIMULATION_MARKER)
+    assert read_marker(out)["layout"] == "extract"
 
 
 def test_extract_layout_is_what_the_issue_describes(extract_data):
@@ -259,4 +323,7 @@ def test_extract_run_gives_tables_byte_identical_to_the_canonical_run(
     n_visits = len((extract_data / "LEAP_VISIT_LOG.csv").read_text().splitlines()) - 1
     assert changed["leap_visits"]["visit_date"]["dates"] == n_visits
     assert provenance["input_mapping"]["spec"]["students"]["file"] == "PSIS_OCTOBER_ROSTER.csv"
+    # the extract layout is simulated too: the front page carries the synthetic-data banner
+    assert provenance["simulated_inputs"] is True
+    assert "Synthetic data." in (out / "report" / "index.html").read_text(encoding="utf-8")
     assert [w["handling"] for w in provenance["warnings"]] == ["ignored"]

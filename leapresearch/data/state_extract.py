@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leapresearch.data.simulate.writing import write_marker
+
 __all__ = ["EXTRACT_FILES", "state_extract", "write_state_extract"]
 
 EXTRACT_FILES: dict[str, str] = {
@@ -158,7 +160,9 @@ def write_state_extract(data, out_dir: Path, *, truth_path: Path | None = None) 
     Returns
     -------
     list of Path
-        The three files written (UTF-8 CSV, upper-case headers), then the truth file.
+        The three files written (UTF-8 CSV, upper-case headers), the simulator's marker
+        (:data:`~leapresearch.data.simulate.SIMULATION_MARKER`, as in every layout
+        ``leapresearch simulate`` writes), then the truth file.
     """
     out_dir = Path(out_dir)
     if truth_path is not None:
@@ -175,6 +179,8 @@ def write_state_extract(data, out_dir: Path, *, truth_path: Path | None = None) 
         path = out_dir / name
         frame.to_csv(path, index=False, lineterminator="\n")
         written.append(path)
+    # the simulator's marker: every report on these data says they are synthetic
+    written.append(write_marker(data, out_dir, layout="extract", files=list(tables)))
     if truth_path is not None:
         Path(truth_path).parent.mkdir(parents=True, exist_ok=True)
         Path(truth_path).write_text(json.dumps(data.truth, indent=1) + "\n", encoding="utf-8")

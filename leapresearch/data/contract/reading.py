@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from leapresearch.data.intake import (
     NO_MAPPING,
     DataWarning,
     InputMapping,
+    TableMapping,
     rename_header,
     sniff_binary,
 )
@@ -104,14 +106,84 @@ def _header_problems(file: str, header: list[str]) -> list[Violation]:
     return problems
 
 
+def _closest(wanted: str, candidates: list[str]) -> tuple[str | None, bool]:
+    """The candidate most like ``wanted``, and whether it differs only in case or spaces.
+
+    The same name but for case and spaces comes first, else the closest by
+    :func:`difflib.get_close_matches` (None when none is close).
+    """
+    key = wanted.strip().casefold()
+    for c in candidates:
+        if c.strip().casefold() == key:
+            return c, True
+    folded = {c.strip().casefold(): c for c in candidates}
+    near = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.6)
+    return (folded[near[0]], False) if near else (None, False)
+
+
+def _missing_column(
+    name: str, file: str, col: str, header: list[str], renamed: list[str], mapping: TableMapping
+) -> Violation:
+    """A required column that is missing, named as the file and the mapping name it.
+
+    When the input mapping renames a file column to ``col``, the violation names that file
+    column and the mapping key; either way, the closest column of the file that no table
+    column reads is named (the same name in another case first).
+    """
+    known = {c.name for c in _SPECS[name]}
+    unread = [h for h, r in zip(header, renamed, strict=True) if r not in known]
+    sources = [old for old, new in mapping.rename.items() if new == col]
+    if sources:
+        expected = " or ".join(sources)
+        near, same = None, False
+        for source in sources:
+            near, same = _closest(source, unread)
+            if near is not None:
+                break
+        if near is None:
+            found = "no column of the file is like it"
+        elif same:
+            found = f"found {near}, which differs only in case or spaces"
+        else:
+            found = f"found {near}, the closest column of the file"
+        rule = (
+            f"required column is missing: expected {expected}, mapped to {col} by "
+            f"input.{name}.rename; {found} (rename the column in the file, or the key in the "
+            "vintage file)"
+        )
+        return Violation(file, sources[0], rule)
+    near, same = _closest(col, unread)
+    if near is None:
+        hint = ""
+    elif same:
+        hint = f" (found {near!r}: names are case- and space-sensitive)"
+    else:
+        hint = (
+            f" (the file has a column {near!r}, which is not read: rename it to {col}, or map "
+            f"it with input: {name}: rename: {{{near}: {col}}} in the vintage file)"
+        )
+    return Violation(file, col, "required column is missing" + hint)
+
+
 def _column_problems(
-    name: str, file: str, header: list[str]
+    name: str,
+    file: str,
+    renamed: list[str],
+    header: list[str] | None = None,
+    mapping: TableMapping | None = None,
 ) -> tuple[list[str], list[Violation], list[str]]:
-    """Contract columns present, missing-column violations and the extra-column warning."""
+    """Contract columns present, missing-column violations and the extra-column warning.
+
+    ``renamed`` is the header after the mapping's renames, ``header`` the file's own
+    (the same when omitted): missing columns are named as the file and the mapping name
+    them.
+    """
+    header = renamed if header is None else header
+    mapping = mapping or TableMapping()
     specs = _SPECS[name]
     known = {c.name for c in specs}
-    present = [c.name for c in specs if c.name in header]
-    lowered = {h.strip().lower(): h for h in header if h not in known}
+    present = [c.name for c in specs if c.name in renamed]
+    lowered = {h.strip().lower(): h for h in renamed if h not in known}
     if not present:
         cased = [(lowered[c.name], c.name) for c in specs if c.name in lowered]
         if cased:
@@ -127,13 +199,12 @@ def _column_problems(
         if file.endswith(".csv"):
             rule += "; the first line must be a comma-separated header row"
         return [], [Violation(file, None, rule)], []
-    problems = []
-    for c in specs:
-        if c.required and c.name not in header:
-            near = lowered.get(c.name)
-            hint = f" (found {near!r}: names are case- and space-sensitive)" if near else ""
-            problems.append(Violation(file, c.name, "required column is missing" + hint))
-    extra = [h for h in header if h not in known and not h.startswith("__index_level_")]
+    problems = [
+        _missing_column(name, file, c.name, header, renamed, mapping)
+        for c in specs
+        if c.required and c.name not in renamed
+    ]
+    extra = [h for h in renamed if h not in known and not h.startswith("__index_level_")]
     notes = []
     if extra:
         issue = (
@@ -166,7 +237,8 @@ def _read_csv(name: str, path: Path, mapping: InputMapping = NO_MAPPING) -> _Rea
     problems = _header_problems(file, renamed)
     if problems:
         return _failed(*problems)
-    present, problems, notes = _column_problems(name, file, renamed)
+    table_mapping = mapping.table(name)
+    present, problems, notes = _column_problems(name, file, renamed, header, table_mapping)
     if not present:
         return _failed(*problems)
     original = {new: old for old, new in zip(header, renamed, strict=True)}
@@ -272,7 +344,7 @@ def _read_parquet(name: str, path: Path, mapping: InputMapping = NO_MAPPING) -> 
     problems = [v for v in _header_problems(file, names) if v.column is not None]
     if problems:
         return _failed(*problems)
-    present, problems, notes = _column_problems(name, file, names)
+    present, problems, notes = _column_problems(name, file, names, original_names, table_mapping)
     if not present:
         return _failed(*problems)
     original = {new: old for old, new in zip(original_names, names, strict=True)}

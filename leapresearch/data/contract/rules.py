@@ -282,7 +282,9 @@ def _visit_rules(
     if not vis.has("visit_date"):
         return found, notes
     dates = f["visit_date"]
-    if program_start is not None:
+    # without a usable visit_status (a missing column is already a violation) completed
+    # and attempted visits cannot be told apart: the program-start rule waits for it
+    if program_start is not None and vis.has("visit_status"):
         early = (dates < pd.Timestamp(program_start)).to_numpy(dtype=bool, na_value=False)
         attempted = (f["visit_status"] == "attempted").to_numpy(dtype=bool, na_value=False)
         start = program_start.isoformat()

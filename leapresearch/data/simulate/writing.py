@@ -8,6 +8,7 @@ file that tells every later run its inputs are synthetic.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,7 +94,7 @@ def write_simulation(
         if stale.exists():
             stale.unlink()
         written.append(path)
-    written.append(write_marker(data, out_dir))
+    written.append(write_marker(data, out_dir, files=[p.name for p in written]))
     if truth_path is not None:
         truth_path.parent.mkdir(parents=True, exist_ok=True)
         truth_path.write_text(json.dumps(data.truth, indent=1) + "\n", encoding="utf-8")
@@ -105,11 +106,35 @@ SIMULATION_MARKER = "SIMULATED.json"
 """File the simulator writes into every data folder it fills: the inputs are synthetic."""
 
 
-def write_marker(data: SimulatedData, out_dir: Path) -> Path:
+def write_marker(
+    data: SimulatedData,
+    out_dir: Path,
+    *,
+    layout: str = "contract",
+    files: Sequence[str] | None = None,
+) -> Path:
     """Write :data:`SIMULATION_MARKER` (generator, scale, seed; no effect sizes) into ``out_dir``.
 
     A run records the marker in ``provenance.json`` and its report shows a synthetic-data
-    banner; a folder without it is treated as real data (nothing is guessed).
+    banner; a folder without it is treated as real data (nothing is guessed). Every layout
+    ``leapresearch simulate`` writes gets the marker.
+
+    Parameters
+    ----------
+    data : SimulatedData
+        The simulated data written beside the marker.
+    out_dir : pathlib.Path
+        The data folder.
+    layout : str, default "contract"
+        The layout of the tables: ``"contract"`` (``students.csv`` …) or ``"extract"``
+        (the state-extract layout of :mod:`leapresearch.data.state_extract`).
+    files : sequence of str, optional
+        The names of the table files the marker vouches for (recorded sorted).
+
+    Returns
+    -------
+    pathlib.Path
+        The marker file.
     """
     marker = {
         "schema": "leapresearch-simulated/1",
@@ -117,7 +142,10 @@ def write_marker(data: SimulatedData, out_dir: Path) -> Path:
         "generator": "leapresearch.data.simulate",
         "scale": data.truth.get("scale"),
         "seed": data.truth.get("seed"),
+        "layout": layout,
     }
+    if files is not None:
+        marker["files"] = sorted(files)
     path = Path(out_dir) / SIMULATION_MARKER
     path.write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return path
