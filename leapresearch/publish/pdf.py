@@ -69,27 +69,42 @@ PREAMBLE = """#set document(title: %(title)s, date: none)
   })
   if caption != [] { text(size: 0.85em, fill: luma(80), caption) }
 })
-#let lr-grid(aligns, head, cells, size) = {
+#let lr-grid(aligns, head, cells, size, columns: auto) = {
   set text(size: size)
-  table(columns: aligns.len(), align: (x, y) => aligns.at(x) + top,
+  table(columns: if columns == auto { aligns.len() } else { columns },
+    align: (x, y) => aligns.at(x) + top,
     stroke: (x, y) => if y == 0 and head.len() > 0 { (bottom: 0.7pt) }
       else { (bottom: 0.3pt + luma(215)) },
     inset: (x: 0.45em, y: 0.32em),
     ..if head.len() > 0 { (table.header(..head.map(strong)),) } else { () },
     ..cells)
 }
-#let lr-table(aligns, head, cells) = layout(size => {
-  // at 10pt, unwrapped; width and height grow with the font size (insets are in em)
+// widths of the columns at size s: each at least its longest word, the rest of the width
+// shared in proportion to what wrapping takes from each column
+#let lr-widths(s, words, texts, avail) = {
+  let lo = words.map(w => w * (s / 10pt) + 0.9 * s)
+  let want = texts.zip(words).map(((t, w)) => (t - w) * (s / 10pt))
+  let spare = avail - lo.sum()
+  let total = want.sum()
+  lo.zip(want).map(((l, w)) => l + spare * if total > 0pt { w / total } else { 1 / lo.len() })
+}
+// the largest font size (at most 9pt) at which the table fits the width: unwrapped, or
+// with its texts wrapped when that is larger and adds under a third to its height
+#let lr-table(aligns, head, cells, words, texts) = layout(size => {
+  let wide(t) = measure(text(size: 10pt, strong(t))).width
+  let (ws, ts) = (words.map(wide), texts.map(wide))
+  let pad = aligns.len() * 9pt
   let nat = measure(lr-grid(aligns, head, cells, 10pt))
-  let natural = calc.min(9, calc.floor(20 * size.width / nat.width) / 2) * 1pt
-  // a larger size is worth some wrapped lines: taken if it fits and adds under a third
-  let good(s) = {
-    let m = measure(lr-grid(aligns, head, cells, s), width: size.width)
-    m.width <= size.width and m.height <= 1.35 * nat.height * (s / 10pt)
-  }
+  let exact = calc.floor(40 * size.width / calc.max(nat.width, ts.sum() + pad)) / 4 * 1pt
+  let least = calc.floor(40 * size.width / (ws.sum() + pad)) / 4 * 1pt
+  let natural = calc.min(9pt, exact)
+  let good(s) = s <= least and measure(lr-grid(aligns, head, cells, s,
+    columns: lr-widths(s, ws, ts, size.width))).height <= 1.35 * nat.height * (s / 10pt)
   let wrapped = (9pt, 8.5pt, 8pt).filter(s => s > natural).find(good)
-  let s = if wrapped != none { wrapped } else if natural >= 6.5pt { natural } else { 6.5pt }
-  lr-grid(aligns, head, cells, s)
+  let s = if wrapped != none { wrapped } else if natural >= 6.5pt { natural }
+    else { calc.min(6.5pt, least) }
+  if s == natural { lr-grid(aligns, head, cells, s) }
+  else { lr-grid(aligns, head, cells, s, columns: lr-widths(s, ws, ts, size.width)) }
 })
 """
 """Page set-up and the functions the document calls (``lr-table``, ``lr-figure``, ...)."""

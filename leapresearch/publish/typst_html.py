@@ -163,7 +163,8 @@ def table(node: Node, ctx: Context) -> str:
     caption = next((c for c in node.children if isinstance(c, Node) and c.tag == "caption"), None)
     cap = f"#lr-caption[{_inline(caption, ctx)}]\n" if caption else ""
     wide = natural_width([*head_rows[:1], *rows]) > ctx.text_width
-    markup = table_markup(head, body, text_columns=[0, *texts], row_heads=row_heads)
+    plain = [[c.text() for c in r.children if isinstance(c, Node)] for r in [*head_rows[:1], *rows]]
+    markup = table_markup(head, body, plain, text_columns=[0, *texts], row_heads=row_heads)
     return f"#page(flipped: true)[\n{cap}{markup}]\n" if wide else cap + markup
 
 

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 _MARKUP_SPECIAL = re.compile(r"([\\#*_`$<>@=\-+/\[\]~'\"])")
+_DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
 _MATH_SPECIAL = re.compile(r"([\\#_^/&$\"'()\[\]{},;|])")
 
 
@@ -137,13 +138,16 @@ def link(url: str, label: str) -> str:
     return label
 
 
+def _plain(tokens: Sequence[dict]) -> str:
+    return "".join(t.get("raw", "") + _plain(t.get("children", [])) for t in tokens)
+
+
 def _md_table(token: dict) -> str:
-    head = [_inline(c["children"]) for c in token["children"][0]["children"]]
-    rows = [
-        [_inline(c["children"]) for c in row["children"]]
-        for row in token["children"][1]["children"]
-    ]
-    return table_markup(head, rows, text_columns=range(len(head)))
+    head_row, body = token["children"][0]["children"], token["children"][1]["children"]
+    head = [_inline(c["children"]) for c in head_row]
+    rows = [[_inline(c["children"]) for c in row["children"]] for row in body]
+    plain = [[_plain(c["children"]) for c in r] for r in [head_row, *(b["children"] for b in body)]]
+    return table_markup(head, rows, plain, text_columns=range(len(head)))
 
 
 def _block(t: dict, depth: int = 0) -> str:
@@ -175,10 +179,12 @@ def _block(t: dict, depth: int = 0) -> str:
 
 
 def markdown(source: str) -> str:
-    """Markdown (CommonMark, pipe tables, ``$`` math) as Typst markup."""
+    """Markdown (CommonMark, pipe tables, ``$...$`` and ``$$...$$`` math) as Typst markup."""
     import mistune
 
     parse = mistune.create_markdown(renderer=None, plugins=["table", "math", "strikethrough"])
+    # ``$$...$$`` is an equation of its own wherever it stands (as in the HTML report)
+    source = _DISPLAY.sub(lambda m: f"\n\n$$\n{m.group(1).strip()}\n$$\n\n", source)
     return "\n".join(_block(t) for t in parse(source) if t["type"] != "blank_line")
 
 
@@ -188,17 +194,23 @@ def markdown(source: str) -> str:
 def table_markup(
     head: Sequence[str],
     rows: Sequence[Sequence[str]],
+    plain: Sequence[Sequence[str]],
     *,
     text_columns: Sequence[int] = (0,),
     row_heads: bool = False,
 ) -> str:
     """A table (cells already Typst markup) as a call of the preamble's ``lr-table``.
 
-    Text columns are left-aligned, the others (numbers) right-aligned; ``row_heads``: the
-    first cell of each row is a row heading (bold). Every row is printed; the header repeats
-    on each page the table runs over.
+    ``plain``: the text of every row, the header first, from which each column's longest
+    word (the narrowest it can be) and longest text (its natural width) are passed on;
+    ``lr-table`` sizes the columns and the font from them so that the table fits. Text
+    columns are left-aligned, the others (numbers) right-aligned; ``row_heads``: the first
+    cell of each row is a row heading (bold). Every row is printed; the header repeats on
+    each page the table runs over.
     """
     n = max([len(head), *(len(r) for r in rows)], default=0)
+    if not n:
+        return ""
     left = set(text_columns)
     aligns = ", ".join("left" if i in left else "right" for i in range(n))
     cells = []
@@ -207,7 +219,11 @@ def table_markup(
         first = f"strong[{padded[0]}]" if row_heads else f"[{padded[0]}]"
         cells.append(", ".join([first, *(f"[{c}]" for c in padded[1:])]))
     head_cells = ", ".join(f"[{c}]" for c in list(head) + [""] * (n - len(head)))
+    columns = [[r[i] for r in plain if i < len(r)] for i in range(n)]
+    words = [max((w for t in col for w in t.split()), key=len, default="") for col in columns]
+    texts = [max((t.strip() for t in col), key=len, default="") for col in columns]
     body = ",\n  ".join(cells)
     return (
-        f"#lr-table(({aligns},), ({head_cells},),\n  ({body}{',' if cells else ''}))\n" if n else ""
+        f"#lr-table(({aligns},), ({head_cells},),\n  ({body}{',' if cells else ''}),\n"
+        f"  ({', '.join(map(string, words))},), ({', '.join(map(string, texts))},))\n"
     )
