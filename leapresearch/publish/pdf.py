@@ -88,8 +88,10 @@ PREAMBLE = """#set document(title: %(title)s, date: none)
   let total = want.sum()
   lo.zip(want).map(((l, w)) => l + spare * if total > 0pt { w / total } else { 1 / lo.len() })
 }
-// the largest font size (at most 9pt) at which the table fits the width: unwrapped, or
-// with its texts wrapped when that is larger and adds under a third to its height
+// the font size of a table: 9pt if it fits unwrapped; else the size at which it fits
+// unwrapped (at least 6.5pt) or, smaller, wrapped at 6.5pt (its columns at least their
+// longest word); a larger size with wrapped texts instead when that adds under a third
+// to the height of that choice
 #let lr-table(aligns, head, cells, words, texts) = layout(size => {
   let wide(t) = measure(text(size: 10pt, strong(t))).width
   let (ws, ts) = (words.map(wide), texts.map(wide))
@@ -97,14 +99,16 @@ PREAMBLE = """#set document(title: %(title)s, date: none)
   let nat = measure(lr-grid(aligns, head, cells, 10pt))
   let exact = calc.floor(40 * size.width / calc.max(nat.width, ts.sum() + pad)) / 4 * 1pt
   let least = calc.floor(40 * size.width / (ws.sum() + pad)) / 4 * 1pt
-  let natural = calc.min(9pt, exact)
-  let good(s) = s <= least and measure(lr-grid(aligns, head, cells, s,
-    columns: lr-widths(s, ws, ts, size.width))).height <= 1.35 * nat.height * (s / 10pt)
-  let wrapped = (9pt, 8.5pt, 8pt).filter(s => s > natural).find(good)
-  let s = if wrapped != none { wrapped } else if natural >= 6.5pt { natural }
-    else { calc.min(6.5pt, least) }
-  if s == natural { lr-grid(aligns, head, cells, s) }
-  else { lr-grid(aligns, head, cells, s, columns: lr-widths(s, ws, ts, size.width)) }
+  if exact >= 9pt { return lr-grid(aligns, head, cells, 9pt) }
+  let cols(s) = lr-widths(s, ws, ts, size.width)
+  let tall(s) = measure(lr-grid(aligns, head, cells, s, columns: cols(s))).height / (s / 10pt)
+  let base = if exact >= 6.5pt { exact } else { calc.min(6.5pt, least) }
+  let ref = if exact >= 6.5pt { nat.height } else { tall(base) }
+  let better = (9pt, 8.5pt, 8pt, 7.5pt, 7pt).filter(s => s > base and s <= least)
+    .find(s => tall(s) <= 1.35 * ref)
+  if better != none { lr-grid(aligns, head, cells, better, columns: cols(better)) }
+  else if exact >= 6.5pt { lr-grid(aligns, head, cells, exact) }
+  else { lr-grid(aligns, head, cells, base, columns: cols(base)) }
 })
 """
 """Page set-up and the functions the document calls (``lr-table``, ``lr-figure``, ...)."""
