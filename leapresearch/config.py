@@ -335,6 +335,8 @@ class PublishedFigure(_Frozen):
 class ReportConfig(_Frozen):
     """What the report's front page says about itself (title, program, authors, date).
 
+    ``paper``: the paper size of ``report.pdf`` (``letter`` or ``a4``).
+
     Nothing here moves a number; the session cache ignores this section.
     """
 
@@ -347,6 +349,7 @@ class ReportConfig(_Frozen):
     program_description: str = ""
     published_source: str = ""
     published: tuple[PublishedFigure, ...] = ()
+    paper: Literal["letter", "a4"] = "letter"
 
 
 class Config(_Frozen):

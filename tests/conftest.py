@@ -358,3 +358,58 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setattr(leapresearch.session, "CACHE_DIR", folder)
     return folder
+
+
+def pdf_drawn_extent(page) -> tuple[float, float, float, float]:
+    """The smallest box ``(x0, y0, x1, y1)`` holding every point a PDF page draws (pypdf).
+
+    Follows the transformation matrix (``q``, ``Q``, ``cm``) through the points of paths and
+    rectangles, the origin of each text run (``Tm``), images (the unit square) and forms
+    (their bounding box): a figure or table cut off by the page edge reaches outside.
+    """
+    from pypdf.generic import ContentStream
+
+    def mul(m, n):
+        a, b, c, d, e, f = m
+        p, q, r, s, t, u = n
+        return (a * p + b * r, a * q + b * s, c * p + d * r, c * q + d * s,
+                e * p + f * r + t, e * q + f * s + u)  # fmt: skip
+
+    xs: list[float] = []
+    ys: list[float] = []
+
+    def add(points, m):
+        a, b, c, d, e, f = m
+        for x, y in points:
+            xs.append(a * x + c * y + e)
+            ys.append(b * x + d * y + f)
+
+    resources = page["/Resources"].get_object()
+    xobjects = resources["/XObject"].get_object() if "/XObject" in resources else {}
+    ctm, stack = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0), []
+    for operands, op in ContentStream(page.get_contents(), page.pdf).operations:
+        nums = [float(v) for v in operands if isinstance(v, int | float)]
+        if op == b"q":
+            stack.append(ctm)
+        elif op == b"Q":
+            ctm = stack.pop()
+        elif op == b"cm":
+            ctm = mul(tuple(nums), ctm)
+        elif op in (b"m", b"l", b"c", b"v", b"y"):
+            add(zip(nums[::2], nums[1::2], strict=True), ctm)
+        elif op == b"re":
+            x, y, w, h = nums
+            add([(x, y), (x + w, y + h)], ctm)
+        elif op == b"Tm":
+            add([(0.0, 0.0)], mul(tuple(nums), ctm))
+        elif op == b"Do":
+            xo = xobjects[operands[0]].get_object()
+            if xo["/Subtype"] == "/Image":
+                add([(0, 0), (1, 1), (0, 1), (1, 0)], ctm)
+            else:
+                x0, y0, x1, y1 = (float(v) for v in xo["/BBox"])
+                m = tuple(float(v) for v in xo.get("/Matrix", (1, 0, 0, 1, 0, 0)))
+                add([(x0, y0), (x1, y1), (x0, y1), (x1, y0)], mul(m, ctm))
+    if not xs:
+        return (0.0, 0.0, 0.0, 0.0)
+    return (min(xs), min(ys), max(xs), max(ys))

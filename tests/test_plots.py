@@ -209,39 +209,6 @@ def test_designs_in_one_panel():
     plt.close(fig)
 
 
-def test_a_missing_chromium_is_a_clear_error(monkeypatch, tmp_path):
-    import shutil
-
-    from leapresearch.publish import pdf
-
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(pdf.PDFError, match="apt-get install chromium"):
-        pdf.find_chromium()
-    index = tmp_path / "index.html"
-    index.write_text("<html><body><main><h1>x</h1></main></body></html>")
-    with pytest.raises(pdf.PDFError, match="not installed"):
-        pdf.write_pdf(index, [], tmp_path / "report.pdf")
-    assert not (tmp_path / ".print.html").exists()  # nothing left behind
-
-
-def test_pdf_from_relative_paths(monkeypatch, tmp_path):
-    """`make report` passes a relative run folder: the PDF must still print."""
-    import shutil
-    from pathlib import Path
-
-    from leapresearch.publish import pdf
-
-    if shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
-        pytest.fail("Chromium is needed for the report's PDF (.ci/run installs it)")
-    monkeypatch.chdir(tmp_path)
-    Path("run/report").mkdir(parents=True)
-    index = Path("run/report/index.html")
-    index.write_text("<html><head><title>t</title></head><body><main><h1>Front</h1>"
-                     "<p>text</p></main></body></html>")  # fmt: skip
-    pdf.write_pdf(index, [], Path("run/report/report.pdf"), timeout=120)
-    assert (tmp_path / "run/report/report.pdf").stat().st_size > 0
-
-
 def test_long_term_adds_the_reference_year_and_orders_cohorts_in_time():
     rows = []
     for cohort in ("2021-22", "summer-2021", "2020-21"):
@@ -261,29 +228,3 @@ def test_long_term_adds_the_reference_year_and_orders_cohorts_in_time():
         "School year 2021-22",
     ]
     plt.close(fig)
-
-
-def test_the_pdf_carries_no_date():
-    from leapresearch.publish.pdf import without_dates
-
-    raw = b"<< /CreationDate (D:20261129231242+00'00')\n/ModDate (D:20261129231243+00'00') >>"
-    fixed = without_dates(raw)
-    assert len(fixed) == len(raw)  # cross-reference offsets stay valid
-    assert b"2026" not in fixed and fixed.count(b"D:19800101000000") == 2
-
-
-def test_the_pdf_numbers_chromium_node_ids_in_order():
-    # two prints of the same page can carry other DOM node ids; the bytes must not
-    from leapresearch.publish.pdf import with_stable_node_ids
-
-    def page(a: int, b: int) -> bytes:
-        return (
-            b"<</S /TH /ID (node%08d)>> <</S /TH /ID (node%08d)>> "
-            b"<</S /TD /A [<</O /Table /Headers [(node%08d)]>>]>>" % (a, b, a)
-        )
-
-    first, second = page(19, 20), page(21, 203)
-    assert first != second
-    assert with_stable_node_ids(first) == with_stable_node_ids(second)
-    assert len(with_stable_node_ids(second)) == len(second)
-    assert with_stable_node_ids(page(5, 7)).count(b"(node00000000)") == 2  # a reference

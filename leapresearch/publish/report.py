@@ -23,7 +23,7 @@ Log = Callable[[str], None]
 
 
 class ReportError(ValueError):
-    """The report could not be finished (e.g. no Chromium to print the PDF)."""
+    """The report could not be finished (e.g. Typst could not typeset the PDF)."""
 
 
 EXHIBITS: tuple[tuple[str, str, str], ...] = (
@@ -366,6 +366,7 @@ def report_writer(
         write_figures(evaluation, out_dir, config)
         log("figures: written")
         pages: list[Path] = []
+        executed: list[Path] = []
         if notebooks:
             executed = execute_notebooks(
                 out_dir, config, vintage=vintage, overrides=overrides, log=log, workers=workers
@@ -376,7 +377,14 @@ def report_writer(
         log("report: written")
         try:
             pdf = Path(out_dir) / "report" / "report.pdf"
-            write_pdf(index, pages, pdf, footer=_stamp(config), title=config.report.title)
+            write_pdf(
+                index,
+                executed,
+                pdf,
+                footer=_stamp(config),
+                title=config.report.title,
+                paper=config.report.paper,
+            )
         except PDFError as exc:
             raise ReportError(str(exc)) from None
         log("report.pdf: written")
