@@ -35,7 +35,8 @@ Rules (thresholds from ``params/base.yaml``, the convention of the state's publi
    category is suppressed, further categories (the smallest first) are suppressed until
    the hidden categories, reference included, add up to 0 or at least ``min_count``
    students, so no hidden category can be recovered by subtraction; when the reference
-   category alone is small, the smallest published category is suppressed with it.
+   category alone is small, the smallest published category that holds students is
+   suppressed with it.
 
 Only counts of *students* are subject to the rules: columns starting with
 :data:`COUNT_PREFIXES`, except :data:`NOT_STUDENT_COUNTS` (e.g. ``n_groups`` of the robust
@@ -277,8 +278,9 @@ def _complementary_categories(
                 rest = n[0] - c[open_].sum()  # the hidden categories and the reference
                 if not open_.any() or not _small(rest, privacy.min_count, weighted=weighted):
                     break
-                smallest = np.flatnonzero(open_)[np.argmin(c[open_])]
-                hide[idx[smallest]] = True
+                # the smallest category that holds students (hiding a zero adds nothing)
+                pick = open_ & (c > 1e-6) if (open_ & (c > 1e-6)).any() else open_
+                hide[idx[np.flatnonzero(pick)[np.argmin(c[pick])]]] = True
     return hide
 
 
