@@ -272,6 +272,22 @@ def test_the_pdf_has_the_front_page_the_exhibits_and_page_numbers(run_dir):
     assert images >= 7  # the front page's figures at least
 
 
+def test_no_output_gives_away_a_count_of_one_to_five_students(run_dir):
+    """The generic attack of ``tests/disclosure.py`` on every table, notebook output, report
+    page and PDF page: no share of a published group gives away 1 to 5 students.
+
+    The demo has rare categories (one visited Native Hawaiian student, four American Indian
+    ones): the rule is exercised, and the balance table shows them suppressed.
+    """
+    from tests.disclosure import attack_run
+
+    findings = attack_run(run_dir)
+    assert not findings, "\n".join(map(str, findings[:20]))
+    balance = pd.read_csv(run_dir / "tables" / "balance.csv").set_index("covariate")
+    assert balance.loc[["race_native", "race_american"], "suppressed"].all()
+    assert balance.loc[["race_native", "race_american"], "mean_treated"].isna().all()
+
+
 def test_a_folder_without_the_marker_shows_no_banner(sim_data, tmp_path, cli_cache):
     """Copy of the small simulated folder without the simulator's marker: no banner."""
     from leapresearch.data.simulate import SIMULATION_MARKER

@@ -228,15 +228,7 @@ def balance_table(
         )
         for name in variables
     ]
-    table = pd.DataFrame.from_records(records, columns=list(BALANCE_COLUMNS[:-1]))
-    sizes = {
-        "n_treated_after": s.t1,
-        "n_treated_before": s.t0,
-        "n_comparison_before": s.c0,
-        "n_comparison_after": s.c1,
-    }
-    for col, mask in sizes.items():
-        table[col] = np.int64(np.count_nonzero(mask))
+    table = _with_sizes(pd.DataFrame.from_records(records, columns=list(BALANCE_COLUMNS[:-1])), s)
     table["wwc_category"] = pd.Categorical(
         wwc_category(table["wwc_effect_size"].to_numpy(dtype=float)), categories=WWC_CATEGORIES
     )
@@ -254,6 +246,19 @@ class _Samples:
     t1: np.ndarray  # matched treated
     c1: np.ndarray  # matched comparison rows
     w_c1: np.ndarray  # their matching weights
+
+
+def _with_sizes(table: pd.DataFrame, s: _Samples) -> pd.DataFrame:
+    """``table`` with the sizes of the four samples (the ``n_*`` columns) filled in."""
+    sizes = {
+        "n_treated_after": s.t1,
+        "n_treated_before": s.t0,
+        "n_comparison_before": s.c0,
+        "n_comparison_after": s.c1,
+    }
+    for col, mask in sizes.items():
+        table[col] = np.int64(np.count_nonzero(mask))
+    return table
 
 
 def _samples(candidates: pd.DataFrame, result: MatchResult) -> _Samples:
