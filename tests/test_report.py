@@ -360,6 +360,22 @@ def test_the_same_run_typesets_the_same_bytes(run_dir, tmp_path):
     assert again.read_bytes() == (run_dir / "report" / "report.pdf").read_bytes()
 
 
+def test_no_output_gives_away_a_count_of_one_to_five_students(run_dir):
+    """The generic attack of ``tests/disclosure.py`` on every table, notebook output, report
+    page and PDF page: no share of a published group gives away 1 to 5 students.
+
+    The demo has rare categories (one visited Native Hawaiian student, four American Indian
+    ones): the rule is exercised, and the balance table shows them suppressed.
+    """
+    from tests.disclosure import attack_run
+
+    findings = attack_run(run_dir)
+    assert not findings, "\n".join(map(str, findings[:20]))
+    balance = pd.read_csv(run_dir / "tables" / "balance.csv").set_index("covariate")
+    assert balance.loc[["race_native", "race_american"], "suppressed"].all()
+    assert balance.loc[["race_native", "race_american"], "mean_treated"].isna().all()
+
+
 def test_a_folder_without_the_marker_shows_no_banner(sim_data, tmp_path, cli_cache):
     """Copy of the small simulated folder without the simulator's marker: no banner."""
     from leapresearch.data.simulate import SIMULATION_MARKER

@@ -331,6 +331,18 @@ def test_published_tables_respect_the_thresholds(run_a):
     assert published > 100 and suppressed_rows > 100
 
 
+def test_small_sample_outputs_give_away_no_count_of_one_to_five_students(run_a):
+    """A 5% demo (50 visited students, rare categories with 1-5 of them): the generic
+    attack of ``tests/disclosure.py`` recovers no count of 1 to 5 students from any table,
+    the front page or the PDF."""
+    from tests.disclosure import attack_run
+
+    balance = pd.read_csv(run_a / "tables" / "balance.csv")
+    assert (balance["type"] == "binary").any() and balance["suppressed"].any()  # exercised
+    findings = attack_run(run_a)
+    assert not findings, "\n".join(map(str, findings[:20]))
+
+
 def test_matching_summary_has_no_single_recoverable_cell(run_a):
     """Complementary suppression: no total-and-parts relation with exactly one hidden cell."""
     frame = pd.read_csv(run_a / "tables" / "matching_summary.csv")

@@ -327,6 +327,20 @@ RACE_DUMMIES = {r: "race_" + r.split(" ")[0].split("/")[0].lower() for r in RACE
 """Dummy columns for race/ethnicity (reference: White)."""
 
 
+DUMMY_FAMILIES: dict[str, tuple[str, ...]] = {
+    "gender": ("female", "gender_x"),
+    "race_ethnicity": tuple(RACE_DUMMIES.values()),
+    "meal_status": ("meal_free", "meal_reduced"),
+    "home_language": ("home_language_other", "home_language_missing"),
+}
+"""The 0/1 columns of :func:`demographic_dummies` that code one categorical variable.
+
+Within a family at most one indicator is 1; the omitted reference level (see
+:func:`demographic_dummies`) is the rest. Publishing the shares of all but one category
+publishes the last one by subtraction, which the disclosure rules of
+:mod:`leapresearch.publish.privacy` take into account."""
+
+
 def demographic_dummies(roster: pd.DataFrame, demographics: tuple[str, ...]) -> pd.DataFrame:
     """Numeric 0/1 columns for the demographic matching covariates.
 

@@ -57,6 +57,10 @@ BALANCE_COLUMNS: tuple[str, ...] = (
     "covariate",
     "used_in_matching",
     "type",
+    "n_treated_after",
+    "n_treated_before",
+    "n_comparison_before",
+    "n_comparison_after",
     "mean_treated",
     "mean_treated_before",
     "mean_comparison_before",
@@ -73,6 +77,15 @@ BALANCE_COLUMNS: tuple[str, ...] = (
 )
 """The columns of :func:`balance_table`, in order:
 
+``type``
+    ``binary`` (every value 0 or 1: its means are shares of students) or ``continuous``;
+``n_treated_after``, ``n_treated_before``, ``n_comparison_before``, ``n_comparison_after``
+    the sizes of the groups the means are taken over: matched treated students, treated
+    candidates, comparison candidate rows of stacks with a treated student, matched
+    comparison rows (a comparison student in two stacks counts twice). With them a
+    reader (and :mod:`leapresearch.publish.privacy`) can tell how many students a share
+    of a binary covariate stands for; the weights of ``mean_comparison_after`` sum to
+    ``n_treated_after``;
 ``mean_treated``
     mean of the matched treated students (the analytic sample);
 ``mean_treated_before``
@@ -204,18 +217,18 @@ def balance_table(
     if missing:
         raise ValueError(f"candidates lacks column(s) {missing}")
 
-    samples = _samples(candidates, result)
+    s = _samples(candidates, result)
     records = [
         _balance_row(
             name,
             _values(candidates, name),
-            samples,
+            s,
             used=name in covariates,
             is_bool=candidates[name].dtype == bool,
         )
         for name in variables
     ]
-    table = pd.DataFrame.from_records(records, columns=list(BALANCE_COLUMNS[:-1]))
+    table = _with_sizes(pd.DataFrame.from_records(records, columns=list(BALANCE_COLUMNS[:-1])), s)
     table["wwc_category"] = pd.Categorical(
         wwc_category(table["wwc_effect_size"].to_numpy(dtype=float)), categories=WWC_CATEGORIES
     )
@@ -233,6 +246,19 @@ class _Samples:
     t1: np.ndarray  # matched treated
     c1: np.ndarray  # matched comparison rows
     w_c1: np.ndarray  # their matching weights
+
+
+def _with_sizes(table: pd.DataFrame, s: _Samples) -> pd.DataFrame:
+    """``table`` with the sizes of the four samples (the ``n_*`` columns) filled in."""
+    sizes = {
+        "n_treated_after": s.t1,
+        "n_treated_before": s.t0,
+        "n_comparison_before": s.c0,
+        "n_comparison_after": s.c1,
+    }
+    for col, mask in sizes.items():
+        table[col] = np.int64(np.count_nonzero(mask))
+    return table
 
 
 def _samples(candidates: pd.DataFrame, result: MatchResult) -> _Samples:

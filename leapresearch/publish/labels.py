@@ -231,6 +231,10 @@ COLUMN_WORDS = {
     "difference": "Difference (pp)",
     "n_treated_full": "Visited students, full",
     "n_treated_balanced": "Visited students, balanced",
+    "n_treated_after": "Visited students, matched",
+    "n_treated_before": "Visited students, before matching",
+    "n_comparison_before": "Comparison rows, before matching",
+    "n_comparison_after": "Comparison rows, matched",
 }
 
 

@@ -255,6 +255,9 @@ def tidy_love_plot(balance: pd.DataFrame) -> pd.DataFrame:
     carry = [c for c in ("used_in_matching", "type") if c in balance.columns]
     base = balance[["covariate", *carry]].reset_index(drop=True)
     base.insert(1, "label", base["covariate"].astype(str).map(labels.covariate_label))
+    if "suppressed" in balance.columns:  # shares withheld by the privacy rules: no points
+        hidden = balance["suppressed"].fillna(False).astype(bool).to_numpy()
+        base.loc[hidden, "label"] += " (not shown: too few students)"
     before = balance["smd_before"].abs().to_numpy(dtype=float)
     # position: ascending |SMD before| (NaN lowest), ties by name descending -> top is A..Z
     names = base["covariate"].astype(str).to_numpy()

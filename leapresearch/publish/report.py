@@ -136,7 +136,7 @@ def write_figures(evaluation, out_dir: Path, config: Config) -> list[Path]:
         plots.plot_designs(designs, ax=ax)
         paths += _save(fig, "designs_compared", out_dir, stamp)
     fig, ax = plt.subplots(figsize=(7.5, 10), layout="constrained")
-    plots.plot_love(plots.tidy_love_plot(evaluation.tables["balance"]), ax=ax)
+    plots.plot_love(plots.tidy_love_plot(t["balance"]), ax=ax)
     paths += _save(fig, "love_plot", out_dir, stamp)
     paths += write_identification_figures(t, out_dir, config, stamp=stamp)
     return paths

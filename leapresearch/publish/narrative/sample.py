@@ -56,6 +56,8 @@ def describe_pool(config, summary: pd.DataFrame, *, rel_time: int = 6) -> str:
     if not pool.not_yet_visited or row.empty:
         return text
     r = row.iloc[0]
+    if pd.isna(r["visited_later_share"]):  # suppressed: too few students to publish
+        return text
     text += (
         f" At month {rel_time}, {r['visited_later_share']:.0%} of the comparison units "
         "still observed are students visited later."
@@ -89,13 +91,27 @@ def pool_text(pool) -> str:
 def describe_balance(balance: pd.DataFrame, *, threshold: float = 0.1) -> str:
     """How many matching covariates are balanced, and the worst one."""
     used = balance.loc[balance["used_in_matching"]]
-    before = (used["smd_before"].abs() < threshold).sum()
-    after = (used["smd_after"].abs() < threshold).sum()
-    worst = used.loc[used["smd_after"].abs().idxmax()]
+    hidden = (
+        used["suppressed"].fillna(False).astype(bool)
+        if "suppressed" in used
+        else pd.Series(False, index=used.index)
+    )
+    shown = used.loc[~hidden]
+    before = (shown["smd_before"].abs() < threshold).sum()
+    after = (shown["smd_after"].abs() < threshold).sum()
+    worst = shown.loc[shown["smd_after"].abs().idxmax()]
     wwc = (used["wwc_category"] == "satisfies").sum()
+    withheld = (
+        f"The shares of {int(hidden.sum())} covariates are not published (they stand for too "
+        "few students; privacy rules); their What Works Clearinghouse category is. "
+        if hidden.any()
+        else ""
+    )
     return (
-        f"Before matching, {before} of {len(used)} matching covariates had an absolute "
-        f"standardised mean difference below {threshold}; after matching, {after} do. "
+        withheld
+        + f"Before matching, {before} of {len(shown)} {'published ' if hidden.any() else ''}"
+        "matching covariates had an "
+        f"absolute standardised mean difference below {threshold}; after matching, {after} do. "
         f"The largest remaining difference is {fmt(worst['smd_after'], 3, signed=True)} "
         f"({covariate_label(worst['covariate'])}). "
         f"{wwc} of {len(used)} covariates meet the What Works Clearinghouse baseline-"
