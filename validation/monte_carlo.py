@@ -4,8 +4,13 @@ Each draw simulates a demo-size population (``SimulationConfig(seed=..., selecti
 writes and reads it through the data contract, runs the matched design under each
 comparison-pool variant, and records, for all visited students and each grade band at
 the headline months, the estimate, its analytic and bootstrap 95% intervals, whether the
-simultaneous (sup-t) band covers the whole true post-visit path, and the truth. The
-summary gives bias, RMSE and coverage with their Monte Carlo standard errors.
+simultaneous (sup-t) band covers the whole true post-visit path, and the truth. With
+``--long-term`` (the default) it also records the long-term effects on the annual
+attendance rate (``estimand = long_term``: every cohort, all visited students and each
+grade band, ``LONG_TERM_YEARS`` school years after the cohort's), and the same fits on the
+annual panel without the censoring of comparisons visited later
+(``long_term_uncensored``, the design before issue 23). The summary gives bias, RMSE and
+coverage with their Monte Carlo standard errors.
 
 Usage (from the project root, after ``make setup``)::
 
@@ -37,6 +42,9 @@ import pandas as pd  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "validation" / "results"
 HEADLINE = (1, 3, 6, 9)
+LONG_TERM_YEARS = (0, 1)
+"""School years after the cohort's (``years_after``) of the long-term cells."""
+ESTIMANDS = ("event_study", "long_term", "long_term_uncensored")
 GROUPS = ("all", "grade_band:PK-5", "grade_band:6-8", "grade_band:9-12", "grade_band:6-12")
 REGIMES = ("lists", "hazard", "hazard_strong")
 SIMULATION = {
@@ -136,12 +144,66 @@ def _variant_rows(tables, data_dir: Path, pool: dict[str, bool], truth: dict, ca
     return rows
 
 
+def _long_term_rows(prepared, truth: list[dict]) -> list[dict]:
+    """Long-term cells (annual attendance rate) with and without censoring comparisons.
+
+    ``long_term_uncensored`` fits the same units on the annual panel built as if no
+    comparison were ever visited (every school year kept: the design before issue 23).
+    """
+    import dataclasses
+
+    from leapresearch.analysis.base import with_setting
+    from leapresearch.analysis.long_term import estimate_long_term
+
+    config = with_setting(prepared.config, "long_term", outcomes=("attendance_rate",))
+    prepared = dataclasses.replace(prepared, config=config)
+    panel = prepared.panel
+    uncensored = dataclasses.replace(
+        prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
+    )
+    true = {
+        (t["group"], t["cohort"], int(t["years_after"])): t["att"]
+        for t in truth
+        if t["outcome"] == "attendance_rate"
+    }
+    rows = []
+    for estimand, prep in (("long_term", prepared), ("long_term_uncensored", uncensored)):
+        table = estimate_long_term(prep)
+        table = table.loc[table["years_after"].isin(LONG_TERM_YEARS)]
+        for r in table.itertuples(index=False):
+            key = (r.group, r.cohort, int(r.years_after))
+            if key not in true:
+                continue
+            rows.append(
+                {
+                    "estimand": estimand,
+                    "group": r.group,
+                    "cohort": r.cohort,
+                    "rel_time": int(r.years_after),
+                    "truth": true[key],
+                    "estimate": r.estimate,
+                    "std_error": r.std_error,
+                    "ci_lower": r.ci_lower,
+                    "ci_upper": r.ci_upper,
+                    "n_treated": r.n_treated,
+                }
+            )
+    return rows
+
+
 def run_draw(
-    regime: str, seed: int, variants: tuple[str, ...], *, sample_fraction: float = 1.0
+    regime: str,
+    seed: int,
+    variants: tuple[str, ...],
+    *,
+    sample_fraction: float = 1.0,
+    long_term: bool = False,
 ) -> pd.DataFrame:
     """Simulate one population and estimate it under every variant.
 
-    ``sample_fraction`` shrinks the demo population (the test suite's small version).
+    ``sample_fraction`` shrinks the demo population (the test suite's small version);
+    ``long_term`` adds the long-term cells (:func:`_long_term_rows`; column ``estimand``
+    tells them from the event-study cells, ``cohort`` is empty for those).
     """
     from leapresearch.data.contract import read_raw_tables
     from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
@@ -160,26 +222,39 @@ def run_draw(
                 file_format="parquet",
                 truth_path=folder / "truth.json",
             )
-        truth = json.loads((folder / "truth.json").read_text())["event_study"]
+        truth = json.loads((folder / "truth.json").read_text())
         tables = read_raw_tables(folder / "data")
         frames, cache = [], {}
         for name in variants:
-            rows = _variant_rows(tables, folder / "data", VARIANTS[name], truth, cache)
-            frames.append(pd.DataFrame(rows).assign(variant=name))
+            pool = VARIANTS[name]
+            rows = _variant_rows(tables, folder / "data", pool, truth["event_study"], cache)
+            frame = pd.DataFrame(rows).assign(estimand="event_study", cohort="")
+            if long_term:
+                prepared = _prepared(tables, folder / "data", pool, cache)
+                lt = pd.DataFrame(_long_term_rows(prepared, truth["long_term"]))
+                frame = pd.concat([frame, lt], ignore_index=True)
+            frames.append(frame.assign(variant=name))
     out = pd.concat(frames, ignore_index=True).assign(regime=regime, seed=seed)
     return out
 
 
-def _draw_file(out: Path, regime: str, seed: int, variants: tuple[str, ...]) -> Path:
-    tag = "+".join(variants)
+def _draw_file(
+    out: Path, regime: str, seed: int, variants: tuple[str, ...], options: str = ""
+) -> Path:
+    tag = "+".join(variants) + options
     return out / "draws" / tag / f"{regime}-{seed}.csv"
 
 
-def _run_one(args: tuple[str, int, tuple[str, ...], str]) -> str:
-    regime, seed, variants, out = args
-    path = _draw_file(Path(out), regime, seed, variants)
+def _options_tag(sample_fraction: float, long_term: bool) -> str:
+    """Suffix of the draws folder for non-default options (old folders stay valid)."""
+    return ("" if sample_fraction == 1.0 else f"-f{sample_fraction}") + ("-lt" if long_term else "")
+
+
+def _run_one(args: tuple[str, int, tuple[str, ...], str, float, bool]) -> str:
+    regime, seed, variants, out, fraction, long_term = args
+    path = _draw_file(Path(out), regime, seed, variants, _options_tag(fraction, long_term))
     if not path.exists():
-        frame = run_draw(regime, seed, variants)
+        frame = run_draw(regime, seed, variants, sample_fraction=fraction, long_term=long_term)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         frame.to_csv(tmp, index=False)
@@ -196,13 +271,19 @@ def summarise(draws: pd.DataFrame) -> pd.DataFrame:
     include the variation of individual effects, so they are conservative for the
     sample effect).
     """
+    draws = _with_estimand(draws)
+    boot = draws["boot_ci_lower"].notna()  # the long-term cells have no bootstrap or band
     d = draws.assign(
         error=draws["estimate"] - draws["truth"],
         covered=(draws["ci_lower"] <= draws["truth"]) & (draws["truth"] <= draws["ci_upper"]),
-        boot_covered=(draws["boot_ci_lower"] <= draws["truth"])
-        & (draws["truth"] <= draws["boot_ci_upper"]),
+        boot_covered=(
+            (draws["boot_ci_lower"] <= draws["truth"]) & (draws["truth"] <= draws["boot_ci_upper"])
+        )
+        .astype(float)
+        .where(boot),
+        band_covers_path=draws["band_covers_path"].astype(float).where(boot),
     )
-    keys = ["regime", "variant", "group", "rel_time"]
+    keys = ["regime", "variant", "estimand", "group", "cohort", "rel_time"]
     # the population effect: the mean over draws of each draw's sample effect
     population = d.groupby(keys)["truth"].transform("mean")
     d["pop_covered"] = (d["ci_lower"] <= population) & (population <= d["ci_upper"])
@@ -226,6 +307,13 @@ def summarise(draws: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _with_estimand(draws: pd.DataFrame) -> pd.DataFrame:
+    """``estimand`` and ``cohort`` filled in (draws written before the long-term cells)."""
+    estimand = draws["estimand"] if "estimand" in draws else pd.Series("event_study", draws.index)
+    cohort = draws["cohort"] if "cohort" in draws else pd.Series("", draws.index)
+    return draws.assign(estimand=estimand.fillna("event_study"), cohort=cohort.fillna(""))
+
+
 BIAS_BOUND = 0.5
 COVERAGE_RANGE = (0.90, 0.98)
 
@@ -239,8 +327,10 @@ def criteria(summary: pd.DataFrame) -> pd.DataFrame:
     ``coverage_gap``: mean distance of the coverage from 95% over those cells (the
     intervals of the smaller gap are the default); ``passes``: bias within ``BIAS_BOUND`` pp and
     coverage inside ``COVERAGE_RANGE``. Sorted best first (passing, then smallest bias).
+    Event-study cells only (:func:`long_term_criteria` for the long-term ones).
     """
     rows = []
+    summary = summary.loc[summary["estimand"] == "event_study"]
     for variant, s in summary.groupby("variant", sort=True):
         bias = s.loc[s["group"] == "all", "bias"].abs().max()
         lo, hi = s["coverage"].min(), s["coverage"].max()
@@ -263,6 +353,38 @@ def criteria(summary: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["passes", "worst_bias_all"], ascending=[False, True])
 
 
+def long_term_criteria(summary: pd.DataFrame) -> pd.DataFrame:
+    """The long-term cells of all visited students against the bias bound (issue 23).
+
+    Per variant and estimand (``long_term``: the design; ``long_term_uncensored``: without
+    censoring comparisons visited later): ``worst_bias_all``, the largest absolute bias
+    over regimes, cohorts and ``LONG_TERM_YEARS``, with the Monte Carlo standard error of
+    that cell (``its_mcse``); the range of the analytic intervals' coverage over those
+    cells; ``passes``: every cell's bias within ``BIAS_BOUND`` pp.
+    """
+    rows = []
+    cells = summary.loc[summary["estimand"].str.startswith("long_term")]
+    cells = cells.loc[cells["group"] == "all"]
+    for (variant, estimand), s in cells.groupby(["variant", "estimand"], sort=True):
+        worst = s["bias"].abs().idxmax()
+        rows.append(
+            {
+                "variant": variant,
+                "estimand": estimand,
+                "regimes": ", ".join(sorted(s["regime"].unique())),
+                "cells": len(s),
+                "worst_bias_all": abs(s.loc[worst, "bias"]),
+                "its_mcse": s.loc[worst, "bias_mcse"],
+                "worst_cell": f"{s.loc[worst, 'regime']} {s.loc[worst, 'cohort']} "
+                f"year {s.loc[worst, 'rel_time']}",
+                "coverage_min": s["coverage"].min(),
+                "coverage_max": s["coverage"].max(),
+                "passes": bool(s["bias"].abs().max() <= BIAS_BOUND),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _md_table(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.to_numpy()]
@@ -277,6 +399,7 @@ def readme_table(summary: pd.DataFrame) -> str:
     range of the analytic intervals' coverage over the grade bands.
     """
     rows = []
+    summary = summary.loc[summary["estimand"] == "event_study"]
     for (regime, variant), s in summary.groupby(["regime", "variant"], sort=True):
         a = s.loc[s["group"] == "all"].set_index("rel_time")
         bands = s.loc[s["group"] != "all"]
@@ -305,8 +428,9 @@ def markdown(summary: pd.DataFrame) -> str:
     for c in ("coverage", "boot_coverage", "band_coverage"):
         s[c] = s[c].map(lambda v: f"{100 * v:.1f}")
     cols = [
-        "regime", "variant", "group", "rel_time", "draws", "truth", "bias", "bias_mcse",
-        "rmse", "sd_estimate", "mean_std_error", "coverage", "boot_coverage", "band_coverage",
+        "regime", "variant", "estimand", "group", "cohort", "rel_time", "draws", "truth",
+        "bias", "bias_mcse", "rmse", "sd_estimate", "mean_std_error", "coverage",
+        "boot_coverage", "band_coverage",
     ]  # fmt: skip
     return _md_table(s[cols])
 
@@ -319,10 +443,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--sample-fraction", type=float, default=1.0)
+    parser.add_argument("--long-term", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
     variants = tuple(args.variants)
+    options = (args.sample_fraction, args.long_term)
     jobs = [
-        (regime, SEED_BASE[regime] + i, variants, str(args.out))
+        (regime, SEED_BASE[regime] + i, variants, str(args.out), *options)
         for i in range(args.draws)
         for regime in args.regimes
     ]
@@ -331,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         for n, path in enumerate(pool.map(_run_one, jobs), 1):
             if n % 10 == 0 or n == len(jobs):
                 print(f"{n}/{len(jobs)} draws ({time.perf_counter() - t0:.0f} s): {path}")
-    files = [_draw_file(args.out, r, s, variants) for r, s, *_ in jobs]
+    tag = _options_tag(*options)
+    files = [_draw_file(args.out, r, s, variants, tag) for r, s, *_ in jobs]
     draws = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     summary = summarise(draws)
     summary.to_json(args.out / "monte_carlo.json", orient="records", indent=1, double_precision=6)
@@ -339,7 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     header = f"# Monte Carlo validation\n\nCommand: `{command}`\n\n"
     verdict = criteria(summary)
     verdict_md = _md_table(verdict.round(3))
-    body = f"## Criteria\n\n{verdict_md}\n\n## Every cell\n\n{markdown(summary)}"
+    body = f"## Criteria\n\n{verdict_md}\n\n"
+    if args.long_term:
+        lt_md = _md_table(long_term_criteria(summary).round(3))
+        body += f"## Long-term cells (all visited students, issue 23)\n\n{lt_md}\n\n"
+        print(lt_md)
+    body += f"## Every cell\n\n{markdown(summary)}"
     (args.out / "monte_carlo.md").write_text(header + body)
     (args.out / "readme_table.md").write_text(readme_table(summary))
     print(verdict_md)

@@ -4,7 +4,9 @@ For each cohort, the matched units of its treated students form an annual panel 
 per unit and school year with membership). The difference-in-differences is the event
 study of :func:`leapresearch.estimation.event_study.event_study` on that panel, with school years in
 place of months and the school year before the cohort's as the reference
-(``years_after = -1``).
+(``years_after = -1``). A comparison student visited later leaves the annual panel from
+the school year of its own first visit, as it leaves the monthly panel at its event month
+(:func:`leapresearch.design.stacking.stacked_panel`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leapresearch.data.calendar import school_year_label
-from leapresearch.data.panel import AnalyticPanel
+from leapresearch.data.calendar import index_to_start_year, school_year_label
+from leapresearch.data.panel import AnalyticPanel, first_event_times
 
 ESTIMATE_COLUMNS = ["estimate", "std_error", "ci_lower", "ci_upper", "n_treated", "n_comparison"]
 """Columns of every estimate row in the output tables (after the row's keys)."""
@@ -41,7 +43,30 @@ def annual_stacked_panel(
     DataFrame
         Columns of :func:`leapresearch.design.stacking.stacked_panel` with ``time`` the first
         calendar year of the school year, ``rel_time`` = years after the school year of
-        the event month, and the outcome in ``y``.
+        the event month, and the outcome in ``y``; a comparison unit has no rows from the
+        school year of its own event month on.
+
+    Notes
+    -----
+    The long-term fit on this panel (:func:`long_term_table`), for unit ``i`` of stack ``s``
+    (an event month) in school year ``t``::
+
+        y_ist = a_is + g_st + sum_{r != -1} b_r * Treated_i * 1[t - c_s = r] + e_ist
+
+    with ``c_s`` the school year of event month ``s`` (``r`` is ``years_after``, school
+    year ``c_s - 1`` the reference), unit and stack-by-school-year effects, by weighted
+    least squares with the unit weights of the design (matching weights, or those of a
+    subgroup).
+
+    **Censoring.** A comparison unit whose student is first visited later, in event month
+    ``g`` (:func:`~leapresearch.data.panel.first_event_times`), keeps only the school years
+    ``t < g // 10``, those that end before its event month: the monthly panel keeps its
+    months ``m < g`` (no months of anticipation), and the annual outcome of the school year
+    holding ``g`` already averages treated months. A summer visit's event month is the
+    next September, so the school year before it stays. Never-visited comparisons and
+    visited students keep every school year. Comparisons are eligible only while not yet
+    visited, so the reference school year (which ends before the stack's event month) is
+    never censored.
     """
     if outcome not in OUTCOME_COLUMNS:
         raise ValueError(f"outcome must be one of {sorted(OUTCOME_COLUMNS)}, got {outcome!r}")
@@ -52,6 +77,14 @@ def annual_stacked_panel(
         annual = annual.merge(grade, on=["student", "year"], how="left")
         annual = annual.loc[annual["grade"] != "PK"].drop(columns="grade")
     df = units.merge(annual, on="student", how="inner")
+    if len(panel.events):
+        # a comparison student visited later leaves the panel from the school year of its
+        # event month (never-visited students: a year after every school year)
+        first_year = index_to_start_year(first_event_times(panel.events, panel.n_students))
+        censored = (df["treated"].to_numpy() == 0) & (
+            df["year"].to_numpy() >= first_year[df["student"].to_numpy()]
+        )
+        df = df.loc[~censored].copy()
     df["time"] = df["year"].astype(np.int64)
     df["rel_time"] = (df["year"] - df["stack"] // 10).astype(np.int64)
     df["y"] = 100.0 * df[OUTCOME_COLUMNS[outcome]].astype(np.float64)
