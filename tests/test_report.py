@@ -489,3 +489,34 @@ def test_the_identifier_scan_reads_the_text_of_a_pdf(tmp_path):
     assert b"0001234567" not in (tmp_path / "out" / "report.pdf").read_bytes()
     ids = SimIds(student_ids=frozenset({"0001234567"}), visit_ids=frozenset())
     assert scan_folder(tmp_path / "out", ids) == {"report.pdf": ["0001234567"]}
+
+
+def _tiny_notebook(path: Path, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "P"}
+    nb.metadata["language_info"] = {"name": "python"}
+    params = nbformat.v4.new_code_cell('vintage = "demo"\ndata_dir = None\noverrides = []')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_run_that_succeeds_logs_nothing_alarming_and_a_failing_cell_still_fails(tmp_path, capfd):
+    # issue 25: the kernels' own "running over TCP without encryption" warnings and the
+    # "KeyboardInterrupt caught in kernel" error at shutdown cluttered a successful run
+    import papermill
+
+    from leapresearch.publish.report import execute_notebooks
+
+    config = load_config("demo")
+    good = _tiny_notebook(tmp_path / "good.ipynb", "print(vintage)")
+    out = execute_notebooks(tmp_path / "out", config, vintage="demo", notebooks=[good])
+    printed = capfd.readouterr()
+    executed = nbformat.read(out[0], as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "demo\n"
+    for stream in (printed.out, printed.err):
+        assert "IPKernelApp" not in stream and "ERROR" not in stream, stream
+    bad = _tiny_notebook(tmp_path / "bad.ipynb", "raise ValueError('a cell that fails')")
+    with pytest.raises(papermill.PapermillExecutionError, match="a cell that fails"):
+        execute_notebooks(tmp_path / "out2", config, vintage="demo", notebooks=[bad])

@@ -172,6 +172,14 @@ def write_identification_figures(
     return paths
 
 
+QUIET_KERNEL = ("--IPKernelApp.log_level=CRITICAL",)
+"""Arguments of every notebook kernel: its own log stays quiet on a run that succeeds.
+
+The kernel logs a warning that it talks over TCP on the loopback (papermill's default
+transport) and an error for the interrupt it receives when papermill shuts it down; neither
+is a problem of the run, and a failing cell still fails the run (papermill raises)."""
+
+
 def execute_notebooks(
     out_dir: Path,
     config: Config,
@@ -215,6 +223,7 @@ def execute_notebooks(
             cwd=str(nb.parent),
             progress_bar=workers < 2,
             kernel_name="python3",
+            extra_arguments=list(QUIET_KERNEL),
         )
         if workers >= 2:  # close the event loop nbclient left in this thread
             with contextlib.suppress(RuntimeError):
