@@ -125,3 +125,34 @@ def test_tables_render_in_full_without_index_and_with_the_suppression_symbol():
     assert doc.count("<tr>") == len(es) + 1  # every row, plus the header
     assert labels.SUPPRESSED_NOTE in doc.replace("&#x27;", "'")
     assert "<th></th>" not in doc  # no index column
+
+
+def test_the_headline_pretrend_column_and_the_summary_read_the_same_tests():
+    # issue 25: the headline table printed the first test of each group (the adjusted
+    # main-window test, partly mechanical) while the summary counted all of them, so one
+    # said "p = 0.84" beside a sentence that two tests reject
+    from leapresearch.publish.narrative import summary_paragraph
+    from leapresearch.publish.tables import headline_html
+
+    pretrends = pd.DataFrame(
+        {
+            "group": ["all"] * 4 + ["grade_band:PK-5"] * 2,
+            "basis": ["adjusted", "unadjusted", "unadjusted", "adjusted", "adjusted", "x"],
+            "months": ["<=-12..-2", "<=-12..-2", "-24..-13", "-24..-13", "<=-12..-2", "y"],
+            "p_value": [0.84, 0.002, 0.3, 0.04, 0.01, np.nan],
+            "n_treated": [30] * 4 + [20] * 2,
+        }
+    )
+    es = _event_study()
+    head = headline_table(es, rel_times=(1, 9), pretrends=pretrends).set_index("group")
+    assert head.loc["all", ["pretrend_rejected", "pretrend_tests"]].tolist() == [2, 4]
+    assert head.loc["all", "pretrend_min_p"] == 0.002
+    assert head.loc["grade_band:PK-5", ["pretrend_rejected", "pretrend_tests"]].tolist() == [1, 1]
+    assert head.loc["cohort:2020-21", "pretrend_tests"] == 0  # no test: shown as missing
+    summary = summary_paragraph(es, pretrends, rel_times=(1, 9))
+    assert "2 of 4 tests reject" in summary
+    page = headline_html(head.reset_index(), rel_times=(1, 9))
+    assert "2 of 4 (smallest p 0.002)" in page and "1 of 1 (smallest p 0.010)" in page
+    assert "0.84" not in page
+    strict = headline_table(es, rel_times=(1, 9), pretrends=pretrends, alpha=0.01)
+    assert strict.set_index("group").loc["all", "pretrend_rejected"] == 1

@@ -197,7 +197,7 @@ def front_page(
     es, pre = tables["event_study"], tables.get("pretrend_tests")
     months = config.analysis.report_rel_times
     alpha = config.analysis.alpha
-    head = headline_table(es, rel_times=months, pretrends=pre)
+    head = headline_table(es, rel_times=months, pretrends=pre, alpha=alpha)
     summary = narrative.summary_paragraph(es, pre, rel_times=months, alpha=alpha)
     methods_text = narrative.methods_text(config, cluster=cluster)
     methods = "".join(f"<li>{_esc(t)}</li>" for t in methods_text)
@@ -217,7 +217,7 @@ def front_page(
 <h2>The program</h2><p>{_esc(config.report.program_description)}</p>
 <div class="lr-box"><h2>Methods in brief</h2><ul>{methods}</ul></div>
 <h2>Headline estimates</h2>
-{headline_html(head, rel_times=months)}
+{headline_html(head, rel_times=months, alpha=alpha)}
 {crosswalk_html(config, es)}
 {figures_html(stamp, figures)}
 <h2>Limitations</h2><ul>{"".join(f"<li>{_esc(t)}</li>" for t in limits)}</ul>

@@ -174,6 +174,7 @@ def headline_table(
     rel_times: Sequence[int],
     pretrends: pd.DataFrame | None = None,
     groups: Sequence[str] | None = None,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Headline numbers: one row per group, estimate and 95% CI at each headline month.
 
@@ -184,15 +185,21 @@ def headline_table(
     rel_times : sequence of int
         Headline months since the first visit.
     pretrends : DataFrame, optional
-        Published pre-trend tests: adds the visited students per group and the p-value.
+        Published pre-trend tests: adds the visited students per group and what the group's
+        tests say together, as the summary's sentence reads them
+        (:func:`leapresearch.publish.narrative.describe_pretrends`): how many of them reject
+        at ``alpha`` and the smallest p-value.
     groups : sequence of str, optional
         Groups to show; default: all, grade bands and cohorts present.
+    alpha : float
+        Level of the pre-trend tests.
 
     Returns
     -------
     DataFrame
         ``group`` (code), ``n_treated``, ``n_comparison`` (students at the first headline
-        month), ``pretrend_p`` and for each month ``m``: ``est_m``, ``lo_m``, ``hi_m``; rows
+        month), ``pretrend_tests``, ``pretrend_rejected``, ``pretrend_min_p`` and for each
+        month ``m``: ``est_m``, ``lo_m``, ``hi_m``; rows
         in reading order (:func:`leapresearch.publish.labels.sort_groups`).
     """
     present = event_study["group"].unique()
@@ -209,7 +216,10 @@ def headline_table(
         if pretrends is not None:
             p = pretrends.loc[pretrends["group"] == g]
             row["n_treated"] = p["n_treated"].iloc[0] if len(p) else row["n_treated"]
-            row["pretrend_p"] = p["p_value"].iloc[0] if len(p) else np.nan
+            tested = p["p_value"].dropna()
+            row["pretrend_tests"] = len(tested)
+            row["pretrend_rejected"] = int((tested < alpha).sum())
+            row["pretrend_min_p"] = tested.min() if len(tested) else np.nan
         for m in rel_times:
             r = es.loc[(g, m)] if (g, m) in es.index else None
             for key, col in (("est", "estimate"), ("lo", "ci_lower"), ("hi", "ci_upper")):
@@ -218,10 +228,20 @@ def headline_table(
     return pd.DataFrame(rows)
 
 
-def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int]) -> str:
+def _pretrend_cell(row: dict) -> str:
+    """``k of n (smallest p 0.002)``, or the empty mark when the group has no test."""
+    if not row["pretrend_tests"]:
+        return labels.fmt(np.nan, 2)
+    return (
+        f"{row['pretrend_rejected']} of {row['pretrend_tests']} "
+        f"(smallest p {labels.fmt(row['pretrend_min_p'], 3)})"
+    )
+
+
+def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int], alpha: float = 0.05) -> str:
     """The headline table as HTML: each month's cell holds the estimate and its 95% CI."""
     months = "".join(f"<th>{labels.month_label(m)}</th>" for m in rel_times)
-    pre = "<th>Pre-trend test p</th>" if "pretrend_p" in head.columns else ""
+    pre = "<th>Pre-trend tests rejecting</th>" if "pretrend_tests" in head.columns else ""
     rows = []
     any_suppressed = False
     for r in head.to_dict("records"):
@@ -233,7 +253,7 @@ def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int]) -> str:
             cells.append(f'<td>{est}<br><span class="lr-ci">({ci})</span></td>')
         n1 = _cell(r["n_treated"], count=True, digits=0)
         n0 = _cell(r["n_comparison"], count=True, digits=0)
-        p = f"<td>{labels.fmt(r['pretrend_p'], 2)}</td>" if pre else ""
+        p = f"<td>{_pretrend_cell(r)}</td>" if pre else ""
         rows.append(
             f'<tr><th scope="row">{html.escape(labels.group_label(r["group"]))}</th>'
             f"<td>{n1}</td><td>{n0}</td>{''.join(cells)}{p}</tr>"
@@ -243,6 +263,13 @@ def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int]) -> str:
         "interval in brackets. Visited students: students in the group; comparison students: "
         f"matched comparison students at {labels.month_label(rel_times[0]).lower()}."
     ]
+    if pre:
+        foot.append(
+            "Pre-trend tests rejecting: how many of the group's joint tests that visited and "
+            "comparison students moved alike before the first visit (notebook 03) reject at "
+            f"the {alpha:.0%} level, of how many, with the smallest p-value; the summary reads "
+            "the same tests."
+        )
     if any_suppressed:
         foot.append(html.escape(labels.SUPPRESSED_NOTE))
     return (

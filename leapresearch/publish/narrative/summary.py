@@ -24,6 +24,7 @@ def headline_table(
     *,
     rel_times: Sequence[int],
     pretrends: pd.DataFrame | None = None,
+    alpha: float = 0.05,
 ):
     """The headline table (estimate, 95% CI, n per group, in reading order), for display.
 
@@ -33,8 +34,8 @@ def headline_table(
     from leapresearch.publish.tables import headline_html
     from leapresearch.publish.tables import headline_table as _headline
 
-    head = _headline(table, rel_times=rel_times, pretrends=pretrends)
-    return HTMLTable(headline_html(head, rel_times=rel_times), head)
+    head = _headline(table, rel_times=rel_times, pretrends=pretrends, alpha=alpha)
+    return HTMLTable(headline_html(head, rel_times=rel_times, alpha=alpha), head)
 
 
 class HTMLTable:
