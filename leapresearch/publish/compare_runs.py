@@ -167,6 +167,12 @@ def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _p_is(p: float) -> str:
+    """``p = 0.012`` or ``p < 0.001``."""
+    text = _p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def change_sentences(head: pd.DataFrame, *, alpha: float) -> list[str]:
     """One sentence per change found, or one saying none was (computed from ``head``)."""
     both = head.dropna(subset=["difference", "std_error_difference"])
@@ -180,7 +186,7 @@ def change_sentences(head: pd.DataFrame, *, alpha: float) -> list[str]:
             f"{labels.group_label(r.group)}, month {r.rel_time}: {_pp(abs(r.difference))} "
             f"{way} in B ({_pp(r.estimate_a)} in A, {_pp(r.estimate_b)} in B; {level} "
             f"interval of the change {labels.fmt_interval(r.ci_lower, r.ci_upper)} pp; "
-            f"Holm-adjusted p = {_p(r.p_value_holm)})."
+            f"Holm-adjusted {_p_is(r.p_value_holm)})."
         )
     n, k = len(both), int(both["changed"].sum())
     if k:
@@ -194,10 +200,16 @@ def change_sentences(head: pd.DataFrame, *, alpha: float) -> list[str]:
         f"{labels.fmt(big['difference'], signed=True)} pp ({level} interval "
         f"{labels.fmt_interval(big['ci_lower'], big['ci_upper'])} pp)."
     )
-    pointwise = int(both["pointwise"].sum())
-    if pointwise:
+    pointwise = both.loc[both["pointwise"]]
+    if len(pointwise):
+        cells = "; ".join(
+            f"{labels.group_label(r.group)}, month {r.rel_time} "
+            f"({labels.fmt(r.difference, signed=True)} pp, unadjusted {_p_is(r.p_value)})"
+            for r in pointwise.itertuples()
+        )
         text += (
-            f" {pointwise} interval(s) exclude zero before the adjustment for the {n} comparisons."
+            f" Before the adjustment for the {n} comparisons, the interval excludes zero for: "
+            f"{cells}."
         )
     return [text]
 
@@ -239,9 +251,9 @@ def student_rows(a: Run, b: Run) -> pd.DataFrame:
     """Students behind each run: visited, matched, unmatched, comparison students, cohorts."""
     rows = {
         "Visited students": "treated",
-        "matched to comparison students": "matched",
-        "of whom matched outside the caliper": "matched_outside_caliper",
-        "not matched": "unmatched",
+        "Matched to comparison students": "matched",
+        "Matched outside the caliper": "matched_outside_caliper",
+        "Not matched": "unmatched",
         "Comparison students used": "comparisons",
     }
 
@@ -268,35 +280,26 @@ def _cohorts(run: Run) -> set[str]:
     return set() if ms is None else set(ms["cohort"].astype(str))
 
 
-def _test_result(p: float, alpha: float, what: str) -> str:
+def _test_result(p: float, alpha: float) -> str:
     if labels._missing(p):
         return labels.NOT_AVAILABLE
-    return f"{'rejected' if p < alpha else 'not rejected'} {what} (p = {_p(p)})"
+    return f"{'rejected' if p < alpha else 'not rejected'} ({_p_is(p)})"
 
 
 def diagnostic_rows(a: Run, b: Run, *, groups: tuple[str, ...], alpha: float) -> pd.DataFrame:
     """Pre-trend tests, placebo and sensitivity breakdowns of both runs, in words."""
     checks: list[tuple[str, Any]] = []
     for g in groups:
-        for months, what in (("<=", "matching window"), ("-24", "before the window")):
-            checks.append(
-                (
-                    f"Pre-trend test, {labels.group_label(g)}, {what}",
-                    lambda run, g=g, m=months: _pretrend(run, g, m, alpha),
-                )
-            )
-    checks.append(("Placebo (event moved earlier), all visited students", _placebo))
-    for method, words in (("relative_magnitudes", "relative magnitudes"), ("smoothness", "")):
-        checks.append(
-            (
-                f"Sensitivity breakdown, all visited students, last headline month"
-                f"{', ' + words if words else ', smoothness'}",
-                lambda run, m=method: _breakdown(run, m),
-            )
-        )
+        for months, what in (("<=", "matching window"), ("-24", "months before the window")):
+            name = f"Parallel pre-trends, {labels.group_label(g)}, {what}"
+            checks.append((name, lambda run, g=g, m=months: _pretrend(run, g, m, alpha)))
+    checks.append(("No effect of a placebo visit moved earlier, all visited students", _placebo))
+    for method in ("relative_magnitudes", "smoothness"):
+        name = f"Sensitivity breakdown ({method.replace('_', ' ')}), all visited students"
+        checks.append((name, lambda run, m=method: _breakdown(run, m)))
     return pd.DataFrame(
         {
-            "Check": [c for c, _ in checks],
+            "Check (rejected: the run's data speak against it)": [c for c, _ in checks],
             "A": [f(a) for _, f in checks],
             "B": [f(b) for _, f in checks],
         }
@@ -314,7 +317,7 @@ def _pretrend(run: Run, group: str, months: str, alpha: float) -> str:
     ]
     if rows.empty:
         return labels.NOT_AVAILABLE
-    return _test_result(rows["p_value"].iloc[0], alpha, "parallel pre-trends")
+    return _test_result(rows["p_value"].iloc[0], alpha)
 
 
 def _placebo(run: Run) -> str:
@@ -323,7 +326,7 @@ def _placebo(run: Run) -> str:
         return labels.NOT_AVAILABLE
     rows = t.loc[t["group"] == "all", "pre_wald_p_value"].dropna()
     alpha = run.parameter("analysis", "alpha", default=0.05)
-    return labels.NOT_AVAILABLE if rows.empty else _test_result(rows.iloc[0], alpha, "no effect")
+    return labels.NOT_AVAILABLE if rows.empty else _test_result(rows.iloc[0], alpha)
 
 
 def _breakdown(run: Run, method: str) -> str:
