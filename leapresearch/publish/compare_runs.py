@@ -261,12 +261,14 @@ def student_rows(a: Run, b: Run) -> pd.DataFrame:
         ms = run.tables.get("matching_summary")
         if ms is None:
             return [labels.NOT_AVAILABLE] * (len(rows) + 1)
-        values = [
-            _count(ms[c].sum(min_count=1)) if c in ms else labels.NOT_AVAILABLE
-            for c in rows.values()
-        ]
-        if "suppressed" in ms and ms["suppressed"].astype(bool).any():
-            values = [v + f" (some cohorts {labels.SUPPRESSED})" for v in values]
+        values = []
+        for c in rows.values():
+            if c not in ms:
+                values.append(labels.NOT_AVAILABLE)
+                continue
+            hidden = int(ms[c].isna().sum())
+            text = _count(ms[c].sum(min_count=1))
+            values.append(text + (f" + {hidden} cohort(s) {labels.SUPPRESSED}" if hidden else ""))
         cohorts = labels.sort_groups(f"cohort:{c}" for c in ms["cohort"].astype(str))
         return [*values, ", ".join(labels.group_label(c) for c in cohorts)]
 
