@@ -200,6 +200,10 @@ def test_the_demo_front_page_fields_are_what_the_test_above_looks_for():
     assert report.authors == (DEMO_FRONT_PAGE[2],)
     assert report.school_years == DEMO_FRONT_PAGE[3]
     assert DEMO_FRONT_PAGE[4] in report.organisation
+    from leapresearch.publish.frontpage import title_block
+
+    demo = title_block(load_config("demo"), fake_event_study(), simulated=True)
+    assert "Draft" not in demo and report.title in demo  # reviewed (the default): no draft note
 
 
 def _make(*args: str) -> str:
