@@ -19,6 +19,13 @@ DATA   ?= data_raw/$(SCALE)
 OUT    ?= outputs/$(SCALE)
 PARAMS ?=
 LAYOUT ?= contract
+VINTAGE ?=
+# `make report PARAMS=VINTAGE`: the vintage's own data_dir and outputs/VINTAGE (run's
+# defaults), never the demo's; DATA=... or OUT=... given with it still win.
+DATA_GIVEN := $(filter command line environment,$(origin DATA))
+OUT_GIVEN  := $(filter command line environment,$(origin OUT))
+REPORT_DATA = $(if $(PARAMS),$(if $(DATA_GIVEN),$(DATA)),$(DATA))
+REPORT_OUT  = $(if $(PARAMS),$(if $(OUT_GIVEN),$(OUT)),$(OUT))
 # The committed notebooks are executed under one OpenBLAS kernel and checked (nbval) under
 # another, so an output that depends on the kernel fails the check (README: reproducibility).
 NOTEBOOKS_CORETYPE ?= SkylakeX
@@ -52,9 +59,10 @@ demo-data: setup  ## simulate the data for SCALE into DATA unless it is there (L
 	  $(BIN)/leapresearch simulate --out $(DATA) --scale $(SCALE) --seed $(SEED) --layout $(LAYOUT) \
 	    --truth outputs/truth/$(SCALE).json
 
-report: demo-data  ## the yearly report on SCALE data (demo by default)
-	$(BIN)/leapresearch validate $(DATA) $(if $(PARAMS),--params $(PARAMS))
-	$(BIN)/leapresearch run --data $(DATA) --out $(OUT) --overwrite $(if $(PARAMS),--params $(PARAMS))
+report: $(if $(REPORT_DATA),demo-data,setup)  ## the yearly report on SCALE data (demo by default; PARAMS=VINTAGE: that vintage's data and outputs/VINTAGE)
+	$(BIN)/leapresearch validate $(REPORT_DATA) $(if $(PARAMS),--params $(PARAMS))
+	$(BIN)/leapresearch run $(if $(REPORT_DATA),--data $(REPORT_DATA)) \
+	  $(if $(REPORT_OUT),--out $(REPORT_OUT)) --overwrite $(if $(PARAMS),--params $(PARAMS))
 
 test: demo-data  ## lint, the test suite, and nbval on the committed notebooks
 	$(BIN)/ruff check leapresearch tests benchmarks scripts validation
@@ -79,8 +87,23 @@ format: setup
 hooks:  ## install the git pre-commit hook that refuses staged data files
 	python3 scripts/check_no_data_staged.py --install
 
-lab: demo-data  ## JupyterLab on notebooks/ with the project's environment (makes the demo data first)
+# VINTAGE=...: copies of the notebooks with that vintage's parameters injected (papermill
+# --prepare-only; outputs cleared, not executed) in outputs/lab/VINTAGE/ (outside the run folder, which a
+# new run replaces); a copy already there is kept, with the analyst's edits.
+lab: $(if $(VINTAGE),setup,demo-data)  ## JupyterLab on notebooks/ (demo data), or VINTAGE=...: on that vintage
+ifeq ($(VINTAGE),)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
+else
+	@test -f params/$(VINTAGE).yaml || { echo "make lab: no params/$(VINTAGE).yaml" \
+	  "(leapresearch new-year $(VINTAGE) --data FOLDER writes it)" >&2; exit 1; }
+	@mkdir -p outputs/lab/$(VINTAGE)
+	@for nb in notebooks/[0-9][0-9]_*.ipynb; do \
+	  copy="outputs/lab/$(VINTAGE)/$$(basename $$nb)"; test -f "$$copy" && continue; \
+	  $(BIN)/papermill --prepare-only --no-progress-bar -p vintage "$(VINTAGE)" "$$nb" "$$copy" \
+	    && $(BIN)/jupyter nbconvert --clear-output --inplace --log-level=WARN "$$copy" || exit 1; \
+	done
+	$(BIN)/jupyter lab --notebook-dir=outputs/lab/$(VINTAGE)
+endif
 
 # One lock for every supported Python (uv's universal resolution: a package whose version must
 # differ between Pythons gets one line per version range, with an environment marker). The

@@ -1,4 +1,4 @@
-"""Command line: ``leapresearch simulate | validate | run | compare``.
+"""Command line: ``leapresearch simulate | validate | run | new-year | compare | cache``.
 
 Bad data and bad parameters end with a message and exit code 1, never a traceback.
 """
@@ -79,6 +79,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         )
     except ParameterError as exc:
         return _err(str(exc))
+    _warn_unreviewed(config, args.params)
     data = args.data or str(config.data_path)
     checked = check_data(config.data_path, config)
     for warning in checked.warnings:
@@ -90,6 +91,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print(f"{data}: valid (raw-data contract v1)")
     _print_summary(summarise(checked.tables))
     return 0
+
+
+def _warn_unreviewed(config, params: str) -> None:
+    """Warn when the vintage's front-page fields are still as ``new-year`` wrote them."""
+    if not config.report.reviewed:
+        print(
+            f"warning: {params}: report.reviewed is false: the front page's title, date, school "
+            "years and authors are as `leapresearch new-year` wrote them (the report says "
+            "draft); review them and set report.reviewed: true",
+            file=sys.stderr,
+        )
 
 
 def _absolute_params(name_or_path: str) -> str:
@@ -124,6 +136,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     except ParameterError as exc:
         return _err(str(exc))
+    _warn_unreviewed(config, args.params)
     out = Path(args.out) if args.out else None
     if out is None:
         from leapresearch.paths import OUTPUTS
@@ -159,12 +172,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from leapresearch.publish.compare_runs import compare_runs
+    from leapresearch.publish.compare_runs import compare, write_comparison
 
     try:
-        print(compare_runs(Path(args.a), Path(args.b)))
+        comparison = compare(Path(args.a), Path(args.b))
+        if args.out:
+            for path in write_comparison(comparison, Path(args.out)):
+                print(f"wrote {path}")
+        else:
+            print(comparison.markdown(), end="")
     except (FileNotFoundError, ValueError) as exc:
         return _err(str(exc))
+    except OSError as exc:
+        return _err(f"cannot write {args.out}: {exc}")
+    return 0
+
+
+def _cmd_new_year(args: argparse.Namespace) -> int:
+    from leapresearch.config import ParameterError, new_vintage
+
+    try:
+        date = dt.date.fromisoformat(args.date) if args.date else None
+    except ValueError as exc:
+        return _err(f"--date {args.date!r} is not a date YYYY-MM-DD ({exc})")
+    try:
+        path, review = new_vintage(
+            args.vintage,
+            args.data,
+            like=args.like,
+            authors=args.author or (),
+            organisation=args.organisation,
+            title=args.title,
+            date=date,
+            params_dir=Path(args.params_dir) if args.params_dir else None,
+        )
+    except ParameterError as exc:
+        return _err(str(exc))
+    print(f"wrote {path}; review every line marked REVIEW, then set report.reviewed: true")
+    for line in review:
+        print(f"  {line}")
+    params = args.vintage if not args.params_dir else str(path)
+    print(f"next: leapresearch validate --params {params}")
+    if not args.params_dir:
+        print(f"      make report PARAMS={args.vintage}   (outputs/{args.vintage}/)")
     return 0
 
 
@@ -173,12 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leapresearch", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("simulate", help="write synthetic contract data with known effects")
+    s = _command(sub, "simulate", "write synthetic contract data with known effects")
     s.add_argument("--out", required=True, help="data folder to write")
-    s.add_argument("--scale", choices=["demo", "districts", "state"], default="demo")
-    s.add_argument("--seed", type=int, default=20210401)
+    s.add_argument(
+        "--scale",
+        choices=["demo", "districts", "state"],
+        default="demo",
+        help="size: demo (about 10,000 students), districts (the 15 LEAP districts) or "
+        "state (default: demo)",
+    )
+    s.add_argument("--seed", type=int, default=20210401, help="random seed (default: 20210401)")
     s.add_argument("--truth", help="write the true effects as JSON here (never inside --out)")
-    s.add_argument("--format", choices=["csv", "parquet"], help="default: csv for demo")
+    s.add_argument(
+        "--format",
+        choices=["csv", "parquet"],
+        help="file format (default: csv for demo, parquet otherwise)",
+    )
     s.add_argument(
         "--layout",
         choices=["contract", "extract"],
@@ -188,9 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=_cmd_simulate)
 
-    v = sub.add_parser(
+    v = _command(
+        sub,
         "validate",
-        help="check a data folder exactly as `run` will (contract, input mapping, manifest, "
+        "check a data folder exactly as `run` will (contract, input mapping, manifest, "
         "evaluability)",
     )
     v.add_argument("data", nargs="?", help="data folder (default: data_dir of the parameters)")
@@ -201,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--program-start", help="same as -p program_start=YYYY-MM-DD")
     v.set_defaults(func=_cmd_validate)
 
-    r = sub.add_parser("run", help="run the evaluation and write tables, figures, report")
+    r = _command(sub, "run", "run the evaluation and write tables, figures, report")
     r.add_argument("--data", help="data folder (default: data_dir of the parameters)")
     r.add_argument("--out", help="run folder (default: outputs/<vintage>)")
     r.add_argument("--params", default="demo", help="vintage name or YAML file (default: demo)")
@@ -229,15 +290,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=_cmd_run)
 
-    k = sub.add_parser("cache", help="where the prepared-sample cache is and how big; --clear")
+    k = _command(sub, "cache", "where the prepared-sample cache is and how big; --clear")
     k.add_argument("--clear", action="store_true", help="delete every cached entry")
     k.set_defaults(func=_cmd_cache)
 
-    c = sub.add_parser("compare", help="headline estimates of two runs side by side")
-    c.add_argument("a")
-    c.add_argument("b")
+    _new_year_parser(sub)
+    c = _command(
+        sub,
+        "compare",
+        "two runs on one page: headline estimates, their change with its interval and a test, "
+        "students, pre-trends, warnings, changed parameters",
+    )
+    c.add_argument("a", metavar="RUN_A", help="the earlier run folder (e.g. outputs/2023-24)")
+    c.add_argument("b", metavar="RUN_B", help="the new run folder (e.g. outputs/2024-25)")
+    c.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the page to FILE (.md or .html) and its headline rows to FILE's name "
+        "with .csv; without it the page is printed as Markdown",
+    )
     c.set_defaults(func=_cmd_compare)
     return p
+
+
+def _command(sub, name: str, text: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` starts with the sentence the command list shows."""
+    return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+
+
+def _new_year_parser(sub) -> None:
+    n = _command(
+        sub,
+        "new-year",
+        "write params/VINTAGE.yaml for a new year's data folder, every per-year field marked "
+        "for review (never replaces a vintage file)",
+    )
+    n.add_argument("vintage", metavar="VINTAGE", help="the new vintage's name, e.g. 2024-25")
+    n.add_argument("--data", required=True, metavar="FOLDER", help="the year's data folder")
+    n.add_argument(
+        "--like",
+        metavar="VINTAGE",
+        help="an earlier vintage whose input mapping and program start to copy (its report "
+        "fields are never copied); needed when the extracts keep the state's layout",
+    )
+    n.add_argument(
+        "--author", action="append", metavar="NAME", help="an author (repeat for several)"
+    )
+    n.add_argument("--organisation", help="the organisation shown on the front page")
+    n.add_argument("--title", help="the report's title (default: built from the vintage)")
+    n.add_argument("--date", metavar="YYYY-MM-DD", help="the report's date (default: today)")
+    n.add_argument(
+        "--params-dir",
+        metavar="DIR",
+        help="write the file into DIR instead of params/ (run it with --params DIR/VINTAGE.yaml)",
+    )
+    n.set_defaults(func=_cmd_new_year)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

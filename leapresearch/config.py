@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -335,9 +336,15 @@ class PublishedFigure(_Frozen):
 class ReportConfig(_Frozen):
     """What the report's front page says about itself (title, program, authors, date).
 
+<<<<<<< HEAD
     ``paper``: the paper size of ``report.pdf`` (``letter`` or ``a4``).
 
     Nothing here moves a number; the session cache ignores this section.
+=======
+    Nothing here moves a number; the session cache ignores this section. ``reviewed:
+    false`` (written by ``leapresearch new-year``) marks the per-year fields as not yet
+    reviewed: ``validate`` and ``run`` warn and the front page says it is a draft.
+>>>>>>> yearly
     """
 
     title: str = "Did home visits raise attendance?"
@@ -346,6 +353,7 @@ class ReportConfig(_Frozen):
     organisation: str | None = None
     date: dt.date | None = None
     school_years: str | None = None
+    reviewed: bool = True
     program_description: str = ""
     published_source: str = ""
     published: tuple[PublishedFigure, ...] = ()
@@ -587,3 +595,225 @@ def load_config(
         raise ParameterError(
             "invalid parameters from " + " + ".join(sources) + ":\n" + "\n".join(lines)
         ) from None
+
+
+# --------------------------------------------------------------------------------------
+# A new vintage file (``leapresearch new-year``)
+# --------------------------------------------------------------------------------------
+
+_CONTRACT_FILES = tuple(f"{t}.{ext}" for t in _CONTRACT_COLUMNS for ext in ("csv", "parquet"))
+
+
+_AMBIGUOUS = re.compile(r"[0-9+\-.~]|(?i:y|n|yes|no|on|off|true|false|null)$|$")
+"""Text YAML (1.1 or 1.2) could read as something else: quoted when written."""
+
+
+class _QuotingDumper(yaml.SafeDumper):
+    """Writes text that starts with a digit or looks like a boolean or null in quotes."""
+
+
+_QuotingDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style='"' if _AMBIGUOUS.match(text) else None
+    ),
+)
+
+
+def _q(value: Any) -> str:
+    """A scalar or list as YAML text (JSON is YAML; strings always quoted)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _school_years_in(data_dir: Path, source: Mapping[str, Any]) -> tuple[str | None, str]:
+    """The school years of the data (``"2022-23 to 2024-25"``) and how they were found.
+
+    The folder is read through the input mapping of ``source`` exactly as ``validate``
+    reads it; when it cannot be read, the label is None and the reason is returned.
+    """
+    from leapresearch.data.contract import validate_folder
+
+    config = Config.model_validate({k: v for k, v in source.items() if k in ("input",)})
+    tables, violations, _ = validate_folder(data_dir, mapping=config.input.mapping())
+    if tables is None:
+        first = str(violations[0]) if violations else "unreadable"
+        return None, f"could not be read from the data ({len(violations)} problem(s); {first})"
+    years = sorted(tables.students["school_year"].astype(str).unique())
+    label = years[0] if len(years) == 1 else f"{years[0]} to {years[-1]}"
+    return label, "read from the roster: " + ", ".join(years)
+
+
+def _manifest_for(data_dir: Path) -> tuple[dict[str, str], str]:
+    """The folder's checksum manifest: checked when present, else written (file -> sha256)."""
+    from leapresearch.data.intake import MANIFEST_NAME, manifest_problems, write_manifest
+
+    expected, problems = manifest_problems(data_dir)
+    if problems:
+        listed = "; ".join(f"{f}: {rule}" for f, rule in problems)
+        raise ParameterError(f"{data_dir / MANIFEST_NAME} does not match the folder: {listed}")
+    if expected is not None:
+        return expected, f"checked: {MANIFEST_NAME} was there and every file matches it"
+    try:
+        return write_manifest(data_dir), f"written: {MANIFEST_NAME} did not exist"
+    except OSError as exc:
+        raise ParameterError(
+            f"cannot write {data_dir / MANIFEST_NAME} ({exc}); write it with "
+            "`sha256sum * > checksums.sha256` in the folder and try again"
+        ) from None
+
+
+def _vintage_text(
+    vintage: str, data_dir: Path, source: Mapping[str, Any], fields: Mapping[str, Any]
+) -> str:
+    """The YAML text of a new vintage file, every per-year line marked REVIEW."""
+    from leapresearch.data.intake import MANIFEST_NAME
+
+    like, years, manifest = fields["like"], fields["school_years"], fields["manifest"]
+    from_like = f" (from params/{like}.yaml)" if like else ""
+    lines = [
+        f"# Vintage {vintage}, written by `leapresearch new-year` on {fields['today']}.",
+        "# Review every line marked REVIEW, then set report.reviewed to true: until then",
+        "# `validate` and `run` warn, and the report's front page says it is a draft.",
+        f"vintage: {_q(vintage)}",
+        f"data_dir: {_q(fields['data_dir'])}",
+        f"program_start: {source.get('program_start') or 'null'}  # REVIEW: earliest possible "
+        f"visit{from_like}",
+        "school_years: null          # null: every school year in the data",
+        "cohorts: null               # null: report every cohort found",
+        "report:",
+        f"  title: {_q(fields['title'])}  # REVIEW",
+        f"  authors: {_q(list(fields['authors']))}  # REVIEW: names as printed on the front page",
+        f"  organisation: {_q(fields['organisation'])}  # REVIEW",
+        f"  date: {fields['date']}  # REVIEW: date of the report",
+        f"  school_years: {_q(years[0])}  # REVIEW: {years[1]}",
+        "  reviewed: false  # true once every REVIEW line is checked",
+        f"# REVIEW the checksum manifest {fields['data_dir']}/{MANIFEST_NAME} ({manifest[1]})",
+        "# against the files delivered:",
+        *[f"#   {digest}  {name}" for name, digest in manifest[0].items()],
+    ]
+    mapping = source.get("input")
+    if mapping:
+        dumped = yaml.dump(
+            {"input": mapping}, Dumper=_QuotingDumper, sort_keys=False,
+            default_flow_style=None, width=96, allow_unicode=True,
+        )  # fmt: skip
+        lines += [
+            f"# REVIEW the input mapping{from_like} against this year's files:",
+            "# `leapresearch validate --params " + vintage + "` applies it as `run` will.",
+            dumped.rstrip("\n"),
+        ]
+    else:
+        lines.append("# The extracts follow the raw-data contract's layout (no input mapping).")
+    return "\n".join(lines) + "\n"
+
+
+def new_vintage(
+    vintage: str,
+    data_dir: str | Path,
+    *,
+    like: str | None = None,
+    authors: Sequence[str] = (),
+    organisation: str | None = None,
+    title: str | None = None,
+    date: dt.date | None = None,
+    params_dir: Path | None = None,
+) -> tuple[Path, list[str]]:
+    """Write ``params/<vintage>.yaml`` for a new year's data folder; never replace one.
+
+    Every per-year field is written for review: the report's title (built from the
+    vintage), date (today), school years (read from the data through the input mapping),
+    authors and organisation (as given, else empty), the input mapping and program start
+    (copied from the vintage ``like``, else none) and the data folder's checksum manifest
+    (``checksums.sha256``: checked when present, else written). ``report.reviewed: false``
+    makes ``validate`` and ``run`` warn until the analyst has reviewed them. Nothing is
+    carried over from the ``report`` section of another vintage.
+
+    Parameters
+    ----------
+    vintage : str
+        The new vintage's name (``2024-25``): letters, digits, ``.``, ``_`` and ``-``.
+    data_dir : str or Path
+        The year's data folder.
+    like : str, optional
+        An earlier vintage (name or YAML path) whose ``input`` mapping and
+        ``program_start`` the new one starts from.
+    authors, organisation, title, date
+        Front-page fields (defaults: none, none, the base title with the vintage, today).
+    params_dir : Path, optional
+        Where the file is written (default ``params/``).
+
+    Returns
+    -------
+    path : Path
+        The file written.
+    review : list of str
+        What to review, one line per field.
+
+    Raises
+    ------
+    ParameterError
+        The file exists, the name or folder is wrong, the manifest does not match, or
+        the folder has no contract files and no mapping was named with ``like``.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", vintage) or vintage == "base":
+        raise ParameterError(f"vintage {vintage!r}: use letters, digits, '.', '_', '-' (2024-25)")
+    path = Path(params_dir or PARAMS) / f"{vintage}.yaml"
+    if path.exists():
+        raise ParameterError(f"{path} exists; a vintage file is never replaced (edit it instead)")
+    folder = Path(data_dir).resolve()
+    if not folder.is_dir():
+        raise ParameterError(f"data folder {data_dir} does not exist")
+    source = _read_yaml(resolve_params_file(like)) if like else {}
+    if not source.get("input") and not any((folder / f).is_file() for f in _CONTRACT_FILES):
+        raise ParameterError(
+            f"{data_dir} has no students.csv or students.parquet: if the extracts keep the "
+            "state's layout, name the vintage whose input mapping fits with --like "
+            "(e.g. --like example-extract)"
+        )
+    base_title = (_read_yaml(PARAMS / "base.yaml").get("report") or {}).get("title", "")
+    today = dt.date.today()
+    fields = {
+        "like": like,
+        "today": today.isoformat(),
+        "data_dir": _project_relative(folder),
+        "title": title or f"{base_title} Evaluation of the {vintage} data".strip(),
+        "authors": tuple(authors),
+        "organisation": organisation,
+        "date": (date or today).isoformat(),
+        "manifest": _manifest_for(folder),
+        "school_years": _school_years_in(folder, source),
+    }
+    text = _vintage_text(vintage, folder, source, fields)
+    _check_and_create(path, text)
+    review = [
+        f"report.title: {fields['title']}",
+        f"report.date: {fields['date']}",
+        f"report.school_years: {fields['school_years'][0]} ({fields['school_years'][1]})",
+        f"report.authors: {', '.join(authors) or 'none (add the names)'}",
+        f"report.organisation: {organisation or 'none'}",
+        f"input mapping: {'copied from ' + str(like) if source.get('input') else 'none'}",
+        f"checksums.sha256: {len(fields['manifest'][0])} file(s), {fields['manifest'][1]}",
+    ]
+    return path, review
+
+
+def _project_relative(folder: Path) -> str:
+    try:
+        return folder.relative_to(PROJECT_ROOT.resolve()).as_posix()
+    except ValueError:
+        return folder.as_posix()
+
+
+def _check_and_create(path: Path, text: str) -> None:
+    """Load ``text`` as a vintage file (base merged, validated), then create ``path`` with it."""
+    data = _safe_load(text, str(path))
+    try:
+        Config.model_validate(_deep_merge(_read_yaml(PARAMS / "base.yaml"), data))
+    except ValidationError as exc:  # pragma: no cover - the text is generated
+        raise ParameterError(f"{path}: the generated file is invalid: {exc}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x", encoding="utf-8") as fh:
+            fh.write(text)
+    except FileExistsError:
+        raise ParameterError(f"{path} exists; a vintage file is never replaced") from None

@@ -121,31 +121,31 @@ def test_compare_identical_runs(run_a, run_b):
     res = run_cli("compare", run_a, run_b)
     assert_ok(res)
     out = res.stdout
-    assert "Headline estimates (pp of attendance; B - A):" in out
-    head = out.split("Headline estimates")[1].split("\n\n")[0].splitlines()
-    assert head[1].split() == [
-        "group",
-        "rel_time",
-        "estimate_a",
-        "std_error_a",
-        "estimate_b",
-        "std_error_b",
-        "difference",
+    assert "## Headline estimates (percentage points of attendance)" in out
+    table = out.split("## Headline estimates")[1].split("\n\n")[1].splitlines()
+    assert [c.strip() for c in table[0].strip("|").split("|")][:5] == [
+        "Group",
+        "Month",
+        "A (pp)",
+        "B (pp)",
+        "Change B - A (pp)",
     ]
-    all_rows = [line.split() for line in head[2:] if line.split()[0] == "all"]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    all_rows = [r for r in rows if r[0] == "All visited students"]
     assert [r[1] for r in all_rows] == ["1", "3", "6", "9"]
-    assert all(r[-1] == "0.00" for r in all_rows)  # same data, same parameters
-    assert "Parameters: identical" in out
+    assert all(r[4] == "+0.0" and r[-1] == "No" for r in all_rows)  # same data, same parameters
+    compared = sum(1 for r in rows if r[2] != "‡" and r[3] != "‡")
+    assert f"None of the {compared} headline estimates compared changed" in out
+    assert "Design parameters: identical." in out
     assert "Input files: identical (same sha256)" in out
 
 
 def test_compare_lists_a_changed_parameter(run_a, run_strict):
     res = run_cli("compare", run_a, run_strict)
     assert_ok(res)
-    assert "Parameters that differ:" in res.stdout
-    assert "  matching.ratio: 3 -> 2" in res.stdout
-    assert "  privacy.min_treated: 20 -> 100000" in res.stdout
-    assert "Parameters: identical" not in res.stdout
+    assert "- matching.ratio: 3 → 2" in res.stdout
+    assert "- privacy.min_treated: 20 → 100000" in res.stdout
+    assert "Design parameters: identical." not in res.stdout
     assert {o.split("=")[0] for o in STRICT_OVERRIDES} == {"matching.ratio", "privacy.min_treated"}
 
 

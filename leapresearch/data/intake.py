@@ -53,6 +53,7 @@ __all__ = [
     "id_form_hint",
     "manifest_problems",
     "sniff_binary",
+    "write_manifest",
 ]
 
 MANIFEST_NAME = "checksums.sha256"
@@ -417,6 +418,32 @@ def manifest_problems(folder: Path) -> tuple[dict[str, str] | None, list[tuple[s
                 )
             )
     return expected, problems
+
+
+def write_manifest(folder: Path) -> dict[str, str]:
+    """Write ``FOLDER/checksums.sha256`` over every file of the folder (``sha256sum`` format).
+
+    Hidden files and the manifest itself are left out. The file is created, never replaced.
+
+    Returns
+    -------
+    dict
+        File name -> sha256, as written.
+
+    Raises
+    ------
+    FileExistsError
+        The folder already has a manifest.
+    """
+    folder = Path(folder)
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+        and p.name != MANIFEST_NAME
+    )  # fmt: skip
+    sums = {p.name: _sha256(p) for p in files}
+    with (folder / MANIFEST_NAME).open("x", encoding="utf-8") as fh:
+        fh.writelines(f"{digest}  {name}\n" for name, digest in sums.items())
+    return sums
 
 
 def capitalise_words(values: pd.Series) -> pd.Series:

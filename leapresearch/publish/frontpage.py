@@ -85,10 +85,16 @@ def title_block(config: Config, event_study: pd.DataFrame, *, simulated: bool) -
         sub.append(r.date.strftime("%-d %B %Y"))
     sub.append(f"vintage {config.vintage}")
     banner = f'<div class="lr-banner" role="alert">{_esc(SIMULATED_BANNER)}</div>'
+    draft = (
+        f'<div class="lr-banner" role="note">Draft: the title, date, school years and authors '
+        f"of vintage {_esc(config.vintage)} have not been reviewed (report.reviewed is false "
+        "in its parameter file).</div>"
+    )
     return (
         f"<header><h1>{_esc(r.title)}</h1>"
         f'<p class="lr-subtitle">{_esc(" · ".join(sub))}</p></header>'
         + (banner if simulated else "")
+        + ("" if r.reviewed else draft)
     )
 
 
