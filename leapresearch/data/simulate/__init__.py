@@ -74,6 +74,7 @@ from leapresearch.data.simulate.writing import (
     TABLES,
     FileFormat,
     read_marker,
+    read_truth,
     write_marker,
     write_simulation,
 )
@@ -91,4 +92,5 @@ __all__ = [
     "write_simulation",
     "write_marker",
     "read_marker",
+    "read_truth",
 ]
