@@ -216,7 +216,7 @@ def describe_truth_comparison(truth: pd.DataFrame, *, rel_times: Sequence[int]) 
         )
     parts = []
     words = {"event_study": "event-study", "long_term": "long-term"}
-    for exhibit, d in truth.groupby("exhibit", sort=False):
+    for exhibit, d in truth.groupby("exhibit", sort=True):
         d = d.loc[d["covered"].notna()]
         n, c = len(d), int(d["covered"].sum())
         text = (
@@ -227,7 +227,7 @@ def describe_truth_comparison(truth: pd.DataFrame, *, rel_times: Sequence[int]) 
         if len(band):
             text += (
                 f", the simultaneous band {int(band['band_covered'].sum())} of the "
-                f"{len(band)} post-visit months"
+                f"{len(band)} post-visit estimates it spans"
             )
         parts.append(text + ".")
     event = truth.loc[(truth["exhibit"] == "event_study") & (truth["group"] == "all")]
