@@ -179,3 +179,16 @@ def test_front_page_sentence_counts_the_students_outside_the_caliper():
     assert "+11.0 pp (95% CI 9.0 to 13.0), against +13.0 pp" in text
     none = narrative.describe_within_caliper(es, ms.assign(matched_outside_caliper=0))
     assert none.startswith("Every one of the 400 visited students")
+
+
+def test_the_cache_of_simulated_data_is_not_the_cache_of_the_same_tables_without_marker(
+    tmp_path, truth_folder
+):
+    from leapresearch.session import cache_path
+
+    real = tmp_path / "data"
+    shutil.copytree(truth_folder, real)
+    (real / SIMULATION_MARKER).unlink()
+    inputs = {"students": {"sha256": "x"}}
+    simulated = cache_path(inputs, load_config("demo", data_dir=truth_folder))
+    assert cache_path(inputs, load_config("demo", data_dir=real)) != simulated

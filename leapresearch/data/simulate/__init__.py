@@ -75,6 +75,7 @@ from leapresearch.data.simulate.writing import (
     FileFormat,
     read_marker,
     read_truth,
+    simulation_digest,
     write_marker,
     write_simulation,
 )
@@ -93,4 +94,5 @@ __all__ = [
     "write_marker",
     "read_marker",
     "read_truth",
+    "simulation_digest",
 ]

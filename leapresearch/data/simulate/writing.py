@@ -8,6 +8,7 @@ where it is: :func:`read_truth`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -178,3 +179,25 @@ def read_truth(data_dir: Path) -> dict[str, Any] | None:
                 f"{key} {marker.get(key)!r}: not the truth of these data"
             )
     return truth
+
+
+def simulation_digest(data_dir: Path) -> str:
+    """sha256 of the folder's marker and of the truth file it records ("" without a marker).
+
+    What a run shows beyond the contract tables (the synthetic-data banner, the truth
+    comparison) depends on these files; a cache keyed by the tables alone would hand the
+    results of simulated data to an identical folder without the marker (or without the
+    truth), so the session's cache key includes this digest.
+    """
+    marker = Path(data_dir) / SIMULATION_MARKER
+    if not marker.is_file():
+        return ""
+    h = hashlib.sha256(marker.read_bytes())
+    try:
+        where = json.loads(marker.read_text(encoding="utf-8")).get("truth")
+    except (OSError, ValueError, AttributeError):
+        where = None
+    truth = Path(data_dir) / where if isinstance(where, str) else None
+    if truth is not None and truth.is_file():
+        h.update(truth.read_bytes())
+    return h.hexdigest()

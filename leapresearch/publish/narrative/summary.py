@@ -184,11 +184,14 @@ HEADLINE_FAMILIES = ("all", "grade_band", "cohort")
 """Groups of the truth comparison's headline rows (:func:`truth_headline`)."""
 
 
-def truth_headline(truth: pd.DataFrame, *, rel_times: Sequence[int]) -> pd.DataFrame:
+def truth_headline(
+    truth: pd.DataFrame, *, rel_times: Sequence[int], exhibit: str | None = None
+) -> pd.DataFrame:
     """The headline rows of ``truth_comparison.csv``: what notebook 08 shows.
 
     The event study of all visited students, grade bands and cohorts at the headline months
-    and the long-term attendance-rate effects of all visited students.
+    and the long-term attendance-rate effects of all visited students (``exhibit``: only
+    the rows of ``event_study`` or ``long_term``); columns empty on every row are left out.
     """
     if truth.empty:
         return truth
@@ -198,6 +201,8 @@ def truth_headline(truth: pd.DataFrame, *, rel_times: Sequence[int]) -> pd.DataF
     if "outcome" in truth:
         long &= truth["outcome"] == "attendance_rate"
     keep = family.isin(HEADLINE_FAMILIES) & (event | long)
+    if exhibit is not None:
+        keep &= truth["exhibit"] == exhibit
     cols = [c for c in truth.columns if not truth.loc[keep, c].isna().all()]
     return truth.loc[keep, cols].reset_index(drop=True)
 
