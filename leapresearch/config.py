@@ -336,15 +336,15 @@ class PublishedFigure(_Frozen):
 class ReportConfig(_Frozen):
     """What the report's front page says about itself (title, program, authors, date).
 
-<<<<<<< HEAD
-    ``paper``: the paper size of ``report.pdf`` (``letter`` or ``a4``).
+    <<<<<<< HEAD
+        ``paper``: the paper size of ``report.pdf`` (``letter`` or ``a4``).
 
-    Nothing here moves a number; the session cache ignores this section.
-=======
-    Nothing here moves a number; the session cache ignores this section. ``reviewed:
-    false`` (written by ``leapresearch new-year``) marks the per-year fields as not yet
-    reviewed: ``validate`` and ``run`` warn and the front page says it is a draft.
->>>>>>> yearly
+        Nothing here moves a number; the session cache ignores this section.
+    =======
+        Nothing here moves a number; the session cache ignores this section. ``reviewed:
+        false`` (written by ``leapresearch new-year``) marks the per-year fields as not yet
+        reviewed: ``validate`` and ``run`` warn and the front page says it is a draft.
+    >>>>>>> yearly
     """
 
     title: str = "Did home visits raise attendance?"

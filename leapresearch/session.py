@@ -57,9 +57,16 @@ def source_digest() -> str:
 def cache_path(inputs: dict, config: Config) -> Path:
     """Cache folder of the prepared sample for these inputs, parameters and code.
 
-    The data folder's path is left out of the key (the inputs' checksums identify the data).
+    The data folder's path is left out of the key (the inputs' checksums identify the data);
+    its simulation marker and truth are in it (:func:`~leapresearch.data.simulate.
+    simulation_digest`: identical tables without the marker are real data).
     """
-    blob = repr((sorted(inputs.items()), config.digest(exclude=("data_dir",)), source_digest()))
+    from leapresearch.data.simulate import simulation_digest
+
+    marker = simulation_digest(config.data_path)
+    blob = repr(
+        (sorted(inputs.items()), config.digest(exclude=("data_dir",)), source_digest(), marker)
+    )
     return CACHE_DIR / f"prepared-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
 
 

@@ -34,6 +34,7 @@ from leapresearch.estimation.multiple_testing import (
 )
 from leapresearch.estimation.subgroups import (
     GROUP_ALL,
+    GROUP_WITHIN_CALIPER,
     group_definitions,
     run_by_group,
 )
@@ -141,6 +142,7 @@ def estimate_event_studies(
     *,
     subgroups: tuple[str, ...] | None = None,
     include_all: bool = True,
+    within_caliper: bool = False,
     log: Log = quiet,
 ) -> tuple[pd.DataFrame, dict]:
     """The event study for ``all`` and every subgroup (``event_study.csv``).
@@ -153,6 +155,14 @@ def estimate_event_studies(
         Subgroup families to estimate (default: ``config.subgroups``; ``()`` for none).
     include_all : bool
         Estimate the pooled ``all`` group too.
+    within_caliper : bool
+        Estimate the group ``within_caliper`` too (``event_study.csv`` has it): the
+        visited students with at least one comparison inside the caliper, with their own
+        comparisons (:meth:`~leapresearch.analysis.sample.Prepared.caliper_split`); the
+        effect on those students, leaving out the ones matched to their nearest comparison
+        outside the caliper. A family of one (its ``p_value_adjusted`` is its
+        ``p_value``); no other row changes, and its fit is not among ``results`` (no
+        pre-trend test, subgroup test or bound is computed for it).
     log : callable
         Stage log.
 
@@ -195,7 +205,11 @@ def estimate_event_studies(
         for label, treated in group_definitions(prepared.attributes, families)
         if include_all or label != GROUP_ALL
     ]
+    within = prepared.caliper_split()[0] if within_caliper else ()
+    if len(within):
+        groups.insert(int(include_all), (GROUP_WITHIN_CALIPER, within))
     table = run_by_group(groups, estimate)
+    results.pop(GROUP_WITHIN_CALIPER, None)
     if table.empty:
         return pd.DataFrame(columns=EVENT_STUDY_TABLE_COLUMNS), results
     table["p_value_adjusted"] = adjust_within_families(
@@ -214,9 +228,10 @@ def estimate_event_studies(
 def estimate_event_study(prepared: Prepared) -> pd.DataFrame:
     """``event_study.csv``: the event study of ``all`` and of every subgroup, as one table.
 
-    The table of :func:`estimate_event_studies` (default families), without its fits.
+    The table of :func:`estimate_event_studies` (default families and ``within_caliper``),
+    without its fits.
     """
-    return estimate_event_studies(prepared)[0]
+    return estimate_event_studies(prepared, within_caliper=True)[0]
 
 
 def estimate_subgroup_tests(prepared: Prepared, results: dict | None = None) -> pd.DataFrame:

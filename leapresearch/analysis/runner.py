@@ -4,10 +4,9 @@ Every result that ``leapresearch run`` publishes or a notebook shows is a :class
 :data:`STEPS`: the name of its table, the public step function that computes it on its own
 (the function a notebook passes to ``session.result``) and how a run computes it from what
 the steps share (:class:`StepInputs`). :func:`evaluate` runs the steps; :func:`compute`
-computes one, for a run or for a notebook's session, so both show the same table.
-
-A new analysis is one function in the module of its exhibit family and one line in
-:data:`STEPS` (``published=False`` if only a notebook shows it).
+computes one, for a run or for a notebook's session, so both show the same table. A new
+analysis is one function in the module of its exhibit family and one line in :data:`STEPS`
+(``published=False`` if only a notebook shows it).
 """
 
 from __future__ import annotations
@@ -46,10 +45,8 @@ from leapresearch.analysis.sample import (
     prepare,
 )
 from leapresearch.analysis.second_process import specifications_with, start_beside, take
-from leapresearch.analysis.specifications import (
-    REFIT_SPECS,
-    estimate_specifications,
-)
+from leapresearch.analysis.specifications import REFIT_SPECS, estimate_specifications
+from leapresearch.analysis.truth import compare_with_truth, estimate_truth_comparison
 from leapresearch.config import Config
 from leapresearch.data.descriptives import attendance_by_year, visited_by_cohort
 from leapresearch.threads import Beside, release_memory, single_blas_thread
@@ -59,11 +56,10 @@ from leapresearch.threads import Beside, release_memory, single_blas_thread
 class StepInputs:
     """What the steps of one run share, each part computed at most once.
 
-    ``prepared``: the matched sample (:func:`~leapresearch.analysis.sample.prepare`);
-    ``tables``: the contract tables, or a function that reads them (called only when a step
-    needs them: the intent-to-treat rows of the specifications); ``refits``: the steps
-    computed in a second process (:func:`refits_beside`); ``results``: the results computed
-    so far, by step name.
+    ``prepared``: the matched sample (:func:`~leapresearch.analysis.sample.prepare`); ``tables``:
+    the contract tables, or a function that reads them (called only when a step needs them:
+    the intent-to-treat rows of the specifications); ``refits``: the steps computed in a
+    second process (:func:`refits_beside`); ``results``: the results so far, by step name.
     """
 
     prepared: Prepared
@@ -81,7 +77,7 @@ class StepInputs:
     @cached_property
     def event_studies(self) -> tuple[pd.DataFrame, dict]:
         """``event_study.csv`` and the fit of every group (:func:`estimate_event_studies`)."""
-        return estimate_event_studies(self.prepared, log=self.log)
+        return estimate_event_studies(self.prepared, within_caliper=True, log=self.log)
 
     @cached_property
     def pretrend_evidence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -93,11 +89,12 @@ class StepInputs:
 class Step:
     """One result of a run.
 
-    ``function`` computes it from the matched sample alone (what a notebook names);
-    ``compute`` is how a run computes the same table from the shared :class:`StepInputs`.
-    ``guarded``: when the data cannot support the step, the run publishes a one-row note
-    and goes on (a check the headline does not rest on); otherwise the run stops.
-    ``beside``: computed in the second process of a run with two workers.
+    ``function`` computes it from the matched sample alone (what a notebook names); ``compute``
+    is how a run computes the same table from the shared :class:`StepInputs`. ``guarded``:
+    when the data cannot support the step, the run publishes a one-row note and goes on (a
+    check the headline does not rest on); otherwise the run stops. ``beside``: computed in the
+    second process of a run with two workers. ``optional``: published only when it has rows
+    (the truth comparison: simulated data with their truth).
     """
 
     name: str
@@ -107,6 +104,7 @@ class Step:
     published: bool = True
     guarded: bool = False
     beside: bool = False
+    optional: bool = False
 
 
 def _specifications(inputs: StepInputs) -> pd.DataFrame:
@@ -116,6 +114,7 @@ def _specifications(inputs: StepInputs) -> pd.DataFrame:
 
 
 NOTEBOOK_ONLY = {"published": False, "guarded": True}
+ONLY_WITH_ROWS = {"optional": True, "guarded": True}
 
 STEPS: tuple[Step, ...] = (
     Step("event_study", estimate_event_study, lambda i: i.event_studies[0]),
@@ -145,6 +144,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step("pretrend_event_study", estimate_pretrend_event_study, lambda i: i.pretrend_evidence[0]),
     Step("pretrend_tests", estimate_pretrend_tests, lambda i: i.pretrend_evidence[1]),
+    Step("truth_comparison", estimate_truth_comparison, compare_with_truth, **ONLY_WITH_ROWS),
     # shown by the notebooks only
     Step(
         "attendance_by_year",
@@ -265,7 +265,8 @@ def evaluate(
     finally:
         if refits is not None:
             refits.close()  # only still running if a step here failed
-    published = {s.name for s in STEPS if s.published}
+    absent = {s.name for s in STEPS if s.optional and inputs.results[s.name].empty}
+    published = {s.name for s in STEPS if s.published} - absent
     return Evaluation(
         prepared=prepared,
         tables={k: v for k, v in inputs.results.items() if k in published},

@@ -63,6 +63,19 @@ class Prepared:
             "matched_outside_caliper", pd.DataFrame(columns=["stack", "student"])
         )
 
+    def caliper_split(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The visited students (``stack``, ``student``) within and outside the caliper.
+
+        ``within``: at least one comparison inside the caliper; ``outside``: matched to
+        their nearest comparison outside it (:attr:`outside_caliper`). Together they are
+        every visited student of the matched sample, in the order of ``units``.
+        """
+        treated = self.units.loc[self.units["treated"] == 1, ["stack", "student"]]
+        far = self.outside_caliper[["stack", "student"]].assign(_far=True)
+        flag = treated.merge(far, on=["stack", "student"], how="left")["_far"]
+        is_far = flag.notna().to_numpy(bool)
+        return treated.loc[~is_far], treated.loc[is_far]
+
 
 def _weights_from_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     """Matched sample of MatchIt ATT weights rebuilt from pairs (treated 1, comparison sum 1/k)."""

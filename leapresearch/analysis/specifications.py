@@ -205,11 +205,8 @@ def estimate_specifications(
         if name == "no_adjustment" and config.analysis.regression_adjustment:
             rows += _spec_rows(prepared, name, adjust=False)
         elif name in ("outside_caliper_drop", "outside_caliper_only"):
-            far = prepared.outside_caliper
-            treated = prepared.units.loc[prepared.units["treated"] == 1, ["stack", "student"]]
-            flag = treated.merge(far.assign(f=True), on=["stack", "student"], how="left")
-            is_far = flag["f"].fillna(False).to_numpy(bool)
-            keep = treated.loc[is_far if name.endswith("only") else ~is_far]
+            within, far = prepared.caliper_split()
+            keep = far if name.endswith("only") else within
             if len(far) and len(keep):
                 rows += _spec_rows(prepared, name, keep=keep)
         elif name in ("censoring_weights", "no_censoring_weights"):

@@ -180,7 +180,9 @@ def write_state_extract(data, out_dir: Path, *, truth_path: Path | None = None) 
         frame.to_csv(path, index=False, lineterminator="\n")
         written.append(path)
     # the simulator's marker: every report on these data says they are synthetic
-    written.append(write_marker(data, out_dir, layout="extract", files=list(tables)))
+    written.append(
+        write_marker(data, out_dir, layout="extract", files=list(tables), truth_path=truth_path)
+    )
     if truth_path is not None:
         Path(truth_path).parent.mkdir(parents=True, exist_ok=True)
         Path(truth_path).write_text(json.dumps(data.truth, indent=1) + "\n", encoding="utf-8")

@@ -16,6 +16,8 @@ import pandas as pd
 from leapresearch.data.panel import AnalyticPanel
 
 GROUP_ALL = "all"
+GROUP_WITHIN_CALIPER = "within_caliper"
+"""The visited students with at least one comparison inside the caliper (a family of one)."""
 
 
 def treated_attributes(panel: AnalyticPanel, units: pd.DataFrame) -> pd.DataFrame:

@@ -204,7 +204,9 @@ def front_page(
     months = config.analysis.report_rel_times
     alpha = config.analysis.alpha
     head = headline_table(es, rel_times=months, pretrends=pre, alpha=alpha)
-    summary = narrative.summary_paragraph(es, pre, rel_times=months, alpha=alpha)
+    summary = narrative.summary_paragraph(
+        es, pre, rel_times=months, alpha=alpha, matching=tables.get("matching_summary")
+    )
     methods_text = narrative.methods_text(config, cluster=cluster)
     methods = "".join(f"<li>{_esc(t)}</li>" for t in methods_text)
     limits = narrative.limitations(

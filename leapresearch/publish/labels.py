@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from leapresearch.data.panel import RACE_DUMMIES
+from leapresearch.estimation.subgroups import GROUP_WITHIN_CALIPER
 from leapresearch.publish.outputs import snap
 
 SUPPRESSED = "‡"
@@ -138,6 +139,8 @@ def group_label(code: str) -> str:
     """
     if code == "all":
         return "All visited students"
+    if code == GROUP_WITHIN_CALIPER:
+        return "Visited students with a comparison within the caliper"
     family, sep, value = code.partition(":")
     if not sep:
         return _words(code)
@@ -145,8 +148,11 @@ def group_label(code: str) -> str:
 
 
 def family_of(code: str) -> str:
-    """The subgroup family of a group code (``all`` for the pooled group)."""
-    return code.partition(":")[0] if ":" in code else "all"
+    """The subgroup family of a group code (``all`` for the pooled group).
+
+    A code without a family (``within_caliper``) is a family of its own.
+    """
+    return code.partition(":")[0] if ":" in code or code == GROUP_WITHIN_CALIPER else "all"
 
 
 def _value_key(family: str, value: str) -> tuple:
@@ -164,6 +170,8 @@ def group_key(code: str, families: Sequence[str] = tuple(FAMILY_NAMES)) -> tuple
     family = family_of(code)
     if family == "all":
         return (-1, ())
+    if family == GROUP_WITHIN_CALIPER:  # right after all visited students
+        return (-1, (0,))
     rank = families.index(family) if family in families else len(families)
     return (rank, _value_key(family, code.partition(":")[2]))
 

@@ -32,6 +32,7 @@ row orders (about 1e-15 relative). Snapping first to 12 significant digits, with
 Python's correctly rounded decimal conversion, makes a value that lies on a rounding tie
 of the print (0.5375 shown with three decimals) print the same digits everywhere."""
 SORT_KEYS = (
+    "exhibit",
     "group",
     "estimator",
     "cohort",

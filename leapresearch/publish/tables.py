@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from leapresearch.estimation.subgroups import GROUP_WITHIN_CALIPER
 from leapresearch.publish import labels
 
 COLLAPSE_ROWS = 25
@@ -190,7 +191,7 @@ def headline_table(
         (:func:`leapresearch.publish.narrative.describe_pretrends`): how many of them reject
         at ``alpha`` and the smallest p-value.
     groups : sequence of str, optional
-        Groups to show; default: all, grade bands and cohorts present.
+        Groups to show; default: all, within the caliper, grade bands and cohorts present.
     alpha : float
         Level of the pre-trend tests.
 
@@ -204,7 +205,8 @@ def headline_table(
     """
     present = event_study["group"].unique()
     if groups is None:
-        groups = [g for g in present if labels.family_of(g) in ("all", "grade_band", "cohort")]
+        families = ("all", GROUP_WITHIN_CALIPER, "grade_band", "cohort")
+        groups = [g for g in present if labels.family_of(g) in families]
     order = [g for g in labels.sort_groups(groups) if g in set(present)]
     es = event_study.set_index(["group", "rel_time"])
     rows = []

@@ -74,6 +74,8 @@ from leapresearch.data.simulate.writing import (
     TABLES,
     FileFormat,
     read_marker,
+    read_truth,
+    simulation_digest,
     write_marker,
     write_simulation,
 )
@@ -91,4 +93,6 @@ __all__ = [
     "write_simulation",
     "write_marker",
     "read_marker",
+    "read_truth",
+    "simulation_digest",
 ]

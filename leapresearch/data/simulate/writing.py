@@ -2,12 +2,15 @@
 
 :func:`write_simulation` writes ``students``, ``attendance_monthly`` and ``leap_visits``
 as CSV or Parquet, byte-identical for identical data; :data:`SIMULATION_MARKER` is the
-file that tells every later run its inputs are synthetic.
+file that tells every later run its inputs are synthetic (and, when the truth was written,
+where it is: :func:`read_truth`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from leapresearch.data.simulate.config import SimulatedData
+from leapresearch.data.simulate.truth import TRUTH_SCHEMA
 
 TABLES: tuple[str, ...] = ("students", "attendance_monthly", "leap_visits")
 """The three contract tables, in the order they are written."""
@@ -94,7 +98,9 @@ def write_simulation(
         if stale.exists():
             stale.unlink()
         written.append(path)
-    written.append(write_marker(data, out_dir, files=[p.name for p in written]))
+    written.append(
+        write_marker(data, out_dir, files=[p.name for p in written], truth_path=truth_path)
+    )
     if truth_path is not None:
         truth_path.parent.mkdir(parents=True, exist_ok=True)
         truth_path.write_text(json.dumps(data.truth, indent=1) + "\n", encoding="utf-8")
@@ -112,6 +118,7 @@ def write_marker(
     *,
     layout: str = "contract",
     files: Sequence[str] | None = None,
+    truth_path: Path | None = None,
 ) -> Path:
     """Write :data:`SIMULATION_MARKER` (generator, scale, seed; no effect sizes) into ``out_dir``.
 
@@ -130,6 +137,10 @@ def write_marker(
         (the state-extract layout of :mod:`leapresearch.data.state_extract`).
     files : sequence of str, optional
         The names of the table files the marker vouches for (recorded sorted).
+    truth_path : pathlib.Path, optional
+        Where the truth JSON was written: the marker records it (``truth``: the path
+        relative to the data folder, so the same layout gives the same marker), and a run
+        on the folder sets its estimates beside that truth (:func:`read_truth`).
 
     Returns
     -------
@@ -146,6 +157,9 @@ def write_marker(
     }
     if files is not None:
         marker["files"] = sorted(files)
+    if truth_path is not None:
+        where = os.path.relpath(Path(truth_path).resolve(), Path(out_dir).resolve())
+        marker["truth"] = Path(where).as_posix()
     path = Path(out_dir) / SIMULATION_MARKER
     path.write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return path
@@ -163,3 +177,59 @@ def read_marker(data_dir: Path) -> dict[str, Any] | None:
     if not isinstance(marker, dict) or marker.get("simulated") is not True:
         raise ValueError(f"{path}: not a simulation marker (expected 'simulated': true)")
     return marker
+
+
+def read_truth(data_dir: Path) -> dict[str, Any] | None:
+    """The simulator's truth for a data folder, or None when there is none to read.
+
+    Read only through the folder's marker (:func:`read_marker`): a folder without the
+    marker (real data) never has a truth, nor does a marker that records no truth file
+    (data simulated without ``--truth``) or one whose file is gone.
+
+    Raises
+    ------
+    ValueError
+        The truth file is unreadable, or not the truth of these data (its schema, scale or
+        seed differ from the marker's).
+    """
+    marker = read_marker(data_dir)
+    if marker is None or not marker.get("truth"):
+        return None
+    path = Path(data_dir) / marker["truth"]
+    if not path.is_file():
+        return None
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable truth file ({exc})") from None
+    if not isinstance(truth, dict) or truth.get("schema") != TRUTH_SCHEMA:
+        raise ValueError(f"{path}: not a truth file (schema {TRUTH_SCHEMA!r} expected)")
+    for key in ("scale", "seed"):
+        if truth.get(key) != marker.get(key):
+            raise ValueError(
+                f"{path}: the truth of {key} {truth.get(key)!r}, the data of "
+                f"{key} {marker.get(key)!r}: not the truth of these data"
+            )
+    return truth
+
+
+def simulation_digest(data_dir: Path) -> str:
+    """sha256 of the folder's marker and of the truth file it records ("" without a marker).
+
+    What a run shows beyond the contract tables (the synthetic-data banner, the truth
+    comparison) depends on these files; a cache keyed by the tables alone would hand the
+    results of simulated data to an identical folder without the marker (or without the
+    truth), so the session's cache key includes this digest.
+    """
+    marker = Path(data_dir) / SIMULATION_MARKER
+    if not marker.is_file():
+        return ""
+    h = hashlib.sha256(marker.read_bytes())
+    try:
+        where = json.loads(marker.read_text(encoding="utf-8")).get("truth")
+    except (OSError, ValueError, AttributeError):
+        where = None
+    truth = Path(data_dir) / where if isinstance(where, str) else None
+    if truth is not None and truth.is_file():
+        h.update(truth.read_bytes())
+    return h.hexdigest()

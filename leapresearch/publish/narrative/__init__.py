@@ -67,8 +67,11 @@ from leapresearch.publish.narrative.subgroups import describe_heterogeneity, des
 from leapresearch.publish.narrative.summary import (
     HTMLTable,
     crosswalk,
+    describe_truth_comparison,
+    describe_within_caliper,
     headline_table,
     summary_paragraph,
+    truth_headline,
 )
 
 __all__ = [
@@ -99,10 +102,13 @@ __all__ = [
     "describe_sensitivity",
     "describe_shrinkage",
     "describe_specifications",
+    "describe_truth_comparison",
+    "describe_within_caliper",
     "headline_table",
     "limitations",
     "methods_text",
     "pool_text",
     "specification_table",
     "summary_paragraph",
+    "truth_headline",
 ]

@@ -2,8 +2,9 @@
 
 The headline table (the same HTML as the report's index page), the crosswalk of our
 headline estimates to the published figures (notebook 08 and the front page's table,
-:func:`leapresearch.publish.frontpage.crosswalk_html`) and the front page's summary
-paragraph.
+:func:`leapresearch.publish.frontpage.crosswalk_html`), the front page's summary
+paragraph with the visited students outside the caliper, and on simulated data the
+estimates beside the simulator's truth (notebook 08).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from leapresearch.publish.narrative.common import _snapped
+from leapresearch.estimation.subgroups import GROUP_WITHIN_CALIPER
+from leapresearch.publish.labels import fmt, fmt_interval, group_label
+from leapresearch.publish.narrative.common import _months, _pp, _snapped
 from leapresearch.publish.narrative.event_study import describe_effect
 from leapresearch.publish.narrative.identification import describe_pretrends
 
@@ -97,8 +100,14 @@ def summary_paragraph(
     *,
     rel_times: Sequence[int],
     alpha: float = 0.05,
+    matching: pd.DataFrame | None = None,
 ) -> str:
-    """The front page's summary: pooled effects with intervals, grade bands, pre-trends."""
+    """The front page's summary: pooled effects with intervals, grade bands, pre-trends.
+
+    With the matching summary (``matching``), also how many visited students have no
+    comparison within the caliper and the estimate without them
+    (:func:`describe_within_caliper`).
+    """
     first, last = rel_times[0], rel_times[-1]
     pooled = table.loc[(table["group"] == "all") & (table["rel_time"] == last)]
     parts = []
@@ -116,9 +125,134 @@ def summary_paragraph(
     bands = [g for g in ("grade_band:PK-5", "grade_band:6-12") if (table["group"] == g).any()]
     for g in bands:
         parts.append(describe_effect(table, group=g, rel_time=last))
+    parts.append(describe_within_caliper(table, matching, rel_time=last))
     if pretrends is not None:
         parts.append(
             "Pre-trend tests (notebook 03): "
             + describe_pretrends(pretrends, alpha=alpha, brief=True)
         )
+    return " ".join(parts)
+
+
+def _outside_caliper_count(matching: pd.DataFrame | None) -> tuple[int, int] | None:
+    """(visited students outside the caliper, visited students), or None if not published."""
+    cols = ("treated", "matched_outside_caliper")
+    if matching is None or not set(cols) <= set(matching.columns):
+        return None
+    counts = matching[list(cols)]
+    if counts.isna().any().any() or counts["treated"].sum() <= 0:
+        return None  # a suppressed cell: the total is not published
+    return int(counts["matched_outside_caliper"].sum()), int(counts["treated"].sum())
+
+
+@_snapped
+def describe_within_caliper(
+    table: pd.DataFrame, matching: pd.DataFrame | None = None, *, rel_time: int = 9
+) -> str:
+    """The visited students outside the caliper, and the estimate of those within it.
+
+    ``table``: the published ``event_study.csv`` (groups ``all`` and ``within_caliper``);
+    ``matching``: the published ``matching_summary.csv`` (the count of visited students
+    matched outside the caliper; left out when a cell of it is suppressed).
+    """
+    count = _outside_caliper_count(matching)
+    parts = []
+    if count is not None and count[0] == 0:
+        return (
+            f"Every one of the {count[1]:,} visited students has a comparison within the caliper."
+        )
+    if count is not None:
+        far, n = count
+        parts.append(
+            f"{far:,} of the {n:,} visited students ({fmt(100.0 * far / n, 0)}%) have no "
+            "comparison student within the caliper of the propensity score and are compared "
+            "with their nearest one outside it."
+        )
+    at = table.loc[table["rel_time"] == rel_time].set_index("group")
+    if {"all", GROUP_WITHIN_CALIPER} <= set(at.index):
+        w, a = at.loc[GROUP_WITHIN_CALIPER], at.loc["all"]
+        if pd.notna(w["estimate"]) and pd.notna(a["estimate"]):
+            parts.append(
+                f"For the visited students with a comparison within the caliper, the estimate "
+                f"{_months(rel_time)} after the first visit is {_pp(w['estimate'])} (95% CI "
+                f"{fmt_interval(w['ci_lower'], w['ci_upper'])}), against "
+                f"{_pp(a['estimate'])} for all visited students."
+            )
+    return " ".join(parts)
+
+
+HEADLINE_FAMILIES = ("all", "grade_band", "cohort")
+"""Groups of the truth comparison's headline rows (:func:`truth_headline`)."""
+
+
+def truth_headline(
+    truth: pd.DataFrame, *, rel_times: Sequence[int], exhibit: str | None = None
+) -> pd.DataFrame:
+    """The headline rows of ``truth_comparison.csv``: what notebook 08 shows.
+
+    The event study of all visited students, grade bands and cohorts at the headline months
+    and the long-term attendance-rate effects of all visited students (``exhibit``: only
+    the rows of ``event_study`` or ``long_term``); columns empty on every row are left out.
+    """
+    if truth.empty:
+        return truth
+    family = truth["group"].str.partition(":")[0]
+    event = (truth["exhibit"] == "event_study") & truth["rel_time"].isin(list(rel_times))
+    long = (truth["exhibit"] == "long_term") & (truth["group"] == "all")
+    if "outcome" in truth:
+        long &= truth["outcome"] == "attendance_rate"
+    keep = family.isin(HEADLINE_FAMILIES) & (event | long)
+    if exhibit is not None:
+        keep &= truth["exhibit"] == exhibit
+    cols = [c for c in truth.columns if not truth.loc[keep, c].isna().all()]
+    return truth.loc[keep, cols].reset_index(drop=True)
+
+
+@_snapped
+def describe_truth_comparison(truth: pd.DataFrame, *, rel_times: Sequence[int]) -> str:
+    """How often the intervals cover the simulator's truth, and where they miss it.
+
+    ``truth``: the published ``truth_comparison.csv`` (no rows: the data are not simulated
+    with a known truth).
+    """
+    if truth.empty:
+        return (
+            "These data carry no simulator's truth (real data, or simulated data whose marker "
+            "records no truth file): there is nothing to compare the estimates with."
+        )
+    parts = []
+    words = {"event_study": "event-study", "long_term": "long-term"}
+    for exhibit, d in truth.groupby("exhibit", sort=True):
+        d = d.loc[d["covered"].notna()]
+        n, c = len(d), int(d["covered"].sum())
+        text = (
+            f"The 95% intervals of {c} of the {n} {words.get(exhibit, exhibit)} estimates "
+            f"({fmt(100.0 * c / max(n, 1), 0)}%) cover the simulator's truth"
+        )
+        band = d.loc[d["band_covered"].notna()] if "band_covered" in d else d.iloc[:0]
+        if len(band):
+            text += (
+                f", the simultaneous band {int(band['band_covered'].sum())} of the "
+                f"{len(band)} post-visit estimates it spans"
+            )
+        parts.append(text + ".")
+    event = truth.loc[(truth["exhibit"] == "event_study") & (truth["group"] == "all")]
+    post = event.loc[event["rel_time"] >= 0]
+    if len(post):
+        above = int((post["estimate"] > post["truth"]).sum())
+        parts.append(
+            f"For all visited students, {above} of the {len(post)} post-visit estimates lie "
+            "above the truth."
+        )
+    head = truth_headline(truth, rel_times=rel_times)
+    missed = head.loc[(head["exhibit"] == "event_study") & (head["covered"] == False)]  # noqa: E712
+    if len(missed):
+        where = "; ".join(
+            f"{group_label(r.group).lower() if r.group == 'all' else group_label(r.group)} at "
+            f"{_months(int(r.rel_time))} ({_pp(r.estimate)} against {_pp(r.truth)})"
+            for r in missed.itertuples(index=False)
+        )
+        parts.append(f"At the headline months the interval misses the truth for {where}.")
+    elif len(head):
+        parts.append("At the headline months every interval covers the truth.")
     return " ".join(parts)
