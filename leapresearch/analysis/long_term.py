@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 
 from leapresearch.analysis.base import LONG_TERM_COLUMNS, Log, quiet, with_setting
@@ -52,16 +53,22 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
             ]
             for label, treated in groups:
                 weights = subgroup_weights(units, pairs, treated)
-                res = fit_group(
-                    prepared,
-                    annual,
-                    weights,
-                    outcome="outcome",
-                    window=None,
-                    reference=-1,
-                    adjust=config.long_term.regression_adjustment,
-                    estimator=linearmodels_event_study,
-                )
+                try:
+                    res = fit_group(
+                        prepared,
+                        annual,
+                        weights,
+                        outcome="outcome",
+                        window=None,
+                        reference=-1,
+                        adjust=config.long_term.regression_adjustment,
+                        estimator=linearmodels_event_study,
+                    )
+                except (ValueError, np.linalg.LinAlgError) as exc:
+                    # e.g. a small cohort's grade band whose comparisons visited later leave
+                    # one school: that cell is not estimable, the others are
+                    log(f"long-term: {label}, {cohort}, {outcome} not estimable: {exc}")
+                    res = None
                 if res is None:
                     continue
                 tab = long_term_table(res, cohort_year=cohort_year, alpha=config.analysis.alpha)
