@@ -231,9 +231,9 @@ def headline_table(
 
 
 def _pretrend_cell(row: dict) -> str:
-    """``k of n (smallest p 0.002)``, or the empty mark when the group has no test."""
+    """``k of n (smallest p 0.002)``, or "no test" when the group has none."""
     if not row["pretrend_tests"]:
-        return labels.fmt(np.nan, 2)
+        return "no test"
     return (
         f"{row['pretrend_rejected']} of {row['pretrend_tests']} "
         f"(smallest p {labels.fmt(row['pretrend_min_p'], 3)})"
