@@ -270,7 +270,7 @@ def _event_rows(estimates, half_width=1.0, start=0, **extra) -> pd.DataFrame:
 
 
 def _placebo_rows(post, p_value: float) -> pd.DataFrame:
-    rows = _event_rows([0.1, -0.2, 0.3, *post], start=-4, shift_months=18)
+    rows = _event_rows([0.1, -0.2, 0.3, 0.0, *post], start=-4, shift_months=18)
     rows = rows.loc[rows["rel_time"] != -1]
     return rows.assign(
         post_wald_statistic=5.0 if p_value < 0.05 else 0.5,
@@ -294,7 +294,7 @@ def test_placebo_sentence_follows_the_months_and_the_joint_test():
     assert "not evidence that the paths were parallel" in good
     assert "3 of 6" in bad and "months 1 (-2.8 pp), 2 (-4.6 pp), 3 (-6.4 pp)" in bad
     assert "rejects at the 5% level" in bad and "did not move together 13 to 18 months" in bad
-    assert "average is -2.2 pp" in bad
+    assert "average is -2.4 pp" in bad
     note = pd.DataFrame({"group": ["all"], "note": ["not estimable: not enough history: 0 of 9"]})
     assert "could not be estimated (not estimable: not enough history" in describe_placebo(note)
 
