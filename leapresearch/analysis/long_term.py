@@ -52,16 +52,20 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
             ]
             for label, treated in groups:
                 weights = subgroup_weights(units, pairs, treated)
-                res = fit_group(
-                    prepared,
-                    annual,
-                    weights,
-                    outcome="outcome",
-                    window=None,
-                    reference=-1,
-                    adjust=config.long_term.regression_adjustment,
-                    estimator=linearmodels_event_study,
-                )
+                try:
+                    res = fit_group(
+                        prepared,
+                        annual,
+                        weights,
+                        outcome="outcome",
+                        window=None,
+                        reference=-1,
+                        adjust=config.long_term.regression_adjustment,
+                        estimator=linearmodels_event_study,
+                    )
+                except ValueError as exc:  # e.g. one school: no clustered standard error
+                    log(f"long-term: {outcome}, {cohort}, {label} not estimable: {exc}")
+                    continue
                 if res is None:
                     continue
                 tab = long_term_table(res, cohort_year=cohort_year, alpha=config.analysis.alpha)
