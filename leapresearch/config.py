@@ -103,10 +103,24 @@ class LongTermConfig(_Frozen):
 
 
 class PlaceboConfig(_Frozen):
-    """A fake event month some school months before the real one."""
+    """A fake event month some school months before the real one.
 
-    shift_months: int = 6
+    The placebo uses fake post months ``0 .. min(window[1], shift_months - pre_months - 1)``
+    only, so that they lie before the real matching window
+    (:func:`leapresearch.analysis.robustness.placebo_post_end`).
+    """
+
+    shift_months: int = 18
     window: tuple[int, int] = (-12, 5)
+
+    @model_validator(mode="after")
+    def _check(self) -> PlaceboConfig:
+        lo, hi = self.window
+        if not lo < -1 < 0 <= hi:
+            raise ValueError(f"placebo.window must satisfy lo < -1 and hi >= 0, got {lo, hi}")
+        if self.shift_months < 1:
+            raise ValueError(f"placebo.shift_months must be positive, got {self.shift_months}")
+        return self
 
 
 RobustDemographic = Literal[

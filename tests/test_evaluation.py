@@ -208,15 +208,48 @@ def test_a_robustness_step_that_cannot_be_estimated_says_why():
     assert "could not be estimated" in describe_placebo(table)
 
 
+def test_placebo_post_months_lie_before_the_matching_window_or_it_says_why(prepared):
+    import dataclasses
+
+    from leapresearch.analysis.base import with_setting
+    from leapresearch.analysis.robustness import estimate_placebo
+    from leapresearch.publish.narrative import describe_placebo
+
+    def placebo(shift: int):
+        config = with_setting(prepared.config, "placebo", shift_months=shift)
+        return estimate_placebo(dataclasses.replace(prepared, config=config))
+
+    pre = prepared.config.matching.pre_months
+    table = placebo(pre + 3)  # fake months 0, 1, 2 lie before the window; later ones would not
+    post = table.loc[table["rel_time"] >= 0]
+    assert post["rel_time"].tolist() == [0, 1, 2]
+    assert (post["post_wald_df"] == 3).all() and post["post_wald_p_value"].notna().all()
+    n_used, n_all = table["n_visited_placebo"].iloc[0], table["n_visited"].iloc[0]
+    assert 2 <= n_used <= n_all
+    assert f"It uses {n_used:,} of the {n_all:,}" in describe_placebo(table)
+    inside = placebo(pre)  # every fake post month inside the matching window: no placebo
+    assert "no fake post month before the" in inside["note"].item()
+    too_early = placebo(10 * 40)  # before the panel starts: no history, a note, no crash
+    assert "not enough history: 0 of" in too_early["note"].item()
+    assert "not enough history" in describe_placebo(too_early)
+
+
 def test_falsification_with_never_visited_dips_is_near_zero(prepared):
     from leapresearch.analysis.identification import estimate_falsification
 
     table = estimate_falsification(prepared)
-    post = table.loc[(table["group"] == "all") & (table["rel_time"] >= 0)]
+    rows = table.loc[table["group"] == "all"]
+    post = rows.loc[(rows["term"] == "month") & (rows["rel_time"] >= 0)]
     assert len(post) >= 10
     covers = (post["ci_lower"] <= 0) & (post["ci_upper"] >= 0)
     assert covers.mean() >= 0.8, post
     assert (post["n_treated"] > 0).all()
+    # the published verdict: the mean pseudo-effect's interval covers zero and the joint
+    # test of every post month does not reject
+    summary = rows.loc[rows["term"] == "post_months"].iloc[0]
+    assert summary["ci_lower"] <= 0 <= summary["ci_upper"], summary
+    assert summary["p_value"] >= 0.05, summary
+    assert summary["df"] == len(post)
 
 
 def test_doubly_robust_rows_sit_with_the_matched_estimate_and_nearer_the_truth(

@@ -197,6 +197,33 @@ def test_wald_subset_matches_the_full_pretrend_test_and_bounds_table():
     )
 
 
+def test_mean_of_terms_is_the_average_with_its_covariance_and_a_single_term_its_own_row():
+    from leapresearch.estimation.falsification import mean_of_terms
+
+    res = event_study(_toy_panel(), window=None)
+    post = [r for r in res.coefficients.index if r >= 0]
+    got = mean_of_terms(res, post)
+    v = res.cov.loc[post, post].to_numpy()
+    assert got["estimate"] == pytest.approx(res.coefficients.loc[post].mean())
+    assert got["std_error"] == pytest.approx(np.sqrt(v.sum()) / len(post))
+    one = mean_of_terms(res, [post[0]])
+    row = res.table().set_index("rel_time").loc[post[0]]
+    for c in ("estimate", "std_error", "ci_lower", "ci_upper"):
+        assert one[c] == pytest.approx(row[c])
+    assert np.isnan(mean_of_terms(res, [99])["estimate"])
+
+
+def test_a_capped_sample_drops_a_tie_at_the_cut_whole():
+    from leapresearch.estimation.falsification import take_by_key
+
+    keys = np.array(["d", "b", "c", "b", "a"], dtype=object)
+    assert take_by_key(keys, 9).tolist() == [0, 1, 2, 3, 4]
+    assert sorted(keys[take_by_key(keys, 3)]) == ["a", "b", "b"]
+    # the cut after "a" and one "b" would pick one of two equal students: neither is taken
+    assert keys[take_by_key(keys, 2)].tolist() == ["a"]
+    assert take_by_key(np.array(["x", "x", "x"], dtype=object), 2).tolist() == []
+
+
 # --------------------------------------------------------------------------------------
 # sentences follow the numbers
 # --------------------------------------------------------------------------------------
@@ -242,27 +269,78 @@ def _event_rows(estimates, half_width=1.0, start=0, **extra) -> pd.DataFrame:
     )
 
 
-def test_placebo_sentence_has_no_fixed_verdict():
+def _placebo_rows(post, p_value: float) -> pd.DataFrame:
+    rows = _event_rows([0.1, -0.2, 0.3, 0.0, *post], start=-4, shift_months=18)
+    rows = rows.loc[rows["rel_time"] != -1]
+    return rows.assign(
+        post_wald_statistic=5.0 if p_value < 0.05 else 0.5,
+        post_wald_df=len(post),
+        post_wald_p_value=p_value,
+        n_visited=1000,
+        n_visited_placebo=700,
+    )
+
+
+def test_placebo_sentence_follows_the_months_and_the_joint_test():
     from leapresearch.publish.narrative import describe_placebo
 
-    good = describe_placebo(_event_rows([0.1, -0.2, 0.3, 0.0, 0.1, -0.1], shift_months=6))
-    bad = describe_placebo(_event_rows([-5, -6, -7, -18, -19, -20], shift_months=6))
-    assert "3 of 3 intervals include zero: there the matched groups moved together" in good
-    assert "0 of 3 intervals include zero: even there" in bad
-    assert "mean placebo 'effect' -19.0 pp" in bad
-    assert "does) absorb" not in good + bad
+    good = describe_placebo(_placebo_rows([0.1, -0.2, 0.3, 0.0, 0.1, -0.1], 0.8))
+    bad = describe_placebo(_placebo_rows([-0.5, -2.8, -4.6, -6.4, -0.2, 0.3], 0.0001))
+    for text in (good, bad):
+        assert "fake months 0 to 5 are months -18 to -13 from the real first visit" in text
+        assert "It uses 700 of the 1,000 matched visited students" in text
+    assert "0 of 6 fake post-month 'effects' have 95% intervals that exclude zero;" in good
+    assert "does not reject at the 5% level (F = 0.50, p = 0.800)" in good
+    assert "not evidence that the paths were parallel" in good
+    assert "3 of 6" in bad and "months 1 (-2.8 pp), 2 (-4.6 pp), 3 (-6.4 pp)" in bad
+    assert "rejects at the 5% level" in bad and "did not move together 13 to 18 months" in bad
+    assert "average is -2.4 pp" in bad
+    note = pd.DataFrame({"group": ["all"], "note": ["not estimable: not enough history: 0 of 9"]})
+    assert "could not be estimated (not estimable: not enough history" in describe_placebo(note)
 
 
-def test_falsification_sentence_follows_coverage():
+def _falsification_rows(post, *, mean, half_width, p_value) -> pd.DataFrame:
+    months = _event_rows(post, start=0).assign(term="month")
+    summary = pd.DataFrame(
+        {
+            "group": ["all"],
+            "term": ["post_months"],
+            "months": [f"0..{len(post) - 1}"],
+            "estimate": [mean],
+            "ci_lower": [mean - half_width],
+            "ci_upper": [mean + half_width],
+            "n_treated": [800],
+            "statistic": [4.0 if p_value < 0.05 else 0.6],
+            "df": [len(post)],
+            "p_value": [p_value],
+        }
+    )
+    return pd.concat([months, summary], ignore_index=True).astype({"rel_time": "Int64"})
+
+
+def test_falsification_sentence_follows_the_mean_and_the_joint_test():
     from leapresearch.publish.narrative import describe_falsification
 
-    near_zero = describe_falsification(_event_rows([0.2, -0.3, 0.1, 0.4, -0.2]))
-    rebound = describe_falsification(_event_rows([3.0, 4.0, 5.0, 0.5, 6.0]))
-    assert "5 of 5" in near_zero and "no detectable rebound" in near_zero
-    assert "1 of 5" in rebound and "leaves part of the rebound" in rebound
-    assert "lean" not in near_zero
-    negative = describe_falsification(_event_rows(-np.linspace(0.2, 1.8, 12)))
-    assert "lean negative (0 of 12 positive" in negative and "understates" in negative
+    calm = describe_falsification(
+        _falsification_rows([0.2, -0.3, 0.1, 0.4, -0.2], mean=0.04, half_width=1.1, p_value=0.7)
+    )
+    # most monthly intervals exclude zero, but the joint test and the mean carry the verdict
+    rebound = describe_falsification(
+        _falsification_rows([3.0, 4.0, 5.0, 0.5, 6.0], mean=3.7, half_width=1.5, p_value=0.001)
+    )
+    assert "mean pseudo-effect over months 0..4 +0.0 pp (95% CI -1.1 to 1.1)" in calm
+    assert "does not reject at the 5% level (F = 0.60, p = 0.700)" in calm
+    assert "0 of 5 monthly intervals exclude zero." in calm
+    assert "outside -1.1 to 1.1 pp is ruled out" in calm and "overstates" not in calm
+    assert "rejects at the 5% level" in rebound and "4 of 5 monthly intervals" in rebound
+    assert "leaves a positive pseudo-effect" in rebound
+    assert "overstates effects by about 3.7 pp" in rebound
+    # an interval of the mean that excludes zero is a failure even if the joint test is not
+    negative = describe_falsification(
+        _falsification_rows([-0.5] * 12, mean=-1.0, half_width=0.8, p_value=0.2)
+    )
+    assert "negative pseudo-effect" in negative and "understates" in negative
+    assert "80%" not in calm + rebound + negative
 
 
 def test_sensitivity_and_pre_period_sentences_follow_the_numbers():
@@ -524,10 +602,15 @@ def test_falsification_can_fail_when_the_design_ignores_the_dip():
         ],
     )
     table = estimate_falsification(prepare(read_raw_tables(DEMO_DATA), weak))
-    post = table.loc[table["rel_time"] >= 0]
+    post = table.loc[(table["term"] == "month") & (table["rel_time"] >= 0)]
     covers = (post["ci_lower"] <= 0) & (post["ci_upper"] >= 0)
-    assert covers.mean() < 0.8, post  # the narrative's threshold for "no rebound"
+    assert covers.mean() < 0.8, post
     assert post["estimate"].mean() > 0
+    # the published verdict: the joint test of the post months rejects, and the mean
+    # pseudo-effect's interval lies above zero
+    summary = table.loc[table["term"] == "post_months"].iloc[0]
+    assert summary["p_value"] < 0.05, summary
+    assert summary["ci_lower"] > 0, summary
 
 
 @pytest.mark.parametrize(

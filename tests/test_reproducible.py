@@ -429,3 +429,42 @@ def test_a_notebook_of_the_run_shows_what_the_run_stored_without_loading_the_sam
         assert not (isinstance(stored, pd.DataFrame) and "note" in stored), name
         pd.testing.assert_frame_equal(stored, alone.result(step), check_exact=True, obj=name)
     assert "prepared" not in vars(of_run) and "tables" not in vars(of_run)  # never loaded
+
+
+def _falsification_csv(data: Path, out: Path, max_students: int) -> tuple[bytes, int, int]:
+    """``falsification.csv`` of ``data`` with the pseudo-event sample capped, as published.
+
+    Also the number of pseudo-events used and of never-visited students meeting the rule.
+    """
+    from leapresearch.analysis.identification import _pseudo_panel, estimate_falsification
+    from leapresearch.analysis.sample import prepare
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.publish.outputs import write_table
+
+    def prepared_with(cap: int):
+        overrides = [f"identification.falsification_max_students={cap}"]
+        config = load_config("demo", data_dir=data, overrides=overrides)
+        return prepare(read_raw_tables(data), config)
+
+    prepared = prepared_with(max_students)
+    eligible = len(_pseudo_panel(prepared_with(10**9))[1])
+    used = len(_pseudo_panel(prepared)[1])
+    path = write_table(
+        estimate_falsification(prepared), "falsification", out, privacy=prepared.config.privacy
+    )
+    return path.read_bytes(), used, eligible
+
+
+@pytest.mark.parametrize("how", ["reverse", "strip"])
+def test_capped_falsification_sample_does_not_depend_on_ids_or_row_order(tmp_path, tied_data, how):
+    """With fewer pseudo-events allowed than students meet the rule, the sample (ordered by
+    a hash of each student's own data) and so ``falsification.csv`` are the same bytes
+    under relabelled and shuffled ids; the seeded draw by integer code was not."""
+    data = tmp_path / "data"
+    _relabel(tied_data, data, how, seed=11)
+    ref, used, eligible = _falsification_csv(tied_data, tmp_path / "a", 20)
+    assert eligible > 20 >= used >= 15  # the cap binds
+    got, used_b, eligible_b = _falsification_csv(data, tmp_path / "b", 20)
+    assert (used_b, eligible_b) == (used, eligible)
+    assert got == ref

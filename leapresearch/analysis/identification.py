@@ -27,6 +27,7 @@ from leapresearch.design.pool import (
     build_candidates,
 )
 from leapresearch.estimation.falsification import (
+    mean_of_terms,
     pseudo_events,
     selection_rule,
     wald_terms,
@@ -158,6 +159,37 @@ def _pseudo_panel(prepared: Prepared) -> tuple[AnalyticPanel, pd.DataFrame, obje
     return fake_panel, fake, rule
 
 
+FALSIFICATION_COLUMNS = [
+    "group",
+    "term",
+    "rel_time",
+    "months",
+    *EVENT_STUDY_COLUMNS[2:],
+    "statistic",
+    "df",
+    "p_value",
+    "rule_recent_rate",
+    "rule_drop",
+]
+
+
+def _post_summary(res, config: Config) -> dict:
+    """The ``post_months`` row: mean pseudo-effect over the post months and their joint test."""
+    post = [int(r) for r in res.coefficients.index if int(r) >= 0]
+    mean = mean_of_terms(res, post, alpha=config.analysis.alpha)
+    wald = wald_terms(res, post)
+    return {
+        "term": "post_months",
+        "months": wald["months"],
+        **mean,
+        "n_treated": res.n_treated,
+        "n_comparison": res.n_comparison,
+        "statistic": wald["statistic"],
+        "df": wald["df"],
+        "p_value": wald["p_value"],
+    }
+
+
 @single_blas_thread
 def estimate_falsification(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     """Pseudo-events for never-visited students with the dip that got students picked.
@@ -165,11 +197,26 @@ def estimate_falsification(prepared: Prepared, *, log: Log = quiet) -> pd.DataFr
     The selection rule (:func:`leapresearch.estimation.falsification.selection_rule`) is
     inferred from visited students' attendance before their first visit; never-visited
     students who meet it get a fake first visit at the first real event month they do
-    (:func:`~leapresearch.estimation.falsification.pseudo_events`), and go through the
-    same candidates, matching, stacking, regression adjustment and event study as the
-    visited students (``falsification.csv``). No one was visited, so every post-period
-    estimate should be zero; a design that leaves the rebound from a dip in its estimates
-    shows a positive "effect" here. Unlike the placebo it can fail.
+    (:func:`~leapresearch.estimation.falsification.pseudo_events`: all of them, or the
+    ``identification.falsification_max_students`` with the smallest hash of their own
+    data, so the sample does not depend on how ids are spelled or rows ordered), and go
+    through the same candidates, matching, stacking, regression adjustment and event
+    study as the visited students. No one was visited, so every post-period estimate
+    should be zero; a design that leaves the rebound from a dip in its estimates shows an
+    "effect" here. Unlike a placebo inside the matching window it can fail.
+
+    Returns
+    -------
+    DataFrame
+        ``falsification.csv``, by headline group: rows with ``term == "month"``, one per
+        event month (``rel_time``; the event-study columns; ``statistic``, ``df``,
+        ``p_value`` empty), then one ``term == "post_months"`` row (``rel_time`` empty,
+        ``months`` the post months ``"0..hi"``): ``estimate`` the mean pseudo-effect over
+        the post months, ``std_error`` and the interval from the fit's covariance
+        (``a'Va``), ``statistic``, ``df``, ``p_value`` the joint Wald test that every post
+        month is zero (``F(q, G - 1)``), ``n_treated`` / ``n_comparison`` the students of
+        the fit. ``rule_recent_rate`` and ``rule_drop`` (the selection rule) repeat on
+        every row.
     """
     config = prepared.config
     fake_panel, fake, rule = _pseudo_panel(prepared)
@@ -186,8 +233,11 @@ def estimate_falsification(prepared: Prepared, *, log: Log = quiet) -> pd.DataFr
     tables = []
     for label, weights in headline_weights(matched):
         res = fit_group(matched, matched.stacked, weights)
-        if res is not None:
-            tables.append(event_table(res, config).assign(group=label))
+        if res is None:
+            continue
+        months = event_table(res, config).drop(columns="p_value").assign(term="month")
+        summary = pd.DataFrame([_post_summary(res, config)])
+        tables.append(pd.concat([months, summary], ignore_index=True).assign(group=label))
     if not tables:
         raise ValueError("no pseudo-event group could be estimated")
     log(
@@ -195,9 +245,11 @@ def estimate_falsification(prepared: Prepared, *, log: Log = quiet) -> pd.DataFr
         f"drop <= {rule.drop:+.3f})"
     )
     out = pd.concat(tables, ignore_index=True)
+    out["rel_time"] = out["rel_time"].astype("Int64")
+    out["df"] = out["df"].astype("Int64")
     out["rule_recent_rate"] = rule.recent
     out["rule_drop"] = rule.drop
-    return out[[*EVENT_STUDY_COLUMNS, "rule_recent_rate", "rule_drop"]]
+    return out.reindex(columns=FALSIFICATION_COLUMNS)
 
 
 def pretrend_evidence(

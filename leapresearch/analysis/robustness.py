@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leapresearch.analysis.base import EVENT_STUDY_COLUMNS, Log, quiet
+from leapresearch.analysis.base import EVENT_STUDY_COLUMNS, Log, not_estimable, quiet
 from leapresearch.analysis.fitting import event_table, fit_group
 from leapresearch.analysis.sample import Prepared, prepare_matched
 from leapresearch.design.pool import (
     build_candidates,
 )
+from leapresearch.estimation.falsification import wald_terms
 from leapresearch.estimation.naive import naive_pre_post
 from leapresearch.estimation.robust import callaway_santanna
 from leapresearch.estimation.subgroups import (
@@ -40,31 +41,97 @@ def estimate_naive(prepared: Prepared) -> pd.DataFrame:
     return out[["group", "rel_time", "estimate", "n_treated"]]
 
 
+PLACEBO_COLUMNS = [
+    "group",
+    "shift_months",
+    *EVENT_STUDY_COLUMNS[1:],
+    "pre_wald_p_value",
+    "post_wald_statistic",
+    "post_wald_df",
+    "post_wald_p_value",
+    "n_visited",
+    "n_visited_placebo",
+]
+
+
+def placebo_post_end(config) -> int:
+    """Last fake post month that lies before the real matching window (negative: none).
+
+    Fake month ``r`` is real month ``r - shift_months``; the matching used real months
+    ``-1 .. -pre_months``, so fake months up to ``shift_months - pre_months - 1`` are free
+    of it. The placebo's window ends there or at ``placebo.window``, whichever is earlier.
+    """
+    free = config.placebo.shift_months - config.matching.pre_months - 1
+    return min(config.placebo.window[1], free)
+
+
 @single_blas_thread
 def estimate_placebo(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     """Placebo: a fake event month ``shift_months`` before the real one (``placebo.csv``).
 
-    Visited students are re-matched at the fake event month on the trajectory before it;
-    only months before the real event month enter. Estimates at fake ``rel_time >= 0``
-    should be zero when the design is sound.
+    Visited students are re-matched at the fake event month on the trajectory before it.
+    Only fake months up to :func:`placebo_post_end` enter, so every fake post month lies
+    before the real matching window (months ``-1 .. -pre_months`` before the real first
+    visit): the matching did not fit them, and the placebo can fail. Visited students whose
+    fake event month has no roster row or no attendance before it (the panel starts too
+    late) are left out; with fewer than two left, or no fake post month before the
+    matching window, the table is a one-row note.
+
+    Returns
+    -------
+    DataFrame
+        One row per fake month: the event-study columns, ``shift_months``,
+        ``pre_wald_p_value`` (joint test of the fake pre-period months),
+        ``post_wald_statistic``, ``post_wald_df``, ``post_wald_p_value`` (joint Wald test
+        that every fake post month is zero, ``F(q, G - 1)``), ``n_visited`` (matched
+        visited students of the main design) and ``n_visited_placebo`` (those in the
+        placebo fit); the last five repeat on every row.
     """
     config = prepared.config
     shift = config.placebo.shift_months
+    post_end = placebo_post_end(config)
+    treated = prepared.units.loc[prepared.units["treated"] == 1]
+    n_visited = int(treated["student"].nunique())
+    if post_end < 0:
+        return not_estimable(
+            ValueError(
+                f"a shift of {shift} months leaves no fake post month before the "
+                f"{config.matching.pre_months}-month matching window (shift at least "
+                f"{config.matching.pre_months + 1})"
+            )
+        )
     cand = build_candidates(
         prepared.panel,
         pool=config.comparison_pool,
         matching=config.matching,
         shift=shift,
-        stacks=np.unique(prepared.units.loc[prepared.units["treated"] == 1, "stack"]),
+        stacks=np.unique(treated["stack"]),
     )
-    fake = prepare_matched(prepared.panel, cand, config, max_rel_time=shift - 1)
+    n_usable = int(cand.frame.loc[cand.frame["treated"].astype(bool), "student"].nunique())
+    if n_usable < 2:
+        log(f"placebo: not enough history ({n_usable} of {n_visited:,} visited students)")
+        return not_estimable(
+            ValueError(
+                f"not enough history: {n_usable} of {n_visited:,} visited students have "
+                f"attendance before a fake first visit {shift} months early"
+            )
+        )
+    window = (config.placebo.window[0], post_end)
+    fake = prepare_matched(prepared.panel, cand, config, max_rel_time=post_end)
     weights = fake.units["weight"].to_numpy(np.float64)
-    res = fit_group(fake, fake.stacked, weights, window=config.placebo.window)
-    log("placebo: done")
+    res = fit_group(fake, fake.stacked, weights, window=window)
+    if res is None:
+        raise ValueError("fewer than two visited students in the placebo fit")
+    post = wald_terms(res, list(range(0, post_end + 1)))
+    log(f"placebo: {res.n_treated:,} of {n_visited:,} visited students")
     tab = event_table(res, config).assign(group=GROUP_ALL, shift_months=shift)
     tab["pre_wald_p_value"] = res.pretrend_test().p_value
-    cols = ["group", "shift_months", *EVENT_STUDY_COLUMNS[1:], "pre_wald_p_value"]
-    return tab[cols].reset_index(drop=True)
+    tab["post_wald_statistic"] = post["statistic"]
+    tab["post_wald_df"] = post["df"]
+    tab["post_wald_p_value"] = post["p_value"]
+    tab["n_visited"] = n_visited
+    tab["n_visited_placebo"] = res.n_treated
+    return tab[PLACEBO_COLUMNS].reset_index(drop=True)
 
 
 ROBUST_COMPARISONS = {

@@ -1,16 +1,19 @@
 """Checks of the identifying assumption that the design did not fit.
 
 * :func:`wald_terms` tests that a chosen set of event-study coefficients is jointly zero
-  (the pre-trend test on months outside the matching window, or on unadjusted outcomes).
+  (the pre-trend test on months outside the matching window, or on unadjusted outcomes);
+  :func:`mean_of_terms` is their average with its interval.
 * :func:`selection_rule` and :func:`pseudo_events` give never-visited students a fake
   first visit at the month their attendance fell the way visited students' attendance
-  had fallen before their first visit. Run through the same matching, adjustment and
-  event study, their "effect" should be zero: a design that leaves the rebound of a dip
-  in its estimates shows it here.
+  had fallen before their first visit (all of them, or a sample ordered by a hash of each
+  student's own data, so that it does not depend on id spellings or row order). Run
+  through the same matching, adjustment and event study, their "effect" should be zero:
+  a design that leaves the rebound of a dip in its estimates shows it here.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,6 +54,36 @@ def wald_terms(result, terms: Sequence[int]) -> dict:
     out["statistic"] = wald / q
     out["p_value"] = float(stats.f.sf(wald / q, q, result.df_resid))
     return out
+
+
+def mean_of_terms(result, terms: Sequence[int], *, alpha: float = 0.05) -> dict:
+    """Average of the coefficients of ``terms`` (present in the fit), with its interval.
+
+    The average ``a'b`` with ``a = 1/q`` has variance ``a'Va`` (``V`` the fit's clustered
+    covariance); the interval uses Student's t with ``G - 1`` degrees of freedom, as the
+    fit's own intervals.
+
+    Returns
+    -------
+    dict
+        ``estimate``, ``std_error``, ``ci_lower``, ``ci_upper`` (NaN when no term is
+        present).
+    """
+    present = [int(r) for r in terms if int(r) in set(result.coefficients.index)]
+    out = dict.fromkeys(("estimate", "std_error", "ci_lower", "ci_upper"), np.nan)
+    if not present:
+        return out
+    a = np.full(len(present), 1.0 / len(present))
+    b = result.coefficients.loc[present].to_numpy(np.float64)
+    v = result.cov.loc[present, present].to_numpy(np.float64)
+    est, se = float(a @ b), float(np.sqrt(max(a @ v @ a, 0.0)))
+    crit = float(stats.t.ppf(1 - alpha / 2, result.df_resid))
+    return {
+        "estimate": est,
+        "std_error": se,
+        "ci_lower": est - crit * se,
+        "ci_upper": est + crit * se,
+    }
 
 
 @dataclass(frozen=True)
@@ -104,6 +137,50 @@ def selection_rule(panel: AnalyticPanel, events: pd.DataFrame) -> SelectionRule:
     )
 
 
+ID_COLUMNS = frozenset({"student", "school", "school_id"})
+"""Roster columns left out of a student's content key (codes and spellings of ids)."""
+
+
+def content_keys(panel: AnalyticPanel, first: pd.DataFrame, *, seed: int) -> np.ndarray:
+    """A key of each row of ``first`` (``student``, ``event_time``) from its own data only.
+
+    SHA-256 of the seed, the pseudo-event month, the student's monthly attendance rates
+    (every month of the panel) and its roster rows without ids (year, district, grade,
+    demographics), in hex. Students with identical data get identical keys, whatever
+    their ids are spelled like or wherever their rows are.
+    """
+    attrs = [c for c in panel.roster.columns if c not in ID_COLUMNS]
+    ros = panel.roster.loc[panel.roster["student"].isin(first["student"])]
+    ros = ros.sort_values(["student", "year"], kind="stable")
+    text = ros[attrs].astype(str).agg("\x1f".join, axis=1)
+    roster_text = text.groupby(ros["student"].to_numpy(), sort=True).agg("\x1e".join)
+    keys = []
+    students, months = first["student"].to_numpy(), first["event_time"].to_numpy()
+    for student, month in zip(students, months, strict=True):
+        h = hashlib.sha256(f"{seed}\x1d{int(month)}\x1d".encode())
+        h.update(np.nan_to_num(panel.rates[student], nan=-1.0).astype("<f8").tobytes())
+        h.update(roster_text.get(student, "").encode())
+        keys.append(h.hexdigest())
+    return np.asarray(keys, dtype=object)
+
+
+def take_by_key(keys: np.ndarray, max_students: int) -> np.ndarray:
+    """Positions of the ``max_students`` smallest keys (all when there are no more).
+
+    When the cut falls inside a run of equal keys (students with identical data), the
+    whole run is left out, so which of two identical students is taken never depends on
+    their ids; fewer than ``max_students`` may then be taken.
+    """
+    if len(keys) <= max_students:
+        return np.arange(len(keys))
+    order = np.argsort(keys, kind="stable")
+    ranked = keys[order]
+    cut = max_students
+    while cut > 0 and ranked[cut - 1] == ranked[max_students]:
+        cut -= 1
+    return np.sort(order[:cut])
+
+
 def pseudo_events(
     panel: AnalyticPanel,
     events: pd.DataFrame,
@@ -128,10 +205,11 @@ def pseudo_events(
     rule : SelectionRule
         From :func:`selection_rule`.
     max_students : int
-        At most this many pseudo-events, drawn at random (seeded) among those meeting
-        the rule.
+        Every student meeting the rule when they are at most this many; otherwise the
+        ``max_students`` with the smallest :func:`content_keys` (a hash of each student's
+        own data, not of its id or row), see :func:`take_by_key`.
     seed : int
-        Seed of the draw.
+        Salt of the content key (another seed, another deterministic sample).
 
     Returns
     -------
@@ -150,7 +228,5 @@ def pseudo_events(
     hits = cand.loc[meets, ["student", "event_time"]]
     first = hits.groupby("student", sort=True)["event_time"].min().reset_index()
     if len(first) > max_students:
-        rng = np.random.default_rng(seed)
-        pick = np.sort(rng.choice(len(first), size=max_students, replace=False))
-        first = first.iloc[pick]
+        first = first.iloc[take_by_key(content_keys(panel, first, seed=seed), max_students)]
     return first.reset_index(drop=True)

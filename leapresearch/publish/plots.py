@@ -59,7 +59,8 @@ def tidy_event_study(
     table : DataFrame
         The event-study table (``group``, ``rel_time``, ``estimate``, ``ci_lower``,
         ``ci_upper``; ``band_lower``, ``band_upper`` when the table has the simultaneous
-        band).
+        band). Rows without ``rel_time`` (the summary rows of ``falsification.csv``) are
+        left out.
     groups : sequence of str
         Groups to keep, in legend order.
     reference : int
@@ -75,7 +76,8 @@ def tidy_event_study(
     """
     cols = ["group", "rel_time", "estimate", "ci_lower", "ci_upper"]
     cols += [c for c in BAND_COLUMNS if c in table.columns]
-    keep = table.loc[table["group"].isin(groups), cols]
+    keep = table.loc[table["group"].isin(groups) & table["rel_time"].notna(), cols]
+    keep = keep.astype({"rel_time": np.int64})
     present = [g for g in groups if g in set(keep["group"])]
     ref = pd.DataFrame({"group": present, "rel_time": reference, "estimate": 0.0})
     ref = ref.reindex(columns=cols)

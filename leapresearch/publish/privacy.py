@@ -69,6 +69,8 @@ ESTIMATE_COLUMNS = (
     "p_value_adjusted",
     "t_stat",
     "pre_wald_p_value",
+    "post_wald_statistic",
+    "post_wald_p_value",
     "breakdown",
     "boot_std_error",
     "boot_ci_lower",

@@ -155,87 +155,119 @@ def describe_sensitivity(sensitivity: pd.DataFrame, *, group: str = "all") -> st
     )
 
 
+def _excluding_zero(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.loc[(rows["ci_lower"] > 0) | (rows["ci_upper"] < 0)]
+
+
+def _month_list(rows: pd.DataFrame) -> str:
+    """``"months 0 (-2.8 pp), 1 (-4.0 pp)"`` of the rows given."""
+    return "months " + ", ".join(
+        f"{int(r['rel_time'])} ({_pp(r['estimate'])})" for _, r in rows.iterrows()
+    )
+
+
+def _joint(p_value: float, statistic: float, alpha: float) -> tuple[bool, str]:
+    """Whether a joint test rejects at ``alpha``, and its clause."""
+    rejects = bool(p_value < alpha)
+    verdict = "rejects" if rejects else "does not reject"
+    return rejects, (
+        f"{verdict} at the {alpha:.0%} level (F = {fmt(statistic, 2)}, p = {fmt(p_value, 3)})"
+    )
+
+
 @_snapped
-def describe_placebo(placebo: pd.DataFrame) -> str:
-    """The fake-event estimates, and what this placebo can and cannot test."""
+def describe_placebo(placebo: pd.DataFrame, *, alpha: float = 0.05) -> str:
+    """The fake-event estimates: which fake post months reject, and their joint test.
+
+    The fake post months of ``placebo.csv`` lie before the real matching window, so the
+    placebo can fail; the verdict follows the joint Wald test of the fake post months
+    (``post_wald_p_value``), the months whose intervals exclude zero are named.
+    """
     if "note" in placebo.columns:
         return f"The placebo could not be estimated ({placebo['note'].iloc[0]})."
-    post = placebo.loc[placebo["rel_time"] >= 0]
+    post = placebo.loc[(placebo["rel_time"] >= 0) & placebo["estimate"].notna()]
     if post.empty:
         return "No placebo estimates."
-    shift = int(placebo["shift_months"].iloc[0])
-    covers = ((post["ci_lower"] <= 0) & (post["ci_upper"] >= 0)).sum()
-    biggest = post.loc[post["estimate"].abs().idxmax()]
-    early = post.loc[post["rel_time"] < shift // 2]
-    late = post.loc[post["rel_time"] >= shift // 2]
+    shift, last = int(placebo["shift_months"].iloc[0]), int(post["rel_time"].max())
     text = (
-        f"With a fake first visit {shift} months early, {covers} of {len(post)} placebo "
-        f"'effects' have 95% intervals that include zero; the largest is "
-        f"{_pp(biggest['estimate'])} at month {int(biggest['rel_time'])}."
+        f"With a fake first visit {shift} months early, fake months 0 to {last} are months "
+        f"{-shift} to {last - shift} from the real first visit, before the monthly trajectory "
+        "the matching used (only the prior school year's annual rate, which may span some "
+        "of them, was matched on), so this placebo can fail."
     )
-    if len(early):
-        early_cov = ((early["ci_lower"] <= 0) & (early["ci_upper"] >= 0)).sum()
-        text += (
-            f" In the first {len(early)} placebo months, furthest from the real visit, "
-            f"{early_cov} of {len(early)} intervals include zero"
-            + (
-                ": there the matched groups moved together."
-                if early_cov == len(early)
-                else ": even there the matched groups did not move together."
+    if {"n_visited", "n_visited_placebo"} <= set(placebo.columns):
+        used, total = placebo["n_visited_placebo"].iloc[0], placebo["n_visited"].iloc[0]
+        if pd.notna(used) and pd.notna(total):
+            text += (
+                f" It uses {int(used):,} of the {int(total):,} matched visited students (the "
+                "others have no roster row or attendance before their fake first visit)."
             )
+    off = _excluding_zero(post)
+    text += (
+        f" {len(off)} of {len(post)} fake post-month 'effects' have 95% intervals that "
+        "exclude zero" + (f" ({_month_list(off)})" if len(off) else "") + "; their average "
+        f"is {_pp(post['estimate'].mean())}."
+    )
+    p = placebo["post_wald_p_value"].iloc[0] if "post_wald_p_value" in placebo else np.nan
+    if pd.isna(p):
+        return text + " No joint test of the fake post months is available."
+    rejects, clause = _joint(p, placebo["post_wald_statistic"].iloc[0], alpha)
+    text += f" The joint Wald test that all {len(post)} are zero {clause}: "
+    if rejects:
+        return text + (
+            f"visited students and their matched comparisons did not move together "
+            f"{shift - last} to {shift} months before the first visit, when no one had been "
+            "visited, so the design's assumption fails at that distance; read the effects "
+            "with the pre-trend tests on months before the matching window and the "
+            "sensitivity bounds."
         )
-    if len(late):
-        late_mean = float(late["estimate"].mean())
-        text += (
-            f" The last {len(late)} placebo months fall in the weeks before the real visit, "
-            f"when students were picked for a low spell (mean placebo 'effect' "
-            f"{_pp(late_mean)}); this placebo therefore cannot test whether the matching "
-            "absorbs the selection at the real event month. The falsification with "
-            "never-visited students who had the same dip is the check that can fail."
-        )
-    return text
+    return text + (
+        "no departure of the size this test can detect; not rejecting is not evidence "
+        "that the paths were parallel."
+    )
 
 
 @_snapped
-def describe_falsification(falsification: pd.DataFrame, *, group: str = "all") -> str:
-    """Whether pseudo-events for never-visited students with the same dip show an effect."""
+def describe_falsification(
+    falsification: pd.DataFrame, *, group: str = "all", alpha: float = 0.05
+) -> str:
+    """Whether pseudo-events for never-visited students with the same dip show an effect.
+
+    The verdict follows the ``post_months`` row of ``falsification.csv``: the mean
+    pseudo-effect over the post months with its interval, and the joint Wald test that
+    every post month is zero.
+    """
     if "note" in falsification.columns:
         return f"The falsification could not be estimated ({falsification['note'].iloc[0]})."
-    post = falsification.loc[
-        (falsification["group"] == group)
-        & (falsification["rel_time"] >= 0)
-        & falsification["estimate"].notna()
-    ]
-    if post.empty:
+    rows = falsification.loc[falsification["group"] == group]
+    summary = rows.loc[rows["term"] == "post_months"] if "term" in rows else rows.iloc[:0]
+    post = rows.loc[(rows["rel_time"] >= 0) & rows["estimate"].notna()]
+    if "term" in rows:
+        post = post.loc[post["term"] == "month"]
+    if summary.empty or pd.isna(summary["estimate"].iloc[0]) or post.empty:
         return f"No published falsification estimates for {group}."
-    covers = int(((post["ci_lower"] <= 0) & (post["ci_upper"] >= 0)).sum())
-    n = len(post)
-    mean = float(post["estimate"].mean())
-    biggest = post.loc[post["estimate"].abs().idxmax()]
-    verdict = (
-        "the design leaves no detectable rebound from the dip in its estimates"
-        if covers >= 0.8 * n
-        else "the design leaves part of the rebound from the dip in its estimates, so the "
-        "effects above are overstated by about this much"
-    )
-    from scipy.stats import binomtest
-
-    pos = int((post["estimate"] > 0).sum())
-    p = binomtest(pos, n, 0.5).pvalue
-    lean = (
-        f" The pseudo-effects lean {'positive' if pos > n / 2 else 'negative'} ({pos} of {n} "
-        f"positive, sign test p = {p:.3f} < 0.05): if this carries over to the visited "
-        f"students, the design {'over' if pos > n / 2 else 'under'}states effects by about "
-        f"{abs(mean):.1f} pp."
-        if p < 0.05
-        else ""
-    )
-    return (
+    s = summary.iloc[0]
+    off = _excluding_zero(post)
+    rejects, clause = _joint(s["p_value"], s["statistic"], alpha)
+    text = (
         f"Never-visited students given a pseudo first visit at the month their attendance "
-        f"dipped as visited students' had ({group}): {covers} of {n} post-period "
-        f"intervals include zero (threshold for 'no rebound': at least 80%), mean "
-        f"pseudo-effect {_pp(mean)}, largest {_pp(biggest['estimate'])} at month "
-        f"{int(biggest['rel_time'])}: {verdict}." + lean
+        f"dipped as visited students' had ({group}, {int(s['n_treated']):,} pseudo-events): "
+        f"mean pseudo-effect over months {s['months']} {_pp(s['estimate'])} (95% CI "
+        f"{s['ci_lower']:.1f} to {s['ci_upper']:.1f}); the joint Wald test that all "
+        f"{int(s['df'])} post months are zero {clause}; {len(off)} of {len(post)} monthly "
+        "intervals exclude zero" + (f" ({_month_list(off)})" if len(off) else "") + "."
+    )
+    if rejects or s["ci_lower"] > 0 or s["ci_upper"] < 0:
+        sign = "positive" if s["estimate"] > 0 else "negative"
+        return text + (
+            f" The design leaves a {sign} pseudo-effect where there is none: if this carries "
+            f"over to the visited students, it {'over' if s['estimate'] > 0 else 'under'}"
+            f"states effects by about {abs(s['estimate']):.1f} pp."
+        )
+    return text + (
+        " The check does not detect a rebound of the dip left in the design's estimates; "
+        f"a bias of the mean outside {s['ci_lower']:.1f} to {s['ci_upper']:.1f} pp is "
+        "ruled out at this level, one inside it is not."
     )
 
 
