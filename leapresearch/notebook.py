@@ -10,10 +10,10 @@ from __future__ import annotations
 import pandas as pd
 
 from leapresearch.config import Config
-from leapresearch.publish import narrative
+from leapresearch.publish import labels, narrative
 from leapresearch.publish.labels import family_of
 from leapresearch.publish.outputs import publishable
-from leapresearch.publish.tables import csv_link, table_html
+from leapresearch.publish.tables import csv_link, readable, table_html
 from leapresearch.session import Session
 from leapresearch.session import open_session as _open_session
 
@@ -65,6 +65,17 @@ class PublishedTable(pd.DataFrame):
     @property
     def _constructor(self):
         return PublishedTable
+
+    def __repr__(self) -> str:
+        """The same table as plain text (a terminal, a text diff, nbval): whole, in words."""
+        digits = getattr(self, "lr_digits", None)
+        frame, suppressed, missing = readable(
+            pd.DataFrame(self), digits=1 if digits is None else digits
+        )
+        notes = [labels.SUPPRESSED_NOTE] if suppressed else []
+        if missing:
+            notes.append(f"{labels.NOT_AVAILABLE}: not available")
+        return "\n".join([frame.to_string(index=False), *notes])
 
     def _repr_html_(self) -> str:
         name = getattr(self, "lr_name", None)

@@ -156,3 +156,23 @@ def test_the_headline_pretrend_column_and_the_summary_read_the_same_tests():
     assert "0.84" not in page
     strict = headline_table(es, rel_times=(1, 9), pretrends=pretrends, alpha=0.01)
     assert strict.set_index("group").loc["all", "pretrend_rejected"] == 1
+
+
+def test_a_published_table_prints_whole_in_words_at_its_precision():
+    # issue 25: a notebook's plain-text output (what a text diff, a terminal and nbval see)
+    # was the raw frame: six decimals, e-notation p-values, "[128 rows x 12 columns]"
+    from leapresearch import notebook as nb
+    from leapresearch.config import load_config
+
+    es = pd.concat([_event_study()] * 20, ignore_index=True)  # longer than pandas' display
+    es["p_value"] = 1.234e-7
+    text = repr(nb.show(es, "event_study", load_config("demo")))
+    lines = text.splitlines()
+    assert "rows x" not in text and "..." not in text
+    assert lines[0].split()[:2] == ["Group", "Months"]  # headings in words
+    assert "All visited students" in text and "all " not in text  # codes in words
+    assert len([ln for ln in lines if "All visited students" in ln]) == len(
+        es.loc[es["group"] == "all"]
+    )  # every row
+    assert "e-07" not in text and "1.234" not in text  # p-values at their precision
+    assert all(ln.rstrip().endswith("0.000") for ln in lines[1:] if "visited" in ln)
