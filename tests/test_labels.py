@@ -152,7 +152,7 @@ def test_the_headline_pretrend_column_and_the_summary_read_the_same_tests():
     summary = summary_paragraph(es, pretrends, rel_times=(1, 9))
     assert "2 of 4 tests reject" in summary
     page = headline_html(head.reset_index(), rel_times=(1, 9))
-    assert "2 of 4 (smallest p 0.002)" in page and "1 of 1 (smallest p 0.010)" in page
+    assert "2 of 4 (smallest p = 0.002)" in page and "1 of 1 (smallest p = 0.010)" in page
     assert "0.84" not in page
     strict = headline_table(es, rel_times=(1, 9), pretrends=pretrends, alpha=0.01)
     assert strict.set_index("group").loc["all", "pretrend_rejected"] == 1

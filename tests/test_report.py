@@ -227,14 +227,15 @@ def test_front_page_has_the_parts_a_reader_needs(run_dir):
     es = pd.read_csv(run_dir / "tables" / "event_study.csv")
     nine = es[(es["group"] == "all") & (es["rel_time"] == 9)].iloc[0]
     assert f"95% CI {fmt(nine['ci_lower'])} to {fmt(nine['ci_upper'])}" in summary
-    # headline rows: all, grade bands PK-5, 6-8, 9-12, 6-12, cohorts in time order, in words
+    # headline rows: all, those with a comparison within the caliper (issue 23), grade bands
+    # PK-5, 6-8, 9-12, 6-12, cohorts in time order, in words
     head = re.search(r'<table class="lr-table lr-headline">(.*?)</table>', doc, re.S).group(1)
     rows = re.findall(r'<th scope="row">(.*?)</th>', head)
-    assert rows[:5] == ["All visited students", "Grades PK-5", "Grades 6-8", "Grades 9-12",
-                        "Grades 6-12"]  # fmt: skip
+    assert rows[:6] == ["All visited students", group_label("within_caliper"), "Grades PK-5",
+                        "Grades 6-8", "Grades 9-12", "Grades 6-12"]  # fmt: skip
     cohorts = sorted(es.loc[es["group"].str.startswith("cohort:"), "group"].unique(),
                      key=lambda c: cohort_key(c.partition(":")[2]))  # fmt: skip
-    assert rows[5:] == [group_label(c) for c in cohorts]
+    assert rows[6:] == [group_label(c) for c in cohorts]
     assert "Summer 2021" in rows and rows.index("Summer 2021") < rows.index("School year 2021-22")
     assert "grade_band:" not in doc and "cohort:" not in doc
     # the simulated demo shows the banner; the flag comes from the simulator's marker

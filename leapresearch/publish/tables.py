@@ -231,12 +231,12 @@ def headline_table(
 
 
 def _pretrend_cell(row: dict) -> str:
-    """``k of n (smallest p 0.002)``, or "no test" when the group has none."""
+    """``k of n (smallest p = 0.002)``, or "no test" when the group has none."""
     if not row["pretrend_tests"]:
         return "no test"
     return (
         f"{row['pretrend_rejected']} of {row['pretrend_tests']} "
-        f"(smallest p {labels.fmt(row['pretrend_min_p'], 3)})"
+        f"(smallest p = {labels.fmt(row['pretrend_min_p'], 3)})"
     )
 
 
