@@ -17,6 +17,8 @@ in the module of its family:
 - :mod:`~leapresearch.analysis.robustness`: the naive change, the placebo and the robust
   estimator (notebooks 06 and 07);
 - :mod:`~leapresearch.analysis.long_term`: effects in later school years (notebooks 06 and 07);
+- :mod:`~leapresearch.analysis.truth`: on simulated data only, each headline estimate beside
+  the simulator's truth (notebook 08);
 - :mod:`~leapresearch.analysis.runner`: the list of a run's steps and the function that runs
   them (``leapresearch run`` and a notebook's ``session.result(step)`` both go through it).
 
