@@ -326,6 +326,16 @@ def run_a(shared_root: Path, sim_data: Path, cli_cache: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def run_small_full(shared_root: Path, sim_data: Path, cli_cache: Path) -> Path:
+    """``leapresearch run`` of the simulated 5% sample with its notebooks and the PDF."""
+    return build_once(
+        shared_root,
+        "run-small-full",
+        lambda out: _run_into(out, sim_data, cli_cache, hash_seed=3),
+    )
+
+
+@pytest.fixture(scope="session")
 def run_b(shared_root: Path, sim_data: Path, cli_cache: Path) -> Path:
     """The same run again, in another process with another ``PYTHONHASHSEED``."""
     return build_once(

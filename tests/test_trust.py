@@ -332,15 +332,18 @@ def test_published_tables_respect_the_thresholds(run_a):
     assert published > 100 and suppressed_rows > 100
 
 
-def test_small_sample_outputs_give_away_no_count_of_one_to_five_students(run_a):
+def test_small_sample_outputs_give_away_no_count_of_one_to_five_students(run_small_full):
     """A 5% demo (50 visited students, rare categories with 1-5 of them): the generic
     attack of ``tests/disclosure.py`` recovers no count of 1 to 5 students from any table,
-    the front page or the PDF."""
+    notebook output, report page or PDF page (issue 26)."""
     from tests.disclosure import attack_run
 
-    balance = pd.read_csv(run_a / "tables" / "balance.csv")
+    run = run_small_full
+    balance = pd.read_csv(run / "tables" / "balance.csv")
     assert (balance["type"] == "binary").any() and balance["suppressed"].any()  # exercised
-    findings = attack_run(run_a)
+    notebooks = sorted((run / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 8 and (run / "report" / "report.pdf").exists()  # all attacked
+    findings = attack_run(run)
     assert not findings, "\n".join(map(str, findings[:20]))
 
 
