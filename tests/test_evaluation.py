@@ -331,3 +331,15 @@ def test_the_composition_table_sets_each_month_of_both_samples_side_by_side():
     assert table["estimate_full"].tolist() == [0.5, 5.0]
     assert table["difference"].tolist() == [0.25, 1.0]
     assert table["n_treated_full"].tolist() == [100, 90]
+
+
+def test_pretrend_tests_of_a_group_with_too_few_schools_are_empty(prepared):
+    from leapresearch.analysis.event_studies import estimate_event_studies, pretrend_tests
+
+    _, fits = estimate_event_studies(prepared, subgroups=("district",))
+    table = pretrend_tests(fits).set_index("group")
+    few = [g for g, fit in fits.items() if fit.n_clusters - 1 < table.loc[g, "df"]]
+    assert few, "the test data have no group with fewer schools than pre-period terms"
+    assert table.loc[few, ["statistic", "p_value"]].isna().all().all()
+    tested = table.dropna(subset=["statistic"])
+    assert (tested["statistic"] >= 0).all() and (tested["statistic"] < 1e6).all()

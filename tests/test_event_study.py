@@ -451,3 +451,21 @@ def test_invalid_data_raise(small_panel):
     post_only = event_study(df[df["rel_time"] >= -1], window=None)
     with pytest.raises(ValueError, match="pre-period"):
         post_only.pretrend_test()
+
+
+def test_a_joint_test_the_clusters_cannot_support_is_refused_not_a_number():
+    # issue 27 / the referee: district fits with 7-11 schools published F = -4.3e13 for an
+    # 11-term pre-trend test (a clustered covariance of G clusters has rank <= G - 1)
+    from leapresearch.estimation.event_study import clustered_wald
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(7, 11))  # 7 clusters' scores of 11 terms: rank <= 7
+    v = scores.T @ scores
+    b = rng.normal(size=11)
+    with pytest.raises(np.linalg.LinAlgError, match="11 terms with 7 clusters"):
+        clustered_wald(b, v, n_clusters=7)
+    with pytest.raises(np.linalg.LinAlgError, match="singular"):
+        clustered_wald(b, v, n_clusters=30)  # enough clusters claimed, V still singular
+    full = rng.normal(size=(40, 11))
+    v = full.T @ full
+    assert clustered_wald(b, v, n_clusters=40) == pytest.approx(b @ np.linalg.solve(v, b))

@@ -41,6 +41,36 @@ SSC_DESCRIPTION = (
 )
 
 
+SINGULAR_RATIO = 1e-10
+"""Smallest over largest eigenvalue below which a covariance is treated as singular."""
+
+
+def clustered_wald(b: np.ndarray, v: np.ndarray, *, n_clusters: int) -> float:
+    """``b' V^{-1} b`` of a joint test, or ``LinAlgError`` when the test is not defined.
+
+    A cluster-robust covariance built from ``G`` clusters has rank at most ``G - 1``, so a
+    joint test of ``q`` terms needs ``q <= G - 1``; with more terms (a district with seven
+    schools and eleven pre-period months) ``V`` is singular and a solve returns a number
+    that means nothing (huge, negative, or changing with the row order). The test is also
+    refused when ``V`` is numerically singular (smallest eigenvalue below
+    :data:`SINGULAR_RATIO` times the largest).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        With the reason, e.g. ``"not testable: 11 terms with 7 clusters (at most 6)"``.
+    """
+    q = len(b)
+    if q > n_clusters - 1:
+        raise np.linalg.LinAlgError(
+            f"not testable: {q} terms with {n_clusters} clusters (at most {n_clusters - 1})"
+        )
+    eig = np.linalg.eigvalsh((v + v.T) / 2.0)
+    if not eig[-1] > 0 or eig[0] <= SINGULAR_RATIO * eig[-1]:
+        raise np.linalg.LinAlgError("not testable: the covariance of the terms is singular")
+    return float(b @ np.linalg.solve(v, b))
+
+
 @dataclass(frozen=True)
 class WaldTest:
     """Result of a Wald test that several coefficients are jointly zero.
@@ -222,6 +252,9 @@ class EventStudyResult:
         ------
         ValueError
             If there is no pre-period term.
+        numpy.linalg.LinAlgError
+            If the test is not defined (:func:`clustered_wald`: more terms than the
+            clusters allow, or a singular covariance).
         """
         idx = self.coefficients.index.to_numpy()
         pre = idx < self.reference
@@ -231,7 +264,7 @@ class EventStudyResult:
             )
         b = self.coefficients.to_numpy()[pre]
         v = self.cov.to_numpy()[np.ix_(pre, pre)]
-        wald = float(b @ np.linalg.solve(v, b))
+        wald = clustered_wald(b, v, n_clusters=self.n_clusters)
         q = int(pre.sum())
         fstat = wald / q
         return WaldTest(

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from leapresearch.data.panel import AnalyticPanel
+from leapresearch.estimation.event_study import clustered_wald
 
 RECENT_MONTHS = 3
 """Months before the event whose mean attendance is the 'recent' level of the rule."""
@@ -37,7 +38,8 @@ def wald_terms(result, terms: Sequence[int]) -> dict:
     dict
         ``statistic`` (``F = b'V^{-1}b / q``), ``df`` (``q``), ``p_value`` (from
         ``F(q, G - 1)``), ``months`` (``"lo..hi"`` of the terms tested); NaN statistic and
-        p-value when no term is present or the covariance is singular.
+        p-value when no term is present or the test is not defined
+        (:func:`~leapresearch.estimation.event_study.clustered_wald`).
     """
     present = [int(r) for r in terms if int(r) in set(result.coefficients.index)]
     months = f"{min(present)}..{max(present)}" if present else ""
@@ -47,8 +49,8 @@ def wald_terms(result, terms: Sequence[int]) -> dict:
     b = result.coefficients.loc[present].to_numpy(np.float64)
     v = result.cov.loc[present, present].to_numpy(np.float64)
     try:
-        wald = float(b @ np.linalg.solve(v, b))
-    except np.linalg.LinAlgError:
+        wald = clustered_wald(b, v, n_clusters=result.n_clusters)
+    except np.linalg.LinAlgError:  # more terms than clusters allow, or singular
         return out
     q = len(present)
     out["statistic"] = wald / q

@@ -34,7 +34,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from leapresearch.estimation.event_study import EventStudyResult
+from leapresearch.estimation.event_study import EventStudyResult, clustered_wald
 from leapresearch.estimation.fixed_effects import (
     TwoWayProjector,
     combine_codes,
@@ -233,14 +233,16 @@ def wald_test(b: np.ndarray, cov: np.ndarray, contrasts: np.ndarray, *, df_denom
     -------
     dict
         ``statistic`` (F), ``df`` (``q``), ``df_denom``, ``p_value`` and ``wald``
-        (``q F``); NaN statistics when ``R V R'`` is singular.
+        (``q F``); NaN statistics when the test is not defined (``q`` above
+        ``df_denom``, or ``R V R'`` singular:
+        :func:`~leapresearch.estimation.event_study.clustered_wald`).
     """
     r = np.atleast_2d(contrasts)
     rb = r @ b
     rvr = r @ cov @ r.T
     q = r.shape[0]
-    try:
-        wald = float(rb @ np.linalg.solve(rvr, rb))
+    try:  # df_denom is G - 1: the clusters allow at most that many restrictions
+        wald = clustered_wald(rb, rvr, n_clusters=df_denom + 1)
     except np.linalg.LinAlgError:
         wald = np.nan
     if not np.isfinite(wald) or wald < 0:
