@@ -14,7 +14,7 @@ ALLOWED = {
     "data": set(),
     "design": {"data", "config"},
     "estimation": {"data", "design", "config"},
-    "analysis": {"data", "design", "estimation", "config", "threads"},
+    "analysis": {"data", "design", "estimation", "config", "threads", "parallel"},
     "publish": {"data", "design", "estimation", "config", "paths"},
 }
 MAX_TOP_LEVEL_MODULES = 8

@@ -1,0 +1,71 @@
+"""Parallel work through existing engines: joblib (loky) on one machine, Dask on a cluster.
+
+Every parallel computation of the package (the refits of a run, the whole-procedure
+bootstrap's draws, the Monte Carlo's draws) goes through :func:`parallel_map`. With one
+worker it is a plain loop (one BLAS thread); with several it is ``joblib.Parallel`` on the
+loky backend (processes, one BLAS thread each); when a Dask scheduler is named (``scheduler=`` or
+the environment variable ``LEAPRESEARCH_SCHEDULER``, for example ``tcp://host:8786``) it is
+joblib's Dask backend on a ``dask.distributed`` client of that scheduler.
+
+Results come back in the order of the items, and each item carries everything its
+computation depends on (its seed included), so the numbers are the same whatever the number
+of workers or the backend.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import joblib
+from threadpoolctl import threadpool_limits
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SCHEDULER_ENV = "LEAPRESEARCH_SCHEDULER"
+"""Environment variable naming a Dask scheduler's address (``tcp://host:8786``)."""
+
+
+def scheduler_address(scheduler: str | None = None) -> str | None:
+    """The Dask scheduler named by ``scheduler`` or by ``LEAPRESEARCH_SCHEDULER`` (or None)."""
+    named = scheduler if scheduler is not None else os.environ.get(SCHEDULER_ENV, "")
+    return named.strip() or None
+
+
+def parallel_map(
+    function: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+) -> list[R]:
+    """``[function(item) for item in items]``, computed in parallel, in the items' order.
+
+    Parameters
+    ----------
+    function
+        A function of one item; it must be picklable (a module-level function or a
+        ``functools.partial`` of one) when computed by more than one worker.
+    items
+        The work; each item holds everything its result depends on.
+    workers
+        Processes on this machine (loky); 1 computes in this process.
+    scheduler
+        Address of a Dask scheduler; when given (or set in ``LEAPRESEARCH_SCHEDULER``) the
+        items are computed on that cluster and ``workers`` is ignored.
+    """
+    work = list(items)
+    address = scheduler_address(scheduler)
+    if address is not None:
+        from distributed import Client
+
+        with Client(address) as _client, joblib.parallel_config(backend="dask"):
+            return list(joblib.Parallel()(joblib.delayed(function)(item) for item in work))
+    if workers <= 1 or len(work) <= 1:
+        with threadpool_limits(limits=1, user_api="blas"):  # as in a worker: same last bits
+            return [function(item) for item in work]
+    with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
+        parallel = joblib.Parallel(n_jobs=min(workers, len(work)))
+        return list(parallel(joblib.delayed(function)(item) for item in work))
