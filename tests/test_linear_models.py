@@ -39,6 +39,22 @@ def test_linearmodels_fit_equals_the_fast_estimator(seed, window, cluster, weigh
     assert "agree" in describe_linearmodels_check(check)
 
 
+def test_linearmodels_check_counts_units_in_full_when_not_nested_in_clusters():
+    """Students who change school: their units are not nested in the school clusters, so
+    both implementations count every unit level in K (and the check is no tautology: the
+    linearmodels side computes G, N, K and the correction without the fast estimator)."""
+    df = make_panel(7, school_moves=True)
+    assert (df.groupby("unit")["school"].nunique() > 1).any()
+    fast = event_study(df, window=(-4, 4), cluster="school")
+    lib = linearmodels_event_study(df, window=(-4, 4), cluster="school")
+    check = compare_estimators(fast, lib)
+    assert check["estimate_difference"].max() < 1e-8
+    assert check["std_error_difference"].max() < 1e-8
+    # units nested in student clusters count once: K differs by (units - 1)
+    by_student = event_study(df, window=(-4, 4), cluster="student")
+    assert fast.df_k - by_student.df_k == df["unit"].nunique() - 1
+
+
 def test_linearmodels_debiased_counts_nested_unit_effects():
     """Which correction matches: linearmodels' debiased=True counts every unit level.
 

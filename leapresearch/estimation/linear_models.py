@@ -8,17 +8,20 @@ weights and standard errors clustered by the same variable. It is the estimator 
 record of the long-term annual difference-in-differences and the independent check of
 the headline event study (notebook 03).
 
-Small-sample correction. ``AbsorbingLS(...).fit(cov_type="clustered", debiased=False)``
-returns the uncorrected cluster sandwich ``A^{-1} (sum_g s_g s_g') A^{-1}``. Its
-``debiased=True`` multiplies it by ``G/(G-1) * (N-1)/(N-K)`` with ``K`` counting *every*
-absorbed level, including the unit effects, which are nested in the student clusters;
-``fixest``/``pyfixest`` (and the fast estimator) do not count fixed effects nested in
-the cluster (``K`` = event-time terms + stack-by-month cells). On a monthly panel with
-24 months per unit the two differ by about 5% in the standard errors, on the annual
-panel by much more. The convention kept is the ``fixest`` one: the uncorrected
-``linearmodels`` sandwich times ``G/(G-1) * (N-1)/(N-K)`` with nested effects not
-counted, so that the standard errors of both estimators are comparable; the equality of
-the two is tested.
+Small-sample correction. ``AbsorbingLS(...).fit(cov_type="clustered", debiased=True)``
+multiplies the cluster sandwich ``A^{-1} (sum_g s_g s_g') A^{-1}`` by ``G/(G-1) *
+(N-1)/(N-K_lm)`` with ``G``, ``N`` and ``K_lm`` (``fit.df_model``) counted by
+``linearmodels`` itself, ``K_lm`` counting *every* absorbed level, including the unit
+effects, which are nested in the student clusters. ``fixest``/``pyfixest`` (and the fast
+estimator) count a fixed effect nested in the cluster as one parameter only. On a monthly
+panel with 24 months per unit the two differ by about 5% in the standard errors, on the
+annual panel by much more. The convention kept is the ``fixest`` one: ``linearmodels``'
+debiased covariance times ``(N - K_lm) / (N - K)`` with ``K = K_lm - sum (levels - 1)``
+over the absorbed effects nested in the cluster, nestedness and levels counted here from
+the data. Nothing of the fast estimator's correction (its ``G``, ``N``, ``K`` or factor)
+and none of its sample code is reused: the estimation sample is built here (singletons
+dropped by a pandas loop of its own), so a wrong degrees-of-freedom count or a wrong
+sample in either implementation shows as a difference of the standard errors.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.estimation.event_study import ClusterVar, EventStudyResult, event_study
-from leapresearch.estimation.fixed_effects import combine_codes, factorize, singleton_mask
 
 LSMR_TOL = 1e-10
 """``atol`` and ``btol`` of LSMR when ``linearmodels`` absorbs the fixed effects."""
@@ -38,15 +40,34 @@ LSMR_TOL = 1e-10
 FE_METHOD = "linearmodels.AbsorbingLS (LSMR)"
 
 
+def _drop_singletons(effects: pd.DataFrame) -> np.ndarray:
+    """Rows kept after dropping, until none is left, rows alone in a level of an effect.
+
+    Written with pandas group sizes, independently of
+    :func:`leapresearch.estimation.fixed_effects.singleton_mask`.
+    """
+    keep = np.ones(len(effects), dtype=bool)
+    while True:
+        kept = effects[keep]
+        alone = np.zeros(len(kept), dtype=bool)
+        for col in kept.columns:
+            alone |= kept.groupby(col, observed=True)[col].transform("size").to_numpy() == 1
+        if not alone.any():
+            return keep
+        keep[np.flatnonzero(keep)[alone]] = False
+
+
 def _design(
     panel: pd.DataFrame, result: EventStudyResult, *, outcome: str, weight: str | None
 ) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame, pd.Series | None, np.ndarray]:
     """Dependent, event-time dummies, absorbed categories, weights and the kept rows."""
-    stack = panel["stack"].to_numpy(np.int64)
-    time = panel["time"].to_numpy(np.int64)
-    unit_code = factorize(panel["unit"].to_numpy(np.int64))[0]
-    cell_code = combine_codes(factorize(stack)[0], factorize(time)[0])[0]
-    keep = singleton_mask([unit_code, cell_code])  # the fast estimator's sample
+    effects = pd.DataFrame(
+        {
+            "unit": panel["unit"].to_numpy(np.int64),
+            "stack_month": panel.groupby(["stack", "time"], sort=True).ngroup().to_numpy(),
+        }
+    )
+    keep = _drop_singletons(effects)
     rel = panel["rel_time"].to_numpy(np.int64)
     if result.window is not None:
         rel = np.clip(rel, *result.window)
@@ -55,15 +76,20 @@ def _design(
     x = pd.DataFrame(
         {f"rel_time_{r}": (treated & (rel == r)).astype(np.float64)[keep] for r in terms}
     )
-    absorb = pd.DataFrame(
-        {
-            "unit": pd.Categorical(unit_code[keep]),
-            "stack_month": pd.Categorical(cell_code[keep]),
-        }
-    )
+    absorb = pd.DataFrame({c: pd.Categorical(effects[c].to_numpy()[keep]) for c in effects})
     y = pd.Series(panel[outcome].to_numpy(np.float64)[keep], name=outcome)
     w = None if weight is None else pd.Series(panel[weight].to_numpy(np.float64)[keep])
     return y, x, absorb, w, keep
+
+
+def _nested_levels(absorb: pd.DataFrame, clusters: np.ndarray) -> int:
+    """``sum (levels - 1)`` over the absorbed effects whose levels each lie in one cluster."""
+    out = 0
+    for col in absorb.columns:
+        per_level = pd.Series(clusters).groupby(absorb[col].to_numpy()).nunique()
+        if per_level.max() == 1:
+            out += int(per_level.size) - 1
+    return out
 
 
 def linearmodels_event_study(
@@ -100,13 +126,15 @@ def linearmodels_event_study(
         y_ist = a_is + g_st + sum_{r != ref} b_r * Treated_i * 1[bin(t - s) = r] + e_ist
 
     by weighted least squares with ``a_is`` (column ``unit``) and ``g_st`` (``stack x
-    time``) absorbed by ``AbsorbingLS`` (LSMR, ``atol = btol = 1e-10``). The sample and
-    the event-time terms are those of the fast estimator (singletons dropped, terms
-    without a treated observation or collinear with the fixed effects dropped), which is
-    fitted first to define them. Covariance: ``linearmodels``' clustered sandwich
-    without its own correction (``debiased=False``), times ``G/(G-1) * (N-1)/(N-K)``
-    with fixed effects nested in the cluster not counted in ``K`` (the ``fixest``
-    default; see the module docstring for why ``debiased=True`` is not used).
+    time``) absorbed by ``AbsorbingLS`` (LSMR, ``atol = btol = 1e-10``). The sample is
+    built here (singletons dropped iteratively, as ``fixest``); the event-time terms are
+    those of the fast estimator (terms without a treated observation or collinear with
+    the fixed effects dropped), which is fitted first to define them. Covariance:
+    ``linearmodels``' own clustered sandwich with its own correction (``debiased=True``,
+    ``G/(G-1) * (N-1)/(N-K_lm)``), times ``(N-K_lm)/(N-K)`` where ``K`` counts a fixed
+    effect nested in the cluster as one parameter (the ``fixest`` default; see the
+    module docstring). ``G``, ``N``, ``K_lm`` are ``linearmodels``'; no count of the fast
+    estimator enters the covariance.
     """
     from linearmodels.iv.absorbing import AbsorbingLS
     from linearmodels.panel.utility import AbsorbingEffectWarning
@@ -120,7 +148,7 @@ def linearmodels_event_study(
         weight=weight,
     )
     y, x, absorb, w, keep = _design(panel, fast, outcome=outcome, weight=weight)
-    clusters = factorize(panel[cluster].to_numpy()[keep])[0]
+    clusters = pd.factorize(panel[cluster].to_numpy()[keep])[0]
     model = AbsorbingLS(y, x, absorb=absorb, weights=w)
     with warnings.catch_warnings():
         # a term absorbed by the effects must not pass silently
@@ -128,18 +156,21 @@ def linearmodels_event_study(
         fit = model.fit(
             cov_type="clustered",
             clusters=clusters,
-            debiased=False,
+            debiased=True,
             method="lsmr",
             absorb_options={"atol": LSMR_TOL, "btol": LSMR_TOL},
         )
+    n, k_lm = int(fit.nobs), int(fit.df_model)
+    k = k_lm - _nested_levels(absorb, clusters)
     idx = fast.coefficients.index
-    cov = fit.cov.to_numpy() * fast.ssc_factor
+    cov = fit.cov.to_numpy() * (n - k_lm) / (n - k)
     return dataclasses.replace(
         fast,
         coefficients=pd.Series(fit.params.to_numpy(), index=idx, name="estimate"),
         cov=pd.DataFrame(0.5 * (cov + cov.T), index=idx, columns=idx),
         fe_method=FE_METHOD,
-        ssc=fast.ssc + "; coefficients and uncorrected sandwich from linearmodels AbsorbingLS",
+        ssc=fast.ssc + "; coefficients and debiased sandwich from linearmodels AbsorbingLS, "
+        "nested effects counted once",
     )
 
 
