@@ -298,7 +298,10 @@ def pretrend_tests(results: dict, config: Config | None = None) -> pd.DataFrame:
         if settings is not None and res.n_clusters < settings.few_clusters and moments:
             joint = joint_moments({label: res}, [label])
             r = np.eye(pre.size)[pre]
-            row["p_value"] = wild_p_value(joint, r, wald=w.wald, settings=settings)
+            what = f"pre-trend {label}: {list(w.terms)}"
+            row["p_value"] = wild_p_value(
+                joint, r, wald=w.wald, settings=settings, description=what
+            )
             row["inference"] = INFERENCE_WILD
         rows.append(row)
     return pd.DataFrame(rows)

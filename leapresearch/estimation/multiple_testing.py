@@ -384,11 +384,17 @@ def wild_joint_test(
     for col, label in enumerate(labels):
         pos = int(fits[label].coefficients.index.get_loc(rel_time))
         r[:, j["offsets"][col] + pos] = r2[:, col]
-    return wild_p_value(j, r, wald=wald, settings=settings)
+    description = f"{'; '.join(labels)} @ {int(rel_time)}: {np.round(r2, 6).tolist()}"
+    return wild_p_value(j, r, wald=wald, settings=settings, description=description)
 
 
-def wild_p_value(joint: dict, r: np.ndarray, *, wald: float, settings: WildSettings) -> float:
-    """:func:`~leapresearch.estimation.wild_bootstrap.wild_wald` on :func:`joint_moments`."""
+def wild_p_value(
+    joint: dict, r: np.ndarray, *, wald: float, settings: WildSettings, description: str = ""
+) -> float:
+    """:func:`~leapresearch.estimation.wild_bootstrap.wild_wald` on :func:`joint_moments`.
+
+    ``description`` names the test (groups, months) for the seed.
+    """
     out = wild_wald(
         joint["b"],
         r,
@@ -399,6 +405,7 @@ def wild_p_value(joint: dict, r: np.ndarray, *, wald: float, settings: WildSetti
         wald=wald,
         draws=settings.draws,
         seed=settings.seed,
+        description=description,
     )
     return float(out["p_value"])
 

@@ -30,8 +30,10 @@ groups).
    ``s*_c = v_c S^r_c - H_c (b* - b_r)`` and its CRV1 covariance
    ``V* = A^{-1} F (sum_c s*_c s*_c') F A^{-1}`` (``F`` the small-sample factor
    ``sqrt(f_g)`` of each group's block, as in the published covariance).
-4. ``W* = (R b*)' (R V* R')^{-1} (R b*)`` (``R b_r = 0``), and the p-value is the share of
-   draws with ``W* >= W``, ``W`` the statistic of the data (unrestricted ``V``).
+4. ``W* = (R b*)' (R V* R')^{-1} (R b*)`` (``R b_r = 0``), and the p-value is
+   ``(1 + #{W* >= W}) / (B + 1)`` over ``B`` draws, ``W`` the statistic of the data
+   (unrestricted ``V``): never zero, at least ``1 / (B + 1)`` (boottest reports the plain
+   share, which differs by less than ``1 / B``).
 
 Only ``q``-vectors per cluster enter the draws: with ``P_c = R A^{-1} F S^r_c`` and
 ``M_c = R A^{-1} F H_c``, ``R A^{-1} F s*_c = v_c P_c - M_c (b* - b_r)``.
@@ -48,10 +50,13 @@ The per-month intervals of ``event_study.csv`` keep the CRV1 ``t(G - 1)`` interv
 CR2 (Bell-McCaffrey) correction needs ``(I - H_cc)^{-1/2}`` over each cluster's rows with
 the fixed effects in the hat matrix, and is left out.
 
-Determinism: the draws are seeded by ``inference.seed`` and a hash of the test's content
-(its cluster moments rounded to :data:`_DIGITS` significant digits, clusters sorted by that
-content), never by cluster labels or row order, so a test gives the same p-value whatever
-the ids, their order or the number of workers.
+Determinism: the draws are seeded by ``inference.seed`` and a hash of what the test is (the
+names of its groups and months, its number of clusters and restrictions), and the weights
+go to the clusters in the order of their content (each cluster's bootstrap moments ``P_c``,
+rounded to :data:`_DIGITS` significant digits, sorted), never in the order of their labels
+or rows: a test gives the same p-value whatever the ids, their spelling, the row order or
+the number of workers. No floating-point number enters the seed itself, so another BLAS
+kernel's last bits cannot change the draws.
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ class WildSettings:
     draws : int
         Bootstrap draws.
     seed : int
-        Base seed; each test adds a hash of its own content.
+        Base seed; each test adds a hash of what it is (:func:`test_seed`).
     """
 
     few_clusters: int = FEW_CLUSTERS
@@ -126,22 +131,10 @@ def webb_weights(rng: np.random.Generator, draws: int, clusters: int) -> np.ndar
     return WEBB[rng.integers(0, 6, size=(draws, clusters))]
 
 
-def content_seed(seed: int, *arrays: np.ndarray) -> np.random.Generator:
-    """A generator seeded by ``seed`` and the values of ``arrays`` (rounded, order-free).
-
-    Each array is rounded to :data:`_DIGITS` significant digits relative to its largest
-    absolute value (so floating-point noise of another BLAS kernel does not change it)
-    before hashing.
-    """
-    h = hashlib.sha256(str(int(seed)).encode())
-    for a in arrays:
-        a = np.asarray(a, dtype=np.float64)
-        scale = float(np.abs(a).max()) if a.size else 0.0
-        r = np.round(a / scale, _DIGITS) if scale > 0 else np.zeros_like(a)
-        r = r + 0.0  # -0.0 -> 0.0
-        h.update(str(a.shape).encode())
-        h.update(np.ascontiguousarray(r).tobytes())
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(h.hexdigest()[:15], 16)])
+def test_seed(seed: int, description: str) -> np.random.Generator:
+    """A generator seeded by ``seed`` and a hash of ``description`` (what the test is)."""
+    h = int(hashlib.sha256(description.encode("utf-8")).hexdigest()[:15], 16)
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, h])
 
 
 def _content_order(p: np.ndarray) -> np.ndarray:
@@ -162,6 +155,7 @@ def wild_wald(
     wald: float,
     draws: int,
     seed: int,
+    description: str = "",
 ) -> dict:
     """Restricted wild cluster bootstrap (Webb weights) p-value of the Wald test ``R b = 0``.
 
@@ -184,12 +178,15 @@ def wild_wald(
     draws : int
         Bootstrap draws ``B``.
     seed : int
-        Base seed (the test's content is hashed in, see :func:`content_seed`).
+        Base seed.
+    description : str
+        What the test is (group names, months; no id), hashed into the seed with the
+        numbers of clusters and restrictions (:func:`test_seed`).
 
     Returns
     -------
     dict
-        ``p_value`` (share of draws with ``W* >= W``), ``draws``, ``restricted`` (``b_r``).
+        ``p_value`` (``(1 + #{W* >= W}) / (B + 1)``), ``draws``, ``restricted`` (``b_r``).
 
     Notes
     -----
@@ -202,7 +199,7 @@ def wild_wald(
         [prep["p"], prep["s_r"] @ prep["rai"].T, np.asarray(prep["m"] @ np.ones(k)).reshape(g_n, q)]
     )
     order = _content_order(key)
-    rng = content_seed(seed, key[order], np.array([wald]))
+    rng = test_seed(seed, f"{description}|G={g_n}|q={q}|K={k}|B={draws}")
     exceed = 0
     done = 0
     while done < draws:
@@ -211,7 +208,8 @@ def wild_wald(
         v[:, order] = webb_weights(rng, n, g_n)
         exceed += int(np.count_nonzero(_draws(prep, v) >= wald))
         done += n
-    return {"p_value": exceed / draws, "draws": draws, "restricted": prep["b_r"]}
+    p_value = (1 + exceed) / (draws + 1)
+    return {"p_value": p_value, "draws": draws, "restricted": prep["b_r"]}
 
 
 def _prepare(b, r, gram_inv, scores, hessians, scale) -> dict:
