@@ -93,7 +93,7 @@ class WildSettings:
     draws : int
         Bootstrap draws.
     seed : int
-        Base seed; each test adds a hash of what it is (:func:`test_seed`).
+        Base seed; each test adds a hash of what it is (:func:`seeded_generator`).
     """
 
     few_clusters: int = FEW_CLUSTERS
@@ -131,7 +131,7 @@ def webb_weights(rng: np.random.Generator, draws: int, clusters: int) -> np.ndar
     return WEBB[rng.integers(0, 6, size=(draws, clusters))]
 
 
-def test_seed(seed: int, description: str) -> np.random.Generator:
+def seeded_generator(seed: int, description: str) -> np.random.Generator:
     """A generator seeded by ``seed`` and a hash of ``description`` (what the test is)."""
     h = int(hashlib.sha256(description.encode("utf-8")).hexdigest()[:15], 16)
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, h])
@@ -181,7 +181,7 @@ def wild_wald(
         Base seed.
     description : str
         What the test is (group names, months; no id), hashed into the seed with the
-        numbers of clusters and restrictions (:func:`test_seed`).
+        numbers of clusters and restrictions (:func:`seeded_generator`).
 
     Returns
     -------
@@ -199,7 +199,7 @@ def wild_wald(
         [prep["p"], prep["s_r"] @ prep["rai"].T, np.asarray(prep["m"] @ np.ones(k)).reshape(g_n, q)]
     )
     order = _content_order(key)
-    rng = test_seed(seed, f"{description}|G={g_n}|q={q}|K={k}|B={draws}")
+    rng = seeded_generator(seed, f"{description}|G={g_n}|q={q}|K={k}|B={draws}")
     exceed = 0
     done = 0
     while done < draws:
