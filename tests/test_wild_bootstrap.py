@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from leapresearch.analysis.event_studies import pretrend_tests
 from leapresearch.config import load_config
@@ -237,3 +238,6 @@ def test_subgroup_difference_tests_with_few_clusters_use_the_wild_bootstrap():
     assert not np.allclose(tests["p_value"], plain["p_value"])
     again = subgroup_tests(fits, families=["g"], rel_times=[1, 2], settings=settings)
     pd.testing.assert_frame_equal(tests, again)
+    # one family, two months: Holm over both tests
+    ref = multipletests(tests["p_value"].to_numpy(), method="holm")[1]
+    np.testing.assert_allclose(tests["p_value_holm_family"], ref, rtol=1e-12)
