@@ -15,7 +15,9 @@ from leapresearch.estimation.multiple_testing import (
     INFERENCE_F,
     INFERENCE_WILD,
     cluster_influence_moments,
+    joint_moments,
     subgroup_tests,
+    wild_p_value,
     with_influence,
 )
 from leapresearch.estimation.wild_bootstrap import (
@@ -188,6 +190,32 @@ def test_size_with_eight_clusters_cr1_over_rejects_and_the_wild_bootstrap_does_n
     size_f, size_w = float(np.mean(rej_f)), float(np.mean(rej_w))
     assert size_f > 0.15  # CR1 with F(q, G - 1)
     assert 0.02 < size_w < 0.10  # the restricted wild cluster bootstrap
+
+
+def test_size_of_the_pre_trend_test_of_an_event_study_with_eight_schools():
+    """300 null panels (two-way effects, no pre-trend), errors clustered by 8 schools.
+
+    The bootstrap leaves the stack-by-month effects un-re-estimated (module Notes); its
+    size is measured here on the estimator itself: F(3, 7) rejects about 19%, the wild
+    cluster bootstrap about 5% (binomial standard error 1.3 points).
+    """
+    settings = WildSettings(draws=199, seed=1)
+    rej_f, rej_w = [], []
+    for sim in range(300):
+        panel = make_panel(1000 + sim, treated_per_stack=6)
+        panel["school"] = panel["school"] % 8
+        res = event_study(panel, window=(-4, 4), cluster="school")
+        fit = with_influence(res, *cluster_influence_moments(panel, res))
+        test = res.pretrend_test()
+        pre = res.coefficients.index.to_numpy() < res.reference
+        joint = joint_moments({"a": fit}, ["a"])
+        p = wild_p_value(
+            joint, np.eye(pre.size)[pre], wald=test.wald, settings=settings, description=str(sim)
+        )
+        rej_f.append(test.p_value < 0.05)
+        rej_w.append(p <= 0.05)
+    assert np.mean(rej_f) > 0.13
+    assert 0.02 < np.mean(rej_w) < 0.085
 
 
 def _school_fit(seed: int, **kw):

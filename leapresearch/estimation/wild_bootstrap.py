@@ -43,8 +43,11 @@ re-estimated in each draw. That is exact when every absorbed effect is nested in
 (the unit effects are: a unit is one student in one stack, in one school); the
 stack-by-month effects are not, and their re-estimation would move each cluster's
 bootstrap residuals by the cell means of the other clusters' ``v_c e_r``, a term of order
-one over the clusters of a cell. The size simulation of ``tests/test_multiple_testing.py``
-(8 clusters, two-way effects) measures the test as it is implemented.
+one over the clusters of a cell. ``tests/test_wild_bootstrap.py`` measures the test as it
+is implemented: on 300 null event studies with two-way effects and 8 school clusters, the
+5% pre-trend test rejects in about 5% of draws where ``F(q, G - 1)`` rejects in about 19%;
+it also checks the cluster-sum algebra against refits on the partialled data and the
+p-values against the ``wildboottest`` package.
 
 The per-month intervals of ``event_study.csv`` keep the CRV1 ``t(G - 1)`` intervals; a
 CR2 (Bell-McCaffrey) correction needs ``(I - H_cc)^{-1/2}`` over each cluster's rows with
