@@ -232,12 +232,31 @@ class InferenceConfig(_Frozen):
     bootstrap_draws: int = 999
     seed: int = 20240601
     band: bool = True
+    few_clusters: int = 30
+    """A joint test (pre-trends of a group, subgroup differences) whose groups have fewer
+    clusters than this takes its p-value from the restricted wild cluster bootstrap with
+    Webb weights (:mod:`leapresearch.estimation.wild_bootstrap`), not from F(q, G-1)."""
+    wild_draws: int = 9999
+    """Draws of that wild cluster bootstrap (seeded by ``seed`` and each test's content)."""
 
-    @field_validator("bootstrap_draws")
+    def wild_settings(self):
+        """The :class:`~leapresearch.estimation.wild_bootstrap.WildSettings` of these fields."""
+        from leapresearch.estimation.wild_bootstrap import WildSettings
+
+        return WildSettings(few_clusters=self.few_clusters, draws=self.wild_draws, seed=self.seed)
+
+    @field_validator("bootstrap_draws", "wild_draws")
     @classmethod
-    def _enough_draws(cls, v: int) -> int:
+    def _enough_draws(cls, v: int, info) -> int:
         if v < 100:
-            raise ValueError(f"bootstrap_draws must be at least 100, got {v}")
+            raise ValueError(f"{info.field_name} must be at least 100, got {v}")
+        return v
+
+    @field_validator("few_clusters")
+    @classmethod
+    def _few_clusters(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"few_clusters must be at least 0 (0: never bootstrap), got {v}")
         return v
 
 

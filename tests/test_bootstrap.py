@@ -267,3 +267,9 @@ def test_methods_box_states_the_intervals_the_parameters_choose():
         )
     )
     assert "intervals shown are the bootstrap's" in boot and "simultaneous" not in boot
+    assert (
+        "groups with fewer than 30 clusters take their p-values from a restricted wild cluster "
+        "bootstrap (Webb weights, 9999 draws)"
+    ) in default
+    never = " ".join(methods_text(load_config("demo", overrides=["inference.few_clusters=0"])))
+    assert "wild cluster" not in never

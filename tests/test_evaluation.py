@@ -341,5 +341,16 @@ def test_pretrend_tests_of_a_group_with_too_few_schools_are_empty(prepared):
     few = [g for g, fit in fits.items() if fit.n_clusters - 1 < table.loc[g, "df"]]
     assert few, "the test data have no group with fewer schools than pre-period terms"
     assert table.loc[few, ["statistic", "p_value"]].isna().all().all()
+    assert table.loc[few, "not_testable"].str.startswith("not testable: 11 terms with").all()
     tested = table.dropna(subset=["statistic"])
     assert (tested["statistic"] >= 0).all() and (tested["statistic"] < 1e6).all()
+    # with the parameters, groups with few schools take the wild cluster bootstrap's p-value
+    from leapresearch.estimation.multiple_testing import INFERENCE_F, INFERENCE_WILD
+
+    wild = pretrend_tests(fits, prepared.config).set_index("group")
+    small = tested.index[tested["clusters"] < prepared.config.inference.few_clusters]
+    assert len(small), "the test data have no testable group with few schools"
+    assert (wild.loc[small, "inference"] == INFERENCE_WILD).all()
+    assert (wild.drop(index=small).dropna(subset=["statistic"])["inference"] == INFERENCE_F).all()
+    np.testing.assert_array_equal(wild["statistic"], table["statistic"])
+    assert wild.loc[few, "p_value"].isna().all()

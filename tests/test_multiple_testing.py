@@ -10,6 +10,9 @@ from statsmodels.stats.multitest import multipletests
 
 from leapresearch.estimation.event_study import event_study
 from leapresearch.estimation.multiple_testing import (
+    INFERENCE_F,
+    INFERENCE_WILD,
+    adjust_across_months,
     adjust_within_families,
     cluster_influence,
     empirical_bayes,
@@ -260,8 +263,68 @@ def test_heterogeneity_narrative_reports_tests_not_extremes():
         }
     )
     text = describe_heterogeneity(tests, rel_time=9)
-    assert "district: no evidence that the effects differ (F(12, 2718) = 3.30, p = 0.200)" in text
+    assert (
+        "district: no evidence that the effects differ (F(12, 2718) = 3.30, p = 0.200; "
+        "Holm over the family's 1 test p = 0.200)"
+    ) in text
     assert "PK-5 vs 6-12: the effects differ (difference -7.2 pp" in text
     shrink = describe_shrinkage(published_table(), family="district", rel_time=9)
     assert "3 published district estimates" in shrink
     assert "district:C" not in shrink and " C " not in shrink
+
+
+def _family_months(p_lang, p_visits, *, inference=INFERENCE_F):
+    months = [1, 3, 6, 9]
+    rows = []
+    for family, ps in (("home_language", p_lang), ("visits", p_visits)):
+        for m, p in zip(months, ps, strict=True):
+            rows.append(
+                {
+                    "family": family,
+                    "rel_time": m,
+                    "contrast": "all equal",
+                    "statistic": 2.0,
+                    "df": 1,
+                    "df_denom": 279,
+                    "p_value": p,
+                    "inference": inference if np.isfinite(p) else "",
+                    "estimate": 4.0,
+                }
+            )
+    tests = pd.DataFrame(rows)
+    tests["p_value_holm_family"] = adjust_across_months(tests)
+    return tests
+
+
+def test_holm_across_a_familys_months_matches_statsmodels_and_skips_untestable_rows():
+    tests = _family_months([0.377, 0.647, 0.205, 0.029], [0.001, np.nan, 0.2, 0.04])
+    lang = tests.loc[tests["family"] == "home_language", "p_value_holm_family"].to_numpy()
+    ref = multipletests([0.377, 0.647, 0.205, 0.029], method="holm")[1]
+    np.testing.assert_allclose(lang, ref, rtol=1e-12)
+    assert lang[-1] == pytest.approx(0.116)
+    vis = tests.loc[tests["family"] == "visits", "p_value_holm_family"].to_numpy()
+    assert np.isnan(vis[1])  # not testable: no p-value, not counted
+    np.testing.assert_allclose(
+        vis[[0, 2, 3]], multipletests([0.001, 0.2, 0.04], method="holm")[1], rtol=1e-12
+    )
+
+
+def test_narrative_says_differ_only_when_the_family_adjusted_test_rejects():
+    from leapresearch.publish.narrative import describe_heterogeneity
+
+    tests = _family_months([0.377, 0.647, 0.205, 0.029], [0.6, 0.7, 0.8, 0.001])
+    text = describe_heterogeneity(tests, rel_time=9)
+    # p = 0.029 at month 9 alone, 0.116 after Holm over the four months: no difference
+    assert "home language: no evidence that the effects differ" in text
+    assert "p = 0.029; Holm over the family's 4 tests p = 0.116" in text
+    assert "visits: the effects differ across groups" in text
+    assert "Holm over the family's 4 tests p = 0.004" in text
+    # an older table without the column: the same adjustment, computed from its rows
+    assert describe_heterogeneity(tests.drop(columns="p_value_holm_family"), rel_time=9) == text
+    wild = describe_heterogeneity(
+        _family_months([0.5, 0.5, 0.5, 0.01], [0.6, 0.7, 0.8, 0.9], inference=INFERENCE_WILD),
+        rel_time=9,
+    )
+    assert "wild cluster bootstrap p = 0.010" in wild
+    assert "home language: the effects differ across groups" in wild  # 4 x 0.01 < 0.05
+    assert "Holm over the family's 4 tests p = 0.040" in wild

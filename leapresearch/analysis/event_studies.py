@@ -28,9 +28,13 @@ from leapresearch.estimation.bootstrap import multiplier_bootstrap
 from leapresearch.estimation.event_study import EventStudyResult
 from leapresearch.estimation.linear_models import compare_estimators, linearmodels_event_study
 from leapresearch.estimation.multiple_testing import (
+    INFERENCE_F,
+    INFERENCE_WILD,
     GroupFit,
     adjust_within_families,
+    joint_moments,
     subgroup_tests,
+    wild_p_value,
 )
 from leapresearch.estimation.subgroups import (
     GROUP_ALL,
@@ -253,30 +257,53 @@ def estimate_subgroup_tests(prepared: Prepared, results: dict | None = None) -> 
         families=config.subgroups,
         rel_times=config.analysis.report_rel_times,
         min_treated=config.privacy.min_treated,
+        settings=config.inference.wild_settings(),
     )
 
 
-def pretrend_tests(results: dict) -> pd.DataFrame:
-    """Joint Wald test that every pre-period coefficient is zero, per group."""
+def pretrend_tests(results: dict, config: Config | None = None) -> pd.DataFrame:
+    """Joint Wald test that every pre-period coefficient is zero, per group.
+
+    ``F = W / q`` against ``F(q, G - 1)``; for a group with fewer than
+    ``inference.few_clusters`` clusters the p-value is that of the restricted wild cluster
+    bootstrap (:func:`~leapresearch.estimation.multiple_testing.wild_p_value`; needs the
+    fit's cluster moments and ``config``). A test the clusters cannot support (more terms
+    than ``G - 1``, or a singular covariance) has no statistic and says why in
+    ``not_testable``. ``inference`` names the reference distribution, ``clusters`` is ``G``.
+    """
+    settings = config.inference.wild_settings() if config is not None else None
     rows = []
     for label, res in results.items():
+        pre = res.coefficients.index.to_numpy() < res.reference
+        row = {
+            "group": label,
+            "statistic": np.nan,
+            "df": int(pre.sum()),
+            "p_value": np.nan,
+            "inference": "",
+            "clusters": int(res.n_clusters),
+            "not_testable": "",
+            "n_treated": res.n_treated,
+        }
         try:
             w = res.pretrend_test()
-            stat, df, p_value = w.stat, w.df, w.p_value
-        except np.linalg.LinAlgError:
+        except (np.linalg.LinAlgError, ValueError) as exc:
             # A tiny subgroup (a few treated students, so a few clusters) has a singular
             # covariance of its pre-period terms: the joint test is not defined.
-            pre = res.coefficients.index.to_numpy() < res.reference
-            stat, df, p_value = np.nan, int(pre.sum()), np.nan
-        rows.append(
-            {
-                "group": label,
-                "statistic": stat,
-                "df": df,
-                "p_value": p_value,
-                "n_treated": res.n_treated,
-            }
-        )
+            row["not_testable"] = str(exc)
+            rows.append(row)
+            continue
+        row.update(statistic=w.stat, df=w.df, p_value=w.p_value, inference=INFERENCE_F)
+        moments = getattr(res, "moments", None)
+        if settings is not None and res.n_clusters < settings.few_clusters and moments:
+            joint = joint_moments({label: res}, [label])
+            r = np.eye(pre.size)[pre]
+            what = f"pre-trend {label}: {list(w.terms)}"
+            row["p_value"] = wild_p_value(
+                joint, r, wald=w.wald, settings=settings, description=what
+            )
+            row["inference"] = INFERENCE_WILD
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

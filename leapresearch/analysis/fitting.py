@@ -23,7 +23,7 @@ from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.event_study import EventStudyResult, event_study
 from leapresearch.estimation.multiple_testing import (
     GroupFit,
-    cluster_influence,
+    cluster_influence_moments,
     with_influence,
 )
 from leapresearch.estimation.subgroups import (
@@ -146,7 +146,7 @@ def fit_group_with_influence(
         return None
     res = event_study(sub, window=window, reference=reference, cluster=cluster_level(prepared))
     try:
-        return with_influence(res, cluster_influence(sub, res))
+        return with_influence(res, *cluster_influence_moments(sub, res))
     except (RuntimeError, np.linalg.LinAlgError) as exc:  # e.g. a near-singular tiny group
         note = f"cluster influence not computed ({exc}): left out of the subgroup tests"
         return with_influence(dataclasses.replace(res, notes=(*res.notes, note)), None)

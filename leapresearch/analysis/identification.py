@@ -32,6 +32,7 @@ from leapresearch.estimation.falsification import (
     selection_rule,
     wald_terms,
 )
+from leapresearch.estimation.multiple_testing import INFERENCE_F
 from leapresearch.estimation.sensitivity import sensitivity_table
 from leapresearch.estimation.subgroups import (
     GROUP_ALL,
@@ -107,6 +108,8 @@ def estimate_pretrend_evidence(prepared: Prepared) -> tuple[pd.DataFrame, pd.Dat
                 spans.insert(0, range(lo, ref))
             for months in spans:
                 row = wald_terms(res, list(months))
+                row["inference"] = INFERENCE_F if not row["not_testable"] else ""
+                row["clusters"] = int(res.n_clusters)
                 tests.append(
                     {"group": label, "basis": _basis(adjust), **row, "n_treated": res.n_treated}
                 )
@@ -114,7 +117,18 @@ def estimate_pretrend_evidence(prepared: Prepared) -> tuple[pd.DataFrame, pd.Dat
     return es.reindex(columns=PRETREND_EVENT_STUDY_COLUMNS), pd.DataFrame(tests)
 
 
-PRETREND_TEST_COLUMNS = ["group", "basis", "months", "statistic", "df", "p_value", "n_treated"]
+PRETREND_TEST_COLUMNS = [
+    "group",
+    "basis",
+    "months",
+    "statistic",
+    "df",
+    "p_value",
+    "inference",
+    "clusters",
+    "not_testable",
+    "n_treated",
+]
 
 
 def label_pretrend_tests(tests: pd.DataFrame, config: Config) -> pd.DataFrame:
@@ -268,9 +282,15 @@ def pretrend_evidence(
 
 
 def pretrend_tables(
-    prepared: Prepared, pretrends: pd.DataFrame, log: Log = quiet
+    prepared: Prepared, pretrends: pd.DataFrame | dict, log: Log = quiet
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`pretrend_evidence`, or a note and the main tests when it cannot be estimated."""
+    """:func:`pretrend_evidence`, or a note and the main tests when it cannot be estimated.
+
+    ``pretrends``: the table of :func:`pretrend_tests`, or the fits of every group (tested
+    here, with the few-cluster settings of ``prepared.config``).
+    """
+    if isinstance(pretrends, dict):
+        pretrends = pretrend_tests(pretrends, prepared.config)
     try:
         return pretrend_evidence(prepared, pretrends)
     except (ValueError, np.linalg.LinAlgError) as exc:
@@ -286,7 +306,7 @@ def estimate_pretrend_tests(prepared: Prepared) -> pd.DataFrame:
     :func:`estimate_pretrend_evidence` for the headline groups.
     """
     _, results = estimate_event_studies(prepared)
-    return pretrend_tables(prepared, pretrend_tests(results))[1]
+    return pretrend_tables(prepared, results)[1]
 
 
 def estimate_pretrend_event_study(prepared: Prepared) -> pd.DataFrame:

@@ -25,7 +25,6 @@ from leapresearch.analysis.event_studies import (
     estimate_event_study,
     estimate_subgroup_tests,
     linearmodels_check,
-    pretrend_tests,
 )
 from leapresearch.analysis.fitting import cluster_level
 from leapresearch.analysis.identification import (
@@ -82,7 +81,7 @@ class StepInputs:
     @cached_property
     def pretrend_evidence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``pretrend_event_study.csv`` and ``pretrend_tests.csv`` (:func:`pretrend_tables`)."""
-        return pretrend_tables(self.prepared, pretrend_tests(self.event_studies[1]), self.log)
+        return pretrend_tables(self.prepared, self.event_studies[1], self.log)
 
 
 @dataclass(frozen=True)

@@ -39,18 +39,27 @@ def wald_terms(result, terms: Sequence[int]) -> dict:
         ``statistic`` (``F = b'V^{-1}b / q``), ``df`` (``q``), ``p_value`` (from
         ``F(q, G - 1)``), ``months`` (``"lo..hi"`` of the terms tested); NaN statistic and
         p-value when no term is present or the test is not defined
-        (:func:`~leapresearch.estimation.event_study.clustered_wald`).
+        (:func:`~leapresearch.estimation.event_study.clustered_wald`), the reason in
+        ``not_testable`` (empty when the test is defined).
     """
     present = [int(r) for r in terms if int(r) in set(result.coefficients.index)]
     months = f"{min(present)}..{max(present)}" if present else ""
-    out = {"statistic": np.nan, "df": len(present), "p_value": np.nan, "months": months}
+    out = {
+        "statistic": np.nan,
+        "df": len(present),
+        "p_value": np.nan,
+        "months": months,
+        "not_testable": "",
+    }
     if not present:
+        out["not_testable"] = "not testable: no term present"
         return out
     b = result.coefficients.loc[present].to_numpy(np.float64)
     v = result.cov.loc[present, present].to_numpy(np.float64)
     try:
         wald = clustered_wald(b, v, n_clusters=result.n_clusters)
-    except np.linalg.LinAlgError:  # more terms than clusters allow, or singular
+    except np.linalg.LinAlgError as exc:  # more terms than clusters allow, or singular
+        out["not_testable"] = str(exc)
         return out
     q = len(present)
     out["statistic"] = wald / q

@@ -41,6 +41,12 @@ from leapresearch.estimation.fixed_effects import (
     factorize,
     singleton_mask,
 )
+from leapresearch.estimation.wild_bootstrap import (
+    ClusterMoments,
+    WildSettings,
+    moments_from_rows,
+    wild_wald,
+)
 
 TEST_COLUMNS = [
     "family",
@@ -50,12 +56,23 @@ TEST_COLUMNS = [
     "df",
     "df_denom",
     "p_value",
+    "p_value_holm_family",
+    "inference",
+    "clusters",
+    "not_testable",
     "estimate",
     "std_error",
     "groups_tested",
     "n_treated",
 ]
-"""Columns of ``subgroup_tests.csv``."""
+"""Columns of ``subgroup_tests.csv``: ``p_value`` is that of ``inference``
+(:data:`INFERENCE_F` or :data:`INFERENCE_WILD`), ``clusters`` the fewest clusters of any
+group tested, ``not_testable`` the reason a test has no statistic (empty otherwise), and
+``p_value_holm_family`` Holm's adjustment over every test of the family at every month
+tested (:func:`adjust_across_months`)."""
+
+INFERENCE_F = "F(q, G-1)"
+INFERENCE_WILD = "wild cluster bootstrap (WCR, Webb)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,15 +84,23 @@ class GroupFit(EventStudyResult):
     influence : pandas.DataFrame or None
         ``psi_c`` (one row per cluster label, one column per ``rel_time``), scaled so
         that ``influence.T @ influence`` equals ``cov`` (see :func:`cluster_influence`).
+    moments : ClusterMoments or None
+        Cluster scores and cluster blocks of ``X~'WX~`` for the wild cluster bootstrap of
+        few-cluster tests (:mod:`leapresearch.estimation.wild_bootstrap`).
     """
 
     influence: pd.DataFrame | None = None
+    moments: ClusterMoments | None = None
 
 
-def with_influence(result: EventStudyResult, influence: pd.DataFrame | None) -> GroupFit:
-    """``result`` as a :class:`GroupFit` carrying ``influence``."""
+def with_influence(
+    result: EventStudyResult,
+    influence: pd.DataFrame | None,
+    moments: ClusterMoments | None = None,
+) -> GroupFit:
+    """``result`` as a :class:`GroupFit` carrying ``influence`` (and ``moments``)."""
     values = {f.name: getattr(result, f.name) for f in dataclasses.fields(EventStudyResult)}
-    return GroupFit(**values, influence=influence)
+    return GroupFit(**values, influence=influence, moments=moments)
 
 
 # --------------------------------------------------------------------------------------
@@ -121,6 +146,20 @@ def cluster_influence(
 ) -> pd.DataFrame:
     """Influence of each cluster on the event-time coefficients of one fit.
 
+    The first result of :func:`cluster_influence_moments` (see there).
+    """
+    return cluster_influence_moments(panel, result, outcome=outcome, weight=weight)[0]
+
+
+def cluster_influence_moments(
+    panel: pd.DataFrame,
+    result: EventStudyResult,
+    *,
+    outcome: str = "attendance_pp",
+    weight: str = "weight",
+) -> tuple[pd.DataFrame, ClusterMoments]:
+    """Influence of each cluster on the event-time coefficients of one fit, and its moments.
+
     Parameters
     ----------
     panel : pandas.DataFrame
@@ -133,10 +172,13 @@ def cluster_influence(
 
     Returns
     -------
-    pandas.DataFrame
+    influence : pandas.DataFrame
         ``psi_c = sqrt(f) (X~'WX~)^{-1} s_c`` for every cluster ``c`` (index: cluster
         label), columns the fit's ``rel_time`` terms; ``f`` is the fit's small-sample
         factor, so ``psi' psi`` reproduces ``result.cov``.
+    moments : ClusterMoments
+        ``s_c``, ``H_c = X~_c' W_c X~_c`` and ``X~'WX~`` (the wild cluster bootstrap's
+        inputs), clusters in the order of ``influence``.
 
     Raises
     ------
@@ -182,7 +224,17 @@ def cluster_influence(
     scores -= sp.csr_matrix((we, (g, st)), shape=(n_g, n_st)) @ gamma[:, :k]
     psi = np.sqrt(result.ssc_factor) * scores @ np.linalg.inv(gram)
     _check_against(result, beta, psi)
-    return pd.DataFrame(psi, index=pd.Index(g_labels, name="cluster"), columns=result.cov.index)
+    xt = -(alpha[:, :k][u] + gamma[:, :k][st])  # X~ row by row
+    xt[np.flatnonzero(m), term[m]] += 1.0
+    _, hess = moments_from_rows(xt, resid, w, g)
+    hess = hess.reshape(n_g, k, k)
+    if not np.allclose(hess.sum(axis=0), gram, rtol=1e-8, atol=1e-10 * float(np.abs(gram).max())):
+        raise RuntimeError("cluster_influence: the cluster blocks do not add up to X~'WX~")
+    moments = ClusterMoments(
+        labels=g_labels, scores=scores, hessians=hess, gram=gram, factor=result.ssc_factor
+    )
+    index = pd.Index(g_labels, name="cluster")
+    return pd.DataFrame(psi, index=index, columns=result.cov.index), moments
 
 
 def _check_against(result: EventStudyResult, beta: np.ndarray, psi: np.ndarray) -> None:
@@ -241,12 +293,20 @@ def wald_test(b: np.ndarray, cov: np.ndarray, contrasts: np.ndarray, *, df_denom
     rb = r @ b
     rvr = r @ cov @ r.T
     q = r.shape[0]
+    reason = ""
     try:  # df_denom is G - 1: the clusters allow at most that many restrictions
         wald = clustered_wald(rb, rvr, n_clusters=df_denom + 1)
-    except np.linalg.LinAlgError:
-        wald = np.nan
+    except np.linalg.LinAlgError as exc:
+        wald, reason = np.nan, str(exc)
     if not np.isfinite(wald) or wald < 0:
-        return {"statistic": np.nan, "df": q, "df_denom": df_denom, "p_value": np.nan, "wald": wald}
+        return {
+            "statistic": np.nan,
+            "df": q,
+            "df_denom": df_denom,
+            "p_value": np.nan,
+            "wald": wald,
+            "not_testable": reason or "not testable: the Wald statistic is not finite",
+        }
     f = wald / q
     return {
         "statistic": f,
@@ -254,7 +314,100 @@ def wald_test(b: np.ndarray, cov: np.ndarray, contrasts: np.ndarray, *, df_denom
         "df_denom": df_denom,
         "p_value": float(stats.f.sf(f, q, df_denom)),
         "wald": wald,
+        "not_testable": "",
     }
+
+
+def joint_moments(fits: dict[str, GroupFit], labels: Sequence[str]) -> dict:
+    """The stacked-by-group regression of ``labels`` in cluster sums (wild bootstrap inputs).
+
+    Returns
+    -------
+    dict
+        ``b`` (every group's coefficients, concatenated), ``gram_inv`` (block-diagonal
+        ``A^{-1}``), ``scores`` (``(G, K)`` over the union of clusters, zero where a cluster
+        holds no row of a group), ``hessians`` (sparse ``(G * K, K)``, block-diagonal
+        ``H_c``), ``scale`` (``sqrt(f_g)`` per coefficient), ``offsets`` (first column of
+        each group) and ``clusters`` (the fewest clusters of any one group).
+    """
+    mom = [fits[label].moments for label in labels]
+    if any(mo is None for mo in mom):
+        raise ValueError("a group has no cluster moments")
+    union = np.unique(np.concatenate([mo.labels for mo in mom]))
+    sizes = [mo.gram.shape[0] for mo in mom]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    k_all, g_n = int(offsets[-1]), union.size
+    scores = np.zeros((g_n, k_all))
+    gram_inv = np.zeros((k_all, k_all))
+    rows, cols, vals = [], [], []
+    for mo, o, k in zip(mom, offsets[:-1], sizes, strict=True):
+        j = np.searchsorted(union, mo.labels)
+        scores[j, o : o + k] = mo.scores
+        gram_inv[o : o + k, o : o + k] = np.linalg.inv(mo.gram)
+        ii, jj = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+        rows.append((j[:, None, None] * k_all + o + ii[None]).ravel())
+        cols.append(np.broadcast_to(o + jj[None], mo.hessians.shape).ravel())
+        vals.append(mo.hessians.ravel())
+    hessians = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(g_n * k_all, k_all),
+    )
+    return {
+        "b": np.concatenate([fits[label].coefficients.to_numpy() for label in labels]),
+        "gram_inv": gram_inv,
+        "scores": scores,
+        "hessians": hessians,
+        "scale": np.repeat([np.sqrt(mo.factor) for mo in mom], sizes),
+        "offsets": offsets,
+        "clusters": int(min(mo.labels.size for mo in mom)),
+    }
+
+
+def wild_joint_test(
+    fits: dict[str, GroupFit],
+    labels: Sequence[str],
+    rel_time: int,
+    contrasts: np.ndarray,
+    *,
+    wald: float,
+    settings: WildSettings,
+) -> float:
+    """Wild cluster bootstrap p-value of ``R b = 0`` on the groups' estimates at ``rel_time``.
+
+    ``contrasts`` (``(q, m)``) act on the ``m`` groups' month-``rel_time`` estimates, as
+    in :func:`wald_test`; ``wald`` is the data's statistic ``q F``. See
+    :func:`~leapresearch.estimation.wild_bootstrap.wild_wald`.
+    """
+    j = joint_moments(fits, labels)
+    r2 = np.atleast_2d(contrasts)
+    r = np.zeros((r2.shape[0], j["b"].size))
+    for col, label in enumerate(labels):
+        pos = int(fits[label].coefficients.index.get_loc(rel_time))
+        r[:, j["offsets"][col] + pos] = r2[:, col]
+    description = f"{'; '.join(labels)} @ {int(rel_time)}: {np.round(r2, 6).tolist()}"
+    return wild_p_value(j, r, wald=wald, settings=settings, description=description)
+
+
+def wild_p_value(
+    joint: dict, r: np.ndarray, *, wald: float, settings: WildSettings, description: str = ""
+) -> float:
+    """:func:`~leapresearch.estimation.wild_bootstrap.wild_wald` on :func:`joint_moments`.
+
+    ``description`` names the test (groups, months) for the seed.
+    """
+    out = wild_wald(
+        joint["b"],
+        r,
+        joint["gram_inv"],
+        joint["scores"],
+        joint["hessians"],
+        joint["scale"],
+        wald=wald,
+        draws=settings.draws,
+        seed=settings.seed,
+        description=description,
+    )
+    return float(out["p_value"])
 
 
 def equality_contrasts(m: int) -> np.ndarray:
@@ -317,7 +470,7 @@ def adjust_within_families(table: pd.DataFrame, *, min_treated: int = 0) -> pd.S
     return out
 
 
-def _test_row(fits, family, rel_time, contrast, labels, r) -> dict:
+def _test_row(fits, family, rel_time, contrast, labels, r, settings) -> dict:
     row = {
         "family": family,
         "rel_time": int(rel_time),
@@ -326,6 +479,9 @@ def _test_row(fits, family, rel_time, contrast, labels, r) -> dict:
         "df": max(len(labels) - 1, 1),
         "df_denom": np.nan,
         "p_value": np.nan,
+        "inference": "",
+        "clusters": min((fits[label].n_clusters for label in labels), default=0),
+        "not_testable": "not testable: fewer than two groups with a published estimate",
         "estimate": np.nan,
         "std_error": np.nan,
         "groups_tested": "; ".join(label.split(":", 1)[1] for label in labels),
@@ -335,7 +491,15 @@ def _test_row(fits, family, rel_time, contrast, labels, r) -> dict:
         return row
     b, cov, n_clusters = joint_estimates(fits, labels, rel_time)
     test = wald_test(b, cov, r, df_denom=n_clusters - 1)
-    row.update({k: test[k] for k in ("statistic", "df", "df_denom", "p_value")})
+    row.update({k: test[k] for k in ("statistic", "df", "df_denom", "p_value", "not_testable")})
+    if test["not_testable"]:
+        return row
+    row["inference"] = INFERENCE_F
+    if settings is not None and row["clusters"] < settings.few_clusters:
+        row["p_value"] = wild_joint_test(
+            fits, labels, rel_time, r, wald=test["wald"], settings=settings
+        )
+        row["inference"] = INFERENCE_WILD
     r2 = np.atleast_2d(r)
     if r2.shape[0] == 1:
         row["estimate"] = float(r2[0] @ b)
@@ -359,6 +523,7 @@ def subgroup_tests(
     families: Sequence[str],
     rel_times: Sequence[int],
     min_treated: int = 0,
+    settings: WildSettings | None = None,
 ) -> pd.DataFrame:
     """Joint tests that effects are equal within each family, and explicit contrasts.
 
@@ -374,6 +539,10 @@ def subgroup_tests(
     min_treated : int
         Groups with fewer visited students are left out (their estimates are not
         published), as are groups without a cluster influence.
+    settings : WildSettings, optional
+        When given, a test with a group of fewer than ``settings.few_clusters`` clusters
+        takes its p-value from the restricted wild cluster bootstrap
+        (:mod:`leapresearch.estimation.wild_bootstrap`); otherwise from ``F(q, G - 1)``.
 
     Returns
     -------
@@ -382,7 +551,9 @@ def subgroup_tests(
         the ``m - 1`` equalities, ``df = m - 1``), plus the contrasts of
         :data:`CONTRASTS` (``df = 1``, ``statistic = t^2``, ``estimate`` the difference
         of the first group minus the second and its standard error). A family with
-        fewer than two testable groups at a month keeps its row, with empty statistics.
+        fewer than two testable groups at a month, or a test the clusters cannot support,
+        keeps its row with empty statistics and the reason in ``not_testable``.
+        ``p_value_holm_family``: :func:`adjust_across_months`.
     """
     rows = []
     for family in families:
@@ -392,7 +563,7 @@ def subgroup_tests(
         for r in rel_times:
             present = [lab for lab in members if _testable(fits, lab, r, min_treated)]
             con = equality_contrasts(len(present)) if len(present) >= 2 else None
-            rows.append(_test_row(fits, family, r, "all equal", present, con))
+            rows.append(_test_row(fits, family, r, "all equal", present, con, settings))
             for first, second in CONTRASTS.get(family, []):
                 if first not in fits or second not in fits:
                     continue
@@ -400,8 +571,25 @@ def subgroup_tests(
                 ok = all(_testable(fits, lab, r, min_treated) for lab in pair)
                 contrast = f"{first.split(':', 1)[1]} vs {second.split(':', 1)[1]}"
                 con = np.array([1.0, -1.0]) if ok else None
-                rows.append(_test_row(fits, family, r, contrast, pair, con))
-    return pd.DataFrame(rows, columns=TEST_COLUMNS)
+                rows.append(_test_row(fits, family, r, contrast, pair, con, settings))
+    table = pd.DataFrame(rows, columns=TEST_COLUMNS)
+    table["p_value_holm_family"] = adjust_across_months(table)
+    table["clusters"] = table["clusters"].astype(np.int64)
+    return table
+
+
+def adjust_across_months(tests: pd.DataFrame) -> pd.Series:
+    """Holm-adjusted p-values over all tests of a family, across every month tested.
+
+    A family's subgroup-difference tests at the headline months (and its explicit
+    contrasts) are one family of hypotheses: "the effects differ by home language" is a
+    claim about any of the months, so each p-value is adjusted for the ``m`` tests of the
+    family that have one (:func:`holm`; a test that is not testable is not counted).
+    """
+    out = pd.Series(np.nan, index=tests.index, name="p_value_holm_family")
+    for _, idx in tests.groupby("family", sort=True).groups.items():
+        out.loc[idx] = holm(tests.loc[idx, "p_value"].to_numpy(dtype=np.float64))
+    return out
 
 
 def empirical_bayes(estimates: np.ndarray, std_errors: np.ndarray) -> dict:

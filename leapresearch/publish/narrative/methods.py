@@ -31,11 +31,18 @@ def _inference_method(config) -> str:
         if inf.band
         else ""
     )
+    few = (
+        f" Joint tests (pre-trends, subgroup differences) of groups with fewer than "
+        f"{inf.few_clusters} clusters take their p-values from a restricted wild cluster "
+        f"bootstrap (Webb weights, {inf.wild_draws} draws) instead of F(q, G-1)."
+        if inf.few_clusters > 0
+        else ""
+    )
     return (
         f"Inference: beside the analytic errors, a multiplier (Otsu-Rai weighted) bootstrap "
         f"over the same clusters with {inf.bootstrap_draws} draws, matches held fixed (the "
         f"propensity score and the regression adjustment are not re-estimated); the intervals "
-        f"shown are {which}{band}."
+        f"shown are {which}{band}.{few}"
     )
 
 
