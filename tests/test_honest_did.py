@@ -183,10 +183,11 @@ def test_front_page_states_the_breakdown_beside_each_bounded_estimate():
     assert page.count("breakdown Mbar 0.61") == 2 and page.count("breakdown Mbar 0.20") == 2
     assert "†" not in page
     words = describe_headline_breakdowns(sens, rel_times=(6, 9))
-    assert "0.61 at month 6, 0.61 at month 9" in words and "the weakest (0.20)" in words
+    assert "All visited students 0.61, Grades PK-5 0.20." in words
+    assert "The smallest (0.20, Grades PK-5 at six months)" in words
     assert "20% of the largest" in words
     strong = describe_headline_breakdowns(_published_sensitivity(1.5, 1.2), rel_times=(6, 9))
-    assert "every one survives" in strong
+    assert "Even the smallest (1.20, Grades PK-5 at six months) survives" in strong
     fallback = _published_sensitivity(0.61, 0.2, how="Bonferroni")
     assert "†" in headline_html(
         headline_table(es, rel_times=(6, 9), sensitivity=fallback), rel_times=(6, 9)

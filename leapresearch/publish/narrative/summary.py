@@ -145,11 +145,13 @@ def summary_paragraph(
 
 @_snapped
 def describe_headline_breakdowns(sensitivity: pd.DataFrame, *, rel_times: Sequence[int]) -> str:
-    """The relative-magnitudes breakdown value of each bounded group at the headline months.
+    """The relative-magnitudes breakdown values of the bounded groups, in one sentence.
 
-    Read from the published ``sensitivity.csv`` (its ``breakdown`` of the
-    ``relative_magnitudes`` rows): the smallest ``Mbar`` at which the 95% interval includes
-    zero. Groups in the order of the table; suppressed values print as the symbol.
+    Read from the published ``sensitivity.csv`` (the ``breakdown`` of its
+    ``relative_magnitudes`` rows: the smallest ``Mbar`` at which the 95% interval includes
+    zero): each bounded group's value at the last headline month, and the smallest at any
+    headline month with what it means. The headline table prints every month's beside
+    its estimate.
     """
     if "note" in sensitivity.columns:
         return f"The sensitivity bounds could not be computed ({sensitivity['note'].iloc[0]})."
@@ -159,40 +161,40 @@ def describe_headline_breakdowns(sensitivity: pd.DataFrame, *, rel_times: Sequen
     ].drop_duplicates(["group", "rel_time"])
     if rm.empty:
         return "No relative-magnitudes bounds were computed at the headline months."
-    groups = list(dict.fromkeys(rm["group"]))
-    per_group = []
-    for g in groups:
-        d = rm.loc[rm["group"] == g].sort_values("rel_time")
-        vals = ", ".join(
-            f"{fmt(b, 2)} at month {int(r)}"
-            for r, b in zip(d["rel_time"], d["breakdown"], strict=True)
-        )
-        per_group.append(f"{group_label(g)} {vals}")
+    last = int(rm["rel_time"].max())
+    at_last = rm.loc[rm["rel_time"] == last]
+    values = ", ".join(
+        f"{group_label(g)} {fmt(b, 2)}"
+        for g, b in zip(at_last["group"], at_last["breakdown"], strict=True)
+    )
     fallback = (
-        " (Bonferroni projection where the hybrid could not be computed)"
+        "; Bonferroni projection where the hybrid could not be computed"
         if "inference" in rm.columns and (rm["inference"] == "Bonferroni").any()
         else ""
     )
-    weakest = rm["breakdown"].min()
-    if pd.isna(weakest):
-        reading = ""
-    elif weakest >= 1:
+    text = (
+        f"Relative-magnitudes breakdown values at {_months(last)} (the smallest Mbar at which "
+        f"the 95% Rambachan-Roth interval includes zero{fallback}): {values}."
+    )
+    known = rm.dropna(subset=["breakdown"])
+    if known.empty:
+        return text
+    weak = known.sort_values(["breakdown", "rel_time"], kind="mergesort").iloc[0]
+    where = f"{group_label(weak['group'])} at {_months(int(weak['rel_time']))}"
+    b = float(weak["breakdown"])
+    if b >= 1:
         reading = (
-            "; every one survives a post-visit departure from parallel trends as large as "
-            "the largest pre-visit month-to-month departure"
+            f"Even the smallest ({fmt(b, 2)}, {where}) survives a post-visit departure from "
+            "parallel trends as large as the largest pre-visit month-to-month departure."
         )
-    elif weakest > 0:
+    elif b > 0:
         reading = (
-            f"; the weakest ({fmt(weakest, 2)}) gives way to a post-visit departure from "
-            f"parallel trends of {fmt(100 * weakest, 0)}% of the largest pre-visit "
-            "month-to-month departure"
+            f"The smallest ({fmt(b, 2)}, {where}) gives way to a post-visit departure from "
+            f"parallel trends of {fmt(100 * b, 0)}% of the largest pre-visit month-to-month one."
         )
     else:
-        reading = "; at least one interval includes zero already under parallel trends"
-    return (
-        "Relative-magnitudes breakdown values (the smallest Mbar at which the 95% "
-        f"Rambachan-Roth interval includes zero{fallback}): " + "; ".join(per_group) + f"{reading}."
-    )
+        reading = f"The interval of {where} includes zero already under parallel trends."
+    return f"{text} {reading}"
 
 
 def _outside_caliper_count(matching: pd.DataFrame | None) -> tuple[int, int] | None:
