@@ -124,6 +124,50 @@ def test_dual_vertices_give_the_linear_programme_of_eta():
                 assert (verts @ y).max() == pytest.approx(fit.fun, abs=1e-9)
 
 
+def test_conditional_range_is_where_the_linear_programme_keeps_its_vertex():
+    # [v_lo, v_up] from the closed-form vertices against HiGHS: along Y(c) = s + b c the
+    # programme's value equals c (gamma optimal) just inside the range and exceeds it
+    # just outside
+    rng = np.random.default_rng(8)
+    n_pre, n_post, k = 3, 3, 2
+    a = rng.normal(size=(6, 6))
+    sigma = a @ a.T + np.eye(6)
+    moments = rm.rm_moments(n_pre, n_post, 0.5, -1, True)
+    sig_y = moments @ sigma @ moments.T
+    sd = np.sqrt(np.diag(sig_y))
+    x = moments[:, n_pre:][:, [j for j in range(n_post) if j != k - 1]]
+    verts = rm._dual_vertices(sd, n_post, k)
+    q = verts @ sig_y @ verts.T
+
+    def lp_eta(y: np.ndarray) -> float:
+        cost = np.r_[1.0, np.zeros(x.shape[1])]
+        fit = optimize.linprog(
+            cost, A_ub=-np.column_stack([sd, x]), b_ub=-y,
+            bounds=[(None, None)] * len(cost), method="highs",
+        )  # fmt: skip
+        assert fit.status == 0
+        return fit.fun
+
+    checked = 0
+    for _ in range(200):
+        y = rng.normal(size=len(sd)) * 2
+        vals = verts @ y
+        g = int(np.argmax(vals))
+        lo, up = rm.conditional_range(q, vals[:, None], np.array([g]), vals[[g]])
+        lo, up = float(lo[0]), float(up[0])
+        if not (np.isfinite(lo) and np.isfinite(up)):
+            continue
+        b = sig_y @ verts[g] / q[g, g]
+        s = y - b * vals[g]
+        eps = 1e-4 * max(1.0, up - lo)
+        for c in (lo + eps, 0.5 * (lo + up), up - eps):
+            assert lp_eta(s + b * c) == pytest.approx(c, abs=1e-8)
+        for c in (lo - eps, up + eps):
+            assert lp_eta(s + b * c) > c + 1e-9
+        checked += 1
+    assert checked >= 5
+
+
 def test_table_labels_the_method_and_falls_back_to_bonferroni():
     from leapresearch.estimation.event_study import event_study
     from tests.test_identification import _toy_panel

@@ -191,6 +191,30 @@ def _truncnorm_upper_quantile(p: float, lo: np.ndarray, hi: np.ndarray) -> np.nd
     return out
 
 
+def conditional_range(
+    q: np.ndarray, vals: np.ndarray, g: np.ndarray, eta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[v_lo, v_up]``: the values ``c`` of ``gamma'Y`` at which vertex ``g`` stays optimal.
+
+    ``Y`` moves along ``s + b c`` with ``b = Sigma_Y gamma / gamma' Sigma_Y gamma`` and
+    ``s = Y - b eta`` fixed; ``gamma`` stays optimal while every vertex ``v`` has
+    ``v's + (v'b) c <= c``. ``q = V Sigma_Y V'``; ``vals`` the vertex values ``V y`` (one
+    column per test), ``g`` the optimal vertex and ``eta`` its value in each column.
+    """
+    s2 = q[g, g]
+    vb = q[:, g] / s2[None, :]  # v'b for every vertex v
+    num = vals - vb * eta[None, :]  # v's
+    den = 1.0 - vb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = num / den
+    tol = 1e-12
+    lo_cand = np.where(den > tol, ratio, -np.inf)
+    hi_cand = np.where(den < -tol, ratio, np.inf)
+    lo_cand[g, np.arange(g.size)] = -np.inf
+    hi_cand[g, np.arange(g.size)] = np.inf
+    return lo_cand.max(axis=0), hi_cand.min(axis=0)
+
+
 def _accepts(arm: _Arm, theta: np.ndarray, alpha: float, kappa: float) -> np.ndarray:
     """The hybrid test of one arm at each ``theta`` (``True`` = not rejected)."""
     vals = arm.vy[:, None] - arm.va[:, None] * theta[None, :]  # (n_v, G)
@@ -206,18 +230,8 @@ def _accepts(arm: _Arm, theta: np.ndarray, alpha: float, kappa: float) -> np.nda
         return accept
     gl, cl, el = g[live], cols[live], eta[live]
     s2 = sig2[live]
-    vb = arm.q[:, gl] / s2[None, :]  # v'b for every vertex v
-    num = vals[:, cl] - vb * el[None, :]  # v's
-    den = 1.0 - vb
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = num / den
-    tol = 1e-12
-    lo_cand = np.where(den > tol, ratio, -np.inf)
-    hi_cand = np.where(den < -tol, ratio, np.inf)
-    lo_cand[gl, np.arange(gl.size)] = -np.inf
-    hi_cand[gl, np.arange(gl.size)] = np.inf
-    v_lo = lo_cand.max(axis=0)
-    v_up = np.minimum(hi_cand.min(axis=0), arm.lf_cv)
+    v_lo, v_up = conditional_range(arm.q, vals[:, cl], gl, el)
+    v_up = np.minimum(v_up, arm.lf_cv)
     sig_b = np.sqrt(s2)
     zlo, zup, stat = v_lo / sig_b, v_up / sig_b, el / sig_b
     inside = (zlo <= stat) & (stat <= zup)
