@@ -6,6 +6,14 @@ those of the package's README, "Example usage - Medicaid expansions"
 (``createSensitivityResults_relativeMagnitudes(betahat, sigma, numPrePeriods = 5,
 numPostPeriods = 2, Mbarvec = seq(0.5, 2, by = 0.5))``), with the betahat and sigma of
 that regression kept in ``tests/test_identification.py`` (the smoothness check uses them).
+
+Package versions: the intervals matched exactly (to the three printed digits) are those the
+README printed from commit fa4ce02 (2022-09-14, HonestDiD 0.2.0) until commit 99e05c7
+(2024-03-28), computed by today's algorithm (R/deltarm.R and R/arp-nuisance.R of 0.2.8
+draw and test the same way). The README since 0.2.6 (99e05c7, unchanged through 0.2.8)
+prints ends that are not on any +-20 sd grid of 1000 points, so that knit's inputs differed
+slightly; those are matched to one R grid step. The breakdown value (README: "Mbar = 2")
+is checked in both.
 """
 
 from __future__ import annotations
