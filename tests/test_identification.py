@@ -18,8 +18,10 @@ from leapresearch.estimation.falsification import wald_terms
 from leapresearch.estimation.sensitivity import (
     SENSITIVITY_DECIMALS,
     EventCoefficients,
+    bonferroni_rm_breakdown,
+    bonferroni_rm_ci,
+    coefficients_for_bounds,
     cv_folded_normal,
-    relative_magnitudes_breakdown,
     relative_magnitudes_ci,
     sensitivity_bounds,
     smoothness_breakdown,
@@ -46,9 +48,9 @@ def test_smoothness_at_zero_is_the_linear_extrapolation_of_the_pre_trend():
     assert (lo, hi) == pytest.approx((centre - z * sd, centre + z * sd), abs=1e-9)
 
 
-def test_relative_magnitudes_at_zero_is_the_original_interval_and_grows_by_hand():
+def test_bonferroni_fallback_at_zero_is_the_original_interval_and_grows_by_hand():
     coef = small_case()
-    lo, hi = relative_magnitudes_ci(coef, 2, 0.0, df=50)
+    lo, hi = bonferroni_rm_ci(coef, 2, 0.0, df=50)
     t = stats.t.ppf(0.975, 50)
     assert (lo, hi) == pytest.approx((3.0 - t * 0.1, 3.0 + t * 0.1))
     # pre-period changes: delta_-1 - delta_-2 = -0.2 (se sqrt(0.02)), 0 - delta_-1 = -0.2
@@ -56,11 +58,11 @@ def test_relative_magnitudes_at_zero_is_the_original_interval_and_grows_by_hand(
     c = stats.t.ppf(1 - 0.005 / 4, 50)
     d_up = max(0.2 + c * np.sqrt(0.02), 0.2 + c * 0.1)
     z = stats.t.ppf(1 - 0.045 / 2, 50)
-    lo, hi = relative_magnitudes_ci(coef, 2, 1.5, df=50)
+    lo, hi = bonferroni_rm_ci(coef, 2, 1.5, df=50)
     assert (lo, hi) == pytest.approx((3.0 - z * 0.1 - 3 * 1.5 * d_up, 3.0 + z * 0.1 + 4.5 * d_up))
-    brk = relative_magnitudes_breakdown(coef, 2, df=50)
+    brk = bonferroni_rm_breakdown(coef, 2, df=50)
     assert brk == pytest.approx((3.0 - z * 0.1) / (3 * d_up))
-    assert relative_magnitudes_ci(coef, 2, brk, df=50)[0] == pytest.approx(0.0, abs=1e-9)
+    assert bonferroni_rm_ci(coef, 2, brk, df=50)[0] == pytest.approx(0.0, abs=1e-9)
 
 
 def _worst_bias_lp(v: np.ndarray, n_pre: int, n_post: int, m: float) -> float:
@@ -190,11 +192,18 @@ def test_wald_subset_matches_the_full_pretrend_test_and_bounds_table():
     assert set(tab["method"]) == {"relative_magnitudes", "smoothness"}
     orig = res.table().set_index("rel_time")
     first = tab.loc[(tab["method"] == "relative_magnitudes") & (tab["bound"] == 0)]
-    # the table is rounded to SENSITIVITY_DECIMALS; the original interval is exact
-    assert np.array_equal(
-        first.set_index("rel_time")["ci_lower"].to_numpy(),
-        orig.loc[[1, 3], "ci_lower"].to_numpy().round(SENSITIVITY_DECIMALS),
-    )
+    # Delta^RM(0) is parallel trends after the event: the C-LF interval (rounded to
+    # SENSITIVITY_DECIMALS in the table) is a test of delta_post = 0, close to the original
+    # interval and around the estimate
+    first = first.set_index("rel_time")
+    coef = coefficients_for_bounds(res, max_rel_time=3)
+    for r in (1, 3):
+        lo, hi = relative_magnitudes_ci(coef, r, 0.0)
+        assert first.loc[r, "ci_lower"] == round(lo, SENSITIVITY_DECIMALS)
+        assert first.loc[r, "ci_upper"] == round(hi, SENSITIVITY_DECIMALS)
+        assert lo < orig.loc[r, "estimate"] < hi
+        width = orig.loc[r, "ci_upper"] - orig.loc[r, "ci_lower"]
+        assert abs((hi - lo) / width - 1) < 0.1
 
 
 def test_mean_of_terms_is_the_average_with_its_covariance_and_a_single_term_its_own_row():
@@ -540,10 +549,10 @@ def test_smoothness_reproduces_the_r_package_example():
         assert hi == pytest.approx(ub, abs=tol(ub)), m
 
 
-def test_relative_magnitudes_projection_contains_the_r_hybrid_interval():
+def test_bonferroni_fallback_contains_the_r_hybrid_interval():
     coef = EventCoefficients(MEDICAID_BETA, MEDICAID_SIGMA, n_pre=5, n_post=2, reference=-1)
     for mbar, (lb, ub) in R_RM_HYBRID.items():
-        lo, hi = relative_magnitudes_ci(coef, 0, mbar)
+        lo, hi = bonferroni_rm_ci(coef, 0, mbar)
         assert lo <= lb and hi >= ub, mbar  # valid and more conservative
 
 

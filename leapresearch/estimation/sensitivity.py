@@ -21,26 +21,33 @@ post-period month) valid for every ``delta`` in a set ``Delta``:
   error is raised), and the half-length is minimised over ``b`` by a bounded scalar search.
 * **Relative magnitudes**, ``Delta^RM(Mbar)``: no month-to-month change of the trend
   difference after the event is larger than ``Mbar`` times the largest month-to-month
-  change before it. ``Mbar = 0`` is parallel trends after the event (the original
-  interval). The identified set of ``theta = tau_k`` is
-  ``beta_k +/- k * Mbar * D`` with ``D = max_s |delta_{s+1} - delta_s|`` over the
-  pre-period (sharp: all ``k`` post-period changes at the bound, same sign). Instead of
-  the paper's conditional/hybrid moment-inequality test, the interval here is a simpler,
-  valid and more conservative **Bonferroni projection**: with probability at least
-  ``1 - alpha`` both ``|beta_k_hat - beta_k| <= z_{1-alpha_2/2} se_k`` and every
-  pre-period change lies within ``c se_j`` of its estimate (``c`` Bonferroni over the
-  ``n_pre`` changes at level ``alpha_1``), so
-  ``[beta_k_hat -/+ z se_k -/+ k Mbar D_up]`` with ``D_up = max_j(|Delta beta_j_hat| +
-  c se_j)`` covers ``theta``. ``alpha_1 = alpha / 10`` (the share the paper's hybrid test
-  gives its first stage), ``alpha_2 = alpha - alpha_1``; at ``Mbar = 0`` the pre-period
-  plays no role and the interval is the original one.
+  change before it. ``Mbar = 0`` is parallel trends after the event. The interval is the
+  one ``HonestDiD`` reports by default (``method = "C-LF"``): the inversion of the
+  conditional least-favourable hybrid test of Andrews, Roth and Pakes, ported in
+  :mod:`leapresearch.estimation.relative_magnitudes` (normal critical values, as in the
+  package; at ``Mbar = 0`` too, where it is a test of ``delta_post = 0`` close to the
+  original interval). The ``inference`` column of the table says ``C-LF``.
 
-Checks (``tests/test_identification.py``): the smoothness FLCI reproduces the intervals
-the R package prints for its Medicaid example (``M = 0 .. 0.05``) to the printed digits,
-matches a brute-force minimisation of the worst-case bias computed by linear programming,
-and is the linear extrapolation of the pre-trend at ``M = 0``; the relative-magnitudes
-interval is the original one at ``Mbar = 0``, follows its closed form by hand, and
-contains the R package's conditional/hybrid interval of that example.
+  **Fallback** (``inference = "Bonferroni"``): when the hybrid cannot be computed (a single
+  post-period month, whose no-nuisance test is not ported, or a moment without variance)
+  the month's rows are a valid, more conservative **Bonferroni projection**: the
+  identified set is ``beta_k +/- k Mbar D`` with ``D = max_s |delta_{s+1} - delta_s|``
+  over the pre-period; with probability at least ``1 - alpha`` both
+  ``|beta_k_hat - beta_k| <= z_{1-alpha_2/2} se_k`` and every pre-period change lies
+  within ``c se_j`` of its estimate (``c`` Bonferroni over the ``n_pre`` changes at level
+  ``alpha_1``), so ``[beta_k_hat -/+ z se_k -/+ k Mbar D_up]`` with ``D_up =
+  max_j(|Delta beta_j_hat| + c se_j)`` covers ``theta`` (``alpha_1 = alpha / 10``,
+  ``alpha_2 = alpha - alpha_1``; ``t(df)`` critical values when the event study has them;
+  at ``Mbar = 0`` the original interval).
+
+Checks (``tests/test_identification.py``, ``tests/test_honest_did.py``): the smoothness
+FLCI reproduces the intervals the R package prints for its Medicaid example (``M = 0 ..
+0.05``) to the printed digits, matches a brute-force minimisation of the worst-case bias
+computed by linear programming, and is the linear extrapolation of the pre-trend at
+``M = 0``; the relative-magnitudes C-LF intervals on the package's grid are the ones its
+README printed for that example (``Mbar = 0.5 .. 2``, three digits) and its breakdown is
+between 1.5 and 2 as the README says; the Bonferroni fallback follows its closed form and
+contains the hybrid interval.
 
 Indexing follows ``HonestDiD``: the reference month (``rel_time = reference``) is period
 0 with ``delta_0 = 0``; pre-period months are ``-n_pre..-1``, post-period months
@@ -59,10 +66,12 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from leapresearch.estimation import relative_magnitudes as rm_hybrid
+
 Method = Literal["relative_magnitudes", "smoothness"]
 METHODS: tuple[Method, ...] = ("relative_magnitudes", "smoothness")
 RM_FIRST_STAGE_SHARE = 0.1
-"""Share of ``alpha`` spent on the pre-period changes by the relative-magnitudes interval."""
+"""Share of ``alpha`` the Bonferroni fallback spends on the pre-period changes."""
 
 SENSITIVITY_DECIMALS = 3
 """Decimals (of a percentage point) ``ci_lower``, ``ci_upper`` and ``breakdown`` are rounded to.
@@ -79,6 +88,7 @@ SENSITIVITY_COLUMNS = [
     "group",
     "rel_time",
     "method",
+    "inference",
     "bound",
     "estimate",
     "ci_lower",
@@ -188,10 +198,10 @@ def _rm_parts(coef: EventCoefficients, rel_time: int, alpha: float, df):
     return k, b, se, _critical(alpha, df), _critical(alpha - a1, df), d_up
 
 
-def relative_magnitudes_ci(
+def bonferroni_rm_ci(
     coef: EventCoefficients, rel_time: int, mbar: float, *, alpha: float = 0.05, df=None
 ) -> tuple[float, float]:
-    """Interval for ``tau`` at ``rel_time`` under ``Delta^RM(mbar)`` (module docstring)."""
+    """Bonferroni interval for ``tau`` at ``rel_time`` under ``Delta^RM(mbar)`` (fallback)."""
     if mbar < 0:
         raise ValueError(f"mbar must be non-negative, got {mbar}")
     k, b, se, z0, z2, d_up = _rm_parts(coef, rel_time, alpha, df)
@@ -199,10 +209,10 @@ def relative_magnitudes_ci(
     return b - half, b + half
 
 
-def relative_magnitudes_breakdown(
+def bonferroni_rm_breakdown(
     coef: EventCoefficients, rel_time: int, *, alpha: float = 0.05, df=None
 ) -> float:
-    """Smallest ``Mbar`` whose interval includes zero (0 when the first already does).
+    """Smallest ``Mbar`` whose Bonferroni interval includes zero (0 when the first does).
 
     Closed form: ``(|beta_k_hat| - z se_k) / (k D_up)``.
     """
@@ -211,6 +221,88 @@ def relative_magnitudes_breakdown(
     if abs(b) <= z0 * se or gap <= 0:
         return 0.0
     return float(gap / (k * d_up))
+
+
+def relative_magnitudes_ci(
+    coef: EventCoefficients, rel_time: int, mbar: float, *, alpha: float = 0.05
+) -> tuple[float, float]:
+    """C-LF hybrid interval for ``tau`` at ``rel_time`` under ``Delta^RM(mbar)``.
+
+    See :mod:`leapresearch.estimation.relative_magnitudes`.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two post-period months (the package's no-nuisance test is not
+        implemented), or ``mbar < 0``.
+    FloatingPointError
+        A moment without variance.
+    """
+    if mbar < 0:
+        raise ValueError(f"mbar must be non-negative, got {mbar}")
+    return rm_hybrid.hybrid_ci(
+        coef.beta, coef.sigma, coef.n_pre, coef.n_post, coef.period(rel_time), mbar, alpha=alpha
+    )
+
+
+def relative_magnitudes_breakdown(
+    coef: EventCoefficients, rel_time: int, *, alpha: float = 0.05, atol: float = 1e-4
+) -> float:
+    """Smallest ``Mbar`` whose C-LF interval includes zero (0 when ``Mbar = 0``'s does).
+
+    "Includes zero": the test accepts ``theta = 0``, or accepts values of the package's
+    grid on both sides of it (:func:`~leapresearch.estimation.relative_magnitudes.covers_zero`).
+    Bracketed by doubling from 1, then bisected to ``atol``; the upper end is returned
+    (``inf`` beyond ``Mbar = 1024``).
+    """
+
+    def covers(mbar: float) -> bool:
+        k = coef.period(rel_time)
+        return rm_hybrid.covers_zero(
+            coef.beta, coef.sigma, coef.n_pre, coef.n_post, k, mbar, alpha=alpha
+        )
+
+    if covers(0.0):
+        return 0.0
+    hi = 1.0
+    while not covers(hi):
+        hi *= 2
+        if hi > 1024:
+            return float("inf")
+    lo = 0.0 if hi == 1.0 else hi / 2
+    while hi - lo > atol:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if covers(mid) else (mid, hi)
+    return hi
+
+
+def _rm_rows(
+    coef: EventCoefficients,
+    rel_time: int,
+    mbar: Sequence[float],
+    *,
+    alpha: float,
+    df,
+    estimate: float,
+    n_treated: int,
+) -> list[tuple]:
+    """Relative-magnitudes rows of one month: C-LF, or Bonferroni when it cannot be had.
+
+    The hybrid needs at least two post-period months and moments with variance; when it
+    raises, the month's rows are the Bonferroni projection, labelled so in ``inference``.
+    """
+    try:
+        brk = relative_magnitudes_breakdown(coef, rel_time, alpha=alpha)
+        cis = [relative_magnitudes_ci(coef, rel_time, float(b), alpha=alpha) for b in mbar]
+        how = "C-LF"
+    except (ValueError, FloatingPointError, RuntimeError):
+        brk = bonferroni_rm_breakdown(coef, rel_time, alpha=alpha, df=df)
+        cis = [bonferroni_rm_ci(coef, rel_time, float(b), alpha=alpha, df=df) for b in mbar]
+        how = "Bonferroni"
+    return [
+        (rel_time, "relative_magnitudes", how, float(b), estimate, lo, hi, brk, n_treated)
+        for b, (lo, hi) in zip(mbar, cis, strict=True)
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -567,7 +659,7 @@ def _smoothness_rows(
     except RuntimeError:
         brk, cis = np.nan, [(np.nan, np.nan)] * len(m)
     return [
-        (rel_time, "smoothness", float(b), estimate, lo, hi, brk, n_treated)
+        (rel_time, "smoothness", "FLCI", float(b), estimate, lo, hi, brk, n_treated)
         for b, (lo, hi) in zip(m, cis, strict=True)
     ]
 
@@ -597,9 +689,11 @@ def sensitivity_bounds(
     Returns
     -------
     DataFrame
-        ``rel_time, method, bound, estimate, ci_lower, ci_upper, breakdown, n_treated``;
-        ``breakdown`` is the smallest bound whose interval includes zero (the same on
-        every row of a month and method). ``ci_lower``, ``ci_upper`` and ``breakdown``
+        ``rel_time, method, inference, bound, estimate, ci_lower, ci_upper, breakdown,
+        n_treated``; ``inference`` is ``C-LF`` or (fallback) ``Bonferroni`` for the
+        relative magnitudes and ``FLCI`` for smoothness; ``breakdown`` is the smallest
+        bound whose interval includes zero (the same on every row of a month and method;
+        the relative-magnitudes one bisected to 1e-4). ``ci_lower``, ``ci_upper`` and ``breakdown``
         are rounded to :data:`SENSITIVITY_DECIMALS` decimals, far above the optimiser's
         tolerance (about 1e-9 relative), so that the table does not depend on last-bit
         noise of the inputs (row order, BLAS kernel); the smoothness breakdown is itself
@@ -618,10 +712,7 @@ def sensitivity_bounds(
     for r in targets:
         n_t = int(result.n_treated_by_rel_time.get(r, 0))
         est = float(result.coefficients.loc[r])
-        brk = relative_magnitudes_breakdown(coef, r, alpha=alpha, df=df)
-        for b in mbar:
-            lo, hi = relative_magnitudes_ci(coef, r, float(b), alpha=alpha, df=df)
-            rows.append((r, "relative_magnitudes", float(b), est, lo, hi, brk, n_t))
+        rows += _rm_rows(coef, r, mbar, alpha=alpha, df=df, estimate=est, n_treated=n_t)
         rows += _smoothness_rows(coef, r, m, alpha=alpha, estimate=est, n_treated=n_t)
     table = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS[1:])
     rounded = ["ci_lower", "ci_upper", "breakdown"]

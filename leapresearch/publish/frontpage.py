@@ -203,9 +203,15 @@ def front_page(
     es, pre = tables["event_study"], tables.get("pretrend_tests")
     months = config.analysis.report_rel_times
     alpha = config.analysis.alpha
-    head = headline_table(es, rel_times=months, pretrends=pre, alpha=alpha)
+    sens = tables.get("sensitivity")
+    head = headline_table(es, rel_times=months, pretrends=pre, alpha=alpha, sensitivity=sens)
     summary = narrative.summary_paragraph(
-        es, pre, rel_times=months, alpha=alpha, matching=tables.get("matching_summary")
+        es,
+        pre,
+        rel_times=months,
+        alpha=alpha,
+        matching=tables.get("matching_summary"),
+        sensitivity=sens,
     )
     methods_text = narrative.methods_text(config, cluster=cluster)
     methods = "".join(f"<li>{_esc(t)}</li>" for t in methods_text)

@@ -176,6 +176,7 @@ def headline_table(
     pretrends: pd.DataFrame | None = None,
     groups: Sequence[str] | None = None,
     alpha: float = 0.05,
+    sensitivity: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Headline numbers: one row per group, estimate and 95% CI at each headline month.
 
@@ -194,13 +195,17 @@ def headline_table(
         Groups to show; default: all, within the caliper, grade bands and cohorts present.
     alpha : float
         Level of the pre-trend tests.
+    sensitivity : DataFrame, optional
+        The published ``sensitivity.csv``: adds for each month ``m`` the
+        relative-magnitudes breakdown value ``brk_m`` of the groups it bounds (NaN for the
+        others) and its ``inference_m`` (``C-LF`` or the ``Bonferroni`` fallback).
 
     Returns
     -------
     DataFrame
         ``group`` (code), ``n_treated``, ``n_comparison`` (students at the first headline
         month), ``pretrend_tests``, ``pretrend_rejected``, ``pretrend_min_p`` and for each
-        month ``m``: ``est_m``, ``lo_m``, ``hi_m``; rows
+        month ``m``: ``est_m``, ``lo_m``, ``hi_m`` (and ``brk_m``, ``inference_m``); rows
         in reading order (:func:`leapresearch.publish.labels.sort_groups`).
     """
     present = event_study["group"].unique()
@@ -209,6 +214,7 @@ def headline_table(
         groups = [g for g in present if labels.family_of(g) in families]
     order = [g for g in labels.sort_groups(groups) if g in set(present)]
     es = event_study.set_index(["group", "rel_time"])
+    brk = _rm_breakdowns(sensitivity)
     rows = []
     for g in order:
         row: dict[str, object] = {"group": g}
@@ -226,8 +232,24 @@ def headline_table(
             r = es.loc[(g, m)] if (g, m) in es.index else None
             for key, col in (("est", "estimate"), ("lo", "ci_lower"), ("hi", "ci_upper")):
                 row[f"{key}_{m}"] = np.nan if r is None else r[col]
+            if brk is not None:
+                b = brk.loc[(g, m)] if (g, m) in brk.index else None
+                row[f"brk_{m}"] = np.nan if b is None else b["breakdown"]
+                row[f"inference_{m}"] = "" if b is None else b["inference"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _rm_breakdowns(sensitivity: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Relative-magnitudes breakdown (and inference) by ``(group, rel_time)``, or None."""
+    if sensitivity is None or "note" in sensitivity.columns or sensitivity.empty:
+        return None
+    rm = sensitivity.loc[sensitivity["method"] == "relative_magnitudes"]
+    if "inference" not in rm.columns:
+        rm = rm.assign(inference="")
+    return rm.drop_duplicates(["group", "rel_time"]).set_index(["group", "rel_time"])[
+        ["breakdown", "inference"]
+    ]
 
 
 def _pretrend_cell(row: dict) -> str:
@@ -246,13 +268,21 @@ def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int], alpha: float 
     pre = "<th>Pre-trend tests rejecting</th>" if "pretrend_tests" in head.columns else ""
     rows = []
     any_suppressed = False
+    with_brk = f"brk_{rel_times[0]}" in head.columns
     for r in head.to_dict("records"):
         cells = []
         for m in rel_times:
             est = labels.fmt(r[f"est_{m}"], 1, signed=True)
             ci = labels.fmt_interval(r[f"lo_{m}"], r[f"hi_{m}"], 1)
             any_suppressed |= est == labels.SUPPRESSED
-            cells.append(f'<td>{est}<br><span class="lr-ci">({ci})</span></td>')
+            brk = ""
+            if with_brk and r.get(f"inference_{m}"):
+                mark = "" if r[f"inference_{m}"] == "C-LF" else "†"
+                brk = (
+                    f'<br><span class="lr-ci">breakdown Mbar '
+                    f"{labels.fmt(r[f'brk_{m}'], 2)}{mark}</span>"
+                )
+            cells.append(f'<td>{est}<br><span class="lr-ci">({ci})</span>{brk}</td>')
         n1 = _cell(r["n_treated"], count=True, digits=0)
         n0 = _cell(r["n_comparison"], count=True, digits=0)
         p = f"<td>{_pretrend_cell(r)}</td>" if pre else ""
@@ -272,6 +302,8 @@ def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int], alpha: float 
             f"the {alpha:.0%} level, of how many, with the smallest p-value; the summary reads "
             "the same tests."
         )
+    if with_brk:
+        foot.append(_breakdown_note(head, rel_times))
     if any_suppressed:
         foot.append(html.escape(labels.SUPPRESSED_NOTE))
     return (
@@ -279,6 +311,27 @@ def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int], alpha: float 
         f"<th>Comparison students</th>{months}{pre}</tr></thead><tbody>{''.join(rows)}"
         f'</tbody></table><p class="lr-note">{" ".join(foot)}</p>'
     )
+
+
+def _breakdown_note(head: pd.DataFrame, rel_times: Sequence[int]) -> str:
+    """Footnote of the breakdown values: what they mean, for which groups, and how made."""
+    inf = pd.concat([head[f"inference_{m}"] for m in rel_times], ignore_index=True)
+    bounded = head.loc[
+        pd.concat([head[f"inference_{m}"] != "" for m in rel_times], axis=1).any(axis=1), "group"
+    ]
+    names = ", ".join(labels.group_label(g) for g in bounded)
+    note = (
+        "Breakdown Mbar (notebook 03, sensitivity.csv; shown for "
+        f"{html.escape(names) or 'no group'}): the smallest Mbar at which the 95% "
+        "relative-magnitudes interval of Rambachan and Roth includes zero, i.e. the "
+        "estimate stays distinguishable from zero as long as the post-visit departure from "
+        "parallel trends in any month is below Mbar times the largest month-to-month "
+        "departure before the visit; conditional least-favourable hybrid interval (C-LF, as "
+        "the R package HonestDiD computes it)."
+    )
+    if (inf == "Bonferroni").any():
+        note += " †: the hybrid could not be computed; Bonferroni projection (more conservative)."
+    return note
 
 
 INFERENCE_COLUMNS = [

@@ -67,6 +67,7 @@ from leapresearch.publish.narrative.subgroups import describe_heterogeneity, des
 from leapresearch.publish.narrative.summary import (
     HTMLTable,
     crosswalk,
+    describe_headline_breakdowns,
     describe_truth_comparison,
     describe_within_caliper,
     headline_table,
@@ -103,6 +104,7 @@ __all__ = [
     "describe_shrinkage",
     "describe_specifications",
     "describe_truth_comparison",
+    "describe_headline_breakdowns",
     "describe_within_caliper",
     "headline_table",
     "limitations",

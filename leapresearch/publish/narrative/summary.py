@@ -28,16 +28,20 @@ def headline_table(
     rel_times: Sequence[int],
     pretrends: pd.DataFrame | None = None,
     alpha: float = 0.05,
+    sensitivity: pd.DataFrame | None = None,
 ):
     """The headline table (estimate, 95% CI, n per group, in reading order), for display.
 
-    See :func:`leapresearch.publish.tables.headline_table`; the object returned shows as
-    the same HTML table as the report's index page.
+    See :func:`leapresearch.publish.tables.headline_table` (with ``sensitivity``, the
+    relative-magnitudes breakdown value beside each bounded estimate); the object returned
+    shows as the same HTML table as the report's index page.
     """
     from leapresearch.publish.tables import headline_html
     from leapresearch.publish.tables import headline_table as _headline
 
-    head = _headline(table, rel_times=rel_times, pretrends=pretrends, alpha=alpha)
+    head = _headline(
+        table, rel_times=rel_times, pretrends=pretrends, alpha=alpha, sensitivity=sensitivity
+    )
     return HTMLTable(headline_html(head, rel_times=rel_times, alpha=alpha), head)
 
 
@@ -101,12 +105,15 @@ def summary_paragraph(
     rel_times: Sequence[int],
     alpha: float = 0.05,
     matching: pd.DataFrame | None = None,
+    sensitivity: pd.DataFrame | None = None,
 ) -> str:
     """The front page's summary: pooled effects with intervals, grade bands, pre-trends.
 
     With the matching summary (``matching``), also how many visited students have no
     comparison within the caliper and the estimate without them
-    (:func:`describe_within_caliper`).
+    (:func:`describe_within_caliper`); with the published ``sensitivity.csv``, the
+    relative-magnitudes breakdown values of the headline estimates
+    (:func:`describe_headline_breakdowns`).
     """
     first, last = rel_times[0], rel_times[-1]
     pooled = table.loc[(table["group"] == "all") & (table["rel_time"] == last)]
@@ -126,12 +133,68 @@ def summary_paragraph(
     for g in bands:
         parts.append(describe_effect(table, group=g, rel_time=last))
     parts.append(describe_within_caliper(table, matching, rel_time=last))
+    if sensitivity is not None:
+        parts.append(describe_headline_breakdowns(sensitivity, rel_times=rel_times))
     if pretrends is not None:
         parts.append(
             "Pre-trend tests (notebook 03): "
             + describe_pretrends(pretrends, alpha=alpha, brief=True)
         )
     return " ".join(parts)
+
+
+@_snapped
+def describe_headline_breakdowns(sensitivity: pd.DataFrame, *, rel_times: Sequence[int]) -> str:
+    """The relative-magnitudes breakdown values of the bounded groups, in one sentence.
+
+    Read from the published ``sensitivity.csv`` (the ``breakdown`` of its
+    ``relative_magnitudes`` rows: the smallest ``Mbar`` at which the 95% interval includes
+    zero): each bounded group's value at the last headline month, and the smallest at any
+    headline month with what it means. The headline table prints every month's beside
+    its estimate.
+    """
+    if "note" in sensitivity.columns:
+        return f"The sensitivity bounds could not be computed ({sensitivity['note'].iloc[0]})."
+    rm = sensitivity.loc[
+        (sensitivity["method"] == "relative_magnitudes")
+        & sensitivity["rel_time"].isin(list(rel_times))
+    ].drop_duplicates(["group", "rel_time"])
+    if rm.empty:
+        return "No relative-magnitudes bounds were computed at the headline months."
+    last = int(rm["rel_time"].max())
+    at_last = rm.loc[rm["rel_time"] == last]
+    values = ", ".join(
+        f"{group_label(g)} {fmt(b, 2)}"
+        for g, b in zip(at_last["group"], at_last["breakdown"], strict=True)
+    )
+    fallback = (
+        "; Bonferroni projection where the hybrid could not be computed"
+        if "inference" in rm.columns and (rm["inference"] == "Bonferroni").any()
+        else ""
+    )
+    text = (
+        f"Relative-magnitudes breakdown values at {_months(last)} (the smallest Mbar at which "
+        f"the 95% Rambachan-Roth interval includes zero{fallback}): {values}."
+    )
+    known = rm.dropna(subset=["breakdown"])
+    if known.empty:
+        return text
+    weak = known.sort_values(["breakdown", "rel_time"], kind="mergesort").iloc[0]
+    where = f"{group_label(weak['group'])} at {_months(int(weak['rel_time']))}"
+    b = float(weak["breakdown"])
+    if b >= 1:
+        reading = (
+            f"Even the smallest ({fmt(b, 2)}, {where}) survives a post-visit departure from "
+            "parallel trends as large as the largest pre-visit month-to-month departure."
+        )
+    elif b > 0:
+        reading = (
+            f"The smallest ({fmt(b, 2)}, {where}) gives way to a post-visit departure from "
+            f"parallel trends of {fmt(100 * b, 0)}% of the largest pre-visit month-to-month one."
+        )
+    else:
+        reading = f"The interval of {where} includes zero already under parallel trends."
+    return f"{text} {reading}"
 
 
 def _outside_caliper_count(matching: pd.DataFrame | None) -> tuple[int, int] | None:
