@@ -150,6 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             command=["leapresearch", *getattr(args, "argv", [])],
             workers=args.workers,
+            scheduler=args.scheduler,
             write_outputs=None
             if args.tables_only
             else report_writer(
@@ -287,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="processes (default 2: the re-matching checks run beside the other steps, "
         "and two notebooks at a time; the outputs are the same with 1)",
+    )
+    r.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="a Dask scheduler (e.g. tcp://host:8786) whose cluster computes the re-matching "
+        "checks (default: $LEAPRESEARCH_SCHEDULER if set); the outputs are the same",
     )
     r.set_defaults(func=_cmd_run)
 

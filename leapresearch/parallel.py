@@ -7,6 +7,9 @@ loky backend (processes, one BLAS thread each); when a Dask scheduler is named (
 the environment variable ``LEAPRESEARCH_SCHEDULER``, for example ``tcp://host:8786``) it is
 joblib's Dask backend on a ``dask.distributed`` client of that scheduler.
 
+:func:`start_parallel_map` starts the same work and lets the caller go on until it takes the
+results (a run computes its refits so while it estimates the other steps).
+
 Results come back in the order of the items, and each item carries everything its
 computation depends on (its seed included), so the numbers are the same whatever the number
 of workers or the backend.
@@ -15,8 +18,9 @@ of workers or the backend.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import joblib
 from threadpoolctl import threadpool_limits
@@ -69,3 +73,78 @@ def parallel_map(
     with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
         parallel = joblib.Parallel(n_jobs=min(workers, len(work)))
         return list(parallel(joblib.delayed(function)(item) for item in work))
+
+
+class Started(Generic[R]):
+    """The results of :func:`start_parallel_map`: computing beside the caller until taken."""
+
+    def __init__(self, take: Callable[[], list[R]], stop: Callable[[], None]) -> None:
+        self._take = take
+        self._stop = stop
+        self._results: list[R] | None = None
+
+    def results(self) -> list[R]:
+        """Every result, in the order of the items (waits for the workers; computed once).
+
+        An item's exception is raised here, as it was raised in its worker.
+        """
+        if self._results is None:
+            try:
+                self._results = self._take()
+            finally:
+                self.close()
+        return self._results
+
+    def close(self) -> None:
+        """Stop what is still running (its results are no longer wanted) and free the workers."""
+        self._stop()
+
+
+def _generator_stop(outputs, *also: Callable[[], None]) -> Callable[[], None]:
+    def stop() -> None:
+        try:
+            with warnings.catch_warnings():  # the tasks are cancelled on purpose
+                warnings.simplefilter("ignore", UserWarning)
+                outputs.close()  # joblib aborts the tasks not yet done
+        finally:
+            for close in also:
+                close()
+
+    return stop
+
+
+def start_parallel_map(
+    function: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+) -> Started[R]:
+    """:func:`parallel_map` started now, its results taken later (:meth:`Started.results`).
+
+    With a scheduler, or with ``workers >= 2``, the items are sent at once to the Dask
+    cluster or to ``workers`` loky processes (``joblib.Parallel(return_as="generator")``)
+    and computed while the caller goes on with other work; otherwise they are computed in
+    this process when their results are asked for. The results are those of
+    :func:`parallel_map` whatever the way.
+    """
+    work = list(items)
+    address = scheduler_address(scheduler)
+    calls = (joblib.delayed(function)(item) for item in work)
+    if address is not None:
+        from distributed import Client
+
+        client = Client(address)
+        try:
+            with joblib.parallel_config(backend="dask"):
+                outputs = joblib.Parallel(return_as="generator")(calls)
+        except BaseException:
+            client.close()
+            raise
+        return Started(lambda: list(outputs), _generator_stop(outputs, client.close))
+    if workers <= 1 or len(work) <= 1:
+        return Started(lambda: parallel_map(function, work, workers=1), lambda: None)
+    with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
+        parallel = joblib.Parallel(n_jobs=min(workers, len(work)), return_as="generator")
+        outputs = parallel(calls)
+    return Started(lambda: list(outputs), _generator_stop(outputs))

@@ -107,6 +107,7 @@ def run_report(
     use_cache: bool = True,
     command: Sequence[str] | None = None,
     workers: int = 1,
+    scheduler: str | None = None,
 ) -> RunRecord:
     """Run the evaluation on a contract folder and publish it into ``out_dir``.
 
@@ -131,9 +132,11 @@ def run_report(
         (``data_raw/.cache``), so they do not match again.
     command : sequence of str, optional
         The command line recorded in ``provenance.json`` (default: ``sys.argv``).
-    workers : int
-        Processes of the evaluation (2: the slow design checks run in a forked process
-        beside the other steps, :func:`leapresearch.analysis.runner.refits_beside`).
+    workers, scheduler : int, str or None
+        Processes of the evaluation, or a Dask scheduler's address (default:
+        ``$LEAPRESEARCH_SCHEDULER``): the design checks that fit a new propensity model are
+        computed by joblib's workers or the cluster beside the other steps
+        (:func:`leapresearch.analysis.refits.start_refits`); the tables are the same.
 
     Notes
     -----
@@ -164,7 +167,7 @@ def run_report(
     try:
         t0 = time.perf_counter()
         evaluation = _evaluate(
-            tables, config, log, loaded=loaded, built=built, cache=use_cache, workers=workers
+            tables, config, log, loaded, built=built, cache=use_cache, parallel=(workers, scheduler)
         )
         del built
         timings.update(evaluation.prepared.timings)
@@ -248,26 +251,38 @@ def _load_checked(data_dir: Path, config: Config, log: Log) -> tuple[object, tup
 
 
 def _evaluate(
-    tables, config: Config, log: Log, *, loaded: dict, built, cache: bool, workers: int = 1
+    tables,
+    config: Config,
+    log: Log,
+    loaded: dict,
+    *,
+    built,
+    cache: bool,
+    parallel: tuple[int, str | None] = (1, None),
 ):
     """Every analytic step; with ``cache``, store what the notebooks' sessions reuse.
 
     ``loaded`` is what :func:`_load_checked` recorded (the inputs' checksums key the cache;
     its data report is stored for notebook 01); ``built``, the panel and candidates of the
-    data check.
+    data check; ``parallel``, the run's workers and Dask scheduler.
     """
+    from leapresearch.analysis.refits import RefitError
     from leapresearch.analysis.runner import evaluate, stored_results
-    from leapresearch.threads import BesideError
 
     inputs = loaded["inputs"]
     try:
-        evaluation = evaluate(tables, config, log=log, workers=workers, built=built)
+        workers, scheduler = parallel
+        evaluation = evaluate(
+            tables, config, log=log, workers=workers, scheduler=scheduler, built=built
+        )
     except ValueError as exc:  # includes numpy's LinAlgError
         # Valid data can still be too small or sparse for a step (e.g. no cohort-month
-        # cell the robust estimator can estimate): refuse with the reason.
-        raise RunError(f"the evaluation cannot be completed on these data: {exc}") from exc
-    except BesideError as exc:
-        raise RunError(f"the evaluation did not finish: {exc}") from exc
+        # cell the robust estimator can estimate): refuse with the reason and the step.
+        raise RunError(
+            f"the evaluation cannot be completed on these data: {_with_notes(exc)}"
+        ) from exc
+    except RefitError as exc:  # a worker failed or died: the step and the reason
+        raise RunError(f"the evaluation did not finish: {_with_notes(exc)}") from exc
     if cache:
         from leapresearch.session import DATA_REPORT, store_prepared, store_result
 
@@ -277,6 +292,11 @@ def _evaluate(
         for step, result in stored_results(evaluation).items():
             store_result(result, inputs, config, step)
     return evaluation
+
+
+def _with_notes(exc: BaseException) -> str:
+    """The message of ``exc`` followed by its notes (the step it stopped, the refit)."""
+    return " ".join([str(exc), *getattr(exc, "__notes__", ())])
 
 
 def _provenance(

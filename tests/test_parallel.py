@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from leapresearch.parallel import SCHEDULER_ENV, parallel_map, scheduler_address
+from leapresearch.parallel import (
+    SCHEDULER_ENV,
+    parallel_map,
+    scheduler_address,
+    start_parallel_map,
+)
 
 
 def _blas_heavy(seed: int) -> float:
@@ -24,6 +29,14 @@ def test_results_in_order_and_identical_across_workers():
     assert parallel_map(_blas_heavy, range(6), workers=2) == loop
 
 
+def test_a_map_started_now_gives_the_same_results_later():
+    loop = parallel_map(_blas_heavy, range(6))
+    in_process = start_parallel_map(_blas_heavy, range(6), workers=1)
+    started = start_parallel_map(_blas_heavy, range(6), workers=2)  # sent to loky at once
+    assert started.results() == loop and in_process.results() == loop
+    assert started.results() is started.results()  # taken once
+
+
 def test_dask_local_cluster_gives_the_same_numbers(monkeypatch):
     distributed = pytest.importorskip("distributed")
     loop = parallel_map(_blas_heavy, range(4))
@@ -31,6 +44,8 @@ def test_dask_local_cluster_gives_the_same_numbers(monkeypatch):
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         assert parallel_map(_blas_heavy, range(4), scheduler=cluster.scheduler_address) == loop
+        started = start_parallel_map(_blas_heavy, range(4), scheduler=cluster.scheduler_address)
+        assert started.results() == loop
         monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)
         assert parallel_map(_blas_heavy, range(4), workers=1) == loop
 

@@ -205,9 +205,25 @@ def test_the_kernels_really_change():
 
 
 def test_one_process_gives_the_tables_of_two(tmp_path, tied_data, tied_run):
-    # the reference run uses the default --workers 2 (specifications refitted in a forked
-    # process); one process computes the same bytes
+    # the reference run uses the default --workers 2 (the refits computed by two loky
+    # workers while the run estimates the other steps); one process computes the same bytes
     assert_same_tables(tied_run, _run(tied_data, tmp_path / "run", None, "--workers", "1"))
+
+
+def test_a_dask_cluster_gives_the_tables_of_one_process(tmp_path, tied_data, tied_run):
+    # `--scheduler ADDRESS`: the refits are computed by the workers of a Dask cluster
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        tables = _run(tied_data, tmp_path / "run", None, "--scheduler", address)
+        with distributed.Client(address) as client:  # its workers computed the refits
+            executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+        assert sum(executed.values()) >= 6
+        assert_same_tables(tied_run, tables)
+        prov = json.loads((tables.parent / "provenance.json").read_text())
+        assert prov["command"][-2:] == ["--scheduler", address]
 
 
 @pytest.mark.parametrize("env", environments(), ids=lambda e: "-".join(e.values())[:40])
@@ -284,51 +300,6 @@ def test_cached_prepared_sample_gives_the_same_tables(sim_data, private_cache):
     assert not list(private_cache.rglob("*.pkl"))
 
 
-def test_a_step_computed_beside_is_another_process_with_the_same_result():
-    import os
-
-    from leapresearch.threads import Beside
-
-    assert Beside(os.getpid, enabled=True).result() != os.getpid()
-    assert Beside(os.getpid, enabled=False).result() == os.getpid()
-    with pytest.raises(ValueError, match="not estimable"):
-        Beside(functools.partial(_fail, "not estimable"), enabled=True).result()
-    import time
-
-    from leapresearch.threads import BesideError
-
-    with pytest.raises(BesideError, match="exit code 3.*--workers 1"):
-        Beside(functools.partial(os._exit, 3), enabled=True).result()
-    slow = Beside(functools.partial(time.sleep, 120), enabled=True)
-    start = time.perf_counter()
-    slow.close()  # a caller that failed does not wait for the child
-    assert time.perf_counter() - start < 30
-
-
-def _fail(message: str) -> None:
-    raise ValueError(message)
-
-
-def test_specifications_refitted_beside_give_the_same_table(sim_data, private_cache):
-    # `leapresearch run` (--workers 2, the default) fits the specifications that need a new
-    # propensity model in a forked process and the others here; the assembled table is
-    # the one a single process computes, row for row
-    from leapresearch.analysis import runner, second_process, specifications
-    from leapresearch.session import open_session
-
-    session = open_session("demo", data_dir=str(sim_data))
-    prepared, tables = session.prepared, session.tables
-    alone = specifications.estimate_specifications(prepared, tables=tables)
-    lines: list[str] = []
-    refits = runner.refits_beside(prepared, tables=tables, enabled=True)
-    assert refits is not None and runner.refits_beside(prepared, enabled=False) is None
-    split = second_process.specifications_with(prepared, refits, tables=tables, log=lines.append)
-    refitted = set(specifications.REFIT_SPECS) & set(alone["specification"])
-    assert len(refitted) >= 3 and len(set(alone["specification"]) - refitted) > 5
-    pd.testing.assert_frame_equal(split, alone, check_exact=True)
-    assert len(lines) == 2 and all(x.startswith("specifications: ") for x in lines)
-
-
 def test_notebook_01_shows_the_data_check_of_the_run_without_reading_the_data(
     sim_data, private_cache
 ):
@@ -375,16 +346,6 @@ def test_the_run_prepares_the_sample_from_what_its_data_check_built(sim_data):
     pd.testing.assert_frame_equal(reused.candidates.frame, fresh.candidates.frame)
     pd.testing.assert_frame_equal(reused.stacked, fresh.stacked, check_exact=True)
     pd.testing.assert_frame_equal(reused.units, fresh.units, check_exact=True)
-
-
-def test_a_step_beside_is_computed_once():
-    import os
-
-    from leapresearch.threads import Beside
-
-    for enabled in (True, False):
-        step = Beside(functools.partial(os.urandom, 8), enabled=enabled)
-        assert step.result() == step.result()
 
 
 def _notebook_steps() -> dict[str, object]:

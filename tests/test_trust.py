@@ -490,7 +490,9 @@ def test_input_changed_during_the_run_is_refused(valid_fixture, tmp_path, monkey
     (old / "provenance.json").write_text('{"old": true}\n')
     before = listing(runs)
 
-    def evaluate_while_someone_edits(tables, config, log=None, workers=1, built=None):
+    def evaluate_while_someone_edits(
+        tables, config, log=None, workers=1, scheduler=None, built=None
+    ):
         with open(data / "students.csv", "a") as f:
             f.write("\n")
         return _fake_evaluation(tables, config)

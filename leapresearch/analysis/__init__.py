@@ -20,8 +20,10 @@ in the module of its family:
 - :mod:`~leapresearch.analysis.truth`: on simulated data only, each headline estimate beside
   the simulator's truth (notebook 08);
 - :mod:`~leapresearch.analysis.runner`: the list of a run's steps and the function that runs
-  them (``leapresearch run`` and a notebook's ``session.result(step)`` both go through it).
+  them (``leapresearch run`` and a notebook's ``session.result(step)`` both go through it);
+- :mod:`~leapresearch.analysis.refits`: the steps that fit a new propensity model, as items
+  the run's workers (joblib, or a Dask cluster) compute while it estimates the others.
 
-May import ``data``, ``design``, ``estimation``, ``config`` and ``threads``; only the ways in
-(``pipeline``, ``session``, ``cli``) import it.
+May import ``data``, ``design``, ``estimation``, ``config``, ``threads`` and ``parallel``;
+only the ways in (``pipeline``, ``session``, ``cli``) import it.
 """

@@ -35,6 +35,7 @@ from leapresearch.analysis.identification import (
     pretrend_tables,
 )
 from leapresearch.analysis.long_term import estimate_long_term, estimate_long_term_both
+from leapresearch.analysis.refits import Refits, specifications_with, start_refits
 from leapresearch.analysis.robustness import estimate_naive, estimate_placebo, estimate_robust
 from leapresearch.analysis.sample import (
     Prepared,
@@ -43,12 +44,11 @@ from leapresearch.analysis.sample import (
     matching_summary,
     prepare,
 )
-from leapresearch.analysis.second_process import specifications_with, start_beside, take
-from leapresearch.analysis.specifications import REFIT_SPECS, estimate_specifications
+from leapresearch.analysis.specifications import estimate_specifications
 from leapresearch.analysis.truth import compare_with_truth, estimate_truth_comparison
 from leapresearch.config import Config
 from leapresearch.data.descriptives import attendance_by_year, visited_by_cohort
-from leapresearch.threads import Beside, release_memory, single_blas_thread
+from leapresearch.threads import single_blas_thread
 
 
 @dataclass
@@ -57,14 +57,15 @@ class StepInputs:
 
     ``prepared``: the matched sample (:func:`~leapresearch.analysis.sample.prepare`); ``tables``:
     the contract tables, or a function that reads them (called only when a step needs them:
-    the intent-to-treat rows of the specifications); ``refits``: the steps computed in a
-    second process (:func:`refits_beside`); ``results``: the results so far, by step name.
+    the intent-to-treat rows of the specifications); ``refits``: the steps the workers
+    compute (:func:`~leapresearch.analysis.refits.start_refits`); ``results``: the results so
+    far, by step name.
     """
 
     prepared: Prepared
     tables: object = None
     log: Log = quiet
-    refits: Beside | None = None
+    refits: Refits | None = None
     results: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def contract_tables(self):
@@ -91,9 +92,10 @@ class Step:
     ``function`` computes it from the matched sample alone (what a notebook names); ``compute``
     is how a run computes the same table from the shared :class:`StepInputs`. ``guarded``:
     when the data cannot support the step, the run publishes a one-row note and goes on (a
-    check the headline does not rest on); otherwise the run stops. ``beside``: computed in the
-    second process of a run with two workers. ``optional``: published only when it has rows
-    (the truth comparison: simulated data with their truth).
+    check the headline does not rest on); otherwise the run stops. ``beside``: computed by the
+    workers of a run with two or a Dask scheduler, while this process computes the others.
+    ``optional``: published only when it has rows (the truth comparison: simulated data
+    with their truth).
     """
 
     name: str
@@ -166,7 +168,7 @@ STEPS: tuple[Step, ...] = (
         lambda i: estimate_long_term_both(i.prepared, published=i.results.get("long_term")),
         **NOTEBOOK_ONLY,
     ),
-    # the steps that take results from the second process come last, so that this process
+    # the steps that take results from the workers come last, so that this process
     # computes the others meanwhile
     Step("specifications", estimate_specifications, _specifications, guarded=True),
     Step(
@@ -233,6 +235,12 @@ class Evaluation:
         return cluster_level(self.prepared)
 
 
+def compute_named(name: str, prepared: Prepared, tables, log: Log) -> pd.DataFrame:
+    """Step ``name`` of :data:`STEPS` computed alone from the matched sample (a refit)."""
+    step = next(s for s in STEPS if s.name == name)
+    return compute(step, StepInputs(prepared, tables=tables, log=log))
+
+
 @single_blas_thread
 def evaluate(
     tables,
@@ -240,27 +248,39 @@ def evaluate(
     *,
     log: Log = quiet,
     workers: int = 1,
+    scheduler: str | None = None,
     built: tuple | None = None,
 ) -> Evaluation:
     """Run every step of :data:`STEPS` on validated contract tables.
 
     ``built``: the panel and candidates the data check built (see :func:`prepare`). With
-    ``workers >= 2`` the steps marked ``beside`` and the specifications that fit a new
-    propensity model (:data:`~leapresearch.analysis.specifications.REFIT_SPECS`) run in a
-    forked process while this one computes the others (:func:`refits_beside`); the tables
-    are the same either way.
+    ``workers >= 2`` or a Dask ``scheduler`` (or ``LEAPRESEARCH_SCHEDULER``), the steps
+    marked ``beside`` and the specifications that fit a new propensity model
+    (:data:`~leapresearch.analysis.specifications.REFIT_SPECS`) are computed by the workers
+    while this process computes the others (:func:`~leapresearch.analysis.refits.start_refits`);
+    the tables are the same either way. An exception names the step it stopped.
     """
     prepared = prepare(tables, config, log=log, built=built)
-    if workers >= 2:
-        release_memory()  # the matching's garbage is not handed to the forked process
-    refits = refits_beside(prepared, tables=tables, enabled=workers >= 2)
+    beside = [s.name for s in STEPS if s.beside]
+    refits = start_refits(
+        prepared,
+        tables=tables,
+        steps=beside,
+        compute_step=compute_named,
+        workers=workers,
+        scheduler=scheduler,
+    )
     inputs = StepInputs(prepared, tables=tables, log=log, refits=refits)
     try:
         for step in STEPS:
-            if step.beside and refits is not None:
-                inputs.results[step.name] = take(refits, step.name, log)
-            else:
-                inputs.results[step.name] = compute(step, inputs)
+            try:
+                if step.beside and refits is not None:
+                    inputs.results[step.name] = refits.take(step.name, log)
+                else:
+                    inputs.results[step.name] = compute(step, inputs)
+            except Exception as exc:
+                exc.add_note(f"(in the step {step.name} of the run)")
+                raise
     finally:
         if refits is not None:
             refits.close()  # only still running if a step here failed
@@ -277,23 +297,3 @@ def evaluate(
 def stored_results(evaluation: Evaluation) -> dict[str, pd.DataFrame]:
     """Step name -> result, for every result a notebook shows (stored for their sessions)."""
     return {**evaluation.tables, **getattr(evaluation, "shown", {})}
-
-
-def refits_beside(prepared: Prepared, *, tables=None, enabled: bool) -> Beside | None:
-    """The slow steps computed in a forked process (None unless ``enabled``).
-
-    The steps of :data:`STEPS` marked ``beside`` and the rows of
-    :data:`~leapresearch.analysis.specifications.REFIT_SPECS`: they need only the matched
-    sample. :func:`evaluate` takes them (and replays their log) after its own steps.
-    """
-    names = [n for n in prepared.config.identification.specifications if n in REFIT_SPECS]
-    work: dict[str, Callable[[Log], pd.DataFrame]] = {
-        "specifications": lambda log: estimate_specifications(
-            prepared, tables=tables, log=log, names=names
-        )
-    }
-    for step in (s for s in STEPS if s.beside):
-        work[step.name] = lambda log, step=step: compute(
-            step, StepInputs(prepared, tables=tables, log=log)
-        )
-    return start_beside(work, enabled=enabled)

@@ -197,44 +197,58 @@ def estimate_specifications(
     config = prepared.config
     specs = config.identification.specifications
     names = ["main", *specs] if names is None else list(names)
-    lo, hi = config.analysis.window
     rows = _spec_rows(prepared, "main") if "main" in names else []
     timings = {}
     for name in (n for n in specs if n in names):
         t0 = time.perf_counter()
-        if name == "no_adjustment" and config.analysis.regression_adjustment:
-            rows += _spec_rows(prepared, name, adjust=False)
-        elif name in ("outside_caliper_drop", "outside_caliper_only"):
-            within, far = prepared.caliper_split()
-            keep = far if name.endswith("only") else within
-            if len(far) and len(keep):
-                rows += _spec_rows(prepared, name, keep=keep)
-        elif name in ("censoring_weights", "no_censoring_weights"):
-            rows += _censoring_spec_rows(prepared, name)
-        elif name == "trimmed_end_points":
-            st = prepared.stacked
-            trimmed = st.loc[st["rel_time"].between(lo, hi)]
-            rows += _spec_rows(prepared, name, panel=trimmed, window=None)
-        elif name in ("cluster_school", "cluster_student"):
-            level = name.removeprefix("cluster_")
-            if config.analysis.cluster != level:  # the main row already clusters so
-                alt = dataclasses.replace(
-                    prepared, config=with_setting(config, "analysis", cluster=level)
-                )
-                rows += _spec_rows(alt, name)
-        elif name in REMATCHED_SPECS:
-            alt = _rematched(prepared, name, tables)
-            if alt is not None:
-                rows += _spec_rows(alt, name)
-            # the re-matched sample is dropped before the next one is built, not beside it
-            del alt
-            release_memory()
+        rows += specification_rows(prepared, name, tables=tables)
         timings[name] = time.perf_counter() - t0
-    log("specifications: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if v >= 0.5))
+    log(timings_line(timings))
     if not rows:
         return pd.DataFrame(columns=SPECIFICATION_COLUMNS)
     out = pd.concat(rows, ignore_index=True)
     return out[SPECIFICATION_COLUMNS]
+
+
+@single_blas_thread
+def specification_rows(prepared: Prepared, name: str, *, tables=None) -> list[pd.DataFrame]:
+    """The rows of one switch ``name`` of :func:`estimate_specifications` (none if skipped)."""
+    config = prepared.config
+    lo, hi = config.analysis.window
+    rows: list[pd.DataFrame] = []
+    if name == "no_adjustment" and config.analysis.regression_adjustment:
+        rows += _spec_rows(prepared, name, adjust=False)
+    elif name in ("outside_caliper_drop", "outside_caliper_only"):
+        within, far = prepared.caliper_split()
+        keep = far if name.endswith("only") else within
+        if len(far) and len(keep):
+            rows += _spec_rows(prepared, name, keep=keep)
+    elif name in ("censoring_weights", "no_censoring_weights"):
+        rows += _censoring_spec_rows(prepared, name)
+    elif name == "trimmed_end_points":
+        st = prepared.stacked
+        trimmed = st.loc[st["rel_time"].between(lo, hi)]
+        rows += _spec_rows(prepared, name, panel=trimmed, window=None)
+    elif name in ("cluster_school", "cluster_student"):
+        level = name.removeprefix("cluster_")
+        if config.analysis.cluster != level:  # the main row already clusters so
+            alt = dataclasses.replace(
+                prepared, config=with_setting(config, "analysis", cluster=level)
+            )
+            rows += _spec_rows(alt, name)
+    elif name in REMATCHED_SPECS:
+        alt = _rematched(prepared, name, tables)
+        if alt is not None:
+            rows += _spec_rows(alt, name)
+        # the re-matched sample is dropped before the next one is built, not beside it
+        del alt
+        release_memory()
+    return rows
+
+
+def timings_line(timings: dict[str, float]) -> str:
+    """The log line of :func:`estimate_specifications`: the switches that took 0.5 s or more."""
+    return "specifications: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if v >= 0.5)
 
 
 def merge_specification_rows(

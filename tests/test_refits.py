@@ -1,0 +1,157 @@
+"""The refits of a run, computed by joblib's workers while the run estimates the rest.
+
+``leapresearch run`` (``--workers 2`` or a Dask scheduler) sends the steps that fit a new
+propensity model to :func:`leapresearch.parallel.start_parallel_map`; the table assembled
+from the workers' rows is the one a single process computes, and a refit that fails in a
+worker surfaces with its step's name, in the step that takes it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+import pytest
+
+
+def _pid_or_fail(name: str, prepared, tables, log) -> pd.DataFrame:
+    """A step runner for the tests: its process id, or the failure its name asks for."""
+    log(f"{name}: computed")
+    if name == "kaboom":
+        raise KeyError("a column no table has")
+    if name == "too_few":
+        raise ValueError("no group with a comparison")
+    if name == "dies":
+        os._exit(3)
+    if name == "slow":
+        time.sleep(120)
+    return pd.DataFrame({"step": [name], "pid": [os.getpid()]})
+
+
+@pytest.fixture(scope="module")
+def demo_session(sim_data, tmp_path_factory):
+    from leapresearch import session as session_module
+    from leapresearch.session import open_session
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(session_module, "CACHE_DIR", tmp_path_factory.mktemp("cache"))
+    try:
+        yield open_session("demo", data_dir=str(sim_data))
+    finally:
+        mp.undo()
+
+
+def test_specifications_refitted_by_the_workers_give_the_same_table(demo_session):
+    from leapresearch.analysis import refits, runner, specifications
+
+    prepared, tables = demo_session.prepared, demo_session.tables
+    alone = specifications.estimate_specifications(prepared, tables=tables)
+    assert (
+        refits.start_refits(
+            prepared, tables=tables, steps=[], compute_step=runner.compute_named, workers=1
+        )
+        is None
+    )  # one process: the rows are computed at their place
+    lines: list[str] = []
+    started = refits.start_refits(
+        prepared, tables=tables, steps=[], compute_step=runner.compute_named, workers=2
+    )
+    split = refits.specifications_with(prepared, started, tables=tables, log=lines.append)
+    refitted = set(specifications.REFIT_SPECS) & set(alone["specification"])
+    assert len(refitted) >= 3 and len(set(alone["specification"]) - refitted) > 5
+    pd.testing.assert_frame_equal(split, alone, check_exact=True)
+    # the log shows the two parts as before: the rows computed here, then the refits
+    assert len(lines) == 2 and all(x.startswith("specifications: ") for x in lines)
+
+
+def test_whole_steps_are_computed_by_other_processes_with_their_log(demo_session):
+    from leapresearch.analysis.refits import start_refits
+
+    started = start_refits(
+        demo_session.prepared,
+        tables=None,
+        steps=["first", "second"],
+        compute_step=_pid_or_fail,
+        workers=2,
+    )
+    lines: list[str] = []
+    first = started.take("first", lines.append)
+    second = started.take("second", lines.append)
+    assert first["step"].tolist() == ["first"] and second["step"].tolist() == ["second"]
+    assert os.getpid() not in {first["pid"].iloc[0], second["pid"].iloc[0]}
+    assert lines == ["first: computed", "second: computed"]
+    pd.testing.assert_frame_equal(started.take("first", lambda _: None), first)  # taken again
+
+
+def test_a_failing_refit_names_its_step_and_spares_the_others(demo_session):
+    from leapresearch.analysis.refits import RefitError, start_refits
+
+    started = start_refits(
+        demo_session.prepared,
+        tables=None,
+        steps=["kaboom", "too_few", "fine"],
+        compute_step=_pid_or_fail,
+        workers=2,
+    )
+    # any error but the data's: its step, its type and its message, not a pickling trace
+    with pytest.raises(RefitError, match=r"kaboom failed: KeyError: .a column no table has"):
+        started.take("kaboom", lambda _: None)
+    # the data cannot support the step: the ValueError of one process (for the step's
+    # guard, hence the same note in the table), with the refit named in a note
+    with pytest.raises(ValueError) as caught:
+        started.take("too_few", lambda _: None)
+    assert str(caught.value) == "no group with a comparison"
+    assert caught.value.__notes__ == ["(in the refit too_few)"]
+    assert started.take("fine", lambda _: None)["step"].tolist() == ["fine"]
+
+
+def test_a_dead_worker_is_a_clear_error(demo_session):
+    from leapresearch.analysis.refits import RefitError, start_refits
+
+    started = start_refits(
+        demo_session.prepared, tables=None, steps=["dies"], compute_step=_pid_or_fail, workers=2
+    )
+    with pytest.raises(RefitError, match=r"(?s)refits \(dies, .*did not finish.*--workers 1"):
+        started.take("dies", lambda _: None)
+
+
+def test_a_run_that_failed_does_not_wait_for_its_refits(demo_session):
+    from leapresearch.analysis.refits import start_refits
+
+    started = start_refits(
+        demo_session.prepared,
+        tables=None,
+        steps=["slow", "slow_too"],
+        compute_step=_pid_or_fail,
+        workers=2,
+    )
+    time.sleep(1)
+    start = time.perf_counter()
+    started.close()  # a step of the run failed: the workers are stopped, not awaited
+    assert time.perf_counter() - start < 30
+
+
+def test_a_step_of_the_run_that_fails_is_named_in_the_run_error(sim_data, tmp_path, monkeypatch):
+    # the step's name reaches the message `leapresearch run` prints
+    from leapresearch import pipeline
+    from leapresearch.analysis import runner
+    from leapresearch.config import load_config
+
+    def balance_fails(prepared):
+        raise ValueError("no students to balance")
+
+    steps = tuple(
+        s if s.name != "balance" else runner.Step("balance", balance_fails) for s in runner.STEPS
+    )
+    monkeypatch.setattr(runner, "STEPS", steps)
+    config = load_config("demo", data_dir=sim_data)
+    with pytest.raises(pipeline.RunError) as caught:
+        pipeline.run_report(
+            sim_data, tmp_path / "run", config=config, log=lambda _: None, use_cache=False
+        )
+    assert str(caught.value) == (
+        "the evaluation cannot be completed on these data: no students to balance "
+        "(in the step balance of the run)"
+    )
+    assert not (tmp_path / "run").exists()
