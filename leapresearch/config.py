@@ -219,6 +219,10 @@ class PrivacyConfig(_Frozen):
     min_treated: int = 20
 
 
+MIN_PROCEDURE_DRAWS = 10
+"""Fewest draws of the whole-procedure bootstrap when it is on (199 or more to publish)."""
+
+
 class InferenceConfig(_Frozen):
     """Which pointwise intervals are published, and the bootstrap's draws and seed.
 
@@ -232,12 +236,25 @@ class InferenceConfig(_Frozen):
     bootstrap_draws: int = 999
     seed: int = 20240601
     band: bool = True
+    procedure_draws: int = 199
+    """Draws of the whole-procedure cluster bootstrap (:mod:`leapresearch.analysis.procedure`:
+    score, matching, censoring weights, adjustment and fit re-run per draw); 0 switches it
+    off. Its columns ``procedure_*`` of ``event_study.csv`` cover the headline groups."""
 
     @field_validator("bootstrap_draws")
     @classmethod
     def _enough_draws(cls, v: int) -> int:
         if v < 100:
             raise ValueError(f"bootstrap_draws must be at least 100, got {v}")
+        return v
+
+    @field_validator("procedure_draws")
+    @classmethod
+    def _procedure_draws(cls, v: int) -> int:
+        if v != 0 and v < MIN_PROCEDURE_DRAWS:
+            raise ValueError(
+                f"procedure_draws must be 0 (off) or at least {MIN_PROCEDURE_DRAWS}, got {v}"
+            )
         return v
 
 

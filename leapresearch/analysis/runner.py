@@ -1,12 +1,11 @@
 """The run: the list of its steps, and the one function that computes a step.
 
 Every result that ``leapresearch run`` publishes or a notebook shows is a :class:`Step` of
-:data:`STEPS`: the name of its table, the public step function that computes it on its own
-(the function a notebook passes to ``session.result``) and how a run computes it from what
-the steps share (:class:`StepInputs`). :func:`evaluate` runs the steps; :func:`compute`
-computes one, for a run or for a notebook's session, so both show the same table. A new
-analysis is one function in the module of its exhibit family and one line in :data:`STEPS`
-(``published=False`` if only a notebook shows it).
+:data:`STEPS`: its table's name, the public function that computes it alone (what a notebook
+passes to ``session.result``) and how a run computes it from what the steps share
+(:class:`StepInputs`). :func:`evaluate` runs the steps; :func:`compute` computes one, for a run
+or a notebook, so both show the same table. A new analysis is one function in the module of its
+exhibit family and one line in :data:`STEPS` (``published=False`` if only a notebook shows it).
 """
 
 from __future__ import annotations
@@ -58,8 +57,9 @@ class StepInputs:
 
     ``prepared``: the matched sample (:func:`~leapresearch.analysis.sample.prepare`); ``tables``:
     the contract tables, or a function that reads them (called only when a step needs them:
-    the intent-to-treat rows of the specifications); ``refits``: the steps computed in a
-    second process (:func:`refits_beside`); ``results``: the results so far, by step name.
+    the intent-to-treat rows of the specifications); ``refits``: the steps computed in a second
+    process (:func:`refits_beside`); ``results``: the results so far, by step name; ``workers``:
+    processes of the whole-procedure bootstrap (:mod:`~leapresearch.analysis.procedure`).
     """
 
     prepared: Prepared
@@ -67,6 +67,7 @@ class StepInputs:
     log: Log = quiet
     refits: Beside | None = None
     results: dict[str, pd.DataFrame] = field(default_factory=dict)
+    workers: int = 1
 
     def contract_tables(self):
         """The contract tables (read on first use when given as a function)."""
@@ -77,7 +78,9 @@ class StepInputs:
     @cached_property
     def event_studies(self) -> tuple[pd.DataFrame, dict]:
         """``event_study.csv`` and the fit of every group (:func:`estimate_event_studies`)."""
-        return estimate_event_studies(self.prepared, within_caliper=True, log=self.log)
+        return estimate_event_studies(
+            self.prepared, within_caliper=True, procedure=True, workers=self.workers, log=self.log
+        )
 
     @cached_property
     def pretrend_evidence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -105,12 +108,6 @@ class Step:
     guarded: bool = False
     beside: bool = False
     optional: bool = False
-
-
-def _specifications(inputs: StepInputs) -> pd.DataFrame:
-    return specifications_with(
-        inputs.prepared, inputs.refits, tables=inputs.contract_tables(), log=inputs.log
-    )
 
 
 NOTEBOOK_ONLY = {"published": False, "guarded": True}
@@ -169,7 +166,12 @@ STEPS: tuple[Step, ...] = (
     ),
     # the steps that take results from the second process come last, so that this process
     # computes the others meanwhile
-    Step("specifications", estimate_specifications, _specifications, guarded=True),
+    Step(
+        "specifications",
+        estimate_specifications,
+        lambda i: specifications_with(i.prepared, i.refits, tables=i.contract_tables(), log=i.log),
+        guarded=True,
+    ),
     Step(
         "falsification",
         estimate_falsification,
@@ -196,10 +198,9 @@ def try_estimate(
 ) -> pd.DataFrame:
     """``step(*args)``; when the data cannot support it, a note instead of failing.
 
-    A step that cannot be computed (e.g. no event-month group with a not-yet-visited
-    comparison) yields the one-row :func:`~leapresearch.analysis.base.not_estimable` table
-    whose ``note`` gives the reason, and the log says so under ``name`` (default: the
-    function's name).
+    A step that cannot be computed (no event-month group with a not-yet-visited comparison)
+    yields the one-row :func:`~leapresearch.analysis.base.not_estimable` table whose ``note``
+    gives the reason, and the log says so under ``name`` (default: the function's name).
     """
     try:
         return step(*args)
@@ -218,10 +219,7 @@ def compute(step: Step, inputs: StepInputs, *, guarded: bool | None = None) -> p
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The results of a run: ``tables`` are published, ``shown`` only the notebooks show.
-
-    ``event_studies`` holds the fit of every group (group label -> ``GroupFit``).
-    """
+    """A run's results: ``tables`` published, ``shown`` notebook-only, ``event_studies`` fits."""
 
     prepared: Prepared
     tables: dict[str, pd.DataFrame]
@@ -248,14 +246,14 @@ def evaluate(
     ``built``: the panel and candidates the data check built (see :func:`prepare`). With
     ``workers >= 2`` the steps marked ``beside`` and the specifications that fit a new
     propensity model (:data:`~leapresearch.analysis.specifications.REFIT_SPECS`) run in a
-    forked process while this one computes the others (:func:`refits_beside`); the tables
-    are the same either way.
+    forked process while this one computes the others (:func:`refits_beside`), and the
+    whole-procedure bootstrap uses ``workers`` processes; the tables are the same either way.
     """
     prepared = prepare(tables, config, log=log, built=built)
     if workers >= 2:
         release_memory()  # the matching's garbage is not handed to the forked process
     refits = refits_beside(prepared, tables=tables, enabled=workers >= 2)
-    inputs = StepInputs(prepared, tables=tables, log=log, refits=refits)
+    inputs = StepInputs(prepared, tables=tables, log=log, refits=refits, workers=workers)
     try:
         for step in STEPS:
             if step.beside and refits is not None:

@@ -1,0 +1,175 @@
+"""The whole-procedure cluster bootstrap (issue 27, items 1-2, 4).
+
+On the 5% simulated sample: a draw that takes every school once rebuilds the run's matched
+sample and estimates bit for bit; the draws are the same numbers with one worker, two
+workers and a two-worker Dask cluster; the order of the schools (the draws' frame) comes
+from their content, not from their ids; and the columns of ``event_study.csv``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TEST_PROCEDURE_DRAWS
+
+DRAWS = 4
+
+
+@pytest.fixture(scope="module")
+def prepared(sim_data: Path):
+    from leapresearch.analysis.sample import prepare
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+
+    config = load_config(
+        "demo", data_dir=sim_data, overrides=[f"inference.procedure_draws={TEST_PROCEDURE_DRAWS}"]
+    )
+    return prepare(read_raw_tables(sim_data), config)
+
+
+def test_every_school_once_gives_back_the_estimates_exactly(prepared):
+    from leapresearch.analysis import procedure
+    from leapresearch.analysis.event_studies import estimate_event_studies
+    from leapresearch.analysis.sample import prepare_matched
+
+    data = procedure.procedure_data(prepared)
+    panel, candidates = procedure.resampled_inputs(data, np.ones(data.n_clusters, np.int64))
+    again = prepare_matched(panel, candidates, prepared.config)
+    pd.testing.assert_frame_equal(again.units, prepared.units, check_exact=True)
+    drawn = procedure.headline_fits(again)
+    table, _ = estimate_event_studies(prepared, subgroups=("grade_band",))
+    assert set(drawn) >= {"all", "grade_band:PK-5", "grade_band:6-12"}
+    for label, est in drawn.items():
+        rows = table.loc[table["group"] == label].set_index("rel_time")["estimate"]
+        np.testing.assert_array_equal(est.reindex(rows.index).to_numpy(), rows.to_numpy())
+
+
+def test_a_school_drawn_twice_is_two_schools_of_distinct_students(prepared):
+    from leapresearch.analysis import procedure
+
+    data = procedure.procedure_data(prepared)
+    counts = procedure.draw_counts(data.seed, 0, data.n_clusters)
+    assert counts.sum() == data.n_clusters and counts.max() >= 2 and (counts == 0).any()
+    panel, candidates = procedure.resampled_inputs(data, counts)
+    frame = candidates.frame
+    assert len(frame) == int(counts[data.row_cluster].sum())
+    assert not frame.duplicated(["stack", "student"]).any()
+    twice = np.flatnonzero(counts[data.row_cluster] >= 2)[0]
+    copies = frame.loc[frame["pre_rate_m1"].eq(data.candidates.frame["pre_rate_m1"].iloc[twice])]
+    original = data.candidates.frame.iloc[twice]
+    copies = copies.loc[copies["stack"] == original["stack"]]
+    copies = copies.loc[
+        (copies[data.candidates.covariates] == original[data.candidates.covariates]).all(axis=1)
+    ]
+    assert copies["student"].nunique() >= 2 and copies["school"].nunique() >= 2
+    new = copies["student"].to_numpy()
+    np.testing.assert_array_equal(
+        np.nan_to_num(panel.rates[new], nan=-1),
+        np.nan_to_num(panel.rates[new[[0] * len(new)]], nan=-1),
+    )
+    assert panel.n_students == panel.rates.shape[0] > prepared.panel.n_students
+
+
+def test_draws_are_the_same_with_one_or_two_workers_and_on_a_dask_cluster(prepared):
+    from distributed import LocalCluster
+
+    from leapresearch.analysis import procedure
+
+    data = procedure.procedure_data(prepared)
+    one = procedure.procedure_draws(prepared, DRAWS, workers=1, data=data)
+    two = procedure.procedure_draws(prepared, DRAWS, workers=2, data=data)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
+        dask = procedure.procedure_draws(
+            prepared, DRAWS, scheduler=cluster.scheduler_address, data=data
+        )
+    assert set(one) == set(two) == set(dask) and "all" in one
+    for label, frame in one.items():
+        assert len(frame) == DRAWS and frame.notna().any(axis=None)
+        pd.testing.assert_frame_equal(two[label], frame, check_exact=True)
+        pd.testing.assert_frame_equal(dask[label], frame, check_exact=True)
+    # the draws differ from one another and from the estimate: the resampling is real
+    assert not np.allclose(one["all"].iloc[0], one["all"].iloc[1], equal_nan=True)
+
+
+def test_schools_are_ordered_by_their_content_not_their_codes(prepared):
+    import dataclasses
+
+    from leapresearch.analysis import procedure
+
+    panel, frame = prepared.panel, prepared.candidates.frame
+    rng = np.random.default_rng(5)
+    student = rng.permutation(panel.n_students)  # old code -> new code
+    n_school = int(panel.roster["school"].max()) + 1
+    school = rng.permutation(n_school)
+    rates = np.empty_like(panel.rates)
+    rates[student] = panel.rates
+    relabelled = dataclasses.replace(
+        panel,
+        rates=rates,
+        roster=panel.roster.assign(
+            student=student[panel.roster["student"]], school=school[panel.roster["school"]]
+        ).iloc[rng.permutation(len(panel.roster))],
+    )
+    shuffled = frame.assign(student=student[frame["student"]], school=school[frame["school"]]).iloc[
+        rng.permutation(len(frame))
+    ]
+    keys = procedure.cluster_keys(panel, frame, "school")
+    again = procedure.cluster_keys(relabelled, shuffled, "school")
+    assert keys.nunique() > 10
+    assert sorted(keys) == sorted(again)
+    np.testing.assert_array_equal(again.loc[school[keys.index]].to_numpy(), keys.to_numpy())
+
+
+def test_procedure_intervals_from_known_draws():
+    from leapresearch.analysis.procedure import procedure_intervals
+
+    rng = np.random.default_rng(3)
+    months = [-2, 0, 1, 2]
+    est = pd.Series([0.0, 1.0, 2.0, 3.0], index=months)
+    draws = pd.DataFrame(rng.normal(size=(4000, 4)) * [1.0, 2.0, 2.0, 0.5], columns=months)
+    tab = procedure_intervals(est, draws, band_rel_times=[0, 1, 2], alpha=0.05).set_index(
+        "rel_time"
+    )
+    np.testing.assert_allclose(tab["procedure_std_error"], [1.0, 2.0, 2.0, 0.5], rtol=0.06)
+    half = tab["procedure_ci_upper"] - est
+    np.testing.assert_allclose(half, 1.959964 * tab["procedure_std_error"])
+    crit = (tab["procedure_band_upper"] - est) / tab["procedure_std_error"]
+    assert np.isnan(crit.loc[-2]) and 2.2 < crit.loc[0] < 2.6  # sup of 3 independent |N(0,1)|
+    # a group estimated in too few draws gets no interval
+    draws.iloc[: len(draws) // 5, 1] = np.nan
+    empty = procedure_intervals(est, draws, band_rel_times=[0, 1, 2], alpha=0.05)
+    assert empty.drop(columns="rel_time").isna().all(axis=None)
+
+
+def test_event_study_table_has_procedure_columns_for_the_headline_groups(prepared):
+    from leapresearch.analysis.base import PROCEDURE_COLUMNS
+    from leapresearch.analysis.event_studies import estimate_event_studies
+
+    table, _ = estimate_event_studies(prepared, subgroups=("grade_band", "cohort"), procedure=True)
+    head = table["group"].eq("all") | table["group"].str.startswith("grade_band:")
+    assert table.loc[~head, PROCEDURE_COLUMNS].isna().all(axis=None)
+    rows = table.loc[table["group"] == "all"].set_index("rel_time")
+    assert rows["procedure_std_error"].notna().all() and (rows["procedure_std_error"] > 0).all()
+    band = rows["procedure_band_lower"].notna()
+    assert (
+        band.sum() >= 10
+        and (rows.loc[band, "procedure_band_lower"] < rows.loc[band, "procedure_ci_lower"]).all()
+    )
+    off = prepared.config.model_copy(
+        update={"inference": prepared.config.inference.model_copy(update={"procedure_draws": 0})}
+    )
+    import dataclasses
+
+    bare, _ = estimate_event_studies(
+        dataclasses.replace(prepared, config=off), subgroups=(), procedure=True
+    )
+    assert bare[PROCEDURE_COLUMNS].isna().all(axis=None)
+    pd.testing.assert_frame_equal(
+        bare.drop(columns=PROCEDURE_COLUMNS),
+        table.loc[table["group"] == "all"].drop(columns=PROCEDURE_COLUMNS).reset_index(drop=True),
+        check_exact=True,
+    )
