@@ -139,6 +139,14 @@ def test_procedure_intervals_from_known_draws():
     np.testing.assert_allclose(half, 1.959964 * tab["procedure_std_error"])
     crit = (tab["procedure_band_upper"] - est) / tab["procedure_std_error"]
     assert np.isnan(crit.loc[-2]) and 2.2 < crit.loc[0] < 2.6  # sup of 3 independent |N(0,1)|
+    # a near-singular draw (an estimate of 1e7 pp) is not counted: 20 draws give the
+    # intervals of the 19 others
+    few = draws.iloc[:20].copy()
+    few.iloc[7, 2] = 1e7
+    got = procedure_intervals(est, few, band_rel_times=[0, 1, 2], alpha=0.05)
+    kept = procedure_intervals(est, few.drop(index=7), band_rel_times=[0, 1, 2], alpha=0.05)
+    pd.testing.assert_frame_equal(got, kept, check_exact=True)
+    assert got["procedure_band_upper"].max() < 50
     # a group estimated in too few draws gets no interval
     draws.iloc[: len(draws) // 5, 1] = np.nan
     empty = procedure_intervals(est, draws, band_rel_times=[0, 1, 2], alpha=0.05)

@@ -68,6 +68,11 @@ from leapresearch.parallel import parallel_map
 
 MIN_USABLE_SHARE = 0.9
 """Fewest draws, as a share of all, in which a group must be estimable for its columns."""
+WILD_SE = 20.0
+"""A draw whose estimate of some month lies more than this many (interquartile-range)
+standard errors from the draws' median is not counted as estimated: in a group with few
+comparison students a resample can make the regression adjustment's slopes near-singular
+(estimates of 1e7 pp), a number that must not enter an interval or the band."""
 
 _ROSTER_COLUMNS = ["student", "year", "grade_band", "district", "home_language", "meal_status"]
 
@@ -301,6 +306,12 @@ def procedure_draws(
     }
 
 
+def _robust_se(dev: np.ndarray) -> np.ndarray:
+    """Interquartile range of each column over that of the standard normal."""
+    q75, q25 = np.quantile(dev, [0.75, 0.25], axis=0)
+    return (q75 - q25) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
+
+
 def procedure_intervals(
     estimate: pd.Series, paths: pd.DataFrame, *, band_rel_times: list[int], alpha: float
 ) -> pd.DataFrame:
@@ -308,16 +319,18 @@ def procedure_intervals(
 
     ``estimate`` is the full-sample path (by ``rel_time``), ``paths`` the draws (rows) by
     month (columns). See the module docstring; all NaN when fewer than
-    :data:`MIN_USABLE_SHARE` of the draws estimated every month.
+    :data:`MIN_USABLE_SHARE` of the draws estimated every month (a draw with an estimate
+    :data:`WILD_SE` standard errors away from the others' median counts as not estimated).
     """
     paths = paths.reindex(columns=estimate.index).astype(np.float64)
     out = pd.DataFrame({"rel_time": estimate.index.to_numpy()})
-    complete = paths.notna().all(axis=1)
-    if len(paths) == 0 or complete.mean() < MIN_USABLE_SHARE or complete.sum() < 2:
+    dev = paths.loc[paths.notna().all(axis=1)].to_numpy()
+    if len(dev) >= 2:  # draws far outside the others are near-singular fits, not estimates
+        far = np.abs(dev - np.median(dev, axis=0)) > WILD_SE * _robust_se(dev)
+        dev = dev[~far.any(axis=1)]
+    if len(paths) == 0 or len(dev) < max(2, MIN_USABLE_SHARE * len(paths)):
         return out.assign(**dict.fromkeys(PROCEDURE_COLUMNS, np.nan))
-    dev = paths.loc[complete].to_numpy()
-    q75, q25 = np.quantile(dev, [0.75, 0.25], axis=0)
-    se = (q75 - q25) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
+    se = _robust_se(dev)
     z = stats.norm.ppf(1 - alpha / 2)
     est = estimate.to_numpy(np.float64)
     out["procedure_std_error"] = se
