@@ -84,7 +84,9 @@ class ProcedureData:
     ``panel`` and ``candidates`` are the run's, reduced to what
     :func:`~leapresearch.analysis.sample.prepare_matched` and the headline groups read
     (the monthly and annual tables are left empty). ``row_cluster`` gives the position of
-    each candidate row's cluster in the order of :func:`cluster_keys`.
+    each candidate row's cluster in the order of :func:`cluster_keys`, ``student_rank`` each
+    student's position in the order of :func:`student_keys`; ``school_clusters``: the
+    clusters are schools (else students).
     """
 
     panel: AnalyticPanel
@@ -93,6 +95,8 @@ class ProcedureData:
     row_cluster: np.ndarray
     n_clusters: int
     seed: int
+    student_rank: np.ndarray
+    school_clusters: bool
 
 
 def student_keys(panel: AnalyticPanel, students: np.ndarray) -> pd.Series:
@@ -100,7 +104,8 @@ def student_keys(panel: AnalyticPanel, students: np.ndarray) -> pd.Series:
 
     The content of :func:`~leapresearch.estimation.falsification.content_keys` (rates of
     every month, roster rows by school year without ``student``, ``school``,
-    ``school_id``), built column by column.
+    ``school_id``), built column by column, and the first completed visit (month, place,
+    visitor, number of visits, district).
     """
     attrs = [c for c in panel.roster.columns if c not in ID_COLUMNS]
     ros = panel.roster.loc[panel.roster["student"].isin(students)]
@@ -109,15 +114,30 @@ def student_keys(panel: AnalyticPanel, students: np.ndarray) -> pd.Series:
     for col in attrs[1:]:
         text = text + "\x1f" + ros[col].astype(str)
     roster_text = text.groupby(ros["student"].to_numpy(), sort=True).agg("\x1e".join)
+    ev = panel.events.loc[panel.events["student"].isin(students)]
+    ev_text = ev["event_time"].astype(str)
+    for col in ("first_visit_location", "visitor_type", "n_completed_visits", "visit_district"):
+        ev_text = ev_text + "\x1f" + ev[col].astype(str)
+    event_text = pd.Series(ev_text.to_numpy(), index=ev["student"].to_numpy())
     rates = np.nan_to_num(panel.rates[students], nan=-1.0).astype("<f8")
     keys = [
-        hashlib.sha256(rates[i].tobytes() + roster_text.get(s, "").encode()).hexdigest()
+        hashlib.sha256(
+            rates[i].tobytes()
+            + roster_text.get(s, "").encode()
+            + b"\x1d"
+            + event_text.get(s, "").encode()
+        ).hexdigest()
         for i, s in enumerate(students)
     ]
     return pd.Series(keys, index=students)
 
 
-def cluster_keys(panel: AnalyticPanel, frame: pd.DataFrame, cluster: str) -> pd.Series:
+def cluster_keys(
+    panel: AnalyticPanel,
+    frame: pd.DataFrame,
+    cluster: str,
+    student_key: pd.Series | None = None,
+) -> pd.Series:
     """A key of each cluster of the candidate rows from the content of its rows alone.
 
     SHA-256 over the cluster's rows sorted, each row its stack, treatment and the student's
@@ -125,12 +145,15 @@ def cluster_keys(panel: AnalyticPanel, frame: pd.DataFrame, cluster: str) -> pd.
     same content get the same key (their order then cannot matter); ids and row order never
     enter.
 
+    ``student_key``: :func:`student_keys` of the frame's students, when already computed.
+
     Returns
     -------
     Series
         Hex keys indexed by the cluster's code (``frame[cluster]``).
     """
-    student_key = student_keys(panel, np.unique(frame["student"].to_numpy(np.int64)))
+    if student_key is None:
+        student_key = student_keys(panel, np.unique(frame["student"].to_numpy(np.int64)))
     rows = (
         frame["stack"].astype(str)
         + ":"
@@ -149,7 +172,12 @@ def procedure_data(prepared: Prepared) -> ProcedureData:
     keep = ["stack", "student", "treated", "district", "grade_band", "school", *cand.covariates]
     frame = cand.frame[list(dict.fromkeys(keep))]
     level = cluster_level(prepared)
-    keys = cluster_keys(prepared.panel, frame, level)
+    student_key = student_keys(prepared.panel, np.unique(frame["student"].to_numpy(np.int64)))
+    keys = cluster_keys(prepared.panel, frame, level, student_key)
+    # students in the order of their content (ties: identical students, order immaterial)
+    student_rank = np.full(prepared.panel.n_students, -1, np.int64)
+    by_key = np.argsort(student_key.to_numpy().astype(str), kind="stable")
+    student_rank[student_key.index.to_numpy()[by_key]] = np.arange(len(by_key))
     order = np.argsort(keys.to_numpy().astype(str), kind="stable")
     position = pd.Series(np.empty(len(keys), np.int64), index=keys.index)
     position.iloc[order] = np.arange(len(keys))
@@ -167,6 +195,8 @@ def procedure_data(prepared: Prepared) -> ProcedureData:
         row_cluster=position.reindex(frame[level].to_numpy()).to_numpy(np.int64),
         n_clusters=len(keys),
         seed=config.inference.seed,
+        student_rank=student_rank,
+        school_clusters=level == "school",
     )
 
 
@@ -176,54 +206,53 @@ def draw_counts(seed: int, draw: int, n_clusters: int) -> np.ndarray:
     return np.bincount(rng.integers(0, n_clusters, size=n_clusters), minlength=n_clusters)
 
 
-def _copy_codes(codes: np.ndarray, copy: np.ndarray, first_new: int) -> np.ndarray:
-    """``codes`` for copy 0; new codes from ``first_new`` for each (code, copy >= 1)."""
-    out = codes.copy()
-    extra = copy > 0
-    if extra.any():
-        pair = codes[extra] * (int(copy.max()) + 1) + copy[extra]  # (code, copy) as one key
-        out[extra] = first_new + np.unique(pair, return_inverse=True)[1]
-    return out
+def _rows_of(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Positions ``starts[i] .. starts[i] + sizes[i] - 1`` of every ``i``, concatenated."""
+    offset = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.repeat(starts, sizes) + offset
 
 
 def resampled_inputs(data: ProcedureData, counts: np.ndarray) -> tuple[AnalyticPanel, Candidates]:
     """The panel and candidates of one draw: each cluster's rows ``counts`` times.
 
-    Copy 0 of a student keeps its code (so all-ones counts give back the inputs); copy
-    ``c >= 1`` of student ``s`` is a new student with ``s``'s attendance, roster rows and
-    first visit, the same new code in every stack of the copy; schools are relabelled
-    the same way, so that a school drawn twice is two clusters.
+    Copy ``c`` of student ``s`` is a student of its own with ``s``'s attendance, roster
+    rows and first visit, the same in every stack of the copy; schools are copied the same
+    way, so a school drawn twice is two clusters. Students are numbered in the order of
+    (:func:`student_keys`, copy) and rows sorted by stack and student, so that the draw's
+    inputs, and every number computed from them, do not depend on the ids of the data.
     """
     frame = data.candidates.frame
     rep = counts[data.row_cluster]
     rows = np.repeat(np.arange(len(frame)), rep)
     copy = np.arange(rows.size) - np.repeat(np.cumsum(rep) - rep, rep)
-    out = frame.iloc[rows].reset_index(drop=True)
+    width = int(copy.max(initial=0)) + 1
+    orig = frame["student"].to_numpy(np.int64)[rows]
+    uniq, student = np.unique(data.student_rank[orig] * width + copy, return_inverse=True)
+    source = np.empty(uniq.size, np.int64)
+    source[student] = orig
+    school = data.row_cluster[rows] if data.school_clusters else frame["school"].to_numpy()[rows]
+    out = frame.iloc[rows].assign(
+        student=student, school=np.unique(school * width + copy, return_inverse=True)[1]
+    )
+    out = out.iloc[np.lexsort((student, out["stack"].to_numpy()))].reset_index(drop=True)
     panel = data.panel
-    n = panel.n_students
-    student = _copy_codes(out["student"].to_numpy(np.int64), copy, n)
-    school = out["school"].to_numpy(np.int64)
-    out["school"] = _copy_codes(school, copy, int(school.max(initial=-1)) + 1)
-    out["student"] = student
-    extra = copy > 0
-    new, first = np.unique(student[extra], return_index=True)
-    source = frame["student"].to_numpy(np.int64)[rows[extra]][first]
-    if new.size:
-        roster = panel.roster
-        ros = roster.set_index("student").loc[source].reset_index()
-        ros["student"] = np.repeat(new, roster.groupby("student").size().reindex(source).to_numpy())
-        events = panel.events
-        ev_of = pd.Series(np.arange(len(events)), index=events["student"].to_numpy())
-        visited = np.isin(source, events["student"].to_numpy())
-        ev = events.iloc[ev_of.loc[source[visited]].to_numpy()].assign(student=new[visited])
-        panel = dataclasses.replace(
-            panel,
-            n_students=n + new.size,
-            roster=pd.concat([roster, ros[roster.columns]], ignore_index=True),
-            events=pd.concat([events, ev], ignore_index=True),
-            visited_any=np.concatenate([panel.visited_any, panel.visited_any[source]]),
-            rates=np.vstack([panel.rates, panel.rates[source]]),
-        )
+    roster = panel.roster  # sorted by student and year
+    sizes = np.bincount(roster["student"].to_numpy(), minlength=panel.n_students)
+    starts = np.cumsum(sizes) - sizes
+    ros = roster.iloc[_rows_of(starts[source], sizes[source])]
+    ros = ros.assign(student=np.repeat(np.arange(source.size), sizes[source]))
+    at = np.full(panel.n_students, -1, np.int64)
+    at[panel.events["student"].to_numpy()] = np.arange(len(panel.events))
+    visited = at[source] >= 0
+    events = panel.events.iloc[at[source][visited]].assign(student=np.flatnonzero(visited))
+    panel = dataclasses.replace(
+        panel,
+        n_students=int(source.size),
+        roster=ros.reset_index(drop=True),
+        events=events.reset_index(drop=True),
+        visited_any=panel.visited_any[source],
+        rates=panel.rates[source],
+    )
     return panel, dataclasses.replace(data.candidates, frame=out)
 
 
