@@ -189,3 +189,31 @@ def test_event_study_table_has_procedure_columns_for_the_headline_groups(prepare
         table.loc[table["group"] == "all"].drop(columns=PROCEDURE_COLUMNS).reset_index(drop=True),
         check_exact=True,
     )
+
+
+def test_the_inference_sentence_calls_the_fixed_step_errors_conditional_and_reads_the_ratio():
+    from leapresearch.publish.narrative import describe_inference
+
+    months = np.arange(-2, 12)
+    post = months >= 0
+    est = np.where(post, 5.0, 0.0)
+    table = pd.DataFrame(
+        {
+            "group": "all",
+            "rel_time": months,
+            "estimate": est,
+            "std_error": 1.0,
+            "boot_std_error": 1.0,
+            "band_lower": np.where(post, est - 2.5, np.nan),
+            "band_upper": np.where(post, est + 2.5, np.nan),
+            "procedure_std_error": np.where(months == 3, 1.5, 1.25),
+            "procedure_band_lower": np.where(post, est - 3.0 * 1.25, np.nan),
+            "procedure_band_upper": np.where(post, est + 3.0 * 1.25, np.nan),
+        }
+    )
+    text = describe_inference(table)
+    assert "Both errors are conditional" in text
+    assert "1.25 to 1.50 times the analytic ones" in text
+    assert "whole-procedure band for all visited students lies above zero in all 12" in text
+    bare = describe_inference(table.drop(columns=["procedure_std_error"]))
+    assert "conditional" in bare and "whole-procedure" not in bare

@@ -176,18 +176,23 @@ def _describe_procedure(d: pd.DataFrame, head: pd.DataFrame, who: str) -> str:
         "adjustment slopes fixed. Re-estimating every step in each draw (the whole-procedure "
         "cluster bootstrap) gives standard errors "
     )
-    out += f"{_ratio_span(ratio)} the analytic ones" if len(ratio) else "without headline months"
+    out += (
+        f"{_ratio_span(ratio)} the analytic ones at those months"
+        if len(ratio)
+        else "only outside the headline months"
+    )
     band = d.dropna(subset=["estimate", "procedure_band_lower", "procedure_band_upper"])
     if band.empty:
         return out + "."
     lo, hi = int(band["rel_time"].min()), int(band["rel_time"].max())
-    verdict = _band_verdict(
-        band.rename(columns={"procedure_band_lower": "band_lower"}).assign(
-            band_upper=band["procedure_band_upper"]
-        ),
-        who,
-        f"months {lo} to {hi}",
+    proc = pd.DataFrame(
+        {
+            "rel_time": band["rel_time"].to_numpy(),
+            "band_lower": band["procedure_band_lower"].to_numpy(),
+            "band_upper": band["procedure_band_upper"].to_numpy(),
+        }
     )
+    verdict = _band_verdict(proc, who, f"months {lo} to {hi}")
     return f"{out}. {verdict.replace('95% simultaneous band', '95% whole-procedure band')}"
 
 
