@@ -39,8 +39,8 @@ Olea and Plagborg-Møller 2019).
 Resampling students is not valid for nearest-neighbour matching with a fixed number of
 matches (Abadie and Imbens 2008): a comparison drawn twice is tied with its copy, and both
 are kept. The draws here resample schools, match with ratio 3 and regression-adjust, where
-that failure is expected to be small; ``tests/test_procedure.py`` and the README compare
-the result with the Monte Carlo spread of the estimate.
+that failure is expected to be small; ``benchmarks/procedure_check.py`` and the README
+compare the result with the Monte Carlo spread of the estimate.
 """
 
 from __future__ import annotations
