@@ -219,6 +219,10 @@ class PrivacyConfig(_Frozen):
     min_treated: int = 20
 
 
+MIN_PROCEDURE_DRAWS = 10
+"""Fewest draws of the whole-procedure bootstrap when it is on (199 or more to publish)."""
+
+
 class InferenceConfig(_Frozen):
     """Which pointwise intervals are published, and the bootstrap's draws and seed.
 
@@ -238,6 +242,10 @@ class InferenceConfig(_Frozen):
     Webb weights (:mod:`leapresearch.estimation.wild_bootstrap`), not from F(q, G-1)."""
     wild_draws: int = 9999
     """Draws of that wild cluster bootstrap (seeded by ``seed`` and each test's content)."""
+    procedure_draws: int = 199
+    """Draws of the whole-procedure cluster bootstrap (:mod:`leapresearch.analysis.procedure`:
+    score, matching, censoring weights, adjustment and fit re-run per draw); 0 switches it
+    off. Its columns ``procedure_*`` of ``event_study.csv`` cover the headline groups."""
 
     def wild_settings(self):
         """The :class:`~leapresearch.estimation.wild_bootstrap.WildSettings` of these fields."""
@@ -257,6 +265,15 @@ class InferenceConfig(_Frozen):
     def _few_clusters(cls, v: int) -> int:
         if v < 0:
             raise ValueError(f"few_clusters must be at least 0 (0: never bootstrap), got {v}")
+        return v
+
+    @field_validator("procedure_draws")
+    @classmethod
+    def _procedure_draws(cls, v: int) -> int:
+        if v != 0 and v < MIN_PROCEDURE_DRAWS:
+            raise ValueError(
+                f"procedure_draws must be 0 (off) or at least {MIN_PROCEDURE_DRAWS}, got {v}"
+            )
         return v
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import assert_ok, build_once, run_cli
+from tests.conftest import PROCEDURE_OVERRIDE, assert_ok, build_once, run_cli
 
 TABLES = "tables"
 ID_WIDTH = {"student_id": 10, "school_id": 7}
@@ -383,8 +383,12 @@ def test_a_notebook_of_the_run_shows_what_the_run_stored_without_loading_the_sam
     steps = _notebook_steps()
     assert {"estimate_event_study", "estimate_pretrend_tests", "attendance_by_year"} <= set(steps)
     assert len(steps) >= 15
-    of_run = leapresearch.session.open_session("demo", data_dir=str(tied_data))
-    alone = leapresearch.session.open_session("demo", data_dir=str(tied_data), use_cache=False)
+    of_run = leapresearch.session.open_session(
+        "demo", data_dir=str(tied_data), overrides=[PROCEDURE_OVERRIDE]
+    )
+    alone = leapresearch.session.open_session(
+        "demo", data_dir=str(tied_data), use_cache=False, overrides=[PROCEDURE_OVERRIDE]
+    )
     for name, step in steps.items():
         stored = of_run.result(step)
         assert not (isinstance(stored, pd.DataFrame) and "note" in stored), name

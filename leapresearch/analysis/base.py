@@ -23,11 +23,20 @@ LONG_TERM_COLUMNS = ["group", "cohort", "school_year", "years_after", "outcome",
 EVENT_STUDY_COLUMNS = ["group", "rel_time", *ESTIMATE_COLUMNS]
 BOOTSTRAP_COLUMNS = ["boot_std_error", "band_lower", "band_upper"]
 """Multiplier-bootstrap standard error and simultaneous band of ``event_study.csv``."""
+PROCEDURE_COLUMNS = [
+    "procedure_std_error",
+    "procedure_ci_lower",
+    "procedure_ci_upper",
+    "procedure_band_lower",
+    "procedure_band_upper",
+]
+"""Whole-procedure bootstrap of ``event_study.csv`` (headline groups; others empty)."""
 EVENT_STUDY_TABLE_COLUMNS = [
     *EVENT_STUDY_COLUMNS,
     "p_value",
     "p_value_adjusted",
     *BOOTSTRAP_COLUMNS,
+    *PROCEDURE_COLUMNS,
 ]
 
 

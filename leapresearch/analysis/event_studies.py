@@ -13,19 +13,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leapresearch.analysis.base import EVENT_STUDY_COLUMNS, EVENT_STUDY_TABLE_COLUMNS, Log, quiet
+from leapresearch.analysis.base import (
+    EVENT_STUDY_COLUMNS,
+    EVENT_STUDY_TABLE_COLUMNS,
+    PROCEDURE_COLUMNS,
+    Log,
+    quiet,
+)
 from leapresearch.analysis.fitting import (
     MIN_SCHOOL_CLUSTERS,
+    band_rel_times,
     cluster_level,
     event_table,
     fit_group,
     fit_group_with_influence,
 )
+from leapresearch.analysis.procedure import procedure_table
 from leapresearch.analysis.sample import Prepared
 from leapresearch.config import Config
 from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.bootstrap import multiplier_bootstrap
-from leapresearch.estimation.event_study import EventStudyResult
 from leapresearch.estimation.linear_models import compare_estimators, linearmodels_event_study
 from leapresearch.estimation.multiple_testing import (
     INFERENCE_F,
@@ -76,15 +83,6 @@ def linearmodels_check(prepared: Prepared) -> pd.DataFrame:
 CHECK_DECIMALS = 9
 CHECK_RESOLUTION = 10.0**-CHECK_DECIMALS
 """Resolution (pp) at which :func:`linearmodels_check` reports the estimators' differences."""
-
-
-def band_rel_times(result: EventStudyResult) -> list[int]:
-    """Months of the simultaneous band: the post-visit months before the binned end point."""
-    if result.window is not None:
-        hi = result.window[1]
-    else:  # no binning: the last month is a month like the others
-        hi = int(result.coefficients.index.max()) + 1
-    return [int(r) for r in result.coefficients.index if 0 <= r < hi]
 
 
 def bootstrap_intervals(result: GroupFit, config: Config) -> pd.DataFrame:
@@ -147,6 +145,9 @@ def estimate_event_studies(
     subgroups: tuple[str, ...] | None = None,
     include_all: bool = True,
     within_caliper: bool = False,
+    procedure: bool = False,
+    workers: int = 1,
+    scheduler: str | None = None,
     log: Log = quiet,
 ) -> tuple[pd.DataFrame, dict]:
     """The event study for ``all`` and every subgroup (``event_study.csv``).
@@ -167,6 +168,10 @@ def estimate_event_studies(
         outside the caliper. A family of one (its ``p_value_adjusted`` is its
         ``p_value``); no other row changes, and its fit is not among ``results`` (no
         pre-trend test, subgroup test or bound is computed for it).
+    procedure, workers, scheduler
+        Fill the whole-procedure bootstrap's columns (:func:`with_procedure`), with
+        ``workers`` processes or on the Dask ``scheduler`` (as
+        :func:`~leapresearch.parallel.parallel_map`).
     log : callable
         Stage log.
 
@@ -183,7 +188,11 @@ def estimate_event_studies(
         error and ``band_lower, band_upper`` the simultaneous (sup-t) band over the
         post-visit months (:func:`bootstrap_intervals`); ``ci_lower, ci_upper`` are the
         analytic (``t(G-1)``) or the bootstrap (normal) intervals as
-        ``inference.intervals`` says. ``std_error`` and ``p_value`` stay analytic.
+        ``inference.intervals`` says. ``std_error`` and ``p_value`` stay analytic. Both
+        hold the propensity score, matches, censoring weights and adjustment slopes fixed
+        (conditional on the first steps); ``procedure_std_error``, ``procedure_ci_lower``,
+        ``procedure_ci_upper``, ``procedure_band_lower``, ``procedure_band_upper`` re-run
+        them in every draw (``procedure``).
     results : dict
         Group label -> :class:`~leapresearch.estimation.multiple_testing.GroupFit` (an
         event-study result with the cluster influence of its coefficients).
@@ -220,6 +229,9 @@ def estimate_event_studies(
         table, min_treated=config.privacy.min_treated
     )
     log(f"event studies: {len(results)} groups")
+    table = with_procedure(
+        table, prepared, results, procedure=procedure, workers=workers, scheduler=scheduler, log=log
+    )
     if cluster_level(prepared) != config.analysis.cluster:
         log(
             f"event studies: errors clustered by student, not {config.analysis.cluster}: "
@@ -229,13 +241,36 @@ def estimate_event_studies(
     return table[EVENT_STUDY_TABLE_COLUMNS], results
 
 
+def with_procedure(
+    table: pd.DataFrame,
+    prepared: Prepared,
+    results: dict,
+    *,
+    procedure: bool,
+    workers: int = 1,
+    scheduler: str | None = None,
+    log: Log = quiet,
+) -> pd.DataFrame:
+    """``table`` with :data:`~leapresearch.analysis.base.PROCEDURE_COLUMNS`.
+
+    With ``procedure``, those of the headline groups (all, each grade band, 6-12) come from
+    the whole-procedure bootstrap (:func:`~leapresearch.analysis.procedure.procedure_table`,
+    ``inference.procedure_draws`` draws, ``workers`` processes: the numbers do not depend
+    on it); every other row, and every row without ``procedure``, has them empty.
+    """
+    if not procedure:
+        return table.assign(**dict.fromkeys(PROCEDURE_COLUMNS, np.nan))
+    boot = procedure_table(prepared, results, workers=workers, scheduler=scheduler, log=log)
+    return table.merge(boot, on=["group", "rel_time"], how="left", validate="one_to_one")
+
+
 def estimate_event_study(prepared: Prepared) -> pd.DataFrame:
     """``event_study.csv``: the event study of ``all`` and of every subgroup, as one table.
 
-    The table of :func:`estimate_event_studies` (default families and ``within_caliper``),
-    without its fits.
+    The table of :func:`estimate_event_studies` (default families, ``within_caliper`` and
+    the whole-procedure bootstrap), without its fits.
     """
-    return estimate_event_studies(prepared, within_caliper=True)[0]
+    return estimate_event_studies(prepared, within_caliper=True, procedure=True)[0]
 
 
 def estimate_subgroup_tests(prepared: Prepared, results: dict | None = None) -> pd.DataFrame:

@@ -158,6 +158,15 @@ def event_table(result: EventStudyResult, config: Config) -> pd.DataFrame:
     return tab.loc[tab["rel_time"] != result.reference, [*EVENT_STUDY_COLUMNS[1:], "p_value"]]
 
 
+def band_rel_times(result: EventStudyResult) -> list[int]:
+    """Months of the simultaneous band: the post-visit months before the binned end point."""
+    if result.window is not None:
+        hi = result.window[1]
+    else:  # no binning: the last month is a month like the others
+        hi = int(result.coefficients.index.max()) + 1
+    return [int(r) for r in result.coefficients.index if 0 <= r < hi]
+
+
 def headline_weights(
     prepared: Prepared, *, keep: pd.DataFrame | None = None
 ) -> list[tuple[str, np.ndarray]]:

@@ -1,12 +1,11 @@
 """The run: the list of its steps, and the one function that computes a step.
 
 Every result that ``leapresearch run`` publishes or a notebook shows is a :class:`Step` of
-:data:`STEPS`: the name of its table, the public step function that computes it on its own
-(the function a notebook passes to ``session.result``) and how a run computes it from what
-the steps share (:class:`StepInputs`). :func:`evaluate` runs the steps; :func:`compute`
-computes one, for a run or for a notebook's session, so both show the same table. A new
-analysis is one function in the module of its exhibit family and one line in :data:`STEPS`
-(``published=False`` if only a notebook shows it).
+:data:`STEPS`: its table's name, the public function that computes it alone (what a notebook
+passes to ``session.result``) and how a run computes it from what the steps share
+(:class:`StepInputs`). :func:`evaluate` runs the steps; :func:`compute` computes one, for a run
+or a notebook, so both show the same table. A new analysis is one function in the module of its
+exhibit family and one line in :data:`STEPS` (``published=False`` if only a notebook shows it).
 """
 
 from __future__ import annotations
@@ -59,7 +58,8 @@ class StepInputs:
     the contract tables, or a function that reads them (called only when a step needs them:
     the intent-to-treat rows of the specifications); ``refits``: the steps the workers
     compute (:func:`~leapresearch.analysis.refits.start_refits`); ``results``: the results so
-    far, by step name.
+    far, by step name; ``workers``, ``scheduler``: of the whole-procedure bootstrap
+    (:mod:`~leapresearch.analysis.procedure`), as :func:`~leapresearch.parallel.parallel_map`.
     """
 
     prepared: Prepared
@@ -67,6 +67,8 @@ class StepInputs:
     log: Log = quiet
     refits: Refits | None = None
     results: dict[str, pd.DataFrame] = field(default_factory=dict)
+    workers: int = 1
+    scheduler: str | None = None
 
     def contract_tables(self):
         """The contract tables (read on first use when given as a function)."""
@@ -77,7 +79,10 @@ class StepInputs:
     @cached_property
     def event_studies(self) -> tuple[pd.DataFrame, dict]:
         """``event_study.csv`` and the fit of every group (:func:`estimate_event_studies`)."""
-        return estimate_event_studies(self.prepared, within_caliper=True, log=self.log)
+        parallel = {"workers": self.workers, "scheduler": self.scheduler}
+        return estimate_event_studies(
+            self.prepared, within_caliper=True, procedure=True, log=self.log, **parallel
+        )
 
     @cached_property
     def pretrend_evidence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -106,12 +111,6 @@ class Step:
     guarded: bool = False
     beside: bool = False
     optional: bool = False
-
-
-def _specifications(inputs: StepInputs) -> pd.DataFrame:
-    return specifications_with(
-        inputs.prepared, inputs.refits, tables=inputs.contract_tables(), log=inputs.log
-    )
 
 
 NOTEBOOK_ONLY = {"published": False, "guarded": True}
@@ -168,9 +167,13 @@ STEPS: tuple[Step, ...] = (
         lambda i: estimate_long_term_both(i.prepared, published=i.results.get("long_term")),
         **NOTEBOOK_ONLY,
     ),
-    # the steps that take results from the workers come last, so that this process
-    # computes the others meanwhile
-    Step("specifications", estimate_specifications, _specifications, guarded=True),
+    # the steps the workers compute come last: this process computes the others meanwhile
+    Step(
+        "specifications",
+        estimate_specifications,
+        lambda i: specifications_with(i.prepared, i.refits, tables=i.contract_tables(), log=i.log),
+        guarded=True,
+    ),
     Step(
         "falsification",
         estimate_falsification,
@@ -197,10 +200,9 @@ def try_estimate(
 ) -> pd.DataFrame:
     """``step(*args)``; when the data cannot support it, a note instead of failing.
 
-    A step that cannot be computed (e.g. no event-month group with a not-yet-visited
-    comparison) yields the one-row :func:`~leapresearch.analysis.base.not_estimable` table
-    whose ``note`` gives the reason, and the log says so under ``name`` (default: the
-    function's name).
+    A step that cannot be computed (no event-month group with a not-yet-visited comparison)
+    yields the one-row :func:`~leapresearch.analysis.base.not_estimable` table whose ``note``
+    gives the reason, and the log says so under ``name`` (default: the function's name).
     """
     try:
         return step(*args)
@@ -219,10 +221,7 @@ def compute(step: Step, inputs: StepInputs, *, guarded: bool | None = None) -> p
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The results of a run: ``tables`` are published, ``shown`` only the notebooks show.
-
-    ``event_studies`` holds the fit of every group (group label -> ``GroupFit``).
-    """
+    """A run's results: ``tables`` published, ``shown`` notebook-only, ``event_studies`` fits."""
 
     prepared: Prepared
     tables: dict[str, pd.DataFrame]
@@ -270,7 +269,9 @@ def evaluate(
         workers=workers,
         scheduler=scheduler,
     )
-    inputs = StepInputs(prepared, tables=tables, log=log, refits=refits)
+    inputs = StepInputs(
+        prepared, tables=tables, log=log, refits=refits, workers=workers, scheduler=scheduler
+    )
     try:
         for step in STEPS:
             try:

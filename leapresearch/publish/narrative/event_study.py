@@ -121,8 +121,10 @@ def describe_inference(
     -------
     str
         Whether the band excludes zero over the months it covers, its critical value
-        (half-width over the bootstrap error, against the pointwise 1.96), and the range
-        of bootstrap-over-analytic error ratios at the headline months.
+        (half-width over the bootstrap error, against the pointwise 1.96), the range
+        of bootstrap-over-analytic error ratios at the headline months, that both are
+        conditional on the first steps, and, with the ``procedure_*`` columns, the range of
+        whole-procedure-over-analytic ratios and where the whole-procedure band lies.
     """
     who = group_label(group).lower() if group == "all" else group_label(group)
     d = table.loc[table["group"] == group]
@@ -151,7 +153,47 @@ def describe_inference(
             f"At {_month_list(head['rel_time'])}, the bootstrap standard errors are {span} "
             "the analytic ones."
         )
-    return " ".join(out)
+    out.append(_describe_procedure(d, head, who))
+    return " ".join(s for s in out if s)
+
+
+def _ratio_span(ratio: pd.Series) -> str:
+    """``0.9 to 1.3 times`` (or ``1.1 times`` when they round alike)."""
+    lo, hi = fmt(ratio.min(), 2), fmt(ratio.max(), 2)
+    return f"{lo} to {hi} times" if lo != hi else f"{lo} times"
+
+
+def _describe_procedure(d: pd.DataFrame, head: pd.DataFrame, who: str) -> str:
+    """The whole-procedure bootstrap against the conditional errors, in words (or nothing)."""
+    if "procedure_std_error" not in d.columns or d["procedure_std_error"].isna().all():
+        return (
+            "Both errors are conditional: they hold the propensity score, the matches and the "
+            "adjustment slopes fixed."
+        )
+    ratio = (head["procedure_std_error"] / head["std_error"]).dropna()
+    out = (
+        "Both errors are conditional: they hold the propensity score, the matches and the "
+        "adjustment slopes fixed. Re-estimating every step in each draw (the whole-procedure "
+        "cluster bootstrap) gives standard errors "
+    )
+    out += (
+        f"{_ratio_span(ratio)} the analytic ones at those months"
+        if len(ratio)
+        else "only outside the headline months"
+    )
+    band = d.dropna(subset=["estimate", "procedure_band_lower", "procedure_band_upper"])
+    if band.empty:
+        return out + "."
+    lo, hi = int(band["rel_time"].min()), int(band["rel_time"].max())
+    proc = pd.DataFrame(
+        {
+            "rel_time": band["rel_time"].to_numpy(),
+            "band_lower": band["procedure_band_lower"].to_numpy(),
+            "band_upper": band["procedure_band_upper"].to_numpy(),
+        }
+    )
+    verdict = _band_verdict(proc, who, f"months {lo} to {hi}")
+    return f"{out}. {verdict.replace('95% simultaneous band', '95% whole-procedure band')}"
 
 
 def _bound(x: float, *, floor: float = 1e-9) -> str:
