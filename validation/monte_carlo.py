@@ -18,7 +18,12 @@ Usage (from the project root, after ``make setup``)::
 
 Per-draw results are kept in ``validation/results/draws/`` so an interrupted run resumes;
 the summary is written to ``validation/results/monte_carlo.json`` and
-``validation/results/monte_carlo.md``.
+``validation/results/monte_carlo.md``. The draws go through
+``leapresearch.parallel.parallel_map`` (the same numbers whatever the workers).
+
+``--families`` runs instead the data-generating families of ``validation/families.py``
+(the frozen default design on held-out seeds, with the diagnostics' p-values), into
+``validation/results/families/``.
 """
 
 from __future__ import annotations
