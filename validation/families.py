@@ -360,7 +360,8 @@ def verdict(cells: pd.DataFrame) -> pd.DataFrame:
     ``worst_bias`` (largest |bias| over the headline months, pp) with its MC SE;
     ``bias_significant``: that bias is more than 3 MC SEs from 0; coverage range of the
     analytic intervals over all students and the grade bands; band coverage of all
-    students; long-term worst |bias| of all students. ``passes``: |bias| within
+    students; long-term cells of all students (cohort x years after): the worst |bias| with
+    its MC SE and how many of the cells are more than 3 MC SEs from 0. ``passes``: |bias| within
     ``BIAS_BOUND`` and coverage inside ``COVERAGE_RANGE`` (as ``monte_carlo.criteria``).
     """
     rows = []
@@ -388,12 +389,22 @@ def verdict(cells: pd.DataFrame) -> pd.DataFrame:
                 "coverage_all": " / ".join(f"{100 * v:.0f}" for v in a["coverage"]),
                 "coverage_range_groups": f"{100 * lo:.0f}-{100 * hi:.0f}",
                 "band_all": f"{100 * a['band_coverage'].iloc[0]:.0f}",
-                "lt_worst_bias_all": round(float(lt["bias"].abs().max()), 2) if len(lt) else np.nan,
+                "lt_worst_bias_all": _worst(lt, "bias"),
+                "lt_its_mcse": _worst(lt, "bias_mcse"),
+                "lt_cells_beyond_3_mcse": int((lt["bias"].abs() > 3 * lt["bias_mcse"]).sum()),
+                "lt_cells": len(lt),
                 "lt_coverage_all": _range(lt["coverage"]),
                 "passes": bool(passes),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _worst(cells: pd.DataFrame, column: str) -> float:
+    """``column`` of the cell with the largest |bias| (rounded; NaN for no cell)."""
+    if not len(cells):
+        return np.nan
+    return round(float(abs(cells.loc[cells["bias"].abs().idxmax(), column])), 2)
 
 
 def _range(coverage: pd.Series) -> str:
