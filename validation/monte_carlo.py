@@ -18,7 +18,12 @@ Usage (from the project root, after ``make setup``)::
 
 Per-draw results are kept in ``validation/results/draws/`` so an interrupted run resumes;
 the summary is written to ``validation/results/monte_carlo.json`` and
-``validation/results/monte_carlo.md``.
+``validation/results/monte_carlo.md``. The draws go through
+``leapresearch.parallel.parallel_map`` (the same numbers whatever the workers).
+
+``--families`` runs instead the data-generating families of ``validation/families.py``
+(the frozen default design on held-out seeds, with the diagnostics' p-values), into
+``validation/results/families/``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -144,11 +148,12 @@ def _variant_rows(tables, data_dir: Path, pool: dict[str, bool], truth: dict, ca
     return rows
 
 
-def _long_term_rows(prepared, truth: list[dict]) -> list[dict]:
+def _long_term_rows(prepared, truth: list[dict], *, censored_only: bool = False) -> list[dict]:
     """Long-term cells (annual attendance rate) with and without censoring comparisons.
 
     ``long_term_uncensored`` fits the same units on the annual panel built as if no
-    comparison were ever visited (every school year kept: the design before issue 23).
+    comparison were ever visited (every school year kept: the design before issue 23);
+    ``censored_only`` leaves it out (the design alone).
     """
     import dataclasses
 
@@ -167,7 +172,8 @@ def _long_term_rows(prepared, truth: list[dict]) -> list[dict]:
         if t["outcome"] == "attendance_rate"
     }
     rows = []
-    for estimand, prep in (("long_term", prepared), ("long_term_uncensored", uncensored)):
+    fits = (("long_term", prepared), ("long_term_uncensored", uncensored))
+    for estimand, prep in fits[:1] if censored_only else fits:
         table = estimate_long_term(prep)
         table = table.loc[table["years_after"].isin(LONG_TERM_YEARS)]
         for r in table.itertuples(index=False):
@@ -435,6 +441,23 @@ def markdown(summary: pd.DataFrame) -> str:
     return _md_table(s[cols])
 
 
+def run_jobs(function, jobs: list, workers: int, batch: int | None = None) -> list[str]:
+    """``function`` over ``jobs`` through ``leapresearch.parallel.parallel_map``, in batches.
+
+    Each job writes its own file (so an interrupted run resumes); a line of progress is
+    printed after every batch (``10 * workers`` jobs by default).
+    """
+    from leapresearch.parallel import parallel_map
+
+    batch = batch or 10 * max(workers, 1)
+    t0, done = time.perf_counter(), []
+    for start in range(0, len(jobs), batch):
+        done += parallel_map(function, jobs[start : start + batch], workers=workers)
+        print(f"{len(done)}/{len(jobs)} draws ({time.perf_counter() - t0:.0f} s): {done[-1]}")
+        sys.stdout.flush()
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the draws (resuming from those already on disk) and write the summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -445,7 +468,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--sample-fraction", type=float, default=1.0)
     parser.add_argument("--long-term", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        help="run the data-generating families of validation/families.py (the frozen "
+        "default design, held-out seeds) instead of --regimes/--variants; 'all' for every one",
+    )
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="with --families: summarise the draws on disk (the same number per family)",
+    )
     args = parser.parse_args(argv)
+    if args.families:
+        from families import main_families
+
+        return main_families(args, sys.argv[1:] if argv is None else argv)
     variants = tuple(args.variants)
     options = (args.sample_fraction, args.long_term)
     jobs = [
@@ -453,11 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.draws)
         for regime in args.regimes
     ]
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for n, path in enumerate(pool.map(_run_one, jobs), 1):
-            if n % 10 == 0 or n == len(jobs):
-                print(f"{n}/{len(jobs)} draws ({time.perf_counter() - t0:.0f} s): {path}")
+    run_jobs(_run_one, jobs, args.workers)
     tag = _options_tag(*options)
     files = [_draw_file(args.out, r, s, variants, tag) for r, s, *_ in jobs]
     draws = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)

@@ -108,6 +108,33 @@ class SimulationConfig:
         School years with remote membership days (district-varying share).
     truth_window : tuple of 2 ints
         Range of ``rel_time`` reported in ``truth["event_study"]``.
+    latent_shock : float
+        Validation hook (default 0: off). Slope of the selection (log-weight of the lists,
+        logit of the hazard) on a latent student shock ``u ~ Exponential(1)`` that no
+        table records.
+    latent_recovery : float
+        Validation hook (default 0: off). The same shock makes a visited student's
+        attendance without the program, Y(0), recover from the event month on:
+        ``p0 -> p0 + min(0.9, latent_recovery * u * min(1, (rel + 1) / 3)) * (1 - p0)``;
+        comparisons matched on observed attendance have no such recovery.
+    reachability : float
+        Validation hook (default 0: off). Completion of a selected student's first visit
+        depends on a latent reachability ``r ~ N(0, 1)``: of the students drawn in a
+        month, the completed ones are the top by ``reachability * r + Gumbel``.
+    reachability_shift : float
+        Validation hook (default 0: off). ``r`` also moves Y(0) of every selected student
+        (completed or attempts only) from the selection month on by about
+        ``100 * reachability_shift * r * min(1, (rel + 1) / 3)`` pp of the monthly rate
+        (``Binomial(membership, |theta|)`` days added or removed).
+    list_waves : tuple of str
+        Validation hook (default empty: off). ``YYYY-MM`` program months: each program
+        month's visits move to the next wave month of its kind (the last one when none
+        follows), so districts list students in a few waves, each from the not yet
+        visited.
+    district_effect_spread : float
+        Validation hook (default 0: off), in [0, 1]. Every true effect of a student in
+        the ``k``-th of the ``n`` LEAP districts (``_LEAP_DISTRICTS`` order) is scaled by
+        ``1 + spread * (2 k / (n - 1) - 1)``.
     """
 
     scale: ScaleName = "demo"
@@ -144,6 +171,16 @@ class SimulationConfig:
     )
     remote_school_years: tuple[str, ...] = ("2020-21",)
     truth_window: tuple[int, int] = (-12, 24)
+    latent_shock: float = 0.0
+    latent_recovery: float = 0.0
+    reachability: float = 0.0
+    reachability_shift: float = 0.0
+    list_waves: tuple[str, ...] = ()
+    district_effect_spread: float = 0.0
+
+    def hooks_active(self) -> bool:
+        """Whether any validation hook (:data:`VALIDATION_HOOKS`) differs from its default."""
+        return any(getattr(self, name) != default for name, default in VALIDATION_HOOKS.items())
 
     def __post_init__(self) -> None:
         for name in (
@@ -152,6 +189,7 @@ class SimulationConfig:
             "no_collection_months",
             "remote_school_years",
             "truth_window",
+            "list_waves",
         ):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, (tuple, list)):
@@ -188,7 +226,7 @@ class SimulationConfig:
             )
         for s in self.remote_school_years:
             school_year_start(s)
-        for m in self.no_collection_months:
+        for m in (*self.no_collection_months, *self.list_waves):
             _check_month(m)
         if not 0.0 < self.sample_fraction <= 1.0:
             raise ValueError(f"sample_fraction must be in (0, 1], got {self.sample_fraction!r}")
@@ -231,11 +269,32 @@ class SimulationConfig:
             "selection_strength",
             "effect_multiplier",
             "hazard_strength",
+            "latent_shock",
+            "latent_recovery",
+            "reachability",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.district_effect_spread <= 1.0:
+            raise ValueError(
+                f"district_effect_spread must be in [0, 1], got {self.district_effect_spread!r}"
+            )
         if len(self.truth_window) != 2 or self.truth_window[0] > self.truth_window[1]:
             raise ValueError(f"truth_window must be (low, high), got {self.truth_window!r}")
+
+
+VALIDATION_HOOKS: dict[str, object] = {
+    "latent_shock": 0.0,
+    "latent_recovery": 0.0,
+    "reachability": 0.0,
+    "reachability_shift": 0.0,
+    "list_waves": (),
+    "district_effect_spread": 0.0,
+}
+"""Fields of the validation hooks (``validation/families.py``) and their defaults (off).
+
+At their defaults the generator draws nothing more and writes the same tables and truth
+as without them (``truth["config"]`` lists a hook only when it is on)."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from leapresearch.data.simulate.attendance import _simulate_attendance, _simulat
 from leapresearch.data.simulate.config import SimulatedData, SimulationConfig
 from leapresearch.data.simulate.effects import _apply_effects
 from leapresearch.data.simulate.frames import _build_frames
+from leapresearch.data.simulate.hooks import _apply_y0_hooks, _latent
 from leapresearch.data.simulate.population import _simulate_roster
 from leapresearch.data.simulate.program import _simulate_program
 from leapresearch.data.simulate.truth import _compute_truth
@@ -83,10 +84,14 @@ def simulate(config: SimulationConfig | None = None, /, **overrides: Any) -> Sim
     schools = _build_schools(dist, rng_world)
     roster = _simulate_roster(cfg, cal, dist, schools, rng_roster)
     panel = _simulate_attendance(cfg, cal, dist, schools, roster, rng_att)
-    program = _simulate_program(cfg, cal, dist, schools, roster, panel, rng_prog)
+    latent = _latent(cfg, len(roster.u))  # validation hooks (None when off)
+    program = _simulate_program(cfg, cal, dist, schools, roster, panel, rng_prog, latent)
+    shifted = None
+    if latent is not None and program.selected is not None and program.selected_t is not None:
+        shifted = _apply_y0_hooks(cfg, panel, latent, program.selected, program.selected_t)
     treated_rows = _apply_effects(cfg, cal, roster, panel, program, rng_eff)
     summer = _simulate_summer(cfg, cal, dist, roster, panel, rng_summer)
-    truth = _compute_truth(cfg, cal, dist, roster, panel, program, treated_rows)
+    truth = _compute_truth(cfg, cal, dist, roster, panel, program, treated_rows, shifted)
     students, attendance, visits = _build_frames(cal, dist, schools, roster, panel, summer, program)
     return SimulatedData(
         students=students, attendance_monthly=attendance, leap_visits=visits, truth=truth

@@ -16,6 +16,7 @@ import pandas as pd
 from leapresearch.data.calendar import cohort_label
 from leapresearch.data.simulate.attendance import _Panel
 from leapresearch.data.simulate.config import SimulationConfig
+from leapresearch.data.simulate.hooks import _district_factor, _Latent
 from leapresearch.data.simulate.params import (
     _ATTEMPT_LOCATION_P,
     _EFFECT_BAND,
@@ -24,6 +25,7 @@ from leapresearch.data.simulate.params import (
     _EFFECT_THETA,
     _FIRST_LOCATION_P,
     _FOLLOWUP_LOCATION_P,
+    _LEAP_DISTRICTS,
     _PROGRAM_MONTHS,
     _PROGRAM_START,
 )
@@ -45,6 +47,8 @@ class _Program:
     cohort: np.ndarray  # cohort label
     visits: dict[str, np.ndarray]  # visit log (student, date, status, location, visitor)
     n_attempt_only: int
+    selected: np.ndarray | None = None  # every picked student (validation hooks only)
+    selected_t: np.ndarray | None = None  # their event month
 
 
 def _simulate_program(
@@ -55,8 +59,13 @@ def _simulate_program(
     roster: _Roster,
     panel: _Panel,
     rng: np.random.Generator,
+    latent: _Latent | None = None,
 ) -> _Program:
-    """Select LEAP students month by month and write their visit log."""
+    """Select LEAP students month by month and write their visit log.
+
+    ``latent``: the validation hooks' latent traits (``None``: off); with them the
+    program also keeps every picked student and month (``selected``, ``selected_t``).
+    """
     kinds = [k for k, _ in _PROGRAM_MONTHS]
     months, counts = _program_months(cfg, cal)
     canvass_d = dist.names.index(cfg.canvass_district) if cfg.canvass_district else -1
@@ -67,7 +76,7 @@ def _simulate_program(
         n_pick = max(1, int(round(cfg.canvass_school_share * len(own))))
         canvass_school[rng.choice(own, size=n_pick, replace=False)] = True
     student, kind, ev_t, yy, mm, attempt_only = _select_students(
-        cfg, cal, dist, roster, panel, rng, months, counts, canvass_d, canvass_school
+        cfg, cal, dist, roster, panel, rng, months, counts, canvass_d, canvass_school, latent
     )
     n_sel = len(student)
     month_start = np.array(
@@ -102,7 +111,7 @@ def _simulate_program(
         "location": np.concatenate(log["location"]),
         "visitor": np.concatenate(log["visitor"]),
     }
-    return _treated_program(
+    program = _treated_program(
         cfg,
         roster,
         student[done],
@@ -114,6 +123,9 @@ def _simulate_program(
         canvass_d=canvass_d,
         n_attempt_only=int(attempt_only.sum()),
     )
+    if latent is not None:
+        program.selected, program.selected_t = student, ev_t
+    return program
 
 
 def _attempt_visits(
@@ -220,6 +232,7 @@ def _treated_program(
             * np.array([_EFFECT_BAND[b] for b in band])
             * _EFFECT_LOCATION[location]
             * (roster.district[st] != canvass_d)
+            * _district_factor(cfg, roster.district[st], len(_LEAP_DISTRICTS))
         )
         if len(st)
         else np.zeros(0)

@@ -13,6 +13,12 @@ import numpy as np
 
 from leapresearch.data.simulate.attendance import _expit, _Panel
 from leapresearch.data.simulate.config import SimulationConfig
+from leapresearch.data.simulate.hooks import (
+    _completion_order,
+    _Latent,
+    _selection_shift,
+    _wave_counts,
+)
 from leapresearch.data.simulate.params import _PROGRAM_MONTHS, _SELECTION_CHRONIC_BONUS
 from leapresearch.data.simulate.population import _Roster
 from leapresearch.data.simulate.world import _Calendar, _Districts
@@ -63,7 +69,8 @@ def _program_months(
             if t >= 0 and not (collected_t < t).any():
                 t = -1
             months.append((ki, y, m, t))
-    return months, _largest_remainder(n_target, np.array(weights))
+    counts = _largest_remainder(n_target, np.array(weights))
+    return months, _wave_counts(cfg, months, counts)
 
 
 def _select_students(
@@ -77,9 +84,11 @@ def _select_students(
     counts: np.ndarray,
     canvass_d: int,
     canvass_school: np.ndarray,
+    latent: _Latent | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Select each program month's students among those not yet taken.
 
+    ``latent``: the validation hooks' latent traits (:mod:`.hooks`; ``None``: off).
     Returns, per selected student, the student, program-month kind, event month, calendar
     year and month, and whether only attempts were made (no completed visit).
     """
@@ -122,7 +131,9 @@ def _select_students(
         elig &= (d_now != canvass_d) | canvass_school[now_school]
         cand, cand_d = now_student[elig], d_now[elig]
         rate = s_att[cand] / s_mem[cand]
-        picked, attempt_only = _draw_month(cfg, rng, cand, cand_d, rate, n_month, w_d, canvass_d)
+        picked, attempt_only = _draw_month(
+            cfg, rng, cand, cand_d, rate, n_month, w_d, canvass_d, latent
+        )
         taken[picked] = True
         sel_student.append(picked)
         sel_kind.append(np.full(len(picked), ki))
@@ -152,14 +163,18 @@ def _draw_month(
     n_month: int,
     w_d: np.ndarray,
     canvass_d: int,
+    latent: _Latent | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one month's students per district, favouring low pre-visit attendance.
 
     Weighted sampling without replacement by Gumbel keys within each district (the
     canvassing district samples uniformly); the last ``attempt_only_share`` are
-    attempts only. Returns the students and the attempt-only flags.
+    attempts only. Returns the students and the attempt-only flags. With the validation
+    hooks on, a latent shock adds to the log-weights and hazard logits, and a latent
+    reachability orders the drawn students before the completed ones are taken.
     """
-    logw = -cfg.selection_strength * rate + _SELECTION_CHRONIC_BONUS * (rate < 0.9)
+    extra = _selection_shift(cfg, latent, cand)
+    logw = -cfg.selection_strength * rate + _SELECTION_CHRONIC_BONUS * (rate < 0.9) + extra
     logw = np.where(cand_d == canvass_d, 0.0, logw)
     key = logw + rng.gumbel(size=len(cand))
     n_total = int(round(n_month * (1.0 + cfg.attempt_only_share)))
@@ -170,8 +185,9 @@ def _draw_month(
     rank = np.arange(len(order)) - starts_d[sorted_d]
     chosen = order[rank < per_d[sorted_d]]
     if cfg.selection == "hazard":
-        chosen = _hazard_choice(cfg, rate, cand_d, canvass_d, chosen, n_total, rng)
+        chosen = _hazard_choice(cfg, rate, cand_d, canvass_d, chosen, n_total, rng, extra)
     chosen = chosen[rng.permutation(len(chosen))]
+    chosen = chosen[_completion_order(cfg, latent, cand[chosen])]
     n_done = min(n_month, len(chosen))
     attempt_only = np.arange(len(chosen)) >= n_done
     return cand[chosen], attempt_only
@@ -197,13 +213,15 @@ def _hazard_choice(
     listed: np.ndarray,
     n_total: int,
     rng: np.random.Generator,
+    extra: float | np.ndarray = 0.0,
 ) -> np.ndarray:
     """Candidates first visited this month under the monthly hazard (``selection="hazard"``).
 
     Students of the canvassing district keep the list draw (``listed``: random students
     of its canvassed schools); everywhere else each candidate is visited with probability
     ``expit(a - hazard_strength * rate)``, ``a`` set so that the expected number of
-    visits equals the month's target less the canvassing district's share.
+    visits equals the month's target less the canvassing district's share. ``extra``
+    (per candidate, or 0) is added to the logit (the latent-shock validation hook).
     """
     canvass = cand_d == canvass_d
     kept = listed[canvass[listed]]
@@ -214,5 +232,7 @@ def _hazard_choice(
     if expected >= pool.size:
         return np.concatenate([kept, pool])
     logit = -cfg.hazard_strength * rate[pool]
+    if np.ndim(extra):
+        logit = logit + np.asarray(extra)[pool]
     p = _expit(_hazard_intercept(logit, expected) + logit)
     return np.concatenate([kept, pool[rng.random(pool.size) < p]])

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.data.simulate.attendance import _Panel
-from leapresearch.data.simulate.config import SimulationConfig
+from leapresearch.data.simulate.config import VALIDATION_HOOKS, SimulationConfig
 from leapresearch.data.simulate.effects import _TreatedRows
+from leapresearch.data.simulate.hooks import _validation_truth
 from leapresearch.data.simulate.params import (
     _EFFECT_BAND,
     _EFFECT_COHORT,
@@ -43,8 +44,13 @@ def _compute_truth(
     panel: _Panel,
     program: _Program,
     tr: _TreatedRows,
+    shifted: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Compute the true ATTs (event study, long term) from Y(0) and Y(1)."""
+    """Compute the true ATTs (event study, long term) from Y(0) and Y(1).
+
+    With a validation hook on (``shifted``: the Y(0) rows it moved, if any) the truth
+    also holds ``validation`` (:func:`~leapresearch.data.simulate.hooks._validation_truth`).
+    """
     sm = _treated_months(panel, program, tr)
     groups = _truth_groups(cfg, dist, roster, program)
     event_study, event_study_n = _event_study_truth(cfg, sm, groups)
@@ -52,8 +58,12 @@ def _compute_truth(
     cohort_sizes = {c: int((program.cohort == c).sum()) for c in sorted(set(program.cohort))}
     locations = dict(zip(VISIT_LOCATIONS, _EFFECT_LOCATION.tolist(), strict=True))
     config = dataclasses.asdict(cfg)
-    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
-    return {
+    config = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in config.items()
+        if k not in VALIDATION_HOOKS or v != VALIDATION_HOOKS[k]  # hooks only when on
+    }
+    truth = {
         "schema": TRUTH_SCHEMA,
         "seed": int(cfg.seed),
         "scale": cfg.scale,
@@ -77,6 +87,13 @@ def _compute_truth(
         "event_study_n": event_study_n,
         "long_term": long_term,
     }
+    if cfg.hooks_active():
+        selected = program.selected if program.selected is not None else program.student
+        selected_t = program.selected_t if program.selected_t is not None else program.event_t
+        truth["validation"] = _validation_truth(
+            cfg, sm, program.student, program.event_t, shifted, selected, selected_t, panel
+        )
+    return truth
 
 
 def _treated_months(panel: _Panel, program: _Program, tr: _TreatedRows) -> pd.DataFrame:

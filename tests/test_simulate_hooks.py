@@ -1,0 +1,162 @@
+"""The simulator's validation hooks (``validation/families.py``): each does what it says.
+
+Every hook is off by default and then draws nothing; when on, the truth records what it
+does (``truth["validation"]``): the Y(0) shift of the visited students by event month and
+the intent-to-treat effect over every picked student.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leapresearch.data.simulate import SimulatedData, SimulationConfig, simulate
+from leapresearch.data.simulate.config import VALIDATION_HOOKS
+from leapresearch.data.simulate.params import _LEAP_DISTRICTS
+
+ROOT = Path(__file__).resolve().parents[1]
+FRACTION = 0.3
+SEED = 41
+
+
+def _families_module():
+    spec = importlib.util.spec_from_file_location("families", ROOT / "validation" / "families.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FAMILIES = _families_module().FAMILIES
+
+
+def family(name: str, seed: int = SEED) -> SimulatedData:
+    return simulate(
+        SimulationConfig(seed=seed, sample_fraction=FRACTION, **FAMILIES[name]["simulation"])
+    )
+
+
+@pytest.fixture(scope="module")
+def default() -> SimulatedData:
+    return simulate(SimulationConfig(seed=SEED, sample_fraction=FRACTION))
+
+
+def first_completed(data: SimulatedData) -> pd.DataFrame:
+    v = data.leap_visits
+    done = v[v["visit_status"] == "completed"].sort_values("visit_date")
+    first = done.groupby("student_id", as_index=False).first()
+    first["month"] = pd.to_datetime(first["visit_date"]).dt.strftime("%Y-%m")
+    return first
+
+
+def test_hooks_off_leave_no_trace(default):
+    assert "validation" not in default.truth
+    assert not set(VALIDATION_HOOKS) & set(default.truth["config"])
+
+
+def test_a_hook_that_draws_nothing_before_the_effects_leaves_the_data_as_they_were(default):
+    """District-scaled effects: the same roster and visit log; only Y(1) differs."""
+    spread = family("district_effects")
+    pd.testing.assert_frame_equal(spread.students, default.students)
+    pd.testing.assert_frame_equal(spread.leap_visits, default.leap_visits)
+    assert spread.truth["validation"]["hooks"] == {"district_effect_spread": 0.8}
+    assert spread.truth["event_study"]["all"] != default.truth["event_study"]["all"]
+
+
+def test_district_effects_follow_the_district_factor():
+    data = family("district_effects")
+    names = [row[0] for row in _LEAP_DISTRICTS]
+    spread = FAMILIES["district_effects"]["simulation"]["district_effect_spread"]
+    es = data.truth["event_study"]
+    n = data.truth["event_study_n"]
+    rows = []
+    for k, name in enumerate(names):
+        group = f"district:{name}"
+        if (
+            group in es
+            and n[group].get("6", 0) >= 20
+            and name != data.truth["program"]["canvass_district"]
+        ):
+            factor = 1 + spread * (2 * k / (len(names) - 1) - 1)
+            rows.append((factor, es[group]["6"]))
+    factor, effect = np.array(rows).T
+    assert len(rows) >= 6
+    assert np.corrcoef(factor, effect)[0, 1] > 0.6
+
+
+def test_no_effect_family_has_zero_truth():
+    data = family("no_effect")
+    for group, path in data.truth["event_study"].items():
+        assert all(v == 0 for v in path.values()), group
+    assert all(r["att"] == 0 for r in data.truth["long_term"])
+
+
+def test_latent_shock_breaks_parallel_trends_after_the_visit_only():
+    """Y(0) of the visited students recovers after the visit month, not before."""
+    v = family("latent_shock").truth["validation"]
+    shift = {int(k): x for k, x in v["y0_shift"].items()}
+    assert all(x == 0 for k, x in shift.items() if k < 0)
+    post = np.mean([shift[k] for k in (3, 6, 9)])
+    assert post > 1.5, shift  # pp of the monthly attendance rate
+
+
+def test_latent_shock_makes_picking_favour_the_shock():
+    """With the recovery alone the picked students are those of the default draw; with
+    the selection slope on too, other students are picked."""
+    recovery_only = simulate(
+        SimulationConfig(seed=SEED, sample_fraction=FRACTION, latent_recovery=0.08)
+    )
+    both = family("latent_shock")
+    default = simulate(SimulationConfig(seed=SEED, sample_fraction=FRACTION))
+    ids = [set(first_completed(d)["student_id"]) for d in (default, recovery_only, both)]
+    assert ids[0] == ids[1]
+    assert len(ids[0] & ids[2]) < 0.9 * len(ids[0])
+
+
+def test_reachability_separates_the_completed_visit_and_intent_to_treat_effects():
+    data = family("reachability")
+    v = data.truth["validation"]
+    share = 1 / (1 + FAMILIES["reachability"]["simulation"]["attempt_only_share"])
+    assert v["completion_share"] == pytest.approx(share, abs=0.03)
+    for k in ("3", "6", "9"):
+        # completed students are the reachable ones: their Y(0) rises after the month
+        assert v["y0_shift"][k] > 0.5
+        # the intent-to-treat effect dilutes the completed-visit effect by the share
+        att = data.truth["event_study"]["all"][k]
+        assert v["intent_to_treat"][k] == pytest.approx(att * share, rel=0.1)
+    assert all(v["y0_shift"][k] == 0 for k in v["y0_shift"] if int(k) < 0)
+
+
+def test_waves_put_the_school_year_visits_in_the_wave_months(default):
+    waves = FAMILIES["waves"]["simulation"]["list_waves"]
+    school_year = [f"2021-{m:02d}" for m in range(9, 13)] + [f"2022-{m:02d}" for m in range(1, 7)]
+    for data, inside in ((family("waves"), True), (default, False)):
+        months = first_completed(data)["month"]
+        months = months[months.isin(school_year)]
+        in_waves = months.isin(waves).mean()
+        assert (in_waves > 0.85) if inside else (in_waves < 0.5), months.value_counts()
+    assert family("waves").truth["program"]["n_visited"] == default.truth["program"]["n_visited"]
+
+
+def test_hook_settings_are_checked():
+    with pytest.raises(ValueError, match="list_waves"):
+        simulate(sample_fraction=0.05, list_waves=("2020-10",))
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        SimulationConfig(list_waves=("October",))
+    with pytest.raises(ValueError, match="district_effect_spread"):
+        SimulationConfig(district_effect_spread=1.5)
+    with pytest.raises(ValueError, match="latent_shock"):
+        SimulationConfig(latent_shock=-1.0)
+
+
+def test_family_seeds_are_held_out():
+    """The families' seeds overlap no other validation script's or test's."""
+    fam = _families_module()
+    mc = fam.mc
+    seeds = {fam.family_seed(f, i) for f in fam.FAMILIES for i in range(10_000)}
+    used = [range(b, b + 100_000) for b in (*mc.SEED_BASE.values(), 500_000, 700_000)]
+    assert min(seeds) >= 7_000_000 > max(max(r) for r in used)
+    assert len(seeds) == 10_000 * len(fam.FAMILIES)
