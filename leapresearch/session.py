@@ -332,14 +332,26 @@ class Session:
         from leapresearch.analysis.runner import compute, step_of
 
         found = step_of(step)
-        return self._stored(found.name, lambda: compute(found, self.step_inputs, guarded=True))
+        table = self._stored(found.name, lambda: compute(found, self.step_inputs, guarded=True))
+        self.known[found.name] = table  # a later step built on it takes it (as in a run)
+        return table
+
+    @cached_property
+    def known(self) -> dict[str, pd.DataFrame]:
+        """The results this session has obtained so far, by step name (stored or computed)."""
+        return {}
 
     @cached_property
     def step_inputs(self):
         """What the steps share (:class:`~leapresearch.analysis.runner.StepInputs`), once."""
         from leapresearch.analysis.runner import StepInputs
 
-        return StepInputs(self.prepared, tables=lambda: self.tables)
+        # the whole-procedure bootstrap's draws on up to two processes (the numbers do not
+        # depend on it; LEAPRESEARCH_SCHEDULER sends them to a Dask cluster instead)
+        workers = min(2, os.cpu_count() or 1)
+        return StepInputs(
+            self.prepared, tables=lambda: self.tables, results=self.known, workers=workers
+        )
 
     def _stored(self, name: str, compute: Callable[[], Any]) -> Any:
         """The entry ``name`` a run stored for these inputs, parameters and code.

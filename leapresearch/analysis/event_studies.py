@@ -258,10 +258,31 @@ def with_procedure(
     ``inference.procedure_draws`` draws, ``workers`` processes: the numbers do not depend
     on it); every other row, and every row without ``procedure``, has them empty.
     """
+    table = table.drop(columns=list(PROCEDURE_COLUMNS), errors="ignore")
     if not procedure:
         return table.assign(**dict.fromkeys(PROCEDURE_COLUMNS, np.nan))
     boot = procedure_table(prepared, results, workers=workers, scheduler=scheduler, log=log)
     return table.merge(boot, on=["group", "rel_time"], how="left", validate="one_to_one")
+
+
+def published_event_study(
+    prepared: Prepared,
+    fitted: tuple[pd.DataFrame, dict],
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    log: Log = quiet,
+) -> pd.DataFrame:
+    """``event_study.csv`` from the fits of :func:`estimate_event_studies` without the bootstrap.
+
+    ``fitted`` is that function's ``(table, results)``; the whole-procedure columns are added
+    here (:func:`with_procedure`), so the steps that need only the fits (subgroup tests,
+    pre-trends, bounds) do not pay for the bootstrap's draws.
+    """
+    table, results = fitted
+    return with_procedure(
+        table, prepared, results, procedure=True, workers=workers, scheduler=scheduler, log=log
+    )
 
 
 def estimate_event_study(prepared: Prepared) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from leapresearch.analysis.event_studies import (
     estimate_event_study,
     estimate_subgroup_tests,
     linearmodels_check,
+    published_event_study,
 )
 from leapresearch.analysis.fitting import cluster_level
 from leapresearch.analysis.identification import (
@@ -78,11 +79,13 @@ class StepInputs:
 
     @cached_property
     def event_studies(self) -> tuple[pd.DataFrame, dict]:
-        """``event_study.csv`` and the fit of every group (:func:`estimate_event_studies`)."""
-        parallel = {"workers": self.workers, "scheduler": self.scheduler}
-        return estimate_event_studies(
-            self.prepared, within_caliper=True, procedure=True, log=self.log, **parallel
-        )
+        """The table and the fit of every group (:func:`estimate_event_studies`), no bootstrap."""
+        return estimate_event_studies(self.prepared, within_caliper=True, log=self.log)
+
+    def published_event_study(self) -> pd.DataFrame:
+        """``event_study.csv``: :attr:`event_studies` with the whole-procedure bootstrap."""
+        parallel = {"workers": self.workers, "scheduler": self.scheduler, "log": self.log}
+        return published_event_study(self.prepared, self.event_studies, **parallel)
 
     @cached_property
     def pretrend_evidence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -117,7 +120,7 @@ NOTEBOOK_ONLY = {"published": False, "guarded": True}
 ONLY_WITH_ROWS = {"optional": True, "guarded": True}
 
 STEPS: tuple[Step, ...] = (
-    Step("event_study", estimate_event_study, lambda i: i.event_studies[0]),
+    Step("event_study", estimate_event_study, lambda i: i.published_event_study()),
     Step("long_term", estimate_long_term, lambda i: estimate_long_term(i.prepared, log=i.log)),
     Step("balance", estimate_balance),
     Step("matching_summary", matching_summary),
@@ -261,17 +264,11 @@ def evaluate(
     """
     prepared = prepare(tables, config, log=log, built=built)
     beside = [s.name for s in STEPS if s.beside]
+    parallel = {"workers": workers, "scheduler": scheduler}
     refits = start_refits(
-        prepared,
-        tables=tables,
-        steps=beside,
-        compute_step=compute_named,
-        workers=workers,
-        scheduler=scheduler,
+        prepared, tables=tables, steps=beside, compute_step=compute_named, **parallel
     )
-    inputs = StepInputs(
-        prepared, tables=tables, log=log, refits=refits, workers=workers, scheduler=scheduler
-    )
+    inputs = StepInputs(prepared, tables=tables, log=log, refits=refits, **parallel)
     try:
         for step in STEPS:
             try:

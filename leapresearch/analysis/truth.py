@@ -203,10 +203,11 @@ def compare_with_truth(inputs) -> pd.DataFrame:
 
     ``inputs``: the run's :class:`~leapresearch.analysis.runner.StepInputs`.
     """
+    event_study = inputs.results.get("event_study")
+    if event_study is None and read_truth(inputs.prepared.config.data_path) is not None:
+        event_study = inputs.published_event_study()  # with the run's workers, not one
     return estimate_truth_comparison(
-        inputs.prepared,
-        event_study=inputs.results.get("event_study"),
-        long_term=inputs.results.get("long_term"),
+        inputs.prepared, event_study=event_study, long_term=inputs.results.get("long_term")
     )
 
 
