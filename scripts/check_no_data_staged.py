@@ -16,6 +16,10 @@ reason), 2 when git cannot be asked. A data file is
 * anything under ``data_raw/`` except ``data_raw/README.md`` (extracts, ``.cache/``);
 * anything under ``outputs/`` except ``outputs/README.md`` (run folders are products).
 
+The one exception: a public reference data set a test compares with published numbers,
+listed in :data:`PUBLIC_REFERENCE_DATA` under its path with the SHA-256 of its bytes (its
+source in ``tests/data/SOURCES.md``); a file at that path with any other content is refused.
+
 Deleting such a file from the index is allowed (only added, copied, modified and renamed
 files are checked). Standard library only, so the hook runs without the project's venv.
 """
@@ -23,6 +27,7 @@ files are checked). Standard library only, so the hook runs without the project'
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import stat
 import subprocess
@@ -53,6 +58,12 @@ DATA_EXTENSIONS = frozenset(
         ".db",
     }
 )
+PUBLIC_REFERENCE_DATA = {
+    # R `did`'s mpdta (500 US counties; tests/data/SOURCES.md), for tests/test_robust_published.py
+    "tests/data/mpdta.csv": "2283bea1221a152420f98dfa20f633c5d054ea51d881115c8cd702a97bcd3167",
+}
+"""Path -> SHA-256 of the public data sets that may be committed (no student record)."""
+
 PROTECTED_FOLDERS = {"data_raw": "data_raw/README.md", "outputs": "outputs/README.md"}
 """Top-level folder -> the one file in it that may be committed."""
 
@@ -71,9 +82,22 @@ def data_reason(path: str) -> str | None:
     if parts and parts[0] in PROTECTED_FOLDERS and str(p) != PROTECTED_FOLDERS[parts[0]]:
         return f"under {parts[0]}/ (only {PROTECTED_FOLDERS[parts[0]]} may be committed)"
     found = sorted(s.lower() for s in p.suffixes if s.lower() in DATA_EXTENSIONS)
+    if found and str(p) in PUBLIC_REFERENCE_DATA:
+        if _sha256(str(p)) == PUBLIC_REFERENCE_DATA[str(p)]:
+            return None
+        return f"data file type {found[0]} (not the public data set pinned at this path)"
     if found:
         return f"data file type {found[0]}"
     return None
+
+
+def _sha256(path: str) -> str | None:
+    """SHA-256 of the file at ``path`` (relative to the working directory), None if absent."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
 
 
 def data_files(paths: Iterable[str]) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ processes of it) are session fixtures of ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -708,6 +709,19 @@ def test_allowed_paths_pass(repo):
     assert res.returncode == 0, res.stderr
 
 
+def test_only_the_pinned_public_data_set_passes(repo):
+    """tests/data/mpdta.csv passes with its pinned bytes; other content at that path does not."""
+    (repo / "tests" / "data").mkdir(parents=True)
+    pinned = PROJECT_ROOT / "tests" / "data" / "mpdta.csv"
+    shutil.copy2(pinned, repo / "tests" / "data" / "mpdta.csv")
+    assert _check(repo, "tests/data/mpdta.csv").returncode == 0
+    (repo / "tests" / "data" / "mpdta.csv").write_text("student_id\n0012345678\n")
+    res = _check(repo, "tests/data/mpdta.csv")
+    assert res.returncode == 1 and "not the public data set" in res.stderr
+    (repo / "tests" / "data" / "other.csv").write_bytes(pinned.read_bytes())
+    assert _check(repo, "tests/data/other.csv").returncode == 1  # pinned by path and content
+
+
 def test_removing_a_data_file_from_git_is_allowed(repo):
     (repo / "old.csv").write_text("a\n1\n")
     assert _git(repo, "add", "old.csv").returncode == 0
@@ -750,7 +764,10 @@ def test_repository_tracks_no_data_file():
         for p in tracked
         if re.search(r"\.(csv|tsv|parquet|pkl|pickle|feather|xlsx?|sav|dta)\b", p)
     ]
-    assert data == []
+    # the one public data set (R `did`'s mpdta, tests/data/SOURCES.md), with its pinned bytes
+    assert data == ["tests/data/mpdta.csv"]
+    digest = hashlib.sha256((PROJECT_ROOT / data[0]).read_bytes()).hexdigest()
+    assert digest in (PROJECT_ROOT / "tests" / "data" / "SOURCES.md").read_text()
     assert _check(PROJECT_ROOT, "--tracked").returncode == 0
 
 

@@ -99,6 +99,11 @@ class ProcedureData:
     school_clusters: bool
 
 
+def _as_text(column: pd.Series) -> pd.Series:
+    """``column`` as text, a missing value as ``"<NA>"`` (never NA, which would void a key)."""
+    return column.astype(object).where(column.notna(), "<NA>").astype(str)
+
+
 def student_keys(panel: AnalyticPanel, students: np.ndarray) -> pd.Series:
     """SHA-256 of each student's attendance rates and roster rows without ids, by code.
 
@@ -110,14 +115,14 @@ def student_keys(panel: AnalyticPanel, students: np.ndarray) -> pd.Series:
     attrs = [c for c in panel.roster.columns if c not in ID_COLUMNS]
     ros = panel.roster.loc[panel.roster["student"].isin(students)]
     ros = ros.sort_values(["student", "year"], kind="stable")
-    text = ros[attrs[0]].astype(str)
+    text = _as_text(ros[attrs[0]])
     for col in attrs[1:]:
-        text = text + "\x1f" + ros[col].astype(str)
+        text = text + "\x1f" + _as_text(ros[col])
     roster_text = text.groupby(ros["student"].to_numpy(), sort=True).agg("\x1e".join)
     ev = panel.events.loc[panel.events["student"].isin(students)]
-    ev_text = ev["event_time"].astype(str)
+    ev_text = _as_text(ev["event_time"])
     for col in ("first_visit_location", "visitor_type", "n_completed_visits", "visit_district"):
-        ev_text = ev_text + "\x1f" + ev[col].astype(str)
+        ev_text = ev_text + "\x1f" + _as_text(ev[col])
     event_text = pd.Series(ev_text.to_numpy(), index=ev["student"].to_numpy())
     rates = np.nan_to_num(panel.rates[students], nan=-1.0).astype("<f8")
     keys = [
