@@ -262,7 +262,17 @@ def with_procedure(
     if not procedure:
         return table.assign(**dict.fromkeys(PROCEDURE_COLUMNS, np.nan))
     boot = procedure_table(prepared, results, workers=workers, scheduler=scheduler, log=log)
-    return table.merge(boot, on=["group", "rel_time"], how="left", validate="one_to_one")
+    merged = table.merge(boot, on=["group", "rel_time"], how="left", validate="one_to_one")
+    # A group with a post-visit month of the window that is not estimated or not published
+    # (fewer than privacy.min_treated visited students) is too small for its re-matched
+    # draws to be stable (a near-singular adjustment's last digits follow the BLAS kernel):
+    # no whole-procedure number for it rather than a fragile one.
+    config = prepared.config
+    post = merged["rel_time"].between(0, config.analysis.window[1] - 1)
+    small = merged["estimate"].isna() | (merged["n_treated"] < config.privacy.min_treated)
+    empty = merged.loc[post & small, "group"].unique()
+    merged.loc[merged["group"].isin(empty), list(PROCEDURE_COLUMNS)] = np.nan
+    return merged
 
 
 def published_event_study(
