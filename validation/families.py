@@ -109,9 +109,9 @@ DIAGNOSTICS = (
 """Diagnostics of the all-students group whose p-values each draw records."""
 
 
-def family_seed(family: str, draw: int) -> int:
-    """The held-out seed of draw ``draw`` of ``family``."""
-    return FAMILY_SEED_BASE + 10_000 * list(FAMILIES).index(family) + draw
+def family_seed(family: str, draw: int, base: int = FAMILY_SEED_BASE) -> int:
+    """The held-out seed of draw ``draw`` of ``family`` (``base``: the range of one freeze)."""
+    return base + 10_000 * list(FAMILIES).index(family) + draw
 
 
 def _pretrend_name(basis: str, months: str, lo: int) -> str:
@@ -481,7 +481,7 @@ def write_summary(draws: pd.DataFrame, out: Path, command: str) -> None:
 DESIGN_FILE = "design.json"
 
 
-def design_record(sample_fraction: float, draws: int) -> dict:
+def design_record(sample_fraction: float, draws: int, seed_base: int = FAMILY_SEED_BASE) -> dict:
     """The frozen design: code commit, ``params/base.yaml`` hash, families, seeds, size.
 
     ``commit`` is the git commit of the code that runs the draws (``dirty``: the work tree
@@ -512,7 +512,10 @@ def design_record(sample_fraction: float, draws: int) -> dict:
         "alpha": 0.05,
         "sample_fraction": sample_fraction,
         "draws_planned": draws,
-        "seeds": {name: [family_seed(name, 0), family_seed(name, draws - 1)] for name in FAMILIES},
+        "seeds": {
+            name: [family_seed(name, 0, seed_base), family_seed(name, draws - 1, seed_base)]
+            for name in FAMILIES
+        },
         "families": {
             name: {
                 **f,
@@ -540,10 +543,14 @@ FROZEN_KEYS = (
 """Keys of ``design.json`` a resumed run must match (else it refuses: start over)."""
 
 
-def _complete_draws(out: Path, names: list[str], draws: int, fraction: float) -> int:
+def _complete_draws(
+    out: Path, names: list[str], draws: int, fraction: float, seed_base: int = FAMILY_SEED_BASE
+) -> int:
     """Draws 0..k-1 on disk for every family (the largest such k)."""
     k = 0
-    while k < draws and all(draw_file(out, f, family_seed(f, k), fraction).exists() for f in names):
+    while k < draws and all(
+        draw_file(out, f, family_seed(f, k, seed_base), fraction).exists() for f in names
+    ):
         k += 1
     return k
 
@@ -558,12 +565,17 @@ def main_families(args, argv: list[str]) -> int:
     out = args.out if args.out != mc.RESULTS else mc.RESULTS / "families"
     out.mkdir(parents=True, exist_ok=True)
     fraction = args.sample_fraction
-    record = design_record(fraction, args.draws)
+    base = args.seed_base
+    record = design_record(fraction, args.draws, base)
     design = out / DESIGN_FILE
     if design.exists():
         frozen = json.loads(design.read_text())
         changed = [k for k in FROZEN_KEYS if json.dumps(frozen.get(k)) != json.dumps(record[k])]
-        seeds_ok = all(frozen["seeds"][f][1] >= family_seed(f, args.draws - 1) for f in names)
+        seeds_ok = all(
+            frozen["seeds"][f][0] == family_seed(f, 0, base)
+            and frozen["seeds"][f][1] >= family_seed(f, args.draws - 1, base)
+            for f in names
+        )
         changed = [k for k in changed if k != "seeds" or not seeds_ok]
         if changed:
             print(
@@ -576,14 +588,16 @@ def main_families(args, argv: list[str]) -> int:
         design.write_text(json.dumps(record, indent=1) + "\n")
     if not args.summary_only:
         jobs = [
-            (f, family_seed(f, i), str(out), fraction) for i in range(args.draws) for f in names
+            (f, family_seed(f, i, base), str(out), fraction)
+            for i in range(args.draws)
+            for f in names
         ]
         mc.run_jobs(run_family_job, jobs, args.workers)
-    k = _complete_draws(out, names, args.draws, fraction)
+    k = _complete_draws(out, names, args.draws, fraction, base)
     if k == 0:
         print("no complete draw on disk yet", file=sys.stderr)
         return 1
-    files = [draw_file(out, f, family_seed(f, i), fraction) for i in range(k) for f in names]
+    files = [draw_file(out, f, family_seed(f, i, base), fraction) for i in range(k) for f in names]
     draws = pd.concat(
         [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in files], ignore_index=True
     )

@@ -475,6 +475,13 @@ def main(argv: list[str] | None = None) -> int:
         "default design, held-out seeds) instead of --regimes/--variants; 'all' for every one",
     )
     parser.add_argument(
+        "--seed-base",
+        type=int,
+        default=7_000_000,
+        help="with --families: first held-out seed (family k, draw i: base + 10,000 k + i); "
+        "a new freeze of the design takes a range never used before (validation/README.md)",
+    )
+    parser.add_argument(
         "--summary-only",
         action="store_true",
         help="with --families: summarise the draws on disk (the same number per family)",

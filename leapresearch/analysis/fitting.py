@@ -68,6 +68,8 @@ def group_sample(
     w = weights[panel["unit"].to_numpy()]
     if "censoring_weight" in panel.columns:  # risk-set pool: inverse-probability-of-censoring
         w = w * panel["censoring_weight"].to_numpy(np.float64)
+    if "day_share" in panel.columns:  # long-term rate on month rows: a month's share of its year
+        w = w * panel["day_share"].to_numpy(np.float64)
     sub = panel.loc[w > 0].assign(weight=w[w > 0])
     if sub.loc[sub["treated"] == 1, "student"].nunique() < 2:
         return None

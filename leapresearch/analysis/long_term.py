@@ -16,7 +16,7 @@ from leapresearch.analysis.sample import Prepared
 from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.linear_models import linearmodels_event_study
 from leapresearch.estimation.long_term import (
-    annual_stacked_panel,
+    long_term_panel,
     long_term_table,
 )
 from leapresearch.estimation.subgroups import (
@@ -40,7 +40,7 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     units, pairs = prepared.units, prepared.matching.pairs
     rows = []
     for outcome in config.long_term.outcomes:
-        annual = annual_stacked_panel(prepared.panel, units, outcome=outcome)
+        annual = long_term_panel(prepared.panel, units, outcome=outcome)
         annual = annual.rename(columns={"y": "outcome"})
         for cohort in sorted(attrs["cohort"].dropna().unique()):
             in_cohort = attrs.loc[attrs["cohort"] == cohort]

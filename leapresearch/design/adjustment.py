@@ -64,6 +64,28 @@ def _binned_rel_time(panel: pd.DataFrame, window: tuple[int, int] | None) -> np.
     return rel if window is None else np.clip(rel, window[0], window[1])
 
 
+def _reference_level(
+    units: np.ndarray, y: np.ndarray, w: np.ndarray, at_ref: np.ndarray
+) -> np.ndarray:
+    """Each unit's outcome at the reference: its one row there, or the mean of its rows.
+
+    Month rows of a reference school year are averaged with their weights (the unit's
+    weight times the month's share of the student's days), which gives the annual rate.
+    """
+    n = int(units.max()) + 1 if len(units) else 0
+    base = np.full(n, np.nan)
+    count = np.bincount(units, minlength=n)
+    single = count[units] == 1
+    base[units[single]] = y[at_ref][single]
+    if not single.all():
+        many = ~single
+        num = np.bincount(units[many], weights=(w * y)[at_ref][many], minlength=n)
+        den = np.bincount(units[many], weights=w[at_ref][many], minlength=n)
+        several = count > 1
+        base[several] = num[several] / den[several]
+    return base
+
+
 def trend_slopes(
     panel: pd.DataFrame,
     unit_x: np.ndarray,
@@ -102,10 +124,9 @@ def trend_slopes(
     unit = panel["unit"].to_numpy()
     rel = _binned_rel_time(panel, window)
     comp = panel["treated"].to_numpy() == 0
-    base = np.full(unit_x.shape[0], np.nan)
-    at_ref = comp & (rel == reference)
-    base[unit[at_ref]] = y[at_ref]
     w_all = panel["weight"].to_numpy(np.float64)
+    base = _reference_level(unit[comp & (rel == reference)], y, w_all, comp & (rel == reference))
+    base = np.concatenate([base, np.full(max(unit_x.shape[0] - len(base), 0), np.nan)])
     stack = panel["stack"].to_numpy()
     slopes: dict[int, np.ndarray] = {}
     for r in np.unique(rel[comp]):

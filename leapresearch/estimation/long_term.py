@@ -1,12 +1,17 @@
 """Long-term effects on annual outcomes of later school years.
 
-For each cohort, the matched units of its treated students form an annual panel (one row
-per unit and school year with membership). The difference-in-differences is the event
-study of :func:`leapresearch.estimation.event_study.event_study` on that panel, with school years in
-place of months and the school year before the cohort's as the reference
-(``years_after = -1``). A comparison student visited later leaves the annual panel from
-the school year of its own first visit, as it leaves the monthly panel at its event month
-(:func:`leapresearch.design.stacking.stacked_panel`).
+For each cohort, the matched units of its treated students are followed over school
+years. The difference-in-differences is the event study of
+:func:`leapresearch.estimation.event_study.event_study` with school years in place of
+months and the school year before the cohort's as the reference (``years_after = -1``):
+
+* the annual attendance rate on school-month rows, each weighted by its share of the
+  student's enrolled days of its school year (:func:`monthly_long_term_panel`); a
+  comparison student visited later leaves at its own event month, exactly as in the
+  monthly panel (:func:`leapresearch.design.stacking.stacked_panel`);
+* chronic absence, a property of the whole school year, on one row per school year
+  (:func:`annual_stacked_panel`); a comparison visited later leaves from the school year
+  of its visit.
 """
 
 from __future__ import annotations
@@ -16,11 +21,88 @@ import pandas as pd
 
 from leapresearch.data.calendar import index_to_start_year, school_year_label
 from leapresearch.data.panel import AnalyticPanel, first_event_times
+from leapresearch.design.stacking import stacked_panel
 
 ESTIMATE_COLUMNS = ["estimate", "std_error", "ci_lower", "ci_upper", "n_treated", "n_comparison"]
 """Columns of every estimate row in the output tables (after the row's keys)."""
 
 OUTCOME_COLUMNS = {"attendance_rate": "rate", "chronically_absent": "chronically_absent"}
+
+MONTHLY_OUTCOMES = ("attendance_rate",)
+"""Annual outcomes that are a day-weighted mean of monthly ones: estimated on month rows."""
+
+
+def long_term_panel(
+    panel: AnalyticPanel, units: pd.DataFrame, *, outcome: str = "attendance_rate"
+) -> pd.DataFrame:
+    """The panel of one long-term outcome: month rows for the rate, year rows otherwise.
+
+    The annual attendance rate is the day-weighted mean of the monthly rates, so it is
+    estimated on the school months (:func:`monthly_long_term_panel`), where a comparison
+    visited later is censored at its event month as in the monthly event study; chronic
+    absence is a property of the whole school year (:func:`annual_stacked_panel`).
+    """
+    if outcome in MONTHLY_OUTCOMES:
+        return monthly_long_term_panel(panel, units)
+    return annual_stacked_panel(panel, units, outcome=outcome)
+
+
+def monthly_long_term_panel(panel: AnalyticPanel, units: pd.DataFrame) -> pd.DataFrame:
+    """Unit x school-month panel whose event time is the school year (annual rate, pp).
+
+    Parameters
+    ----------
+    panel : AnalyticPanel
+        Source of the monthly rates and memberships.
+    units : DataFrame
+        ``unit``, ``stack``, ``student``, ``treated``, ``weight``, ``school``.
+
+    Returns
+    -------
+    DataFrame
+        The rows of :func:`leapresearch.design.stacking.stacked_panel` over every school
+        month (no window), ``time`` the school month, ``rel_time`` = school years after
+        the school year of the event month, the monthly rate x 100 in ``y`` and
+        ``day_share``, the month's share of the student's enrolled days of that school
+        year.
+
+    Notes
+    -----
+    For unit ``i`` of stack ``s`` in school month ``m`` of school year ``t(m)``, the fit
+    (:func:`long_term_table`) is::
+
+        y_ism = a_is + g_sm + sum_{r != -1} b_r * Treated_i * 1[t(m) - c_s = r] + e_ism
+
+    by weighted least squares with weight ``w_i * d_im``: the unit's design weight times
+    the month's share of the student's enrolled days in school year ``t(m)``. A visited
+    student's school year then weighs as one student, and ``b_r`` compares day-weighted
+    means of the monthly rates, which are the annual rates, between the visited students
+    and their comparisons, relative to school year ``c_s - 1`` (month-by-stack effects
+    ``g_sm`` compare the two groups month by month).
+
+    **Censoring.** A comparison first visited later keeps its months before its event
+    month and loses the later ones (:func:`~leapresearch.design.stacking.stacked_panel`,
+    no months of anticipation), exactly as in the monthly event study. Dropping the whole
+    school year of its visit instead (:func:`annual_stacked_panel`) removes the months of
+    the dip that got it visited, so the comparisons left in that year are those whose
+    attendance held up, and the visit-year estimate falls below the truth even when the
+    program does nothing (``validation/results/families``, before this change).
+    """
+    rows = stacked_panel(panel, units)
+    monthly = panel.monthly[["student", "time", "membership"]]
+    year = monthly["time"].to_numpy() // 10
+    total = monthly.groupby([monthly["student"], year], sort=False)["membership"].transform("sum")
+    share = monthly.assign(day_share=monthly["membership"].to_numpy(np.float64) / total)
+    rows = rows.merge(
+        share[["student", "time", "day_share"]],
+        on=["student", "time"],
+        how="left",
+        validate="many_to_one",
+    )
+    rows["rel_time"] = (rows["time"] // 10 - rows["stack"] // 10).astype(np.int64)
+    rows = rows.rename(columns={"attendance_pp": "y"})
+    cols = ["unit", "stack", "time", "rel_time", "treated", "weight", "student", "school"]
+    return rows[[*cols, "y", "day_share"]].sort_values(["unit", "time"], ignore_index=True)
 
 
 def annual_stacked_panel(
