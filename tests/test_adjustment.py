@@ -133,3 +133,35 @@ def test_standard_error_is_that_of_the_unpredictable_change():
     se_oracle = event_study(oracle, outcome="y", window=None, reference=-1).std_errors.loc[2]
     assert 0.85 < se_adj / se_oracle < 1.15
     assert se_raw > 3 * se_adj
+
+
+def _school_year_rows(n_stacks: int, units_per_stack: int, rng: np.random.Generator):
+    """Comparison units with ten month rows at event time 1 and ten at the reference."""
+    rows, unit_x = [], []
+    unit = 0
+    for stack in range(n_stacks):
+        for _ in range(units_per_stack):
+            x = rng.normal(size=3)
+            for r in (-1, 1):
+                for month in range(10):
+                    y = 80 + 2.0 * x[0] * (r + 1) + rng.normal()
+                    rows.append((unit, stack, 10 * r + month, r, 0, unit, 1.0, y))
+            unit_x.append(x)
+            unit += 1
+    panel = pd.DataFrame(
+        rows,
+        columns=["unit", "stack", "time", "rel_time", "treated", "student", "weight", "y"],
+    )
+    return panel, np.array(unit_x)
+
+
+def test_slopes_need_units_beyond_one_per_stack_not_rows():
+    """40 units, each alone in its stack, have 400 rows but no within-stack information."""
+    rng = np.random.default_rng(3)
+    alone, x_alone = _school_year_rows(40, 1, rng)
+    assert trend_slopes(alone, x_alone, outcome="y", window=None) == {}
+    # 2 stacks of 20 units: 38 units beyond one per stack, more than 10 per covariate
+    shared, x_shared = _school_year_rows(2, 20, rng)
+    slopes = trend_slopes(shared, x_shared, outcome="y", window=None)
+    assert set(slopes) == {1}
+    assert abs(slopes[1][0] - 4.0) < 0.5  # the change from -1 to 1 is 4 x[0]

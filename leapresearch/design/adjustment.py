@@ -97,9 +97,12 @@ def trend_slopes(
     r"""The slopes :math:`\hat\delta_r` of the outcome change on the covariates.
 
     One weighted least-squares fit per event time among the comparison units observed
-    at that event time and at the reference, with stack fixed effects. Event times with
-    fewer than ``MIN_UNITS_PER_COVARIATE`` comparison units per covariate get no slope
-    (they are left unadjusted).
+    at that event time and at the reference, with stack fixed effects. Event times whose
+    comparison units, less one per stack (the degrees of freedom the stack effects leave),
+    number fewer than ``MIN_UNITS_PER_COVARIATE`` per covariate get no slope (they are
+    left unadjusted): counting rows instead let a handful of units, each with ten month
+    rows of a school year, through, and their within-stack covariates are nearly
+    collinear (long-term slopes of 1e10 in small cohorts).
 
     Parameters
     ----------
@@ -133,11 +136,15 @@ def trend_slopes(
         if r == reference:
             continue
         fit = (rel == r) & comp & ~np.isnan(base[unit])
-        if fit.sum() < MIN_UNITS_PER_COVARIATE * unit_x.shape[1]:
-            continue  # too few comparisons to estimate the slopes: leave this month as is
         u = unit[fit]
-        w = w_all[fit]
         codes = pd.factorize(stack[fit])[0]
+        within = np.unique(u).size - (codes.max() + 1 if len(codes) else 0)
+        if within < MIN_UNITS_PER_COVARIATE * unit_x.shape[1]:
+            # too few comparison units beyond one per stack (a unit's several rows, months of
+            # a binned end point or of a school year, add no information on the slopes):
+            # leave this event time as is
+            continue
+        w = w_all[fit]
         xd, yd = _within(unit_x[u], codes, w), _within(y[fit] - base[u], codes, w)
         sw = np.sqrt(w)
         slopes[int(r)] = np.linalg.lstsq(xd * sw[:, None], yd * sw, rcond=None)[0]
