@@ -263,7 +263,7 @@ def test_pretrend_sentence_changes_with_the_test():
     assert cal.calibrated() == ["pretrend_adjusted_main"]  # what the texts below expect
     calm, alarm = describe_pretrends(_pretrends(0.7)), describe_pretrends(_pretrends(0.001))
     assert "The calibrated test does not reject at the 5% level" in calm
-    assert "0 of the 1 tests whose size in the validation is not near nominal reject" in calm
+    assert "None of the 1 tests whose size in the validation is not near nominal rejects" in calm
     assert "1 of the 1 tests whose size in the validation is not near nominal reject " in alarm
     assert "(unadjusted -24..-13); at that size a rejection is not evidence" in alarm
     assert "already differed" not in calm + alarm and "moved in parallel" not in calm + alarm

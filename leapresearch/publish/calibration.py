@@ -56,6 +56,19 @@ DIAGNOSTIC_SHORT = {
 }
 """A short name of each diagnostic (the months it tests follow it)."""
 
+REPORTED_IN = {
+    "pretrend": "notebook 03",
+    "falsification": "notebook 07",
+    "placebo": "notebook 07",
+}
+"""Where each kind of diagnostic (the first part of its name) is reported in full."""
+
+
+def reported_in(name: str) -> str:
+    """The notebook that reports ``name`` in full (empty if none)."""
+    return REPORTED_IN.get(name.partition("_")[0], "")
+
+
 DIAGNOSTIC_WORDS = {
     "pretrend_adjusted_main": "pre-trend test on adjusted outcomes, months of the matching window",
     "pretrend_adjusted_far": "pre-trend test on adjusted outcomes, months before the "

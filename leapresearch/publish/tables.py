@@ -23,6 +23,7 @@ from leapresearch.publish.calibration import (
     Calibration,
     diagnostic_results,
     load_calibration,
+    reported_in,
 )
 
 COLLAPSE_ROWS = 25
@@ -350,18 +351,23 @@ def _diagnostic_notes(head: pd.DataFrame, names: list[str], cal: Calibration) ->
             if d.no_power_against()
             else ""
         )
+        where = f" ({reported_in(name)})" if reported_in(name) else ""
         notes.append(
-            f"{heading}: the p-value of the group's joint test (notebook 03). In the "
+            f"{heading}: the p-value of the group's joint test{where}. In the "
             f"validation ({cal.provenance()}; the test of all visited students) it "
             f"{d.measured('of draws')}{power}."
         )
     left = [cal.diagnostics[n] for n in cal.uncalibrated()]
     if left:
+        where = sorted({reported_in(d.name) for d in left} - {""})
+        shown = " and ".join(where) if where else "the notebooks"
         notes.append(
             "Not shown here: diagnostics whose size is not near nominal ("
-            + "; ".join(f"{d.words}: {d.size.percent()}" for d in left if d.size is not None)
-            + " of validation draws where the design is right); notebooks 03 and 07 report "
-            f"them with it. Rule: {cal.rule()}."
+            + "; ".join(
+                f"{d.words}: {d.size.percent() if d.size else 'not measured'}" for d in left
+            )
+            + f" of validation draws where the design is right); {shown} report them with "
+            f"it. Rule: {cal.rule()}."
         )
     return notes
 

@@ -23,6 +23,7 @@ from leapresearch.publish.calibration import (
     diagnostic_results,
     load_calibration,
     pretrend_names,
+    reported_in,
 )
 from leapresearch.publish.labels import fmt, group_label
 from leapresearch.publish.narrative.common import _months, _pp, _snapped
@@ -86,12 +87,17 @@ def _together(rows: pd.DataFrame, calibrated: pd.Series, alpha: float, cal: Cali
         )
     other = rows.loc[~calibrated]
     off = other.loc[other["p_value"] < alpha]
-    if len(other):
-        where = f" ({', '.join(f'{r.basis} {r.months}' for r in off.itertuples())})"
+    if len(off):
+        where = ", ".join(f"{r.basis} {r.months}" for r in off.itertuples())
         parts.append(
             f"{len(off)} of the {len(other)} tests whose size in the validation is not near "
-            f"nominal reject{where if len(off) else ''}; at that size a rejection is not "
-            "evidence against the design."
+            f"nominal reject ({where}); at that size a rejection is not evidence against the "
+            "design."
+        )
+    elif len(other):
+        parts.append(
+            f"None of the {len(other)} tests whose size in the validation is not near nominal "
+            "rejects."
         )
     return parts
 
@@ -140,14 +146,6 @@ def describe_pretrends(
     return " ".join(parts)
 
 
-NOTEBOOK = {
-    "pretrend": ", notebook 03",
-    "falsification": ", notebook 07",
-    "placebo": ", notebook 07",
-}
-"""Where each kind of diagnostic is reported in full."""
-
-
 @_snapped
 def describe_calibrated_diagnostics(
     pretrends: pd.DataFrame | None,
@@ -184,7 +182,7 @@ def describe_calibrated_diagnostics(
         r = hit.iloc[0]
         rejects = r["p_value"] < alpha
         verdict = "rejects" if rejects else "does not reject"
-        where = NOTEBOOK.get(name.partition("_")[0], "")
+        where = f", {reported_in(name)}" if reported_in(name) else ""
         text = (
             f"{words} (months {r['months']}{where}): p = {fmt(r['p_value'], 3)}, it {verdict} "
             f"at the {alpha:.0%} level; in the validation ({cal.brief()}) this test "
