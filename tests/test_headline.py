@@ -49,6 +49,10 @@ def test_the_lead_interval_is_the_whole_procedure_one_where_published():
     # one blank end is no interval: the conditional one is shown
     half = es.assign(procedure_ci_upper=np.nan)
     assert (lead_intervals(half)["lead_kind"] == "conditional").all()
+    # a suppressed cell has no interval of either kind: nothing to mark
+    hidden = es.assign(ci_lower=np.nan, ci_upper=np.nan)
+    kinds = lead_intervals(hidden).set_index("group")["lead_kind"]
+    assert kinds.loc["grade_band:PK-5"].eq("").all() and kinds.loc["all"].eq("procedure").all()
     # a table written without the columns at all
     bare = lead_intervals(es.drop(columns=["procedure_ci_lower", "procedure_ci_upper"]))
     assert (bare["lead_lower"] == es["ci_lower"]).all()

@@ -197,8 +197,8 @@ def lead_intervals(event_study: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        The table with ``lead_lower``, ``lead_upper`` and ``lead_kind`` (``procedure``
-        or ``conditional``).
+        The table with ``lead_lower``, ``lead_upper`` and ``lead_kind`` (``procedure``,
+        ``conditional``, or empty where no interval is published: suppressed).
     """
     out = event_study.copy()
     lo, hi = PROCEDURE_INTERVAL
@@ -210,7 +210,8 @@ def lead_intervals(event_study: pd.DataFrame) -> pd.DataFrame:
         p_lo = p_hi = np.full(len(out), np.nan)
     out["lead_lower"] = np.where(valid, p_lo, out["ci_lower"].to_numpy(np.float64))
     out["lead_upper"] = np.where(valid, p_hi, out["ci_upper"].to_numpy(np.float64))
-    out["lead_kind"] = np.where(valid, "procedure", "conditional")
+    shown = (out["lead_lower"].notna() & out["lead_upper"].notna()).to_numpy()
+    out["lead_kind"] = np.where(valid, "procedure", np.where(shown, "conditional", ""))
     return out
 
 

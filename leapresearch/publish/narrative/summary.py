@@ -133,6 +133,7 @@ def describe_lead_intervals(
 
     lead = lead_intervals(table).set_index(["group", "rel_time"])
     kinds = [lead.loc[c, "lead_kind"] for c in cells if c in lead.index]
+    kinds = [k for k in kinds if k]  # a suppressed estimate shows no interval
     if not kinds:
         return "", False
     if "procedure" not in kinds:
