@@ -258,15 +258,34 @@ def test_methods_box_states_the_intervals_the_parameters_choose():
     from leapresearch.publish.narrative import methods_text
 
     default = " ".join(methods_text(load_config("demo")))
-    assert "intervals shown are the analytic ones" in default
+    # issue 27: the report leads with the whole-procedure intervals, their draws from the
+    # parameters; the others are labelled conditional
+    draws = load_config("demo").inference.procedure_draws
+    assert f"the report leads with those of a whole-procedure cluster bootstrap ({draws} " in (
+        default
+    )
+    assert "elsewhere, marked as such, the analytic ones, conditional on the estimated score" in (
+        default
+    )
     assert "simultaneous (sup-t) band over the post-visit months 0 to 11" in default
     assert "not re-estimated" in default
     boot = " ".join(
         methods_text(
-            load_config("demo", overrides=["inference.intervals=bootstrap", "inference.band=false"])
+            load_config(
+                "demo",
+                overrides=[
+                    "inference.intervals=bootstrap",
+                    "inference.band=false",
+                    "inference.procedure_draws=0",
+                ],
+            )
         )
     )
-    assert "intervals shown are the bootstrap's" in boot and "simultaneous" not in boot
+    assert "whole-procedure bootstrap is off (inference.procedure_draws: 0)" in boot
+    assert "intervals shown are the multiplier bootstrap's" in boot and "simultaneous" not in boot
+    assert "conditional on the estimated score and matches" in boot
+    more = " ".join(methods_text(load_config("demo", overrides=["inference.procedure_draws=499"])))
+    assert "whole-procedure cluster bootstrap (499 draws of the schools" in more
     assert (
         "groups with fewer than 30 clusters take their p-values from a restricted wild cluster "
         "bootstrap (Webb weights, 9999 draws)"

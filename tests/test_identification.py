@@ -253,15 +253,43 @@ def _pretrends(p_value: float) -> pd.DataFrame:
 
 
 def test_pretrend_sentence_changes_with_the_test():
+    # issue 23, item 4: each test carries its measured size; only calibrated tests (size
+    # near nominal in the validation) are read as evidence that the paths differed
+    from leapresearch.publish.calibration import load_calibration
     from leapresearch.publish.narrative import describe_pretrends
+    from tests.test_calibration import _rates, synthetic_calibration
 
+    cal = load_calibration()
+    assert cal.calibrated() == ["pretrend_adjusted_main"]  # what the texts below expect
     calm, alarm = describe_pretrends(_pretrends(0.7)), describe_pretrends(_pretrends(0.001))
-    assert "None of the 2 tests rejects" in calm
-    assert "1 of 2 tests reject (unadjusted -24..-13)" in alarm
-    assert "moved in parallel" not in calm + alarm
+    assert "The calibrated test does not reject at the 5% level" in calm
+    assert "None of the 1 tests whose size in the validation is not near nominal rejects" in calm
+    assert "1 of the 1 tests whose size in the validation is not near nominal reject " in alarm
+    assert "(unadjusted -24..-13); at that size a rejection is not evidence" in alarm
+    assert "already differed" not in calm + alarm and "moved in parallel" not in calm + alarm
+    far = cal.diagnostics["pretrend_unadjusted_far"].size.percent()
+    main = cal.diagnostics["pretrend_adjusted_main"].size.percent()
+    assert f"this test rejected in {far} of draws where the design is right" in alarm
+    assert f"this test rejected in {main} of draws where the design is right" in alarm
+    assert "its verdict is not read as evidence on the design" in alarm  # the far test
+    assert "its size is near the nominal level" in alarm  # the main test
     brief = describe_pretrends(_pretrends(0.001), brief=True)
-    assert brief.startswith("1 of 2 tests reject") and "F =" not in brief
-    assert describe_pretrends(_pretrends(0.7), brief=True).startswith("None of the 2 tests")
+    assert brief.startswith("The calibrated test does not reject") and "F =" not in brief
+    assert "In the validation" not in brief
+    # were the unadjusted far test calibrated, its rejection would be read as one
+    both = synthetic_calibration(
+        {
+            "pretrend_adjusted_main": _rates((0.05, 0.05), 0.05, 0.05),
+            "pretrend_unadjusted_far": _rates((0.04, 0.06), 0.5, 0.5),
+        }
+    )
+    read = describe_pretrends(_pretrends(0.001), brief=True, calibration=both)
+    assert read.startswith("1 of 2 calibrated tests reject (unadjusted -24..-13): visited")
+    assert "already differed before the first visit" in read
+    # a test the validation did not measure says so
+    other = _pretrends(0.7).assign(group="grade_band:PK-5")
+    text = describe_pretrends(other, group="grade_band:PK-5", calibration=both)
+    assert "measured on the test of all visited students" in text
 
 
 def _event_rows(estimates, half_width=1.0, start=0, **extra) -> pd.DataFrame:
@@ -291,10 +319,24 @@ def _placebo_rows(post, p_value: float) -> pd.DataFrame:
 
 
 def test_placebo_sentence_follows_the_months_and_the_joint_test():
+    from leapresearch.publish.calibration import load_calibration
     from leapresearch.publish.narrative import describe_placebo
+    from tests.test_calibration import _rates, synthetic_calibration
 
-    good = describe_placebo(_placebo_rows([0.1, -0.2, 0.3, 0.0, 0.1, -0.1], 0.8))
-    bad = describe_placebo(_placebo_rows([-0.5, -2.8, -4.6, -6.4, -0.2, 0.3], 0.0001))
+    # the packaged validation: the placebo's size is far above nominal, so a rejection is
+    # reported with it and not read as the design failing
+    size = load_calibration().diagnostics["placebo_post"].size.percent()
+    packaged = describe_placebo(_placebo_rows([-0.5, -2.8, -4.6, -6.4, -0.2, 0.3], 0.0001))
+    assert "rejects at the 5% level" in packaged and "did not move together" not in packaged
+    assert f"rejected in {size} of draws where the design is right" in packaged
+    assert "not read as evidence on the design" in packaged
+    # a calibrated placebo (made-up validation) carries the verdicts
+    cal = synthetic_calibration({"placebo_post": _rates((0.04, 0.06), 0.5, 0.5)})
+    good = describe_placebo(_placebo_rows([0.1, -0.2, 0.3, 0.0, 0.1, -0.1], 0.8), calibration=cal)
+    bad = describe_placebo(
+        _placebo_rows([-0.5, -2.8, -4.6, -6.4, -0.2, 0.3], 0.0001), calibration=cal
+    )
+    assert "rejected in 4-6% of draws where the design is right" in good + bad
     for text in (good, bad):
         assert "fake months 0 to 5 are months -18 to -13 from the real first visit" in text
         assert "It uses 700 of the 1,000 matched visited students" in text
@@ -328,15 +370,30 @@ def _falsification_rows(post, *, mean, half_width, p_value) -> pd.DataFrame:
 
 
 def test_falsification_sentence_follows_the_mean_and_the_joint_test():
+    from leapresearch.publish.calibration import load_calibration
     from leapresearch.publish.narrative import describe_falsification
+    from tests.test_calibration import _rates, synthetic_calibration
 
+    # the packaged validation: the falsification rejects where the design is right, so its
+    # pseudo-effect is reported with that size, not as the design's bias
+    size = load_calibration().diagnostics["falsification_post"].size.percent()
+    packaged = describe_falsification(
+        _falsification_rows([3.0, 4.0, 5.0, 0.5, 6.0], mean=3.7, half_width=1.5, p_value=0.001)
+    )
+    assert "rejects at the 5% level" in packaged and "overstates" not in packaged
+    assert f"rejected in {size} of draws where the design is right" in packaged
+    # a calibrated falsification (made-up validation) carries the verdicts
+    cal = synthetic_calibration({"falsification_post": _rates((0.04, 0.06), 0.5, 0.5)})
     calm = describe_falsification(
-        _falsification_rows([0.2, -0.3, 0.1, 0.4, -0.2], mean=0.04, half_width=1.1, p_value=0.7)
+        _falsification_rows([0.2, -0.3, 0.1, 0.4, -0.2], mean=0.04, half_width=1.1, p_value=0.7),
+        calibration=cal,
     )
     # most monthly intervals exclude zero, but the joint test and the mean carry the verdict
     rebound = describe_falsification(
-        _falsification_rows([3.0, 4.0, 5.0, 0.5, 6.0], mean=3.7, half_width=1.5, p_value=0.001)
+        _falsification_rows([3.0, 4.0, 5.0, 0.5, 6.0], mean=3.7, half_width=1.5, p_value=0.001),
+        calibration=cal,
     )
+    assert "its size is near the nominal level" in calm + rebound
     assert "mean pseudo-effect over months 0..4 +0.0 pp (95% CI -1.1 to 1.1)" in calm
     assert "does not reject at the 5% level (F = 0.60, p = 0.700)" in calm
     assert "0 of 5 monthly intervals exclude zero." in calm
@@ -346,7 +403,7 @@ def test_falsification_sentence_follows_the_mean_and_the_joint_test():
     assert "overstates effects by about 3.7 pp" in rebound
     # an interval of the mean that excludes zero is a failure even if the joint test is not
     negative = describe_falsification(
-        _falsification_rows([-0.5] * 12, mean=-1.0, half_width=0.8, p_value=0.2)
+        _falsification_rows([-0.5] * 12, mean=-1.0, half_width=0.8, p_value=0.2), calibration=cal
     )
     assert "negative pseudo-effect" in negative and "understates" in negative
     assert "80%" not in calm + rebound + negative

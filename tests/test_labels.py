@@ -127,10 +127,11 @@ def test_tables_render_in_full_without_index_and_with_the_suppression_symbol():
     assert "<th></th>" not in doc  # no index column
 
 
-def test_the_headline_pretrend_column_and_the_summary_read_the_same_tests():
-    # issue 25: the headline table printed the first test of each group (the adjusted
-    # main-window test, partly mechanical) while the summary counted all of them, so one
-    # said "p = 0.84" beside a sentence that two tests reject
+def test_the_headline_diagnostic_column_and_the_summary_read_the_same_calibrated_test():
+    # issue 25: the headline table and the summary must read the same tests; issue 23,
+    # item 4: only those whose size the validation measured near nominal (the adjusted
+    # main-window test), printed with that size, never the over-sized ones as evidence
+    from leapresearch.publish.calibration import load_calibration
     from leapresearch.publish.narrative import summary_paragraph
     from leapresearch.publish.tables import headline_html
 
@@ -138,24 +139,43 @@ def test_the_headline_pretrend_column_and_the_summary_read_the_same_tests():
         {
             "group": ["all"] * 4 + ["grade_band:PK-5"] * 2,
             "basis": ["adjusted", "unadjusted", "unadjusted", "adjusted", "adjusted", "x"],
-            "months": ["<=-12..-2", "<=-12..-2", "-24..-13", "-24..-13", "<=-12..-2", "y"],
+            "months": ["<=-12..-2", "-12..-2", "-24..-13", "-24..-13", "<=-12..-2", "y"],
+            "statistic": [0.6, 2.5, 1.1, 1.9, 2.2, np.nan],
+            "df": [11, 11, 12, 12, 11, np.nan],
             "p_value": [0.84, 0.002, 0.3, 0.04, 0.01, np.nan],
             "n_treated": [30] * 4 + [20] * 2,
         }
     )
+    cal = load_calibration()
+    assert cal.calibrated() == ["pretrend_adjusted_main"]  # on the committed validation
     es = _event_study()
     head = headline_table(es, rel_times=(1, 9), pretrends=pretrends).set_index("group")
-    assert head.loc["all", ["pretrend_rejected", "pretrend_tests"]].tolist() == [2, 4]
-    assert head.loc["all", "pretrend_min_p"] == 0.002
-    assert head.loc["grade_band:PK-5", ["pretrend_rejected", "pretrend_tests"]].tolist() == [1, 1]
-    assert head.loc["cohort:2020-21", "pretrend_tests"] == 0  # no test: shown as missing
-    summary = summary_paragraph(es, pretrends, rel_times=(1, 9))
-    assert "2 of 4 tests reject" in summary
+    assert [c for c in head.columns if c.startswith("p_")] == ["p_pretrend_adjusted_main"]
+    assert head.loc["all", "p_pretrend_adjusted_main"] == 0.84  # not the 0.002 of another
+    assert head.loc["grade_band:PK-5", "p_pretrend_adjusted_main"] == 0.01
+    assert np.isnan(head.loc["cohort:2020-21", "p_pretrend_adjusted_main"])  # no test
     page = headline_html(head.reset_index(), rel_times=(1, 9))
-    assert "2 of 4 (smallest p = 0.002)" in page and "1 of 1 (smallest p = 0.010)" in page
-    assert "0.84" not in page
-    strict = headline_table(es, rel_times=(1, 9), pretrends=pretrends, alpha=0.01)
-    assert strict.set_index("group").loc["all", "pretrend_rejected"] == 1
+    assert "p = 0.840" in page and "p = 0.010, rejects at 5%" in page and "no test" in page
+    assert "p = 0.002" not in page and "0.040" not in page  # uncalibrated tests leak nowhere
+    size = cal.diagnostics["pretrend_adjusted_main"].size.percent()
+    assert f"rejected in {size} of draws where the design is right" in page
+    for name in cal.uncalibrated():  # named only with their measured size, as left out
+        d = cal.diagnostics[name]
+        assert f"{d.words}: {d.size.percent()}" in page
+    summary = summary_paragraph(es, pretrends, rel_times=(1, 9))
+    assert "(months <=-12..-2, notebook 03): p = 0.840, it does not reject" in summary
+    assert f"this test rejected in {size} of draws where the design is right" in summary
+    assert "already differed" not in summary and "0.002" not in summary
+    assert "tests reject" not in summary
+    # a calibrated rejection is read as one
+    bad = pretrends.assign(p_value=[0.001, 0.5, 0.5, 0.5, 0.5, np.nan])
+    assert "p = 0.001, it rejects at the 5% level" in summary_paragraph(es, bad, rel_times=(1, 9))
+    strict = headline_html(
+        headline_table(es, rel_times=(1, 9), pretrends=pretrends, alpha=0.001).reset_index(),
+        rel_times=(1, 9),
+        alpha=0.001,
+    )
+    assert "rejects" not in strict
 
 
 def test_a_published_table_prints_whole_in_words_at_its_precision():

@@ -21,6 +21,7 @@ from leapresearch.paths import DEMO_DATA, PROJECT_ROOT
 from leapresearch.pipeline import run_report
 from leapresearch.publish.labels import cohort_key, fmt, group_label
 from leapresearch.publish.report import EXHIBITS, notebook_paths, report_writer
+from leapresearch.publish.tables import lead_intervals
 
 
 @pytest.fixture(scope="module")
@@ -225,8 +226,14 @@ def test_front_page_has_the_parts_a_reader_needs(run_dir):
     # the summary is generated from the numbers, with intervals
     summary = re.search(r'<p class="lr-summary">(.*?)</p>', doc, re.S).group(1)
     es = pd.read_csv(run_dir / "tables" / "event_study.csv")
-    nine = es[(es["group"] == "all") & (es["rel_time"] == 9)].iloc[0]
-    assert f"95% CI {fmt(nine['ci_lower'])} to {fmt(nine['ci_upper'])}" in summary
+    # it leads with the whole-procedure interval (issue 27), the demo parameters run it
+    lead = lead_intervals(es)
+    nine = lead[(lead["group"] == "all") & (lead["rel_time"] == 9)].iloc[0]
+    assert nine["lead_kind"] == "procedure"
+    assert f"95% CI {fmt(nine['lead_lower'])} to {fmt(nine['lead_upper'])}" in summary
+    assert "whole-procedure bootstrap" in summary
+    # and reads only the calibrated diagnostics, with their measured size (issue 23)
+    assert "already differed" not in summary and "in the validation (" in summary
     # headline rows: all, those with a comparison within the caliper (issue 23), grade bands
     # PK-5, 6-8, 9-12, 6-12, cohorts in time order, in words
     head = re.search(r'<table class="lr-table lr-headline">(.*?)</table>', doc, re.S).group(1)
@@ -308,13 +315,13 @@ def test_the_pdf_opens_with_the_summary_and_the_headline_table(run_dir):
     reader = pypdf.PdfReader(run_dir / "report" / "report.pdf")
     first = reader.pages[0].extract_text()
     assert first.index("Summary") < first.index("Headline estimates")
-    es = pd.read_csv(run_dir / "tables" / "event_study.csv")
+    es = lead_intervals(pd.read_csv(run_dir / "tables" / "event_study.csv"))
     nine = es[(es["group"] == "all") & (es["rel_time"] == 9)].iloc[0]
-    assert f"{fmt(nine['ci_lower'])} to {fmt(nine['ci_upper'])}" in first  # the summary's CI
+    assert f"{fmt(nine['lead_lower'])} to {fmt(nine['lead_upper'])}" in first  # summary's CI
     one = es[(es["group"] == "all") & (es["rel_time"] == 1)].iloc[0]
     words = " ".join(first.split())  # a row heading may wrap in its cell
     for row in ("All visited students", "Grades PK-5", "Grades 6-12",
-                f"({fmt(one['ci_lower'])} to {fmt(one['ci_upper'])})"):  # fmt: skip
+                f"({fmt(one['lead_lower'])} to {fmt(one['lead_upper'])})"):  # fmt: skip
         assert row in words, f"headline table: {row!r} not on page 1"
     # the exhibit map (the table of contents) comes after them
     texts = [p.extract_text() for p in reader.pages]

@@ -413,7 +413,10 @@ def _range(coverage: pd.Series) -> str:
 
 
 def write_summary(draws: pd.DataFrame, out: Path, command: str) -> None:
-    """``summary.json`` (cells, diagnostics, verdict) and ``summary.md`` in ``out``."""
+    """``summary.json`` (cells, diagnostics, verdict) and ``summary.md`` in ``out``.
+
+    Then the diagnostics' calibration record (:func:`write_calibration_record`).
+    """
     cells = summarise_cells(draws)
     diags = summarise_diagnostics(draws)
     table = verdict(cells)
@@ -476,6 +479,26 @@ def write_summary(draws: pd.DataFrame, out: Path, command: str) -> None:
         )
     )  # fmt: skip
     (out / "summary.md").write_text(text)
+    write_calibration_record(out)
+
+
+def write_calibration_record(out: Path) -> Path | None:
+    """The package's ``diagnostic_calibration.json`` from ``out``'s summary and design.
+
+    Written into the package (``leapresearch/publish``, what the report reads) when ``out``
+    lies under ``validation/results`` of this repository, so that a re-run of the families
+    rewrites it; a summary elsewhere gets its record beside it instead. Nothing without a
+    ``design.json`` (see :func:`leapresearch.publish.calibration.calibration_record`).
+    """
+    from leapresearch.publish.calibration import CALIBRATION_FILE, write_calibration
+
+    summary = Path(out).resolve() / "summary.json"
+    if not summary.with_name(DESIGN_FILE).exists():
+        return None
+    inside = summary.is_relative_to(mc.RESULTS.resolve())
+    package = mc.ROOT / "leapresearch" / "publish" / CALIBRATION_FILE.name
+    target = package if inside else summary.with_name(CALIBRATION_FILE.name)
+    return write_calibration(summary, mc.ROOT if inside else summary.parent, target)
 
 
 DESIGN_FILE = "design.json"

@@ -19,7 +19,12 @@ import pandas as pd
 
 from leapresearch.config import Config
 from leapresearch.publish import labels, narrative
-from leapresearch.publish.tables import headline_html, headline_table
+from leapresearch.publish.tables import (
+    CONDITIONAL_WORDS,
+    INTERVAL_MARK,
+    headline_html,
+    headline_table,
+)
 
 CSS = """
 :root{--ink:#1b1b1b;--muted:#555;--rule:#d0d0d0;--accent:#0072B2;--warn:#fff4d6;}
@@ -59,6 +64,13 @@ SIMULATED_BANNER = (
 
 def _esc(text: str) -> str:
     return html.escape(str(text))
+
+
+def conditional_name(config: Config) -> str:
+    """The interval ``ci_lower``, ``ci_upper`` hold (``inference.intervals``), in words."""
+    return {"bootstrap": "multiplier-bootstrap"}.get(
+        config.inference.intervals, config.inference.intervals
+    )
 
 
 def school_years(config: Config, event_study: pd.DataFrame) -> str:
@@ -111,15 +123,33 @@ def crosswalk_html(config: Config, event_study: pd.DataFrame) -> str:
     if not published:
         return ""
     table = narrative.crosswalk(event_study, published)
+    shown = table["estimate"].notna()
+    fallback = (table["interval"] == "conditional") & shown
+    marked = bool(((table["interval"] == "procedure") & shown).any())
+    conditional = _esc(conditional_name(config))
+    if not fallback.any():
+        note = ""
+    elif marked:
+        note = (
+            f'<p class="lr-note">The intervals are the whole-procedure ones where published; '
+            f"{INTERVAL_MARK}: none for this cell, the {conditional} interval, "
+            f"{CONDITIONAL_WORDS}.</p>"
+        )
+    else:
+        note = (
+            f'<p class="lr-note">The intervals are the {conditional} ones, '
+            f"{CONDITIONAL_WORDS}: event_study.csv has no whole-procedure interval for them.</p>"
+        )
     estimated = set(zip(event_study["group"], event_study["rel_time"], strict=True))
     rows = []
     for f, r in zip(published, table.itertuples(index=False), strict=True):
         if (r.group, r.rel_time) not in estimated:
             ours = "not estimated"
         else:
+            mark = INTERVAL_MARK if marked and r.interval == "conditional" else ""
             ours = (
                 f"{labels.fmt(r.estimate, 1, signed=True)} "
-                f"({labels.fmt_interval(r.ci_lower, r.ci_upper)})"
+                f"({labels.fmt_interval(r.ci_lower, r.ci_upper)}){mark}"
             )
         pub = f"{'about ' if f.approximate else ''}{r.published:+g} pp"
         rows.append(
@@ -133,7 +163,7 @@ def crosswalk_html(config: Config, event_study: pd.DataFrame) -> str:
         '<table class="lr-table"><thead><tr><th>Group</th><th>Months after first visit</th>'
         "<th>Published</th><th>This run (95% CI)</th>"
         '<th class="lr-text">What differs in definition</th>'
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>{note}"
     )
 
 
@@ -201,10 +231,14 @@ def front_page(
     ``cluster``: the level the errors were clustered by (see :func:`narrative.methods_text`).
     """
     es, pre = tables["event_study"], tables.get("pretrend_tests")
+    checks = {"falsification": tables.get("falsification"), "placebo": tables.get("placebo")}
     months = config.analysis.report_rel_times
     alpha = config.analysis.alpha
+    conditional = conditional_name(config)
     sens = tables.get("sensitivity")
-    head = headline_table(es, rel_times=months, pretrends=pre, alpha=alpha, sensitivity=sens)
+    head = headline_table(
+        es, rel_times=months, pretrends=pre, alpha=alpha, sensitivity=sens, **checks
+    )
     summary = narrative.summary_paragraph(
         es,
         pre,
@@ -212,6 +246,8 @@ def front_page(
         alpha=alpha,
         matching=tables.get("matching_summary"),
         sensitivity=sens,
+        conditional=conditional,
+        **checks,
     )
     methods_text = narrative.methods_text(config, cluster=cluster)
     methods = "".join(f"<li>{_esc(t)}</li>" for t in methods_text)
@@ -231,7 +267,7 @@ def front_page(
 <h2>The program</h2><p>{_esc(config.report.program_description)}</p>
 <div class="lr-box"><h2>Methods in brief</h2><ul>{methods}</ul></div>
 <h2>Headline estimates</h2>
-{headline_html(head, rel_times=months, alpha=alpha)}
+{headline_html(head, rel_times=months, alpha=alpha, conditional=conditional)}
 {crosswalk_html(config, es)}
 {figures_html(stamp, figures)}
 <h2>Limitations</h2><ul>{"".join(f"<li>{_esc(t)}</li>" for t in limits)}</ul>

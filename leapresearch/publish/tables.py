@@ -18,6 +18,13 @@ import pandas as pd
 
 from leapresearch.estimation.subgroups import GROUP_WITHIN_CALIPER
 from leapresearch.publish import labels
+from leapresearch.publish.calibration import (
+    DIAGNOSTIC_SHORT,
+    Calibration,
+    diagnostic_results,
+    load_calibration,
+    reported_in,
+)
 
 COLLAPSE_ROWS = 25
 """Tables longer than this fold into a collapsible element."""
@@ -169,6 +176,45 @@ def csv_link(name: str) -> str | None:
     return f"../tables/{name}.csv" if name in WRITTEN_TABLES else None
 
 
+PROCEDURE_INTERVAL = ("procedure_ci_lower", "procedure_ci_upper")
+"""The whole-procedure interval of ``event_study.csv`` (score, matches, adjustment re-run)."""
+
+INTERVAL_MARK = "§"
+"""Mark of an interval that holds the first steps fixed (the table has no valid one)."""
+
+CONDITIONAL_WORDS = "conditional on the estimated score and matches"
+"""How an interval that holds the propensity score and the matches fixed is labelled."""
+
+
+def lead_intervals(event_study: pd.DataFrame) -> pd.DataFrame:
+    """The interval the report leads with, for each row of the event-study table.
+
+    The whole-procedure interval (``procedure_ci_lower``, ``procedure_ci_upper``: the
+    propensity score, the matching and the adjustment re-estimated in each bootstrap draw)
+    where both ends are published; else the table's ``ci_lower``, ``ci_upper``, which
+    hold the first steps fixed (conditional on the estimated score and matches).
+
+    Returns
+    -------
+    DataFrame
+        The table with ``lead_lower``, ``lead_upper`` and ``lead_kind`` (``procedure``,
+        ``conditional``, or empty where no interval is published: suppressed).
+    """
+    out = event_study.copy()
+    lo, hi = PROCEDURE_INTERVAL
+    if {lo, hi} <= set(out.columns):
+        valid = (out[lo].notna() & out[hi].notna()).to_numpy()
+        p_lo, p_hi = out[lo].to_numpy(np.float64), out[hi].to_numpy(np.float64)
+    else:
+        valid = np.zeros(len(out), dtype=bool)
+        p_lo = p_hi = np.full(len(out), np.nan)
+    out["lead_lower"] = np.where(valid, p_lo, out["ci_lower"].to_numpy(np.float64))
+    out["lead_upper"] = np.where(valid, p_hi, out["ci_upper"].to_numpy(np.float64))
+    shown = (out["lead_lower"].notna() & out["lead_upper"].notna()).to_numpy()
+    out["lead_kind"] = np.where(valid, "procedure", np.where(shown, "conditional", ""))
+    return out
+
+
 def headline_table(
     event_study: pd.DataFrame,
     *,
@@ -177,6 +223,9 @@ def headline_table(
     groups: Sequence[str] | None = None,
     alpha: float = 0.05,
     sensitivity: pd.DataFrame | None = None,
+    falsification: pd.DataFrame | None = None,
+    placebo: pd.DataFrame | None = None,
+    calibration: Calibration | None = None,
 ) -> pd.DataFrame:
     """Headline numbers: one row per group, estimate and 95% CI at each headline month.
 
@@ -187,34 +236,41 @@ def headline_table(
     rel_times : sequence of int
         Headline months since the first visit.
     pretrends : DataFrame, optional
-        Published pre-trend tests: adds the visited students per group and what the group's
-        tests say together, as the summary's sentence reads them
-        (:func:`leapresearch.publish.narrative.describe_pretrends`): how many of them reject
-        at ``alpha`` and the smallest p-value.
+        Published pre-trend tests: adds the visited students per group and the p-value of
+        each *calibrated* diagnostic (:mod:`leapresearch.publish.calibration`: its size in
+        the validation near nominal) the group has; the others are left out.
     groups : sequence of str, optional
         Groups to show; default: all, within the caliper, grade bands and cohorts present.
     alpha : float
-        Level of the pre-trend tests.
+        Level of the tests (whether a calibrated test rejects).
     sensitivity : DataFrame, optional
         The published ``sensitivity.csv``: adds for each month ``m`` the
         relative-magnitudes breakdown value ``brk_m`` of the groups it bounds (NaN for the
         others) and its ``inference_m`` (``C-LF`` or the ``Bonferroni`` fallback).
+    falsification, placebo : DataFrame, optional
+        The published ``falsification.csv`` and ``placebo.csv`` (their joint tests enter
+        only if calibrated).
+    calibration : Calibration, optional
+        Default: the packaged record (:func:`~leapresearch.publish.calibration.load_calibration`).
 
     Returns
     -------
     DataFrame
         ``group`` (code), ``n_treated``, ``n_comparison`` (students at the first headline
-        month), ``pretrend_tests``, ``pretrend_rejected``, ``pretrend_min_p`` and for each
-        month ``m``: ``est_m``, ``lo_m``, ``hi_m`` (and ``brk_m``, ``inference_m``); rows
-        in reading order (:func:`leapresearch.publish.labels.sort_groups`).
+        month), for each calibrated diagnostic ``d`` with rows: ``p_d`` and ``months_d``
+        (NaN, empty: no test), and for each month ``m``: ``est_m``, ``lo_m``, ``hi_m`` (the
+        interval the report leads with, :func:`lead_intervals`), ``kind_m``
+        (``procedure`` / ``conditional``) and ``brk_m``, ``inference_m`` with
+        ``sensitivity``; rows in reading order (:func:`leapresearch.publish.labels.sort_groups`).
     """
     present = event_study["group"].unique()
     if groups is None:
         families = ("all", GROUP_WITHIN_CALIPER, "grade_band", "cohort")
         groups = [g for g in present if labels.family_of(g) in families]
     order = [g for g in labels.sort_groups(groups) if g in set(present)]
-    es = event_study.set_index(["group", "rel_time"])
+    es = lead_intervals(event_study).set_index(["group", "rel_time"])
     brk = _rm_breakdowns(sensitivity)
+    results = _calibrated_results(pretrends, falsification, placebo, calibration)
     rows = []
     for g in order:
         row: dict[str, object] = {"group": g}
@@ -224,20 +280,35 @@ def headline_table(
         if pretrends is not None:
             p = pretrends.loc[pretrends["group"] == g]
             row["n_treated"] = p["n_treated"].iloc[0] if len(p) else row["n_treated"]
-            tested = p["p_value"].dropna()
-            row["pretrend_tests"] = len(tested)
-            row["pretrend_rejected"] = int((tested < alpha).sum())
-            row["pretrend_min_p"] = tested.min() if len(tested) else np.nan
+        for name, d in results.items():
+            hit = d.loc[d["group"] == g]
+            row[f"p_{name}"] = hit["p_value"].iloc[0] if len(hit) else np.nan
+            row[f"months_{name}"] = hit["months"].iloc[0] if len(hit) else ""
         for m in rel_times:
             r = es.loc[(g, m)] if (g, m) in es.index else None
-            for key, col in (("est", "estimate"), ("lo", "ci_lower"), ("hi", "ci_upper")):
+            for key, col in (("est", "estimate"), ("lo", "lead_lower"), ("hi", "lead_upper")):
                 row[f"{key}_{m}"] = np.nan if r is None else r[col]
+            row[f"kind_{m}"] = "" if r is None else r["lead_kind"]
             if brk is not None:
                 b = brk.loc[(g, m)] if (g, m) in brk.index else None
                 row[f"brk_{m}"] = np.nan if b is None else b["breakdown"]
                 row[f"inference_{m}"] = "" if b is None else b["inference"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _calibrated_results(
+    pretrends: pd.DataFrame | None,
+    falsification: pd.DataFrame | None,
+    placebo: pd.DataFrame | None,
+    calibration: Calibration | None,
+) -> dict[str, pd.DataFrame]:
+    """Rows of each calibrated diagnostic (name -> its rows by group; none: no test)."""
+    if pretrends is None and falsification is None and placebo is None:
+        return {}
+    cal = load_calibration() if calibration is None else calibration
+    found = diagnostic_results(pretrends, falsification, placebo)
+    return {name: found.loc[found["diagnostic"] == name] for name in cal.calibrated()}
 
 
 def _rm_breakdowns(sensitivity: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -252,40 +323,123 @@ def _rm_breakdowns(sensitivity: pd.DataFrame | None) -> pd.DataFrame | None:
     ]
 
 
-def _pretrend_cell(row: dict) -> str:
-    """``k of n (smallest p = 0.002)``, or "no test" when the group has none."""
-    if not row["pretrend_tests"]:
+def _diagnostic_names(head: pd.DataFrame) -> list[str]:
+    """The calibrated diagnostics of a headline table (its ``p_<name>`` columns)."""
+    return [c[2:] for c in head.columns if c.startswith("p_") and f"months_{c[2:]}" in head]
+
+
+def _diagnostic_cell(p: float, alpha: float) -> str:
+    if pd.isna(p):
         return "no test"
+    return f"p = {labels.fmt(p, 3)}" + (f", rejects at {alpha:.0%}" if p < alpha else "")
+
+
+def _diagnostic_heading(head: pd.DataFrame, name: str) -> str:
+    """``Pre-trend test, adjusted, months <=-12..-2`` (the months of the run)."""
+    months = next((m for m in head[f"months_{name}"] if m), "")
+    return DIAGNOSTIC_SHORT.get(name, name) + (f", months {months}" if months else "")
+
+
+def _diagnostic_notes(head: pd.DataFrame, names: list[str], cal: Calibration) -> list[str]:
+    """What each calibrated diagnostic measured in the validation, and what is left out."""
+    notes = []
+    for name in names:
+        d = cal.diagnostics[name]
+        heading = _diagnostic_heading(head, name)
+        power = (
+            "; it has no measured power against the failures of parallel trends built "
+            "there, so a pass says little"
+            if d.no_power_against()
+            else ""
+        )
+        where = f" ({reported_in(name)})" if reported_in(name) else ""
+        notes.append(
+            f"{heading}: the p-value of the group's joint test{where}. In the "
+            f"validation ({cal.provenance()}; the test of all visited students) it "
+            f"{d.measured('of draws')}{power}."
+        )
+    left = [cal.diagnostics[n] for n in cal.uncalibrated()]
+    if left:
+        where = sorted({reported_in(d.name) for d in left} - {""})
+        shown = " and ".join(where) if where else "the notebooks"
+        notes.append(
+            "Not shown here: diagnostics whose size is not near nominal ("
+            + "; ".join(
+                f"{d.words}: {d.size.percent() if d.size else 'not measured'}" for d in left
+            )
+            + f" of validation draws where the design is right); {shown} report them with "
+            f"it. Rule: {cal.rule()}."
+        )
+    return notes
+
+
+def _interval_note(head: pd.DataFrame, rel_times: Sequence[int], conditional: str) -> str:
+    """Which intervals the cells show: whole-procedure ones, and where they are missing."""
+    kinds = head.reindex(columns=[f"kind_{m}" for m in rel_times])
+    fallback = head.loc[(kinds == "conditional").any(axis=1), "group"]
+    proc = head.loc[(kinds == "procedure").any(axis=1), "group"]
+    if proc.empty:
+        return (
+            f"The intervals are the {conditional} ones, {CONDITIONAL_WORDS} (they leave out "
+            "the estimation error of the first steps): event_study.csv has no whole-procedure "
+            "interval for these groups."
+        )
+    note = (
+        "Intervals from the whole-procedure bootstrap (propensity score, matching and "
+        "regression adjustment re-estimated in each draw)"
+    )
+    if fallback.empty:
+        return note + "."
+    names = ", ".join(labels.group_label(g) for g in fallback)
     return (
-        f"{row['pretrend_rejected']} of {row['pretrend_tests']} "
-        f"(smallest p = {labels.fmt(row['pretrend_min_p'], 3)})"
+        f"{note}; {INTERVAL_MARK}: event_study.csv has no whole-procedure interval for this "
+        f"cell, so it shows the {conditional} interval, {CONDITIONAL_WORDS} ("
+        f"{html.escape(names)})."
     )
 
 
-def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int], alpha: float = 0.05) -> str:
-    """The headline table as HTML: each month's cell holds the estimate and its 95% CI."""
+def headline_html(
+    head: pd.DataFrame,
+    *,
+    rel_times: Sequence[int],
+    alpha: float = 0.05,
+    calibration: Calibration | None = None,
+    conditional: str = "analytic",
+) -> str:
+    """The headline table as HTML: each month's cell holds the estimate and its 95% CI.
+
+    The interval is the whole-procedure one where published, else the ``conditional``
+    one (``analytic`` or the multiplier ``bootstrap``'s) marked :data:`INTERVAL_MARK`;
+    one column per calibrated diagnostic with its p-value, its measured size and power in
+    a footnote (``calibration``: default the packaged record).
+    """
+    cal = load_calibration() if calibration is None else calibration
+    names = _diagnostic_names(head)
     months = "".join(f"<th>{labels.month_label(m)}</th>" for m in rel_times)
-    pre = "<th>Pre-trend tests rejecting</th>" if "pretrend_tests" in head.columns else ""
+    diag = "".join(f"<th>{html.escape(_diagnostic_heading(head, n))}: p-value</th>" for n in names)
     rows = []
     any_suppressed = False
     with_brk = f"brk_{rel_times[0]}" in head.columns
+    kinds = head.reindex(columns=[f"kind_{m}" for m in rel_times])
+    marked = bool((kinds == "procedure").to_numpy().any())  # else one note says it all
     for r in head.to_dict("records"):
         cells = []
         for m in rel_times:
             est = labels.fmt(r[f"est_{m}"], 1, signed=True)
             ci = labels.fmt_interval(r[f"lo_{m}"], r[f"hi_{m}"], 1)
+            mark = INTERVAL_MARK if marked and r.get(f"kind_{m}") == "conditional" else ""
             any_suppressed |= est == labels.SUPPRESSED
             brk = ""
             if with_brk and r.get(f"inference_{m}"):
-                mark = "" if r[f"inference_{m}"] == "C-LF" else "†"
+                dagger = "" if r[f"inference_{m}"] == "C-LF" else "†"
                 brk = (
                     f'<br><span class="lr-ci">breakdown Mbar '
-                    f"{labels.fmt(r[f'brk_{m}'], 2)}{mark}</span>"
+                    f"{labels.fmt(r[f'brk_{m}'], 2)}{dagger}</span>"
                 )
-            cells.append(f'<td>{est}<br><span class="lr-ci">({ci})</span>{brk}</td>')
+            cells.append(f'<td>{est}<br><span class="lr-ci">({ci}){mark}</span>{brk}</td>')
         n1 = _cell(r["n_treated"], count=True, digits=0)
         n0 = _cell(r["n_comparison"], count=True, digits=0)
-        p = f"<td>{_pretrend_cell(r)}</td>" if pre else ""
+        p = "".join(f"<td>{_diagnostic_cell(r[f'p_{n}'], alpha)}</td>" for n in names)
         rows.append(
             f'<tr><th scope="row">{html.escape(labels.group_label(r["group"]))}</th>'
             f"<td>{n1}</td><td>{n0}</td>{''.join(cells)}{p}</tr>"
@@ -293,22 +447,18 @@ def headline_html(head: pd.DataFrame, *, rel_times: Sequence[int], alpha: float 
     foot = [
         "Effect on the attendance rate in percentage points (pp), with its 95% confidence "
         "interval in brackets. Visited students: students in the group; comparison students: "
-        f"matched comparison students at {labels.month_label(rel_times[0]).lower()}."
+        f"matched comparison students at {labels.month_label(rel_times[0]).lower()}.",
+        _interval_note(head, rel_times, conditional),
     ]
-    if pre:
-        foot.append(
-            "Pre-trend tests rejecting: how many of the group's joint tests that visited and "
-            "comparison students moved alike before the first visit (notebook 03) reject at "
-            f"the {alpha:.0%} level, of how many, with the smallest p-value; the summary reads "
-            "the same tests."
-        )
+    if names:
+        foot += [html.escape(t) for t in _diagnostic_notes(head, names, cal)]
     if with_brk:
         foot.append(_breakdown_note(head, rel_times))
     if any_suppressed:
         foot.append(html.escape(labels.SUPPRESSED_NOTE))
     return (
         '<table class="lr-table lr-headline"><thead><tr><th>Group</th><th>Visited students</th>'
-        f"<th>Comparison students</th>{months}{pre}</tr></thead><tbody>{''.join(rows)}"
+        f"<th>Comparison students</th>{months}{diag}</tr></thead><tbody>{''.join(rows)}"
         f'</tbody></table><p class="lr-note">{" ".join(foot)}</p>'
     )
 

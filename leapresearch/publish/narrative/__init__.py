@@ -16,7 +16,9 @@ One module per exhibit family, named after the notebook section it writes under:
 ``event_study``     03, 04, 08: effects by month, a family's groups, the bootstrap
                     band, the linearmodels check
 ``identification``  03: pre-trends, composition, sensitivity bounds;
-                    07: placebo, falsification, specifications, intent to treat
+                    07: placebo, falsification, specifications, intent to treat;
+                    each check with its size measured in the validation, and the
+                    front page's calibrated checks
 ``subgroups``       04, 05: joint tests of equal effects, empirical-Bayes shrinkage
 ``long_term``       06: later school years
 ``robustness``      07: the naive change and the Callaway-Sant'Anna estimators
@@ -39,6 +41,7 @@ from leapresearch.publish.narrative.event_study import (
     describe_linearmodels_check,
 )
 from leapresearch.publish.narrative.identification import (
+    describe_calibrated_diagnostics,
     describe_composition,
     describe_falsification,
     describe_intent_to_treat,
@@ -68,6 +71,7 @@ from leapresearch.publish.narrative.summary import (
     HTMLTable,
     crosswalk,
     describe_headline_breakdowns,
+    describe_lead_intervals,
     describe_truth_comparison,
     describe_within_caliper,
     headline_table,
@@ -83,6 +87,7 @@ __all__ = [
     "crosswalk",
     "describe_attendance_by_year",
     "describe_balance",
+    "describe_calibrated_diagnostics",
     "describe_composition",
     "describe_effect",
     "describe_event_study",
@@ -90,6 +95,7 @@ __all__ = [
     "describe_family",
     "describe_heterogeneity",
     "describe_inference",
+    "describe_lead_intervals",
     "describe_intent_to_treat",
     "describe_linearmodels_check",
     "describe_long_term",

@@ -25,8 +25,25 @@ from leapresearch.publish.narrative.common import _months, _snapped
 
 
 @_snapped
-def describe_effect(table: pd.DataFrame, *, group: str = "all", rel_time: int = 9) -> str:
-    """One sentence on the estimate of ``group`` at ``rel_time`` months after the first visit."""
+def describe_effect(
+    table: pd.DataFrame,
+    *,
+    group: str = "all",
+    rel_time: int = 9,
+    lead: bool = False,
+    conditional: str = "analytic",
+    mark: bool = True,
+) -> str:
+    """One sentence on the estimate of ``group`` at ``rel_time`` months after the first visit.
+
+    With ``lead`` (the front page) the interval is the one the report leads with
+    (:func:`leapresearch.publish.tables.lead_intervals`: the whole-procedure one where
+    published); where it falls back to the table's ``ci_lower``, ``ci_upper`` and
+    ``mark``, the sentence says it is the ``conditional`` interval, conditional on the
+    estimated score and matches.
+    """
+    from leapresearch.publish.tables import CONDITIONAL_WORDS, lead_intervals
+
     row = table.loc[(table["group"] == group) & (table["rel_time"] == rel_time)]
     who = group_label(group)
     if row.empty:
@@ -37,13 +54,19 @@ def describe_effect(table: pd.DataFrame, *, group: str = "all", rel_time: int = 
             f"The estimate for {who.lower()} at {_months(rel_time)} is suppressed "
             "(too few visited students)."
         )
-    sig = "" if (r["ci_lower"] > 0 or r["ci_upper"] < 0) else ", an interval that includes zero"
+    lo, hi, note = r["ci_lower"], r["ci_upper"], ""
+    if lead:
+        r = lead_intervals(row).iloc[0]
+        lo, hi = r["lead_lower"], r["lead_upper"]
+        if mark and r["lead_kind"] == "conditional":
+            note = f"; {conditional}, {CONDITIONAL_WORDS}"
+    sig = "" if (lo > 0 or hi < 0) else ", an interval that includes zero"
     return (
         f"{_months(rel_time).capitalize()} after the first visit, visited students"
         f"{'' if group == 'all' else f' ({who})'} "
         f"attended {fmt(abs(r['estimate']), 1)} percentage points "
         f"{'more' if r['estimate'] >= 0 else 'less'} of their enrolled days than matched "
-        f"comparison students (95% CI {fmt_interval(r['ci_lower'], r['ci_upper'])}{sig})."
+        f"comparison students (95% CI {fmt_interval(lo, hi)}{note}{sig})."
     )
 
 

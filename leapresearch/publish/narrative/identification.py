@@ -14,9 +14,18 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from leapresearch.publish.labels import (
-    fmt,
+from leapresearch.publish.calibration import (
+    DIAGNOSTIC_SHORT,
+    ROLES,
+    SIZE_BOUND,
+    Calibration,
+    Diagnostic,
+    diagnostic_results,
+    load_calibration,
+    pretrend_names,
+    reported_in,
 )
+from leapresearch.publish.labels import fmt, group_label
 from leapresearch.publish.narrative.common import _months, _pp, _snapped
 
 
@@ -32,44 +41,164 @@ def _pretrend_sentence(r: pd.Series, alpha: float) -> str:
     )
 
 
-@_snapped
-def describe_pretrends(
-    pretrends: pd.DataFrame, *, group: str = "all", alpha: float = 0.05, brief: bool = False
-) -> str:
-    """Every pre-trend test of a group in words, then what they say together.
+def measured_size(diagnostic: Diagnostic | None, cal: Calibration) -> str:
+    """``In the validation this test rejected in ...``: its measured size, read by the rule."""
+    if diagnostic is None:
+        return "The validation did not measure this test's size."
+    text = f"In the validation ({cal.brief()}) this test {diagnostic.measured('of draws')}"
+    if diagnostic.calibrated:
+        return text + f": its size is near the nominal level ({cal.rule()})."
+    return text + (
+        f": above the {100 * SIZE_BOUND:.0f}% the report allows where the design is right, so "
+        "its verdict is not read as evidence on the design."
+    )
 
-    Rows may carry ``basis`` (adjusted / unadjusted outcome) and ``months``. A test that
-    does not reject is reported as that, not as evidence of parallel trends; a test on
-    adjusted outcomes in the months the design fitted is flagged as partly mechanical.
-    With ``brief`` (the front page's summary) only what the tests say together.
-    """
-    rows = pretrends.loc[(pretrends["group"] == group) & pretrends["p_value"].notna()]
-    if rows.empty:
-        return f"No pre-trend test for {group}."
-    parts = [] if brief else [_pretrend_sentence(r, alpha) for _, r in rows.iterrows()]
-    rejected = rows.loc[rows["p_value"] < alpha]
-    if len(rejected):
+
+def _together(rows: pd.DataFrame, calibrated: pd.Series, alpha: float, cal: Calibration) -> list:
+    """What the calibrated tests say together, and the uncalibrated ones' rejections."""
+    parts = []
+    good = rows.loc[calibrated]
+    rejected = good.loc[good["p_value"] < alpha]
+    if good.empty:
+        parts.append(f"None of the {len(rows)} tests has a near-nominal size ({cal.rule()}).")
+    elif len(rejected):
         where = ", ".join(
             f"{r.get('basis', 'adjusted')} {r.get('months', '')}".strip()
             for _, r in rejected.iterrows()
         )
         parts.append(
-            f"{len(rejected)} of {len(rows)} tests reject ({where}): visited and comparison "
-            "students already differed before the first visit, so read the effects with the "
-            "sensitivity bounds beside them."
+            f"{len(rejected)} of {len(good)} calibrated tests reject{'s' if len(good) == 1 else ''}"
+            f" ({where}): visited and comparison students already differed before the first "
+            "visit, so read the effects with the sensitivity bounds beside them."
         )
     else:
+        names = good["diagnostic"].map(cal.diagnostics.get)
+        blind = all(d is not None and d.no_power_against() for d in names)
         parts.append(
-            f"None of the {len(rows)} tests rejects at the {alpha:.0%} level; not rejecting "
-            "is not evidence that the paths were parallel, only that a difference of the "
-            "size these tests can detect is not seen."
+            f"{'The calibrated test does' if len(good) == 1 else 'The calibrated tests do'} "
+            f"not reject at the {alpha:.0%} level; not rejecting is not evidence that the paths "
+            "were parallel"
+            + (
+                ": in the validation it rejected no more often where parallel trends fail "
+                f"than the {100 * SIZE_BOUND:.0f}% allowed where the design is right."
+                if blind
+                else "."
+            )
         )
-    if not brief and "basis" in rows.columns and (rows["basis"] == "adjusted").any():
+    other = rows.loc[~calibrated]
+    off = other.loc[other["p_value"] < alpha]
+    if len(off):
+        where = ", ".join(f"{r.basis} {r.months}" for r in off.itertuples())
+        parts.append(
+            f"{len(off)} of the {len(other)} tests whose size in the validation is not near "
+            f"nominal reject ({where}); at that size a rejection is not evidence against the "
+            "design."
+        )
+    elif len(other):
+        parts.append(
+            f"None of the {len(other)} tests whose size in the validation is not near nominal "
+            "rejects."
+        )
+    return parts
+
+
+@_snapped
+def describe_pretrends(
+    pretrends: pd.DataFrame,
+    *,
+    group: str = "all",
+    alpha: float = 0.05,
+    brief: bool = False,
+    calibration: Calibration | None = None,
+) -> str:
+    """Every pre-trend test of a group with its measured size, then what they say together.
+
+    Rows may carry ``basis`` (adjusted / unadjusted outcome) and ``months``. Each test is
+    followed by its rejection rate in the validation (``calibration``: default the
+    packaged record, :mod:`leapresearch.publish.calibration`); only calibrated tests (size
+    near nominal) are read as evidence that the groups differed before the visit. A test
+    that does not reject is reported as that, not as evidence of parallel trends. With
+    ``brief`` only what the tests say together.
+    """
+    cal = load_calibration() if calibration is None else calibration
+    rows = pretrends.loc[(pretrends["group"] == group) & pretrends["p_value"].notna()]
+    if rows.empty:
+        return f"No pre-trend test for {group}."
+    if {"basis", "months"} <= set(rows.columns):
+        rows = rows.assign(diagnostic=pretrend_names(pretrends).loc[rows.index])
+    else:
+        rows = rows.assign(diagnostic="", basis="adjusted", months="")
+    calibrated = rows["diagnostic"].map(lambda n: n in cal.calibrated())
+    parts = []
+    if not brief:
+        for _, r in rows.iterrows():
+            parts.append(_pretrend_sentence(r, alpha))
+            parts.append(measured_size(cal.diagnostics.get(r["diagnostic"]), cal))
+        if group != "all":
+            parts.append("(The sizes were measured on the test of all visited students.)")
+    parts += _together(rows, calibrated, alpha, cal)
+    if not brief and (rows["basis"] == "adjusted").any():
         parts.append(
             "Tests on adjusted outcomes in the months used for matching are partly "
             "mechanical (the design fitted those months); the tests on unadjusted outcomes "
             "and on months before the matching window are the ones the design did not fit."
         )
+    return " ".join(parts)
+
+
+@_snapped
+def describe_calibrated_diagnostics(
+    pretrends: pd.DataFrame | None,
+    falsification: pd.DataFrame | None = None,
+    placebo: pd.DataFrame | None = None,
+    *,
+    group: str = "all",
+    alpha: float = 0.05,
+    calibration: Calibration | None = None,
+) -> str:
+    """The front page's sentence on the design's checks: calibrated diagnostics only.
+
+    Each diagnostic whose size in the validation is near nominal (the rule of
+    :mod:`leapresearch.publish.calibration`) is printed with its p-value for ``group`` and
+    its measured size and power; the others are not read here.
+    """
+    cal = load_calibration() if calibration is None else calibration
+    found = diagnostic_results(pretrends, falsification, placebo)
+    found = found.loc[(found["group"] == group) & found["p_value"].notna()]
+    names = cal.calibrated()
+    if not names:
+        return (
+            f"No check of the design is read here: none passed the calibration rule "
+            f"({cal.rule()}); notebooks 03 and 07 report each with its measured size."
+        )
+    parts = []
+    for name in names:
+        d = cal.diagnostics[name]
+        hit = found.loc[found["diagnostic"] == name]
+        words = DIAGNOSTIC_SHORT.get(name, d.words)
+        if hit.empty:
+            parts.append(f"{words}: not computed for {group_label(group).lower()}.")
+            continue
+        r = hit.iloc[0]
+        rejects = r["p_value"] < alpha
+        verdict = "rejects" if rejects else "does not reject"
+        where = f", {reported_in(name)}" if reported_in(name) else ""
+        text = (
+            f"{words} (months {r['months']}{where}): p = {fmt(r['p_value'], 3)}, it {verdict} "
+            f"at the {alpha:.0%} level; in the validation ({cal.brief()}) this test "
+            f"{d.measured('of draws', roles=ROLES[:2])}"
+        )
+        if rejects:
+            text += (
+                ", so a rejection is seldom a false alarm: visited and comparison students "
+                "differed before the first visit; read the effects with the sensitivity "
+                "bounds beside them."
+            )
+        elif d.no_power_against():
+            text += ", so its pass says little."
+        else:
+            text += "."
+        parts.append(text)
     return " ".join(parts)
 
 
@@ -176,13 +305,19 @@ def _joint(p_value: float, statistic: float, alpha: float) -> tuple[bool, str]:
 
 
 @_snapped
-def describe_placebo(placebo: pd.DataFrame, *, alpha: float = 0.05) -> str:
+def describe_placebo(
+    placebo: pd.DataFrame, *, alpha: float = 0.05, calibration: Calibration | None = None
+) -> str:
     """The fake-event estimates: which fake post months reject, and their joint test.
 
     The fake post months of ``placebo.csv`` lie before the real matching window, so the
     placebo can fail; the verdict follows the joint Wald test of the fake post months
-    (``post_wald_p_value``), the months whose intervals exclude zero are named.
+    (``post_wald_p_value``), the months whose intervals exclude zero are named, and the
+    test's rejection rate in the validation follows (``calibration``: default the packaged
+    record); a rejection is read as the design failing only if that size is near nominal.
     """
+    cal = load_calibration() if calibration is None else calibration
+    diag = cal.diagnostics.get("placebo_post")
     if "note" in placebo.columns:
         return f"The placebo could not be estimated ({placebo['note'].iloc[0]})."
     post = placebo.loc[(placebo["rel_time"] >= 0) & placebo["estimate"].notna()]
@@ -212,31 +347,42 @@ def describe_placebo(placebo: pd.DataFrame, *, alpha: float = 0.05) -> str:
     if pd.isna(p):
         return text + " No joint test of the fake post months is available."
     rejects, clause = _joint(p, placebo["post_wald_statistic"].iloc[0], alpha)
-    text += f" The joint Wald test that all {len(post)} are zero {clause}: "
+    text += f" The joint Wald test that all {len(post)} are zero {clause}"
+    if diag is None or not diag.calibrated:
+        return f"{text}. {measured_size(diag, cal)}"
+    text += ": "
     if rejects:
         return text + (
             f"visited students and their matched comparisons did not move together "
             f"{shift - last} to {shift} months before the first visit, when no one had been "
             "visited, so the design's assumption fails at that distance; read the effects "
             "with the pre-trend tests on months before the matching window and the "
-            "sensitivity bounds."
+            f"sensitivity bounds. {measured_size(diag, cal)}"
         )
     return text + (
         "no departure of the size this test can detect; not rejecting is not evidence "
-        "that the paths were parallel."
+        f"that the paths were parallel. {measured_size(diag, cal)}"
     )
 
 
 @_snapped
 def describe_falsification(
-    falsification: pd.DataFrame, *, group: str = "all", alpha: float = 0.05
+    falsification: pd.DataFrame,
+    *,
+    group: str = "all",
+    alpha: float = 0.05,
+    calibration: Calibration | None = None,
 ) -> str:
     """Whether pseudo-events for never-visited students with the same dip show an effect.
 
     The verdict follows the ``post_months`` row of ``falsification.csv``: the mean
     pseudo-effect over the post months with its interval, and the joint Wald test that
-    every post month is zero.
+    every post month is zero; then the test's rejection rate in the validation
+    (``calibration``: default the packaged record). A pseudo-effect is read as the
+    design's bias only if that size is near nominal.
     """
+    cal = load_calibration() if calibration is None else calibration
+    diag = cal.diagnostics.get("falsification_post")
     if "note" in falsification.columns:
         return f"The falsification could not be estimated ({falsification['note'].iloc[0]})."
     rows = falsification.loc[falsification["group"] == group]
@@ -257,17 +403,19 @@ def describe_falsification(
         f"{int(s['df'])} post months are zero {clause}; {len(off)} of {len(post)} monthly "
         "intervals exclude zero" + (f" ({_month_list(off)})" if len(off) else "") + "."
     )
+    if diag is None or not diag.calibrated:
+        return f"{text} {measured_size(diag, cal)}"
     if rejects or s["ci_lower"] > 0 or s["ci_upper"] < 0:
         sign = "positive" if s["estimate"] > 0 else "negative"
         return text + (
             f" The design leaves a {sign} pseudo-effect where there is none: if this carries "
             f"over to the visited students, it {'over' if s['estimate'] > 0 else 'under'}"
-            f"states effects by about {abs(s['estimate']):.1f} pp."
+            f"states effects by about {abs(s['estimate']):.1f} pp. {measured_size(diag, cal)}"
         )
     return text + (
         " The check does not detect a rebound of the dip left in the design's estimates; "
         f"a bias of the mean outside {s['ci_lower']:.1f} to {s['ci_upper']:.1f} pp is "
-        "ruled out at this level, one inside it is not."
+        f"ruled out at this level, one inside it is not. {measured_size(diag, cal)}"
     )
 
 

@@ -9,22 +9,45 @@ from __future__ import annotations
 
 import pandas as pd
 
+from leapresearch.publish.calibration import (
+    SIZE_BOUND,
+    Calibration,
+    load_calibration,
+    pretrend_names,
+)
 from leapresearch.publish.labels import (
     FAMILY_NAMES,
     group_label,
 )
 from leapresearch.publish.narrative.common import _snapped
 from leapresearch.publish.narrative.sample import pool_text
+from leapresearch.publish.tables import CONDITIONAL_WORDS
 
 
 def _inference_method(config) -> str:
-    """The methods-box sentence on the bootstrap, the intervals shown and the band."""
+    """The methods-box sentences on the intervals the report leads with, and the others."""
     inf, a = config.inference, config.analysis
-    which = (
-        "the bootstrap's (normal, with its standard errors)"
+    conditional = (
+        "the multiplier bootstrap's (normal, with its standard errors)"
         if inf.intervals == "bootstrap"
         else "the analytic ones"
     )
+    if inf.procedure_draws > 0:
+        lead = (
+            f"Intervals: the report leads with those of a whole-procedure cluster bootstrap "
+            f"({inf.procedure_draws} draws of the {a.cluster}s with replacement; the "
+            "propensity score, the matching, the censoring weights, the regression "
+            "adjustment and the event study re-run in each draw; normal intervals with the "
+            "draws' interquartile-range standard error) for all visited students and the "
+            f"grade bands; elsewhere, marked as such, {conditional}, "
+            f"{CONDITIONAL_WORDS} (they leave out the estimation error of those steps)."
+        )
+    else:
+        lead = (
+            "Intervals: the whole-procedure bootstrap is off (inference.procedure_draws: 0), "
+            f"so the intervals shown are {conditional}, {CONDITIONAL_WORDS} (they leave "
+            "out the estimation error of those steps)."
+        )
     band = (
         f"; the figures add a {1 - a.alpha:.0%} simultaneous (sup-t) band over the post-visit "
         f"months 0 to {a.window[1] - 1}"
@@ -39,10 +62,9 @@ def _inference_method(config) -> str:
         else ""
     )
     return (
-        f"Inference: beside the analytic errors, a multiplier (Otsu-Rai weighted) bootstrap "
+        f"{lead} Beside the analytic errors, a multiplier (Otsu-Rai weighted) bootstrap "
         f"over the same clusters with {inf.bootstrap_draws} draws, matches held fixed (the "
-        f"propensity score and the regression adjustment are not re-estimated); the intervals "
-        f"shown are {which}{band}.{few}"
+        f"propensity score and the regression adjustment are not re-estimated){band}.{few}"
     )
 
 
@@ -89,7 +111,9 @@ def methods_text(config, *, cluster: str | None = None) -> list[str]:
         _inference_method(config),
         f"Checks: a naive before/after change, {_robust_method(config.robust)}, a placebo "
         f"first visit {config.placebo.shift_months} months early, and joint tests of the "
-        "pre-period coefficients.",
+        "pre-period coefficients. The summary and the headline table read only the checks "
+        f"whose size the validation measured near nominal ({load_calibration().rule()}); "
+        "the notebooks give every check with its measured size.",
         f"Privacy: counts below {config.privacy.min_count} and groups below "
         f"{config.privacy.min_group} students are suppressed; subgroup estimates need "
         f"{config.privacy.min_treated} visited students.",
@@ -104,8 +128,15 @@ def limitations(
     *,
     alpha: float = 0.05,
     simulated: bool = False,
+    calibration: Calibration | None = None,
 ) -> list[str]:
-    """Limitations of this run's estimates, with the numbers that qualify them."""
+    """Limitations of this run's estimates, with the numbers that qualify them.
+
+    The pre-trend limitations read only the calibrated tests (``calibration``: default the
+    packaged record, :mod:`leapresearch.publish.calibration`): how many groups one of them
+    rejects for, and what power the validation measured for them against the failures of
+    parallel trends it built.
+    """
     out = []
     if simulated:
         out.append(
@@ -118,12 +149,8 @@ def limitations(
         "group can rule out."
     )
     if pretrends is not None and len(pretrends):
-        tested = pretrends.loc[pretrends["p_value"].notna(), "group"].unique()
-        bad = pretrends.loc[pretrends["p_value"] < alpha, "group"].unique()
-        out.append(
-            f"At least one pre-trend test rejects parallel trends at the {alpha:.0%} level for "
-            f"{len(bad)} of {len(tested)} groups"
-            + (f" ({', '.join(group_label(g) for g in bad[:5])})." if len(bad) else ".")
+        out += _pretrend_limits(
+            pretrends, alpha, load_calibration() if calibration is None else calibration
         )
     if matching is not None and "matched_outside_caliper" in matching:
         far, treated = matching["matched_outside_caliper"].sum(), matching["treated"].sum()
@@ -138,4 +165,45 @@ def limitations(
         f"{n_sup:,} of {len(table):,} group-month estimates are suppressed for privacy; many "
         "subgroups are compared, so some differences between them arise by chance."
     )
+    return out
+
+
+def _pretrend_limits(pretrends: pd.DataFrame, alpha: float, cal: Calibration) -> list[str]:
+    """The calibrated pre-trend tests: groups they reject for, and their measured power."""
+    names = pretrend_names(pretrends) if "basis" in pretrends else pd.Series("", pretrends.index)
+    good = pretrends.loc[names.isin(cal.calibrated()) & pretrends["p_value"].notna()]
+    if good.empty:
+        return [
+            "No pre-trend test of this run passed the calibration rule "
+            f"({cal.rule()}): none is read as evidence on parallel trends."
+        ]
+    tested = good["group"].unique()
+    bad = good.loc[good["p_value"] < alpha, "group"].unique()
+    out = [
+        f"The calibrated pre-trend test rejects parallel trends at the {alpha:.0%} level for "
+        f"{len(bad)} of {len(tested)} groups"
+        + (f" ({', '.join(group_label(g) for g in bad[:5])})" if len(bad) else "")
+        + "; its size was measured on the test of all visited students."
+    ]
+    for name in dict.fromkeys(names.loc[good.index]):
+        d = cal.diagnostics[name]
+        fails = d.power.get("assumption_fails")
+        if fails is None:
+            continue
+        n = len(fails.families)
+        words = f"{d.words[0].upper()}{d.words[1:]}"
+        if d.no_power_against():
+            out.append(
+                f"{words}: in the validation it rejected in {fails.percent()} of the draws of "
+                f"the {n} famil{'y' if n == 1 else 'ies'} where parallel trends fail, no more "
+                f"than the {100 * SIZE_BOUND:.0f}% a calibrated test may reject where the "
+                "design is right: it has no measured power against the "
+                "failures built there, so its not rejecting does not show that the "
+                "assumption holds."
+            )
+        else:
+            out.append(
+                f"{words}: in the validation it detected the failures of parallel trends "
+                f"built there in {fails.percent()} of the draws."
+            )
     return out

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.estimation.subgroups import GROUP_WITHIN_CALIPER
+from leapresearch.publish.calibration import Calibration
 from leapresearch.publish.labels import fmt, fmt_interval, group_label
 from leapresearch.publish.narrative.common import _months, _pp, _snapped
 from leapresearch.publish.narrative.event_study import describe_effect
-from leapresearch.publish.narrative.identification import describe_pretrends
+from leapresearch.publish.narrative.identification import describe_calibrated_diagnostics
 
 
 @_snapped
@@ -29,10 +30,15 @@ def headline_table(
     pretrends: pd.DataFrame | None = None,
     alpha: float = 0.05,
     sensitivity: pd.DataFrame | None = None,
+    falsification: pd.DataFrame | None = None,
+    placebo: pd.DataFrame | None = None,
+    calibration: Calibration | None = None,
+    conditional: str = "analytic",
 ):
     """The headline table (estimate, 95% CI, n per group, in reading order), for display.
 
-    See :func:`leapresearch.publish.tables.headline_table` (with ``sensitivity``, the
+    See :func:`leapresearch.publish.tables.headline_table` (the whole-procedure interval
+    where published, the calibrated diagnostics; with ``sensitivity``, the
     relative-magnitudes breakdown value beside each bounded estimate); the object returned
     shows as the same HTML table as the report's index page.
     """
@@ -40,9 +46,19 @@ def headline_table(
     from leapresearch.publish.tables import headline_table as _headline
 
     head = _headline(
-        table, rel_times=rel_times, pretrends=pretrends, alpha=alpha, sensitivity=sensitivity
+        table,
+        rel_times=rel_times,
+        pretrends=pretrends,
+        alpha=alpha,
+        sensitivity=sensitivity,
+        falsification=falsification,
+        placebo=placebo,
+        calibration=calibration,
     )
-    return HTMLTable(headline_html(head, rel_times=rel_times, alpha=alpha), head)
+    html = headline_html(
+        head, rel_times=rel_times, alpha=alpha, calibration=calibration, conditional=conditional
+    )
+    return HTMLTable(html, head)
 
 
 class HTMLTable:
@@ -72,14 +88,20 @@ def crosswalk(table: pd.DataFrame, published: Sequence) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``group, rel_time, published, estimate, ci_lower, ci_upper, difference,
-        published_in_ci, definition`` (``definition``: what differs from ours).
+        ``group, rel_time, published, estimate, ci_lower, ci_upper, interval, difference,
+        published_in_ci, definition``: the interval is the one the report leads with
+        (``interval``: ``procedure``, the whole-procedure bootstrap, or ``conditional``,
+        the table's own, :func:`leapresearch.publish.tables.lead_intervals`);
+        ``definition``: what differs from ours.
     """
+    from leapresearch.publish.tables import lead_intervals
+
+    lead = lead_intervals(table)
     rows = []
     for p in published:
-        hit = table.loc[(table["group"] == p.group) & (table["rel_time"] == p.rel_time)]
+        hit = lead.loc[(lead["group"] == p.group) & (lead["rel_time"] == p.rel_time)]
         r = hit.iloc[0] if len(hit) else pd.Series(dtype=float)
-        est, lo, hi = (r.get(c, np.nan) for c in ("estimate", "ci_lower", "ci_upper"))
+        est, lo, hi = (r.get(c, np.nan) for c in ("estimate", "lead_lower", "lead_upper"))
         rows.append(
             {
                 "group": p.group,
@@ -88,6 +110,7 @@ def crosswalk(table: pd.DataFrame, published: Sequence) -> pd.DataFrame:
                 "estimate": est,
                 "ci_lower": lo,
                 "ci_upper": hi,
+                "interval": r.get("lead_kind", ""),
                 "difference": est - p.estimate,
                 "published_in_ci": bool(lo <= p.estimate <= hi) if pd.notna(est) else None,
                 "definition": ("published as approximate; " if p.approximate else "")
@@ -95,6 +118,41 @@ def crosswalk(table: pd.DataFrame, published: Sequence) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def describe_lead_intervals(
+    table: pd.DataFrame, cells: Sequence[tuple[str, int]], *, conditional: str = "analytic"
+) -> tuple[str, bool]:
+    """Which intervals the summary's effects carry, in one sentence, and whether to mark.
+
+    ``cells``: the ``(group, rel_time)`` described. Returns the sentence and whether the
+    sentences must mark each interval that falls back to the conditional one (some cells
+    have a whole-procedure interval, others not).
+    """
+    from leapresearch.publish.tables import CONDITIONAL_WORDS, lead_intervals
+
+    lead = lead_intervals(table).set_index(["group", "rel_time"])
+    kinds = [lead.loc[c, "lead_kind"] for c in cells if c in lead.index]
+    kinds = [k for k in kinds if k]  # a suppressed estimate shows no interval
+    if not kinds:
+        return "", False
+    if "procedure" not in kinds:
+        return (
+            f"These intervals are the {conditional} ones, {CONDITIONAL_WORDS} (they leave out "
+            "the estimation error of the first steps): event_study.csv has no whole-procedure "
+            "interval for these groups.",
+            False,
+        )
+    text = (
+        "These intervals are from the whole-procedure bootstrap (score, matches and "
+        "adjustment re-estimated in each draw)"
+    )
+    if "conditional" in kinds:
+        return (
+            text + f", except those marked {conditional}, where event_study.csv has none.",
+            True,
+        )
+    return text + ".", False
 
 
 @_snapped
@@ -106,14 +164,22 @@ def summary_paragraph(
     alpha: float = 0.05,
     matching: pd.DataFrame | None = None,
     sensitivity: pd.DataFrame | None = None,
+    falsification: pd.DataFrame | None = None,
+    placebo: pd.DataFrame | None = None,
+    calibration: Calibration | None = None,
+    conditional: str = "analytic",
 ) -> str:
-    """The front page's summary: pooled effects with intervals, grade bands, pre-trends.
+    """The front page's summary: pooled effects with intervals, grade bands, checks.
 
-    With the matching summary (``matching``), also how many visited students have no
-    comparison within the caliper and the estimate without them
-    (:func:`describe_within_caliper`); with the published ``sensitivity.csv``, the
+    The intervals are those the report leads with (the whole-procedure ones where
+    ``event_study.csv`` has them, else the ``conditional`` ones, and the text says which:
+    :func:`describe_lead_intervals`). With the matching summary (``matching``), also how
+    many visited students have no comparison within the caliper and the estimate without
+    them (:func:`describe_within_caliper`); with the published ``sensitivity.csv``, the
     relative-magnitudes breakdown values of the headline estimates
-    (:func:`describe_headline_breakdowns`).
+    (:func:`describe_headline_breakdowns`); with the pre-trend tests (and the
+    falsification and placebo tables), the diagnostics whose size in the validation is
+    near nominal, with that size (:func:`describe_calibrated_diagnostics`).
     """
     first, last = rel_times[0], rel_times[-1]
     pooled = table.loc[(table["group"] == "all") & (table["rel_time"] == last)]
@@ -126,21 +192,29 @@ def summary_paragraph(
                 "students from the same district, grade band and month who had similar "
                 "attendance before."
             )
-    parts.append(describe_effect(table, group="all", rel_time=first))
-    if not pooled.empty:
-        parts.append(describe_effect(table, group="all", rel_time=last))
     bands = [g for g in ("grade_band:PK-5", "grade_band:6-12") if (table["group"] == g).any()]
-    for g in bands:
-        parts.append(describe_effect(table, group=g, rel_time=last))
-    parts.append(describe_within_caliper(table, matching, rel_time=last))
+    cells = [("all", first)] + ([("all", last)] if not pooled.empty else [])
+    cells += [(g, last) for g in bands]
+    note, mark = describe_lead_intervals(table, cells, conditional=conditional)
+    for g, m in cells:
+        parts.append(
+            describe_effect(
+                table, group=g, rel_time=m, lead=True, conditional=conditional, mark=mark
+            )
+        )
+    parts.append(note)
+    parts.append(
+        describe_within_caliper(table, matching, rel_time=last, lead=True, conditional=conditional)
+    )
     if sensitivity is not None:
         parts.append(describe_headline_breakdowns(sensitivity, rel_times=rel_times))
-    if pretrends is not None:
+    if pretrends is not None or falsification is not None or placebo is not None:
         parts.append(
-            "Pre-trend tests (notebook 03): "
-            + describe_pretrends(pretrends, alpha=alpha, brief=True)
+            describe_calibrated_diagnostics(
+                pretrends, falsification, placebo, alpha=alpha, calibration=calibration
+            )
         )
-    return " ".join(parts)
+    return " ".join(p for p in parts if p)
 
 
 @_snapped
@@ -210,14 +284,24 @@ def _outside_caliper_count(matching: pd.DataFrame | None) -> tuple[int, int] | N
 
 @_snapped
 def describe_within_caliper(
-    table: pd.DataFrame, matching: pd.DataFrame | None = None, *, rel_time: int = 9
+    table: pd.DataFrame,
+    matching: pd.DataFrame | None = None,
+    *,
+    rel_time: int = 9,
+    lead: bool = False,
+    conditional: str = "analytic",
 ) -> str:
     """The visited students outside the caliper, and the estimate of those within it.
 
     ``table``: the published ``event_study.csv`` (groups ``all`` and ``within_caliper``);
     ``matching``: the published ``matching_summary.csv`` (the count of visited students
-    matched outside the caliper; left out when a cell of it is suppressed).
+    matched outside the caliper; left out when a cell of it is suppressed). With ``lead``
+    (the front page) the interval is the one the report leads with
+    (:func:`leapresearch.publish.tables.lead_intervals`), and a fallback to the
+    ``conditional`` one is said.
     """
+    from leapresearch.publish.tables import CONDITIONAL_WORDS, lead_intervals
+
     count = _outside_caliper_count(matching)
     parts = []
     if count is not None and count[0] == 0:
@@ -235,10 +319,16 @@ def describe_within_caliper(
     if {"all", GROUP_WITHIN_CALIPER} <= set(at.index):
         w, a = at.loc[GROUP_WITHIN_CALIPER], at.loc["all"]
         if pd.notna(w["estimate"]) and pd.notna(a["estimate"]):
+            lo, hi, note = w["ci_lower"], w["ci_upper"], ""
+            if lead:
+                ww = lead_intervals(at.loc[[GROUP_WITHIN_CALIPER]]).iloc[0]
+                lo, hi = ww["lead_lower"], ww["lead_upper"]
+                if ww["lead_kind"] == "conditional":
+                    note = f"; {conditional}, {CONDITIONAL_WORDS}"
             parts.append(
                 f"For the visited students with a comparison within the caliper, the estimate "
                 f"{_months(rel_time)} after the first visit is {_pp(w['estimate'])} (95% CI "
-                f"{fmt_interval(w['ci_lower'], w['ci_upper'])}), against "
+                f"{fmt_interval(lo, hi)}{note}), against "
                 f"{_pp(a['estimate'])} for all visited students."
             )
     return " ".join(parts)

@@ -1,0 +1,410 @@
+"""How each diagnostic behaved in the validation, and which ones the report may read.
+
+``validation/families.py`` ran the frozen design on simulated data-generating families
+(``validation/results/families``) and recorded, for every diagnostic of the all-students
+group, how often it rejected at the 5% level. Its ``write_summary`` turns that into the
+packaged record ``diagnostic_calibration.json`` (:func:`calibration_record`; a re-run
+of the validation rewrites it, and ``tests/test_calibration.py`` checks that it equals
+what the summary it names gives). Each family plays one role (:func:`family_role`):
+
+- ``design_works``: the design's identifying assumption holds *and* its all-students
+  estimate is not significantly biased (``bias_significant`` false in the summary's
+  verdict). A diagnostic's rejection rate there is its **size**: every diagnostic's own
+  null holds in every family, so a rate far above the nominal level is a test that
+  rejects a design that works.
+- ``assumption_fails``: parallel trends given the matched attendance fail; the rate is
+  the **power** against that failure.
+- ``design_biased``: the assumption holds but the design's estimate is biased (poor
+  overlap); the rate is the power against that.
+
+**Rule** (:data:`SIZE_BOUND`): a diagnostic is *calibrated* when its rejection rate at
+the 5% level is at most 10% (twice the nominal level) in every family where the design
+works. Only calibrated diagnostics are read on the front page (headline table, summary);
+the others are reported in the notebooks with their measured size.
+
+:func:`diagnostic_results` finds the row of each diagnostic in the run's published tables
+(``pretrend_tests.csv``, ``falsification.csv``, ``placebo.csv``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CALIBRATION_FILE = Path(__file__).with_name("diagnostic_calibration.json")
+"""The packaged record (package data of ``leapresearch.publish``)."""
+
+SIZE_BOUND = 0.10
+"""Largest rejection rate at the 5% level, in every family where the design works, of a
+diagnostic the front page reads (twice the nominal level)."""
+
+ROLES = ("design_works", "assumption_fails", "design_biased")
+"""Roles of a family (see the module docstring)."""
+
+DIAGNOSTIC_SHORT = {
+    "pretrend_adjusted_main": "Pre-trend test, adjusted",
+    "pretrend_adjusted_far": "Pre-trend test, adjusted",
+    "pretrend_unadjusted_main": "Pre-trend test, unadjusted",
+    "pretrend_unadjusted_far": "Pre-trend test, unadjusted",
+    "falsification_post": "Falsification",
+    "placebo_post": "Placebo",
+}
+"""A short name of each diagnostic (the months it tests follow it)."""
+
+REPORTED_IN = {
+    "pretrend": "notebook 03",
+    "falsification": "notebook 07",
+    "placebo": "notebook 07",
+}
+"""Where each kind of diagnostic (the first part of its name) is reported in full."""
+
+
+def reported_in(name: str) -> str:
+    """The notebook that reports ``name`` in full (empty if none)."""
+    return REPORTED_IN.get(name.partition("_")[0], "")
+
+
+DIAGNOSTIC_WORDS = {
+    "pretrend_adjusted_main": "pre-trend test on adjusted outcomes, months of the matching window",
+    "pretrend_adjusted_far": "pre-trend test on adjusted outcomes, months before the "
+    "matching window",
+    "pretrend_unadjusted_main": "pre-trend test on unadjusted outcomes, months of the "
+    "matching window",
+    "pretrend_unadjusted_far": "pre-trend test on unadjusted outcomes, months before the "
+    "matching window",
+    "falsification_post": "falsification (pseudo-events of never-visited students with the "
+    "same dip), joint test of the post months",
+    "placebo_post": "placebo first visit, joint test of the fake post months",
+}
+"""Each diagnostic of the validation in words."""
+
+ROLE_WORDS = {
+    "design_works": "where the design is right",
+    "assumption_fails": "where parallel trends fail",
+    "design_biased": "where the design is biased although parallel trends hold",
+}
+
+
+def family_role(assumption: str, bias_significant: bool) -> str:
+    """The role of a family from its ``assumption`` and its verdict's ``bias_significant``."""
+    if assumption != "holds":
+        return "assumption_fails"
+    return "design_biased" if bias_significant else "design_works"
+
+
+def _rates(rows: list[dict], families: list[str]) -> dict:
+    """Range of the rejection rates over ``families`` with the largest MC SE (or empty)."""
+    got = [r for r in rows if r["family"] in families and r["rejection_rate"] is not None]
+    if not got:
+        return {"families": [], "min": None, "max": None, "max_mcse": None}
+    rates = [float(r["rejection_rate"]) for r in got]
+    return {
+        "families": [r["family"] for r in got],
+        "min": min(rates),
+        "max": max(rates),
+        "max_mcse": max(float(r["rejection_mcse"]) for r in got),
+    }
+
+
+def calibration_record(summary: dict, design: dict, *, source: str, design_source: str) -> dict:
+    """The calibration record of the validation's summary (the packaged JSON's content).
+
+    Parameters
+    ----------
+    summary : dict
+        ``summary.json`` of ``validation/families.py`` (``command``, ``verdict``,
+        ``diagnostics``).
+    design : dict
+        ``design.json`` beside it (the frozen design: commit, families, alpha, sample).
+    source, design_source : str
+        Paths of the two files, relative to the repository, as recorded.
+
+    Returns
+    -------
+    dict
+        ``families`` (assumption, bias_significant, role), for each diagnostic ``size``
+        (over the ``design_works`` families), ``power`` (over all the others) and the
+        power per role, each ``{families, min, max, max_mcse}`` (rates as shares), and
+        ``by_family`` (rate, MC SE, estimable draws); plus the draws per family, sample
+        fraction, alpha, the design's commit and the two sources.
+    """
+    roles = {
+        v["family"]: family_role(v["assumption"], bool(v["bias_significant"]))
+        for v in summary["verdict"]
+    }
+    families = {
+        v["family"]: {
+            "assumption": v["assumption"],
+            "bias_significant": bool(v["bias_significant"]),
+            "role": roles[v["family"]],
+        }
+        for v in summary["verdict"]
+    }
+    in_role = {role: [f for f, r in roles.items() if r == role] for role in ROLES}
+    diagnostics = {}
+    names = list(dict.fromkeys(r["diagnostic"] for r in summary["diagnostics"]))
+    for name in names:
+        rows = [r for r in summary["diagnostics"] if r["diagnostic"] == name]
+        diagnostics[name] = {
+            "words": DIAGNOSTIC_WORDS.get(name, name),
+            "size": _rates(rows, in_role["design_works"]),
+            "power": _rates(rows, in_role["assumption_fails"] + in_role["design_biased"]),
+            **{f"power_{role}": _rates(rows, in_role[role]) for role in ROLES[1:]},
+            "by_family": {
+                r["family"]: {
+                    "rate": r["rejection_rate"],
+                    "mcse": r["rejection_mcse"],
+                    "estimable": r["estimable"],
+                }
+                for r in rows
+            },
+        }
+    draws = sorted({int(r["draws"]) for r in summary["diagnostics"]})
+    return {
+        "about": "Rejection rates at the 5% level of each diagnostic in the validation's "
+        "data-generating families (leapresearch.publish.calibration); size: families where "
+        "the assumption holds and the all-students bias is not significant",
+        "source": source,
+        "design_source": design_source,
+        "command": summary["command"],
+        "design_commit": design["commit"],
+        "design_dirty": bool(design.get("dirty", False)),
+        "alpha": design["alpha"],
+        "sample_fraction": design["sample_fraction"],
+        "draws_per_family": draws[0] if len(draws) == 1 else draws,
+        "families": families,
+        "diagnostics": diagnostics,
+    }
+
+
+def write_calibration(summary_path: Path, root: Path, out: Path) -> Path:
+    """Write the record of ``summary_path`` (and the ``design.json`` beside it) to ``out``.
+
+    ``root`` is the repository the recorded paths are relative to.
+    """
+    summary_path = Path(summary_path).resolve()
+    design_path = summary_path.with_name("design.json")
+    record = calibration_record(
+        json.loads(summary_path.read_text()),
+        json.loads(design_path.read_text()),
+        source=summary_path.relative_to(Path(root).resolve()).as_posix(),
+        design_source=design_path.relative_to(Path(root).resolve()).as_posix(),
+    )
+    Path(out).write_text(json.dumps(record, indent=1) + "\n")
+    return Path(out)
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Rejection rates of one diagnostic over the families of one role."""
+
+    families: tuple[str, ...]
+    low: float
+    high: float
+    mcse: float
+
+    @classmethod
+    def of(cls, entry: dict) -> Rates | None:
+        """The rates of a record's entry (None when it covers no family)."""
+        if not entry["families"]:
+            return None
+        return cls(tuple(entry["families"]), entry["min"], entry["max"], entry["max_mcse"])
+
+    def percent(self) -> str:
+        """``0-7%`` (``53%`` when the range is one value)."""
+        lo, hi = f"{100 * self.low:.0f}", f"{100 * self.high:.0f}"
+        return f"{lo}%" if lo == hi else f"{lo}-{hi}%"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One diagnostic's measured behaviour (see :func:`load_calibration`)."""
+
+    name: str
+    words: str
+    size: Rates | None
+    power: dict[str, Rates]
+
+    @property
+    def calibrated(self) -> bool:
+        """Its size is at most :data:`SIZE_BOUND` in every family where the design works."""
+        return self.size is not None and self.size.high <= SIZE_BOUND
+
+    def no_power_against(self, role: str = "assumption_fails") -> bool:
+        """It rejected in at most :data:`SIZE_BOUND` of the draws of every ``role`` family."""
+        rates = self.power.get(role)
+        return rates is not None and rates.high <= SIZE_BOUND
+
+    def measured(self, of: str = "of validation draws", *, roles: tuple[str, ...] = ROLES) -> str:
+        """Its measured size and power in words (over the families of ``roles``).
+
+        ``rejected in 0-7% of validation draws where the design is right (5 families),
+        1-3% where parallel trends fail (2) and ...``.
+        """
+        parts = []
+        for role, rates in (("design_works", self.size), *self.power.items()):
+            if rates is None or role not in roles:
+                continue
+            n = len(rates.families)
+            draws = "" if parts else f" {of}"
+            count = f"{n}" if parts else f"{n} famil{'y' if n == 1 else 'ies'}"
+            parts.append(f"{rates.percent()}{draws} {ROLE_WORDS[role]} ({count})")
+        if not parts:
+            return "was not measured in the validation"
+        return "rejected in " + (
+            parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The packaged record: every diagnostic's measured behaviour and where it comes from."""
+
+    diagnostics: dict[str, Diagnostic]
+    alpha: float
+    draws: int | list[int]
+    sample_fraction: float
+    commit: str
+    source: str
+    n_families: int
+
+    def calibrated(self) -> list[str]:
+        """Names of the calibrated diagnostics, in the record's order."""
+        return [n for n, d in self.diagnostics.items() if d.calibrated]
+
+    def uncalibrated(self) -> list[str]:
+        """Names of the others."""
+        return [n for n, d in self.diagnostics.items() if not d.calibrated]
+
+    def brief(self) -> str:
+        """``8 simulated families, 100 draws each``."""
+        draws = self.draws if isinstance(self.draws, int) else f"{min(self.draws)}-"
+        return f"{self.n_families} simulated families, {draws} draws each"
+
+    def provenance(self) -> str:
+        """``8 simulated families, 100 draws each at 20% of the demo's size (...)``."""
+        draws = self.draws if isinstance(self.draws, int) else f"{min(self.draws)}-"
+        return (
+            f"{self.n_families} simulated families, {draws} draws each at "
+            f"{100 * self.sample_fraction:.0f}% of the demo's size, the design of commit "
+            f"{self.commit[:7]}; {self.source}"
+        )
+
+    @staticmethod
+    def rule() -> str:
+        """The calibration rule in words."""
+        return (
+            f"a diagnostic is read only when its rejection rate at the 5% level was at most "
+            f"{100 * SIZE_BOUND:.0f}% in every validation family where the design is right"
+        )
+
+
+def from_record(record: dict) -> Calibration:
+    """A :class:`Calibration` of a record (:func:`calibration_record`)."""
+    diagnostics = {}
+    for name, d in record["diagnostics"].items():
+        power = {role: r for role in ROLES[1:] if (r := Rates.of(d[f"power_{role}"])) is not None}
+        diagnostics[name] = Diagnostic(name, d["words"], Rates.of(d["size"]), power)
+    return Calibration(
+        diagnostics=diagnostics,
+        alpha=record["alpha"],
+        draws=record["draws_per_family"],
+        sample_fraction=record["sample_fraction"],
+        commit=record["design_commit"],
+        source=record["source"],
+        n_families=len(record["families"]),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def load_calibration(path: Path = CALIBRATION_FILE) -> Calibration:
+    """The packaged calibration record (or the one at ``path``)."""
+    return from_record(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def pretrend_diagnostic(basis: str, months: str, window_start: int) -> str:
+    """The validation's name of a row of ``pretrend_tests.csv``.
+
+    The main window starts at the event-study window's first month (``<=-12..-2`` on the
+    adjusted outcome, whose first month bins the earlier ones; ``-12..-2`` unadjusted); any
+    other span is the far one (months before the matching window). As
+    ``validation/families.py`` names them.
+    """
+    main = months.startswith("<=") or months.startswith(f"{window_start}..")
+    return f"pretrend_{basis}_{'main' if main else 'far'}"
+
+
+def _window_start(pretrends: pd.DataFrame) -> int | None:
+    """The event-study window's first month, read from a main test's ``<=lo..hi`` span."""
+    binned = pretrends["months"].astype(str)
+    binned = binned[binned.str.startswith("<=")]
+    if binned.empty:
+        return None
+    return int(binned.iloc[0][2:].split("..")[0])
+
+
+def pretrend_names(pretrends: pd.DataFrame, window_start: int | None = None) -> pd.Series:
+    """The validation's name of each row of ``pretrend_tests.csv`` (same index).
+
+    ``window_start`` default: read from the adjusted main test's ``<=lo..hi`` span.
+    """
+    lo = _window_start(pretrends) if window_start is None else window_start
+    names = [
+        pretrend_diagnostic(str(b), str(m), lo if lo is not None else 0)
+        for b, m in zip(pretrends["basis"], pretrends["months"], strict=True)
+    ]
+    return pd.Series(names, index=pretrends.index, dtype=object)
+
+
+RESULT_COLUMNS = ["group", "diagnostic", "months", "statistic", "df", "p_value"]
+
+
+def diagnostic_results(
+    pretrends: pd.DataFrame | None,
+    falsification: pd.DataFrame | None = None,
+    placebo: pd.DataFrame | None = None,
+    *,
+    window_start: int | None = None,
+) -> pd.DataFrame:
+    """Each diagnostic of the run by group: :data:`RESULT_COLUMNS`, named as the validation.
+
+    Pre-trend tests by :func:`pretrend_diagnostic` (``window_start``: the event-study
+    window's first month; default read from the adjusted main test's ``<=`` span), the
+    falsification's ``post_months`` rows and the placebo's joint test of the fake post
+    months. Tables with a ``note`` (not estimated) give no rows.
+    """
+    rows = []
+    if pretrends is not None and len(pretrends) and "basis" in pretrends:
+        names = pretrend_names(pretrends, window_start)
+        cols = ["group", "months", "statistic", "df", "p_value"]
+        for name, r in zip(names, pretrends.reindex(columns=cols).itertuples(), strict=True):
+            rows.append((r.group, name, str(r.months), r.statistic, r.df, r.p_value))
+    if falsification is not None and "term" in falsification and "note" not in falsification:
+        post = falsification.loc[falsification["term"] == "post_months"]
+        for r in post.itertuples(index=False):
+            rows.append(
+                (r.group, "falsification_post", str(r.months), r.statistic, r.df, r.p_value)
+            )
+    if placebo is not None and "post_wald_p_value" in placebo and "note" not in placebo:
+        for group, d in placebo.groupby("group", sort=False):
+            post = d.loc[pd.to_numeric(d["rel_time"], errors="coerce") >= 0, "rel_time"]
+            months = f"{int(post.min())}..{int(post.max())}" if len(post) else ""
+            first = d.iloc[0]
+            rows.append(
+                (
+                    group,
+                    "placebo_post",
+                    months,
+                    first["post_wald_statistic"],
+                    first["post_wald_df"],
+                    first["post_wald_p_value"],
+                )
+            )
+    out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    out["p_value"] = pd.to_numeric(out["p_value"], errors="coerce").astype(np.float64)
+    return out

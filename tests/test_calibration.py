@@ -1,0 +1,196 @@
+"""The diagnostics' calibration record: computed from the validation, never stale, read by rule.
+
+``leapresearch/publish/diagnostic_calibration.json`` is written by
+``validation/families.py::write_summary`` from ``summary.json`` and ``design.json``; the
+front page reads only the diagnostics whose size it records near nominal (issue 23, item 4).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import tomllib
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.paths import PROJECT_ROOT
+from leapresearch.publish import calibration as cb
+
+FAMILY_ROLES = {
+    "works_a": ("holds", False),
+    "works_b": ("holds", False),
+    "fails": ("fails", True),
+    "biased": ("holds", True),
+}
+
+
+def synthetic_calibration(rates: dict[str, dict[str, float]]) -> cb.Calibration:
+    """A calibration of made-up families (:data:`FAMILY_ROLES`) with ``rates[name][family]``."""
+    summary = {
+        "command": "made up",
+        "verdict": [
+            {"family": f, "assumption": a, "bias_significant": b}
+            for f, (a, b) in FAMILY_ROLES.items()
+        ],
+        "diagnostics": [
+            {
+                "family": f,
+                "diagnostic": name,
+                "draws": 50,
+                "estimable": 50,
+                "rejection_rate": by[f],
+                "rejection_mcse": float(np.sqrt(by[f] * (1 - by[f]) / 50)),
+            }
+            for name, by in rates.items()
+            for f in FAMILY_ROLES
+        ],
+    }
+    design = {"commit": "f" * 40, "alpha": 0.05, "sample_fraction": 0.5}
+    return cb.from_record(cb.calibration_record(summary, design, source="s", design_source="d"))
+
+
+def _rates(works: tuple[float, float], fails: float, biased: float) -> dict[str, float]:
+    return {"works_a": works[0], "works_b": works[1], "fails": fails, "biased": biased}
+
+
+def test_the_record_follows_the_rule_not_a_list_of_families():
+    cal = synthetic_calibration(
+        {
+            "pretrend_adjusted_main": _rates((0.02, 0.10), 0.04, 0.6),
+            "placebo_post": _rates((0.05, 0.11), 0.9, 0.9),
+        }
+    )
+    good, bad = cal.diagnostics["pretrend_adjusted_main"], cal.diagnostics["placebo_post"]
+    # size over the families where the assumption holds and the bias is not significant
+    assert good.size.families == ("works_a", "works_b")
+    assert (good.size.low, good.size.high) == (0.02, 0.10)
+    assert good.power["assumption_fails"].families == ("fails",)
+    assert good.power["design_biased"].families == ("biased",)
+    # the rule: at most 10% in every family where the design works (10% passes, 11% not)
+    assert good.calibrated and not bad.calibrated
+    assert cal.calibrated() == ["pretrend_adjusted_main"] and cal.uncalibrated() == ["placebo_post"]
+    assert good.no_power_against() and not bad.no_power_against()
+    assert good.measured() == (
+        "rejected in 2-10% of validation draws where the design is right (2 families), 4% "
+        "where parallel trends fail (1) and 60% where the design is biased although parallel "
+        "trends hold (1)"
+    )
+    assert "at most 10%" in cal.rule()
+    # a family moves role with its verdict, not with its name
+    flipped = {
+        "command": "x",
+        "verdict": [{"family": "works_a", "assumption": "holds", "bias_significant": True}],
+        "diagnostics": [
+            {"family": "works_a", "diagnostic": "d", "draws": 9, "estimable": 9,
+             "rejection_rate": 0.0, "rejection_mcse": 0.0}
+        ],
+    }  # fmt: skip
+    rec = cb.calibration_record(
+        flipped, {"commit": "c", "alpha": 0.05, "sample_fraction": 1}, source="s", design_source="d"
+    )
+    assert rec["families"]["works_a"]["role"] == "design_biased"
+    assert rec["diagnostics"]["d"]["size"]["families"] == []
+    assert not cb.from_record(rec).diagnostics["d"].calibrated  # no size measured: not read
+
+
+def test_the_packaged_record_is_what_its_committed_summary_gives():
+    """It cannot go stale: the record equals the one its named summary and design give."""
+    packaged = json.loads(cb.CALIBRATION_FILE.read_text())
+    summary = PROJECT_ROOT / packaged["source"]
+    design = PROJECT_ROOT / packaged["design_source"]
+    assert summary.parent == design.parent and summary.name == "summary.json"
+    expected = cb.calibration_record(
+        json.loads(summary.read_text()),
+        json.loads(design.read_text()),
+        source=packaged["source"],
+        design_source=packaged["design_source"],
+    )
+    assert packaged == expected
+    # and the validation's own numbers (summary.md) are what the loader reads
+    cal = cb.load_calibration()
+    assert set(cal.diagnostics) == set(json.loads(design.read_text())["diagnostics"])
+    md = (summary.parent / "summary.md").read_text().split("## Diagnostics")[1]
+    row = next(line for line in md.splitlines() if line.startswith("| lists | holds | "))
+    first = packaged["diagnostics"]["pretrend_adjusted_main"]["by_family"]["lists"]["rate"]
+    assert row.split("|")[3].strip().startswith(f"{100 * first:.0f} (")
+
+
+def test_the_packaged_record_ships_with_the_package():
+    meta = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    data = meta["tool"]["setuptools"]["package-data"]["leapresearch"]
+    assert "publish/" + cb.CALIBRATION_FILE.name in data
+    assert cb.CALIBRATION_FILE.parent.name == "publish"
+
+
+def _families():
+    path = PROJECT_ROOT / "validation" / "families.py"
+    spec = importlib.util.spec_from_file_location("families_for_calibration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_validation_writes_the_record_and_names_pretrends_as_the_package(tmp_path):
+    fam = _families()
+    source = PROJECT_ROOT / json.loads(cb.CALIBRATION_FILE.read_text())["source"]
+    for name in ("summary.json", "design.json"):
+        (tmp_path / name).write_bytes((source.parent / name).read_bytes())
+    # a summary outside validation/results gets its record beside it (the package's is kept)
+    written = fam.write_calibration_record(tmp_path)
+    assert written == tmp_path.resolve() / cb.CALIBRATION_FILE.name
+    mine = json.loads(written.read_text())
+    packaged = json.loads(cb.CALIBRATION_FILE.read_text())
+    assert mine["diagnostics"] == packaged["diagnostics"]
+    assert mine["source"] == "summary.json"  # relative to where it was summarised
+    assert fam.write_calibration_record(tmp_path / "nothing") is None  # no design.json
+    # the run's tables are named as the validation names them
+    for basis, months in (("adjusted", "<=-12..-2"), ("adjusted", "-24..-13"),
+                          ("unadjusted", "-12..-2"), ("unadjusted", "-24..-13")):  # fmt: skip
+        assert cb.pretrend_diagnostic(basis, months, -12) == fam._pretrend_name(basis, months, -12)
+
+
+def test_the_run_s_diagnostics_are_found_in_its_tables():
+    pretrends = pd.DataFrame(
+        {
+            "group": ["all", "all", "all", "g"],
+            "basis": ["adjusted", "adjusted", "unadjusted", "adjusted"],
+            "months": ["<=-10..-2", "-20..-11", "-10..-2", "<=-10..-2"],
+            "statistic": [1.0, 2.0, 3.0, 4.0],
+            "df": [9, 10, 9, 9],
+            "p_value": [0.5, 0.01, 0.02, 0.3],
+        }
+    )
+    falsification = pd.DataFrame(
+        {"group": ["all", "all"], "term": ["month", "post_months"], "months": ["", "0..12"],
+         "statistic": [np.nan, 5.0], "df": [np.nan, 13], "p_value": [np.nan, 0.001]}
+    )  # fmt: skip
+    placebo = pd.DataFrame(
+        {"group": "all", "rel_time": [-3, 0, 1, 2], "post_wald_statistic": 7.0,
+         "post_wald_df": 3, "post_wald_p_value": 0.02}
+    )  # fmt: skip
+    found = cb.diagnostic_results(pretrends, falsification, placebo)
+    assert found["diagnostic"].tolist() == [
+        "pretrend_adjusted_main",
+        "pretrend_adjusted_far",
+        "pretrend_unadjusted_main",  # its window start is read from the binned span
+        "pretrend_adjusted_main",
+        "falsification_post",
+        "placebo_post",
+    ]
+    assert found["p_value"].tolist() == [0.5, 0.01, 0.02, 0.3, 0.001, 0.02]
+    assert found.iloc[-1]["months"] == "0..2"
+    note = pd.DataFrame({"group": ["all"], "note": ["not estimable"]})
+    assert cb.diagnostic_results(None, note, note).empty
+
+
+def test_the_packaged_classification_is_the_rule_applied_to_its_numbers():
+    packaged = json.loads(cb.CALIBRATION_FILE.read_text())
+    cal = cb.load_calibration()
+    for name, d in packaged["diagnostics"].items():
+        works = [
+            d["by_family"][f]["rate"]
+            for f, fam in packaged["families"].items()
+            if fam["assumption"] == "holds" and not fam["bias_significant"]
+        ]
+        assert cal.diagnostics[name].calibrated == (max(works) <= 0.10), name

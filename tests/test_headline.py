@@ -1,0 +1,139 @@
+"""The front page leads with valid intervals and reads only calibrated diagnostics (issues 23, 27).
+
+The whole-procedure interval (score, matches and adjustment re-run in each draw) where
+``event_study.csv`` has it, else the conditional one, and the printed text says which; the
+pre-trend limitation states the calibrated test's measured power from the packaged record.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from leapresearch.publish import narrative
+from leapresearch.publish.calibration import load_calibration
+from leapresearch.publish.tables import (
+    CONDITIONAL_WORDS,
+    INTERVAL_MARK,
+    headline_html,
+    headline_table,
+    lead_intervals,
+)
+
+GROUPS = {"all": 10.0, "grade_band:PK-5": 6.0, "grade_band:6-12": 12.0, "cohort:2021-22": 9.0}
+
+
+def _event_study(*, procedure: set[str]) -> pd.DataFrame:
+    """Analytic intervals of +-2 pp; whole-procedure ones of +-3 pp for ``procedure``."""
+    rows = []
+    for g, est in GROUPS.items():
+        for m in (1, 9):
+            e = est + m / 10
+            has = g in procedure
+            rows.append(
+                {"group": g, "rel_time": m, "estimate": e, "ci_lower": e - 2, "ci_upper": e + 2,
+                 "n_treated": 100, "n_comparison": 250,
+                 "procedure_ci_lower": e - 3 if has else np.nan,
+                 "procedure_ci_upper": e + 3 if has else np.nan}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_lead_interval_is_the_whole_procedure_one_where_published():
+    es = _event_study(procedure={"all"})
+    lead = lead_intervals(es).set_index(["group", "rel_time"])
+    assert lead.loc[("all", 9), ["lead_lower", "lead_upper"]].tolist() == [7.9, 13.9]
+    assert lead.loc[("all", 9), "lead_kind"] == "procedure"
+    assert lead.loc[("grade_band:PK-5", 9), ["lead_lower", "lead_upper"]].tolist() == [4.9, 8.9]
+    assert lead.loc[("grade_band:PK-5", 9), "lead_kind"] == "conditional"
+    # one blank end is no interval: the conditional one is shown
+    half = es.assign(procedure_ci_upper=np.nan)
+    assert (lead_intervals(half)["lead_kind"] == "conditional").all()
+    # a suppressed cell has no interval of either kind: nothing to mark
+    hidden = es.assign(ci_lower=np.nan, ci_upper=np.nan)
+    kinds = lead_intervals(hidden).set_index("group")["lead_kind"]
+    assert kinds.loc["grade_band:PK-5"].eq("").all() and kinds.loc["all"].eq("procedure").all()
+    # a table written without the columns at all
+    bare = lead_intervals(es.drop(columns=["procedure_ci_lower", "procedure_ci_upper"]))
+    assert (bare["lead_lower"] == es["ci_lower"]).all()
+
+
+def test_the_headline_table_marks_each_fallback_and_says_where():
+    es = _event_study(procedure={"all", "grade_band:PK-5", "grade_band:6-12"})
+    head = headline_table(es, rel_times=(1, 9))
+    by = head.set_index("group")
+    assert (by.loc["all", "lo_9"], by.loc["all", "hi_9"]) == (7.9, 13.9)
+    assert by.loc["cohort:2021-22", ["lo_9", "kind_9"]].tolist() == [7.9, "conditional"]
+    page = headline_html(head, rel_times=(1, 9))
+    assert "(7.9 to 13.9)<" in page  # the whole-procedure interval of all, unmarked
+    assert f"(7.9 to 11.9){INTERVAL_MARK}" in page  # the cohort's analytic one, marked
+    assert page.count(INTERVAL_MARK) == 2 + 1  # the cohort's two cells and the footnote
+    assert "Intervals from the whole-procedure bootstrap" in page
+    assert f"analytic interval, {CONDITIONAL_WORDS} (School year 2021-22)" in page
+    # with the multiplier bootstrap in ci_lower/ci_upper the fallback is named as such
+    other = headline_html(head, rel_times=(1, 9), conditional="multiplier-bootstrap")
+    assert f"multiplier-bootstrap interval, {CONDITIONAL_WORDS}" in other
+    # every whole-procedure column blank (inference.procedure_draws: 0): said once, no mark
+    none = headline_html(headline_table(_event_study(procedure=set()), rel_times=(1, 9)),
+                         rel_times=(1, 9))  # fmt: skip
+    assert INTERVAL_MARK not in none and "whole-procedure bootstrap (" not in none
+    assert f"The intervals are the analytic ones, {CONDITIONAL_WORDS}" in none
+    assert "no whole-procedure interval for these groups" in none
+
+
+def test_the_summary_leads_with_the_whole_procedure_interval_and_says_the_fallback():
+    every = _event_study(procedure={"all", "grade_band:PK-5", "grade_band:6-12"})
+    text = narrative.summary_paragraph(every, None, rel_times=(1, 9))
+    assert "(95% CI 7.9 to 13.9)" in text and "(95% CI 7.9 to 11.9)" not in text
+    assert "These intervals are from the whole-procedure bootstrap" in text
+    assert CONDITIONAL_WORDS not in text and "except" not in text
+    # one group without: its interval is the analytic one and the sentence says so
+    mixed = _event_study(procedure={"all", "grade_band:6-12"})
+    text = narrative.summary_paragraph(mixed, None, rel_times=(1, 9))
+    assert f"(95% CI 4.9 to 8.9; analytic, {CONDITIONAL_WORDS})" in text  # PK-5
+    assert "(95% CI 7.9 to 13.9)" in text  # all, unmarked
+    assert "except those marked analytic" in text
+    # none: one sentence, no whole-procedure claim, no per-interval tag
+    none = narrative.summary_paragraph(_event_study(procedure=set()), None, rel_times=(1, 9))
+    assert f"These intervals are the analytic ones, {CONDITIONAL_WORDS}" in none
+    assert "(95% CI 8.9 to 12.9)" in none and "whole-procedure bootstrap" not in none
+    assert none.count(CONDITIONAL_WORDS) == 1
+
+
+def test_the_crosswalk_prints_the_interval_the_report_leads_with():
+    from types import SimpleNamespace
+
+    es = _event_study(procedure={"all"})
+    published = [
+        SimpleNamespace(group="all", rel_time=9, estimate=12.0, approximate=False, difference=""),
+        SimpleNamespace(group="cohort:2021-22", rel_time=9, estimate=12.0, approximate=False,
+                        difference=""),
+    ]  # fmt: skip
+    table = narrative.crosswalk(es, published)
+    assert table["interval"].tolist() == ["procedure", "conditional"]
+    assert table[["ci_lower", "ci_upper"]].to_numpy().tolist() == [[7.9, 13.9], [7.9, 11.9]]
+    assert table["published_in_ci"].tolist() == [True, False]
+
+
+def test_the_limitations_read_the_calibrated_test_and_its_measured_power():
+    cal = load_calibration()
+    fails = cal.diagnostics["pretrend_adjusted_main"].power["assumption_fails"]
+    pretrends = pd.DataFrame(
+        {"group": ["all", "all", "grade_band:PK-5"],
+         "basis": ["adjusted", "adjusted", "adjusted"],
+         "months": ["<=-12..-2", "-24..-13", "<=-12..-2"],
+         "p_value": [0.5, 0.001, 0.2]}
+    )  # fmt: skip
+    es = _event_study(procedure=set())
+    limits = " ".join(narrative.limitations(es, pretrends, None))
+    # the far test's rejection is not counted
+    assert "The calibrated pre-trend test rejects parallel trends at the 5% level for 0 of 2" in (
+        limits
+    )
+    assert f"it rejected in {fails.percent()} of the draws of the 2 families where parallel" in (
+        limits
+    )
+    assert "no measured power against the failures built there" in limits
+    assert "At least one pre-trend test" not in limits
+    rejected = " ".join(narrative.limitations(es, pretrends.assign(p_value=0.01), None))
+    assert "for 2 of 2 groups (All visited students, Grades PK-5)" in rejected
