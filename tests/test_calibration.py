@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import tomllib
 
 import numpy as np
@@ -194,3 +195,24 @@ def test_the_packaged_classification_is_the_rule_applied_to_its_numbers():
             if fam["assumption"] == "holds" and not fam["bias_significant"]
         ]
         assert cal.diagnostics[name].calibrated == (max(works) <= 0.10), name
+
+
+def test_a_run_of_some_families_leaves_the_packaged_record_alone():
+    """Under validation/results, only a summary of every family rewrites the package's json."""
+    import shutil
+
+    fam = _families()
+    source = PROJECT_ROOT / json.loads(cb.CALIBRATION_FILE.read_text())["source"]
+    before = cb.CALIBRATION_FILE.read_bytes()
+    folder = fam.mc.RESULTS / f"_partial-test-{os.getpid()}"
+    folder.mkdir(parents=True)
+    try:
+        summary = json.loads((source.parent / "summary.json").read_text())
+        summary["verdict"] = summary["verdict"][:3]
+        (folder / "summary.json").write_text(json.dumps(summary))
+        shutil.copy(source.parent / "design.json", folder / "design.json")
+        written = fam.write_calibration_record(folder)
+        assert written == folder.resolve() / cb.CALIBRATION_FILE.name
+        assert cb.CALIBRATION_FILE.read_bytes() == before
+    finally:
+        shutil.rmtree(folder)

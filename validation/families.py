@@ -486,8 +486,9 @@ def write_calibration_record(out: Path) -> Path | None:
     """The package's ``diagnostic_calibration.json`` from ``out``'s summary and design.
 
     Written into the package (``leapresearch/publish``, what the report reads) when ``out``
-    lies under ``validation/results`` of this repository, so that a re-run of the families
-    rewrites it; a summary elsewhere gets its record beside it instead. Nothing without a
+    lies under ``validation/results`` of this repository and its summary covers every
+    family, so that a re-run of the families rewrites it; a summary elsewhere, or of some
+    families only, gets its record beside it instead. Nothing without a
     ``design.json`` (see :func:`leapresearch.publish.calibration.calibration_record`).
     """
     from leapresearch.publish.calibration import CALIBRATION_FILE, write_calibration
@@ -495,7 +496,10 @@ def write_calibration_record(out: Path) -> Path | None:
     summary = Path(out).resolve() / "summary.json"
     if not summary.with_name(DESIGN_FILE).exists():
         return None
-    inside = summary.is_relative_to(mc.RESULTS.resolve())
+    covered = {row["family"] for row in json.loads(summary.read_text())["verdict"]}
+    # only a run of every family measures both size and power: a partial run (e.g. a new
+    # freeze's first families) gets its record beside its summary
+    inside = summary.is_relative_to(mc.RESULTS.resolve()) and covered == set(FAMILIES)
     package = mc.ROOT / "leapresearch" / "publish" / CALIBRATION_FILE.name
     target = package if inside else summary.with_name(CALIBRATION_FILE.name)
     return write_calibration(summary, mc.ROOT if inside else summary.parent, target)
