@@ -160,3 +160,39 @@ def test_family_seeds_are_held_out():
     used = [range(b, b + 100_000) for b in (*mc.SEED_BASE.values(), 500_000, 700_000)]
     assert min(seeds) >= 7_000_000 > max(max(r) for r in used)
     assert len(seeds) == 10_000 * len(fam.FAMILIES)
+    # later freezes (validation/README.md): the procedure Monte Carlo, the long-term design's
+    # stopped run and its second run; no two ranges share a seed
+    ranges = [
+        {fam.family_seed(f, i, base) for f in fam.FAMILIES for i in range(10_000)}
+        for base in (fam.FAMILY_SEED_BASE, 7_500_000, 8_000_000, 8_100_000)
+    ]
+    assert sum(len(r) for r in ranges) == len(set().union(*ranges))
+    assert min(min(r) for r in ranges) > max(max(r) for r in used)
+
+
+def test_verdict_reads_the_long_term_cells_a_run_publishes():
+    """A cohort below privacy.min_treated is counted in the long-term verdict but not in
+    its published part: there only the large cohort's bias shows."""
+    fam = _families_module()
+    rng = np.random.default_rng(5)
+    rows = []
+    for _draw in range(40):
+        common = {"family": "lists", "truth_itt": np.nan, "y0_shift": np.nan}
+        for month in (1, 3):
+            est = 5 + rng.normal()
+            rows.append({**common, "estimand": "event_study", "group": "all", "cohort": "",
+                         "rel_time": month, "truth": 5.0, "estimate": est, "std_error": 1.0,
+                         "ci_lower": est - 2, "ci_upper": est + 2, "boot_ci_lower": np.nan,
+                         "boot_ci_upper": np.nan, "band_covers_path": True,
+                         "n_treated": 200})  # fmt: skip
+        for cohort, n_treated, shift in (("small", 8, -4.0), ("large", 100, 0.1)):
+            est = 6 + shift + 0.5 * rng.normal()
+            rows.append({**common, "estimand": "long_term", "group": "all", "cohort": cohort,
+                         "rel_time": 0, "truth": 6.0, "estimate": est, "std_error": 1.0,
+                         "ci_lower": est - 2, "ci_upper": est + 2, "boot_ci_lower": np.nan,
+                         "boot_ci_upper": np.nan, "band_covers_path": np.nan,
+                         "n_treated": n_treated})  # fmt: skip
+    verdict = fam.verdict(fam.summarise_cells(pd.DataFrame(rows))).iloc[0]
+    assert verdict["lt_cells"] == 2 and verdict["lt_published_cells"] == 1
+    assert verdict["lt_worst_bias_all"] > 3.5  # the small cohort
+    assert verdict["lt_published_worst_bias"] < 0.5  # the large one only

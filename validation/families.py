@@ -311,6 +311,7 @@ def summarise_cells(draws: pd.DataFrame) -> pd.DataFrame:
             "truth_itt": g["truth_itt"].mean(),
             "bias_vs_itt": g["error_itt"].mean(),
             "y0_shift": g["y0_shift"].mean(),
+            "mean_n_treated": g["n_treated"].mean(),
         }
     ).reset_index()
     out["coverage_mcse"] = np.sqrt(out["coverage"] * (1 - out["coverage"]) / out["draws"])
@@ -361,7 +362,9 @@ def verdict(cells: pd.DataFrame) -> pd.DataFrame:
     ``bias_significant``: that bias is more than 3 MC SEs from 0; coverage range of the
     analytic intervals over all students and the grade bands; band coverage of all
     students; long-term cells of all students (cohort x years after): the worst |bias| with
-    its MC SE and how many of the cells are more than 3 MC SEs from 0. ``passes``: |bias| within
+    its MC SE and how many of the cells are more than 3 MC SEs from 0, and the same over the
+    cells a run publishes (``lt_published_*``: mean visited students at least
+    ``privacy.min_treated``; smaller cohorts are suppressed). ``passes``: |bias| within
     ``BIAS_BOUND`` and coverage inside ``COVERAGE_RANGE`` (as ``monte_carlo.criteria``).
     """
     rows = []
@@ -374,6 +377,7 @@ def verdict(cells: pd.DataFrame) -> pd.DataFrame:
             & (cells["estimand"] == "long_term")
             & (cells["group"] == "all")
         ]
+        published = lt.loc[lt["mean_n_treated"] >= _min_treated()]
         lo, hi = c["coverage"].min(), c["coverage"].max()
         bias = abs(a.loc[worst, "bias"])
         passes = bias <= mc.BIAS_BOUND and mc.COVERAGE_RANGE[0] <= lo and hi <= mc.COVERAGE_RANGE[1]
@@ -394,10 +398,23 @@ def verdict(cells: pd.DataFrame) -> pd.DataFrame:
                 "lt_cells_beyond_3_mcse": int((lt["bias"].abs() > 3 * lt["bias_mcse"]).sum()),
                 "lt_cells": len(lt),
                 "lt_coverage_all": _range(lt["coverage"]),
+                "lt_published_cells": len(published),
+                "lt_published_worst_bias": _worst(published, "bias"),
+                "lt_published_its_mcse": _worst(published, "bias_mcse"),
+                "lt_published_coverage": _range(published["coverage"]),
                 "passes": bool(passes),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _min_treated() -> int:
+    """``privacy.min_treated`` of ``params/base.yaml``: smaller groups' cells are suppressed."""
+    import yaml
+
+    return int(
+        yaml.safe_load((mc.ROOT / "params" / "base.yaml").read_text())["privacy"]["min_treated"]
+    )
 
 
 def _worst(cells: pd.DataFrame, column: str) -> float:
