@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.design.matching.greedy import _match_greedy, _tie_keys
-from leapresearch.design.matching.grid import _int_lexsort, _MatchRows
+from leapresearch.design.matching.grid import _MatchRows
 from leapresearch.design.matching.options import (
     DEFAULT_EXACT,
     DEFAULT_FIXED_EFFECTS,
@@ -24,6 +24,7 @@ from leapresearch.design.matching.options import (
 )
 from leapresearch.design.matching.propensity import propensity_scores
 from leapresearch.design.matching.result import MatchResult, _assemble
+from leapresearch.design.matching.sorting import _int_lexsort
 
 
 def nearest_neighbor_match(
