@@ -150,7 +150,9 @@ def run_matching(
         .fillna(False)
         .to_numpy(bool)
     )
-    sub = frame.loc[~frame["treated"].to_numpy() | flag]
+    # only the columns the nearest-neighbour step reads: no copy of the covariates
+    keys = list(dict.fromkeys(["stack", "student", "treated", *exact]))
+    sub = frame.loc[~frame["treated"].to_numpy() | flag, keys]
     second = nearest_neighbor_match(
         sub,
         result.pscore.loc[sub.index],

@@ -92,8 +92,13 @@ def _group_codes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     if len(frame) == 0:
         return np.zeros(0, dtype=np.int64)
     codes = np.zeros(len(frame), dtype=np.int64)
+    total = 1  # codes < total
     for col in columns:
         c, uniques = pd.factorize(frame[col], use_na_sentinel=False, sort=True)
-        codes = codes * (len(uniques) + 1) + c
-        codes = np.unique(codes, return_inverse=True)[1].astype(np.int64)
-    return codes
+        base = len(uniques) + 1
+        if total * base >= 2**62:  # made dense first only when the product would overflow
+            codes = np.unique(codes, return_inverse=True)[1].astype(np.int64)
+            total = int(codes.max()) + 1
+        codes = codes * base + c
+        total *= base
+    return np.unique(codes, return_inverse=True)[1].astype(np.int64)

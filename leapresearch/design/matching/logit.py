@@ -108,6 +108,12 @@ def _logit_newton(
 
     eta = linear(theta)
     obj = objective(eta, theta)
+    # buffers of the Hessian's weighted rows, reused by every iteration (no new n-by-p
+    # temporaries); the products are the same as with fresh arrays
+    root_w = np.empty_like(design)
+    if g:
+        dmat_w = dmat.copy()  # rows scaled by w
+        nnz_row = np.repeat(np.arange(design.shape[0]), np.diff(dmat.indptr))
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - iteration count is reported
@@ -117,12 +123,11 @@ def _logit_newton(
         grad = np.empty(p + g)
         grad[:p] = design.T @ resid
         hess = np.empty((p + g, p + g))
-        root_w = design * np.sqrt(w)[:, None]
+        np.multiply(design, np.sqrt(w)[:, None], out=root_w)
         hess[:p, :p] = root_w.T @ root_w  # numpy uses a symmetric rank-k update here
         if g:
             grad[p:] = dmat.T @ resid
-            dmat_w = dmat.copy()  # rows scaled by w
-            dmat_w.data = dmat.data * np.repeat(w, np.diff(dmat.indptr))
+            np.multiply(dmat.data, w[nnz_row], out=dmat_w.data)
             hdz = np.asarray(dmat_w.T @ design)
             hess[p:, :p] = hdz
             hess[:p, p:] = hdz.T

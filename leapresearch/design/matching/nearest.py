@@ -24,6 +24,7 @@ from leapresearch.design.matching.options import (
 )
 from leapresearch.design.matching.propensity import propensity_scores
 from leapresearch.design.matching.result import MatchResult, _assemble
+from leapresearch.design.matching.sorting import _int_lexsort
 
 
 def nearest_neighbor_match(
@@ -207,7 +208,7 @@ def _match_keeping_ties(
     distance and competition rank.
     """
     c_rows = np.flatnonzero(comparison)
-    c_rows = c_rows[np.lexsort((q[c_rows], stratum[c_rows]))]
+    c_rows = c_rows[_int_lexsort((q[c_rows], stratum[c_rows]))]
     b_strat, b_q = stratum[c_rows], q[c_rows]
     new_block = np.r_[True, (b_strat[1:] != b_strat[:-1]) | (b_q[1:] != b_q[:-1])]
     b_start = np.flatnonzero(new_block)
@@ -253,7 +254,7 @@ def _first_not_below(
 ) -> np.ndarray:
     """Index of the first block of the stratum whose score is >= the treated score."""
     is_c = np.r_[np.ones(b_q.size, np.int64), np.zeros(t_q.size, np.int64)]
-    order = np.lexsort((is_c, np.r_[b_q, t_q], np.r_[b_strat, t_strat]))
+    order = _int_lexsort((is_c, np.r_[b_q, t_q], np.r_[b_strat, t_strat]))
     before = np.cumsum(is_c[order]) - is_c[order]
     out = np.empty(is_c.size, dtype=np.int64)
     out[order] = before

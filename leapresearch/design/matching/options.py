@@ -15,6 +15,8 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from leapresearch.design.matching.sorting import _int_lexsort
+
 MOrder = Literal["largest", "smallest", "random", "closest", "farthest"]
 """Order in which treated students are matched without replacement (MatchIt's ``m.order``)."""
 
@@ -110,7 +112,7 @@ def _numeric_values(frame: pd.DataFrame, name: str) -> np.ndarray:
 
 def _check_unique_keys(stack: np.ndarray, student: np.ndarray) -> None:
     """Raise ValueError if a (stack, student) pair occurs twice."""
-    order = np.lexsort((student, stack))
+    order = _int_lexsort((student, stack))
     s, t = stack[order], student[order]
     dup = (s[1:] == s[:-1]) & (t[1:] == t[:-1])
     if dup.any():

@@ -189,7 +189,7 @@ def _unmatched_table(
     um_rows = t_rows[um]
     unmatched = pd.DataFrame({"stack": stack[um_rows], "student": student[um_rows]})
     for col in [c for c in exact if c != "stack"]:
-        unmatched[col] = candidates[col].to_numpy()[um_rows]
+        unmatched[col] = candidates[col].take(um_rows).to_numpy()  # not the whole column
     unmatched["reason"] = pd.Categorical(reason[um], categories=UNMATCHED_REASONS)
     return unmatched.sort_values(["stack", "student"], ignore_index=True)
 

@@ -112,11 +112,24 @@ def _one_column_separates(design: np.ndarray, dmat: sp.csr_array | None, y: np.n
     """Whether one column alone separates the classes (exact comparisons).
 
     The common case, e.g. a dummy that no treated row has: the maximum over one class is
-    at most the minimum over the other.
+    at most the minimum over the other. The dummies are compared in their sparse form (a
+    column's extremes count its implicit zeros), without a dense copy of them.
     """
-    x = design if dmat is None else np.hstack([design, dmat.toarray()])
-    t, c = x[y == 1.0, 1:], x[y == 0.0, 1:]
-    return bool(np.any(t.max(axis=0) <= c.min(axis=0)) or np.any(t.min(axis=0) >= c.max(axis=0)))
+    is_t, is_c = y == 1.0, y == 0.0
+    t, c = design[is_t, 1:], design[is_c, 1:]
+    if np.any(t.max(axis=0) <= c.min(axis=0)) or np.any(t.min(axis=0) >= c.max(axis=0)):
+        return True
+    if dmat is None or dmat.shape[1] == 0:
+        return False
+    dt, dc = dmat[np.flatnonzero(is_t)], dmat[np.flatnonzero(is_c)]
+
+    def extreme(m: sp.csr_array, how: str) -> np.ndarray:
+        return np.asarray(getattr(m, how)(axis=0).toarray()).ravel()
+
+    return bool(
+        np.any(extreme(dt, "max") <= extreme(dc, "min"))
+        or np.any(extreme(dt, "min") >= extreme(dc, "max"))
+    )
 
 
 def _overlap_certified(

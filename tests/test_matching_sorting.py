@@ -1,0 +1,82 @@
+"""The sorting shortcuts of the matching give exactly the permutations they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from leapresearch.design.matching.grid import _group_codes
+from leapresearch.design.matching.propensity import _canonical_rows, _packed_keys
+from leapresearch.design.matching.separation import _one_column_separates
+from leapresearch.design.matching.sorting import _int_lexsort
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_int_lexsort_is_lexsort(seed):
+    rng = np.random.default_rng(seed)
+    n = 5_000
+    keys = (
+        rng.integers(0, 2, n),
+        rng.integers(-(10**10), 10**10, n),  # grid scores
+        rng.integers(0, 7, n),  # strata: many ties
+    )
+    np.testing.assert_array_equal(_int_lexsort(keys), np.lexsort(keys))
+
+
+def test_int_lexsort_falls_back_when_the_ranges_overflow():
+    rng = np.random.default_rng(1)
+    keys = (rng.integers(-(2**62), 2**62, 1_000), rng.integers(0, 5, 1_000))
+    np.testing.assert_array_equal(_int_lexsort(keys), np.lexsort(keys))
+    assert _int_lexsort((np.zeros(0, np.int64),)).size == 0
+
+
+def test_packed_keys_keep_the_lexicographic_order_and_ties():
+    rng = np.random.default_rng(2)
+    n = 4_000
+    keys = [
+        rng.integers(0, 2, n).astype(float),  # indicators
+        rng.integers(0, 2, n).astype(float),
+        rng.choice([0.25, 0.5, 1.0], n),  # rates: not packed
+        rng.integers(0, 2, n).astype(float),
+        rng.integers(0, 40, n),  # fixed-effect codes
+        rng.integers(0, 3, n),
+    ]
+    packed = _packed_keys(keys)
+    assert len(packed) == 3
+    np.testing.assert_array_equal(np.lexsort(packed), np.lexsort(keys))
+
+
+def test_canonical_rows_as_a_full_lexsort():
+    rng = np.random.default_rng(3)
+    n = 3_000
+    treated = rng.random(n) < 0.2
+    cov = {
+        "rate": rng.choice([0.5, 0.75, 1.0], n),
+        "missing": rng.integers(0, 2, n).astype(float),
+        "female": rng.integers(0, 2, n).astype(float),
+    }
+    fe = [rng.integers(0, 4, n), rng.integers(0, 3, n)]
+    rows, first = _canonical_rows(np.arange(n), treated, cov, list(cov), fe)
+    keys = [treated, *(cov[c] for c in reversed(list(cov))), *reversed(fe)]
+    np.testing.assert_array_equal(rows, np.lexsort(keys))
+    values = np.column_stack([cov[c][rows] for c in cov] + [f[rows] for f in fe])
+    np.testing.assert_array_equal(values, values[first])  # same pattern as its first row
+    assert np.unique(first).size == np.unique(values, axis=0).shape[0]
+
+
+def test_group_codes_dense_lexicographic():
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [3, 1, 3, 2, 1], "b": ["x", "y", "x", "x", None]})
+    np.testing.assert_array_equal(_group_codes(frame, ["a", "b"]), [3, 0, 3, 2, 1])
+
+
+def test_one_column_separation_on_sparse_dummies():
+    design = np.column_stack([np.ones(6), [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
+    y = np.array([1.0, 0, 1, 0, 1, 0])
+    overlap = sp.csr_array(np.array([[1.0], [1], [0], [0], [1], [1]]))
+    only_comparisons = sp.csr_array(np.array([[0.0], [1], [0], [0], [0], [1]]))
+    assert not _one_column_separates(design, overlap, y)
+    assert _one_column_separates(design, only_comparisons, y)  # no treated row has it
+    assert not _one_column_separates(design, None, y)
