@@ -144,3 +144,9 @@ def test_procedure_seeds_are_new_and_held_out():
     old = {fam.family_seed(f, i) for f in fam.FAMILIES for i in range(10_000)}
     assert min(new) == 7_500_000 and not new & old and len(new) == 10_000 * len(fam.FAMILIES)
     assert min(new) > max(old)
+
+
+def test_fewer_bootstrap_draws_cost_the_interval_coverage():
+    few, many = pm.finite_draws_coverage(20), pm.finite_draws_coverage(999)
+    assert few < pm.finite_draws_coverage(99) < many < 0.951
+    assert many > 0.945 and few < 0.94

@@ -264,6 +264,20 @@ def target_check(cells: pd.DataFrame, low: float = 0.92, high: float = 0.98) -> 
     )
 
 
+def finite_draws_coverage(draws: int, alpha: float = 0.05, reps: int = 20_000) -> float:
+    """Coverage of ``estimate +/- z se`` when ``se`` is the IQR-based error of ``draws`` draws.
+
+    The bootstrap distribution exactly normal with the right spread, so the only loss is
+    the noise of the error estimated from ``draws`` draws (simulated, seed 0): what the
+    number of bootstrap draws alone costs a 95% interval.
+    """
+    rng = np.random.default_rng(0)
+    q75, q25 = np.quantile(rng.standard_normal((reps, draws)), [0.75, 0.25], axis=1)
+    se = (q75 - q25) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
+    z = stats.norm.ppf(1 - alpha / 2)
+    return float(np.mean(2 * stats.norm.cdf(z * se) - 1))
+
+
 def write_procedure_summary(draws: pd.DataFrame, out: Path, command: str) -> None:
     """``summary.json`` (every cell, the table, the target sentence) and ``summary.md``."""
     cells = summarise_coverage(draws)
@@ -301,7 +315,10 @@ def write_procedure_summary(draws: pd.DataFrame, out: Path, command: str) -> Non
         "error; `MC sd / analytic`: the Monte Carlo standard deviation of the estimate over "
         "the mean analytic error (above 1: conditioning on the first steps understates the "
         "uncertainty by that factor). Coverage in %.\n\n"
-        f"{check}\n\n"
+        f"{check} With B = {b} bootstrap draws the noise of the error alone brings an "
+        f"exact normal 95% interval to {100 * finite_draws_coverage(b):.1f}% "
+        f"({100 * finite_draws_coverage(199):.1f}% with 199 draws; `finite_draws_coverage`)."
+        "\n\n"
         "## Coverage by family and group (months 1 / 3 / 6 / 9)\n\n"
         f"{mc._md_table(table)}\n"
         "## Every cell\n\n"
