@@ -26,6 +26,7 @@ The seeds are held out: ``FAMILY_SEED_BASE + 10_000 * k + i`` for the ``k``-th f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -209,6 +210,30 @@ def _event_rows(prepared, table, fits, truth: dict, validation: dict) -> list[di
     return rows
 
 
+def simulate_family(family: str, seed: int, sample_fraction: float, folder: Path):
+    """Simulate draw ``seed`` of ``family`` into ``folder`` and match it (the frozen design).
+
+    Returns
+    -------
+    truth : dict
+        The simulator's ``truth.json``.
+    prepared : Prepared
+        The matched sample of the ``default`` variant of ``monte_carlo.py``.
+    """
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
+
+    config = SimulationConfig(
+        seed=seed, sample_fraction=sample_fraction, **FAMILIES[family]["simulation"]
+    )
+    write_simulation(
+        simulate(config), folder / "data", file_format="parquet", truth_path=folder / "truth.json"
+    )
+    truth = json.loads((folder / "truth.json").read_text())
+    tables = read_raw_tables(folder / "data")
+    return truth, mc._prepared(tables, folder / "data", mc.VARIANTS["default"], {})
+
+
 def run_family_draw(family: str, seed: int, *, sample_fraction: float = 1.0) -> pd.DataFrame:
     """Simulate one draw of ``family`` and run the frozen design on it.
 
@@ -217,24 +242,10 @@ def run_family_draw(family: str, seed: int, *, sample_fraction: float = 1.0) -> 
     ``statistic``, ``df``), with ``family`` and ``seed``.
     """
     from leapresearch.analysis.event_studies import estimate_event_studies
-    from leapresearch.data.contract import read_raw_tables
-    from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
 
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory(prefix="lr-fam-") as tmp:
-        folder = Path(tmp)
-        config = SimulationConfig(
-            seed=seed, sample_fraction=sample_fraction, **FAMILIES[family]["simulation"]
-        )
-        write_simulation(
-            simulate(config),
-            folder / "data",
-            file_format="parquet",
-            truth_path=folder / "truth.json",
-        )
-        truth = json.loads((folder / "truth.json").read_text())
-        tables = read_raw_tables(folder / "data")
-        prepared = mc._prepared(tables, folder / "data", mc.VARIANTS["default"], {})
+        truth, prepared = simulate_family(family, seed, sample_fraction, Path(tmp))
         table, fits = estimate_event_studies(prepared, subgroups=("grade_band",))
         validation = truth.get("validation", {})
         events = _event_rows(prepared, table, fits, truth["event_study"], validation)
@@ -259,10 +270,17 @@ def draw_file(out: Path, family: str, seed: int, sample_fraction: float) -> Path
 def run_family_job(job: tuple[str, int, str, float]) -> str:
     """Compute one draw unless its file exists (a ``parallel_map`` item)."""
     family, seed, out, fraction = job
-    path = draw_file(Path(out), family, seed, fraction)
+    return keep_draw(
+        draw_file(Path(out), family, seed, fraction),
+        lambda: run_family_draw(family, seed, sample_fraction=fraction),
+    )
+
+
+def keep_draw(path: Path, compute) -> str:
+    """Write ``compute()`` (a DataFrame) to ``path`` unless it exists; the path as text."""
     if not path.exists():
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        frame = run_family_draw(family, seed, sample_fraction=fraction)
+        frame = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         frame.to_csv(tmp, index=False)
@@ -311,7 +329,7 @@ def summarise_cells(draws: pd.DataFrame) -> pd.DataFrame:
             "truth_itt": g["truth_itt"].mean(),
             "bias_vs_itt": g["error_itt"].mean(),
             "y0_shift": g["y0_shift"].mean(),
-            "mean_n_treated": g["n_treated"].mean(),
+            "mean_n_treated": g["n_treated"].mean() if "n_treated" in d else np.nan,
         }
     ).reset_index()
     out["coverage_mcse"] = np.sqrt(out["coverage"] * (1 - out["coverage"]) / out["draws"])
@@ -429,6 +447,16 @@ def _range(coverage: pd.Series) -> str:
     return f"{100 * coverage.min():.0f}-{100 * coverage.max():.0f}" if len(coverage) else ""
 
 
+def rounded(cells: pd.DataFrame, values, percents) -> pd.DataFrame:
+    """``cells`` with ``values`` as text to 2 decimals and ``percents`` in % to 1 (NaN: empty)."""
+    s = cells.copy()
+    for c in values:
+        s[c] = s[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    for c in percents:
+        s[c] = s[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}")
+    return s
+
+
 def write_summary(draws: pd.DataFrame, out: Path, command: str) -> None:
     """``summary.json`` (cells, diagnostics, verdict) and ``summary.md`` in ``out``.
 
@@ -453,21 +481,12 @@ def write_summary(draws: pd.DataFrame, out: Path, command: str) -> None:
             r, m = rates.loc[family, name], mcses.loc[family, name]
             row[name] = "" if pd.isna(r) else f"{100 * r:.0f} ({100 * m:.0f})"
         rate_rows.append(row)
-    s = cells.copy()
-    for c in (
-        "truth",
-        "bias",
-        "bias_mcse",
-        "rmse",
-        "sd_estimate",
-        "mean_std_error",
-        "truth_itt",
-        "bias_vs_itt",
-        "y0_shift",
-    ):
-        s[c] = s[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
-    for c in ("coverage", "boot_coverage", "band_coverage", "coverage_mcse"):
-        s[c] = s[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}")
+    s = rounded(
+        cells,
+        ("truth", "bias", "bias_mcse", "rmse", "sd_estimate", "mean_std_error", "truth_itt",
+         "bias_vs_itt", "y0_shift"),
+        ("coverage", "boot_coverage", "band_coverage", "coverage_mcse"),
+    )  # fmt: skip
     families = "\n".join(
         f"- `{name}` ({f['assumption']}): {f['about']}." for name, f in FAMILIES.items()
     )
@@ -525,12 +544,13 @@ def write_calibration_record(out: Path) -> Path | None:
 DESIGN_FILE = "design.json"
 
 
-def design_record(sample_fraction: float, draws: int, seed_base: int = FAMILY_SEED_BASE) -> dict:
+def design_record(sample_fraction: float, draws: int, seed=family_seed) -> dict:
     """The frozen design: code commit, ``params/base.yaml`` hash, families, seeds, size.
 
     ``commit`` is the git commit of the code that runs the draws (``dirty``: the work tree
     differs from it); the package's design is that of ``params/base.yaml`` (its SHA-256
-    and its text) and of ``monte_carlo.VARIANTS["default"]``.
+    and its text) and of ``monte_carlo.VARIANTS["default"]``. ``seed(family, draw)``: the
+    held-out seeds (:func:`family_seed`).
     """
     import hashlib
     import subprocess
@@ -541,7 +561,7 @@ def design_record(sample_fraction: float, draws: int, seed_base: int = FAMILY_SE
         ).stdout.strip()
 
     base = (mc.ROOT / "params" / "base.yaml").read_bytes()
-    paths = ["leapresearch", "params", "validation/families.py", "validation/monte_carlo.py"]
+    paths = ["leapresearch", "params", "validation/*.py"]
     return {
         "commit": git("rev-parse", "HEAD"),
         "dirty": bool(git("status", "--porcelain", "--", *paths)),
@@ -556,10 +576,7 @@ def design_record(sample_fraction: float, draws: int, seed_base: int = FAMILY_SE
         "alpha": 0.05,
         "sample_fraction": sample_fraction,
         "draws_planned": draws,
-        "seeds": {
-            name: [family_seed(name, 0, seed_base), family_seed(name, draws - 1, seed_base)]
-            for name in FAMILIES
-        },
+        "seeds": {name: [seed(name, 0), seed(name, draws - 1)] for name in FAMILIES},
         "families": {
             name: {
                 **f,
@@ -587,37 +604,56 @@ FROZEN_KEYS = (
 """Keys of ``design.json`` a resumed run must match (else it refuses: start over)."""
 
 
-def _complete_draws(
-    out: Path, names: list[str], draws: int, fraction: float, seed_base: int = FAMILY_SEED_BASE
-) -> int:
+def _complete_draws(out: Path, names: list[str], draws: int, fraction: float, seed) -> int:
     """Draws 0..k-1 on disk for every family (the largest such k)."""
     k = 0
-    while k < draws and all(
-        draw_file(out, f, family_seed(f, k, seed_base), fraction).exists() for f in names
-    ):
+    while k < draws and all(draw_file(out, f, seed(f, k), fraction).exists() for f in names):
         k += 1
     return k
 
 
 def main_families(args, argv: list[str]) -> int:
     """``monte_carlo.py --families ...``: freeze the design, run the draws, summarise."""
+    seed = functools.partial(family_seed, base=args.seed_base)
+    return run_frozen(args, argv, job=run_family_job, seed=seed, write=write_summary)
+
+
+def run_frozen(
+    args,
+    argv: list[str],
+    *,
+    job,
+    seed,
+    write,
+    extra: dict | None = None,
+    job_args: tuple = (),
+    out_name: str = "families",
+) -> int:
+    """Freeze the design in ``--out``, run the missing draws, summarise those complete.
+
+    ``job((family, seed, out, fraction, *job_args))`` computes one draw into
+    :func:`draw_file` (a ``parallel_map`` item); ``seed(family, draw)`` gives the held-out
+    seeds; ``write(draws, out, command)`` writes the summary; ``extra`` settings enter
+    ``design.json`` (and are frozen); ``out_name``: the folder under
+    ``validation/results/`` when ``--out`` is not given.
+    """
+    extra = extra or {}
     names = list(FAMILIES) if args.families == ["all"] else list(args.families)
     unknown = sorted(set(names) - set(FAMILIES))
     if unknown:
         print(f"error: unknown families {unknown}; choose from {list(FAMILIES)}", file=sys.stderr)
         return 2
-    out = args.out if args.out != mc.RESULTS else mc.RESULTS / "families"
+    out = args.out if args.out != mc.RESULTS else mc.RESULTS / out_name
     out.mkdir(parents=True, exist_ok=True)
     fraction = args.sample_fraction
-    base = args.seed_base
-    record = design_record(fraction, args.draws, base)
+    record = {**design_record(fraction, args.draws, seed), **extra}
     design = out / DESIGN_FILE
     if design.exists():
         frozen = json.loads(design.read_text())
-        changed = [k for k in FROZEN_KEYS if json.dumps(frozen.get(k)) != json.dumps(record[k])]
+        keys = (*FROZEN_KEYS, *extra)
+        changed = [k for k in keys if json.dumps(frozen.get(k)) != json.dumps(record[k])]
         seeds_ok = all(
-            frozen["seeds"][f][0] == family_seed(f, 0, base)
-            and frozen["seeds"][f][1] >= family_seed(f, args.draws - 1, base)
+            frozen["seeds"][f][0] == seed(f, 0) and frozen["seeds"][f][1] >= seed(f, args.draws - 1)
             for f in names
         )
         changed = [k for k in changed if k != "seeds" or not seeds_ok]
@@ -632,20 +668,18 @@ def main_families(args, argv: list[str]) -> int:
         design.write_text(json.dumps(record, indent=1) + "\n")
     if not args.summary_only:
         jobs = [
-            (f, family_seed(f, i, base), str(out), fraction)
-            for i in range(args.draws)
-            for f in names
+            (f, seed(f, i), str(out), fraction, *job_args) for i in range(args.draws) for f in names
         ]
-        mc.run_jobs(run_family_job, jobs, args.workers)
-    k = _complete_draws(out, names, args.draws, fraction, base)
+        mc.run_jobs(job, jobs, args.workers)
+    k = _complete_draws(out, names, args.draws, fraction, seed)
     if k == 0:
         print("no complete draw on disk yet", file=sys.stderr)
         return 1
-    files = [draw_file(out, f, family_seed(f, i, base), fraction) for i in range(k) for f in names]
+    files = [draw_file(out, f, seed(f, i), fraction) for i in range(k) for f in names]
     draws = pd.concat(
         [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in files], ignore_index=True
     )
     command = "validation/monte_carlo.py " + " ".join(argv)
-    write_summary(draws, out, command)
+    write(draws, out, command)
     print(f"{k} draws per family summarised in {out / 'summary.md'}")
     return 0

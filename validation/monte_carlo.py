@@ -486,7 +486,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --families: summarise the draws on disk (the same number per family)",
     )
+    parser.add_argument(
+        "--procedure-draws",
+        type=int,
+        default=0,
+        help="with --families: also run the whole-procedure bootstrap with this many draws in "
+        "every replication and record the coverage of its intervals and bands "
+        "(validation/procedure_mc.py; results in validation/results/procedure/ unless --out)",
+    )
     args = parser.parse_args(argv)
+    if args.procedure_draws and not args.families:
+        parser.error("--procedure-draws needs --families")
+    if args.families and args.procedure_draws:
+        from procedure_mc import main_procedure
+
+        return main_procedure(args, sys.argv[1:] if argv is None else argv)
     if args.families:
         from families import main_families
 
