@@ -20,6 +20,7 @@ from leapresearch.design.adjustment import adjusted_outcome, trend_slopes
 from leapresearch.estimation.event_study import event_study
 
 REL_TIMES = (-3, -2, -1, 0, 1, 2)
+PANEL_COLUMNS = ["unit", "stack", "time", "rel_time", "treated", "student", "weight", "y"]
 
 
 def _matched_panel(
@@ -52,11 +53,7 @@ def _matched_panel(
                 rows.append((unit, stack, stack + r, r, treated, unit, w, y))
             unit_x.append(x)
             unit += 1
-    panel = pd.DataFrame(
-        rows,
-        columns=["unit", "stack", "time", "rel_time", "treated", "student", "weight", "y"],
-    )
-    return panel, np.array(unit_x)
+    return pd.DataFrame(rows, columns=PANEL_COLUMNS), np.array(unit_x)
 
 
 def _bias_corrected_by_hand(panel: pd.DataFrame, unit_x: np.ndarray, r: int) -> float:
@@ -148,11 +145,7 @@ def _school_year_rows(n_stacks: int, units_per_stack: int, rng: np.random.Genera
                     rows.append((unit, stack, 10 * r + month, r, 0, unit, 1.0, y))
             unit_x.append(x)
             unit += 1
-    panel = pd.DataFrame(
-        rows,
-        columns=["unit", "stack", "time", "rel_time", "treated", "student", "weight", "y"],
-    )
-    return panel, np.array(unit_x)
+    return pd.DataFrame(rows, columns=PANEL_COLUMNS), np.array(unit_x)
 
 
 def test_slopes_need_units_beyond_one_per_stack_not_rows():

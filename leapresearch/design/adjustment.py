@@ -65,23 +65,23 @@ def _binned_rel_time(panel: pd.DataFrame, window: tuple[int, int] | None) -> np.
 
 
 def _reference_level(
-    units: np.ndarray, y: np.ndarray, w: np.ndarray, at_ref: np.ndarray
+    unit: np.ndarray, y: np.ndarray, w: np.ndarray, at_ref: np.ndarray, n_units: int
 ) -> np.ndarray:
     """Each unit's outcome at the reference: its one row there, or the mean of its rows.
 
     Month rows of a reference school year are averaged with their weights (the unit's
     weight times the month's share of the student's days), which gives the annual rate.
+    Units without a row at the reference get NaN.
     """
-    n = int(units.max()) + 1 if len(units) else 0
-    base = np.full(n, np.nan)
-    count = np.bincount(units, minlength=n)
+    units, y, w = unit[at_ref], y[at_ref], w[at_ref]
+    base = np.full(n_units, np.nan)
+    count = np.bincount(units, minlength=n_units)
     single = count[units] == 1
-    base[units[single]] = y[at_ref][single]
+    base[units[single]] = y[single]
     if not single.all():
-        many = ~single
-        num = np.bincount(units[many], weights=(w * y)[at_ref][many], minlength=n)
-        den = np.bincount(units[many], weights=w[at_ref][many], minlength=n)
         several = count > 1
+        num = np.bincount(units[~single], weights=(w * y)[~single], minlength=n_units)
+        den = np.bincount(units[~single], weights=w[~single], minlength=n_units)
         base[several] = num[several] / den[several]
     return base
 
@@ -128,8 +128,7 @@ def trend_slopes(
     rel = _binned_rel_time(panel, window)
     comp = panel["treated"].to_numpy() == 0
     w_all = panel["weight"].to_numpy(np.float64)
-    base = _reference_level(unit[comp & (rel == reference)], y, w_all, comp & (rel == reference))
-    base = np.concatenate([base, np.full(max(unit_x.shape[0] - len(base), 0), np.nan)])
+    base = _reference_level(unit, y, w_all, comp & (rel == reference), unit_x.shape[0])
     stack = panel["stack"].to_numpy()
     slopes: dict[int, np.ndarray] = {}
     for r in np.unique(rel[comp]):
