@@ -161,10 +161,10 @@ def test_family_seeds_are_held_out():
     assert min(seeds) >= 7_000_000 > max(max(r) for r in used)
     assert len(seeds) == 10_000 * len(fam.FAMILIES)
     # later freezes (validation/README.md): the procedure Monte Carlo, the long-term design's
-    # stopped run and its second run; no two ranges share a seed
+    # stopped run, its second run and that design's demo-size check; no two ranges share a seed
     ranges = [
         {fam.family_seed(f, i, base) for f in fam.FAMILIES for i in range(10_000)}
-        for base in (fam.FAMILY_SEED_BASE, 7_500_000, 8_000_000, 8_100_000)
+        for base in (fam.FAMILY_SEED_BASE, 7_500_000, 8_000_000, 8_100_000, 8_200_000)
     ]
     assert sum(len(r) for r in ranges) == len(set().union(*ranges))
     assert min(min(r) for r in ranges) > max(max(r) for r in used)
@@ -196,3 +196,36 @@ def test_verdict_reads_the_long_term_cells_a_run_publishes():
     assert verdict["lt_cells"] == 2 and verdict["lt_published_cells"] == 1
     assert verdict["lt_worst_bias_all"] > 3.5  # the small cohort
     assert verdict["lt_published_worst_bias"] < 0.5  # the large one only
+
+
+def test_long_term_verdict_by_year_keeps_chronic_absence_apart():
+    """The per-year verdict reads one estimand: the chronic-absence cells' large bias shows
+    in ``long_term_chronic`` only, year by year, and only the published cohort counts in
+    its published part."""
+    fam = _families_module()
+    rng = np.random.default_rng(6)
+    rows = []
+    for _draw in range(40):
+        common = {"family": "hazard", "truth_itt": np.nan, "y0_shift": np.nan, "group": "all",
+                  "boot_ci_lower": np.nan, "boot_ci_upper": np.nan, "band_covers_path": np.nan,
+                  "std_error": 1.0}  # fmt: skip
+        for estimand, shift in (("long_term", 0.0), ("long_term_chronic", 3.0)):
+            for year in (0, 1):
+                for cohort, n_treated in (("small", 8), ("large", 100)):
+                    est = 6 + (shift if year == 1 else 0.0) + 0.3 * rng.normal()
+                    rows.append({**common, "estimand": estimand, "cohort": cohort,
+                                 "rel_time": year, "truth": 6.0, "estimate": est,
+                                 "ci_lower": est - 2, "ci_upper": est + 2,
+                                 "n_treated": n_treated})  # fmt: skip
+    cells = fam.summarise_cells(pd.DataFrame(rows))
+    rate = fam.long_term_verdict(cells, "long_term").set_index("years_after")
+    chronic = fam.long_term_verdict(cells, "long_term_chronic").set_index("years_after")
+    assert list(rate.index) == [0, 1] and (rate["cells"] == 2).all()
+    assert (rate["published_cells"] == 1).all()
+    assert (rate["worst_bias"] < 0.5).all() and (rate["beyond_3_mcse"] == 0).all()
+    assert chronic.loc[0, "worst_bias"] < 0.5
+    assert chronic.loc[1, "published_worst_bias"] > 2.5
+    assert chronic.loc[1, "published_beyond_3_mcse"] == 1
+    assert chronic.loc[1, "coverage"].startswith("0-")  # shifted by 3 with +-2 intervals
+    text = fam._long_term_sections(cells)
+    assert "`long_term_chronic`" in text and "`long_term`" in text

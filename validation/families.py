@@ -234,12 +234,19 @@ def simulate_family(family: str, seed: int, sample_fraction: float, folder: Path
     return truth, mc._prepared(tables, folder / "data", mc.VARIANTS["default"], {})
 
 
-def run_family_draw(family: str, seed: int, *, sample_fraction: float = 1.0) -> pd.DataFrame:
+def run_family_draw(
+    family: str,
+    seed: int,
+    *,
+    sample_fraction: float = 1.0,
+    long_term_outcomes: tuple[str, ...] = ("attendance_rate",),
+) -> pd.DataFrame:
     """Simulate one draw of ``family`` and run the frozen design on it.
 
-    Returns the estimate cells (``estimand`` ``event_study`` or ``long_term``) and one
-    row per diagnostic (``estimand == "diagnostic"``, ``diagnostic``, ``p_value``,
-    ``statistic``, ``df``), with ``family`` and ``seed``.
+    Returns the estimate cells (``estimand`` ``event_study``, ``long_term`` or, with
+    chronic absence among ``long_term_outcomes``, ``long_term_chronic``) and one row per
+    diagnostic (``estimand == "diagnostic"``, ``diagnostic``, ``p_value``, ``statistic``,
+    ``df``), with ``family`` and ``seed``.
     """
     from leapresearch.analysis.event_studies import estimate_event_studies
 
@@ -249,7 +256,9 @@ def run_family_draw(family: str, seed: int, *, sample_fraction: float = 1.0) -> 
         table, fits = estimate_event_studies(prepared, subgroups=("grade_band",))
         validation = truth.get("validation", {})
         events = _event_rows(prepared, table, fits, truth["event_study"], validation)
-        long_term = mc._long_term_rows(prepared, truth["long_term"], censored_only=True)
+        long_term = mc._long_term_rows(
+            prepared, truth["long_term"], censored_only=True, outcomes=long_term_outcomes
+        )
         diagnostics = _diagnostics(prepared, fits["all"]) if "all" in fits else []
     frames = [
         pd.DataFrame(events),
@@ -267,12 +276,18 @@ def draw_file(out: Path, family: str, seed: int, sample_fraction: float) -> Path
     return out / "draws" / f"f{sample_fraction}" / f"{family}-{seed}.csv"
 
 
-def run_family_job(job: tuple[str, int, str, float]) -> str:
-    """Compute one draw unless its file exists (a ``parallel_map`` item)."""
-    family, seed, out, fraction = job
+def run_family_job(job: tuple) -> str:
+    """Compute one draw unless its file exists (a ``parallel_map`` item).
+
+    ``job``: family, seed, out, fraction and, optionally, the long-term outcomes.
+    """
+    family, seed, out, fraction, *rest = job
+    outcomes = tuple(rest[0]) if rest else ("attendance_rate",)
     return keep_draw(
         draw_file(Path(out), family, seed, fraction),
-        lambda: run_family_draw(family, seed, sample_fraction=fraction),
+        lambda: run_family_draw(
+            family, seed, sample_fraction=fraction, long_term_outcomes=outcomes
+        ),
     )
 
 
@@ -426,6 +441,42 @@ def verdict(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def long_term_verdict(cells: pd.DataFrame, estimand: str) -> pd.DataFrame:
+    """One row per family and school year after: the long-term cells of all students.
+
+    Over the cohorts a run publishes (mean visited students at least
+    ``privacy.min_treated``) and over every cohort: the worst |bias| with its MC SE, the
+    cells more than 3 MC SEs from 0, and the coverage range of the 95% intervals.
+    ``estimand``: ``long_term`` (attendance rate, pp) or ``long_term_chronic`` (share
+    chronically absent, pp).
+    """
+    rows = []
+    lt = cells.loc[(cells["estimand"] == estimand) & (cells["group"] == "all")]
+    for family in [f for f in FAMILIES if f in set(lt["family"])]:
+        for year, c in lt.loc[lt["family"] == family].groupby("rel_time", sort=True):
+            published = c.loc[c["mean_n_treated"] >= _min_treated()]
+            rows.append(
+                {
+                    "family": family,
+                    "years_after": int(year),
+                    "draws": int(c["draws"].min()),
+                    "cells": len(c),
+                    "beyond_3_mcse": int((c["bias"].abs() > 3 * c["bias_mcse"]).sum()),
+                    "worst_bias": _worst(c, "bias"),
+                    "its_mcse": _worst(c, "bias_mcse"),
+                    "coverage": _range(c["coverage"]),
+                    "published_cells": len(published),
+                    "published_beyond_3_mcse": int(
+                        (published["bias"].abs() > 3 * published["bias_mcse"]).sum()
+                    ),
+                    "published_worst_bias": _worst(published, "bias"),
+                    "published_its_mcse": _worst(published, "bias_mcse"),
+                    "published_coverage": _range(published["coverage"]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def _min_treated() -> int:
     """``privacy.min_treated`` of ``params/base.yaml``: smaller groups' cells are suppressed."""
     import yaml
@@ -505,7 +556,8 @@ def write_summary(draws: pd.DataFrame, out: Path, command: str) -> None:
         "visit): a rate far above 5% where the assumption holds is a test that rejects a "
         "design that works; near 5% where it fails, a test with no power against it.\n\n"
         f"{mc._md_table(pd.DataFrame(rate_rows))}\n"
-        "## Every cell\n\n"
+        + _long_term_sections(cells)
+        + "## Every cell\n\n"
         + mc._md_table(
             s[
                 ["family", "estimand", "group", "cohort", "rel_time", "draws", "truth", "bias",
@@ -516,6 +568,23 @@ def write_summary(draws: pd.DataFrame, out: Path, command: str) -> None:
     )  # fmt: skip
     (out / "summary.md").write_text(text)
     write_calibration_record(out)
+
+
+def _long_term_sections(cells: pd.DataFrame) -> str:
+    """The long-term verdicts by school year after (:func:`long_term_verdict`), as markdown."""
+    text = ""
+    titles = {
+        "long_term": "attendance rate, pp",
+        "long_term_chronic": "share chronically absent, pp",
+    }
+    for estimand, about in titles.items():
+        table = long_term_verdict(cells, estimand)
+        if len(table):
+            text += (
+                f"## Long-term cells, all visited students ({about}; `{estimand}`)\n\n"
+                f"{mc._md_table(table)}\n"
+            )
+    return text
 
 
 def write_calibration_record(out: Path) -> Path | None:
@@ -615,7 +684,18 @@ def _complete_draws(out: Path, names: list[str], draws: int, fraction: float, se
 def main_families(args, argv: list[str]) -> int:
     """``monte_carlo.py --families ...``: freeze the design, run the draws, summarise."""
     seed = functools.partial(family_seed, base=args.seed_base)
-    return run_frozen(args, argv, job=run_family_job, seed=seed, write=write_summary)
+    if not getattr(args, "chronic_absence", False):
+        return run_frozen(args, argv, job=run_family_job, seed=seed, write=write_summary)
+    outcomes = ("attendance_rate", "chronically_absent")
+    return run_frozen(
+        args,
+        argv,
+        job=run_family_job,
+        seed=seed,
+        write=write_summary,
+        extra={"long_term_outcomes": list(outcomes)},
+        job_args=(outcomes,),
+    )
 
 
 def run_frozen(

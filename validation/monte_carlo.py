@@ -148,28 +148,35 @@ def _variant_rows(tables, data_dir: Path, pool: dict[str, bool], truth: dict, ca
     return rows
 
 
-def _long_term_rows(prepared, truth: list[dict], *, censored_only: bool = False) -> list[dict]:
+def _long_term_rows(
+    prepared,
+    truth: list[dict],
+    *,
+    censored_only: bool = False,
+    outcomes: tuple[str, ...] = ("attendance_rate",),
+) -> list[dict]:
     """Long-term cells (annual attendance rate) with and without censoring comparisons.
 
     ``long_term_uncensored`` fits the same units on the annual panel built as if no
     comparison were ever visited (every school year kept: the design before issue 23);
-    ``censored_only`` leaves it out (the design alone).
+    ``censored_only`` leaves it out (the design alone). ``outcomes`` other than the
+    attendance rate (chronic absence) get the estimand's name with ``_chronic`` appended.
     """
     import dataclasses
 
     from leapresearch.analysis.base import with_setting
     from leapresearch.analysis.long_term import estimate_long_term
 
-    config = with_setting(prepared.config, "long_term", outcomes=("attendance_rate",))
+    config = with_setting(prepared.config, "long_term", outcomes=tuple(outcomes))
     prepared = dataclasses.replace(prepared, config=config)
     panel = prepared.panel
     uncensored = dataclasses.replace(
         prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
     )
     true = {
-        (t["group"], t["cohort"], int(t["years_after"])): t["att"]
+        (t["outcome"], t["group"], t["cohort"], int(t["years_after"])): t["att"]
         for t in truth
-        if t["outcome"] == "attendance_rate"
+        if t["outcome"] in outcomes
     }
     rows = []
     fits = (("long_term", prepared), ("long_term_uncensored", uncensored))
@@ -177,12 +184,12 @@ def _long_term_rows(prepared, truth: list[dict], *, censored_only: bool = False)
         table = estimate_long_term(prep)
         table = table.loc[table["years_after"].isin(LONG_TERM_YEARS)]
         for r in table.itertuples(index=False):
-            key = (r.group, r.cohort, int(r.years_after))
+            key = (r.outcome, r.group, r.cohort, int(r.years_after))
             if key not in true:
                 continue
             rows.append(
                 {
-                    "estimand": estimand,
+                    "estimand": estimand + ("" if r.outcome == "attendance_rate" else "_chronic"),
                     "group": r.group,
                     "cohort": r.cohort,
                     "rel_time": int(r.years_after),
@@ -480,6 +487,12 @@ def main(argv: list[str] | None = None) -> int:
         default=7_000_000,
         help="with --families: first held-out seed (family k, draw i: base + 10,000 k + i); "
         "a new freeze of the design takes a range never used before (validation/README.md)",
+    )
+    parser.add_argument(
+        "--chronic-absence",
+        action="store_true",
+        help="with --families: add the long-term cells of chronic absence (estimand "
+        "long_term_chronic) to every draw; frozen in design.json",
     )
     parser.add_argument(
         "--summary-only",
