@@ -20,6 +20,7 @@ from leapresearch.session import open_session as _open_session
 __all__ = [
     "Session",
     "groups",
+    "headline_checks",
     "input_mapping_table",
     "inputs_table",
     "narrative",
@@ -143,6 +144,33 @@ def open_session(
     """
     use_svg_figures()
     return _open_session(vintage, data_dir=data_dir, overrides=overrides)
+
+
+def headline_checks(session: Session) -> dict[str, PublishedTable]:
+    """The published tables the headline table reads beside the estimates, by keyword.
+
+    ``pretrends``, ``sensitivity``, ``falsification`` and ``placebo`` for
+    :func:`leapresearch.publish.narrative.headline_table`, as the front page passes them
+    (:mod:`leapresearch.publish.frontpage`); a diagnostic enters the table only if the
+    validation calibrated it (:mod:`leapresearch.publish.calibration`).
+    """
+    from leapresearch.analysis.identification import (
+        estimate_falsification,
+        estimate_pretrend_tests,
+        estimate_sensitivity,
+    )
+    from leapresearch.analysis.robustness import estimate_placebo
+
+    steps = {
+        "pretrends": ("pretrend_tests", estimate_pretrend_tests),
+        "sensitivity": ("sensitivity", estimate_sensitivity),
+        "falsification": ("falsification", estimate_falsification),
+        "placebo": ("placebo", estimate_placebo),
+    }
+    return {
+        keyword: show(session.result(step), name, session.config)
+        for keyword, (name, step) in steps.items()
+    }
 
 
 def say(text: str):

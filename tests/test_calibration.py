@@ -95,26 +95,102 @@ def test_the_record_follows_the_rule_not_a_list_of_families():
     assert not cb.from_record(rec).diagnostics["d"].calibrated  # no size measured: not read
 
 
-def test_the_packaged_record_is_what_its_committed_summary_gives():
-    """It cannot go stale: the record equals the one its named summary and design give."""
+def _packaged_sources() -> tuple[list, list]:
     packaged = json.loads(cb.CALIBRATION_FILE.read_text())
-    summary = PROJECT_ROOT / packaged["source"]
-    design = PROJECT_ROOT / packaged["design_source"]
-    assert summary.parent == design.parent and summary.name == "summary.json"
+    summaries = [PROJECT_ROOT / p for p in packaged["source"].split(cb.SOURCE_SEPARATOR)]
+    designs = [PROJECT_ROOT / p for p in packaged["design_source"].split(cb.SOURCE_SEPARATOR)]
+    return summaries, designs
+
+
+def test_the_packaged_record_is_what_its_committed_summary_gives():
+    """It cannot go stale: the record equals the one its named summaries and design give."""
+    packaged = json.loads(cb.CALIBRATION_FILE.read_text())
+    summaries, designs = _packaged_sources()
+    for summary, design in zip(summaries, designs, strict=True):
+        assert summary.parent == design.parent and summary.name == "summary.json"
+    runs = [json.loads(p.read_text()) for p in summaries]
     expected = cb.calibration_record(
-        json.loads(summary.read_text()),
-        json.loads(design.read_text()),
+        cb.pooled_summary(runs),
+        json.loads(designs[-1].read_text()),
         source=packaged["source"],
         design_source=packaged["design_source"],
     )
     assert packaged == expected
-    # and the validation's own numbers (summary.md) are what the loader reads
+    # and the validation's own numbers (each run's summary.md) are what the loader reads:
+    # the pooled rate of lists is the runs' rates weighted by their estimable draws
     cal = cb.load_calibration()
-    assert set(cal.diagnostics) == set(json.loads(design.read_text())["diagnostics"])
-    md = (summary.parent / "summary.md").read_text().split("## Diagnostics")[1]
-    row = next(line for line in md.splitlines() if line.startswith("| lists | holds | "))
+    assert set(cal.diagnostics) == set(json.loads(designs[-1].read_text())["diagnostics"])
+    rates, weights = [], []
+    for summary, run in zip(summaries, runs, strict=True):
+        md = (summary.parent / "summary.md").read_text().split("## Diagnostics")[1]
+        row = next(line for line in md.splitlines() if line.startswith("| lists | holds | "))
+        mine = next(
+            r
+            for r in run["diagnostics"]
+            if r["family"] == "lists" and r["diagnostic"] == "pretrend_adjusted_main"
+        )
+        assert row.split("|")[3].strip().startswith(f"{100 * mine['rejection_rate']:.0f} (")
+        rates.append(mine["rejection_rate"])
+        weights.append(mine["estimable"])
     first = packaged["diagnostics"]["pretrend_adjusted_main"]["by_family"]["lists"]["rate"]
-    assert row.split("|")[3].strip().startswith(f"{100 * first:.0f} (")
+    assert first == round(float(np.average(rates, weights=weights)), 6)
+
+
+def test_pooling_runs_decides_roles_on_every_draw():
+    """Two runs whose worst months straddle the 3-MC-SE rule: pooled, the family whose bias
+    repeats is biased and the one whose bias was noise works; rates pool by draws."""
+
+    def run(bias_a: float, bias_b: float, rate: float) -> dict:
+        cells = [
+            {"family": f, "estimand": "event_study", "group": "all", "rel_time": m,
+             "draws": 100, "bias": b if m == 6 else 0.0, "bias_mcse": 0.2}
+            for f, b in (("steady", bias_a), ("noisy", bias_b))
+            for m in (1, 6)
+        ]  # fmt: skip
+        diagnostics = [
+            {"family": f, "diagnostic": "d", "draws": 100, "estimable": 100,
+             "rejection_rate": rate, "rejection_mcse": 0.01}
+            for f in ("steady", "noisy")
+        ]  # fmt: skip
+        verdict = [{"family": f, "assumption": "holds"} for f in ("steady", "noisy")]
+        return {"command": "c", "cells": cells, "verdict": verdict, "diagnostics": diagnostics}
+
+    first, second = run(0.55, 0.65, 0.02), run(0.55, -0.5, 0.06)
+    pooled = cb.pooled_summary([first, second])
+    verdict = {v["family"]: v for v in pooled["verdict"]}
+    # steady: 0.55 twice, MC SE 0.2 / sqrt(2) = 0.141: z = 3.9; each run alone: z = 2.75
+    assert verdict["steady"]["bias_significant"] and verdict["steady"]["draws"] == 200
+    assert abs(verdict["steady"]["its_mcse"] - 0.2 / np.sqrt(2)) < 1e-12
+    # noisy: 0.65 (z = 3.25, significant alone) then -0.5: pooled 0.075
+    assert not verdict["noisy"]["bias_significant"]
+    assert abs(verdict["noisy"]["worst_bias_all"] - 0.075) < 1e-12
+    d = pooled["diagnostics"][0]
+    assert d["draws"] == 200 and d["estimable"] == 200 and abs(d["rejection_rate"] - 0.04) < 1e-12
+    assert cb.pooled_summary([first]) is first
+    record = cb.calibration_record(
+        pooled, {"commit": "c", "alpha": 0.05, "sample_fraction": 1}, source="s", design_source="d"
+    )
+    assert record["families"]["steady"]["role"] == "design_biased"
+    assert record["families"]["noisy"]["role"] == "design_works"
+
+
+def test_only_runs_of_one_event_study_design_are_pooled():
+    """The committed runs differ in the long-term design only; anything the monthly design
+    or its diagnostics read refuses the pooling."""
+    import yaml
+
+    fam = _families()
+    _summaries, designs = _packaged_sources()
+    records = [json.loads(p.read_text()) for p in designs]
+    assert len(records) == len(fam.CALIBRATION_RUNS)
+    assert fam.same_event_design(records[0], records[-1]) == []
+    changed = json.loads(json.dumps(records[-1]))
+    params = yaml.safe_load(changed["params_base_yaml"])
+    params["matching"]["caliper"] = 2 * params["matching"]["caliper"]
+    changed["params_base_yaml"] = yaml.safe_dump(params)
+    assert fam.same_event_design(records[0], changed) == ["params.matching"]
+    changed = {**records[-1], "headline_months": [1, 2]}
+    assert fam.same_event_design(records[0], changed) == ["headline_months"]
 
 
 def test_the_packaged_record_ships_with_the_package():
@@ -134,15 +210,20 @@ def _families():
 
 def test_the_validation_writes_the_record_and_names_pretrends_as_the_package(tmp_path):
     fam = _families()
-    source = PROJECT_ROOT / json.loads(cb.CALIBRATION_FILE.read_text())["source"]
+    source = _packaged_sources()[0][-1]
     for name in ("summary.json", "design.json"):
         (tmp_path / name).write_bytes((source.parent / name).read_bytes())
     # a summary outside validation/results gets its record beside it (the package's is kept)
     written = fam.write_calibration_record(tmp_path)
     assert written == tmp_path.resolve() / cb.CALIBRATION_FILE.name
     mine = json.loads(written.read_text())
-    packaged = json.loads(cb.CALIBRATION_FILE.read_text())
-    assert mine["diagnostics"] == packaged["diagnostics"]
+    alone = cb.calibration_record(
+        json.loads((source.parent / "summary.json").read_text()),
+        json.loads((source.parent / "design.json").read_text()),
+        source="summary.json",
+        design_source="design.json",
+    )
+    assert mine == alone  # that run alone, not pooled
     assert mine["source"] == "summary.json"  # relative to where it was summarised
     assert fam.write_calibration_record(tmp_path / "nothing") is None  # no design.json
     # the run's tables are named as the validation names them
@@ -202,7 +283,7 @@ def test_a_run_of_some_families_leaves_the_packaged_record_alone():
     import shutil
 
     fam = _families()
-    source = PROJECT_ROOT / json.loads(cb.CALIBRATION_FILE.read_text())["source"]
+    source = _packaged_sources()[0][-1]
     before = cb.CALIBRATION_FILE.read_bytes()
     folder = fam.mc.RESULTS / f"_partial-test-{os.getpid()}"
     folder.mkdir(parents=True)

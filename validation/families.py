@@ -587,27 +587,98 @@ def _long_term_sections(cells: pd.DataFrame) -> str:
     return text
 
 
+CALIBRATION_RUNS = ("families", "families-2")
+"""Held-out runs (folders of ``validation/results``) of the current event-study design,
+each of every family at the same size: the package's calibration pools their draws.
+
+The first freeze and the second (the long-term design of issue 23) share the matching,
+the adjustment, the monthly event study and every diagnostic; they differ in the
+long-term design and in settings the families' runs do not use (:func:`same_event_design`).
+A new freeze of the event-study design starts this list over."""
+
+EVENT_DESIGN_KEYS = (
+    "variant_settings",
+    "subgroups",
+    "headline_months",
+    "diagnostics",
+    "alpha",
+    "sample_fraction",
+    "families",
+)
+"""Keys of ``design.json`` two runs pooled for the calibration must share."""
+
+NOT_IN_EVENT_DESIGN = {
+    "long_term": None,
+    "inference": ("few_clusters", "wild_draws", "procedure_draws"),
+}
+"""Parameters of ``params/base.yaml`` a families run's diagnostics do not read: the
+long-term design, and inference settings of subgroups with few clusters (the families'
+all-students tests have about 190 schools) and of the whole-procedure bootstrap (not run)."""
+
+
+def same_event_design(first: dict, second: dict) -> list[str]:
+    """The event-study settings two ``design.json`` records differ in (empty: poolable)."""
+    import yaml
+
+    def params(record: dict) -> dict:
+        p = yaml.safe_load(record["params_base_yaml"])
+        for section, keys in NOT_IN_EVENT_DESIGN.items():
+            if keys is None:
+                p.pop(section, None)
+            else:
+                p[section] = {k: v for k, v in p.get(section, {}).items() if k not in keys}
+        return p
+
+    differ = [k for k in EVENT_DESIGN_KEYS if json.dumps(first[k]) != json.dumps(second[k])]
+    a, b = params(first), params(second)
+    differ += [f"params.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return differ
+
+
 def write_calibration_record(out: Path) -> Path | None:
     """The package's ``diagnostic_calibration.json`` from ``out``'s summary and design.
 
     Written into the package (``leapresearch/publish``, what the report reads) when ``out``
     lies under ``validation/results`` of this repository and its summary covers every
     family, so that a re-run of the families rewrites it; a summary elsewhere, or of some
-    families only, gets its record beside it instead. Nothing without a
-    ``design.json`` (see :func:`leapresearch.publish.calibration.calibration_record`).
+    families only, gets its record beside it instead. When ``out`` is one of
+    :data:`CALIBRATION_RUNS`, the package's record pools every one of them whose summary
+    covers every family (their event-study designs must agree: else an error). Nothing
+    without a ``design.json`` (see
+    :func:`leapresearch.publish.calibration.calibration_record`).
     """
     from leapresearch.publish.calibration import CALIBRATION_FILE, write_calibration
 
     summary = Path(out).resolve() / "summary.json"
     if not summary.with_name(DESIGN_FILE).exists():
         return None
-    covered = {row["family"] for row in json.loads(summary.read_text())["verdict"]}
     # only a run of every family measures both size and power: a partial run (e.g. a new
     # freeze's first families) gets its record beside its summary
-    inside = summary.is_relative_to(mc.RESULTS.resolve()) and covered == set(FAMILIES)
+    inside = summary.is_relative_to(mc.RESULTS.resolve()) and _covers_every_family(summary)
     package = mc.ROOT / "leapresearch" / "publish" / CALIBRATION_FILE.name
-    target = package if inside else summary.with_name(CALIBRATION_FILE.name)
-    return write_calibration(summary, mc.ROOT if inside else summary.parent, target)
+    if not inside:
+        return write_calibration(summary, summary.parent, summary.with_name(CALIBRATION_FILE.name))
+    runs = [summary]
+    if summary.parent.name in CALIBRATION_RUNS:
+        runs = [
+            path
+            for name in CALIBRATION_RUNS
+            if (path := mc.RESULTS.resolve() / name / "summary.json").exists()
+            and _covers_every_family(path)
+        ]
+        designs = [json.loads(p.with_name(DESIGN_FILE).read_text()) for p in runs]
+        for path, design in zip(runs[1:], designs[1:], strict=True):
+            if differ := same_event_design(designs[0], design):
+                raise ValueError(
+                    f"{path.parent} and {runs[0].parent} froze different event-study designs "
+                    f"({', '.join(differ)}): they cannot be pooled for the calibration; start "
+                    "CALIBRATION_RUNS over with the new freeze"
+                )
+    return write_calibration(runs, mc.ROOT, package)
+
+
+def _covers_every_family(summary: Path) -> bool:
+    return {row["family"] for row in json.loads(summary.read_text())["verdict"]} == set(FAMILIES)
 
 
 DESIGN_FILE = "design.json"

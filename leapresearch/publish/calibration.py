@@ -111,6 +111,94 @@ def _rates(rows: list[dict], families: list[str]) -> dict:
     }
 
 
+BIAS_SIGNIFICANT_MCSE = 3
+"""A family's all-students bias is significant beyond this many Monte Carlo SEs (at its
+worst headline month), as in ``validation/families.py``'s verdict."""
+
+
+def pooled_summary(summaries: list[dict]) -> dict:
+    """One summary of several held-out runs of the same event-study design, draws pooled.
+
+    A single run of 100 draws per family decides a family's role on a noisy verdict: the
+    two runs of this design classified ``lists`` and ``hazard_strong`` in opposite ways
+    (each a worst month within about 3 Monte Carlo SEs of the rule's edge). Pooling
+    measures the same rule on every held-out draw.
+
+    Parameters
+    ----------
+    summaries : list of dict
+        ``summary.json`` of each run (``command``, ``cells``, ``diagnostics``), every one
+        of the same families.
+
+    Returns
+    -------
+    dict
+        ``command`` (the runs' commands joined by ``;``), ``verdict`` (per family:
+        ``assumption``, ``draws``, the worst all-students headline month of the pooled
+        bias and ``bias_significant``, its |bias| beyond :data:`BIAS_SIGNIFICANT_MCSE`
+        Monte Carlo SEs) and ``diagnostics`` (per family and diagnostic: draws and
+        estimable draws summed, the rejection rate over every estimable draw, its MC SE).
+
+    Notes
+    -----
+    Run ``k`` has ``n_k`` draws, bias ``b_k`` and MC SE ``s_k`` in a cell; the pooled bias
+    is ``sum(n_k b_k) / N`` and its MC SE ``sqrt(sum(n_k^2 s_k^2)) / N`` with
+    ``N = sum(n_k)`` (the runs' draws are independent).
+    """
+    if len(summaries) == 1:
+        return summaries[0]
+    cells = pd.concat([pd.DataFrame(s["cells"]) for s in summaries], ignore_index=True)
+    cells = cells.loc[(cells["estimand"] == "event_study") & (cells["group"] == "all")]
+    cells = cells.assign(
+        nb=cells["draws"] * cells["bias"], nv=(cells["draws"] * cells["bias_mcse"]) ** 2
+    )
+    pooled = cells.groupby(["family", "rel_time"], sort=False)[["draws", "nb", "nv"]].sum()
+    pooled["bias"] = pooled["nb"] / pooled["draws"]
+    pooled["bias_mcse"] = np.sqrt(pooled["nv"]) / pooled["draws"]
+    assumption = {v["family"]: v["assumption"] for s in summaries for v in s["verdict"]}
+    verdict = []
+    for family in dict.fromkeys(v["family"] for v in summaries[0]["verdict"]):
+        f = pooled.loc[family]
+        worst = f["bias"].abs().idxmax()
+        bias, mcse = float(f.loc[worst, "bias"]), float(f.loc[worst, "bias_mcse"])
+        verdict.append(
+            {
+                "family": family,
+                "assumption": assumption[family],
+                "draws": int(f["draws"].min()),
+                "worst_bias_all": bias,
+                "its_mcse": mcse,
+                "at_month": int(worst),
+                "bias_significant": bool(abs(bias) > BIAS_SIGNIFICANT_MCSE * mcse),
+            }
+        )
+    rows = pd.DataFrame([r for s in summaries for r in s["diagnostics"]])
+    rows["rejected"] = rows["rejection_rate"].astype(float) * rows["estimable"]
+    sums = rows.groupby(["family", "diagnostic"], sort=False)[
+        ["draws", "estimable", "rejected"]
+    ].sum()
+    diagnostics = []
+    for (family, name), r in sums.iterrows():
+        rate = r["rejected"] / r["estimable"] if r["estimable"] else None
+        diagnostics.append(
+            {
+                "family": family,
+                "diagnostic": name,
+                "draws": int(r["draws"]),
+                "estimable": int(r["estimable"]),
+                "rejection_rate": None if rate is None else round(float(rate), 6),
+                "rejection_mcse": None
+                if rate is None
+                else round(float(np.sqrt(rate * (1 - rate) / r["estimable"])), 6),
+            }
+        )
+    return {
+        "command": "; ".join(s["command"] for s in summaries),
+        "verdict": verdict,
+        "diagnostics": diagnostics,
+    }
+
+
 def calibration_record(summary: dict, design: dict, *, source: str, design_source: str) -> dict:
     """The calibration record of the validation's summary (the packaged JSON's content).
 
@@ -182,18 +270,29 @@ def calibration_record(summary: dict, design: dict, *, source: str, design_sourc
     }
 
 
-def write_calibration(summary_path: Path, root: Path, out: Path) -> Path:
+SOURCE_SEPARATOR = " + "
+"""Between the paths of a pooled record's ``source`` and ``design_source``."""
+
+
+def write_calibration(summary_path: Path | list[Path], root: Path, out: Path) -> Path:
     """Write the record of ``summary_path`` (and the ``design.json`` beside it) to ``out``.
 
-    ``root`` is the repository the recorded paths are relative to.
+    ``root`` is the repository the recorded paths are relative to. Several summaries (runs
+    of the same event-study design) are pooled (:func:`pooled_summary`); the record then
+    names them all, joined by :data:`SOURCE_SEPARATOR`, and the design of the last.
     """
-    summary_path = Path(summary_path).resolve()
-    design_path = summary_path.with_name("design.json")
+    paths = [summary_path] if isinstance(summary_path, (str, Path)) else list(summary_path)
+    paths = [Path(p).resolve() for p in paths]
+    designs = [p.with_name("design.json") for p in paths]
+
+    def relative(path: Path) -> str:
+        return path.relative_to(Path(root).resolve()).as_posix()
+
     record = calibration_record(
-        json.loads(summary_path.read_text()),
-        json.loads(design_path.read_text()),
-        source=summary_path.relative_to(Path(root).resolve()).as_posix(),
-        design_source=design_path.relative_to(Path(root).resolve()).as_posix(),
+        pooled_summary([json.loads(p.read_text()) for p in paths]),
+        json.loads(designs[-1].read_text()),
+        source=SOURCE_SEPARATOR.join(relative(p) for p in paths),
+        design_source=SOURCE_SEPARATOR.join(relative(p) for p in designs),
     )
     Path(out).write_text(json.dumps(record, indent=1) + "\n")
     return Path(out)
