@@ -303,3 +303,54 @@ def test_visit_year_of_the_largest_cohort_is_near_the_truth(simulated):
     assert len(cell) == 1
     z = float((cell["estimate"] - cell["att"]).iloc[0] / cell["std_error"].iloc[0])
     assert abs(z) < 3, (selection, cell)
+
+
+def test_each_school_year_is_a_two_year_difference_on_the_units_seen_in_both():
+    """``long_differences``: year r against the reference on the units observed in both
+    equals the hand-made difference-in-differences of their means; one fit over every year
+    (students who enter late or leave early, an effect that grows) does not."""
+    from leapresearch.estimation.event_study import event_study
+    from leapresearch.estimation.long_term import long_differences
+
+    rng = np.random.default_rng(11)
+    rows = []
+    seen = {  # unit -> (treated, years observed)
+        **{u: (1, range(-2, 3)) for u in range(0, 6)},
+        **{u: (1, range(-1, 2)) for u in range(6, 10)},  # enter late, leave early
+        **{u: (0, range(-2, 3)) for u in range(10, 20)},
+        **{u: (0, range(-2, 1)) for u in range(20, 30)},  # censored after year 0
+        **{u: (0, range(0, 3)) for u in range(30, 34)},  # no reference year
+    }
+    effect = {-2: 0.0, -1: 0.0, 0: 2.0, 1: 6.0, 2: 10.0}
+    for u, (treated, years) in seen.items():
+        level, path = rng.normal(80, 5), np.cumsum(rng.normal(0, 2, 5))
+        for r in years:
+            y = level + path[r + 2] + treated * (effect[r] + (u % 3) * r)
+            rows.append((u, STACK, 2020 + r, r, treated, 1.0, u % 7, u, y))
+    panel = pd.DataFrame(
+        rows,
+        columns=[
+            "unit",
+            "stack",
+            "time",
+            "rel_time",
+            "treated",
+            "weight",
+            "school",
+            "student",
+            "y",
+        ],
+    )
+    full = event_study(panel, outcome="y", window=None, reference=-1, cluster="school")
+    years_done = []
+    for r, two in long_differences(panel):
+        years_done.append(r)
+        assert set(two["rel_time"]) == {-1, r}
+        wide = two.pivot(index="unit", columns="rel_time", values="y")
+        assert wide.notna().all().all()  # every unit kept is seen in both years
+        change = (wide[r] - wide[-1]).groupby(two.groupby("unit")["treated"].first()).mean()
+        fit = event_study(two, outcome="y", window=None, reference=-1, cluster="school")
+        assert fit.coefficients.loc[r] == pytest.approx(change[1] - change[0], abs=1e-9)
+        if r == 1:
+            assert abs(full.coefficients.loc[r] - fit.coefficients.loc[r]) > 0.1
+    assert years_done == [-2, 0, 1, 2]
