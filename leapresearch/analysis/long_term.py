@@ -16,7 +16,6 @@ from leapresearch.analysis.sample import Prepared
 from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.linear_models import linearmodels_event_study
 from leapresearch.estimation.long_term import (
-    long_differences,
     long_term_panel,
     long_term_table,
 )
@@ -33,9 +32,7 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
 
     For each cohort and each of ``all`` and the grade bands, the matched units of that
     cohort's visited students, annual outcome in pp, reference: the school year before
-    the cohort's; each school year against the reference on the units observed in both
-    (:func:`~leapresearch.estimation.long_term.long_differences`). Fitted by
-    ``linearmodels`` (``AbsorbingLS``, see
+    the cohort's. Fitted by ``linearmodels`` (``AbsorbingLS``, see
     :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`).
     """
     config = prepared.config
@@ -56,31 +53,26 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
             ]
             for label, treated in groups:
                 weights = subgroup_weights(units, pairs, treated)
-                for years_after, two_years in long_differences(annual):
-                    try:
-                        res = fit_group(
-                            prepared,
-                            two_years,
-                            weights,
-                            outcome="outcome",
-                            window=None,
-                            reference=-1,
-                            adjust=config.long_term.regression_adjustment,
-                            estimator=linearmodels_event_study,
-                        )
-                    except (ValueError, np.linalg.LinAlgError) as exc:
-                        # e.g. a small cohort's grade band whose comparisons visited later
-                        # leave one school: that cell is not estimable, the others are
-                        log(
-                            f"long-term: {label}, {cohort}, {outcome}, year {years_after} "
-                            f"not estimable: {exc}"
-                        )
-                        res = None
-                    if res is None:
-                        continue
-                    tab = long_term_table(res, cohort_year=cohort_year, alpha=config.analysis.alpha)
-                    tab = tab.loc[tab["years_after"] == years_after]
-                    rows.append(tab.assign(group=label, cohort=cohort, outcome=outcome))
+                try:
+                    res = fit_group(
+                        prepared,
+                        annual,
+                        weights,
+                        outcome="outcome",
+                        window=None,
+                        reference=-1,
+                        adjust=config.long_term.regression_adjustment,
+                        estimator=linearmodels_event_study,
+                    )
+                except (ValueError, np.linalg.LinAlgError) as exc:
+                    # e.g. a small cohort's grade band whose comparisons visited later leave
+                    # one school: that cell is not estimable, the others are
+                    log(f"long-term: {label}, {cohort}, {outcome} not estimable: {exc}")
+                    res = None
+                if res is None:
+                    continue
+                tab = long_term_table(res, cohort_year=cohort_year, alpha=config.analysis.alpha)
+                rows.append(tab.assign(group=label, cohort=cohort, outcome=outcome))
     log(f"long-term: {len(rows)} fits")
     cols = LONG_TERM_COLUMNS
     if not rows:

@@ -174,43 +174,6 @@ def annual_stacked_panel(
     return df[cols].sort_values(["unit", "time"], ignore_index=True)
 
 
-def long_differences(panel: pd.DataFrame, *, reference: int = -1):
-    """For each school year ``r``, the rows of the reference year and of ``r`` (two periods).
-
-    Only the units with rows in both years are kept, so that each estimate is a
-    difference-in-differences of year ``r`` against the reference year on one set of
-    students (a "long difference", as ``did``'s ATT(g, t) against the period before).
-
-    Yields
-    ------
-    r : int
-        The school years after the cohort's (``rel_time``), in order, the reference left out.
-    rows : DataFrame
-        The rows of ``panel`` at ``rel_time`` in ``{reference, r}`` of those units.
-
-    Notes
-    -----
-    One fit over every school year, with unit effects, gives each ``b_r`` as a mixture of
-    the changes between all the years a unit is observed in, weighted by the regression
-    across units observed in different years (students leave, comparisons are censored at
-    a later visit, PK years carry no chronic absence). Where effects change over the years
-    that mixture is not the effect of year ``r``: on one simulated draw the all-students
-    fit over every year put the 2021-22 cohort's year-1 attendance effect 0.7 pp above the
-    truth and its visit year 1.4 pp below (without the adjustment), while the two-year
-    differences of each event month, averaged, were within 0.15 pp of it
-    (``validation/README.md``, "Third freeze").
-    """
-    rel = panel["rel_time"].to_numpy()
-    unit = panel["unit"].to_numpy()
-    at_ref = np.unique(unit[rel == reference])
-    for r in np.unique(rel):
-        if r == reference:
-            continue
-        both = np.intersect1d(at_ref, np.unique(unit[rel == r]), assume_unique=True)
-        keep = ((rel == reference) | (rel == r)) & np.isin(unit, both)
-        yield int(r), panel.loc[keep]
-
-
 def long_term_table(result, *, cohort_year: int, alpha: float = 0.05) -> pd.DataFrame:
     """Tidy rows of one long-term fit: school year, years after, estimate and interval.
 
