@@ -518,7 +518,9 @@ def _unique_memory(p) -> int:
 def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
     """Run ``cmd``; wall time, peak RSS of the largest process and of the process tree.
 
-    stdout lines are kept with their time since the start (the run's stage log).
+    stdout lines are kept with their time since the start (the run's stage log), and
+    written as they come to ``<log_path>.live`` (to follow a long run, or to read how far
+    a stopped one got).
     """
     try:
         import psutil
@@ -534,8 +536,11 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         lines: list[tuple[float, str]] = []
 
         def read() -> None:
-            for line in proc.stdout:
-                lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+            with open(str(log_path) + ".live", "w") as live:
+                for line in proc.stdout:
+                    lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+                    live.write(f"{lines[-1][0]:8.1f}s {lines[-1][1]}\n")
+                    live.flush()
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
@@ -1221,7 +1226,8 @@ def main() -> None:
         "set": list(args.settings),
     }
     print(f"machine: {result['machine']['cpu']}, load {result['machine']['loadavg_start']}")
-    sizes = sorted(set(args.sizes) | {1.0})
+    # the other fractions serve only the in-process scaling table
+    sizes = [1.0] if args.skip_stages else sorted(set(args.sizes) | {1.0})
     data = {f: ensure_data(args.scale, args.seed, f, work) for f in sizes}
     result["data"] = {f"{f:g}": d for f, d in data.items()}
     full_dir = Path(data[1.0]["dir"])
