@@ -1014,7 +1014,8 @@ def render(result: dict) -> str:
         if detail:
             out += [
                 "",
-                "At the tree's peak (with notebooks, first run): "
+                f"At the tree's peak ({'with' if 'with_notebooks' in cli else 'no'} notebooks, "
+                "first run): "
                 + " + ".join(
                     f"{'run' if d['main'] else d['name']} {d['rss_gb']:.2f} GB" for d in detail
                 ),
@@ -1114,11 +1115,14 @@ def render(result: dict) -> str:
                 rows,
             )
         )
-    for cache in result.get("cache", []):
+    caches = result.get("cache", [])
+    if caches:
+        kept = [c for c in caches if not c["deleted"]]
         out += [
             "",
-            f"Cache file left by the run: {cache['file']}, "
-            f"{cache['bytes'] / GB:.2f} GB ({'deleted' if cache['deleted'] else 'kept'}).",
+            f"Cache entries left by the runs in {Path(caches[0]['file']).parent}: "
+            f"{len(caches)}, {sum(c['bytes'] for c in caches) / GB:.2f} GB "
+            f"({len(caches) - len(kept)} deleted, {len(kept)} kept).",
         ]
     return "\n".join(out)
 
