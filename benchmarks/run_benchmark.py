@@ -528,6 +528,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         psutil = None
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **THREAD_ENV}
     load0 = loadavg()
+    started = time.time()
     t0 = time.perf_counter()
     with open(log_path, "w") as err:
         proc = subprocess.Popen(
@@ -582,6 +583,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         f.write("\n--- stdout ---\n" + "\n".join(f"{t:8.1f}s {s}" for t, s in lines) + "\n")
     return {
         "returncode": proc.returncode,
+        "started_epoch": round(started, 2),
         "wall_s": round(wall, 2),
         "peak_gb_largest_process": round(usage.ru_maxrss * 1024 / GB, 3),
         "peak_gb_tree": round(tree_peak / GB, 3) if root is not None else None,
@@ -643,6 +645,78 @@ def notebooks_span(log: list[tuple[float, str]]) -> float | None:
     start = next((t for t, line in log if line.startswith(("notebook: ", "notebooks: "))), None)
     end = next((t for t, line in log if line.startswith("report: written")), None)
     return None if start is None or end is None else round(end - start, 2)
+
+
+PROGRESS_LINE = "benchmark-progress: draw "
+PROGRESS_HOOK = f'''"""Written by benchmarks/run_benchmark.py --progress: one stderr line a draw.
+
+Wraps ``draw_estimates`` of ``leapresearch.analysis.procedure`` when that module is
+imported, in the run and in its worker processes; the numbers are not touched.
+"""
+
+import importlib.abc
+import importlib.util
+import sys
+import time
+
+_TARGET = "leapresearch.analysis.procedure"
+
+
+class _Progress(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != _TARGET:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            draw_estimates = module.draw_estimates
+
+            def timed(data, draw):
+                out = draw_estimates(data, draw)
+                line = f"{PROGRESS_LINE}{{draw}} done {{time.time():.2f}}"
+                print(line, file=sys.stderr, flush=True)
+                return out
+
+            module.draw_estimates = timed
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _Progress())
+'''
+"""``sitecustomize.py`` of ``--progress`` (on ``PYTHONPATH`` of the measured processes)."""
+
+
+def write_progress_hook(folder: Path) -> Path:
+    """``folder/sitecustomize.py`` with :data:`PROGRESS_HOOK`; returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(PROGRESS_HOOK)
+    return folder
+
+
+def draw_progress(stderr_text: str, started: float) -> dict | None:
+    """Draws done and their times (s since ``started``, an epoch) from ``--progress`` lines.
+
+    ``draws_per_min`` is the count over the span from the first to the last draw done,
+    less one (the first draw's own time is not inside that span). None without lines.
+    """
+    times = sorted(
+        float(m.group(1)) - started
+        for m in re.finditer(rf"^{PROGRESS_LINE}\d+ done ([\d.]+)$", stderr_text, re.M)
+    )
+    if not times:
+        return None
+    span = times[-1] - times[0]
+    return {
+        "draws_done": len(times),
+        "first_done_s": round(times[0], 1),
+        "last_done_s": round(times[-1], 1),
+        "draws_per_min": round(60 * (len(times) - 1) / span, 2) if span > 0 else None,
+    }
 
 
 def parse_setting(text: str) -> str:
@@ -765,6 +839,9 @@ def cli_runs(
             )
             res["notebooks_s"] = notebook_times(res["log"])
             res["notebooks_span_s"] = notebooks_span(res["log"])
+            res["draw_progress"] = draw_progress(
+                log_path.read_text(errors="replace"), res["started_epoch"]
+            )
             res["log"] = [f"{t:.1f}s {s}" for t, s in res["log"]]
             runs.append(res)
         out[name] = {
@@ -915,6 +992,19 @@ def stage_table(cli: dict) -> list[str]:
                 f"Whole-procedure bootstrap ({v.replace('_', ' ')}): {draws} draws, "
                 + ", ".join(f"{x:.2f}" for x in rates if x)
                 + " draws per minute of wall (each run).",
+            ]
+        progress = [r["draw_progress"] for r in cli[v]["runs"] if r.get("draw_progress")]
+        if progress:
+            lines += [
+                "",
+                f"Draws timed one by one (`--progress`, {v.replace('_', ' ')}): "
+                + "; ".join(
+                    f"{p['draws_done']} done from {p['first_done_s']:.0f} s to "
+                    f"{p['last_done_s']:.0f} s of the run, {p['draws_per_min']} per minute "
+                    "between the first and the last (without the workers' start)"
+                    for p in progress
+                )
+                + ".",
             ]
     return lines
 
@@ -1172,6 +1262,13 @@ def main() -> None:
         help="passed to every `leapresearch run` as `-p KEY=VALUE` (repeatable); recorded in "
         "the result, whose file is then <date>-<scale>-set-<settings>.json",
     )
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="log a line per whole-procedure bootstrap draw to the run's stderr log (a "
+        "sitecustomize.py in WORK/progress wraps the draw function), to read the draws' "
+        "rate of a run stopped before its end; recorded in the result",
+    )
     p.add_argument("--skip-cli", action="store_true", help="no `leapresearch run` subprocess")
     p.add_argument("--skip-stages", action="store_true", help="no in-process stages")
     p.add_argument("--skip-pyfixest", action="store_true")
@@ -1219,6 +1316,11 @@ def main() -> None:
             [str(code_root), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
         print(f"measuring the snapshot {code_root}")
+    if args.progress:
+        hook = write_progress_hook(work / "progress")
+        THREAD_ENV["PYTHONPATH"] = os.pathsep.join(
+            [str(hook), *filter(None, [THREAD_ENV.get("PYTHONPATH", os.environ.get("PYTHONPATH"))])]
+        )
     result: dict = {
         "schema": "leapresearch-benchmark/1",
         "scale": args.scale,
@@ -1228,6 +1330,7 @@ def main() -> None:
         "thread_env": {v: {**os.environ, **THREAD_ENV}.get(v) for v in THREAD_VARS},
         "snapshot": str(code_root) if args.snapshot else None,
         "set": list(args.settings),
+        "progress": args.progress,
     }
     print(f"machine: {result['machine']['cpu']}, load {result['machine']['loadavg_start']}")
     # the other fractions serve only the in-process scaling table

@@ -121,7 +121,11 @@ def test_the_printed_stage_table_is_the_runs_medians_with_only_the_notebook_vari
             "notebooks_span_s": 12.0,
         },
     }
+    runs[0]["draw_progress"] = bench.draw_progress(
+        f"{bench.PROGRESS_LINE}0 done 10.0\n{bench.PROGRESS_LINE}1 done 16.0", started=0.0
+    )
     text = bench.render(result)
+    assert "2 done from 10 s to 16 s of the run, 10.0 per minute" in text
     assert "changed with `-p inference.procedure_draws=20`" in text
     assert "| evaluation | 50.00 |" in text and "| procedure_bootstrap | 40.00 |" in text
     assert "| whole run | 80.00 |" in text
@@ -129,3 +133,35 @@ def test_the_printed_stage_table_is_the_runs_medians_with_only_the_notebook_vari
     assert "Notebooks stage: 12.0 s from the run's log;" in text
     result["set"] = []
     assert "the defaults (no `--set`)" in bench.render(result)
+
+
+def test_progress_hook_wraps_the_draw_function_and_its_lines_give_the_rate(tmp_path):
+    import subprocess
+    import sys
+
+    folder = bench.write_progress_hook(tmp_path / "progress")
+    code = (
+        "import leapresearch.analysis.procedure as p, sys; "
+        "print(p.draw_estimates.__name__, 'sitecustomize' in sys.modules)"
+    )
+    env = {"PYTHONPATH": f"{folder}:{PROJECT_ROOT}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["timed", "True"]
+    text = "\n".join(
+        [
+            "some warning",
+            f"{bench.PROGRESS_LINE}0 done 1000.00",
+            f"{bench.PROGRESS_LINE}25 done 1010.00",
+            f"{bench.PROGRESS_LINE}1 done 1030.00",
+        ]
+    )
+    got = bench.draw_progress(text, started=990.0)
+    assert got == {
+        "draws_done": 3,
+        "first_done_s": 10.0,
+        "last_done_s": 40.0,
+        "draws_per_min": 4.0,
+    }
+    assert bench.draw_progress("no draws here", started=0.0) is None
