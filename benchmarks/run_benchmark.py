@@ -10,10 +10,14 @@ What it measures, for one scale of the synthetic data (``demo``, ``districts`` a
    as an evaluator runs it, with and without ``--no-notebooks``: wall time, the peak
    resident memory of the largest single process (``wait4`` rusage) and of the whole
    process tree (sum of PSS polled with psutil, the notebooks' kernels included), the
-   run's own stage timings (``provenance.json``) and the time of each notebook (from the
-   run's log). The notebooks stage is their span in the log (and the difference of the
-   two runs). A run during which the package source changed is flagged (the notebooks'
-   cache is keyed by the source); ``--snapshot`` measures a frozen copy instead.
+   run's own stage timings (``provenance.json``; the whole-procedure bootstrap, which it
+   does not time separately, from the run's log) as a per-stage table, and the time of
+   each notebook (from the run's log). The notebooks stage is their span in the log (and
+   the difference of the two runs). ``--set KEY=VALUE`` passes ``-p KEY=VALUE`` to every
+   run and is recorded (the result file is then named after it);
+   ``--only-with-notebooks`` skips the run without notebooks. A run during which the
+   package source changed is flagged (the notebooks' cache is keyed by the source);
+   ``--snapshot`` measures a frozen copy instead.
 3. **Stages in-process** (a fresh worker process per repetition): load and validate,
    input checksums, panel, candidates, matching, stacking, each estimation step, the
    cache round trip of the prepared sample (what a notebook run on its own loads), and the report
@@ -43,6 +47,8 @@ Usage::
     .venv/bin/python benchmarks/run_benchmark.py --scale demo
     .venv/bin/python benchmarks/run_benchmark.py --scale districts --snapshot
     .venv/bin/python benchmarks/run_benchmark.py --scale state --sizes 0.25 0.5 1 --no-notebooks
+    .venv/bin/python benchmarks/run_benchmark.py --scale districts --skip-stages --skip-pyfixest \
+        --no-notebooks --set inference.procedure_draws=0
 """
 
 from __future__ import annotations
@@ -512,7 +518,9 @@ def _unique_memory(p) -> int:
 def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
     """Run ``cmd``; wall time, peak RSS of the largest process and of the process tree.
 
-    stdout lines are kept with their time since the start (the run's stage log).
+    stdout lines are kept with their time since the start (the run's stage log), and
+    written as they come to ``<log_path>.live`` (to follow a long run, or to read how far
+    a stopped one got).
     """
     try:
         import psutil
@@ -520,6 +528,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         psutil = None
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **THREAD_ENV}
     load0 = loadavg()
+    started = time.time()
     t0 = time.perf_counter()
     with open(log_path, "w") as err:
         proc = subprocess.Popen(
@@ -528,8 +537,11 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         lines: list[tuple[float, str]] = []
 
         def read() -> None:
-            for line in proc.stdout:
-                lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+            with open(str(log_path) + ".live", "w") as live:
+                for line in proc.stdout:
+                    lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+                    live.write(f"{lines[-1][0]:8.1f}s {lines[-1][1]}\n")
+                    live.flush()
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
@@ -571,6 +583,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         f.write("\n--- stdout ---\n" + "\n".join(f"{t:8.1f}s {s}" for t, s in lines) + "\n")
     return {
         "returncode": proc.returncode,
+        "started_epoch": round(started, 2),
         "wall_s": round(wall, 2),
         "peak_gb_largest_process": round(usage.ru_maxrss * 1024 / GB, 3),
         "peak_gb_tree": round(tree_peak / GB, 3) if root is not None else None,
@@ -634,33 +647,205 @@ def notebooks_span(log: list[tuple[float, str]]) -> float | None:
     return None if start is None or end is None else round(end - start, 2)
 
 
+PROGRESS_LINE = "benchmark-progress: draw "
+PROGRESS_HOOK = f'''"""Written by benchmarks/run_benchmark.py --progress: one stderr line a draw.
+
+Wraps ``draw_estimates`` of ``leapresearch.analysis.procedure`` when that module is
+imported, in the run and in its worker processes; the numbers are not touched.
+"""
+
+import importlib.abc
+import importlib.util
+import sys
+import time
+
+_TARGET = "leapresearch.analysis.procedure"
+
+
+class _Progress(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != _TARGET:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            draw_estimates = module.draw_estimates
+
+            def timed(data, draw):
+                out = draw_estimates(data, draw)
+                line = f"{PROGRESS_LINE}{{draw}} done {{time.time():.2f}}"
+                print(line, file=sys.stderr, flush=True)
+                return out
+
+            module.draw_estimates = timed
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _Progress())
+'''
+"""``sitecustomize.py`` of ``--progress`` (on ``PYTHONPATH`` of the measured processes)."""
+
+
+def write_progress_hook(folder: Path) -> Path:
+    """``folder/sitecustomize.py`` with :data:`PROGRESS_HOOK`; returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(PROGRESS_HOOK)
+    return folder
+
+
+def draw_progress(stderr_text: str, started: float) -> dict | None:
+    """Draws done and their times (s since ``started``, an epoch) from ``--progress`` lines.
+
+    ``draws_per_min`` is the count over the span from the first to the last draw done,
+    less one (the first draw's own time is not inside that span). None without lines.
+    """
+    times = sorted(
+        float(m.group(1)) - started
+        for m in re.finditer(rf"^{PROGRESS_LINE}\d+ done ([\d.]+)$", stderr_text, re.M)
+    )
+    if not times:
+        return None
+    span = times[-1] - times[0]
+    return {
+        "draws_done": len(times),
+        "first_done_s": round(times[0], 1),
+        "last_done_s": round(times[-1], 1),
+        "draws_per_min": round(60 * (len(times) - 1) / span, 2) if span > 0 else None,
+    }
+
+
+def parse_setting(text: str) -> str:
+    """A ``--set KEY=VALUE`` argument, checked for its form (the run checks the key)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or " " in key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return f"{key.strip()}={value}"
+
+
+def settings_suffix(settings: list[str]) -> str:
+    """Suffix of the result file and run folders of a run with ``--set`` (empty without).
+
+    A result with parameters other than the defaults must not be taken for the default
+    run's: its file is ``<date>-<scale>-set-<settings>.json``, which the README's check of
+    ``<date>-<scale>.json`` does not read.
+    """
+    if not settings:
+        return ""
+    return "-set-" + re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(settings))
+
+
+def run_command(
+    exe: str, data_dir: Path, target: Path, settings: list[str], extra: list[str]
+) -> list[str]:
+    """``leapresearch run`` with each of ``settings`` as ``-p KEY=VALUE``, then ``extra``."""
+    cmd = [exe, "run", "--data", str(data_dir), "--out", str(target), "--overwrite"]
+    for setting in settings:
+        cmd += ["-p", setting]
+    return cmd + list(extra)
+
+
+BOOTSTRAP_LINE = "whole-procedure bootstrap: "
+"""Start of the line the run logs when the whole-procedure bootstrap is done."""
+
+
+def log_stages(log: list[tuple[float, str]]) -> dict[str, float]:
+    """Stages that ``provenance.json`` does not time, from the time stamps of the run's log.
+
+    ``procedure_bootstrap``: from the last ``event studies: ...`` line before
+    ``whole-procedure bootstrap: ...`` (the fits are logged just before the draws start;
+    the line before, if there is none) to that line; inside ``evaluation``. ``notebooks``:
+    :func:`notebooks_span`. Absent when the run logged no such line
+    (``inference.procedure_draws=0``, ``--no-notebooks``).
+    """
+    out: dict[str, float] = {}
+    for i, (t, line) in enumerate(log):
+        if i and line.startswith(BOOTSTRAP_LINE):
+            before = [s for s, text in log[:i] if text.startswith("event studies:")]
+            out["procedure_bootstrap"] = round(t - (before[-1] if before else log[i - 1][0]), 2)
+    span = notebooks_span(log)
+    if span is not None:
+        out["notebooks"] = span
+    return out
+
+
+def draws_per_minute(draws: int | None, stages: dict[str, float]) -> float | None:
+    """Bootstrap draws per minute of wall (None without draws or without the stage)."""
+    seconds = stages.get("procedure_bootstrap")
+    if not draws or not seconds:
+        return None
+    return round(60 * draws / seconds, 2)
+
+
+def median_stages(runs: list[dict]) -> dict[str, float]:
+    """Stage -> median wall over the runs that timed it: provenance, then log stages."""
+    stages = [{**r["run_timings_s"], **r.get("log_stages_s", {})} for r in runs]
+    names = list(dict.fromkeys(name for st in stages for name in st))
+    return {
+        name: round(statistics.median(st[name] for st in stages if name in st), 2) for name in names
+    }
+
+
 def cli_runs(
-    data_dir: Path, work: Path, key: str, *, notebooks: bool, repeat: int, code_root: Path
+    data_dir: Path,
+    work: Path,
+    key: str,
+    *,
+    notebooks: bool,
+    repeat: int,
+    code_root: Path,
+    settings: list[str] = (),
+    without_notebooks: bool = True,
 ) -> dict:
+    """Time ``leapresearch run`` without and (``notebooks``) with the notebooks.
+
+    ``settings`` are passed as ``-p KEY=VALUE``; ``without_notebooks=False`` skips the run
+    without notebooks (only meaningful with ``notebooks``).
+    """
     exe = str(Path(sys.executable).parent / "leapresearch")
-    variants = [("no_notebooks", ["--no-notebooks"])]
+    variants = [("no_notebooks", ["--no-notebooks"])] if without_notebooks or not notebooks else []
     if notebooks:
         variants.append(("with_notebooks", []))
+    suffix = settings_suffix(list(settings))
     out: dict = {}
     for name, extra in variants:
         runs = []
         for i in range(repeat):
-            target = work / "runs" / f"{key}-{name}"
-            cmd = [exe, "run", "--data", str(data_dir), "--out", str(target), "--overwrite"]
+            target = work / "runs" / f"{key}{suffix}-{name}"
+            cmd = run_command(exe, data_dir, target, list(settings), extra)
             print(f"leapresearch run {name} ({i + 1}/{repeat}) ...", flush=True)
             before = source_digest(code_root)
-            res = run_measured(cmd + extra, log_path=work / "logs" / f"run-{key}-{name}-{i}.log")
+            log_path = work / "logs" / f"run-{key}{suffix}-{name}-{i}.log"
+            print(f"  {' '.join(cmd)}\n  log: {log_path}", flush=True)
+            res = run_measured(cmd, log_path=log_path)
             # an edit of the package during the run makes the notebooks miss the cache
             res["source_changed_during_run"] = source_digest(code_root) != before
             if res["returncode"] != 0:
-                raise SystemExit(f"leapresearch run failed: {work / 'logs'}")
+                raise SystemExit(f"leapresearch run failed: {log_path}")
             prov = json.loads((target / "provenance.json").read_text())
+            res["command"] = prov.get("command")
+            res["parameters_sha256"] = prov.get("parameters_sha256")
+            res["procedure_draws"] = (
+                prov.get("parameters", {}).get("inference", {}).get("procedure_draws")
+            )
             res["run_timings_s"] = prov.get("timings_seconds", {})
+            res["log_stages_s"] = log_stages(res["log"])
+            res["procedure_draws_per_min"] = draws_per_minute(
+                res["procedure_draws"], res["log_stages_s"]
+            )
             res["notebooks_s"] = notebook_times(res["log"])
             res["notebooks_span_s"] = notebooks_span(res["log"])
+            res["draw_progress"] = draw_progress(
+                log_path.read_text(errors="replace"), res["started_epoch"]
+            )
             res["log"] = [f"{t:.1f}s {s}" for t, s in res["log"]]
             runs.append(res)
         out[name] = {
+            "median_stage_s": median_stages(runs),
             "runs": runs,
             "median_wall_s": round(statistics.median(r["wall_s"] for r in runs), 2),
             "median_peak_gb_tree": round(
@@ -673,9 +858,10 @@ def cli_runs(
     if notebooks:
         # two measures of the notebooks stage: the difference of the medians of the two
         # variants (noisy on a shared machine) and the span of the notebooks in the log
-        out["notebooks_stage_s"] = round(
-            out["with_notebooks"]["median_wall_s"] - out["no_notebooks"]["median_wall_s"], 2
-        )
+        if "no_notebooks" in out:
+            out["notebooks_stage_s"] = round(
+                out["with_notebooks"]["median_wall_s"] - out["no_notebooks"]["median_wall_s"], 2
+            )
         out["notebooks_span_s"] = round(
             statistics.median(r["notebooks_span_s"] or 0.0 for r in out["with_notebooks"]["runs"]),
             2,
@@ -762,10 +948,81 @@ def md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+CLI_VARIANTS = ("no_notebooks", "with_notebooks")
+STAGE_ORDER = (
+    "load",
+    "panel",
+    "candidates",
+    "evaluation",
+    "matching",
+    "stacking",
+    "censoring_weights",
+    "procedure_bootstrap",
+    "outputs",
+    "notebooks",
+)
+"""Order of a run's stages in the printed table (a stage not listed comes last)."""
+
+
+def stage_table(cli: dict) -> list[str]:
+    """The runs' own stages (``provenance.json``, then the log's), median wall per variant."""
+    variants = [v for v in CLI_VARIANTS if v in cli]
+    # results written before the per-stage medians: computed from their runs
+    medians = {v: cli[v].get("median_stage_s") or median_stages(cli[v]["runs"]) for v in variants}
+    names = sorted(
+        dict.fromkeys(n for v in variants for n in medians[v]),
+        key=lambda n: STAGE_ORDER.index(n) if n in STAGE_ORDER else len(STAGE_ORDER),
+    )
+    rows = [[n, *(medians[v].get(n) for v in variants)] for n in names]
+    rows.append(["whole run", *(cli[v]["median_wall_s"] for v in variants)])
+    lines = [
+        "Stages of the run, median wall s (provenance.json's `timings_seconds`: `evaluation` "
+        "includes the matching, stacking and censoring weights it times separately and the "
+        "whole-procedure bootstrap; `procedure_bootstrap` and `notebooks` are spans of the "
+        "run's log):",
+        "",
+        md_table(["stage", *(f"wall s, {v.replace('_', ' ')}" for v in variants)], rows),
+    ]
+    for v in variants:
+        rates = [r.get("procedure_draws_per_min") for r in cli[v]["runs"]]
+        if any(rates):
+            draws = cli[v]["runs"][0]["procedure_draws"]
+            lines += [
+                "",
+                f"Whole-procedure bootstrap ({v.replace('_', ' ')}): {draws} draws, "
+                + ", ".join(f"{x:.2f}" for x in rates if x)
+                + " draws per minute of wall (each run).",
+            ]
+        progress = [r["draw_progress"] for r in cli[v]["runs"] if r.get("draw_progress")]
+        if progress:
+            lines += [
+                "",
+                f"Draws timed one by one (`--progress`, {v.replace('_', ' ')}): "
+                + "; ".join(
+                    f"{p['draws_done']} done from {p['first_done_s']:.0f} s to "
+                    f"{p['last_done_s']:.0f} s of the run, {p['draws_per_min']} per minute "
+                    "between the first and the last (without the workers' start)"
+                    for p in progress
+                )
+                + ".",
+            ]
+    return lines
+
+
 def render(result: dict) -> str:
     m = result["machine"]
     scale = result["scale"]
     out = [f"## leapresearch benchmark: scale `{scale}`, seed {result['seed']}", ""]
+    settings = result.get("set") or []
+    out += [
+        "Parameters: "
+        + (
+            "changed with " + ", ".join(f"`-p {x}`" for x in settings)
+            if settings
+            else "the defaults (no `--set`)"
+        ),
+        "",
+    ]
     out.append(
         f"{m['date']} | {m['cpu']} | {m['cores_available']} cores | {m['ram_gb']} GB RAM | "
         f"Python {m['python']} | numpy {m['versions']['numpy']} | pandas "
@@ -828,32 +1085,32 @@ def render(result: dict) -> str:
                 rows,
             )
         )
-        if "notebooks_stage_s" in cli:
+        if "notebooks_span_s" in cli:
             nb = cli["with_notebooks"]["runs"][0]["notebooks_s"]
+            diff = (
+                f" (difference of the two variants' medians: {cli['notebooks_stage_s']:.1f} s)"
+                if "notebooks_stage_s" in cli
+                else ""
+            )
             out += [
                 "",
-                f"Notebooks stage: {cli['notebooks_span_s']:.1f} s from the run's log "
-                f"(difference of the two variants' medians: {cli['notebooks_stage_s']:.1f} s); "
+                f"Notebooks stage: {cli['notebooks_span_s']:.1f} s from the run's log{diff}; "
                 "per notebook (first run; the last includes the HTML rendering): "
                 + ", ".join(f"{k} {v:.1f} s" for k, v in nb.items()),
             ]
-        detail = cli.get("with_notebooks", cli["no_notebooks"])["runs"][0].get(
+        detail = (cli.get("with_notebooks") or cli["no_notebooks"])["runs"][0].get(
             "peak_tree_processes"
         )
         if detail:
             out += [
                 "",
-                "At the tree's peak (with notebooks, first run): "
+                f"At the tree's peak ({'with' if 'with_notebooks' in cli else 'no'} notebooks, "
+                "first run): "
                 + " + ".join(
                     f"{'run' if d['main'] else d['name']} {d['rss_gb']:.2f} GB" for d in detail
                 ),
             ]
-        rt = cli["no_notebooks"]["runs"][0]["run_timings_s"]
-        out += [
-            "",
-            "Run's own timings (provenance.json): "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in rt.items()),
-        ]
+        out += ["", *stage_table(cli)]
         target = TARGETS.get(scale)
         if target and "with_notebooks" in cli:
             c = cli["with_notebooks"]
@@ -948,11 +1205,14 @@ def render(result: dict) -> str:
                 rows,
             )
         )
-    for cache in result.get("cache", []):
+    caches = result.get("cache", [])
+    if caches:
+        kept = [c for c in caches if not c["deleted"]]
         out += [
             "",
-            f"Cache file left by the run: {cache['file']}, "
-            f"{cache['bytes'] / GB:.2f} GB ({'deleted' if cache['deleted'] else 'kept'}).",
+            f"Cache entries left by the runs in {Path(caches[0]['file']).parent}: "
+            f"{len(caches)}, {sum(c['bytes'] for c in caches) / GB:.2f} GB "
+            f"({len(caches) - len(kept)} deleted, {len(kept)} kept).",
         ]
     return "\n".join(out)
 
@@ -986,6 +1246,28 @@ def main() -> None:
         type=int,
         default=None,
         help="repetitions of each measurement (default: 3 for demo, 1 otherwise)",
+    )
+    p.add_argument(
+        "--only-with-notebooks",
+        action="store_true",
+        help="time `leapresearch run` only with the notebooks (not also with --no-notebooks)",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        metavar="KEY=VALUE",
+        type=parse_setting,
+        action="append",
+        default=[],
+        help="passed to every `leapresearch run` as `-p KEY=VALUE` (repeatable); recorded in "
+        "the result, whose file is then <date>-<scale>-set-<settings>.json",
+    )
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="log a line per whole-procedure bootstrap draw to the run's stderr log (a "
+        "sitecustomize.py in WORK/progress wraps the draw function), to read the draws' "
+        "rate of a run stopped before its end; recorded in the result",
     )
     p.add_argument("--skip-cli", action="store_true", help="no `leapresearch run` subprocess")
     p.add_argument("--skip-stages", action="store_true", help="no in-process stages")
@@ -1034,6 +1316,11 @@ def main() -> None:
             [str(code_root), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
         print(f"measuring the snapshot {code_root}")
+    if args.progress:
+        hook = write_progress_hook(work / "progress")
+        THREAD_ENV["PYTHONPATH"] = os.pathsep.join(
+            [str(hook), *filter(None, [THREAD_ENV.get("PYTHONPATH", os.environ.get("PYTHONPATH"))])]
+        )
     result: dict = {
         "schema": "leapresearch-benchmark/1",
         "scale": args.scale,
@@ -1042,9 +1329,12 @@ def main() -> None:
         "machine": machine_info(),
         "thread_env": {v: {**os.environ, **THREAD_ENV}.get(v) for v in THREAD_VARS},
         "snapshot": str(code_root) if args.snapshot else None,
+        "set": list(args.settings),
+        "progress": args.progress,
     }
     print(f"machine: {result['machine']['cpu']}, load {result['machine']['loadavg_start']}")
-    sizes = sorted(set(args.sizes) | {1.0})
+    # the other fractions serve only the in-process scaling table
+    sizes = [1.0] if args.skip_stages else sorted(set(args.sizes) | {1.0})
     data = {f: ensure_data(args.scale, args.seed, f, work) for f in sizes}
     result["data"] = {f"{f:g}": d for f, d in data.items()}
     full_dir = Path(data[1.0]["dir"])
@@ -1055,7 +1345,14 @@ def main() -> None:
     try:
         if not args.skip_cli:
             result["cli"] = cli_runs(
-                full_dir, work, key, notebooks=args.notebooks, repeat=repeat, code_root=code_root
+                full_dir,
+                work,
+                key,
+                notebooks=args.notebooks,
+                repeat=repeat,
+                code_root=code_root,
+                settings=args.settings,
+                without_notebooks=not args.only_with_notebooks,
             )
         if not args.skip_stages:
             result["stages"] = stage_runs(
@@ -1094,7 +1391,7 @@ def main() -> None:
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     day = dt.date.today().isoformat()
-    path = args.out / f"{day}-{args.scale}.json"
+    path = args.out / f"{day}-{args.scale}{settings_suffix(args.settings)}.json"
     path.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"\nwrote {path}")
 

@@ -13,6 +13,7 @@ import tomllib
 
 import pytest
 
+from leapresearch.config import load_config
 from leapresearch.paths import PROJECT_ROOT
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
@@ -104,7 +105,19 @@ def _row(label: str) -> list[str]:
 
 @pytest.mark.parametrize("scale", ["demo", "districts", "state"])
 def test_performance_table_matches_the_latest_benchmark(scale):
-    runs = _latest(scale, "cli")["cli"]["with_notebooks"]["runs"]
+    result = _latest(scale, "cli")
+    # a row is a run with the default parameters (a run with `--set` writes another file)
+    assert not result.get("set"), f"the {scale} row's benchmark changed {result['set']}"
+    runs = result["cli"]["with_notebooks"]["runs"]
+    # each row says when it was measured and with how many whole-procedure draws
+    label = _row(scale)[0]
+    assert result["machine"]["date"][:10] in label
+    draws = {r.get("procedure_draws") for r in runs}
+    if draws == {None}:  # recorded by the benchmark since the bootstrap exists
+        assert "before the whole-procedure bootstrap" in label
+    else:
+        assert draws == {load_config("demo").inference.procedure_draws}, draws
+        assert f"{draws.pop()} bootstrap draws" in label
     log = " ".join(runs[0]["log"])
     students, months = re.search(r"panel: ([\d,]+) students, ([\d,]+) student-months", log).groups()
     visited = re.search(r"of ([\d,]+) visited", log).group(1)

@@ -1,0 +1,167 @@
+"""``benchmarks/run_benchmark.py``: ``--set`` reaches the run and its record, log stages.
+
+No timing: the helpers that build the command, name the result file, read the stages off
+the run's log and print the per-stage table are checked on small made-up inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import importlib.util
+
+import pytest
+
+from leapresearch.cli import build_parser
+from leapresearch.config import load_config
+from leapresearch.paths import PROJECT_ROOT
+
+_SPEC = importlib.util.spec_from_file_location(
+    "run_benchmark", PROJECT_ROOT / "benchmarks" / "run_benchmark.py"
+)
+bench = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench)
+
+LOG = [
+    (1.0, "load: 10 roster rows"),
+    (2.0, "panel: 5 students, 50 student-months"),
+    (4.0, "matching: 0 of 2 visited students unmatched"),
+    (6.5, "event studies: 3 groups"),
+    (46.5, "whole-procedure bootstrap: 20 draws, 3 groups"),
+    (50.0, "figures: written"),
+    (51.0, "notebooks: 8, 2 at a time"),
+    (60.0, "notebook: 01_data_and_validation (4 s)"),
+    (63.0, "report: written"),
+]
+
+
+def test_set_is_checked_and_passed_to_the_run_as_a_parameter_override(tmp_path):
+    setting = bench.parse_setting("inference.procedure_draws=0")
+    for bad in ("inference.procedure_draws", "=0", "a b=1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.parse_setting(bad)
+    cmd = bench.run_command(
+        "leapresearch", tmp_path, tmp_path / "out", [setting], ["--no-notebooks"]
+    )
+    args = build_parser().parse_args(cmd[1:])
+    assert args.param == ["inference.procedure_draws=0"] and args.no_notebooks
+    assert load_config(args.params, overrides=args.param).inference.procedure_draws == 0
+    assert load_config(args.params).inference.procedure_draws > 0  # the default differs
+    without = bench.run_command("leapresearch", tmp_path, tmp_path / "out", [], [])
+    assert build_parser().parse_args(without[1:]).param is None
+
+
+def test_a_run_with_set_gets_a_file_the_readme_check_does_not_read():
+    suffix = bench.settings_suffix(["inference.procedure_draws=0"])
+    assert fnmatch.fnmatch(f"2026-12-05-districts{suffix}.json", "*-districts-set-*.json")
+    assert not fnmatch.fnmatch(f"2026-12-05-districts{suffix}.json", "*-districts.json")
+    assert bench.settings_suffix([]) == ""
+    assert "/" not in bench.settings_suffix(["report.title=a/b"])
+
+
+def test_log_stages_time_the_bootstrap_and_the_notebooks():
+    stages = bench.log_stages(LOG)
+    assert stages == {"procedure_bootstrap": 40.0, "notebooks": 12.0}
+    assert bench.draws_per_minute(20, stages) == 30.0
+    no_draws = [line for line in LOG if not line[1].startswith(bench.BOOTSTRAP_LINE)]
+    assert "procedure_bootstrap" not in bench.log_stages(no_draws)
+    assert bench.draws_per_minute(0, stages) is None
+
+
+def _run(wall: float, timings: dict, draws: int) -> dict:
+    stages = bench.log_stages(LOG)
+    return {
+        "wall_s": wall,
+        "peak_gb_largest_process": 1.0,
+        "peak_gb_tree": 1.5,
+        "loadavg_before": [0.1, 0.1, 0.1],
+        "loadavg_after": [1.9, 1.0, 0.5],
+        "run_timings_s": timings,
+        "log_stages_s": stages,
+        "procedure_draws": draws,
+        "procedure_draws_per_min": bench.draws_per_minute(draws, stages),
+        "notebooks_s": bench.notebook_times(LOG),
+        "notebooks_span_s": bench.notebooks_span(LOG),
+    }
+
+
+def test_the_printed_stage_table_is_the_runs_medians_with_only_the_notebook_variant():
+    runs = [
+        _run(70.0, {"load": 1.0, "evaluation": 45.0, "outputs": 3.0}, 20),
+        _run(90.0, {"load": 3.0, "evaluation": 55.0, "outputs": 5.0}, 20),
+        _run(80.0, {"load": 2.0, "evaluation": 50.0, "outputs": 4.0}, 20),
+    ]
+    medians = bench.median_stages(runs)
+    assert medians["load"] == 2.0 and medians["evaluation"] == 50.0
+    assert medians["procedure_bootstrap"] == 40.0
+    result = {
+        "scale": "demo",
+        "seed": 1,
+        "set": ["inference.procedure_draws=20"],
+        "thread_env": {},
+        "machine": {
+            "date": "2026-12-05T12:00:00+00:00",
+            "cpu": "cpu",
+            "cores_available": 2,
+            "ram_gb": 24.0,
+            "python": "3.11",
+            "versions": {"numpy": "2", "pandas": "3"},
+            "git_commit": "0123456789abc",
+            "git_dirty": False,
+            "loadavg_start": [0.1, 0.1, 0.1],
+        },
+        "cli": {
+            "with_notebooks": {
+                "runs": runs,
+                "median_stage_s": medians,
+                "median_wall_s": 80.0,
+                "median_peak_gb_tree": 1.5,
+                "median_peak_gb_largest_process": 1.0,
+            },
+            "notebooks_span_s": 12.0,
+        },
+    }
+    runs[0]["draw_progress"] = bench.draw_progress(
+        f"{bench.PROGRESS_LINE}0 done 10.0\n{bench.PROGRESS_LINE}1 done 16.0", started=0.0
+    )
+    text = bench.render(result)
+    assert "2 done from 10 s to 16 s of the run, 10.0 per minute" in text
+    assert "changed with `-p inference.procedure_draws=20`" in text
+    assert "| evaluation | 50.00 |" in text and "| procedure_bootstrap | 40.00 |" in text
+    assert "| whole run | 80.00 |" in text
+    assert "20 draws, 30.00, 30.00, 30.00 draws per minute" in text
+    assert "Notebooks stage: 12.0 s from the run's log;" in text
+    result["set"] = []
+    assert "the defaults (no `--set`)" in bench.render(result)
+
+
+def test_progress_hook_wraps_the_draw_function_and_its_lines_give_the_rate(tmp_path):
+    import subprocess
+    import sys
+
+    folder = bench.write_progress_hook(tmp_path / "progress")
+    code = (
+        "import leapresearch.analysis.procedure as p, sys; "
+        "print(p.draw_estimates.__name__, 'sitecustomize' in sys.modules)"
+    )
+    env = {"PYTHONPATH": f"{folder}:{PROJECT_ROOT}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["timed", "True"]
+    text = "\n".join(
+        [
+            "some warning",
+            f"{bench.PROGRESS_LINE}0 done 1000.00",
+            f"{bench.PROGRESS_LINE}25 done 1010.00",
+            f"{bench.PROGRESS_LINE}1 done 1030.00",
+        ]
+    )
+    got = bench.draw_progress(text, started=990.0)
+    assert got == {
+        "draws_done": 3,
+        "first_done_s": 10.0,
+        "last_done_s": 40.0,
+        "draws_per_min": 4.0,
+    }
+    assert bench.draw_progress("no draws here", started=0.0) is None
