@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leapresearch.publish.calibration import BIAS_SIGNIFICANT_MCSE
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import monte_carlo as mc  # noqa: E402
 
@@ -422,7 +424,7 @@ def verdict(cells: pd.DataFrame) -> pd.DataFrame:
                 "worst_bias_all": round(float(a.loc[worst, "bias"]), 2),
                 "its_mcse": round(float(a.loc[worst, "bias_mcse"]), 2),
                 "at_month": int(a.loc[worst, "rel_time"]),
-                "bias_significant": bool(bias > 3 * a.loc[worst, "bias_mcse"]),
+                "bias_significant": bool(bias > BIAS_SIGNIFICANT_MCSE * a.loc[worst, "bias_mcse"]),
                 "coverage_all": " / ".join(f"{100 * v:.0f}" for v in a["coverage"]),
                 "coverage_range_groups": f"{100 * lo:.0f}-{100 * hi:.0f}",
                 "band_all": f"{100 * a['band_coverage'].iloc[0]:.0f}",
