@@ -51,6 +51,14 @@ def synthetic_calibration(rates: dict[str, dict[str, float]]) -> cb.Calibration:
     return cb.from_record(cb.calibration_record(summary, design, source="s", design_source="d"))
 
 
+def families_only_calibration() -> cb.Calibration:
+    """The packaged record without its size checks: the families' own sizes decide (in it
+    the adjusted main-window pre-trend test is calibrated), for tests of how the report
+    reads a calibrated test."""
+    record = json.loads(cb.CALIBRATION_FILE.read_text())
+    return cb.from_record({k: v for k, v in record.items() if k != "size_checks"})
+
+
 def _rates(works: tuple[float, float], fails: float, biased: float) -> dict[str, float]:
     return {"works_a": works[0], "works_b": works[1], "fails": fails, "biased": biased}
 
@@ -95,6 +103,78 @@ def test_the_record_follows_the_rule_not_a_list_of_families():
     assert not cb.from_record(rec).diagnostics["d"].calibrated  # no size measured: not read
 
 
+def test_a_size_measured_at_another_sample_size_can_uncalibrate_a_diagnostic():
+    """A test within the bound on the families' small samples but above it in a larger
+    held-out run (a small bias the larger sample detects) is not read; its words say both."""
+    summary = {
+        "command": "made up",
+        "verdict": [
+            {"family": f, "assumption": a, "bias_significant": b}
+            for f, (a, b) in FAMILY_ROLES.items()
+        ],
+        "diagnostics": [
+            {"family": f, "diagnostic": name, "draws": 50, "estimable": 50,
+             "rejection_rate": rate, "rejection_mcse": 0.01}
+            for name, rate in (("pretrend_adjusted_main", 0.04), ("pretrend_adjusted_far", 0.06))
+            for f in FAMILY_ROLES
+        ],
+    }  # fmt: skip
+    bigger = {
+        "command": "made up, larger",
+        # a family biased on the small samples counts where its own run finds no bias
+        "verdict": [{"family": "biased", "assumption": "holds", "bias_significant": False}],
+        "diagnostics": [
+            {"family": "biased", "diagnostic": name, "draws": 100, "estimable": 100,
+             "rejection_rate": rate, "rejection_mcse": 0.03}
+            for name, rate in (("pretrend_adjusted_main", 0.16), ("pretrend_adjusted_far", 0.08))
+        ],
+    }  # fmt: skip
+    check = cb.calibration_record(
+        bigger,
+        {"commit": "c", "alpha": 0.05, "sample_fraction": 1.0},
+        source="b",
+        design_source="e",
+    )
+    record = cb.calibration_record(
+        summary,
+        {"commit": "f" * 40, "alpha": 0.05, "sample_fraction": 0.2},
+        source="s",
+        design_source="d",
+        size_checks=[check],
+    )
+    cal = cb.from_record(record)
+    main, far = cal.diagnostics["pretrend_adjusted_main"], cal.diagnostics["pretrend_adjusted_far"]
+    assert main.size.high == 0.04 and not main.calibrated  # 16% at the larger size
+    assert [c.sample_fraction for c in main.oversized_elsewhere()] == [1.0]
+    assert far.calibrated and not far.oversized_elsewhere()  # 8% there: within the bound
+    assert cal.calibrated() == ["pretrend_adjusted_far"]
+    assert main.size_summary() == "4% at 20% of the demo's size, 16% at the demo's size"
+    assert main.measured().endswith(
+        "; at the demo's size, 16% where the design is right (1 family, 100 draws each)"
+    )
+    assert "at every sample size measured" in cal.rule()
+    assert cal.brief() == "4 simulated families, 50 draws each at 20% of the demo's size"
+    assert cal.provenance().endswith("; s and b")
+    # without size checks the same record reads the test
+    alone = cb.from_record({k: v for k, v in record.items() if k != "size_checks"})
+    assert alone.diagnostics["pretrend_adjusted_main"].calibrated
+
+
+def test_the_front_page_says_why_no_check_is_read():
+    from leapresearch.publish.narrative import describe_calibrated_diagnostics
+
+    cal = cb.load_calibration()
+    text = describe_calibrated_diagnostics(None, calibration=cal)
+    if cal.calibrated():
+        assert "No check of the design is read here" not in text
+        return
+    assert text.startswith("No check of the design is read here: none passed the calibration")
+    for d in cal.diagnostics.values():
+        if d.size is not None and d.size.high <= cb.SIZE_BOUND:  # within the bound at first
+            for c in d.oversized_elsewhere():
+                assert f"{c.size.percent()} at {cb.size_words(c.sample_fraction)}" in text
+
+
 def _packaged_sources() -> tuple[list, list]:
     packaged = json.loads(cb.CALIBRATION_FILE.read_text())
     summaries = [PROJECT_ROOT / p for p in packaged["source"].split(cb.SOURCE_SEPARATOR)]
@@ -109,13 +189,29 @@ def test_the_packaged_record_is_what_its_committed_summary_gives():
     for summary, design in zip(summaries, designs, strict=True):
         assert summary.parent == design.parent and summary.name == "summary.json"
     runs = [json.loads(p.read_text()) for p in summaries]
+    checks = [
+        cb.calibration_record(
+            json.loads((PROJECT_ROOT / c["source"]).read_text()),
+            json.loads((PROJECT_ROOT / c["design_source"]).read_text()),
+            source=c["source"],
+            design_source=c["design_source"],
+        )
+        for c in packaged.get("size_checks", [])
+    ]
     expected = cb.calibration_record(
         cb.pooled_summary(runs),
         json.loads(designs[-1].read_text()),
         source=packaged["source"],
         design_source=packaged["design_source"],
+        size_checks=checks,
     )
     assert packaged == expected
+    # every size check the validation names is in the record, each at another size
+    fam = _families()
+    assert [c["source"] for c in checks] == [
+        f"validation/results/{name}/summary.json" for name in fam.SIZE_CHECK_RUNS
+    ]
+    assert all(c["sample_fraction"] != packaged["sample_fraction"] for c in checks)
     # and the validation's own numbers (each run's summary.md) are what the loader reads:
     # the pooled rate of lists is the runs' rates weighted by their estimable draws
     cal = cb.load_calibration()
@@ -275,7 +371,13 @@ def test_the_packaged_classification_is_the_rule_applied_to_its_numbers():
             for f, fam in packaged["families"].items()
             if fam["assumption"] == "holds" and not fam["bias_significant"]
         ]
-        assert cal.diagnostics[name].calibrated == (max(works) <= 0.10), name
+        elsewhere = [
+            c["diagnostics"][name]["by_family"][f]["rate"]
+            for c in packaged.get("size_checks", [])
+            for f, fam in c["families"].items()
+            if fam["role"] == "design_works" and name in c["diagnostics"]
+        ]
+        assert cal.diagnostics[name].calibrated == (max(works + elsewhere) <= 0.10), name
 
 
 def test_a_run_of_some_families_leaves_the_packaged_record_alone():

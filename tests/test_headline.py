@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.publish import narrative
-from leapresearch.publish.calibration import load_calibration
 from leapresearch.publish.tables import (
     CONDITIONAL_WORDS,
     INTERVAL_MARK,
@@ -116,7 +115,9 @@ def test_the_crosswalk_prints_the_interval_the_report_leads_with():
 
 
 def test_the_limitations_read_the_calibrated_test_and_its_measured_power():
-    cal = load_calibration()
+    from tests.test_calibration import families_only_calibration
+
+    cal = families_only_calibration()
     fails = cal.diagnostics["pretrend_adjusted_main"].power["assumption_fails"]
     pretrends = pd.DataFrame(
         {"group": ["all", "all", "grade_band:PK-5"],
@@ -125,7 +126,7 @@ def test_the_limitations_read_the_calibrated_test_and_its_measured_power():
          "p_value": [0.5, 0.001, 0.2]}
     )  # fmt: skip
     es = _event_study(procedure=set())
-    limits = " ".join(narrative.limitations(es, pretrends, None))
+    limits = " ".join(narrative.limitations(es, pretrends, None, calibration=cal))
     # the far test's rejection is not counted
     assert "The calibrated pre-trend test rejects parallel trends at the 5% level for 0 of 2" in (
         limits
@@ -135,5 +136,7 @@ def test_the_limitations_read_the_calibrated_test_and_its_measured_power():
     )
     assert "no measured power against the failures built there" in limits
     assert "At least one pre-trend test" not in limits
-    rejected = " ".join(narrative.limitations(es, pretrends.assign(p_value=0.01), None))
+    rejected = " ".join(
+        narrative.limitations(es, pretrends.assign(p_value=0.01), None, calibration=cal)
+    )
     assert "for 2 of 2 groups (All visited students, Grades PK-5)" in rejected

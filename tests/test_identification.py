@@ -257,11 +257,16 @@ def test_pretrend_sentence_changes_with_the_test():
     # near nominal in the validation) are read as evidence that the paths differed
     from leapresearch.publish.calibration import load_calibration
     from leapresearch.publish.narrative import describe_pretrends
-    from tests.test_calibration import _rates, synthetic_calibration
+    from tests.test_calibration import _rates, families_only_calibration, synthetic_calibration
 
-    cal = load_calibration()
+    # the packaged record reads no test (the main test is oversized at the demo's size)
+    assert load_calibration().calibrated() == []
+    silent = describe_pretrends(_pretrends(0.001), brief=True)
+    assert "calibrated test" not in silent and "0 calibrated" not in silent
+    cal = families_only_calibration()
     assert cal.calibrated() == ["pretrend_adjusted_main"]  # what the texts below expect
-    calm, alarm = describe_pretrends(_pretrends(0.7)), describe_pretrends(_pretrends(0.001))
+    calm = describe_pretrends(_pretrends(0.7), calibration=cal)
+    alarm = describe_pretrends(_pretrends(0.001), calibration=cal)
     assert "The calibrated test does not reject at the 5% level" in calm
     assert "None of the 1 tests whose size in the validation is not near nominal rejects" in calm
     assert "1 of the 1 tests whose size in the validation is not near nominal reject " in alarm
@@ -273,7 +278,7 @@ def test_pretrend_sentence_changes_with_the_test():
     assert f"this test rejected in {main} of draws where the design is right" in alarm
     assert "its verdict is not read as evidence on the design" in alarm  # the far test
     assert "its size is near the nominal level" in alarm  # the main test
-    brief = describe_pretrends(_pretrends(0.001), brief=True)
+    brief = describe_pretrends(_pretrends(0.001), brief=True, calibration=cal)
     assert brief.startswith("The calibrated test does not reject") and "F =" not in brief
     assert "In the validation" not in brief
     # were the unadjusted far test calibrated, its rejection would be read as one

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 
@@ -146,34 +148,51 @@ def test_the_headline_diagnostic_column_and_the_summary_read_the_same_calibrated
             "n_treated": [30] * 4 + [20] * 2,
         }
     )
-    cal = load_calibration()
-    assert cal.calibrated() == ["pretrend_adjusted_main"]  # on the committed validation
+    from tests.test_calibration import families_only_calibration
+
     es = _event_study()
-    head = headline_table(es, rel_times=(1, 9), pretrends=pretrends).set_index("group")
+    # the packaged record reads no test: no diagnostic column, each test with its sizes
+    packaged = load_calibration()
+    assert packaged.calibrated() == []
+    none = headline_table(es, rel_times=(1, 9), pretrends=pretrends)
+    assert not [c for c in none.columns if c.startswith("p_")]
+    page = headline_html(none, rel_times=(1, 9))
+    main = packaged.diagnostics["pretrend_adjusted_main"]
+    assert f"{main.words}: {main.size_summary()}" in html.unescape(page)
+    assert "p = 0.840" not in page
+    cal = families_only_calibration()  # the families' own sizes: the main test is read
+    assert cal.calibrated() == ["pretrend_adjusted_main"]
+    head = headline_table(es, rel_times=(1, 9), pretrends=pretrends, calibration=cal)
+    head = head.set_index("group")
     assert [c for c in head.columns if c.startswith("p_")] == ["p_pretrend_adjusted_main"]
     assert head.loc["all", "p_pretrend_adjusted_main"] == 0.84  # not the 0.002 of another
     assert head.loc["grade_band:PK-5", "p_pretrend_adjusted_main"] == 0.01
     assert np.isnan(head.loc["cohort:2020-21", "p_pretrend_adjusted_main"])  # no test
-    page = headline_html(head.reset_index(), rel_times=(1, 9))
+    page = headline_html(head.reset_index(), rel_times=(1, 9), calibration=cal)
     assert "p = 0.840" in page and "p = 0.010, rejects at 5%" in page and "no test" in page
     assert "p = 0.002" not in page and "0.040" not in page  # uncalibrated tests leak nowhere
     size = cal.diagnostics["pretrend_adjusted_main"].size.percent()
     assert f"rejected in {size} of draws where the design is right" in page
     for name in cal.uncalibrated():  # named only with their measured size, as left out
         d = cal.diagnostics[name]
-        assert f"{d.words}: {d.size.percent()}" in page
-    summary = summary_paragraph(es, pretrends, rel_times=(1, 9))
+        assert f"{d.words}: {d.size_summary()}" in html.unescape(page)
+    summary = summary_paragraph(es, pretrends, rel_times=(1, 9), calibration=cal)
     assert "(months <=-12..-2, notebook 03): p = 0.840, it does not reject" in summary
     assert f"this test rejected in {size} of draws where the design is right" in summary
     assert "already differed" not in summary and "0.002" not in summary
     assert "tests reject" not in summary
     # a calibrated rejection is read as one
     bad = pretrends.assign(p_value=[0.001, 0.5, 0.5, 0.5, 0.5, np.nan])
-    assert "p = 0.001, it rejects at the 5% level" in summary_paragraph(es, bad, rel_times=(1, 9))
+    assert "p = 0.001, it rejects at the 5% level" in summary_paragraph(
+        es, bad, rel_times=(1, 9), calibration=cal
+    )
     strict = headline_html(
-        headline_table(es, rel_times=(1, 9), pretrends=pretrends, alpha=0.001).reset_index(),
+        headline_table(
+            es, rel_times=(1, 9), pretrends=pretrends, alpha=0.001, calibration=cal
+        ).reset_index(),
         rel_times=(1, 9),
         alpha=0.001,
+        calibration=cal,
     )
     assert "rejects" not in strict
 

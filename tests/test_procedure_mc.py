@@ -76,6 +76,69 @@ def test_a_resumed_run_refuses_another_number_of_bootstrap_draws(run):
         assert pm.mc.main(argv) == 2
 
 
+def test_every_draw_records_the_code_it_ran_on_and_a_summary_refuses_other_code(run, tmp_path):
+    """The incident of issue 23's validation: a process pool re-imported edited code between
+    batches. Each draw records its process's code digest; a summary refuses a draw of other
+    code, and a resume refuses to add draws from code other than the freeze's."""
+    import shutil
+
+    fm = pm.fm
+    _, out = run
+    design = json.loads((out / "design.json").read_text())
+    assert design["code_digest"] == fm.code_digest()
+    draw = next((out / "draws").rglob("lists-540000.csv"))
+    assert set(pd.read_csv(draw)[fm.DIGEST_COLUMN]) == {design["code_digest"]}
+    summary = json.loads((out / "summary.json").read_text())
+    assert fm.DIGEST_COLUMN not in summary["cells"][0]  # recorded, not summarised
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    argv = ["--families", "lists", "--draws", "1", "--sample-fraction", "0.05"]
+    argv += ["--procedure-draws", "10", "--out", str(copy)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pm, "PROCEDURE_SEED_BASE", 540_000)
+        mp.setitem(sys.modules, "procedure_mc", pm)
+        assert pm.mc.main([*argv, "--summary-only"]) == 0
+        edited = next((copy / "draws").rglob("lists-540000.csv"))
+        frame = pd.read_csv(edited)
+        frame[fm.DIGEST_COLUMN] = "0" * 16  # as if a worker had re-imported edited code
+        frame.to_csv(edited, index=False)
+        assert pm.mc.main([*argv, "--summary-only"]) == 2
+        # a freeze of other code: no new draw is added to it
+        frozen = json.loads((copy / "design.json").read_text())
+        (copy / "design.json").write_text(json.dumps({**frozen, "code_digest": "1" * 16}))
+        edited.unlink()
+        assert pm.mc.main([*argv, "--workers", "1"]) == 2
+        assert not edited.exists()
+
+
+def test_the_code_digest_changes_with_any_byte_of_the_design_s_code(tmp_path):
+    fm = pm.fm
+    (tmp_path / "leapresearch" / "sub").mkdir(parents=True)
+    (tmp_path / "params").mkdir()
+    (tmp_path / "validation").mkdir()
+    (tmp_path / "leapresearch" / "sub" / "a.py").write_text("x = 1\n")
+    (tmp_path / "params" / "base.yaml").write_text("a: 1\n")
+    (tmp_path / "validation" / "v.py").write_text("")
+    (tmp_path / "README.md").write_text("not code")
+    first = fm.code_digest.__wrapped__(tmp_path)
+    (tmp_path / "README.md").write_text("edited")  # not the design's code
+    assert fm.code_digest.__wrapped__(tmp_path) == first
+    for path, text in (("leapresearch/sub/a.py", "x = 2\n"), ("params/base.yaml", "a: 2\n"),
+                       ("validation/v.py", "#")):  # fmt: skip
+        before = (tmp_path / path).read_text()
+        (tmp_path / path).write_text(text)
+        assert fm.code_digest.__wrapped__(tmp_path) != first, path
+        (tmp_path / path).write_text(before)
+    assert fm.code_digest.__wrapped__(tmp_path) == first
+    # draws of two codes under a freeze that recorded none: refused all the same
+    files = [Path("a.csv"), Path("b.csv")]
+    mixed = pd.DataFrame({fm.DIGEST_COLUMN: ["x" * 16, "y" * 16]})
+    with pytest.raises(ValueError, match=r"b\.csv"):
+        fm.check_code_digests(mixed, files, None)
+    fm.check_code_digests(mixed.iloc[:1], files[:1], None)  # one code: fine
+    fm.check_code_digests(pd.DataFrame({"x": [1, 2]}), files, "z" * 16)  # older draws
+
+
 def _constructed() -> pd.DataFrame:
     """Five replications of one cell, truth 1: coverage known by construction."""
     est = np.array([1.0, 1.5, 3.0, 0.2, 1.0])

@@ -293,11 +293,65 @@ def run_family_job(job: tuple) -> str:
     )
 
 
+DIGEST_PATHS = ("leapresearch/**/*.py", "params/base.yaml", "validation/*.py")
+"""The files whose bytes make a draw's :func:`code_digest`."""
+
+DIGEST_COLUMN = "code_digest"
+
+
+@functools.cache
+def code_digest(root: Path | None = None) -> str:
+    """SHA-256 (16 hex digits) of the code a process runs draws with (:data:`DIGEST_PATHS`).
+
+    Computed once per process, when its first draw starts: a worker that a process pool
+    starts later, after the files changed, gets another digest. Every draw records it
+    (:data:`DIGEST_COLUMN`), ``design.json`` records the freeze's, and a summary refuses
+    draws of another code (:func:`check_code_digests`).
+    """
+    import hashlib
+
+    base = mc.ROOT if root is None else Path(root)
+    h = hashlib.sha256()
+    files = sorted({p for pattern in DIGEST_PATHS for p in base.glob(pattern)})
+    for path in files:
+        h.update(path.relative_to(base).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_code_digests(draws: pd.DataFrame, files: list[Path], frozen: str | None) -> None:
+    """Raise unless every draw that recorded a code digest ran on the frozen code.
+
+    ``files``: the draw file of each row of ``draws`` in order (rows of one file share
+    it). ``frozen``: ``design.json``'s digest (None for a freeze made before digests were
+    recorded: then the draws' digests must agree with one another). Draws without the
+    column (written before it existed) are not checked.
+    """
+    if DIGEST_COLUMN not in draws:
+        return
+    digest = draws[DIGEST_COLUMN].astype("string")
+    seen = digest.dropna().unique().tolist()
+    expected = frozen if frozen is not None else (seen[0] if seen else None)
+    odd = digest.notna() & (digest != expected)
+    if odd.any():
+        names = sorted({files[i].name for i in np.flatnonzero(odd.to_numpy())})
+        raise ValueError(
+            f"{len(names)} draw file(s) ran on other code than the freeze (code digest "
+            f"{sorted(set(digest[odd]))} against {expected}): {names[:5]}"
+            f"{' ...' if len(names) > 5 else ''}. The code changed while the validation ran; "
+            "delete those files and compute them again from a worktree of the frozen commit "
+            "(validation/README.md)."
+        )
+
+
 def keep_draw(path: Path, compute) -> str:
-    """Write ``compute()`` (a DataFrame) to ``path`` unless it exists; the path as text."""
+    """Write ``compute()`` (a DataFrame) to ``path`` unless it exists; the path as text.
+
+    The frame gets the process's :func:`code_digest` in :data:`DIGEST_COLUMN`.
+    """
     if not path.exists():
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        frame = compute()
+        digest = code_digest()
+        frame = compute().assign(**{DIGEST_COLUMN: digest})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         frame.to_csv(tmp, index=False)
@@ -598,6 +652,12 @@ the adjustment, the monthly event study and every diagnostic; they differ in the
 long-term design and in settings the families' runs do not use (:func:`same_event_design`).
 A new freeze of the event-study design starts this list over."""
 
+SIZE_CHECK_RUNS = ("families-2-demo-size",)
+"""Held-out runs of the same event-study design at another sample size (some families
+only): the package's record keeps each one's rates under ``size_checks``, and a diagnostic
+oversized there is not calibrated (:mod:`leapresearch.publish.calibration`). Their
+designs may differ from :data:`CALIBRATION_RUNS` only in ``sample_fraction``."""
+
 EVENT_DESIGN_KEYS = (
     "variant_settings",
     "subgroups",
@@ -656,17 +716,22 @@ def write_calibration_record(out: Path) -> Path | None:
         return None
     # only a run of every family measures both size and power: a partial run (e.g. a new
     # freeze's first families) gets its record beside its summary
-    inside = summary.is_relative_to(mc.RESULTS.resolve()) and _covers_every_family(summary)
+    results = mc.RESULTS.resolve()
+    size_check = summary.parent.parent == results and summary.parent.name in SIZE_CHECK_RUNS
+    inside = summary.is_relative_to(results) and _covers_every_family(summary)
     package = mc.ROOT / "leapresearch" / "publish" / CALIBRATION_FILE.name
-    if not inside:
+    if not inside and not size_check:
         return write_calibration(summary, summary.parent, summary.with_name(CALIBRATION_FILE.name))
     runs = [summary]
-    if summary.parent.name in CALIBRATION_RUNS:
+    checks: list[Path] = []
+    if summary.parent.name in CALIBRATION_RUNS or size_check:
         runs = [
             path
             for name in CALIBRATION_RUNS
-            if (path := mc.RESULTS.resolve() / name / "summary.json").exists()
-            and _covers_every_family(path)
+            if (path := results / name / "summary.json").exists() and _covers_every_family(path)
+        ]
+        checks = [
+            path for name in SIZE_CHECK_RUNS if (path := results / name / "summary.json").exists()
         ]
         designs = [json.loads(p.with_name(DESIGN_FILE).read_text()) for p in runs]
         for path, design in zip(runs[1:], designs[1:], strict=True):
@@ -676,7 +741,16 @@ def write_calibration_record(out: Path) -> Path | None:
                     f"({', '.join(differ)}): they cannot be pooled for the calibration; start "
                     "CALIBRATION_RUNS over with the new freeze"
                 )
-    return write_calibration(runs, mc.ROOT, package)
+        for path in checks:
+            design = json.loads(path.with_name(DESIGN_FILE).read_text())
+            differ = [k for k in same_event_design(designs[0], design) if k != "sample_fraction"]
+            if differ:
+                raise ValueError(
+                    f"{path.parent} froze another event-study design than {runs[0].parent} "
+                    f"({', '.join(differ)}): it cannot check the calibration's size; remove it "
+                    "from SIZE_CHECK_RUNS or re-run it on the calibration's design"
+                )
+    return write_calibration(runs, mc.ROOT, package, size_checks=checks)
 
 
 def _covers_every_family(summary: Path) -> bool:
@@ -707,6 +781,7 @@ def design_record(sample_fraction: float, draws: int, seed=family_seed) -> dict:
     return {
         "commit": git("rev-parse", "HEAD"),
         "dirty": bool(git("status", "--porcelain", "--", *paths)),
+        "code_digest": code_digest(),
         "params_base_yaml_sha256": hashlib.sha256(base).hexdigest(),
         "params_base_yaml": base.decode(),
         "variant": "default",
@@ -801,8 +876,19 @@ def run_frozen(
     fraction = args.sample_fraction
     record = {**design_record(fraction, args.draws, seed), **extra}
     design = out / DESIGN_FILE
+    frozen: dict = {}
     if design.exists():
         frozen = json.loads(design.read_text())
+        digest = frozen.get("code_digest")
+        if digest is not None and digest != record["code_digest"] and not args.summary_only:
+            print(
+                f"error: the code differs from the one {design} froze (code digest "
+                f"{record['code_digest']} against {digest}, commit {frozen['commit'][:7]}); "
+                "new draws would mix designs. Resume from a worktree of the frozen commit "
+                "(validation/README.md).",
+                file=sys.stderr,
+            )
+            return 2
         keys = (*FROZEN_KEYS, *extra)
         changed = [k for k in keys if json.dumps(frozen.get(k)) != json.dumps(record[k])]
         seeds_ok = all(
@@ -819,6 +905,7 @@ def run_frozen(
             return 2
     elif not args.summary_only:
         design.write_text(json.dumps(record, indent=1) + "\n")
+        frozen = record
     if not args.summary_only:
         jobs = [
             (f, seed(f, i), str(out), fraction, *job_args) for i in range(args.draws) for f in names
@@ -829,9 +916,15 @@ def run_frozen(
         print("no complete draw on disk yet", file=sys.stderr)
         return 1
     files = [draw_file(out, f, seed(f, i), fraction) for i in range(k) for f in names]
-    draws = pd.concat(
-        [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in files], ignore_index=True
-    )
+    frames = [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in files]
+    draws = pd.concat(frames, ignore_index=True)
+    rows_of = [p for p, f in zip(files, frames, strict=True) for _ in range(len(f))]
+    try:
+        check_code_digests(draws, rows_of, frozen.get("code_digest"))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    draws = draws.drop(columns=DIGEST_COLUMN, errors="ignore")
     command = "validation/monte_carlo.py " + " ".join(argv)
     write(draws, out, command)
     print(f"{k} draws per family summarised in {out / 'summary.md'}")

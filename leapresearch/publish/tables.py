@@ -364,9 +364,7 @@ def _diagnostic_notes(head: pd.DataFrame, names: list[str], cal: Calibration) ->
         shown = " and ".join(where) if where else "the notebooks"
         notes.append(
             "Not shown here: diagnostics whose size is not near nominal ("
-            + "; ".join(
-                f"{d.words}: {d.size.percent() if d.size else 'not measured'}" for d in left
-            )
+            + "; ".join(f"{d.words}: {d.size_summary()}" for d in left)
             + f" of validation draws where the design is right); {shown} report them with "
             f"it. Rule: {cal.rule()}."
         )
@@ -450,7 +448,7 @@ def headline_html(
         f"matched comparison students at {labels.month_label(rel_times[0]).lower()}.",
         _interval_note(head, rel_times, conditional),
     ]
-    if names:
+    if names or cal.uncalibrated():
         foot += [html.escape(t) for t in _diagnostic_notes(head, names, cal)]
     if with_brk:
         foot.append(_breakdown_note(head, rel_times))

@@ -24,6 +24,7 @@ from leapresearch.publish.calibration import (
     load_calibration,
     pretrend_names,
     reported_in,
+    size_words,
 )
 from leapresearch.publish.labels import fmt, group_label
 from leapresearch.publish.narrative.common import _months, _pp, _snapped
@@ -167,9 +168,26 @@ def describe_calibrated_diagnostics(
     found = found.loc[(found["group"] == group) & found["p_value"].notna()]
     names = cal.calibrated()
     if not names:
+        grown = [
+            f"for the {d.words}, the rejection rate where the design is right was "
+            f"{d.size.percent()} at {size_words(d.sample_fraction)} but "
+            + " and ".join(
+                f"{c.size.percent()} at {size_words(c.sample_fraction)}"
+                for c in d.oversized_elsewhere()
+            )
+            for d in cal.diagnostics.values()
+            if d.size is not None and d.size.high <= SIZE_BOUND and d.oversized_elsewhere()
+        ]
+        why = (
+            " A test's size can grow with the sample when the design has a small bias: "
+            + "; ".join(grown)
+            + "."
+            if grown
+            else ""
+        )
         return (
             f"No check of the design is read here: none passed the calibration rule "
-            f"({cal.rule()}); notebooks 03 and 07 report each with its measured size."
+            f"({cal.rule()}).{why} Notebooks 03 and 07 report each with its measured size."
         )
     parts = []
     for name in names:
