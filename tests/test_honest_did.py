@@ -190,6 +190,38 @@ def test_table_labels_the_method_and_falls_back_to_bonferroni():
     assert set(one.loc[one["method"] == "relative_magnitudes", "inference"]) == {"Bonferroni"}
 
 
+def test_a_singular_covariance_is_refused_and_the_month_falls_back_to_bonferroni():
+    """A cluster-robust covariance with fewer clusters than coefficients is singular: some
+    moment then has a (rounding-)negative variance, whose square root was NaN and silently
+    accepted every value. The hybrid refuses it; the month's rows are the labelled fallback."""
+    import warnings
+
+    from leapresearch.estimation.sensitivity import _rm_rows as relative_magnitudes_rows
+
+    sigma = np.asarray(MEDICAID_SIGMA, np.float64)
+    w, v = np.linalg.eigh(sigma)
+    w[0] = -1e-13 * w[-1]  # rank-deficient up to rounding, as with few clusters
+    singular = (v * w) @ v.T
+    coef = EventCoefficients(MEDICAID_BETA, singular, n_pre=5, n_post=2, reference=-1)
+    with pytest.raises(FloatingPointError, match="singular"):
+        rm.HybridRM(MEDICAID_BETA, singular, 5, 2, 1, 1.0, 0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no NaN from a negative variance
+        rows = relative_magnitudes_rows(
+            coef, 0, (0.5, 1.0), alpha=0.05, df=None, estimate=0.05, n_treated=10
+        )
+    assert {r[2] for r in rows} == {"Bonferroni"}
+    lo, hi = bonferroni_rm_ci(coef, 0, 1.0, alpha=0.05, df=None)
+    assert (rows[1][5], rows[1][6]) == (lo, hi)
+    # the full-rank covariance is still computed by the hybrid
+    assert (
+        relative_magnitudes_rows(
+            medicaid(), 0, (1.0,), alpha=0.05, df=None, estimate=0.05, n_treated=10
+        )[0][2]
+        == "C-LF"
+    )
+
+
 def _published_sensitivity(brk_all: float, brk_pk5: float, how: str = "C-LF"):
     """A published sensitivity.csv: RM breakdowns as given, smoothness ones 1 larger."""
     import pandas as pd

@@ -52,6 +52,10 @@ GRID_POINTS = 1000
 LF_SIMULATIONS = 1000
 LF_SEED = 0
 LAMBDA_TOL = 1e-6  # HonestDiD's threshold for a binding moment (reported only)
+SINGULAR_RATIO = 1e-10
+"""A covariance of the event-study coefficients whose smallest eigenvalue is below this
+share of its largest is singular (for example a cluster-robust covariance with fewer
+clusters than coefficients): the hybrid test is not computed on it."""
 
 
 # --------------------------------------------------------------------------------------
@@ -252,6 +256,13 @@ class HybridRM:
             raise ValueError(f"post period {k} is not in 1..{n_post}")
         self.alpha, self.kappa = float(alpha), float(alpha) / 10
         beta, sigma = np.asarray(beta, np.float64), np.asarray(sigma, np.float64)
+        eig = np.linalg.eigvalsh((sigma + sigma.T) / 2)
+        if not eig[0] > SINGULAR_RATIO * eig[-1]:
+            raise FloatingPointError(
+                f"the covariance of the event-study coefficients is singular (smallest "
+                f"eigenvalue {eig[0]:.3g}, largest {eig[-1]:.3g}): the hybrid test's "
+                "conditioning on a moment is not defined"
+            )
         self.se = float(np.sqrt(sigma[n_pre + k - 1, n_pre + k - 1]))
         if not self.se > 0:
             raise FloatingPointError("the target coefficient has no variance")

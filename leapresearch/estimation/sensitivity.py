@@ -29,7 +29,9 @@ post-period month) valid for every ``delta`` in a set ``Delta``:
   original interval). The ``inference`` column of the table says ``C-LF``.
 
   **Fallback** (``inference = "Bonferroni"``): when the hybrid cannot be computed (a single
-  post-period month, whose no-nuisance test is not ported, or a moment without variance)
+  post-period month, whose no-nuisance test is not ported, a moment without variance, or a
+  singular covariance of the coefficients, such as a cluster-robust one with fewer clusters
+  than coefficients: ``relative_magnitudes.SINGULAR_RATIO``)
   the month's rows are a valid, more conservative **Bonferroni projection**: the
   identified set is ``beta_k +/- k Mbar D`` with ``D = max_s |delta_{s+1} - delta_s|``
   over the pre-period; with probability at least ``1 - alpha`` both
