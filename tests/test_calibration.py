@@ -26,9 +26,10 @@ FAMILY_ROLES = {
 }
 
 
-def synthetic_calibration(rates: dict[str, dict[str, float]]) -> cb.Calibration:
-    """A calibration of made-up families (:data:`FAMILY_ROLES`) with ``rates[name][family]``."""
-    summary = {
+def synthetic_summary(rates: dict[str, dict[str, float]]) -> dict:
+    """A validation summary of made-up families (:data:`FAMILY_ROLES`), 50 draws each, with
+    ``rates[name][family]``."""
+    return {
         "command": "made up",
         "verdict": [
             {"family": f, "assumption": a, "bias_significant": b}
@@ -47,8 +48,14 @@ def synthetic_calibration(rates: dict[str, dict[str, float]]) -> cb.Calibration:
             for f in FAMILY_ROLES
         ],
     }
+
+
+def synthetic_calibration(rates: dict[str, dict[str, float]]) -> cb.Calibration:
+    """A calibration of made-up families (:data:`FAMILY_ROLES`) with ``rates[name][family]``."""
     design = {"commit": "f" * 40, "alpha": 0.05, "sample_fraction": 0.5}
-    return cb.from_record(cb.calibration_record(summary, design, source="s", design_source="d"))
+    return cb.from_record(
+        cb.calibration_record(synthetic_summary(rates), design, source="s", design_source="d")
+    )
 
 
 def families_only_calibration() -> cb.Calibration:
@@ -106,19 +113,12 @@ def test_the_record_follows_the_rule_not_a_list_of_families():
 def test_a_size_measured_at_another_sample_size_can_uncalibrate_a_diagnostic():
     """A test within the bound on the families' small samples but above it in a larger
     held-out run (a small bias the larger sample detects) is not read; its words say both."""
-    summary = {
-        "command": "made up",
-        "verdict": [
-            {"family": f, "assumption": a, "bias_significant": b}
-            for f, (a, b) in FAMILY_ROLES.items()
-        ],
-        "diagnostics": [
-            {"family": f, "diagnostic": name, "draws": 50, "estimable": 50,
-             "rejection_rate": rate, "rejection_mcse": 0.01}
-            for name, rate in (("pretrend_adjusted_main", 0.04), ("pretrend_adjusted_far", 0.06))
-            for f in FAMILY_ROLES
-        ],
-    }  # fmt: skip
+    summary = synthetic_summary(
+        {
+            "pretrend_adjusted_main": dict.fromkeys(FAMILY_ROLES, 0.04),
+            "pretrend_adjusted_far": dict.fromkeys(FAMILY_ROLES, 0.06),
+        }
+    )
     bigger = {
         "command": "made up, larger",
         # a family biased on the small samples counts where its own run finds no bias
