@@ -718,3 +718,94 @@ def test_a_separating_direction_found_once_decides_the_next_fit_without_the_prog
     fit = propensity_scores(overlap, covariates=covariates)
     assert fit.attrs["fit_diagnostics"][0]["method"] == "mle"
     assert len(calls) == before  # certified by the fit itself
+
+
+def test_the_full_samples_separating_direction_decides_every_resample_of_its_rows(monkeypatch):
+    # the whole-procedure bootstrap re-fits each stack on a resample of its rows: a
+    # direction that separates the sample separates every resample, so the direction the
+    # program found on the full sample, handed to a fresh process, decides the draws'
+    # fits without the program, and they equal a fresh solve bit for bit
+    import scipy.optimize
+
+    from leapresearch.design.matching import separation as m
+
+    real, calls = scipy.optimize.linprog, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "linprog", counted)
+    monkeypatch.setattr(m, "_SEPARATING", {})
+    covariates = ["x1", "x2", "a", "c"]
+    full = _separated_by_two_columns(6, n=800)
+    with pytest.warns(PropensityFitWarning, match="separated"):
+        propensity_scores(full, covariates=covariates)
+    assert len(calls) == 1
+    found = m.remembered_directions()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        resample = full.iloc[rng.integers(0, len(full), len(full))].reset_index(drop=True)
+        resample["student"] = np.arange(len(resample))
+        monkeypatch.setattr(m, "_SEPARATING", {})  # a fresh worker
+        m.remember_directions(found)
+        before = len(calls)
+        with pytest.warns(PropensityFitWarning, match="separated"):
+            decided = propensity_scores(resample, covariates=covariates)
+        assert len(calls) == before
+        monkeypatch.setattr(m, "_SEPARATING", {})
+        with pytest.warns(PropensityFitWarning, match="separated"):
+            solved = propensity_scores(resample, covariates=covariates)
+        assert len(calls) == before + 1
+        pd.testing.assert_series_equal(decided, solved, check_exact=True)
+
+
+def test_directions_found_in_other_draws_never_push_out_the_first_one(monkeypatch):
+    from leapresearch.design.matching import separation as m
+
+    monkeypatch.setattr(m, "_SEPARATING", {})
+    first = (0.5, np.array([1.0, -1.0, 2.0]), np.array([]))
+    m.remember_directions({("cols",): [first]})
+    m.remember_directions({("cols",): [first]})  # the same direction is not kept twice
+    assert len(m._SEPARATING[("cols",)]) == 1
+    # rows with overlap: no kept direction is feasible, so each call asks the program,
+    # here a stand-in returning a new direction every time
+    frame = small_fit_frame(3, n=500)
+    y = frame["treated"].to_numpy(float)
+    z = frame[["x1", "x2", "b"]].to_numpy(float)
+    mean, sd = z.mean(0), z.std(0)
+    design = np.column_stack([np.ones(y.size), (z - mean) / sd])
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(m, "_program_direction", lambda *args: rng.uniform(-1, 1, 4))
+    for calls in range(1, m._DIRECTIONS_PER_COLUMNS + 3):
+        assert m._separated_remembering(design, None, y, columns=("cols",), mean=mean, sd=sd)
+        assert len(m._SEPARATING[("cols",)]) == min(1 + calls, m._DIRECTIONS_PER_COLUMNS)
+    assert m._SEPARATING[("cols",)][0] is first
+
+
+def test_a_fit_stopped_before_its_score_certifies_overlap_is_polished_not_sent_to_the_program(
+    monkeypatch,
+):
+    # the deviance criterion can stop a fit whose score is still too large for the
+    # certificate (the districts' draws: 1.7e-5 on 121,000 rows); two more Newton steps
+    # certify it, so the linear program is not solved; where overlap fails they cannot
+    from leapresearch.design.matching import logit
+    from leapresearch.design.matching import propensity as prop
+    from leapresearch.design.matching import separation as m
+
+    frame = small_fit_frame(2, n=2000)
+    y = frame["treated"].to_numpy(float)
+    z = frame[["x1", "x2", "b"]].to_numpy(float)
+    design = np.column_stack([np.ones(y.size), (z - z.mean(0)) / z.std(0)])
+    theta, converged, _, eta = logit._logit_newton(design, None, y, ridge=0.0, max_iter=4)
+    assert not converged and not m._overlap_certified(design, None, y, eta)
+    assert prop._certified(design, None, y, theta, eta)
+    assert not m._program_separates(design, None, y)  # the program's decision too
+
+    frame = _separated_by_two_columns(1)
+    y = frame["treated"].to_numpy(float)
+    z = frame[["x1", "a", "c"]].to_numpy(float)
+    design = np.column_stack([np.ones(y.size), (z - z.mean(0)) / z.std(0)])
+    theta, _, _, eta = logit._logit_newton(design, None, y, ridge=0.0)
+    assert not prop._certified(design, None, y, theta, eta)
+    assert m._program_separates(design, None, y)

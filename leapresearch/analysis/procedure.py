@@ -16,7 +16,8 @@ regression adjustment are those of the full sample, so their estimation error is
    distinct students (:func:`resampled_inputs`; codes stay inside the computation);
 3. the matched sample of the draw is built by
    :func:`~leapresearch.analysis.sample.prepare_matched`, the function a run uses
-   (propensity score, matching with the same tie rule, censoring weights), and each
+   (propensity score, its Newton fits started from the full sample's coefficients;
+   matching with the same tie rule; censoring weights), and each
    headline group (all visited students, each grade band and the pooled 6-12) is fitted
    by :func:`~leapresearch.analysis.fitting.fit_group` (regression adjustment and event
    study), as in ``event_study.csv``.
@@ -60,6 +61,7 @@ from leapresearch.analysis.fitting import band_rel_times, cluster_level, fit_gro
 from leapresearch.analysis.sample import Prepared, prepare_matched
 from leapresearch.config import Config
 from leapresearch.data.panel import AnalyticPanel
+from leapresearch.design.matching.separation import remember_directions, remembered_directions
 from leapresearch.design.pool import Candidates
 from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.falsification import ID_COLUMNS
@@ -86,7 +88,13 @@ class ProcedureData:
     (the monthly and annual tables are left empty). ``row_cluster`` gives the position of
     each candidate row's cluster in the order of :func:`cluster_keys`, ``student_rank`` each
     student's position in the order of :func:`student_keys`; ``school_clusters``: the
-    clusters are schools (else students).
+    clusters are schools (else students). ``separating``: the separating directions of the
+    propensity fits found so far in this process
+    (:func:`~leapresearch.design.matching.separation.remembered_directions`); a draw's
+    rows are copies of the sample's, so these decide its separated fits without the linear
+    program (the same decision, faster). ``pscore_start``: the full sample's propensity
+    coefficients by stack, where each draw's fits start (the same maximum, fewer Newton
+    steps).
     """
 
     panel: AnalyticPanel
@@ -97,6 +105,8 @@ class ProcedureData:
     seed: int
     student_rank: np.ndarray
     school_clusters: bool
+    separating: dict = dataclasses.field(default_factory=dict)
+    pscore_start: dict = dataclasses.field(default_factory=dict)
 
 
 def _as_text(column: pd.Series) -> pd.Series:
@@ -202,6 +212,12 @@ def procedure_data(prepared: Prepared) -> ProcedureData:
         seed=config.inference.seed,
         student_rank=student_rank,
         school_clusters=level == "school",
+        separating=remembered_directions(),
+        pscore_start={
+            fit["group"]: fit["coefficients"]
+            for fit in prepared.matching.settings.get("fit_diagnostics", ())
+            if "coefficients" in fit
+        },
     )
 
 
@@ -236,10 +252,11 @@ def resampled_inputs(data: ProcedureData, counts: np.ndarray) -> tuple[AnalyticP
     source = np.empty(uniq.size, np.int64)
     source[student] = orig
     school = data.row_cluster[rows] if data.school_clusters else frame["school"].to_numpy()[rows]
-    out = frame.iloc[rows].assign(
-        student=student, school=np.unique(school * width + copy, return_inverse=True)[1]
-    )
-    out = out.iloc[np.lexsort((student, out["stack"].to_numpy()))].reset_index(drop=True)
+    order = np.lexsort((student, frame["stack"].to_numpy()[rows]))
+    school = np.unique(school * width + copy, return_inverse=True)[1]
+    out = frame.iloc[rows[order]].reset_index(drop=True)  # one copy of the wide frame
+    out["student"] = student[order]
+    out["school"] = school[order]
     panel = data.panel
     roster = panel.roster  # sorted by student and year
     sizes = np.bincount(roster["student"].to_numpy(), minlength=panel.n_students)
@@ -284,10 +301,13 @@ def headline_fits(prepared: Prepared) -> dict[str, pd.Series]:
 def draw_estimates(data: ProcedureData, draw: int) -> dict[str, pd.Series]:
     """The headline groups' estimates in draw ``draw`` (the whole procedure re-run)."""
     panel, candidates = resampled_inputs(data, draw_counts(data.seed, draw, data.n_clusters))
+    remember_directions(data.separating)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. a ridge propensity fit; the run reports its own
         try:
-            prepared = prepare_matched(panel, candidates, data.config)
+            prepared = prepare_matched(
+                panel, candidates, data.config, pscore_start=data.pscore_start
+            )
             return headline_fits(prepared)
         except (ValueError, np.linalg.LinAlgError):  # a draw the data cannot support
             return {}

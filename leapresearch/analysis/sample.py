@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,7 +101,11 @@ def _weights_from_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
 
 @single_blas_thread
 def run_matching(
-    candidates: Candidates, config: Config, *, pscore: pd.Series | None = None
+    candidates: Candidates,
+    config: Config,
+    *,
+    pscore: pd.Series | None = None,
+    pscore_start: Mapping[Any, Mapping[str, float]] | None = None,
 ) -> MatchResult:
     """Propensity-score matching of each visited student to never-visited students.
 
@@ -112,7 +118,9 @@ def run_matching(
     stays the effect on all visited students rather than on those with close matches.
 
     ``pscore`` (aligned with ``candidates.frame``) reuses propensity scores already fitted
-    on the same candidates (the specification table's ratio and caliper rows).
+    on the same candidates (the specification table's ratio and caliper rows);
+    ``pscore_start`` starts the score's fits from earlier coefficients (the ``start`` of
+    :func:`~leapresearch.design.matching.propensity.propensity_scores`).
     """
     m = config.matching
     exact = ["stack", *m.exact]
@@ -127,6 +135,7 @@ def run_matching(
             caliper=m.caliper,
             replace=m.replace,
             seed=m.seed,
+            start=pscore_start,
         )
     else:
         result = nearest_neighbor_match(
@@ -274,19 +283,20 @@ def prepare_matched(
     *,
     max_rel_time: int | None = None,
     pscore: pd.Series | None = None,
+    pscore_start: Mapping[Any, Mapping[str, float]] | None = None,
     log: Log = quiet,
 ) -> Prepared:
     """Match the candidates and build the stacked panel of the matched units.
 
     ``max_rel_time`` keeps only months up to that event time (the placebo stops before
-    the real first visit); ``pscore`` reuses fitted propensity scores
-    (:func:`run_matching`).
+    the real first visit); ``pscore`` reuses fitted propensity scores and ``pscore_start``
+    starts their fits from earlier coefficients (:func:`run_matching`).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_matching(candidates, config, pscore=pscore)
+        result = run_matching(candidates, config, pscore=pscore, pscore_start=pscore_start)
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     timings["matching"] = time.perf_counter() - t0
     n_t = int(candidates.frame["treated"].sum())

@@ -86,13 +86,21 @@ def _logit_newton(
     ridge: float,
     max_iter: int = 50,
     tol: float = 1e-10,
+    start: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool, int, np.ndarray]:
-    """Newton-Raphson logistic regression on ``[design | dmat]``; column 0 is unpenalised."""
+    """Newton-Raphson logistic regression on ``[design | dmat]``; column 0 is unpenalised.
+
+    From ``start`` when given, else from the intercept-only fit; ``tol=0`` takes exactly
+    ``max_iter`` steps (converged is then False).
+    """
     p = design.shape[1]
     g = 0 if dmat is None else dmat.shape[1]
-    theta = np.zeros(p + g)
-    ybar = y.mean()
-    theta[0] = np.log(ybar / (1.0 - ybar))
+    if start is not None:
+        theta = np.array(start, dtype=np.float64)
+    else:
+        theta = np.zeros(p + g)
+        ybar = y.mean()
+        theta[0] = np.log(ybar / (1.0 - ybar))
     pen = np.full(p + g, ridge)
     pen[0] = 0.0
 

@@ -8,7 +8,8 @@ Imbens 2006), so that no id or row order decides among equally distant compariso
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -134,6 +135,7 @@ def match(
     seed: int = 0,
     by: Sequence[str] = ("stack",),
     fixed_effects: Sequence[str] = DEFAULT_FIXED_EFFECTS,
+    start: Mapping[Any, Mapping[str, float]] | None = None,
 ) -> MatchResult:
     """Estimate propensity scores and match (:func:`propensity_scores` then NN matching).
 
@@ -145,7 +147,7 @@ def match(
         Covariates of the propensity model.
     exact, ratio, caliper, replace, m_order, seed
         See :func:`nearest_neighbor_match`.
-    by, fixed_effects
+    by, fixed_effects, start
         See :func:`propensity_scores`.
 
     Returns
@@ -160,7 +162,9 @@ def match(
     with additive fixed-effect dummies, then treated students are matched k:1 within
     ``exact`` strata with a caliper of ``caliper`` standard deviations of the logit.
     """
-    ps = propensity_scores(candidates, covariates=covariates, by=by, fixed_effects=fixed_effects)
+    ps = propensity_scores(
+        candidates, covariates=covariates, by=by, fixed_effects=fixed_effects, start=start
+    )
     res = nearest_neighbor_match(
         candidates,
         ps,

@@ -11,7 +11,7 @@ decimals; rows with identical covariates share one score bit for bit.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ def propensity_scores(
     covariates: Sequence[str],
     by: Sequence[str] = ("stack",),
     fixed_effects: Sequence[str] = DEFAULT_FIXED_EFFECTS,
+    start: Mapping[Any, Mapping[str, float]] | None = None,
 ) -> pd.Series:
     r"""Estimate the linear propensity score (logit) of every candidate row.
 
@@ -66,12 +67,20 @@ def propensity_scores(
         Columns defining separate fits.
     fixed_effects : sequence of str, default ("district", "grade_band")
         Categorical columns entered as additive dummies.
+    start : mapping, optional
+        Starting values of the fits (maximum likelihood and ridge) by fit group (the
+        ``group`` of ``fit_diagnostics``): the ``coefficients`` of an earlier fit, for
+        example the full sample's in a bootstrap draw. Only the path of the Newton
+        iterations changes (a column without a value starts at 0): both objectives are
+        concave, so the fit converges to the same maximum.
 
     Returns
     -------
     pandas.Series
         ``pscore`` aligned with ``candidates.index``. ``attrs["fit_diagnostics"]`` holds one
-        dict per fit group (rows used, columns dropped, method, convergence).
+        dict per fit group (rows used, columns dropped, method, convergence and, for a
+        converged fit, its ``coefficients`` on the covariates' own scale by column name,
+        the intercept as ``"(intercept)"``).
 
     Raises
     ------
@@ -131,7 +140,7 @@ def propensity_scores(
         fe_labels.append((f, np.asarray(uniques, dtype=object)))
 
     eta, diagnostics = _fit_groups(
-        candidates, treated, cov_arrays, covariates, by, fe_codes, fe_labels
+        candidates, treated, cov_arrays, covariates, by, fe_codes, fe_labels, start or {}
     )
     out = pd.Series(eta, index=candidates.index, name="pscore")
     out.attrs["fit_diagnostics"] = tuple(diagnostics)
@@ -146,6 +155,7 @@ def _fit_groups(
     by: tuple[str, ...],
     fe_codes: list[np.ndarray],
     fe_labels: list[tuple[str, np.ndarray]],
+    start: Mapping[Any, Mapping[str, float]],
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Fit every ``by`` group (rows in canonical order); scores and diagnostics."""
     eta = np.full(len(candidates), np.nan)
@@ -166,6 +176,7 @@ def _fit_groups(
             [codes[rows] for codes in fe_codes],
             fe_labels,
             group_label=f"{tuple(by)}={key!r}",
+            start=start.get(key),
         )
         # identical covariate rows get the very same score (that of the first of them)
         eta[rows] = np.round(eta_g[first], PSCORE_DECIMALS)
@@ -261,8 +272,13 @@ def _fit_group(
     fe_labels: list[tuple[str, np.ndarray]],
     *,
     group_label: str,
+    start: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Fit one propensity model; return the linear predictor (NaN where not estimable)."""
+    """Fit one propensity model; return the linear predictor (NaN where not estimable).
+
+    ``start``: coefficients by column name on the covariates' own scale (see
+    :func:`propensity_scores`), where the fits start.
+    """
     n = y.size
     eta = np.full(n, np.nan)
     active = _informative_rows(y, fe_codes)
@@ -298,20 +314,26 @@ def _fit_group(
     if dmat is not None and dmat.shape[1] == 0:
         dmat = None
 
+    kept = np.flatnonzero(nonconst)[keep_z]
+    names = (
+        [z_names[j] for j in np.flatnonzero(keep_z)],
+        [d_names[j] for j in np.flatnonzero(keep_d)],
+    )
     method, converged, n_iter = "mle", True, 0
     separated = _one_column_separates(design, dmat, ya)
     if not separated:
-        theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0)
+        theta0 = None if start is None else _standardised(start, names, mean[kept], sd[kept])
+        theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0, start=theta0)
         # a converged fit usually proves there is no separation; the linear program
         # decides the other groups (the same decision either way: _overlap_certified)
-        if not (converged and _overlap_certified(design, dmat, ya, eta_a)):
-            kept = np.flatnonzero(nonconst)[keep_z]
-            columns = (
-                tuple(z_names[j] for j in np.flatnonzero(keep_z)),
-                tuple(d_names[j] for j in np.flatnonzero(keep_d)),
-            )
+        if not (converged and _certified(design, dmat, ya, theta, eta_a)):
             separated = _separated_remembering(
-                design, dmat, ya, columns=columns, mean=mean[kept], sd=sd[kept]
+                design,
+                dmat,
+                ya,
+                columns=(tuple(names[0]), tuple(names[1])),
+                mean=mean[kept],
+                sd=sd[kept],
             )
     if not converged or separated:
         problem = "did not converge" if not converged else "is (quasi-)separated"
@@ -321,7 +343,10 @@ def _fit_group(
             PropensityFitWarning,
             stacklevel=3,
         )
-        theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=RIDGE_FALLBACK)
+        theta0 = None if start is None else _standardised(start, names, mean[kept], sd[kept])
+        theta, converged, n_iter, eta_a = _logit_newton(
+            design, dmat, ya, ridge=RIDGE_FALLBACK, start=theta0
+        )
         method = "ridge"
         if not converged:
             warnings.warn(
@@ -331,7 +356,60 @@ def _fit_group(
             )
     eta[active] = eta_a
     diag.update(dropped_columns=tuple(dropped), method=method, converged=converged, n_iter=n_iter)
+    if converged:
+        diag["coefficients"] = _raw_scale(theta, names, mean[kept], sd[kept])
     return eta, diag
+
+
+INTERCEPT = "(intercept)"
+"""Name of the intercept in a fit's ``coefficients``."""
+
+
+def _raw_scale(
+    theta: np.ndarray, names: tuple[list[str], list[str]], mean: np.ndarray, sd: np.ndarray
+) -> dict[str, float]:
+    """Coefficients of ``[1, (x - mean) / sd, dummies]`` on the scale of ``x``, by name."""
+    p = 1 + len(names[0])
+    b = theta[1:p] / sd
+    out = {INTERCEPT: float(theta[0] - b @ mean)}
+    out.update(zip(names[0], b.tolist(), strict=True))
+    out.update(zip(names[1], theta[p:].tolist(), strict=True))
+    return out
+
+
+def _standardised(
+    coefficients: Mapping[str, float],
+    names: tuple[list[str], list[str]],
+    mean: np.ndarray,
+    sd: np.ndarray,
+) -> np.ndarray:
+    """:func:`_raw_scale`'s inverse on these columns (a column not given: 0)."""
+    b = np.array([coefficients.get(n, 0.0) for n in names[0]], dtype=np.float64)
+    c = np.array([coefficients.get(n, 0.0) for n in names[1]], dtype=np.float64)
+    return np.concatenate([[coefficients.get(INTERCEPT, 0.0) + b @ mean], b * sd, c])
+
+
+POLISH_STEPS = 2
+"""Newton steps taken beyond a converged fit when its score is too large to certify overlap."""
+
+
+def _certified(
+    design: np.ndarray, dmat: Any, y: np.ndarray, theta: np.ndarray, eta: np.ndarray
+) -> bool:
+    """Whether the fit ``theta`` (linear predictor ``eta``) proves there is no separation.
+
+    The deviance criterion stops the fit while its score can still be too large for
+    :func:`_overlap_certified`; then :data:`POLISH_STEPS` more Newton steps from ``theta``
+    bring the score to rounding level and are tried instead (the certificate holds for
+    any linear predictor). The polished fit serves only the certificate: the scores are
+    those of the fit, and the decision is the linear program's either way.
+    """
+    if _overlap_certified(design, dmat, y, eta):
+        return True
+    _, _, _, polished = _logit_newton(
+        design, dmat, y, ridge=0.0, start=theta, max_iter=POLISH_STEPS, tol=0.0
+    )
+    return _overlap_certified(design, dmat, y, polished)
 
 
 def _informative_rows(y: np.ndarray, fe_codes: list[np.ndarray]) -> np.ndarray:

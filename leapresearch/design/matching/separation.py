@@ -39,13 +39,47 @@ def _program_separates(design: np.ndarray, dmat: sp.csr_array | None, y: np.ndar
     return _program_direction(design, dmat, y) is not None
 
 
-_SEPARATING: dict[tuple, tuple[float, np.ndarray, np.ndarray]] = {}
+Directions = dict[tuple, list[tuple[float, np.ndarray, np.ndarray]]]
+"""Separating directions by the names of the columns: ``(b0, b, c)`` on the raw scale."""
+
+_SEPARATING: Directions = {}
 """Separating directions the program found, on the raw scale, by the names of the columns.
 
 A run fits the propensity model of the same strata several times (the main matching, the
-specifications that re-match): :func:`_separated_remembering` tries a direction found
-before, checked exactly on the new rows, before solving the program again.
+specifications that re-match, the draws of the whole-procedure bootstrap):
+:func:`_separated_remembering` tries the directions found before, checked exactly on the
+new rows, before solving the program again. A direction that separates a sample separates
+every resample of its rows, so the full sample's directions decide the bootstrap's draws
+(:func:`remembered_directions`, :func:`remember_directions`). At most
+:data:`_DIRECTIONS_PER_COLUMNS` are kept per set of columns: the first found, and the
+latest others.
 """
+
+_DIRECTIONS_PER_COLUMNS = 4
+
+
+def remembered_directions() -> Directions:
+    """A copy of the separating directions this process has found (see :data:`_SEPARATING`)."""
+    return {columns: list(found) for columns, found in _SEPARATING.items()}
+
+
+def remember_directions(directions: Directions) -> None:
+    """Add directions found elsewhere (:func:`remembered_directions` of another process).
+
+    Only the speed of later fits changes: a remembered direction decides a fit only where
+    the program would reach the same decision (:func:`_separated_remembering`).
+    """
+    for columns, found in directions.items():
+        known = _SEPARATING.setdefault(columns, [])
+        for direction in found:
+            if len(known) < _DIRECTIONS_PER_COLUMNS and not any(
+                _same_direction(direction, k) for k in known
+            ):
+                known.append(direction)
+
+
+def _same_direction(a: tuple, b: tuple) -> bool:
+    return a[0] == b[0] and np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
 
 
 def _separated_remembering(
@@ -57,21 +91,19 @@ def _separated_remembering(
     mean: np.ndarray,
     sd: np.ndarray,
 ) -> bool:
-    """:func:`_program_separates`, trying first a direction found before for ``columns``.
+    """:func:`_program_separates`, trying first the directions found before for ``columns``.
 
     ``design`` is ``[1, (x - mean) / sd]``. A direction is kept on the raw scale
     (``b0 + b'x + c'd``) and re-expressed on this group's standardisation, scaled into the
-    program's box ``|beta_j| <= 1``. When it is feasible for these rows (within HiGHS's
+    program's box ``|beta_j| <= 1``. When one is feasible for these rows (within HiGHS's
     primal feasibility tolerance, 1e-7) and its objective exceeds the program's threshold,
     the program's optimum does too: the data are separated, the same decision the program
     would reach, and the program is not solved.
     """
-    known = _SEPARATING.get(columns)
-    if known is not None:
-        b0, b, c = known
+    p = design.shape[1]
+    for b0, b, c in _SEPARATING.get(columns, ()):
         beta = np.concatenate([[b0 + b @ mean], b * sd, c])
         beta /= max(float(np.abs(beta).max()), 1e-300)
-        p = design.shape[1]
         margins = design @ beta[:p]
         if dmat is not None:
             margins = margins + dmat @ beta[p:]
@@ -81,11 +113,13 @@ def _separated_remembering(
     beta = _program_direction(design, dmat, y)
     if beta is None:
         return False
-    p = design.shape[1]
     b = beta[1:p] / sd
     if len(_SEPARATING) >= 256:
         _SEPARATING.clear()
-    _SEPARATING[columns] = (float(beta[0] - b @ mean), b, beta[p:].copy())
+    known = _SEPARATING.setdefault(columns, [])
+    if len(known) >= _DIRECTIONS_PER_COLUMNS:
+        del known[1]  # the first is kept: in the bootstrap's draws, the full sample's
+    known.append((float(beta[0] - b @ mean), b, beta[p:].copy()))
     return True
 
 
