@@ -68,19 +68,16 @@ def propensity_scores(
     fixed_effects : sequence of str, default ("district", "grade_band")
         Categorical columns entered as additive dummies.
     start : mapping, optional
-        Starting values of the fits (maximum likelihood and ridge) by fit group (the
-        ``group`` of ``fit_diagnostics``): the ``coefficients`` of an earlier fit, for
-        example the full sample's in a bootstrap draw. Only the path of the Newton
-        iterations changes (a column without a value starts at 0): both objectives are
-        concave, so the fit converges to the same maximum.
+        By fit group, ``coefficients`` of an earlier fit (a bootstrap draw: the full
+        sample's) where the Newton fits start; the maximum is the same (both objectives
+        are concave), up to the convergence criterion (the score's last decimal).
 
     Returns
     -------
     pandas.Series
         ``pscore`` aligned with ``candidates.index``. ``attrs["fit_diagnostics"]`` holds one
-        dict per fit group (rows used, columns dropped, method, convergence and, for a
-        converged fit, its ``coefficients`` on the covariates' own scale by column name,
-        the intercept as ``"(intercept)"``).
+        dict per fit group (rows used, columns dropped, method, convergence and, if
+        converged, ``coefficients`` on the covariates' scale by name, :data:`INTERCEPT`).
 
     Raises
     ------
@@ -132,19 +129,25 @@ def propensity_scores(
     _require_columns(candidates, ["treated", *covariates, *by, *fixed_effects])
     treated = _as_bool(candidates["treated"])
     cov_arrays = {c: _numeric_values(candidates, c) for c in covariates}
-    fe_codes, fe_labels = [], []
-    for f in fixed_effects:
-        # sorted levels: the dummy columns do not depend on the order of the rows
-        codes, uniques = pd.factorize(candidates[f], use_na_sentinel=False, sort=True)
-        fe_codes.append(codes.astype(np.int64))
-        fe_labels.append((f, np.asarray(uniques, dtype=object)))
-
+    fe_codes, fe_labels = _fixed_effect_codes(candidates, fixed_effects)
     eta, diagnostics = _fit_groups(
         candidates, treated, cov_arrays, covariates, by, fe_codes, fe_labels, start or {}
     )
     out = pd.Series(eta, index=candidates.index, name="pscore")
     out.attrs["fit_diagnostics"] = tuple(diagnostics)
     return out
+
+
+def _fixed_effect_codes(
+    candidates: pd.DataFrame, fixed_effects: Sequence[str]
+) -> tuple[list[np.ndarray], list[tuple[str, np.ndarray]]]:
+    """Codes of each fixed-effect column's levels, sorted (not in the order of the rows)."""
+    fe_codes, fe_labels = [], []
+    for f in fixed_effects:
+        codes, uniques = pd.factorize(candidates[f], use_na_sentinel=False, sort=True)
+        fe_codes.append(codes.astype(np.int64))
+        fe_labels.append((f, np.asarray(uniques, dtype=object)))
+    return fe_codes, fe_labels
 
 
 def _fit_groups(
