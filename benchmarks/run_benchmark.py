@@ -34,7 +34,8 @@ What it measures, for one scale of the synthetic data (``demo``, ``districts`` a
 5. **Scaling**: the in-process stages over ``--sizes`` sample fractions of the scale.
 
 It prints Markdown tables with the machine (CPU, cores, RAM, load average, versions,
-date) and writes ``benchmarks/results/<date>-<scale>.json``. Load averages are recorded
+date) and writes ``benchmarks/results/<date>-<scale>.json`` (``<date>b-...`` for a later
+measurement of the same day, never replacing one). Load averages are recorded
 beside every measurement: the timings are only comparable on an idle machine.
 
 The prepared sample that ``leapresearch run`` caches for the notebooks lands under the
@@ -1390,10 +1391,21 @@ def main() -> None:
     print()
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    day = dt.date.today().isoformat()
-    path = args.out / f"{day}-{args.scale}{settings_suffix(args.settings)}.json"
+    path = result_path(args.out, dt.date.today().isoformat(), args.scale, args.settings)
     path.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"\nwrote {path}")
+
+
+def result_path(out: Path, day: str, scale: str, settings: list[str]) -> Path:
+    """``OUT/<day>-<scale><settings>.json``; a later measurement of the same day never
+    replaces an earlier one: ``<day>b-...``, ``<day>c-...`` (they sort after it, so the
+    README's check reads the latest)."""
+    name = f"{scale}{settings_suffix(settings)}.json"
+    for letter in ["", *"bcdefghijklmnopqrstuvwxyz"]:
+        path = out / f"{day}{letter}-{name}"
+        if not path.exists():
+            return path
+    raise FileExistsError(f"{out}: 26 results of {day} for {name} already")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,24 @@ def test_a_run_with_set_gets_a_file_the_readme_check_does_not_read():
     assert "/" not in bench.settings_suffix(["report.title=a/b"])
 
 
+def test_a_second_measurement_of_the_day_gets_its_own_file_read_as_the_latest(tmp_path):
+    first = bench.result_path(tmp_path, "2026-12-05", "districts", [])
+    assert first.name == "2026-12-05-districts.json"
+    first.write_text("{}")
+    second = bench.result_path(tmp_path, "2026-12-05", "districts", [])
+    assert second.name == "2026-12-05b-districts.json"  # the first is never replaced
+    second.write_text("{}")
+    third = bench.result_path(tmp_path, "2026-12-05", "districts", [])
+    assert third.name == "2026-12-05c-districts.json"
+    later = bench.result_path(tmp_path, "2026-12-06", "districts", [])
+    # the README's check takes the last of the sorted names (tests/test_readme.py)
+    names = sorted(p.name for p in [first, second, third, later])
+    assert names == [first.name, second.name, third.name, later.name]
+    assert fnmatch.fnmatch(second.name, "*-districts.json")
+    other = bench.result_path(tmp_path, "2026-12-05", "districts", ["a=1"])
+    assert other.name == "2026-12-05-districts-set-a_1.json"
+
+
 def test_log_stages_time_the_bootstrap_and_the_notebooks():
     stages = bench.log_stages(LOG)
     assert stages == {"procedure_bootstrap": 40.0, "notebooks": 12.0}
