@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from leapresearch.design.matching.grid import _group_codes
 from leapresearch.design.matching.propensity import _canonical_rows, _packed_keys
 from leapresearch.design.matching.separation import _one_column_separates
-from leapresearch.design.matching.sorting import _int_lexsort
+from leapresearch.design.matching.sorting import _dense_codes, _int_lexsort
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -29,6 +29,24 @@ def test_int_lexsort_falls_back_when_the_ranges_overflow():
     keys = (rng.integers(-(2**62), 2**62, 1_000), rng.integers(0, 5, 1_000))
     np.testing.assert_array_equal(_int_lexsort(keys), np.lexsort(keys))
     assert _int_lexsort((np.zeros(0, np.int64),)).size == 0
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(3).integers(0, 900, 5_000),  # a small range: the table
+        np.random.default_rng(4).integers(-50, 50, 300),  # negative values
+        np.random.default_rng(5).integers(0, 10**12, 2_000),  # a wide range: np.unique
+        np.array([7]),
+        np.zeros(0, np.int64),
+    ],
+)
+def test_dense_codes_are_np_unique(values):
+    uniques, codes = _dense_codes(values)
+    expected_uniques, expected_codes = np.unique(values, return_inverse=True)
+    np.testing.assert_array_equal(uniques, expected_uniques)
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert uniques.dtype == expected_uniques.dtype
 
 
 def test_packed_keys_keep_the_lexicographic_order_and_ties():

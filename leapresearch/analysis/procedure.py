@@ -62,6 +62,7 @@ from leapresearch.analysis.sample import Prepared, prepare_matched
 from leapresearch.config import Config
 from leapresearch.data.panel import AnalyticPanel
 from leapresearch.design.matching.separation import remember_directions, remembered_directions
+from leapresearch.design.matching.sorting import _dense_codes, _int_lexsort
 from leapresearch.design.pool import Candidates
 from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.falsification import ID_COLUMNS
@@ -248,12 +249,12 @@ def resampled_inputs(data: ProcedureData, counts: np.ndarray) -> tuple[AnalyticP
     copy = np.arange(rows.size) - np.repeat(np.cumsum(rep) - rep, rep)
     width = int(copy.max(initial=0)) + 1
     orig = frame["student"].to_numpy(np.int64)[rows]
-    uniq, student = np.unique(data.student_rank[orig] * width + copy, return_inverse=True)
+    uniq, student = _dense_codes(data.student_rank[orig] * width + copy)
     source = np.empty(uniq.size, np.int64)
     source[student] = orig
     school = data.row_cluster[rows] if data.school_clusters else frame["school"].to_numpy()[rows]
-    order = np.lexsort((student, frame["stack"].to_numpy()[rows]))
-    school = np.unique(school * width + copy, return_inverse=True)[1]
+    order = _int_lexsort((student, frame["stack"].to_numpy()[rows]))
+    school = _dense_codes(school * width + copy)[1]
     out = frame.iloc[rows[order]].reset_index(drop=True)  # one copy of the wide frame
     out["student"] = student[order]
     out["school"] = school[order]
