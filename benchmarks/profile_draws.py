@@ -1,0 +1,76 @@
+"""Time and profile whole-procedure bootstrap draws in one process (issue 27 item 2).
+
+Prepares the matched sample of a data folder as a run does, then runs draws ``0 ..
+DRAWS-1`` of :func:`leapresearch.analysis.procedure.draw_estimates` under cProfile and
+prints the wall time, CPU time and minor page faults per draw and the functions that take
+the time. ``--estimates FILE`` pickles the draws' estimates, so that two commits can be
+checked for the same numbers (``--compare FILE``). Wall times of runs sharing the machine
+are comparable only with each other; the whole run is measured by ``run_benchmark.py``.
+
+    python benchmarks/profile_draws.py DATA [--draws 3] [--estimates OUT.pkl] [--compare OLD.pkl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pickle
+import pstats
+import resource
+import time
+from pathlib import Path
+
+from leapresearch.analysis import procedure
+from leapresearch.analysis.sample import prepare
+from leapresearch.config import load_config
+from leapresearch.data.contract.validate import read_raw_tables
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="a data folder (leapresearch simulate --out)")
+    parser.add_argument("--draws", type=int, default=3, help="draws to time (from draw 0)")
+    parser.add_argument("--vintage", default="demo", help="parameter file of the run")
+    parser.add_argument("--estimates", type=Path, help="pickle the draws' estimates here")
+    parser.add_argument("--compare", type=Path, help="estimates pickled by an earlier call")
+    parser.add_argument("--top", type=int, default=30, help="functions listed")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    prepared = prepare(read_raw_tables(args.data), load_config(args.vintage))
+    data = procedure.procedure_data(prepared)
+    print(f"matched sample: {time.perf_counter() - start:.1f} s")
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.enable()
+    estimates = {d: procedure.draw_estimates(data, d) for d in range(args.draws)}
+    profile.disable()
+    wall = (time.perf_counter() - start) / args.draws
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user = (after.ru_utime - before.ru_utime) / args.draws
+    system = (after.ru_stime - before.ru_stime) / args.draws
+    faults = (after.ru_minflt - before.ru_minflt) / args.draws
+    print(
+        f"per draw ({args.draws} draws, profiled): {wall:.1f} s wall, {user:.1f} s user and "
+        f"{system:.1f} s system CPU, {faults:,.0f} minor page faults"
+    )
+    if args.estimates:
+        args.estimates.write_bytes(pickle.dumps(estimates))
+    if args.compare:
+        earlier = pickle.loads(args.compare.read_bytes())
+        same = all(
+            d in earlier
+            and earlier[d].keys() == estimates[d].keys()
+            and all(earlier[d][g].equals(estimates[d][g]) for g in estimates[d])
+            for d in estimates
+        )
+        print(f"estimates identical with {args.compare}: {same}")
+    stats = pstats.Stats(profile)
+    stats.sort_stats("cumulative").print_stats(args.top)
+    stats.sort_stats("tottime").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    main()
