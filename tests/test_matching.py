@@ -674,15 +674,12 @@ def _separated_by_two_columns(seed: int, n: int = 600) -> pd.DataFrame:
     return frame
 
 
-def test_a_separating_direction_found_once_decides_the_next_fit_without_the_program(
-    monkeypatch,
-):
-    # the specifications re-fit the same strata on other rows: the direction the program
-    # found is re-expressed on the new rows' standardisation and checked exactly, and the
-    # fit is the one a fresh solve gives
+@pytest.fixture
+def linprog_calls(monkeypatch):
+    """The separation program's calls, counted; no separating direction remembered yet."""
     import scipy.optimize
 
-    from leapresearch.design.matching import separation as m
+    from leapresearch.design.matching import separation
 
     real, calls = scipy.optimize.linprog, []
 
@@ -691,7 +688,19 @@ def test_a_separating_direction_found_once_decides_the_next_fit_without_the_prog
         return real(*args, **kwargs)
 
     monkeypatch.setattr(scipy.optimize, "linprog", counted)
-    monkeypatch.setattr(m, "_SEPARATING", {})
+    monkeypatch.setattr(separation, "_SEPARATING", {})
+    return calls
+
+
+def test_a_separating_direction_found_once_decides_the_next_fit_without_the_program(
+    monkeypatch, linprog_calls
+):
+    # the specifications re-fit the same strata on other rows: the direction the program
+    # found is re-expressed on the new rows' standardisation and checked exactly, and the
+    # fit is the one a fresh solve gives
+    from leapresearch.design.matching import separation as m
+
+    calls = linprog_calls
     covariates = ["x1", "x2", "a", "c"]
     with pytest.warns(PropensityFitWarning, match="separated"):
         propensity_scores(_separated_by_two_columns(3), covariates=covariates)
@@ -720,23 +729,16 @@ def test_a_separating_direction_found_once_decides_the_next_fit_without_the_prog
     assert len(calls) == before  # certified by the fit itself
 
 
-def test_the_full_samples_separating_direction_decides_every_resample_of_its_rows(monkeypatch):
+def test_the_full_samples_separating_direction_decides_every_resample_of_its_rows(
+    monkeypatch, linprog_calls
+):
     # the whole-procedure bootstrap re-fits each stack on a resample of its rows: a
     # direction that separates the sample separates every resample, so the direction the
     # program found on the full sample, handed to a fresh process, decides the draws'
     # fits without the program, and they equal a fresh solve bit for bit
-    import scipy.optimize
-
     from leapresearch.design.matching import separation as m
 
-    real, calls = scipy.optimize.linprog, []
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(scipy.optimize, "linprog", counted)
-    monkeypatch.setattr(m, "_SEPARATING", {})
+    calls = linprog_calls
     covariates = ["x1", "x2", "a", "c"]
     full = _separated_by_two_columns(6, n=800)
     with pytest.warns(PropensityFitWarning, match="separated"):

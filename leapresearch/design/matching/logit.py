@@ -160,3 +160,21 @@ def _logit_newton(
             converged = True
             break
     return theta, converged, it, eta
+
+
+def _raw_coefficients(
+    theta: np.ndarray, p: int, mean: np.ndarray, sd: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """``theta`` of ``[1, (x - mean) / sd, d]`` as ``(b0, b, c)`` of ``b0 + b'x + c'd``.
+
+    The same linear predictor on the covariates' own scale; ``p`` dense columns.
+    """
+    b = theta[1:p] / sd
+    return float(theta[0] - b @ mean), b, theta[p:].copy()
+
+
+def _standardised_coefficients(
+    b0: float, b: np.ndarray, c: np.ndarray, mean: np.ndarray, sd: np.ndarray
+) -> np.ndarray:
+    """:func:`_raw_coefficients`' inverse: ``theta`` of ``[1, (x - mean) / sd, d]``."""
+    return np.concatenate([[b0 + b @ mean], b * sd, c])

@@ -18,7 +18,13 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.design.matching.grid import PSCORE_DECIMALS
-from leapresearch.design.matching.logit import _dummies, _logit_newton, _non_aliased
+from leapresearch.design.matching.logit import (
+    _dummies,
+    _logit_newton,
+    _non_aliased,
+    _raw_coefficients,
+    _standardised_coefficients,
+)
 from leapresearch.design.matching.options import (
     DEFAULT_FIXED_EFFECTS,
     _as_bool,
@@ -322,10 +328,10 @@ def _fit_group(
         [z_names[j] for j in np.flatnonzero(keep_z)],
         [d_names[j] for j in np.flatnonzero(keep_d)],
     )
+    theta0 = None if start is None else _standardised(start, names, mean[kept], sd[kept])
     method, converged, n_iter = "mle", True, 0
     separated = _one_column_separates(design, dmat, ya)
     if not separated:
-        theta0 = None if start is None else _standardised(start, names, mean[kept], sd[kept])
         theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0, start=theta0)
         # a converged fit usually proves there is no separation; the linear program
         # decides the other groups (the same decision either way: _overlap_certified)
@@ -346,7 +352,6 @@ def _fit_group(
             PropensityFitWarning,
             stacklevel=3,
         )
-        theta0 = None if start is None else _standardised(start, names, mean[kept], sd[kept])
         theta, converged, n_iter, eta_a = _logit_newton(
             design, dmat, ya, ridge=RIDGE_FALLBACK, start=theta0
         )
@@ -372,11 +377,10 @@ def _raw_scale(
     theta: np.ndarray, names: tuple[list[str], list[str]], mean: np.ndarray, sd: np.ndarray
 ) -> dict[str, float]:
     """Coefficients of ``[1, (x - mean) / sd, dummies]`` on the scale of ``x``, by name."""
-    p = 1 + len(names[0])
-    b = theta[1:p] / sd
-    out = {INTERCEPT: float(theta[0] - b @ mean)}
+    b0, b, c = _raw_coefficients(theta, 1 + len(names[0]), mean, sd)
+    out = {INTERCEPT: b0}
     out.update(zip(names[0], b.tolist(), strict=True))
-    out.update(zip(names[1], theta[p:].tolist(), strict=True))
+    out.update(zip(names[1], c.tolist(), strict=True))
     return out
 
 
@@ -389,7 +393,7 @@ def _standardised(
     """:func:`_raw_scale`'s inverse on these columns (a column not given: 0)."""
     b = np.array([coefficients.get(n, 0.0) for n in names[0]], dtype=np.float64)
     c = np.array([coefficients.get(n, 0.0) for n in names[1]], dtype=np.float64)
-    return np.concatenate([[coefficients.get(INTERCEPT, 0.0) + b @ mean], b * sd, c])
+    return _standardised_coefficients(coefficients.get(INTERCEPT, 0.0), b, c, mean, sd)
 
 
 POLISH_STEPS = 2

@@ -15,6 +15,8 @@ import scipy.optimize
 import scipy.sparse as sp
 from scipy.special import expit
 
+from leapresearch.design.matching.logit import _raw_coefficients, _standardised_coefficients
+
 _SEPARATION_LP_TOL: float = 1e-7
 """Optimum of the separation linear program per row above which the data are separated."""
 
@@ -102,7 +104,7 @@ def _separated_remembering(
     """
     p = design.shape[1]
     for b0, b, c in _SEPARATING.get(columns, ()):
-        beta = np.concatenate([[b0 + b @ mean], b * sd, c])
+        beta = _standardised_coefficients(b0, b, c, mean, sd)
         beta /= max(float(np.abs(beta).max()), 1e-300)
         margins = design @ beta[:p]
         if dmat is not None:
@@ -113,13 +115,12 @@ def _separated_remembering(
     beta = _program_direction(design, dmat, y)
     if beta is None:
         return False
-    b = beta[1:p] / sd
     if len(_SEPARATING) >= 256:
         _SEPARATING.clear()
     known = _SEPARATING.setdefault(columns, [])
     if len(known) >= _DIRECTIONS_PER_COLUMNS:
         del known[1]  # the first is kept: in the bootstrap's draws, the full sample's
-    known.append((float(beta[0] - b @ mean), b, beta[p:].copy()))
+    known.append(_raw_coefficients(beta, p, mean, sd))
     return True
 
 
