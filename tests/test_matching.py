@@ -762,6 +762,38 @@ def test_the_full_samples_separating_direction_decides_every_resample_of_its_row
         pd.testing.assert_series_equal(decided, solved, check_exact=True)
 
 
+def test_a_remembered_direction_spares_the_maximum_likelihood_attempt(monkeypatch, linprog_calls):
+    # rows a remembered direction separates get the ridge fit straight away: the
+    # maximum-likelihood attempt (which would end in the ridge fit anyway) is not made,
+    # and the scores are those of a fresh solve, which makes it and asks the program
+    from leapresearch.design.matching import propensity as pm
+    from leapresearch.design.matching import separation as m
+
+    covariates = ["x1", "x2", "a", "c"]
+    with pytest.warns(PropensityFitWarning, match="separated"):
+        propensity_scores(_separated_by_two_columns(3), covariates=covariates)
+    penalties: list[float] = []
+    real = pm._logit_newton
+
+    def counted(*args, **kwargs):
+        penalties.append(kwargs["ridge"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pm, "_logit_newton", counted)
+    other = _separated_by_two_columns(4, n=900)
+    with pytest.warns(PropensityFitWarning, match="separated"):
+        remembered = propensity_scores(other, covariates=covariates)
+    assert penalties == [pm.RIDGE_FALLBACK] and len(linprog_calls) == 1
+    penalties.clear()
+    monkeypatch.setattr(m, "_SEPARATING", {})
+    with pytest.warns(PropensityFitWarning, match="separated"):
+        solved = propensity_scores(other, covariates=covariates)
+    assert penalties[0] == 0.0 and penalties[-1] == pm.RIDGE_FALLBACK
+    assert len(linprog_calls) == 2
+    pd.testing.assert_series_equal(remembered, solved, check_exact=True)
+    assert remembered.attrs["fit_diagnostics"] == solved.attrs["fit_diagnostics"]
+
+
 def test_directions_found_in_other_draws_never_push_out_the_first_one(monkeypatch):
     from leapresearch.design.matching import separation as m
 

@@ -29,6 +29,20 @@ def _pid_or_fail(name: str, prepared, tables, log) -> pd.DataFrame:
     return pd.DataFrame({"step": [name], "pid": [os.getpid()]})
 
 
+def _separating_directions(name: str, prepared, tables, log) -> pd.DataFrame:
+    """A step runner for the tests: the separating directions its worker remembers."""
+    from leapresearch.design.matching import separation
+
+    found = separation.remembered_directions()
+    return pd.DataFrame(
+        {
+            "columns": [repr(columns) for columns in found],
+            "directions": [repr(directions) for directions in found.values()],
+            "pid": os.getpid(),
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def demo_session(sim_data, tmp_path_factory):
     from leapresearch import session as session_module
@@ -82,6 +96,30 @@ def test_whole_steps_are_computed_by_other_processes_with_their_log(demo_session
     assert os.getpid() not in {first["pid"].iloc[0], second["pid"].iloc[0]}
     assert lines == ["first: computed", "second: computed"]
     pd.testing.assert_frame_equal(started.take("first", lambda _: None), first)  # taken again
+
+
+def test_the_workers_are_handed_the_separating_directions_of_the_run(demo_session, monkeypatch):
+    # the refits fit the propensity model of the run's strata on other rows: the
+    # directions the run's linear program found are handed to the workers (other
+    # processes), so that they decide the separated fits without solving it again
+    import numpy as np
+
+    from leapresearch.analysis.refits import start_refits
+    from leapresearch.design.matching import separation
+
+    columns = (("x_test_a", "x_test_b"), ("d_test[1]",))
+    direction = (0.5, np.array([1.0, -2.0]), np.array([3.0]))
+    monkeypatch.setattr(separation, "_SEPARATING", {columns: [direction]})
+    started = start_refits(
+        demo_session.prepared,
+        tables=None,
+        steps=["directions"],
+        compute_step=_separating_directions,
+        workers=2,
+    )
+    got = started.take("directions", lambda _: None).set_index("columns")
+    assert got["pid"].iloc[0] != os.getpid()
+    assert got.loc[repr(columns), "directions"] == repr([direction])
 
 
 def test_a_failing_refit_names_its_step_and_spares_the_others(demo_session):
@@ -155,3 +193,30 @@ def test_a_step_of_the_run_that_fails_is_named_in_the_run_error(sim_data, tmp_pa
         "(in the step balance of the run)"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_pool_refit_starts_from_the_fits_of_the_run_and_gives_the_same_rows(
+    demo_session, monkeypatch
+):
+    # a specification that changes the pool fits the same strata on other rows: its fits
+    # start from the run's coefficients (fewer Newton steps), and the rows are those of
+    # fits started from scratch
+    from leapresearch.analysis import sample, specifications
+
+    prepared, tables = demo_session.prepared, demo_session.tables
+    starts: list = []
+    real = specifications.prepare_matched
+
+    def recorded(*args, **kwargs):
+        starts.append(kwargs.get("pscore_start"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(specifications, "prepare_matched", recorded)
+    names = ["never_visited_pool", "intent_to_treat"]
+    warm = specifications.estimate_specifications(prepared, tables=tables, names=names)
+    expected = sample.fitted_coefficients(prepared.matching)
+    assert len(expected) >= 3 and starts == [expected, expected]
+    monkeypatch.setattr(specifications, "fitted_coefficients", lambda matching: {})
+    cold = specifications.estimate_specifications(prepared, tables=tables, names=names)
+    assert set(warm["specification"]) == set(names)
+    pd.testing.assert_frame_equal(warm, cold, check_exact=True)

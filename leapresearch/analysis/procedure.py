@@ -58,7 +58,7 @@ from scipy import stats
 
 from leapresearch.analysis.base import PROCEDURE_COLUMNS, Log, quiet
 from leapresearch.analysis.fitting import band_rel_times, cluster_level, fit_group
-from leapresearch.analysis.sample import Prepared, prepare_matched
+from leapresearch.analysis.sample import Prepared, fitted_coefficients, prepare_matched
 from leapresearch.config import Config
 from leapresearch.data.panel import AnalyticPanel
 from leapresearch.design.matching.separation import remember_directions, remembered_directions
@@ -214,11 +214,7 @@ def procedure_data(prepared: Prepared) -> ProcedureData:
         student_rank=student_rank,
         school_clusters=level == "school",
         separating=remembered_directions(),
-        pscore_start={
-            fit["group"]: fit["coefficients"]
-            for fit in prepared.matching.settings.get("fit_diagnostics", ())
-            if "coefficients" in fit
-        },
+        pscore_start=fitted_coefficients(prepared.matching),
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pandas as pd
@@ -30,6 +30,11 @@ from leapresearch.analysis.specifications import (
     estimate_specifications,
     merge_specification_rows,
     timings_line,
+)
+from leapresearch.design.matching.separation import (
+    Directions,
+    remember_directions,
+    remembered_directions,
 )
 from leapresearch.parallel import Started, scheduler_address, start_parallel_map
 from leapresearch.threads import release_memory, single_blas_thread
@@ -59,11 +64,19 @@ class Refit:
 
 @dataclass(frozen=True)
 class Shared:
-    """What every refit reads: the matched sample, the roster and visit log, the step runner."""
+    """What every refit reads: the matched sample, the roster and visit log, the step runner.
+
+    ``separating``: the separating directions the run's matching found
+    (:func:`~leapresearch.design.matching.separation.remembered_directions`). The refits
+    fit the propensity model of the same strata on other rows; a worker is another process,
+    so it is handed them, and they decide the refits' separated fits where the linear
+    program would reach the same decision (the same fits, without the program).
+    """
 
     prepared: Prepared
     tables: object
     compute_step: ComputeStep
+    separating: Directions = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,7 @@ def compute_refit(shared: Shared, refit: Refit) -> Done:
     """
     lines: list[str] = []
     t0 = time.perf_counter()
+    remember_directions(shared.separating)
     table, error = None, None
     try:
         if refit.specification is None:
@@ -174,7 +188,8 @@ def start_refits(
     if tables is not None:
         light = SimpleNamespace(students=tables.students, leap_visits=tables.leap_visits)
     release_memory()  # the matching's garbage is not handed to the workers
-    work = functools.partial(compute_refit, Shared(prepared, light, compute_step))
+    shared = Shared(prepared, light, compute_step, remembered_directions())
+    work = functools.partial(compute_refit, shared)
     return Refits(items, start_parallel_map(work, items, workers=workers, scheduler=scheduler))
 
 

@@ -190,6 +190,20 @@ def run_matching(
     )
 
 
+def fitted_coefficients(matching: MatchResult) -> dict[Any, dict[str, float]]:
+    """The propensity fits' coefficients by fit group (stack), as ``pscore_start`` takes them.
+
+    Each converged fit's ``coefficients`` (on the covariates' own scale) from
+    ``matching.settings["fit_diagnostics"]``: where a re-fit of the same strata on other
+    rows (a specification that changes the pool, a bootstrap draw) starts.
+    """
+    return {
+        fit["group"]: fit["coefficients"]
+        for fit in matching.settings.get("fit_diagnostics", ())
+        if "coefficients" in fit
+    }
+
+
 def unit_censoring_info(units: pd.DataFrame, candidates: Candidates) -> pd.DataFrame:
     """District, grade band and mean pre-period rate of each unit (the censoring model)."""
     pre = [c for c in candidates.covariates if c.startswith("pre_rate_m")]

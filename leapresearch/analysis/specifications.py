@@ -16,7 +16,12 @@ import pandas as pd
 
 from leapresearch.analysis.base import Log, quiet, with_setting
 from leapresearch.analysis.fitting import event_table, fit_group, headline_weights
-from leapresearch.analysis.sample import Prepared, prepare_matched, unit_censoring_info
+from leapresearch.analysis.sample import (
+    Prepared,
+    fitted_coefficients,
+    prepare_matched,
+    unit_censoring_info,
+)
 from leapresearch.data.panel import (
     AnalyticPanel,
 )
@@ -160,7 +165,8 @@ def _rematched(prepared: Prepared, name: str, tables) -> Prepared | None:
         cand = restrict_candidates(prepared.candidates, panel, pool)
     else:
         cand = cohort_candidates(panel, pool=pool, matching=matching, cohorts=config.cohorts)
-    return prepare_matched(panel, cand, new)
+    # the same strata on other rows: the fits start from the run's (the same maxima)
+    return prepare_matched(panel, cand, new, pscore_start=fitted_coefficients(prepared.matching))
 
 
 REMATCHED_SPECS = (

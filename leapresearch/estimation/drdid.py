@@ -52,11 +52,21 @@ class DrCell:
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
-    """Intercept plus covariates scaled to mean 0, sd 1 (constant columns dropped)."""
-    sd = x.std(axis=0)
-    keep = sd > 1e-12 * np.maximum(1.0, np.abs(x).max(axis=0))
-    z = (x[:, keep] - x[:, keep].mean(axis=0)) / sd[keep]
-    return np.column_stack([np.ones(x.shape[0]), z])
+    """Intercept plus covariates scaled to mean 0, sd 1 (constant columns dropped).
+
+    Computed on the covariates as rows (``x.T``): numpy reduces a tall, narrow array
+    along its rows slowly, a few columns at a time.
+    """
+    columns = np.ascontiguousarray(x.T, dtype=np.float64)
+    mean = columns.mean(axis=1)
+    centred = columns - mean[:, None]
+    sd = np.sqrt(np.einsum("ij,ij->i", centred, centred) / max(x.shape[0], 1))
+    largest = np.abs(columns).max(axis=1, initial=0.0)
+    keep = sd > 1e-12 * np.maximum(1.0, largest)
+    z = np.empty((x.shape[0], int(keep.sum()) + 1))
+    z[:, 0] = 1.0
+    z[:, 1:] = (centred[keep] / sd[keep][:, None]).T
+    return z
 
 
 def _penalised_loglik(d: np.ndarray, eta: np.ndarray, beta: np.ndarray, pen: np.ndarray) -> float:
@@ -168,7 +178,8 @@ def dr_did_panel(
     ps = np.minimum(ps, PS_CAP)
     keep = (d == 1) | (ps < trim)
     ctrl = d == 0
-    coef, *_ = np.linalg.lstsq(z[ctrl], dy[ctrl], rcond=None)
+    z_ctrl = z[ctrl]
+    coef, *_ = np.linalg.lstsq(z_ctrl, dy[ctrl], rcond=None)
     m = z @ coef
     w1 = d
     w0 = keep * ps * (1 - d) / (1 - ps)
@@ -177,20 +188,23 @@ def dr_did_panel(
     resid = dy - m
     eta1 = float((w1 * resid).mean() / w1.mean())
     eta0 = float((w0 * resid).mean() / w0.mean())
-    # linear representation of the OLS coefficients (comparisons only)
-    xpx = (z[ctrl].T @ z[ctrl]) / n
-    lin_ols = ((ctrl * resid)[:, None] * z) @ np.linalg.pinv(xpx)
-    # linear representation of the logit coefficients (penalised score if ridge)
+    m1 = z.T @ w1 / n
+    m2 = z.T @ (w0 * (resid - eta0)) / n
+    m3 = z.T @ w0 / n
+    # The linear representations l_ols (rows ctrl * resid * z' XPX^+) and l_ps (rows
+    # ((d - ps) z - pen beta)' H^+) enter only through l' M, so each is applied to M as
+    # a k-vector, z (XPX^+ M), instead of being formed as an n-by-k matrix.
+    xpx_inv = np.linalg.pinv(z_ctrl.T @ z_ctrl / n)
+    ols_part = ctrl * resid
+    ols_m1 = ols_part * (z @ (xpx_inv @ m1))
+    ols_m3 = ols_part * (z @ (xpx_inv @ m3))
     pen = np.full(z.shape[1], ridge)
     pen[0] = 0.0
     hess = (z * (ps * (1 - ps))[:, None]).T @ z / n + np.diag(pen)
-    score = (d - ps)[:, None] * z - pen * beta
-    lin_ps = score @ np.linalg.pinv(hess)
-    m1 = (w1[:, None] * z).mean(axis=0)
-    inf_treat = (w1 * (resid - eta1) - lin_ols @ m1) / w1.mean()
-    m2 = ((w0 * (resid - eta0))[:, None] * z).mean(axis=0)
-    m3 = (w0[:, None] * z).mean(axis=0)
-    inf_cont = (w0 * (resid - eta0) + lin_ps @ m2 - lin_ols @ m3) / w0.mean()
+    h_m2 = np.linalg.pinv(hess) @ m2
+    ps_m2 = (d - ps) * (z @ h_m2) - float((pen * beta) @ h_m2)
+    inf_treat = (w1 * (resid - eta1) - ols_m1) / w1.mean()
+    inf_cont = (w0 * (resid - eta0) + ps_m2 - ols_m3) / w0.mean()
     return DrCell(
         att=eta1 - eta0,
         influence=inf_treat - inf_cont,

@@ -163,6 +163,15 @@ class RobustEventStudyResult:
         Pre-periods are ``e < 0`` (varying base: short-difference placebos) or
         ``e < reference`` (universal base). The statistic ``W = b' V^{-1} b`` is
         compared with ``chi2(q)`` (the influence-function covariance is asymptotic).
+
+        Raises
+        ------
+        ValueError
+            No pre-period estimate, or their covariance is singular: some pre-period
+            estimates are exact linear combinations of others (with the doubly-robust
+            estimator, e.g. months that a pre-trajectory covariate averages: the outcome
+            regression fits their sum exactly), so the joint test is not defined (as
+            ``did``, no statistic is returned).
         """
         idx = self.estimates.index.to_numpy()
         cut = 0 if self.reference is None else self.reference
@@ -171,8 +180,20 @@ class RobustEventStudyResult:
             raise ValueError("no pre-period estimate to test")
         b = self.estimates.to_numpy()[pre]
         v = self.cov.to_numpy()[np.ix_(pre, pre)]
-        wald = float(b @ np.linalg.solve(v, b))
         q = int(pre.sum())
+        scale = np.sqrt(np.clip(np.diag(v), 0.0, None))
+        rank = 0
+        if (scale > 0).all():
+            corr = v / np.outer(scale, scale)
+            rank = int(np.linalg.matrix_rank(corr, tol=SINGULAR_RTOL * q))
+        if rank < q:
+            months = ", ".join(str(int(r)) for r in idx[pre])
+            raise ValueError(
+                f"the covariance of the {q} pre-period estimates (months {months}) is "
+                f"singular (rank {rank}): some are linear combinations of others, so their "
+                "joint test is not defined"
+            )
+        wald = float(b @ np.linalg.solve(v, b))
         return WaldTest(
             stat=wald,
             df=q,
@@ -187,6 +208,11 @@ class RobustEventStudyResult:
 # --------------------------------------------------------------------------------------
 # data preparation
 # --------------------------------------------------------------------------------------
+
+
+SINGULAR_RTOL: float = 1e-10
+"""A covariance whose correlation matrix has a singular value below this (times its size)
+is treated as singular (a condition number beyond about 1e10): no test is computed from it."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from leapresearch.design.matching.options import (
 from leapresearch.design.matching.separation import (
     _one_column_separates,
     _overlap_certified,
+    _remembered_separates,
     _separated_remembering,
 )
 
@@ -330,19 +331,20 @@ def _fit_group(
     )
     theta0 = None if start is None else _standardised(start, names, mean[kept], sd[kept])
     method, converged, n_iter = "mle", True, 0
-    separated = _one_column_separates(design, dmat, ya)
+    columns = (tuple(names[0]), tuple(names[1]))
+    # a single separating column, or a direction found before on rows of the same columns
+    # (the main matching's, in a refit or a bootstrap draw), decides without the
+    # maximum-likelihood attempt that would end in the ridge fit anyway
+    separated = _one_column_separates(design, dmat, ya) or _remembered_separates(
+        design, dmat, ya, columns=columns, mean=mean[kept], sd=sd[kept]
+    )
     if not separated:
         theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0, start=theta0)
         # a converged fit usually proves there is no separation; the linear program
         # decides the other groups (the same decision either way: _overlap_certified)
         if not (converged and _certified(design, dmat, ya, theta, eta_a)):
             separated = _separated_remembering(
-                design,
-                dmat,
-                ya,
-                columns=(tuple(names[0]), tuple(names[1])),
-                mean=mean[kept],
-                sd=sd[kept],
+                design, dmat, ya, columns=columns, mean=mean[kept], sd=sd[kept]
             )
     if not converged or separated:
         problem = "did not converge" if not converged else "is (quasi-)separated"

@@ -103,15 +103,8 @@ def _separated_remembering(
     would reach, and the program is not solved.
     """
     p = design.shape[1]
-    for b0, b, c in _SEPARATING.get(columns, ()):
-        beta = _standardised_coefficients(b0, b, c, mean, sd)
-        beta /= max(float(np.abs(beta).max()), 1e-300)
-        margins = design @ beta[:p]
-        if dmat is not None:
-            margins = margins + dmat @ beta[p:]
-        margins *= 2.0 * y - 1.0
-        if margins.min() >= -1e-7 and margins.sum() > _SEPARATION_LP_TOL * y.size:
-            return True
+    if _remembered_separates(design, dmat, y, columns=columns, mean=mean, sd=sd):
+        return True
     beta = _program_direction(design, dmat, y)
     if beta is None:
         return False
@@ -122,6 +115,33 @@ def _separated_remembering(
         del known[1]  # the first is kept: in the bootstrap's draws, the full sample's
     known.append(_raw_coefficients(beta, p, mean, sd))
     return True
+
+
+def _remembered_separates(
+    design: np.ndarray,
+    dmat: sp.csr_array | None,
+    y: np.ndarray,
+    *,
+    columns: tuple,
+    mean: np.ndarray,
+    sd: np.ndarray,
+) -> bool:
+    """Whether a direction found before for ``columns`` separates these rows (no program).
+
+    The check of :func:`_separated_remembering` alone: True decides the rows are separated,
+    as the program would; False decides nothing (the program has not been asked).
+    """
+    p = design.shape[1]
+    for b0, b, c in _SEPARATING.get(columns, ()):
+        beta = _standardised_coefficients(b0, b, c, mean, sd)
+        beta /= max(float(np.abs(beta).max()), 1e-300)
+        margins = design @ beta[:p]
+        if dmat is not None:
+            margins = margins + dmat @ beta[p:]
+        margins *= 2.0 * y - 1.0
+        if margins.min() >= -1e-7 and margins.sum() > _SEPARATION_LP_TOL * y.size:
+            return True
+    return False
 
 
 def _program_direction(
