@@ -482,18 +482,22 @@ def _cell_estimate(
     *,
     rules: _CellRules,
     diag: _Diagnostics,
+    nan_t: np.ndarray | None = None,
+    nan_c: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray, int, int] | None:
     """ATT of one cell and each student's contribution ``phi`` to its influence function.
 
     ``phi`` is scaled so that the cell variance is ``sum(phi**2)`` and the event-time
     accumulator adds ``n_g * phi``; zero for students not in the cell. None if the cell
-    has no treated or no comparison student.
+    has no treated or no comparison student. ``nan_t``, ``nan_c``: the rows of ``x_t``,
+    ``x_c`` with a missing covariate, when the caller has them (the same for every month
+    of a cohort).
     """
     ok_t, ok_c = ~np.isnan(d_t), ~np.isnan(d_c)
     if x_t is not None and x_c is not None:
-        no_pre_t = ok_t & np.isnan(x_t).any(axis=1)
+        no_pre_t = ok_t & (np.isnan(x_t).any(axis=1) if nan_t is None else nan_t)
         ok_t &= ~no_pre_t
-        ok_c &= ~np.isnan(x_c).any(axis=1)
+        ok_c &= ~(np.isnan(x_c).any(axis=1) if nan_c is None else nan_c)
     n_t, n_c = int(ok_t.sum()), int(ok_c.sum())
     if n_t == 0 or n_c == 0:
         diag.empty += 1
@@ -543,6 +547,10 @@ def _cohort_cells(
     ymat, window, anticipation = wide.y, rules.window, rules.anticipation
     univ_base = g - 1 - anticipation
     x_all = _cohort_covariates(wide, univ_base, rules)
+    x_nan = None if x_all is None else np.isnan(x_all).any(axis=1)
+    # the comparisons' covariates of the last set of comparison slices: with never-visited
+    # comparisons, the same for every month of the cohort (stacked once, not per month)
+    last: tuple[tuple, np.ndarray, np.ndarray] | None = None
     diag.last_logit = None
     for t in wide.periods:
         t = int(t)
@@ -561,11 +569,18 @@ def _cohort_cells(
         # comparison students: cohort after max(t, base) + anticipation, never g
         ctrl = _comparison_slices(wide, tr, max(t, base) + anticipation, rules)
         d_c = np.concatenate([d[s] for s in ctrl]) if ctrl else np.zeros(0)
-        x_t = x_c = None
+        x_t = x_c = nan_t = nan_c = None
         if x_all is not None:
-            x_t = x_all[tr]
-            x_c = np.vstack([x_all[s] for s in ctrl]) if ctrl else np.zeros((0, x_all.shape[1]))
-        fit = _cell_estimate(d[tr], d_c, x_t, x_c, rules=rules, diag=diag)
+            x_t, nan_t = x_all[tr], x_nan[tr]
+            key = tuple((s.start, s.stop) for s in ctrl)
+            if last is None or last[0] != key:
+                last = (
+                    key,
+                    np.vstack([x_all[s] for s in ctrl]) if ctrl else np.zeros((0, x_all.shape[1])),
+                    np.concatenate([x_nan[s] for s in ctrl]) if ctrl else np.zeros(0, bool),
+                )
+            x_c, nan_c = last[1], last[2]
+        fit = _cell_estimate(d[tr], d_c, x_t, x_c, rules=rules, diag=diag, nan_t=nan_t, nan_c=nan_c)
         if fit is None:
             continue
         att, phi_t, phi_c, n_t, n_c = fit
