@@ -222,3 +222,30 @@ def test_stacked_panel_and_subgroup_weights():
     w = subgroup_weights(units, pairs, matched.loc[matched["treated"], ["stack", "student"]])
     assert w.tolist() == [1.0, 0.5, 0.5]
     assert subgroup_weights(units, pairs, matched.iloc[0:0][["stack", "student"]]).sum() == 0
+
+
+def test_candidate_rows_find_each_unit_as_a_merge_does_or_leave_it_to_the_merge():
+    # units look up their candidate row by a dense table over stacks and student codes
+    # instead of merging with the millions of candidate rows: the same rows as a merge,
+    # whatever the order of the frame; None (the merge then decides) when a pair repeats,
+    # a unit has no row or a code is not a small non-negative integer
+    from leapresearch.design.stacking import candidate_rows
+
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(
+        {"stack": np.repeat([20211, 20213, 20216], 40), "student": np.tile(np.arange(40), 3)}
+    )
+    frame = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    frame["school"] = rng.integers(0, 9, len(frame))
+    keys = frame.sample(25, random_state=4)[["stack", "student"]].reset_index(drop=True)
+    rows = candidate_rows(frame, keys)
+    merged = keys.merge(frame.reset_index(), on=["stack", "student"], how="left")
+    assert rows is not None and rows.tolist() == merged["index"].tolist()
+    repeated = pd.concat([frame, frame.iloc[[5]]], ignore_index=True)
+    assert candidate_rows(repeated, keys) is None
+    absent = pd.concat([keys, pd.DataFrame({"stack": [20212], "student": [1]})])
+    assert candidate_rows(frame, absent) is None
+    assert candidate_rows(frame, keys.assign(student=keys["student"] + 40)) is None
+    assert candidate_rows(frame.assign(student=frame["student"] - 1), keys) is None
+    text = frame.assign(student=frame["student"].astype(str))
+    assert candidate_rows(text, keys.assign(student=keys["student"].astype(str))) is None

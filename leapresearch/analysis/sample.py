@@ -35,7 +35,7 @@ from leapresearch.design.pool import (
     Candidates,
     cohort_candidates,
 )
-from leapresearch.design.stacking import stacked_panel, unit_table
+from leapresearch.design.stacking import candidate_rows, stacked_panel, unit_table
 from leapresearch.estimation.subgroups import (
     treated_attributes,
 )
@@ -204,14 +204,28 @@ def fitted_coefficients(matching: MatchResult) -> dict[Any, dict[str, float]]:
     }
 
 
+def _candidate_columns(
+    units: pd.DataFrame, frame: pd.DataFrame, columns: list[str]
+) -> pd.DataFrame:
+    """``columns`` of the candidate row of each unit, in the order of ``units``.
+
+    By the rows' positions (:func:`~leapresearch.design.stacking.candidate_rows`), else by a
+    left merge on ``stack`` and ``student`` (the same values: missing where a unit has no
+    candidate row).
+    """
+    rows = candidate_rows(frame, units)
+    if rows is None:
+        keys = units[["stack", "student"]]
+        return keys.merge(
+            frame[["stack", "student", *columns]], on=["stack", "student"], how="left"
+        )
+    return frame.take(rows)[columns].reset_index(drop=True)  # no copy of whole columns
+
+
 def unit_censoring_info(units: pd.DataFrame, candidates: Candidates) -> pd.DataFrame:
     """District, grade band and mean pre-period rate of each unit (the censoring model)."""
     pre = [c for c in candidates.covariates if c.startswith("pre_rate_m")]
-    x = units[["stack", "student"]].merge(
-        candidates.frame[["stack", "student", "district", "grade_band", *pre]],
-        on=["stack", "student"],
-        how="left",
-    )
+    x = _candidate_columns(units, candidates.frame, ["district", "grade_band", *pre])
     return pd.DataFrame(
         {
             "district": x["district"].astype(str).to_numpy(),
@@ -233,9 +247,7 @@ def unit_covariates(units: pd.DataFrame, candidates: Candidates, config: Config)
     recent = [f"pre_rate_m{k}" for k in range(1, min(3, months) + 1)]
     earlier = [f"pre_rate_m{k}" for k in range(4, months + 1)] or recent
     cols = list(dict.fromkeys([*recent, *earlier, "prior_year_rate"]))
-    x = units[["stack", "student"]].merge(
-        candidates.frame[["stack", "student", *cols]], on=["stack", "student"], how="left"
-    )
+    x = _candidate_columns(units, candidates.frame, cols)
     return np.column_stack(
         [
             x[recent].mean(axis=1).to_numpy(np.float64),

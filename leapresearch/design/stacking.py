@@ -14,6 +14,38 @@ import pandas as pd
 from leapresearch.data.panel import AnalyticPanel, first_event_times
 
 
+def candidate_rows(frame: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray | None:
+    """Position in ``frame`` of each ``(stack, student)`` of ``keys``, by a dense table.
+
+    ``frame``: the candidate frame (integer ``stack`` and ``student``). A table of row
+    numbers over the stacks and the student codes replaces a merge of the keys with the
+    candidates' millions of rows. None (the caller merges instead) when a pair of
+    ``frame`` repeats, a key is not in ``frame``, or a code is not a small non-negative
+    integer.
+    """
+    stacks = frame["stack"].to_numpy()
+    students = frame["student"].to_numpy()
+    want_stack, want_student = keys["stack"].to_numpy(), keys["student"].to_numpy()
+    arrays = (stacks, students, want_stack, want_student)
+    if not all(a.dtype.kind in "iu" for a in arrays) or not len(frame) or not len(keys):
+        return None
+    if min(int(students.min()), int(want_student.min())) < 0:
+        return None
+    levels = np.unique(stacks)
+    n_students = int(max(students.max(), want_student.max())) + 1
+    if levels.size * n_students > 8 * (len(frame) + len(keys)) + 1_000_000:
+        return None  # sparse codes: the table would be larger than the data
+    table = np.full((levels.size, n_students), -1, dtype=np.int64)
+    table[np.searchsorted(levels, stacks), students] = np.arange(len(frame))
+    if np.count_nonzero(table >= 0) != len(frame):
+        return None  # a (stack, student) pair repeats
+    level = np.minimum(np.searchsorted(levels, want_stack), levels.size - 1)
+    if not np.array_equal(levels[level], want_stack):
+        return None
+    rows = table[level, want_student]
+    return None if (rows < 0).any() else rows
+
+
 def unit_table(matched: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
     """The units of a matched sample with their stack, student, weight and school.
 
@@ -30,12 +62,19 @@ def unit_table(matched: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
         ``unit`` (0..n-1), ``stack``, ``student``, ``treated``, ``weight``, ``school``,
         sorted by stack, treated first, student.
     """
-    units = matched[["stack", "student", "treated", "weight"]].merge(
-        candidates[["stack", "student", "school"]].drop_duplicates(["stack", "student"]),
-        on=["stack", "student"],
-        how="left",
-        validate="one_to_one",
-    )
+    units = matched[["stack", "student", "treated", "weight"]]
+    rows = candidate_rows(candidates, units)
+    if rows is not None:
+        units = units.reset_index(drop=True).assign(
+            school=candidates["school"].take(rows).reset_index(drop=True)
+        )
+    else:
+        units = units.merge(
+            candidates[["stack", "student", "school"]].drop_duplicates(["stack", "student"]),
+            on=["stack", "student"],
+            how="left",
+            validate="one_to_one",
+        )
     units = units.sort_values(["stack", "treated", "student"], ascending=[True, False, True])
     units = units.reset_index(drop=True)
     units.insert(0, "unit", np.arange(len(units), dtype=np.int64))
