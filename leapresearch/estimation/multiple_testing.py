@@ -44,7 +44,7 @@ from leapresearch.estimation.fixed_effects import (
 from leapresearch.estimation.wild_bootstrap import (
     ClusterMoments,
     WildSettings,
-    moments_from_rows,
+    cluster_hessians,
     wild_wald,
 )
 
@@ -224,10 +224,15 @@ def cluster_influence_moments(
     scores -= sp.csr_matrix((we, (g, st)), shape=(n_g, n_st)) @ gamma[:, :k]
     psi = np.sqrt(result.ssc_factor) * scores @ np.linalg.inv(gram)
     _check_against(result, beta, psi)
-    xt = -(alpha[:, :k][u] + gamma[:, :k][st])  # X~ row by row
-    xt[np.flatnonzero(m), term[m]] += 1.0
-    _, hess = moments_from_rows(xt, resid, w, g)
-    hess = hess.reshape(n_g, k, k)
+    # X~ row by row, the rows in cluster order (each cluster's rows one slice); the scores
+    # are those above, so only the cluster blocks H_c are formed from the rows
+    order = np.argsort(g, kind="stable")
+    bounds = np.searchsorted(g[order], np.arange(n_g + 1))
+    xt = -(alpha[:, :k][u[order]] + gamma[:, :k][st[order]])
+    term_sorted = term[order]
+    hit = np.flatnonzero(term_sorted >= 0)
+    xt[hit, term_sorted[hit]] += 1.0
+    hess = cluster_hessians(xt, w[order], bounds).reshape(n_g, k, k)
     if not np.allclose(hess.sum(axis=0), gram, rtol=1e-8, atol=1e-10 * float(np.abs(gram).max())):
         raise RuntimeError("cluster_influence: the cluster blocks do not add up to X~'WX~")
     moments = ClusterMoments(

@@ -291,17 +291,27 @@ def moments_from_rows(
     ``n x k x k`` array is formed.
     """
     g_n = int(cluster_codes.max()) + 1
-    k = x.shape[1]
     wx = x * weights[:, None]
     members = sp.csr_matrix(
         (np.ones(cluster_codes.size), (cluster_codes, np.arange(cluster_codes.size))),
         shape=(g_n, cluster_codes.size),
     )
     scores = np.asarray(members @ (wx * resid[:, None]))
-    hess = np.zeros((g_n, k, k))
     order = np.argsort(cluster_codes, kind="stable")
     bounds = np.searchsorted(cluster_codes[order], np.arange(g_n + 1))
+    return scores, cluster_hessians(x[order], weights[order], bounds)
+
+
+def cluster_hessians(x: np.ndarray, weights: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """``H_c = X_c' W_c X_c`` (stacked ``(G * k, k)``) of rows sorted by cluster.
+
+    Cluster ``c`` holds rows ``bounds[c]:bounds[c + 1]`` of ``x`` (``n, k``), so each block
+    is a slice: no row is gathered again and no ``n x k x k`` array is formed.
+    """
+    g_n, k = bounds.size - 1, x.shape[1]
+    wx = x * weights[:, None]
+    hess = np.zeros((g_n, k, k))
     for c in range(g_n):
-        rows = order[bounds[c] : bounds[c + 1]]
-        hess[c] = wx[rows].T @ x[rows]
-    return scores, hess.reshape(g_n * k, k)
+        lo, hi = bounds[c], bounds[c + 1]
+        hess[c] = wx[lo:hi].T @ x[lo:hi]
+    return hess.reshape(g_n * k, k)
