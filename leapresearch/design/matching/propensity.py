@@ -170,18 +170,23 @@ def _fit_groups(
     """Fit every ``by`` group (rows in canonical order); scores and diagnostics."""
     eta = np.full(len(candidates), np.nan)
     diagnostics: list[dict[str, Any]] = []
+    for c in covariates:  # every row is in a group (dropna=False)
+        if not np.isfinite(np.asarray(cov_arrays[c], dtype=float)).all():
+            raise ValueError(f"covariate {c!r} has missing or non-finite values")
     groups = candidates.groupby(list(by), sort=True, observed=True, dropna=False).indices
     for key, rows in groups.items():
-        cov_cols = [np.asarray(cov_arrays[c][rows], dtype=float) for c in covariates]
-        for c, values in zip(covariates, cov_cols, strict=True):
-            if not np.isfinite(values).all():
-                raise ValueError(f"covariate {c!r} has missing or non-finite values")
-        rows, first = _canonical_rows(
-            np.asarray(rows, dtype=np.int64), treated, cov_arrays, covariates, fe_codes
-        )
+        rows = np.asarray(rows, dtype=np.int64)
+        # the rows' covariates, a column each, gathered in the frame's order (contiguous
+        # reads and writes), then put in canonical order as whole rows
+        by_column = np.empty((len(covariates), rows.size))
+        for j, c in enumerate(covariates):
+            by_column[j] = cov_arrays[c][rows]
+        order, first = _canonical_order(treated[rows], by_column, [f[rows] for f in fe_codes])
+        rows = rows[order]
+        x = np.ascontiguousarray(by_column.T)[order]
         eta_g, diag = _fit_group(
             treated[rows].astype(float),
-            [np.asarray(cov_arrays[c][rows], dtype=float) for c in covariates],
+            x,
             covariates,
             [codes[rows] for codes in fe_codes],
             fe_labels,
@@ -201,27 +206,39 @@ def _canonical_rows(
     covariates: Sequence[str],
     fe_codes: list[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of a fit group in an order fixed by their values alone, and their patterns.
+    """``rows`` in the order of :func:`_canonical_order`, and their patterns' first rows."""
+    by_column = np.array([np.asarray(cov_arrays[c][rows], dtype=float) for c in covariates])
+    by_column = by_column.reshape(len(covariates), rows.size)
+    order, first = _canonical_order(treated[rows], by_column, [f[rows] for f in fe_codes])
+    return rows[order], first
 
-    Rows are sorted by fixed effects, covariates and ``treated`` (lexicographically), so
+
+def _canonical_order(
+    treated: np.ndarray, by_column: np.ndarray, fe_codes: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The order of a fit group's rows fixed by their values alone, and their patterns.
+
+    ``treated``, ``by_column`` (the covariates, a row of it each) and ``fe_codes`` are
+    the group's, one entry a row; ``order`` permutes the rows. Rows are sorted by fixed
+    effects, covariates and ``treated`` (lexicographically), so
     the fit sees the same arrays whatever the order of the input rows or the student ids;
     rows tied on every key are identical, so their order cannot matter. ``first[i]`` is
     the position (in the sorted rows) of the first row with the same covariates and fixed
     effects as row ``i``: they share one linear predictor, bit for bit.
     """
-    keys = [np.asarray(cov_arrays[c][rows], dtype=float) for c in reversed(covariates)]
-    keys += [codes[rows] for codes in reversed(fe_codes)]
-    keys = [treated[rows], *_packed_keys(keys)]
+    n = treated.size
+    keys = [by_column[j] for j in reversed(range(by_column.shape[0]))]
+    keys += list(reversed(fe_codes))
+    keys = [treated, *_packed_keys(keys)]
     order = np.lexsort(keys)
-    rows = rows[order]
-    same = np.ones(max(rows.size - 1, 0), dtype=bool)
+    same = np.ones(max(n - 1, 0), dtype=bool)
     for key in keys[1:]:
         k = key[order]
         same &= k[1:] == k[:-1]
-    new_pattern = np.r_[True, ~same] if rows.size else np.zeros(0, dtype=bool)
+    new_pattern = np.r_[True, ~same] if n else np.zeros(0, dtype=bool)
     starts = np.flatnonzero(new_pattern)
     first = starts[np.cumsum(new_pattern) - 1]
-    return rows, first
+    return order, first
 
 
 def _packed_keys(keys: list[np.ndarray]) -> list[np.ndarray]:
@@ -276,7 +293,7 @@ def _small_int_bits(key: np.ndarray) -> int | None:
 
 def _fit_group(
     y: np.ndarray,
-    cov_cols: list[np.ndarray],
+    x_rows: np.ndarray,
     cov_names: Sequence[str],
     fe_codes: list[np.ndarray],
     fe_labels: list[tuple[str, np.ndarray]],
@@ -286,6 +303,7 @@ def _fit_group(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit one propensity model; return the linear predictor (NaN where not estimable).
 
+    ``x_rows``: the covariates (``n, k``, float), a column each of ``cov_names``.
     ``start``: coefficients by column name on the covariates' own scale (see
     :func:`propensity_scores`), where the fits start.
     """
@@ -304,22 +322,26 @@ def _fit_group(
     ya = y[active].astype(float)
     if ya.size == 0 or ya.min() == ya.max():
         return eta, diag
-    # standardised covariates; constant ones dropped
-    x = np.empty((ya.size, len(cov_cols)))
-    for j, col in enumerate(cov_cols):  # loop over columns
-        x[:, j] = col[active]
+    # standardised covariates; constant ones dropped (no copy of a selection of every row
+    # or every column)
+    x = x_rows if active.all() else x_rows[active]
     mean = x.mean(axis=0)
     sd = x.std(axis=0)
     nonconst = sd > 1e-12 * np.maximum(1.0, np.abs(mean))
     dropped = [name for name, keep in zip(cov_names, nonconst, strict=True) if not keep]
-    z = (x[:, nonconst] - mean[nonconst]) / sd[nonconst]
+    if nonconst.all():
+        z = (x - mean) / sd
+    else:
+        z = (x[:, nonconst] - mean[nonconst]) / sd[nonconst]
     z_names = [name for name, keep in zip(cov_names, nonconst, strict=True) if keep]
     # fixed-effect dummies (first level of each column dropped), sparse
     dummies, d_names = _dummies([codes[active] for codes in fe_codes], fe_labels)
     keep_z, keep_d = _non_aliased(z, dummies)
     dropped += [z_names[j] for j in np.flatnonzero(~keep_z)]
     dropped += [d_names[j] for j in np.flatnonzero(~keep_d)]
-    design = np.ascontiguousarray(np.column_stack([np.ones(ya.size), z[:, keep_z]]))
+    design = np.empty((ya.size, 1 + int(keep_z.sum())))  # [1, z], rows contiguous
+    design[:, 0] = 1.0
+    design[:, 1:] = z if keep_z.all() else z[:, keep_z]
     dmat = dummies[:, np.flatnonzero(keep_d)].tocsr() if dummies is not None else None
     if dmat is not None and dmat.shape[1] == 0:
         dmat = None
