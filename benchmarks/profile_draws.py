@@ -8,6 +8,10 @@ checked for the same numbers (``--compare FILE``). Wall times of runs sharing th
 are comparable only with each other; the whole run is measured by ``run_benchmark.py``.
 
     python benchmarks/profile_draws.py DATA [--draws 3] [--estimates OUT.pkl] [--compare OLD.pkl]
+
+``--no-profile`` times the draws without cProfile (its overhead is not counted): draw 0
+first, untimed (the first draw pays for imports and caches), then draws ``1 .. DRAWS``
+one by one, with each draw's wall time and the mean CPU time a draw.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ def main() -> None:
     parser.add_argument("--estimates", type=Path, help="pickle the draws' estimates here")
     parser.add_argument("--compare", type=Path, help="estimates pickled by an earlier call")
     parser.add_argument("--top", type=int, default=30, help="functions listed")
+    parser.add_argument(
+        "--no-profile", action="store_true", help="time draws 1..DRAWS without cProfile"
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -41,6 +48,22 @@ def main() -> None:
     data = procedure.procedure_data(prepared)
     print(f"matched sample: {time.perf_counter() - start:.1f} s")
 
+    if args.no_profile:
+        procedure.draw_estimates(data, 0)  # untimed: imports and caches
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        walls = []
+        for d in range(1, args.draws + 1):
+            start = time.perf_counter()
+            procedure.draw_estimates(data, d)
+            walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / args.draws
+        print(
+            f"draws 1-{args.draws}, not profiled: "
+            + ", ".join(f"{w:.1f}" for w in walls)
+            + f" s wall (mean {sum(walls) / len(walls):.1f} s), {cpu:.1f} s of CPU a draw"
+        )
+        return
     before = resource.getrusage(resource.RUSAGE_SELF)
     profile = cProfile.Profile()
     start = time.perf_counter()
