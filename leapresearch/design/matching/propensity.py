@@ -35,8 +35,8 @@ from leapresearch.design.matching.options import (
 from leapresearch.design.matching.separation import (
     _one_column_separates,
     _overlap_certified,
+    _program_remembering,
     _remembered_separates,
-    _separated_remembering,
 )
 
 RIDGE_FALLBACK: float = 1.0
@@ -363,9 +363,10 @@ def _fit_group(
     if not separated:
         theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0, start=theta0)
         # a converged fit usually proves there is no separation; the linear program
-        # decides the other groups (the same decision either way: _overlap_certified)
+        # decides the other groups (the same decision either way: _overlap_certified);
+        # the remembered directions were tried above
         if not (converged and _certified(design, dmat, ya, theta, eta_a)):
-            separated = _separated_remembering(
+            separated = _program_remembering(
                 design, dmat, ya, columns=columns, mean=mean[kept], sd=sd[kept]
             )
     if not converged or separated:

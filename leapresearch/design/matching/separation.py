@@ -102,9 +102,27 @@ def _separated_remembering(
     the program's optimum does too: the data are separated, the same decision the program
     would reach, and the program is not solved.
     """
+    scale = {"columns": columns, "mean": mean, "sd": sd}
+    return _remembered_separates(design, dmat, y, **scale) or _program_remembering(
+        design, dmat, y, **scale
+    )
+
+
+def _program_remembering(
+    design: np.ndarray,
+    dmat: sp.csr_array | None,
+    y: np.ndarray,
+    *,
+    columns: tuple,
+    mean: np.ndarray,
+    sd: np.ndarray,
+) -> bool:
+    """:func:`_program_separates`, keeping the direction it finds for ``columns``.
+
+    The second half of :func:`_separated_remembering`, for a caller that has tried the
+    remembered directions already (:func:`_remembered_separates`).
+    """
     p = design.shape[1]
-    if _remembered_separates(design, dmat, y, columns=columns, mean=mean, sd=sd):
-        return True
     beta = _program_direction(design, dmat, y)
     if beta is None:
         return False
