@@ -363,8 +363,7 @@ def _fit_group(
     if not separated:
         theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0, start=theta0)
         # a converged fit usually proves there is no separation; the linear program
-        # decides the other groups (the same decision either way: _overlap_certified);
-        # the remembered directions were tried above
+        # decides the others (the same decision either way: _overlap_certified)
         if not (converged and _certified(design, dmat, ya, theta, eta_a)):
             separated = _program_remembering(
                 design, dmat, ya, columns=columns, mean=mean[kept], sd=sd[kept]
