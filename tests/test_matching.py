@@ -534,6 +534,39 @@ def test_propensity_scores_equal_statsmodels_logit():
     assert diag["method"] == "mle" and diag["converged"]
 
 
+def test_weighted_propensity_scores_equal_duplicated_rows_and_statsmodels():
+    # a Bayesian bootstrap draw weights each row's log-likelihood: integer weights give the
+    # fit of duplicated rows, real ones statsmodels' weighted GLM; weights of 1 change nothing
+    frame = small_fit_frame(4)
+    rng = np.random.default_rng(11)
+    covs = ["x1", "x2", "b"]
+    counts = rng.integers(1, 4, len(frame))
+    weighted = propensity_scores(frame, covariates=covs, weights=counts.astype(float))
+    copies = frame.loc[frame.index.repeat(counts)].reset_index(drop=True)
+    duplicated = propensity_scores(copies, covariates=covs).to_numpy()
+    np.testing.assert_array_equal(weighted.to_numpy(), duplicated[np.cumsum(counts) - counts])
+    w = rng.standard_exponential(len(frame))
+    ours = propensity_scores(frame, covariates=covs, weights=w)
+    x = pd.get_dummies(frame[[*covs, "district", "grade_band"]], drop_first=True, dtype=float)
+    fit = sm.GLM(
+        frame["treated"].astype(float),
+        sm.add_constant(x),
+        family=sm.families.Binomial(),
+        var_weights=w,
+    ).fit(tol=1e-12)
+    assert np.abs(ours.to_numpy() - fit.predict(which="linear")).max() < 1e-6
+    assert np.abs(ours.to_numpy() - propensity_scores(frame, covariates=covs)).max() > 1e-3
+    ones = propensity_scores(frame, covariates=covs, weights=np.ones(len(frame)))
+    np.testing.assert_array_equal(ones.to_numpy(), propensity_scores(frame, covariates=covs))
+    # the rows' order does not enter (ties of identical rows are ordered by weight too)
+    perm = rng.permutation(len(frame))
+    again = propensity_scores(frame.iloc[perm], covariates=covs, weights=w[perm])
+    np.testing.assert_array_equal(again.loc[frame.index].to_numpy(), ours.to_numpy())
+    for bad in (np.r_[w[:-1], 0.0], np.r_[w[:-1], np.nan], w[:-1]):
+        with pytest.raises(ValueError, match="propensity weights"):
+            propensity_scores(frame, covariates=covs, weights=bad)
+
+
 def test_constant_and_aliased_columns_are_dropped():
     frame = small_fit_frame(1)
     base = propensity_scores(frame, covariates=["x1", "x2", "b"])

@@ -10,7 +10,7 @@ from leapresearch.config import MatchingConfig, PoolConfig
 from leapresearch.data.calendar import school_month_index
 from leapresearch.data.panel import build_panel
 from leapresearch.design.pool import build_candidates
-from leapresearch.design.stacking import stacked_panel, subgroup_weights, unit_table
+from leapresearch.design.stacking import mass_weights, stacked_panel, subgroup_weights, unit_table
 
 
 def roster_row(sid, year, district="D1", grade="3", **kw):
@@ -222,6 +222,43 @@ def test_stacked_panel_and_subgroup_weights():
     w = subgroup_weights(units, pairs, matched.loc[matched["treated"], ["stack", "student"]])
     assert w.tolist() == [1.0, 0.5, 0.5]
     assert subgroup_weights(units, pairs, matched.iloc[0:0][["stack", "student"]]).sum() == 0
+
+
+def test_mass_weights_make_each_counterfactual_the_mass_weighted_mean_of_its_matches():
+    # a Bayesian bootstrap draw: each unit carries its school's weight; treated 0 is served
+    # by comparisons 2 and 3, treated 1 by 3 and 4 (stack 5); treated 6 in another stack
+    units = pd.DataFrame(
+        {
+            "stack": [5, 5, 5, 5, 5, 9, 9],
+            "student": [0, 1, 2, 3, 4, 6, 2],
+            "treated": [True, True, False, False, False, True, False],
+        }
+    )
+    pairs = pd.DataFrame(
+        {
+            "stack": [5, 5, 5, 5, 9],
+            "treated_student": [0, 0, 1, 1, 6],
+            "comparison_student": [2, 3, 3, 4, 2],
+        }
+    )
+    everyone = units.loc[units["treated"], ["stack", "student"]]
+    mass = np.array([2.0, 0.5, 1.0, 3.0, 0.25, 1.5, 4.0])
+    w = mass_weights(units, pairs, everyone, mass)
+    # 0: matches of mass 1 and 3 take 2 * 1/4 and 2 * 3/4; 1: matches of mass 3 and 0.25
+    expected = [2.0, 0.5, 2 * 1 / 4, 2 * 3 / 4 + 0.5 * 3 / 3.25, 0.5 * 0.25 / 3.25, 1.5, 1.5]
+    np.testing.assert_allclose(w, expected, rtol=1e-15)
+    # the weighted estimator: sum_i m_i (y_i - sum_l m_l y_l / sum_l m_l) over the group
+    y = np.array([10.0, 20.0, 1.0, 2.0, 3.0, 7.0, 5.0])
+    treated = units["treated"].to_numpy()
+    direct = 2.0 * (10 - (1 * 1 + 3 * 2) / 4) + 0.5 * (20 - (3 * 2 + 0.25 * 3) / 3.25)
+    direct += 1.5 * (7 - 5)
+    assert (w[treated] @ y[treated] - w[~treated] @ y[~treated]) == pytest.approx(direct)
+    # every mass 1: the matching weights of subgroup_weights, for the group and a subgroup
+    ones = np.ones(len(units))
+    for group in (everyone, everyone.iloc[[1]]):
+        np.testing.assert_array_equal(
+            mass_weights(units, pairs, group, ones), subgroup_weights(units, pairs, group)
+        )
 
 
 def test_candidate_rows_find_each_unit_as_a_merge_does_or_leave_it_to_the_merge():

@@ -157,6 +157,65 @@ def test_schools_are_ordered_by_their_content_not_their_codes(prepared):
     np.testing.assert_array_equal(again.loc[school[keys.index]].to_numpy(), keys.to_numpy())
 
 
+@pytest.fixture(scope="module")
+def bayesian(prepared):
+    import dataclasses
+
+    from leapresearch.analysis.base import with_setting
+    from leapresearch.analysis.procedure import procedure_data
+
+    config = with_setting(prepared.config, "inference", procedure_scheme="bayesian")
+    return procedure_data(dataclasses.replace(prepared, config=config))
+
+
+def test_a_bayesian_draw_of_weights_one_gives_back_the_estimates(prepared, bayesian):
+    # the Bayesian scheme keeps every school once (students numbered by content) and weights
+    # the propensity fits and the units; with every weight 1 that is the run itself
+    from leapresearch.analysis import procedure
+    from leapresearch.analysis.event_studies import estimate_event_studies
+    from leapresearch.analysis.sample import prepare_matched
+
+    data = bayesian
+    assert data.scheme == "bayesian" and len(data.candidates.frame) == len(
+        prepared.candidates.frame
+    )
+    plain = procedure.procedure_data(prepared)
+    once_panel, once = procedure.resampled_inputs(plain, np.ones(plain.n_clusters, np.int64))
+    pd.testing.assert_frame_equal(data.candidates.frame, once.frame)
+    assert once_panel.n_students == data.panel.n_students
+    # each row keeps its school's cluster (school codes are the clusters' positions)
+    np.testing.assert_array_equal(data.candidates.frame["school"].to_numpy(), data.row_cluster)
+    ones = np.ones(data.n_clusters)
+    again = prepare_matched(
+        data.panel, data.candidates, data.config, pscore_weights=ones[data.row_cluster]
+    )
+    drawn = procedure.headline_fits(again, unit_mass=np.ones(len(again.units)))
+    table, _ = estimate_event_studies(prepared, subgroups=("grade_band",))
+    assert set(drawn) >= {"all", "grade_band:PK-5", "grade_band:6-12"}
+    for label, est in drawn.items():
+        rows = table.loc[table["group"] == label].set_index("rel_time")["estimate"]
+        np.testing.assert_allclose(
+            est.reindex(rows.index).to_numpy(), rows.to_numpy(), rtol=1e-9, atol=1e-9
+        )
+
+
+def test_bayesian_draws_weight_every_school_and_do_not_depend_on_the_workers(prepared, bayesian):
+    from leapresearch.analysis import procedure
+
+    weights = procedure.draw_weights(bayesian.seed, 0, bayesian.n_clusters)
+    assert (weights > 0).all() and weights.size == bayesian.n_clusters
+    one = procedure.procedure_draws(prepared, DRAWS, workers=1, data=bayesian)
+    two = procedure.procedure_draws(prepared, DRAWS, workers=2, data=bayesian)
+    assert set(one) == set(two) and "all" in one
+    for label, frame in one.items():
+        assert len(frame) == DRAWS and frame.notna().any(axis=None)
+        pd.testing.assert_frame_equal(two[label], frame, check_exact=True)
+    assert not np.allclose(one["all"].iloc[0], one["all"].iloc[1], equal_nan=True)
+    # not the resampling scheme's draws
+    resampled = procedure.procedure_draws(prepared, 2, workers=1)
+    assert not np.allclose(one["all"].iloc[0], resampled["all"].iloc[0], equal_nan=True)
+
+
 def test_procedure_intervals_from_known_draws():
     from leapresearch.analysis.procedure import procedure_intervals
 

@@ -66,6 +66,24 @@ def test_the_option_records_both_coverages_and_freezes_its_design(run):
     assert "--procedure-draws 10" in (out / "summary.md").read_text()
 
 
+def test_the_bayesian_scheme_runs_on_its_own_seeds_and_freezes_its_scheme(tmp_path):
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pm, "BAYESIAN_SEED_BASE", 545_000)  # not the held-out seeds
+    mp.setitem(sys.modules, "procedure_mc", pm)
+    argv = ["--families", "lists", "--draws", "1", "--sample-fraction", "0.05"]
+    argv += ["--procedure-draws", "10", "--procedure-scheme", "bayesian", "--workers", "1"]
+    try:
+        assert pm.mc.main([*argv, "--out", str(tmp_path)]) == 0
+    finally:
+        mp.undo()
+    design = json.loads((tmp_path / "design.json").read_text())
+    assert design["procedure_scheme"] == "bayesian" and design["seeds"]["lists"][0] == 545_000
+    rows = pd.read_csv(next((tmp_path / "draws").rglob("lists-545000.csv")))
+    a = rows.loc[rows["group"] == "all"].set_index("rel_time")
+    assert (a["procedure_std_error"] > 0).all()
+    assert "Bayesian draws" in (tmp_path / "summary.md").read_text()
+
+
 def test_a_resumed_run_refuses_another_number_of_bootstrap_draws(run):
     _, out = run
     argv = ["--families", "lists", "--draws", "1", "--sample-fraction", "0.05"]
@@ -207,6 +225,8 @@ def test_procedure_seeds_are_new_and_held_out():
     old = {fam.family_seed(f, i) for f in fam.FAMILIES for i in range(10_000)}
     assert min(new) == 7_500_000 and not new & old and len(new) == 10_000 * len(fam.FAMILIES)
     assert min(new) > max(old)
+    bayes = {pm.procedure_seed(f, i, "bayesian") for f in fam.FAMILIES for i in range(10_000)}
+    assert min(bayes) == 8_500_000 and not bayes & (new | old)
 
 
 def test_fewer_bootstrap_draws_cost_the_interval_coverage():

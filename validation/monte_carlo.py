@@ -507,6 +507,13 @@ def main(argv: list[str] | None = None) -> int:
         "every replication and record the coverage of its intervals and bands "
         "(validation/procedure_mc.py; results in validation/results/procedure/ unless --out)",
     )
+    parser.add_argument(
+        "--procedure-scheme",
+        choices=("resample", "bayesian"),
+        default="resample",
+        help="with --procedure-draws: inference.procedure_scheme of the bootstrap (results in "
+        "validation/results/procedure-bayesian/ for bayesian unless --out; its own seeds)",
+    )
     args = parser.parse_args(argv)
     if args.procedure_draws and not args.families:
         parser.error("--procedure-draws needs --families")

@@ -20,6 +20,7 @@ as in ``families.py``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import tempfile
@@ -36,15 +37,25 @@ import monte_carlo as mc  # noqa: E402
 
 PROCEDURE_SEED_BASE = 7_500_000
 """First seed of this run's held-out range (family ``k``: ``+ 10_000 * k``, then the draw)."""
+BAYESIAN_SEED_BASE = 8_500_000
+"""The held-out range of the run with ``--procedure-scheme bayesian`` (a new range: the
+scheme was chosen after the resampling run, on pilot seeds 8,400,000-8,419,999)."""
 OUT_NAME = "procedure"
-"""Folder under ``validation/results/`` when ``--out`` is not given."""
+"""Folder under ``validation/results/`` when ``--out`` is not given (``procedure-bayesian``
+for the Bayesian scheme)."""
+SCHEME_WORDS = {
+    "resample": "school resamples",
+    "bayesian": "Bayesian draws (every school weighted by an exponential(1) weight)",
+}
+"""How a summary names the draws of each ``inference.procedure_scheme``."""
 INTERVALS = {"analytic": "", "bootstrap": "boot_", "procedure": "procedure_"}
 """Interval kinds -> prefix of their ``ci_lower``/``ci_upper`` columns in a draw's rows."""
 
 
-def procedure_seed(family: str, draw: int) -> int:
+def procedure_seed(family: str, draw: int, scheme: str = "resample") -> int:
     """The held-out seed of replication ``draw`` of ``family`` (this run only)."""
-    return PROCEDURE_SEED_BASE + 10_000 * list(fm.FAMILIES).index(family) + draw
+    base = BAYESIAN_SEED_BASE if scheme == "bayesian" else PROCEDURE_SEED_BASE
+    return base + 10_000 * list(fm.FAMILIES).index(family) + draw
 
 
 def _covers(lower: pd.Series, upper: pd.Series, truth: pd.Series) -> pd.Series:
@@ -117,15 +128,21 @@ def procedure_rows(table: pd.DataFrame, truth: dict, alpha: float) -> pd.DataFra
 
 
 def run_procedure_draw(
-    family: str, seed: int, *, sample_fraction: float, procedure_draws: int
+    family: str,
+    seed: int,
+    *,
+    sample_fraction: float,
+    procedure_draws: int,
+    scheme: str = "resample",
 ) -> pd.DataFrame:
     """Simulate replication ``seed`` of ``family`` and run the design with its bootstrap.
 
     The event study of :func:`~leapresearch.analysis.event_studies.estimate_event_studies`
     (all visited students and the grade bands) and its whole-procedure columns from
     :func:`~leapresearch.analysis.event_studies.published_event_study` with
-    ``procedure_draws`` draws on one process; rows of :func:`procedure_rows` with
-    ``family``, ``seed`` and ``procedure_draws``.
+    ``procedure_draws`` draws of ``scheme`` (``inference.procedure_scheme``) on one
+    process; rows of :func:`procedure_rows` with ``family``, ``seed`` and
+    ``procedure_draws``.
     """
     from leapresearch.analysis.base import with_setting
     from leapresearch.analysis.event_studies import estimate_event_studies, published_event_study
@@ -133,7 +150,12 @@ def run_procedure_draw(
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory(prefix="lr-proc-") as tmp:
         truth, prepared = fm.simulate_family(family, seed, sample_fraction, Path(tmp))
-        config = with_setting(prepared.config, "inference", procedure_draws=procedure_draws)
+        config = with_setting(
+            prepared.config,
+            "inference",
+            procedure_draws=procedure_draws,
+            procedure_scheme=scheme,
+        )
         prepared = dataclasses.replace(prepared, config=config)
         fitted = estimate_event_studies(prepared, subgroups=("grade_band",))
         table = published_event_study(prepared, fitted, workers=1)
@@ -141,12 +163,18 @@ def run_procedure_draw(
     return rows.assign(family=family, seed=seed, procedure_draws=procedure_draws)
 
 
-def run_procedure_job(job: tuple[str, int, str, float, int]) -> str:
-    """Compute one replication unless its file exists (a ``parallel_map`` item)."""
-    family, seed, out, fraction, draws = job
+def run_procedure_job(job: tuple) -> str:
+    """Compute one replication unless its file exists (a ``parallel_map`` item).
+
+    ``job``: family, seed, folder, fraction, draws and (optionally) the scheme.
+    """
+    family, seed, out, fraction, draws, *rest = job
+    scheme = rest[0] if rest else "resample"
     return fm.keep_draw(
         fm.draw_file(Path(out), family, seed, fraction),
-        lambda: run_procedure_draw(family, seed, sample_fraction=fraction, procedure_draws=draws),
+        lambda: run_procedure_draw(
+            family, seed, sample_fraction=fraction, procedure_draws=draws, scheme=scheme
+        ),
     )
 
 
@@ -278,7 +306,9 @@ def finite_draws_coverage(draws: int, alpha: float = 0.05, reps: int = 20_000) -
     return float(np.mean(2 * stats.norm.cdf(z * se) - 1))
 
 
-def write_procedure_summary(draws: pd.DataFrame, out: Path, command: str) -> None:
+def write_procedure_summary(
+    draws: pd.DataFrame, out: Path, command: str, scheme: str = "resample"
+) -> None:
     """``summary.json`` (every cell, the table, the target sentence) and ``summary.md``."""
     cells = summarise_coverage(draws)
     table = coverage_table(cells)
@@ -304,9 +334,10 @@ def write_procedure_summary(draws: pd.DataFrame, out: Path, command: str) -> Non
         "# Coverage of the whole-procedure intervals (issue 27, item 7)\n\n"
         f"Command: `{command}`\n\n"
         f"Each replication simulates a family of `families.py` (held-out seeds "
-        f"{PROCEDURE_SEED_BASE:,} + 10,000 x family index + replication), runs the frozen "
-        f"design (`design.json`) and its whole-procedure cluster bootstrap with B = {b} "
-        "school resamples (propensity score, matching, adjustment and fit re-run in each), "
+        f"{procedure_seed(next(iter(fm.FAMILIES)), 0, scheme):,} + 10,000 x family index + "
+        "replication), runs the frozen design (`design.json`) and its whole-procedure "
+        f"cluster bootstrap with B = {b} {SCHEME_WORDS[scheme]} (propensity score, "
+        "matching, adjustment and fit re-run in each), "
         "and checks each interval against the replication's truth (the completed-visit "
         "effect on its visited students). `analytic`: the published conditional interval "
         "(t(G-1)); `procedure`: estimate +/- z x the bootstrap's IQR-based error; bands: "
@@ -336,20 +367,25 @@ def write_procedure_summary(draws: pd.DataFrame, out: Path, command: str) -> Non
 
 def main_procedure(args, argv: list[str]) -> int:
     """``monte_carlo.py --families ... --procedure-draws B``: freeze, run, summarise."""
+    scheme = getattr(args, "procedure_scheme", "resample")
     extra = {
         "procedure_draws": args.procedure_draws,
-        "procedure_seed_base": PROCEDURE_SEED_BASE,
+        "procedure_seed_base": procedure_seed(next(iter(fm.FAMILIES)), 0, scheme),
         "procedure_workers": 1,
         "diagnostics": [],
         "long_term_years": [],
     }
+    job_args: tuple = (args.procedure_draws,)
+    if scheme != "resample":  # the resampling run's frozen design has no such key
+        extra["procedure_scheme"] = scheme
+        job_args = (args.procedure_draws, scheme)
     return fm.run_frozen(
         args,
         argv,
         job=run_procedure_job,
-        seed=procedure_seed,
-        write=write_procedure_summary,
+        seed=functools.partial(procedure_seed, scheme=scheme),
+        write=functools.partial(write_procedure_summary, scheme=scheme),
         extra=extra,
-        job_args=(args.procedure_draws,),
-        out_name=OUT_NAME,
+        job_args=job_args,
+        out_name=OUT_NAME if scheme == "resample" else f"{OUT_NAME}-{scheme}",
     )

@@ -9,11 +9,18 @@ regression adjustment are those of the full sample, so their estimation error is
 1. the clusters of the event study (schools; students when the run clusters by student,
    :func:`~leapresearch.analysis.fitting.cluster_level`) are put in the order of a hash of
    their own data (:func:`cluster_keys`: no id spelling or row order enters);
-2. draw :math:`d` takes :math:`G` clusters with replacement from a generator seeded by
+2. ``inference.procedure_scheme: resample`` (the default): draw :math:`d` takes
+   :math:`G` clusters with replacement from a generator seeded by
    ``SeedSequence(inference.seed, spawn_key=(d,))``; every candidate row
    (stack, student) of a drawn cluster enters once per time its cluster is drawn, its
    student (and school) relabelled per copy so that the matching treats copies as
-   distinct students (:func:`resampled_inputs`; codes stay inside the computation);
+   distinct students (:func:`resampled_inputs`; codes stay inside the computation).
+   ``bayesian``: every cluster stays, once, with a weight :math:`\xi_c` drawn
+   exponential(1) from the same generator (:func:`draw_weights`; Rubin's Bayesian
+   bootstrap, Dirichlet weights up to scale); the propensity fits weight each row's
+   log-likelihood by its cluster's :math:`\xi`, and the matched units are weighted by
+   :func:`~leapresearch.design.stacking.mass_weights` (visited student :math:`i`:
+   :math:`\xi_i`; its counterfactual: the :math:`\xi`-weighted mean of its matches);
 3. the matched sample of the draw is built by
    :func:`~leapresearch.analysis.sample.prepare_matched`, the function a run uses
    (propensity score, its Newton fits started from the full sample's coefficients;
@@ -37,11 +44,15 @@ with :math:`c` the :math:`1-\alpha` quantile over draws of
 :math:`\max_r |\hat\theta^{*}_{d,r} - \bar\theta^{*}_r| / \widehat{se}_r` (sup-t, Montiel
 Olea and Plagborg-Møller 2019).
 
-Resampling students is not valid for nearest-neighbour matching with a fixed number of
-matches (Abadie and Imbens 2008): a comparison drawn twice is tied with its copy, and both
-are kept. The draws here resample schools, match with ratio 3 and regression-adjust, where
-that failure is expected to be small; ``benchmarks/procedure_check.py`` and the README
-compare the result with the Monte Carlo spread of the estimate.
+Resampling is not valid for nearest-neighbour matching with a fixed number of matches
+(Abadie and Imbens 2008): a comparison drawn twice is tied with its copy, and both are
+kept, and a visited student's counterfactual rests on whichever of its few matches were
+drawn. In the validation (``validation/README.md``) the resampled errors are 1.3-1.9 times
+the analytic ones against a Monte Carlo spread of 0.8-1.5 times, also with the matches
+held fixed, so the excess comes from the resampling of the few matches rather than from
+the re-matching; the ``bayesian`` scheme, whose weights never drop a cluster, is the
+alternative under validation there. The censoring weights (``censoring_weights: true``)
+are re-estimated in a Bayesian draw without its weights.
 """
 
 from __future__ import annotations
@@ -64,7 +75,7 @@ from leapresearch.data.panel import AnalyticPanel
 from leapresearch.design.matching.separation import remember_directions, remembered_directions
 from leapresearch.design.matching.sorting import _dense_codes, _int_lexsort
 from leapresearch.design.pool import Candidates
-from leapresearch.design.stacking import subgroup_weights
+from leapresearch.design.stacking import mass_weights, subgroup_weights
 from leapresearch.estimation.falsification import ID_COLUMNS
 from leapresearch.estimation.subgroups import GROUP_ALL, group_definitions
 from leapresearch.parallel import parallel_map
@@ -95,7 +106,9 @@ class ProcedureData:
     rows are copies of the sample's, so these decide its separated fits without the linear
     program (the same decision, faster). ``pscore_start``: the full sample's propensity
     coefficients by stack, where each draw's fits start (the same maximum, fewer Newton
-    steps).
+    steps). ``scheme``: ``inference.procedure_scheme``; with ``"bayesian"`` the panel and
+    candidates are already renumbered by content (:func:`content_ordered`) and
+    ``code_cluster`` maps a unit's school (or student) code to its cluster's position.
     """
 
     panel: AnalyticPanel
@@ -108,6 +121,8 @@ class ProcedureData:
     school_clusters: bool
     separating: dict = dataclasses.field(default_factory=dict)
     pscore_start: dict = dataclasses.field(default_factory=dict)
+    scheme: str = "resample"
+    code_cluster: np.ndarray | None = None
 
 
 def _as_text(column: pd.Series) -> pd.Series:
@@ -182,7 +197,10 @@ def cluster_keys(
 
 
 def procedure_data(prepared: Prepared) -> ProcedureData:
-    """The draws' shared inputs from the run's matched sample."""
+    """The draws' shared inputs from the run's matched sample.
+
+    With ``inference.procedure_scheme: bayesian``, renumbered by :func:`content_ordered`.
+    """
     config = prepared.config
     cand = prepared.candidates
     keep = ["stack", "student", "treated", "district", "grade_band", "school", *cand.covariates]
@@ -204,7 +222,7 @@ def procedure_data(prepared: Prepared) -> ProcedureData:
         monthly=panel.monthly.iloc[:0],
         annual=panel.annual.iloc[:0],
     )
-    return ProcedureData(
+    data = ProcedureData(
         panel=slim,
         candidates=dataclasses.replace(cand, frame=frame, extra=[]),
         config=config,
@@ -216,6 +234,9 @@ def procedure_data(prepared: Prepared) -> ProcedureData:
         separating=remembered_directions(),
         pscore_start=fitted_coefficients(prepared.matching),
     )
+    if config.inference.procedure_scheme == "bayesian":
+        return content_ordered(data)
+    return data
 
 
 def draw_counts(seed: int, draw: int, n_clusters: int) -> np.ndarray:
@@ -231,7 +252,15 @@ def _rows_of(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 
 
 def resampled_inputs(data: ProcedureData, counts: np.ndarray) -> tuple[AnalyticPanel, Candidates]:
-    """The panel and candidates of one draw: each cluster's rows ``counts`` times.
+    """The panel and candidates of one draw: each cluster's rows ``counts`` times."""
+    panel, candidates, _ = _resampled(data, counts)
+    return panel, candidates
+
+
+def _resampled(
+    data: ProcedureData, counts: np.ndarray
+) -> tuple[AnalyticPanel, Candidates, np.ndarray]:
+    """:func:`resampled_inputs`, and the candidate row each row of the draw copies.
 
     Copy ``c`` of student ``s`` is a student of its own with ``s``'s attendance, roster
     rows and first visit, the same in every stack of the copy; schools are copied the same
@@ -272,20 +301,55 @@ def resampled_inputs(data: ProcedureData, counts: np.ndarray) -> tuple[AnalyticP
         visited_any=panel.visited_any[source],
         rates=panel.rates[source],
     )
-    return panel, dataclasses.replace(data.candidates, frame=out)
+    return panel, dataclasses.replace(data.candidates, frame=out), rows[order]
 
 
-def headline_fits(prepared: Prepared) -> dict[str, pd.Series]:
+def content_ordered(data: ProcedureData) -> ProcedureData:
+    """``data`` for the Bayesian scheme: every cluster once, students numbered by content.
+
+    The inputs of :func:`resampled_inputs` with every count 1 (students in the order of
+    :func:`student_keys`, schools numbered by cluster position), so that the draws'
+    propensity fits, matches and fits do not depend on the ids of the data, with
+    ``row_cluster`` in the new row order and ``code_cluster``: the cluster position of each
+    school code (the identity) or, with student clusters, of each student code.
+    """
+    panel, candidates, source = _resampled(data, np.ones(data.n_clusters, np.int64))
+    row_cluster = data.row_cluster[source]
+    if data.school_clusters:
+        code_cluster = np.arange(data.n_clusters, dtype=np.int64)
+    else:
+        code_cluster = np.full(panel.n_students, -1, np.int64)
+        code_cluster[candidates.frame["student"].to_numpy()] = row_cluster
+    return dataclasses.replace(
+        data,
+        panel=panel,
+        candidates=candidates,
+        row_cluster=row_cluster,
+        scheme="bayesian",
+        code_cluster=code_cluster,
+    )
+
+
+def draw_weights(seed: int, draw: int, n_clusters: int) -> np.ndarray:
+    """Each cluster's (key order) exponential(1) weight in draw ``draw`` (Bayesian scheme)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(draw,)))
+    return rng.standard_exponential(n_clusters)
+
+
+def headline_fits(prepared: Prepared, unit_mass: np.ndarray | None = None) -> dict[str, pd.Series]:
     """Estimates of the procedure's groups: all visited students, each grade band, 6-12.
 
     Each group's units are weighted as in ``event_study.csv`` and fitted by
     :func:`~leapresearch.analysis.fitting.fit_group`; a group that cannot be fitted is left
-    out.
+    out. ``unit_mass`` (a Bayesian draw: each unit's cluster weight) weights the units by
+    :func:`~leapresearch.design.stacking.mass_weights` instead.
     """
     units, pairs = prepared.units, prepared.matching.pairs
     out = {}
     for label, treated in group_definitions(prepared.attributes, ("grade_band",)):
-        if label == GROUP_ALL:
+        if unit_mass is not None:
+            weights = mass_weights(units, pairs, treated, unit_mass)
+        elif label == GROUP_ALL:
             weights = units["weight"].to_numpy(np.float64)
         else:
             weights = subgroup_weights(units, pairs, treated)
@@ -297,17 +361,34 @@ def headline_fits(prepared: Prepared) -> dict[str, pd.Series]:
 
 def draw_estimates(data: ProcedureData, draw: int) -> dict[str, pd.Series]:
     """The headline groups' estimates in draw ``draw`` (the whole procedure re-run)."""
-    panel, candidates = resampled_inputs(data, draw_counts(data.seed, draw, data.n_clusters))
     remember_directions(data.separating)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. a ridge propensity fit; the run reports its own
         try:
+            if data.scheme == "bayesian":
+                return _weighted_draw(data, draw)
+            counts = draw_counts(data.seed, draw, data.n_clusters)
+            panel, candidates = resampled_inputs(data, counts)
             prepared = prepare_matched(
                 panel, candidates, data.config, pscore_start=data.pscore_start
             )
             return headline_fits(prepared)
         except (ValueError, np.linalg.LinAlgError):  # a draw the data cannot support
             return {}
+
+
+def _weighted_draw(data: ProcedureData, draw: int) -> dict[str, pd.Series]:
+    """A Bayesian draw: every cluster weighted in the propensity fits and the unit weights."""
+    weight = draw_weights(data.seed, draw, data.n_clusters)
+    prepared = prepare_matched(
+        data.panel,
+        data.candidates,
+        data.config,
+        pscore_start=data.pscore_start,
+        pscore_weights=weight[data.row_cluster],
+    )
+    codes = prepared.units["school" if data.school_clusters else "student"].to_numpy()
+    return headline_fits(prepared, unit_mass=weight[data.code_cluster[codes]])
 
 
 def _block(data: ProcedureData, draws: tuple[int, ...]) -> list[dict[str, pd.Series]]:

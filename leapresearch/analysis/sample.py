@@ -106,6 +106,7 @@ def run_matching(
     *,
     pscore: pd.Series | None = None,
     pscore_start: Mapping[Any, Mapping[str, float]] | None = None,
+    pscore_weights: np.ndarray | None = None,
 ) -> MatchResult:
     """Propensity-score matching of each visited student to never-visited students.
 
@@ -120,7 +121,8 @@ def run_matching(
     ``pscore`` (aligned with ``candidates.frame``) reuses propensity scores already fitted
     on the same candidates (the specification table's ratio and caliper rows);
     ``pscore_start`` starts the score's fits from earlier coefficients (the ``start`` of
-    :func:`~leapresearch.design.matching.propensity.propensity_scores`).
+    :func:`~leapresearch.design.matching.propensity.propensity_scores`), ``pscore_weights``
+    weights the rows of those fits (its ``weights``: a Bayesian bootstrap draw).
     """
     m = config.matching
     exact = ["stack", *m.exact]
@@ -136,6 +138,7 @@ def run_matching(
             replace=m.replace,
             seed=m.seed,
             start=pscore_start,
+            weights=pscore_weights,
         )
     else:
         result = nearest_neighbor_match(
@@ -310,19 +313,27 @@ def prepare_matched(
     max_rel_time: int | None = None,
     pscore: pd.Series | None = None,
     pscore_start: Mapping[Any, Mapping[str, float]] | None = None,
+    pscore_weights: np.ndarray | None = None,
     log: Log = quiet,
 ) -> Prepared:
     """Match the candidates and build the stacked panel of the matched units.
 
     ``max_rel_time`` keeps only months up to that event time (the placebo stops before
-    the real first visit); ``pscore`` reuses fitted propensity scores and ``pscore_start``
-    starts their fits from earlier coefficients (:func:`run_matching`).
+    the real first visit); ``pscore`` reuses fitted propensity scores, ``pscore_start``
+    starts their fits from earlier coefficients and ``pscore_weights`` weights their rows
+    (:func:`run_matching`).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_matching(candidates, config, pscore=pscore, pscore_start=pscore_start)
+        result = run_matching(
+            candidates,
+            config,
+            pscore=pscore,
+            pscore_start=pscore_start,
+            pscore_weights=pscore_weights,
+        )
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     timings["matching"] = time.perf_counter() - t0
     n_t = int(candidates.frame["treated"].sum())

@@ -181,3 +181,47 @@ def subgroup_weights(
         w, on=["stack", "student", "treated"], how="left"
     )
     return merged["w"].fillna(0.0).to_numpy(np.float64)
+
+
+def mass_weights(
+    units: pd.DataFrame, pairs: pd.DataFrame, treated_in_group: pd.DataFrame, mass: np.ndarray
+) -> np.ndarray:
+    r"""Unit weights of a subgroup when every unit carries a mass (a weighted bootstrap draw).
+
+    Treated student :math:`i` of the subgroup gets its mass :math:`m_i`; comparison unit
+    :math:`j` gets :math:`\sum_i m_i\, m_j / \sum_{l \in M(i)} m_l` over the subgroup's
+    treated students :math:`i` it serves (:math:`M(i)` their matches): each treated
+    student's counterfactual is the mass-weighted mean of its matches, and the matched
+    estimator is the weighted sample's. With every mass 1 these are
+    :func:`subgroup_weights` (``1 / k_i``). Every other unit gets 0.
+
+    Parameters
+    ----------
+    units, pairs, treated_in_group
+        As :func:`subgroup_weights`.
+    mass : ndarray
+        One positive mass per unit (aligned with ``units``).
+
+    Returns
+    -------
+    ndarray
+        One weight per unit (aligned with ``units``).
+    """
+    key = ["stack", "student"]
+    sel = treated_in_group[key].drop_duplicates().rename(columns={"student": "treated_student"})
+    p = pairs[["stack", "treated_student", "comparison_student"]].merge(
+        sel, on=["stack", "treated_student"]
+    )
+    ids = units[key].assign(unit=np.arange(len(units)), treated=units["treated"].astype(bool))
+    comp = ids.loc[~ids["treated"], [*key, "unit"]]
+    treat = ids.loc[ids["treated"], [*key, "unit"]]
+    p = p.merge(comp.rename(columns={"student": "comparison_student", "unit": "c"}))
+    p = p.merge(treat.rename(columns={"student": "treated_student", "unit": "t"}))
+    m_c = np.asarray(mass, dtype=np.float64)[p["c"].to_numpy()]
+    t = p["t"].to_numpy()
+    total = np.bincount(t, weights=m_c, minlength=len(units))  # mass of each i's matches
+    share = np.asarray(mass, dtype=np.float64)[t] * m_c / total[t]
+    out = np.bincount(p["c"].to_numpy(), weights=share, minlength=len(units))
+    members = treat.merge(sel.rename(columns={"treated_student": "student"}))["unit"].to_numpy()
+    out[members] = np.asarray(mass, dtype=np.float64)[members]
+    return out

@@ -87,11 +87,13 @@ def _logit_newton(
     max_iter: int = 50,
     tol: float = 1e-10,
     start: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool, int, np.ndarray]:
     """Newton-Raphson logistic regression on ``[design | dmat]``; column 0 is unpenalised.
 
     From ``start`` when given, else from the intercept-only fit; ``tol=0`` takes exactly
-    ``max_iter`` steps (converged is then False).
+    ``max_iter`` steps (converged is then False). ``weights`` (positive, one a row) weight
+    each row's log-likelihood (a row of weight 2 counts as two identical rows); None: 1.
     """
     p = design.shape[1]
     g = 0 if dmat is None else dmat.shape[1]
@@ -99,7 +101,7 @@ def _logit_newton(
         theta = np.array(start, dtype=np.float64)
     else:
         theta = np.zeros(p + g)
-        ybar = y.mean()
+        ybar = y.mean() if weights is None else float(weights @ y) / float(weights.sum())
         theta[0] = np.log(ybar / (1.0 - ybar))
     pen = np.full(p + g, ridge)
     pen[0] = 0.0
@@ -111,7 +113,10 @@ def _logit_newton(
         return out
 
     def objective(eta: np.ndarray, th: np.ndarray) -> float:
-        dev = 2.0 * float(np.sum(np.logaddexp(0.0, eta)) - y @ eta)
+        if weights is None:
+            dev = 2.0 * float(np.sum(np.logaddexp(0.0, eta)) - y @ eta)
+        else:
+            dev = 2.0 * float(weights @ np.logaddexp(0.0, eta) - (weights * y) @ eta)
         return dev + float(pen @ (th * th))
 
     eta = linear(theta)
@@ -128,6 +133,9 @@ def _logit_newton(
         mu = expit(eta)
         w = mu * (1.0 - mu)
         resid = y - mu
+        if weights is not None:
+            w *= weights
+            resid *= weights
         grad = np.empty(p + g)
         grad[:p] = design.T @ resid
         hess = np.empty((p + g, p + g))

@@ -136,6 +136,7 @@ def match(
     by: Sequence[str] = ("stack",),
     fixed_effects: Sequence[str] = DEFAULT_FIXED_EFFECTS,
     start: Mapping[Any, Mapping[str, float]] | None = None,
+    weights: np.ndarray | None = None,
 ) -> MatchResult:
     """Estimate propensity scores and match (:func:`propensity_scores` then NN matching).
 
@@ -147,8 +148,8 @@ def match(
         Covariates of the propensity model.
     exact, ratio, caliper, replace, m_order, seed
         See :func:`nearest_neighbor_match`.
-    by, fixed_effects, start
-        See :func:`propensity_scores`.
+    by, fixed_effects, start, weights
+        See :func:`propensity_scores` (``weights``: of the propensity fit only).
 
     Returns
     -------
@@ -163,7 +164,12 @@ def match(
     ``exact`` strata with a caliper of ``caliper`` standard deviations of the logit.
     """
     ps = propensity_scores(
-        candidates, covariates=covariates, by=by, fixed_effects=fixed_effects, start=start
+        candidates,
+        covariates=covariates,
+        by=by,
+        fixed_effects=fixed_effects,
+        start=start,
+        weights=weights,
     )
     res = nearest_neighbor_match(
         candidates,

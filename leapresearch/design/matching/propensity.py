@@ -54,6 +54,7 @@ def propensity_scores(
     by: Sequence[str] = ("stack",),
     fixed_effects: Sequence[str] = DEFAULT_FIXED_EFFECTS,
     start: Mapping[Any, Mapping[str, float]] | None = None,
+    weights: np.ndarray | None = None,
 ) -> pd.Series:
     r"""Estimate the linear propensity score (logit) of every candidate row.
 
@@ -66,8 +67,7 @@ def propensity_scores(
     ----------
     candidates : pandas.DataFrame
         One row per (stack, student) candidate with a boolean ``treated`` column, the
-        numeric ``covariates`` (no missing values) and the ``by`` and ``fixed_effects``
-        columns.
+        numeric ``covariates`` (no missing values), the ``by`` and ``fixed_effects``.
     covariates : sequence of str
         Numeric covariate columns.
     by : sequence of str, default ("stack",)
@@ -78,6 +78,9 @@ def propensity_scores(
         By fit group, ``coefficients`` of an earlier fit (a bootstrap draw: the full
         sample's) where the Newton fits start; the maximum is the same (both objectives
         are concave), up to the convergence criterion (the score's last decimal).
+    weights : ndarray, optional
+        Positive weights of the rows' log-likelihoods (a bootstrap draw's); a row of
+        weight 2 counts as two identical rows, None as weight 1.
 
     Returns
     -------
@@ -137,8 +140,9 @@ def propensity_scores(
     treated = _as_bool(candidates["treated"])
     cov_arrays = {c: _numeric_values(candidates, c) for c in covariates}
     fe_codes, fe_labels = _fixed_effect_codes(candidates, fixed_effects)
+    weights = _checked_weights(weights, len(candidates))
     eta, diagnostics = _fit_groups(
-        candidates, treated, cov_arrays, covariates, by, fe_codes, fe_labels, start or {}
+        candidates, treated, cov_arrays, covariates, by, fe_codes, fe_labels, start or {}, weights
     )
     out = pd.Series(eta, index=candidates.index, name="pscore")
     out.attrs["fit_diagnostics"] = tuple(diagnostics)
@@ -166,6 +170,7 @@ def _fit_groups(
     fe_codes: list[np.ndarray],
     fe_labels: list[tuple[str, np.ndarray]],
     start: Mapping[Any, Mapping[str, float]],
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Fit every ``by`` group (rows in canonical order); scores and diagnostics."""
     eta = np.full(len(candidates), np.nan)
@@ -181,7 +186,12 @@ def _fit_groups(
         by_column = np.empty((len(covariates), rows.size))
         for j, c in enumerate(covariates):
             by_column[j] = cov_arrays[c][rows]
-        order, first = _canonical_order(treated[rows], by_column, [f[rows] for f in fe_codes])
+        order, first = _canonical_order(
+            treated[rows],
+            by_column,
+            [f[rows] for f in fe_codes],
+            weights=None if weights is None else weights[rows],
+        )
         rows = rows[order]
         x = np.ascontiguousarray(by_column.T)[order]
         eta_g, diag = _fit_group(
@@ -192,6 +202,7 @@ def _fit_groups(
             fe_labels,
             group_label=f"{tuple(by)}={key!r}",
             start=start.get(key),
+            weights=None if weights is None else weights[rows],
         )
         # identical covariate rows get the very same score (that of the first of them)
         eta[rows] = np.round(eta_g[first], PSCORE_DECIMALS)
@@ -214,7 +225,11 @@ def _canonical_rows(
 
 
 def _canonical_order(
-    treated: np.ndarray, by_column: np.ndarray, fe_codes: list[np.ndarray]
+    treated: np.ndarray,
+    by_column: np.ndarray,
+    fe_codes: list[np.ndarray],
+    *,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The order of a fit group's rows fixed by their values alone, and their patterns.
 
@@ -224,13 +239,15 @@ def _canonical_order(
     the fit sees the same arrays whatever the order of the input rows or the student ids;
     rows tied on every key are identical, so their order cannot matter. ``first[i]`` is
     the position (in the sorted rows) of the first row with the same covariates and fixed
-    effects as row ``i``: they share one linear predictor, bit for bit.
+    effects as row ``i``: they share one linear predictor, bit for bit. ``weights`` (rows
+    of a weighted fit): the least significant key, so that rows tied on every other key
+    are summed in an order set by their weights too.
     """
     n = treated.size
     keys = [by_column[j] for j in reversed(range(by_column.shape[0]))]
     keys += list(reversed(fe_codes))
     keys = [treated, *_packed_keys(keys)]
-    order = np.lexsort(keys)
+    order = np.lexsort(keys if weights is None else [weights, *keys])
     same = np.ones(max(n - 1, 0), dtype=bool)
     for key in keys[1:]:
         k = key[order]
@@ -300,12 +317,14 @@ def _fit_group(
     *,
     group_label: str,
     start: Mapping[str, float] | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit one propensity model; return the linear predictor (NaN where not estimable).
 
     ``x_rows``: the covariates (``n, k``, float), a column each of ``cov_names``.
     ``start``: coefficients by column name on the covariates' own scale (see
-    :func:`propensity_scores`), where the fits start.
+    :func:`propensity_scores`), where the fits start. ``weights``: the rows' likelihood
+    weights (None: 1).
     """
     n = y.size
     eta = np.full(n, np.nan)
@@ -322,6 +341,65 @@ def _fit_group(
     ya = y[active].astype(float)
     if ya.size == 0 or ya.min() == ya.max():
         return eta, diag
+    wa = weights if weights is None or active.all() else weights[active]
+    design, dmat, names, dropped, mean_k, sd_k = _design(
+        x_rows, active, cov_names, fe_codes, fe_labels
+    )
+    theta0 = None if start is None else _standardised(start, names, mean_k, sd_k)
+    method, converged, n_iter = "mle", True, 0
+    columns = (tuple(names[0]), tuple(names[1]))
+    # a single separating column, or a direction found before on rows of the same columns
+    # (the main matching's, in a refit or a bootstrap draw), decides without the
+    # maximum-likelihood attempt that would end in the ridge fit anyway
+    separated = _one_column_separates(design, dmat, ya) or _remembered_separates(
+        design, dmat, ya, columns=columns, mean=mean_k, sd=sd_k
+    )
+    if not separated:
+        fit = _logit_newton(design, dmat, ya, ridge=0.0, start=theta0, weights=wa)
+        theta, converged, n_iter, eta_a = fit
+        # a converged fit usually proves there is no separation; the linear program
+        # decides the others (the same decision either way: _overlap_certified)
+        if not (converged and _certified(design, dmat, ya, theta, eta_a, wa)):
+            separated = _program_remembering(
+                design, dmat, ya, columns=columns, mean=mean_k, sd=sd_k
+            )
+    if not converged or separated:
+        problem = "did not converge" if not converged else "is (quasi-)separated"
+        warnings.warn(
+            f"propensity model for {group_label} {problem}; refitted with a ridge penalty "
+            f"lambda={RIDGE_FALLBACK} on standardised coefficients",
+            PropensityFitWarning,
+            stacklevel=3,
+        )
+        theta, converged, n_iter, eta_a = _logit_newton(
+            design, dmat, ya, ridge=RIDGE_FALLBACK, start=theta0, weights=wa
+        )
+        method = "ridge"
+        if not converged:
+            warnings.warn(
+                f"ridge propensity model for {group_label} did not converge either",
+                PropensityFitWarning,
+                stacklevel=3,
+            )
+    eta[active] = eta_a
+    diag.update(dropped_columns=tuple(dropped), method=method, converged=converged, n_iter=n_iter)
+    if converged:
+        diag["coefficients"] = _raw_scale(theta, names, mean_k, sd_k)
+    return eta, diag
+
+
+def _design(
+    x_rows: np.ndarray,
+    active: np.ndarray,
+    cov_names: Sequence[str],
+    fe_codes: list[np.ndarray],
+    fe_labels: list[tuple[str, np.ndarray]],
+) -> tuple[np.ndarray, Any, tuple[list[str], list[str]], list[str], np.ndarray, np.ndarray]:
+    """The fit's ``[1, z]`` and sparse dummies on the ``active`` rows, aliased columns out.
+
+    Returns the dense design, the dummies (CSR or None), the kept column names (covariates,
+    dummies), the dropped ones, and the kept covariates' means and standard deviations.
+    """
     # standardised covariates; constant ones dropped (no copy of a selection of every row
     # or every column)
     x = x_rows if active.all() else x_rows[active]
@@ -339,7 +417,7 @@ def _fit_group(
     keep_z, keep_d = _non_aliased(z, dummies)
     dropped += [z_names[j] for j in np.flatnonzero(~keep_z)]
     dropped += [d_names[j] for j in np.flatnonzero(~keep_d)]
-    design = np.empty((ya.size, 1 + int(keep_z.sum())))  # [1, z], rows contiguous
+    design = np.empty((x.shape[0], 1 + int(keep_z.sum())))  # [1, z], rows contiguous
     design[:, 0] = 1.0
     design[:, 1:] = z if keep_z.all() else z[:, keep_z]
     dmat = dummies[:, np.flatnonzero(keep_d)].tocsr() if dummies is not None else None
@@ -351,50 +429,27 @@ def _fit_group(
         [z_names[j] for j in np.flatnonzero(keep_z)],
         [d_names[j] for j in np.flatnonzero(keep_d)],
     )
-    theta0 = None if start is None else _standardised(start, names, mean[kept], sd[kept])
-    method, converged, n_iter = "mle", True, 0
-    columns = (tuple(names[0]), tuple(names[1]))
-    # a single separating column, or a direction found before on rows of the same columns
-    # (the main matching's, in a refit or a bootstrap draw), decides without the
-    # maximum-likelihood attempt that would end in the ridge fit anyway
-    separated = _one_column_separates(design, dmat, ya) or _remembered_separates(
-        design, dmat, ya, columns=columns, mean=mean[kept], sd=sd[kept]
-    )
-    if not separated:
-        theta, converged, n_iter, eta_a = _logit_newton(design, dmat, ya, ridge=0.0, start=theta0)
-        # a converged fit usually proves there is no separation; the linear program
-        # decides the others (the same decision either way: _overlap_certified)
-        if not (converged and _certified(design, dmat, ya, theta, eta_a)):
-            separated = _program_remembering(
-                design, dmat, ya, columns=columns, mean=mean[kept], sd=sd[kept]
-            )
-    if not converged or separated:
-        problem = "did not converge" if not converged else "is (quasi-)separated"
-        warnings.warn(
-            f"propensity model for {group_label} {problem}; refitted with a ridge penalty "
-            f"lambda={RIDGE_FALLBACK} on standardised coefficients",
-            PropensityFitWarning,
-            stacklevel=3,
-        )
-        theta, converged, n_iter, eta_a = _logit_newton(
-            design, dmat, ya, ridge=RIDGE_FALLBACK, start=theta0
-        )
-        method = "ridge"
-        if not converged:
-            warnings.warn(
-                f"ridge propensity model for {group_label} did not converge either",
-                PropensityFitWarning,
-                stacklevel=3,
-            )
-    eta[active] = eta_a
-    diag.update(dropped_columns=tuple(dropped), method=method, converged=converged, n_iter=n_iter)
-    if converged:
-        diag["coefficients"] = _raw_scale(theta, names, mean[kept], sd[kept])
-    return eta, diag
+    return design, dmat, names, dropped, mean[kept], sd[kept]
 
 
 INTERCEPT = "(intercept)"
 """Name of the intercept in a fit's ``coefficients``."""
+
+
+def _checked_weights(weights: np.ndarray | None, n_rows: int) -> np.ndarray | None:
+    """``weights`` as float64 if one positive finite number per row, else ValueError."""
+    if weights is None:
+        return None
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (n_rows,):
+        raise ValueError(f"propensity weights: shape {weights.shape}, expected ({n_rows},)")
+    bad = np.flatnonzero(~(np.isfinite(weights) & (weights > 0)))
+    if bad.size:
+        raise ValueError(
+            f"propensity weights must be positive and finite; {bad.size} row(s) are not "
+            f"(first at position {int(bad[0])})"
+        )
+    return weights
 
 
 def _raw_scale(
@@ -425,7 +480,12 @@ POLISH_STEPS = 2
 
 
 def _certified(
-    design: np.ndarray, dmat: Any, y: np.ndarray, theta: np.ndarray, eta: np.ndarray
+    design: np.ndarray,
+    dmat: Any,
+    y: np.ndarray,
+    theta: np.ndarray,
+    eta: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> bool:
     """Whether the fit ``theta`` (linear predictor ``eta``) proves there is no separation.
 
@@ -433,14 +493,15 @@ def _certified(
     :func:`_overlap_certified`; then :data:`POLISH_STEPS` more Newton steps from ``theta``
     bring the score to rounding level and are tried instead (the certificate holds for
     any linear predictor). The polished fit serves only the certificate: the scores are
-    those of the fit, and the decision is the linear program's either way.
+    those of the fit, and the decision is the linear program's either way. ``weights``:
+    the fit's row weights.
     """
-    if _overlap_certified(design, dmat, y, eta):
+    if _overlap_certified(design, dmat, y, eta, weights):
         return True
     _, _, _, polished = _logit_newton(
-        design, dmat, y, ridge=0.0, start=theta, max_iter=POLISH_STEPS, tol=0.0
+        design, dmat, y, ridge=0.0, start=theta, max_iter=POLISH_STEPS, tol=0.0, weights=weights
     )
-    return _overlap_certified(design, dmat, y, polished)
+    return _overlap_certified(design, dmat, y, polished, weights)
 
 
 def _informative_rows(y: np.ndarray, fe_codes: list[np.ndarray]) -> np.ndarray:

@@ -206,7 +206,11 @@ def _one_column_separates(design: np.ndarray, dmat: sp.csr_array | None, y: np.n
 
 
 def _overlap_certified(
-    design: np.ndarray, dmat: sp.csr_array | None, y: np.ndarray, eta: np.ndarray
+    design: np.ndarray,
+    dmat: sp.csr_array | None,
+    y: np.ndarray,
+    eta: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> bool:
     r"""Whether a converged logistic fit proves the classes are not separated.
 
@@ -219,8 +223,12 @@ def _overlap_certified(
     = r'X\beta \le \lVert X'r \rVert_1`, so the program's optimum is at most
     :math:`\lVert X'r \rVert_1 / \min_i w_i`. When that bound is below half the
     program's threshold, the program would find no separation, and it is not solved.
+    A fit with row weights :math:`v_i > 0` has the score :math:`X'(v \odot r)`; the same
+    argument holds with :math:`w_i = v_i |r_i|`.
     """
     resid = y - expit(eta)
+    if weights is not None:
+        resid = weights * resid
     w_min = float(np.abs(resid).min())
     if not w_min > 0.0:
         return False

@@ -33,9 +33,15 @@ def _inference_method(config) -> str:
         else "the analytic ones"
     )
     if inf.procedure_draws > 0:
+        how = (
+            f"draws that weight every {a.cluster} by an exponential(1) weight (a Bayesian "
+            "bootstrap)"
+            if inf.procedure_scheme == "bayesian"
+            else f"draws of the {a.cluster}s with replacement"
+        )
         lead = (
             f"Intervals: the report leads with those of a whole-procedure cluster bootstrap "
-            f"({inf.procedure_draws} draws of the {a.cluster}s with replacement; the "
+            f"({inf.procedure_draws} {how}; the "
             "propensity score, the matching, the censoring weights, the regression "
             "adjustment and the event study re-run in each draw; normal intervals with the "
             "draws' interquartile-range standard error) for all visited students and the "
