@@ -360,35 +360,35 @@ def headline_fits(prepared: Prepared, unit_mass: np.ndarray | None = None) -> di
 
 
 def draw_estimates(data: ProcedureData, draw: int) -> dict[str, pd.Series]:
-    """The headline groups' estimates in draw ``draw`` (the whole procedure re-run)."""
+    """The headline groups' estimates in draw ``draw`` (the whole procedure re-run).
+
+    ``resample``: the inputs of :func:`resampled_inputs`; ``bayesian``: the data's own
+    inputs, the propensity fits weighted by :func:`draw_weights` and the units by
+    :func:`~leapresearch.design.stacking.mass_weights`.
+    """
+    weight = pscore_weights = None
+    if data.scheme == "bayesian":
+        weight = draw_weights(data.seed, draw, data.n_clusters)
+        panel, candidates, pscore_weights = data.panel, data.candidates, weight[data.row_cluster]
+    else:
+        panel, candidates = resampled_inputs(data, draw_counts(data.seed, draw, data.n_clusters))
     remember_directions(data.separating)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. a ridge propensity fit; the run reports its own
         try:
-            if data.scheme == "bayesian":
-                return _weighted_draw(data, draw)
-            counts = draw_counts(data.seed, draw, data.n_clusters)
-            panel, candidates = resampled_inputs(data, counts)
             prepared = prepare_matched(
-                panel, candidates, data.config, pscore_start=data.pscore_start
+                panel,
+                candidates,
+                data.config,
+                pscore_start=data.pscore_start,
+                pscore_weights=pscore_weights,
             )
-            return headline_fits(prepared)
+            if weight is None:
+                return headline_fits(prepared)
+            codes = prepared.units["school" if data.school_clusters else "student"].to_numpy()
+            return headline_fits(prepared, unit_mass=weight[data.code_cluster[codes]])
         except (ValueError, np.linalg.LinAlgError):  # a draw the data cannot support
             return {}
-
-
-def _weighted_draw(data: ProcedureData, draw: int) -> dict[str, pd.Series]:
-    """A Bayesian draw: every cluster weighted in the propensity fits and the unit weights."""
-    weight = draw_weights(data.seed, draw, data.n_clusters)
-    prepared = prepare_matched(
-        data.panel,
-        data.candidates,
-        data.config,
-        pscore_start=data.pscore_start,
-        pscore_weights=weight[data.row_cluster],
-    )
-    codes = prepared.units["school" if data.school_clusters else "student"].to_numpy()
-    return headline_fits(prepared, unit_mass=weight[data.code_cluster[codes]])
 
 
 def _block(data: ProcedureData, draws: tuple[int, ...]) -> list[dict[str, pd.Series]]:
