@@ -35,6 +35,15 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="a data folder (leapresearch simulate --out)")
     parser.add_argument("--draws", type=int, default=3, help="draws to time (from draw 0)")
     parser.add_argument("--vintage", default="demo", help="parameter file of the run")
+    parser.add_argument(
+        "-p",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter override, as leapresearch run -p (e.g. "
+        "inference.procedure_scheme=bayesian)",
+    )
     parser.add_argument("--estimates", type=Path, help="pickle the draws' estimates here")
     parser.add_argument("--compare", type=Path, help="estimates pickled by an earlier call")
     parser.add_argument("--top", type=int, default=30, help="functions listed")
@@ -44,7 +53,8 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.perf_counter()
-    prepared = prepare(read_raw_tables(args.data), load_config(args.vintage))
+    config = load_config(args.vintage, overrides=args.set)
+    prepared = prepare(read_raw_tables(args.data), config)
     data = procedure.procedure_data(prepared)
     print(f"matched sample: {time.perf_counter() - start:.1f} s")
 

@@ -25,9 +25,9 @@ def prepared(sim_data: Path):
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
 
-    config = load_config(
-        "demo", data_dir=sim_data, overrides=[f"inference.procedure_draws={TEST_PROCEDURE_DRAWS}"]
-    )
+    overrides = [f"inference.procedure_draws={TEST_PROCEDURE_DRAWS}"]
+    overrides += ["inference.procedure_scheme=resample"]  # the tests below resample schools
+    config = load_config("demo", data_dir=sim_data, overrides=overrides)
     return prepare(read_raw_tables(sim_data), config)
 
 
