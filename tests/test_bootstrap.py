@@ -285,10 +285,13 @@ def test_methods_box_states_the_intervals_the_parameters_choose():
     assert "intervals shown are the multiplier bootstrap's" in boot and "simultaneous" not in boot
     assert "conditional on the estimated score and matches" in boot
     more = " ".join(methods_text(load_config("demo", overrides=["inference.procedure_draws=499"])))
-    assert "whole-procedure cluster bootstrap (499 draws of the schools" in more
-    bayes = load_config("demo", overrides=["inference.procedure_scheme=bayesian"])
-    assert "draws that weight every school by an exponential(1) weight" in " ".join(
-        methods_text(bayes)
+    assert (
+        "whole-procedure cluster bootstrap (499 draws that weight every school by an "
+        "exponential(1) weight (a Bayesian bootstrap)"
+    ) in more
+    resample = load_config("demo", overrides=["inference.procedure_scheme=resample"])
+    assert "(199 draws of the schools with replacement; the propensity score" in " ".join(
+        methods_text(resample)
     )
     assert (
         "groups with fewer than 30 clusters take their p-values from a restricted wild cluster "
