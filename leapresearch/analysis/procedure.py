@@ -51,7 +51,7 @@ drawn. In the validation (``validation/README.md``) the resampled errors were 1.
 the Monte Carlo spread of the estimate on average (intervals covering 94-100%), also with
 the matches held fixed: the excess comes from resampling the few matches, not from the
 re-matching. The ``bayesian`` scheme's weights never drop a cluster; on held-out seeds its
-errors were 1.08 times that spread on average and its intervals covered 91-100%, so it is
+errors were 1.06 times that spread on average and its intervals covered 91-99%, so it is
 the default. The censoring weights (``censoring_weights: true``) are re-estimated in a
 Bayesian draw without its weights.
 """
