@@ -31,9 +31,22 @@ def prepared(sim_data: Path):
     return prepare(read_raw_tables(sim_data), config)
 
 
+def _assert_the_run_s_estimates(prepared, drawn: dict) -> None:
+    """``drawn`` (group -> path) holds the headline groups with the run's estimates."""
+    from leapresearch.analysis.event_studies import estimate_event_studies
+
+    table, _ = estimate_event_studies(prepared, subgroups=("grade_band",))
+    assert set(drawn) >= {"all", "grade_band:PK-5", "grade_band:6-12"}
+    for label, est in drawn.items():
+        rows = table.loc[table["group"] == label].set_index("rel_time")["estimate"]
+        # equal up to the order of floating-point sums (rows are in another order)
+        np.testing.assert_allclose(
+            est.reindex(rows.index).to_numpy(), rows.to_numpy(), rtol=1e-9, atol=1e-9
+        )
+
+
 def test_every_school_once_gives_back_the_matched_sample_and_the_estimates(prepared):
     from leapresearch.analysis import procedure
-    from leapresearch.analysis.event_studies import estimate_event_studies
     from leapresearch.analysis.sample import prepare_matched
 
     data = procedure.procedure_data(prepared)
@@ -46,14 +59,7 @@ def test_every_school_once_gives_back_the_matched_sample_and_the_estimates(prepa
         np.sort(again.units["weight"].to_numpy()), np.sort(prepared.units["weight"].to_numpy())
     )
     drawn = procedure.headline_fits(again)
-    table, _ = estimate_event_studies(prepared, subgroups=("grade_band",))
-    assert set(drawn) >= {"all", "grade_band:PK-5", "grade_band:6-12"}
-    for label, est in drawn.items():
-        rows = table.loc[table["group"] == label].set_index("rel_time")["estimate"]
-        # equal up to the order of floating-point sums (rows are in another order)
-        np.testing.assert_allclose(
-            est.reindex(rows.index).to_numpy(), rows.to_numpy(), rtol=1e-9, atol=1e-9
-        )
+    _assert_the_run_s_estimates(prepared, drawn)
 
 
 def test_a_school_drawn_twice_is_two_schools_of_distinct_students(prepared):
@@ -172,7 +178,6 @@ def test_a_bayesian_draw_of_weights_one_gives_back_the_estimates(prepared, bayes
     # the Bayesian scheme keeps every school once (students numbered by content) and weights
     # the propensity fits and the units; with every weight 1 that is the run itself
     from leapresearch.analysis import procedure
-    from leapresearch.analysis.event_studies import estimate_event_studies
     from leapresearch.analysis.sample import prepare_matched
 
     data = bayesian
@@ -190,13 +195,20 @@ def test_a_bayesian_draw_of_weights_one_gives_back_the_estimates(prepared, bayes
         data.panel, data.candidates, data.config, pscore_weights=ones[data.row_cluster]
     )
     drawn = procedure.headline_fits(again, unit_mass=np.ones(len(again.units)))
-    table, _ = estimate_event_studies(prepared, subgroups=("grade_band",))
-    assert set(drawn) >= {"all", "grade_band:PK-5", "grade_band:6-12"}
-    for label, est in drawn.items():
-        rows = table.loc[table["group"] == label].set_index("rel_time")["estimate"]
-        np.testing.assert_allclose(
-            est.reindex(rows.index).to_numpy(), rows.to_numpy(), rtol=1e-9, atol=1e-9
-        )
+    _assert_the_run_s_estimates(prepared, drawn)
+
+
+def test_the_content_ordered_data_number_students_by_their_rank(prepared, bayesian):
+    # its student codes are the content ranks: resampling it gives the original's draws
+    from leapresearch.analysis import procedure
+
+    np.testing.assert_array_equal(bayesian.student_rank, np.arange(bayesian.panel.n_students))
+    plain = procedure.procedure_data(prepared)
+    counts = procedure.draw_counts(plain.seed, 3, plain.n_clusters)
+    again = procedure.resampled_inputs(bayesian, counts)[1].frame.drop(columns="school")
+    pd.testing.assert_frame_equal(
+        again, procedure.resampled_inputs(plain, counts)[1].frame.drop(columns="school")
+    )
 
 
 def test_bayesian_draws_weight_every_school_and_do_not_depend_on_the_workers(prepared, bayesian):

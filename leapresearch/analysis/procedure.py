@@ -312,7 +312,8 @@ def content_ordered(data: ProcedureData) -> ProcedureData:
     :func:`student_keys`, schools numbered by cluster position), so that the draws'
     propensity fits, matches and fits do not depend on the ids of the data, with
     ``row_cluster`` in the new row order and ``code_cluster``: the cluster position of each
-    school code (the identity) or, with student clusters, of each student code.
+    school code (the identity) or, with student clusters, of each student code. The new
+    student codes are the content ranks, so ``student_rank`` becomes the identity.
     """
     panel, candidates, source = _resampled(data, np.ones(data.n_clusters, np.int64))
     row_cluster = data.row_cluster[source]
@@ -326,6 +327,7 @@ def content_ordered(data: ProcedureData) -> ProcedureData:
         panel=panel,
         candidates=candidates,
         row_cluster=row_cluster,
+        student_rank=np.arange(panel.n_students, dtype=np.int64),
         scheme="bayesian",
         code_cluster=code_cluster,
     )
