@@ -2,7 +2,9 @@
 
 V0 copies (the package's draws); V1 the same pscore, then comparison copies beyond the first
 dropped before matching (no match to a copy of the same student); V2 = V1's matches with
-comparisons weighted by their multiplicity within each visited student's match set.
+comparisons weighted by their multiplicity within each visited student's match set; V3
+(schools resampled) and V5 (exponential(1) school weights) with the full sample's matches
+held fixed.
 """
 
 import dataclasses
@@ -19,6 +21,7 @@ import families as fm
 import monte_carlo as mc
 
 from leapresearch.analysis import procedure as pr
+from leapresearch.analysis.base import with_setting
 from leapresearch.analysis.event_studies import estimate_event_studies
 from leapresearch.analysis.fitting import fit_group
 from leapresearch.analysis.sample import prepare_matched
@@ -153,23 +156,26 @@ def fixed_draws(prepared, data, B):
     return out3, out5
 
 
-def replication(family, seed, fraction, B, out):
-    """One replication: simulate, estimate, draw, write each variant's errors."""
-    warnings.simplefilter("ignore")
-    with tempfile.TemporaryDirectory(prefix="lr-exp-") as tmp:
-        truth, prepared = fm.simulate_family(family, seed, fraction, Path(tmp))
-        table, results = estimate_event_studies(prepared, subgroups=("grade_band",))
-        data = pr.procedure_data(prepared)
-        draws = [draw(data, d) for d in range(B)]
-        v3, v5 = fixed_draws(prepared, data, B)
-        for dr, a, b in zip(draws, v3, v5, strict=True):
-            dr["V3"], dr["V5"] = a, b
+def pilot_sample(family, seed, fraction, folder):
+    """Truth and matched sample of a replication, with the procedure data the pilot used.
+
+    The pilot ran when the draws resampled schools (``inference.procedure_scheme`` did not
+    exist yet): the scheme is pinned to ``resample`` so that ``pr.procedure_data`` gives the
+    run's own panel and candidates, as then.
+    """
+    truth, prepared = fm.simulate_family(family, seed, fraction, Path(folder))
+    config = with_setting(prepared.config, "inference", procedure_scheme="resample")
+    return truth, dataclasses.replace(prepared, config=config)
+
+
+def error_rows(family, seed, truth, table, results, draws, variants):
+    """One row per group, headline month and variant: estimate, analytic and variant error."""
     rows = []
     for label, res in results.items():
         if label not in truth["event_study"]:
             continue
         g = table.loc[table["group"] == label].set_index("rel_time")
-        for v in ("V0", "V1", "V2", "V3", "V5"):
+        for v in variants:
             paths = pd.DataFrame(
                 [
                     dr.get(v, {}).get(label, pd.Series(dtype=float))
@@ -197,7 +203,22 @@ def replication(family, seed, fraction, B, out):
                         procedure_se=iv.loc[r, "procedure_std_error"],
                     )
                 )
-    pd.DataFrame(rows).to_csv(out, index=False)
+    return pd.DataFrame(rows)
+
+
+def replication(family, seed, fraction, B, out):
+    """One replication: simulate, estimate, draw, write each variant's errors."""
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory(prefix="lr-exp-") as tmp:
+        truth, prepared = pilot_sample(family, seed, fraction, tmp)
+        table, results = estimate_event_studies(prepared, subgroups=("grade_band",))
+        data = pr.procedure_data(prepared)
+        draws = [draw(data, d) for d in range(B)]
+        v3, v5 = fixed_draws(prepared, data, B)
+        for dr, a, b in zip(draws, v3, v5, strict=True):
+            dr["V3"], dr["V5"] = a, b
+    variants = ("V0", "V1", "V2", "V3", "V5")
+    error_rows(family, seed, truth, table, results, draws, variants).to_csv(out, index=False)
 
 
 if __name__ == "__main__":
