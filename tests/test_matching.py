@@ -567,6 +567,45 @@ def test_weighted_propensity_scores_equal_duplicated_rows_and_statsmodels():
             propensity_scores(frame, covariates=covs, weights=bad)
 
 
+def test_a_propensity_plan_gives_the_same_scores_bit_for_bit():
+    # the Bayesian draws fit the same candidates with new weights from one plan of their
+    # weight-free steps; with it or without, weighted or not, the scores are the same bits
+    from leapresearch.design.matching.propensity import _fit_order_weights, propensity_plan
+
+    frame = pd.concat(
+        [small_fit_frame(5, n=1500), small_fit_frame(6, n=1500).assign(stack=np.int64(2))],
+        ignore_index=True,
+    )
+    # rows identical on every key (ties) fitted in the order of their weights
+    frame = frame.loc[frame.index.repeat(np.where(np.arange(len(frame)) % 7 == 0, 3, 1))]
+    frame = frame.reset_index(drop=True).assign(student=np.arange(len(frame)))
+    covs = ["x1", "x2", "b"]
+    rng = np.random.default_rng(12)
+    plan = propensity_plan(frame, covariates=covs)
+    assert len(plan.groups) == 2 and any(g.tie_block is not None for g in plan.groups)
+    for w in (None, rng.standard_exponential(len(frame)), rng.standard_exponential(len(frame))):
+        without = propensity_scores(frame, covariates=covs, weights=w)
+        with_plan = propensity_scores(frame, covariates=covs, weights=w, plan=plan)
+        np.testing.assert_array_equal(with_plan.to_numpy(), without.to_numpy())
+        assert with_plan.attrs["fit_diagnostics"] == without.attrs["fit_diagnostics"]
+    # the plan of shuffled rows gives the same scores to the same rows
+    perm = rng.permutation(len(frame))
+    shuffled = frame.iloc[perm]
+    shuffled_plan = propensity_plan(shuffled, covariates=covs)
+    again = propensity_scores(shuffled, covariates=covs, weights=w[perm], plan=shuffled_plan)
+    np.testing.assert_array_equal(again.loc[frame.index].to_numpy(), with_plan.to_numpy())
+    # the fit sees the same weights in the same order (ties: ascending), whatever the rows'
+    for group, other in zip(plan.groups, shuffled_plan.groups, strict=True):
+        ordered = _fit_order_weights(group, w)
+        np.testing.assert_array_equal(_fit_order_weights(other, w[perm]), ordered)
+        if group.tie_block is not None:
+            assert not np.array_equal(w[group.rows], ordered)
+    with pytest.raises(ValueError, match="propensity plan of 3,"):
+        propensity_scores(frame.iloc[1:], covariates=covs, plan=plan)
+    with pytest.raises(ValueError, match="does not fit"):
+        propensity_scores(frame, covariates=["x1", "x2"], plan=plan)
+
+
 def test_constant_and_aliased_columns_are_dropped():
     frame = small_fit_frame(1)
     base = propensity_scores(frame, covariates=["x1", "x2", "b"])

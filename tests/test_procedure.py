@@ -228,6 +228,31 @@ def test_bayesian_draws_weight_every_school_and_do_not_depend_on_the_workers(pre
     assert not np.allclose(one["all"].iloc[0], resampled["all"].iloc[0], equal_nan=True)
 
 
+def test_bayesian_draws_with_the_shared_plan_are_the_same_numbers(bayesian):
+    # a block of draws builds the weight-free part of the propensity fits once
+    # (shared_plan); its draws are those computed from scratch, bit for bit
+    from leapresearch.analysis import procedure
+
+    plan = procedure.shared_plan(bayesian)
+    assert plan is not None and len(plan.groups) > 1
+    for draw in (0, 3):
+        fast = procedure.draw_estimates(bayesian, draw, plan=plan)
+        slow = procedure.draw_estimates(bayesian, draw)
+        assert set(fast) == set(slow) and "all" in fast
+        for label, est in slow.items():
+            pd.testing.assert_series_equal(fast[label], est, check_exact=True)
+
+
+def test_resampled_draws_have_no_shared_plan(prepared):
+    from leapresearch.analysis import procedure
+
+    data = procedure.procedure_data(prepared)
+    assert procedure.shared_plan(data) is None
+    plan = procedure.shared_plan(procedure.content_ordered(data))
+    with pytest.raises(ValueError, match="Bayesian scheme's draws only"):
+        procedure.draw_estimates(data, 0, plan=plan)
+
+
 def test_procedure_intervals_from_known_draws():
     from leapresearch.analysis.procedure import procedure_intervals
 

@@ -31,6 +31,7 @@ from leapresearch.data.panel import (
 from leapresearch.design.balance import balance_table
 from leapresearch.design.censoring import censoring_weights
 from leapresearch.design.matching import MatchResult, match, nearest_neighbor_match
+from leapresearch.design.matching.propensity import PropensityPlan, propensity_plan
 from leapresearch.design.pool import (
     Candidates,
     cohort_candidates,
@@ -99,6 +100,15 @@ def _weights_from_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     return out[["stack", "student", "treated", "weight", "n_matches"]].reset_index(drop=True)
 
 
+def pscore_plan(candidates: Candidates) -> PropensityPlan:
+    """The weight-free steps of :func:`run_matching`'s propensity fits on ``candidates``.
+
+    Computed once for weighted re-fits of the same candidates (the Bayesian bootstrap's
+    draws: :func:`~leapresearch.design.matching.propensity.propensity_plan`).
+    """
+    return propensity_plan(candidates.frame, covariates=candidates.covariates)
+
+
 @single_blas_thread
 def run_matching(
     candidates: Candidates,
@@ -107,6 +117,7 @@ def run_matching(
     pscore: pd.Series | None = None,
     pscore_start: Mapping[Any, Mapping[str, float]] | None = None,
     pscore_weights: np.ndarray | None = None,
+    pscore_plan: PropensityPlan | None = None,
 ) -> MatchResult:
     """Propensity-score matching of each visited student to never-visited students.
 
@@ -122,7 +133,8 @@ def run_matching(
     on the same candidates (the specification table's ratio and caliper rows);
     ``pscore_start`` starts the score's fits from earlier coefficients (the ``start`` of
     :func:`~leapresearch.design.matching.propensity.propensity_scores`), ``pscore_weights``
-    weights the rows of those fits (its ``weights``: a Bayesian bootstrap draw).
+    weights the rows of those fits (its ``weights``: a Bayesian bootstrap draw) and
+    ``pscore_plan`` (:func:`pscore_plan` of these candidates) skips their weight-free steps.
     """
     m = config.matching
     exact = ["stack", *m.exact]
@@ -139,6 +151,7 @@ def run_matching(
             seed=m.seed,
             start=pscore_start,
             weights=pscore_weights,
+            plan=pscore_plan,
         )
     else:
         result = nearest_neighbor_match(
@@ -314,14 +327,15 @@ def prepare_matched(
     pscore: pd.Series | None = None,
     pscore_start: Mapping[Any, Mapping[str, float]] | None = None,
     pscore_weights: np.ndarray | None = None,
+    pscore_plan: PropensityPlan | None = None,
     log: Log = quiet,
 ) -> Prepared:
     """Match the candidates and build the stacked panel of the matched units.
 
     ``max_rel_time`` keeps only months up to that event time (the placebo stops before
     the real first visit); ``pscore`` reuses fitted propensity scores, ``pscore_start``
-    starts their fits from earlier coefficients and ``pscore_weights`` weights their rows
-    (:func:`run_matching`).
+    starts their fits from earlier coefficients, ``pscore_weights`` weights their rows and
+    ``pscore_plan`` reuses their weight-free steps (:func:`run_matching`).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -333,6 +347,7 @@ def prepare_matched(
             pscore=pscore,
             pscore_start=pscore_start,
             pscore_weights=pscore_weights,
+            pscore_plan=pscore_plan,
         )
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     timings["matching"] = time.perf_counter() - t0

@@ -23,7 +23,7 @@ from leapresearch.design.matching.options import (
     MOrder,
     _check_match_options,
 )
-from leapresearch.design.matching.propensity import propensity_scores
+from leapresearch.design.matching.propensity import PropensityPlan, propensity_scores
 from leapresearch.design.matching.result import MatchResult, _assemble
 from leapresearch.design.matching.sorting import _int_lexsort
 
@@ -137,6 +137,7 @@ def match(
     fixed_effects: Sequence[str] = DEFAULT_FIXED_EFFECTS,
     start: Mapping[Any, Mapping[str, float]] | None = None,
     weights: np.ndarray | None = None,
+    plan: PropensityPlan | None = None,
 ) -> MatchResult:
     """Estimate propensity scores and match (:func:`propensity_scores` then NN matching).
 
@@ -148,7 +149,7 @@ def match(
         Covariates of the propensity model.
     exact, ratio, caliper, replace, m_order, seed
         See :func:`nearest_neighbor_match`.
-    by, fixed_effects, start, weights
+    by, fixed_effects, start, weights, plan
         See :func:`propensity_scores` (``weights``: of the propensity fit only).
 
     Returns
@@ -170,6 +171,7 @@ def match(
         fixed_effects=fixed_effects,
         start=start,
         weights=weights,
+        plan=plan,
     )
     res = nearest_neighbor_match(
         candidates,

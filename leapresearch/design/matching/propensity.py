@@ -11,7 +11,8 @@ decimals; rows with identical covariates share one score bit for bit.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,7 @@ def propensity_scores(
     fixed_effects: Sequence[str] = DEFAULT_FIXED_EFFECTS,
     start: Mapping[Any, Mapping[str, float]] | None = None,
     weights: np.ndarray | None = None,
+    plan: PropensityPlan | None = None,
 ) -> pd.Series:
     r"""Estimate the linear propensity score (logit) of every candidate row.
 
@@ -81,6 +83,9 @@ def propensity_scores(
     weights : ndarray, optional
         Positive weights of the rows' log-likelihoods (a bootstrap draw's); a row of
         weight 2 counts as two identical rows, None as weight 1.
+    plan : PropensityPlan, optional
+        :func:`propensity_plan` of these very candidates and options: its weight-free
+        steps are reused (the same scores, bit for bit, as without it).
 
     Returns
     -------
@@ -133,20 +138,38 @@ def propensity_scores(
     :math:`\lambda = 1`, which always has a finite maximiser. A group with no treated or
     no comparison rows gets NaN. Rows are fitted in an order set by their values.
     """
-    covariates = _as_names(covariates, "covariates")
-    by = _as_names(by, "by")
-    fixed_effects = _as_names(fixed_effects, "fixed_effects")
-    _require_columns(candidates, ["treated", *covariates, *by, *fixed_effects])
-    treated = _as_bool(candidates["treated"])
-    cov_arrays = {c: _numeric_values(candidates, c) for c in covariates}
-    fe_codes, fe_labels = _fixed_effect_codes(candidates, fixed_effects)
+    if plan is None:  # one group's design at a time
+        plans: Iterable[_GroupPlan] = _group_plans(
+            *_checked_inputs(candidates, covariates, by, fixed_effects)
+        )
+    else:
+        _check_plan(plan, candidates, covariates, by, fixed_effects)
+        plans = plan.groups
     weights = _checked_weights(weights, len(candidates))
-    eta, diagnostics = _fit_groups(
-        candidates, treated, cov_arrays, covariates, by, fe_codes, fe_labels, start or {}, weights
-    )
+    eta, diagnostics = _fit_groups(plans, len(candidates), start or {}, weights)
     out = pd.Series(eta, index=candidates.index, name="pscore")
     out.attrs["fit_diagnostics"] = tuple(diagnostics)
     return out
+
+
+def _check_plan(
+    plan: PropensityPlan,
+    candidates: pd.DataFrame,
+    covariates: Sequence[str],
+    by: Sequence[str],
+    fixed_effects: Sequence[str],
+) -> None:
+    """ValueError unless ``plan`` was made for candidates of this size with these options."""
+    names = (
+        _as_names(covariates, "covariates"),
+        _as_names(by, "by"),
+        _as_names(fixed_effects, "fixed_effects"),
+    )
+    if plan.n_rows != len(candidates) or plan.names != names:
+        raise ValueError(
+            f"propensity plan of {plan.n_rows:,} rows and (covariates, by, fixed effects) "
+            f"{plan.names} does not fit {len(candidates):,} candidate rows and {names}"
+        )
 
 
 def _fixed_effect_codes(
@@ -161,7 +184,84 @@ def _fixed_effect_codes(
     return fe_codes, fe_labels
 
 
-def _fit_groups(
+@dataclass(frozen=True)
+class _GroupPlan:
+    """The weight-free part of one fit group's propensity fit (see :class:`PropensityPlan`).
+
+    ``rows``: the group's candidate rows in canonical order (unweighted); ``first``: the
+    position of each row's pattern's first row; ``tie_block``: a code of each run of rows
+    tied on every key (``treated`` too), None when no two rows tie; ``y``: ``treated`` as
+    float; ``active``: :func:`_informative_rows`; ``design``: what :func:`_design` returns
+    on them (None when the active rows hold a single class or none); ``one_column``:
+    :func:`_one_column_separates` of that design.
+    """
+
+    key: Any
+    label: str
+    rows: np.ndarray
+    first: np.ndarray
+    tie_block: np.ndarray | None
+    y: np.ndarray
+    active: np.ndarray
+    design: tuple | None
+    one_column: bool
+
+
+@dataclass(frozen=True)
+class PropensityPlan:
+    """Everything of the propensity fits of some candidates that row weights do not change.
+
+    The groups, each group's canonical row order, its informative rows, its standardised
+    design with the aliased columns dropped and whether one column separates it: a
+    Bayesian bootstrap draw re-fits the same candidates with new row weights, and only the
+    Newton fits depend on those (:func:`propensity_plan`). Holds one dense design a group
+    (rows by covariates, float64): at the districts scale about half a gigabyte.
+    """
+
+    groups: tuple[_GroupPlan, ...]
+    n_rows: int
+    names: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+
+
+def propensity_plan(
+    candidates: pd.DataFrame,
+    *,
+    covariates: Sequence[str],
+    by: Sequence[str] = ("stack",),
+    fixed_effects: Sequence[str] = DEFAULT_FIXED_EFFECTS,
+) -> PropensityPlan:
+    """The weight-free part of :func:`propensity_scores` on ``candidates``, for its ``plan``.
+
+    Computed once, it lets weighted re-fits of the same candidates (the draws of the
+    Bayesian bootstrap) skip the sorting, the design and the checks that do not depend on
+    the weights; the scores are the same bit for bit as without it.
+    """
+    args = _checked_inputs(candidates, covariates, by, fixed_effects)
+    names = (args[3], args[4], _as_names(fixed_effects, "fixed_effects"))
+    return PropensityPlan(tuple(_group_plans(*args)), len(candidates), names)
+
+
+def _checked_inputs(
+    candidates: pd.DataFrame,
+    covariates: Sequence[str],
+    by: Sequence[str],
+    fixed_effects: Sequence[str],
+) -> tuple:
+    """The arguments of :func:`_group_plans`, after the checks of :func:`propensity_scores`."""
+    covariates = _as_names(covariates, "covariates")
+    by = _as_names(by, "by")
+    fixed_effects = _as_names(fixed_effects, "fixed_effects")
+    _require_columns(candidates, ["treated", *covariates, *by, *fixed_effects])
+    treated = _as_bool(candidates["treated"])
+    cov_arrays = {c: _numeric_values(candidates, c) for c in covariates}
+    for c in covariates:  # every row is in a group (dropna=False)
+        if not np.isfinite(np.asarray(cov_arrays[c], dtype=float)).all():
+            raise ValueError(f"covariate {c!r} has missing or non-finite values")
+    fe_codes, fe_labels = _fixed_effect_codes(candidates, fixed_effects)
+    return candidates, treated, cov_arrays, covariates, by, fe_codes, fe_labels
+
+
+def _group_plans(
     candidates: pd.DataFrame,
     treated: np.ndarray,
     cov_arrays: dict[str, np.ndarray],
@@ -169,15 +269,8 @@ def _fit_groups(
     by: tuple[str, ...],
     fe_codes: list[np.ndarray],
     fe_labels: list[tuple[str, np.ndarray]],
-    start: Mapping[Any, Mapping[str, float]],
-    weights: np.ndarray | None = None,
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Fit every ``by`` group (rows in canonical order); scores and diagnostics."""
-    eta = np.full(len(candidates), np.nan)
-    diagnostics: list[dict[str, Any]] = []
-    for c in covariates:  # every row is in a group (dropna=False)
-        if not np.isfinite(np.asarray(cov_arrays[c], dtype=float)).all():
-            raise ValueError(f"covariate {c!r} has missing or non-finite values")
+) -> Iterator[_GroupPlan]:
+    """Every ``by`` group's :class:`_GroupPlan`, one at a time (rows in canonical order)."""
     groups = candidates.groupby(list(by), sort=True, observed=True, dropna=False).indices
     for key, rows in groups.items():
         rows = np.asarray(rows, dtype=np.int64)
@@ -186,28 +279,63 @@ def _fit_groups(
         by_column = np.empty((len(covariates), rows.size))
         for j, c in enumerate(covariates):
             by_column[j] = cov_arrays[c][rows]
-        order, first = _canonical_order(
-            treated[rows],
-            by_column,
-            [f[rows] for f in fe_codes],
-            weights=None if weights is None else weights[rows],
-        )
+        order, first = _canonical_order(treated[rows], by_column, [f[rows] for f in fe_codes])
         rows = rows[order]
         x = np.ascontiguousarray(by_column.T)[order]
-        eta_g, diag = _fit_group(
-            treated[rows].astype(float),
-            x,
-            covariates,
-            [codes[rows] for codes in fe_codes],
-            fe_labels,
-            group_label=f"{tuple(by)}={key!r}",
-            start=start.get(key),
-            weights=None if weights is None else weights[rows],
+        del by_column
+        y = treated[rows].astype(float)
+        codes = [c[rows] for c in fe_codes]
+        active = _informative_rows(y, codes)
+        ya = y[active]
+        design = None
+        if ya.size and ya.min() != ya.max():
+            design = _design(x, active, covariates, codes, fe_labels)
+        new_block = np.r_[True, (first[1:] != first[:-1]) | (y[1:] != y[:-1])]
+        tie_block = None if new_block.all() else np.cumsum(new_block)
+        yield _GroupPlan(
+            key=key,
+            label=f"{tuple(by)}={key!r}",
+            rows=rows,
+            first=first,
+            tie_block=tie_block,
+            y=y,
+            active=active,
+            design=design,
+            one_column=design is not None and _one_column_separates(design[0], design[1], ya),
         )
+
+
+def _fit_groups(
+    plans: Iterable[_GroupPlan],
+    n_rows: int,
+    start: Mapping[Any, Mapping[str, float]],
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Fit every group of ``plans``; scores (NaN where not estimable) and diagnostics.
+
+    With ``weights``, rows tied on every key are fitted in the order of their weights, as
+    if the weights were the least significant key of :func:`_canonical_order`: the sums of
+    the fit then do not depend on the order of the input rows.
+    """
+    eta = np.full(n_rows, np.nan)
+    diagnostics: list[dict[str, Any]] = []
+    for plan in plans:
+        w = None if weights is None else _fit_order_weights(plan, weights)
+        eta_g, diag = _fit_group(plan, start=start.get(plan.key), weights=w)
         # identical covariate rows get the very same score (that of the first of them)
-        eta[rows] = np.round(eta_g[first], PSCORE_DECIMALS)
-        diagnostics.append({"group": key, **diag})
+        eta[plan.rows] = np.round(eta_g[plan.first], PSCORE_DECIMALS)
+        diagnostics.append({"group": plan.key, **diag})
     return eta, diagnostics
+
+
+def _fit_order_weights(plan: _GroupPlan, weights: np.ndarray) -> np.ndarray:
+    """``weights`` of the plan's rows in canonical order, ascending within each tie block.
+
+    Rows tied on every key are identical, so only their weights tell them apart: sorting
+    those makes the fit's sums independent of the order of the input rows.
+    """
+    w = weights[plan.rows]
+    return w if plan.tie_block is None else w[np.lexsort((w, plan.tie_block))]
 
 
 def _canonical_rows(
@@ -309,26 +437,21 @@ def _small_int_bits(key: np.ndarray) -> int | None:
 
 
 def _fit_group(
-    y: np.ndarray,
-    x_rows: np.ndarray,
-    cov_names: Sequence[str],
-    fe_codes: list[np.ndarray],
-    fe_labels: list[tuple[str, np.ndarray]],
+    plan: _GroupPlan,
     *,
-    group_label: str,
     start: Mapping[str, float] | None = None,
     weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit one propensity model; return the linear predictor (NaN where not estimable).
 
-    ``x_rows``: the covariates (``n, k``, float), a column each of ``cov_names``.
-    ``start``: coefficients by column name on the covariates' own scale (see
+    ``plan``: the group's rows, design and checks (:func:`_group_plans`). ``start``:
+    coefficients by column name on the covariates' own scale (see
     :func:`propensity_scores`), where the fits start. ``weights``: the rows' likelihood
-    weights (None: 1).
+    weights in the plan's row order (None: 1).
     """
+    y, active = plan.y, plan.active
     n = y.size
     eta = np.full(n, np.nan)
-    active = _informative_rows(y, fe_codes)
     diag: dict[str, Any] = {
         "n_rows": int(n),
         "n_fit_rows": int(active.sum()),
@@ -338,20 +461,19 @@ def _fit_group(
         "converged": False,
         "n_iter": 0,
     }
-    ya = y[active].astype(float)
-    if ya.size == 0 or ya.min() == ya.max():
+    if plan.design is None:
         return eta, diag
+    ya = y[active]
     wa = weights if weights is None or active.all() else weights[active]
-    design, dmat, names, dropped, mean_k, sd_k = _design(
-        x_rows, active, cov_names, fe_codes, fe_labels
-    )
+    design, dmat, names, dropped, mean_k, sd_k = plan.design
+    group_label = plan.label
     theta0 = None if start is None else _standardised(start, names, mean_k, sd_k)
     method, converged, n_iter = "mle", True, 0
     columns = (tuple(names[0]), tuple(names[1]))
     # a single separating column, or a direction found before on rows of the same columns
     # (the main matching's, in a refit or a bootstrap draw), decides without the
     # maximum-likelihood attempt that would end in the ridge fit anyway
-    separated = _one_column_separates(design, dmat, ya) or _remembered_separates(
+    separated = plan.one_column or _remembered_separates(
         design, dmat, ya, columns=columns, mean=mean_k, sd=sd_k
     )
     if not separated:
