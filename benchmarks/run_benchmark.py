@@ -675,8 +675,8 @@ class _Progress(importlib.abc.MetaPathFinder):
             run(module)
             draw_estimates = module.draw_estimates
 
-            def timed(data, draw):
-                out = draw_estimates(data, draw)
+            def timed(data, draw, **options):
+                out = draw_estimates(data, draw, **options)
                 line = f"{PROGRESS_LINE}{{draw}} done {{time.time():.2f}}"
                 print(line, file=sys.stderr, flush=True)
                 return out
