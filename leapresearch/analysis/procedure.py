@@ -31,7 +31,10 @@ regression adjustment are those of the full sample, so their estimation error is
 
 The draws run through :func:`~leapresearch.parallel.parallel_map`, one item per block of
 draws; a draw's numbers depend only on its index, so the result is the same whatever the
-number of workers or the backend.
+number of workers or the backend. Bayesian draws fit the same candidate rows with new
+weights: each block builds once what their propensity fits share (:func:`shared_plan`:
+the row order, the standardised design, the dropped columns), and each draw re-fits only
+the weighted Newton iterations, with the same numbers bit for bit.
 
 With :math:`\hat\theta^{*}_{d,r}` the estimate of month :math:`r` in draw :math:`d`, the
 standard error is the interquartile range of the draws over

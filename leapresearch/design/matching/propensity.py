@@ -82,10 +82,9 @@ def propensity_scores(
         are concave), up to the convergence criterion (the score's last decimal).
     weights : ndarray, optional
         Positive weights of the rows' log-likelihoods (a bootstrap draw's); a row of
-        weight 2 counts as two identical rows, None as weight 1.
+        weight 2 counts as two identical rows.
     plan : PropensityPlan, optional
-        :func:`propensity_plan` of these very candidates and options: its weight-free
-        steps are reused (the same scores, bit for bit, as without it).
+        :func:`propensity_plan` of these candidates: its steps are reused (same scores).
 
     Returns
     -------
@@ -138,18 +137,26 @@ def propensity_scores(
     :math:`\lambda = 1`, which always has a finite maximiser. A group with no treated or
     no comparison rows gets NaN. Rows are fitted in an order set by their values.
     """
-    if plan is None:  # one group's design at a time
-        plans: Iterable[_GroupPlan] = _group_plans(
-            *_checked_inputs(candidates, covariates, by, fixed_effects)
-        )
-    else:
-        _check_plan(plan, candidates, covariates, by, fixed_effects)
-        plans = plan.groups
+    plans = _plans_of(candidates, covariates, by, fixed_effects, plan)
     weights = _checked_weights(weights, len(candidates))
     eta, diagnostics = _fit_groups(plans, len(candidates), start or {}, weights)
     out = pd.Series(eta, index=candidates.index, name="pscore")
     out.attrs["fit_diagnostics"] = tuple(diagnostics)
     return out
+
+
+def _plans_of(
+    candidates: pd.DataFrame,
+    covariates: Sequence[str],
+    by: Sequence[str],
+    fixed_effects: Sequence[str],
+    plan: PropensityPlan | None,
+) -> Iterable[_GroupPlan]:
+    """The groups' plans: ``plan``'s (checked), else made one at a time (one design held)."""
+    if plan is None:
+        return _group_plans(*_checked_inputs(candidates, covariates, by, fixed_effects))
+    _check_plan(plan, candidates, covariates, by, fixed_effects)
+    return plan.groups
 
 
 def _check_plan(
