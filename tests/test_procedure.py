@@ -243,6 +243,32 @@ def test_bayesian_draws_with_the_shared_plan_are_the_same_numbers(bayesian):
             pd.testing.assert_series_equal(fast[label], est, check_exact=True)
 
 
+def test_a_bayesian_draw_weights_the_censoring_hazard_by_the_draw(bayesian):
+    # with censoring weights on, a draw re-fits the censoring hazard with each comparison
+    # weighted as in the draw's estimate; masses of 1 give the run's hazard back
+    import dataclasses
+
+    from leapresearch.analysis import procedure
+    from leapresearch.analysis.base import with_setting
+    from leapresearch.analysis.sample import prepare_matched
+
+    config = with_setting(bayesian.config, "comparison_pool", censoring_weights=True)
+    data = dataclasses.replace(bayesian, config=config)
+
+    def censoring(unit_mass):
+        again = prepare_matched(data.panel, data.candidates, config, unit_mass=unit_mass)
+        return again.stacked["censoring_weight"].to_numpy()
+
+    plain = censoring(None)
+    assert (plain > 1).any()  # later-visited comparisons are censored in these data
+    np.testing.assert_allclose(censoring(lambda u: np.ones(len(u))), plain, rtol=1e-12)
+    weight = procedure.draw_weights(data.seed, 2, data.n_clusters)
+    drawn = censoring(lambda u: weight[data.code_cluster[u["school"].to_numpy()]])
+    assert drawn.shape == plain.shape and np.abs(drawn - plain).max() > 1e-3
+    estimates = procedure.draw_estimates(data, 2, plan=procedure.shared_plan(data))
+    assert np.isfinite(estimates["all"]).all()
+
+
 def test_resampled_draws_have_no_shared_plan(prepared):
     from leapresearch.analysis import procedure
 

@@ -56,7 +56,7 @@ the matches held fixed: the excess comes from resampling the few matches, not fr
 re-matching. The ``bayesian`` scheme's weights never drop a cluster; on held-out seeds its
 errors were 1.06 times that spread on average and its intervals covered 91-99%, so it is
 the default. The censoring weights (``censoring_weights: true``) are re-estimated in a
-Bayesian draw without its weights.
+Bayesian draw with each comparison weighted as in the draw's estimate.
 """
 
 from __future__ import annotations
@@ -378,10 +378,15 @@ def draw_estimates(
     scheme only) reuses the fits' weight-free steps, which every draw shares: the same
     numbers, faster.
     """
-    weight = pscore_weights = None
+    weight = pscore_weights = unit_mass = None
     if data.scheme == "bayesian":
         weight = draw_weights(data.seed, draw, data.n_clusters)
         panel, candidates, pscore_weights = data.panel, data.candidates, weight[data.row_cluster]
+        column = "school" if data.school_clusters else "student"
+
+        def unit_mass(units: pd.DataFrame) -> np.ndarray:
+            return weight[data.code_cluster[units[column].to_numpy()]]
+
     else:
         if plan is not None:
             raise ValueError("a propensity plan serves the Bayesian scheme's draws only")
@@ -397,11 +402,11 @@ def draw_estimates(
                 pscore_start=data.pscore_start,
                 pscore_weights=pscore_weights,
                 pscore_plan=plan,
+                unit_mass=unit_mass,
             )
-            if weight is None:
+            if unit_mass is None:
                 return headline_fits(prepared)
-            codes = prepared.units["school" if data.school_clusters else "student"].to_numpy()
-            return headline_fits(prepared, unit_mass=weight[data.code_cluster[codes]])
+            return headline_fits(prepared, unit_mass=unit_mass(prepared.units))
         except (ValueError, np.linalg.LinAlgError):  # a draw the data cannot support
             return {}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from leapresearch.design.pool import (
     Candidates,
     cohort_candidates,
 )
-from leapresearch.design.stacking import candidate_rows, stacked_panel, unit_table
+from leapresearch.design.stacking import candidate_rows, mass_weights, stacked_panel, unit_table
 from leapresearch.estimation.subgroups import (
     treated_attributes,
 )
@@ -328,6 +328,7 @@ def prepare_matched(
     pscore_start: Mapping[Any, Mapping[str, float]] | None = None,
     pscore_weights: np.ndarray | None = None,
     pscore_plan: PropensityPlan | None = None,
+    unit_mass: Callable[[pd.DataFrame], np.ndarray] | None = None,
     log: Log = quiet,
 ) -> Prepared:
     """Match the candidates and build the stacked panel of the matched units.
@@ -335,7 +336,10 @@ def prepare_matched(
     ``max_rel_time`` keeps only months up to that event time (the placebo stops before
     the real first visit); ``pscore`` reuses fitted propensity scores, ``pscore_start``
     starts their fits from earlier coefficients, ``pscore_weights`` weights their rows and
-    ``pscore_plan`` reuses their weight-free steps (:func:`run_matching`).
+    ``pscore_plan`` reuses their weight-free steps (:func:`run_matching`). ``unit_mass``
+    (a Bayesian draw): each matched unit's mass given the unit table; the censoring
+    hazard then weights each comparison by its weight in the draw
+    (:func:`~leapresearch.design.stacking.mass_weights` of all visited students).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -363,7 +367,13 @@ def prepare_matched(
     unit_x = unit_covariates(units, candidates, config)
     if config.comparison_pool.not_yet_visited and config.comparison_pool.censoring_weights:
         t0 = time.perf_counter()
-        censoring = censoring_weights(panel, units, stacked, unit_censoring_info(units, candidates))
+        censoring = censoring_weights(
+            panel,
+            units,
+            stacked,
+            unit_censoring_info(units, candidates),
+            unit_weight=None if unit_mass is None else _draw_weights(units, result, unit_mass),
+        )
         stacked = stacked.assign(censoring_weight=censoring.weights)
         timings["censoring_weights"] = time.perf_counter() - t0
         log(
@@ -382,6 +392,14 @@ def prepare_matched(
         timings=timings,
         notes=notes,
     )
+
+
+def _draw_weights(
+    units: pd.DataFrame, result: MatchResult, unit_mass: Callable[[pd.DataFrame], np.ndarray]
+) -> np.ndarray:
+    """Every unit's weight in a weighted draw's estimate for all visited students."""
+    visited = units.loc[units["treated"] == 1, ["stack", "student"]]
+    return mass_weights(units, result.pairs, visited, unit_mass(units))
 
 
 def comparison_pool_summary(prepared: Prepared) -> pd.DataFrame:

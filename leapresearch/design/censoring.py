@@ -13,7 +13,8 @@ unvisited, given its own attendance history, restores the comparison group that 
 matched at :math:`s` (Robins and Finkelstein 2000).
 
 The censoring hazard is a pooled logistic regression over the at-risk months of the
-matched comparison units (weighted by their matching weights):
+matched comparison units (weighted by their matching weights; in a Bayesian bootstrap
+draw, by their weights in that draw):
 
 .. math::
 
@@ -180,6 +181,7 @@ def censoring_weights(
     unit_info: pd.DataFrame,
     *,
     max_weight: float = MAX_WEIGHT,
+    unit_weight: np.ndarray | None = None,
 ) -> CensoringModel:
     """Inverse-probability-of-censoring weights of the rows of a stacked panel.
 
@@ -196,6 +198,9 @@ def censoring_weights(
         ``pre_mean`` (mean attendance rate over the matching pre-period).
     max_weight : float
         Cap on a single weight.
+    unit_weight : ndarray, optional
+        Each unit's weight in the hazard's fit, aligned with ``units`` (a Bayesian
+        bootstrap draw's comparison weights); default ``units["weight"]``.
 
     Returns
     -------
@@ -217,7 +222,9 @@ def censoring_weights(
     if not censored.any():
         return CensoringModel(weights, int(row_unit.size), 0, 0)
     x = _features(panel, units, unit_info, row_unit, row_time)
-    w = units["weight"].to_numpy(np.float64)[row_unit]
+    if unit_weight is None:
+        unit_weight = units["weight"].to_numpy(np.float64)
+    w = np.asarray(unit_weight, dtype=np.float64)[row_unit]
     theta = _weighted_ridge_logit(x, censored.astype(np.float64), w, ridge=RIDGE)
     log_stay = np.log1p(-expit(x @ theta))
     # cumulative log survival through each at-risk month of each unit (rows are unit-sorted)
