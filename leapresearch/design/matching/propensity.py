@@ -297,6 +297,7 @@ def _group_plans(
         design = None
         if ya.size and ya.min() != ya.max():
             design = _design(x, active, covariates, codes, fe_labels)
+        del x  # the design holds what the fit needs (one group's rows held at a time)
         new_block = np.r_[True, (first[1:] != first[:-1]) | (y[1:] != y[:-1])]
         tie_block = None if new_block.all() else np.cumsum(new_block)
         yield _GroupPlan(
