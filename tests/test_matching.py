@@ -604,6 +604,8 @@ def test_a_propensity_plan_gives_the_same_scores_bit_for_bit():
         propensity_scores(frame.iloc[1:], covariates=covs, plan=plan)
     with pytest.raises(ValueError, match="does not fit"):
         propensity_scores(frame, covariates=["x1", "x2"], plan=plan)
+    with pytest.raises(ValueError, match="plan of other candidates"):
+        propensity_scores(shuffled.reset_index(drop=True), covariates=covs, plan=plan)
 
 
 def test_constant_and_aliased_columns_are_dropped():

@@ -166,7 +166,11 @@ def _check_plan(
     by: Sequence[str],
     fixed_effects: Sequence[str],
 ) -> None:
-    """ValueError unless ``plan`` was made for candidates of this size with these options."""
+    """ValueError unless ``plan`` was made for such candidates with these options.
+
+    Checked: the number of rows, the options, and every row's ``treated`` (a plan of other
+    candidates of the same size would fit other rows).
+    """
     names = (
         _as_names(covariates, "covariates"),
         _as_names(by, "by"),
@@ -177,6 +181,13 @@ def _check_plan(
             f"propensity plan of {plan.n_rows:,} rows and (covariates, by, fixed effects) "
             f"{plan.names} does not fit {len(candidates):,} candidate rows and {names}"
         )
+    treated = _as_bool(candidates["treated"])
+    for group in plan.groups:
+        if not np.array_equal(treated[group.rows], group.y.astype(bool)):
+            raise ValueError(
+                f"propensity plan of other candidates: the rows of {group.label} differ in "
+                "'treated' from those the plan was made for"
+            )
 
 
 def _fixed_effect_codes(
