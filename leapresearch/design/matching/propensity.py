@@ -171,11 +171,7 @@ def _check_plan(
     Checked: the number of rows, the options, and every row's ``treated`` (a plan of other
     candidates of the same size would fit other rows).
     """
-    names = (
-        _as_names(covariates, "covariates"),
-        _as_names(by, "by"),
-        _as_names(fixed_effects, "fixed_effects"),
-    )
+    names = _option_names(covariates, by, fixed_effects)
     if plan.n_rows != len(candidates) or plan.names != names:
         raise ValueError(
             f"propensity plan of {plan.n_rows:,} rows and (covariates, by, fixed effects) "
@@ -255,8 +251,19 @@ def propensity_plan(
     the weights; the scores are the same bit for bit as without it.
     """
     args = _checked_inputs(candidates, covariates, by, fixed_effects)
-    names = (args[3], args[4], _as_names(fixed_effects, "fixed_effects"))
+    names = _option_names(covariates, by, fixed_effects)
     return PropensityPlan(tuple(_group_plans(*args)), len(candidates), names)
+
+
+def _option_names(
+    covariates: Sequence[str], by: Sequence[str], fixed_effects: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``covariates``, ``by`` and ``fixed_effects`` as checked tuples of names."""
+    return (
+        _as_names(covariates, "covariates"),
+        _as_names(by, "by"),
+        _as_names(fixed_effects, "fixed_effects"),
+    )
 
 
 def _checked_inputs(
@@ -266,9 +273,7 @@ def _checked_inputs(
     fixed_effects: Sequence[str],
 ) -> tuple:
     """The arguments of :func:`_group_plans`, after the checks of :func:`propensity_scores`."""
-    covariates = _as_names(covariates, "covariates")
-    by = _as_names(by, "by")
-    fixed_effects = _as_names(fixed_effects, "fixed_effects")
+    covariates, by, fixed_effects = _option_names(covariates, by, fixed_effects)
     _require_columns(candidates, ["treated", *covariates, *by, *fixed_effects])
     treated = _as_bool(candidates["treated"])
     cov_arrays = {c: _numeric_values(candidates, c) for c in covariates}
