@@ -14,6 +14,8 @@ import time
 import pandas as pd
 import pytest
 
+from tests.conftest import PROCEDURE_OVERRIDE
+
 
 def _pid_or_fail(name: str, prepared, tables, log) -> pd.DataFrame:
     """A step runner for the tests: its process id, or the failure its name asks for."""
@@ -183,7 +185,7 @@ def test_a_step_of_the_run_that_fails_is_named_in_the_run_error(sim_data, tmp_pa
         s if s.name != "balance" else runner.Step("balance", balance_fails) for s in runner.STEPS
     )
     monkeypatch.setattr(runner, "STEPS", steps)
-    config = load_config("demo", data_dir=sim_data)
+    config = load_config("demo", data_dir=sim_data, overrides=[PROCEDURE_OVERRIDE])
     with pytest.raises(pipeline.RunError) as caught:
         pipeline.run_report(
             sim_data, tmp_path / "run", config=config, log=lambda _: None, use_cache=False

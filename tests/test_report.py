@@ -23,18 +23,24 @@ from leapresearch.publish.calibration import load_calibration
 from leapresearch.publish.labels import cohort_key, fmt, group_label
 from leapresearch.publish.report import EXHIBITS, notebook_paths, report_writer
 from leapresearch.publish.tables import lead_intervals
+from tests.conftest import PROCEDURE_OVERRIDE
+
+
+def _run_config():
+    """The demo parameters of the run below, with the tests' whole-procedure draws."""
+    return load_config("demo", overrides=[PROCEDURE_OVERRIDE])
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     assert (DEMO_DATA / "students.csv").exists(), "run `make demo-data` first (make test does)"
     out = tmp_path_factory.mktemp("run") / "demo"
-    config = load_config("demo")
+    config = _run_config()
     run_report(
         DEMO_DATA,
         out,
         config=config,
-        write_outputs=report_writer(vintage="demo"),
+        write_outputs=report_writer(vintage="demo", overrides=[PROCEDURE_OVERRIDE]),
         log=lambda _: None,
     )
     return out
@@ -219,7 +225,7 @@ def test_front_page_has_the_parts_a_reader_needs(run_dir):
     from leapresearch.data.simulate import read_marker
 
     doc = (run_dir / "report" / "index.html").read_text(encoding="utf-8")
-    config = load_config("demo")
+    config = _run_config()
     assert f"<h1>{html.escape(config.report.title)}</h1>" in doc
     for part in ("Summary", "The program", "Methods in brief", "Headline estimates",
                  "Crosswalk to the published figures", "Limitations", "Exhibit map"):  # fmt: skip
@@ -361,7 +367,7 @@ def test_the_same_run_typesets_the_same_bytes(run_dir, tmp_path):
     from leapresearch.publish.pdf import write_pdf
     from leapresearch.publish.report import _stamp
 
-    config = load_config("demo")
+    config = _run_config()
     notebooks = [run_dir / "notebooks" / nb.name for nb in notebook_paths()]
     again = write_pdf(
         run_dir / "report" / "index.html",
@@ -432,7 +438,7 @@ def test_provenance_records_inputs_parameters_and_environment(run_dir):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == rec["sha256"], name
         assert path.stat().st_size == rec["bytes"]
     assert prov["parameters"]["matching"]["ratio"] == 3
-    assert prov["parameters_sha256"] == load_config("demo").digest()
+    assert prov["parameters_sha256"] == _run_config().digest()
     assert prov["environment"]["packages"]["pandas"]
     assert prov["simulated_inputs"] is True and prov["simulation_marker"]["simulated"] is True
     assert isinstance(prov["command"], list) and prov["command"]

@@ -29,7 +29,7 @@ from leapresearch.data.contract import read_raw_tables
 from leapresearch.data.simulate import SIMULATION_MARKER, read_truth, write_simulation
 from leapresearch.estimation.subgroups import GROUP_WITHIN_CALIPER
 from leapresearch.publish import labels, narrative
-from tests.conftest import _simulated
+from tests.conftest import PROCEDURE_OVERRIDE, _simulated
 
 
 @pytest.fixture(scope="module")
@@ -142,15 +142,14 @@ def test_truth_comparison_has_no_rows_without_the_marker(tmp_path, prepared, tru
 def test_the_run_publishes_truth_comparison_only_on_simulated_data(truth_folder, sim_data):
     from leapresearch.analysis.runner import evaluate
 
-    config = load_config(
-        "demo", data_dir=truth_folder, overrides=["identification.specifications: []"]
-    )
+    overrides = ["identification.specifications: []", PROCEDURE_OVERRIDE]
+    config = load_config("demo", data_dir=truth_folder, overrides=overrides)
     run = evaluate(read_raw_tables(truth_folder), config)
     table = run.tables["truth_comparison"]
     assert set(table["exhibit"]) <= {"event_study", "long_term"} and len(table)
     es = run.tables["event_study"]
     assert (es["group"] == GROUP_WITHIN_CALIPER).any()
-    config = load_config("demo", data_dir=sim_data, overrides=["identification.specifications: []"])
+    config = load_config("demo", data_dir=sim_data, overrides=overrides)
     real = evaluate(read_raw_tables(sim_data), config)
     assert "truth_comparison" not in real.tables
     assert real.shown["truth_comparison"].empty  # stored for the notebooks: nothing to show
