@@ -354,3 +354,32 @@ def test_pretrend_tests_of_a_group_with_too_few_schools_are_empty(prepared):
     assert (wild.drop(index=small).dropna(subset=["statistic"])["inference"] == INFERENCE_F).all()
     np.testing.assert_array_equal(wild["statistic"], table["statistic"])
     assert wild.loc[few, "p_value"].isna().all()
+
+
+def test_students_outside_the_caliper_get_the_nearest_comparison_of_their_whole_stratum(prepared):
+    # the rescue reads only the far students' strata: the same pairs as a nearest match of
+    # those students against every comparison candidate of every stratum
+    import pandas as pd
+
+    from leapresearch.analysis.sample import run_matching
+    from leapresearch.design.matching import nearest_neighbor_match
+
+    frame = prepared.candidates.frame
+    result = prepared.matching
+    far = result.settings["matched_outside_caliper"]
+    assert len(far) >= 20  # enough far students in several strata to tell
+    again = run_matching(prepared.candidates, prepared.config, pscore=result.pscore)
+    pd.testing.assert_frame_equal(again.pairs, result.pairs)
+    flag = frame[["stack", "student"]].merge(far.assign(_far=True), how="left")["_far"].notna()
+    every = frame.loc[~frame["treated"].to_numpy(bool) | flag.to_numpy(bool)]
+    exact = ("stack", *prepared.config.matching.exact)
+    brute = nearest_neighbor_match(
+        every, result.pscore.loc[every.index], exact=exact, ratio=1, caliper=None
+    )
+    keys = ["stack", "treated_student"]
+    rescued = result.pairs.merge(far.rename(columns={"student": "treated_student"}), on=keys)
+    order = [*keys, "rank", "comparison_student"]
+    pd.testing.assert_frame_equal(
+        rescued.sort_values(order, ignore_index=True),
+        brute.pairs.sort_values(order, ignore_index=True),
+    )
