@@ -205,14 +205,15 @@ def _rescue_rows(frame: pd.DataFrame, far: pd.DataFrame, exact: list[str]) -> pd
     """
     treated = frame["treated"].to_numpy(bool)
     t_rows = np.flatnonzero(treated)
-    t_keys = frame[["stack", "student"]].iloc[t_rows]
-    is_far = t_keys.merge(far[["stack", "student"]].assign(_far=True), how="left")["_far"]
-    far_rows = t_rows[is_far.notna().to_numpy()]
+    keys = ["stack", "student"]
+    visited = frame[keys].iloc[t_rows]
+    is_far = visited.merge(far[keys].assign(_far=True), on=keys, how="left")["_far"].notna()
+    far_rows = t_rows[is_far.to_numpy()]
     strata = _group_codes(frame, exact)
     rows = np.flatnonzero(~treated & np.isin(strata, strata[far_rows]))
     rows = np.union1d(rows, far_rows)
-    keys = list(dict.fromkeys(["stack", "student", "treated", *exact]))
-    return frame[keys].take(rows)
+    columns = list(dict.fromkeys([*keys, "treated", *exact]))
+    return frame[columns].take(rows)
 
 
 def fitted_coefficients(matching: MatchResult) -> dict[Any, dict[str, float]]:
