@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from leapresearch.design.adjustment import adjusted_outcome, trend_slopes
+from leapresearch.design.adjustment import adjust_outcome, adjusted_outcome, trend_slopes
 from leapresearch.estimation.event_study import event_study
 
 REL_TIMES = (-3, -2, -1, 0, 1, 2)
@@ -158,3 +158,22 @@ def test_slopes_need_units_beyond_one_per_stack_not_rows():
     slopes = trend_slopes(shared, x_shared, outcome="y", window=None)
     assert set(slopes) == {1}
     assert abs(slopes[1][0] - 4.0) < 0.5  # the change from -1 to 1 is 4 x[0]
+
+
+def test_adjust_outcome_names_the_event_times_it_adjusted_and_leaves_the_others():
+    rng = np.random.default_rng(5)
+    panel, unit_x = _matched_panel(
+        rng, n_treated=60, k=3, slope=2.0, noise=1.0, effect=0.0, match_noise=0.5
+    )
+    y, adjusted = adjust_outcome(panel, unit_x, outcome="y", window=None)
+    assert adjusted == (-3, -2, 0, 1, 2)  # every event time but the reference
+    np.testing.assert_array_equal(y, adjusted_outcome(panel, unit_x, outcome="y", window=None))
+    # too few comparison units at event time 2 (12 units in two stacks: 10 beyond one per
+    # stack, under 10 per covariate): that event time keeps its outcome and is not named
+    few = panel.loc[(panel["rel_time"] != 2) | (panel["unit"] < 16)]
+    y_few, adjusted_few = adjust_outcome(few, unit_x, outcome="y", window=None)
+    assert adjusted_few == (-3, -2, 0, 1)
+    at2 = (few["rel_time"] == 2).to_numpy()
+    assert at2.any()
+    np.testing.assert_array_equal(y_few[at2], few["y"].to_numpy()[at2])
+    assert not np.array_equal(y_few[~at2], few["y"].to_numpy()[~at2])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,7 +127,7 @@ def group_fit():
     from tests.test_event_study import make_panel
 
     df = make_panel(11, treated_per_stack=12)
-    res = event_study(df, window=(-3, 4))
+    res = dataclasses.replace(event_study(df, window=(-3, 4)), adjusted_rel_times=())
     return with_influence(res, cluster_influence(df, res))
 
 

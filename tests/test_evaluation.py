@@ -383,3 +383,38 @@ def test_students_outside_the_caliper_get_the_nearest_comparison_of_their_whole_
         rescued.sort_values(order, ignore_index=True),
         brute.pairs.sort_values(order, ignore_index=True),
     )
+
+
+def test_event_study_table_says_at_which_months_the_outcome_was_adjusted(
+    event_study_table, prepared, monkeypatch
+):
+    """``outcome_adjusted`` is True exactly where the adjustment has slopes; below its
+    minimum of comparison units a group is fitted unadjusted and flagged so."""
+    from leapresearch.analysis.fitting import fit_group, group_sample, headline_weights
+    from leapresearch.design import adjustment
+
+    config = prepared.config
+    window, reference = config.analysis.window, config.analysis.reference
+    checked = 0
+    for label, weights in headline_weights(prepared):
+        rows = event_study_table.loc[event_study_table["group"] == label]
+        if rows.empty:
+            continue
+        raw = group_sample(prepared, prepared.stacked, weights, window=window, adjust=False)
+        slopes = adjustment.trend_slopes(
+            raw, prepared.unit_x, outcome="attendance_pp", window=window, reference=reference
+        )
+        flagged = set(rows.loc[rows["outcome_adjusted"].astype(bool), "rel_time"])
+        assert flagged == set(slopes), label
+        checked += 1
+    assert checked >= 3
+    weights = prepared.units["weight"].to_numpy(np.float64)
+    monkeypatch.setattr(adjustment, "MIN_UNITS_PER_COVARIATE", 10**9)
+    below = fit_group(prepared, prepared.stacked, weights)
+    unadjusted = fit_group(prepared, prepared.stacked, weights, adjust=False)
+    assert below.adjusted_rel_times == () == unadjusted.adjusted_rel_times
+    np.testing.assert_array_equal(below.coefficients, unadjusted.coefficients)
+    monkeypatch.undo()
+    adjusted = fit_group(prepared, prepared.stacked, weights)
+    assert len(adjusted.adjusted_rel_times) == len(adjusted.coefficients)
+    assert not np.allclose(adjusted.coefficients, unadjusted.coefficients)

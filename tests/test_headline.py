@@ -140,3 +140,39 @@ def test_the_limitations_read_the_calibrated_test_and_its_measured_power():
         narrative.limitations(es, pretrends.assign(p_value=0.01), None, calibration=cal)
     )
     assert "for 2 of 2 groups (All visited students, Grades PK-5)" in rejected
+
+
+def test_a_headline_group_whose_outcome_went_unadjusted_is_named_with_its_months():
+    es = _event_study(procedure=set()).assign(outcome_adjusted=True)
+    limits = " ".join(narrative.limitations(es, None, None))
+    assert "unadjusted" not in limits and "not regression-adjusted" not in limits
+    assert narrative.describe_adjustment(es) == (
+        "The outcome is regression-adjusted at every published month of every group."
+    )
+    # grades 6-12 unadjusted at both its months, the 2021-22 cohort at month 9, and a
+    # district (not a headline group) at month 1
+    district = es.loc[es["group"] == "all"].assign(group="district:D03")
+    gaps = pd.concat([es, district], ignore_index=True)
+    for group, months in (
+        ("grade_band:6-12", (1, 9)),
+        ("cohort:2021-22", (9,)),
+        ("district:D03", (1,)),
+    ):
+        gaps.loc[gaps["group"].eq(group) & gaps["rel_time"].isin(months), "outcome_adjusted"] = (
+            False
+        )
+    limits = " ".join(narrative.limitations(gaps, None, None))
+    assert "Grades 6-12 at all 2 months; School year 2021-22 at month 9." in limits, limits
+    assert "district" not in limits.split("1 other group")[0].lower()
+    assert "1 other group of the subgroup analysis has months whose outcome went unadjusted" in (
+        limits
+    )
+    # a suppressed cell says nothing about adjustment
+    hidden = gaps.assign(estimate=np.where(gaps["group"].eq("grade_band:6-12"), np.nan, 1.0))
+    assert "Grades 6-12" not in " ".join(narrative.limitations(hidden, None, None))
+    # the adjustment off: one sentence, no list
+    off = " ".join(narrative.limitations(es.assign(outcome_adjusted=False), None, None))
+    assert "The outcome is not regression-adjusted in any month" in off
+    assert "other group" not in off
+    # a table from before the column existed says nothing
+    assert narrative.describe_adjustment(_event_study(procedure=set())) == ""

@@ -36,8 +36,11 @@ EVENT_STUDY_TABLE_COLUMNS = [
     "p_value",
     "p_value_adjusted",
     *BOOTSTRAP_COLUMNS,
+    "outcome_adjusted",
     *PROCEDURE_COLUMNS,
 ]
+"""``event_study.csv``; ``outcome_adjusted`` says whether the month's outcome was
+regression-adjusted (:func:`~leapresearch.design.adjustment.adjust_outcome`)."""
 
 
 def quiet(_: str) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 from leapresearch.analysis.base import EVENT_STUDY_COLUMNS
 from leapresearch.analysis.sample import Prepared
 from leapresearch.config import Config
-from leapresearch.design.adjustment import adjusted_outcome
+from leapresearch.design.adjustment import adjust_outcome
 from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.event_study import EventStudyResult, event_study
 from leapresearch.estimation.multiple_testing import (
@@ -65,6 +65,23 @@ def group_sample(
     Returns None when fewer than two visited students remain, none is observed at the
     reference period, or the rows fall in fewer than two clusters (:func:`cluster_level`).
     """
+    rows = _group_rows(
+        prepared, panel, weights, outcome=outcome, window=window, reference=reference, adjust=adjust
+    )
+    return None if rows is None else rows[0]
+
+
+def _group_rows(
+    prepared: Prepared,
+    panel: pd.DataFrame,
+    weights: np.ndarray,
+    *,
+    outcome: str,
+    window: tuple[int, int] | None,
+    reference: int,
+    adjust: bool,
+) -> tuple[pd.DataFrame, tuple[int, ...]] | None:
+    """:func:`group_sample` and the event times whose outcome it adjusted."""
     w = weights[panel["unit"].to_numpy()]
     if "censoring_weight" in panel.columns:  # risk-set pool: inverse-probability-of-censoring
         w = w * panel["censoring_weight"].to_numpy(np.float64)
@@ -77,15 +94,12 @@ def group_sample(
         return None
     if sub[cluster_level(prepared)].nunique() < 2:
         return None
-    if adjust:
-        sub[outcome] = adjusted_outcome(
-            sub,
-            prepared.unit_x,
-            outcome=outcome,
-            window=window,
-            reference=reference,
-        )
-    return sub
+    if not adjust:
+        return sub, ()
+    sub[outcome], adjusted = adjust_outcome(
+        sub, prepared.unit_x, outcome=outcome, window=window, reference=reference
+    )
+    return sub, adjusted
 
 
 def fit_group(
@@ -110,7 +124,7 @@ def fit_group(
     config = prepared.config
     window = config.analysis.window if window == "config" else window
     reference = config.analysis.reference if reference is None else reference
-    sub = group_sample(
+    rows = _group_rows(
         prepared,
         panel,
         weights,
@@ -119,11 +133,13 @@ def fit_group(
         reference=reference,
         adjust=config.analysis.regression_adjustment if adjust is None else adjust,
     )
-    if sub is None:
+    if rows is None:
         return None
-    return estimator(
+    sub, adjusted = rows
+    res = estimator(
         sub, outcome=outcome, window=window, reference=reference, cluster=cluster_level(prepared)
     )
+    return dataclasses.replace(res, adjusted_rel_times=adjusted)
 
 
 def fit_group_with_influence(
@@ -136,17 +152,20 @@ def fit_group_with_influence(
     """
     config = prepared.config
     window, reference = config.analysis.window, config.analysis.reference
-    sub = group_sample(
+    rows = _group_rows(
         prepared,
         panel,
         weights,
+        outcome="attendance_pp",
         window=window,
         reference=reference,
         adjust=config.analysis.regression_adjustment,
     )
-    if sub is None:
+    if rows is None:
         return None
+    sub, adjusted = rows
     res = event_study(sub, window=window, reference=reference, cluster=cluster_level(prepared))
+    res = dataclasses.replace(res, adjusted_rel_times=adjusted)
     try:
         return with_influence(res, *cluster_influence_moments(sub, res))
     except (RuntimeError, np.linalg.LinAlgError) as exc:  # e.g. a near-singular tiny group

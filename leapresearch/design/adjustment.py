@@ -173,15 +173,33 @@ def adjusted_outcome(
     Notes
     -----
     The slopes come from :func:`trend_slopes` (comparison units only), so the visited
-    students' post-visit outcomes do not inform them.
+    students' post-visit outcomes do not inform them. :func:`adjust_outcome` also says at
+    which event times the outcome was adjusted.
+    """
+    return adjust_outcome(panel, unit_x, outcome=outcome, window=window, reference=reference)[0]
+
+
+def adjust_outcome(
+    panel: pd.DataFrame,
+    unit_x: np.ndarray,
+    *,
+    outcome: str,
+    window: tuple[int, int] | None,
+    reference: int = -1,
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """:func:`adjusted_outcome` and the (binned) event times it adjusted, sorted.
+
+    An event time of the panel missing from the second element kept its outcome as it
+    was: too few comparison units for its slopes (``MIN_UNITS_PER_COVARIATE``), or it is
+    the reference.
     """
     y = panel[outcome].to_numpy(np.float64).copy()
     slopes = trend_slopes(panel, unit_x, outcome=outcome, window=window, reference=reference)
     if not slopes:
-        return y
+        return y, ()
     unit = panel["unit"].to_numpy()
     rel = _binned_rel_time(panel, window)
     for r, delta in slopes.items():
         rows = rel == r
         y[rows] -= unit_x[unit[rows]] @ delta
-    return y
+    return y, tuple(sorted(slopes))

@@ -149,6 +149,10 @@ class EventStudyResult:
         Human-readable notes on dropped observations and terms.
     fe_method : str
         How the fixed effects were absorbed (``"exact"`` or ``"alternating"``).
+    adjusted_rel_times : tuple of int or None
+        Event times whose outcome was regression-adjusted before the fit
+        (:func:`~leapresearch.design.adjustment.adjust_outcome`, set by
+        :func:`~leapresearch.analysis.fitting.fit_group`); ``None`` when not recorded.
     """
 
     coefficients: pd.Series
@@ -172,6 +176,7 @@ class EventStudyResult:
     dropped: tuple[int, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     fe_method: str = "exact"
+    adjusted_rel_times: tuple[int, ...] | None = None
 
     @property
     def std_errors(self) -> pd.Series:

@@ -183,6 +183,9 @@ INTERVAL_MARK = "§"
 """Mark of an interval that holds the first steps fixed (the table has no valid one)."""
 
 CONDITIONAL_WORDS = "conditional on the estimated score and matches"
+
+HEADLINE_TABLE_FAMILIES = ("all", GROUP_WITHIN_CALIPER, "grade_band", "cohort")
+"""Families of the headline table's rows (:func:`headline_table`)."""
 """How an interval that holds the propensity score and the matches fixed is labelled."""
 
 
@@ -265,8 +268,7 @@ def headline_table(
     """
     present = event_study["group"].unique()
     if groups is None:
-        families = ("all", GROUP_WITHIN_CALIPER, "grade_band", "cohort")
-        groups = [g for g in present if labels.family_of(g) in families]
+        groups = [g for g in present if labels.family_of(g) in HEADLINE_TABLE_FAMILIES]
     order = [g for g in labels.sort_groups(groups) if g in set(present)]
     es = lead_intervals(event_study).set_index(["group", "rel_time"])
     brk = _rm_breakdowns(sensitivity)

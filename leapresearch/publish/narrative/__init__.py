@@ -34,6 +34,7 @@ the front page and the tests do.
 from leapresearch.publish.narrative.common import MONTH_WORDS
 from leapresearch.publish.narrative.data import describe_attendance_by_year
 from leapresearch.publish.narrative.event_study import (
+    describe_adjustment,
     describe_effect,
     describe_event_study,
     describe_family,
@@ -89,6 +90,7 @@ __all__ = [
     "describe_balance",
     "describe_calibrated_diagnostics",
     "describe_composition",
+    "describe_adjustment",
     "describe_effect",
     "describe_event_study",
     "describe_falsification",

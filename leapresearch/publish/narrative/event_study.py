@@ -85,6 +85,70 @@ def describe_event_study(
     return " ".join(describe_effect(table, group=group, rel_time=r) for r in rel_times)
 
 
+def unadjusted_months(table: pd.DataFrame, groups: Sequence[str] | None = None) -> pd.Series:
+    """Per group, the published months whose outcome went unadjusted (``outcome_adjusted``).
+
+    Only groups with at least one such month, in reading order; empty when the table
+    has no ``outcome_adjusted`` column (a table from before it existed).
+    """
+    if "outcome_adjusted" not in table.columns:
+        return pd.Series(dtype=object)
+    rows = table.loc[table["estimate"].notna()]
+    if groups is not None:
+        rows = rows.loc[rows["group"].isin(groups)]
+    flag = rows["outcome_adjusted"].astype("boolean").fillna(True)
+    months = rows.loc[~flag].groupby("group")["rel_time"].agg(lambda r: sorted(int(m) for m in r))
+    return months.reindex(sort_groups(months.index))
+
+
+@_snapped
+def describe_adjustment(table: pd.DataFrame, *, groups: Sequence[str] | None = None) -> str:
+    """Whether each group's outcome was regression-adjusted at every published month.
+
+    ``table`` is ``event_study.csv``; ``groups`` restricts the sentence to those groups
+    (the front page: the headline groups). A month goes unadjusted when its comparison
+    students are too few for the slopes of the adjustment
+    (:data:`~leapresearch.design.adjustment.MIN_UNITS_PER_COVARIATE` per covariate beyond
+    one per stack): its estimate rests on the matches alone.
+    """
+    from leapresearch.design.adjustment import MIN_UNITS_PER_COVARIATE
+
+    if "outcome_adjusted" not in table.columns:
+        return ""
+    rows = table.loc[table["estimate"].notna()]
+    if groups is not None:
+        rows = rows.loc[rows["group"].isin(groups)]
+    if rows.empty:
+        return ""
+    if not rows["outcome_adjusted"].astype("boolean").fillna(False).any():
+        return (
+            "The outcome is not regression-adjusted in any month: the estimates rest on the "
+            "matches alone."
+        )
+    months = unadjusted_months(rows)
+    if months.empty:
+        return "The outcome is regression-adjusted at every published month of every group."
+    total = rows.groupby("group")["rel_time"].size()
+    parts = []
+    for group, missing in months.items():
+        n = int(total[group])
+        if len(missing) == n:
+            when = f"all {n} months"
+        elif len(missing) <= 3:
+            when = _month_list(missing)
+        else:
+            when = f"{len(missing)} of {n} months"
+        parts.append(f"{group_label(group)} at {when}")
+    listed = "; ".join(parts)
+    return (
+        "The outcome goes unadjusted where the comparison students are too few for the "
+        f"regression adjustment's slopes (at least {MIN_UNITS_PER_COVARIATE} per covariate "
+        f"beyond one per stack): {listed}. There the estimate rests on the matches alone "
+        "and keeps whatever difference in pre-visit trajectories they leave, largest for "
+        "students matched outside the caliper."
+    )
+
+
 def _month_list(months: Sequence[int]) -> str:
     """``[2, 3, 7]`` -> ``months 2, 3 and 7``."""
     ms = [str(int(m)) for m in months]

@@ -17,11 +17,13 @@ from leapresearch.publish.calibration import (
 )
 from leapresearch.publish.labels import (
     FAMILY_NAMES,
+    family_of,
     group_label,
 )
 from leapresearch.publish.narrative.common import _snapped
+from leapresearch.publish.narrative.event_study import describe_adjustment, unadjusted_months
 from leapresearch.publish.narrative.sample import pool_text
-from leapresearch.publish.tables import CONDITIONAL_WORDS
+from leapresearch.publish.tables import CONDITIONAL_WORDS, HEADLINE_TABLE_FAMILIES
 
 
 def _inference_method(config) -> str:
@@ -166,11 +168,32 @@ def limitations(
                 f"({far / treated:.0%}) had no comparison inside the caliper and kept their "
                 "nearest one; their differences rest on the regression adjustment."
             )
+    out += _adjustment_limits(table)
     n_sup = int(table["estimate"].isna().sum())
     out.append(
         f"{n_sup:,} of {len(table):,} group-month estimates are suppressed for privacy; many "
         "subgroups are compared, so some differences between them arise by chance."
     )
+    return out
+
+
+def _adjustment_limits(table: pd.DataFrame) -> list[str]:
+    """The groups whose outcome went unadjusted in some month: the headline ones by name."""
+    if "outcome_adjusted" not in table.columns:
+        return []
+    if not table["outcome_adjusted"].astype("boolean").fillna(False).any():
+        return [describe_adjustment(table)]  # the adjustment is off
+    headline = [g for g in table["group"].unique() if family_of(g) in HEADLINE_TABLE_FAMILIES]
+    out = []
+    if not unadjusted_months(table, headline).empty:
+        out.append(describe_adjustment(table, groups=headline))
+    others = unadjusted_months(table).drop(headline, errors="ignore")
+    if len(others):
+        out.append(
+            f"{len(others)} other group{'s' if len(others) > 1 else ''} of the subgroup "
+            "analysis ha" + ("ve" if len(others) > 1 else "s") + " months whose outcome went "
+            "unadjusted (event_study.csv, column outcome_adjusted)."
+        )
     return out
 
 
