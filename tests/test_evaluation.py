@@ -418,3 +418,37 @@ def test_event_study_table_says_at_which_months_the_outcome_was_adjusted(
     adjusted = fit_group(prepared, prepared.stacked, weights)
     assert len(adjusted.adjusted_rel_times) == len(adjusted.coefficients)
     assert not np.allclose(adjusted.coefficients, unadjusted.coefficients)
+
+
+def test_long_term_table_says_which_school_years_went_unadjusted(prepared, monkeypatch):
+    """``outcome_adjusted`` of ``long_term.csv``: True where a school year got slopes;
+    below the adjustment's minimum every cell is the unadjusted one, flagged so."""
+    import dataclasses
+
+    from leapresearch.analysis.base import with_setting
+    from leapresearch.design import adjustment
+
+    config = with_setting(prepared.config, "long_term", outcomes=("attendance_rate",))
+    attendance = dataclasses.replace(prepared, config=config)
+    off = dataclasses.replace(
+        prepared, config=with_setting(config, "long_term", regression_adjustment=False)
+    )
+    default = estimate_long_term(attendance)
+    largest = default["cohort"].eq(
+        default.loc[default["group"].eq("all")].groupby("cohort")["n_treated"].max().idxmax()
+    )
+    assert default.loc[largest & default["group"].eq("all"), "outcome_adjusted"].all()
+    unadjusted = estimate_long_term(off)
+    assert not unadjusted["outcome_adjusted"].any()
+    monkeypatch.setattr(adjustment, "MIN_UNITS_PER_COVARIATE", 10**9)
+    below = estimate_long_term(attendance)
+    assert not below["outcome_adjusted"].any()
+    key = ["group", "cohort", "years_after"]
+    np.testing.assert_array_equal(
+        below.sort_values(key)["estimate"].to_numpy(),
+        unadjusted.sort_values(key)["estimate"].to_numpy(),
+    )
+    assert not np.allclose(
+        default.sort_values(key)["estimate"].to_numpy(),
+        unadjusted.sort_values(key)["estimate"].to_numpy(),
+    )

@@ -176,3 +176,24 @@ def test_a_headline_group_whose_outcome_went_unadjusted_is_named_with_its_months
     assert "other group" not in off
     # a table from before the column existed says nothing
     assert narrative.describe_adjustment(_event_study(procedure=set())) == ""
+
+
+def test_the_long_term_sentence_marks_a_school_year_left_unadjusted():
+    rows = [
+        ("all", "2021-22", "2022-23", 1, 3.0, True),
+        ("all", "2021-22", "2023-24", 2, 2.0, False),
+        ("all", "2020-21 spring", "2021-22", 1, 1.0, True),
+    ]
+    lt = pd.DataFrame(
+        rows,
+        columns=["group", "cohort", "school_year", "years_after", "estimate", "outcome_adjusted"],
+    ).assign(outcome="attendance_rate")
+    text = narrative.describe_long_term(lt)
+    assert "2023-24: +2.0 pp (unadjusted)" in text
+    assert "2022-23: +3.0 pp," in text or "2022-23: +3.0 pp)" in text
+    assert text.count("(unadjusted)") == 1
+    assert "too few comparison students for the regression adjustment's slopes" in text
+    # the adjustment off everywhere: nothing marked
+    off = narrative.describe_long_term(lt.assign(outcome_adjusted=False))
+    assert "unadjusted" not in off
+    assert "unadjusted" not in narrative.describe_long_term(lt.drop(columns="outcome_adjusted"))

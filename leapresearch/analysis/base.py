@@ -19,7 +19,16 @@ from leapresearch.estimation.subgroups import GROUP_ALL
 Log = Callable[[str], None]
 """Receives one line per finished stage (``print`` on the command line)."""
 
-LONG_TERM_COLUMNS = ["group", "cohort", "school_year", "years_after", "outcome", *ESTIMATE_COLUMNS]
+LONG_TERM_COLUMNS = [
+    "group",
+    "cohort",
+    "school_year",
+    "years_after",
+    "outcome",
+    *ESTIMATE_COLUMNS,
+    "outcome_adjusted",
+]
+"""``long_term.csv``; ``outcome_adjusted`` as in ``event_study.csv`` (a school year's cell)."""
 EVENT_STUDY_COLUMNS = ["group", "rel_time", *ESTIMATE_COLUMNS]
 BOOTSTRAP_COLUMNS = ["boot_std_error", "band_lower", "band_upper"]
 """Multiplier-bootstrap standard error and simultaneous band of ``event_study.csv``."""

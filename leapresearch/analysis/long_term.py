@@ -34,6 +34,8 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     cohort's visited students, annual outcome in pp, reference: the school year before
     the cohort's. Fitted by ``linearmodels`` (``AbsorbingLS``, see
     :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`).
+    ``outcome_adjusted`` is False for a school year left unadjusted (too few comparison
+    units for its slopes, or ``long_term.regression_adjustment`` off).
     """
     config = prepared.config
     attrs = prepared.attributes
@@ -72,7 +74,12 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
                 if res is None:
                     continue
                 tab = long_term_table(res, cohort_year=cohort_year, alpha=config.analysis.alpha)
-                rows.append(tab.assign(group=label, cohort=cohort, outcome=outcome))
+                adjusted = tab["years_after"].isin(res.adjusted_rel_times)
+                rows.append(
+                    tab.assign(
+                        group=label, cohort=cohort, outcome=outcome, outcome_adjusted=adjusted
+                    )
+                )
     log(f"long-term: {len(rows)} fits")
     cols = LONG_TERM_COLUMNS
     if not rows:
