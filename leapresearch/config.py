@@ -48,6 +48,7 @@ class AnalysisConfig(_Frozen):
     chronic_threshold: float = 0.90
     report_rel_times: tuple[int, ...] = (1, 3, 6, 9)
     regression_adjustment: bool = True
+    adjustment_fallback: Literal["pooled", "none"] = "pooled"
 
     @model_validator(mode="after")
     def _check(self) -> AnalysisConfig:

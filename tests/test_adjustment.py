@@ -165,15 +165,33 @@ def test_adjust_outcome_names_the_event_times_it_adjusted_and_leaves_the_others(
     panel, unit_x = _matched_panel(
         rng, n_treated=60, k=3, slope=2.0, noise=1.0, effect=0.0, match_noise=0.5
     )
-    y, adjusted = adjust_outcome(panel, unit_x, outcome="y", window=None)
-    assert adjusted == (-3, -2, 0, 1, 2)  # every event time but the reference
-    np.testing.assert_array_equal(y, adjusted_outcome(panel, unit_x, outcome="y", window=None))
+    calls = []
+
+    def fallback():
+        calls.append(1)
+        return {r: np.array([1.0, 0.0, 0.0]) for r in (-3, -2, 0, 1, 2)}
+
+    full = adjust_outcome(panel, unit_x, outcome="y", window=None, fallback=fallback)
+    assert full.own == (-3, -2, 0, 1, 2) and full.pooled == ()  # every event time but -1
+    assert calls == []  # nothing missing: the fallback is not computed
+    plain = adjusted_outcome(panel, unit_x, outcome="y", window=None)
+    np.testing.assert_array_equal(full.outcome, plain)
     # too few comparison units at event time 2 (12 units in two stacks: 10 beyond one per
     # stack, under 10 per covariate): that event time keeps its outcome and is not named
     few = panel.loc[(panel["rel_time"] != 2) | (panel["unit"] < 16)]
-    y_few, adjusted_few = adjust_outcome(few, unit_x, outcome="y", window=None)
-    assert adjusted_few == (-3, -2, 0, 1)
     at2 = (few["rel_time"] == 2).to_numpy()
     assert at2.any()
-    np.testing.assert_array_equal(y_few[at2], few["y"].to_numpy()[at2])
-    assert not np.array_equal(y_few[~at2], few["y"].to_numpy()[~at2])
+    alone = adjust_outcome(few, unit_x, outcome="y", window=None)
+    assert alone.own == (-3, -2, 0, 1) and alone.pooled == ()
+    np.testing.assert_array_equal(alone.outcome[at2], few["y"].to_numpy()[at2])
+    assert not np.array_equal(alone.outcome[~at2], few["y"].to_numpy()[~at2])
+    # with a fallback, event time 2 takes its slopes (x[0] here) and nothing else moves
+    helped = adjust_outcome(few, unit_x, outcome="y", window=None, fallback=fallback)
+    assert helped.own == (-3, -2, 0, 1) and helped.pooled == (2,) and calls == [1]
+    x0 = unit_x[few["unit"].to_numpy()[at2], 0]
+    np.testing.assert_array_equal(helped.outcome[at2], few["y"].to_numpy()[at2] - x0)
+    np.testing.assert_array_equal(helped.outcome[~at2], alone.outcome[~at2])
+    # a fallback without slopes at that event time leaves it as it was
+    empty = adjust_outcome(few, unit_x, outcome="y", window=None, fallback=dict)
+    assert empty.pooled == ()
+    np.testing.assert_array_equal(empty.outcome, alone.outcome)

@@ -127,7 +127,9 @@ def group_fit():
     from tests.test_event_study import make_panel
 
     df = make_panel(11, treated_per_stack=12)
-    res = dataclasses.replace(event_study(df, window=(-3, 4)), adjusted_rel_times=())
+    res = dataclasses.replace(
+        event_study(df, window=(-3, 4)), adjusted_rel_times=(), pooled_rel_times=()
+    )
     return with_influence(res, cluster_influence(df, res))
 
 

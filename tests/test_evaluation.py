@@ -7,6 +7,7 @@ must land near the true average effect on the treated, and intervals must cover 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -388,8 +389,9 @@ def test_students_outside_the_caliper_get_the_nearest_comparison_of_their_whole_
 def test_event_study_table_says_at_which_months_the_outcome_was_adjusted(
     event_study_table, prepared, monkeypatch
 ):
-    """``outcome_adjusted`` is True exactly where the adjustment has slopes; below its
-    minimum of comparison units a group is fitted unadjusted and flagged so."""
+    """``adjustment`` is ``group`` exactly where the group has its own slopes; below the
+    adjustment's minimum with no fallback a group is fitted unadjusted and says so."""
+    from leapresearch.analysis.base import with_setting
     from leapresearch.analysis.fitting import fit_group, group_sample, headline_weights
     from leapresearch.design import adjustment
 
@@ -404,15 +406,18 @@ def test_event_study_table_says_at_which_months_the_outcome_was_adjusted(
         slopes = adjustment.trend_slopes(
             raw, prepared.unit_x, outcome="attendance_pp", window=window, reference=reference
         )
-        flagged = set(rows.loc[rows["outcome_adjusted"].astype(bool), "rel_time"])
-        assert flagged == set(slopes), label
+        assert set(rows.loc[rows["adjustment"].eq("group"), "rel_time"]) == set(slopes), label
         checked += 1
     assert checked >= 3
     weights = prepared.units["weight"].to_numpy(np.float64)
+    no_fallback = dataclasses.replace(
+        prepared, config=with_setting(config, "analysis", adjustment_fallback="none")
+    )
     monkeypatch.setattr(adjustment, "MIN_UNITS_PER_COVARIATE", 10**9)
-    below = fit_group(prepared, prepared.stacked, weights)
+    below = fit_group(no_fallback, prepared.stacked, weights)
     unadjusted = fit_group(prepared, prepared.stacked, weights, adjust=False)
     assert below.adjusted_rel_times == () == unadjusted.adjusted_rel_times
+    assert below.pooled_rel_times == () == unadjusted.pooled_rel_times
     np.testing.assert_array_equal(below.coefficients, unadjusted.coefficients)
     monkeypatch.undo()
     adjusted = fit_group(prepared, prepared.stacked, weights)
@@ -420,16 +425,71 @@ def test_event_study_table_says_at_which_months_the_outcome_was_adjusted(
     assert not np.allclose(adjusted.coefficients, unadjusted.coefficients)
 
 
-def test_long_term_table_says_which_school_years_went_unadjusted(prepared, monkeypatch):
-    """``outcome_adjusted`` of ``long_term.csv``: True where a school year got slopes;
-    below the adjustment's minimum every cell is the unadjusted one, flagged so."""
-    import dataclasses
+def test_a_group_short_of_comparisons_takes_the_whole_matched_samples_slopes(prepared, monkeypatch):
+    """``adjustment_fallback: pooled``: the months a grade band cannot fit its own slopes
+    for take those of every visited student's units, recomputed here by hand."""
+    from leapresearch.analysis.base import with_setting
+    from leapresearch.analysis.fitting import (
+        cluster_level,
+        fit_group,
+        group_sample,
+        headline_weights,
+    )
+    from leapresearch.design import adjustment
+    from leapresearch.estimation.event_study import event_study
 
+    config = prepared.config
+    assert config.analysis.adjustment_fallback == "pooled"  # the default this checks
+    window, reference = config.analysis.window, config.analysis.reference
+    # a minimum the grade band meets in some months only (every visited student's in all)
+    monkeypatch.setattr(adjustment, "MIN_UNITS_PER_COVARIATE", 600)
+    weights = dict(headline_weights(prepared))["grade_band:PK-5"]
+    fit = fit_group(prepared, prepared.stacked, weights)
+    assert fit.pooled_rel_times and fit.adjusted_rel_times
+    assert not set(fit.pooled_rel_times) & set(fit.adjusted_rel_times)
+    every = prepared.units["weight"].to_numpy(np.float64)
+    raw = group_sample(prepared, prepared.stacked, weights, window=window, adjust=False)
+    pooled_raw = group_sample(prepared, prepared.stacked, every, window=window, adjust=False)
+    kw = {"outcome": "attendance_pp", "window": window, "reference": reference}
+    own = adjustment.trend_slopes(raw, prepared.unit_x, **kw)
+    pooled = adjustment.trend_slopes(pooled_raw, prepared.unit_x, **kw)
+    assert set(own) == set(fit.adjusted_rel_times)
+    rel = np.clip(raw["rel_time"].to_numpy(), *window)
+    x = prepared.unit_x[raw["unit"].to_numpy()]
+    y = raw["attendance_pp"].to_numpy(np.float64).copy()
+    for r in np.unique(rel):
+        delta = own.get(int(r), pooled.get(int(r)))
+        if r != reference and delta is not None:
+            y[rel == r] -= x[rel == r] @ delta
+    by_hand = event_study(
+        raw.assign(attendance_pp=y),
+        window=window,
+        reference=reference,
+        cluster=cluster_level(prepared),
+    )
+    np.testing.assert_allclose(fit.coefficients, by_hand.coefficients, rtol=0, atol=1e-9)
+    # without the fallback those months stay unadjusted: other estimates
+    none = dataclasses.replace(
+        prepared, config=with_setting(config, "analysis", adjustment_fallback="none")
+    )
+    plain = fit_group(none, prepared.stacked, weights)
+    assert plain.pooled_rel_times == ()
+    months = list(fit.pooled_rel_times)
+    assert not np.allclose(fit.coefficients.loc[months], plain.coefficients.loc[months])
+
+
+def test_long_term_table_says_which_school_years_went_unadjusted(prepared, monkeypatch):
+    """``adjustment`` of ``long_term.csv``: ``group`` where a school year got its own
+    slopes; below the adjustment's minimum, without a fallback, every cell is the
+    unadjusted one and says so."""
     from leapresearch.analysis.base import with_setting
     from leapresearch.design import adjustment
 
     config = with_setting(prepared.config, "long_term", outcomes=("attendance_rate",))
     attendance = dataclasses.replace(prepared, config=config)
+    no_fallback = dataclasses.replace(
+        prepared, config=with_setting(config, "analysis", adjustment_fallback="none")
+    )
     off = dataclasses.replace(
         prepared, config=with_setting(config, "long_term", regression_adjustment=False)
     )
@@ -437,12 +497,12 @@ def test_long_term_table_says_which_school_years_went_unadjusted(prepared, monke
     largest = default["cohort"].eq(
         default.loc[default["group"].eq("all")].groupby("cohort")["n_treated"].max().idxmax()
     )
-    assert default.loc[largest & default["group"].eq("all"), "outcome_adjusted"].all()
+    assert default.loc[largest & default["group"].eq("all"), "adjustment"].eq("group").all()
     unadjusted = estimate_long_term(off)
-    assert not unadjusted["outcome_adjusted"].any()
+    assert unadjusted["adjustment"].eq("none").all()
     monkeypatch.setattr(adjustment, "MIN_UNITS_PER_COVARIATE", 10**9)
-    below = estimate_long_term(attendance)
-    assert not below["outcome_adjusted"].any()
+    below = estimate_long_term(no_fallback)
+    assert below["adjustment"].eq("none").all()
     key = ["group", "cohort", "years_after"]
     np.testing.assert_array_equal(
         below.sort_values(key)["estimate"].to_numpy(),

@@ -142,58 +142,65 @@ def test_the_limitations_read_the_calibrated_test_and_its_measured_power():
     assert "for 2 of 2 groups (All visited students, Grades PK-5)" in rejected
 
 
-def test_a_headline_group_whose_outcome_went_unadjusted_is_named_with_its_months():
-    es = _event_study(procedure=set()).assign(outcome_adjusted=True)
+def test_a_headline_group_not_adjusted_with_its_own_slopes_is_named_with_its_months():
+    es = _event_study(procedure=set()).assign(adjustment="group")
     limits = " ".join(narrative.limitations(es, None, None))
-    assert "unadjusted" not in limits and "not regression-adjusted" not in limits
+    assert "slopes" not in limits and "not regression-adjusted" not in limits
     assert narrative.describe_adjustment(es) == (
-        "The outcome is regression-adjusted at every published month of every group."
+        "The outcome is regression-adjusted with each group's own slopes at every published month."
     )
-    # grades 6-12 unadjusted at both its months, the 2021-22 cohort at month 9, and a
-    # district (not a headline group) at month 1
+    # grades 6-12 on the whole sample's slopes at both its months, the 2021-22 cohort
+    # unadjusted at month 9, and a district (not a headline group) unadjusted at month 1
     district = es.loc[es["group"] == "all"].assign(group="district:D03")
     gaps = pd.concat([es, district], ignore_index=True)
-    for group, months in (
-        ("grade_band:6-12", (1, 9)),
-        ("cohort:2021-22", (9,)),
-        ("district:D03", (1,)),
+    for group, months, kind in (
+        ("grade_band:6-12", (1, 9), "pooled"),
+        ("cohort:2021-22", (9,), "none"),
+        ("district:D03", (1,), "none"),
     ):
-        gaps.loc[gaps["group"].eq(group) & gaps["rel_time"].isin(months), "outcome_adjusted"] = (
-            False
-        )
+        gaps.loc[gaps["group"].eq(group) & gaps["rel_time"].isin(months), "adjustment"] = kind
     limits = " ".join(narrative.limitations(gaps, None, None))
-    assert "Grades 6-12 at all 2 months; School year 2021-22 at month 9." in limits, limits
-    assert "district" not in limits.split("1 other group")[0].lower()
-    assert "1 other group of the subgroup analysis has months whose outcome went unadjusted" in (
-        limits
+    assert "adjusted with the slopes of the whole matched sample" in limits
+    assert "as everyone's does: Grades 6-12 at all 2 months." in limits, limits
+    assert "Where even those slopes are missing, the outcome goes unadjusted" in limits
+    assert (
+        "(largest for students matched outside the caliper): School year 2021-22 at month 9."
+        in (limits)
     )
+    assert "District" not in limits.split("1 other group")[0]
+    assert "1 other group of the subgroup analysis has months adjusted with the whole" in limits
+    # unadjusted months only (the fallback off): one rule, no "even those"
+    bare = gaps.assign(adjustment=gaps["adjustment"].replace("pooled", "none"))
+    text = narrative.describe_adjustment(bare, groups=["grade_band:6-12"])
+    assert text.startswith("Where a group's comparison students are too few for its own slopes")
+    assert "even those" not in text and "Grades 6-12 at all 2 months." in text
     # a suppressed cell says nothing about adjustment
     hidden = gaps.assign(estimate=np.where(gaps["group"].eq("grade_band:6-12"), np.nan, 1.0))
     assert "Grades 6-12" not in " ".join(narrative.limitations(hidden, None, None))
     # the adjustment off: one sentence, no list
-    off = " ".join(narrative.limitations(es.assign(outcome_adjusted=False), None, None))
+    off = " ".join(narrative.limitations(es.assign(adjustment="none"), None, None))
     assert "The outcome is not regression-adjusted in any month" in off
     assert "other group" not in off
     # a table from before the column existed says nothing
     assert narrative.describe_adjustment(_event_study(procedure=set())) == ""
 
 
-def test_the_long_term_sentence_marks_a_school_year_left_unadjusted():
+def test_the_long_term_sentence_marks_a_school_year_not_adjusted_with_its_own_slopes():
     rows = [
-        ("all", "2021-22", "2022-23", 1, 3.0, True),
-        ("all", "2021-22", "2023-24", 2, 2.0, False),
-        ("all", "2020-21 spring", "2021-22", 1, 1.0, True),
+        ("all", "2021-22", "2022-23", 1, 3.0, "group"),
+        ("all", "2021-22", "2023-24", 2, 2.0, "none"),
+        ("all", "2020-21 spring", "2021-22", 1, 1.0, "pooled"),
     ]
     lt = pd.DataFrame(
-        rows,
-        columns=["group", "cohort", "school_year", "years_after", "estimate", "outcome_adjusted"],
+        rows, columns=["group", "cohort", "school_year", "years_after", "estimate", "adjustment"]
     ).assign(outcome="attendance_rate")
     text = narrative.describe_long_term(lt)
     assert "2023-24: +2.0 pp (unadjusted)" in text
-    assert "2022-23: +3.0 pp," in text or "2022-23: +3.0 pp)" in text
-    assert text.count("(unadjusted)") == 1
-    assert "too few comparison students for the regression adjustment's slopes" in text
+    assert "2021-22: +1.0 pp (pooled slopes)" in text
+    assert "2022-23: +3.0 pp," in text
+    assert text.count("(unadjusted)") == 1 and text.count("(pooled slopes)") == 1
+    assert "too few for its own regression adjustment" in text
     # the adjustment off everywhere: nothing marked
-    off = narrative.describe_long_term(lt.assign(outcome_adjusted=False))
-    assert "unadjusted" not in off
-    assert "unadjusted" not in narrative.describe_long_term(lt.drop(columns="outcome_adjusted"))
+    off = narrative.describe_long_term(lt.assign(adjustment="none"))
+    assert "unadjusted" not in off and "pooled" not in off
+    assert "unadjusted" not in narrative.describe_long_term(lt.drop(columns="adjustment"))

@@ -227,6 +227,11 @@ def test_procedure_seeds_are_new_and_held_out():
     assert min(new) > max(old)
     bayes = {pm.procedure_seed(f, i, "bayesian") for f in fam.FAMILIES for i in range(10_000)}
     assert min(bayes) == 8_500_000 and not bayes & (new | old)
+    # a new freeze's range (--seed-base): the adjustment's fallback, validation/README.md
+    fallback = {
+        pm.procedure_seed(f, i, "bayesian", 8_600_000) for f in fam.FAMILIES for i in range(10_000)
+    }
+    assert min(fallback) == 8_600_000 and not fallback & (new | old | bayes)
 
 
 def test_fewer_bootstrap_draws_cost_the_interval_coverage():

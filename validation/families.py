@@ -831,7 +831,8 @@ def _complete_draws(out: Path, names: list[str], draws: int, fraction: float, se
 
 def main_families(args, argv: list[str]) -> int:
     """``monte_carlo.py --families ...``: freeze the design, run the draws, summarise."""
-    seed = functools.partial(family_seed, base=args.seed_base)
+    base = FAMILY_SEED_BASE if args.seed_base is None else args.seed_base
+    seed = functools.partial(family_seed, base=base)
     if not getattr(args, "chronic_absence", False):
         return run_frozen(args, argv, job=run_family_job, seed=seed, write=write_summary)
     outcomes = ("attendance_rate", "chronically_absent")

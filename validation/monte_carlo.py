@@ -484,9 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed-base",
         type=int,
-        default=7_000_000,
-        help="with --families: first held-out seed (family k, draw i: base + 10,000 k + i); "
-        "a new freeze of the design takes a range never used before (validation/README.md)",
+        default=None,
+        help="with --families: first held-out seed (family k, draw i: base + 10,000 k + i; "
+        "default 7,000,000, and with --procedure-draws the scheme's own range); a new freeze "
+        "of the design takes a range never used before (validation/README.md)",
     )
     parser.add_argument(
         "--chronic-absence",

@@ -52,9 +52,16 @@ INTERVALS = {"analytic": "", "bootstrap": "boot_", "procedure": "procedure_"}
 """Interval kinds -> prefix of their ``ci_lower``/``ci_upper`` columns in a draw's rows."""
 
 
-def procedure_seed(family: str, draw: int, scheme: str = "resample") -> int:
-    """The held-out seed of replication ``draw`` of ``family`` (this run only)."""
-    base = BAYESIAN_SEED_BASE if scheme == "bayesian" else PROCEDURE_SEED_BASE
+def procedure_seed(
+    family: str, draw: int, scheme: str = "resample", base: int | None = None
+) -> int:
+    """The held-out seed of replication ``draw`` of ``family`` (this run only).
+
+    ``base``: the first seed of a new freeze's range (``--seed-base``); None: the scheme's
+    own range (``PROCEDURE_SEED_BASE``, ``BAYESIAN_SEED_BASE``).
+    """
+    if base is None:
+        base = BAYESIAN_SEED_BASE if scheme == "bayesian" else PROCEDURE_SEED_BASE
     return base + 10_000 * list(fm.FAMILIES).index(family) + draw
 
 
@@ -307,7 +314,11 @@ def finite_draws_coverage(draws: int, alpha: float = 0.05, reps: int = 20_000) -
 
 
 def write_procedure_summary(
-    draws: pd.DataFrame, out: Path, command: str, scheme: str = "resample"
+    draws: pd.DataFrame,
+    out: Path,
+    command: str,
+    scheme: str = "resample",
+    base: int | None = None,
 ) -> None:
     """``summary.json`` (every cell, the table, the target sentence) and ``summary.md``."""
     cells = summarise_coverage(draws)
@@ -334,7 +345,7 @@ def write_procedure_summary(
         "# Coverage of the whole-procedure intervals (issue 27, item 7)\n\n"
         f"Command: `{command}`\n\n"
         f"Each replication simulates a family of `families.py` (held-out seeds "
-        f"{procedure_seed(next(iter(fm.FAMILIES)), 0, scheme):,} + 10,000 x family index + "
+        f"{procedure_seed(next(iter(fm.FAMILIES)), 0, scheme, base):,} + 10,000 x family index + "
         "replication), runs the frozen design (`design.json`) and its whole-procedure "
         f"cluster bootstrap with B = {b} {SCHEME_WORDS[scheme]} (propensity score, "
         "matching, adjustment and fit re-run in each), "
@@ -368,9 +379,10 @@ def write_procedure_summary(
 def main_procedure(args, argv: list[str]) -> int:
     """``monte_carlo.py --families ... --procedure-draws B``: freeze, run, summarise."""
     scheme = getattr(args, "procedure_scheme", "resample")
+    base = getattr(args, "seed_base", None)
     extra = {
         "procedure_draws": args.procedure_draws,
-        "procedure_seed_base": procedure_seed(next(iter(fm.FAMILIES)), 0, scheme),
+        "procedure_seed_base": procedure_seed(next(iter(fm.FAMILIES)), 0, scheme, base),
         "procedure_workers": 1,
         "diagnostics": [],
         "long_term_years": [],
@@ -383,8 +395,8 @@ def main_procedure(args, argv: list[str]) -> int:
         args,
         argv,
         job=run_procedure_job,
-        seed=functools.partial(procedure_seed, scheme=scheme),
-        write=functools.partial(write_procedure_summary, scheme=scheme),
+        seed=functools.partial(procedure_seed, scheme=scheme, base=base),
+        write=functools.partial(write_procedure_summary, scheme=scheme, base=base),
         extra=extra,
         job_args=job_args,
         out_name=OUT_NAME if scheme == "resample" else f"{OUT_NAME}-{scheme}",

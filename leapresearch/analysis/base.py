@@ -26,9 +26,9 @@ LONG_TERM_COLUMNS = [
     "years_after",
     "outcome",
     *ESTIMATE_COLUMNS,
-    "outcome_adjusted",
+    "adjustment",
 ]
-"""``long_term.csv``; ``outcome_adjusted`` as in ``event_study.csv`` (a school year's cell)."""
+"""``long_term.csv``; ``adjustment`` as in ``event_study.csv`` (a school year's cell)."""
 EVENT_STUDY_COLUMNS = ["group", "rel_time", *ESTIMATE_COLUMNS]
 BOOTSTRAP_COLUMNS = ["boot_std_error", "band_lower", "band_upper"]
 """Multiplier-bootstrap standard error and simultaneous band of ``event_study.csv``."""
@@ -45,11 +45,11 @@ EVENT_STUDY_TABLE_COLUMNS = [
     "p_value",
     "p_value_adjusted",
     *BOOTSTRAP_COLUMNS,
-    "outcome_adjusted",
+    "adjustment",
     *PROCEDURE_COLUMNS,
 ]
-"""``event_study.csv``; ``outcome_adjusted`` says whether the month's outcome was
-regression-adjusted (:func:`~leapresearch.design.adjustment.adjust_outcome`)."""
+"""``event_study.csv``; ``adjustment`` says which slopes adjusted the month's outcome
+(:func:`~leapresearch.analysis.fitting.adjustment_kinds`: group, pooled or none)."""
 
 
 def quiet(_: str) -> None:

@@ -22,6 +22,7 @@ from leapresearch.analysis.base import (
 )
 from leapresearch.analysis.fitting import (
     MIN_SCHOOL_CLUSTERS,
+    adjustment_kinds,
     band_rel_times,
     cluster_level,
     event_table,
@@ -128,14 +129,13 @@ def group_event_table(result: GroupFit, config: Config) -> pd.DataFrame:
 
     Adds :data:`BOOTSTRAP_COLUMNS` (:func:`bootstrap_intervals`); with
     ``inference.intervals: bootstrap`` the pointwise bootstrap intervals replace the
-    analytic ``ci_lower``, ``ci_upper``. ``outcome_adjusted`` is False at the months whose
-    outcome went unadjusted (too few comparison units for the slopes, or the adjustment
-    off): their estimate rests on the matches alone.
+    analytic ``ci_lower``, ``ci_upper``. ``adjustment`` says which slopes adjusted each
+    month's outcome (:func:`~leapresearch.analysis.fitting.adjustment_kinds`): the group's
+    own, the whole matched sample's (too few comparison units of its own), or none (the
+    estimate then rests on the matches alone).
     """
     tab = event_table(result, config)
-    if result.adjusted_rel_times is None:
-        raise ValueError("the fit does not record which months were adjusted (use fit_group)")
-    tab["outcome_adjusted"] = tab["rel_time"].isin(result.adjusted_rel_times)
+    tab["adjustment"] = adjustment_kinds(result, tab["rel_time"])
     boot = bootstrap_intervals(result, config)
     tab = tab.merge(boot, on="rel_time", how="left", validate="one_to_one")
     if config.inference.intervals == "bootstrap":

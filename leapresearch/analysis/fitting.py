@@ -10,6 +10,8 @@ regression-adjusts its rows, :func:`fit_group` fits its event study with errors 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -18,7 +20,7 @@ import pandas as pd
 from leapresearch.analysis.base import EVENT_STUDY_COLUMNS
 from leapresearch.analysis.sample import Prepared
 from leapresearch.config import Config
-from leapresearch.design.adjustment import adjust_outcome
+from leapresearch.design.adjustment import Adjustment, adjust_outcome, trend_slopes
 from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.event_study import EventStudyResult, event_study
 from leapresearch.estimation.multiple_testing import (
@@ -71,6 +73,51 @@ def group_sample(
     return None if rows is None else rows[0]
 
 
+def _weighted_rows(panel: pd.DataFrame, weights: np.ndarray) -> pd.DataFrame:
+    """The rows of ``panel`` with a positive weight, ``weight`` the product of its parts."""
+    w = weights[panel["unit"].to_numpy()]
+    if "censoring_weight" in panel.columns:  # risk-set pool: inverse-probability-of-censoring
+        w = w * panel["censoring_weight"].to_numpy(np.float64)
+    if "day_share" in panel.columns:  # long-term rate on month rows: a month's share of its year
+        w = w * panel["day_share"].to_numpy(np.float64)
+    return panel.loc[w > 0].assign(weight=w[w > 0])
+
+
+_POOLED: dict[tuple, tuple[weakref.ref, weakref.ref, dict[int, np.ndarray]]] = {}
+"""Recent :func:`pooled_slopes`, by panel, units and outcome (weak references: no copy kept)."""
+
+
+def pooled_slopes(
+    prepared: Prepared,
+    panel: pd.DataFrame,
+    *,
+    outcome: str,
+    window: tuple[int, int] | None,
+    reference: int,
+) -> dict[int, np.ndarray]:
+    """The adjustment's slopes of the whole matched sample (every visited student's units).
+
+    A subgroup whose comparison units at an event time are too few for its own slopes
+    takes these (``analysis.adjustment_fallback: pooled``): the change the pre-period
+    trajectory predicts, estimated on every comparison unit of ``panel`` with the
+    matching weights. Remembered while ``panel`` lives, so the groups of one step share one
+    computation.
+    """
+    units = prepared.units
+    key = (id(panel), id(units), outcome, window, reference)
+    hit = _POOLED.get(key)
+    if hit is not None and hit[0]() is panel and hit[1]() is units:
+        return hit[2]
+    rows = _weighted_rows(panel, units["weight"].to_numpy(np.float64))
+    slopes = trend_slopes(
+        rows, prepared.unit_x, outcome=outcome, window=window, reference=reference
+    )
+    for stale in [k for k, v in _POOLED.items() if v[0]() is None or v[1]() is None]:
+        del _POOLED[stale]
+    _POOLED[key] = (weakref.ref(panel), weakref.ref(units), slopes)
+    return slopes
+
+
 def _group_rows(
     prepared: Prepared,
     panel: pd.DataFrame,
@@ -80,14 +127,9 @@ def _group_rows(
     window: tuple[int, int] | None,
     reference: int,
     adjust: bool,
-) -> tuple[pd.DataFrame, tuple[int, ...]] | None:
-    """:func:`group_sample` and the event times whose outcome it adjusted."""
-    w = weights[panel["unit"].to_numpy()]
-    if "censoring_weight" in panel.columns:  # risk-set pool: inverse-probability-of-censoring
-        w = w * panel["censoring_weight"].to_numpy(np.float64)
-    if "day_share" in panel.columns:  # long-term rate on month rows: a month's share of its year
-        w = w * panel["day_share"].to_numpy(np.float64)
-    sub = panel.loc[w > 0].assign(weight=w[w > 0])
+) -> tuple[pd.DataFrame, Adjustment | None] | None:
+    """:func:`group_sample` and which slopes adjusted each event time (None: not adjusted)."""
+    sub = _weighted_rows(panel, weights)
     if sub.loc[sub["treated"] == 1, "student"].nunique() < 2:
         return None
     if (sub.loc[sub["treated"] == 1, "rel_time"] == reference).sum() == 0:
@@ -95,11 +137,40 @@ def _group_rows(
     if sub[cluster_level(prepared)].nunique() < 2:
         return None
     if not adjust:
-        return sub, ()
-    sub[outcome], adjusted = adjust_outcome(
-        sub, prepared.unit_x, outcome=outcome, window=window, reference=reference
+        return sub, None
+    fallback = None
+    if prepared.config.analysis.adjustment_fallback == "pooled":
+        fallback = functools.partial(
+            pooled_slopes, prepared, panel, outcome=outcome, window=window, reference=reference
+        )
+    adjustment = adjust_outcome(
+        sub, prepared.unit_x, outcome=outcome, window=window, reference=reference, fallback=fallback
     )
-    return sub, adjusted
+    sub[outcome] = adjustment.outcome
+    return sub, adjustment
+
+
+def _with_adjustment(res: EventStudyResult, adjustment: Adjustment | None) -> EventStudyResult:
+    """``res`` recording which event times were adjusted, and with which slopes."""
+    if adjustment is None:
+        return dataclasses.replace(res, adjusted_rel_times=(), pooled_rel_times=())
+    return dataclasses.replace(
+        res, adjusted_rel_times=adjustment.own, pooled_rel_times=adjustment.pooled
+    )
+
+
+ADJUSTMENT_KINDS = ("group", "pooled", "none")
+"""Values of the tables' ``adjustment`` column: which slopes adjusted an event time's outcome
+(the group's own, the whole matched sample's, none)."""
+
+
+def adjustment_kinds(result: EventStudyResult, rel_times: pd.Series) -> np.ndarray:
+    """``adjustment`` of each event time of ``rel_times`` (:data:`ADJUSTMENT_KINDS`)."""
+    if result.adjusted_rel_times is None or result.pooled_rel_times is None:
+        raise ValueError("the fit does not record which months were adjusted (use fit_group)")
+    own = rel_times.isin(result.adjusted_rel_times).to_numpy()
+    pooled = rel_times.isin(result.pooled_rel_times).to_numpy()
+    return np.where(own, "group", np.where(pooled, "pooled", "none"))
 
 
 def fit_group(
@@ -119,7 +190,9 @@ def fit_group(
     ``adjust`` overrides ``analysis.regression_adjustment``. ``estimator`` is the fast
     :func:`~leapresearch.estimation.event_study.event_study` or
     :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`.
-    Returns None when fewer than two visited students remain.
+    Returns None when fewer than two visited students remain. The result records the
+    event times adjusted with the group's own slopes (``adjusted_rel_times``) and with the
+    whole matched sample's (``pooled_rel_times``, :func:`pooled_slopes`).
     """
     config = prepared.config
     window = config.analysis.window if window == "config" else window
@@ -135,11 +208,11 @@ def fit_group(
     )
     if rows is None:
         return None
-    sub, adjusted = rows
+    sub, adjustment = rows
     res = estimator(
         sub, outcome=outcome, window=window, reference=reference, cluster=cluster_level(prepared)
     )
-    return dataclasses.replace(res, adjusted_rel_times=adjusted)
+    return _with_adjustment(res, adjustment)
 
 
 def fit_group_with_influence(
@@ -163,9 +236,9 @@ def fit_group_with_influence(
     )
     if rows is None:
         return None
-    sub, adjusted = rows
+    sub, adjustment = rows
     res = event_study(sub, window=window, reference=reference, cluster=cluster_level(prepared))
-    res = dataclasses.replace(res, adjusted_rel_times=adjusted)
+    res = _with_adjustment(res, adjustment)
     try:
         return with_influence(res, *cluster_influence_moments(sub, res))
     except (RuntimeError, np.linalg.LinAlgError) as exc:  # e.g. a near-singular tiny group

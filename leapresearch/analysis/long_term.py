@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.analysis.base import LONG_TERM_COLUMNS, Log, quiet, with_setting
-from leapresearch.analysis.fitting import fit_group
+from leapresearch.analysis.fitting import adjustment_kinds, fit_group
 from leapresearch.analysis.sample import Prepared
 from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.linear_models import linearmodels_event_study
@@ -34,8 +34,8 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     cohort's visited students, annual outcome in pp, reference: the school year before
     the cohort's. Fitted by ``linearmodels`` (``AbsorbingLS``, see
     :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`).
-    ``outcome_adjusted`` is False for a school year left unadjusted (too few comparison
-    units for its slopes, or ``long_term.regression_adjustment`` off).
+    ``adjustment`` says which slopes adjusted a school year's outcome, as in
+    ``event_study.csv`` (``none`` with ``long_term.regression_adjustment`` off).
     """
     config = prepared.config
     attrs = prepared.attributes
@@ -74,11 +74,9 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
                 if res is None:
                     continue
                 tab = long_term_table(res, cohort_year=cohort_year, alpha=config.analysis.alpha)
-                adjusted = tab["years_after"].isin(res.adjusted_rel_times)
+                adjusted = adjustment_kinds(res, tab["years_after"])
                 rows.append(
-                    tab.assign(
-                        group=label, cohort=cohort, outcome=outcome, outcome_adjusted=adjusted
-                    )
+                    tab.assign(group=label, cohort=cohort, outcome=outcome, adjustment=adjusted)
                 )
     log(f"long-term: {len(rows)} fits")
     cols = LONG_TERM_COLUMNS

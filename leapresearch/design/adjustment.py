@@ -32,6 +32,12 @@ comparisons) has two consequences:
   expected change, enter the variance as if independent, and the errors are conservative
   (Abadie and Spiess 2022 make the same point for regression after matching).
 
+An event time whose comparison units are too few for the slopes
+(``MIN_UNITS_PER_COVARIATE``) takes, for a subgroup, the slopes of the whole matched
+sample (``analysis.adjustment_fallback: pooled``, :func:`adjust_outcome`'s ``fallback``):
+the imbalance the match leaves is then corrected as if the subgroup's trajectory predicted
+its change as everyone's does, instead of not at all.
+
 The first-step estimation error of :math:`\hat\delta` is not propagated into the
 standard errors (as in Abadie and Imbens' bias-corrected estimator with its usual
 variance); matching balances :math:`X`, so it enters the estimate only through the
@@ -39,6 +45,9 @@ small remaining imbalance.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -174,9 +183,22 @@ def adjusted_outcome(
     -----
     The slopes come from :func:`trend_slopes` (comparison units only), so the visited
     students' post-visit outcomes do not inform them. :func:`adjust_outcome` also says at
-    which event times the outcome was adjusted.
+    which event times the outcome was adjusted, and can fall back on other slopes.
     """
-    return adjust_outcome(panel, unit_x, outcome=outcome, window=window, reference=reference)[0]
+    return adjust_outcome(
+        panel, unit_x, outcome=outcome, window=window, reference=reference
+    ).outcome
+
+
+class Adjustment(NamedTuple):
+    """The adjusted outcome and, by (binned) event time, which slopes adjusted it."""
+
+    outcome: np.ndarray
+    """The adjusted outcome, aligned with the panel."""
+    own: tuple[int, ...]
+    """Event times adjusted with the panel's own slopes (:func:`trend_slopes`), sorted."""
+    pooled: tuple[int, ...]
+    """Event times without their own slopes, adjusted with the ``fallback`` ones, sorted."""
 
 
 def adjust_outcome(
@@ -186,20 +208,30 @@ def adjust_outcome(
     outcome: str,
     window: tuple[int, int] | None,
     reference: int = -1,
-) -> tuple[np.ndarray, tuple[int, ...]]:
-    """:func:`adjusted_outcome` and the (binned) event times it adjusted, sorted.
+    fallback: Callable[[], dict[int, np.ndarray]] | None = None,
+) -> Adjustment:
+    """:func:`adjusted_outcome`, with the event times it adjusted and an optional fallback.
 
-    An event time of the panel missing from the second element kept its outcome as it
-    was: too few comparison units for its slopes (``MIN_UNITS_PER_COVARIATE``), or it is
-    the reference.
+    An event time of the panel (other than the reference) whose comparison units are too
+    few for its own slopes (``MIN_UNITS_PER_COVARIATE``) takes the slopes ``fallback()``
+    returns for it, if any (called only when needed: for a subgroup, the slopes of the
+    whole matched sample, :func:`~leapresearch.analysis.fitting.pooled_slopes`); an event
+    time in neither keeps its outcome as it was.
     """
     y = panel[outcome].to_numpy(np.float64).copy()
     slopes = trend_slopes(panel, unit_x, outcome=outcome, window=window, reference=reference)
-    if not slopes:
-        return y, ()
-    unit = panel["unit"].to_numpy()
     rel = _binned_rel_time(panel, window)
+    own = tuple(sorted(slopes))
+    pooled: tuple[int, ...] = ()
+    missing = [int(r) for r in np.unique(rel) if r != reference and int(r) not in slopes]
+    if missing and fallback is not None:
+        other = fallback()
+        pooled = tuple(r for r in missing if r in other)
+        slopes = {**slopes, **{r: other[r] for r in pooled}}
+    if not slopes:
+        return Adjustment(y, own, pooled)
+    unit = panel["unit"].to_numpy()
     for r, delta in slopes.items():
         rows = rel == r
         y[rows] -= unit_x[unit[rows]] @ delta
-    return y, tuple(sorted(slopes))
+    return Adjustment(y, own, pooled)

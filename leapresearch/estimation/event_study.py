@@ -150,9 +150,12 @@ class EventStudyResult:
     fe_method : str
         How the fixed effects were absorbed (``"exact"`` or ``"alternating"``).
     adjusted_rel_times : tuple of int or None
-        Event times whose outcome was regression-adjusted before the fit
-        (:func:`~leapresearch.design.adjustment.adjust_outcome`, set by
+        Event times whose outcome was regression-adjusted with the group's own slopes
+        before the fit (:func:`~leapresearch.design.adjustment.adjust_outcome`, set by
         :func:`~leapresearch.analysis.fitting.fit_group`); ``None`` when not recorded.
+    pooled_rel_times : tuple of int or None
+        Event times adjusted with the whole matched sample's slopes instead (too few
+        comparison units of the group's own); ``None`` when not recorded.
     """
 
     coefficients: pd.Series
@@ -177,6 +180,7 @@ class EventStudyResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
     fe_method: str = "exact"
     adjusted_rel_times: tuple[int, ...] | None = None
+    pooled_rel_times: tuple[int, ...] | None = None
 
     @property
     def std_errors(self) -> pd.Series:

@@ -226,7 +226,7 @@ COLUMN_WORDS = {
     "procedure_ci_upper": "95% CI upper, whole procedure",
     "procedure_band_lower": "95% simultaneous band lower, whole procedure",
     "procedure_band_upper": "95% simultaneous band upper, whole procedure",
-    "outcome_adjusted": "Outcome regression-adjusted",
+    "adjustment": "Regression adjustment (slopes)",
     "n_treated": "Visited students",
     "n_comparison": "Comparison students",
     "cohort": "Cohort",

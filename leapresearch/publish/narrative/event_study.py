@@ -85,50 +85,25 @@ def describe_event_study(
     return " ".join(describe_effect(table, group=group, rel_time=r) for r in rel_times)
 
 
-def unadjusted_months(table: pd.DataFrame, groups: Sequence[str] | None = None) -> pd.Series:
-    """Per group, the published months whose outcome went unadjusted (``outcome_adjusted``).
+def months_by_adjustment(
+    table: pd.DataFrame, kind: str, groups: Sequence[str] | None = None
+) -> pd.Series:
+    """Per group, the published months whose ``adjustment`` is ``kind`` (``pooled``, ``none``).
 
     Only groups with at least one such month, in reading order; empty when the table
-    has no ``outcome_adjusted`` column (a table from before it existed).
+    has no ``adjustment`` column (a table from before it existed).
     """
-    if "outcome_adjusted" not in table.columns:
+    if "adjustment" not in table.columns:
         return pd.Series(dtype=object)
-    rows = table.loc[table["estimate"].notna()]
+    rows = table.loc[table["estimate"].notna() & table["adjustment"].eq(kind)]
     if groups is not None:
         rows = rows.loc[rows["group"].isin(groups)]
-    flag = rows["outcome_adjusted"].astype("boolean").fillna(True)
-    months = rows.loc[~flag].groupby("group")["rel_time"].agg(lambda r: sorted(int(m) for m in r))
+    months = rows.groupby("group")["rel_time"].agg(lambda r: sorted(int(m) for m in r))
     return months.reindex(sort_groups(months.index))
 
 
-@_snapped
-def describe_adjustment(table: pd.DataFrame, *, groups: Sequence[str] | None = None) -> str:
-    """Whether each group's outcome was regression-adjusted at every published month.
-
-    ``table`` is ``event_study.csv``; ``groups`` restricts the sentence to those groups
-    (the front page: the headline groups). A month goes unadjusted when its comparison
-    students are too few for the slopes of the adjustment
-    (:data:`~leapresearch.design.adjustment.MIN_UNITS_PER_COVARIATE` per covariate beyond
-    one per stack): its estimate rests on the matches alone.
-    """
-    from leapresearch.design.adjustment import MIN_UNITS_PER_COVARIATE
-
-    if "outcome_adjusted" not in table.columns:
-        return ""
-    rows = table.loc[table["estimate"].notna()]
-    if groups is not None:
-        rows = rows.loc[rows["group"].isin(groups)]
-    if rows.empty:
-        return ""
-    if not rows["outcome_adjusted"].astype("boolean").fillna(False).any():
-        return (
-            "The outcome is not regression-adjusted in any month: the estimates rest on the "
-            "matches alone."
-        )
-    months = unadjusted_months(rows)
-    if months.empty:
-        return "The outcome is regression-adjusted at every published month of every group."
-    total = rows.groupby("group")["rel_time"].size()
+def _months_of_groups(months: pd.Series, total: pd.Series) -> str:
+    """``Grades 6-8 at all 24 months; Torrington at months 2, 3 and 4``."""
     parts = []
     for group, missing in months.items():
         n = int(total[group])
@@ -139,14 +114,65 @@ def describe_adjustment(table: pd.DataFrame, *, groups: Sequence[str] | None = N
         else:
             when = f"{len(missing)} of {n} months"
         parts.append(f"{group_label(group)} at {when}")
-    listed = "; ".join(parts)
-    return (
-        "The outcome goes unadjusted where the comparison students are too few for the "
-        f"regression adjustment's slopes (at least {MIN_UNITS_PER_COVARIATE} per covariate "
-        f"beyond one per stack): {listed}. There the estimate rests on the matches alone "
-        "and keeps whatever difference in pre-visit trajectories they leave, largest for "
-        "students matched outside the caliper."
+    return "; ".join(parts)
+
+
+@_snapped
+def describe_adjustment(table: pd.DataFrame, *, groups: Sequence[str] | None = None) -> str:
+    """Which slopes adjusted each group's outcome, where not the group's own.
+
+    ``table`` is ``event_study.csv``; ``groups`` restricts the sentence to those groups
+    (the front page: the headline groups). A group's comparison units at a month may be
+    too few for its own slopes
+    (:data:`~leapresearch.design.adjustment.MIN_UNITS_PER_COVARIATE` per covariate beyond
+    one per stack); the month then takes the slopes of the whole matched sample
+    (``adjustment`` is ``pooled``) or, without those, goes unadjusted (``none``) and its
+    estimate rests on the matches alone.
+    """
+    from leapresearch.design.adjustment import MIN_UNITS_PER_COVARIATE
+
+    if "adjustment" not in table.columns:
+        return ""
+    published = table.loc[table["estimate"].notna()]
+    rows = published if groups is None else published.loc[published["group"].isin(groups)]
+    if rows.empty:
+        return ""
+    if published["adjustment"].eq("none").all():  # the adjustment is off
+        return (
+            "The outcome is not regression-adjusted in any month: the estimates rest on the "
+            "matches alone."
+        )
+    pooled, none = months_by_adjustment(rows, "pooled"), months_by_adjustment(rows, "none")
+    if pooled.empty and none.empty:
+        return (
+            "The outcome is regression-adjusted with each group's own slopes at every "
+            "published month."
+        )
+    total = rows.groupby("group")["rel_time"].size()
+    rule = (
+        f"too few for its own slopes (at least {MIN_UNITS_PER_COVARIATE} per covariate "
+        "beyond one per stack)"
     )
+    parts = []
+    if len(pooled):
+        parts.append(
+            f"Where a group's comparison students are {rule}, its outcome is adjusted with "
+            "the slopes of the whole matched sample, which assumes the group's pre-visit "
+            "trajectory predicts its change as everyone's does: "
+            f"{_months_of_groups(pooled, total)}."
+        )
+    if len(none):
+        lead = (
+            "Where even those slopes are missing"
+            if len(pooled)
+            else f"Where a group's comparison students are {rule}"
+        )
+        parts.append(
+            f"{lead}, the outcome goes unadjusted and the estimate rests on the matches alone, "
+            "keeping whatever difference in pre-visit trajectories they leave (largest for "
+            f"students matched outside the caliper): {_months_of_groups(none, total)}."
+        )
+    return " ".join(parts)
 
 
 def _month_list(months: Sequence[int]) -> str:

@@ -10,13 +10,17 @@ from leapresearch.publish.labels import (
 )
 from leapresearch.publish.narrative.common import _pp, _snapped
 
+MARKS = {"pooled": " (pooled slopes)", "none": " (unadjusted)"}
+"""How a school year not adjusted with its own slopes is marked (``adjustment``)."""
+
 
 @_snapped
 def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_rate") -> str:
     """The effects on later school years' annual outcome, pooled group, each cohort.
 
-    Where ``long_term.csv`` says a cell's outcome went unadjusted (``outcome_adjusted``)
-    while others were adjusted, the cell is marked and a sentence says why.
+    Where ``long_term.csv`` says a cell was adjusted with the whole matched sample's
+    slopes or not at all (``adjustment``) while others had their own, the cell is marked
+    and a sentence says why.
     """
     d = long_term.loc[
         (long_term["group"] == "all")
@@ -26,17 +30,14 @@ def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_ra
     if d.empty:
         return "No later school years are observed for any cohort."
     unit = "attendance rate" if outcome == "attendance_rate" else "share chronically absent"
-    flag = pd.Series(True, index=d.index)
-    if "outcome_adjusted" in d.columns:
-        flag = d["outcome_adjusted"].astype("boolean").fillna(True)
-        if not long_term["outcome_adjusted"].astype("boolean").fillna(False).any():
-            flag[:] = True  # the adjustment is off: nothing to mark
-    marked = flag.eq(False) & d["estimate"].notna()
+    kind = pd.Series("group", index=d.index)
+    if "adjustment" in d.columns and not long_term["adjustment"].eq("none").all():
+        kind = d["adjustment"].where(d["estimate"].notna(), "group")
     parts = []
     for cohort, g in d.groupby("cohort", sort=True):
         vals = ", ".join(
             (
-                f"{r.school_year}: {_pp(r.estimate)}" + (" (unadjusted)" if marked[r.Index] else "")
+                f"{r.school_year}: {_pp(r.estimate)}{MARKS.get(kind[r.Index], '')}"
                 if pd.notna(r.estimate)
                 else f"{r.school_year}: suppressed"
             )
@@ -45,9 +46,10 @@ def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_ra
         parts.append((cohort_key(cohort), f"{cohort_label(cohort)} cohort ({vals})"))
     parts = [text for _, text in sorted(parts)]
     text = f"Effects on the annual {unit} in later school years: " + "; ".join(parts) + "."
-    if marked.any():
+    if kind.ne("group").any():
         text += (
-            " A school year marked unadjusted had too few comparison students for the "
-            "regression adjustment's slopes: its estimate rests on the matches alone."
+            " A school year whose comparison students were too few for its own regression "
+            "adjustment took the whole matched sample's slopes (marked pooled) or none "
+            "(marked unadjusted: its estimate rests on the matches alone)."
         )
     return text

@@ -21,7 +21,7 @@ from leapresearch.publish.labels import (
     group_label,
 )
 from leapresearch.publish.narrative.common import _snapped
-from leapresearch.publish.narrative.event_study import describe_adjustment, unadjusted_months
+from leapresearch.publish.narrative.event_study import describe_adjustment
 from leapresearch.publish.narrative.sample import pool_text
 from leapresearch.publish.tables import CONDITIONAL_WORDS, HEADLINE_TABLE_FAMILIES
 
@@ -178,21 +178,28 @@ def limitations(
 
 
 def _adjustment_limits(table: pd.DataFrame) -> list[str]:
-    """The groups whose outcome went unadjusted in some month: the headline ones by name."""
-    if "outcome_adjusted" not in table.columns:
+    """Groups whose outcome was not adjusted with their own slopes in some month.
+
+    The headline groups by name (:func:`describe_adjustment`), the others counted.
+    """
+    if "adjustment" not in table.columns:
         return []
-    if not table["outcome_adjusted"].astype("boolean").fillna(False).any():
+    published = table.loc[table["estimate"].notna()]
+    if published.empty:
+        return []
+    if published["adjustment"].eq("none").all():
         return [describe_adjustment(table)]  # the adjustment is off
     headline = [g for g in table["group"].unique() if family_of(g) in HEADLINE_TABLE_FAMILIES]
+    other = published.loc[~published["group"].isin(headline) & published["adjustment"].ne("group")]
     out = []
-    if not unadjusted_months(table, headline).empty:
+    if published.loc[published["group"].isin(headline), "adjustment"].ne("group").any():
         out.append(describe_adjustment(table, groups=headline))
-    others = unadjusted_months(table).drop(headline, errors="ignore")
-    if len(others):
+    n = other["group"].nunique()
+    if n:
         out.append(
-            f"{len(others)} other group{'s' if len(others) > 1 else ''} of the subgroup "
-            "analysis ha" + ("ve" if len(others) > 1 else "s") + " months whose outcome went "
-            "unadjusted (event_study.csv, column outcome_adjusted)."
+            f"{n} other group{'s' if n > 1 else ''} of the subgroup analysis "
+            f"{'have' if n > 1 else 'has'} months adjusted with the whole matched sample's "
+            "slopes or not at all (event_study.csv, column adjustment)."
         )
     return out
 
