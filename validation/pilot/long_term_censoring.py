@@ -1,0 +1,403 @@
+"""Pilot (validation/README.md): why is the spring-2021 cohort biased a year after its visit.
+
+Hypothesis: the comparisons of an early cohort that a later, larger cohort visits leave
+the long-term panel at their own first visit, and they were visited because their
+attendance fell; the comparisons left in the later months are those whose attendance held
+up, so the comparison mean is too high and the effect too low, even with no effect at all.
+
+For each pilot replication (seeds ``6_500_000 + 10_000 k + i``, never used for validation
+or for choosing anything else) this fits the long-term attendance-rate cells three ways:
+
+* ``censored``: the design (comparisons leave at their own first visit);
+* ``uncensored``: comparisons keep every month after their own visit. With no effect
+  (family ``no_effect``) those months are untreated outcomes, so this fit has no censoring
+  selection: its difference from ``censored``, replication by replication, measures it;
+* ``ipcw``: censored, each comparison month weighted by the inverse probability of not
+  yet having been visited (``design/censoring.py``, the monthly panel's option), over
+  every school month of the long-term panel;
+* ``diff2``, ``diff2_uncensored``, ``diff2_ipcw``: the same three with each school year
+  fitted against the reference year alone, on the units observed in both (the third
+  freeze's ``long_differences``, commit ``8437aaf``, reverted in ``e3d1bc4``).
+
+Usage::
+
+    PYTHONPATH=. python validation/pilot/long_term_censoring.py --families no_effect lists \
+        --draws 6 --out validation/results/long-term-pilot
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import families as fam  # noqa: E402
+
+from leapresearch.analysis import long_term as lt_analysis  # noqa: E402
+from leapresearch.analysis.fitting import fit_group  # noqa: E402
+from leapresearch.analysis.long_term import estimate_long_term  # noqa: E402
+from leapresearch.analysis.sample import unit_censoring_info  # noqa: E402
+from leapresearch.design import censoring  # noqa: E402
+from leapresearch.design.censoring import censoring_weights  # noqa: E402
+from leapresearch.design.stacking import subgroup_weights  # noqa: E402
+from leapresearch.estimation.linear_models import linearmodels_event_study  # noqa: E402
+from leapresearch.estimation.long_term import long_term_panel, long_term_table  # noqa: E402
+from leapresearch.estimation.subgroups import GROUP_ALL, group_definitions  # noqa: E402
+
+PILOT_SEED_BASE = 6_500_000
+fam.FAMILIES["no_effect_hazard"] = {
+    "simulation": {"effect_multiplier": 0.0, "selection": "hazard"},
+    "assumption": "holds",
+    "about": "the program does nothing; visits by the monthly hazard (pilot only)",
+}
+YEARS = (0, 1)
+HOWS = (
+    "censored",
+    "uncensored",
+    "ipcw",
+    "ipcw_x",
+    "diff2",
+    "diff2_uncensored",
+    "diff2_ipcw",
+    "diff2_ipcw_x",
+    "ipcw_c",
+    "diff2_ipcw_c",
+    "ipwdid",
+    "ipwdid_uncensored",
+    "ipwdid_ipcw",
+    "ipwdid_ipcw_x",
+    "ipwdid_ipcw_c",
+)
+
+
+def _features_x(panel, units, unit_info, row_unit, row_time):
+    """``censoring._features`` and the mean of the three recent months, below 90% and 80%."""
+    x = _FEATURES(panel, units, unit_info, row_unit, row_time)
+    student = units["student"].to_numpy(np.int64)[row_unit]
+    n_times = panel.rates.shape[1]
+    recent = np.zeros(row_time.size)
+    count = np.zeros(row_time.size)
+    for k in range(1, censoring.RECENT_MONTHS + 1):
+        col = row_time - k - panel.time_min
+        ok = (col >= 0) & (col < n_times)
+        val = np.full(row_time.size, np.nan)
+        val[ok] = panel.rates[student[ok], col[ok]]
+        has = ~np.isnan(val)
+        recent[has] += val[has]
+        count[has] += 1
+    pre_mean = unit_info["pre_mean"].to_numpy(np.float64)[row_unit]
+    mean = np.where(count > 0, recent / np.maximum(count, 1), pre_mean)
+    extra = np.column_stack([mean, mean < 0.9, mean < 0.8]).astype(np.float64)
+    sd = extra.std(axis=0)
+    extra = (extra - extra.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    return np.column_stack([x, extra])
+
+
+_FEATURES = censoring._features
+
+
+def _features_c(prepared):
+    """:func:`_features_x` and an intercept per cohort (of the unit's stack) and school year."""
+    cohort_of_stack = prepared.attributes.groupby("stack")["cohort"].first()
+
+    def features(panel, units, unit_info, row_unit, row_time):
+        x = _features_x(panel, units, unit_info, row_unit, row_time)
+        stack = units["stack"].to_numpy(np.int64)[row_unit]
+        cohort = cohort_of_stack.reindex(stack).astype(str).to_numpy()
+        cell = pd.Series(cohort) + ":" + pd.Series(row_time // 10).astype(str)
+        dummies = pd.get_dummies(cell, drop_first=True, dtype=np.float64).to_numpy()
+        return np.column_stack([x, dummies])
+
+    return features
+
+
+def _ipcw_panel(prepared, features=None):
+    """``long_term_panel`` whose month rows carry the censoring weights."""
+
+    def panel(source, units, *, outcome="attendance_rate"):
+        rows = long_term_panel(source, units, outcome=outcome)
+        if features is not None:
+            censoring._features = features
+        try:
+            model = censoring_weights(
+                source, units, rows, unit_censoring_info(units, prepared.candidates)
+            )
+        finally:
+            censoring._features = _FEATURES
+        return rows.assign(censoring_weight=model.weights)
+
+    return panel
+
+
+def long_differences(panel, *, reference=-1):
+    """The third freeze's two-year differences (commit ``8437aaf``), as it was."""
+    rel = panel["rel_time"].to_numpy()
+    unit = panel["unit"].to_numpy()
+    at_ref = np.unique(unit[rel == reference])
+    for r in np.unique(rel):
+        if r == reference:
+            continue
+        both = np.intersect1d(at_ref, np.unique(unit[rel == r]), assume_unique=True)
+        keep = ((rel == reference) | (rel == r)) & np.isin(unit, both)
+        yield int(r), panel.loc[keep]
+
+
+def estimate_diff2(prepared, panel_of=long_term_panel) -> pd.DataFrame:
+    """``estimate_long_term`` (attendance rate) with two-year differences (``8437aaf``)."""
+    config = prepared.config
+    attrs = prepared.attributes
+    units, pairs = prepared.units, prepared.matching.pairs
+    annual = panel_of(prepared.panel, units).rename(columns={"y": "outcome"})
+    annual = annual.loc[annual["rel_time"].isin((-1, *YEARS))]
+    rows = []
+    for cohort in sorted(attrs["cohort"].dropna().unique()):
+        in_cohort = attrs.loc[attrs["cohort"] == cohort]
+        cohort_year = int(in_cohort["stack"].min()) // 10
+        groups = [(GROUP_ALL, in_cohort[["stack", "student"]])]
+        groups += [
+            (label, treated)
+            for label, treated in group_definitions(in_cohort, ["grade_band"])
+            if label != GROUP_ALL
+        ]
+        for label, treated in groups:
+            weights = subgroup_weights(units, pairs, treated)
+            for years_after, two_years in long_differences(annual):
+                try:
+                    res = fit_group(
+                        prepared,
+                        two_years,
+                        weights,
+                        outcome="outcome",
+                        window=None,
+                        reference=-1,
+                        adjust=config.long_term.regression_adjustment,
+                        estimator=linearmodels_event_study,
+                    )
+                except (ValueError, np.linalg.LinAlgError):
+                    res = None
+                if res is None:
+                    continue
+                tab = long_term_table(res, cohort_year=cohort_year, alpha=config.analysis.alpha)
+                tab = tab.loc[tab["years_after"] == years_after]
+                rows.append(tab.assign(group=label, cohort=cohort, outcome="attendance_rate"))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _features_of(prepared, how):
+    """The hazard's features of an ``ipcw`` variant (None: ``censoring._features``)."""
+    if how.endswith("_x"):
+        return _features_x
+    if how.endswith("_c"):
+        return _features_c(prepared)
+    return None
+
+
+def ipw_did(prepared, panel_of=long_term_panel) -> pd.DataFrame:
+    """All-students cells of an inverse-probability-weighted difference-in-differences.
+
+    For a unit observed in the reference year, ``delta`` is each month's rate minus the
+    unit's day-weighted reference-year rate; in each stack and month, the visited students'
+    mean ``delta`` minus the comparisons' (weighted by unit weight x day share x the
+    censoring weight, if any); a school year's estimate is the mean of those differences
+    over the visited students' months (day-weighted). No regression adjustment, no errors:
+    only its censored-minus-uncensored difference is read.
+    """
+    attrs = prepared.attributes
+    units, pairs = prepared.units, prepared.matching.pairs
+    rows = panel_of(prepared.panel, units)
+    if "censoring_weight" not in rows:
+        rows = rows.assign(censoring_weight=1.0)
+    out = []
+    for cohort in sorted(attrs["cohort"].dropna().unique()):
+        in_cohort = attrs.loc[attrs["cohort"] == cohort]
+        cohort_year = int(in_cohort["stack"].min()) // 10
+        weights = subgroup_weights(units, pairs, in_cohort[["stack", "student"]])
+        w = weights[rows["unit"].to_numpy()]
+        sub = rows.loc[w > 0].assign(w=w[w > 0] * rows.loc[w > 0, "day_share"].to_numpy())
+        ref = sub.loc[sub["rel_time"] == -1]
+        ref_mean = (ref["y"] * ref["day_share"]).groupby(ref["unit"]).sum() / ref.groupby("unit")[
+            "day_share"
+        ].sum()
+        for r in YEARS:
+            yr = sub.loc[sub["rel_time"] == r]
+            yr = yr.loc[yr["unit"].isin(ref_mean.index)]
+            delta = yr["y"].to_numpy() - ref_mean.reindex(yr["unit"]).to_numpy()
+            cw = np.where(yr["treated"].to_numpy() == 1, 1.0, yr["censoring_weight"].to_numpy())
+            frame = pd.DataFrame(
+                {
+                    "cell": yr["stack"].to_numpy() * 1000 + yr["time"].to_numpy(),
+                    "treated": yr["treated"].to_numpy(),
+                    "wd": yr["w"].to_numpy() * delta * cw,
+                    "ww": yr["w"].to_numpy() * cw,
+                }
+            )
+            g = frame.groupby(["cell", "treated"])[["wd", "ww"]].sum().unstack("treated")
+            g = g.dropna()
+            diff = g[("wd", 1)] / g[("ww", 1)] - g[("wd", 0)] / g[("ww", 0)]
+            est = float(np.average(diff, weights=g[("ww", 1)]))
+            out.append(
+                {
+                    "group": GROUP_ALL,
+                    "cohort": cohort,
+                    "school_year": str(cohort_year + r),
+                    "years_after": r,
+                    "estimate": est,
+                    "outcome": "attendance_rate",
+                }
+            )
+    return pd.DataFrame(out)
+
+
+def _fit(prepared, how):
+    if how.startswith("ipwdid"):
+        if how == "ipwdid_uncensored":
+            panel = prepared.panel
+            prepared = dataclasses.replace(
+                prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
+            )
+        panel_of = long_term_panel
+        if how.startswith("ipwdid_ipcw"):
+            panel_of = _ipcw_panel(prepared, _features_of(prepared, how))
+        return ipw_did(prepared, panel_of)
+    if how.startswith("diff2"):
+        if how == "diff2_uncensored":
+            panel = prepared.panel
+            prepared = dataclasses.replace(
+                prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
+            )
+        panel_of = long_term_panel
+        if how.startswith("diff2_ipcw"):
+            panel_of = _ipcw_panel(prepared, _features_of(prepared, how))
+        return estimate_diff2(prepared, panel_of)
+    if how == "uncensored":
+        panel = prepared.panel
+        prepared = dataclasses.replace(
+            prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
+        )
+        return estimate_long_term(prepared)
+    if how.startswith("ipcw"):
+        original = lt_analysis.long_term_panel
+        lt_analysis.long_term_panel = _ipcw_panel(prepared, _features_of(prepared, how))
+        try:
+            return estimate_long_term(prepared)
+        finally:
+            lt_analysis.long_term_panel = original
+    return estimate_long_term(prepared)
+
+
+def replication(family: str, seed: int, fraction: float, hows=HOWS) -> pd.DataFrame:
+    """Every long-term cell of years 0 and 1 of one replication, fitted each way (``how``)."""
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory(prefix="lr-ltp-") as tmp:
+        truth, prepared = fam.simulate_family(family, seed, fraction, Path(tmp))
+        true = {
+            (t["group"], t["cohort"], int(t["years_after"])): t["att"]
+            for t in truth["long_term"]
+            if t["outcome"] == "attendance_rate"
+        }
+        frames = []
+        for how in hows:
+            tab = _fit(prepared, how)
+            tab = tab.loc[tab["years_after"].isin(YEARS)].copy()
+            tab["truth"] = [
+                true.get((g, c, int(y)))
+                for g, c, y in zip(tab["group"], tab["cohort"], tab["years_after"], strict=True)
+            ]
+            frames.append(tab.assign(how=how))
+    out = pd.concat(frames, ignore_index=True)
+    return out.assign(family=family, seed=seed)
+
+
+ESTIMATORS = {
+    "one fit over every school year (the design)": ("", ("censored", "ipcw", "ipcw_x", "ipcw_c")),
+    "two-year differences (third freeze)": (
+        "diff2_",
+        ("diff2", "diff2_ipcw", "diff2_ipcw_x", "diff2_ipcw_c"),
+    ),
+    "inverse-probability-weighted DiD, no adjustment": (
+        "ipwdid_",
+        ("ipwdid", "ipwdid_ipcw", "ipwdid_ipcw_c"),
+    ),
+}
+"""Each estimator's uncensored fit (prefix + ``uncensored``) and its censored variants."""
+
+
+def summarise(out: Path) -> str:
+    """Markdown: per family and cell, each censored variant minus its uncensored fit.
+
+    All visited students, attendance rate; mean over the replications with its standard
+    error (paired: the same replication's two fits) and the number of replications.
+    """
+    files = sorted((out / "draws").rglob("*.csv"))
+    keys = ["family", "seed", "how", "group", "cohort", "years_after", "outcome"]
+    d = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    d = d.drop_duplicates(keys)
+    d = d.loc[(d["group"] == GROUP_ALL) & (d["outcome"] == "attendance_rate")]
+    no_effect = [
+        f for f, spec in fam.FAMILIES.items() if spec["simulation"].get("effect_multiplier") == 0
+    ]
+    d = d.loc[d["family"].isin(no_effect)]  # elsewhere the uncensored fit is no benchmark
+    wide = d.pivot_table(
+        index=["family", "cohort", "years_after", "seed"], columns="how", values="estimate"
+    )
+    lines = [
+        "# Long-term censoring pilot (seeds 6,500,000 up; not held out)",
+        "",
+        "Censored fit minus the same replication's uncensored fit, all visited students,",
+        "annual attendance rate (pp): mean (standard error) [replications]. With no effect the",
+        "uncensored fit has no censoring selection, so a good censored fit is near 0.",
+        "Made by `validation/pilot/long_term_censoring.py --summary`.",
+    ]
+    for title, (prefix, variants) in ESTIMATORS.items():
+        base = f"{prefix}uncensored"
+        present = [v for v in variants if v in wide and base in wide]
+        if not present:
+            continue
+        lines += ["", f"## {title}", ""]
+        lines += ["| family | cohort | year | " + " | ".join(present) + " |"]
+        lines += ["|---" * (3 + len(present)) + "|"]
+        for (family, cohort, year), g in wide.groupby(level=[0, 1, 2]):
+            cells = []
+            for v in present:
+                diff = (g[v] - g[base]).dropna()
+                se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.nan
+                cells.append(f"{diff.mean():+.2f} ({se:.2f}) [{len(diff)}]")
+            lines.append(f"| {family} | {cohort} | {int(year)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run the pilot replications not yet on disk (``--summary``: write summary.md)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--families", nargs="+", default=["no_effect", "lists"])
+    ap.add_argument("--draws", type=int, default=6)
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--sample-fraction", type=float, default=1.0)
+    ap.add_argument("--hows", nargs="+", default=list(HOWS), choices=HOWS)
+    ap.add_argument("--out", type=Path, default=Path("validation/results/long-term-pilot"))
+    ap.add_argument("--summary", action="store_true", help="only write out/summary.md")
+    args = ap.parse_args()
+    if args.summary:
+        (args.out / "summary.md").write_text(summarise(args.out))
+        return
+    (args.out / "draws").mkdir(parents=True, exist_ok=True)
+    for i in range(args.first, args.first + args.draws):
+        for family in args.families:
+            seed = PILOT_SEED_BASE + 10_000 * list(fam.FAMILIES).index(family) + i
+            path = args.out / "draws" / f"{family}-{seed}.csv"
+            if path.exists():
+                continue
+            replication(family, seed, args.sample_fraction, args.hows).to_csv(path, index=False)
+            print(json.dumps({"family": family, "seed": seed}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
