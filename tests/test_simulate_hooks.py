@@ -171,6 +171,18 @@ def test_family_seeds_are_held_out():
     ]
     assert sum(len(r) for r in ranges) == len(set().union(*ranges))
     assert min(min(r) for r in ranges) > max(max(r) for r in used)
+    # pilots choose nothing that is then validated on their own seeds: the long-term
+    # censoring pilot's seeds lie between the other scripts' and every held-out range
+    spec = importlib.util.spec_from_file_location(
+        "long_term_censoring", ROOT / "validation" / "pilot" / "long_term_censoring.py"
+    )
+    pilot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pilot)
+    pilot_seeds = {pilot.pilot_seed(f, i) for f in pilot.PILOT_FAMILIES for i in range(10_000)}
+    assert len(pilot_seeds) == 10_000 * len(pilot.PILOT_FAMILIES)
+    assert max(max(r) for r in used) < min(pilot_seeds)
+    assert max(pilot_seeds) < min(min(r) for r in ranges)
+    assert "no_effect_hazard" not in pilot.fam.FAMILIES  # the pilot's family stays its own
 
 
 def test_verdict_reads_the_long_term_cells_a_run_publishes():

@@ -53,11 +53,22 @@ from leapresearch.estimation.long_term import long_term_panel, long_term_table  
 from leapresearch.estimation.subgroups import GROUP_ALL, group_definitions  # noqa: E402
 
 PILOT_SEED_BASE = 6_500_000
-fam.FAMILIES["no_effect_hazard"] = {
-    "simulation": {"effect_multiplier": 0.0, "selection": "hazard"},
-    "assumption": "holds",
-    "about": "the program does nothing; visits by the monthly hazard (pilot only)",
+PILOT_FAMILIES = {
+    **fam.FAMILIES,
+    "no_effect_hazard": {
+        "simulation": {"effect_multiplier": 0.0, "selection": "hazard"},
+        "assumption": "holds",
+        "about": "the program does nothing; visits by the monthly hazard (pilot only)",
+    },
 }
+"""The validation's families and a pilot-only one (seeds: the family's place in this)."""
+
+
+def pilot_seed(family: str, draw: int) -> int:
+    """Seed of pilot replication ``draw`` of ``family`` (below every held-out range)."""
+    return PILOT_SEED_BASE + 10_000 * list(PILOT_FAMILIES).index(family) + draw
+
+
 YEARS = (0, 1)
 HOWS = (
     "censored",
@@ -297,7 +308,13 @@ def replication(family: str, seed: int, fraction: float, hows=HOWS) -> pd.DataFr
     """Every long-term cell of years 0 and 1 of one replication, fitted each way (``how``)."""
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory(prefix="lr-ltp-") as tmp:
-        truth, prepared = fam.simulate_family(family, seed, fraction, Path(tmp))
+        added = family not in fam.FAMILIES
+        fam.FAMILIES.setdefault(family, PILOT_FAMILIES[family])
+        try:
+            truth, prepared = fam.simulate_family(family, seed, fraction, Path(tmp))
+        finally:
+            if added:
+                del fam.FAMILIES[family]
         true = {
             (t["group"], t["cohort"], int(t["years_after"])): t["att"]
             for t in truth["long_term"]
@@ -342,7 +359,7 @@ def summarise(out: Path) -> str:
     d = d.drop_duplicates(keys)
     d = d.loc[(d["group"] == GROUP_ALL) & (d["outcome"] == "attendance_rate")]
     no_effect = [
-        f for f, spec in fam.FAMILIES.items() if spec["simulation"].get("effect_multiplier") == 0
+        f for f, spec in PILOT_FAMILIES.items() if spec["simulation"].get("effect_multiplier") == 0
     ]
     d = d.loc[d["family"].isin(no_effect)]  # elsewhere the uncensored fit is no benchmark
     wide = d.pivot_table(
@@ -391,7 +408,7 @@ def main() -> None:
     (args.out / "draws").mkdir(parents=True, exist_ok=True)
     for i in range(args.first, args.first + args.draws):
         for family in args.families:
-            seed = PILOT_SEED_BASE + 10_000 * list(fam.FAMILIES).index(family) + i
+            seed = pilot_seed(family, i)
             path = args.out / "draws" / f"{family}-{seed}.csv"
             if path.exists():
                 continue
