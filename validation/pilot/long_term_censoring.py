@@ -86,6 +86,13 @@ HOWS = (
     "ipwdid_ipcw",
     "ipwdid_ipcw_x",
     "ipwdid_ipcw_c",
+    "ipwdid_ipcw_m",
+    "ipcw_m",
+    "ipwdid_ipcw_d",
+    "ipwdid_ipcw_b",
+    "ipwdid_ipcw_e",
+    "ipwdid_ipcw_me",
+    "ipcw_e",
 )
 
 
@@ -113,6 +120,7 @@ def _features_x(panel, units, unit_info, row_unit, row_time):
 
 
 _FEATURES = censoring._features
+RIDGE = censoring.RIDGE
 
 
 def _features_c(prepared):
@@ -130,19 +138,106 @@ def _features_c(prepared):
     return features
 
 
-def _ipcw_panel(prepared, features=None):
+def _features_m(panel, units, unit_info, row_unit, row_time):
+    """:func:`_features_x` and the recent three-month mean's slope by calendar month."""
+    x = _features_x(panel, units, unit_info, row_unit, row_time)
+    recent = x[:, -3]  # the standardised recent mean (see _features_x)
+    months = pd.get_dummies(pd.Series(row_time), dtype=np.float64).to_numpy()
+    return np.column_stack([x, months * recent[:, None]])
+
+
+def _features_d(panel, units, unit_info, row_unit, row_time):
+    """:func:`_features_x` and the student's district in the risk month's school year.
+
+    The matching-time district of ``censoring._features`` stays; a student who moves to
+    another district (or leaves the data) is at another risk of a visit from then on.
+    """
+    x = _features_x(panel, units, unit_info, row_unit, row_time)
+    student = units["student"].to_numpy(np.int64)[row_unit]
+    roster = panel.roster.drop_duplicates(["student", "year"])
+    key = pd.MultiIndex.from_arrays([roster["student"], roster["year"]])
+    pos = key.get_indexer(pd.MultiIndex.from_arrays([student, row_time // 10]))
+    district = np.where(pos >= 0, roster["district"].astype(str).to_numpy()[pos], "(none)")
+    dummies = pd.get_dummies(pd.Series(district), drop_first=True, dtype=np.float64)
+    return np.column_stack([x, dummies.to_numpy()])
+
+
+RATE_BINS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+"""Edges of the recent three-month mean's bins in :func:`_features_b`."""
+
+
+def _features_b(panel, units, unit_info, row_unit, row_time):
+    """``censoring._features`` and a dummy per calendar month and bin of the recent mean.
+
+    A nonparametric hazard by month and recent attendance (fitted with a tiny ridge,
+    :func:`_ipcw_panel`): a program month whose selection is steeper than the others'
+    (the summer lists) gets its own shape.
+    """
+    x = _FEATURES(panel, units, unit_info, row_unit, row_time)
+    student = units["student"].to_numpy(np.int64)[row_unit]
+    n_times = panel.rates.shape[1]
+    total = np.zeros(row_time.size)
+    count = np.zeros(row_time.size)
+    for k in range(1, censoring.RECENT_MONTHS + 1):
+        col = row_time - k - panel.time_min
+        ok = (col >= 0) & (col < n_times)
+        val = np.full(row_time.size, np.nan)
+        val[ok] = panel.rates[student[ok], col[ok]]
+        has = ~np.isnan(val)
+        total[has] += val[has]
+        count[has] += 1
+    mean = np.where(
+        count > 0, total / np.maximum(count, 1), unit_info["pre_mean"].to_numpy()[row_unit]
+    )
+    cell = (
+        pd.Series(row_time).astype(str) + ":" + pd.Series(np.digitize(mean, RATE_BINS)).astype(str)
+    )
+    dummies = pd.get_dummies(cell, drop_first=True, dtype=np.float64).to_numpy()
+    return np.column_stack([x, dummies])
+
+
+_RISK_ROWS = censoring._risk_rows
+
+
+def _enrolled_risk_rows(panel):
+    """``censoring._risk_rows`` without the months a student is not enrolled.
+
+    A student out of the data (left, graduated, dropped out) that month cannot be visited;
+    counted at risk, it is a survivor that lowers the hazard of the enrolled students with
+    the same history, and it has no outcome row to carry the weight.
+    """
+    months = panel.monthly
+    enrolled = pd.MultiIndex.from_arrays([months["student"], months["time"]])
+
+    def risk_rows(units, first, last_time):
+        row_unit, row_time, censored = _RISK_ROWS(units, first, last_time)
+        student = units["student"].to_numpy(np.int64)[row_unit]
+        here = enrolled.get_indexer(pd.MultiIndex.from_arrays([student, row_time])) >= 0
+        keep = here | censored
+        return row_unit[keep], row_time[keep], censored[keep]
+
+    return risk_rows
+
+
+def _ipcw_panel(prepared, features=None, enrolled_only=False):
     """``long_term_panel`` whose month rows carry the censoring weights."""
 
     def panel(source, units, *, outcome="attendance_rate"):
         rows = long_term_panel(source, units, outcome=outcome)
         if features is not None:
             censoring._features = features
+        if features is _features_b:
+            censoring.RIDGE = 1e-3
+        if enrolled_only:
+            censoring._risk_rows = _enrolled_risk_rows(source)
         try:
             model = censoring_weights(
                 source, units, rows, unit_censoring_info(units, prepared.candidates)
             )
         finally:
             censoring._features = _FEATURES
+            censoring.RIDGE = RIDGE
+            censoring._risk_rows = _RISK_ROWS
         return rows.assign(censoring_weight=model.weights)
 
     return panel
@@ -203,11 +298,22 @@ def estimate_diff2(prepared, panel_of=long_term_panel) -> pd.DataFrame:
 
 
 def _features_of(prepared, how):
-    """The hazard's features of an ``ipcw`` variant (None: ``censoring._features``)."""
+    """The hazard's features of an ``ipcw`` variant (None: ``censoring._features``).
+
+    A variant ending in ``e`` (``_e``, ``_me``) also keeps only enrolled months at risk.
+    """
+    if how.endswith("e") and how.rsplit("_", 1)[-1] in ("e", "me"):
+        how = how[:-1]
     if how.endswith("_x"):
         return _features_x
     if how.endswith("_c"):
         return _features_c(prepared)
+    if how.endswith("_m"):
+        return _features_m
+    if how.endswith("_d"):
+        return _features_d
+    if how.endswith("_b"):
+        return _features_b
     return None
 
 
@@ -267,6 +373,11 @@ def ipw_did(prepared, panel_of=long_term_panel) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _enrolled(how: str) -> bool:
+    """Whether an ``ipcw`` variant keeps only enrolled months at risk (suffix ``e``)."""
+    return how.rsplit("_", 1)[-1] in ("e", "me")
+
+
 def _fit(prepared, how):
     if how.startswith("ipwdid"):
         if how == "ipwdid_uncensored":
@@ -276,7 +387,7 @@ def _fit(prepared, how):
             )
         panel_of = long_term_panel
         if how.startswith("ipwdid_ipcw"):
-            panel_of = _ipcw_panel(prepared, _features_of(prepared, how))
+            panel_of = _ipcw_panel(prepared, _features_of(prepared, how), _enrolled(how))
         return ipw_did(prepared, panel_of)
     if how.startswith("diff2"):
         if how == "diff2_uncensored":
@@ -296,7 +407,9 @@ def _fit(prepared, how):
         return estimate_long_term(prepared)
     if how.startswith("ipcw"):
         original = lt_analysis.long_term_panel
-        lt_analysis.long_term_panel = _ipcw_panel(prepared, _features_of(prepared, how))
+        lt_analysis.long_term_panel = _ipcw_panel(
+            prepared, _features_of(prepared, how), _enrolled(how)
+        )
         try:
             return estimate_long_term(prepared)
         finally:
@@ -334,14 +447,26 @@ def replication(family: str, seed: int, fraction: float, hows=HOWS) -> pd.DataFr
 
 
 ESTIMATORS = {
-    "one fit over every school year (the design)": ("", ("censored", "ipcw", "ipcw_x", "ipcw_c")),
+    "one fit over every school year (the design)": (
+        "",
+        ("censored", "ipcw", "ipcw_x", "ipcw_c", "ipcw_m", "ipcw_e"),
+    ),
     "two-year differences (third freeze)": (
         "diff2_",
         ("diff2", "diff2_ipcw", "diff2_ipcw_x", "diff2_ipcw_c"),
     ),
     "inverse-probability-weighted DiD, no adjustment": (
         "ipwdid_",
-        ("ipwdid", "ipwdid_ipcw", "ipwdid_ipcw_c"),
+        (
+            "ipwdid",
+            "ipwdid_ipcw",
+            "ipwdid_ipcw_c",
+            "ipwdid_ipcw_m",
+            "ipwdid_ipcw_d",
+            "ipwdid_ipcw_b",
+            "ipwdid_ipcw_e",
+            "ipwdid_ipcw_me",
+        ),
     ),
 }
 """Each estimator's uncensored fit (prefix + ``uncensored``) and its censored variants."""
