@@ -96,12 +96,11 @@ HOWS = (
 )
 
 
-def _features_x(panel, units, unit_info, row_unit, row_time):
-    """``censoring._features`` and the mean of the three recent months, below 90% and 80%."""
-    x = _FEATURES(panel, units, unit_info, row_unit, row_time)
+def _recent_mean(panel, units, unit_info, row_unit, row_time):
+    """Mean rate of the three school months before each risk month (pre-period mean if none)."""
     student = units["student"].to_numpy(np.int64)[row_unit]
     n_times = panel.rates.shape[1]
-    recent = np.zeros(row_time.size)
+    total = np.zeros(row_time.size)
     count = np.zeros(row_time.size)
     for k in range(1, censoring.RECENT_MONTHS + 1):
         col = row_time - k - panel.time_min
@@ -109,10 +108,16 @@ def _features_x(panel, units, unit_info, row_unit, row_time):
         val = np.full(row_time.size, np.nan)
         val[ok] = panel.rates[student[ok], col[ok]]
         has = ~np.isnan(val)
-        recent[has] += val[has]
+        total[has] += val[has]
         count[has] += 1
     pre_mean = unit_info["pre_mean"].to_numpy(np.float64)[row_unit]
-    mean = np.where(count > 0, recent / np.maximum(count, 1), pre_mean)
+    return np.where(count > 0, total / np.maximum(count, 1), pre_mean)
+
+
+def _features_x(panel, units, unit_info, row_unit, row_time):
+    """``censoring._features`` and the mean of the three recent months, below 90% and 80%."""
+    x = _FEATURES(panel, units, unit_info, row_unit, row_time)
+    mean = _recent_mean(panel, units, unit_info, row_unit, row_time)
     extra = np.column_stack([mean, mean < 0.9, mean < 0.8]).astype(np.float64)
     sd = extra.std(axis=0)
     extra = (extra - extra.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
@@ -174,21 +179,7 @@ def _features_b(panel, units, unit_info, row_unit, row_time):
     (the summer lists) gets its own shape.
     """
     x = _FEATURES(panel, units, unit_info, row_unit, row_time)
-    student = units["student"].to_numpy(np.int64)[row_unit]
-    n_times = panel.rates.shape[1]
-    total = np.zeros(row_time.size)
-    count = np.zeros(row_time.size)
-    for k in range(1, censoring.RECENT_MONTHS + 1):
-        col = row_time - k - panel.time_min
-        ok = (col >= 0) & (col < n_times)
-        val = np.full(row_time.size, np.nan)
-        val[ok] = panel.rates[student[ok], col[ok]]
-        has = ~np.isnan(val)
-        total[has] += val[has]
-        count[has] += 1
-    mean = np.where(
-        count > 0, total / np.maximum(count, 1), unit_info["pre_mean"].to_numpy()[row_unit]
-    )
+    mean = _recent_mean(panel, units, unit_info, row_unit, row_time)
     cell = (
         pd.Series(row_time).astype(str) + ":" + pd.Series(np.digitize(mean, RATE_BINS)).astype(str)
     )
@@ -257,7 +248,11 @@ def long_differences(panel, *, reference=-1):
 
 
 def estimate_diff2(prepared, panel_of=long_term_panel) -> pd.DataFrame:
-    """``estimate_long_term`` (attendance rate) with two-year differences (``8437aaf``)."""
+    """``estimate_long_term`` (attendance rate) with two-year differences (``8437aaf``).
+
+    A copy of the reverted third freeze's loop over cohorts and groups, on purpose: the
+    pilot reruns that design as it was, beside the package's.
+    """
     config = prepared.config
     attrs = prepared.attributes
     units, pairs = prepared.units, prepared.matching.pairs
