@@ -373,32 +373,32 @@ def _enrolled(how: str) -> bool:
     return how.rsplit("_", 1)[-1] in ("e", "me")
 
 
+def _uncensored(prepared):
+    """The same matched sample as if no comparison were ever visited (nothing censored)."""
+    panel = prepared.panel
+    return dataclasses.replace(
+        prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
+    )
+
+
 def _fit(prepared, how):
+    """The long-term cells of one variant (``how``, see :data:`HOWS`)."""
     if how.startswith("ipwdid"):
         if how == "ipwdid_uncensored":
-            panel = prepared.panel
-            prepared = dataclasses.replace(
-                prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
-            )
+            prepared = _uncensored(prepared)
         panel_of = long_term_panel
         if how.startswith("ipwdid_ipcw"):
             panel_of = _ipcw_panel(prepared, _features_of(prepared, how), _enrolled(how))
         return ipw_did(prepared, panel_of)
     if how.startswith("diff2"):
         if how == "diff2_uncensored":
-            panel = prepared.panel
-            prepared = dataclasses.replace(
-                prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
-            )
+            prepared = _uncensored(prepared)
         panel_of = long_term_panel
         if how.startswith("diff2_ipcw"):
             panel_of = _ipcw_panel(prepared, _features_of(prepared, how))
         return estimate_diff2(prepared, panel_of)
     if how == "uncensored":
-        panel = prepared.panel
-        prepared = dataclasses.replace(
-            prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
-        )
+        prepared = _uncensored(prepared)
         return estimate_long_term(prepared)
     if how.startswith("ipcw"):
         original = lt_analysis.long_term_panel
