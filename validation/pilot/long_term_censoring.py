@@ -6,18 +6,23 @@ attendance fell; the comparisons left in the later months are those whose attend
 up, so the comparison mean is too high and the effect too low, even with no effect at all.
 
 For each pilot replication (seeds ``6_500_000 + 10_000 k + i``, never used for validation
-or for choosing anything else) this fits the long-term attendance-rate cells three ways:
+or for choosing anything else) this fits the long-term attendance-rate cells with one of
+three estimators, each uncensored, censored, or censored and weighted (``how``, see
+:data:`HOWS`):
 
-* ``censored``: the design (comparisons leave at their own first visit);
+* estimators: the design's one fit over every school year (no prefix); ``diff2_``, each
+  school year against the reference year alone on the units observed in both (the third
+  freeze's ``long_differences``, commit ``8437aaf``, reverted in ``e3d1bc4``);
+  ``ipwdid_``, an inverse-probability-weighted DiD without unit effects (:func:`ipw_did`);
 * ``uncensored``: comparisons keep every month after their own visit. With no effect
   (family ``no_effect``) those months are untreated outcomes, so this fit has no censoring
-  selection: its difference from ``censored``, replication by replication, measures it;
-* ``ipcw``: censored, each comparison month weighted by the inverse probability of not
-  yet having been visited (``design/censoring.py``, the monthly panel's option), over
-  every school month of the long-term panel;
-* ``diff2``, ``diff2_uncensored``, ``diff2_ipcw``: the same three with each school year
-  fitted against the reference year alone, on the units observed in both (the third
-  freeze's ``long_differences``, commit ``8437aaf``, reverted in ``e3d1bc4``).
+  selection: its difference from a censored fit, replication by replication, measures it;
+* ``censored`` (or the estimator's name alone): the design's rule, comparisons leave at
+  their own first visit;
+* ``ipcw`` and its variants (:data:`HAZARDS`): censored, each comparison month weighted by
+  the inverse probability of not yet having been visited (``design/censoring.py``, the
+  monthly panel's option, fitted over every school month), with the package's hazard
+  model or another.
 
 Usage::
 
@@ -33,6 +38,9 @@ import json
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -210,25 +218,61 @@ def _enrolled_risk_rows(panel):
     return risk_rows
 
 
-def _ipcw_panel(prepared, features=None, enrolled_only=False):
-    """``long_term_panel`` whose month rows carry the censoring weights."""
+@dataclass(frozen=True)
+class Hazard:
+    """A censoring-hazard model of the pilot (``design/censoring.py`` with its parts swapped).
+
+    ``features``: given the matched sample, the hazard's design function (None: the
+    package's ``censoring._features``); ``enrolled_only``: only enrolled months at risk
+    (:func:`_enrolled_risk_rows`); ``ridge``: the penalty on every coefficient but the
+    intercept.
+    """
+
+    features: Callable | None = None
+    enrolled_only: bool = False
+    ridge: float = RIDGE
+
+
+HAZARDS = {
+    "ipcw": Hazard(),
+    "ipcw_x": Hazard(lambda prepared: _features_x),
+    "ipcw_c": Hazard(_features_c),
+    "ipcw_m": Hazard(lambda prepared: _features_m),
+    "ipcw_d": Hazard(lambda prepared: _features_d),
+    "ipcw_b": Hazard(lambda prepared: _features_b, ridge=1e-3),
+    "ipcw_e": Hazard(enrolled_only=True),
+    "ipcw_me": Hazard(lambda prepared: _features_m, enrolled_only=True),
+}
+"""The weighted variants: ``_x`` recent mean and its indicators, ``_c`` cohort-by-year
+intercepts, ``_m`` the recent mean's slope by calendar month, ``_d`` the district of the
+school year, ``_b`` a nonparametric hazard by month and rate bin (tiny ridge), ``_e`` only
+enrolled months at risk, ``_me`` both ``_m`` and ``_e``."""
+
+
+@contextmanager
+def _patched(module, **values):
+    """Set ``module``'s attributes to ``values`` for the ``with`` block, then restore them."""
+    saved = {name: getattr(module, name) for name in values}
+    for name, value in values.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+
+
+def _ipcw_panel(prepared, hazard: Hazard):
+    """``long_term_panel`` whose month rows carry the censoring weights of ``hazard``."""
+    features = _FEATURES if hazard.features is None else hazard.features(prepared)
 
     def panel(source, units, *, outcome="attendance_rate"):
         rows = long_term_panel(source, units, outcome=outcome)
-        if features is not None:
-            censoring._features = features
-        if features is _features_b:
-            censoring.RIDGE = 1e-3
-        if enrolled_only:
-            censoring._risk_rows = _enrolled_risk_rows(source)
-        try:
+        risk_rows = _enrolled_risk_rows(source) if hazard.enrolled_only else _RISK_ROWS
+        with _patched(censoring, _features=features, RIDGE=hazard.ridge, _risk_rows=risk_rows):
             model = censoring_weights(
                 source, units, rows, unit_censoring_info(units, prepared.candidates)
             )
-        finally:
-            censoring._features = _FEATURES
-            censoring.RIDGE = RIDGE
-            censoring._risk_rows = _RISK_ROWS
         return rows.assign(censoring_weight=model.weights)
 
     return panel
@@ -292,26 +336,6 @@ def estimate_diff2(prepared, panel_of=long_term_panel) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def _features_of(prepared, how):
-    """The hazard's features of an ``ipcw`` variant (None: ``censoring._features``).
-
-    A variant ending in ``e`` (``_e``, ``_me``) also keeps only enrolled months at risk.
-    """
-    if how.endswith("e") and how.rsplit("_", 1)[-1] in ("e", "me"):
-        how = how[:-1]
-    if how.endswith("_x"):
-        return _features_x
-    if how.endswith("_c"):
-        return _features_c(prepared)
-    if how.endswith("_m"):
-        return _features_m
-    if how.endswith("_d"):
-        return _features_d
-    if how.endswith("_b"):
-        return _features_b
-    return None
-
-
 def ipw_did(prepared, panel_of=long_term_panel) -> pd.DataFrame:
     """All-students cells of an inverse-probability-weighted difference-in-differences.
 
@@ -368,11 +392,6 @@ def ipw_did(prepared, panel_of=long_term_panel) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _enrolled(how: str) -> bool:
-    """Whether an ``ipcw`` variant keeps only enrolled months at risk (suffix ``e``)."""
-    return how.rsplit("_", 1)[-1] in ("e", "me")
-
-
 def _uncensored(prepared):
     """The same matched sample as if no comparison were ever visited (nothing censored)."""
     panel = prepared.panel
@@ -381,35 +400,34 @@ def _uncensored(prepared):
     )
 
 
+def _split(how: str) -> tuple[str, str]:
+    """The estimator and the comparisons' treatment of a variant.
+
+    ``ipwdid_ipcw_m`` -> (``ipwdid``, ``ipcw_m``); the design's fit is ``design``, and a
+    bare estimator's name is censored.
+    """
+    for estimator in ("diff2", "ipwdid"):
+        if how == estimator:
+            return estimator, "censored"
+        if how.startswith(estimator + "_"):
+            return estimator, how[len(estimator) + 1 :]
+    return "design", how
+
+
 def _fit(prepared, how):
     """The long-term cells of one variant (``how``, see :data:`HOWS`)."""
-    if how.startswith("ipwdid"):
-        if how == "ipwdid_uncensored":
-            prepared = _uncensored(prepared)
-        panel_of = long_term_panel
-        if how.startswith("ipwdid_ipcw"):
-            panel_of = _ipcw_panel(prepared, _features_of(prepared, how), _enrolled(how))
-        return ipw_did(prepared, panel_of)
-    if how.startswith("diff2"):
-        if how == "diff2_uncensored":
-            prepared = _uncensored(prepared)
-        panel_of = long_term_panel
-        if how.startswith("diff2_ipcw"):
-            panel_of = _ipcw_panel(prepared, _features_of(prepared, how))
-        return estimate_diff2(prepared, panel_of)
-    if how == "uncensored":
+    estimator, treatment = _split(how)
+    if treatment == "uncensored":
         prepared = _uncensored(prepared)
+    panel_of = _ipcw_panel(prepared, HAZARDS[treatment]) if treatment in HAZARDS else None
+    if estimator == "ipwdid":
+        return ipw_did(prepared, panel_of or long_term_panel)
+    if estimator == "diff2":
+        return estimate_diff2(prepared, panel_of or long_term_panel)
+    if panel_of is None:
         return estimate_long_term(prepared)
-    if how.startswith("ipcw"):
-        original = lt_analysis.long_term_panel
-        lt_analysis.long_term_panel = _ipcw_panel(
-            prepared, _features_of(prepared, how), _enrolled(how)
-        )
-        try:
-            return estimate_long_term(prepared)
-        finally:
-            lt_analysis.long_term_panel = original
-    return estimate_long_term(prepared)
+    with _patched(lt_analysis, long_term_panel=panel_of):
+        return estimate_long_term(prepared)
 
 
 def replication(family: str, seed: int, fraction: float, hows=HOWS) -> pd.DataFrame:
