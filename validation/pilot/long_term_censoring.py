@@ -40,8 +40,8 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -218,8 +218,7 @@ def _enrolled_risk_rows(panel):
     return risk_rows
 
 
-@dataclass(frozen=True)
-class Hazard:
+class Hazard(NamedTuple):
     """A censoring-hazard model of the pilot (``design/censoring.py`` with its parts swapped).
 
     ``features``: given the matched sample, the hazard's design function (None: the
