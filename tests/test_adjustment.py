@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from leapresearch.design.adjustment import adjust_outcome, adjusted_outcome, trend_slopes
+from leapresearch.design.adjustment import (
+    _rows_by_value,
+    adjust_outcome,
+    adjusted_outcome,
+    trend_slopes,
+)
 from leapresearch.estimation.event_study import event_study
 
 REL_TIMES = (-3, -2, -1, 0, 1, 2)
@@ -195,3 +200,13 @@ def test_adjust_outcome_names_the_event_times_it_adjusted_and_leaves_the_others(
     empty = adjust_outcome(few, unit_x, outcome="y", window=None, fallback=dict)
     assert empty.pooled == ()
     np.testing.assert_array_equal(empty.outcome, alone.outcome)
+
+
+def test_rows_grouped_by_event_time_are_the_masks_they_replace():
+    rng = np.random.default_rng(7)
+    rel = rng.integers(-13, 13, 5_000)
+    mask = rng.random(5_000) < 0.6
+    groups = _rows_by_value(rel, np.flatnonzero(mask))
+    assert sorted(groups) == np.unique(rel[mask]).tolist()
+    for r, rows in groups.items():
+        np.testing.assert_array_equal(rows, np.flatnonzero(mask & (rel == r)))

@@ -736,3 +736,26 @@ def test_sensitivity_fits_its_groups_when_not_given_them(sim_data):
     run_table = estimate_sensitivity(prepared, every_group)
     assert set(run_table["group"]) == set(config.identification.groups)
     pd.testing.assert_frame_equal(estimate_sensitivity(prepared), run_table, check_exact=True)
+
+
+def test_content_keys_hash_each_students_own_rows_as_text_missing_values_too(valid_fixture):
+    import hashlib
+
+    from leapresearch.data.contract.validate import read_raw_tables
+    from leapresearch.data.panel import build_panel
+    from leapresearch.estimation.falsification import ID_COLUMNS, MISSING_TEXT, content_keys
+
+    panel = build_panel(read_raw_tables(valid_fixture), chronic_threshold=0.9)
+    first = pd.DataFrame({"student": np.arange(panel.n_students), "event_time": 7})
+    ros = panel.roster.sort_values(["student", "year"], kind="stable")
+    attrs = [c for c in ros.columns if c not in ID_COLUMNS]
+    assert ros[attrs].isna().any().any()  # a missing home language: keyed, not an error
+    expected = []
+    for student in range(panel.n_students):  # the definition, one student at a time
+        rows = ros.loc[ros["student"] == student, attrs].astype(str).fillna(MISSING_TEXT)
+        text = "\x1e".join("\x1f".join(row) for row in rows.itertuples(index=False))
+        h = hashlib.sha256(b"5\x1d7\x1d")
+        h.update(np.nan_to_num(panel.rates[student], nan=-1.0).astype("<f8").tobytes())
+        h.update(text.encode())
+        expected.append(h.hexdigest())
+    assert content_keys(panel, first, seed=5).tolist() == expected

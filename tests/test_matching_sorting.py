@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from leapresearch.design.matching.grid import _group_codes
 from leapresearch.design.matching.propensity import _canonical_rows, _packed_keys
 from leapresearch.design.matching.separation import _one_column_separates
-from leapresearch.design.matching.sorting import _dense_codes, _int_lexsort
+from leapresearch.design.matching.sorting import _dense_codes, _int_lexsort, _refined_lexsort
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -98,3 +98,29 @@ def test_one_column_separation_on_sparse_dummies():
     assert not _one_column_separates(design, overlap, y)
     assert _one_column_separates(design, only_comparisons, y)  # no treated row has it
     assert not _one_column_separates(design, None, y)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_refined_lexsort_is_lexsort_and_reports_ties_before_the_tail(seed):
+    rng = np.random.default_rng(seed)
+    n = 4_000
+    keys = [
+        rng.random(n),  # weights: unique, least significant
+        (rng.random(n) < 0.2).astype(np.int64),  # treated
+        rng.choice([0.25, 0.5, 0.75, 1.0], n),  # a covariate with many ties
+        rng.integers(0, 3, n).astype(float),
+        rng.integers(0, 5, n),  # fixed-effect codes: most significant
+    ]
+    expected = np.lexsort(keys)
+    for tail in range(len(keys) + 1):
+        order, tied = _refined_lexsort(keys, tail=tail)
+        np.testing.assert_array_equal(order, expected)
+        same = np.ones(n - 1, dtype=bool)
+        for key in keys[tail:]:
+            same &= key[expected][1:] == key[expected][:-1]
+        np.testing.assert_array_equal(tied, np.r_[False, same])
+    # no row tied after the first keys: the rest are never read
+    order, tied = _refined_lexsort([np.zeros(3), np.array([2.0, 0.0, 1.0])])
+    np.testing.assert_array_equal(order, [1, 2, 0])
+    assert not tied.any()
+    assert _refined_lexsort([np.zeros(0)])[0].size == 0

@@ -286,3 +286,24 @@ def test_candidate_rows_find_each_unit_as_a_merge_does_or_leave_it_to_the_merge(
     assert candidate_rows(frame.assign(student=frame["student"] - 1), keys) is None
     text = frame.assign(student=frame["student"].astype(str))
     assert candidate_rows(text, keys.assign(student=keys["student"].astype(str))) is None
+
+
+def test_pre_period_gathers_each_rows_months_as_the_column_loop_did():
+    import types
+
+    from leapresearch.design import pool as pool_module
+
+    rng = np.random.default_rng(11)
+    rates = rng.random((300, 40))
+    rates[rng.random(rates.shape) < 0.15] = np.nan
+    panel = types.SimpleNamespace(rates=rates, time_min=20190)
+    student = rng.integers(0, 300, 70_000)  # more rows than one block
+    stack = rng.integers(20190 - 3, 20190 + 45, student.size)  # months off both ends
+    expected = np.full((student.size, 24), np.nan)
+    for k in range(1, 25):
+        col = stack - k - panel.time_min
+        ok = (col >= 0) & (col < rates.shape[1])
+        expected[ok, k - 1] = rates[student[ok], col[ok]]
+    got = pool_module._pre_period(panel, student, stack, 24)
+    np.testing.assert_array_equal(got, expected)
+    assert got.flags.c_contiguous

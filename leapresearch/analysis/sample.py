@@ -209,9 +209,12 @@ def _rescue_rows(frame: pd.DataFrame, far: pd.DataFrame, exact: list[str]) -> pd
     visited = frame[keys].iloc[t_rows]
     is_far = visited.merge(far[keys].assign(_far=True), on=keys, how="left")["_far"].notna()
     far_rows = t_rows[is_far.to_numpy()]
-    strata = _group_codes(frame, exact)
-    rows = np.flatnonzero(~treated & np.isin(strata, strata[far_rows]))
-    rows = np.union1d(rows, far_rows)
+    strata = _group_codes(frame, exact)  # dense codes 0..n_strata-1
+    far_strata = np.zeros(int(strata.max()) + 1, dtype=bool)
+    far_strata[strata[far_rows]] = True
+    keep = ~treated & far_strata[strata]
+    keep[far_rows] = True
+    rows = np.flatnonzero(keep)  # ascending positions, as np.union1d gave them
     columns = list(dict.fromkeys([*keys, "treated", *exact]))
     return frame[columns].take(rows)
 

@@ -82,15 +82,25 @@ def _pre_period(
 ) -> np.ndarray:
     """Rates in the ``months`` school months before each stack's event month.
 
-    Column ``k - 1`` holds month ``stack - k``; NaN where no data.
+    Column ``k - 1`` holds month ``stack - k``; NaN where no data. Rows are filled a block
+    at a time, each row's months gathered at once (they lie side by side in the student's
+    row of ``panel.rates``), not a column at a time across every row.
     """
-    out = np.full((len(student), months), np.nan)
+    out = np.empty((len(student), months))
     n_times = panel.rates.shape[1]
-    for k in range(1, months + 1):
-        col = stack - k - panel.time_min
+    back = np.arange(1, months + 1)
+    for lo in range(0, len(student), _PRE_PERIOD_BLOCK):
+        hi = min(lo + _PRE_PERIOD_BLOCK, len(student))
+        col = (stack[lo:hi, None] - panel.time_min) - back  # (rows, months)
         ok = (col >= 0) & (col < n_times)
-        out[ok, k - 1] = panel.rates[student[ok], col[ok]]
+        block = panel.rates[student[lo:hi, None], np.clip(col, 0, max(n_times - 1, 0))]
+        block[~ok] = np.nan
+        out[lo:hi] = block
     return out
+
+
+_PRE_PERIOD_BLOCK = 65_536
+"""Candidate rows gathered at once by :func:`_pre_period` (bounds its temporaries)."""
 
 
 def _lookup(frame: pd.DataFrame, n_students: int, student, year) -> np.ndarray:

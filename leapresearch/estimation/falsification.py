@@ -152,18 +152,27 @@ ID_COLUMNS = frozenset({"student", "school", "school_id"})
 """Roster columns left out of a student's content key (codes and spellings of ids)."""
 
 
+MISSING_TEXT = "\x00"
+"""A missing roster value in :func:`content_keys`' text (no value is spelled so)."""
+
+
 def content_keys(panel: AnalyticPanel, first: pd.DataFrame, *, seed: int) -> np.ndarray:
     """A key of each row of ``first`` (``student``, ``event_time``) from its own data only.
 
     SHA-256 of the seed, the pseudo-event month, the student's monthly attendance rates
     (every month of the panel) and its roster rows without ids (year, district, grade,
-    demographics), in hex. Students with identical data get identical keys, whatever
-    their ids are spelled like or wherever their rows are.
+    demographics; a missing value as :data:`MISSING_TEXT`), in hex. Students with
+    identical data get identical keys, whatever their ids are spelled like or wherever
+    their rows are.
     """
     attrs = [c for c in panel.roster.columns if c not in ID_COLUMNS]
     ros = panel.roster.loc[panel.roster["student"].isin(first["student"])]
     ros = ros.sort_values(["student", "year"], kind="stable")
-    text = ros[attrs].astype(str).agg("\x1f".join, axis=1)
+    # each roster row's values as text (a missing value as MISSING_TEXT), joined column by
+    # column (not a row-wise apply)
+    values = [ros[c].astype(str).fillna(MISSING_TEXT).tolist() for c in attrs]
+    values = values or [[""] * len(ros)]
+    text = pd.Series(["\x1f".join(row) for row in zip(*values, strict=True)], dtype=object)
     roster_text = text.groupby(ros["student"].to_numpy(), sort=True).agg("\x1e".join)
     keys = []
     students, months = first["student"].to_numpy(), first["event_time"].to_numpy()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.design.matching.options import _as_bool, _check_unique_keys
+from leapresearch.design.matching.sorting import _dense_codes
 
 PSCORE_DECIMALS: int = 9
 """Decimals of the linear propensity score kept for matching (the grid of distances).
@@ -97,8 +98,8 @@ def _group_codes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
         c, uniques = pd.factorize(frame[col], use_na_sentinel=False, sort=True)
         base = len(uniques) + 1
         if total * base >= 2**62:  # made dense first only when the product would overflow
-            codes = np.unique(codes, return_inverse=True)[1].astype(np.int64)
+            codes = _dense_codes(codes)[1].astype(np.int64)
             total = int(codes.max()) + 1
         codes = codes * base + c
         total *= base
-    return np.unique(codes, return_inverse=True)[1].astype(np.int64)
+    return _dense_codes(codes)[1].astype(np.int64)

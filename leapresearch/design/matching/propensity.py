@@ -39,6 +39,7 @@ from leapresearch.design.matching.separation import (
     _program_remembering,
     _remembered_separates,
 )
+from leapresearch.design.matching.sorting import _refined_lexsort
 
 RIDGE_FALLBACK: float = 1.0
 """Ridge penalty of the fallback fit (on the summed log-likelihood, standardised scale)."""
@@ -395,16 +396,15 @@ def _canonical_order(
     of a weighted fit): the least significant key, so that rows tied on every other key
     are summed in an order set by their weights too.
     """
-    n = treated.size
     keys = [by_column[j] for j in reversed(range(by_column.shape[0]))]
     keys += list(reversed(fe_codes))
     keys = [treated, *_packed_keys(keys)]
-    order = np.lexsort(keys if weights is None else [weights, *keys])
-    same = np.ones(max(n - 1, 0), dtype=bool)
-    for key in keys[1:]:
-        k = key[order]
-        same &= k[1:] == k[:-1]
-    new_pattern = np.r_[True, ~same] if n else np.zeros(0, dtype=bool)
+    # np.lexsort's order; the patterns: rows tied on every key but treated (and weights)
+    order, tied = _refined_lexsort(
+        keys if weights is None else [weights, *keys], tail=1 if weights is None else 2
+    )
+    new_pattern = ~tied
+    new_pattern[:1] = True
     starts = np.flatnonzero(new_pattern)
     first = starts[np.cumsum(new_pattern) - 1]
     return order, first

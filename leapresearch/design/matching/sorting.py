@@ -3,7 +3,8 @@
 :func:`_int_lexsort` is ``np.lexsort`` for integer keys (strata, grid scores, ids) by one
 stable argsort of a combined key: the same permutation in a fraction of the time;
 :func:`_dense_codes` is ``np.unique(..., return_inverse=True)`` of integers of a small
-range, by a table instead of a sort.
+range, by a table instead of a sort; :func:`_refined_lexsort` is ``np.lexsort`` of many keys
+(the covariates of a fit group) that sorts by the next key only the rows still tied.
 """
 
 from __future__ import annotations
@@ -53,3 +54,42 @@ def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     present[offset] = True
     code = np.cumsum(present, dtype=np.intp) - 1
     return (np.flatnonzero(present) + lo).astype(values.dtype), code[offset]
+
+
+def _refined_lexsort(keys: Sequence[np.ndarray], *, tail: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``np.lexsort(keys)`` (last key most significant, stable), and which rows tie.
+
+    Sorts by the most significant key, then, key by key, re-sorts only the runs of rows
+    still tied on every key so far (stably, by the next key): the same permutation as
+    ``np.lexsort``, with passes over ever fewer rows where the first keys already order
+    almost every row (continuous covariates), instead of a pass over every row per key.
+
+    Returns the permutation and ``tied``: ``tied[i]`` (``i >= 1``) says whether sorted row
+    ``i`` equals sorted row ``i - 1`` on every key but the ``tail`` least significant
+    ones (``tied[0]`` is False).
+    """
+    significance = list(reversed(keys))  # most significant first
+    n = significance[0].size if significance else 0
+    if n == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=bool)
+    head = len(significance) - tail  # keys whose ties are reported
+    order = np.argsort(significance[0], kind="stable")
+    ranked = significance[0][order]
+    tied = np.r_[False, ranked[1:] == ranked[:-1]]
+    reported = tied.copy() if head == 1 else None
+    for depth, key in enumerate(significance[1:], start=2):
+        if not tied.any():
+            break
+        pos = np.flatnonzero(tied | np.r_[tied[1:], False])  # rows tied with a neighbour
+        run = np.cumsum(~tied)[pos]  # each tied run's number, ascending along pos
+        rows = order[pos]
+        rows = rows[np.lexsort((key[rows], run))]
+        order[pos] = rows
+        ranked = key[rows]
+        tied[:] = False
+        tied[pos[1:]] = (run[1:] == run[:-1]) & (ranked[1:] == ranked[:-1])
+        if depth == head:
+            reported = tied.copy()
+    if head <= 0:  # ties on no key: every row ties with the one before
+        reported = np.r_[False, np.ones(n - 1, dtype=bool)]
+    return order, tied.copy() if reported is None else reported
