@@ -131,15 +131,6 @@ STEPS: tuple[Step, ...] = (
         lambda i: estimate_subgroup_tests(i.prepared, i.event_studies[1]),
     ),
     Step(
-        "robust_estimator",
-        estimate_robust,
-        lambda i: estimate_robust(i.prepared, log=i.log),
-        guarded=True,
-    ),
-    Step(
-        "placebo", estimate_placebo, lambda i: estimate_placebo(i.prepared, log=i.log), guarded=True
-    ),
-    Step(
         "sensitivity",
         estimate_sensitivity,
         lambda i: estimate_sensitivity(i.prepared, i.event_studies[1]),
@@ -171,6 +162,14 @@ STEPS: tuple[Step, ...] = (
         **NOTEBOOK_ONLY,
     ),
     # the steps the workers compute come last: this process computes the others meanwhile
+    # (the whole steps the longest first, then the specification rows that re-match)
+    Step(
+        "robust_estimator",
+        estimate_robust,
+        lambda i: estimate_robust(i.prepared, log=i.log),
+        guarded=True,
+        beside=True,
+    ),
     Step(
         "specifications",
         estimate_specifications,
@@ -181,6 +180,13 @@ STEPS: tuple[Step, ...] = (
         "falsification",
         estimate_falsification,
         lambda i: estimate_falsification(i.prepared, log=i.log),
+        guarded=True,
+        beside=True,
+    ),
+    Step(
+        "placebo",
+        estimate_placebo,
+        lambda i: estimate_placebo(i.prepared, log=i.log),
         guarded=True,
         beside=True,
     ),
