@@ -28,6 +28,16 @@ from threadpoolctl import threadpool_limits
 T = TypeVar("T")
 R = TypeVar("R")
 
+# loky replaces a worker whose memory grew by more than a few hundred MB over its tasks (the
+# re-matchings of a run allocate that much) and says so in a UserWarning from its manager
+# thread; the worker's results are kept and the replacement takes the next item, so the
+# message only alarms whoever reads the run's terminal
+warnings.filterwarnings(
+    "ignore",
+    message="A worker stopped while some jobs were given to the executor",
+    category=UserWarning,
+)
+
 SCHEDULER_ENV = "LEAPRESEARCH_SCHEDULER"
 """Environment variable naming a Dask scheduler's address (``tcp://host:8786``)."""
 
