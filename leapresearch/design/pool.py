@@ -130,6 +130,15 @@ def _row_mean(block: np.ndarray) -> np.ndarray:
         return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
+def _as_indicator(values: np.ndarray) -> np.ndarray:
+    """A 0/1 column as booleans (a byte a row instead of eight), any other as it is.
+
+    The propensity fits and the balance table read covariates as float64, so the numbers
+    are the same; a bool column refuses the subtraction that would wrap an unsigned one.
+    """
+    return values == 1 if np.all((values == 0) | (values == 1)) else values
+
+
 def build_candidates(
     panel: AnalyticPanel,
     *,
@@ -362,7 +371,7 @@ def _covariate_frame(
     for k in range(1, matching.pre_months + 1):
         miss = np.isnan(traj[:, k - 1])
         cols[f"pre_rate_m{k}"] = np.where(miss, own_mean, traj[:, k - 1])
-        cols[f"pre_missing_m{k}"] = miss.astype(np.float64)
+        cols[f"pre_missing_m{k}"] = miss  # indicators as booleans (a byte, not eight)
     del traj
     covariates += [f"pre_rate_m{k}" for k in range(1, matching.pre_months + 1)]
     covariates += [f"pre_missing_m{k}" for k in range(1, matching.pre_months + 1)]
@@ -370,7 +379,7 @@ def _covariate_frame(
     annual = panel.annual
     prior_rows = _lookup(annual, panel.n_students, frame["student"], frame["year"] - 1)
     prior = np.where(prior_rows >= 0, annual["rate"].to_numpy()[prior_rows], np.nan)
-    cols["prior_year_missing"] = np.isnan(prior).astype(np.float64)
+    cols["prior_year_missing"] = np.isnan(prior)
     cols["prior_year_rate"] = np.where(np.isnan(prior), own_mean, prior)
     covariates += ["prior_year_rate", "prior_year_missing"]
 
@@ -380,6 +389,6 @@ def _covariate_frame(
     rows = _lookup(ros, panel.n_students, frame["student"], frame["year"])
     demo = demographic_dummies(ros.iloc[rows].reset_index(drop=True), tuple(matching.demographics))
     covariates += list(demo.columns)
-    cols.update({c: demo[c].to_numpy() for c in demo.columns})
+    cols.update({c: _as_indicator(demo[c].to_numpy()) for c in demo.columns})
     del demo
     return pd.DataFrame(cols), covariates, extra
