@@ -118,10 +118,17 @@ class Step:
 
 NOTEBOOK_ONLY = {"published": False, "guarded": True}
 ONLY_WITH_ROWS = {"optional": True, "guarded": True}
+BESIDE = {"guarded": True, "beside": True}
+
+
+def _logged(function: Callable[..., pd.DataFrame]) -> Callable[[StepInputs], pd.DataFrame]:
+    """How a run computes a step whose function takes the matched sample and the run's log."""
+    return lambda i: function(i.prepared, log=i.log)
+
 
 STEPS: tuple[Step, ...] = (
     Step("event_study", estimate_event_study, lambda i: i.published_event_study()),
-    Step("long_term", estimate_long_term, lambda i: estimate_long_term(i.prepared, log=i.log)),
+    Step("long_term", estimate_long_term, _logged(estimate_long_term)),
     Step("balance", estimate_balance),
     Step("matching_summary", matching_summary),
     Step("naive_pre_post", estimate_naive),
@@ -163,34 +170,16 @@ STEPS: tuple[Step, ...] = (
     ),
     # the steps the workers compute come last: this process computes the others meanwhile
     # (the whole steps the longest first, then the specification rows that re-match)
-    Step(
-        "robust_estimator",
-        estimate_robust,
-        lambda i: estimate_robust(i.prepared, log=i.log),
-        guarded=True,
-        beside=True,
-    ),
+    Step("robust_estimator", estimate_robust, _logged(estimate_robust), **BESIDE),
     Step(
         "specifications",
         estimate_specifications,
         lambda i: specifications_with(i.prepared, i.refits, tables=i.contract_tables(), log=i.log),
         guarded=True,
     ),
-    Step(
-        "falsification",
-        estimate_falsification,
-        lambda i: estimate_falsification(i.prepared, log=i.log),
-        guarded=True,
-        beside=True,
-    ),
-    Step(
-        "placebo",
-        estimate_placebo,
-        lambda i: estimate_placebo(i.prepared, log=i.log),
-        guarded=True,
-        beside=True,
-    ),
-    Step("linearmodels_check", linearmodels_check, guarded=True, beside=True),
+    Step("falsification", estimate_falsification, _logged(estimate_falsification), **BESIDE),
+    Step("placebo", estimate_placebo, _logged(estimate_placebo), **BESIDE),
+    Step("linearmodels_check", linearmodels_check, **BESIDE),
 )
 """Every step of a run, in the order a run computes them."""
 
