@@ -78,17 +78,17 @@ def cohort_candidates(
 
 
 def _pre_period(
-    panel: AnalyticPanel, student: np.ndarray, stack: np.ndarray, months: int
+    panel: AnalyticPanel, student: np.ndarray, stack: np.ndarray, months: int, *, first: int = 1
 ) -> np.ndarray:
-    """Rates in the ``months`` school months before each stack's event month.
+    """Rates in ``months`` school months before each stack's event month, from ``first`` back.
 
-    Column ``k - 1`` holds month ``stack - k``; NaN where no data. Rows are filled a block
+    Column ``j`` holds month ``stack - first - j``; NaN where no data. Rows are filled a block
     at a time, each row's months gathered at once (they lie side by side in the student's
     row of ``panel.rates``), not a column at a time across every row.
     """
     out = np.empty((len(student), months))
     n_times = panel.rates.shape[1]
-    back = np.arange(1, months + 1)
+    back = np.arange(first, first + months)
     for lo in range(0, len(student), _PRE_PERIOD_BLOCK):
         hi = min(lo + _PRE_PERIOD_BLOCK, len(student))
         col = (stack[lo:hi, None] - panel.time_min) - back  # (rows, months)
@@ -181,8 +181,10 @@ def build_candidates(
         panel, frame, pool=pool, pre_months=matching.pre_months
     )
     excluded.append(no_pre)
+    trajectory = _trajectory_columns(traj, own_mean)
+    del traj  # not held while the frame is assembled
     frame, covariates, extra = _covariate_frame(
-        panel, frame, traj, own_mean, far_mean, matching=matching
+        panel, frame, trajectory, own_mean, far_mean, matching=matching
     )
     return Candidates(
         frame=frame.reset_index(drop=True),
@@ -328,10 +330,9 @@ def _eligible_rows(
     treated rows excluded (reason ``no_pre_period_attendance``).
     """
     student, stack = frame["student"].to_numpy(), frame["stack"].to_numpy()
-    pre = _pre_period(panel, student, stack, max(pre_months, 24))
-    far_mean = _row_mean(pre[:, 12:24])
-    traj = pre[:, :pre_months]
-    del pre
+    # months 13-24 only for their mean, gone before the trajectory's rows are taken
+    far_mean = _row_mean(_pre_period(panel, student, stack, 12, first=13))
+    traj = _pre_period(panel, student, stack, pre_months)
     n_obs = (~np.isnan(traj)).sum(axis=1)
     own_mean = _row_mean(traj)
     enough = n_obs >= max(pool.min_pre_months, 1)
@@ -351,10 +352,20 @@ def _eligible_rows(
     return frame, traj[keep], own_mean[keep], far_mean[keep], excluded
 
 
+def _trajectory_columns(traj: np.ndarray, own_mean: np.ndarray) -> dict[str, np.ndarray]:
+    """``pre_rate_m{k}`` (a missing month imputed by ``own_mean``) and ``pre_missing_m{k}``."""
+    out = {}
+    for k in range(1, traj.shape[1] + 1):
+        miss = np.isnan(traj[:, k - 1])
+        out[f"pre_rate_m{k}"] = np.where(miss, own_mean, traj[:, k - 1])
+        out[f"pre_missing_m{k}"] = miss  # indicators as booleans (a byte, not eight)
+    return out
+
+
 def _covariate_frame(
     panel: AnalyticPanel,
     frame: pd.DataFrame,
-    traj: np.ndarray,
+    trajectory: dict[str, np.ndarray],
     own_mean: np.ndarray,
     far_mean: np.ndarray,
     *,
@@ -368,13 +379,9 @@ def _covariate_frame(
     ros = panel.roster
     covariates: list[str] = []
     cols: dict[str, np.ndarray] = {c: frame[c].to_numpy() for c in frame.columns if c != "year"}
-    for k in range(1, matching.pre_months + 1):
-        miss = np.isnan(traj[:, k - 1])
-        cols[f"pre_rate_m{k}"] = np.where(miss, own_mean, traj[:, k - 1])
-        cols[f"pre_missing_m{k}"] = miss  # indicators as booleans (a byte, not eight)
-    del traj
-    covariates += [f"pre_rate_m{k}" for k in range(1, matching.pre_months + 1)]
-    covariates += [f"pre_missing_m{k}" for k in range(1, matching.pre_months + 1)]
+    cols.update(trajectory)  # pre_rate_m1, pre_missing_m1, ... (:func:`_trajectory_columns`)
+    covariates += [c for c in trajectory if c.startswith("pre_rate_m")]
+    covariates += [c for c in trajectory if c.startswith("pre_missing_m")]
 
     annual = panel.annual
     prior_rows = _lookup(annual, panel.n_students, frame["student"], frame["year"] - 1)
