@@ -380,8 +380,8 @@ def _covariate_frame(
     covariates: list[str] = []
     cols: dict[str, np.ndarray] = {c: frame[c].to_numpy() for c in frame.columns if c != "year"}
     cols.update(trajectory)  # pre_rate_m1, pre_missing_m1, ... (:func:`_trajectory_columns`)
-    covariates += [c for c in trajectory if c.startswith("pre_rate_m")]
-    covariates += [c for c in trajectory if c.startswith("pre_missing_m")]
+    covariates += [f"pre_rate_m{k}" for k in range(1, matching.pre_months + 1)]
+    covariates += [f"pre_missing_m{k}" for k in range(1, matching.pre_months + 1)]
 
     annual = panel.annual
     prior_rows = _lookup(annual, panel.n_students, frame["student"], frame["year"] - 1)
