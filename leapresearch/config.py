@@ -101,6 +101,7 @@ class LongTermConfig(_Frozen):
         "chronically_absent",
     )
     regression_adjustment: bool = False
+    censoring_weights: bool = False
 
 
 class PlaceboConfig(_Frozen):

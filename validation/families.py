@@ -259,7 +259,11 @@ def run_family_draw(
         validation = truth.get("validation", {})
         events = _event_rows(prepared, table, fits, truth["event_study"], validation)
         long_term = mc._long_term_rows(
-            prepared, truth["long_term"], censored_only=True, outcomes=long_term_outcomes
+            prepared,
+            truth["long_term"],
+            censored_only=True,
+            outcomes=long_term_outcomes,
+            unweighted=prepared.config.long_term.censoring_weights,
         )
         diagnostics = _diagnostics(prepared, fits["all"]) if "all" in fits else []
     frames = [
@@ -632,6 +636,8 @@ def _long_term_sections(cells: pd.DataFrame) -> str:
     titles = {
         "long_term": "attendance rate, pp",
         "long_term_chronic": "share chronically absent, pp",
+        "long_term_unweighted": "attendance rate, pp, without the long-term censoring "
+        "weights: the second freeze's long-term design on the same draws",
     }
     for estimand, about in titles.items():
         table = long_term_verdict(cells, estimand)

@@ -154,6 +154,7 @@ def _long_term_rows(
     *,
     censored_only: bool = False,
     outcomes: tuple[str, ...] = ("attendance_rate",),
+    unweighted: bool = False,
 ) -> list[dict]:
     """Long-term cells (annual attendance rate) with and without censoring comparisons.
 
@@ -161,6 +162,9 @@ def _long_term_rows(
     comparison were ever visited (every school year kept: the design before issue 23);
     ``censored_only`` leaves it out (the design alone). ``outcomes`` other than the
     attendance rate (chronic absence) get the estimand's name with ``_chronic`` appended.
+    ``unweighted`` adds ``long_term_unweighted``: the design's fit with
+    ``long_term.censoring_weights`` off (the second freeze's long-term design), on the same
+    draw, attendance rate only.
     """
     import dataclasses
 
@@ -179,8 +183,14 @@ def _long_term_rows(
         if t["outcome"] in outcomes
     }
     rows = []
-    fits = (("long_term", prepared), ("long_term_uncensored", uncensored))
-    for estimand, prep in fits[:1] if censored_only else fits:
+    fits = [("long_term", prepared), ("long_term_uncensored", uncensored)]
+    fits = fits[:1] if censored_only else fits
+    if unweighted:
+        off = with_setting(
+            config, "long_term", censoring_weights=False, outcomes=("attendance_rate",)
+        )
+        fits.append(("long_term_unweighted", dataclasses.replace(prepared, config=off)))
+    for estimand, prep in fits:
         table = estimate_long_term(prep)
         table = table.loc[table["years_after"].isin(LONG_TERM_YEARS)]
         for r in table.itertuples(index=False):

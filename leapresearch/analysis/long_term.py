@@ -12,7 +12,8 @@ import pandas as pd
 
 from leapresearch.analysis.base import LONG_TERM_COLUMNS, Log, quiet, with_setting
 from leapresearch.analysis.fitting import adjustment_kinds, fit_group
-from leapresearch.analysis.sample import Prepared
+from leapresearch.analysis.sample import Prepared, unit_censoring_info
+from leapresearch.design.censoring import censoring_weights
 from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.linear_models import linearmodels_event_study
 from leapresearch.estimation.long_term import (
@@ -35,7 +36,10 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     the cohort's. Fitted by ``linearmodels`` (``AbsorbingLS``, see
     :func:`~leapresearch.estimation.linear_models.linearmodels_event_study`).
     ``adjustment`` says which slopes adjusted a school year's outcome, as in
-    ``event_study.csv`` (``none`` with ``long_term.regression_adjustment`` off).
+    ``event_study.csv`` (``none`` with ``long_term.regression_adjustment`` off). With
+    ``long_term.censoring_weights`` (and a not-yet-visited pool) the comparisons' school
+    months of the attendance rate are weighted by the inverse probability of not yet
+    having been visited (:func:`long_term_censoring_weights`).
     """
     config = prepared.config
     attrs = prepared.attributes
@@ -44,6 +48,10 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     for outcome in config.long_term.outcomes:
         annual = long_term_panel(prepared.panel, units, outcome=outcome)
         annual = annual.rename(columns={"y": "outcome"})
+        if _weighted(prepared, annual):
+            annual = annual.assign(
+                censoring_weight=long_term_censoring_weights(prepared, annual, log=log)
+            )
         for cohort in sorted(attrs["cohort"].dropna().unique()):
             in_cohort = attrs.loc[attrs["cohort"] == cohort]
             cohort_year = int(in_cohort["stack"].min()) // 10
@@ -83,6 +91,48 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=cols)
     return pd.concat(rows, ignore_index=True)[cols]
+
+
+def _weighted(prepared: Prepared, annual: pd.DataFrame) -> bool:
+    """Whether the long-term fit of ``annual`` takes censoring weights (month rows only)."""
+    config = prepared.config
+    return (
+        config.long_term.censoring_weights
+        and config.comparison_pool.not_yet_visited
+        and "day_share" in annual.columns
+    )
+
+
+def long_term_censoring_weights(
+    prepared: Prepared, annual: pd.DataFrame, *, log: Log = quiet
+) -> np.ndarray:
+    """Inverse-probability-of-censoring weights of the long-term panel's month rows.
+
+    The model of the monthly event study (:func:`~leapresearch.design.censoring.
+    censoring_weights`: a pooled logistic hazard of a comparison's first visit on its recent
+    attendance, calendar month, district, grade band and pre-period mean), fitted over every
+    school month each comparison is at risk until the last month of its stack. A comparison
+    month after the event month gets the inverse of its estimated probability of not yet
+    having been visited (capped); months up to the event month and visited students' rows
+    get 1. Chronic absence, a whole school year's property, is not weighted.
+
+    Notes
+    -----
+    Over later school years an early cohort's comparisons are visited (and censored) by the
+    later, larger cohorts, picked on falling attendance: unweighted, the comparisons left
+    are those whose attendance held up, and the long-term estimate is too low
+    (``validation/README.md``).
+    """
+    units = prepared.units
+    model = censoring_weights(
+        prepared.panel, units, annual, unit_censoring_info(units, prepared.candidates)
+    )
+    summary = model.summary()
+    log(
+        f"long-term censoring weights: {model.n_censored:,} of {model.n_at_risk:,} comparison "
+        f"months at risk censored, largest weight {summary['max_weight']:.2f}"
+    )
+    return model.weights
 
 
 def estimate_long_term_both(
