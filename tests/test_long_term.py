@@ -104,9 +104,11 @@ SIM_SEEDS = {"lists": 20_231, "hazard": 20_232}
 def _estimates(selection: str) -> pd.DataFrame:
     """All-student attendance-rate cells with the draw's truth.
 
-    ``estimate``/``std_error``: the design's default (censored, regression-adjusted);
-    ``_unadjusted``: censored, without the adjustment; ``estimate_uncensored``: the
-    default's units with no comparison ever censored.
+    ``estimate``/``std_error``: the design's default (censored, regression-adjusted,
+    censoring-weighted); ``_unadjusted``: censored, without the adjustment;
+    ``estimate_uncensored``: the default's units with no comparison ever censored;
+    ``estimate_unweighted``: censored, without the censoring weights. Also returns the
+    matched sample.
     """
     from leapresearch.analysis.base import with_setting
     from leapresearch.analysis.long_term import estimate_long_term
@@ -122,13 +124,17 @@ def _estimates(selection: str) -> pd.DataFrame:
         config = load_config("demo", data_dir=Path(tmp))
         config = with_setting(config, "long_term", outcomes=("attendance_rate",))
         prepared = prepare(read_raw_tables(Path(tmp)), config)
-    assert config.long_term.regression_adjustment  # the default this checks
+    assert config.long_term.regression_adjustment  # the defaults this checks
+    assert config.long_term.censoring_weights and config.comparison_pool.not_yet_visited
     panel = prepared.panel
     uncensored = dataclasses.replace(
         prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
     )
     unadjusted = dataclasses.replace(
         prepared, config=with_setting(config, "long_term", regression_adjustment=False)
+    )
+    unweighted = dataclasses.replace(
+        prepared, config=with_setting(config, "long_term", censoring_weights=False)
     )
     key = ["group", "cohort", "years_after"]
     est = (
@@ -141,16 +147,19 @@ def _estimates(selection: str) -> pd.DataFrame:
             on=key,
             suffixes=("", "_unadjusted"),
         )
+        .merge(
+            estimate_long_term(unweighted)[[*key, "estimate"]], on=key, suffixes=("", "_unweighted")
+        )
     )
     truth = pd.DataFrame(sim.truth["long_term"])
     truth = truth.loc[truth["outcome"] == "attendance_rate", [*key, "att"]]
     out = est.merge(truth, on=key, how="inner", validate="one_to_one")
-    return out.loc[out["group"] == "all"].reset_index(drop=True)
+    return out.loc[out["group"] == "all"].reset_index(drop=True), prepared
 
 
 @pytest.fixture(scope="module", params=sorted(SIM_SEEDS))
-def simulated(request) -> tuple[str, pd.DataFrame]:
-    return request.param, _estimates(request.param)
+def simulated(request) -> tuple[str, pd.DataFrame, object]:
+    return request.param, *_estimates(request.param)
 
 
 def test_censored_year_one_effects_are_near_the_truth(simulated):
@@ -161,7 +170,7 @@ def test_censored_year_one_effects_are_near_the_truth(simulated):
     1, slopes from 47 comparisons) of the hazard draw sits 3.3 of those SEs below the
     truth (README, Validation: the adjusted cells' coverage in the Monte Carlo).
     """
-    selection, cells = simulated
+    selection, cells, _ = simulated
     year1 = cells.loc[cells["years_after"] == 1]
     assert len(year1) >= 3, year1  # spring 2021, summer 2021, 2021-22 (and 2022-23)
     z = (year1["estimate_unadjusted"] - year1["att"]) / year1["std_error_unadjusted"]
@@ -174,7 +183,7 @@ def test_censoring_moves_the_largest_cohort_towards_the_truth(simulated):
     Checked on the cohort with the most visited students (the smaller cohorts' errors
     are mostly noise on one draw) at years 1 and 2 after its school year.
     """
-    selection, cells = simulated
+    selection, cells, _ = simulated
     largest = cells.loc[cells["n_treated"].idxmax(), "cohort"]
     sel = cells.loc[(cells["cohort"] == largest) & cells["years_after"].isin([1, 2])]
     err = (sel["estimate"] - sel["att"]).abs()
@@ -297,9 +306,84 @@ def test_visit_year_of_the_largest_cohort_is_near_the_truth(simulated):
     On year rows without the adjustment (the design before) it sat 2-4 pp low, beyond 3
     standard errors of these demo-size draws.
     """
-    selection, cells = simulated
+    selection, cells, _ = simulated
     largest = cells.loc[cells["n_treated"].idxmax(), "cohort"]
     cell = cells.loc[(cells["cohort"] == largest) & (cells["years_after"] == 0)]
     assert len(cell) == 1
     z = float((cell["estimate"] - cell["att"]).iloc[0] / cell["std_error"].iloc[0])
     assert abs(z) < 3, (selection, cell)
+
+
+# ----------------------------------------------------------------------------------------
+# Censoring weights of the long-term rate (long_term.censoring_weights, fourth freeze)
+
+
+def _pre_mean_of_comparisons(prepared, months: pd.DataFrame, weight: np.ndarray, stacks) -> float:
+    """Mean pre-period rate of the comparisons' school-year-1 month rows of ``stacks``.
+
+    Each row weighted by its unit's matching weight, its day share and ``weight``.
+    """
+    from leapresearch.analysis.sample import unit_censoring_info
+
+    units = prepared.units
+    pre = unit_censoring_info(units, prepared.candidates)["pre_mean"].to_numpy()
+    unit = months["unit"].to_numpy()
+    keep = (
+        (months["treated"].to_numpy() == 0)
+        & (months["rel_time"].to_numpy() == 1)
+        & months["stack"].isin(stacks).to_numpy()
+    )
+    w = units["weight"].to_numpy()[unit] * months["day_share"].to_numpy() * weight
+    return float(np.average(pre[unit[keep]], weights=w[keep]))
+
+
+def test_censoring_weights_restore_the_earliest_cohorts_comparisons(simulated):
+    """A school year after the earliest cohort's visits, its comparisons still unvisited
+    look better than all its matched comparisons; weighted, less so.
+
+    The later cohorts' students were picked on falling attendance, so the comparisons that
+    are not yet visited a year later had the higher pre-period rates; the inverse
+    probability of not yet being visited gives back weight to the lower ones. Reference:
+    the same rows with no comparison ever censored. Weights that were inverted, applied to
+    the visited students or lost on the way would fail.
+    """
+    from leapresearch.analysis.long_term import _weighted, long_term_censoring_weights
+    from leapresearch.estimation.long_term import monthly_long_term_panel
+
+    selection, _, prepared = simulated
+    panel, units = prepared.panel, prepared.units
+    attrs = prepared.attributes
+    earliest = attrs.loc[attrs["stack"] == attrs["stack"].min(), "cohort"].iloc[0]
+    stacks = attrs.loc[attrs["cohort"] == earliest, "stack"].unique()
+    months = monthly_long_term_panel(panel, units)
+    assert _weighted(prepared, months)
+    weights = long_term_censoring_weights(prepared, months)
+    treated = months["treated"].to_numpy() == 1
+    assert (weights[treated] == 1).all() and (weights >= 1).all() and (weights > 1).any()
+    nobody_censored = dataclasses.replace(panel, events=panel.events.iloc[0:0])
+    all_months = monthly_long_term_panel(nobody_censored, units)
+    reference = _pre_mean_of_comparisons(prepared, all_months, 1.0, stacks)
+    unweighted = _pre_mean_of_comparisons(prepared, months, 1.0, stacks) - reference
+    weighted = _pre_mean_of_comparisons(prepared, months, weights, stacks) - reference
+    assert unweighted > 0.005, (selection, earliest, unweighted)  # the selection is there
+    assert abs(weighted) < abs(unweighted), (selection, earliest, weighted, unweighted)
+
+
+def test_censoring_weights_reach_only_the_rate_of_censored_school_years(simulated):
+    """The weights move the attendance rate's cells where comparisons were censored.
+
+    With no comparison censored (the nobody-visited-later panel) there is nothing to
+    weight: :func:`long_term_censoring_weights` gives 1 everywhere.
+    """
+    from leapresearch.analysis.long_term import long_term_censoring_weights
+    from leapresearch.estimation.long_term import monthly_long_term_panel
+
+    selection, cells, prepared = simulated
+    moved = (cells["estimate"] - cells["estimate_unweighted"]).abs()
+    assert (moved[cells["years_after"] >= 1] > 1e-6).any(), (selection, cells)
+    panel = prepared.panel
+    nobody = dataclasses.replace(
+        prepared, panel=dataclasses.replace(panel, events=panel.events.iloc[0:0])
+    )
+    months = monthly_long_term_panel(nobody.panel, prepared.units)
+    assert (long_term_censoring_weights(nobody, months) == 1).all()
