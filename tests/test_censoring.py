@@ -142,6 +142,53 @@ def test_hazard_logit_matches_statsmodels():
     np.testing.assert_allclose(ours, ref, rtol=1e-7, atol=1e-9)
 
 
+def test_hazard_logit_on_indicator_codes_matches_statsmodels():
+    """The hazard's design as the package keeps it (dense columns, then month and district
+    codes standing for their indicators, first level dropped) is the matrix of
+    ``pandas.get_dummies``, and its fit is statsmodels'; with the ridge, the dense
+    matrix's fit (both to the accuracy of the iterations' stopping rule)."""
+    import statsmodels.api as sm
+
+    from leapresearch.design.censoring import IndicatorDesign
+
+    rng = np.random.default_rng(4)
+    n = 6000
+    month = rng.integers(240, 252, n)
+    district = rng.choice(np.array(["b", "a", "c"]), n)
+    dense = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
+    codes = tuple(np.unique(v, return_inverse=True)[1] for v in (month, district))
+    design = IndicatorDesign(dense, codes)
+    x_dense = np.column_stack(
+        [
+            dense,
+            pd.get_dummies(month, drop_first=True, dtype=float).to_numpy(),
+            pd.get_dummies(district, drop_first=True, dtype=float).to_numpy(),
+        ]
+    )
+    np.testing.assert_array_equal(design.toarray(), x_dense)
+    assert design.shape == x_dense.shape
+    beta = rng.normal(scale=0.3, size=x_dense.shape[1])
+    beta[0] = -2.5
+    np.testing.assert_allclose(design @ beta, x_dense @ beta, rtol=1e-13, atol=1e-13)
+    r = rng.normal(size=n)
+    np.testing.assert_allclose(design.rmatvec(r), x_dense.T @ r, rtol=1e-12, atol=1e-11)
+    v = rng.uniform(0.1, 2.0, n)
+    np.testing.assert_allclose(
+        design.weighted_cross_product(v), (x_dense * v[:, None]).T @ x_dense, rtol=1e-12
+    )
+    y = (rng.random(n) < expit(x_dense @ beta)).astype(float)
+    w = rng.uniform(0.2, 3.0, n)
+    ours = _weighted_ridge_logit(design, y, w, ridge=0.0)
+    ref = sm.GLM(y, x_dense, family=sm.families.Binomial(), var_weights=w).fit(tol=1e-12).params
+    np.testing.assert_allclose(ours, ref, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        _weighted_ridge_logit(design, y, w, ridge=1.0),
+        _weighted_ridge_logit(x_dense, y, w, ridge=1.0),
+        rtol=1e-7,  # the Newton iterations stop on a change of the objective below 1e-12
+        atol=1e-9,
+    )
+
+
 # --------------------------------------------------------------------------------------
 # what the report says about the pool
 # --------------------------------------------------------------------------------------

@@ -959,3 +959,62 @@ def test_a_fit_started_from_the_full_samples_coefficients_reaches_the_same_score
             (w,), (c,) = warm.attrs["fit_diagnostics"], cold.attrs["fit_diagnostics"]
             assert w["method"] == c["method"]
             assert w["n_iter"] < c["n_iter"]
+
+
+def _whole_program(x: np.ndarray, y: np.ndarray):
+    """The separation program on every row at once (before row generation)."""
+    import scipy.optimize
+
+    sx = (2.0 * y - 1.0)[:, None] * x
+    return scipy.optimize.linprog(
+        -sx.sum(axis=0),
+        A_ub=-sx,
+        b_ub=np.zeros(y.size),
+        bounds=[(-1.0, 1.0)] * x.shape[1],
+        method="highs",
+    )
+
+
+@pytest.mark.parametrize("case", ["overlap", "separated", "quasi_separated"])
+def test_row_generation_reaches_the_whole_programs_decision_and_optimum(case, monkeypatch):
+    """The program solved on a subset of rows, then the rows its solution violates, decides
+    as the program on every row does, with the same optimum; the rounds are counted, so
+    the generation itself (not only the first subset) is exercised."""
+    import scipy.optimize
+
+    from leapresearch.design.matching import separation as m
+
+    rng = np.random.default_rng(11)
+    n = 30_000
+    z = rng.normal(size=(n, 3))
+    d = (rng.random(n) < 0.1).astype(float)
+    if case == "overlap":
+        y = (rng.random(n) < expit(-3.0 + z[:, 0])).astype(float)
+    elif case == "separated":  # a combination of two columns, not one, separates
+        y = (z[:, 0] + 0.5 * z[:, 1] > 2.2).astype(float)
+    else:  # rows with d = 1 are never treated and with z0 + z1 > 2: quasi-complete
+        y = (rng.random(n) < expit(-3.0 + z[:, 0])).astype(float)
+        y[d == 1] = 0.0
+        y[(d == 0) & (z[:, 0] + z[:, 1] > 2.0)] = 1.0
+        y[(d == 0) & (z[:, 0] + z[:, 1] <= 2.0)] = 0.0
+    x = np.column_stack([np.ones(n), z, d])
+    rounds = []
+    solve = scipy.optimize.linprog
+
+    def counted(*args, **kwargs):
+        rounds.append(kwargs["A_ub"].shape[0])
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "linprog", counted)
+    beta = m._program_direction(x, None, y)
+    monkeypatch.setattr(scipy.optimize, "linprog", solve)
+    whole = _whole_program(x, y)
+    separated = -whole.fun > m._SEPARATION_LP_TOL * n
+    assert (beta is not None) == separated == (case != "overlap"), (case, -whole.fun)
+    assert rounds[0] < n / 4  # started from a subset
+    if beta is not None:
+        s = 2.0 * y - 1.0
+        assert (s * (x @ beta)).min() >= -1e-7  # feasible for every row
+        optimum = float((s[:, None] * x).sum(axis=0) @ beta)
+        np.testing.assert_allclose(optimum, -whole.fun, rtol=1e-6)
+        assert len(rounds) >= 2, rounds  # rows were added

@@ -6,6 +6,7 @@ Difference-in-differences on annual outcomes, by cohort and grade band.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -124,6 +125,10 @@ def long_term_censoring_weights(
     (``validation/README.md``).
     """
     units = prepared.units
+    key = (id(units), id(prepared.panel.events), len(annual))
+    hit = _WEIGHTS.get(key)
+    if hit is not None and hit[0]() is units and hit[1]() is prepared.panel.events:
+        return hit[2]
     model = censoring_weights(
         prepared.panel, units, annual, unit_censoring_info(units, prepared.candidates)
     )
@@ -132,7 +137,16 @@ def long_term_censoring_weights(
         f"long-term censoring weights: {model.n_censored:,} of {model.n_at_risk:,} comparison "
         f"months at risk censored, largest weight {summary['max_weight']:.2f}"
     )
+    for stale in [k for k, v in _WEIGHTS.items() if v[0]() is None or v[1]() is None]:
+        del _WEIGHTS[stale]
+    _WEIGHTS[key] = (weakref.ref(units), weakref.ref(prepared.panel.events), model.weights)
     return model.weights
+
+
+_WEIGHTS: dict[tuple, tuple[weakref.ref, weakref.ref, np.ndarray]] = {}
+"""Recent :func:`long_term_censoring_weights`, by matched units and first visits (weak
+references): the published fit and notebook 07's alternative without the adjustment build
+the same month rows from the same sample, so they share one hazard fit."""
 
 
 def estimate_long_term_both(

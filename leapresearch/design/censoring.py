@@ -40,6 +40,7 @@ estimation error is not propagated into the analytic standard errors.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,21 +134,108 @@ def _features(
     x = np.column_stack(cols)
     sd = x.std(axis=0)
     x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    dummies = [
-        pd.get_dummies(pd.Series(v), drop_first=True, dtype=np.float64).to_numpy()
-        for v in (
-            row_time,
-            unit_info["district"].to_numpy()[row_unit],
-            unit_info["grade_band"].to_numpy()[row_unit],
-        )
-    ]
-    return np.column_stack([np.ones(row_time.size), x, *dummies])
+    by_unit = [np.unique(unit_info[c].to_numpy(), return_inverse=True)[1] for c in _CATEGORIES]
+    codes = tuple(  # sorted levels present in the risk months, as get_dummies would have them
+        np.unique(v, return_inverse=True)[1] for v in (row_time, *(u[row_unit] for u in by_unit))
+    )
+    return IndicatorDesign(np.column_stack([np.ones(row_time.size), x]), codes)
+
+
+_CATEGORIES = ("district", "grade_band")
+"""Columns of ``unit_info`` whose levels get an indicator each (after the calendar month)."""
+
+
+@dataclass(frozen=True)
+class IndicatorDesign:
+    """Dense columns, then the indicators of each categorical's levels but its first.
+
+    The design matrix ``[dense | 1{codes[0] == 1} ... 1{codes[0] == L0 - 1} | ...]`` (the
+    columns of ``pandas.get_dummies(..., drop_first=True)`` for codes of sorted levels),
+    never formed: its products with a vector and its weighted cross-product are computed
+    from the codes (bincounts), the hazard's indicators of calendar month, district and
+    grade band being most of its columns.
+    """
+
+    dense: np.ndarray
+    codes: tuple[np.ndarray, ...]
+
+    @functools.cached_property
+    def sizes(self) -> tuple[int, ...]:
+        """Indicator columns of each categorical (its levels but the first)."""
+        return tuple(max(int(c.max(initial=0)), 0) for c in self.codes)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Rows and columns of the design matrix."""
+        return self.dense.shape[0], self.dense.shape[1] + sum(self.sizes)
+
+    def _blocks(self, theta: np.ndarray) -> list[np.ndarray]:
+        """``theta``'s coefficients of each categorical, the dropped level's 0 first."""
+        out, start = [], self.dense.shape[1]
+        for size in self.sizes:
+            out.append(np.r_[0.0, theta[start : start + size]])
+            start += size
+        return out
+
+    def __matmul__(self, theta: np.ndarray) -> np.ndarray:
+        eta = self.dense @ theta[: self.dense.shape[1]]
+        for code, block in zip(self.codes, self._blocks(theta), strict=True):
+            eta += block[code]
+        return eta
+
+    def rmatvec(self, r: np.ndarray) -> np.ndarray:
+        """``X' r``."""
+        parts = [self.dense.T @ r]
+        for code, size in zip(self.codes, self.sizes, strict=True):
+            parts.append(np.bincount(code, weights=r, minlength=size + 1)[1:])
+        return np.concatenate(parts)
+
+    def weighted_cross_product(self, v: np.ndarray) -> np.ndarray:
+        """``X' diag(v) X``."""
+        d = self.dense.shape[1]
+        out = np.empty((self.shape[1], self.shape[1]))
+        out[:d, :d] = (self.dense * v[:, None]).T @ self.dense
+        starts = np.cumsum([d, *self.sizes])
+        for f, (code, size) in enumerate(zip(self.codes, self.sizes, strict=True)):
+            a = slice(starts[f], starts[f] + size)
+            for j in range(d):
+                out[a, j] = np.bincount(code, weights=v * self.dense[:, j], minlength=size + 1)[1:]
+                out[j, a] = out[a, j]
+            for g in range(f, len(self.codes)):
+                b = slice(starts[g], starts[g] + self.sizes[g])
+                if g == f:
+                    out[a, b] = np.diag(np.bincount(code, weights=v, minlength=size + 1)[1:])
+                    continue
+                n_g = self.sizes[g] + 1
+                pair = code * n_g + self.codes[g]
+                joint = np.bincount(pair, weights=v, minlength=(size + 1) * n_g)
+                out[a, b] = joint.reshape(size + 1, n_g)[1:, 1:]
+                out[b, a] = out[a, b].T
+        return out
+
+    def toarray(self) -> np.ndarray:
+        """The design matrix itself (tests)."""
+        blocks = [self.dense]
+        for code, size in zip(self.codes, self.sizes, strict=True):
+            block = np.zeros((code.size, size))
+            rows = np.flatnonzero(code > 0)
+            block[rows, code[rows] - 1] = 1.0
+            blocks.append(block)
+        return np.column_stack(blocks)
 
 
 def _weighted_ridge_logit(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray, *, ridge: float, max_iter: int = 100
+    x: np.ndarray | IndicatorDesign,
+    y: np.ndarray,
+    w: np.ndarray,
+    *,
+    ridge: float,
+    max_iter: int = 100,
 ) -> np.ndarray:
-    """Newton-Raphson with step halving for a weighted ridge logit; column 0 unpenalised."""
+    """Newton-Raphson with step halving for a weighted ridge logit; column 0 unpenalised.
+
+    ``x`` a dense array or an :class:`IndicatorDesign` (the hazard's).
+    """
     theta = np.zeros(x.shape[1])
     ybar = float(np.clip(np.average(y, weights=w), 1e-6, 1 - 1e-6))
     theta[0] = np.log(ybar / (1 - ybar))
@@ -161,8 +249,8 @@ def _weighted_ridge_logit(
     obj = objective(theta)
     for _ in range(max_iter):
         mu = expit(x @ theta)
-        grad = x.T @ (w * (y - mu)) - pen * theta
-        hess = (x * (w * mu * (1 - mu))[:, None]).T @ x + np.diag(pen)
+        grad = _rmatvec(x, w * (y - mu)) - pen * theta
+        hess = _weighted_cross_product(x, w * mu * (1 - mu)) + np.diag(pen)
         hess[0, 0] += 1e-12 * max(1.0, float(w.sum()))
         step = scipy.linalg.solve(hess, grad, assume_a="pos")
         t = 1.0
@@ -172,6 +260,18 @@ def _weighted_ridge_logit(
         if change <= 1e-12 * (abs(obj) + 1.0):
             break
     return theta
+
+
+def _rmatvec(x: np.ndarray | IndicatorDesign, r: np.ndarray) -> np.ndarray:
+    """``x' r``."""
+    return x.rmatvec(r) if isinstance(x, IndicatorDesign) else x.T @ r
+
+
+def _weighted_cross_product(x: np.ndarray | IndicatorDesign, v: np.ndarray) -> np.ndarray:
+    """``x' diag(v) x`` as a dense array."""
+    if isinstance(x, IndicatorDesign):
+        return x.weighted_cross_product(v)
+    return (x * v[:, None]).T @ x
 
 
 def censoring_weights(

@@ -132,7 +132,15 @@ def _features_x(panel, units, unit_info, row_unit, row_time):
     return np.column_stack([x, extra])
 
 
-_FEATURES = censoring._features
+def _FEATURES(*args):  # noqa: N802 (the package's function, renamed)
+    """``censoring._features`` as the dense matrix the pilot's variants extend.
+
+    The package's hazard keeps its indicators as codes (``censoring.IndicatorDesign``);
+    the pilot's variants add columns to the matrix itself, as they did when it was dense.
+    """
+    return censoring._features(*args).toarray()
+
+
 RIDGE = censoring.RIDGE
 
 
