@@ -272,6 +272,28 @@ def test_day_weighted_month_rows_give_back_the_annual_rate():
     np.testing.assert_allclose(mean.to_numpy(), annual.loc[mean.index].to_numpy(), atol=1e-10)
 
 
+def test_month_rows_day_shares_are_those_of_a_merge_with_the_monthly_rows():
+    """Each row's day share found by the dense table of monthly row numbers equals the
+    merge of the stacked rows with every monthly row (the construction before), row for
+    row and bit for bit, rows in shuffled monthly order included."""
+    from leapresearch.design.stacking import stacked_panel
+    from leapresearch.estimation.long_term import monthly_long_term_panel
+
+    panel = _monthly_panel()
+    panel.monthly = panel.monthly.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    units = _units([(STACK, 0, 1), *((STACK, s, 0) for s in (1, 2, 3, 4, 5))])
+    df = monthly_long_term_panel(panel, units)
+    monthly = panel.monthly
+    total = monthly.groupby(["student", "year"], sort=False)["membership"].transform("sum")
+    share = monthly.assign(day_share=monthly["membership"] / total)
+    merged = stacked_panel(panel, units).merge(
+        share[["student", "time", "day_share"]], on=["student", "time"], how="left"
+    )
+    expected = merged.sort_values(["unit", "time"], ignore_index=True)["day_share"]
+    np.testing.assert_array_equal(df["day_share"].to_numpy(), expected.to_numpy())
+    assert df["day_share"].notna().all()
+
+
 def test_month_rows_reproduce_the_annual_fit_when_nothing_is_censored():
     """Equal days in every month, no comparison visited: the month-row fit is the annual one."""
     from leapresearch.estimation.event_study import event_study

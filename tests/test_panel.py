@@ -307,3 +307,32 @@ def test_pre_period_gathers_each_rows_months_as_the_column_loop_did():
     got = pool_module._pre_period(panel, student, stack, 24)
     np.testing.assert_array_equal(got, expected)
     assert got.flags.c_contiguous
+
+
+def test_demographic_indicators_of_rows_are_the_dummies_of_those_roster_rows():
+    """Computed once per roster row and gathered (the candidates' way), the indicators
+    equal :func:`demographic_dummies` of the gathered roster rows (the way before), and
+    the missing-home-language column is there only when a gathered row lacks one."""
+    from leapresearch.data.panel import demographic_dummies, demographic_indicators
+
+    roster = pd.DataFrame(
+        {
+            "gender": ["F", "M", "X", "F", "M"],
+            "race_ethnicity": ["White", "Black", "Hispanic", "Asian", "White"],
+            "meal_status": ["free", "reduced", "not_eligible", "free", "free"],
+            "ell": np.array([1, 0, 0, 1, 0], dtype=np.int8),
+            "swd": np.array([0, 0, 1, 1, 0], dtype=np.int8),
+            "home_language": ["English", "Spanish", None, "English", "Polish"],
+        }
+    )
+    demographics = ("gender", "race_ethnicity", "meal_status", "ell", "swd", "home_language")
+    for rows in (np.array([4, 0, 0, 2, 3, 1, 2]), np.array([1, 0, 4, 4])):
+        before = demographic_dummies(roster.iloc[rows].reset_index(drop=True), demographics)
+        now = demographic_indicators(roster, demographics, rows)
+        assert list(now) == list(before.columns)
+        for column, values in now.items():
+            np.testing.assert_array_equal(values.astype(np.float64), before[column].to_numpy())
+    assert "home_language_missing" in demographic_indicators(roster, demographics, np.array([2]))
+    assert "home_language_missing" not in demographic_indicators(
+        roster, demographics, np.array([0, 1])
+    )

@@ -348,24 +348,43 @@ def demographic_dummies(roster: pd.DataFrame, demographics: tuple[str, ...]) -> 
     ``not_eligible``, home language ``English``. A missing home language counts as
     English and gets its own indicator ``home_language_missing`` when any is missing.
     """
-    out = pd.DataFrame(index=roster.index)
+    columns = demographic_indicators(roster, demographics)
+    return pd.DataFrame({c: v.astype(np.float64) for c, v in columns.items()}, index=roster.index)
+
+
+def demographic_indicators(
+    roster: pd.DataFrame, demographics: tuple[str, ...], rows: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The columns of :func:`demographic_dummies` of the roster's ``rows`` (None: all).
+
+    Booleans (``ell`` and ``swd`` as the roster holds them), computed once per roster row
+    and then gathered, so a frame of many rows per student (the candidates) never copies
+    the roster's text columns. ``home_language_missing`` is there when any of ``rows`` has
+    no home language.
+    """
+
+    def take(values) -> np.ndarray:
+        values = np.asarray(values)
+        return values if rows is None else values[rows]
+
+    out: dict[str, np.ndarray] = {}
     if "gender" in demographics:
-        out["female"] = (roster["gender"] == "F").astype(np.float64)
-        out["gender_x"] = (roster["gender"] == "X").astype(np.float64)
+        out["female"] = take(roster["gender"] == "F")
+        out["gender_x"] = take(roster["gender"] == "X")
     if "race_ethnicity" in demographics:
         for race, col in RACE_DUMMIES.items():
-            out[col] = (roster["race_ethnicity"] == race).astype(np.float64)
+            out[col] = take(roster["race_ethnicity"] == race)
     if "meal_status" in demographics:
-        out["meal_free"] = (roster["meal_status"] == "free").astype(np.float64)
-        out["meal_reduced"] = (roster["meal_status"] == "reduced").astype(np.float64)
+        out["meal_free"] = take(roster["meal_status"] == "free")
+        out["meal_reduced"] = take(roster["meal_status"] == "reduced")
     if "ell" in demographics:
-        out["ell"] = roster["ell"].astype(np.float64)
+        out["ell"] = take(roster["ell"])
     if "swd" in demographics:
-        out["swd"] = roster["swd"].astype(np.float64)
+        out["swd"] = take(roster["swd"])
     if "home_language" in demographics:
         lang = roster["home_language"]
-        missing = lang.isna()
-        out["home_language_other"] = ((lang != "English") & ~missing).astype(np.float64)
+        missing = take(lang.isna())
+        out["home_language_other"] = take((lang != "English") & ~lang.isna())
         if missing.any():
-            out["home_language_missing"] = missing.astype(np.float64)
+            out["home_language_missing"] = missing
     return out

@@ -22,7 +22,7 @@ from leapresearch.config import MatchingConfig, PoolConfig
 from leapresearch.data.panel import (
     NEVER_VISITED,
     AnalyticPanel,
-    demographic_dummies,
+    demographic_indicators,
     first_event_times,
 )
 
@@ -279,7 +279,7 @@ def restrict_candidates(
     frame = frame.loc[keep].reset_index(drop=True)
     covariates = list(candidates.covariates)
     if "home_language_missing" in covariates and not frame["home_language_missing"].any():
-        covariates.remove("home_language_missing")  # as demographic_dummies does
+        covariates.remove("home_language_missing")  # as demographic_indicators does
         frame = frame.drop(columns="home_language_missing")
     return dataclasses.replace(candidates, frame=frame, covariates=covariates)
 
@@ -394,8 +394,8 @@ def _covariate_frame(
     extra = ["pre_rate_m13_24"]
 
     rows = _lookup(ros, panel.n_students, frame["student"], frame["year"])
-    demo = demographic_dummies(ros.iloc[rows].reset_index(drop=True), tuple(matching.demographics))
-    covariates += list(demo.columns)
-    cols.update({c: _as_indicator(demo[c].to_numpy()) for c in demo.columns})
+    demo = demographic_indicators(ros, tuple(matching.demographics), rows)
+    covariates += list(demo)
+    cols.update({c: _as_indicator(v) for c, v in demo.items()})
     del demo
-    return pd.DataFrame(cols), covariates, extra
+    return pd.DataFrame(cols, copy=False), covariates, extra  # no consolidated copy at the peak
