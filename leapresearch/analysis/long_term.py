@@ -135,7 +135,8 @@ def long_term_censoring_weights(
     summary = model.summary()
     log(
         f"long-term censoring weights: {model.n_censored:,} of {model.n_at_risk:,} comparison "
-        f"months at risk censored, largest weight {summary['max_weight']:.2f}"
+        f"months at risk censored, largest weight {summary['max_weight']:.2f} "
+        f"({model.n_capped:,} month rows capped)"
     )
     for stale in [k for k, v in _WEIGHTS.items() if v[0]() is None or v[1]() is None]:
         del _WEIGHTS[stale]
