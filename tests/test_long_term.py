@@ -337,7 +337,7 @@ def test_visit_year_of_the_largest_cohort_is_near_the_truth(simulated):
 
 
 # ----------------------------------------------------------------------------------------
-# Censoring weights of the long-term rate (long_term.censoring_weights, fourth freeze)
+# Censoring weights of the long-term rate (long_term.censoring_weights, fifth freeze)
 
 
 def _pre_mean_of_comparisons(prepared, months: pd.DataFrame, weight: np.ndarray, stacks) -> float:

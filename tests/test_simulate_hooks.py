@@ -166,7 +166,7 @@ def test_family_seeds_are_held_out():
     bases = (fam.FAMILY_SEED_BASE, 7_500_000, 8_000_000, 8_100_000, 8_200_000, 8_300_000)
     bases += (8_400_000, 8_500_000)  # the procedure schemes' pilot, the Bayesian scheme's run
     bases += (8_600_000,)  # the adjustment's fallback (pooled slopes), procedure run
-    bases += (8_700_000,)  # the long-term censoring weights (fourth freeze), demo size
+    bases += (8_700_000,)  # the long-term censoring weights (fifth freeze), demo size
     ranges = [
         {fam.family_seed(f, i, base) for f in fam.FAMILIES for i in range(10_000)} for base in bases
     ]
