@@ -1401,11 +1401,12 @@ def result_path(out: Path, day: str, scale: str, settings: list[str]) -> Path:
     replaces an earlier one: ``<day>b-...``, ``<day>c-...`` (they sort after it, so the
     README's check reads the latest)."""
     name = f"{scale}{settings_suffix(settings)}.json"
-    for letter in ["", *"bcdefghijklmnopqrstuvwxyz"]:
-        path = out / f"{day}{letter}-{name}"
-        if not path.exists():
-            return path
-    raise FileExistsError(f"{out}: 26 results of {day} for {name} already")
+    letters = ["", *"bcdefghijklmnopqrstuvwxyz"]
+    taken = [i for i, letter in enumerate(letters) if (out / f"{day}{letter}-{name}").exists()]
+    following = max(taken) + 1 if taken else 0  # after the last, not in a gap a rename left
+    if following == len(letters):
+        raise FileExistsError(f"{out}: 26 results of {day} for {name} already")
+    return out / f"{day}{letters[following]}-{name}"
 
 
 if __name__ == "__main__":

@@ -75,6 +75,11 @@ def test_a_second_measurement_of_the_day_gets_its_own_file_read_as_the_latest(tm
     assert fnmatch.fnmatch(second.name, "*-districts.json")
     other = bench.result_path(tmp_path, "2026-12-05", "districts", ["a=1"])
     assert other.name == "2026-12-05-districts-set-a_1.json"
+    # a gap (a file renamed or removed) is not filled: the new file still sorts last
+    third.write_text("{}")
+    second.unlink()
+    fourth = bench.result_path(tmp_path, "2026-12-05", "districts", [])
+    assert fourth.name == "2026-12-05d-districts.json"
 
 
 def test_log_stages_time_the_bootstrap_and_the_notebooks():
