@@ -341,6 +341,29 @@ publishes the last one by subtraction, which the disclosure rules of
 :mod:`leapresearch.publish.privacy` take into account."""
 
 
+def row_positions(
+    frame: pd.DataFrame, n_students: int, student, key, *, column: str = "year"
+) -> np.ndarray:
+    """Row positions of ``(student, key)`` pairs in a frame keyed by those columns (-1: none).
+
+    ``key`` is matched against the frame's ``column``. A dense ``student x key`` table of
+    row numbers replaces a MultiIndex look-up or a merge, an order of magnitude slower on
+    millions of rows (the candidates' school years, the long-term panel's school months).
+    """
+    keys = frame[column].to_numpy(np.int64)
+    k0 = int(keys.min()) if len(keys) else 0
+    n_keys = int(keys.max()) - k0 + 1 if len(keys) else 1
+    small = len(frame) < np.iinfo(np.int32).max
+    table = np.full((n_students, n_keys), -1, dtype=np.int32 if small else np.int64)
+    table[frame["student"].to_numpy(np.int64), keys - k0] = np.arange(len(frame))
+    s = np.asarray(student, dtype=np.int64)
+    k = np.asarray(key, dtype=np.int64) - k0
+    ok = (k >= 0) & (k < n_keys)
+    out = np.full(len(s), -1, dtype=np.int64)
+    out[ok] = table[s[ok], k[ok]]
+    return out
+
+
 def demographic_dummies(roster: pd.DataFrame, demographics: tuple[str, ...]) -> pd.DataFrame:
     """Numeric 0/1 columns for the demographic matching covariates.
 

@@ -24,6 +24,7 @@ from leapresearch.data.panel import (
     AnalyticPanel,
     demographic_indicators,
     first_event_times,
+    row_positions,
 )
 
 
@@ -101,25 +102,6 @@ def _pre_period(
 
 _PRE_PERIOD_BLOCK = 65_536
 """Candidate rows gathered at once by :func:`_pre_period` (bounds its temporaries)."""
-
-
-def _lookup(frame: pd.DataFrame, n_students: int, student, year) -> np.ndarray:
-    """Row positions of ``(student, year)`` pairs in a frame keyed by those columns (-1: none).
-
-    A dense ``student x year`` table of row numbers replaces a MultiIndex look-up, which is
-    an order of magnitude slower on millions of candidate rows.
-    """
-    years = frame["year"].to_numpy(np.int64)
-    y0 = int(years.min()) if len(years) else 0
-    n_years = int(years.max()) - y0 + 1 if len(years) else 1
-    table = np.full((n_students, n_years), -1, dtype=np.int64)
-    table[frame["student"].to_numpy(np.int64), years - y0] = np.arange(len(frame))
-    s = np.asarray(student, dtype=np.int64)
-    y = np.asarray(year, dtype=np.int64) - y0
-    ok = (y >= 0) & (y < n_years)
-    out = np.full(len(s), -1, dtype=np.int64)
-    out[ok] = table[s[ok], y[ok]]
-    return out
 
 
 def _row_mean(block: np.ndarray) -> np.ndarray:
@@ -210,7 +192,7 @@ def _treated_rows(
     ros = panel.roster
     treated = pd.DataFrame({"stack": t_stack, "student": t_student, "treated": True})
     treated["year"] = treated["stack"] // 10
-    t_rows = _lookup(ros, panel.n_students, treated["student"], treated["year"])
+    t_rows = row_positions(ros, panel.n_students, treated["student"], treated["year"])
     on_roster = t_rows >= 0
     excluded = [
         treated.loc[~on_roster, ["stack", "student"]].assign(reason="not_on_roster_in_event_year")
@@ -314,7 +296,7 @@ def _with_comparison_rows(
             )
         )
     frame = pd.concat(parts, ignore_index=True)
-    rows = _lookup(ros, panel.n_students, frame["student"], frame["year"])
+    rows = row_positions(ros, panel.n_students, frame["student"], frame["year"])
     frame["grade_band"] = ros["grade_band"].to_numpy()[rows]
     frame["school"] = ros["school"].to_numpy()[rows]
     return frame
@@ -384,7 +366,7 @@ def _covariate_frame(
     covariates += [f"pre_missing_m{k}" for k in range(1, matching.pre_months + 1)]
 
     annual = panel.annual
-    prior_rows = _lookup(annual, panel.n_students, frame["student"], frame["year"] - 1)
+    prior_rows = row_positions(annual, panel.n_students, frame["student"], frame["year"] - 1)
     prior = np.where(prior_rows >= 0, annual["rate"].to_numpy()[prior_rows], np.nan)
     cols["prior_year_missing"] = np.isnan(prior)
     cols["prior_year_rate"] = np.where(np.isnan(prior), own_mean, prior)
@@ -393,7 +375,7 @@ def _covariate_frame(
     cols["pre_rate_m13_24"] = np.where(np.isnan(far_mean), own_mean, far_mean)
     extra = ["pre_rate_m13_24"]
 
-    rows = _lookup(ros, panel.n_students, frame["student"], frame["year"])
+    rows = row_positions(ros, panel.n_students, frame["student"], frame["year"])
     demo = demographic_indicators(ros, tuple(matching.demographics), rows)
     covariates += list(demo)
     cols.update({c: _as_indicator(v) for c, v in demo.items()})

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.data.calendar import index_to_start_year, school_year_label
-from leapresearch.data.panel import AnalyticPanel, first_event_times
+from leapresearch.data.panel import AnalyticPanel, first_event_times, row_positions
 from leapresearch.design.stacking import stacked_panel
 
 ESTIMATE_COLUMNS = ["estimate", "std_error", "ci_lower", "ci_upper", "n_treated", "n_comparison"]
@@ -93,31 +93,12 @@ def monthly_long_term_panel(panel: AnalyticPanel, units: pd.DataFrame) -> pd.Dat
     year = monthly["time"].to_numpy() // 10
     total = monthly.groupby([monthly["student"], year], sort=False)["membership"].transform("sum")
     share = monthly["membership"].to_numpy(np.float64) / total.to_numpy(np.float64)
-    at = _month_rows(panel, rows["student"].to_numpy(np.int64), rows["time"].to_numpy(np.int64))
+    at = row_positions(monthly, panel.n_students, rows["student"], rows["time"], column="time")
     rows["day_share"] = np.where(at >= 0, share[np.maximum(at, 0)], np.nan)
     rows["rel_time"] = (rows["time"] // 10 - rows["stack"] // 10).astype(np.int64)
     rows = rows.rename(columns={"attendance_pp": "y"})
     cols = ["unit", "stack", "time", "rel_time", "treated", "weight", "student", "school"]
     return rows[[*cols, "y", "day_share"]].sort_values(["unit", "time"], ignore_index=True)
-
-
-def _month_rows(panel: AnalyticPanel, student: np.ndarray, time: np.ndarray) -> np.ndarray:
-    """Position in ``panel.monthly`` of each ``(student, time)`` (-1: none), by a dense table.
-
-    The table of row numbers over students and school months (the shape of
-    ``panel.rates``) replaces a merge with the millions of monthly rows.
-    """
-    monthly = panel.monthly
-    n_times = panel.rates.shape[1]
-    table = np.full((panel.rates.shape[0], n_times), -1, dtype=np.int32)
-    table[
-        monthly["student"].to_numpy(np.int64), monthly["time"].to_numpy(np.int64) - panel.time_min
-    ] = np.arange(len(monthly), dtype=np.int32)
-    col = time - panel.time_min
-    ok = (col >= 0) & (col < n_times)
-    out = np.full(student.size, -1, dtype=np.int64)
-    out[ok] = table[student[ok], col[ok]]
-    return out
 
 
 def annual_stacked_panel(
