@@ -1018,3 +1018,48 @@ def test_row_generation_reaches_the_whole_programs_decision_and_optimum(case, mo
         optimum = float((s[:, None] * x).sum(axis=0) @ beta)
         np.testing.assert_allclose(optimum, -whole.fun, rtol=1e-6)
         assert len(rounds) >= 2, rounds  # rows were added
+
+
+@pytest.mark.parametrize("ridge", [0.0, 1.0])
+def test_newton_sums_over_runs_of_dummy_rows_equal_the_sparse_products_and_statsmodels(
+    ridge, monkeypatch
+):
+    # rows sorted by their fixed effects come in runs of identical dummy rows: the Hessian
+    # and score summed over runs (cut into blocks of rows) give the same fit as the sparse
+    # products used for rows in no such order, and, without the ridge, statsmodels' GLM
+    from leapresearch.design.matching import logit
+
+    monkeypatch.setattr(logit, "_CHUNK_ROWS", 700)  # several blocks within one run
+    rng = np.random.default_rng(11)
+    n = 9000
+    district, band = rng.integers(0, 5, n), rng.integers(0, 3, n)
+    z = rng.normal(size=(n, 3))
+    eta = 0.5 * z[:, 0] - 0.4 * z[:, 1] + 0.3 * district - 0.5 * band - 1.0
+    y = (rng.random(n) < expit(eta)).astype(float)
+    weights = rng.exponential(size=n)
+    order = np.lexsort((band, district))  # the canonical order: by fixed effects
+
+    def fit(rows: np.ndarray) -> tuple[np.ndarray, int]:
+        dmat, _ = logit._dummies(
+            [district[rows], band[rows]], [("d", np.arange(5)), ("b", np.arange(3))]
+        )
+        design = np.column_stack([np.ones(n), z[rows]])
+        runs = logit._DummyRuns(dmat.tocsr(), n)
+        theta, converged, _, fitted = logit._logit_newton(
+            design, dmat.tocsr(), y[rows], ridge=ridge, weights=weights[rows]
+        )
+        assert converged
+        back = np.empty(n)
+        back[rows] = fitted
+        return theta, back, runs.starts.size
+
+    sorted_theta, sorted_eta, sorted_blocks = fit(order)
+    shuffled_theta, shuffled_eta, shuffled_blocks = fit(rng.permutation(n))
+    assert sorted_blocks * logit._MIN_RUN_ROWS <= n  # the runs' sums
+    assert shuffled_blocks * logit._MIN_RUN_ROWS > n  # the sparse products
+    np.testing.assert_allclose(sorted_theta, shuffled_theta, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(sorted_eta, shuffled_eta, rtol=0, atol=1e-9)
+    if ridge == 0.0:
+        exog = np.column_stack([np.ones(n), z, np.eye(5)[district][:, 1:], np.eye(3)[band][:, 1:]])
+        ref = sm.GLM(y, exog, family=sm.families.Binomial(), var_weights=weights).fit(tol=1e-12)
+        np.testing.assert_allclose(sorted_eta, exog @ ref.params, rtol=0, atol=1e-7)

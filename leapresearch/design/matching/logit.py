@@ -78,6 +78,47 @@ def _non_aliased(z: np.ndarray, dummies: sp.csc_array | None) -> tuple[np.ndarra
     return keep[:p], keep[p:]
 
 
+_CHUNK_ROWS: int = 8192
+"""Most rows of one block of the Hessian's sums (a block's weighted rows stay in cache)."""
+_MIN_RUN_ROWS: int = 256
+"""Fewest rows a run of identical dummy rows holds on average for the runs' Hessian."""
+
+
+class _DummyRuns:
+    r"""The rows of a fit in runs of identical dummy rows, cut into blocks of rows.
+
+    The propensity fits' rows are sorted by their fixed effects, so the dummies
+    :math:`D` are constant over long runs of rows: :math:`D = C P`, with :math:`C` the
+    indicator of a row's run and :math:`P` the runs' dummy rows (dense, runs by dummies).
+    Then :math:`D'r = P'(C'r)`, :math:`D'WX = P'(C'WX)` and
+    :math:`D'WD = P'\operatorname{diag}(C'w)P`: sums over runs instead of sparse
+    products over rows. ``bounds``: the blocks' first rows and the end; a block lies within
+    one run and holds at most :data:`_CHUNK_ROWS` rows; ``pattern``: each block's dummy
+    row (None without dummies).
+    """
+
+    def __init__(self, dmat: sp.csr_array | None, n: int) -> None:
+        starts = np.arange(0, n, _CHUNK_ROWS)
+        self.pattern = None
+        if dmat is not None:
+            dmat = sp.csr_array(dmat)
+            dmat.sort_indices()
+            width = int(np.diff(dmat.indptr).max(initial=0))
+            index = np.full((n, width), -1, np.int64)
+            value = np.zeros((n, width))
+            at = np.arange(dmat.nnz) - np.repeat(dmat.indptr[:-1], np.diff(dmat.indptr))
+            rows = np.repeat(np.arange(n), np.diff(dmat.indptr))
+            index[rows, at] = dmat.indices
+            value[rows, at] = dmat.data
+            new = np.ones(n, dtype=bool)
+            new[1:] = (index[1:] != index[:-1]).any(axis=1) | (value[1:] != value[:-1]).any(axis=1)
+            starts = np.union1d(np.flatnonzero(new), starts)
+            self.pattern = dmat[starts].toarray()
+        self.starts = starts
+        self.bounds = np.append(starts, n)
+        self.sizes = np.diff(self.bounds)
+
+
 def _logit_newton(
     design: np.ndarray,
     dmat: sp.csr_array | None,
@@ -94,8 +135,14 @@ def _logit_newton(
     From ``start`` when given, else from the intercept-only fit; ``tol=0`` takes exactly
     ``max_iter`` steps (converged is then False). ``weights`` (positive, one a row) weight
     each row's log-likelihood (a row of weight 2 counts as two identical rows); None: 1.
+
+    The Hessian and the score are summed block by block of rows (each block's weighted
+    rows in cache, one pass over the design an iteration); the dummies' parts are sums
+    over the runs of identical dummy rows (:class:`_DummyRuns`) when the rows come in runs
+    of :data:`_MIN_RUN_ROWS` rows or more on average (the propensity fits' canonical
+    order), else sparse products.
     """
-    p = design.shape[1]
+    n, p = design.shape
     g = 0 if dmat is None else dmat.shape[1]
     if start is not None:
         theta = np.array(start, dtype=np.float64)
@@ -105,11 +152,19 @@ def _logit_newton(
         theta[0] = np.log(ybar / (1.0 - ybar))
     pen = np.full(p + g, ridge)
     pen[0] = 0.0
+    runs = _DummyRuns(dmat, n)
+    if g and runs.starts.size * _MIN_RUN_ROWS > n:  # short runs: sparse products instead
+        runs = _DummyRuns(None, n)
+        nnz_row = np.repeat(np.arange(n), np.diff(dmat.indptr))
+        dmat_w = dmat.copy()  # rows scaled by w, reused by every iteration
+    pattern = runs.pattern
 
     def linear(th: np.ndarray) -> np.ndarray:
         out = design @ th[:p]
-        if g:
-            out = out + dmat @ th[p:]
+        if pattern is not None:
+            out += np.repeat(pattern @ th[p:], runs.sizes)
+        elif g:
+            out += dmat @ th[p:]
         return out
 
     def objective(eta: np.ndarray, th: np.ndarray) -> float:
@@ -119,14 +174,37 @@ def _logit_newton(
             dev = 2.0 * float(weights @ np.logaddexp(0.0, eta) - (weights * y) @ eta)
         return dev + float(pen @ (th * th))
 
+    block = np.empty((min(n, _CHUNK_ROWS), p))  # a block's rows scaled by sqrt(w)
+
+    def score_and_hessian(w: np.ndarray, resid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        grad = np.empty(p + g)
+        hess = np.empty((p + g, p + g))
+        root = np.sqrt(w)
+        hxx, gx = np.zeros((p, p)), np.zeros(p)
+        sums = np.empty((runs.starts.size, p))  # each block's sum of w x
+        for k, (a, b) in enumerate(zip(runs.bounds[:-1], runs.bounds[1:], strict=True)):
+            rows, scaled = design[a:b], block[: b - a]
+            np.multiply(rows, root[a:b, None], out=scaled)
+            hxx += scaled.T @ scaled  # numpy uses a symmetric rank-k update here
+            sums[k] = root[a:b] @ scaled
+            gx += resid[a:b] @ rows
+        hess[:p, :p], grad[:p] = hxx, gx
+        if pattern is not None:
+            hdx = pattern.T @ sums
+            hess[p:, p:] = (pattern.T * np.add.reduceat(w, runs.starts)) @ pattern
+            grad[p:] = pattern.T @ np.add.reduceat(resid, runs.starts)
+        elif g:
+            np.multiply(dmat.data, w[nnz_row], out=dmat_w.data)
+            hdx = np.asarray(dmat_w.T @ design)
+            hess[p:, p:] = (dmat.T @ dmat_w).toarray()
+            grad[p:] = dmat.T @ resid
+        if g:
+            hess[p:, :p] = hdx
+            hess[:p, p:] = hdx.T
+        return grad, hess
+
     eta = linear(theta)
     obj = objective(eta, theta)
-    # buffers of the Hessian's weighted rows, reused by every iteration (no new n-by-p
-    # temporaries); the products are the same as with fresh arrays
-    root_w = np.empty_like(design)
-    if g:
-        dmat_w = dmat.copy()  # rows scaled by w
-        nnz_row = np.repeat(np.arange(design.shape[0]), np.diff(dmat.indptr))
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - iteration count is reported
@@ -136,18 +214,7 @@ def _logit_newton(
         if weights is not None:
             w *= weights
             resid *= weights
-        grad = np.empty(p + g)
-        grad[:p] = design.T @ resid
-        hess = np.empty((p + g, p + g))
-        np.multiply(design, np.sqrt(w)[:, None], out=root_w)
-        hess[:p, :p] = root_w.T @ root_w  # numpy uses a symmetric rank-k update here
-        if g:
-            grad[p:] = dmat.T @ resid
-            np.multiply(dmat.data, w[nnz_row], out=dmat_w.data)
-            hdz = np.asarray(dmat_w.T @ design)
-            hess[p:, :p] = hdz
-            hess[:p, p:] = hdz.T
-            hess[p:, p:] = (dmat.T @ dmat_w).toarray()
+        grad, hess = score_and_hessian(w, resid)
         grad -= pen * theta
         hess[np.diag_indices_from(hess)] += pen
         try:
