@@ -1063,3 +1063,21 @@ def test_newton_sums_over_runs_of_dummy_rows_equal_the_sparse_products_and_stats
         exog = np.column_stack([np.ones(n), z, np.eye(5)[district][:, 1:], np.eye(3)[band][:, 1:]])
         ref = sm.GLM(y, exog, family=sm.families.Binomial(), var_weights=weights).fit(tol=1e-12)
         np.testing.assert_allclose(sorted_eta, exog @ ref.params, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("scale", [1, 2**55])
+def test_first_block_not_below_a_treated_score_by_binary_search_equals_counting(scale):
+    # blocks sorted by (stratum, grid score), distinct; the first one of the treated
+    # student's stratum at or above its score, counted by brute force; scores of 2**55
+    # take the merge (their mixed-radix key would not fit in 62 bits)
+    from leapresearch.design.matching.nearest import _first_not_below
+
+    rng = np.random.default_rng(5)
+    pairs = np.unique(np.c_[rng.integers(0, 6, 400), rng.integers(-50, 50, 400) * scale], axis=0)
+    b_strat, b_q = pairs[:, 0], pairs[:, 1]
+    t_strat, t_q = rng.integers(0, 7, 300), rng.integers(-60, 60, 300) * scale
+    expected = [
+        int(((b_strat < s) | ((b_strat == s) & (b_q < q))).sum())
+        for s, q in zip(t_strat, t_q, strict=True)
+    ]
+    np.testing.assert_array_equal(_first_not_below(b_strat, b_q, t_strat, t_q), expected)

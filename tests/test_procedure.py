@@ -364,3 +364,31 @@ def test_the_inference_sentence_calls_the_fixed_step_errors_conditional_and_read
     assert "whole-procedure band for all visited students lies above zero in all 12" in text
     bare = describe_inference(table.drop(columns=["procedure_std_error"]))
     assert "conditional" in bare and "whole-procedure" not in bare
+
+
+def test_a_process_builds_the_shared_plan_once_for_all_its_blocks(bayesian, monkeypatch):
+    # the blocks of one data in one process (a worker, or the run itself with one worker)
+    # share one plan, built for the first; other data (another token) get their own; the
+    # draws are those of blocks each building their own plan
+    from leapresearch.analysis import procedure
+
+    built = []
+    real = procedure.shared_plan
+
+    def counted(data):
+        built.append(data.token)
+        return real(data)
+
+    monkeypatch.setattr(procedure, "shared_plan", counted)
+    procedure._PLANS.clear()
+    shared = [procedure._block(bayesian, (d,)) for d in (0, 1, 2)]
+    assert built == [bayesian.token]
+    other = procedure.content_ordered(bayesian)
+    assert other.token != bayesian.token
+    procedure._block(other, (0,))
+    assert built == [bayesian.token, other.token]
+    procedure._PLANS.clear()
+    for d, block in zip((0, 1, 2), shared, strict=True):
+        fresh = procedure.draw_estimates(bayesian, d, plan=real(bayesian))
+        assert block[0].keys() == fresh.keys()
+        assert all(block[0][g].equals(fresh[g]) for g in fresh)

@@ -64,6 +64,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import uuid
 import warnings
 from dataclasses import dataclass
 
@@ -114,6 +115,8 @@ class ProcedureData:
     steps). ``scheme``: ``inference.procedure_scheme``; with ``"bayesian"`` the panel and
     candidates are already renumbered by content (:func:`content_ordered`) and
     ``code_cluster`` maps a unit's school (or student) code to its cluster's position.
+    ``token``: names these candidates in a worker's cache of their :func:`shared_plan`
+    (new data, or new candidates, take a new one).
     """
 
     panel: AnalyticPanel
@@ -128,6 +131,7 @@ class ProcedureData:
     pscore_start: dict = dataclasses.field(default_factory=dict)
     scheme: str = "resample"
     code_cluster: np.ndarray | None = None
+    token: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
 
 def _as_text(column: pd.Series) -> pd.Series:
@@ -209,7 +213,7 @@ def procedure_data(prepared: Prepared) -> ProcedureData:
     config = prepared.config
     cand = prepared.candidates
     keep = ["stack", "student", "treated", "district", "grade_band", "school", *cand.covariates]
-    frame = cand.frame[list(dict.fromkeys(keep))]
+    frame = _coded_strata(cand.frame[list(dict.fromkeys(keep))], config.matching.exact)
     level = cluster_level(prepared)
     student_key = student_keys(prepared.panel, np.unique(frame["student"].to_numpy(np.int64)))
     keys = cluster_keys(prepared.panel, frame, level, student_key)
@@ -242,6 +246,23 @@ def procedure_data(prepared: Prepared) -> ProcedureData:
     if config.inference.procedure_scheme == "bayesian":
         return content_ordered(data)
     return data
+
+
+def _coded_strata(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` with its text ``columns`` (the exact strata) as categoricals, levels sorted.
+
+    Every draw codes the strata of the matching (``pd.factorize(..., sort=True)``): from
+    a categorical with sorted levels that reads the stored codes, the same codes as from
+    the text, instead of hashing millions of strings a draw.
+    """
+    text = [c for c in columns if c in frame and frame[c].dtype.kind in "OUT"]
+    text += [c for c in columns if c in frame and pd.api.types.is_string_dtype(frame[c])]
+    levels = {
+        c: pd.CategoricalDtype(np.sort(frame[c].dropna().unique().astype(str)))
+        for c in dict.fromkeys(text)
+        if not isinstance(frame[c].dtype, pd.CategoricalDtype)
+    }
+    return frame.astype(levels) if levels else frame
 
 
 def draw_counts(seed: int, draw: int, n_clusters: int) -> np.ndarray:
@@ -334,6 +355,7 @@ def content_ordered(data: ProcedureData) -> ProcedureData:
         student_rank=np.arange(panel.n_students, dtype=np.int64),
         scheme="bayesian",
         code_cluster=code_cluster,
+        token=uuid.uuid4().hex,  # other candidates: another shared plan
     )
 
 
@@ -416,9 +438,22 @@ def shared_plan(data: ProcedureData) -> PropensityPlan | None:
     return pscore_plan(data.candidates) if data.scheme == "bayesian" else None
 
 
+_PLANS: dict[str, PropensityPlan | None] = {}
+"""The :func:`shared_plan` of the last data a block of this process drew from, by token."""
+
+
 def _block(data: ProcedureData, draws: tuple[int, ...]) -> list[dict[str, pd.Series]]:
-    """The draws of one block, sharing one :func:`shared_plan` (built here, per worker)."""
-    plan = shared_plan(data) if draws else None
+    """The draws of one block, sharing one :func:`shared_plan` (built once a process).
+
+    A worker that takes several blocks of the same data (``data.token``) builds the plan
+    for the first and keeps it (one data's plan at a time) for the next.
+    """
+    if not draws:
+        return []
+    if data.token not in _PLANS:
+        _PLANS.clear()
+        _PLANS[data.token] = shared_plan(data)
+    plan = _PLANS[data.token]
     return [draw_estimates(data, d, plan=plan) for d in draws]
 
 
@@ -455,6 +490,7 @@ def procedure_draws(
     results = parallel_map(
         functools.partial(_block, data), blocks, workers=workers, scheduler=scheduler
     )
+    _PLANS.pop(data.token, None)  # this process's (one worker): its blocks are done
     flat = [r for block in results for r in block]
     labels = sorted({label for r in flat for label in r})
     return {

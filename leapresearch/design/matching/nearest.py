@@ -264,7 +264,22 @@ def _match_keeping_ties(
 def _first_not_below(
     b_strat: np.ndarray, b_q: np.ndarray, t_strat: np.ndarray, t_q: np.ndarray
 ) -> np.ndarray:
-    """Index of the first block of the stratum whose score is >= the treated score."""
+    """Index of the first block of the stratum whose score is >= the treated score.
+
+    The blocks are sorted by (stratum, score) and distinct, so (stratum, score) as one
+    mixed-radix integer increases strictly along them: a binary search of each treated
+    student's key gives the number of blocks before it. A merge of blocks and treated
+    students by :func:`_int_lexsort` where that integer would not fit in 62 bits.
+    """
+    if b_q.size == 0 or t_q.size == 0:
+        return np.zeros(t_q.size, dtype=np.int64)
+    lo = min(int(b_q.min()), int(t_q.min()))
+    span = max(int(b_q.max()), int(t_q.max())) - lo + 1
+    strata = max(int(b_strat.max()), int(t_strat.max())) + 1
+    if span * strata < 2**62:
+        blocks = b_strat.astype(np.int64) * span + (b_q - lo)
+        treated = t_strat.astype(np.int64) * span + (t_q - lo)
+        return np.searchsorted(blocks, treated, side="left").astype(np.int64)
     is_c = np.r_[np.ones(b_q.size, np.int64), np.zeros(t_q.size, np.int64)]
     order = _int_lexsort((is_c, np.r_[b_q, t_q], np.r_[b_strat, t_strat]))
     before = np.cumsum(is_c[order]) - is_c[order]
