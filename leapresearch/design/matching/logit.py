@@ -119,6 +119,69 @@ class _DummyRuns:
         self.sizes = np.diff(self.bounds)
 
 
+class _NewtonTerms:
+    """The linear predictor, score and Hessian of a logit on ``[design | dmat]``.
+
+    The Hessian and the score are summed block by block of rows (each block's weighted
+    rows in cache, one pass over the design an iteration); the dummies' parts are sums
+    over the runs of identical dummy rows (:class:`_DummyRuns`) when the rows come in runs
+    of :data:`_MIN_RUN_ROWS` rows or more on average (the propensity fits' canonical
+    order), else sparse products.
+    """
+
+    def __init__(self, design: np.ndarray, dmat: sp.csr_array | None) -> None:
+        n, self.p = design.shape
+        self.g = 0 if dmat is None else dmat.shape[1]
+        self.design, self.dmat = design, dmat
+        self.runs = _DummyRuns(dmat, n)
+        if self.g and self.runs.starts.size * _MIN_RUN_ROWS > n:  # short runs: sparse products
+            self.runs = _DummyRuns(None, n)
+            self.nnz_row = np.repeat(np.arange(n), np.diff(dmat.indptr))
+            self.dmat_w = dmat.copy()  # rows scaled by w, reused by every iteration
+        self.pattern = self.runs.pattern
+        self.block = np.empty((min(n, _CHUNK_ROWS), self.p))  # a block's rows times sqrt(w)
+
+    def linear(self, th: np.ndarray) -> np.ndarray:
+        """The linear predictor of coefficients ``th``."""
+        out = self.design @ th[: self.p]
+        if self.pattern is not None:
+            out += np.repeat(self.pattern @ th[self.p :], self.runs.sizes)
+        elif self.g:
+            out += self.dmat @ th[self.p :]
+        return out
+
+    def score_and_hessian(self, w: np.ndarray, resid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``X'resid`` and ``X'WX`` (``w`` the rows' Hessian weights, no penalty)."""
+        p, g, design, runs = self.p, self.g, self.design, self.runs
+        grad = np.empty(p + g)
+        hess = np.empty((p + g, p + g))
+        root = np.sqrt(w)
+        hxx, gx = np.zeros((p, p)), np.zeros(p)
+        sums = np.empty((runs.starts.size, p))  # each block's sum of w x
+        for k, (a, b) in enumerate(zip(runs.bounds[:-1], runs.bounds[1:], strict=True)):
+            rows, scaled = design[a:b], self.block[: b - a]
+            np.multiply(rows, root[a:b, None], out=scaled)
+            hxx += scaled.T @ scaled  # numpy uses a symmetric rank-k update here
+            sums[k] = root[a:b] @ scaled
+            gx += resid[a:b] @ rows
+        hess[:p, :p], grad[:p] = hxx, gx
+        if self.pattern is not None:
+            pattern = self.pattern
+            hdx = pattern.T @ sums
+            hess[p:, p:] = (pattern.T * np.add.reduceat(w, runs.starts)) @ pattern
+            grad[p:] = pattern.T @ np.add.reduceat(resid, runs.starts)
+        elif g:
+            dmat, dmat_w = self.dmat, self.dmat_w
+            np.multiply(dmat.data, w[self.nnz_row], out=dmat_w.data)
+            hdx = np.asarray(dmat_w.T @ design)
+            hess[p:, p:] = (dmat.T @ dmat_w).toarray()
+            grad[p:] = dmat.T @ resid
+        if g:
+            hess[p:, :p] = hdx
+            hess[:p, p:] = hdx.T
+        return grad, hess
+
+
 def _logit_newton(
     design: np.ndarray,
     dmat: sp.csr_array | None,
@@ -136,11 +199,7 @@ def _logit_newton(
     ``max_iter`` steps (converged is then False). ``weights`` (positive, one a row) weight
     each row's log-likelihood (a row of weight 2 counts as two identical rows); None: 1.
 
-    The Hessian and the score are summed block by block of rows (each block's weighted
-    rows in cache, one pass over the design an iteration); the dummies' parts are sums
-    over the runs of identical dummy rows (:class:`_DummyRuns`) when the rows come in runs
-    of :data:`_MIN_RUN_ROWS` rows or more on average (the propensity fits' canonical
-    order), else sparse products.
+    The score and Hessian: :class:`_NewtonTerms`.
     """
     n, p = design.shape
     g = 0 if dmat is None else dmat.shape[1]
@@ -152,20 +211,8 @@ def _logit_newton(
         theta[0] = np.log(ybar / (1.0 - ybar))
     pen = np.full(p + g, ridge)
     pen[0] = 0.0
-    runs = _DummyRuns(dmat, n)
-    if g and runs.starts.size * _MIN_RUN_ROWS > n:  # short runs: sparse products instead
-        runs = _DummyRuns(None, n)
-        nnz_row = np.repeat(np.arange(n), np.diff(dmat.indptr))
-        dmat_w = dmat.copy()  # rows scaled by w, reused by every iteration
-    pattern = runs.pattern
-
-    def linear(th: np.ndarray) -> np.ndarray:
-        out = design @ th[:p]
-        if pattern is not None:
-            out += np.repeat(pattern @ th[p:], runs.sizes)
-        elif g:
-            out += dmat @ th[p:]
-        return out
+    terms = _NewtonTerms(design, dmat)
+    linear = terms.linear
 
     def objective(eta: np.ndarray, th: np.ndarray) -> float:
         if weights is None:
@@ -173,35 +220,6 @@ def _logit_newton(
         else:
             dev = 2.0 * float(weights @ np.logaddexp(0.0, eta) - (weights * y) @ eta)
         return dev + float(pen @ (th * th))
-
-    block = np.empty((min(n, _CHUNK_ROWS), p))  # a block's rows scaled by sqrt(w)
-
-    def score_and_hessian(w: np.ndarray, resid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        grad = np.empty(p + g)
-        hess = np.empty((p + g, p + g))
-        root = np.sqrt(w)
-        hxx, gx = np.zeros((p, p)), np.zeros(p)
-        sums = np.empty((runs.starts.size, p))  # each block's sum of w x
-        for k, (a, b) in enumerate(zip(runs.bounds[:-1], runs.bounds[1:], strict=True)):
-            rows, scaled = design[a:b], block[: b - a]
-            np.multiply(rows, root[a:b, None], out=scaled)
-            hxx += scaled.T @ scaled  # numpy uses a symmetric rank-k update here
-            sums[k] = root[a:b] @ scaled
-            gx += resid[a:b] @ rows
-        hess[:p, :p], grad[:p] = hxx, gx
-        if pattern is not None:
-            hdx = pattern.T @ sums
-            hess[p:, p:] = (pattern.T * np.add.reduceat(w, runs.starts)) @ pattern
-            grad[p:] = pattern.T @ np.add.reduceat(resid, runs.starts)
-        elif g:
-            np.multiply(dmat.data, w[nnz_row], out=dmat_w.data)
-            hdx = np.asarray(dmat_w.T @ design)
-            hess[p:, p:] = (dmat.T @ dmat_w).toarray()
-            grad[p:] = dmat.T @ resid
-        if g:
-            hess[p:, :p] = hdx
-            hess[:p, p:] = hdx.T
-        return grad, hess
 
     eta = linear(theta)
     obj = objective(eta, theta)
@@ -214,7 +232,7 @@ def _logit_newton(
         if weights is not None:
             w *= weights
             resid *= weights
-        grad, hess = score_and_hessian(w, resid)
+        grad, hess = terms.score_and_hessian(w, resid)
         grad -= pen * theta
         hess[np.diag_indices_from(hess)] += pen
         try:
