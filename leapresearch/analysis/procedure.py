@@ -29,12 +29,14 @@ regression adjustment are those of the full sample, so their estimation error is
    by :func:`~leapresearch.analysis.fitting.fit_group` (regression adjustment and event
    study), as in ``event_study.csv``.
 
-The draws run through :func:`~leapresearch.parallel.parallel_map`, one item per block of
-draws; a draw's numbers depend only on its index, so the result is the same whatever the
-number of workers or the backend. Bayesian draws fit the same candidate rows with new
-weights: each block builds once what their propensity fits share (:func:`shared_plan`:
-the row order, the standardised design, the dropped columns), and each draw re-fits only
-the weighted Newton iterations, with the same numbers bit for bit.
+The draws run through :func:`~leapresearch.parallel.start_parallel_map`, one item per
+block of :data:`DRAWS_PER_BLOCK` draws, started as soon as the matched sample exists
+(:func:`start_procedure_draws`: a run with two workers or a cluster computes its other
+steps meanwhile); a draw's numbers depend only on its index, so the result is the same
+whatever the number of workers or the backend. Bayesian draws fit the same candidate rows
+with new weights: each process builds once what their propensity fits share
+(:func:`shared_plan`: the row order, the standardised design, the dropped columns), and
+each draw re-fits only the weighted Newton iterations, with the same numbers bit for bit.
 
 With :math:`\hat\theta^{*}_{d,r}` the estimate of month :math:`r` in draw :math:`d`, the
 standard error is the interquartile range of the draws over
@@ -84,7 +86,7 @@ from leapresearch.design.pool import Candidates
 from leapresearch.design.stacking import mass_weights, subgroup_weights
 from leapresearch.estimation.falsification import ID_COLUMNS
 from leapresearch.estimation.subgroups import GROUP_ALL, group_definitions
-from leapresearch.parallel import parallel_map
+from leapresearch.parallel import Started, start_parallel_map
 
 MIN_USABLE_SHARE = 0.9
 """Fewest draws, as a share of all, in which a group must be estimable for its columns."""
@@ -153,12 +155,20 @@ def student_keys(panel: AnalyticPanel, students: np.ndarray) -> pd.Series:
     text = _as_text(ros[attrs[0]])
     for col in attrs[1:]:
         text = text + "\x1f" + _as_text(ros[col])
-    roster_text = text.groupby(ros["student"].to_numpy(), sort=True).agg("\x1e".join)
+    # each student's rows are a run of the sorted roster: joined by slices of one list
+    owners = ros["student"].to_numpy()
+    lines = text.tolist()
+    owner, first = np.unique(owners, return_index=True)
+    ends = np.append(first[1:], owners.size)
+    roster_text = {
+        s: "\x1e".join(lines[a:b])
+        for s, a, b in zip(owner.tolist(), first.tolist(), ends.tolist(), strict=True)
+    }
     ev = panel.events.loc[panel.events["student"].isin(students)]
     ev_text = _as_text(ev["event_time"])
     for col in ("first_visit_location", "visitor_type", "n_completed_visits", "visit_district"):
         ev_text = ev_text + "\x1f" + _as_text(ev[col])
-    event_text = pd.Series(ev_text.to_numpy(), index=ev["student"].to_numpy())
+    event_text = dict(zip(ev["student"].to_numpy().tolist(), ev_text.tolist(), strict=True))
     rates = np.nan_to_num(panel.rates[students], nan=-1.0).astype("<f8")
     keys = [
         hashlib.sha256(
@@ -167,7 +177,7 @@ def student_keys(panel: AnalyticPanel, students: np.ndarray) -> pd.Series:
             + b"\x1d"
             + event_text.get(s, "").encode()
         ).hexdigest()
-        for i, s in enumerate(students)
+        for i, s in enumerate(np.asarray(students).tolist())
     ]
     return pd.Series(keys, index=students)
 
@@ -201,8 +211,16 @@ def cluster_keys(
         + ":"
         + student_key.reindex(frame["student"].to_numpy()).to_numpy()
     )
-    grouped = rows.groupby(frame[cluster].to_numpy(), sort=True)
-    return grouped.agg(lambda r: hashlib.sha256("\n".join(sorted(r)).encode()).hexdigest())
+    codes = frame[cluster].to_numpy()
+    order = np.argsort(codes, kind="stable")
+    code, first = np.unique(codes[order], return_index=True)
+    ends = np.append(first[1:], order.size)
+    texts = rows.to_numpy(dtype=object)[order].tolist()
+    keys = [
+        hashlib.sha256("\n".join(sorted(texts[a:b])).encode()).hexdigest()
+        for a, b in zip(first.tolist(), ends.tolist(), strict=True)
+    ]
+    return pd.Series(keys, index=code)
 
 
 def procedure_data(prepared: Prepared) -> ProcedureData:
@@ -457,6 +475,61 @@ def _block(data: ProcedureData, draws: tuple[int, ...]) -> list[dict[str, pd.Ser
     return [draw_estimates(data, d, plan=plan) for d in draws]
 
 
+DRAWS_PER_BLOCK = 5
+"""Draws of one item of the parallel map: small blocks keep the workers busy to the end
+(each process builds the shared plan once, whatever the number of its blocks)."""
+
+
+@dataclass
+class StartedDraws:
+    """The draws of :func:`start_procedure_draws`, computing until :meth:`paths` takes them."""
+
+    started: Started
+    draws: int
+    token: str
+
+    def paths(self) -> dict[str, pd.DataFrame]:
+        """Every draw's estimates by group, as :func:`procedure_draws` returns them."""
+        results = self.started.results()
+        _PLANS.pop(self.token, None)  # this process's (one worker): its blocks are done
+        flat = [r for block in results for r in block]
+        labels = sorted({label for r in flat for label in r})
+        return {
+            label: pd.DataFrame([r.get(label, pd.Series(dtype=float)) for r in flat]).set_axis(
+                pd.RangeIndex(self.draws, name="draw")
+            )
+            for label in labels
+        }
+
+    def close(self) -> None:
+        """Stop the draws still running (their results are no longer wanted)."""
+        self.started.close()
+
+
+def start_procedure_draws(
+    prepared: Prepared,
+    draws: int,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    data: ProcedureData | None = None,
+) -> StartedDraws:
+    """:func:`procedure_draws` started now (on the workers or the cluster), taken later.
+
+    With ``workers >= 2`` or a scheduler the blocks of :data:`DRAWS_PER_BLOCK` draws go
+    to :func:`~leapresearch.parallel.start_parallel_map` at once, so that a run computes
+    its other steps meanwhile; with one worker they are computed when taken. The numbers
+    are the same either way.
+    """
+    data = procedure_data(prepared) if data is None else data
+    n_blocks = max(1, -(-draws // DRAWS_PER_BLOCK))
+    blocks = [tuple(int(d) for d in b) for b in np.array_split(np.arange(draws), n_blocks)]
+    started = start_parallel_map(
+        functools.partial(_block, data), blocks, workers=workers, scheduler=scheduler
+    )
+    return StartedDraws(started, draws, data.token)
+
+
 def procedure_draws(
     prepared: Prepared,
     draws: int,
@@ -484,21 +557,9 @@ def procedure_draws(
         Group label -> DataFrame, one row per draw (``draw`` index) and one column per
         ``rel_time``; NaN where the draw could not estimate the month.
     """
-    data = procedure_data(prepared) if data is None else data
-    n_blocks = max(1, min(draws, 4 * max(workers, 1)))
-    blocks = [tuple(int(d) for d in b) for b in np.array_split(np.arange(draws), n_blocks)]
-    results = parallel_map(
-        functools.partial(_block, data), blocks, workers=workers, scheduler=scheduler
-    )
-    _PLANS.pop(data.token, None)  # this process's (one worker): its blocks are done
-    flat = [r for block in results for r in block]
-    labels = sorted({label for r in flat for label in r})
-    return {
-        label: pd.DataFrame([r.get(label, pd.Series(dtype=float)) for r in flat]).set_axis(
-            pd.RangeIndex(draws, name="draw")
-        )
-        for label in labels
-    }
+    return start_procedure_draws(
+        prepared, draws, workers=workers, scheduler=scheduler, data=data
+    ).paths()
 
 
 def _robust_se(dev: np.ndarray) -> np.ndarray:
@@ -550,18 +611,22 @@ def procedure_table(
     workers: int = 1,
     scheduler: str | None = None,
     log: Log = quiet,
+    started: StartedDraws | None = None,
 ) -> pd.DataFrame:
     """``group, rel_time`` and :data:`PROCEDURE_COLUMNS` of the headline groups.
 
     ``results`` are the run's fits by group (their coefficients are the estimates the
     intervals are centred on and their window gives the band's months). Empty (no rows)
-    with ``inference.procedure_draws: 0``.
+    with ``inference.procedure_draws: 0``. ``started``: the draws, started earlier by
+    :func:`start_procedure_draws` (a run's, beside its other steps).
     """
     config = prepared.config
     draws = config.inference.procedure_draws
     if draws == 0:
         return pd.DataFrame(columns=["group", "rel_time", *PROCEDURE_COLUMNS])
-    paths = procedure_draws(prepared, draws, workers=workers, scheduler=scheduler)
+    if started is None:
+        started = start_procedure_draws(prepared, draws, workers=workers, scheduler=scheduler)
+    paths = started.paths()
     tables = []
     for label, frame in paths.items():
         if label not in results:

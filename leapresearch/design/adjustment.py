@@ -161,7 +161,8 @@ def trend_slopes(
         fit = by_time.get(int(r), np.zeros(0, dtype=np.intp))  # comparison rows with a base
         u = unit[fit]
         codes = pd.factorize(stack[fit])[0]
-        within = np.unique(u).size - (codes.max() + 1 if len(codes) else 0)
+        units_seen = np.count_nonzero(np.bincount(u, minlength=unit_x.shape[0]))
+        within = units_seen - (codes.max() + 1 if len(codes) else 0)
         if within < MIN_UNITS_PER_COVARIATE * unit_x.shape[1]:
             # too few comparison units beyond one per stack (a unit's several rows, months of
             # a binned end point or of a school year, add no information on the slopes):
