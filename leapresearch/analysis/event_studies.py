@@ -29,7 +29,7 @@ from leapresearch.analysis.fitting import (
     fit_group,
     fit_group_with_influence,
 )
-from leapresearch.analysis.procedure import procedure_table
+from leapresearch.analysis.procedure import StartedDraws, procedure_table
 from leapresearch.analysis.sample import Prepared
 from leapresearch.config import Config
 from leapresearch.design.stacking import subgroup_weights
@@ -255,6 +255,7 @@ def with_procedure(
     workers: int = 1,
     scheduler: str | None = None,
     log: Log = quiet,
+    started: StartedDraws | None = None,
 ) -> pd.DataFrame:
     """``table`` with :data:`~leapresearch.analysis.base.PROCEDURE_COLUMNS`.
 
@@ -262,11 +263,15 @@ def with_procedure(
     the whole-procedure bootstrap (:func:`~leapresearch.analysis.procedure.procedure_table`,
     ``inference.procedure_draws`` draws, ``workers`` processes: the numbers do not depend
     on it); every other row, and every row without ``procedure``, has them empty.
+    ``started``: the bootstrap's draws, started earlier
+    (:func:`~leapresearch.analysis.procedure.start_procedure_draws`).
     """
     table = table.drop(columns=list(PROCEDURE_COLUMNS), errors="ignore")
     if not procedure:
         return table.assign(**dict.fromkeys(PROCEDURE_COLUMNS, np.nan))
-    boot = procedure_table(prepared, results, workers=workers, scheduler=scheduler, log=log)
+    boot = procedure_table(
+        prepared, results, workers=workers, scheduler=scheduler, log=log, started=started
+    )
     merged = table.merge(boot, on=["group", "rel_time"], how="left", validate="one_to_one")
     # A group with a post-visit month of the window that is not estimated or not published
     # (fewer than privacy.min_treated visited students) is too small for its re-matched
@@ -287,17 +292,18 @@ def published_event_study(
     workers: int = 1,
     scheduler: str | None = None,
     log: Log = quiet,
+    started: StartedDraws | None = None,
 ) -> pd.DataFrame:
     """``event_study.csv`` from the fits of :func:`estimate_event_studies` without the bootstrap.
 
     ``fitted`` is that function's ``(table, results)``; the whole-procedure columns are added
     here (:func:`with_procedure`), so the steps that need only the fits (subgroup tests,
-    pre-trends, bounds) do not pay for the bootstrap's draws.
+    pre-trends, bounds) do not pay for the bootstrap's draws. ``started``: its draws,
+    started earlier (a run's).
     """
     table, results = fitted
-    return with_procedure(
-        table, prepared, results, procedure=True, workers=workers, scheduler=scheduler, log=log
-    )
+    parallel = {"workers": workers, "scheduler": scheduler, "started": started}
+    return with_procedure(table, prepared, results, procedure=True, log=log, **parallel)
 
 
 def estimate_event_study(prepared: Prepared) -> pd.DataFrame:

@@ -35,6 +35,7 @@ from leapresearch.analysis.identification import (
     pretrend_tables,
 )
 from leapresearch.analysis.long_term import estimate_long_term, estimate_long_term_both
+from leapresearch.analysis.procedure import StartedDraws, start_procedure_draws
 from leapresearch.analysis.refits import Refits, specifications_with, start_refits
 from leapresearch.analysis.robustness import estimate_naive, estimate_placebo, estimate_robust
 from leapresearch.analysis.sample import (
@@ -60,7 +61,8 @@ class StepInputs:
     the intent-to-treat rows of the specifications); ``refits``: the steps the workers
     compute (:func:`~leapresearch.analysis.refits.start_refits`); ``results``: the results so
     far, by step name; ``workers``, ``scheduler``: of the whole-procedure bootstrap
-    (:mod:`~leapresearch.analysis.procedure`), as :func:`~leapresearch.parallel.parallel_map`.
+    (:mod:`~leapresearch.analysis.procedure`), as :func:`~leapresearch.parallel.parallel_map`;
+    ``procedure``: its draws when the run started them beside its steps.
     """
 
     prepared: Prepared
@@ -70,6 +72,7 @@ class StepInputs:
     results: dict[str, pd.DataFrame] = field(default_factory=dict)
     workers: int = 1
     scheduler: str | None = None
+    procedure: StartedDraws | None = None
 
     def contract_tables(self):
         """The contract tables (read on first use when given as a function)."""
@@ -84,8 +87,8 @@ class StepInputs:
 
     def published_event_study(self) -> pd.DataFrame:
         """``event_study.csv``: :attr:`event_studies` with the whole-procedure bootstrap."""
-        parallel = {"workers": self.workers, "scheduler": self.scheduler, "log": self.log}
-        return published_event_study(self.prepared, self.event_studies, **parallel)
+        parallel = {"workers": self.workers, "scheduler": self.scheduler, "started": self.procedure}
+        return published_event_study(self.prepared, self.event_studies, log=self.log, **parallel)
 
     @cached_property
     def pretrend_evidence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -127,7 +130,6 @@ def _logged(function: Callable[..., pd.DataFrame]) -> Callable[[StepInputs], pd.
 
 
 STEPS: tuple[Step, ...] = (
-    Step("event_study", estimate_event_study, lambda i: i.published_event_study()),
     Step("long_term", estimate_long_term, _logged(estimate_long_term)),
     Step("balance", estimate_balance),
     Step("matching_summary", matching_summary),
@@ -145,7 +147,6 @@ STEPS: tuple[Step, ...] = (
     ),
     Step("pretrend_event_study", estimate_pretrend_event_study, lambda i: i.pretrend_evidence[0]),
     Step("pretrend_tests", estimate_pretrend_tests, lambda i: i.pretrend_evidence[1]),
-    Step("truth_comparison", estimate_truth_comparison, compare_with_truth, **ONLY_WITH_ROWS),
     # shown by the notebooks only
     Step(
         "attendance_by_year",
@@ -180,6 +181,9 @@ STEPS: tuple[Step, ...] = (
     Step("falsification", estimate_falsification, _logged(estimate_falsification), **BESIDE),
     Step("placebo", estimate_placebo, _logged(estimate_placebo), **BESIDE),
     Step("linearmodels_check", linearmodels_check, **BESIDE),
+    # last, with what needs the whole-procedure bootstrap's draws (computing beside the rest)
+    Step("event_study", estimate_event_study, lambda i: i.published_event_study()),
+    Step("truth_comparison", estimate_truth_comparison, compare_with_truth, **ONLY_WITH_ROWS),
 )
 """Every step of a run, in the order a run computes them."""
 
@@ -254,8 +258,9 @@ def evaluate(
     ``workers >= 2`` or a Dask ``scheduler`` (or ``LEAPRESEARCH_SCHEDULER``), the steps
     marked ``beside`` and the specifications that fit a new propensity model
     (:data:`~leapresearch.analysis.specifications.REFIT_SPECS`) are computed by the workers
-    while this process computes the others (:func:`~leapresearch.analysis.refits.start_refits`);
-    the tables are the same either way. An exception names the step it stopped.
+    while this process computes the others (:func:`~leapresearch.analysis.refits.start_refits`),
+    and so are the bootstrap's draws; the tables are the same either way. An exception names
+    the step it stopped.
     """
     prepared = prepare(tables, config, log=log, built=built)
     beside = [s.name for s in STEPS if s.beside]
@@ -263,7 +268,9 @@ def evaluate(
     refits = start_refits(
         prepared, tables=tables, steps=beside, compute_step=compute_named, **parallel
     )
-    inputs = StepInputs(prepared, tables=tables, log=log, refits=refits, **parallel)
+    draws = config.inference.procedure_draws
+    boot = start_procedure_draws(prepared, draws, **parallel) if refits and draws else None
+    inputs = StepInputs(prepared, tables, log, refits, procedure=boot, **parallel)
     try:
         for step in STEPS:
             try:
@@ -275,8 +282,9 @@ def evaluate(
                 exc.add_note(f"(in the step {step.name} of the run)")
                 raise
     finally:
-        if refits is not None:
-            refits.close()  # only still running if a step here failed
+        for started in (refits, boot):
+            if started is not None:
+                started.close()  # only still running if a step here failed
     absent = {s.name for s in STEPS if s.optional and inputs.results[s.name].empty}
     published = {s.name for s in STEPS if s.published} - absent
     return Evaluation(
