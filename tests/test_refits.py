@@ -224,20 +224,22 @@ def test_a_pool_refit_starts_from_the_fits_of_the_run_and_gives_the_same_rows(
     pd.testing.assert_frame_equal(warm, cold, check_exact=True)
 
 
-def test_a_run_starts_the_bootstraps_draws_before_its_steps_and_takes_them_last(
-    sim_data, monkeypatch
+@pytest.mark.parametrize("cluster", [False, True])
+def test_the_bootstraps_draws_start_before_the_steps_on_a_cluster_and_last_on_one_machine(
+    cluster, sim_data, monkeypatch
 ):
-    # with two workers the whole-procedure draws are computed beside the run's own steps:
-    # started before the first step, taken by the event study, which comes after them
+    # on a cluster the whole-procedure draws are computed beside the run's own steps
+    # (started before the first one); with two local workers they are started by the event
+    # study, the last step, when this process has nothing else to compute
     from leapresearch.analysis import procedure, runner
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
 
     events: list[str] = []
-    real_start, real_compute = runner.start_procedure_draws, runner.compute
+    real_start, real_compute = procedure.start_procedure_draws, runner.compute
 
     def start(*args, **kwargs):
-        started = real_start(*args, **kwargs)
+        started = real_start(*args, **{**kwargs, "scheduler": None})  # a local stand-in
         events.append("draws started")
         real_paths = started.paths
 
@@ -252,19 +254,19 @@ def test_a_run_starts_the_bootstraps_draws_before_its_steps_and_takes_them_last(
         events.append(step.name)
         return real_compute(step, inputs, **kwargs)
 
-    monkeypatch.setattr(runner, "start_procedure_draws", start)
+    monkeypatch.setattr(procedure, "start_procedure_draws", start)
     monkeypatch.setattr(runner, "compute", compute)
+    if cluster:
+        monkeypatch.setattr(procedure, "scheduler_address", lambda _: "tcp://scheduler:8786")
     names = ("balance", "matching_summary", "event_study")
     monkeypatch.setattr(runner, "STEPS", tuple(s for s in runner.STEPS if s.name in names))
     config = load_config("demo", data_dir=sim_data, overrides=[PROCEDURE_OVERRIDE])
     evaluation = runner.evaluate(read_raw_tables(sim_data), config, workers=2)
-    assert events == [
-        "draws started",
-        "balance",
-        "matching_summary",
-        "event_study",
-        "draws taken",
-    ]
+    steps = ["balance", "matching_summary", "event_study"]
+    if cluster:
+        assert events == ["draws started", *steps, "draws taken"]
+    else:
+        assert events == [*steps, "draws started", "draws taken"]
     table = evaluation.tables["event_study"]
     assert table.loc[table["group"] == "all", "procedure_std_error"].notna().any()
     assert procedure._PLANS == {}  # the run's own process kept no plan

@@ -35,7 +35,7 @@ from leapresearch.analysis.identification import (
     pretrend_tables,
 )
 from leapresearch.analysis.long_term import estimate_long_term, estimate_long_term_both
-from leapresearch.analysis.procedure import StartedDraws, start_procedure_draws
+from leapresearch.analysis.procedure import StartedDraws, draws_beside_the_run
 from leapresearch.analysis.refits import Refits, specifications_with, start_refits
 from leapresearch.analysis.robustness import estimate_naive, estimate_placebo, estimate_robust
 from leapresearch.analysis.sample import (
@@ -62,7 +62,7 @@ class StepInputs:
     compute (:func:`~leapresearch.analysis.refits.start_refits`); ``results``: the results so
     far, by step name; ``workers``, ``scheduler``: of the whole-procedure bootstrap
     (:mod:`~leapresearch.analysis.procedure`), as :func:`~leapresearch.parallel.parallel_map`;
-    ``procedure``: its draws when the run started them beside its steps.
+    ``procedure``: its draws when the run started them beside its steps (on a cluster).
     """
 
     prepared: Prepared
@@ -259,8 +259,8 @@ def evaluate(
     marked ``beside`` and the specifications that fit a new propensity model
     (:data:`~leapresearch.analysis.specifications.REFIT_SPECS`) are computed by the workers
     while this process computes the others (:func:`~leapresearch.analysis.refits.start_refits`),
-    and so are the bootstrap's draws; the tables are the same either way. An exception names
-    the step it stopped.
+    and on a cluster so are the bootstrap's draws; the tables are the same either way. An
+    exception names the step it stopped.
     """
     prepared = prepare(tables, config, log=log, built=built)
     beside = [s.name for s in STEPS if s.beside]
@@ -268,8 +268,7 @@ def evaluate(
     refits = start_refits(
         prepared, tables=tables, steps=beside, compute_step=compute_named, **parallel
     )
-    draws = config.inference.procedure_draws
-    boot = start_procedure_draws(prepared, draws, **parallel) if refits and draws else None
+    boot = draws_beside_the_run(prepared, **parallel)  # on a cluster only
     inputs = StepInputs(prepared, tables, log, refits, procedure=boot, **parallel)
     try:
         for step in STEPS:
