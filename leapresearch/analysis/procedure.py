@@ -30,13 +30,13 @@ regression adjustment are those of the full sample, so their estimation error is
    study), as in ``event_study.csv``.
 
 The draws run through :func:`~leapresearch.parallel.start_parallel_map`, one item per
-block of :data:`DRAWS_PER_BLOCK` draws, started as soon as the matched sample exists
-(:func:`start_procedure_draws`: a run with two workers or a cluster computes its other
-steps meanwhile); a draw's numbers depend only on its index, so the result is the same
-whatever the number of workers or the backend. Bayesian draws fit the same candidate rows
-with new weights: each process builds once what their propensity fits share
-(:func:`shared_plan`: the row order, the standardised design, the dropped columns), and
-each draw re-fits only the weighted Newton iterations, with the same numbers bit for bit.
+block of draws (:func:`start_procedure_draws`; on a cluster a run starts them before its
+other steps, :func:`draws_beside_the_run`); a draw's numbers depend only on its index, so
+the result is the same whatever the number of workers or the backend. Bayesian draws fit
+the same candidate rows with new weights: each process builds once what their propensity
+fits share (:func:`shared_plan`: the row order, the standardised design, the dropped
+columns), and each draw re-fits only the weighted Newton iterations, with the same
+numbers bit for bit.
 
 With :math:`\hat\theta^{*}_{d,r}` the estimate of month :math:`r` in draw :math:`d`, the
 standard error is the interquartile range of the draws over
@@ -475,11 +475,6 @@ def _block(data: ProcedureData, draws: tuple[int, ...]) -> list[dict[str, pd.Ser
     return [draw_estimates(data, d, plan=plan) for d in draws]
 
 
-DRAWS_PER_BLOCK = 5
-"""Draws of one item of the parallel map: small blocks keep the workers busy to the end
-(each process builds the shared plan once, whatever the number of its blocks)."""
-
-
 @dataclass
 class StartedDraws:
     """The draws of :func:`start_procedure_draws`, computing until :meth:`paths` takes them."""
@@ -516,13 +511,14 @@ def start_procedure_draws(
 ) -> StartedDraws:
     """:func:`procedure_draws` started now (on the workers or the cluster), taken later.
 
-    With ``workers >= 2`` or a scheduler the blocks of :data:`DRAWS_PER_BLOCK` draws go
-    to :func:`~leapresearch.parallel.start_parallel_map` at once, so that a run computes
-    its other steps meanwhile; with one worker they are computed when taken. The numbers
-    are the same either way.
+    With ``workers >= 2`` or a scheduler the blocks of draws (four a worker: every item
+    carries the data to its process, so few, equal ones) go to
+    :func:`~leapresearch.parallel.start_parallel_map` at once, so that the caller can go on
+    meanwhile; with one worker they are computed when taken. The numbers are the same
+    either way.
     """
     data = procedure_data(prepared) if data is None else data
-    n_blocks = max(1, -(-draws // DRAWS_PER_BLOCK))
+    n_blocks = max(1, min(draws, 4 * max(workers, 1)))
     blocks = [tuple(int(d) for d in b) for b in np.array_split(np.arange(draws), n_blocks)]
     started = start_parallel_map(
         functools.partial(_block, data), blocks, workers=workers, scheduler=scheduler
