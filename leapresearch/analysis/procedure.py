@@ -273,12 +273,12 @@ def _coded_strata(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame
     a categorical with sorted levels that reads the stored codes, the same codes as from
     the text, instead of hashing millions of strings a draw.
     """
-    text = [c for c in columns if c in frame and frame[c].dtype.kind in "OUT"]
-    text += [c for c in columns if c in frame and pd.api.types.is_string_dtype(frame[c])]
     levels = {
         c: pd.CategoricalDtype(np.sort(frame[c].dropna().unique().astype(str)))
-        for c in dict.fromkeys(text)
-        if not isinstance(frame[c].dtype, pd.CategoricalDtype)
+        for c in columns
+        if c in frame
+        and pd.api.types.is_string_dtype(frame[c])
+        and not isinstance(frame[c].dtype, pd.CategoricalDtype)
     }
     return frame.astype(levels) if levels else frame
 

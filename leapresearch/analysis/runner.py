@@ -181,7 +181,7 @@ STEPS: tuple[Step, ...] = (
     Step("falsification", estimate_falsification, _logged(estimate_falsification), **BESIDE),
     Step("placebo", estimate_placebo, _logged(estimate_placebo), **BESIDE),
     Step("linearmodels_check", linearmodels_check, **BESIDE),
-    # last, with what needs the whole-procedure bootstrap's draws (computing beside the rest)
+    # last, with what needs the bootstrap's draws (on a cluster computed beside the rest)
     Step("event_study", estimate_event_study, lambda i: i.published_event_study()),
     Step("truth_comparison", estimate_truth_comparison, compare_with_truth, **ONLY_WITH_ROWS),
 )

@@ -201,7 +201,7 @@ def _logit_newton(
 
     The score and Hessian: :class:`_NewtonTerms`.
     """
-    n, p = design.shape
+    p = design.shape[1]
     g = 0 if dmat is None else dmat.shape[1]
     if start is not None:
         theta = np.array(start, dtype=np.float64)
