@@ -409,3 +409,54 @@ def test_censoring_weights_reach_only_the_rate_of_censored_school_years(simulate
     )
     months = monthly_long_term_panel(nobody.panel, prepared.units)
     assert (long_term_censoring_weights(nobody, months) == 1).all()
+
+
+def test_alternatives_switch_one_correction_each(simulated):
+    """Notebook 07's table: the published cells, and each with one correction switched.
+
+    The published rows are :func:`estimate_long_term`'s; the other rows are its fits with
+    the adjustment, or the censoring weights, switched (the weights: attendance rate only,
+    since chronic absence is never weighted); each cell's variants sit together.
+    """
+    from leapresearch.analysis.base import with_setting
+    from leapresearch.analysis.long_term import (
+        estimate_long_term,
+        estimate_long_term_alternatives,
+    )
+
+    selection, _, prepared = simulated
+    config = with_setting(
+        prepared.config, "long_term", outcomes=("attendance_rate", "chronically_absent")
+    )
+    prepared = dataclasses.replace(prepared, config=config)
+    out = estimate_long_term_alternatives(prepared)
+    published = estimate_long_term(prepared)
+    cols = list(published.columns)
+    own = out.loc[out["published"]]
+    assert (
+        own["adjusted"].all()
+        and (own["censoring_weights"] == (own["outcome"] == "attendance_rate")).all()
+    )
+    pd.testing.assert_frame_equal(own[cols].reset_index(drop=True), published)
+
+    def fitted(**switch) -> pd.DataFrame:
+        alt = dataclasses.replace(prepared, config=with_setting(config, "long_term", **switch))
+        return estimate_long_term(alt)
+
+    unadjusted = out.loc[~out["published"] & ~out["adjusted"]]
+    assert (unadjusted["censoring_weights"] == (unadjusted["outcome"] == "attendance_rate")).all()
+    pd.testing.assert_frame_equal(
+        unadjusted[cols].reset_index(drop=True), fitted(regression_adjustment=False)
+    )
+    unweighted = out.loc[~out["published"] & out["adjusted"]]
+    assert not unweighted["censoring_weights"].any()
+    assert (unweighted["outcome"] == "attendance_rate").all()
+    expected = fitted(censoring_weights=False, outcomes=("attendance_rate",))
+    pd.testing.assert_frame_equal(unweighted[cols].reset_index(drop=True), expected)
+    assert not np.allclose(
+        unweighted["estimate"], own.loc[own["outcome"] == "attendance_rate", "estimate"]
+    ), selection
+    # a cell's variants are adjacent rows
+    keys = ["group", "cohort", "outcome", "years_after"]
+    runs = (out[keys] != out[keys].shift()).any(axis=1).cumsum()
+    assert runs.nunique() == len(published)

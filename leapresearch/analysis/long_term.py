@@ -150,26 +150,51 @@ references): the published fit and notebook 07's alternative without the adjustm
 the same month rows from the same sample, so they share one hazard fit."""
 
 
-def estimate_long_term_both(
+def estimate_long_term_alternatives(
     prepared: Prepared, *, published: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """``long_term.csv`` with the regression adjustment off and on (column ``adjusted``).
+    """``long_term.csv`` as published, and with each of its two corrections switched.
 
-    The run publishes the parameter's choice (``long_term.regression_adjustment``); this
-    shows the alternative beside it (notebook 07) instead of resting the choice on one
-    data set. ``published``, the run's :func:`estimate_long_term` table, is reused for
-    the parameter's choice (only the alternative is fitted).
+    Rows of the run's own choice (``published`` True), of the other
+    ``long_term.regression_adjustment`` (every outcome), and of the other
+    ``long_term.censoring_weights`` (the attendance rate, the outcome the weights apply to;
+    only when the pool holds not-yet-visited comparisons). Columns ``published``,
+    ``adjusted``, ``censoring_weights`` and those of :func:`estimate_long_term`. The run
+    publishes the parameters' choice; this shows what each correction moves (notebook 07)
+    instead of resting either on the simulator, and neither correction's estimation error
+    is in the standard errors. ``published``, the run's :func:`estimate_long_term` table,
+    is reused for the parameters' choice.
     """
     config = prepared.config
-    tables = []
-    for adjust in (False, True):
-        if published is not None and adjust == config.long_term.regression_adjustment:
-            table = published
-        else:
-            alt = dataclasses.replace(
-                prepared, config=with_setting(config, "long_term", regression_adjustment=adjust)
-            )
-            table = estimate_long_term(alt)
-        tables.append(table.assign(adjusted=adjust))
+    adjust = config.long_term.regression_adjustment
+    weigh = config.long_term.censoring_weights and config.comparison_pool.not_yet_visited
+    own = estimate_long_term(prepared) if published is None else published
+    variants = [(True, adjust, weigh, own)]
+    other_adjustment = with_setting(config, "long_term", regression_adjustment=not adjust)
+    table = estimate_long_term(dataclasses.replace(prepared, config=other_adjustment))
+    variants.append((False, not adjust, weigh, table))
+    if config.comparison_pool.not_yet_visited and "attendance_rate" in config.long_term.outcomes:
+        other_weights = with_setting(
+            config,
+            "long_term",
+            censoring_weights=not weigh,
+            outcomes=("attendance_rate",),
+        )
+        table = estimate_long_term(dataclasses.replace(prepared, config=other_weights))
+        variants.append((False, adjust, not weigh, table))
+    tables = [
+        table.assign(
+            published=is_published,
+            adjusted=adjusted,
+            # chronic absence (year rows) is never weighted
+            censoring_weights=weighted & (table["outcome"] == "attendance_rate"),
+        )
+        for is_published, adjusted, weighted, table in variants
+    ]
     out = pd.concat(tables, ignore_index=True)
-    return out[["adjusted", *LONG_TERM_COLUMNS]]
+    # each cell's variants side by side, in the published table's order of cells
+    keys = ["group", "cohort", "outcome", "years_after"]
+    order = {key: i for i, key in enumerate(own[keys].itertuples(index=False, name=None))}
+    position = [order.get(key, len(order)) for key in out[keys].itertuples(index=False, name=None)]
+    out = out.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)
+    return out[["published", "adjusted", "censoring_weights", *LONG_TERM_COLUMNS]]

@@ -34,7 +34,7 @@ from leapresearch.analysis.identification import (
     estimate_sensitivity,
     pretrend_tables,
 )
-from leapresearch.analysis.long_term import estimate_long_term, estimate_long_term_both
+from leapresearch.analysis.long_term import estimate_long_term, estimate_long_term_alternatives
 from leapresearch.analysis.procedure import StartedDraws, draws_beside_the_run
 from leapresearch.analysis.refits import Refits, specifications_with, start_refits
 from leapresearch.analysis.robustness import estimate_naive, estimate_placebo, estimate_robust
@@ -163,10 +163,10 @@ STEPS: tuple[Step, ...] = (
     Step("comparison_pool_summary", comparison_pool_summary, **NOTEBOOK_ONLY),
     Step("balanced_sample", estimate_balanced_sample, **NOTEBOOK_ONLY),
     Step(
-        "long_term_both",
-        estimate_long_term_both,
-        # the run's own long-term table is reused; only the other adjustment is fitted
-        lambda i: estimate_long_term_both(i.prepared, published=i.results.get("long_term")),
+        "long_term_alternatives",
+        estimate_long_term_alternatives,
+        # the run's own long-term table is reused; only the switched corrections are fitted
+        lambda i: estimate_long_term_alternatives(i.prepared, published=i.results.get("long_term")),
         **NOTEBOOK_ONLY,
     ),
     # the steps the workers compute come last: this process computes the others meanwhile
