@@ -163,16 +163,34 @@ def _read(folder: Path) -> pd.DataFrame:
 
 
 def _fifth_freeze() -> pd.DataFrame:
-    files = sorted((FIFTH_FREEZE / "draws" / "f1.0").glob("*.csv"))
-    frames = [pd.read_csv(f) for f in files]
-    draws = pd.concat(frames, ignore_index=True)
-    keep = (draws["estimand"] == "long_term") & draws["family"].isin(FAMILY_NAMES)
-    return draws.loc[keep]
+    """The fifth freeze's long-term cells (``summary.json``: draws, bias, its MC SE)."""
+    cells = pd.DataFrame(json.loads((FIFTH_FREEZE / "summary.json").read_text())["cells"])
+    keep = (cells["estimand"] == "long_term") & cells["family"].isin(FAMILY_NAMES)
+    return cells.loc[keep]
 
 
 def _mean_se(values: pd.Series) -> tuple[float, float]:
     values = values.dropna()
     return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def _pooled(err: pd.Series, old: pd.DataFrame) -> tuple[int, float, float]:
+    """Draws, mean and MC SE of ``err`` and a summarised run's cell taken together.
+
+    The same numbers as concatenating the two runs' draws: the pooled variance adds the
+    between-runs part to the two within-run variances (from the runs' MC SEs).
+    """
+    err = err.dropna()
+    n1, m1, v1 = len(err), float(err.mean()), float(err.var(ddof=1))
+    if old.empty:
+        return n1, m1, float(np.sqrt(v1 / n1))
+    (row,) = old.itertuples()
+    n2, m2 = int(row.draws), float(row.bias)
+    v2 = float(row.bias_mcse) ** 2 * n2
+    n = n1 + n2
+    mean = (n1 * m1 + n2 * m2) / n
+    var = ((n1 - 1) * v1 + (n2 - 1) * v2 + n1 * n2 / n * (m1 - m2) ** 2) / (n - 1)
+    return n, mean, float(np.sqrt(var / n))
 
 
 def summarise(draws: pd.DataFrame, fifth: pd.DataFrame) -> pd.DataFrame:
@@ -192,9 +210,9 @@ def summarise(draws: pd.DataFrame, fifth: pd.DataFrame) -> pd.DataFrame:
             & (fifth["cohort"] == cohort)
             & (fifth["rel_time"] == year)
         ]
-        pooled = pd.concat([err, old["estimate"] - old["truth"]], ignore_index=True)
-        pooled_bias, pooled_se = _mean_se(pooled)
-        old_bias, old_se = _mean_se(old["estimate"] - old["truth"]) if len(old) else (np.nan,) * 2
+        pooled_draws, pooled_bias, pooled_se = _pooled(err, old)
+        old_bias = float(old["bias"].iloc[0]) if len(old) else np.nan
+        old_se = float(old["bias_mcse"].iloc[0]) if len(old) else np.nan
         rows.append(
             {
                 "family": family,
@@ -211,10 +229,10 @@ def summarise(draws: pd.DataFrame, fifth: pd.DataFrame) -> pd.DataFrame:
                 "no_effect_part": comparisons,
                 "no_effect_part_mc_se": comparisons_se,
                 "without_reference_year": float(d["without_reference_year"].mean()),
-                "fifth_freeze_draws": len(old),
+                "fifth_freeze_draws": int(old["draws"].iloc[0]) if len(old) else 0,
                 "fifth_freeze_bias": old_bias,
                 "fifth_freeze_mc_se": old_se,
-                "pooled_draws": int(pooled.notna().sum()),
+                "pooled_draws": pooled_draws,
                 "pooled_bias": pooled_bias,
                 "pooled_mc_se": pooled_se,
             }
