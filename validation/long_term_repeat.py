@@ -246,8 +246,11 @@ def summarise(draws: pd.DataFrame, fifth: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_summary(cells: pd.DataFrame, out: Path, command: str) -> None:
-    """``summary.csv`` and ``summary.md`` (all students first, then the grade bands)."""
-    cells.to_csv(out / "summary.csv", index=False)
+    """``summary.json`` and ``summary.md`` (all students first, then the grade bands)."""
+    records = json.loads(cells.to_json(orient="records", double_precision=10))
+    (out / "summary.json").write_text(
+        json.dumps({"command": command, "rule": RULE, "cells": records}, indent=1) + "\n"
+    )
 
     def pm(value: float, se: float) -> str:
         return f"{value:+.2f} ({se:.2f})"

@@ -8,7 +8,7 @@ their first visit fit unit and stack-by-month effects (weighted, Gauss-Seidel), 
 student's month after its visit gets ``y - a_i - g_sm``, and a school year's effect is the
 day-weighted sum over the year's months after the visit, averaged over the visited students
 of that year (Borusyak, Jaravel and Spiess 2024): the weighting of the simulator's truth.
-Results: ``validation/results/long-term-alternatives-pilot/imputation-*.csv``,
+Results: ``validation/results/long-term-alternatives-pilot/draws.json`` (its CSV, as JSON),
 ``validation/README.md`` (the fifth freeze's section).
 
     PYTHONPATH=$PWD .venv/bin/python validation/pilot/long_term_imputation.py \

@@ -7,7 +7,7 @@ the data in the visit year) get their own school-year terms, with their months b
 first visit as their reference; a school year's effect averages the two kinds of students
 by their number (a visit year's term of the new students scaled by their months after the
 visit). The design's fit (``did``) is recorded beside it on the same draws. Results:
-``validation/results/long-term-alternatives-pilot/split-reference-*.csv``,
+``validation/results/long-term-alternatives-pilot/draws.json`` (its CSV, as JSON),
 ``validation/README.md`` (the fifth freeze's section).
 
     PYTHONPATH=$PWD .venv/bin/python validation/pilot/long_term_split_reference.py \
