@@ -212,8 +212,13 @@ def _event_rows(prepared, table, fits, truth: dict, validation: dict) -> list[di
     return rows
 
 
-def simulate_family(family: str, seed: int, sample_fraction: float, folder: Path):
+def simulate_family(
+    family: str, seed: int, sample_fraction: float, folder: Path, *, simulation: dict | None = None
+):
     """Simulate draw ``seed`` of ``family`` into ``folder`` and match it (the frozen design).
+
+    ``simulation`` replaces the family's simulator settings (``FAMILIES[family]
+    ["simulation"]``), e.g. the same family without effects.
 
     Returns
     -------
@@ -225,9 +230,8 @@ def simulate_family(family: str, seed: int, sample_fraction: float, folder: Path
     from leapresearch.data.contract import read_raw_tables
     from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
 
-    config = SimulationConfig(
-        seed=seed, sample_fraction=sample_fraction, **FAMILIES[family]["simulation"]
-    )
+    settings = FAMILIES[family]["simulation"] if simulation is None else simulation
+    config = SimulationConfig(seed=seed, sample_fraction=sample_fraction, **settings)
     write_simulation(
         simulate(config), folder / "data", file_format="parquet", truth_path=folder / "truth.json"
     )

@@ -64,20 +64,6 @@ RULE = (
 )
 
 
-def _simulate(spec: dict, seed: int, folder: Path):
-    """Simulate ``spec`` (``SimulationConfig`` fields) at demo size and match it."""
-    from leapresearch.data.contract import read_raw_tables
-    from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
-
-    config = SimulationConfig(seed=seed, sample_fraction=1.0, **spec)
-    write_simulation(
-        simulate(config), folder / "data", file_format="parquet", truth_path=folder / "truth.json"
-    )
-    truth = json.loads((folder / "truth.json").read_text())
-    tables = read_raw_tables(folder / "data")
-    return truth, mc._prepared(tables, folder / "data", mc.VARIANTS["default"], {})
-
-
 def _long_term(prepared) -> pd.DataFrame:
     """The design's long-term attendance cells, years 0 and 1, every group."""
     from leapresearch.analysis.base import with_setting
@@ -108,11 +94,12 @@ def run_draw(family: str, seed: int) -> pd.DataFrame:
     warnings.simplefilter("ignore")
     spec = dict(fam.FAMILIES[family]["simulation"])
     with tempfile.TemporaryDirectory(prefix="lr-ltr-") as tmp:
-        truth, prepared = _simulate(spec, seed, Path(tmp))
+        truth, prepared = fam.simulate_family(family, seed, 1.0, Path(tmp))
         table = _long_term(prepared)
         missing = _without_reference_year(prepared)
     with tempfile.TemporaryDirectory(prefix="lr-ltr-") as tmp:
-        _, twin = _simulate({**spec, "effect_multiplier": 0.0}, seed, Path(tmp))
+        twin_settings = {**spec, "effect_multiplier": 0.0}
+        _, twin = fam.simulate_family(family, seed, 1.0, Path(tmp), simulation=twin_settings)
         twin_table = _long_term(twin)
     true = {
         (t["group"], t["cohort"], int(t["years_after"])): t["att"]

@@ -64,7 +64,7 @@ for i in range(n):
     spec = {**fam.FAMILIES[family]["simulation"], "effect_multiplier": 0.0}
     STATE["on"] = False
     with tempfile.TemporaryDirectory() as tmp:
-        truth, prep = ltr._simulate(spec, seed, Path(tmp))
+        truth, prep = fam.simulate_family(family, seed, 1.0, Path(tmp), simulation=spec)
         for on in (False, True):
             STATE["on"] = on
             ltm._WEIGHTS.clear()
