@@ -238,3 +238,20 @@ def test_fewer_bootstrap_draws_cost_the_interval_coverage():
     few, many = pm.finite_draws_coverage(20), pm.finite_draws_coverage(999)
     assert few < pm.finite_draws_coverage(99) < many < 0.951
     assert many > 0.945 and few < 0.94
+
+
+def test_a_summary_takes_each_family_s_own_complete_draws(tmp_path):
+    """A family run on in a later session of the same freeze may have more draws on disk
+    than another: the summary takes each family's first k draws, not the smallest k of all
+    (the fifth freeze's three families have 150 draws, the five run later 100)."""
+    argv = ["--sample-fraction", "0.05", "--procedure-draws", "10", "--out", str(tmp_path)]
+    both = ["--families", "lists", "no_effect", "--draws", "2", *argv]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pm, "PROCEDURE_SEED_BASE", 540_000)
+        mp.setitem(sys.modules, "procedure_mc", pm)
+        assert pm.mc.main(["--families", "lists", "--draws", "2", "--workers", "1", *argv]) == 0
+        assert pm.mc.main([*both, "--summary-only"]) == 1  # no_effect has no draw yet
+        assert pm.mc.main(["--families", "no_effect", "--draws", "1", "--workers", "1", *argv]) == 0
+        assert pm.mc.main([*both, "--summary-only"]) == 0
+    cells = pd.DataFrame(json.loads((tmp_path / "summary.json").read_text())["cells"])
+    assert cells.groupby("family")["draws"].max().to_dict() == {"lists": 2, "no_effect": 1}

@@ -831,10 +831,10 @@ FROZEN_KEYS = (
 """Keys of ``design.json`` a resumed run must match (else it refuses: start over)."""
 
 
-def _complete_draws(out: Path, names: list[str], draws: int, fraction: float, seed) -> int:
-    """Draws 0..k-1 on disk for every family (the largest such k)."""
+def _complete_draws(out: Path, family: str, draws: int, fraction: float, seed) -> int:
+    """Draws 0..k-1 of ``family`` on disk (the largest such k, at most ``draws``)."""
     k = 0
-    while k < draws and all(draw_file(out, f, seed(f, k), fraction).exists() for f in names):
+    while k < draws and draw_file(out, family, seed(family, k), fraction).exists():
         k += 1
     return k
 
@@ -907,6 +907,11 @@ def run_frozen(
             for f in names
         )
         changed = [k for k in changed if k != "seeds" or not seeds_ok]
+        if args.summary_only:
+            # the summary reads only the draws on disk, whose code digests (params/base.yaml
+            # included) are checked against the frozen one below: the current file's text
+            # (a comment edited since) does not enter it
+            changed = [k for k in changed if k != "params_base_yaml_sha256"]
         if changed:
             print(
                 f"error: {design} froze a different design ({', '.join(changed)}); the "
@@ -922,11 +927,14 @@ def run_frozen(
             (f, seed(f, i), str(out), fraction, *job_args) for i in range(args.draws) for f in names
         ]
         mc.run_jobs(job, jobs, args.workers)
-    k = _complete_draws(out, names, args.draws, fraction, seed)
-    if k == 0:
-        print("no complete draw on disk yet", file=sys.stderr)
+    # each family's first k draws on disk: a family whose draws were run on in a later
+    # session of the same freeze (its seeds reserved in design.json) may have fewer
+    counts = {f: _complete_draws(out, f, args.draws, fraction, seed) for f in names}
+    if not all(counts.values()):
+        missing = [f for f, k in counts.items() if k == 0]
+        print(f"no complete draw on disk yet for {', '.join(missing)}", file=sys.stderr)
         return 1
-    files = [draw_file(out, f, seed(f, i), fraction) for i in range(k) for f in names]
+    files = [draw_file(out, f, seed(f, i), fraction) for f in names for i in range(counts[f])]
     frames = [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in files]
     draws = pd.concat(frames, ignore_index=True)
     rows_of = [p for p, f in zip(files, frames, strict=True) for _ in range(len(f))]
@@ -938,5 +946,6 @@ def run_frozen(
     draws = draws.drop(columns=DIGEST_COLUMN, errors="ignore")
     command = "validation/monte_carlo.py " + " ".join(argv)
     write(draws, out, command)
-    print(f"{k} draws per family summarised in {out / 'summary.md'}")
+    summarised = ", ".join(f"{f} {k}" for f, k in counts.items())
+    print(f"draws summarised in {out / 'summary.md'}: {summarised}")
     return 0
