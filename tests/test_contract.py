@@ -464,3 +464,36 @@ def test_one_bad_cell_is_reported_with_its_column_and_line(
             map(str, violations)
         )
         _assert_no_identifiers("\n".join(map(str, violations)), folder)
+
+
+def test_student_codes_shared_across_tables_are_those_of_the_concatenated_column():
+    """``rules._share_student_codes`` factorizes each table's ids, then their distinct values
+    together: the same codes and distinct ids as factorizing the three columns concatenated
+    (first appearance, table by table), missing ids -1, an id unknown to the roster its own
+    code."""
+    from pathlib import Path
+
+    from leapresearch.data.contract.rules import _share_student_codes
+    from leapresearch.data.contract.table import _Table
+
+    rng = np.random.default_rng(3)
+    ids = np.array([f"{i:06d}" for i in rng.permutation(500)], dtype=object)
+
+    def table(name, values):
+        frame = pd.DataFrame({"student_id": pd.Series(values, dtype="str")})
+        return _Table(name, Path(f"{name}.csv"), frame, np.arange(len(frame)), {"student_id"})
+
+    roster = table("students", np.r_[ids[:300], ids[:300], [None]])
+    attendance = table("attendance_monthly", rng.choice(np.r_[ids[100:400], [None]], 5_000))
+    visits = table("leap_visits", np.r_[ids[450:], ids[:5], ["nobody"]])
+    tables = [roster, attendance, visits]
+    n = _share_student_codes(tables)
+    want, uniques = pd.factorize(pd.concat([t.frame["student_id"] for t in tables]))
+    assert n == len(uniques)
+    lo = 0
+    for t in tables:
+        codes, distinct = t.cached_codes["student_id"]
+        np.testing.assert_array_equal(codes, want[lo : lo + len(t.frame)])
+        assert list(distinct) == list(uniques)
+        lo += len(t.frame)
+    assert (roster.codes("student_id") == -1).sum() == 1

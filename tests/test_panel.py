@@ -336,3 +336,43 @@ def test_demographic_indicators_of_rows_are_the_dummies_of_those_roster_rows():
     assert "home_language_missing" not in demographic_indicators(
         roster, demographics, np.array([0, 1])
     )
+
+
+def test_student_month_sums_are_the_groupby_s_and_do_not_depend_on_the_row_order():
+    """``build_monthly``'s sums by (student, month): a key of one row keeps its values; the
+    days of a key of several rows (two schools in a month) are summed from the smallest, so
+    a shuffled file gives the same bits. With whole days that is the pandas groupby it
+    replaced, exactly; with fractional days within a rounding error of it (the groupby's
+    last bit depended on the row order)."""
+    from leapresearch.data.panel import _sum_by_student_month
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    student = rng.integers(0, 1_500, n)
+    time = rng.choice(np.array([20210, 20211, 20215, 20219, 20220, 20223]), n)
+    whole = rng.integers(0, 20, n).astype(float)
+    fractional = np.round(rng.uniform(0, 20, n), 1) + rng.choice([0.0, 1e-9, 1 / 3], n)
+    shuffle = rng.permutation(n)
+    by_key = np.lexsort((time, student))
+    for attended in (whole, fractional):
+        membership = attended + rng.integers(0, 3, n)
+        frame = pd.DataFrame(
+            {"student": student, "time": time, "attended": attended, "membership": membership}
+        )
+        want = frame.groupby(["student", "time"], sort=True, as_index=False).sum()
+        assert (want.groupby("student").size() > 1).any() and len(want) < n  # repeats summed
+        results = [
+            pd.DataFrame(_sum_by_student_month(*(frame[c].to_numpy()[rows] for c in frame.columns)))
+            for rows in (np.arange(n), shuffle, by_key)
+        ]
+        for got in results[1:]:
+            pd.testing.assert_frame_equal(got, results[0], check_exact=True)
+        exact = attended is whole
+        pd.testing.assert_frame_equal(results[0], want, check_exact=exact, rtol=1e-15)
+    unique = want.iloc[::2].reset_index(drop=True)  # no repeated key, as most extracts
+    again = pd.DataFrame(_sum_by_student_month(*(unique[c].to_numpy() for c in unique.columns)))
+    pd.testing.assert_frame_equal(again, unique, check_exact=True)
+    empty = pd.DataFrame(
+        _sum_by_student_month(*(np.zeros(0, t) for t in (np.int64, np.int64, float, float)))
+    )
+    assert list(empty.columns) == list(want.columns) and len(empty) == 0

@@ -98,11 +98,16 @@ def index_to_school_year(index: np.ndarray | pd.Series) -> np.ndarray:
 
 
 def split_month(month: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``YYYY-MM`` strings into integer year and month arrays (no validation)."""
-    s = month.astype(str)
-    return s.str.slice(0, 4).astype(np.int64).to_numpy(), s.str.slice(5, 7).astype(
-        np.int64
-    ).to_numpy()
+    """Split ``YYYY-MM`` strings into integer year and month arrays (no validation).
+
+    The distinct values are split and then gathered: an extract has millions of rows but a
+    few dozen months.
+    """
+    codes, distinct = pd.factorize(pd.Series(month).astype(str))
+    s = pd.Series(distinct, dtype=str)
+    year = s.str.slice(0, 4).astype(np.int64).to_numpy()
+    number = s.str.slice(5, 7).astype(np.int64).to_numpy()
+    return year[codes], number[codes]
 
 
 def cohort_label(visit_date: pd.Series) -> pd.Series:

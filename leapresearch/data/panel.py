@@ -107,11 +107,13 @@ def _student_codes(students: pd.DataFrame) -> pd.Index:
 
 
 def _codes(ids: pd.Series, index: pd.Index) -> np.ndarray:
-    codes = index.get_indexer(ids.astype(str))
-    if (codes < 0).any():
+    """Each row's student code: its id's position in ``index`` (looked up once per id)."""
+    rows, distinct = pd.factorize(ids.astype(str))
+    codes = index.get_indexer(pd.Index(distinct, dtype=str))[rows] if len(rows) else rows
+    if ((rows < 0) | (codes < 0)).any():
         raise ValueError(
-            f"{int((codes < 0).sum())} rows refer to students missing from the roster "
-            "(the contract validator should have refused them)"
+            f"{int(((rows < 0) | (codes < 0)).sum())} rows refer to students missing from the "
+            "roster (the contract validator should have refused them)"
         )
     return codes.astype(np.int64)
 
@@ -168,33 +170,82 @@ def build_monthly(attendance: pd.DataFrame, index: pd.Index) -> tuple[pd.DataFra
     counts : dict
         ``summer_rows`` and ``zero_membership_months`` set aside by definition.
     """
-    year, month = split_month(attendance["month"])
-    time = school_month_index(year, month)
+    # a few dozen distinct months: each one's school-month index, gathered to the rows
+    month_codes, months = pd.factorize(attendance["month"].astype(str))
+    time = school_month_index(*split_month(pd.Series(months, dtype=str)))[month_codes]
+    del month_codes
     school_month = time >= 0
+    rows = slice(None) if school_month.all() else school_month  # a view when no summer row
     attended = attendance["inperson_attended"].to_numpy(np.float64) + attendance[
         "remote_attended"
     ].to_numpy(np.float64)
     membership = attendance["inperson_membership"].to_numpy(np.float64) + attendance[
         "remote_membership"
     ].to_numpy(np.float64)
-    frame = pd.DataFrame(
-        {
-            "student": _codes(attendance["student_id"], index)[school_month],
-            "time": time[school_month],
-            "attended": attended[school_month],
-            "membership": membership[school_month],
-        }
+    sums = _sum_by_student_month(
+        _codes(attendance["student_id"], index)[rows],
+        time[rows],
+        attended[rows],
+        membership[rows],
     )
-    monthly = frame.groupby(["student", "time"], sort=True, as_index=False).sum()
-    positive = monthly["membership"] > 0
+    del time, attended, membership
+    positive = sums["membership"] > 0
     counts = {
         "summer_rows": int((~school_month).sum()),
         "zero_membership_months": int((~positive).sum()),
     }
-    monthly = monthly.loc[positive].reset_index(drop=True)
-    monthly["year"] = monthly["time"] // 10
-    monthly["rate"] = monthly["attended"] / monthly["membership"]
-    return monthly[["student", "time", "year", "attended", "membership", "rate"]], counts
+    keep = slice(None) if positive.all() else positive
+    sums = {name: values[keep] for name, values in sums.items()}
+    monthly = pd.DataFrame(
+        {
+            "student": sums["student"],
+            "time": sums["time"],
+            "year": sums["time"] // 10,
+            "attended": sums["attended"],
+            "membership": sums["membership"],
+            "rate": sums["attended"] / sums["membership"],
+        }
+    )
+    return monthly, counts
+
+
+def _sum_by_student_month(
+    student: np.ndarray, time: np.ndarray, attended: np.ndarray, membership: np.ndarray
+) -> dict[str, np.ndarray]:
+    """``attended`` and ``membership`` summed by (student, time), sorted by both.
+
+    The columns of ``groupby(["student", "time"], sort=True).sum()``, whatever the order of
+    the rows: they are put in key order by a stable sort (skipped when they already are);
+    a key of one row keeps its values; the values of a key of several rows (a student in
+    two schools in one month) are added from the smallest, so their sum does not depend on
+    the order of the file's rows (the groupby's did, in the last bit, for day counts that
+    are not whole numbers).
+    """
+    if len(student) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return {"student": empty, "time": empty, "attended": attended, "membership": membership}
+    t0 = int(time.min())
+    key = student * (int(time.max()) - t0 + 1) + (time - t0)
+    step = np.diff(key)
+    if (step < 0).any():
+        order = np.argsort(key, kind="stable")
+        key, student, time = key[order], student[order], time[order]
+        attended, membership = attended[order], membership[order]
+        step = np.diff(key)
+    first = np.concatenate(([True], step != 0))
+    frame = {"student": student[first], "time": time[first]}
+    if first.all():
+        return {**frame, "attended": attended, "membership": membership}
+    group = np.cumsum(first) - 1
+    rows = np.flatnonzero(np.bincount(group)[group] > 1)  # rows of keys of several rows
+    in_group = group[rows]
+    starts = np.flatnonzero(np.concatenate(([True], in_group[1:] != in_group[:-1])))
+    for name, values in (("attended", attended), ("membership", membership)):
+        several = values[rows]
+        smallest_first = several[np.lexsort((several, in_group))]
+        frame[name] = values[first]  # a copy
+        frame[name][in_group[starts]] = np.add.reduceat(smallest_first, starts)
+    return frame
 
 
 def build_annual(monthly: pd.DataFrame, *, chronic_threshold: float = 0.90) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from leapresearch.data.contract.schema import (
     _valid_month,
     _valid_school_year,
 )
-from leapresearch.data.contract.table import _Table, _warning_at
+from leapresearch.data.contract.table import _narrow, _Table, _warning_at
 from leapresearch.data.intake import DataWarning, case_collisions, id_form_hint, positions_of
 
 # --------------------------------------------------------------------------------------
@@ -88,12 +88,15 @@ def _share_student_codes(tables: Iterable[_Table]) -> int:
     with_ids = [t for t in tables if t.has("student_id")]
     if not with_ids:
         return 0
-    codes, uniques = pd.factorize(
-        pd.concat([t.frame["student_id"] for t in with_ids], ignore_index=True)
-    )
-    bounds = np.cumsum([0] + [len(t.frame) for t in with_ids])
-    for t, lo, hi in zip(with_ids, bounds[:-1], bounds[1:], strict=True):
-        t.cached_codes["student_id"] = (codes[lo:hi], pd.Series(uniques))
+    # each table's distinct ids first (millions of attendance rows, a few hundred thousand
+    # ids), then those of all tables together: the codes of factorizing the concatenated
+    # column (first appearance, table by table) without copying it
+    own = [pd.factorize(t.frame["student_id"]) for t in with_ids]
+    shared, uniques = pd.factorize(pd.concat([pd.Series(u) for _, u in own], ignore_index=True))
+    bounds = np.cumsum([0] + [len(u) for _, u in own])
+    for t, (codes, _), lo in zip(with_ids, own, bounds[:-1], strict=True):
+        mapped = np.where(codes >= 0, shared[lo + np.maximum(codes, 0)], -1)
+        t.cached_codes["student_id"] = (_narrow(mapped), pd.Series(uniques))
     return len(uniques)
 
 

@@ -40,10 +40,14 @@ class _Table:
         return self.path.name
 
     def factorized(self, column: str) -> tuple[np.ndarray, pd.Series]:
-        """Codes (-1 for missing) and distinct values of a column, computed once."""
+        """Codes (-1 for missing) and distinct values of a column, computed once.
+
+        The codes are int32 (half the memory of millions of attendance rows, kept while the
+        rules run) unless there are more distinct values than that holds.
+        """
         if column not in self.cached_codes:
             codes, uniques = pd.factorize(self.frame[column])
-            self.cached_codes[column] = (codes, pd.Series(uniques))
+            self.cached_codes[column] = (_narrow(codes), pd.Series(uniques))
         return self.cached_codes[column]
 
     def codes(self, column: str) -> np.ndarray:
@@ -63,6 +67,13 @@ class _Table:
         if show_values and column in self.frame.columns and not _is_id(self.name, column):
             rule += _found(self.frame[column].iloc[positions])
         return _violation_at(self.file, column, rule, self.lines, positions)
+
+
+def _narrow(codes: np.ndarray) -> np.ndarray:
+    """Factorized codes as int32 when they fit (they always do below 2**31 distinct values)."""
+    if codes.size and int(codes.max()) >= np.iinfo(np.int32).max:
+        return codes
+    return codes.astype(np.int32)
 
 
 def _warning_at(
