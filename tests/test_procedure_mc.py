@@ -243,7 +243,7 @@ def test_fewer_bootstrap_draws_cost_the_interval_coverage():
 def test_a_summary_takes_each_family_s_own_complete_draws(tmp_path):
     """A family run on in a later session of the same freeze may have more draws on disk
     than another: the summary takes each family's first k draws, not the smallest k of all
-    (the fifth freeze's three families have 150 draws, the five run later 70)."""
+    (the fifth freeze's three families have 150 draws, the five run later 100)."""
     argv = ["--sample-fraction", "0.05", "--procedure-draws", "10", "--out", str(tmp_path)]
     both = ["--families", "lists", "no_effect", "--draws", "2", *argv]
     with pytest.MonkeyPatch.context() as mp:
