@@ -115,7 +115,7 @@ def _codes(ids: pd.Series, index: pd.Index) -> np.ndarray:
             f"{int(((rows < 0) | (codes < 0)).sum())} rows refer to students missing from the "
             "roster (the contract validator should have refused them)"
         )
-    return codes.astype(np.int64)
+    return codes.astype(np.int64, copy=False)
 
 
 def build_roster(students: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
@@ -204,7 +204,8 @@ def build_monthly(attendance: pd.DataFrame, index: pd.Index) -> tuple[pd.DataFra
             "attended": sums["attended"],
             "membership": sums["membership"],
             "rate": sums["attended"] / sums["membership"],
-        }
+        },
+        copy=False,  # the arrays become the frame's columns, not a second copy of each
     )
     return monthly, counts
 
@@ -225,17 +226,20 @@ def _sum_by_student_month(
         empty = np.zeros(0, dtype=np.int64)
         return {"student": empty, "time": empty, "attended": attended, "membership": membership}
     t0 = int(time.min())
-    key = student * (int(time.max()) - t0 + 1) + (time - t0)
-    step = np.diff(key)
-    if (step < 0).any():
+    key = np.multiply(student, int(time.max()) - t0 + 1, dtype=np.int64)  # then in place
+    key += time
+    key -= t0
+    if (key[1:] < key[:-1]).any():
         order = np.argsort(key, kind="stable")
         key, student, time = key[order], student[order], time[order]
         attended, membership = attended[order], membership[order]
-        step = np.diff(key)
-    first = np.concatenate(([True], step != 0))
-    frame = {"student": student[first], "time": time[first]}
+    first = np.empty(len(key), dtype=bool)
+    first[0] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    del key
     if first.all():
-        return {**frame, "attended": attended, "membership": membership}
+        return {"student": student, "time": time, "attended": attended, "membership": membership}
+    frame = {"student": student[first], "time": time[first]}
     group = np.cumsum(first) - 1
     rows = np.flatnonzero(np.bincount(group)[group] > 1)  # rows of keys of several rows
     in_group = group[rows]

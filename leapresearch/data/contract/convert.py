@@ -140,10 +140,16 @@ def _convert(name: str, path: Path, read: _Read, *, csv_file: bool) -> tuple[_Ta
     lines, problems = read.lines, []
     if csv_file and read.table.num_rows:
         columns, lines, problems = _drop_blank_lines(path.name, columns, blanks, lines)
+    # the columns above replace the read table: released, and each column once converted,
+    # so that a file of millions of rows is not held three times (Arrow, cast, pandas)
+    read.table = None
+    del blanks
 
+    names = list(columns)
     data: dict[str, pd.Series] = {}
     unparsed: dict[str, np.ndarray] = {}
-    for col, arr in columns.items():
+    for col in names:
+        arr = columns.pop(col)
         values, bad = _convert_column(kinds[col], arr)
         data[col] = values.reset_index(drop=True)
         if bad is None:
@@ -153,8 +159,9 @@ def _convert(name: str, path: Path, read: _Read, *, csv_file: bool) -> tuple[_Ta
             shown = arr.take(pa.array(unparsed[col][:1000])).to_pandas()
             rule = _RULE_UNPARSED[kinds[col]] + _found(shown)
             problems.append(_violation_at(path.name, col, rule, lines, unparsed[col]))
-    frame = pd.DataFrame(data, index=pd.RangeIndex(len(lines)))
-    return _Table(name, path, frame, lines, set(columns), unparsed), problems
+    # copy=False: the columns become the frame's without a second copy of each
+    frame = pd.DataFrame(data, index=pd.RangeIndex(len(lines)), copy=False)
+    return _Table(name, path, frame, lines, set(names), unparsed), problems
 
 
 # --------------------------------------------------------------------------------------

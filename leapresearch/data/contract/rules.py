@@ -129,15 +129,21 @@ def _lookup(codes: np.ndarray, size: int) -> np.ndarray:
     return present  # present[-1] (missing code) stays False
 
 
-def _year_month(months: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Calendar year and month of ``YYYY-MM`` labels; -1 where the label is not valid."""
+def _distinct_year_month(months: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's code and the calendar year and month of each distinct ``YYYY-MM`` label.
+
+    Returns ``(codes, year, month)``: ``year[codes]`` and ``month[codes]`` are the rows'
+    values, -1 where the label is missing or not valid (the last entry, code -1). Rules
+    that depend on the month alone are computed on the few dozen distinct labels and
+    gathered to the millions of rows.
+    """
     codes, uniques = pd.factorize(months)
     labels = pd.Series(uniques, dtype="str")
     ok = _valid_month(labels).to_numpy(dtype=bool)
     year = np.where(ok, pd.to_numeric(labels.str.slice(0, 4), errors="coerce").fillna(-1), -1)
     month = np.where(ok, pd.to_numeric(labels.str.slice(5, 7), errors="coerce").fillna(-1), -1)
     year, month = np.append(year, -1).astype(np.int64), np.append(month, -1).astype(np.int64)
-    return year[codes], month[codes]
+    return codes, year, month
 
 
 def _school_year_starts(labels: pd.Series) -> np.ndarray:
@@ -200,21 +206,24 @@ def _enrolment_rules(stu: _Table, att: _Table, n_ids: int) -> list[Violation | N
     start = _school_year_starts(stu.frame["school_year"])
     keep = (s_sid >= 0) & (start >= 0)
     years = np.unique(start[keep])
-    year, month = _year_month(att.frame["month"])
-    ok_month = month > 0
     # the school year holding the month; July/August may belong to either adjacent year
+    # (computed for each distinct month, then gathered to the rows)
+    codes, year, month = _distinct_year_month(att.frame["month"])
     ending = np.where(month >= 9, year, year - 1)
     starting = np.where((month == 7) | (month == 8), year, ending)
-    in_years = ok_month & (np.isin(ending, years) | np.isin(starting, years))
+    month_ok = month > 0
+    month_in_years = month_ok & (np.isin(ending, years) | np.isin(starting, years))
+    ok_month, in_years = month_ok[codes], month_in_years[codes]
     known = _lookup(s_sid, n_ids)[a_sid]
     # enrolled[code, k]: the student has a students row for the school year years[k]
     enrolled = np.zeros((n_ids + 1, max(years.size, 1)), dtype=bool)
     enrolled[s_sid[keep], np.searchsorted(years, start[keep])] = True
-    rows = np.flatnonzero(in_years & known)  # none when there are no years
     has_row = np.zeros(len(a_sid), dtype=bool)
-    for candidate in (ending[rows], starting[rows]):
+    for candidate in (ending, starting) if years.size else ():
         k = np.minimum(np.searchsorted(years, candidate), years.size - 1)
-        has_row[rows] |= (years[k] == candidate) & enrolled[a_sid[rows], k]
+        hit = month_in_years & (years[k] == candidate)  # by distinct month
+        rows = np.flatnonzero(hit[codes] & known)
+        has_row[rows] |= enrolled[a_sid[rows], k[codes[rows]]]
     return [
         _unknown_ids(att, stu, (a_sid >= 0) & ~known),
         att.violation(
@@ -307,7 +316,7 @@ def _visit_rules(
             )
         )
     if att is not None and att.has("month"):
-        year, month = _year_month(att.frame["month"])
+        _, year, month = _distinct_year_month(att.frame["month"])  # the distinct months
         if (month > 0).any():
             last = int((year * 12 + month - 1)[month > 0].max())  # months since year 0
             visit_month = (dates.dt.year * 12 + dates.dt.month - 1).to_numpy(
