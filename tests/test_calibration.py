@@ -59,11 +59,22 @@ def synthetic_calibration(rates: dict[str, dict[str, float]]) -> cb.Calibration:
 
 
 def families_only_calibration() -> cb.Calibration:
-    """The packaged record without its size checks: the families' own sizes decide (in it
+    """The packaged record without any size checks: the families' own sizes decide (in it
     the adjusted main-window pre-trend test is calibrated), for tests of how the report
     reads a calibrated test."""
     record = json.loads(cb.CALIBRATION_FILE.read_text())
     return cb.from_record({k: v for k, v in record.items() if k != "size_checks"})
+
+
+def no_test_calibration() -> cb.Calibration:
+    """The packaged record with the adjusted main-window test's size over the bound: no
+    diagnostic is read (as the record said before the fifth freeze calibrated that test),
+    for tests of how the report reads none."""
+    record = json.loads(cb.CALIBRATION_FILE.read_text())
+    record["diagnostics"]["pretrend_adjusted_main"]["size"]["max"] = 0.16
+    cal = cb.from_record(record)
+    assert cal.calibrated() == []
+    return cal
 
 
 def _rates(works: tuple[float, float], fails: float, biased: float) -> dict[str, float]:
@@ -399,3 +410,16 @@ def test_a_run_of_some_families_leaves_the_packaged_record_alone():
         assert cb.CALIBRATION_FILE.read_bytes() == before
     finally:
         shutil.rmtree(folder)
+
+
+def test_families_with_different_numbers_of_draws_are_described_by_their_range():
+    """The fifth freeze's three first families ran 150 draws, the five run later 100: the
+    front page says ``100-150 draws each`` (it said ``100- draws each``)."""
+    summary = synthetic_summary({"d": {f: 0.05 for f in FAMILY_ROLES}})
+    summary["diagnostics"][0]["draws"] = 150
+    design = {"commit": "f" * 40, "alpha": 0.05, "sample_fraction": 1.0}
+    record = cb.calibration_record(summary, design, source="s", design_source="d")
+    assert record["draws_per_family"] == [50, 150]
+    cal = cb.from_record(record)
+    assert cal.brief() == "4 simulated families, 50-150 draws each at the demo's size"
+    assert cb.draws_words(100) == "100"

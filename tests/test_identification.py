@@ -257,11 +257,17 @@ def test_pretrend_sentence_changes_with_the_test():
     # near nominal in the validation) are read as evidence that the paths differed
     from leapresearch.publish.calibration import load_calibration
     from leapresearch.publish.narrative import describe_pretrends
-    from tests.test_calibration import _rates, families_only_calibration, synthetic_calibration
+    from tests.test_calibration import (
+        _rates,
+        families_only_calibration,
+        no_test_calibration,
+        synthetic_calibration,
+    )
 
-    # the packaged record reads no test (the main test is oversized at the demo's size)
-    assert load_calibration().calibrated() == []
-    silent = describe_pretrends(_pretrends(0.001), brief=True)
+    # the packaged record reads the adjusted main-window test alone (the fifth freeze)
+    assert load_calibration().calibrated() == ["pretrend_adjusted_main"]
+    # a record that reads no test never speaks of a calibrated one
+    silent = describe_pretrends(_pretrends(0.001), brief=True, calibration=no_test_calibration())
     assert "calibrated test" not in silent and "0 calibrated" not in silent
     cal = families_only_calibration()
     assert cal.calibrated() == ["pretrend_adjusted_main"]  # what the texts below expect

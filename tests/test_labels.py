@@ -148,16 +148,21 @@ def test_the_headline_diagnostic_column_and_the_summary_read_the_same_calibrated
             "n_treated": [30] * 4 + [20] * 2,
         }
     )
-    from tests.test_calibration import families_only_calibration
+    from tests.test_calibration import families_only_calibration, no_test_calibration
 
     es = _event_study()
-    # the packaged record reads no test: no diagnostic column, each test with its sizes
+    # the packaged record (the fifth freeze, every family at the demo's size) reads the
+    # adjusted main-window test alone, and is what a table gets by default
     packaged = load_calibration()
-    assert packaged.calibrated() == []
-    none = headline_table(es, rel_times=(1, 9), pretrends=pretrends)
+    assert packaged.calibrated() == ["pretrend_adjusted_main"]
+    default = headline_table(es, rel_times=(1, 9), pretrends=pretrends)
+    assert [c for c in default.columns if c.startswith("p_")] == ["p_pretrend_adjusted_main"]
+    # a record that reads no test: no diagnostic column, each test with its sizes
+    silent = no_test_calibration()
+    none = headline_table(es, rel_times=(1, 9), pretrends=pretrends, calibration=silent)
     assert not [c for c in none.columns if c.startswith("p_")]
-    page = headline_html(none, rel_times=(1, 9))
-    main = packaged.diagnostics["pretrend_adjusted_main"]
+    page = headline_html(none, rel_times=(1, 9), calibration=silent)
+    main = silent.diagnostics["pretrend_adjusted_main"]
     assert f"{main.words}: {main.size_summary()}" in html.unescape(page)
     assert "p = 0.840" not in page
     cal = families_only_calibration()  # the families' own sizes: the main test is read

@@ -378,11 +378,16 @@ class SizeCheck:
         if self.size is None:
             return f"not measured at {size_words(self.sample_fraction)}"
         n = len(self.size.families)
-        draws = self.draws if isinstance(self.draws, int) else f"{min(self.draws)}-"
+        draws = draws_words(self.draws)
         return (
             f"at {size_words(self.sample_fraction)}, {self.size.percent()} where the design is "
             f"right ({n} famil{'y' if n == 1 else 'ies'}, {draws} draws each)"
         )
+
+
+def draws_words(draws: int | list[int]) -> str:
+    """``100`` or, when the families ran different numbers of draws, ``100-150``."""
+    return f"{draws}" if isinstance(draws, int) else f"{min(draws)}-{max(draws)}"
 
 
 @dataclass(frozen=True)
@@ -483,7 +488,7 @@ class Calibration:
 
     def brief(self) -> str:
         """``8 simulated families, 100 draws each at 20% of the demo's size``."""
-        draws = self.draws if isinstance(self.draws, int) else f"{min(self.draws)}-"
+        draws = draws_words(self.draws)
         return (
             f"{self.n_families} simulated families, {draws} draws each at "
             f"{size_words(self.sample_fraction)}"
@@ -491,7 +496,7 @@ class Calibration:
 
     def provenance(self) -> str:
         """``8 simulated families, 100 draws each at 20% of the demo's size (...)``."""
-        draws = self.draws if isinstance(self.draws, int) else f"{min(self.draws)}-"
+        draws = draws_words(self.draws)
         checks = "".join(f" and {source}" for source in self.size_check_sources)
         return (
             f"{self.n_families} simulated families, {draws} draws each at "
