@@ -376,3 +376,29 @@ def test_student_month_sums_are_the_groupby_s_and_do_not_depend_on_the_row_order
         _sum_by_student_month(*(np.zeros(0, t) for t in (np.int64, np.int64, float, float)))
     )
     assert list(empty.columns) == list(want.columns) and len(empty) == 0
+
+
+def test_a_missing_month_or_id_is_refused_not_gathered_from_another_row():
+    """The months and ids are converted once per distinct value and gathered by code: a
+    missing one (code -1) must raise, never take the last distinct value's."""
+    from leapresearch.data.calendar import split_month
+    from leapresearch.data.panel import _codes, build_monthly
+
+    year, month = split_month(pd.Series(["2021-09", "2022-01", "2021-09"]))
+    assert year.tolist() == [2021, 2022, 2021] and month.tolist() == [9, 1, 9]
+    with pytest.raises(ValueError, match="1 months are missing"):
+        split_month(pd.Series(["2021-09", None], dtype="str"))
+    index = pd.Index(["a", "b"])
+    assert _codes(pd.Series(["b", "a", "b"], dtype="str"), index).tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match="1 rows refer to students missing"):
+        _codes(pd.Series(["b", None], dtype="str"), index)
+    attendance = pd.DataFrame(
+        {
+            "student_id": pd.Series(["a", "b"], dtype="str"),
+            "month": pd.Series(["2021-09", None], dtype="str"),
+            **{c: [1.0, 1.0] for c in ("inperson_attended", "inperson_membership")},
+            **{c: [0.0, 0.0] for c in ("remote_attended", "remote_membership")},
+        }
+    )
+    with pytest.raises(ValueError, match="1 attendance rows have no month"):
+        build_monthly(attendance, index)

@@ -104,6 +104,8 @@ def split_month(month: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     few dozen months.
     """
     codes, distinct = pd.factorize(pd.Series(month).astype(str))
+    if (codes < 0).any():
+        raise ValueError(f"{int((codes < 0).sum())} months are missing; expected YYYY-MM")
     s = pd.Series(distinct, dtype=str)
     year = s.str.slice(0, 4).astype(np.int64).to_numpy()
     number = s.str.slice(5, 7).astype(np.int64).to_numpy()

@@ -172,6 +172,11 @@ def build_monthly(attendance: pd.DataFrame, index: pd.Index) -> tuple[pd.DataFra
     """
     # a few dozen distinct months: each one's school-month index, gathered to the rows
     month_codes, months = pd.factorize(attendance["month"].astype(str))
+    if (month_codes < 0).any():
+        raise ValueError(
+            f"{int((month_codes < 0).sum())} attendance rows have no month (the contract "
+            "validator should have refused them)"
+        )
     time = school_month_index(*split_month(pd.Series(months, dtype=str)))[month_codes]
     del month_codes
     school_month = time >= 0
