@@ -29,7 +29,6 @@ from leapresearch.data.contract import ContractError, RawTables, Violation, vali
 from leapresearch.data.intake import DataWarning, manifest_problems
 from leapresearch.data.panel import AnalyticPanel, build_panel
 from leapresearch.design.pool import Candidates, cohort_candidates
-from leapresearch.threads import release_memory
 
 __all__ = ["DataCheck", "check_data", "evaluability"]
 
@@ -207,7 +206,6 @@ def check_data(data_dir: Path, config: Config) -> DataCheck:
     warnings = list(notes)
     built = None
     if tables is not None and not violations:
-        release_memory()  # the check's temporary arrays, before the panel is built
         blocking, more, built = evaluability(tables, config)
         violations += blocking
         warnings += more
