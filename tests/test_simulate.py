@@ -242,7 +242,8 @@ def _assert_contract(data: SimulatedData) -> None:
     [
         ("scale", "county", "'county'"),
         ("sample_fraction", 0.0, "0.0"),
-        ("sample_fraction", 1.5, "1.5"),
+        ("sample_fraction", 8.5, "8.5"),
+        ("sample_fraction", float("nan"), "nan"),
         ("school_years", ("2019-20", "2021-22"), "'2021-22'"),
         ("school_years", ("2019-21",), "'2019-21'"),
         ("canvass_district", "Gotham", "'Gotham'"),
@@ -254,6 +255,22 @@ def _assert_contract(data: SimulatedData) -> None:
 def test_config_rejects_bad_values_naming_them(field: str, value: object, named: str) -> None:
     with pytest.raises(ValueError, match=re.escape(named)):
         SimulationConfig(**{field: value})
+
+
+def test_sample_fraction_above_one_fills_the_same_schools() -> None:
+    """A size check's larger sample: the same schools, each with about twice the students."""
+    base = {"scale": "demo", "seed": 11, "demo_students": 3000, "visited_target": 150}
+    single, double = (simulate(**base, sample_fraction=f) for f in (1.0, 2.0))
+    schools = [set(d.students["school_id"]) for d in (single, double)]
+    assert len(schools[1] - schools[0]) <= 0.05 * len(schools[0])
+    assert len(schools[0] - schools[1]) <= 0.05 * len(schools[0])
+    ratio = double.students["student_id"].nunique() / single.students["student_id"].nunique()
+    assert 1.8 < ratio < 2.2
+    visited = [
+        d.leap_visits.loc[d.leap_visits["visit_status"] == "completed", "student_id"].nunique()
+        for d in (single, double)
+    ]
+    assert 1.7 < visited[1] / visited[0] < 2.3
 
 
 def test_simulate_rejects_unknown_override() -> None:

@@ -167,6 +167,7 @@ def test_family_seeds_are_held_out():
     bases += (8_400_000, 8_500_000)  # the procedure schemes' pilot, the Bayesian scheme's run
     bases += (8_600_000,)  # the adjustment's fallback (pooled slopes), procedure run
     bases += (8_700_000,)  # the long-term censoring weights (fourth freeze), demo size
+    bases += (9_200_000,)  # the fifth freeze's design at four times the demo (size check)
     ranges = [
         {fam.family_seed(f, i, base) for f in fam.FAMILIES for i in range(10_000)} for base in bases
     ]

@@ -20,6 +20,10 @@ from leapresearch.data.simulate.params import _LEAP_DISTRICTS
 
 ScaleName = Literal["demo", "districts", "state"]
 
+MAX_SAMPLE_FRACTION: float = 8.0
+"""Largest ``sample_fraction``: a school at eight times its students (the demo at eight
+times its size holds about as many visited students as the districts' scale)."""
+
 
 SelectionRegime = Literal["lists", "hazard"]
 """How districts pick students (see :class:`SimulationConfig`, ``selection``)."""
@@ -41,9 +45,11 @@ class SimulationConfig:
     school_years : tuple of str
         Consecutive ``YYYY-YY`` school years to simulate (at most 20).
     sample_fraction : float
-        Fraction of every district's enrolment to simulate, in (0, 1]. Keeps the
-        district mix (use it for quick ``state``-like samples); also scales the number
-        of visited students.
+        Fraction of every district's enrolment to simulate, positive and at most
+        :data:`MAX_SAMPLE_FRACTION`. Keeps the district mix and the schools (use it for
+        quick ``state``-like samples); also scales the number of visited students. Above
+        1 each school holds that many times the students (the validation's size checks
+        on larger samples with the same schools).
     demo_students : int
         PK-12 students (2021-22) of the ``demo`` scale before ``sample_fraction``.
     state_students : int
@@ -228,8 +234,11 @@ class SimulationConfig:
             school_year_start(s)
         for m in (*self.no_collection_months, *self.list_waves):
             _check_month(m)
-        if not 0.0 < self.sample_fraction <= 1.0:
-            raise ValueError(f"sample_fraction must be in (0, 1], got {self.sample_fraction!r}")
+        if not 0.0 < self.sample_fraction <= MAX_SAMPLE_FRACTION:
+            raise ValueError(
+                f"sample_fraction must be in (0, {MAX_SAMPLE_FRACTION:g}], got "
+                f"{self.sample_fraction!r}"
+            )
         for name in ("demo_students", "state_students"):
             if getattr(self, name) < 100:
                 raise ValueError(f"{name} must be at least 100, got {getattr(self, name)!r}")
