@@ -188,3 +188,33 @@ def test_progress_hook_wraps_the_draw_function_and_its_lines_give_the_rate(tmp_p
         "draws_per_min": 4.0,
     }
     assert bench.draw_progress("no draws here", started=0.0) is None
+
+
+def _floor_module():
+    spec = importlib.util.spec_from_file_location(
+        "matching_floor", PROJECT_ROOT / "benchmarks" / "matching_floor.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_matching_floor_fits_the_models_the_matching_fits():
+    """The floor's plain Newton logit is the maximum likelihood of statsmodels and, with the
+    ridge, the package's penalised fit: the benchmark times the same models."""
+    import numpy as np
+    import statsmodels.api as sm
+
+    from leapresearch.design.matching.logit import _logit_newton
+
+    floor = _floor_module()
+    rng = np.random.default_rng(5)
+    x = np.column_stack([np.ones(4000), rng.normal(size=(4000, 4))])
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(x @ [-1.0, 0.5, -0.3, 0.2, 0.0])))).astype(float)
+    eta = floor.plain_newton(x, y, 0.0)
+    reference = sm.Logit(y, x).fit(disp=0, tol=1e-12)
+    assert np.abs(eta - x @ reference.params).max() < 1e-7
+    ridged = floor.plain_newton(x, y, 1.0)
+    theta, converged, _, eta_package = _logit_newton(x, None, y, ridge=1.0)
+    assert converged and np.abs(ridged - eta_package).max() < 1e-7
+    assert np.abs(ridged - eta).max() > 1e-4  # the penalty moved the fit: not the same model
