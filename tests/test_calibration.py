@@ -14,6 +14,7 @@ import tomllib
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from leapresearch.paths import PROJECT_ROOT
 from leapresearch.publish import calibration as cb
@@ -423,3 +424,16 @@ def test_families_with_different_numbers_of_draws_are_described_by_their_range()
     cal = cb.from_record(record)
     assert cal.brief() == "4 simulated families, 50-150 draws each at the demo's size"
     assert cb.draws_words(100) == "100"
+
+
+@pytest.mark.parametrize(
+    ("fraction", "words"),
+    [
+        (1.0, "the demo's size"),
+        (0.2, "20% of the demo's size"),
+        (4.0, "4 times the demo's size"),
+        (2.5, "2.5 times the demo's size"),
+    ],
+)
+def test_sizes_are_said_as_a_share_or_a_multiple_of_the_demo(fraction, words):
+    assert cb.size_words(fraction) == words

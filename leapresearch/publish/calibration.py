@@ -359,9 +359,11 @@ class Rates:
 
 
 def size_words(sample_fraction: float) -> str:
-    """``the demo's size`` / ``20% of the demo's size``."""
+    """``the demo's size`` / ``20% of the demo's size`` / ``4 times the demo's size``."""
     if sample_fraction == 1:
         return "the demo's size"
+    if sample_fraction > 1:
+        return f"{sample_fraction:g} times the demo's size"
     return f"{100 * sample_fraction:.0f}% of the demo's size"
 
 
