@@ -360,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    from leapresearch.parallel import stop_workers_on_terminate
+
+    stop_workers_on_terminate()  # a killed run stops its bootstrap's workers too
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         return int(args.func(args))

@@ -18,6 +18,9 @@ of workers or the backend.
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
@@ -40,6 +43,29 @@ warnings.filterwarnings(
 
 SCHEDULER_ENV = "LEAPRESEARCH_SCHEDULER"
 """Environment variable naming a Dask scheduler's address (``tcp://host:8786``)."""
+
+
+def stop_workers_on_terminate() -> bool:
+    """Make ``kill`` (SIGTERM) of this process stop its loky workers too.
+
+    A process killed by SIGTERM dies at once, and the loky workers of its
+    :func:`parallel_map` go on: they compute the items already sent to them (a Monte Carlo's
+    draws, written into its results folder after the run was stopped) and then stay idle.
+    Turned into ``SystemExit``, the signal unwinds through ``joblib.Parallel``, which
+    terminates its workers. Installed by the command-line entry points, in the main thread
+    and only over the default handler (an embedding program keeps its own); returns
+    whether it was installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
+    return True
+
+
+def _exit_on_terminate(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
 
 
 def scheduler_address(scheduler: str | None = None) -> str | None:

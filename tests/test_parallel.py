@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -56,3 +58,66 @@ def test_scheduler_from_environment(monkeypatch):
     monkeypatch.setenv(SCHEDULER_ENV, " tcp://host:8786 ")
     assert scheduler_address() == "tcp://host:8786"
     assert scheduler_address("tcp://other:1") == "tcp://other:1"
+
+
+_KILLED_MAP = """
+import os, sys, time
+from pathlib import Path
+from leapresearch.parallel import parallel_map, stop_workers_on_terminate
+
+def task(i):
+    out = Path(sys.argv[1])
+    (out / f"pid-{os.getpid()}").write_text("")
+    time.sleep(2)
+    (out / f"done-{i}").write_text("")
+    return i
+
+if __name__ == "__main__":
+    if sys.argv[2] == "installed":
+        assert stop_workers_on_terminate()
+        assert not stop_workers_on_terminate()  # over its own handler: not again
+    parallel_map(task, range(8), workers=2)
+"""
+
+
+@pytest.mark.parametrize("handler", ["installed", "default"])
+def test_a_killed_map_stops_its_workers_once_the_handler_is_installed(tmp_path, handler):
+    """SIGTERM of the parent: with the handler its loky workers end at once and write
+    nothing more; without it (the default) they go on with the items sent to them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "killed_map.py"
+    script.write_text(_KILLED_MAP)
+    out = tmp_path / handler
+    out.mkdir()
+    with open(tmp_path / "stderr.txt", "w") as stderr:  # loky's notes on the orphans
+        parent = subprocess.Popen([sys.executable, str(script), str(out), handler], stderr=stderr)
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("pid-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = [int(p.name.removeprefix("pid-")) for p in out.glob("pid-*")]
+    assert len(workers) == 2
+    parent.send_signal(signal.SIGTERM)
+    parent.wait(timeout=30)
+    time.sleep(4)  # longer than a task
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    try:
+        if handler == "installed":
+            assert not any(alive(p) for p in workers)
+            assert not list(out.glob("done-*"))
+        else:  # what the handler is for: orphans finish their items
+            assert list(out.glob("done-*"))
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

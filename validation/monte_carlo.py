@@ -477,6 +477,9 @@ def run_jobs(function, jobs: list, workers: int, batch: int | None = None) -> li
 
 def main(argv: list[str] | None = None) -> int:
     """Run the draws (resuming from those already on disk) and write the summary."""
+    from leapresearch.parallel import stop_workers_on_terminate
+
+    stop_workers_on_terminate()  # a killed run leaves no worker writing draws
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--regimes", nargs="+", default=["lists", "hazard"], choices=REGIMES)
