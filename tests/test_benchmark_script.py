@@ -16,11 +16,16 @@ from leapresearch.cli import build_parser
 from leapresearch.config import load_config
 from leapresearch.paths import PROJECT_ROOT
 
-_SPEC = importlib.util.spec_from_file_location(
-    "run_benchmark", PROJECT_ROOT / "benchmarks" / "run_benchmark.py"
-)
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
+
+def _benchmark_script(name: str):
+    """The module of ``benchmarks/<name>.py`` (a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _benchmark_script("run_benchmark")
 
 LOG = [
     (1.0, "load: 10 roster rows"),
@@ -190,15 +195,6 @@ def test_progress_hook_wraps_the_draw_function_and_its_lines_give_the_rate(tmp_p
     assert bench.draw_progress("no draws here", started=0.0) is None
 
 
-def _floor_module():
-    spec = importlib.util.spec_from_file_location(
-        "matching_floor", PROJECT_ROOT / "benchmarks" / "matching_floor.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_matching_floor_fits_the_models_the_matching_fits():
     """The floor's plain Newton logit is the maximum likelihood of statsmodels and, with the
     ridge, the package's penalised fit: the benchmark times the same models."""
@@ -207,7 +203,7 @@ def test_the_matching_floor_fits_the_models_the_matching_fits():
 
     from leapresearch.design.matching.logit import _logit_newton
 
-    floor = _floor_module()
+    floor = _benchmark_script("matching_floor")
     rng = np.random.default_rng(5)
     x = np.column_stack([np.ones(4000), rng.normal(size=(4000, 4))])
     y = (rng.random(4000) < 1 / (1 + np.exp(-(x @ [-1.0, 0.5, -0.3, 0.2, 0.0])))).astype(float)
