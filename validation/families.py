@@ -663,12 +663,15 @@ The first two freezes (``families``, ``families-2``, a fifth of the demo) ran an
 event-study design (:func:`same_event_design` refuses to pool them with it). A new freeze
 of the event-study design starts this list over."""
 
-SIZE_CHECK_RUNS: tuple[str, ...] = ()
+SIZE_CHECK_RUNS: tuple[str, ...] = ("families-4-four-times",)
 """Held-out runs of the same event-study design at another sample size (some families
 only): the package's record keeps each one's rates under ``size_checks``, and a diagnostic
 oversized there is not calibrated (:mod:`leapresearch.publish.calibration`). Their
-designs may differ from :data:`CALIBRATION_RUNS` only in ``sample_fraction``. None of the
-current design yet (``families-2-demo-size`` ran the older one)."""
+designs may differ from :data:`CALIBRATION_RUNS` only in ``sample_fraction``.
+
+The fifth freeze at four times the demo's size (``lists``, ``no_effect``, ``waves``, 50
+draws each; its code the frozen commit with only the simulator's bound raised;
+``validation/README.md``)."""
 
 EVENT_DESIGN_KEYS = (
     "variant_settings",
