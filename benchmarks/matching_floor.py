@@ -45,12 +45,14 @@ from leapresearch.design.matching.propensity import RIDGE_FALLBACK
 from leapresearch.design.pool import cohort_candidates
 
 
-def plain_newton(x: np.ndarray, y: np.ndarray, ridge: float, tol: float = 1e-10) -> np.ndarray:
+def plain_newton(
+    x: np.ndarray, y: np.ndarray, ridge: float, tol: float = 1e-10
+) -> tuple[np.ndarray, int]:
     """Textbook Newton-Raphson logit of ``y`` on ``x`` (column 0 the unpenalised intercept).
 
-    Returns the linear predictor. ``ridge`` penalises the other coefficients as the
-    package's ridge fit does (``ridge * ||b||^2`` added to the deviance); a step that would
-    raise the deviance is halved.
+    Returns the linear predictor and the number of Newton steps. ``ridge`` penalises the
+    other coefficients as the package's ridge fit does (``ridge * ||b||^2`` added to the
+    deviance); a step that would raise the deviance is halved.
     """
     beta = np.zeros(x.shape[1])
     beta[0] = np.log(y.mean() / (1.0 - y.mean()))
@@ -62,7 +64,8 @@ def plain_newton(x: np.ndarray, y: np.ndarray, ridge: float, tol: float = 1e-10)
 
     eta = x @ beta
     current = deviance(eta, beta)
-    for _ in range(100):
+    steps = 0
+    for steps in range(1, 101):  # noqa: B007 - the count is returned
         mu = expit(eta)
         hessian = (x * (mu * (1.0 - mu))[:, None]).T @ x + np.diag(pen)
         score = x.T @ (y - mu) - pen * beta
@@ -79,7 +82,18 @@ def plain_newton(x: np.ndarray, y: np.ndarray, ridge: float, tol: float = 1e-10)
         beta, eta, current = new_beta, new_eta, new
         if change < tol:
             break
-    return eta
+    return eta, steps
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def main() -> None:
@@ -118,21 +132,23 @@ def main() -> None:
     with threadpool_limits(limits=1, user_api="blas"):
         for _ in range(args.repeat):
             start = time.perf_counter()
-            etas = [plain_newton(x, y, ridge) for _, x, y, ridge in problems]
+            fitted = [plain_newton(x, y, ridge) for _, x, y, ridge in problems]
             floor_s.append(time.perf_counter() - start)
     # the same models: the floor's scores against the package's (rounded to its grid)
     largest = 0.0
-    for (g, *_), eta in zip(problems, etas, strict=True):
+    for (g, *_), (eta, _) in zip(problems, fitted, strict=True):
         largest = max(largest, float(np.nanmax(np.abs(pscore[g.rows][g.active] - eta))))
 
     result = {
         "data": str(args.data),
-        "machine": {"processor": platform.processor(), "python": platform.python_version()},
+        "machine": {"cpu": _cpu_model(), "python": platform.python_version()},
         "candidate_rows": len(candidates.frame),
         "fit_groups": len(problems),
         "rows_per_fit": int(np.median([len(y) for _, _, y, _ in problems])),
         "columns_per_fit": int(np.median([x.shape[1] for _, x, _, _ in problems])),
         "ridge_fits": sum(ridge > 0 for *_, ridge in problems),
+        "floor_newton_steps": sum(steps for _, steps in fitted),
+        "package_newton_steps": sum(int(f.get("n_iter", 0)) for f in fits.values()),
         "matching_s": matching_s,
         "floor_s": floor_s,
         "matching_median_s": statistics.median(matching_s),
