@@ -181,10 +181,15 @@ def test_the_front_page_says_why_no_check_is_read():
         assert "No check of the design is read here" not in text
         return
     assert text.startswith("No check of the design is read here: none passed the calibration")
+    grown = 0
     for d in cal.diagnostics.values():
         if d.size is not None and d.size.high <= cb.SIZE_BOUND:  # within the bound at first
             for c in d.oversized_elsewhere():
                 assert f"{c.size.percent()} at {cb.size_words(c.sample_fraction)}" in text
+                grown += 1
+    # the reason is said only where a test kept its size at one size and lost it at another
+    said = "keeps its size on a small sample can lose it on a larger one" in text
+    assert said == (grown > 0)
 
 
 def _packaged_sources() -> tuple[list, list]:

@@ -179,7 +179,7 @@ def describe_calibrated_diagnostics(
             if d.size is not None and d.size.high <= SIZE_BOUND and d.oversized_elsewhere()
         ]
         why = (
-            " A test's size can grow with the sample when the design has a small bias: "
+            " A test that keeps its size on a small sample can lose it on a larger one: "
             + "; ".join(grown)
             + "."
             if grown
