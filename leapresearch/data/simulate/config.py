@@ -234,11 +234,7 @@ class SimulationConfig:
             school_year_start(s)
         for m in (*self.no_collection_months, *self.list_waves):
             _check_month(m)
-        if not 0.0 < self.sample_fraction <= MAX_SAMPLE_FRACTION:
-            raise ValueError(
-                f"sample_fraction must be in (0, {MAX_SAMPLE_FRACTION:g}], got "
-                f"{self.sample_fraction!r}"
-            )
+        _check_sample_fraction(self.sample_fraction)
         for name in ("demo_students", "state_students"):
             if getattr(self, name) < 100:
                 raise ValueError(f"{name} must be at least 100, got {getattr(self, name)!r}")
@@ -328,6 +324,12 @@ class SimulatedData:
     attendance_monthly: pd.DataFrame
     leap_visits: pd.DataFrame
     truth: dict
+
+
+def _check_sample_fraction(value: float) -> None:
+    """ValueError unless ``value`` is in (0, :data:`MAX_SAMPLE_FRACTION`]."""
+    if not 0.0 < value <= MAX_SAMPLE_FRACTION:
+        raise ValueError(f"sample_fraction must be in (0, {MAX_SAMPLE_FRACTION:g}], got {value!r}")
 
 
 def _check_month(label: str) -> None:
