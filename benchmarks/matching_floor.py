@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -85,17 +84,6 @@ def plain_newton(
     return eta, steps
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (Linux), else the platform's machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="a data folder (leapresearch simulate --out)")
@@ -103,6 +91,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timings of each (median)")
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     args = parser.parse_args()
+    from run_benchmark import machine_info  # this folder's script: the same machine record
+
+    machine = machine_info()  # before the work: the load average it met
 
     config = load_config(args.vintage)
     tables = read_raw_tables(args.data)
@@ -141,7 +132,7 @@ def main() -> None:
 
     result = {
         "data": str(args.data),
-        "machine": {"cpu": _cpu_model(), "python": platform.python_version()},
+        "machine": machine,
         "candidate_rows": len(candidates.frame),
         "fit_groups": len(problems),
         "rows_per_fit": int(np.median([len(y) for _, _, y, _ in problems])),
