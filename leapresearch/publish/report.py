@@ -203,8 +203,10 @@ def execute_notebooks(
     import papermill as pm
 
     # papermill's ``cwd`` changes the working directory of the whole process while it starts
-    # a kernel; with two notebooks at a time the two changes interleave, so every path here
-    # is absolute and the caller's working directory is put back afterwards
+    # a kernel, and two notebooks at a time interleave those changes (a kernel then started
+    # in the caller's folder); each kernel gets its folder from nbclient's resources
+    # instead, which start it there without a change of this process's directory. Every
+    # path here is absolute and the caller's working directory is put back afterwards
     folder = Path(out_dir).resolve() / "notebooks"
     folder.mkdir(parents=True, exist_ok=True)
     paths = [Path(nb).resolve() for nb in (notebooks or notebook_paths())]
@@ -220,7 +222,7 @@ def execute_notebooks(
             str(nb),
             str(folder / nb.name),
             parameters=parameters,
-            cwd=str(nb.parent),
+            resources={"metadata": {"path": str(nb.parent)}},  # the kernel's folder
             progress_bar=workers < 2,
             kernel_name="python3",
             extra_arguments=list(QUIET_KERNEL),
