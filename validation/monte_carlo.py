@@ -509,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         "long_term_chronic) to every draw; frozen in design.json",
     )
     parser.add_argument(
+        "--pretrends-only",
+        action="store_true",
+        help="with --families: record only the pre-trend tests of all visited students "
+        "(validation/families.py run_pretrend_draw); frozen in design.json",
+    )
+    parser.add_argument(
         "--summary-only",
         action="store_true",
         help="with --families: summarise the draws on disk (the same number per family)",

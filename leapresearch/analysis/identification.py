@@ -4,6 +4,14 @@ Rambachan-Roth sensitivity bounds (``sensitivity.csv``), pre-trends on outcomes 
 did not fit (``pretrend_event_study.csv``, ``pretrend_tests.csv``) and the falsification on
 never-visited students with the same dip (``falsification.csv``).
 
+The pre-trend tests are fitted on the untreated rows only (:func:`untreated_rows`; Borusyak,
+Jaravel and Spiess 2024, section 4.4): in the stacked regression a visited student's unit
+effect is shared by its rows before and after the visit, and the panel is unbalanced
+(students enrol and leave, stacks near the ends of the data lose months), so effects that
+differ across students moved the pre-period coefficients of the full fit (the adjusted
+months -11 and <=-12 by -1.1 and -0.4 pp at four times the demo's size, with pre-visit data
+and matches unchanged; ``validation/README.md``) and the tests rejected designs that work.
+
 The specifications (``specifications.csv``) are in
 :mod:`leapresearch.analysis.specifications`.
 """
@@ -17,7 +25,12 @@ import pandas as pd
 
 from leapresearch.analysis.base import EVENT_STUDY_COLUMNS, Log, not_estimable, quiet
 from leapresearch.analysis.event_studies import estimate_event_studies, pretrend_tests
-from leapresearch.analysis.fitting import event_table, fit_group, headline_weights
+from leapresearch.analysis.fitting import (
+    event_table,
+    fit_group,
+    fit_group_with_influence,
+    headline_weights,
+)
 from leapresearch.analysis.sample import Prepared, prepare_matched
 from leapresearch.config import Config
 from leapresearch.data.panel import (
@@ -71,11 +84,63 @@ def _basis(adjust: bool) -> str:
     return "adjusted" if adjust else "unadjusted"
 
 
+def untreated_rows(panel: pd.DataFrame, reference: int) -> pd.DataFrame:
+    r"""The rows of the stacked panel whose outcome is untreated: what a pre-trend test may use.
+
+    Every comparison row (a comparison leaves its stacks before its own first visit) and
+    the visited students' rows up to the reference month; rows after it (the visit and,
+    when the reference is earlier than -1, the months of anticipation) are left out.
+
+    Notes
+    -----
+    The pre-trend fit is the stacked event study of :mod:`leapresearch.estimation.event_study`
+    on these rows,
+
+    .. math::
+
+        y_{ist} = \alpha_{is} + \gamma_{st}
+        + \sum_{r < \text{ref}} \beta_r \, \text{Treated}_i \, 1[\text{rel\_time}_{st} = r]
+        + \varepsilon_{ist}, \qquad \text{rel\_time}_{st} \le \text{ref for visited rows},
+
+    and the test is :math:`\beta_r = 0` for every :math:`r`. Under parallel trends it holds
+    whatever the effects after the visit are, because no post-visit outcome enters the fit
+    (Borusyak, Jaravel and Spiess 2024, section 4.4). In the full fit the visited student's
+    unit effect :math:`\alpha_{is}` also averages its post-visit rows: in an unbalanced panel,
+    effects that differ across students then reach the pre-period coefficients.
+    """
+    keep = (panel["treated"].to_numpy() == 0) | (panel["rel_time"].to_numpy() <= reference)
+    return panel.loc[keep]
+
+
+def pretrend_sample(prepared: Prepared) -> Prepared:
+    """``prepared`` with its stacked panel cut to :func:`untreated_rows` (the pre-trend fits)."""
+    reference = prepared.config.analysis.reference
+    return dataclasses.replace(prepared, stacked=untreated_rows(prepared.stacked, reference))
+
+
+def pretrend_fits(prepared: Prepared, *, subgroups: tuple[str, ...] | None = None) -> dict:
+    """The pre-trend fit of every group: the event study on :func:`untreated_rows`.
+
+    The groups of :func:`~leapresearch.analysis.event_studies.estimate_event_studies`
+    (``subgroups``: its families; default ``config.subgroups``), each with its cluster
+    moments for the few-cluster tests.
+    """
+    return estimate_event_studies(pretrend_sample(prepared), subgroups=subgroups)[1]
+
+
+def pretrend_fit_all(prepared: Prepared):
+    """The pre-trend fit of all visited students (:func:`pretrend_fits`' ``all``), or None."""
+    weights = prepared.units["weight"].to_numpy(np.float64)
+    sample = pretrend_sample(prepared)
+    return fit_group_with_influence(sample, sample.stacked, weights)
+
+
 @single_blas_thread
 def estimate_pretrend_evidence(prepared: Prepared) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pre-trends on outcomes the design did not fit.
+    """Pre-trends on outcomes the design did not fit, from the untreated rows.
 
-    The regression adjustment takes out the change the pre-period trajectory predicts,
+    Every fit is on :func:`untreated_rows` (no post-visit outcome enters it). The
+    regression adjustment takes out the change the pre-period trajectory predicts,
     and the matching used months -1..-``pre_months``; pre-period coefficients of the
     adjusted outcome in those months are partly fitted to be zero. For each headline
     group this fits the event study on the *unadjusted* outcome beside the adjusted one,
@@ -96,10 +161,11 @@ def estimate_pretrend_evidence(prepared: Prepared) -> tuple[pd.DataFrame, pd.Dat
     lo, hi = config.analysis.window
     ref = config.analysis.reference
     window = (far_lo - 1, hi)
+    rows = untreated_rows(prepared.stacked, ref)
     tables, tests = [], []
     for label, weights in headline_weights(prepared):
         for adjust in (True, False):
-            res = fit_group(prepared, prepared.stacked, weights, window=window, adjust=adjust)
+            res = fit_group(prepared, rows, weights, window=window, adjust=adjust)
             if res is None:
                 continue
             tables.append(event_table(res, config).assign(group=label, basis=_basis(adjust)))
@@ -271,9 +337,9 @@ def pretrend_evidence(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``pretrend_event_study`` and the full ``pretrend_tests`` table.
 
-    ``pretrends`` (from :func:`pretrend_tests`, every group, adjusted outcome, main
-    window) is labelled with its basis and months, then followed by the tests of
-    :func:`estimate_pretrend_evidence` for the headline groups.
+    ``pretrends`` (from :func:`pretrend_tests` on :func:`pretrend_fits`: every group,
+    adjusted outcome, main window) is labelled with its basis and months, then followed by
+    the tests of :func:`estimate_pretrend_evidence` for the headline groups.
     """
     es, extra = estimate_pretrend_evidence(prepared)
     main = label_pretrend_tests(pretrends, prepared.config)
@@ -281,16 +347,13 @@ def pretrend_evidence(
     return es, tests
 
 
-def pretrend_tables(
-    prepared: Prepared, pretrends: pd.DataFrame | dict, log: Log = quiet
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pretrend_tables(prepared: Prepared, log: Log = quiet) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`pretrend_evidence`, or a note and the main tests when it cannot be estimated.
 
-    ``pretrends``: the table of :func:`pretrend_tests`, or the fits of every group (tested
-    here, with the few-cluster settings of ``prepared.config``).
+    The main tests are those of every group's pre-trend fit (:func:`pretrend_fits`, with
+    the few-cluster settings of ``prepared.config``).
     """
-    if isinstance(pretrends, dict):
-        pretrends = pretrend_tests(pretrends, prepared.config)
+    pretrends = pretrend_tests(pretrend_fits(prepared), prepared.config)
     try:
         return pretrend_evidence(prepared, pretrends)
     except (ValueError, np.linalg.LinAlgError) as exc:
@@ -301,17 +364,16 @@ def pretrend_tables(
 def estimate_pretrend_tests(prepared: Prepared) -> pd.DataFrame:
     """``pretrend_tests.csv``: the main pre-trend test of every group, then the further tests.
 
-    The joint tests of :func:`pretrend_tests` on the event studies of every group
-    (labelled by :func:`label_pretrend_tests`), followed by the tests of
-    :func:`estimate_pretrend_evidence` for the headline groups.
+    The joint tests of :func:`pretrend_tests` on the pre-trend fit of every group
+    (:func:`pretrend_fits`, labelled by :func:`label_pretrend_tests`), followed by the tests
+    of :func:`estimate_pretrend_evidence` for the headline groups.
     """
-    _, results = estimate_event_studies(prepared)
-    return pretrend_tables(prepared, results)[1]
+    return pretrend_tables(prepared)[1]
 
 
 def estimate_pretrend_event_study(prepared: Prepared) -> pd.DataFrame:
     """``pretrend_event_study.csv``: headline groups on adjusted and unadjusted outcomes.
 
-    The event study of :func:`estimate_pretrend_evidence`.
+    The event study of :func:`estimate_pretrend_evidence` (pre-visit months only).
     """
     return estimate_pretrend_evidence(prepared)[0]
