@@ -199,6 +199,51 @@ def _packaged_sources() -> tuple[list, list]:
     return summaries, designs
 
 
+def _pretrend_run_of(record: dict) -> tuple[dict, dict, str] | None:
+    """The pre-trend-only run a record names (``pretrend_source``), as the record read it."""
+    source = record.get("pretrend_source")
+    if source is None:
+        return None
+    path = PROJECT_ROOT / source
+    design = json.loads(path.with_name("design.json").read_text())
+    return json.loads(path.read_text()), design, source
+
+
+def test_a_pretrend_run_replaces_only_the_pretrend_rates_of_the_verdict_families():
+    def row(family, name, rate):
+        return {"family": family, "diagnostic": name, "draws": 10, "estimable": 10,
+                "rejection_rate": rate, "rejection_mcse": 0.01}  # fmt: skip
+
+    summary = {
+        "command": "full",
+        "verdict": [{"family": "a", "assumption": "holds", "bias_significant": False},
+                    {"family": "b", "assumption": "fails", "bias_significant": True}],
+        "diagnostics": [row("a", "pretrend_adjusted_main", 0.6), row("a", "placebo_post", 1.0),
+                        row("b", "pretrend_adjusted_main", 0.2), row("b", "placebo_post", 0.9)],
+    }  # fmt: skip
+    pretrends = {
+        "command": "pre",
+        "diagnostics": [row("a", "pretrend_adjusted_main", 0.05),
+                        row("c", "pretrend_adjusted_main", 0.5)],
+    }  # fmt: skip
+    out = cb.with_pretrend_run(summary, pretrends)
+    got = {(r["family"], r["diagnostic"]): r["rejection_rate"] for r in out["diagnostics"]}
+    # a's pre-trend rate replaced, b's gone (not in the run), c not a verdict family
+    assert got == {("a", "pretrend_adjusted_main"): 0.05, ("a", "placebo_post"): 1.0,
+                   ("b", "placebo_post"): 0.9}  # fmt: skip
+    assert out["verdict"] == summary["verdict"] and out["command"].startswith("full; ")
+    record = cb.calibration_record(
+        summary, {"commit": "c1", "alpha": 0.05, "sample_fraction": 1}, source="s",
+        design_source="d", pretrends=(pretrends, {"commit": "c2"}, "p"),
+    )  # fmt: skip
+    assert record["pretrend_source"] == "p" and record["pretrend_design_commit"] == "c2"
+    assert record["diagnostics"]["pretrend_adjusted_main"]["size"]["max"] == 0.05
+    assert cb.from_record(record).diagnostics["pretrend_adjusted_main"].calibrated
+    assert not cb.from_record(record).diagnostics["placebo_post"].calibrated
+    with pytest.raises(ValueError, match="no pre-trend test"):
+        cb.with_pretrend_run(summary, {"command": "x", "diagnostics": [row("c", "pretrend_x", 0)]})
+
+
 def test_the_packaged_record_is_what_its_committed_summary_gives():
     """It cannot go stale: the record equals the one its named summaries and design give."""
     packaged = json.loads(cb.CALIBRATION_FILE.read_text())
@@ -212,6 +257,7 @@ def test_the_packaged_record_is_what_its_committed_summary_gives():
             json.loads((PROJECT_ROOT / c["design_source"]).read_text()),
             source=c["source"],
             design_source=c["design_source"],
+            pretrends=_pretrend_run_of(c),
         )
         for c in packaged.get("size_checks", [])
     ]
@@ -221,6 +267,7 @@ def test_the_packaged_record_is_what_its_committed_summary_gives():
         source=packaged["source"],
         design_source=packaged["design_source"],
         size_checks=checks,
+        pretrends=_pretrend_run_of(packaged),
     )
     assert packaged == expected
     # every size check the validation names is in the record, each at another size
@@ -234,6 +281,10 @@ def test_the_packaged_record_is_what_its_committed_summary_gives():
     cal = cb.load_calibration()
     assert set(cal.diagnostics) == set(json.loads(designs[-1].read_text())["diagnostics"])
     rates, weights = [], []
+    if "pretrend_source" in packaged:  # the pre-trend tests' rates are the pre-trend run's
+        summaries = [PROJECT_ROOT / packaged["pretrend_source"]]
+        runs = [json.loads(summaries[0].read_text())]
+        assert fam.PRETREND_RUNS[_packaged_sources()[0][-1].parent.name] == summaries[0].parent.name
     for summary, run in zip(summaries, runs, strict=True):
         md = (summary.parent / "summary.md").read_text().split("## Diagnostics")[1]
         row = next(line for line in md.splitlines() if line.startswith("| lists | holds | "))

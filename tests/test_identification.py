@@ -766,3 +766,85 @@ def test_content_keys_hash_each_students_own_rows_as_text_missing_values_too(val
         h.update(text.encode())
         expected.append(h.hexdigest())
     assert content_keys(panel, first, seed=5).tolist() == expected
+
+
+def test_untreated_rows_are_every_comparison_row_and_the_visited_rows_to_the_reference():
+    from leapresearch.analysis.identification import untreated_rows
+
+    panel = pd.DataFrame(
+        {
+            "treated": [1, 1, 1, 1, 1, 0, 0, 0],
+            "rel_time": [-4, -3, -2, -1, 0, -2, 0, 5],
+        }
+    )
+    assert untreated_rows(panel, -1).index.tolist() == [0, 1, 2, 3, 5, 6, 7]
+    # an earlier reference (months of anticipation): the visited rows after it go too
+    assert untreated_rows(panel, -3).index.tolist() == [0, 1, 5, 6, 7]
+
+
+def _post_visit_shift(prepared, seed: int = 5):
+    """``prepared`` whose visited students' post-visit outcomes move by a per-student amount.
+
+    Effects that differ across students, in the post-visit rows only: nothing a pre-trend
+    test may read.
+    """
+    import dataclasses
+
+    st = prepared.stacked
+    rng = np.random.default_rng(seed)
+    students = st["student"].unique()
+    effect = pd.Series(rng.normal(8.0, 10.0, len(students)), index=students)
+    post = (st["treated"].to_numpy() == 1) & (st["rel_time"].to_numpy() >= 0)
+    y = st["attendance_pp"].to_numpy(np.float64).copy()
+    y[post] += effect.reindex(st["student"].to_numpy()[post]).to_numpy()
+    return dataclasses.replace(prepared, stacked=st.assign(attendance_pp=y))
+
+
+def test_pretrend_tests_do_not_read_the_post_visit_outcomes(sim_data):
+    """Effects that differ across students leave every pre-trend table unchanged.
+
+    The same shift moves the pre-period coefficients of the full stacked fit (the unit
+    effects average the post-visit rows in the unbalanced panel), which the tests used
+    before they were fitted on the untreated rows.
+    """
+    from leapresearch.analysis.fitting import fit_group
+    from leapresearch.analysis.identification import pretrend_tables
+    from leapresearch.analysis.sample import prepare
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+
+    config = load_config("demo", data_dir=sim_data)
+    prepared = prepare(read_raw_tables(config.data_path), config)
+    shifted = _post_visit_shift(prepared)
+    es, tests = pretrend_tables(prepared)
+    es_shifted, tests_shifted = pretrend_tables(shifted)
+    assert (es["rel_time"] < config.analysis.reference).all()
+    assert tests["p_value"].notna().sum() >= 5
+    pd.testing.assert_frame_equal(es, es_shifted, check_exact=True)
+    pd.testing.assert_frame_equal(tests, tests_shifted, check_exact=True)
+    # the full fit's pre-period coefficients do move with the same shift
+    weights = prepared.units["weight"].to_numpy(np.float64)
+    full = fit_group(prepared, prepared.stacked, weights).coefficients
+    full_shifted = fit_group(shifted, shifted.stacked, weights).coefficients
+    pre = full.index < config.analysis.reference
+    assert np.abs(full[pre] - full_shifted[pre]).max() > 0.05
+
+
+def test_the_pretrend_fit_is_linearmodels_on_the_untreated_rows(sim_data):
+    """The pre-trend fit against linearmodels' PanelOLS on the same untreated rows."""
+    from leapresearch.analysis.fitting import fit_group
+    from leapresearch.analysis.identification import pretrend_fit_all, untreated_rows
+    from leapresearch.analysis.sample import prepare
+    from leapresearch.config import load_config
+    from leapresearch.data.contract import read_raw_tables
+    from leapresearch.estimation.linear_models import linearmodels_event_study
+
+    config = load_config("demo", data_dir=sim_data)
+    prepared = prepare(read_raw_tables(config.data_path), config)
+    ours = pretrend_fit_all(prepared)
+    rows = untreated_rows(prepared.stacked, config.analysis.reference)
+    weights = prepared.units["weight"].to_numpy(np.float64)
+    lib = fit_group(prepared, rows, weights, estimator=linearmodels_event_study)
+    assert (ours.coefficients.index < config.analysis.reference).all()
+    np.testing.assert_allclose(ours.coefficients, lib.coefficients, atol=1e-7)
+    np.testing.assert_allclose(ours.std_errors, lib.std_errors, rtol=1e-5)

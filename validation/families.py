@@ -366,8 +366,9 @@ def write_pretrend_summary(draws: pd.DataFrame, out: Path, command: str) -> None
         "# Pre-trend tests on the untreated rows (issue 23)\n\n"
         f"Command: `{command}`\n\n"
         "The frozen design (`design.json`), held-out seeds; only the pre-trend tests of all "
-        "visited students were computed. Rejection rate at 5% (MC SE), %: a size where the "
-        "assumption holds, a power where it fails.\n\n"
+        "visited students were computed.\n\n"
+        "## Diagnostics: rejection rate at 5% (MC SE), %\n\n"
+        "A size where the assumption holds, a power where it fails.\n\n"
         f"{mc._md_table(pd.DataFrame(rows))}\n"
     )
     (out / "summary.md").write_text(text)
@@ -745,6 +746,19 @@ The fifth freeze at four times the demo's size (``lists``, ``no_effect``, ``wave
 draws each; its code the frozen commit with only the simulator's bound raised;
 ``validation/README.md``)."""
 
+PRETREND_RUNS: dict[str, str] = {
+    "families-4-demo-size": "pretrends-6-demo-size",
+    "families-4-four-times": "pretrends-6-four-times",
+}
+"""Run of :data:`CALIBRATION_RUNS` or :data:`SIZE_CHECK_RUNS` -> the pre-trend-only run
+(``monte_carlo.py --families ... --pretrends-only``) of the current pre-trend tests at the
+same size, whose rates replace the run's own pre-trend rates in the package's record
+(:func:`leapresearch.publish.calibration.with_pretrend_run`).
+
+The sixth freeze (commit ``14d7053``) changed only the pre-trend tests: they are fitted on
+the untreated rows (``leapresearch.analysis.identification.untreated_rows``); the estimates,
+the falsification and the placebo are the fifth freeze's."""
+
 EVENT_DESIGN_KEYS = (
     "variant_settings",
     "subgroups",
@@ -837,7 +851,24 @@ def write_calibration_record(out: Path) -> Path | None:
                     f"({', '.join(differ)}): it cannot check the calibration's size; remove it "
                     "from SIZE_CHECK_RUNS or re-run it on the calibration's design"
                 )
-    return write_calibration(runs, mc.ROOT, package, size_checks=checks)
+    pretrends = {
+        path: run
+        for path in [*runs[-1:], *checks]
+        if path.parent.name in PRETREND_RUNS
+        and (run := results / PRETREND_RUNS[path.parent.name] / "summary.json").exists()
+    }
+    designs_of = {p: json.loads(p.with_name(DESIGN_FILE).read_text()) for p in pretrends.values()}
+    for path, design in designs_of.items():
+        first = next(iter(designs_of.values()))
+        if not design.get("pretrends_only"):
+            raise ValueError(f"{path.parent} is not a pre-trend-only run (--pretrends-only)")
+        differ = [k for k in same_event_design(first, design) if k != "sample_fraction"]
+        if differ or design["code_digest"] != first["code_digest"]:
+            raise ValueError(
+                f"the pre-trend runs froze different designs ({', '.join(differ) or 'code'}): "
+                "PRETREND_RUNS must name runs of one pre-trend design"
+            )
+    return write_calibration(runs, mc.ROOT, package, size_checks=checks, pretrends=pretrends)
 
 
 def _covers_every_family(summary: Path) -> bool:

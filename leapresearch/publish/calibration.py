@@ -207,6 +207,33 @@ def pooled_summary(summaries: list[dict]) -> dict:
     }
 
 
+PRETREND_PREFIX = "pretrend_"
+"""The first part of the name of every pre-trend test."""
+
+
+def with_pretrend_run(summary: dict, pretrends: dict) -> dict:
+    """``summary`` with its pre-trend tests' rates taken from a later pre-trend-only run.
+
+    ``pretrends`` is the ``summary.json`` of a ``--pretrends-only`` run of
+    ``validation/families.py``: a later design that changed the pre-trend tests alone (the
+    estimates, hence the families' roles from ``summary``'s verdict, are the same). Its rows
+    replace ``summary``'s pre-trend rows for the families of the verdict (a family the verdict
+    lacks is left out; a verdict family it did not run keeps no pre-trend rate); the other
+    diagnostics keep ``summary``'s rates.
+    """
+    families = {v["family"] for v in summary["verdict"]}
+    new = [
+        r
+        for r in pretrends["diagnostics"]
+        if r["diagnostic"].startswith(PRETREND_PREFIX) and r["family"] in families
+    ]
+    if not new:
+        raise ValueError("the pre-trend run has no pre-trend test of the summary's families")
+    kept = [r for r in summary["diagnostics"] if not r["diagnostic"].startswith(PRETREND_PREFIX)]
+    command = f"{summary['command']}; pre-trend tests: {pretrends['command']}"
+    return {**summary, "command": command, "diagnostics": new + kept}
+
+
 def calibration_record(
     summary: dict,
     design: dict,
@@ -214,6 +241,7 @@ def calibration_record(
     source: str,
     design_source: str,
     size_checks: list[dict] | None = None,
+    pretrends: tuple[dict, dict, str] | None = None,
 ) -> dict:
     """The calibration record of the validation's summary (the packaged JSON's content).
 
@@ -229,6 +257,10 @@ def calibration_record(
     size_checks : list of dict, optional
         Records (of this function) of runs of the same event-study design at other sample
         sizes; kept under ``size_checks`` (see the module docstring).
+    pretrends : tuple, optional
+        ``(summary, design, source)`` of a pre-trend-only run whose rates replace the
+        pre-trend tests' (:func:`with_pretrend_run`); recorded as ``pretrend_source`` and
+        ``pretrend_design_commit``.
 
     Returns
     -------
@@ -239,6 +271,8 @@ def calibration_record(
         ``by_family`` (rate, MC SE, estimable draws); plus the draws per family, sample
         fraction, alpha, the design's commit and the two sources.
     """
+    if pretrends is not None:
+        summary = with_pretrend_run(summary, pretrends[0])
     roles = {
         v["family"]: family_role(v["assumption"], bool(v["bias_significant"]))
         for v in summary["verdict"]
@@ -285,6 +319,11 @@ def calibration_record(
         "draws_per_family": draws[0] if len(draws) == 1 else draws,
         "families": families,
         "diagnostics": diagnostics,
+        **(
+            {"pretrend_source": pretrends[2], "pretrend_design_commit": pretrends[1]["commit"]}
+            if pretrends is not None
+            else {}
+        ),
         **({"size_checks": list(size_checks)} if size_checks else {}),
     }
 
@@ -299,6 +338,7 @@ def write_calibration(
     out: Path,
     *,
     size_checks: list[Path] = (),
+    pretrends: dict[Path, Path] | None = None,
 ) -> Path:
     """Write the record of ``summary_path`` (and the ``design.json`` beside it) to ``out``.
 
@@ -306,7 +346,10 @@ def write_calibration(
     of the same event-study design) are pooled (:func:`pooled_summary`); the record then
     names them all, joined by :data:`SOURCE_SEPARATOR`, and the design of the last.
     ``size_checks``: summaries of runs of that design at other sample sizes, each recorded
-    under ``size_checks`` with its own design.
+    under ``size_checks`` with its own design. ``pretrends``: summary path (one of
+    ``summary_path`` or ``size_checks``) -> the summary of the pre-trend-only run that
+    replaces its pre-trend tests' rates (:func:`with_pretrend_run`; a pooled record takes
+    the one of its last summary).
     """
     paths = [summary_path] if isinstance(summary_path, (str, Path)) else list(summary_path)
     paths = [Path(p).resolve() for p in paths]
@@ -314,6 +357,15 @@ def write_calibration(
 
     def relative(path: Path) -> str:
         return path.relative_to(Path(root).resolve()).as_posix()
+
+    replace = {Path(k).resolve(): Path(v).resolve() for k, v in (pretrends or {}).items()}
+
+    def pretrend_run(path: Path) -> tuple[dict, dict, str] | None:
+        run = replace.get(path)
+        if run is None:
+            return None
+        design = json.loads(run.with_name("design.json").read_text())
+        return json.loads(run.read_text()), design, relative(run)
 
     checks = []
     for path in (Path(p).resolve() for p in size_checks):
@@ -323,6 +375,7 @@ def write_calibration(
                 json.loads(path.with_name("design.json").read_text()),
                 source=relative(path),
                 design_source=relative(path.with_name("design.json")),
+                pretrends=pretrend_run(path),
             )
         )
     record = calibration_record(
@@ -331,6 +384,7 @@ def write_calibration(
         source=SOURCE_SEPARATOR.join(relative(p) for p in paths),
         design_source=SOURCE_SEPARATOR.join(relative(p) for p in designs),
         size_checks=checks,
+        pretrends=pretrend_run(paths[-1]),
     )
     Path(out).write_text(json.dumps(record, indent=1) + "\n")
     return Path(out)
@@ -479,6 +533,8 @@ class Calibration:
     source: str
     n_families: int
     size_check_sources: tuple[str, ...] = ()
+    pretrend_sources: tuple[str, ...] = ()
+    pretrend_commit: str = ""
 
     def calibrated(self) -> list[str]:
         """Names of the calibrated diagnostics, in the record's order."""
@@ -500,10 +556,16 @@ class Calibration:
         """``8 simulated families, 100 draws each at 20% of the demo's size (...)``."""
         draws = draws_words(self.draws)
         checks = "".join(f" and {source}" for source in self.size_check_sources)
+        pretrends = ""
+        if self.pretrend_sources:
+            pretrends = (
+                f"; the pre-trend tests' rates from the design of commit "
+                f"{self.pretrend_commit[:7]}: {' and '.join(self.pretrend_sources)}"
+            )
         return (
             f"{self.n_families} simulated families, {draws} draws each at "
             f"{size_words(self.sample_fraction)}, the design of commit "
-            f"{self.commit[:7]}; {self.source}{checks}"
+            f"{self.commit[:7]}; {self.source}{checks}{pretrends}"
         )
 
     @staticmethod
@@ -542,6 +604,10 @@ def from_record(record: dict) -> Calibration:
         source=record["source"],
         n_families=len(record["families"]),
         size_check_sources=tuple(c["source"] for c in checks),
+        pretrend_sources=tuple(
+            r["pretrend_source"] for r in (record, *checks) if "pretrend_source" in r
+        ),
+        pretrend_commit=record.get("pretrend_design_commit", ""),
     )
 
 
