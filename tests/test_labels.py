@@ -151,14 +151,17 @@ def test_the_headline_diagnostic_column_and_the_summary_read_the_same_calibrated
     from tests.test_calibration import families_only_calibration, no_test_calibration
 
     es = _event_study()
-    # the packaged record (the fifth freeze, every family at the demo's size, with its size
-    # check at four times the demo, where the adjusted main-window test rejects in 28-62%
-    # of draws where the design works) reads no test, and is what a table gets by default
+    # the packaged record (the fifth freeze's families, their pre-trend tests re-run by the
+    # sixth freeze on the untreated rows, each at the demo's size and four times it) reads
+    # the unadjusted main-window test only (the adjusted one rejects in 32-54% of draws
+    # where the design works at four times the demo); it is what a table gets by default
     packaged = load_calibration()
-    assert packaged.calibrated() == []
+    assert packaged.calibrated() == ["pretrend_unadjusted_main"]
     assert packaged.diagnostics["pretrend_adjusted_main"].oversized_elsewhere()
-    default = headline_table(es, rel_times=(1, 9), pretrends=pretrends)
-    assert not [c for c in default.columns if c.startswith("p_")]
+    default = headline_table(es, rel_times=(1, 9), pretrends=pretrends).set_index("group")
+    assert [c for c in default.columns if c.startswith("p_")] == ["p_pretrend_unadjusted_main"]
+    assert default.loc["all", "p_pretrend_unadjusted_main"] == 0.002
+    assert np.isnan(default.loc["grade_band:PK-5", "p_pretrend_unadjusted_main"])  # no such test
     # a record that reads no test: no diagnostic column, each test with its sizes
     silent = no_test_calibration()
     none = headline_table(es, rel_times=(1, 9), pretrends=pretrends, calibration=silent)
