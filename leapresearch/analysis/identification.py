@@ -333,32 +333,48 @@ def estimate_falsification(prepared: Prepared, *, log: Log = quiet) -> pd.DataFr
 
 
 def pretrend_evidence(
-    prepared: Prepared, pretrends: pd.DataFrame
+    prepared: Prepared, pretrends: pd.DataFrame, visited: dict[str, int] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``pretrend_event_study`` and the full ``pretrend_tests`` table.
 
     ``pretrends`` (from :func:`pretrend_tests` on :func:`pretrend_fits`: every group,
     adjusted outcome, main window) is labelled with its basis and months, then followed by
-    the tests of :func:`estimate_pretrend_evidence` for the headline groups.
+    the tests of :func:`estimate_pretrend_evidence` for the headline groups. ``visited``:
+    group -> visited students of its event study, the tests' ``n_treated`` (a group's test
+    speaks for them, though only those with months before the visit enter its fit); the
+    pre-trend fits' own counts where a group is not in it.
     """
     es, extra = estimate_pretrend_evidence(prepared)
     main = label_pretrend_tests(pretrends, prepared.config)
     tests = pd.concat([main, extra], ignore_index=True)[PRETREND_TEST_COLUMNS]
+    if visited:
+        counts = tests["group"].map(visited)
+        tests["n_treated"] = counts.fillna(tests["n_treated"]).astype(np.int64)
     return es, tests
 
 
-def pretrend_tables(prepared: Prepared, log: Log = quiet) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pretrend_tables(
+    prepared: Prepared, fits: dict | None = None, log: Log = quiet
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`pretrend_evidence`, or a note and the main tests when it cannot be estimated.
 
     The main tests are those of every group's pre-trend fit (:func:`pretrend_fits`, with
-    the few-cluster settings of ``prepared.config``).
+    the few-cluster settings of ``prepared.config``). ``fits``: the event study of every
+    group (:func:`~leapresearch.analysis.event_studies.estimate_event_studies`), whose
+    numbers of visited students are the tests' ``n_treated``; fitted here when omitted.
     """
+    if fits is None:
+        fits = estimate_event_studies(prepared)[1]
+    visited = {label: int(res.n_treated) for label, res in fits.items()}
     pretrends = pretrend_tests(pretrend_fits(prepared), prepared.config)
     try:
-        return pretrend_evidence(prepared, pretrends)
+        return pretrend_evidence(prepared, pretrends, visited)
     except (ValueError, np.linalg.LinAlgError) as exc:
         log(f"pre-trend evidence: not estimable on these data: {exc}")
-        return not_estimable(exc), label_pretrend_tests(pretrends, prepared.config)
+        main = label_pretrend_tests(pretrends, prepared.config)
+        counts = main["group"].map(visited)
+        main["n_treated"] = counts.fillna(main["n_treated"]).astype(np.int64)
+        return not_estimable(exc), main
 
 
 def estimate_pretrend_tests(prepared: Prepared) -> pd.DataFrame:
@@ -366,7 +382,8 @@ def estimate_pretrend_tests(prepared: Prepared) -> pd.DataFrame:
 
     The joint tests of :func:`pretrend_tests` on the pre-trend fit of every group
     (:func:`pretrend_fits`, labelled by :func:`label_pretrend_tests`), followed by the tests
-    of :func:`estimate_pretrend_evidence` for the headline groups.
+    of :func:`estimate_pretrend_evidence` for the headline groups; ``n_treated`` is each
+    group's visited students in its event study (:func:`pretrend_tables`).
     """
     return pretrend_tables(prepared)[1]
 

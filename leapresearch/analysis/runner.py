@@ -93,7 +93,7 @@ class StepInputs:
     @cached_property
     def pretrend_evidence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``pretrend_event_study.csv`` and ``pretrend_tests.csv`` (:func:`pretrend_tables`)."""
-        return pretrend_tables(self.prepared, self.log)
+        return pretrend_tables(self.prepared, self.event_studies[1], self.log)
 
 
 @dataclass(frozen=True)
