@@ -4,13 +4,14 @@ Rambachan-Roth sensitivity bounds (``sensitivity.csv``), pre-trends on outcomes 
 did not fit (``pretrend_event_study.csv``, ``pretrend_tests.csv``) and the falsification on
 never-visited students with the same dip (``falsification.csv``).
 
-The pre-trend tests are fitted on the untreated rows only (:func:`untreated_rows`; Borusyak,
-Jaravel and Spiess 2024, section 4.4): in the stacked regression a visited student's unit
-effect is shared by its rows before and after the visit, and the panel is unbalanced
-(students enrol and leave, stacks near the ends of the data lose months), so effects that
-differ across students moved the pre-period coefficients of the full fit (the adjusted
-months -11 and <=-12 by -1.1 and -0.4 pp at four times the demo's size, with pre-visit data
-and matches unchanged; ``validation/README.md``) and the tests rejected designs that work.
+The pre-trend tests are fitted on the untreated rows only (:func:`untreated_rows`, as the
+test of parallel trends of Borusyak, Jaravel and Spiess 2024): in the stacked regression a
+visited student's unit effect is shared by its rows before and after the visit, and the
+panel is unbalanced (students enrol and leave, stacks near the ends of the data lose
+months), so effects that differ across students moved the pre-period coefficients of the
+full fit (the adjusted months -11 and <=-12 by -1.1 and -0.4 pp at four times the demo's
+size, with pre-visit data and matches unchanged; ``validation/README.md``) and the tests
+rejected designs that work.
 
 The specifications (``specifications.csv``) are in
 :mod:`leapresearch.analysis.specifications`.
@@ -104,9 +105,10 @@ def untreated_rows(panel: pd.DataFrame, reference: int) -> pd.DataFrame:
 
     and the test is :math:`\beta_r = 0` for every :math:`r`. Under parallel trends it holds
     whatever the effects after the visit are, because no post-visit outcome enters the fit
-    (Borusyak, Jaravel and Spiess 2024, section 4.4). In the full fit the visited student's
-    unit effect :math:`\alpha_{is}` also averages its post-visit rows: in an unbalanced panel,
-    effects that differ across students then reach the pre-period coefficients.
+    (the test of parallel trends of Borusyak, Jaravel and Spiess 2024). In the full fit the
+    visited student's unit effect :math:`\alpha_{is}` also averages its post-visit rows: in
+    an unbalanced panel, effects that differ across students then reach the pre-period
+    coefficients.
     """
     keep = (panel["treated"].to_numpy() == 0) | (panel["rel_time"].to_numpy() <= reference)
     return panel.loc[keep]
