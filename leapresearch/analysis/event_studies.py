@@ -10,6 +10,8 @@ Every group (all visited students, grade bands, cohorts, the subgroup families) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -143,6 +145,22 @@ def group_event_table(result: GroupFit, config: Config) -> pd.DataFrame:
     return tab.drop(columns=["boot_ci_lower", "boot_ci_upper"])
 
 
+def _event_study_groups(
+    prepared: Prepared, subgroups: tuple[str, ...] | None, include_all: bool, within: bool
+) -> list[tuple[str, pd.DataFrame]]:
+    """The groups of :func:`estimate_event_studies`: label and visited students, in order."""
+    families = prepared.config.subgroups if subgroups is None else subgroups
+    groups = [
+        (label, treated)
+        for label, treated in group_definitions(prepared.attributes, families)
+        if include_all or label != GROUP_ALL
+    ]
+    caliper = prepared.caliper_split()[0] if within else ()
+    if len(caliper):
+        groups.insert(int(include_all), (GROUP_WITHIN_CALIPER, caliper))
+    return groups
+
+
 @single_blas_thread
 def estimate_event_studies(
     prepared: Prepared,
@@ -153,6 +171,7 @@ def estimate_event_studies(
     procedure: bool = False,
     workers: int = 1,
     scheduler: str | None = None,
+    influence_if: Callable | None = None,
     log: Log = quiet,
 ) -> tuple[pd.DataFrame, dict]:
     """The event study for ``all`` and every subgroup (``event_study.csv``).
@@ -177,6 +196,10 @@ def estimate_event_studies(
         Fill the whole-procedure bootstrap's columns (:func:`with_procedure`), with
         ``workers`` processes or on the Dask ``scheduler`` (as
         :func:`~leapresearch.parallel.parallel_map`).
+    influence_if : callable, optional
+        Compute a fit's cluster influence only when ``influence_if(fit)`` is true
+        (:func:`~leapresearch.analysis.fitting.fit_group_with_influence`; the others have
+        no bootstrap columns and no wild-bootstrap moments); default every fit.
     log : callable
         Stage log.
 
@@ -211,21 +234,15 @@ def estimate_event_studies(
             weights = units["weight"].to_numpy(np.float64)
         else:
             weights = subgroup_weights(units, pairs, treated)
-        res = fit_group_with_influence(prepared, prepared.stacked, weights)
+        res = fit_group_with_influence(
+            prepared, prepared.stacked, weights, influence_if=influence_if
+        )
         if res is None:
             return None
         results[label] = res
         return group_event_table(res, config)
 
-    families = config.subgroups if subgroups is None else subgroups
-    groups = [
-        (label, treated)
-        for label, treated in group_definitions(prepared.attributes, families)
-        if include_all or label != GROUP_ALL
-    ]
-    within = prepared.caliper_split()[0] if within_caliper else ()
-    if len(within):
-        groups.insert(int(include_all), (GROUP_WITHIN_CALIPER, within))
+    groups = _event_study_groups(prepared, subgroups, include_all, within_caliper)
     table = run_by_group(groups, estimate)
     results.pop(GROUP_WITHIN_CALIPER, None)
     if table.empty:

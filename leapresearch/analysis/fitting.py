@@ -216,12 +216,18 @@ def fit_group(
 
 
 def fit_group_with_influence(
-    prepared: Prepared, panel: pd.DataFrame, weights: np.ndarray
+    prepared: Prepared,
+    panel: pd.DataFrame,
+    weights: np.ndarray,
+    *,
+    influence_if: Callable[[EventStudyResult], bool] | None = None,
 ) -> GroupFit | None:
     """:func:`fit_group` (monthly outcome, parameters' window) plus each cluster's influence.
 
     The influence (:func:`~leapresearch.estimation.multiple_testing.cluster_influence`)
     gives the joint covariance of different groups' estimates for the subgroup tests.
+    ``influence_if``: compute it only for the fits it accepts (the others get none, so no
+    bootstrap columns and no wild-bootstrap moments); default every fit.
     """
     config = prepared.config
     window, reference = config.analysis.window, config.analysis.reference
@@ -239,6 +245,8 @@ def fit_group_with_influence(
     sub, adjustment = rows
     res = event_study(sub, window=window, reference=reference, cluster=cluster_level(prepared))
     res = _with_adjustment(res, adjustment)
+    if influence_if is not None and not influence_if(res):
+        return with_influence(res, None)
     try:
         return with_influence(res, *cluster_influence_moments(sub, res))
     except (RuntimeError, np.linalg.LinAlgError) as exc:  # e.g. a near-singular tiny group

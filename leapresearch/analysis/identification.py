@@ -124,10 +124,16 @@ def pretrend_fits(prepared: Prepared, *, subgroups: tuple[str, ...] | None = Non
     """The pre-trend fit of every group: the event study on :func:`untreated_rows`.
 
     The groups of :func:`~leapresearch.analysis.event_studies.estimate_event_studies`
-    (``subgroups``: its families; default ``config.subgroups``), each with its cluster
-    moments for the few-cluster tests.
+    (``subgroups``: its families; default ``config.subgroups``); the cluster moments only
+    for the groups with fewer than ``inference.few_clusters`` clusters, whose tests take
+    the wild cluster bootstrap (:func:`~leapresearch.analysis.event_studies.pretrend_tests`).
     """
-    return estimate_event_studies(pretrend_sample(prepared), subgroups=subgroups)[1]
+    few = prepared.config.inference.few_clusters
+    return estimate_event_studies(
+        pretrend_sample(prepared),
+        subgroups=subgroups,
+        influence_if=lambda res: res.n_clusters < few,
+    )[1]
 
 
 def pretrend_fit_all(prepared: Prepared):
