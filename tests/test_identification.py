@@ -834,7 +834,7 @@ def test_pretrend_tests_do_not_read_the_post_visit_outcomes(sim_data):
 def test_the_pretrend_fit_is_linearmodels_on_the_untreated_rows(sim_data):
     """The pre-trend fit against linearmodels' PanelOLS on the same untreated rows."""
     from leapresearch.analysis.fitting import fit_group
-    from leapresearch.analysis.identification import pretrend_fit_all, untreated_rows
+    from leapresearch.analysis.identification import pretrend_fits, untreated_rows
     from leapresearch.analysis.sample import prepare
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
@@ -842,7 +842,7 @@ def test_the_pretrend_fit_is_linearmodels_on_the_untreated_rows(sim_data):
 
     config = load_config("demo", data_dir=sim_data)
     prepared = prepare(read_raw_tables(config.data_path), config)
-    ours = pretrend_fit_all(prepared)
+    ours = pretrend_fits(prepared, subgroups=())["all"]
     rows = untreated_rows(prepared.stacked, config.analysis.reference)
     weights = prepared.units["weight"].to_numpy(np.float64)
     lib = fit_group(prepared, rows, weights, estimator=linearmodels_event_study)

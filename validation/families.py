@@ -131,7 +131,7 @@ def _diagnostics(prepared, *, pretrends_only: bool = False) -> list[dict]:
     from leapresearch.analysis.identification import (
         estimate_falsification,
         pretrend_evidence,
-        pretrend_fit_all,
+        pretrend_fits,
     )
     from leapresearch.analysis.robustness import estimate_placebo
 
@@ -147,7 +147,7 @@ def _diagnostics(prepared, *, pretrends_only: bool = False) -> list[dict]:
     }
     errors = (ValueError, np.linalg.LinAlgError, KeyError)
     try:
-        fit_all = pretrend_fit_all(prepared)
+        fit_all = pretrend_fits(prepared, subgroups=()).get("all")
         if fit_all is not None:
             _, tests = pretrend_evidence(prepared, pretrend_tests({"all": fit_all}))
             for t in tests.loc[tests["group"] == "all"].itertuples(index=False):

@@ -26,12 +26,7 @@ import pandas as pd
 
 from leapresearch.analysis.base import EVENT_STUDY_COLUMNS, Log, not_estimable, quiet
 from leapresearch.analysis.event_studies import estimate_event_studies, pretrend_tests
-from leapresearch.analysis.fitting import (
-    event_table,
-    fit_group,
-    fit_group_with_influence,
-    headline_weights,
-)
+from leapresearch.analysis.fitting import event_table, fit_group, headline_weights
 from leapresearch.analysis.sample import Prepared, prepare_matched
 from leapresearch.config import Config
 from leapresearch.data.panel import (
@@ -134,13 +129,6 @@ def pretrend_fits(prepared: Prepared, *, subgroups: tuple[str, ...] | None = Non
         subgroups=subgroups,
         influence_if=lambda res: res.n_clusters < few,
     )[1]
-
-
-def pretrend_fit_all(prepared: Prepared):
-    """The pre-trend fit of all visited students (:func:`pretrend_fits`' ``all``), or None."""
-    weights = prepared.units["weight"].to_numpy(np.float64)
-    sample = pretrend_sample(prepared)
-    return fit_group_with_influence(sample, sample.stacked, weights)
 
 
 @single_blas_thread
@@ -341,23 +329,17 @@ def estimate_falsification(prepared: Prepared, *, log: Log = quiet) -> pd.DataFr
 
 
 def pretrend_evidence(
-    prepared: Prepared, pretrends: pd.DataFrame, visited: dict[str, int] | None = None
+    prepared: Prepared, pretrends: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``pretrend_event_study`` and the full ``pretrend_tests`` table.
 
     ``pretrends`` (from :func:`pretrend_tests` on :func:`pretrend_fits`: every group,
     adjusted outcome, main window) is labelled with its basis and months, then followed by
-    the tests of :func:`estimate_pretrend_evidence` for the headline groups. ``visited``:
-    group -> visited students of its event study, the tests' ``n_treated`` (a group's test
-    speaks for them, though only those with months before the visit enter its fit); the
-    pre-trend fits' own counts where a group is not in it.
+    the tests of :func:`estimate_pretrend_evidence` for the headline groups.
     """
     es, extra = estimate_pretrend_evidence(prepared)
     main = label_pretrend_tests(pretrends, prepared.config)
     tests = pd.concat([main, extra], ignore_index=True)[PRETREND_TEST_COLUMNS]
-    if visited:
-        counts = tests["group"].map(visited)
-        tests["n_treated"] = counts.fillna(tests["n_treated"]).astype(np.int64)
     return es, tests
 
 
@@ -368,21 +350,22 @@ def pretrend_tables(
 
     The main tests are those of every group's pre-trend fit (:func:`pretrend_fits`, with
     the few-cluster settings of ``prepared.config``). ``fits``: the event study of every
-    group (:func:`~leapresearch.analysis.event_studies.estimate_event_studies`), whose
-    numbers of visited students are the tests' ``n_treated``; fitted here when omitted.
+    group (:func:`~leapresearch.analysis.event_studies.estimate_event_studies`; fitted here
+    when omitted), whose numbers of visited students are the tests' ``n_treated``: a
+    group's test speaks for them, though only those with months before the visit enter
+    its fit (the pre-trend fit's own count where a group has no event study).
     """
     if fits is None:
         fits = estimate_event_studies(prepared)[1]
-    visited = {label: int(res.n_treated) for label, res in fits.items()}
     pretrends = pretrend_tests(pretrend_fits(prepared), prepared.config)
     try:
-        return pretrend_evidence(prepared, pretrends, visited)
+        es, tests = pretrend_evidence(prepared, pretrends)
     except (ValueError, np.linalg.LinAlgError) as exc:
         log(f"pre-trend evidence: not estimable on these data: {exc}")
-        main = label_pretrend_tests(pretrends, prepared.config)
-        counts = main["group"].map(visited)
-        main["n_treated"] = counts.fillna(main["n_treated"]).astype(np.int64)
-        return not_estimable(exc), main
+        es, tests = not_estimable(exc), label_pretrend_tests(pretrends, prepared.config)
+    visited = tests["group"].map({label: int(res.n_treated) for label, res in fits.items()})
+    tests["n_treated"] = visited.fillna(tests["n_treated"]).astype(np.int64)
+    return es, tests
 
 
 def estimate_pretrend_tests(prepared: Prepared) -> pd.DataFrame:
