@@ -206,6 +206,92 @@ def test_wald_subset_matches_the_full_pretrend_test_and_bounds_table():
         assert abs((hi - lo) / width - 1) < 0.1
 
 
+def _unbalanced_panel(seed: int = 11) -> pd.DataFrame:
+    """Visited and comparison units in 24 schools, entering and leaving at random months,
+    with effects that differ across visited units (what moves the full fit's pre-period)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for unit in range(480):
+        treated = unit % 2 == 0
+        first, last = sorted(rng.integers(-8, 7, size=2))
+        effect = rng.normal(3.0, 2.0)
+        level = rng.normal(0, 3)
+        for t in range(first, last + 1):
+            y = level + rng.normal() + (effect * (t >= 0) if treated else 0.0)
+            rows.append((unit, 0, t, t, int(treated), unit, unit % 24, y, 1.0))
+    cols = ["unit", "stack", "time", "rel_time", "treated", "student", "school"]
+    return pd.DataFrame(rows, columns=[*cols, "attendance_pp", "weight"])
+
+
+def _fit_with_influence(panel: pd.DataFrame):
+    from leapresearch.estimation.multiple_testing import cluster_influence, with_influence
+
+    res = event_study(panel, window=None, cluster="school")
+    return with_influence(res, cluster_influence(panel, res))
+
+
+def test_bounds_take_the_untreated_fits_pre_period_with_the_joint_covariance_of_linearmodels():
+    """The pre-period of the bounds from the untreated rows, the post-period from the full
+    fit; their covariance against one linearmodels regression holding both fits."""
+    from linearmodels.iv.absorbing import AbsorbingLS
+
+    from leapresearch.analysis.identification import untreated_rows
+    from leapresearch.estimation.sensitivity import joint_covariance
+
+    panel = _unbalanced_panel()
+    untreated = untreated_rows(panel, -1)
+    full, pre = _fit_with_influence(panel), _fit_with_influence(untreated)
+    pre_terms = [r for r in range(-8, -1)]
+    post_terms = [r for r in range(0, 4)]
+    coef = coefficients_for_bounds(full, max_rel_time=3, pretrend=pre)
+    assert (coef.n_pre, coef.n_post) == (7, 4)
+    np.testing.assert_array_equal(coef.beta[:7], pre.coefficients.loc[pre_terms].to_numpy())
+    np.testing.assert_array_equal(coef.beta[7:], full.coefficients.loc[post_terms].to_numpy())
+    # the diagonal blocks are the fits' own covariances
+    np.testing.assert_allclose(coef.sigma[:7, :7], pre.cov.loc[pre_terms, pre_terms], rtol=1e-9)
+    np.testing.assert_allclose(coef.sigma[7:, 7:], full.cov.loc[post_terms, post_terms], rtol=1e-9)
+    # the two fits in one regression (every effect and term interacted with the copy),
+    # clustered by school: the same coefficients, and the same correlations (each block's
+    # small-sample factor differs, the correlations do not)
+    both = pd.concat([panel.assign(copy=0), untreated.assign(copy=1)], ignore_index=True)
+    treated, rel, copy = both["treated"] == 1, both["rel_time"], both["copy"]
+    x = pd.DataFrame(
+        {
+            f"full_{r}": (treated & (rel == r) & (copy == 0)).astype(float)
+            for r in range(-8, 7)
+            if r != -1
+        }
+        | {f"pre_{r}": (treated & (rel == r) & (copy == 1)).astype(float) for r in pre_terms}
+    )
+    absorb = pd.DataFrame(
+        {
+            "unit": pd.Categorical(both["unit"] * 2 + copy),
+            "month": pd.Categorical(both["time"] * 2 + copy),
+        }
+    )
+    lib = AbsorbingLS(both["attendance_pp"], x, absorb=absorb).fit(
+        cov_type="clustered", clusters=both["school"].to_numpy(), debiased=False
+    )
+    names = [f"pre_{r}" for r in pre_terms] + [f"full_{r}" for r in post_terms]
+    np.testing.assert_allclose(lib.params[names].to_numpy(), coef.beta, atol=1e-6)
+    lib_cov = lib.cov.loc[names, names].to_numpy()
+
+    def corr(v):
+        d = np.sqrt(np.diag(v))
+        return v / np.outer(d, d)
+
+    np.testing.assert_allclose(corr(coef.sigma), corr(lib_cov), atol=1e-6)
+    assert np.abs(corr(coef.sigma)[:7, 7:]).max() > 0.05  # the cross block is not zero
+    # without a fit's influence there is no joint covariance: an error, not a guess
+    with pytest.raises(ValueError, match="cluster influence"):
+        joint_covariance(
+            event_study(untreated, window=None, cluster="school"), pre_terms, full, post_terms
+        )
+    tab = sensitivity_bounds(full, rel_times=(1, 3), mbar=(0, 1), m=(0,), pretrend=pre)
+    own = sensitivity_bounds(full, rel_times=(1, 3), mbar=(0, 1), m=(0,))
+    assert not tab[["ci_lower", "ci_upper"]].equals(own[["ci_lower", "ci_upper"]])
+
+
 def test_mean_of_terms_is_the_average_with_its_covariance_and_a_single_term_its_own_row():
     from leapresearch.estimation.falsification import mean_of_terms
 
@@ -731,19 +817,32 @@ def test_sensitivity_fits_its_groups_when_not_given_them(sim_data):
     # notebook 03 asks for the bounds alone (`session.result(estimate_sensitivity)`):
     # fitting only the groups of `identification.groups` gives the run's table
     from leapresearch.analysis.event_studies import estimate_event_studies
-    from leapresearch.analysis.identification import estimate_sensitivity
+    from leapresearch.analysis.identification import estimate_sensitivity, pretrend_fits
     from leapresearch.analysis.sample import prepare
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
+    from leapresearch.estimation.sensitivity import sensitivity_table
 
     config = load_config("demo", data_dir=sim_data)
     tables = read_raw_tables(config.data_path, program_start=config.program_start)
     prepared = prepare(tables, config)
     _, every_group = estimate_event_studies(prepared)
     assert set(every_group) > set(config.identification.groups)
-    run_table = estimate_sensitivity(prepared, every_group)
+    pretrends = pretrend_fits(prepared)
+    run_table = estimate_sensitivity(prepared, every_group, pretrends)
     assert set(run_table["group"]) == set(config.identification.groups)
     pd.testing.assert_frame_equal(estimate_sensitivity(prepared), run_table, check_exact=True)
+    # the bounds' pre-period is the untreated-rows fit's (a group without it is an error)
+    by_own_pre = sensitivity_table(
+        every_group,
+        groups=config.identification.groups,
+        rel_times=config.analysis.report_rel_times,
+        mbar=config.identification.sensitivity_mbar,
+        m=config.identification.sensitivity_m,
+    )
+    assert not by_own_pre["ci_lower"].equals(run_table["ci_lower"])
+    with pytest.raises(ValueError, match="no pre-trend fit of group"):
+        estimate_sensitivity(prepared, every_group, {"all": pretrends["all"]})
 
 
 def test_content_keys_hash_each_students_own_rows_as_text_missing_values_too(valid_fixture):

@@ -10,6 +10,7 @@ Every group (all visited students, grade bands, cohorts, the subgroup families) 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -197,7 +198,7 @@ def estimate_event_studies(
         ``workers`` processes or on the Dask ``scheduler`` (as
         :func:`~leapresearch.parallel.parallel_map`).
     influence_if : callable, optional
-        Compute a fit's cluster influence only when ``influence_if(fit)`` is true
+        Compute a fit's cluster influence only when ``influence_if(label, fit)`` is true
         (:func:`~leapresearch.analysis.fitting.fit_group_with_influence`; the others have
         no bootstrap columns and no wild-bootstrap moments); default every fit.
     log : callable
@@ -234,9 +235,8 @@ def estimate_event_studies(
             weights = units["weight"].to_numpy(np.float64)
         else:
             weights = subgroup_weights(units, pairs, treated)
-        res = fit_group_with_influence(
-            prepared, prepared.stacked, weights, influence_if=influence_if
-        )
+        only_if = None if influence_if is None else functools.partial(influence_if, label)
+        res = fit_group_with_influence(prepared, prepared.stacked, weights, influence_if=only_if)
         if res is None:
             return None
         results[label] = res

@@ -11,7 +11,8 @@ panel is unbalanced (students enrol and leave, stacks near the ends of the data 
 months), so effects that differ across students moved the pre-period coefficients of the
 full fit (the adjusted months -11 and <=-12 by -1.1 and -0.4 pp at four times the demo's
 size, with pre-visit data and matches unchanged; ``validation/README.md``) and the tests
-rejected designs that work.
+rejected designs that work. The sensitivity bounds take their pre-period trend from the same
+untreated-rows fits (:func:`estimate_sensitivity`).
 
 The specifications (``specifications.csv``) are in
 :mod:`leapresearch.analysis.specifications`.
@@ -49,20 +50,28 @@ from leapresearch.estimation.subgroups import (
 from leapresearch.threads import single_blas_thread
 
 
-def estimate_sensitivity(prepared: Prepared, results: dict | None = None) -> pd.DataFrame:
+def estimate_sensitivity(
+    prepared: Prepared, results: dict | None = None, pretrends: dict | None = None
+) -> pd.DataFrame:
     """Rambachan-Roth bounds of the headline groups and months (``sensitivity.csv``).
 
-    ``results`` are the fits of :func:`estimate_event_studies` holding the groups of
-    ``identification.groups``; those groups are fitted here when it is omitted. See
+    The post-period coefficients are each group's event study; the pre-period ones, which
+    bound the trend, its fit on the untreated rows (:func:`pretrend_fits`; see the module
+    docstring), with the joint covariance of the two fits from their cluster influences.
+    ``results`` are the fits of :func:`estimate_event_studies` and ``pretrends`` those of
+    :func:`pretrend_fits`, each holding the groups of ``identification.groups`` with their
+    influence; those groups are fitted here when omitted. See
     :mod:`leapresearch.estimation.sensitivity`.
     """
     config = prepared.config
     ident = config.identification
+    families = tuple(sorted({g.split(":", 1)[0] for g in ident.groups if g != GROUP_ALL}))
     if results is None:
-        families = tuple(sorted({g.split(":", 1)[0] for g in ident.groups if g != GROUP_ALL}))
         _, results = estimate_event_studies(
             prepared, subgroups=families, include_all=GROUP_ALL in ident.groups
         )
+    if pretrends is None:
+        pretrends = pretrend_fits(prepared, subgroups=families)
     return sensitivity_table(
         results,
         groups=ident.groups,
@@ -70,6 +79,7 @@ def estimate_sensitivity(prepared: Prepared, results: dict | None = None) -> pd.
         mbar=ident.sensitivity_mbar,
         m=ident.sensitivity_m,
         alpha=config.analysis.alpha,
+        pretrends=pretrends,
     )
 
 
@@ -119,15 +129,19 @@ def pretrend_fits(prepared: Prepared, *, subgroups: tuple[str, ...] | None = Non
     """The pre-trend fit of every group: the event study on :func:`untreated_rows`.
 
     The groups of :func:`~leapresearch.analysis.event_studies.estimate_event_studies`
-    (``subgroups``: its families; default ``config.subgroups``); the cluster moments only
-    for the groups with fewer than ``inference.few_clusters`` clusters, whose tests take
-    the wild cluster bootstrap (:func:`~leapresearch.analysis.event_studies.pretrend_tests`).
+    (``subgroups``: its families; default ``config.subgroups``); the cluster influence and
+    moments only for the groups whose results read them: those with fewer than
+    ``inference.few_clusters`` clusters, whose tests take the wild cluster bootstrap
+    (:func:`~leapresearch.analysis.event_studies.pretrend_tests`), and the headline groups
+    of ``identification.groups``, whose sensitivity bounds take the joint covariance with
+    their event study (:func:`estimate_sensitivity`).
     """
-    few = prepared.config.inference.few_clusters
+    config = prepared.config
+    few, headline = config.inference.few_clusters, set(config.identification.groups)
     return estimate_event_studies(
         pretrend_sample(prepared),
         subgroups=subgroups,
-        influence_if=lambda res: res.n_clusters < few,
+        influence_if=lambda label, res: label in headline or res.n_clusters < few,
     )[1]
 
 
@@ -344,20 +358,23 @@ def pretrend_evidence(
 
 
 def pretrend_tables(
-    prepared: Prepared, fits: dict | None = None, log: Log = quiet
+    prepared: Prepared, fits: dict | None = None, log: Log = quiet, pretrends: dict | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`pretrend_evidence`, or a note and the main tests when it cannot be estimated.
 
-    The main tests are those of every group's pre-trend fit (:func:`pretrend_fits`, with
-    the few-cluster settings of ``prepared.config``). ``fits``: the event study of every
-    group (:func:`~leapresearch.analysis.event_studies.estimate_event_studies`; fitted here
-    when omitted), whose numbers of visited students are the tests' ``n_treated``: a
-    group's test speaks for them, though only those with months before the visit enter
-    its fit (the pre-trend fit's own count where a group has no event study).
+    The main tests are those of every group's pre-trend fit (``pretrends``, from
+    :func:`pretrend_fits`, fitted here when omitted; with the few-cluster settings of
+    ``prepared.config``). ``fits``: the event study of every group
+    (:func:`~leapresearch.analysis.event_studies.estimate_event_studies`; fitted here when
+    omitted), whose numbers of visited students are the tests' ``n_treated``: a group's
+    test speaks for them, though only those with months before the visit enter its fit
+    (the pre-trend fit's own count where a group has no event study).
     """
     if fits is None:
         fits = estimate_event_studies(prepared)[1]
-    pretrends = pretrend_tests(pretrend_fits(prepared), prepared.config)
+    if pretrends is None:
+        pretrends = pretrend_fits(prepared)
+    pretrends = pretrend_tests(pretrends, prepared.config)
     try:
         es, tests = pretrend_evidence(prepared, pretrends)
     except (ValueError, np.linalg.LinAlgError) as exc:

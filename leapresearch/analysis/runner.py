@@ -32,6 +32,7 @@ from leapresearch.analysis.identification import (
     estimate_pretrend_event_study,
     estimate_pretrend_tests,
     estimate_sensitivity,
+    pretrend_fits,
     pretrend_tables,
 )
 from leapresearch.analysis.long_term import estimate_long_term, estimate_long_term_alternatives
@@ -91,9 +92,14 @@ class StepInputs:
         return published_event_study(self.prepared, self.event_studies, log=self.log, **parallel)
 
     @cached_property
+    def pretrend_fits(self) -> dict:
+        """The fit of every group on its untreated rows (:func:`pretrend_fits`)."""
+        return pretrend_fits(self.prepared)
+
+    @cached_property
     def pretrend_evidence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``pretrend_event_study.csv`` and ``pretrend_tests.csv`` (:func:`pretrend_tables`)."""
-        return pretrend_tables(self.prepared, self.event_studies[1], self.log)
+        return pretrend_tables(self.prepared, self.event_studies[1], self.log, self.pretrend_fits)
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,11 @@ def _logged(function: Callable[..., pd.DataFrame]) -> Callable[[StepInputs], pd.
     return lambda i: function(i.prepared, log=i.log)
 
 
+def _of_panel(function: Callable[..., pd.DataFrame]) -> Callable[[StepInputs], pd.DataFrame]:
+    """How a run computes a step whose function takes the analytic panel."""
+    return lambda i: function(i.prepared.panel)
+
+
 STEPS: tuple[Step, ...] = (
     Step("long_term", estimate_long_term, _logged(estimate_long_term)),
     Step("balance", estimate_balance),
@@ -142,24 +153,14 @@ STEPS: tuple[Step, ...] = (
     Step(
         "sensitivity",
         estimate_sensitivity,
-        lambda i: estimate_sensitivity(i.prepared, i.event_studies[1]),
+        lambda i: estimate_sensitivity(i.prepared, i.event_studies[1], i.pretrend_fits),
         guarded=True,
     ),
     Step("pretrend_event_study", estimate_pretrend_event_study, lambda i: i.pretrend_evidence[0]),
     Step("pretrend_tests", estimate_pretrend_tests, lambda i: i.pretrend_evidence[1]),
     # shown by the notebooks only
-    Step(
-        "attendance_by_year",
-        attendance_by_year,
-        lambda i: attendance_by_year(i.prepared.panel),
-        **NOTEBOOK_ONLY,
-    ),
-    Step(
-        "visited_by_cohort",
-        visited_by_cohort,
-        lambda i: visited_by_cohort(i.prepared.panel),
-        **NOTEBOOK_ONLY,
-    ),
+    Step("attendance_by_year", attendance_by_year, _of_panel(attendance_by_year), **NOTEBOOK_ONLY),
+    Step("visited_by_cohort", visited_by_cohort, _of_panel(visited_by_cohort), **NOTEBOOK_ONLY),
     Step("comparison_pool_summary", comparison_pool_summary, **NOTEBOOK_ONLY),
     Step("balanced_sample", estimate_balanced_sample, **NOTEBOOK_ONLY),
     Step(

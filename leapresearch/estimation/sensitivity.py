@@ -51,6 +51,13 @@ README printed for that example (``Mbar = 0.5 .. 2``, three digits) and its brea
 between 1.5 and 2 as the README says; the Bonferroni fallback follows its closed form and
 contains the hybrid interval.
 
+Which pre-period coefficients: ``sensitivity_bounds(..., pretrend=fit)`` takes them from
+the group's event study on its untreated rows (the pre-trend fit of
+:mod:`leapresearch.analysis.identification`, whose post-visit outcomes never enter) and
+the post-period ones from the full fit, with the joint covariance of the two from their
+cluster influences (:func:`joint_covariance`); the run does so. Without it the full fit's
+own pre-period coefficients are used (the published example, the tests by hand).
+
 Indexing follows ``HonestDiD``: the reference month (``rel_time = reference``) is period
 0 with ``delta_0 = 0``; pre-period months are ``-n_pre..-1``, post-period months
 ``1..n_post``, so ``rel_time = r`` is period ``r - reference``. Binned end points of the
@@ -119,7 +126,49 @@ class EventCoefficients:
         return int(rel_time) - self.reference
 
 
-def coefficients_for_bounds(result, *, max_rel_time: int) -> EventCoefficients:
+def _pre_terms(result) -> list[int]:
+    """The run of consecutive months before the reference (binned end point left out)."""
+    ref = int(result.reference)
+    idx = {int(r) for r in result.coefficients.index}
+    lo_bin = result.window[0] if result.window is not None else None
+    pre: list[int] = []
+    r = ref - 1
+    while r in idx and r != lo_bin:
+        pre.insert(0, r)
+        r -= 1
+    return pre
+
+
+def joint_covariance(first, first_terms: list[int], second, second_terms: list[int]) -> np.ndarray:
+    """Covariance of two fits' coefficients stacked, from their cluster influences.
+
+    ``psi = [psi_first[first_terms], psi_second[second_terms]]`` over the union of the two
+    fits' clusters (a cluster absent from a fit influences it by zero); the covariance is
+    ``psi' psi``. Each fit's influence is scaled by its own small-sample factor
+    (:func:`~leapresearch.estimation.multiple_testing.cluster_influence`), so the diagonal
+    blocks are the fits' own covariances.
+
+    Raises
+    ------
+    ValueError
+        A fit without cluster influence, or the two clustered at different levels.
+    """
+    for fit in (first, second):
+        if getattr(fit, "influence", None) is None:
+            raise ValueError("the joint covariance needs both fits' cluster influence")
+    if first.cluster != second.cluster:
+        raise ValueError(f"fits clustered by {first.cluster!r} and {second.cluster!r}")
+    clusters = first.influence.index.union(second.influence.index)
+    psi = np.hstack(
+        [
+            first.influence.reindex(clusters, fill_value=0.0)[first_terms].to_numpy(np.float64),
+            second.influence.reindex(clusters, fill_value=0.0)[second_terms].to_numpy(np.float64),
+        ]
+    )
+    return psi.T @ psi
+
+
+def coefficients_for_bounds(result, *, max_rel_time: int, pretrend=None) -> EventCoefficients:
     """Pick the pre- and post-period terms of an event study for the bounds.
 
     Parameters
@@ -128,6 +177,12 @@ def coefficients_for_bounds(result, *, max_rel_time: int) -> EventCoefficients:
         A fitted event study.
     max_rel_time : int
         The last post-period month needed.
+    pretrend : GroupFit, optional
+        The same group's event study on its untreated rows
+        (:func:`~leapresearch.analysis.identification.pretrend_fits`): the pre-period
+        coefficients are taken from it, the post-period ones from ``result``, with their
+        joint covariance from both fits' cluster influences (:func:`joint_covariance`;
+        ``result`` must carry its influence too).
 
     Returns
     -------
@@ -138,29 +193,45 @@ def coefficients_for_bounds(result, *, max_rel_time: int) -> EventCoefficients:
     Raises
     ------
     ValueError
-        No pre-period month, or a post-period month up to ``max_rel_time`` is missing.
+        No pre-period month, a post-period month up to ``max_rel_time`` is missing, the
+        two fits have different references, or either lacks its cluster influence.
+
+    Notes
+    -----
+    Why the untreated rows: in the stacked regression a visited student's unit effect is
+    shared by its months before and after the visit, and in an unbalanced panel effects that
+    differ across students reach the pre-period coefficients of the full fit (module
+    docstring of :mod:`leapresearch.analysis.identification`). The relative-magnitudes and
+    smoothness restrictions then bound the post-period bias by a pre-period trend that
+    carries part of the effect; the untreated-rows fit's pre-period coefficients carry
+    none.
     """
     ref = int(result.reference)
-    idx = [int(r) for r in result.coefficients.index]
-    lo_bin = result.window[0] if result.window is not None else None
-    pre = []
-    r = ref - 1
-    while r in idx and r != lo_bin:
-        pre.insert(0, r)
-        r -= 1
+    source = result if pretrend is None else pretrend
+    if int(source.reference) != ref:
+        raise ValueError(f"references differ: {ref} and {int(source.reference)}")
+    pre = _pre_terms(source)
+    idx = {int(r) for r in result.coefficients.index}
     post = list(range(ref + 1, int(max_rel_time) + 1))
     missing = [r for r in post if r not in idx]
     if not pre:
         raise ValueError("no pre-period event-study coefficient to bound the trend")
     if missing:
         raise ValueError(f"event-study coefficients missing at rel_time {missing}")
-    terms = pre + post
+    if pretrend is None:
+        terms = pre + post
+        beta = result.coefficients.loc[terms].to_numpy(np.float64)
+        sigma = result.cov.loc[terms, terms].to_numpy(np.float64)
+    else:
+        beta = np.concatenate(
+            [
+                pretrend.coefficients.loc[pre].to_numpy(np.float64),
+                result.coefficients.loc[post].to_numpy(np.float64),
+            ]
+        )
+        sigma = joint_covariance(pretrend, pre, result, post)
     return EventCoefficients(
-        beta=result.coefficients.loc[terms].to_numpy(np.float64),
-        sigma=result.cov.loc[terms, terms].to_numpy(np.float64),
-        n_pre=len(pre),
-        n_post=len(post),
-        reference=ref,
+        beta=beta, sigma=sigma, n_pre=len(pre), n_post=len(post), reference=ref
     )
 
 
@@ -673,6 +744,7 @@ def sensitivity_bounds(
     mbar: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0),
     m: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
     alpha: float = 0.05,
+    pretrend=None,
 ) -> pd.DataFrame:
     """Rambachan-Roth intervals and breakdown values of one event study.
 
@@ -687,6 +759,9 @@ def sensitivity_bounds(
         percentage points per month squared).
     alpha : float
         One minus the confidence level.
+    pretrend : GroupFit, optional
+        The group's fit on its untreated rows, whose pre-period coefficients bound the
+        trend (:func:`coefficients_for_bounds`); default ``result``'s own.
 
     Returns
     -------
@@ -708,7 +783,7 @@ def sensitivity_bounds(
     the bounds are those of the module docstring, with ``theta = tau_r``.
     """
     targets = sorted(int(r) for r in rel_times if int(r) > result.reference)
-    coef = coefficients_for_bounds(result, max_rel_time=max(targets))
+    coef = coefficients_for_bounds(result, max_rel_time=max(targets), pretrend=pretrend)
     df = result.df_resid or None
     rows = []
     for r in targets:
@@ -730,13 +805,25 @@ def sensitivity_table(
     mbar: Sequence[float],
     m: Sequence[float],
     alpha: float = 0.05,
+    pretrends: dict | None = None,
 ) -> pd.DataFrame:
-    """:func:`sensitivity_bounds` for each group present in ``results`` (``sensitivity.csv``)."""
+    """:func:`sensitivity_bounds` for each group present in ``results`` (``sensitivity.csv``).
+
+    ``pretrends``: each group's fit on its untreated rows, whose pre-period coefficients
+    bound the trend (a group of ``results`` missing from it is an error, not a fallback).
+    """
     tables = []
     for g in groups:
         if g not in results:
             continue
-        tab = sensitivity_bounds(results[g], rel_times=rel_times, mbar=mbar, m=m, alpha=alpha)
+        pretrend = None
+        if pretrends is not None:
+            if g not in pretrends:
+                raise ValueError(f"no pre-trend fit of group {g!r} for its bounds")
+            pretrend = pretrends[g]
+        tab = sensitivity_bounds(
+            results[g], rel_times=rel_times, mbar=mbar, m=m, alpha=alpha, pretrend=pretrend
+        )
         tables.append(tab.assign(group=g))
     if not tables:
         return pd.DataFrame(columns=SENSITIVITY_COLUMNS)
