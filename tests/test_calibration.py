@@ -220,16 +220,16 @@ def _pretrend_run_of(record: dict) -> tuple[dict, dict, str] | None:
 
 
 def test_a_pretrend_run_replaces_only_the_pretrend_rates_of_the_verdict_families():
-    def row(family, name, rate):
-        return {"family": family, "diagnostic": name, "draws": 10, "estimable": 10,
+    def row(family, name, rate, draws=10):
+        return {"family": family, "diagnostic": name, "draws": draws, "estimable": draws,
                 "rejection_rate": rate, "rejection_mcse": 0.01}  # fmt: skip
 
     summary = {
         "command": "full",
         "verdict": [{"family": "a", "assumption": "holds", "bias_significant": False},
                     {"family": "b", "assumption": "fails", "bias_significant": True}],
-        "diagnostics": [row("a", "pretrend_adjusted_main", 0.6), row("a", "placebo_post", 1.0),
-                        row("b", "pretrend_adjusted_main", 0.2), row("b", "placebo_post", 0.9)],
+        "diagnostics": [row("a", "pretrend_adjusted_main", 0.6), row("a", "placebo_post", 1.0, 30),
+                        row("b", "pretrend_adjusted_main", 0.2), row("b", "placebo_post", 0.9, 30)],
     }  # fmt: skip
     pretrends = {
         "command": "pre",
@@ -250,6 +250,18 @@ def test_a_pretrend_run_replaces_only_the_pretrend_rates_of_the_verdict_families
     assert record["diagnostics"]["pretrend_adjusted_main"]["size"]["max"] == 0.05
     assert cb.from_record(record).diagnostics["pretrend_adjusted_main"].calibrated
     assert not cb.from_record(record).diagnostics["placebo_post"].calibrated
+    # each diagnostic is described by the draws its own rates rest on (the pre-trend run's
+    # 10, the placebo's 30), not by the record's range
+    cal = cb.from_record(record)
+    assert cal.brief(cal.diagnostics["pretrend_adjusted_main"]).startswith(
+        "2 simulated families, 10 draws each"
+    )
+    assert cal.brief(cal.diagnostics["placebo_post"]).startswith(
+        "2 simulated families, 30 draws each"
+    )
+    assert cal.provenance(cal.diagnostics["pretrend_adjusted_main"]).startswith(
+        "2 simulated families, 10 draws"
+    )
     with pytest.raises(ValueError, match="no pre-trend test"):
         cb.with_pretrend_run(summary, {"command": "x", "diagnostics": [row("c", "pretrend_x", 0)]})
 

@@ -456,6 +456,8 @@ class Diagnostic:
     power: dict[str, Rates]
     other_sizes: tuple[SizeCheck, ...] = ()
     sample_fraction: float = 1.0
+    draws: int | list[int] | None = None
+    """Draws its rates rest on per family (its estimable draws; None: the record's)."""
 
     @property
     def calibrated(self) -> bool:
@@ -544,17 +546,29 @@ class Calibration:
         """Names of the others."""
         return [n for n, d in self.diagnostics.items() if not d.calibrated]
 
-    def brief(self) -> str:
-        """``8 simulated families, 100 draws each at 20% of the demo's size``."""
-        draws = draws_words(self.draws)
+    def _draws(self, diagnostic: Diagnostic | None) -> str:
+        """The draws per family of ``diagnostic``'s rates (the record's when not known)."""
+        if diagnostic is not None and diagnostic.draws is not None:
+            return draws_words(diagnostic.draws)
+        return draws_words(self.draws)
+
+    def brief(self, diagnostic: Diagnostic | None = None) -> str:
+        """``8 simulated families, 100 draws each at 20% of the demo's size``.
+
+        The draws are ``diagnostic``'s when given (a later run may have measured it alone).
+        """
+        draws = self._draws(diagnostic)
         return (
             f"{self.n_families} simulated families, {draws} draws each at "
             f"{size_words(self.sample_fraction)}"
         )
 
-    def provenance(self) -> str:
-        """``8 simulated families, 100 draws each at 20% of the demo's size (...)``."""
-        draws = draws_words(self.draws)
+    def provenance(self, diagnostic: Diagnostic | None = None) -> str:
+        """``8 simulated families, 100 draws each at 20% of the demo's size (...)``.
+
+        The draws are ``diagnostic``'s when given, as in :meth:`brief`.
+        """
+        draws = self._draws(diagnostic)
         checks = "".join(f" and {source}" for source in self.size_check_sources)
         pretrends = ""
         if self.pretrend_sources:
@@ -592,8 +606,10 @@ def from_record(record: dict) -> Calibration:
             )
             for c in checks
         )
+        counts = sorted({v["estimable"] for v in d.get("by_family", {}).values()})
+        draws = counts[0] if len(counts) == 1 else [counts[0], counts[-1]] if counts else None
         diagnostics[name] = Diagnostic(
-            name, d["words"], Rates.of(d["size"]), power, other, record["sample_fraction"]
+            name, d["words"], Rates.of(d["size"]), power, other, record["sample_fraction"], draws
         )
     return Calibration(
         diagnostics=diagnostics,

@@ -357,7 +357,7 @@ def _diagnostic_notes(head: pd.DataFrame, names: list[str], cal: Calibration) ->
         where = f" ({reported_in(name)})" if reported_in(name) else ""
         notes.append(
             f"{heading}: the p-value of the group's joint test{where}. In the "
-            f"validation ({cal.provenance()}; the test of all visited students) it "
+            f"validation ({cal.provenance(d)}; the test of all visited students) it "
             f"{d.measured('of draws')}{power}."
         )
     left = [cal.diagnostics[n] for n in cal.uncalibrated()]

@@ -46,7 +46,9 @@ def measured_size(diagnostic: Diagnostic | None, cal: Calibration) -> str:
     """``In the validation this test rejected in ...``: its measured size, read by the rule."""
     if diagnostic is None:
         return "The validation did not measure this test's size."
-    text = f"In the validation ({cal.brief()}) this test {diagnostic.measured('of draws')}"
+    text = (
+        f"In the validation ({cal.brief(diagnostic)}) this test {diagnostic.measured('of draws')}"
+    )
     if diagnostic.calibrated:
         return text + f": its size is near the nominal level ({cal.rule()})."
     return text + (
@@ -203,7 +205,7 @@ def describe_calibrated_diagnostics(
         where = f", {reported_in(name)}" if reported_in(name) else ""
         text = (
             f"{words} (months {r['months']}{where}): p = {fmt(r['p_value'], 3)}, it {verdict} "
-            f"at the {alpha:.0%} level; in the validation ({cal.brief()}) this test "
+            f"at the {alpha:.0%} level; in the validation ({cal.brief(d)}) this test "
             f"{d.measured('of draws', roles=ROLES[:2])}"
         )
         if rejects:
