@@ -177,12 +177,14 @@ def test_family_seeds_are_held_out():
     bases += (8_800_000,)  # the fifth freeze's long-term design again (long_term_repeat.py)
     bases += (9_200_000,)  # the fifth freeze's design at four times the demo (size check)
     bases += (9_400_000, 9_500_000)  # the sixth freeze's pre-trend tests: demo size, four times
+    bases += (9_600_000,)  # the seventh freeze's sensitivity bounds (sensitivity_draws.py)
     ranges = [
         {fam.family_seed(f, i, base) for f in fam.FAMILIES for i in range(10_000)} for base in bases
     ]
     assert sum(len(r) for r in ranges) == len(set().union(*ranges))
     # the pilots that found the pre-trend tests' leak (validation/README.md) lie outside them
-    assert not {9_300_000, 9_300_001} & set().union(*ranges)
+    # (and 9,300,002: the bounds' script run once before its freeze, nothing chosen on it)
+    assert not {9_300_000, 9_300_001, 9_300_002} & set().union(*ranges)
     repeat = _validation_script("long_term_repeat")
     assert repeat.SEED_BASE in bases
     repeat_range = ranges[bases.index(repeat.SEED_BASE)]
@@ -261,3 +263,28 @@ def test_long_term_verdict_by_year_keeps_chronic_absence_apart():
     assert chronic.loc[1, "coverage"].startswith("0-")  # shifted by 3 with +-2 intervals
     text = fam._long_term_sections(cells)
     assert "`long_term_chronic`" in text and "`long_term`" in text
+
+
+def test_the_bounds_summary_counts_coverage_and_leaves_out_draws_without_bounds():
+    sd = _validation_script("sensitivity_draws")
+    base = {"family": "lists", "source": "untreated", "method": "smoothness", "bound": 0.0,
+            "rel_time": 1, "inference": "FLCI", "estimate": 1.0, "n_treated": 9,
+            "estimable": True}  # fmt: skip
+    draws = pd.DataFrame(
+        [
+            {**base, "seed": 1, "ci_lower": 0.5, "ci_upper": 2.0, "breakdown": 0.2, "truth": 1.5},
+            {**base, "seed": 2, "ci_lower": -1.0, "ci_upper": 1.0, "breakdown": 0.0, "truth": 1.5},
+            {**base, "seed": 3, "ci_lower": np.nan, "ci_upper": np.nan, "breakdown": np.nan,
+             "truth": 1.5},
+            {"family": "lists", "seed": 4, "estimable": False},
+        ]
+    )  # fmt: skip
+    cells = sd.summarise_bounds(draws)
+    assert len(cells) == 1
+    row = cells.iloc[0]
+    # three estimable draws; the interval not computed counts as not covering
+    assert row["draws"] == 3
+    assert row["coverage"] == pytest.approx(1 / 3)
+    assert row["excludes_zero"] == pytest.approx(1 / 3)
+    assert row["coverage_mcse"] == pytest.approx(np.sqrt(1 / 3 * 2 / 3 / 3))
+    assert row["median_breakdown"] == pytest.approx(0.1)

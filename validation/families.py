@@ -951,6 +951,17 @@ def main_families(args, argv: list[str]) -> int:
     """``monte_carlo.py --families ...``: freeze the design, run the draws, summarise."""
     base = FAMILY_SEED_BASE if args.seed_base is None else args.seed_base
     seed = functools.partial(family_seed, base=base)
+    if getattr(args, "sensitivity_only", False):
+        from sensitivity_draws import run_sensitivity_job, write_sensitivity_summary
+
+        return run_frozen(
+            args,
+            argv,
+            job=run_sensitivity_job,
+            seed=seed,
+            write=write_sensitivity_summary,
+            extra={"sensitivity_only": True},
+        )
     if getattr(args, "pretrends_only", False):
         return run_frozen(
             args,

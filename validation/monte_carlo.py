@@ -515,6 +515,13 @@ def main(argv: list[str] | None = None) -> int:
         "(validation/families.py run_pretrend_draw); frozen in design.json",
     )
     parser.add_argument(
+        "--sensitivity-only",
+        action="store_true",
+        help="with --families: record only the Rambachan-Roth bounds of all visited students, "
+        "with the pre-period trend of the untreated rows and of the full fit "
+        "(validation/sensitivity_draws.py); frozen in design.json",
+    )
+    parser.add_argument(
         "--summary-only",
         action="store_true",
         help="with --families: summarise the draws on disk (the same number per family)",
