@@ -7,6 +7,7 @@ front page reads only the diagnostics whose size it records near nominal (issue 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -219,6 +220,50 @@ def _pretrend_run_of(record: dict) -> tuple[dict, dict, str] | None:
     return json.loads(path.read_text()), design, source
 
 
+def _sensitivity_run_of(record: dict) -> tuple[dict, dict, str] | None:
+    """The ``--sensitivity-only`` run a record describes (``sensitivity.source``)."""
+    if "sensitivity" not in record:
+        return None
+    source = record["sensitivity"]["source"]
+    path = PROJECT_ROOT / source
+    design = json.loads(path.with_name("design.json").read_text())
+    return json.loads(path.read_text()), design, source
+
+
+def test_the_bounds_validation_is_read_by_role_and_said_as_the_numbers_say():
+    def cell(family, rel_time, bound, breakdown, coverage, source="untreated"):
+        return {"family": family, "source": source, "method": "relative_magnitudes",
+                "bound": bound, "rel_time": rel_time, "draws": 20, "coverage": coverage,
+                "median_breakdown": breakdown}  # fmt: skip
+
+    roles = {"a": "design_works", "b": "design_works", "c": "assumption_fails"}
+    summary = {"cells": [cell("a", 9, 0.0, 0.3, 0.9), cell("a", 9, 0.5, 0.3, 1.0),
+                         cell("b", 9, 0.0, 0.0, 0.95), cell("b", 9, 0.5, 0.0, 0.97),
+                         cell("c", 9, 0.0, 0.6, 0.1), cell("c", 9, 0.5, 0.6, 0.7),
+                         cell("a", 9, 0.0, 9.0, 0.0, source="full"),
+                         cell("z", 9, 0.0, 9.0, 0.0)]}  # fmt: skip
+    design = {"commit": "c7", "sample_fraction": 1.0}
+    rates = cb.sensitivity_rates(summary, design, "s.json", roles=roles)
+    works = rates["by_role"]["design_works"]
+    # the package's pre-period only ("full" left out), families of the verdict only ("z")
+    assert works["families"] == ["a", "b"]
+    assert works["median_breakdown"] == {"9": [0.0, 0.3]}
+    assert works["coverage"] == {"0": [0.9, 0.95], "0.5": [0.97, 1.0]}
+    assert "design_biased" not in rates["by_role"] and rates["draws_per_family"] == 20
+    cal = dataclasses.replace(families_only_calibration(), sensitivity=rates)
+    words = cal.breakdown_words(9)
+    assert "was 0.00-0.30 where the design is right (2 families) and 0.60 where parallel " in words
+    assert "no evidence that the design is right" in words
+    assert words.endswith("covered the true effect in 97-100% of draws.")
+    assert cal.breakdown_words(3) == ""  # a month the run did not record
+    # where the failing families' breakdowns are not higher, no such conclusion is drawn
+    rates["by_role"]["assumption_fails"]["median_breakdown"]["9"] = [0.1, 0.2]
+    assert "no evidence" not in dataclasses.replace(cal, sensitivity=rates).breakdown_words(9)
+    assert dataclasses.replace(cal, sensitivity=None).breakdown_words(9) == ""
+    with pytest.raises(ValueError, match="no relative-magnitudes bound"):
+        cb.sensitivity_rates({"cells": [cell("z", 9, 0.0, 0.1, 1.0)]}, design, "s", roles=roles)
+
+
 def test_a_pretrend_run_replaces_only_the_pretrend_rates_of_the_verdict_families():
     def row(family, name, rate, draws=10):
         return {"family": family, "diagnostic": name, "draws": draws, "estimable": draws,
@@ -290,6 +335,7 @@ def test_the_packaged_record_is_what_its_committed_summary_gives():
         design_source=packaged["design_source"],
         size_checks=checks,
         pretrends=_pretrend_run_of(packaged),
+        sensitivity=_sensitivity_run_of(packaged),
     )
     assert packaged == expected
     # every size check the validation names is in the record, each at another size

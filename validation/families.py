@@ -746,6 +746,10 @@ The fifth freeze at four times the demo's size (``lists``, ``no_effect``, ``wave
 draws each; its code the frozen commit with only the simulator's bound raised;
 ``validation/README.md``)."""
 
+SENSITIVITY_RUN = "sensitivity-7-demo-size"
+"""The ``--sensitivity-only`` run whose bounds the package's record describes (the seventh
+freeze: :func:`leapresearch.publish.calibration.sensitivity_rates`)."""
+
 PRETREND_RUNS: dict[str, str] = {
     "families-4-demo-size": "pretrends-6-demo-size",
     "families-4-four-times": "pretrends-6-four-times",
@@ -868,7 +872,15 @@ def write_calibration_record(out: Path) -> Path | None:
                 f"the pre-trend runs froze different designs ({', '.join(differ) or 'code'}): "
                 "PRETREND_RUNS must name runs of one pre-trend design"
             )
-    return write_calibration(runs, mc.ROOT, package, size_checks=checks, pretrends=pretrends)
+    sensitivity = results / SENSITIVITY_RUN / "summary.json"
+    return write_calibration(
+        runs,
+        mc.ROOT,
+        package,
+        size_checks=checks,
+        pretrends=pretrends,
+        sensitivity=sensitivity if sensitivity.exists() else None,
+    )
 
 
 def _covers_every_family(summary: Path) -> bool:

@@ -242,6 +242,7 @@ def calibration_record(
     design_source: str,
     size_checks: list[dict] | None = None,
     pretrends: tuple[dict, dict, str] | None = None,
+    sensitivity: tuple[dict, dict, str] | None = None,
 ) -> dict:
     """The calibration record of the validation's summary (the packaged JSON's content).
 
@@ -261,6 +262,10 @@ def calibration_record(
         ``(summary, design, source)`` of a pre-trend-only run whose rates replace the
         pre-trend tests' (:func:`with_pretrend_run`); recorded as ``pretrend_source`` and
         ``pretrend_design_commit``.
+    sensitivity : tuple, optional
+        ``(summary, design, source)`` of a ``--sensitivity-only`` run (the Rambachan-Roth
+        bounds on the families): recorded under ``sensitivity`` by the families' roles
+        (:func:`sensitivity_rates`).
 
     Returns
     -------
@@ -285,25 +290,7 @@ def calibration_record(
         }
         for v in summary["verdict"]
     }
-    in_role = {role: [f for f, r in roles.items() if r == role] for role in ROLES}
-    diagnostics = {}
-    names = list(dict.fromkeys(r["diagnostic"] for r in summary["diagnostics"]))
-    for name in names:
-        rows = [r for r in summary["diagnostics"] if r["diagnostic"] == name]
-        diagnostics[name] = {
-            "words": DIAGNOSTIC_WORDS.get(name, name),
-            "size": _rates(rows, in_role["design_works"]),
-            "power": _rates(rows, in_role["assumption_fails"] + in_role["design_biased"]),
-            **{f"power_{role}": _rates(rows, in_role[role]) for role in ROLES[1:]},
-            "by_family": {
-                r["family"]: {
-                    "rate": r["rejection_rate"],
-                    "mcse": r["rejection_mcse"],
-                    "estimable": r["estimable"],
-                }
-                for r in rows
-            },
-        }
+    diagnostics = _diagnostics_by_role(summary["diagnostics"], roles)
     draws = sorted({int(r["draws"]) for r in summary["diagnostics"]})
     return {
         "about": "Rejection rates at the 5% level of each diagnostic in the validation's "
@@ -325,6 +312,87 @@ def calibration_record(
             else {}
         ),
         **({"size_checks": list(size_checks)} if size_checks else {}),
+        **(
+            {"sensitivity": sensitivity_rates(*sensitivity, roles=roles)}
+            if sensitivity is not None
+            else {}
+        ),
+    }
+
+
+def _diagnostics_by_role(rows_of_summary: list[dict], roles: dict[str, str]) -> dict:
+    """Each diagnostic's rates over the families of each role (:func:`calibration_record`)."""
+    in_role = {role: [f for f, r in roles.items() if r == role] for role in ROLES}
+    diagnostics = {}
+    for name in dict.fromkeys(r["diagnostic"] for r in rows_of_summary):
+        rows = [r for r in rows_of_summary if r["diagnostic"] == name]
+        diagnostics[name] = {
+            "words": DIAGNOSTIC_WORDS.get(name, name),
+            "size": _rates(rows, in_role["design_works"]),
+            "power": _rates(rows, in_role["assumption_fails"] + in_role["design_biased"]),
+            **{f"power_{role}": _rates(rows, in_role[role]) for role in ROLES[1:]},
+            "by_family": {
+                r["family"]: {
+                    "rate": r["rejection_rate"],
+                    "mcse": r["rejection_mcse"],
+                    "estimable": r["estimable"],
+                }
+                for r in rows
+            },
+        }
+    return diagnostics
+
+
+SENSITIVITY_SOURCE = "untreated"
+"""The bounds' pre-period trend the package uses (``source`` of the sensitivity run)."""
+
+
+def _span(values: list[float]) -> list[float]:
+    return [float(min(values)), float(max(values))]
+
+
+def sensitivity_rates(summary: dict, design: dict, source: str, *, roles: dict) -> dict:
+    """The relative-magnitudes bounds' behaviour in a ``--sensitivity-only`` run, by role.
+
+    For the families of each role (``roles``: family -> role, from the calibration's
+    verdict) and each headline month: the range over families of the median breakdown
+    value, and for each ``Mbar`` the range of the coverage of the truth; the bounds with
+    the package's pre-period (:data:`SENSITIVITY_SOURCE`). Plus the run's draws per
+    family, sample fraction, design commit and source.
+    """
+    cells = [
+        c
+        for c in summary["cells"]
+        if c["source"] == SENSITIVITY_SOURCE
+        and c["method"] == "relative_magnitudes"
+        and c["family"] in roles
+    ]
+    if not cells:
+        raise ValueError("the sensitivity run has no relative-magnitudes bound of these families")
+    by_role = {}
+    for role in ROLES:
+        mine = [c for c in cells if roles[c["family"]] == role]
+        if not mine:
+            continue
+        months = sorted({int(c["rel_time"]) for c in mine})
+        bounds = sorted({float(c["bound"]) for c in mine})
+        by_role[role] = {
+            "families": sorted({c["family"] for c in mine}),
+            "median_breakdown": {
+                str(m): _span([c["median_breakdown"] for c in mine if c["rel_time"] == m])
+                for m in months
+            },
+            "coverage": {
+                f"{b:g}": _span([c["coverage"] for c in mine if c["bound"] == b]) for b in bounds
+            },
+        }
+    draws = sorted({int(c["draws"]) for c in cells})
+    return {
+        "source": source,
+        "design_commit": design["commit"],
+        "sample_fraction": design["sample_fraction"],
+        "draws_per_family": draws[0] if len(draws) == 1 else draws,
+        "by_role": by_role,
     }
 
 
@@ -339,6 +407,7 @@ def write_calibration(
     *,
     size_checks: list[Path] = (),
     pretrends: dict[Path, Path] | None = None,
+    sensitivity: Path | None = None,
 ) -> Path:
     """Write the record of ``summary_path`` (and the ``design.json`` beside it) to ``out``.
 
@@ -349,7 +418,8 @@ def write_calibration(
     under ``size_checks`` with its own design. ``pretrends``: summary path (one of
     ``summary_path`` or ``size_checks``) -> the summary of the pre-trend-only run that
     replaces its pre-trend tests' rates (:func:`with_pretrend_run`; a pooled record takes
-    the one of its last summary).
+    the one of its last summary). ``sensitivity``: the summary of a ``--sensitivity-only``
+    run (:func:`sensitivity_rates`).
     """
     paths = [summary_path] if isinstance(summary_path, (str, Path)) else list(summary_path)
     paths = [Path(p).resolve() for p in paths]
@@ -362,10 +432,7 @@ def write_calibration(
 
     def pretrend_run(path: Path) -> tuple[dict, dict, str] | None:
         run = replace.get(path)
-        if run is None:
-            return None
-        design = json.loads(run.with_name("design.json").read_text())
-        return json.loads(run.read_text()), design, relative(run)
+        return None if run is None else _run_with_design(run, relative)
 
     checks = []
     for path in (Path(p).resolve() for p in size_checks):
@@ -385,9 +452,17 @@ def write_calibration(
         design_source=SOURCE_SEPARATOR.join(relative(p) for p in designs),
         size_checks=checks,
         pretrends=pretrend_run(paths[-1]),
+        sensitivity=None if sensitivity is None else _run_with_design(Path(sensitivity), relative),
     )
     Path(out).write_text(json.dumps(record, indent=1) + "\n")
     return Path(out)
+
+
+def _run_with_design(path: Path, relative) -> tuple[dict, dict, str]:
+    """``(summary, design, source)`` of a run's ``summary.json`` (``design.json`` beside it)."""
+    path = path.resolve()
+    design = json.loads(path.with_name("design.json").read_text())
+    return json.loads(path.read_text()), design, relative(path)
 
 
 @dataclass(frozen=True)
@@ -439,6 +514,12 @@ class SizeCheck:
             f"at {size_words(self.sample_fraction)}, {self.size.percent()} where the design is "
             f"right ({n} famil{'y' if n == 1 else 'ies'}, {draws} draws each)"
         )
+
+
+def _range_words(span: list[float], digits: int = 2) -> str:
+    """``0.51-0.59`` (``0.51`` when the two ends print alike)."""
+    lo, hi = f"{span[0]:.{digits}f}", f"{span[1]:.{digits}f}"
+    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def draws_words(draws: int | list[int]) -> str:
@@ -537,6 +618,8 @@ class Calibration:
     size_check_sources: tuple[str, ...] = ()
     pretrend_sources: tuple[str, ...] = ()
     pretrend_commit: str = ""
+    sensitivity: dict | None = None
+    """The bounds' behaviour by role (:func:`sensitivity_rates`), when the record has it."""
 
     def calibrated(self) -> list[str]:
         """Names of the calibrated diagnostics, in the record's order."""
@@ -582,6 +665,49 @@ class Calibration:
             f"{self.commit[:7]}; {self.source}{checks}{pretrends}"
         )
 
+    def breakdown_words(self, month: int) -> str:
+        """What the validation measured of the relative-magnitudes breakdown at ``month``.
+
+        ``In the validation (8 simulated families, 50 draws each at the demo's size) the
+        median breakdown at month 9 was 0-0.42 where the design is right and 0.51-0.59 where
+        parallel trends fail: ...``; empty when the record has no such run or month. The
+        conclusion follows the numbers: a larger breakdown value is called no evidence that
+        the design is right when the failing families' medians are not below the others'.
+        """
+        roles = (self.sensitivity or {}).get("by_role", {})
+        works, fails = roles.get("design_works"), roles.get("assumption_fails")
+        key = str(int(month))
+        if not works or not fails or key not in works["median_breakdown"]:
+            return ""
+        w, f = works["median_breakdown"][key], fails["median_breakdown"].get(key)
+        if f is None:
+            return ""
+        sens = self.sensitivity
+        n_families = sum(len(r["families"]) for r in roles.values())
+        text = (
+            f"In the validation ({n_families} simulated families, "
+            f"{draws_words(sens['draws_per_family'])} draws each at "
+            f"{size_words(sens['sample_fraction'])}) the median breakdown at month {key} was "
+            f"{_range_words(w)} {ROLE_WORDS['design_works']} ({len(works['families'])} "
+            f"families) and {_range_words(f)} {ROLE_WORDS['assumption_fails']} after the visit "
+            f"({len(fails['families'])})"
+        )
+        if f[0] >= w[1]:
+            text += (
+                ", higher: a large breakdown value is no evidence that the design is right, "
+                "only that the estimate is large against the month-to-month changes before "
+                "the visit"
+            )
+        wide = [v for b, v in works["coverage"].items() if float(b) >= 0.5]
+        if wide:
+            lo, hi = min(v[0] for v in wide), max(v[1] for v in wide)
+            cover = _range_words([100 * lo, 100 * hi], digits=0)
+            text += (
+                f". Where the design is right the intervals with Mbar of 0.5 or more covered "
+                f"the true effect in {cover}% of draws"
+            )
+        return text + "."
+
     @staticmethod
     def rule() -> str:
         """The calibration rule in words."""
@@ -624,6 +750,7 @@ def from_record(record: dict) -> Calibration:
             r["pretrend_source"] for r in (record, *checks) if "pretrend_source" in r
         ),
         pretrend_commit=record.get("pretrend_design_commit", ""),
+        sensitivity=record.get("sensitivity"),
     )
 
 

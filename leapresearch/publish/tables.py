@@ -454,6 +454,8 @@ def headline_html(
         foot += [html.escape(t) for t in _diagnostic_notes(head, names, cal)]
     if with_brk:
         foot.append(_breakdown_note(head, rel_times))
+        if validated := cal.breakdown_words(max(rel_times)):
+            foot.append(html.escape(validated))
     if any_suppressed:
         foot.append(html.escape(labels.SUPPRESSED_NOTE))
     return (
@@ -476,7 +478,8 @@ def _breakdown_note(head: pd.DataFrame, rel_times: Sequence[int]) -> str:
         "relative-magnitudes interval of Rambachan and Roth includes zero, i.e. the "
         "estimate stays distinguishable from zero as long as the post-visit departure from "
         "parallel trends in any month is below Mbar times the largest month-to-month "
-        "departure before the visit; conditional least-favourable hybrid interval (C-LF, as "
+        "departure before the visit (those of the group's fit on its untreated rows, no "
+        "post-visit outcome); conditional least-favourable hybrid interval (C-LF, as "
         "the R package HonestDiD computes it)."
     )
     if (inf == "Bonferroni").any():
