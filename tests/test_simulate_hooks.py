@@ -177,7 +177,7 @@ def test_family_seeds_are_held_out():
     bases += (8_800_000,)  # the fifth freeze's long-term design again (long_term_repeat.py)
     bases += (9_200_000,)  # the fifth freeze's design at four times the demo (size check)
     bases += (9_400_000, 9_500_000)  # the sixth freeze's pre-trend tests: demo size, four times
-    bases += (9_600_000,)  # the seventh freeze's sensitivity bounds (sensitivity_draws.py)
+    bases += (9_600_000, 9_700_000)  # the seventh freeze's bounds: demo size, four times
     ranges = [
         {fam.family_seed(f, i, base) for f in fam.FAMILIES for i in range(10_000)} for base in bases
     ]
