@@ -210,9 +210,8 @@ def _packaged_sources() -> tuple[list, list]:
     return summaries, designs
 
 
-def _pretrend_run_of(record: dict) -> tuple[dict, dict, str] | None:
-    """The pre-trend-only run a record names (``pretrend_source``), as the record read it."""
-    source = record.get("pretrend_source")
+def _run_at(source: str | None) -> tuple[dict, dict, str] | None:
+    """``(summary, design, source)`` of a run's ``summary.json`` named in a record."""
     if source is None:
         return None
     path = PROJECT_ROOT / source
@@ -220,14 +219,14 @@ def _pretrend_run_of(record: dict) -> tuple[dict, dict, str] | None:
     return json.loads(path.read_text()), design, source
 
 
+def _pretrend_run_of(record: dict) -> tuple[dict, dict, str] | None:
+    """The pre-trend-only run a record names (``pretrend_source``), as the record read it."""
+    return _run_at(record.get("pretrend_source"))
+
+
 def _sensitivity_run_of(record: dict) -> tuple[dict, dict, str] | None:
     """The ``--sensitivity-only`` run a record describes (``sensitivity.source``)."""
-    if "sensitivity" not in record:
-        return None
-    source = record["sensitivity"]["source"]
-    path = PROJECT_ROOT / source
-    design = json.loads(path.with_name("design.json").read_text())
-    return json.loads(path.read_text()), design, source
+    return _run_at(record.get("sensitivity", {}).get("source"))
 
 
 def test_the_bounds_validation_is_read_by_role_and_said_as_the_numbers_say():

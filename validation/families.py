@@ -959,30 +959,23 @@ def _complete_draws(out: Path, family: str, draws: int, fraction: float, seed) -
     return k
 
 
+def _single_check_run(flag: str) -> tuple:
+    """The job and summary of a ``--sensitivity-only`` or ``--pretrends-only`` run."""
+    if flag == "sensitivity_only":
+        from sensitivity_draws import run_sensitivity_job, write_sensitivity_summary
+
+        return run_sensitivity_job, write_sensitivity_summary
+    return run_pretrend_job, write_pretrend_summary
+
+
 def main_families(args, argv: list[str]) -> int:
     """``monte_carlo.py --families ...``: freeze the design, run the draws, summarise."""
     base = FAMILY_SEED_BASE if args.seed_base is None else args.seed_base
     seed = functools.partial(family_seed, base=base)
-    if getattr(args, "sensitivity_only", False):
-        from sensitivity_draws import run_sensitivity_job, write_sensitivity_summary
-
-        return run_frozen(
-            args,
-            argv,
-            job=run_sensitivity_job,
-            seed=seed,
-            write=write_sensitivity_summary,
-            extra={"sensitivity_only": True},
-        )
-    if getattr(args, "pretrends_only", False):
-        return run_frozen(
-            args,
-            argv,
-            job=run_pretrend_job,
-            seed=seed,
-            write=write_pretrend_summary,
-            extra={"pretrends_only": True},
-        )
+    for flag in ("sensitivity_only", "pretrends_only"):  # runs that record one check only
+        if getattr(args, flag, False):
+            job, write = _single_check_run(flag)
+            return run_frozen(args, argv, job=job, seed=seed, write=write, extra={flag: True})
     if not getattr(args, "chronic_absence", False):
         return run_frozen(args, argv, job=run_family_job, seed=seed, write=write_summary)
     outcomes = ("attendance_rate", "chronically_absent")

@@ -256,6 +256,15 @@ def _check_against(result: EventStudyResult, beta: np.ndarray, psi: np.ndarray) 
 # --------------------------------------------------------------------------------------
 
 
+def stacked_influence(parts: Sequence[pd.Series | pd.DataFrame]) -> np.ndarray:
+    """Influence columns of several fits side by side, over the union of their clusters.
+
+    A cluster absent from a fit influences it by zero; ``psi' psi`` of the result is the
+    joint covariance of the columns (the stacked regression with the fits' clusters).
+    """
+    return pd.concat(parts, axis=1, join="outer").fillna(0.0).to_numpy()
+
+
 def joint_estimates(
     fits: dict[str, GroupFit], labels: Sequence[str], rel_time: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -278,7 +287,7 @@ def joint_estimates(
         if fit.influence is None:
             raise ValueError(f"group {label!r} has no cluster influence")
         cols.append(fit.influence[rel_time].rename(label))
-    joint = pd.concat(cols, axis=1, join="outer").fillna(0.0).to_numpy()
+    joint = stacked_influence(cols)
     b = np.array([fits[label].coefficients[rel_time] for label in labels])
     return b, joint.T @ joint, joint.shape[0]
 

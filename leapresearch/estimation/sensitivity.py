@@ -76,6 +76,7 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from leapresearch.estimation import relative_magnitudes as rm_hybrid
+from leapresearch.estimation.multiple_testing import stacked_influence
 
 Method = Literal["relative_magnitudes", "smoothness"]
 METHODS: tuple[Method, ...] = ("relative_magnitudes", "smoothness")
@@ -144,7 +145,8 @@ def joint_covariance(first, first_terms: list[int], second, second_terms: list[i
 
     ``psi = [psi_first[first_terms], psi_second[second_terms]]`` over the union of the two
     fits' clusters (a cluster absent from a fit influences it by zero); the covariance is
-    ``psi' psi``. Each fit's influence is scaled by its own small-sample factor
+    ``psi' psi`` (:func:`~leapresearch.estimation.multiple_testing.stacked_influence`, as the
+    subgroup tests' joint covariance). Each fit's influence is scaled by its own small-sample factor
     (:func:`~leapresearch.estimation.multiple_testing.cluster_influence`), so the diagonal
     blocks are the fits' own covariances.
 
@@ -158,13 +160,7 @@ def joint_covariance(first, first_terms: list[int], second, second_terms: list[i
             raise ValueError("the joint covariance needs both fits' cluster influence")
     if first.cluster != second.cluster:
         raise ValueError(f"fits clustered by {first.cluster!r} and {second.cluster!r}")
-    clusters = first.influence.index.union(second.influence.index)
-    psi = np.hstack(
-        [
-            first.influence.reindex(clusters, fill_value=0.0)[first_terms].to_numpy(np.float64),
-            second.influence.reindex(clusters, fill_value=0.0)[second_terms].to_numpy(np.float64),
-        ]
-    )
+    psi = stacked_influence([first.influence[first_terms], second.influence[second_terms]])
     return psi.T @ psi
 
 
