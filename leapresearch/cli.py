@@ -361,8 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     from leapresearch.parallel import stop_workers_on_terminate
+    from leapresearch.threads import keep_freed_memory
 
     stop_workers_on_terminate()  # a killed run stops its bootstrap's workers too
+    keep_freed_memory()  # large arrays reuse freed memory instead of new zeroed pages
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         return int(args.func(args))
