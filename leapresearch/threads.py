@@ -81,10 +81,12 @@ def keep_freed_memory() -> bool:
 
     By default glibc gives every block above 32 MB its own ``mmap`` and returns it when
     freed, so each new large array (the matching's designs, the panel's columns) faults
-    in fresh zeroed pages: at the districts scale 96 s of a 204 s run's CPU was system
-    time. With :data:`KEPT_MEMORY_SETTINGS` the heap is reused instead (the same run:
-    59 s of system time, 177 s wall, the same peak memory, byte-identical tables).
-    :func:`release_memory` still hands the freed heap back when asked.
+    in fresh zeroed pages: at the districts scale, without the bootstrap, 97 s of a 204 s
+    run's CPU was system time. With :data:`KEPT_MEMORY_SETTINGS` the heap is reused
+    instead: 182 s and 187 s against 204 s and 203 s (runs alternated on one machine),
+    57 s of system time, byte-identical tables; the price is memory freed but kept, the
+    largest process 3.00 GB against 2.89-2.92 GB. :func:`release_memory` still hands
+    the freed heap back when asked.
 
     Sets the settings for this process (``mallopt``) and, as environment variables, for
     the processes it starts (the workers of :func:`leapresearch.parallel.parallel_map` and
