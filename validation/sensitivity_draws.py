@@ -140,6 +140,12 @@ def _family_table(cells: pd.DataFrame, rel_time: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _coverage_se_words(cells: pd.DataFrame, rel_time: int) -> str:
+    """``MC SE about 3.1 at 50 draws``: of a 95% coverage rate, at the month's fewest draws."""
+    draws = int(cells.loc[cells["rel_time"] == rel_time, "draws"].min())
+    return f"MC SE about {100 * np.sqrt(0.95 * 0.05 / draws):.1f} at {draws} draws"
+
+
 def write_sensitivity_summary(draws: pd.DataFrame, out: Path, command: str) -> None:
     """``summary.json`` (every cell of :func:`summarise_bounds`) and ``summary.md``."""
     cells = summarise_bounds(draws)
@@ -149,8 +155,8 @@ def write_sensitivity_summary(draws: pd.DataFrame, out: Path, command: str) -> N
     }
     (out / "summary.json").write_text(json.dumps(payload, indent=1) + "\n")
     sections = [
-        f"## Month {r}: coverage of the truth, % (MC SE about 3 at 50 draws), and the median "
-        f"breakdown\n\n{mc._md_table(_family_table(cells, r))}\n"
+        f"## Month {r}: coverage of the truth, % ({_coverage_se_words(cells, r)}), and the "
+        f"median breakdown\n\n{mc._md_table(_family_table(cells, r))}\n"
         for r in mc.HEADLINE
     ]
     text = (
