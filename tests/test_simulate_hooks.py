@@ -178,6 +178,7 @@ def test_family_seeds_are_held_out():
     bases += (9_200_000,)  # the fifth freeze's design at four times the demo (size check)
     bases += (9_400_000, 9_500_000)  # the sixth freeze's pre-trend tests: demo size, four times
     bases += (9_600_000, 9_700_000)  # the seventh freeze's bounds: demo size, four times
+    bases += (9_800_000,)  # the attrition diagnosis of the long-term cells (a pilot)
     ranges = [
         {fam.family_seed(f, i, base) for f in fam.FAMILIES for i in range(10_000)} for base in bases
     ]
@@ -190,6 +191,8 @@ def test_family_seeds_are_held_out():
     repeat_range = ranges[bases.index(repeat.SEED_BASE)]
     assert {repeat._seed(f, i) for f in repeat.FAMILY_NAMES for i in range(10_000)} <= repeat_range
     assert min(min(r) for r in ranges) > max(max(r) for r in used)
+    attrition = _validation_script("pilot/long_term_attrition")
+    assert attrition.SEED_BASE in bases
     # pilots choose nothing that is then validated on their own seeds: the long-term
     # censoring pilot's seeds lie between the other scripts' and every held-out range
     spec = importlib.util.spec_from_file_location(
@@ -288,3 +291,5 @@ def test_the_bounds_summary_counts_coverage_and_leaves_out_draws_without_bounds(
     assert row["excludes_zero"] == pytest.approx(1 / 3)
     assert row["coverage_mcse"] == pytest.approx(np.sqrt(1 / 3 * 2 / 3 / 3))
     assert row["median_breakdown"] == pytest.approx(0.1)
+    # the summary's header gives the MC standard error at the draws it has (3 here)
+    assert sd._coverage_se_words(cells, 1) == "MC SE about 12.6 at 3 draws"
