@@ -661,6 +661,18 @@ def test_potential_outcomes_share_random_numbers(
     assert len(rec) == 1
     assert rec[0]["att"] == pytest.approx(100 * diff["rate"].mean(), abs=1e-3)
     assert rec[0]["years_after"] == 1
+    # the same cell over the cohort's students enrolled in the school year before (2020-21):
+    # the population of a long-term fit with a reference row; some students are new
+    enrolled = set(r1.reset_index().query("school_year == '2020-21'")["student_id"])
+    with_ref = diff[diff["student_id"].isin(enrolled)]
+    assert 0 < len(with_ref) < len(diff)
+    rec = [
+        r for r in demo.truth["long_term_with_reference"]
+        if r["cohort"] == "2021-22" and r["group"] == "all" and r["school_year"] == "2022-23"
+        and r["outcome"] == "attendance_rate"
+    ]  # fmt: skip
+    assert len(rec) == 1 and rec[0]["n"] == len(with_ref)
+    assert rec[0]["att"] == pytest.approx(100 * with_ref["rate"].mean(), abs=1e-3)
 
 
 # ----------------------------------------------------------------------------- truth

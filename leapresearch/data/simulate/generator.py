@@ -51,8 +51,11 @@ def simulate(config: SimulationConfig | None = None, /, **overrides: Any) -> Sim
     with ``rel_time = k`` (days summed over school rows). ``truth["long_term"]`` holds,
     per cohort, group and school year from the cohort's school year on, the ATT on the
     annual attendance rate (all grades) and on chronic absence (rate < 0.90, K-12 only)
-    in percentage points. Event-study groups are ``all``, ``grade_band:<band>`` (PK-5,
-    6-8, 9-12, 6-12; band of the grade in the school year of the event month),
+    in percentage points; ``truth["long_term_with_reference"]`` the same over the visited
+    students enrolled in the school year before their first visit's (those a long-term
+    difference-in-differences has a reference row for). Event-study groups are ``all``,
+    ``grade_band:<band>`` (PK-5, 6-8, 9-12, 6-12; band of the grade in the school year of
+    the event month),
     ``cohort:<label>``, ``first_visit_location:<location>`` and ``district:<name>``.
 
     Intercepts, grade, meal and effect parameters were tuned offline so that a

@@ -55,6 +55,7 @@ def _compute_truth(
     groups = _truth_groups(cfg, dist, roster, program)
     event_study, event_study_n = _event_study_truth(cfg, sm, groups)
     long_term = _long_term_truth(cal, roster, program, sm, groups)
+    with_reference = _long_term_truth(cal, roster, program, sm, groups, with_reference=True)
     cohort_sizes = {c: int((program.cohort == c).sum()) for c in sorted(set(program.cohort))}
     locations = dict(zip(VISIT_LOCATIONS, _EFFECT_LOCATION.tolist(), strict=True))
     config = dataclasses.asdict(cfg)
@@ -86,6 +87,7 @@ def _compute_truth(
         "event_study": event_study,
         "event_study_n": event_study_n,
         "long_term": long_term,
+        "long_term_with_reference": with_reference,
     }
     if cfg.hooks_active():
         selected = program.selected if program.selected is not None else program.student
@@ -144,14 +146,23 @@ def _long_term_truth(
     program: _Program,
     sm: pd.DataFrame,
     groups: dict[str, np.ndarray],
+    *,
+    with_reference: bool = False,
 ) -> list[dict[str, Any]]:
     """True effects on annual rates by cohort, school year and grade-band group.
 
     The attendance-rate effect over all students, and the effect on being chronically
-    absent (rate below 90%) over K-12 students.
+    absent (rate below 90%) over K-12 students. ``with_reference``: over the visited
+    students enrolled in the school year before that of their first visit only (those a
+    long-term difference-in-differences has a reference row for; ``truth
+    ["long_term_with_reference"]``).
     """
     sm = sm.assign(year=sm["t"] // 10)
     yr = sm.groupby(["owner", "year"], sort=True, as_index=False)[["mem", "att0", "att1"]].sum()
+    if with_reference:
+        owner_year = yr["owner"].to_numpy()
+        enrolled_before = owner_year[yr["year"].to_numpy() == program.event_t[owner_year] // 10 - 1]
+        yr = yr.loc[np.isin(owner_year, enrolled_before)].reset_index(drop=True)
     yo = yr["owner"].to_numpy()
     rate0 = yr["att0"].to_numpy() / yr["mem"].to_numpy()
     rate1 = yr["att1"].to_numpy() / yr["mem"].to_numpy()
