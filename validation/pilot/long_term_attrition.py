@@ -166,6 +166,66 @@ def run_draw(family: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return cells, leavers
 
 
+def run_draw_with_effects(family: str, seed: int) -> pd.DataFrame:
+    """One draw with the family's effects: the design's and the with-reference cells.
+
+    Each beside the simulator's truth over every visited student (``truth_all``) and over
+    those enrolled in the school year before their visit's (``truth_with_reference``).
+    """
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory(prefix="lr-attr-") as tmp:
+        truth, prepared = fam.simulate_family(family, seed, 1.0, Path(tmp))
+    cells = pd.concat(
+        [_cells(prepared, FITS[name]).assign(fit=name) for name in ("design", "with_reference")],
+        ignore_index=True,
+    )
+
+    def truth_of(key: str) -> dict:
+        return {
+            (t["cohort"], int(t["years_after"])): t["att"]
+            for t in truth[key]
+            if t["outcome"] == "attendance_rate" and t["group"] == "all"
+        }
+
+    at = list(zip(cells["cohort"], cells["years_after"].astype(int), strict=True))
+    every, with_reference = truth_of("long_term"), truth_of("long_term_with_reference")
+    return cells.assign(
+        family=family,
+        seed=seed,
+        truth_all=[every.get(k, np.nan) for k in at],
+        truth_with_reference=[with_reference.get(k, np.nan) for k in at],
+    )
+
+
+def effects_summary(out: Path) -> str:
+    """Bias of each fit against each truth, draws with effects, as text."""
+    files = sorted(out.glob("effects-*.json"))
+    if not files:
+        return ""
+    cells = pd.concat([pd.read_json(f) for f in files])
+    cells = cells.assign(
+        bias_vs_all=cells["estimate"] - cells["truth_all"],
+        bias_vs_with_reference=cells["estimate"] - cells["truth_with_reference"],
+    )
+    mean_se = {"mean": "mean", "mc_se": lambda v: v.std(ddof=1) / np.sqrt(v.count())}
+    keys = ["family", "cohort", "years_after", "fit"]
+    table = pd.concat(
+        {
+            b: cells.groupby(keys)[b].agg(**mean_se)
+            for b in ("bias_vs_all", "bias_vs_with_reference")
+        },
+        axis=1,
+    ).round(3)
+    truths = cells.groupby(keys[:3])[["truth_all", "truth_with_reference"]].mean().round(2)
+    draws = int(cells.groupby(keys).size().min())
+    return (
+        f"\n\ndraws with effects ({draws} a family): bias against each truth, pp\n"
+        + table.to_string()
+        + "\n\nthe truths' means, pp\n"
+        + truths.to_string()
+    )
+
+
 def main() -> None:
     """Run the draws of a family into OUT (or, with ``--summary``, summarise OUT's draws)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -174,8 +234,24 @@ def main() -> None:
     parser.add_argument("--draws", type=int, help="draws to run")
     parser.add_argument("--summary", action="store_true", help="summarise OUT's draws")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--with-effects",
+        action="store_true",
+        help="draws with the family's effects, each fit beside both truths",
+    )
     args = parser.parse_args()
-    if not args.summary:
+    if args.with_effects and not args.summary:
+        from leapresearch.parallel import parallel_map
+
+        k = list(fam.FAMILIES).index(args.family)
+        seeds = [SEED_BASE + 10_000 * k + i for i in range(args.draws)]
+        done = parallel_map(
+            partial(run_draw_with_effects, args.family), seeds, workers=args.workers
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        frame = pd.concat(done, ignore_index=True)
+        frame.to_json(args.out / f"effects-{args.family}.json", orient="records", indent=0)
+    elif not args.summary:
         from leapresearch.parallel import parallel_map
 
         k = list(fam.FAMILIES).index(args.family)
@@ -185,7 +261,7 @@ def main() -> None:
         for name, part in (("cells", 0), ("leavers", 1)):
             frame = pd.concat([d[part] for d in done], ignore_index=True)
             frame.to_json(args.out / f"{name}-{args.family}.json", orient="records", indent=0)
-    print(summary(args.out))
+    print(summary(args.out) + effects_summary(args.out))
 
 
 def summary(out: Path) -> str:
