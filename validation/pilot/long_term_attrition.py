@@ -41,11 +41,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leapresearch.data.types import GRADES
+from leapresearch.parallel import parallel_map
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import families as fam  # noqa: E402
 
 SEED_BASE = 9_800_000
-"""First seed (family ``k`` of ``families.FAMILIES``: ``+ 10_000 * k``)."""
+"""First seed of the pilot's range (``families.family_seed(family, i, SEED_BASE)``)."""
 
 FITS = {"design": None, "with_reference": (-1,), "stayers": (-1, 0, 1)}
 """The fits: name -> the school years, relative to the stack's, a unit's student must be
@@ -142,8 +145,8 @@ def _leavers(prepared) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-_GRADE_NUMBER = {"PK": -1, "K": 0, **{str(g): g for g in range(1, 13)}}
-_GRADE_NUMBER.update({f"{g:02d}": g for g in range(1, 13)})
+_GRADE_NUMBER = {grade: number - 1 for number, grade in enumerate(GRADES)}
+"""The contract's grades as numbers: PK -1, K 0, then 1 to 12."""
 
 
 def _cohort_of(prepared) -> dict:
@@ -153,7 +156,7 @@ def _cohort_of(prepared) -> dict:
 
 
 def run_draw(family: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One no-effect draw: the cells of both fits and the leavers' table."""
+    """One no-effect draw: the cells of every fit of :data:`FITS` and the leavers' table."""
     warnings.simplefilter("ignore")
     settings = {**fam.FAMILIES[family]["simulation"], "effect_multiplier": 0.0}
     with tempfile.TemporaryDirectory(prefix="lr-attr-") as tmp:
@@ -240,32 +243,27 @@ def main() -> None:
         help="draws with the family's effects, each fit beside both truths",
     )
     args = parser.parse_args()
-    if args.with_effects and not args.summary:
-        from leapresearch.parallel import parallel_map
-
-        k = list(fam.FAMILIES).index(args.family)
-        seeds = [SEED_BASE + 10_000 * k + i for i in range(args.draws)]
-        done = parallel_map(
-            partial(run_draw_with_effects, args.family), seeds, workers=args.workers
+    if not args.summary:
+        seeds = [fam.family_seed(args.family, i, SEED_BASE) for i in range(args.draws)]
+        one_draw = run_draw_with_effects if args.with_effects else run_draw
+        done = parallel_map(partial(one_draw, args.family), seeds, workers=args.workers)
+        args.out.mkdir(parents=True, exist_ok=True)
+        parts = (
+            {"effects": done}
+            if args.with_effects
+            else {
+                "cells": [d[0] for d in done],
+                "leavers": [d[1] for d in done],
+            }
         )
-        args.out.mkdir(parents=True, exist_ok=True)
-        frame = pd.concat(done, ignore_index=True)
-        frame.to_json(args.out / f"effects-{args.family}.json", orient="records", indent=0)
-    elif not args.summary:
-        from leapresearch.parallel import parallel_map
-
-        k = list(fam.FAMILIES).index(args.family)
-        seeds = [SEED_BASE + 10_000 * k + i for i in range(args.draws)]
-        done = parallel_map(partial(run_draw, args.family), seeds, workers=args.workers)
-        args.out.mkdir(parents=True, exist_ok=True)
-        for name, part in (("cells", 0), ("leavers", 1)):
-            frame = pd.concat([d[part] for d in done], ignore_index=True)
+        for name, frames in parts.items():
+            frame = pd.concat(frames, ignore_index=True)
             frame.to_json(args.out / f"{name}-{args.family}.json", orient="records", indent=0)
     print(summary(args.out) + effects_summary(args.out))
 
 
 def summary(out: Path) -> str:
-    """The draws' mean cells by fit, the paired difference, and the leavers, as text."""
+    """The draws' mean cells by fit, the paired differences, and the leavers, as text."""
     cells = pd.concat([pd.read_json(f) for f in sorted(out.glob("cells-*.json"))])
     keys = ["family", "cohort", "years_after"]
     mean_se = {
