@@ -102,6 +102,7 @@ class LongTermConfig(_Frozen):
     )
     regression_adjustment: bool = False
     censoring_weights: bool = False
+    require_reference_year: bool = False
 
 
 class PlaceboConfig(_Frozen):

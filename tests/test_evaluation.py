@@ -18,6 +18,7 @@ from leapresearch.analysis.event_studies import estimate_event_studies, estimate
 from leapresearch.analysis.long_term import estimate_long_term
 from leapresearch.analysis.robustness import estimate_naive
 from leapresearch.analysis.sample import estimate_balance, prepare
+from leapresearch.analysis.truth import long_term_truth_key
 from leapresearch.config import load_config
 from leapresearch.data.contract import read_raw_tables
 from leapresearch.data.simulate import SimulationConfig, simulate, write_simulation
@@ -144,7 +145,7 @@ def test_simultaneous_band_covers_the_true_post_visit_path(event_study_table, si
 def test_long_term_effects_recover_truth(prepared, simulated):
     truth = {
         (r["group"], r["cohort"], r["school_year"], r["outcome"]): r["att"]
-        for r in simulated[2]["long_term"]
+        for r in simulated[2][long_term_truth_key(prepared.config)]
     }
     table = estimate_long_term(prepared)
     later = table.loc[(table["group"] == "all") & (table["years_after"] >= 1)]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leapresearch.analysis.truth import long_term_truth_key
 from leapresearch.data.calendar import event_month_index
 from leapresearch.estimation.long_term import annual_stacked_panel
 
@@ -151,7 +152,8 @@ def _estimates(selection: str) -> pd.DataFrame:
             estimate_long_term(unweighted)[[*key, "estimate"]], on=key, suffixes=("", "_unweighted")
         )
     )
-    truth = pd.DataFrame(sim.truth["long_term"])
+    # the truth of the estimand the design fits (long_term.require_reference_year)
+    truth = pd.DataFrame(sim.truth[long_term_truth_key(config)])
     truth = truth.loc[truth["outcome"] == "attendance_rate", [*key, "att"]]
     out = est.merge(truth, on=key, how="inner", validate="one_to_one")
     return out.loc[out["group"] == "all"].reset_index(drop=True), prepared
@@ -160,6 +162,56 @@ def _estimates(selection: str) -> pd.DataFrame:
 @pytest.fixture(scope="module", params=sorted(SIM_SEEDS))
 def simulated(request) -> tuple[str, pd.DataFrame, object]:
     return request.param, *_estimates(request.param)
+
+
+def test_reference_year_enrolment_is_read_from_the_months_with_membership(simulated):
+    """A unit is enrolled in its reference year iff its student has a school month with
+    membership in the school year before its stack's (a direct pandas computation)."""
+    from leapresearch.estimation.long_term import enrolled_in_reference_year
+
+    selection, _, prepared = simulated
+    units, monthly = prepared.units, prepared.panel.monthly
+    got = enrolled_in_reference_year(prepared.panel, units)
+    member = monthly.loc[monthly["membership"] > 0, ["student", "time"]]
+    years = set(zip(member["student"], member["time"] // 10, strict=True))
+    expected = [
+        (s, t // 10 - 1) in years for s, t in zip(units["student"], units["stack"], strict=True)
+    ]
+    assert got.tolist() == expected
+    treated = units["treated"].to_numpy() == 1
+    # some visited students are new in their visit year, most are not (both arms)
+    assert 0 < (~got[treated]).sum() < 0.5 * treated.sum(), selection
+    assert 0 < (~got[~treated]).sum() < 0.5 * (~treated).sum(), selection
+
+
+def test_the_requirement_leaves_out_exactly_the_students_new_in_their_visit_year(simulated):
+    """The visit-year cell of each cohort counts the cohort's visited students enrolled in
+    the reference year (all of them without the requirement)."""
+    from leapresearch.analysis.base import with_setting
+    from leapresearch.analysis.long_term import estimate_long_term
+    from leapresearch.estimation.long_term import enrolled_in_reference_year
+
+    selection, _, prepared = simulated
+    assert prepared.config.long_term.require_reference_year  # the default this checks
+    off = dataclasses.replace(
+        prepared,
+        config=with_setting(prepared.config, "long_term", require_reference_year=False),
+    )
+    key = ["cohort", "years_after"]
+    cells = {}
+    for name, prep in (("required", prepared), ("every", off)):
+        table = estimate_long_term(prep)
+        table = table.loc[(table["group"] == "all") & (table["years_after"] == 0)]
+        cells[name] = table.set_index(key)["n_treated"]
+    units, attrs = prepared.units, prepared.attributes
+    kept = pd.Series(enrolled_in_reference_year(prepared.panel, units))
+    treated = units.assign(kept=kept).loc[units["treated"] == 1]
+    treated = treated.merge(attrs[["stack", "student", "cohort"]], on=["stack", "student"])
+    counts = treated.groupby("cohort")["kept"].agg(["sum", "size"])
+    for (cohort, _), n in cells["required"].items():
+        assert n == counts.loc[cohort, "sum"], (selection, cohort, n, counts)
+        assert cells["every"][(cohort, 0)] == counts.loc[cohort, "size"], (selection, cohort)
+    assert (cells["required"] < cells["every"]).any(), selection
 
 
 def test_censored_year_one_effects_are_near_the_truth(simulated):
@@ -412,11 +464,12 @@ def test_censoring_weights_reach_only_the_rate_of_censored_school_years(simulate
 
 
 def test_alternatives_switch_one_correction_each(simulated):
-    """Notebook 07's table: the published cells, and each with one correction switched.
+    """Notebook 07's table: the published cells, and each with one choice switched.
 
     The published rows are :func:`estimate_long_term`'s; the other rows are its fits with
-    the adjustment, or the censoring weights, switched (the weights: attendance rate only,
-    since chronic absence is never weighted); each cell's variants sit together.
+    the adjustment, the censoring weights (attendance rate only, since chronic absence is
+    never weighted), or the reference-year requirement switched; each cell's variants sit
+    together.
     """
     from leapresearch.analysis.base import with_setting
     from leapresearch.analysis.long_term import (
@@ -429,6 +482,7 @@ def test_alternatives_switch_one_correction_each(simulated):
         prepared.config, "long_term", outcomes=("attendance_rate", "chronically_absent")
     )
     prepared = dataclasses.replace(prepared, config=config)
+    reference = config.long_term.require_reference_year
     out = estimate_long_term_alternatives(prepared)
     published = estimate_long_term(prepared)
     cols = list(published.columns)
@@ -436,6 +490,7 @@ def test_alternatives_switch_one_correction_each(simulated):
     assert (
         own["adjusted"].all()
         and (own["censoring_weights"] == (own["outcome"] == "attendance_rate")).all()
+        and (own["reference_year_required"] == reference).all()
     )
     pd.testing.assert_frame_equal(own[cols].reset_index(drop=True), published)
 
@@ -443,12 +498,20 @@ def test_alternatives_switch_one_correction_each(simulated):
         alt = dataclasses.replace(prepared, config=with_setting(config, "long_term", **switch))
         return estimate_long_term(alt)
 
-    unadjusted = out.loc[~out["published"] & ~out["adjusted"]]
+    others = out.loc[~out["published"]]
+    unadjusted = others.loc[~others["adjusted"]]
     assert (unadjusted["censoring_weights"] == (unadjusted["outcome"] == "attendance_rate")).all()
+    assert (unadjusted["reference_year_required"] == reference).all()
     pd.testing.assert_frame_equal(
         unadjusted[cols].reset_index(drop=True), fitted(regression_adjustment=False)
     )
-    unweighted = out.loc[~out["published"] & out["adjusted"]]
+    switched_reference = others.loc[others["reference_year_required"] != reference]
+    assert switched_reference["adjusted"].all()
+    pd.testing.assert_frame_equal(
+        switched_reference[cols].reset_index(drop=True),
+        fitted(require_reference_year=not reference),
+    )
+    unweighted = others.loc[others["adjusted"] & (others["reference_year_required"] == reference)]
     assert not unweighted["censoring_weights"].any()
     assert (unweighted["outcome"] == "attendance_rate").all()
     expected = fitted(censoring_weights=False, outcomes=("attendance_rate",))
@@ -456,6 +519,12 @@ def test_alternatives_switch_one_correction_each(simulated):
     assert not np.allclose(
         unweighted["estimate"], own.loc[own["outcome"] == "attendance_rate", "estimate"]
     ), selection
+    # the requirement leaves out visited students new in their visit year: fewer counted
+    mine = own.set_index(["group", "cohort", "outcome", "years_after"])["n_treated"]
+    theirs = switched_reference.set_index(["group", "cohort", "outcome", "years_after"])
+    fewer, more = (mine, theirs["n_treated"]) if reference else (theirs["n_treated"], mine)
+    both = fewer.index.intersection(more.index)
+    assert (fewer[both] <= more[both]).all() and (fewer[both] < more[both]).any(), selection
     # a cell's variants are adjacent rows
     keys = ["group", "cohort", "outcome", "years_after"]
     runs = (out[keys] != out[keys].shift()).any(axis=1).cumsum()

@@ -22,6 +22,7 @@ from leapresearch.analysis.specifications import estimate_specifications
 from leapresearch.analysis.truth import (
     TRUTH_COMPARISON_COLUMNS,
     estimate_truth_comparison,
+    long_term_against_truth,
     truth_comparison,
 )
 from leapresearch.config import load_config
@@ -191,3 +192,29 @@ def test_the_cache_of_simulated_data_is_not_the_cache_of_the_same_tables_without
     inputs = {"students": {"sha256": "x"}}
     simulated = cache_path(inputs, load_config("demo", data_dir=truth_folder))
     assert cache_path(inputs, load_config("demo", data_dir=real)) != simulated
+
+
+def test_long_term_cells_meet_the_truth_of_the_estimand_the_design_fits():
+    """With ``long_term.require_reference_year`` a long-term cell is compared with the
+    simulator's truth over the visited students enrolled in the reference school year;
+    without it, with the truth over every visited student; a truth file without the first
+    compares no long-term cell rather than the wrong estimand."""
+    from leapresearch.analysis.base import with_setting
+
+    cell = {"group": "all", "cohort": "Summer 2021", "school_year": "2021-22"}
+    long_term = pd.DataFrame(
+        [{**cell, "outcome": "attendance_rate", "years_after": 0, "estimate": 5.0,
+          "std_error": 1.0, "ci_lower": 3.0, "ci_upper": 7.0, "n_treated": 200,
+          "n_comparison": 400}]
+    )  # fmt: skip
+    truth = {
+        "long_term": [{**cell, "outcome": "attendance_rate", "att": 4.0}],
+        "long_term_with_reference": [{**cell, "outcome": "attendance_rate", "att": 4.5}],
+    }
+    required = load_config("demo")
+    assert required.long_term.require_reference_year  # the default
+    every = with_setting(required, "long_term", require_reference_year=False)
+    assert long_term_against_truth(long_term, truth, required)["truth"].tolist() == [4.5]
+    assert long_term_against_truth(long_term, truth, every)["truth"].tolist() == [4.0]
+    older = {"long_term": truth["long_term"]}
+    assert long_term_against_truth(long_term, older, required).empty

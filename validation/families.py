@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leapresearch.analysis.truth import long_term_truth_key
 from leapresearch.publish.calibration import BIAS_SIGNIFICANT_MCSE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -275,7 +276,7 @@ def run_family_draw(
         events = _event_rows(prepared, table, fits, truth["event_study"], validation)
         long_term = mc._long_term_rows(
             prepared,
-            truth["long_term"],
+            truth[long_term_truth_key(prepared.config)],
             censored_only=True,
             outcomes=long_term_outcomes,
             unweighted=prepared.config.long_term.censoring_weights,

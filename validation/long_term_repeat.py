@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leapresearch.analysis.truth import long_term_truth_key
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import families as fam  # noqa: E402
 import monte_carlo as mc  # noqa: E402
@@ -89,21 +91,26 @@ def _without_reference_year(prepared) -> dict[str, float]:
     return frame.groupby("cohort")["missing"].mean().to_dict()
 
 
-def run_draw(family: str, seed: int) -> pd.DataFrame:
-    """One draw of ``family`` and its no-effect twin: the long-term cells of both."""
+def run_draw(family: str, seed: int, *, paired=None) -> pd.DataFrame:
+    """One draw of ``family`` and its no-effect twin: the long-term cells of both.
+
+    ``paired(prepared, truth)``: more columns of the same draw, keyed by ``group``,
+    ``cohort`` and ``rel_time`` (merged in; None: none).
+    """
     warnings.simplefilter("ignore")
     spec = dict(fam.FAMILIES[family]["simulation"])
     with tempfile.TemporaryDirectory(prefix="lr-ltr-") as tmp:
         truth, prepared = fam.simulate_family(family, seed, 1.0, Path(tmp))
         table = _long_term(prepared)
         missing = _without_reference_year(prepared)
+        extra = None if paired is None else paired(prepared, truth)
     with tempfile.TemporaryDirectory(prefix="lr-ltr-") as tmp:
         twin_settings = {**spec, "effect_multiplier": 0.0}
         _, twin = fam.simulate_family(family, seed, 1.0, Path(tmp), simulation=twin_settings)
         twin_table = _long_term(twin)
     true = {
         (t["group"], t["cohort"], int(t["years_after"])): t["att"]
-        for t in truth["long_term"]
+        for t in truth[long_term_truth_key(prepared.config)]
         if t["outcome"] == "attendance_rate"
     }
     key = ["group", "cohort", "years_after"]
@@ -111,7 +118,7 @@ def run_draw(family: str, seed: int) -> pd.DataFrame:
         twin_table[[*key, "estimate", "n_treated"]], on=key, how="left", suffixes=("", "_twin")
     )
     both = both.loc[[k in true for k in zip(*(both[c] for c in key), strict=True)]]
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "family": family,
             "seed": seed,
@@ -129,6 +136,9 @@ def run_draw(family: str, seed: int) -> pd.DataFrame:
             "without_reference_year": [missing.get(c, np.nan) for c in both["cohort"]],
         }
     )
+    if extra is None:
+        return out
+    return out.merge(extra, on=["group", "cohort", "rel_time"], how="left", validate="one_to_one")
 
 
 def run_job(job: tuple) -> str:

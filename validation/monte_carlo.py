@@ -43,6 +43,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from leapresearch.analysis.truth import long_term_truth_key  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "validation" / "results"
 HEADLINE = (1, 3, 6, 9)
@@ -254,7 +256,8 @@ def run_draw(
             frame = pd.DataFrame(rows).assign(estimand="event_study", cohort="")
             if long_term:
                 prepared = _prepared(tables, folder / "data", pool, cache)
-                lt = pd.DataFrame(_long_term_rows(prepared, truth["long_term"]))
+                truth_cells = truth[long_term_truth_key(prepared.config)]
+                lt = pd.DataFrame(_long_term_rows(prepared, truth_cells))
                 frame = pd.concat([frame, lt], ignore_index=True)
             frames.append(frame.assign(variant=name))
     out = pd.concat(frames, ignore_index=True).assign(regime=regime, seed=seed)

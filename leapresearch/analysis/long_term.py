@@ -18,6 +18,7 @@ from leapresearch.design.censoring import censoring_weights
 from leapresearch.design.stacking import subgroup_weights
 from leapresearch.estimation.linear_models import linearmodels_event_study
 from leapresearch.estimation.long_term import (
+    enrolled_in_reference_year,
     long_term_panel,
     long_term_table,
 )
@@ -40,11 +41,22 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     ``event_study.csv`` (``none`` with ``long_term.regression_adjustment`` off). With
     ``long_term.censoring_weights`` (and a not-yet-visited pool) the comparisons' school
     months of the attendance rate are weighted by the inverse probability of not yet
-    having been visited (:func:`long_term_censoring_weights`).
+    having been visited (:func:`long_term_censoring_weights`). With
+    ``long_term.require_reference_year`` the fits keep the units whose student is enrolled
+    in the school year before the stack's (the reference year): the estimand is the effect
+    on the visited students with a record in that year, each weighed over its comparisons
+    with one (:func:`_with_reference_year`). A visited student new to the data in its
+    visit year has no reference row; kept, it would enter only through the change from its
+    visit year, which holds the dip that got it picked, to the next
+    (``validation/README.md``, eighth freeze).
     """
     config = prepared.config
     attrs = prepared.attributes
     units, pairs = prepared.units, prepared.matching.pairs
+    kept = None
+    if config.long_term.require_reference_year:
+        kept = enrolled_in_reference_year(prepared.panel, units)
+        attrs, pairs = _with_reference_year(units, kept, attrs, pairs, log=log)
     rows = []
     for outcome in config.long_term.outcomes:
         annual = long_term_panel(prepared.panel, units, outcome=outcome)
@@ -53,6 +65,8 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
             annual = annual.assign(
                 censoring_weight=long_term_censoring_weights(prepared, annual, log=log)
             )
+        if kept is not None:
+            annual = annual.loc[kept[annual["unit"].to_numpy()]].reset_index(drop=True)
         for cohort in sorted(attrs["cohort"].dropna().unique()):
             in_cohort = attrs.loc[attrs["cohort"] == cohort]
             cohort_year = int(in_cohort["stack"].min()) // 10
@@ -92,6 +106,41 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=cols)
     return pd.concat(rows, ignore_index=True)[cols]
+
+
+def _with_reference_year(
+    units: pd.DataFrame,
+    kept: np.ndarray,
+    attributes: pd.DataFrame,
+    pairs: pd.DataFrame,
+    *,
+    log: Log = quiet,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The visited students and the matched pairs whose units ``kept`` marks.
+
+    ``kept``: per unit, whether its student is enrolled in the school year before its
+    stack's (:func:`~leapresearch.estimation.long_term.enrolled_in_reference_year`). Each
+    kept visited student's weight is spread over its kept comparisons
+    (:func:`~leapresearch.design.stacking.subgroup_weights` counts the pairs left).
+    """
+    key = ["stack", "student"]
+    treated = units["treated"].to_numpy() == 1
+    kept_treated = units.loc[kept & treated, key]
+    kept_comparisons = units.loc[kept & ~treated, key]
+    attributes = attributes.merge(kept_treated, on=key, how="inner")
+    pairs = pairs.merge(
+        kept_comparisons.rename(columns={"student": "comparison_student"}),
+        on=["stack", "comparison_student"],
+        how="inner",
+    )
+    n_visited = int(treated.sum())
+    log(
+        f"long-term: {len(kept_treated):,} of {n_visited:,} visited students and "
+        f"{len(kept_comparisons):,} of {int((~treated).sum()):,} comparison units "
+        "enrolled in the school year before their visit's (the others have no reference "
+        "row: long_term.require_reference_year)"
+    )
+    return attributes, pairs
 
 
 def _weighted(prepared: Prepared, annual: pd.DataFrame) -> bool:
@@ -153,43 +202,47 @@ the same month rows from the same sample, so they share one hazard fit."""
 def estimate_long_term_alternatives(
     prepared: Prepared, *, published: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """``long_term.csv`` as published, and with each of its two corrections switched.
+    """``long_term.csv`` as published, and with each of its three choices switched.
 
     Rows of the run's own choice (``published`` True), of the other
-    ``long_term.regression_adjustment`` (every outcome), and of the other
+    ``long_term.regression_adjustment`` (every outcome), of the other
     ``long_term.censoring_weights`` (the attendance rate, the outcome the weights apply to;
-    only when the pool holds not-yet-visited comparisons). Columns ``published``,
-    ``adjusted``, ``censoring_weights`` and those of :func:`estimate_long_term`. The run
-    publishes the parameters' choice; this shows what each correction moves (notebook 07)
-    instead of resting either on the simulator, and neither correction's estimation error
-    is in the standard errors. ``published``, the run's :func:`estimate_long_term` table,
-    is reused for the parameters' choice.
+    only when the pool holds not-yet-visited comparisons), and of the other
+    ``long_term.require_reference_year`` (every outcome). Columns ``published``,
+    ``adjusted``, ``censoring_weights``, ``reference_year_required`` and those of
+    :func:`estimate_long_term`. The run publishes the parameters' choice; this shows what
+    each choice moves (notebook 07) instead of resting either on the simulator, and no
+    correction's estimation error is in the standard errors. ``published``, the run's
+    :func:`estimate_long_term` table, is reused for the parameters' choice.
     """
     config = prepared.config
     adjust = config.long_term.regression_adjustment
     weigh = config.long_term.censoring_weights and config.comparison_pool.not_yet_visited
+    reference = config.long_term.require_reference_year
     own = estimate_long_term(prepared) if published is None else published
-    variants = [(True, adjust, weigh, own)]
-    other_adjustment = with_setting(config, "long_term", regression_adjustment=not adjust)
-    table = estimate_long_term(dataclasses.replace(prepared, config=other_adjustment))
-    variants.append((False, not adjust, weigh, table))
+    variants = [(True, adjust, weigh, reference, own)]
+
+    def switched(**setting) -> pd.DataFrame:
+        other = with_setting(config, "long_term", **setting)
+        return estimate_long_term(dataclasses.replace(prepared, config=other))
+
+    variants.append(
+        (False, not adjust, weigh, reference, switched(regression_adjustment=not adjust))
+    )
     if config.comparison_pool.not_yet_visited and "attendance_rate" in config.long_term.outcomes:
-        other_weights = with_setting(
-            config,
-            "long_term",
-            censoring_weights=not weigh,
-            outcomes=("attendance_rate",),
-        )
-        table = estimate_long_term(dataclasses.replace(prepared, config=other_weights))
-        variants.append((False, adjust, not weigh, table))
+        table = switched(censoring_weights=not weigh, outcomes=("attendance_rate",))
+        variants.append((False, adjust, not weigh, reference, table))
+    table = switched(require_reference_year=not reference)
+    variants.append((False, adjust, weigh, not reference, table))
     tables = [
         table.assign(
             published=is_published,
             adjusted=adjusted,
             # chronic absence (year rows) is never weighted
             censoring_weights=weighted & (table["outcome"] == "attendance_rate"),
+            reference_year_required=with_reference,
         )
-        for is_published, adjusted, weighted, table in variants
+        for is_published, adjusted, weighted, with_reference, table in variants
     ]
     out = pd.concat(tables, ignore_index=True)
     # each cell's variants side by side, in the published table's order of cells
@@ -197,4 +250,5 @@ def estimate_long_term_alternatives(
     order = {key: i for i, key in enumerate(own[keys].itertuples(index=False, name=None))}
     position = [order.get(key, len(order)) for key in out[keys].itertuples(index=False, name=None)]
     out = out.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)
-    return out[["published", "adjusted", "censoring_weights", *LONG_TERM_COLUMNS]]
+    flags = ["published", "adjusted", "censoring_weights", "reference_year_required"]
+    return out[[*flags, *LONG_TERM_COLUMNS]]

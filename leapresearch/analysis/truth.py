@@ -117,13 +117,25 @@ def event_study_against_truth(
 LONG_TERM_KEYS = ("group", "cohort", "school_year", "outcome")
 
 
+def long_term_truth_key(config: Config) -> str:
+    """The simulator's truth key of the long-term estimand that ``config`` fits.
+
+    ``long_term_with_reference`` (the visited students enrolled in the school year before
+    their visit's) with ``long_term.require_reference_year``, else ``long_term``.
+    """
+    return "long_term_with_reference" if config.long_term.require_reference_year else "long_term"
+
+
 def long_term_against_truth(long_term: pd.DataFrame, truth: dict, config: Config) -> pd.DataFrame:
     """The long-term table's published rows beside the true effect of their cell.
 
     A cell is a group, cohort, school year and outcome (the truth holds the school years
-    from the cohort's first on; earlier years are not compared).
+    from the cohort's first on; earlier years are not compared). With
+    ``long_term.require_reference_year`` the truth is the simulator's over the visited
+    students enrolled in the school year before their visit's (``long_term_with_reference``,
+    the estimand of that fit; a truth file without it compares no long-term cell).
     """
-    cells = pd.DataFrame(truth.get("long_term", []))
+    cells = pd.DataFrame(truth.get(long_term_truth_key(config), []))
     keys = [k for k in LONG_TERM_KEYS if k in long_term and k in cells]
     if cells.empty or "estimate" not in long_term or "group" not in keys:
         return _typed(pd.DataFrame())

@@ -178,6 +178,36 @@ def annual_stacked_panel(
     return df[cols].sort_values(["unit", "time"], ignore_index=True)
 
 
+def enrolled_in_reference_year(panel: AnalyticPanel, units: pd.DataFrame) -> np.ndarray:
+    """Whether each unit's student is enrolled in the school year before its stack's.
+
+    Enrolled: a school month of that year with membership (the panel's rows). The long-term
+    difference-in-differences has a reference row for these units only; a visited student
+    new to the data in its visit year has none (``long_term.require_reference_year``).
+
+    Parameters
+    ----------
+    panel : AnalyticPanel
+        Source of the memberships.
+    units : DataFrame
+        ``stack`` and ``student`` of each unit.
+
+    Returns
+    -------
+    ndarray of bool
+        One value per row of ``units``, in its order.
+    """
+    monthly = panel.monthly
+    member = monthly["membership"].to_numpy() > 0
+    students = monthly["student"].to_numpy(np.int64)[member]
+    years = monthly["time"].to_numpy(np.int64)[member] // 10
+    wanted_year = units["stack"].to_numpy(np.int64) // 10 - 1
+    span = int(max(years.max(initial=0), wanted_year.max(initial=0))) + 2
+    enrolled = np.unique(students * span + (years + 1))
+    wanted = units["student"].to_numpy(np.int64) * span + (wanted_year + 1)
+    return np.isin(wanted, enrolled)
+
+
 def long_term_table(result, *, cohort_year: int, alpha: float = 0.05) -> pd.DataFrame:
     """Tidy rows of one long-term fit: school year, years after, estimate and interval.
 
