@@ -28,7 +28,10 @@ REPORT_DATA = $(if $(PARAMS),$(if $(DATA_GIVEN),$(DATA)),$(DATA))
 REPORT_OUT  = $(if $(PARAMS),$(if $(OUT_GIVEN),$(OUT)),$(OUT))
 # The committed notebooks are executed under one OpenBLAS kernel and checked (nbval) under
 # another, so an output that depends on the kernel fails the check (README: reproducibility).
-NOTEBOOKS_CORETYPE ?= SkylakeX
+# The executing kernel is the widest this CPU runs (a forced AVX-512 kernel on a CPU without
+# it kills the notebook's kernel with an invalid instruction).
+NOTEBOOKS_CORETYPE ?= $(shell if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then echo SkylakeX; \
+  elif grep -qw avx2 /proc/cpuinfo 2>/dev/null; then echo Haswell; else echo Nehalem; fi)
 NBVAL_CORETYPE     ?= Prescott
 
 .PHONY: setup report test lint format nbval notebooks lab lock demo-data clean-venv hooks
