@@ -185,6 +185,28 @@ def test_a_headline_group_not_adjusted_with_its_own_slopes_is_named_with_its_mon
     assert narrative.describe_adjustment(_event_study(procedure=set())) == ""
 
 
+def test_the_long_term_coverage_sentence_is_computed_from_its_counts():
+    coverage = pd.DataFrame(
+        {
+            "cohort": ["2021-22", "summer-2021", "2022-23"],
+            "n_visited": [400, 300, 60],
+            "n_with_reference_year": [320, 300, 45],
+            "n_new_in_visit_year": [80, 0, 15],
+        }
+    )
+    text = narrative.describe_long_term_coverage(coverage, required=True)
+    assert text.startswith("665 of the 760 matched visited students (88%)"), text
+    assert "95 were new to the data" in text and "left out" in text
+    assert "2022-23 cohort, 25%" in text, text  # the largest share, not the largest count
+    kept = narrative.describe_long_term_coverage(coverage, required=False)
+    assert "left out" not in kept and "later school years" in kept
+    # a suppressed count leaves its cohort out of the sums, and the sentence says so
+    hidden = coverage.astype({"n_new_in_visit_year": float})
+    hidden.loc[2, "n_new_in_visit_year"] = np.nan
+    text = narrative.describe_long_term_coverage(hidden, required=True)
+    assert text.startswith("620 of the 700") and "1 cohort(s) with suppressed counts" in text
+
+
 def test_the_long_term_sentence_marks_a_school_year_not_adjusted_with_its_own_slopes():
     rows = [
         ("all", "2021-22", "2022-23", 1, 3.0, "group"),

@@ -214,6 +214,27 @@ def test_the_requirement_leaves_out_exactly_the_students_new_in_their_visit_year
     assert (cells["required"] < cells["every"]).any(), selection
 
 
+def test_the_coverage_table_counts_each_cohorts_visited_students_once(simulated):
+    """``long_term_coverage``: per cohort the matched visited students, split into those
+    enrolled in the reference year and those new in the visit year; the totals are the
+    matched sample's."""
+    from leapresearch.analysis.long_term import long_term_coverage
+    from leapresearch.estimation.long_term import enrolled_in_reference_year
+
+    selection, _, prepared = simulated
+    table = long_term_coverage(prepared)
+    units = prepared.units
+    treated = units["treated"].to_numpy() == 1
+    kept = enrolled_in_reference_year(prepared.panel, units)
+    assert table["n_visited"].sum() == treated.sum()
+    assert table["n_with_reference_year"].sum() == (kept & treated).sum()
+    assert (
+        table["n_visited"] == table["n_with_reference_year"] + table["n_new_in_visit_year"]
+    ).all()
+    assert sorted(table["cohort"]) == sorted(prepared.attributes["cohort"].unique())
+    assert (table["n_new_in_visit_year"] > 0).any(), selection
+
+
 def test_censored_year_one_effects_are_near_the_truth(simulated):
     """Every cohort's censored year-1 estimate (all students) within 3 SE of the truth.
 

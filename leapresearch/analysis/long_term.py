@@ -108,6 +108,35 @@ def estimate_long_term(prepared: Prepared, *, log: Log = quiet) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)[cols]
 
 
+def long_term_coverage(prepared: Prepared) -> pd.DataFrame:
+    """Per cohort: the matched visited students, and those with a reference-year record.
+
+    Columns ``cohort``, ``n_visited`` (matched visited students), ``n_with_reference_year``
+    (enrolled in the school year before their first visit's:
+    :func:`~leapresearch.estimation.long_term.enrolled_in_reference_year`) and
+    ``n_new_in_visit_year`` (the others, new to the data in their visit year). With
+    ``long_term.require_reference_year`` the long-term cells cover the second count only
+    (notebook 06).
+    """
+    units = prepared.units
+    treated = units["treated"].to_numpy() == 1
+    kept = enrolled_in_reference_year(prepared.panel, units)
+    visited = units.loc[treated, ["stack", "student"]].assign(kept=kept[treated])
+    cohorts = prepared.attributes[["stack", "student", "cohort"]]
+    visited = visited.merge(cohorts, on=["stack", "student"], how="left", validate="one_to_one")
+    by_cohort = visited.groupby("cohort", sort=True)["kept"]
+    n_visited = by_cohort.size().astype(np.int64)
+    n_with = by_cohort.sum().astype(np.int64)
+    return pd.DataFrame(
+        {
+            "cohort": n_visited.index.to_numpy(),
+            "n_visited": n_visited.to_numpy(),
+            "n_with_reference_year": n_with.to_numpy(),
+            "n_new_in_visit_year": (n_visited - n_with).to_numpy(),
+        }
+    )
+
+
 def _with_reference_year(
     units: pd.DataFrame,
     kept: np.ndarray,

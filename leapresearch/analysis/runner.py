@@ -4,8 +4,7 @@ Every result that ``leapresearch run`` publishes or a notebook shows is a :class
 :data:`STEPS`: its table's name, the public function that computes it alone (what a notebook
 passes to ``session.result``) and how a run computes it from what the steps share
 (:class:`StepInputs`). :func:`evaluate` runs the steps; :func:`compute` computes one, for a run
-or a notebook, so both show the same table. A new analysis is one function in the module of its
-exhibit family and one line in :data:`STEPS` (``published=False`` if only a notebook shows it).
+or a notebook, so both show the same table. A new analysis is one function and one step.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from leapresearch.analysis import long_term
 from leapresearch.analysis.base import Log, not_estimable, quiet
 from leapresearch.analysis.event_studies import (
     estimate_balanced_sample,
@@ -35,7 +35,6 @@ from leapresearch.analysis.identification import (
     pretrend_fits,
     pretrend_tables,
 )
-from leapresearch.analysis.long_term import estimate_long_term, estimate_long_term_alternatives
 from leapresearch.analysis.procedure import StartedDraws, draws_beside_the_run
 from leapresearch.analysis.refits import Refits, specifications_with, start_refits
 from leapresearch.analysis.robustness import estimate_naive, estimate_placebo, estimate_robust
@@ -141,7 +140,7 @@ def _of_panel(function: Callable[..., pd.DataFrame]) -> Callable[[StepInputs], p
 
 
 STEPS: tuple[Step, ...] = (
-    Step("long_term", estimate_long_term, _logged(estimate_long_term)),
+    Step("long_term", long_term.estimate_long_term, _logged(long_term.estimate_long_term)),
     Step("balance", estimate_balance),
     Step("matching_summary", matching_summary),
     Step("naive_pre_post", estimate_naive),
@@ -163,13 +162,15 @@ STEPS: tuple[Step, ...] = (
     Step("visited_by_cohort", visited_by_cohort, _of_panel(visited_by_cohort), **NOTEBOOK_ONLY),
     Step("comparison_pool_summary", comparison_pool_summary, **NOTEBOOK_ONLY),
     Step("balanced_sample", estimate_balanced_sample, **NOTEBOOK_ONLY),
-    Step(
+    Step(  # the run's own long-term table is reused; only the switched choices are fitted
         "long_term_alternatives",
-        estimate_long_term_alternatives,
-        # the run's own long-term table is reused; only the switched corrections are fitted
-        lambda i: estimate_long_term_alternatives(i.prepared, published=i.results.get("long_term")),
+        long_term.estimate_long_term_alternatives,
+        lambda i: long_term.estimate_long_term_alternatives(
+            i.prepared, published=i.results.get("long_term")
+        ),
         **NOTEBOOK_ONLY,
     ),
+    Step("long_term_coverage", long_term.long_term_coverage, **NOTEBOOK_ONLY),
     # the steps the workers compute come last: this process computes the others meanwhile
     # (the whole steps the longest first, then the specification rows that re-match)
     Step("robust_estimator", estimate_robust, _logged(estimate_robust), **BESIDE),
@@ -256,12 +257,11 @@ def evaluate(
     """Run every step of :data:`STEPS` on validated contract tables.
 
     ``built``: the panel and candidates the data check built (see :func:`prepare`). With
-    ``workers >= 2`` or a Dask ``scheduler`` (or ``LEAPRESEARCH_SCHEDULER``), the steps
-    marked ``beside`` and the specifications that fit a new propensity model
-    (:data:`~leapresearch.analysis.specifications.REFIT_SPECS`) are computed by the workers
-    while this process computes the others (:func:`~leapresearch.analysis.refits.start_refits`),
-    and on a cluster so are the bootstrap's draws; the tables are the same either way. An
-    exception names the step it stopped.
+    ``workers >= 2`` or a Dask ``scheduler`` (or ``LEAPRESEARCH_SCHEDULER``), the steps marked
+    ``beside`` and the specifications that fit a new propensity model (``REFIT_SPECS``) are
+    computed by the workers while this process computes the others (:func:`~leapresearch.
+    analysis.refits.start_refits`), and on a cluster so are the bootstrap's draws; the tables
+    are the same either way. An exception names the step it stopped.
     """
     prepared = prepare(tables, config, log=log, built=built)
     beside = [s.name for s in STEPS if s.beside]

@@ -94,7 +94,10 @@ def monthly_long_term_panel(panel: AnalyticPanel, units: pd.DataFrame) -> pd.Dat
     on the visited students observed in the reference year. Where their effects differ
     from the new students', ``b_r`` differs from the plain average of the individual
     effects (up to +0.3 pp for all students in the held-out validation, where the new
-    students are mostly PK-5: ``validation/long_term_repeat.py``).
+    students are mostly PK-5: ``validation/long_term_repeat.py``). The analysis therefore
+    keeps the units enrolled in the reference year by default
+    (:func:`enrolled_in_reference_year`, ``long_term.require_reference_year``): ``b_r``
+    is then the effect on the visited students with a record in that year.
     """
     rows = stacked_panel(panel, units)
     monthly = panel.monthly[["student", "time", "membership"]]

@@ -175,7 +175,7 @@ FIGURES: tuple[tuple[str, str], ...] = (
     ("forest_subgroups", "Subgroup estimates at the last headline month with 95% intervals; "
      "the dashed line is the estimate for all visited students."),
     ("long_term", "Effects on annual outcomes of the school year of the first visit and the "
-     "years after, by cohort."),
+     "years after, by cohort (whose effect, and how many students: notebook 06)."),
     ("designs_compared", "Naive before/after change, the matched comparison and the "
      "Callaway-Sant'Anna estimators (doubly robust, and unconditional) in one panel."),
     ("love_plot", "Covariate balance: signed standardised differences before and after "

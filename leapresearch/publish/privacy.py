@@ -102,6 +102,7 @@ ADDITIVE_RELATIONS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ),
         ),
     ],
+    "long_term_coverage": [("n_visited", ("n_with_reference_year", "n_new_in_visit_year"))],
 }
 """Per table: ``(total, parts)`` relations used for complementary suppression."""
 

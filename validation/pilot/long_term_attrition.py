@@ -84,7 +84,12 @@ def _cells(prepared, years) -> pd.DataFrame:
     from leapresearch.analysis import long_term as analysis_long_term
     from leapresearch.analysis.base import with_setting
 
-    config = with_setting(prepared.config, "long_term", outcomes=("attendance_rate",))
+    config = with_setting(
+        prepared.config,
+        "long_term",
+        outcomes=("attendance_rate",),
+        require_reference_year=False,  # the design these pilots ran on, kept as run
+    )
     original = analysis_long_term.long_term_panel
     if years is not None:
         enrolled = _enrolled(prepared.panel)

@@ -53,7 +53,12 @@ def main() -> None:
             for t in truth["long_term"]
             if t["outcome"] == "attendance_rate"
         }
-        config = with_setting(prepared.config, "long_term", outcomes=("attendance_rate",))
+        config = with_setting(
+            prepared.config,
+            "long_term",
+            outcomes=("attendance_rate",),
+            require_reference_year=False,  # the design these pilots ran on, kept as run
+        )
         variants = {"design": config}
         if args.variants:
             variants["fallback_none"] = with_setting(config, "analysis", adjustment_fallback="none")

@@ -53,7 +53,7 @@ from leapresearch.publish.narrative.identification import (
     describe_specifications,
     specification_table,
 )
-from leapresearch.publish.narrative.long_term import describe_long_term
+from leapresearch.publish.narrative.long_term import describe_long_term, describe_long_term_coverage
 from leapresearch.publish.narrative.methods import limitations, methods_text
 from leapresearch.publish.narrative.robustness import (
     ROBUST_COMPARISON_WORDS,
@@ -101,6 +101,7 @@ __all__ = [
     "describe_intent_to_treat",
     "describe_linearmodels_check",
     "describe_long_term",
+    "describe_long_term_coverage",
     "describe_matching",
     "describe_naive",
     "describe_placebo",
