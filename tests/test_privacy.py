@@ -331,3 +331,26 @@ def test_the_attack_finds_what_suppression_removes():
     safe = publishable(t, "balance", privacy=P)
     shown = safe.astype(object).where(safe.notna(), "").astype(str)
     assert attack_table(shown, "published", sizes=[1000]) == []
+
+
+def test_the_long_term_coverage_hides_a_small_count_and_its_complement():
+    """``long_term_coverage``: visited = with a reference year + new; a small count of new
+    students would be given away by the other two, so one more cell goes with it."""
+    from leapresearch.config import load_config
+
+    table = pd.DataFrame(
+        {
+            "cohort": ["2020-21", "summer-2021"],
+            "n_visited": [60, 320],
+            "n_with_reference_year": [57, 320],
+            "n_new_in_visit_year": [3, 0],
+        }
+    )
+    out = suppress(table, name="long_term_coverage", privacy=load_config("demo").privacy)
+    assert out.loc[0, ["n_with_reference_year", "n_new_in_visit_year"]].isna().all()
+    assert out.loc[0, "n_visited"] == 60 and bool(out.loc[0, "suppressed"])
+    assert out.loc[1, ["n_visited", "n_with_reference_year", "n_new_in_visit_year"]].tolist() == [
+        320,
+        320,
+        0,
+    ]
