@@ -113,12 +113,17 @@ def _seed(family: str, draw: int) -> int:
 
 def summarise(draws: pd.DataFrame) -> pd.DataFrame:
     """``long_term_repeat.summarise`` of this run alone, with the paired fit's bias."""
-    cells = repeat.summarise(draws, pd.DataFrame())
+    nothing_pooled = pd.DataFrame(
+        columns=["family", "group", "cohort", "rel_time", "draws", "bias", "bias_mcse"]
+    )
+    cells = repeat.summarise(draws, nothing_pooled)
     paired = []
     for (family, group, cohort, year), d in draws.groupby(
         ["family", "group", "cohort", "rel_time"], sort=True
     ):
         err = (d["estimate_every"] - d["truth_every"]).dropna()
+        # this design's error minus the paired fit's, draw by draw (its MC SE is small)
+        gap = ((d["estimate"] - d["truth"]) - (d["estimate_every"] - d["truth_every"])).dropna()
         paired.append(
             {
                 "family": family,
@@ -127,6 +132,9 @@ def summarise(draws: pd.DataFrame) -> pd.DataFrame:
                 "years_after": int(year),
                 "every_bias": float(err.mean()),
                 "every_mc_se": float(err.std(ddof=1) / np.sqrt(len(err))),
+                "every_rmse": float(np.sqrt((err**2).mean())),
+                "error_gap": float(gap.mean()),
+                "error_gap_mc_se": float(gap.std(ddof=1) / np.sqrt(len(gap))),
             }
         )
     keep = [c for c in cells.columns if not c.startswith("fifth_freeze")]
@@ -157,7 +165,9 @@ def write_summary(cells: pd.DataFrame, out: Path, command: str) -> None:
         "`no effect`: the twin's estimate; `no ref. year`: share of the cohort's visited "
         "students left out (no record in the school year before their visit's); `every "
         "visited`: the fifth freeze's fit of every visited student on the same draws "
-        "against the truth over every visited student.",
+        "against the truth over every visited student (bias, RMSE); `error gap`: this "
+        "design's error minus that fit's, draw by draw (the difference of the two biases, "
+        "with the smaller MC SE of a paired difference).",
         "",
     ]
     for title, mask in (
@@ -166,18 +176,19 @@ def write_summary(cells: pd.DataFrame, out: Path, command: str) -> None:
     ):
         lines += [f"## {title}", ""]
         lines += [
-            "| family | group | cohort | year | draws | bias | weighting | no effect | "
-            "coverage | no ref. year | every visited | within 0.5 |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| family | group | cohort | year | draws | bias | RMSE | weighting | no effect | "
+            "coverage | no ref. year | every visited | its RMSE | error gap | within 0.5 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in cells.loc[mask].itertuples():
             verdict = "yes" if r.within_bound else ("no, clearly" if r.clearly_beyond else "no")
             lines.append(
                 f"| {r.family} | {r.group} | {r.cohort} | {r.years_after} | {r.draws} | "
-                f"{pm(r.bias, r.mc_se)} | {pm(r.weighting_part, r.weighting_part_mc_se)} | "
+                f"{pm(r.bias, r.mc_se)} | {r.rmse:.2f} | "
+                f"{pm(r.weighting_part, r.weighting_part_mc_se)} | "
                 f"{pm(r.no_effect_part, r.no_effect_part_mc_se)} | {r.coverage:.1%} | "
                 f"{r.without_reference_year:.0%} | {pm(r.every_bias, r.every_mc_se)} | "
-                f"{verdict} |"
+                f"{r.every_rmse:.2f} | {pm(r.error_gap, r.error_gap_mc_se)} | {verdict} |"
             )
         lines.append("")
     (out / "summary.md").write_text("\n".join(lines))
