@@ -24,7 +24,6 @@ is chosen on it.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -196,48 +195,15 @@ def write_summary(cells: pd.DataFrame, out: Path, command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Freeze (``design.json``), run the missing draws, summarise (see the docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=200, help="draws per family")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--summary-only", action="store_true")
-    args = parser.parse_args(argv)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    design = out / fam.DESIGN_FILE
-    record = {
-        **fam.design_record(1.0, args.draws, _seed),
-        "families_run": list(FAMILY_NAMES),
-        "twin": "the same seed with effect_multiplier = 0",
-        "rule": RULE,
-    }
-    record["seeds"] = {f: [_seed(f, 0), _seed(f, args.draws - 1)] for f in FAMILY_NAMES}
-    if design.exists():
-        frozen = json.loads(design.read_text())
-        if frozen["code_digest"] != record["code_digest"] and not args.summary_only:
-            print(f"error: the code differs from the one {design} froze", file=sys.stderr)
-            return 2
-    else:
-        assert_design()
-        design.write_text(json.dumps(record, indent=1) + "\n")
-    if not args.summary_only:
-        jobs = [(f, _seed(f, i), str(out)) for i in range(args.draws) for f in FAMILY_NAMES]
-        mc.run_jobs(run_job, jobs, args.workers)
-    draws = repeat._read(out)
-    if draws.empty:
-        print("no draws yet", file=sys.stderr)
-        return 1
-    frozen = json.loads(design.read_text())
-    files = sorted((out / "draws").glob("*.csv"))
-    sizes = [len(pd.read_csv(f)) for f in files]
-    fam.check_code_digests(
-        draws,
-        [f for f, n in zip(files, sizes, strict=True) for _ in range(n)],
-        frozen["code_digest"],
+    args = repeat.arguments(__doc__, OUT, 200, argv)
+    code, draws = repeat.frozen_draws(
+        args, seed=_seed, rule=RULE, job=run_job, before_freeze=assert_design
     )
+    if code:
+        return code
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
-    write_summary(summarise(draws), out, f"validation/long_term_reference_year.py {argv_text}")
-    print((out / "summary.md").read_text())
+    write_summary(summarise(draws), args.out, f"validation/long_term_reference_year.py {argv_text}")
+    print((args.out / "summary.md").read_text())
     return 0
 
 

@@ -290,38 +290,48 @@ def write_summary(cells: pd.DataFrame, out: Path, command: str) -> None:
     (out / "summary.md").write_text("\n".join(lines))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Freeze (``design.json``), run the missing draws, summarise (see the docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=250, help="draws per family")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--summary-only", action="store_true")
-    args = parser.parse_args(argv)
+def frozen_draws(
+    args: argparse.Namespace,
+    *,
+    seed,
+    rule: str,
+    job,
+    families: tuple[str, ...] = FAMILY_NAMES,
+    before_freeze=None,
+) -> tuple[int, pd.DataFrame]:
+    """Freeze ``args.out`` (``design.json``), run its missing draws, check their code.
+
+    ``seed(family, draw)``: the held-out seeds; ``job``: the ``parallel_map`` item of one
+    draw; ``before_freeze()``: a check run before ``design.json`` is first written. A
+    folder frozen on other code refuses to run more draws (``--summary-only`` reads them).
+    Returns an exit code (0, 1: no draws yet, 2: other code) and the draws.
+    """
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     design = out / fam.DESIGN_FILE
     record = {
-        **fam.design_record(1.0, args.draws, _seed),
-        "families_run": list(FAMILY_NAMES),
+        **fam.design_record(1.0, args.draws, seed),
+        "families_run": list(families),
         "twin": "the same seed with effect_multiplier = 0",
-        "rule": RULE,
+        "rule": rule,
     }
-    record["seeds"] = {f: [_seed(f, 0), _seed(f, args.draws - 1)] for f in FAMILY_NAMES}
+    record["seeds"] = {f: [seed(f, 0), seed(f, args.draws - 1)] for f in families}
     if design.exists():
         frozen = json.loads(design.read_text())
         if frozen["code_digest"] != record["code_digest"] and not args.summary_only:
             print(f"error: the code differs from the one {design} froze", file=sys.stderr)
-            return 2
+            return 2, pd.DataFrame()
     else:
+        if before_freeze is not None:
+            before_freeze()
         design.write_text(json.dumps(record, indent=1) + "\n")
     if not args.summary_only:
-        jobs = [(f, _seed(f, i), str(out)) for i in range(args.draws) for f in FAMILY_NAMES]
-        mc.run_jobs(run_job, jobs, args.workers)
+        jobs = [(f, seed(f, i), str(out)) for i in range(args.draws) for f in families]
+        mc.run_jobs(job, jobs, args.workers)
     draws = _read(out)
     if draws.empty:
         print("no draws yet", file=sys.stderr)
-        return 1
+        return 1, draws
     frozen = json.loads(design.read_text())
     files = sorted((out / "draws").glob("*.csv"))
     sizes = [len(pd.read_csv(f)) for f in files]
@@ -330,10 +340,29 @@ def main(argv: list[str] | None = None) -> int:
         [f for f, n in zip(files, sizes, strict=True) for _ in range(n)],
         frozen["code_digest"],
     )
+    return 0, draws
+
+
+def arguments(doc: str, out: Path, draws: int, argv: list[str] | None) -> argparse.Namespace:
+    """The command line of a frozen long-term run (``--draws``, ``--workers``, ``--out``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=draws, help="draws per family")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--summary-only", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Freeze (``design.json``), run the missing draws, summarise (see the docstring)."""
+    args = arguments(__doc__, OUT, 250, argv)
+    code, draws = frozen_draws(args, seed=_seed, rule=RULE, job=run_job)
+    if code:
+        return code
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     command = f"validation/long_term_repeat.py {argv_text}"
-    write_summary(summarise(draws, _fifth_freeze()), out, command)
-    print((out / "summary.md").read_text())
+    write_summary(summarise(draws, _fifth_freeze()), args.out, command)
+    print((args.out / "summary.md").read_text())
     return 0
 
 
