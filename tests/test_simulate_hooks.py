@@ -180,6 +180,7 @@ def test_family_seeds_are_held_out():
     bases += (9_600_000, 9_700_000)  # the seventh freeze's bounds: demo size, four times
     bases += (9_800_000,)  # the attrition diagnosis of the long-term cells (a pilot)
     bases += (9_900_000,)  # the eighth freeze: long-term cells with a reference-year record
+    bases += (10_000_000,)  # the long-term chronic-absence cells under both fits (a pilot)
     ranges = [
         {fam.family_seed(f, i, base) for f in fam.FAMILIES for i in range(10_000)} for base in bases
     ]
@@ -194,6 +195,7 @@ def test_family_seeds_are_held_out():
     assert min(min(r) for r in ranges) > max(max(r) for r in used)
     attrition = _validation_script("pilot/long_term_attrition")
     assert attrition.SEED_BASE in bases
+    assert _validation_script("pilot/long_term_chronic_reference").SEED_BASE in bases
     eighth = _validation_script("long_term_reference_year")
     assert eighth.SEED_BASE in bases
     eighth_range = ranges[bases.index(eighth.SEED_BASE)]
