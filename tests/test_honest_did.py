@@ -279,3 +279,32 @@ def test_front_page_states_the_breakdown_beside_each_bounded_estimate():
     assert "Bonferroni" in describe_headline_breakdowns(fallback, rel_times=(6, 9))
     # without the table the headline is as before
     assert "brk_6" not in headline_table(es, rel_times=(6, 9)).columns
+
+
+def test_a_group_without_a_pre_trend_fit_is_said_to_be_unbounded_not_printed_as_a_number():
+    import pandas as pd
+
+    from leapresearch.estimation.sensitivity import NO_PRETREND_FIT
+    from leapresearch.publish.narrative import describe_headline_breakdowns, describe_sensitivity
+    from leapresearch.publish.tables import headline_html, headline_table
+
+    sens = _published_sensitivity(0.61, 0.2)
+    pk5 = sens["group"] == "grade_band:PK-5"
+    sens.loc[pk5, "inference"] = NO_PRETREND_FIT
+    sens.loc[pk5, ["ci_lower", "ci_upper", "breakdown"]] = np.nan
+    es = pd.DataFrame(
+        [(g, m, 5.0, 3.0, 7.0, 100, 200) for g in ("all", "grade_band:PK-5") for m in (6, 9)],
+        columns=["group", "rel_time", "estimate", "ci_lower", "ci_upper"]
+        + ["n_treated", "n_comparison"],
+    )
+    page = headline_html(headline_table(es, rel_times=(6, 9), sensitivity=sens), rel_times=(6, 9))
+    assert page.count("breakdown Mbar 0.61") == 2
+    assert page.count(f"no bounds ({NO_PRETREND_FIT})") == 2
+    assert "†" not in page and "shown for All visited students)" in page
+    assert "Not bounded: Grades PK-5 (its untreated rows gave no pre-trend fit" in page
+    words = describe_headline_breakdowns(sens, rel_times=(6, 9))
+    assert f"All visited students 0.61, Grades PK-5 not bounded ({NO_PRETREND_FIT})." in words
+    assert "The smallest (0.61, All visited students" in words
+    assert describe_sensitivity(sens, group="grade_band:PK-5") == (
+        f"No published sensitivity bounds for grade_band:PK-5 ({NO_PRETREND_FIT})."
+    )

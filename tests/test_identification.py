@@ -821,7 +821,7 @@ def test_sensitivity_fits_its_groups_when_not_given_them(sim_data):
     from leapresearch.analysis.sample import prepare
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
-    from leapresearch.estimation.sensitivity import sensitivity_table
+    from leapresearch.estimation.sensitivity import NO_PRETREND_FIT, sensitivity_table
 
     config = load_config("demo", data_dir=sim_data)
     tables = read_raw_tables(config.data_path, program_start=config.program_start)
@@ -841,8 +841,23 @@ def test_sensitivity_fits_its_groups_when_not_given_them(sim_data):
         m=config.identification.sensitivity_m,
     )
     assert not by_own_pre["ci_lower"].equals(run_table["ci_lower"])
-    with pytest.raises(ValueError, match="no pre-trend fit of group"):
-        estimate_sensitivity(prepared, every_group, {"all": pretrends["all"]})
+    # a group whose untreated rows gave no fit keeps its rows, unbounded and saying why,
+    # and never takes its own full fit's pre-period; the other groups keep their bounds
+    only_all = estimate_sensitivity(prepared, every_group, {"all": pretrends["all"]})
+    is_all = only_all["group"] == "all"
+    pd.testing.assert_frame_equal(
+        only_all.loc[is_all].reset_index(drop=True),
+        run_table.loc[run_table["group"] == "all"].reset_index(drop=True),
+        check_exact=True,
+    )
+    others = only_all.loc[~is_all]
+    assert len(others) == (~(run_table["group"] == "all")).sum() > 0
+    assert (others["inference"] == NO_PRETREND_FIT).all()
+    assert others[["ci_lower", "ci_upper", "breakdown"]].isna().all().all()
+    pd.testing.assert_series_equal(
+        others["estimate"].reset_index(drop=True),
+        run_table.loc[run_table["group"] != "all", "estimate"].reset_index(drop=True),
+    )
 
 
 def test_content_keys_hash_each_students_own_rows_as_text_missing_values_too(valid_fixture):

@@ -793,6 +793,32 @@ def sensitivity_bounds(
     return table
 
 
+NO_PRETREND_FIT = "no pre-trend fit"
+
+
+def unbounded_rows(
+    result, *, rel_times: Sequence[int], mbar: Sequence[float], m: Sequence[float]
+) -> pd.DataFrame:
+    """The rows of a group whose bounds cannot be computed, with the reason.
+
+    The same rows as :func:`sensitivity_bounds` (each month, method and bound) with the
+    estimate and the number of visited students, empty intervals and breakdown values, and
+    ``inference`` :data:`NO_PRETREND_FIT`: the group's untreated rows gave no pre-trend
+    fit, and its full fit's pre-period (whose coefficients also average post-visit
+    effects) is not put in its place.
+    """
+    rows = []
+    for r in sorted(int(r) for r in rel_times if int(r) > result.reference):
+        est = float(result.coefficients.loc[r])
+        n_t = int(result.n_treated_by_rel_time.get(r, 0))
+        for method, bounds in zip(METHODS, (mbar, m), strict=True):
+            rows += [
+                (r, method, NO_PRETREND_FIT, float(b), est, np.nan, np.nan, np.nan, n_t)
+                for b in bounds
+            ]
+    return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS[1:])
+
+
 def sensitivity_table(
     results: dict,
     *,
@@ -806,20 +832,25 @@ def sensitivity_table(
     """:func:`sensitivity_bounds` for each group present in ``results`` (``sensitivity.csv``).
 
     ``pretrends``: each group's fit on its untreated rows, whose pre-period coefficients
-    bound the trend (a group of ``results`` missing from it is an error, not a fallback).
+    bound the trend. A group of ``results`` without one (its untreated rows could not be
+    fitted) is not bounded by its own event study's pre-period instead: its rows are
+    :func:`unbounded_rows`, and the other groups keep their bounds.
     """
     tables = []
     for g in groups:
         if g not in results:
             continue
-        pretrend = None
-        if pretrends is not None:
-            if g not in pretrends:
-                raise ValueError(f"no pre-trend fit of group {g!r} for its bounds")
-            pretrend = pretrends[g]
-        tab = sensitivity_bounds(
-            results[g], rel_times=rel_times, mbar=mbar, m=m, alpha=alpha, pretrend=pretrend
-        )
+        if pretrends is not None and pretrends.get(g) is None:
+            tab = unbounded_rows(results[g], rel_times=rel_times, mbar=mbar, m=m)
+        else:
+            tab = sensitivity_bounds(
+                results[g],
+                rel_times=rel_times,
+                mbar=mbar,
+                m=m,
+                alpha=alpha,
+                pretrend=None if pretrends is None else pretrends[g],
+            )
         tables.append(tab.assign(group=g))
     if not tables:
         return pd.DataFrame(columns=SENSITIVITY_COLUMNS)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from leapresearch.estimation.sensitivity import NO_PRETREND_FIT
 from leapresearch.estimation.subgroups import GROUP_WITHIN_CALIPER
 from leapresearch.publish import labels
 from leapresearch.publish.calibration import (
@@ -430,8 +431,11 @@ def headline_html(
             mark = INTERVAL_MARK if marked and r.get(f"kind_{m}") == "conditional" else ""
             any_suppressed |= est == labels.SUPPRESSED
             brk = ""
-            if with_brk and r.get(f"inference_{m}"):
-                dagger = "" if r[f"inference_{m}"] == "C-LF" else "†"
+            how = r.get(f"inference_{m}") if with_brk else ""
+            if how == NO_PRETREND_FIT:
+                brk = f'<br><span class="lr-ci">no bounds ({NO_PRETREND_FIT})</span>'
+            elif how:
+                dagger = "†" if how == "Bonferroni" else ""
                 brk = (
                     f'<br><span class="lr-ci">breakdown Mbar '
                     f"{labels.fmt(r[f'brk_{m}'], 2)}{dagger}</span>"
@@ -467,10 +471,9 @@ def headline_html(
 
 def _breakdown_note(head: pd.DataFrame, rel_times: Sequence[int]) -> str:
     """Footnote of the breakdown values: what they mean, for which groups, and how made."""
-    inf = pd.concat([head[f"inference_{m}"] for m in rel_times], ignore_index=True)
-    bounded = head.loc[
-        pd.concat([head[f"inference_{m}"] != "" for m in rel_times], axis=1).any(axis=1), "group"
-    ]
+    inf = pd.concat([head[f"inference_{m}"] for m in rel_times], axis=1)
+    bounded = head.loc[(~inf.isin(["", NO_PRETREND_FIT])).any(axis=1), "group"]
+    unbounded = head.loc[(inf == NO_PRETREND_FIT).any(axis=1), "group"]
     names = ", ".join(labels.group_label(g) for g in bounded)
     note = (
         "Breakdown Mbar (notebook 03, sensitivity.csv; shown for "
@@ -482,8 +485,14 @@ def _breakdown_note(head: pd.DataFrame, rel_times: Sequence[int]) -> str:
         "post-visit outcome); conditional least-favourable hybrid interval (C-LF, as "
         "the R package HonestDiD computes it)."
     )
-    if (inf == "Bonferroni").any():
+    if (inf == "Bonferroni").to_numpy().any():
         note += " †: the hybrid could not be computed; Bonferroni projection (more conservative)."
+    if len(unbounded):
+        note += (
+            " Not bounded: "
+            + html.escape(", ".join(labels.group_label(g) for g in unbounded))
+            + " (its untreated rows gave no pre-trend fit, whose pre-period the bounds need)."
+        )
     return note
 
 

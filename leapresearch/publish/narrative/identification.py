@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from leapresearch.estimation.sensitivity import NO_PRETREND_FIT
 from leapresearch.publish.calibration import (
     DIAGNOSTIC_SHORT,
     ROLES,
@@ -276,9 +277,12 @@ def describe_sensitivity(sensitivity: pd.DataFrame, *, group: str = "all") -> st
     """Breakdown values of the Rambachan-Roth bounds at each headline month."""
     if "note" in sensitivity.columns:
         return f"The sensitivity bounds could not be computed ({sensitivity['note'].iloc[0]})."
-    d = sensitivity.loc[(sensitivity["group"] == group) & sensitivity["breakdown"].notna()]
+    own = sensitivity.loc[sensitivity["group"] == group]
+    d = own.loc[own["breakdown"].notna()]
     if d.empty:
-        return f"No published sensitivity bounds for {group}."
+        unfit = own.reindex(columns=["inference"])["inference"].eq(NO_PRETREND_FIT).any()
+        why = f" ({NO_PRETREND_FIT})" if unfit else ""
+        return f"No published sensitivity bounds for {group}{why}."
     parts = []
     for r, g in d.groupby("rel_time", sort=True):
         rm = g.loc[g["method"] == "relative_magnitudes", "breakdown"]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from leapresearch.estimation.sensitivity import NO_PRETREND_FIT
 from leapresearch.estimation.subgroups import GROUP_WITHIN_CALIPER
 from leapresearch.publish.calibration import Calibration
 from leapresearch.publish.labels import fmt, fmt_interval, group_label
@@ -238,8 +239,14 @@ def describe_headline_breakdowns(sensitivity: pd.DataFrame, *, rel_times: Sequen
     last = int(rm["rel_time"].max())
     at_last = rm.loc[rm["rel_time"] == last]
     values = ", ".join(
-        f"{group_label(g)} {fmt(b, 2)}"
-        for g, b in zip(at_last["group"], at_last["breakdown"], strict=True)
+        f"{group_label(g)} "
+        + (f"not bounded ({NO_PRETREND_FIT})" if how == NO_PRETREND_FIT else fmt(b, 2))
+        for g, b, how in zip(
+            at_last["group"],
+            at_last["breakdown"],
+            at_last.reindex(columns=["inference"])["inference"],
+            strict=True,
+        )
     )
     fallback = (
         "; Bonferroni projection where the hybrid could not be computed"
