@@ -314,6 +314,30 @@ def test_school_clusters_differ_from_student_clusters():
     assert not np.allclose(by_student.std_errors, by_school.std_errors)
 
 
+@pytest.mark.parametrize("cluster", ["student", "school"])
+def test_coefficients_only_skip_the_covariance_and_nothing_else(cluster):
+    # the whole-procedure bootstrap's draws keep the coefficients only
+    df = make_panel(25)
+    full = event_study(df, cluster=cluster)
+    bare = event_study(df, cluster=cluster, covariance=False)
+    pd.testing.assert_series_equal(bare.coefficients, full.coefficients, check_exact=True)
+    assert bare.cov.shape == full.cov.shape and bare.cov.isna().all().all()
+    assert not full.cov.isna().any().any()
+    for name in ("nobs", "n_clusters", "df_k", "ssc_factor", "n_treated", "dropped"):
+        assert getattr(bare, name) == getattr(full, name), name
+    pd.testing.assert_series_equal(bare.n_treated_by_rel_time, full.n_treated_by_rel_time)
+    # the degrees-of-freedom check still refuses a fit with too few observations
+    from types import SimpleNamespace
+
+    from leapresearch.estimation.event_study import _crv1_covariance
+
+    codes = np.arange(4)
+    short = SimpleNamespace(nobs=6, n_g=4, n_u=4, n_st=4, st_code=codes, g_code=codes)
+    for scores in (np.ones((4, 2)), None):
+        with pytest.raises(ValueError, match="too few observations"):
+            _crv1_covariance(np.eye(2), scores, short, k=2, unit_nested=False)
+
+
 def test_window_none_gives_one_term_per_event_time():
     df = make_panel(24)
     res = event_study(df, window=None, reference=-2)

@@ -84,6 +84,7 @@ from leapresearch.design.matching.separation import remember_directions, remembe
 from leapresearch.design.matching.sorting import _dense_codes, _int_lexsort
 from leapresearch.design.pool import Candidates
 from leapresearch.design.stacking import mass_weights, subgroup_weights
+from leapresearch.estimation.event_study import event_study
 from leapresearch.estimation.falsification import ID_COLUMNS
 from leapresearch.estimation.subgroups import GROUP_ALL, group_definitions
 from leapresearch.parallel import Started, scheduler_address, start_parallel_map
@@ -383,6 +384,10 @@ def draw_weights(seed: int, draw: int, n_clusters: int) -> np.ndarray:
     return rng.standard_exponential(n_clusters)
 
 
+_coefficients_only = functools.partial(event_study, covariance=False)
+"""The event study without its covariance: a draw keeps only the coefficients."""
+
+
 def headline_fits(prepared: Prepared, unit_mass: np.ndarray | None = None) -> dict[str, pd.Series]:
     """Estimates of the procedure's groups: all visited students, each grade band, 6-12.
 
@@ -400,7 +405,7 @@ def headline_fits(prepared: Prepared, unit_mass: np.ndarray | None = None) -> di
             weights = units["weight"].to_numpy(np.float64)
         else:
             weights = subgroup_weights(units, pairs, treated)
-        res = fit_group(prepared, prepared.stacked, weights)
+        res = fit_group(prepared, prepared.stacked, weights, estimator=_coefficients_only)
         if res is not None:
             out[label] = res.coefficients
     return out

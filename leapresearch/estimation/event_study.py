@@ -633,7 +633,7 @@ def _cluster_scores(
 
 def _crv1_covariance(
     bread: np.ndarray,
-    scores: np.ndarray,
+    scores: np.ndarray | None,
     sample: _Sample,
     *,
     k: int,
@@ -645,10 +645,8 @@ def _crv1_covariance(
     bread and ``K = k + sum of fixed-effect levels - (number of sets - 1)``, where the
     levels of a set nested in the cluster (the units when ``unit_nested``, and/or the
     stack-month cells) count as one (``ssc(k_adj=True, k_fixef="nonnested", G_adj=True)``). Returns
-    ``V``, the factor and ``K``.
+    ``V``, the factor and ``K``; without ``scores``, ``V`` is NaN (and ``K`` still checked).
     """
-    meat = scores.T @ scores
-    v_raw = bread @ meat @ bread
     nobs, n_g = sample.nobs, sample.n_g
     levels = [(sample.n_u, unit_nested), (sample.n_st, is_nested(sample.st_code, sample.g_code))]
     k_fe = sum(n for n, _ in levels) - (len(levels) - 1)
@@ -657,6 +655,9 @@ def _crv1_covariance(
     if nobs - df_k <= 0:
         raise ValueError(f"too few observations ({nobs}) for {df_k} parameters")
     factor = n_g / (n_g - 1) * (nobs - 1) / (nobs - df_k)
+    if scores is None:  # coefficients only (covariance=False)
+        return np.full((k, k), np.nan), factor, df_k
+    v_raw = bread @ (scores.T @ scores) @ bread
     cov = factor * 0.5 * (v_raw + v_raw.T)
     return cov, factor, df_k
 
@@ -725,6 +726,7 @@ def event_study(
     cluster: ClusterVar = "student",
     weight: str | None = "weight",
     tol: float = 1e-10,
+    covariance: bool = True,
 ) -> EventStudyResult:
     """Stacked event study with unit and stack-by-month fixed effects.
 
@@ -750,6 +752,9 @@ def event_study(
         Convergence tolerance of the alternating-projections fallback of the fixed-effect
         solver (the exact block solver, used whenever every stack has at most
         3,000 months, does not iterate).
+    covariance : bool, optional
+        False: the coefficients only, with a NaN covariance (the whole-procedure
+        bootstrap's draws, whose spread is the covariance); the checks are the same.
 
     Returns
     -------
@@ -805,7 +810,10 @@ def event_study(
     terms, code, dropped = _event_time_terms(sample, opt)
     fit = _within_fit(sample, terms, code, tol=tol)
     kept, bread, beta = _solve_within(fit, terms, sample.notes, dropped)
-    scores, unit_nested = _cluster_scores(sample, code, fit, kept, beta)
+    if covariance:
+        scores, unit_nested = _cluster_scores(sample, code, fit, kept, beta)
+    else:
+        scores, unit_nested = None, is_nested(sample.u_code, sample.g_code)
     cov, factor, df_k = _crv1_covariance(
         bread, scores, sample, k=kept.size, unit_nested=unit_nested
     )
