@@ -608,6 +608,106 @@ def test_a_propensity_plan_gives_the_same_scores_bit_for_bit():
         propensity_scores(shuffled.reset_index(drop=True), covariates=covs, plan=plan)
 
 
+@pytest.mark.parametrize("ridge", [0.0, 1.0])
+def test_the_first_step_from_cluster_sums_is_the_rows_first_step(ridge):
+    # a Bayesian draw weights each school's rows alike: the score, Hessian and deviance at
+    # the common start are weighted sums of per-school terms (ClusterTerms), and the fit
+    # that starts from them takes the same steps as the one that sums the rows
+    from leapresearch.design.matching import logit
+
+    rng = np.random.default_rng(21)
+    n = 6000
+    district, band = np.sort(rng.integers(0, 5, n)), rng.integers(0, 3, n)
+    z = rng.normal(size=(n, 3))
+    eta = 0.5 * z[:, 0] - 0.4 * z[:, 1] + 0.3 * district - 0.5 * band - 1.0
+    y = (rng.random(n) < expit(eta)).astype(float)
+    dmat = logit._dummies([district, band], [("d", np.arange(5)), ("b", np.arange(3))])[0].tocsr()
+    design = np.column_stack([np.ones(n), z])
+    cluster = rng.integers(0, 40, n)
+    theta = logit._logit_newton(design, dmat, y, ridge=ridge)[0] + rng.normal(0, 0.3, 10)
+    terms = logit.cluster_terms(design, dmat, y, theta, cluster)
+    assert terms.hessian.shape == (40, 10 * 11 // 2)
+    weights = rng.standard_exponential(40)[cluster]
+    score, hess, dev = terms.weighted(weights)
+    rows = logit._NewtonTerms(design, dmat)
+    eta0 = rows.linear(theta)
+    mu = expit(eta0)
+    row_score, row_hess = rows.score_and_hessian(mu * (1 - mu) * weights, (y - mu) * weights)
+    np.testing.assert_allclose(score, row_score, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(hess, row_hess, rtol=1e-10, atol=1e-10)
+    row_dev = 2.0 * (weights @ np.logaddexp(0.0, eta0) - (weights * y) @ eta0)
+    assert dev == pytest.approx(row_dev, rel=1e-12)
+    # the fit from the sums: the same iterations to the same maximum
+    fast = logit._logit_newton(
+        design, dmat, y, ridge=ridge, start=theta, weights=weights, first=(score, hess, dev)
+    )
+    slow = logit._logit_newton(design, dmat, y, ridge=ridge, start=theta, weights=weights)
+    assert fast[1] and slow[1] and fast[2] == slow[2] > 1
+    np.testing.assert_allclose(fast[0], slow[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast[3], slow[3], rtol=0, atol=1e-12)
+    # weights that differ within a cluster have no cluster sums
+    uneven = weights.copy()
+    uneven[np.flatnonzero(cluster == cluster[0])[1]] *= 2.0
+    assert terms.weighted(uneven) is None
+    with pytest.raises(ValueError, match="need the start"):
+        logit._logit_newton(design, dmat, y, ridge=ridge, first=(score, hess, dev))
+
+
+def test_a_plan_with_the_start_terms_gives_the_scores_to_their_last_decimal(monkeypatch):
+    # the draws' plan also holds each fit's terms at the common start by school; a draw's
+    # first Newton step reads them, the scores are those without them (the sums' order
+    # differs, so the same to the last decimal kept), and other weights or another start
+    # do not use them
+    from leapresearch.design.matching import logit
+    from leapresearch.design.matching import propensity as pm
+    from leapresearch.design.matching.grid import PSCORE_DECIMALS
+
+    frame = pd.concat(
+        [small_fit_frame(5, n=1500), small_fit_frame(6, n=1500).assign(stack=np.int64(2))],
+        ignore_index=True,
+    )
+    covs = ["x1", "x2", "b"]
+    rng = np.random.default_rng(13)
+    school = rng.integers(0, 30, len(frame))
+    full = propensity_scores(frame, covariates=covs)
+    start = {d["group"]: d["coefficients"] for d in full.attrs["fit_diagnostics"]}
+    plan = pm.propensity_plan(frame, covariates=covs)
+    with_terms = pm.with_start_terms(plan, start, school)
+    assert all(g.start_terms is not None for g in with_terms.groups)
+    assert all(g.start_terms is None for g in plan.groups)
+    assert all(
+        g.start_terms is None
+        for g in pm.with_start_terms(plan, start, np.arange(len(frame))).groups
+    )  # a cluster a row: more memory than the design, so no terms
+
+    passes = []
+    real = logit._NewtonTerms.score_and_hessian
+
+    def counted(self, w, resid):
+        passes.append(1)
+        return real(self, w, resid)
+
+    monkeypatch.setattr(logit._NewtonTerms, "score_and_hessian", counted)
+
+    def fit(plan, weights, start=start):
+        passes.clear()
+        out = propensity_scores(frame, covariates=covs, weights=weights, start=start, plan=plan)
+        return out.to_numpy(), len(passes), out.attrs["fit_diagnostics"]
+
+    weights = rng.standard_exponential(30)[school]
+    fast, fast_passes, fast_diag = fit(with_terms, weights)
+    slow, slow_passes, slow_diag = fit(plan, weights)
+    assert fast_passes == slow_passes - len(plan.groups)  # each fit's first pass saved
+    assert [d["n_iter"] for d in fast_diag] == [d["n_iter"] for d in slow_diag]
+    assert np.nanmax(np.abs(fast - slow)) <= 10.0**-PSCORE_DECIMALS
+    # weights that differ within a school, or another start: the rows are summed
+    uneven = rng.standard_exponential(len(frame))
+    assert fit(with_terms, uneven)[1] == fit(plan, uneven)[1]
+    np.testing.assert_array_equal(fit(with_terms, uneven)[0], fit(plan, uneven)[0])
+    moved = {k: {c: v + 0.01 for c, v in coefs.items()} for k, coefs in start.items()}
+    assert fit(with_terms, weights, moved)[1] == fit(plan, weights, moved)[1]
+
+
 def test_constant_and_aliased_columns_are_dropped():
     frame = small_fit_frame(1)
     base = propensity_scores(frame, covariates=["x1", "x2", "b"])

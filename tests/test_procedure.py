@@ -229,8 +229,10 @@ def test_bayesian_draws_weight_every_school_and_do_not_depend_on_the_workers(pre
 
 
 def test_bayesian_draws_with_the_shared_plan_are_the_same_numbers(bayesian):
-    # a block of draws builds the weight-free part of the propensity fits once
-    # (shared_plan); its draws are those computed from scratch, bit for bit
+    # a block of draws builds the weight-free part of the propensity fits once, and
+    # their terms at the common start by school (shared_plan); its draws are those
+    # computed from scratch, bit for bit (the first step's sums run in another order,
+    # about 1e-16 apart; the scores are rounded to 1e-9 and fitted to far below that)
     from leapresearch.analysis import procedure
 
     plan = procedure.shared_plan(bayesian)

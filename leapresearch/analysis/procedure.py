@@ -79,7 +79,7 @@ from leapresearch.analysis.fitting import band_rel_times, cluster_level, fit_gro
 from leapresearch.analysis.sample import Prepared, fitted_coefficients, prepare_matched, pscore_plan
 from leapresearch.config import Config
 from leapresearch.data.panel import AnalyticPanel
-from leapresearch.design.matching.propensity import PropensityPlan
+from leapresearch.design.matching.propensity import PropensityPlan, with_start_terms
 from leapresearch.design.matching.separation import remember_directions, remembered_directions
 from leapresearch.design.matching.sorting import _dense_codes, _int_lexsort
 from leapresearch.design.pool import Candidates
@@ -457,8 +457,15 @@ def draw_estimates(
 
 
 def shared_plan(data: ProcedureData) -> PropensityPlan | None:
-    """What the draws of ``data`` share of their propensity fits (None: resampled draws)."""
-    return pscore_plan(data.candidates) if data.scheme == "bayesian" else None
+    """What the draws of ``data`` share of their propensity fits (None: resampled draws).
+
+    The weight-free steps (:func:`~leapresearch.analysis.sample.pscore_plan`) and each
+    fit's terms at the common start by cluster, from which every draw takes its first
+    Newton step (:func:`~leapresearch.design.matching.propensity.with_start_terms`).
+    """
+    if data.scheme != "bayesian":
+        return None
+    return with_start_terms(pscore_plan(data.candidates), data.pscore_start, data.row_cluster)
 
 
 _PLANS: dict[str, PropensityPlan | None] = {}

@@ -3,10 +3,14 @@
 The building blocks of the propensity model of
 :mod:`leapresearch.design.matching.propensity`: sparse fixed-effect dummies, the columns
 that are not linear combinations of earlier ones (R's ``glm`` aliasing), and the
-Newton-Raphson fit, with step halving and an optional ridge penalty, on ``[design | dummies]``.
+Newton-Raphson fit, with step halving and an optional ridge penalty, on ``[design | dummies]``;
+and the fit's terms at its start summed by cluster (:class:`ClusterTerms`), from which the
+weighted fits of a Bayesian bootstrap take their first step.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
@@ -119,6 +123,20 @@ class _DummyRuns:
         self.sizes = np.diff(self.bounds)
 
 
+def dummy_runs(dmat: sp.csr_array | None, n: int) -> _DummyRuns:
+    """The :class:`_DummyRuns` of a fit's ``n`` rows, without runs when they are short.
+
+    Without dummies, or when the rows come in runs of fewer than :data:`_MIN_RUN_ROWS`
+    rows on average, the runs carry no ``pattern`` and :class:`_NewtonTerms` takes sparse
+    products. It depends on the dummies alone: fits of the same rows with other weights
+    (a Bayesian bootstrap's draws) share it.
+    """
+    runs = _DummyRuns(dmat, n)
+    if dmat is not None and dmat.shape[1] and runs.starts.size * _MIN_RUN_ROWS > n:
+        runs = _DummyRuns(None, n)
+    return runs
+
+
 class _NewtonTerms:
     """The linear predictor, score and Hessian of a logit on ``[design | dmat]``.
 
@@ -129,13 +147,14 @@ class _NewtonTerms:
     order), else sparse products.
     """
 
-    def __init__(self, design: np.ndarray, dmat: sp.csr_array | None) -> None:
+    def __init__(
+        self, design: np.ndarray, dmat: sp.csr_array | None, runs: _DummyRuns | None = None
+    ) -> None:
         n, self.p = design.shape
         self.g = 0 if dmat is None else dmat.shape[1]
         self.design, self.dmat = design, dmat
-        self.runs = _DummyRuns(dmat, n)
-        if self.g and self.runs.starts.size * _MIN_RUN_ROWS > n:  # short runs: sparse products
-            self.runs = _DummyRuns(None, n)
+        self.runs = dummy_runs(dmat, n) if runs is None else runs
+        if self.g and self.runs.pattern is None:  # short runs: sparse products
             self.nnz_row = np.repeat(np.arange(n), np.diff(dmat.indptr))
             self.dmat_w = dmat.copy()  # rows scaled by w, reused by every iteration
         self.pattern = self.runs.pattern
@@ -182,6 +201,77 @@ class _NewtonTerms:
         return grad, hess
 
 
+@dataclass(frozen=True)
+class ClusterTerms:
+    r"""A logit's score, Hessian and deviance at ``theta``, summed within clusters of rows.
+
+    When every row of a cluster carries the same weight :math:`w_c` (a Bayesian bootstrap
+    draw weights schools), the weighted terms at ``theta`` are sums over the clusters:
+    :math:`X'W(y - \mu) = \sum_c w_c s_c`, :math:`X'WVX = \sum_c w_c H_c` (:math:`V` the
+    logit's variances) and the deviance :math:`\sum_c w_c d_c`. A Newton fit that starts
+    at ``theta`` then takes its first step from these sums, without a pass over the rows;
+    the step is the same up to the order of the sums (the fit's later steps absorb that).
+
+    ``cluster``: each row's cluster (``0..m-1``); ``first``: one row of each cluster;
+    ``score``: ``(m, k)``; ``hessian``: each :math:`H_c`'s upper triangle, row by row,
+    ``(m, k(k+1)/2)``; ``deviance``: ``(m,)``.
+    """
+
+    theta: np.ndarray
+    cluster: np.ndarray
+    first: np.ndarray
+    score: np.ndarray
+    hessian: np.ndarray
+    deviance: np.ndarray
+
+    def weighted(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """Score, Hessian and deviance with row ``weights``; None unless constant by cluster."""
+        wc = weights[self.first]
+        if not np.array_equal(weights, wc[self.cluster]):
+            return None
+        k = self.theta.size
+        upper = np.triu_indices(k)
+        packed = wc @ self.hessian
+        hess = np.empty((k, k))
+        hess[upper] = packed
+        hess[upper[1], upper[0]] = packed
+        return wc @ self.score, hess, float(wc @ self.deviance)
+
+
+def cluster_terms(
+    design: np.ndarray,
+    dmat: sp.csr_array | None,
+    y: np.ndarray,
+    theta: np.ndarray,
+    cluster: np.ndarray,
+    runs: _DummyRuns | None = None,
+) -> ClusterTerms:
+    """:class:`ClusterTerms` of the logit on ``[design | dmat]`` at ``theta`` (unweighted).
+
+    ``cluster``: each row's cluster, codes ``0..m-1`` (every code used); ``runs``:
+    :func:`dummy_runs` of ``dmat``, when already made.
+    """
+    eta = _NewtonTerms(design, dmat, runs).linear(theta)
+    mu = expit(eta)
+    var, resid = mu * (1.0 - mu), y - mu
+    m, k = int(cluster.max(initial=-1)) + 1, theta.size
+    order = np.argsort(cluster, kind="stable")
+    bounds = np.searchsorted(cluster[order], np.arange(m + 1))
+    upper = np.triu_indices(k)
+    score, hessian = np.empty((m, k)), np.empty((m, upper[0].size))
+    for c in range(m):
+        rows = order[bounds[c] : bounds[c + 1]]
+        z = design[rows]
+        if dmat is not None and dmat.shape[1]:
+            z = np.hstack([z, dmat[rows].toarray()])
+        score[c] = resid[rows] @ z
+        hessian[c] = ((z * var[rows, None]).T @ z)[upper]
+    deviance = np.bincount(cluster, 2.0 * (np.logaddexp(0.0, eta) - y * eta), minlength=m).astype(
+        np.float64
+    )
+    return ClusterTerms(theta.copy(), cluster, order[bounds[:-1]], score, hessian, deviance)
+
+
 def _logit_newton(
     design: np.ndarray,
     dmat: sp.csr_array | None,
@@ -192,15 +282,23 @@ def _logit_newton(
     tol: float = 1e-10,
     start: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    runs: _DummyRuns | None = None,
+    first: tuple[np.ndarray, np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, bool, int, np.ndarray]:
     """Newton-Raphson logistic regression on ``[design | dmat]``; column 0 is unpenalised.
 
     From ``start`` when given, else from the intercept-only fit; ``tol=0`` takes exactly
     ``max_iter`` steps (converged is then False). ``weights`` (positive, one a row) weight
     each row's log-likelihood (a row of weight 2 counts as two identical rows); None: 1.
+    ``runs``: :func:`dummy_runs` of ``dmat``, when already made. ``first``: the weighted
+    score, Hessian and deviance (no penalty) at ``start``, when known
+    (:meth:`ClusterTerms.weighted`): the first step takes them instead of a pass over the
+    rows.
 
     The score and Hessian: :class:`_NewtonTerms`.
     """
+    if first is not None and start is None:
+        raise ValueError("the terms of a first step need the start they were computed at")
     p = design.shape[1]
     g = 0 if dmat is None else dmat.shape[1]
     if start is not None:
@@ -211,7 +309,7 @@ def _logit_newton(
         theta[0] = np.log(ybar / (1.0 - ybar))
     pen = np.full(p + g, ridge)
     pen[0] = 0.0
-    terms = _NewtonTerms(design, dmat)
+    terms = _NewtonTerms(design, dmat, runs)
     linear = terms.linear
 
     def objective(eta: np.ndarray, th: np.ndarray) -> float:
@@ -221,18 +319,24 @@ def _logit_newton(
             dev = 2.0 * float(weights @ np.logaddexp(0.0, eta) - (weights * y) @ eta)
         return dev + float(pen @ (th * th))
 
-    eta = linear(theta)
-    obj = objective(eta, theta)
+    if first is None:
+        eta = linear(theta)
+        obj = objective(eta, theta)
+    else:
+        eta, obj = None, first[2] + float(pen @ (theta * theta))
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - iteration count is reported
-        mu = expit(eta)
-        w = mu * (1.0 - mu)
-        resid = y - mu
-        if weights is not None:
-            w *= weights
-            resid *= weights
-        grad, hess = terms.score_and_hessian(w, resid)
+        if it == 1 and first is not None:
+            grad, hess = first[0].copy(), first[1].copy()
+        else:
+            mu = expit(eta)
+            w = mu * (1.0 - mu)
+            resid = y - mu
+            if weights is not None:
+                w *= weights
+                resid *= weights
+            grad, hess = terms.score_and_hessian(w, resid)
         grad -= pen * theta
         hess[np.diag_indices_from(hess)] += pen
         try:

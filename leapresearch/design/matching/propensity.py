@@ -10,6 +10,7 @@ decimals; rows with identical covariates share one score bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,11 +21,15 @@ import pandas as pd
 
 from leapresearch.design.matching.grid import PSCORE_DECIMALS
 from leapresearch.design.matching.logit import (
+    ClusterTerms,
     _dummies,
+    _DummyRuns,
     _logit_newton,
     _non_aliased,
     _raw_coefficients,
     _standardised_coefficients,
+    cluster_terms,
+    dummy_runs,
 )
 from leapresearch.design.matching.options import (
     DEFAULT_FIXED_EFFECTS,
@@ -208,7 +213,9 @@ class _GroupPlan:
     tied on every key (``treated`` too), None when no two rows tie; ``y``: ``treated`` as
     float; ``active``: :func:`_informative_rows`; ``design``: what :func:`_design` returns
     on them (None when the active rows hold a single class or none); ``one_column``:
-    :func:`_one_column_separates` of that design.
+    :func:`_one_column_separates` of that design; ``runs``: :func:`dummy_runs` of its
+    dummies (every Newton fit of the group shares them); ``start_terms``: the fit's terms
+    at the draws' common start by cluster (:func:`with_start_terms`), or None.
     """
 
     key: Any
@@ -220,6 +227,8 @@ class _GroupPlan:
     active: np.ndarray
     design: tuple | None
     one_column: bool
+    runs: _DummyRuns | None = None
+    start_terms: ClusterTerms | None = None
 
 
 @dataclass(frozen=True)
@@ -327,7 +336,37 @@ def _group_plans(
             active=active,
             design=design,
             one_column=design is not None and _one_column_separates(design[0], design[1], ya),
+            runs=None if design is None else dummy_runs(design[1], design[0].shape[0]),
         )
+
+
+def with_start_terms(
+    plan: PropensityPlan, start: Mapping[Any, Mapping[str, float]], clusters: np.ndarray
+) -> PropensityPlan:
+    """``plan`` with each group's terms at ``start`` summed by cluster (the first step).
+
+    The draws of a Bayesian bootstrap start every fit at the same coefficients (``start``,
+    as :func:`propensity_scores` takes it) and weight each cluster's rows alike
+    (``clusters``: each candidate row's cluster), so the score, Hessian and deviance of
+    their first Newton step are weighted sums of per-cluster terms computed here once
+    (:class:`~leapresearch.design.matching.logit.ClusterTerms`). A group gets them when
+    they take no more memory than its design (few clusters: schools, not students); the
+    fits check the weights and the start before using them.
+    """
+    groups = []
+    for group in plan.groups:
+        coefficients = start.get(group.key)
+        if group.design is not None and coefficients is not None:
+            design, dmat, names, _, mean_k, sd_k = group.design
+            theta = _standardised(coefficients, names, mean_k, sd_k)
+            codes, local = np.unique(clusters[group.rows[group.active]], return_inverse=True)
+            if codes.size * (theta.size + 1) // 2 <= design.shape[0]:
+                terms = cluster_terms(
+                    design, dmat, group.y[group.active], theta, local.ravel(), group.runs
+                )
+                group = dataclasses.replace(group, start_terms=terms)
+        groups.append(group)
+    return dataclasses.replace(plan, groups=tuple(groups))
 
 
 def _fit_groups(
@@ -345,8 +384,12 @@ def _fit_groups(
     eta = np.full(n_rows, np.nan)
     diagnostics: list[dict[str, Any]] = []
     for plan in plans:
-        w = None if weights is None else _fit_order_weights(plan, weights)
-        eta_g, diag = _fit_group(plan, start=start.get(plan.key), weights=w)
+        w = first = None
+        if weights is not None:
+            w = _fit_order_weights(plan, weights)
+            if plan.start_terms is not None:
+                first = plan.start_terms.weighted(weights[plan.rows[plan.active]])
+        eta_g, diag = _fit_group(plan, start=start.get(plan.key), weights=w, first=first)
         # identical covariate rows get the very same score (that of the first of them)
         eta[plan.rows] = np.round(eta_g[plan.first], PSCORE_DECIMALS)
         diagnostics.append({"group": plan.key, **diag})
@@ -360,7 +403,13 @@ def _fit_order_weights(plan: _GroupPlan, weights: np.ndarray) -> np.ndarray:
     those makes the fit's sums independent of the order of the input rows.
     """
     w = weights[plan.rows]
-    return w if plan.tie_block is None else w[np.lexsort((w, plan.tie_block))]
+    if plan.tie_block is None:
+        return w
+    # only rows in blocks of two or more can move (the blocks are runs of rows)
+    tied = np.flatnonzero(np.bincount(plan.tie_block)[plan.tie_block] > 1)
+    held = w[tied]
+    w[tied] = held[np.lexsort((held, plan.tie_block[tied]))]
+    return w
 
 
 def _canonical_rows(
@@ -465,13 +514,15 @@ def _fit_group(
     *,
     start: Mapping[str, float] | None = None,
     weights: np.ndarray | None = None,
+    first: tuple[np.ndarray, np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit one propensity model; return the linear predictor (NaN where not estimable).
 
     ``plan``: the group's rows, design and checks (:func:`_group_plans`). ``start``:
     coefficients by column name on the covariates' own scale (see
     :func:`propensity_scores`), where the fits start. ``weights``: the rows' likelihood
-    weights in the plan's row order (None: 1).
+    weights in the plan's row order (None: 1). ``first``: the weighted terms at the start
+    from ``plan.start_terms`` (used only if that is where the fits start).
     """
     y, active = plan.y, plan.active
     n = y.size
@@ -492,6 +543,8 @@ def _fit_group(
     design, dmat, names, dropped, mean_k, sd_k = plan.design
     group_label = plan.label
     theta0 = None if start is None else _standardised(start, names, mean_k, sd_k)
+    if first is not None and (theta0 is None or not np.array_equal(theta0, plan.start_terms.theta)):
+        first = None
     method, converged, n_iter = "mle", True, 0
     columns = (tuple(names[0]), tuple(names[1]))
     # a single separating column, or a direction found before on rows of the same columns
@@ -501,7 +554,9 @@ def _fit_group(
         design, dmat, ya, columns=columns, mean=mean_k, sd=sd_k
     )
     if not separated:
-        fit = _logit_newton(design, dmat, ya, ridge=0.0, start=theta0, weights=wa)
+        fit = _logit_newton(
+            design, dmat, ya, ridge=0.0, start=theta0, weights=wa, runs=plan.runs, first=first
+        )
         theta, converged, n_iter, eta_a = fit
         # a converged fit usually proves there is no separation; the linear program
         # decides the others (the same decision either way: _overlap_certified)
@@ -518,7 +573,14 @@ def _fit_group(
             stacklevel=3,
         )
         theta, converged, n_iter, eta_a = _logit_newton(
-            design, dmat, ya, ridge=RIDGE_FALLBACK, start=theta0, weights=wa
+            design,
+            dmat,
+            ya,
+            ridge=RIDGE_FALLBACK,
+            start=theta0,
+            weights=wa,
+            runs=plan.runs,
+            first=first,
         )
         method = "ridge"
         if not converged:
