@@ -12,17 +12,22 @@ are comparable only with each other; the whole run is measured by ``run_benchmar
 ``--no-profile`` times the draws without cProfile (its overhead is not counted): draw 0
 first, untimed (the first draw pays for imports and caches), then draws ``1 .. DRAWS``
 one by one, with each draw's wall time and the mean CPU time a draw.
+``--paired-start-terms`` times each draw with the shared plan's first-step terms and
+without them, alternated in one process, and checks that both give the same estimates.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import pickle
 import pstats
 import resource
 import time
 from pathlib import Path
+
+import numpy as np
 
 from leapresearch.analysis import procedure
 from leapresearch.analysis.sample import prepare
@@ -50,6 +55,12 @@ def main() -> None:
     parser.add_argument(
         "--no-profile", action="store_true", help="time draws 1..DRAWS without cProfile"
     )
+    parser.add_argument(
+        "--paired-start-terms",
+        action="store_true",
+        help="CPU time of draws 1..DRAWS with the plan's first-step terms and without them, "
+        "alternated in one process (the paired difference a draw), and the same estimates",
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -61,6 +72,9 @@ def main() -> None:
     start = time.perf_counter()
     plan = procedure.shared_plan(data)  # as a block of draws of a run builds it
     print(f"shared propensity plan: {time.perf_counter() - start:.1f} s")
+    if args.paired_start_terms:
+        _paired_start_terms(data, plan, args.draws)
+        return
     if args.no_profile:
         procedure.draw_estimates(data, 0, plan=plan)  # untimed: imports and caches
         before = resource.getrusage(resource.RUSAGE_SELF)
@@ -98,6 +112,38 @@ def main() -> None:
     stats = pstats.Stats(profile)
     stats.sort_stats("cumulative").print_stats(args.top)
     stats.sort_stats("tottime").print_stats(args.top)
+
+
+def _paired_start_terms(data, plan, draws: int) -> None:
+    """Each draw with and without the plan's first-step terms, in alternating order.
+
+    Pairs of the same draw in one process, the order switched every draw, so that a
+    shared machine's drift falls on both; prints each pair's CPU seconds, the mean
+    difference with its standard error, and whether every pair gave the same estimates.
+    """
+    without = dataclasses.replace(
+        plan, groups=tuple(dataclasses.replace(g, start_terms=None) for g in plan.groups)
+    )
+    procedure.draw_estimates(data, 0, plan=plan)  # untimed: imports and caches
+    pairs, same = [], True
+    for d in range(1, draws + 1):
+        cpu, est = {}, {}
+        for name in ("with", "without") if d % 2 else ("without", "with"):
+            before = time.process_time()
+            est[name] = procedure.draw_estimates(data, d, plan=plan if name == "with" else without)
+            cpu[name] = time.process_time() - before
+        same &= est["with"].keys() == est["without"].keys() and all(
+            est["with"][g].equals(est["without"][g]) for g in est["with"]
+        )
+        pairs.append((cpu["with"], cpu["without"]))
+        print(f"draw {d}: {cpu['with']:.2f} s with the terms, {cpu['without']:.2f} s without")
+    diff = np.array([b - a for a, b in pairs])
+    se = diff.std(ddof=1) / np.sqrt(diff.size) if diff.size > 1 else float("nan")
+    print(
+        f"mean CPU a draw: {np.mean([a for a, _ in pairs]):.2f} s with, "
+        f"{np.mean([b for _, b in pairs]):.2f} s without; saved {diff.mean():.2f} s "
+        f"(SE {se:.2f}); the same estimates: {same}"
+    )
 
 
 def _save_or_compare(args: argparse.Namespace, estimates: dict) -> None:
