@@ -305,6 +305,7 @@ def test_a_group_without_a_pre_trend_fit_is_said_to_be_unbounded_not_printed_as_
     words = describe_headline_breakdowns(sens, rel_times=(6, 9))
     assert f"All visited students 0.61, Grades PK-5 not bounded ({NO_PRETREND_FIT})." in words
     assert "The smallest (0.61, All visited students" in words
+    assert describe_sensitivity(sens).startswith("Breakdown values for all visited students (")
     assert describe_sensitivity(sens, group="grade_band:PK-5") == (
-        f"No published sensitivity bounds for grade_band:PK-5 ({NO_PRETREND_FIT})."
+        f"No published sensitivity bounds for Grades PK-5 ({NO_PRETREND_FIT})."
     )

@@ -279,10 +279,11 @@ def describe_sensitivity(sensitivity: pd.DataFrame, *, group: str = "all") -> st
         return f"The sensitivity bounds could not be computed ({sensitivity['note'].iloc[0]})."
     own = sensitivity.loc[sensitivity["group"] == group]
     d = own.loc[own["breakdown"].notna()]
+    who = group_label(group).lower() if group == "all" else group_label(group)
     if d.empty:
         unfit = own.reindex(columns=["inference"])["inference"].eq(NO_PRETREND_FIT).any()
         why = f" ({NO_PRETREND_FIT})" if unfit else ""
-        return f"No published sensitivity bounds for {group}{why}."
+        return f"No published sensitivity bounds for {who}{why}."
     parts = []
     for r, g in d.groupby("rel_time", sort=True):
         rm = g.loc[g["method"] == "relative_magnitudes", "breakdown"]
@@ -302,7 +303,7 @@ def describe_sensitivity(sensitivity: pd.DataFrame, *, group: str = "all") -> st
         "seen before the visit (Mbar = 1)"
     )
     return (
-        f"Breakdown values for {group} (the smallest bound at which the 95% interval "
+        f"Breakdown values for {who} (the smallest bound at which the 95% interval "
         f"includes zero): " + "; ".join(parts) + f". With the smallest Mbar at "
         f"{weakest:.2f}, {reading}."
     )
