@@ -212,21 +212,21 @@ class ClusterTerms:
     at ``theta`` then takes its first step from these sums, without a pass over the rows;
     the step is the same up to the order of the sums (the fit's later steps absorb that).
 
-    ``cluster``: each row's cluster (``0..m-1``); ``first``: one row of each cluster;
+    ``cluster``: each row's cluster (``0..m-1``); ``cluster_row``: one row of each cluster;
     ``score``: ``(m, k)``; ``hessian``: each :math:`H_c`'s upper triangle, row by row,
     ``(m, k(k+1)/2)``; ``deviance``: ``(m,)``.
     """
 
     theta: np.ndarray
     cluster: np.ndarray
-    first: np.ndarray
+    cluster_row: np.ndarray
     score: np.ndarray
     hessian: np.ndarray
     deviance: np.ndarray
 
     def weighted(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
         """Score, Hessian and deviance with row ``weights``; None unless constant by cluster."""
-        wc = weights[self.first]
+        wc = weights[self.cluster_row]
         if not np.array_equal(weights, wc[self.cluster]):
             return None
         k = self.theta.size
