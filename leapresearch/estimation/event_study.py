@@ -662,6 +662,24 @@ def _crv1_covariance(
     return cov, factor, df_k
 
 
+def _covariance(
+    sample: _Sample,
+    code: np.ndarray,
+    fit: _WithinFit,
+    kept: np.ndarray,
+    beta: np.ndarray,
+    bread: np.ndarray,
+    *,
+    covariance: bool,
+) -> tuple[np.ndarray, float, int]:
+    """:func:`_crv1_covariance` from the cluster scores; NaN without ``covariance``."""
+    if covariance:
+        scores, unit_nested = _cluster_scores(sample, code, fit, kept, beta)
+    else:
+        scores, unit_nested = None, is_nested(sample.u_code, sample.g_code)
+    return _crv1_covariance(bread, scores, sample, k=kept.size, unit_nested=unit_nested)
+
+
 def _event_study_result(
     sample: _Sample,
     opt: _Options,
@@ -810,13 +828,7 @@ def event_study(
     terms, code, dropped = _event_time_terms(sample, opt)
     fit = _within_fit(sample, terms, code, tol=tol)
     kept, bread, beta = _solve_within(fit, terms, sample.notes, dropped)
-    if covariance:
-        scores, unit_nested = _cluster_scores(sample, code, fit, kept, beta)
-    else:
-        scores, unit_nested = None, is_nested(sample.u_code, sample.g_code)
-    cov, factor, df_k = _crv1_covariance(
-        bread, scores, sample, k=kept.size, unit_nested=unit_nested
-    )
+    cov, factor, df_k = _covariance(sample, code, fit, kept, beta, bread, covariance=covariance)
     return _event_study_result(
         sample, opt, terms[kept], beta, cov, factor, df_k, dropped, fit.method
     )
