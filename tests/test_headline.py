@@ -226,3 +226,18 @@ def test_the_long_term_sentence_marks_a_school_year_not_adjusted_with_its_own_sl
     off = narrative.describe_long_term(lt.assign(adjustment="none"))
     assert "unadjusted" not in off and "pooled" not in off
     assert "unadjusted" not in narrative.describe_long_term(lt.drop(columns="adjustment"))
+
+
+def test_the_long_term_sentence_names_its_students_when_a_reference_year_is_required():
+    lt = pd.DataFrame(
+        [("all", "2021-22", "2022-23", 1, 3.0)],
+        columns=["group", "cohort", "school_year", "years_after", "estimate"],
+    ).assign(outcome="attendance_rate")
+    required = narrative.describe_long_term(lt, required=True)
+    assert required.startswith(
+        "Effects on the annual attendance rate in later school years, for the visited "
+        "students with a record in the school year before their first visit's: "
+    )
+    assert narrative.describe_long_term(lt).startswith(
+        "Effects on the annual attendance rate in later school years: "
+    )

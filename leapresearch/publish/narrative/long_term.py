@@ -16,12 +16,16 @@ MARKS = {"pooled": " (pooled slopes)", "none": " (unadjusted)"}
 
 
 @_snapped
-def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_rate") -> str:
+def describe_long_term(
+    long_term: pd.DataFrame, *, outcome: str = "attendance_rate", required: bool = False
+) -> str:
     """The effects on later school years' annual outcome, pooled group, each cohort.
 
     Where ``long_term.csv`` says a cell was adjusted with the whole matched sample's
     slopes or not at all (``adjustment``) while others had their own, the cell is marked
-    and a sentence says why.
+    and a sentence says why. ``required``: ``long_term.require_reference_year`` of the
+    run, whose estimand (the visited students with a record in the reference year) the
+    sentence then names.
     """
     d = long_term.loc[
         (long_term["group"] == "all")
@@ -46,7 +50,12 @@ def describe_long_term(long_term: pd.DataFrame, *, outcome: str = "attendance_ra
         )
         parts.append((cohort_key(cohort), f"{cohort_label(cohort)} cohort ({vals})"))
     parts = [text for _, text in sorted(parts)]
-    text = f"Effects on the annual {unit} in later school years: " + "; ".join(parts) + "."
+    whose = (
+        ", for the visited students with a record in the school year before their first visit's"
+        if required
+        else ""
+    )
+    text = f"Effects on the annual {unit} in later school years{whose}: " + "; ".join(parts) + "."
     if kind.ne("group").any():
         text += (
             " A school year whose comparison students were too few for its own regression "
