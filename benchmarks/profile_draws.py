@@ -114,6 +114,11 @@ def main() -> None:
     stats.sort_stats("tottime").print_stats(args.top)
 
 
+def _same_estimates(a: dict, b: dict) -> bool:
+    """Whether two draws' estimates hold the same groups with the same numbers, bit for bit."""
+    return a.keys() == b.keys() and all(a[g].equals(b[g]) for g in a)
+
+
 def _paired_start_terms(data, plan, draws: int) -> None:
     """Each draw with and without the plan's first-step terms, in alternating order.
 
@@ -132,9 +137,7 @@ def _paired_start_terms(data, plan, draws: int) -> None:
             before = time.process_time()
             est[name] = procedure.draw_estimates(data, d, plan=plan if name == "with" else without)
             cpu[name] = time.process_time() - before
-        same &= est["with"].keys() == est["without"].keys() and all(
-            est["with"][g].equals(est["without"][g]) for g in est["with"]
-        )
+        same &= _same_estimates(est["with"], est["without"])
         pairs.append((cpu["with"], cpu["without"]))
         print(f"draw {d}: {cpu['with']:.2f} s with the terms, {cpu['without']:.2f} s without")
     diff = np.array([b - a for a, b in pairs])
@@ -152,12 +155,7 @@ def _save_or_compare(args: argparse.Namespace, estimates: dict) -> None:
         args.estimates.write_bytes(pickle.dumps(estimates))
     if args.compare:
         earlier = pickle.loads(args.compare.read_bytes())
-        same = all(
-            d in earlier
-            and earlier[d].keys() == estimates[d].keys()
-            and all(earlier[d][g].equals(estimates[d][g]) for g in estimates[d])
-            for d in estimates
-        )
+        same = all(d in earlier and _same_estimates(earlier[d], estimates[d]) for d in estimates)
         print(f"estimates identical with {args.compare}: {same}")
 
 

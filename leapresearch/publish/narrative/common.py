@@ -16,6 +16,7 @@ import pandas as pd
 
 from leapresearch.publish.labels import (
     fmt,
+    group_label,
 )
 from leapresearch.publish.outputs import snap_frame
 
@@ -48,3 +49,8 @@ def _pp(x: float) -> str:
 
 def _months(r: int) -> str:
     return MONTH_WORDS.get(r, f"{r} months")
+
+
+def _who(group: str) -> str:
+    """A group's label inside a sentence ("all visited students", "Grades PK-5")."""
+    return group_label(group).lower() if group == "all" else group_label(group)

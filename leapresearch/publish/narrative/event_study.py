@@ -21,7 +21,7 @@ from leapresearch.publish.labels import (
     group_label,
     sort_groups,
 )
-from leapresearch.publish.narrative.common import _months, _snapped
+from leapresearch.publish.narrative.common import _months, _snapped, _who
 
 
 @_snapped
@@ -239,7 +239,7 @@ def describe_inference(
         conditional on the first steps, and, with the ``procedure_*`` columns, the range of
         whole-procedure-over-analytic ratios and where the whole-procedure band lies.
     """
-    who = group_label(group).lower() if group == "all" else group_label(group)
+    who = _who(group)
     d = table.loc[table["group"] == group]
     if not {"band_lower", "band_upper", "boot_std_error"} <= set(d.columns):
         return f"No simultaneous band for {who}: the table has no bootstrap columns."

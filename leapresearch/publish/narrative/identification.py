@@ -28,7 +28,7 @@ from leapresearch.publish.calibration import (
     size_words,
 )
 from leapresearch.publish.labels import fmt, group_label
-from leapresearch.publish.narrative.common import _months, _pp, _snapped
+from leapresearch.publish.narrative.common import _months, _pp, _snapped, _who
 
 
 def _pretrend_sentence(r: pd.Series, alpha: float) -> str:
@@ -279,7 +279,7 @@ def describe_sensitivity(sensitivity: pd.DataFrame, *, group: str = "all") -> st
         return f"The sensitivity bounds could not be computed ({sensitivity['note'].iloc[0]})."
     own = sensitivity.loc[sensitivity["group"] == group]
     d = own.loc[own["breakdown"].notna()]
-    who = group_label(group).lower() if group == "all" else group_label(group)
+    who = _who(group)
     if d.empty:
         unfit = own.reindex(columns=["inference"])["inference"].eq(NO_PRETREND_FIT).any()
         why = f" ({NO_PRETREND_FIT})" if unfit else ""
