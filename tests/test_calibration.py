@@ -203,6 +203,16 @@ def test_the_front_page_says_why_no_check_is_read():
     assert said == (grown > 0)
 
 
+def test_a_calibrated_check_not_computed_for_a_group_names_it_as_readers_read_it():
+    from leapresearch.publish.narrative import describe_calibrated_diagnostics
+
+    cal = families_only_calibration()  # only the adjusted main-window test is read
+    for group, who in (("grade_band:PK-5", "Grades PK-5"), ("all", "all visited students")):
+        text = describe_calibrated_diagnostics(None, group=group, calibration=cal)
+        assert text.endswith(f": not computed for {who}."), text
+        assert "grades pk-5" not in text
+
+
 def _packaged_sources() -> tuple[list, list]:
     packaged = json.loads(cb.CALIBRATION_FILE.read_text())
     summaries = [PROJECT_ROOT / p for p in packaged["source"].split(cb.SOURCE_SEPARATOR)]

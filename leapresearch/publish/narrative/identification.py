@@ -27,7 +27,7 @@ from leapresearch.publish.calibration import (
     reported_in,
     size_words,
 )
-from leapresearch.publish.labels import fmt, group_label
+from leapresearch.publish.labels import fmt
 from leapresearch.publish.narrative.common import _months, _pp, _snapped, _who
 
 
@@ -198,7 +198,7 @@ def describe_calibrated_diagnostics(
         hit = found.loc[found["diagnostic"] == name]
         words = DIAGNOSTIC_SHORT.get(name, d.words)
         if hit.empty:
-            parts.append(f"{words}: not computed for {group_label(group).lower()}.")
+            parts.append(f"{words}: not computed for {_who(group)}.")
             continue
         r = hit.iloc[0]
         rejects = r["p_value"] < alpha
