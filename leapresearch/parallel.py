@@ -162,7 +162,9 @@ def start_parallel_map(
     cluster or to ``workers`` loky processes (``joblib.Parallel(return_as="generator")``)
     and computed while the caller goes on with other work; otherwise they are computed in
     this process when their results are asked for. The results are those of
-    :func:`parallel_map` whatever the way.
+    :func:`parallel_map` whatever the way. On loky every item is queued at once
+    (``pre_dispatch="all"``), so that work started later on the same workers (a run's
+    bootstrap draws after its refits) is computed after all of it.
     """
     work = list(items)
     address = scheduler_address(scheduler)
@@ -181,6 +183,8 @@ def start_parallel_map(
     if workers <= 1 or len(work) <= 1:
         return Started(lambda: parallel_map(function, work, workers=1), lambda: None)
     with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
-        parallel = joblib.Parallel(n_jobs=min(workers, len(work)), return_as="generator")
+        parallel = joblib.Parallel(
+            n_jobs=min(workers, len(work)), return_as="generator", pre_dispatch="all"
+        )
         outputs = parallel(calls)
     return Started(lambda: list(outputs), _generator_stop(outputs))

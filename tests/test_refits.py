@@ -225,18 +225,22 @@ def test_a_pool_refit_starts_from_the_fits_of_the_run_and_gives_the_same_rows(
 
 
 @pytest.mark.parametrize("cluster", [False, True])
-def test_the_bootstraps_draws_start_before_the_steps_on_a_cluster_and_last_on_one_machine(
+def test_the_bootstraps_draws_start_before_the_steps_behind_the_refits(
     cluster, sim_data, monkeypatch
 ):
-    # on a cluster the whole-procedure draws are computed beside the run's own steps
-    # (started before the first one); with two local workers they are started by the event
-    # study, the last step, when this process has nothing else to compute
+    # on a cluster and with two local workers the whole-procedure draws are computed beside
+    # the run's own steps: started before the first one, after the refits were queued
     from leapresearch.analysis import procedure, runner
     from leapresearch.config import load_config
     from leapresearch.data.contract import read_raw_tables
 
     events: list[str] = []
     real_start, real_compute = procedure.start_procedure_draws, runner.compute
+    real_refits = runner.start_refits
+
+    def start_refits(*args, **kwargs):
+        events.append("refits started")
+        return real_refits(*args, **kwargs)
 
     def start(*args, **kwargs):
         started = real_start(*args, **{**kwargs, "scheduler": None})  # a local stand-in
@@ -256,6 +260,7 @@ def test_the_bootstraps_draws_start_before_the_steps_on_a_cluster_and_last_on_on
 
     monkeypatch.setattr(procedure, "start_procedure_draws", start)
     monkeypatch.setattr(runner, "compute", compute)
+    monkeypatch.setattr(runner, "start_refits", start_refits)
     if cluster:
         monkeypatch.setattr(procedure, "scheduler_address", lambda _: "tcp://scheduler:8786")
     names = ("balance", "matching_summary", "event_study")
@@ -263,10 +268,7 @@ def test_the_bootstraps_draws_start_before_the_steps_on_a_cluster_and_last_on_on
     config = load_config("demo", data_dir=sim_data, overrides=[PROCEDURE_OVERRIDE])
     evaluation = runner.evaluate(read_raw_tables(sim_data), config, workers=2)
     steps = ["balance", "matching_summary", "event_study"]
-    if cluster:
-        assert events == ["draws started", *steps, "draws taken"]
-    else:
-        assert events == [*steps, "draws started", "draws taken"]
+    assert events == ["refits started", "draws started", *steps, "draws taken"]
     table = evaluation.tables["event_study"]
     assert table.loc[table["group"] == "all", "procedure_std_error"].notna().any()
     assert procedure._PLANS == {}  # the run's own process kept no plan

@@ -30,13 +30,13 @@ regression adjustment are those of the full sample, so their estimation error is
    study), as in ``event_study.csv``.
 
 The draws run through :func:`~leapresearch.parallel.start_parallel_map`, one item per
-block of draws (:func:`start_procedure_draws`; on a cluster a run starts them before its
-other steps, :func:`draws_beside_the_run`); a draw's numbers depend only on its index, so
-the result is the same whatever the number of workers or the backend. Bayesian draws fit
-the same candidate rows with new weights: each process builds once what their propensity
-fits share (:func:`shared_plan`: the row order, the standardised design, the dropped
-columns), and each draw re-fits only the weighted Newton iterations, with the same
-numbers bit for bit.
+block of draws (:func:`start_procedure_draws`; with two workers or more a run starts them
+before its other steps, behind its refits, :func:`draws_beside_the_run`); a draw's numbers
+depend only on its index, so the result is the same whatever the number of workers or the
+backend. Bayesian draws fit the same candidate rows with new weights: each process builds
+once what their propensity fits share (:func:`shared_plan`: the row order, the
+standardised design, the dropped columns), and each draw re-fits only the weighted Newton
+iterations, with the same numbers bit for bit.
 
 With :math:`\hat\theta^{*}_{d,r}` the estimate of month :math:`r` in draw :math:`d`, the
 standard error is the interquartile range of the draws over
@@ -541,16 +541,20 @@ def start_procedure_draws(
 def draws_beside_the_run(
     prepared: Prepared, *, workers: int = 1, scheduler: str | None = None
 ) -> StartedDraws | None:
-    """The draws a run starts before its steps, to compute beside them: on a cluster only.
+    """The draws a run starts before its steps, to compute beside them (None: one worker).
 
     With a Dask scheduler the draws start right after the matched sample and the run's
-    process computes its steps meanwhile; on one machine (None) they are started by the
-    event study, the run's last step, when this process has nothing else to do: a third
-    process on two cores made the draws cost more CPU than the idle core it filled (the
-    districts run with 199 draws: 790 s against 776 s, 1,374 s of CPU against 1,315 s).
+    process computes its steps meanwhile. With ``workers >= 2`` on one machine they are
+    queued on the same loky workers right after the refits
+    (:func:`~leapresearch.analysis.refits.start_refits`, every item queued at once), so a
+    worker takes its first block of draws as soon as the refits are done, while this
+    process still computes its own steps: at the districts scale the workers otherwise
+    waited about 70 s for this process, one of the two cores idle (measured from the
+    processes' CPU times, 2026-12-07). The numbers are the same: a draw's depend on its
+    index only.
     """
     draws = prepared.config.inference.procedure_draws
-    if draws == 0 or scheduler_address(scheduler) is None:
+    if draws == 0 or (workers <= 1 and scheduler_address(scheduler) is None):
         return None
     return start_procedure_draws(prepared, draws, workers=workers, scheduler=scheduler)
 

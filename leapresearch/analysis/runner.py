@@ -62,7 +62,7 @@ class StepInputs:
     compute (:func:`~leapresearch.analysis.refits.start_refits`); ``results``: the results so
     far, by step name; ``workers``, ``scheduler``: of the whole-procedure bootstrap
     (:mod:`~leapresearch.analysis.procedure`), as :func:`~leapresearch.parallel.parallel_map`;
-    ``procedure``: its draws when the run started them beside its steps (on a cluster).
+    ``procedure``: its draws when the run started them beside its steps (two workers or more).
     """
 
     prepared: Prepared
@@ -183,7 +183,7 @@ STEPS: tuple[Step, ...] = (
     Step("falsification", estimate_falsification, _logged(estimate_falsification), **BESIDE),
     Step("placebo", estimate_placebo, _logged(estimate_placebo), **BESIDE),
     Step("linearmodels_check", linearmodels_check, **BESIDE),
-    # last, with what needs the bootstrap's draws (on a cluster computed beside the rest)
+    # last, with what needs the bootstrap's draws (with two workers computed beside the rest)
     Step("event_study", estimate_event_study, lambda i: i.published_event_study()),
     Step("truth_comparison", estimate_truth_comparison, compare_with_truth, **ONLY_WITH_ROWS),
 )
@@ -260,7 +260,7 @@ def evaluate(
     ``workers >= 2`` or a Dask ``scheduler`` (or ``LEAPRESEARCH_SCHEDULER``), the steps marked
     ``beside`` and the specifications that fit a new propensity model (``REFIT_SPECS``) are
     computed by the workers while this process computes the others (:func:`~leapresearch.
-    analysis.refits.start_refits`), and on a cluster so are the bootstrap's draws; the tables
+    analysis.refits.start_refits`), and after them the bootstrap's draws; the tables
     are the same either way. An exception names the step it stopped.
     """
     prepared = prepare(tables, config, log=log, built=built)
@@ -269,7 +269,7 @@ def evaluate(
     refits = start_refits(
         prepared, tables=tables, steps=beside, compute_step=compute_named, **parallel
     )
-    boot = draws_beside_the_run(prepared, **parallel)  # on a cluster only
+    boot = draws_beside_the_run(prepared, **parallel)  # queued behind the refits
     inputs = StepInputs(prepared, tables, log, refits, procedure=boot, **parallel)
     try:
         for step in STEPS:
