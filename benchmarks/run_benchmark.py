@@ -516,12 +516,27 @@ def _unique_memory(p) -> int:
         return int(p.memory_info().rss)
 
 
+def idle_core_seconds() -> float | None:
+    """Seconds the machine's cores have spent idle (or waiting for I/O) since boot.
+
+    From the first line of ``/proc/stat`` (None where it cannot be read). The difference
+    over a run, on a machine that runs nothing else, is the core time the run left
+    unused: a serial stage or workers waiting for one another.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
     """Run ``cmd``; wall time, peak RSS of the largest process and of the process tree.
 
     stdout lines are kept with their time since the start (the run's stage log), and
     written as they come to ``<log_path>.live`` (to follow a long run, or to read how far
-    a stopped one got).
+    a stopped one got). ``idle_core_s``: the machine's idle core time during the run
+    (:func:`idle_core_seconds`).
     """
     try:
         import psutil
@@ -529,6 +544,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         psutil = None
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **THREAD_ENV}
     load0 = loadavg()
+    idle0 = idle_core_seconds()
     started = time.time()
     t0 = time.perf_counter()
     with open(log_path, "w") as err:
@@ -578,6 +594,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
                     ]
             time.sleep(poll)
         wall = time.perf_counter() - t0
+        idle1 = idle_core_seconds()
         proc.returncode = os.waitstatus_to_exitcode(status)
         reader.join(timeout=10)
     with open(log_path, "a") as f:
@@ -591,6 +608,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         "peak_tree_processes": tree_detail,
         "user_cpu_s": round(usage.ru_utime, 1),
         "sys_cpu_s": round(usage.ru_stime, 1),
+        "idle_core_s": None if idle0 is None or idle1 is None else round(idle1 - idle0, 1),
         "loadavg_before": load0,
         "loadavg_after": loadavg(),
         "log": lines,
