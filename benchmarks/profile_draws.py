@@ -13,7 +13,8 @@ are comparable only with each other; the whole run is measured by ``run_benchmar
 first, untimed (the first draw pays for imports and caches), then draws ``1 .. DRAWS``
 one by one, with each draw's wall time and the mean CPU time a draw.
 ``--paired-start-terms`` times each draw with the shared plan's first-step terms and
-without them, alternated in one process, and checks that both give the same estimates.
+without them, alternated in one process, and checks that both give the same estimates;
+``--paired-match-keys`` the same with the plan's matching keys and strata and without.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def main() -> None:
         help="CPU time of draws 1..DRAWS with the plan's first-step terms and without them, "
         "alternated in one process (the paired difference a draw), and the same estimates",
     )
+    parser.add_argument(
+        "--paired-match-keys",
+        action="store_true",
+        help="as --paired-start-terms, with the plan's matching keys and strata and without",
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -73,7 +79,12 @@ def main() -> None:
     plan = procedure.shared_plan(data)  # as a block of draws of a run builds it
     print(f"shared propensity plan: {time.perf_counter() - start:.1f} s")
     if args.paired_start_terms:
-        _paired_start_terms(data, plan, args.draws)
+        groups = tuple(dataclasses.replace(g, start_terms=None) for g in plan.groups)
+        _paired(data, plan, dataclasses.replace(plan, groups=groups), args.draws, "the terms")
+        return
+    if args.paired_match_keys:
+        without = dataclasses.replace(plan, match_keys=None)
+        _paired(data, plan, without, args.draws, "the matching keys")
         return
     if args.no_profile:
         procedure.draw_estimates(data, 0, plan=plan)  # untimed: imports and caches
@@ -119,16 +130,13 @@ def _same_estimates(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(a[g].equals(b[g]) for g in a)
 
 
-def _paired_start_terms(data, plan, draws: int) -> None:
-    """Each draw with and without the plan's first-step terms, in alternating order.
+def _paired(data, plan, without, draws: int, what: str) -> None:
+    """Each draw with ``plan`` and with ``without`` (it less ``what``), in alternating order.
 
     Pairs of the same draw in one process, the order switched every draw, so that a
     shared machine's drift falls on both; prints each pair's CPU seconds, the mean
     difference with its standard error, and whether every pair gave the same estimates.
     """
-    without = dataclasses.replace(
-        plan, groups=tuple(dataclasses.replace(g, start_terms=None) for g in plan.groups)
-    )
     procedure.draw_estimates(data, 0, plan=plan)  # untimed: imports and caches
     pairs, same = [], True
     for d in range(1, draws + 1):
@@ -139,7 +147,7 @@ def _paired_start_terms(data, plan, draws: int) -> None:
             cpu[name] = time.process_time() - before
         same &= _same_estimates(est["with"], est["without"])
         pairs.append((cpu["with"], cpu["without"]))
-        print(f"draw {d}: {cpu['with']:.2f} s with the terms, {cpu['without']:.2f} s without")
+        print(f"draw {d}: {cpu['with']:.2f} s with {what}, {cpu['without']:.2f} s without")
     diff = np.array([b - a for a, b in pairs])
     se = diff.std(ddof=1) / np.sqrt(diff.size) if diff.size > 1 else float("nan")
     print(

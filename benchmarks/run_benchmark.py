@@ -516,18 +516,26 @@ def _unique_memory(p) -> int:
         return int(p.memory_info().rss)
 
 
-def idle_core_seconds() -> float | None:
-    """Seconds the machine's cores have spent idle (or waiting for I/O) since boot.
+def core_seconds() -> dict[str, float] | None:
+    """Seconds the machine's cores have spent by state since boot, from ``/proc/stat``.
 
-    From the first line of ``/proc/stat`` (None where it cannot be read). The difference
-    over a run, on a machine that runs nothing else, is the core time the run left
-    unused: a serial stage or workers waiting for one another.
+    ``busy`` (user, nice, system, interrupts), ``idle`` (idle or waiting for I/O) and
+    ``steal`` (taken by the hypervisor for other machines); None where it cannot be read.
+    Over a run, on a machine that runs nothing else, ``idle`` is the core time the run
+    left unused (a serial stage, workers waiting for one another) and ``steal`` the time
+    a shared host gave to others, which lengthens the wall time without the run's doing.
     """
     try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
         return None
-    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    tick = os.sysconf("SC_CLK_TCK")
+    return {
+        "busy": (user + nice + system + irq + softirq) / tick,
+        "idle": (idle + iowait) / tick,
+        "steal": steal / tick,
+    }
 
 
 def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
@@ -535,8 +543,8 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
 
     stdout lines are kept with their time since the start (the run's stage log), and
     written as they come to ``<log_path>.live`` (to follow a long run, or to read how far
-    a stopped one got). ``idle_core_s``: the machine's idle core time during the run
-    (:func:`idle_core_seconds`).
+    a stopped one got). ``core_s``: the machine's core time during the run by state
+    (:func:`core_seconds`): ``busy`` beyond the run's own CPU time is other processes'.
     """
     try:
         import psutil
@@ -544,7 +552,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         psutil = None
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **THREAD_ENV}
     load0 = loadavg()
-    idle0 = idle_core_seconds()
+    cores0 = core_seconds()
     started = time.time()
     t0 = time.perf_counter()
     with open(log_path, "w") as err:
@@ -594,7 +602,7 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
                     ]
             time.sleep(poll)
         wall = time.perf_counter() - t0
-        idle1 = idle_core_seconds()
+        cores1 = core_seconds()
         proc.returncode = os.waitstatus_to_exitcode(status)
         reader.join(timeout=10)
     with open(log_path, "a") as f:
@@ -608,7 +616,9 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
         "peak_tree_processes": tree_detail,
         "user_cpu_s": round(usage.ru_utime, 1),
         "sys_cpu_s": round(usage.ru_stime, 1),
-        "idle_core_s": None if idle0 is None or idle1 is None else round(idle1 - idle0, 1),
+        "core_s": None
+        if cores0 is None or cores1 is None
+        else {k: round(cores1[k] - cores0[k], 1) for k in cores0},
         "loadavg_before": load0,
         "loadavg_after": loadavg(),
         "log": lines,

@@ -448,6 +448,40 @@ def test_tie_rule_matches_brute_force(seed, k):
 
 
 @pytest.mark.parametrize("seed", range(3))
+def test_keys_made_once_match_as_keys_made_by_each_matching(seed):
+    # the bootstrap's draws re-match the same candidates with new scores: the keys and
+    # strata made once (match_keys) give the same matches, and a subset's keys (take) are
+    # those of the subset's own frame, strata numbered densely as _group_codes numbers them
+    from leapresearch.design.matching.grid import _group_codes, match_keys
+
+    frame, ps = tied_frame(seed)
+    exact = ("stack", "district")
+    keys = match_keys(frame, exact)
+    for k, caliper in ((1, None), (2, 0.4)):
+        with_keys = nearest_neighbor_match(
+            frame, ps, exact=exact, ratio=k, caliper=caliper, keys=keys
+        )
+        alone = nearest_neighbor_match(frame, ps, exact=exact, ratio=k, caliper=caliper)
+        pd.testing.assert_frame_equal(with_keys.pairs, alone.pairs, check_exact=True)
+        pd.testing.assert_frame_equal(with_keys.matched, alone.matched, check_exact=True)
+    rows = np.flatnonzero(frame["stack"].to_numpy() == 2)
+    taken = keys.take(rows)
+    assert taken.stratum.max() + 1 == np.unique(taken.stratum).size  # dense
+    np.testing.assert_array_equal(taken.stratum, _group_codes(frame.take(rows), exact))
+    assert taken.checked_for(frame.take(rows), exact) is taken
+    # keys of other rows, other treatment or other strata are refused, never used
+    flipped = frame.assign(treated=~frame["treated"])
+    with pytest.raises(ValueError, match="do not fit"):
+        nearest_neighbor_match(flipped, ps, exact=exact, keys=keys)
+    with pytest.raises(ValueError, match="do not fit"):
+        nearest_neighbor_match(frame, ps, exact=("stack",), keys=keys)
+    with pytest.raises(ValueError, match="do not fit"):
+        nearest_neighbor_match(frame.iloc[1:], ps.iloc[1:], exact=exact, keys=keys)
+    with pytest.raises(ValueError, match="duplicate candidate row"):
+        match_keys(pd.concat([frame, frame.iloc[:1]], ignore_index=True), exact)
+
+
+@pytest.mark.parametrize("seed", range(3))
 def test_matching_is_invariant_to_ids_and_row_order(seed):
     frame, ps = tied_frame(seed)
     res = nearest_neighbor_match(frame, ps, exact=("stack", "district"), ratio=2, caliper=0.4)

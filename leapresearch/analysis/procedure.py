@@ -34,9 +34,10 @@ block of draws (:func:`start_procedure_draws`; with two workers or more a run st
 before its other steps, behind its refits, :func:`draws_beside_the_run`); a draw's numbers
 depend only on its index, so the result is the same whatever the number of workers or the
 backend. Bayesian draws fit the same candidate rows with new weights: each process builds
-once what their propensity fits share (:func:`shared_plan`: the row order, the
-standardised design, the dropped columns), and each draw re-fits only the weighted Newton
-iterations, with the same numbers bit for bit.
+once what their matchings share (:func:`shared_plan`: the fits' row order, standardised
+design and dropped columns, the matching's keys and strata), and each draw re-fits only
+the weighted Newton iterations and re-matches on the new scores, with the same numbers
+bit for bit.
 
 With :math:`\hat\theta^{*}_{d,r}` the estimate of month :math:`r` in draw :math:`d`, the
 standard error is the interquartile range of the draws over
@@ -76,7 +77,12 @@ from scipy import stats
 
 from leapresearch.analysis.base import PROCEDURE_COLUMNS, Log, quiet
 from leapresearch.analysis.fitting import band_rel_times, cluster_level, fit_group
-from leapresearch.analysis.sample import Prepared, fitted_coefficients, prepare_matched, pscore_plan
+from leapresearch.analysis.sample import (
+    Prepared,
+    draws_plan,
+    fitted_coefficients,
+    prepare_matched,
+)
 from leapresearch.config import Config
 from leapresearch.data.panel import AnalyticPanel
 from leapresearch.design.matching.propensity import PropensityPlan, with_start_terms
@@ -418,10 +424,9 @@ def draw_estimates(
 
     ``resample``: the inputs of :func:`resampled_inputs`; ``bayesian``: the data's own
     inputs, the propensity fits weighted by :func:`draw_weights` and the units by
-    :func:`~leapresearch.design.stacking.mass_weights`; ``plan``
-    (:func:`~leapresearch.analysis.sample.pscore_plan` of ``data.candidates``, Bayesian
-    scheme only) reuses the fits' weight-free steps, which every draw shares: the same
-    numbers, faster.
+    :func:`~leapresearch.design.stacking.mass_weights`; ``plan`` (:func:`shared_plan` of
+    ``data``, Bayesian scheme only) reuses what every draw shares (the fits' weight-free
+    steps, the matching's keys and strata): the same numbers, faster.
     """
     weight = pscore_weights = unit_mass = None
     if data.scheme == "bayesian":
@@ -457,15 +462,17 @@ def draw_estimates(
 
 
 def shared_plan(data: ProcedureData) -> PropensityPlan | None:
-    """What the draws of ``data`` share of their propensity fits (None: resampled draws).
+    """What the draws of ``data`` share of their matching (None: resampled draws).
 
-    The weight-free steps (:func:`~leapresearch.analysis.sample.pscore_plan`) and each
-    fit's terms at the common start by cluster, from which every draw takes its first
-    Newton step (:func:`~leapresearch.design.matching.propensity.with_start_terms`).
+    The propensity fits' weight-free steps and the matching's keys and strata
+    (:func:`~leapresearch.analysis.sample.draws_plan`), and each fit's terms at the common
+    start by cluster, from which every draw takes its first Newton step
+    (:func:`~leapresearch.design.matching.propensity.with_start_terms`).
     """
     if data.scheme != "bayesian":
         return None
-    return with_start_terms(pscore_plan(data.candidates), data.pscore_start, data.row_cluster)
+    plan = draws_plan(data.candidates, data.config)
+    return with_start_terms(plan, data.pscore_start, data.row_cluster)
 
 
 _PLANS: dict[str, PropensityPlan | None] = {}

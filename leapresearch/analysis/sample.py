@@ -31,8 +31,12 @@ from leapresearch.data.panel import (
 from leapresearch.design.balance import balance_table
 from leapresearch.design.censoring import censoring_weights
 from leapresearch.design.matching import MatchResult, match, nearest_neighbor_match
-from leapresearch.design.matching.grid import _group_codes
-from leapresearch.design.matching.propensity import PropensityPlan, propensity_plan
+from leapresearch.design.matching.grid import MatchKeys, _group_codes
+from leapresearch.design.matching.propensity import (
+    PropensityPlan,
+    propensity_plan,
+    with_match_keys,
+)
 from leapresearch.design.pool import (
     Candidates,
     cohort_candidates,
@@ -110,6 +114,16 @@ def pscore_plan(candidates: Candidates) -> PropensityPlan:
     return propensity_plan(candidates.frame, covariates=candidates.covariates)
 
 
+def draws_plan(candidates: Candidates, config: Config) -> PropensityPlan:
+    """:func:`pscore_plan` with the matching's keys and strata (:func:`run_matching`'s).
+
+    What the Bayesian bootstrap's draws share of :func:`run_matching`: the propensity
+    fits' weight-free steps and the nearest-neighbour step's keys, checked once.
+    """
+    plan = pscore_plan(candidates)
+    return with_match_keys(plan, candidates.frame, matching_exact(config))
+
+
 @single_blas_thread
 def run_matching(
     candidates: Candidates,
@@ -138,9 +152,8 @@ def run_matching(
     ``pscore_plan`` (:func:`pscore_plan` of these candidates) skips their weight-free steps.
     """
     m = config.matching
-    exact = ["stack", *m.exact]
-    if config.comparison_pool.allow_other_districts:
-        exact = [e for e in exact if e != "district"]
+    exact = list(matching_exact(config))
+    keys = None if pscore_plan is None else pscore_plan.match_keys
     if pscore is None:
         result = match(
             candidates.frame,
@@ -153,6 +166,7 @@ def run_matching(
             start=pscore_start,
             weights=pscore_weights,
             plan=pscore_plan,
+            keys=keys,
         )
     else:
         result = nearest_neighbor_match(
@@ -167,7 +181,7 @@ def run_matching(
     far = result.unmatched.loc[result.unmatched["reason"] == "outside_caliper"]
     if m.outside_caliper != "nearest" or far.empty:
         return result
-    sub = _rescue_rows(candidates.frame, far, exact)
+    sub, sub_keys = _rescue_rows(candidates.frame, far, exact, keys)
     second = nearest_neighbor_match(
         sub,
         result.pscore.loc[sub.index],
@@ -176,6 +190,7 @@ def run_matching(
         caliper=None,
         replace=True,
         seed=m.seed,
+        keys=sub_keys,
     )
     pairs = pd.concat([result.pairs, second.pairs], ignore_index=True)
     rescued = second.pairs[["stack", "treated_student"]].drop_duplicates()
@@ -196,27 +211,46 @@ def run_matching(
     )
 
 
-def _rescue_rows(frame: pd.DataFrame, far: pd.DataFrame, exact: list[str]) -> pd.DataFrame:
+def matching_exact(config: Config) -> tuple[str, ...]:
+    """The exact strata of :func:`run_matching`: the stack and ``matching.exact``.
+
+    Without the district when ``comparison_pool.allow_other_districts`` is set.
+    """
+    exact = ["stack", *config.matching.exact]
+    if config.comparison_pool.allow_other_districts:
+        exact = [e for e in exact if e != "district"]
+    return tuple(exact)
+
+
+def _rescue_rows(
+    frame: pd.DataFrame, far: pd.DataFrame, exact: list[str], keys: MatchKeys | None = None
+) -> tuple[pd.DataFrame, MatchKeys | None]:
     """The visited students of ``far`` and the comparisons of their exact strata.
 
     What the nearest match outside the caliper reads (its keys, no covariates): a far
     student's nearest comparison lies in its own stratum, so the other strata's rows are
     left out (the same pairs as a match over every comparison, at a fraction of the cost).
+    ``keys``: the matching's keys of ``frame`` when already made (a draw's), whose strata
+    are used and whose rows are returned beside the frame's (else None).
     """
     treated = frame["treated"].to_numpy(bool)
     t_rows = np.flatnonzero(treated)
-    keys = ["stack", "student"]
-    visited = frame[keys].iloc[t_rows]
-    is_far = visited.merge(far[keys].assign(_far=True), on=keys, how="left")["_far"].notna()
+    key_columns = ["stack", "student"]
+    visited = frame[key_columns].iloc[t_rows]
+    marked = far[key_columns].assign(_far=True)
+    is_far = visited.merge(marked, on=key_columns, how="left")["_far"].notna()
     far_rows = t_rows[is_far.to_numpy()]
-    strata = _group_codes(frame, exact)  # dense codes 0..n_strata-1
+    if keys is not None:
+        strata = keys.checked_for(frame, tuple(exact)).stratum
+    else:
+        strata = _group_codes(frame, exact)  # dense codes 0..n_strata-1
     far_strata = np.zeros(int(strata.max()) + 1, dtype=bool)
     far_strata[strata[far_rows]] = True
     keep = ~treated & far_strata[strata]
     keep[far_rows] = True
     rows = np.flatnonzero(keep)  # ascending positions, as np.union1d gave them
-    columns = list(dict.fromkeys([*keys, "treated", *exact]))
-    return frame[columns].take(rows)
+    columns = list(dict.fromkeys([*key_columns, "treated", *exact]))
+    return frame[columns].take(rows), None if keys is None else keys.take(rows)
 
 
 def fitted_coefficients(matching: MatchResult) -> dict[Any, dict[str, float]]:

@@ -53,6 +53,64 @@ class _ScoreGrid:
 
 
 @dataclass(frozen=True)
+class MatchKeys:
+    """What matching reads of candidate rows besides their scores: keys, treatment, strata.
+
+    Made once by :func:`match_keys` (the ``(stack, student)`` keys checked unique), it lets
+    matchings of the same candidates with other scores (a Bayesian bootstrap's draws) skip
+    the strata's codes and the key check: the same matches bit for bit. ``stratum``: the
+    dense codes of the ``exact`` columns' combinations (:func:`_group_codes`).
+    """
+
+    exact: tuple[str, ...]
+    stack: np.ndarray
+    student: np.ndarray
+    treated: np.ndarray
+    stratum: np.ndarray
+
+    def take(self, rows: np.ndarray) -> MatchKeys:
+        """The keys of ``rows`` (ascending positions), strata numbered as of those rows alone.
+
+        The dense codes of a subset's combinations are their ranks among the subset's
+        combinations, so renumbering the codes present gives :func:`_group_codes` of the
+        subset.
+        """
+        stratum = _dense_codes(self.stratum[rows])[1].astype(np.int64)
+        return MatchKeys(
+            self.exact, self.stack[rows], self.student[rows], self.treated[rows], stratum
+        )
+
+    def checked_for(self, candidates: pd.DataFrame, exact: tuple[str, ...]) -> MatchKeys:
+        """These keys, after checking that they are ``candidates``' with these ``exact``.
+
+        ValueError unless the strata are of the same ``exact`` columns and every row's
+        ``stack``, ``student`` and ``treated`` are those the keys were made from.
+        """
+        same = (
+            self.exact == tuple(exact)
+            and self.stack.size == len(candidates)
+            and np.array_equal(self.stack, candidates["stack"].to_numpy(dtype=np.int64))
+            and np.array_equal(self.student, candidates["student"].to_numpy(dtype=np.int64))
+            and np.array_equal(self.treated, _as_bool(candidates["treated"]))
+        )
+        if not same:
+            raise ValueError(
+                f"matching keys of {self.stack.size:,} rows with exact strata {self.exact} "
+                f"do not fit {len(candidates):,} candidate rows with exact strata {tuple(exact)}"
+            )
+        return self
+
+
+def match_keys(candidates: pd.DataFrame, exact: Sequence[str]) -> MatchKeys:
+    """The :class:`MatchKeys` of ``candidates`` (ValueError on a duplicate (stack, student))."""
+    stack = candidates["stack"].to_numpy(dtype=np.int64)
+    student = candidates["student"].to_numpy(dtype=np.int64)
+    treated = _as_bool(candidates["treated"])
+    _check_unique_keys(stack, student)
+    return MatchKeys(tuple(exact), stack, student, treated, _group_codes(candidates, exact))
+
+
+@dataclass(frozen=True)
 class _MatchRows:
     """Candidate rows as arrays: keys, scores on the grid, strata, matchable treated."""
 
@@ -69,15 +127,21 @@ class _MatchRows:
 
     @classmethod
     def of(
-        cls, candidates: pd.DataFrame, pscore: pd.Series, exact: tuple[str, ...], caliper
+        cls,
+        candidates: pd.DataFrame,
+        pscore: pd.Series,
+        exact: tuple[str, ...],
+        caliper,
+        keys: MatchKeys | None = None,
     ) -> _MatchRows:
-        stack = candidates["stack"].to_numpy(dtype=np.int64)
-        student = candidates["student"].to_numpy(dtype=np.int64)
-        treated = _as_bool(candidates["treated"])
-        _check_unique_keys(stack, student)
+        """``keys``: :func:`match_keys` of ``candidates`` when already made (checked)."""
+        if keys is None:
+            keys = match_keys(candidates, exact)
+        else:
+            keys = keys.checked_for(candidates, exact)
+        stack, student, treated, stratum = keys.stack, keys.student, keys.treated, keys.stratum
         eta = pscore.to_numpy(dtype=float, na_value=np.nan)
         finite = np.isfinite(eta)
-        stratum = _group_codes(candidates, exact)
         n_strata = int(stratum.max()) + 1 if len(candidates) else 0
         c_count = np.bincount(stratum[~treated & finite], minlength=n_strata)
         t_rows = np.flatnonzero(treated)

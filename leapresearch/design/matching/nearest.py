@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.design.matching.greedy import _match_greedy, _tie_keys
-from leapresearch.design.matching.grid import _MatchRows
+from leapresearch.design.matching.grid import MatchKeys, _MatchRows
 from leapresearch.design.matching.options import (
     DEFAULT_EXACT,
     DEFAULT_FIXED_EFFECTS,
@@ -39,6 +39,7 @@ def nearest_neighbor_match(
     replace: bool = True,
     m_order: MOrder = "largest",
     seed: int = 0,
+    keys: MatchKeys | None = None,
 ) -> MatchResult:
     r"""Match every treated student to its ``ratio`` nearest comparisons on the logit.
 
@@ -69,6 +70,10 @@ def nearest_neighbor_match(
     seed : int, default 0
         Seed of the order that breaks ties without replacement (unused with replacement,
         where ties are kept rather than broken).
+    keys : MatchKeys, optional
+        :func:`~leapresearch.design.matching.grid.match_keys` of ``candidates`` and
+        ``exact``, when already made (matchings of the same candidates with other scores:
+        the bootstrap's draws); checked against the rows' keys and treatment.
 
     Returns
     -------
@@ -98,7 +103,7 @@ def nearest_neighbor_match(
     exact, ratio = _check_match_options(
         candidates, pscore, exact, ratio, caliper, caliper_scale, m_order
     )
-    r = _MatchRows.of(candidates, pscore, exact, caliper)
+    r = _MatchRows.of(candidates, pscore, exact, caliper, keys)
     if replace:
         found = _match_keeping_ties(
             r.grid.q, r.stratum, ~r.treated & r.finite, r.tv, ratio, r.grid.cal_q
@@ -138,6 +143,7 @@ def match(
     start: Mapping[Any, Mapping[str, float]] | None = None,
     weights: np.ndarray | None = None,
     plan: PropensityPlan | None = None,
+    keys: MatchKeys | None = None,
 ) -> MatchResult:
     """Estimate propensity scores and match (:func:`propensity_scores` then NN matching).
 
@@ -147,7 +153,7 @@ def match(
         Candidate rows (see :func:`nearest_neighbor_match`).
     covariates : sequence of str
         Covariates of the propensity model.
-    exact, ratio, caliper, replace, m_order, seed
+    exact, ratio, caliper, replace, m_order, seed, keys
         See :func:`nearest_neighbor_match`.
     by, fixed_effects, start, weights, plan
         See :func:`propensity_scores` (``weights``: of the propensity fit only).
@@ -182,6 +188,7 @@ def match(
         replace=replace,
         m_order=m_order,
         seed=seed,
+        keys=keys,
     )
     settings = {
         **res.settings,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leapresearch.design.matching.grid import PSCORE_DECIMALS
+from leapresearch.design.matching.grid import PSCORE_DECIMALS, MatchKeys, match_keys
 from leapresearch.design.matching.logit import (
     ClusterTerms,
     _dummies,
@@ -240,11 +240,14 @@ class PropensityPlan:
     Bayesian bootstrap draw re-fits the same candidates with new row weights, and only the
     Newton fits depend on those (:func:`propensity_plan`). Holds one dense design a group
     (rows by covariates, float64): at the districts scale about half a gigabyte.
+    ``match_keys``: the nearest-neighbour step's keys and strata of the same candidates
+    (:func:`with_match_keys`), which the draws' matching shares too, or None.
     """
 
     groups: tuple[_GroupPlan, ...]
     n_rows: int
     names: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+    match_keys: MatchKeys | None = None
 
 
 def propensity_plan(
@@ -367,6 +370,22 @@ def with_start_terms(
                 group = dataclasses.replace(group, start_terms=terms)
         groups.append(group)
     return dataclasses.replace(plan, groups=tuple(groups))
+
+
+def with_match_keys(
+    plan: PropensityPlan, candidates: pd.DataFrame, exact: Sequence[str]
+) -> PropensityPlan:
+    """``plan`` with the matching's keys of ``candidates`` and ``exact`` strata.
+
+    :func:`~leapresearch.design.matching.grid.match_keys`, made once for the draws that
+    re-match the same candidates with new scores (each draw checks them against its rows).
+    """
+    if plan.n_rows != len(candidates):
+        raise ValueError(
+            f"propensity plan of {plan.n_rows:,} rows does not fit {len(candidates):,} "
+            "candidate rows"
+        )
+    return dataclasses.replace(plan, match_keys=match_keys(candidates, exact))
 
 
 def _fit_groups(
