@@ -9,7 +9,12 @@ import scipy.sparse as sp
 from leapresearch.design.matching.grid import _group_codes
 from leapresearch.design.matching.propensity import _canonical_rows, _packed_keys
 from leapresearch.design.matching.separation import _one_column_separates
-from leapresearch.design.matching.sorting import _dense_codes, _int_lexsort, _refined_lexsort
+from leapresearch.design.matching.sorting import (
+    _dense_codes,
+    _int_lexsort,
+    _refined_lexsort,
+    _stable_argsort,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -21,6 +26,24 @@ def test_int_lexsort_is_lexsort(seed):
         rng.integers(-(10**10), 10**10, n),  # grid scores
         rng.integers(0, 7, n),  # strata: many ties
     )
+    np.testing.assert_array_equal(_int_lexsort(keys), np.lexsort(keys))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(6).integers(0, 50, 200_000),  # long runs of ties
+        np.random.default_rng(7).integers(-(10**12), 10**12, 200_000),  # almost no ties
+        np.repeat(np.arange(1_000, 0, -1), 300),  # descending runs
+        np.zeros(5_000, np.int64),  # one run
+        np.arange(3, dtype=np.int64),
+        np.array([4], dtype=np.int64),
+    ],
+)
+def test_stable_argsort_is_numpys_stable_argsort(values):
+    # the faster unstable sort with the tied runs put back in the order of their positions
+    np.testing.assert_array_equal(_stable_argsort(values), np.argsort(values, kind="stable"))
+    keys = (np.random.default_rng(8).integers(0, 3, values.size), values)  # tied on both
     np.testing.assert_array_equal(_int_lexsort(keys), np.lexsort(keys))
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from leapresearch.data.panel import AnalyticPanel, first_event_times
+from leapresearch.design.matching.sorting import _dense_codes
 
 
 def candidate_rows(frame: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray | None:
@@ -31,12 +32,12 @@ def candidate_rows(frame: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray | None
         return None
     if min(int(students.min()), int(want_student.min())) < 0:
         return None
-    levels = np.unique(stacks)
+    levels, level_of_row = _dense_codes(stacks)  # np.unique's, by a table over a small range
     n_students = int(max(students.max(), want_student.max())) + 1
     if levels.size * n_students > 8 * (len(frame) + len(keys)) + 1_000_000:
         return None  # sparse codes: the table would be larger than the data
     table = np.full((levels.size, n_students), -1, dtype=np.int64)
-    table[np.searchsorted(levels, stacks), students] = np.arange(len(frame))
+    table[level_of_row, students] = np.arange(len(frame))
     if np.count_nonzero(table >= 0) != len(frame):
         return None  # a (stack, student) pair repeats
     level = np.minimum(np.searchsorted(levels, want_stack), levels.size - 1)

@@ -15,16 +15,16 @@ import numpy as np
 
 
 def _int_lexsort(keys: Sequence[np.ndarray]) -> np.ndarray:
-    """``np.lexsort(keys)`` of integer keys (last most significant), as one stable argsort.
+    """``np.lexsort(keys)`` of integer keys (last most significant), as one argsort.
 
     The keys are combined into one int64 (mixed radix over their ranges) when the product
-    of the ranges stays below 2**62, and the combined key is sorted stably: the same
-    permutation as ``np.lexsort``, in a fraction of its time on millions of rows;
+    of the ranges stays below 2**62, and the combined key is sorted (:func:`_stable_argsort`):
+    the same permutation as ``np.lexsort``, in a fraction of its time on millions of rows;
     otherwise ``np.lexsort`` itself.
     """
     if not keys or keys[0].size == 0:
         return np.lexsort(keys)
-    combined = np.zeros(keys[0].size, dtype=np.int64)
+    combined = None
     total = 1
     for key in reversed(keys):  # most significant first
         lo, hi = int(key.min()), int(key.max())
@@ -32,9 +32,34 @@ def _int_lexsort(keys: Sequence[np.ndarray]) -> np.ndarray:
         total *= span
         if total >= 2**62:
             return np.lexsort(keys)
-        combined *= span
-        combined += key.astype(np.int64) - lo
-    return np.argsort(combined, kind="stable")
+        digit = key.astype(np.int64, copy=False) - lo  # a new array
+        if combined is None:
+            combined = digit
+        else:
+            combined *= span
+            combined += digit
+    return _stable_argsort(combined)
+
+
+def _stable_argsort(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(values, kind="stable")`` of int64 values, by the faster unstable sort.
+
+    numpy's default argsort (vectorised where the CPU allows) orders equal values
+    arbitrarily; the runs of equal values are then put back in the order of their
+    positions, each run's positions sorted by one sort of ``run * n + position``: the
+    stable permutation, in about half the time on millions of rows.
+    """
+    n = values.size
+    order = np.argsort(values)
+    ranked = values[order]
+    tied = ranked[1:] == ranked[:-1]
+    if not tied.any():
+        return order
+    in_run = np.r_[tied, False] | np.r_[False, tied]  # rows equal to a neighbour
+    rows = np.flatnonzero(in_run)
+    run = np.cumsum(np.r_[True, ~tied])[rows].astype(np.int64)  # ascending along rows
+    order[rows] = np.sort(run * n + order[rows]) % n
+    return order
 
 
 def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
