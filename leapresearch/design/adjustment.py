@@ -52,6 +52,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from leapresearch.design.matching.sorting import _stable_argsort
+
 MIN_UNITS_PER_COVARIATE = 10
 """Comparison units needed per covariate before an event time is adjusted."""
 
@@ -100,9 +102,10 @@ def _rows_by_value(values: np.ndarray, rows: np.ndarray) -> dict[int, np.ndarray
 
     The same positions as ``np.flatnonzero(mask & (values == v))`` for every value ``v``
     (``rows = np.flatnonzero(mask)``), from one stable sort instead of a pass over every
-    row per value.
+    row per value (integer values: :func:`~leapresearch.design.matching.sorting.
+    _stable_argsort`).
     """
-    order = rows[np.argsort(values[rows], kind="stable")]
+    order = rows[_stable_argsort(values[rows])]
     sorted_values = values[order]
     starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
     ends = np.r_[starts[1:], order.size]

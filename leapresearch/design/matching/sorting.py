@@ -42,14 +42,21 @@ def _int_lexsort(keys: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _stable_argsort(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values, kind="stable")`` of int64 values, by the faster unstable sort.
+    """``np.argsort(values, kind="stable")`` of integer values, by faster sorts.
 
-    numpy's default argsort (vectorised where the CPU allows) orders equal values
-    arbitrarily; the runs of equal values are then put back in the order of their
-    positions, each run's positions sorted by one sort of ``run * n + position``: the
-    stable permutation, in about half the time on millions of rows.
+    Values within a range of 2**16 are sorted as 16-bit offsets, which numpy sorts stably
+    by a radix sort (about four times faster). Otherwise numpy's default argsort
+    (vectorised where the CPU allows) orders equal values arbitrarily, and the runs of
+    equal values are put back in the order of their positions, each run's positions
+    sorted by one sort of ``run * n + position``: the stable permutation, in about half
+    the time on millions of rows.
     """
     n = values.size
+    if n == 0 or values.dtype.kind not in "iu":  # floats: numpy's own stable sort
+        return np.argsort(values, kind="stable")
+    lo = int(values.min())
+    if int(values.max()) - lo < 2**16:
+        return np.argsort((values - lo).astype(np.uint16), kind="stable")
     order = np.argsort(values)
     ranked = values[order]
     tied = ranked[1:] == ranked[:-1]
