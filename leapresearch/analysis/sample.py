@@ -149,7 +149,8 @@ def run_matching(
     ``pscore_start`` starts the score's fits from earlier coefficients (the ``start`` of
     :func:`~leapresearch.design.matching.propensity.propensity_scores`), ``pscore_weights``
     weights the rows of those fits (its ``weights``: a Bayesian bootstrap draw) and
-    ``pscore_plan`` (:func:`pscore_plan` of these candidates) skips their weight-free steps.
+    ``pscore_plan`` (:func:`pscore_plan` of these candidates) skips their weight-free steps,
+    and from :func:`draws_plan` the nearest-neighbour step's key check and strata codes.
     """
     m = config.matching
     exact = list(matching_exact(config))
