@@ -39,24 +39,28 @@ def test_a_map_started_now_gives_the_same_results_later():
     assert started.results() is started.results()  # taken once
 
 
-def _started_at(item: tuple[str, int]) -> tuple[str, float]:
-    """When a worker began ``item`` (then a short wait, so that the items overlap)."""
+def _started_at(item: tuple[str, int]) -> tuple[str, int, float]:
+    """Which worker began ``item`` and when (then a short wait, so that the items overlap)."""
     import time
 
     began = time.monotonic()
-    time.sleep(0.3)
-    return item[0], began
+    time.sleep(0.2)
+    return item[0], os.getpid(), began
 
 
 def test_a_map_started_after_another_waits_for_all_of_its_items():
     # a run queues its bootstrap draws behind its refits on the same two loky workers: every
     # item of the first map is queued at once (joblib would otherwise hold back all but
-    # 2 x n_jobs of them), so no item of the second starts before every first one has
+    # 2 x n_jobs of them and queue the rest behind the second map's), so each worker
+    # computes first-map items only before any second-map item (the order within one
+    # worker is its queue's, free of races between the two processes' clocks)
     first = start_parallel_map(_started_at, [("first", i) for i in range(7)], workers=2)
     second = start_parallel_map(_started_at, [("second", i) for i in range(3)], workers=2)
-    began_first = [t for _, t in first.results()]
-    began_second = [t for _, t in second.results()]
-    assert max(began_first) < min(began_second)
+    done = first.results() + second.results()
+    for pid in {pid for _, pid, _ in done}:
+        labels = [label for label, p, _ in sorted(done, key=lambda r: r[2]) if p == pid]
+        assert labels == sorted(labels), (pid, labels)  # "first" < "second"
+    assert {label for label, _, _ in done} == {"first", "second"}
 
 
 def test_dask_local_cluster_gives_the_same_numbers(monkeypatch):
