@@ -136,13 +136,32 @@ class Started(Generic[R]):
         self._stop()
 
 
+def _is_loky_shutdown_race(args: threading.ExceptHookArgs) -> bool:
+    """Whether a thread died of loky's race when an executor is killed with work queued.
+
+    loky 3.6 (joblib 1.6), shutting an executor down with ``kill_workers=True`` while more
+    items are queued than its call queue holds, empties its pending items and then looks
+    one up (``KeyError`` in ``_ExecutorManagerThread.add_call_item_to_queue``); the
+    workers are killed all the same (tested).
+    """
+    return args.exc_type is KeyError and type(args.thread).__name__ == "_ExecutorManagerThread"
+
+
 def _generator_stop(outputs, *also: Callable[[], None]) -> Callable[[], None]:
     def stop() -> None:
+        previous = threading.excepthook
+
+        def hook(args: threading.ExceptHookArgs) -> None:
+            if not _is_loky_shutdown_race(args):
+                previous(args)
+
+        threading.excepthook = hook  # joblib's abort joins the executor's manager thread
         try:
             with warnings.catch_warnings():  # the tasks are cancelled on purpose
                 warnings.simplefilter("ignore", UserWarning)
                 outputs.close()  # joblib aborts the tasks not yet done
         finally:
+            threading.excepthook = previous
             for close in also:
                 close()
 

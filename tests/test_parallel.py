@@ -63,6 +63,42 @@ def test_a_map_started_after_another_waits_for_all_of_its_items():
     assert {label for label, _, _ in done} == {"first", "second"}
 
 
+def _slow_item(item: tuple[str, int]) -> int:
+    """Write this worker's pid into the folder ``item[0]``, then wait (stopped before the end)."""
+    import pathlib
+    import time
+
+    (pathlib.Path(item[0]) / f"pid-{os.getpid()}").write_text("")
+    time.sleep(20)
+    return item[1]
+
+
+def test_a_map_stopped_with_work_queued_kills_its_workers_quietly(tmp_path, monkeypatch):
+    # a failed run closes its refits and draws with more items queued than loky's call
+    # queue holds: loky's manager thread then dies of a KeyError (its race, not ours) while
+    # the workers are killed all the same; the close neither waits nor prints a traceback
+    import threading
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    seen = []
+    monkeypatch.setattr(threading, "excepthook", seen.append)
+    started = start_parallel_map(_slow_item, [(str(tmp_path), i) for i in range(9)], workers=2)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("pid-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int(f.name.split("-")[1]) for f in tmp_path.glob("pid-*")]
+    assert len(pids) == 2
+    began = time.monotonic()
+    started.close()
+    assert time.monotonic() - began < 10
+    time.sleep(1)
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    alive = [pid for pid in alive if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    assert seen == [] and threading.excepthook == seen.append  # put back after the close
+
+
 def test_dask_local_cluster_gives_the_same_numbers(monkeypatch):
     distributed = pytest.importorskip("distributed")
     loop = parallel_map(_blas_heavy, range(4))
