@@ -102,8 +102,8 @@ def _rows_by_value(values: np.ndarray, rows: np.ndarray) -> dict[int, np.ndarray
 
     The same positions as ``np.flatnonzero(mask & (values == v))`` for every value ``v``
     (``rows = np.flatnonzero(mask)``), from one stable sort instead of a pass over every
-    row per value (integer values: :func:`~leapresearch.design.matching.sorting.
-    _stable_argsort`).
+    row per value (of integers: the faster
+    :func:`~leapresearch.design.matching.sorting._stable_argsort`).
     """
     order = rows[_stable_argsort(values[rows])]
     sorted_values = values[order]
