@@ -194,6 +194,31 @@ def test_the_provenance_stamp_never_overprints_the_axis_labels(tmp_path):
     plt.close(fig)
 
 
+def _stamped_files(folder, layout):
+    fig, ax = plt.subplots(figsize=(7, 4), layout=layout)
+    plots.plot_event_study(plots.tidy_event_study(_es(), groups=("all",)), ax=ax)
+    paths = write_figure(fig, "f", folder, stamp="leapresearch · vintage x · commit abc")
+    plt.close(fig)
+    return paths
+
+
+@pytest.mark.parametrize("layout", ["constrained", None])
+def test_a_figure_is_saved_with_its_stamp_the_same_bytes_each_time(tmp_path, layout):
+    """Both files come from one layout and one tight box: the PNG holds the stamp (grey
+    pixels in its bottom rows, nothing cut off at its edges), and the same figure gives
+    the same PNG and SVG bytes."""
+    from PIL import Image
+
+    first = _stamped_files(tmp_path / "a", layout)
+    again = _stamped_files(tmp_path / "b", layout)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
+    pixels = np.asarray(Image.open(first[0]).convert("L"))
+    grey = (pixels > 60) & (pixels < 200)
+    assert grey[-25:].any(), "the stamp is in the bottom margin of the PNG"
+    assert (pixels[:, :2] == 255).all() and (pixels[-2:] == 255).all(), "a white margin"
+    assert "leapresearch · vintage x · commit abc" in first[1].read_text(encoding="utf-8")
+
+
 def test_designs_in_one_panel():
     es = _es()
     naive = es[["group", "rel_time", "estimate"]].assign(estimate=lambda d: d["estimate"] + 5)

@@ -338,19 +338,26 @@ def render_html(notebooks: Sequence[Path], out_dir: Path, *, title: str = "") ->
     return paths
 
 
+def _read_notebook(path: Path):
+    """The notebook at ``path`` (nbformat 4), imported only when a run has notebooks.
+
+    nbformat imports jsonschema, whose format checks take about two seconds to import;
+    a run without notebooks (``--no-notebooks``, ``--tables-only``) does not pay them.
+    """
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
 def write_index(
     evaluation, out_dir: Path, config: Config, pages: Sequence[Path], *, simulated: bool = False
 ) -> Path:
     """``report/index.html``: the front page (see :mod:`leapresearch.publish.frontpage`)."""
-    import nbformat
-
     tables = {k: publishable(v, k, privacy=config.privacy) for k, v in evaluation.tables.items()}
     titles = {}
     for p in pages:
         nb = Path(out_dir) / "notebooks" / f"{Path(p).stem}.ipynb"
-        titles[Path(p).stem] = (
-            notebook_title(nbformat.read(nb, as_version=4)) if nb.exists() else Path(p).stem
-        )
+        titles[Path(p).stem] = notebook_title(_read_notebook(nb)) if nb.exists() else Path(p).stem
     figures = {p.stem for p in (Path(out_dir) / "figures").glob("*.png")}
     doc = front_page(
         tables,
