@@ -215,3 +215,27 @@ def test_the_matching_floor_fits_the_models_the_matching_fits():
     theta, converged, _, eta_package = _logit_newton(x, None, y, ridge=1.0)
     assert converged and np.abs(ridged - eta_package).max() < 1e-7
     assert np.abs(ridged - eta).max() > 1e-4  # the penalty moved the fit: not the same model
+
+
+def test_the_memory_poll_finds_a_child_s_peak_and_reads_pss_only_when_it_could_be_one(
+    tmp_path, monkeypatch
+):
+    """``run_measured`` polls the tree's RSS and reads the PSS (the costly part) only when
+    the RSS sum exceeds the peak so far: a child that holds 300 MB for a second is found,
+    and once it has let them go the polls stop reading the PSS."""
+    import sys
+
+    reads = []
+    unique = bench._unique_memory
+    monkeypatch.setattr(bench, "_unique_memory", lambda p: reads.append(p.pid) or unique(p))
+    child = (
+        "import numpy as np, time; a = np.ones(300 * 2**20 // 8); time.sleep(1.5); del a; "
+        "time.sleep(2.0)"
+    )
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    result = bench.run_measured([sys.executable, "-c", parent], log_path=tmp_path / "log")
+    assert result["returncode"] == 0
+    assert result["peak_gb_tree"] >= 0.29
+    assert [p["main"] for p in result["peak_tree_processes"]] == [False]  # the child's 300 MB
+    polls = result["wall_s"] / 0.2
+    assert 0 < len(reads) < 2 * polls * 0.75  # two processes; not read once the 300 MB went
