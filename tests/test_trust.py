@@ -28,6 +28,7 @@ from leapresearch.publish.privacy import COUNT_PREFIXES, ESTIMATE_COLUMNS, NOT_S
 from tests.broken_inputs import CASE_NAMES, CASES, Expected
 from tests.conftest import (
     MANIFEST,
+    PROCEDURE_OVERRIDE,
     SIM_FRACTION,
     SimIds,
     build_once,
@@ -174,7 +175,10 @@ def test_valid_but_tiny_data_end_cleanly(valid_fixture, tmp_path, capsys, privat
     runs = tmp_path / "runs"
     runs.mkdir()
     out = runs / "out"
-    code = main(["run", "--data", str(valid_fixture), "--out", str(out), "--tables-only"])
+    code = main(
+        ["run", "--data", str(valid_fixture), "--out", str(out), "--tables-only"]
+        + ["-p", PROCEDURE_OVERRIDE]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "Traceback" not in captured.err + captured.out
@@ -535,7 +539,8 @@ def test_failed_step_leaves_no_folder(
 ):
     runs = tmp_path / "runs"
     runs.mkdir()
-    code = main(["run", "--data", str(valid_fixture), "--out", str(runs / "out"), "--no-notebooks"])
+    args = ["--data", str(valid_fixture), "--out", str(runs / "out"), "--no-notebooks"]
+    code = main(["run", *args, "-p", PROCEDURE_OVERRIDE])
     err = capsys.readouterr().err
     assert code == 1
     assert "No space left on device" in err
