@@ -34,7 +34,7 @@ NOTEBOOKS_CORETYPE ?= $(shell if grep -qw avx512f /proc/cpuinfo 2>/dev/null; the
   elif grep -qw avx2 /proc/cpuinfo 2>/dev/null; then echo Haswell; else echo Nehalem; fi)
 NBVAL_CORETYPE     ?= Prescott
 
-.PHONY: setup report test lint format nbval notebooks lab lock demo-data clean-venv hooks
+.PHONY: setup report test suite lint format nbval notebooks lab lock demo-data clean-venv hooks
 
 setup: $(STAMP)  ## build .venv from the lock file (idempotent)
 
@@ -71,8 +71,12 @@ test: demo-data  ## lint, the test suite, and nbval on the committed notebooks
 	$(BIN)/ruff check leapresearch tests benchmarks scripts validation
 	$(BIN)/ruff format --check leapresearch tests benchmarks scripts validation
 	$(BIN)/python scripts/check_no_data_staged.py --tracked
+	@# nbval beside the suite: its notebooks compute on one core most of the time (the suite
+	@# keeps both busy); each part's output is printed whole when it ends (--output-sync)
+	$(MAKE) --no-print-directory -j2 --output-sync=target suite nbval
+
+suite: demo-data  ## the test suite alone (pytest, two processes)
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests
-	$(MAKE) nbval
 
 nbval: demo-data  ## check the committed notebook outputs against a fresh execution
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \

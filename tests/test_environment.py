@@ -156,6 +156,21 @@ def test_ci_calls_make_test():
     assert re.search(r"^make test\b", ci, flags=re.M)
 
 
+def test_make_test_runs_lint_the_whole_suite_and_nbval_side_by_side():
+    """``make test`` (dry run): ruff, then the suite and nbval as two jobs of one make."""
+    import subprocess
+
+    out = subprocess.run(
+        ["make", "-n", "test"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    lines = out.splitlines()
+    ruff = next(i for i, line in enumerate(lines) if "ruff check" in line)
+    jobs = next(i for i, line in enumerate(lines) if "-j2" in line and "suite nbval" in line)
+    assert ruff < jobs
+    assert any(line.endswith("pytest -n 2 --dist loadfile tests") for line in lines[jobs:])
+    assert any("--nbval-lax" in line and "notebooks" in out for line in lines[jobs:])
+
+
 def test_ci_checks_the_notebooks_under_a_second_python():
     """nbval again in a second venv built by another supported Python (.ci/run)."""
     ci = (PROJECT_ROOT / ".ci" / "run").read_text()
