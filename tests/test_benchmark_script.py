@@ -222,20 +222,25 @@ def test_the_memory_poll_finds_a_child_s_peak_and_reads_pss_only_when_it_could_b
 ):
     """``run_measured`` polls the tree's RSS and reads the PSS (the costly part) only when
     the RSS sum exceeds the peak so far: a child that holds 300 MB for a second is found,
-    and once it has let them go the polls stop reading the PSS."""
+    and once it has let them go no poll reads the PSS (times on the monotonic clock, which
+    the processes share)."""
     import sys
+    import time
 
     reads = []
     unique = bench._unique_memory
-    monkeypatch.setattr(bench, "_unique_memory", lambda p: reads.append(p.pid) or unique(p))
+    monkeypatch.setattr(
+        bench, "_unique_memory", lambda p: reads.append(time.perf_counter()) or unique(p)
+    )
     child = (
         "import numpy as np, time; a = np.ones(300 * 2**20 // 8); time.sleep(1.5); del a; "
-        "time.sleep(2.0)"
+        "print('released', time.perf_counter(), flush=True); time.sleep(3.0)"
     )
     parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
     result = bench.run_measured([sys.executable, "-c", parent], log_path=tmp_path / "log")
     assert result["returncode"] == 0
     assert result["peak_gb_tree"] >= 0.29
     assert [p["main"] for p in result["peak_tree_processes"]] == [False]  # the child's 300 MB
-    polls = result["wall_s"] / 0.2
-    assert 0 < len(reads) < 2 * polls * 0.75  # two processes; not read once the 300 MB went
+    released = float(next(line for _, line in result["log"] if line.startswith("released"))[9:])
+    assert reads and min(reads) < released
+    assert max(reads) < released + 1.0  # a poll under way when it let go, then none
