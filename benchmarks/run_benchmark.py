@@ -552,6 +552,10 @@ class _TreePoll:
                 pass
         return total
 
+    def sizes_above(self, peak: int) -> list[tuple[int, int, str]] | None:
+        """:meth:`unique_sizes` when the RSS sum exceeds ``peak``, else None (not read)."""
+        return self.unique_sizes() if self.resident() > peak else None
+
     def unique_sizes(self) -> list[tuple[int, int, str]]:
         """``(PSS, pid, name)`` of each process (:func:`_unique_memory`)."""
         sizes = []
@@ -624,8 +628,8 @@ def run_measured(cmd: list[str], *, log_path: Path, poll: float = 0.2) -> dict:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            if tree is not None and tree.resident() > tree_peak:
-                sizes = tree.unique_sizes()
+            sizes = tree.sizes_above(tree_peak) if tree is not None else None
+            if sizes is not None:
                 total = sum(r for r, _, _ in sizes)
                 if total > tree_peak:
                     tree_peak = total

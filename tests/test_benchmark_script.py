@@ -217,30 +217,60 @@ def test_the_matching_floor_fits_the_models_the_matching_fits():
     assert np.abs(ridged - eta).max() > 1e-4  # the penalty moved the fit: not the same model
 
 
-def test_the_memory_poll_finds_a_child_s_peak_and_reads_pss_only_when_it_could_be_one(
-    tmp_path, monkeypatch
-):
-    """``run_measured`` polls the tree's RSS and reads the PSS (the costly part) only when
-    the RSS sum exceeds the peak so far: a child that holds 300 MB for a second is found,
-    and once it has let them go no poll reads the PSS (times on the monotonic clock, which
-    the processes share)."""
+def test_the_memory_poll_finds_a_child_s_peak(tmp_path):
+    """``run_measured`` finds the peak of a child that holds 300 MB for a second."""
     import sys
-    import time
 
-    reads = []
-    unique = bench._unique_memory
-    monkeypatch.setattr(
-        bench, "_unique_memory", lambda p: reads.append(time.perf_counter()) or unique(p)
-    )
-    child = (
-        "import numpy as np, time; a = np.ones(300 * 2**20 // 8); time.sleep(1.5); del a; "
-        "print('released', time.perf_counter(), flush=True); time.sleep(3.0)"
-    )
+    child = "import numpy as np, time; a = np.ones(300 * 2**20 // 8); time.sleep(1.5)"
     parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
     result = bench.run_measured([sys.executable, "-c", parent], log_path=tmp_path / "log")
     assert result["returncode"] == 0
     assert result["peak_gb_tree"] >= 0.29
     assert [p["main"] for p in result["peak_tree_processes"]] == [False]  # the child's 300 MB
-    released = float(next(line for _, line in result["log"] if line.startswith("released"))[9:])
-    assert reads and min(reads) < released
-    assert max(reads) < released + 1.0  # a poll under way when it let go, then none
+
+
+class _Process:
+    """A stand-in for a psutil process whose RSS and PSS the test sets."""
+
+    def __init__(self, pid: int, rss: int, pss: int) -> None:
+        self.pid, self.rss, self.pss = pid, rss, pss
+
+    def memory_info(self):
+        return type("Memory", (), {"rss": self.rss})()
+
+    def memory_full_info(self):
+        return type("Memory", (), {"pss": self.pss})()
+
+    def name(self) -> str:
+        return "python"
+
+    def children(self, recursive: bool = False) -> list:
+        return self.kids
+
+
+def test_the_memory_poll_reads_the_pss_only_when_the_rss_sum_exceeds_the_peak(monkeypatch):
+    """The PSS (the costly read) is read only when the RSS sum, its upper bound, exceeds
+    the peak so far; the process list is refreshed once a ``refresh``."""
+    import psutil
+
+    root, child = _Process(1, rss=100, pss=80), _Process(2, rss=400, pss=300)
+    root.kids = [child]
+    reads = []
+    unique = bench._unique_memory
+    monkeypatch.setattr(bench, "_unique_memory", lambda p: reads.append(p.pid) or unique(p))
+    tree = bench._TreePoll(root, psutil, refresh=0.0)
+    assert tree.sizes_above(0) == [(80, 1, "python"), (300, 2, "python")]
+    assert tree.sizes_above(499) == [(80, 1, "python"), (300, 2, "python")]
+    assert tree.sizes_above(500) is None and tree.sizes_above(380) == [
+        (80, 1, "python"),
+        (300, 2, "python"),
+    ]
+    assert reads == [1, 2, 1, 2, 1, 2]
+    child.rss = 50  # the child let its memory go: the sum 150 cannot beat a peak of 380
+    assert tree.sizes_above(380) is None and reads == [1, 2, 1, 2, 1, 2]
+    root.kids = []  # listed again at once with refresh 0; once a second by default
+    assert tree.sizes_above(0) == [(80, 1, "python")]
+    slow = bench._TreePoll(root, psutil)
+    assert [pid for _, pid, _ in slow.unique_sizes()] == [1]
+    root.kids = [child]
+    assert [pid for _, pid, _ in slow.unique_sizes()] == [1]  # the same list within a second
