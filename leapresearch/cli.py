@@ -151,6 +151,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             command=["leapresearch", *getattr(args, "argv", [])],
             workers=args.workers,
             scheduler=args.scheduler,
+            notebook_steps=not args.tables_only,
             write_outputs=None
             if args.tables_only
             else report_writer(
@@ -219,6 +220,12 @@ def _cmd_new_year(args: argparse.Namespace) -> int:
     return 0
 
 
+TABLES_ONLY_HELP = (
+    "the published tables alone: no figures, report or notebooks, and not the results only "
+    "the notebooks show (a notebook computes them when it shows them)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``leapresearch`` argument parser."""
     p = argparse.ArgumentParser(prog="leapresearch", description=__doc__.splitlines()[0])
@@ -275,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a parameter, e.g. -p matching.ratio=5",
     )
     r.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    r.add_argument("--tables-only", action="store_true", help="skip figures and notebooks")
+    r.add_argument("--tables-only", action="store_true", help=TABLES_ONLY_HELP)
     r.add_argument(
         "--no-notebooks",
         action="store_true",

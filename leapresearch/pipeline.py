@@ -108,6 +108,7 @@ def run_report(
     command: Sequence[str] | None = None,
     workers: int = 1,
     scheduler: str | None = None,
+    notebook_steps: bool = True,
 ) -> RunRecord:
     """Run the evaluation on a contract folder and publish it into ``out_dir``.
 
@@ -137,6 +138,8 @@ def run_report(
         ``$LEAPRESEARCH_SCHEDULER``): the design checks that fit a new propensity model are
         computed by joblib's workers or the cluster beside the other steps
         (:func:`leapresearch.analysis.refits.start_refits`); the tables are the same.
+    notebook_steps : bool
+        Also compute (and store) what only the notebooks show (``--tables-only``: not).
 
     Notes
     -----
@@ -167,8 +170,9 @@ def run_report(
     try:
         t0 = time.perf_counter()
         evaluation = _evaluate(
-            tables, config, log, loaded, built=built, cache=use_cache, parallel=(workers, scheduler)
-        )
+            tables, config, log, loaded, built=built, cache=use_cache,
+            parallel=(workers, scheduler), notebook_steps=notebook_steps,
+        )  # fmt: skip
         del built
         timings.update(evaluation.prepared.timings)
         timings["evaluation"] = time.perf_counter() - t0
@@ -177,15 +181,9 @@ def run_report(
         input_files = dict(tables.files)
         del tables
         release_memory()
-        for name, table in sorted(evaluation.tables.items()):
-            write_table(table, name, tmp, privacy=config.privacy)
-        if write_outputs is not None:
-            write_outputs(evaluation, tmp, config, log)
+        _publish(evaluation, tmp, config, log, write_outputs)
         timings["outputs"] = time.perf_counter() - t0
-        now = file_records(input_files)
-        if now != loaded["inputs"]:
-            changed = sorted(k for k in loaded["inputs"] if loaded["inputs"][k] != now.get(k))
-            raise RunError(f"input files changed while the run was going: {', '.join(changed)}")
+        _check_unchanged(input_files, loaded["inputs"])
         provenance = _provenance(
             data_dir, config, loaded, tmp, started=started, timings=timings, command=command
         )
@@ -196,6 +194,25 @@ def run_report(
         raise
     log(f"wrote {out_dir}")
     return RunRecord(out_dir=out_dir, timings=timings)
+
+
+def _publish(evaluation, out_dir: Path, config: Config, log: Log, write_outputs) -> None:
+    """The tables, then what ``write_outputs`` writes (the notebooks read the run's cache)."""
+    from leapresearch.session import exported_cache
+
+    for name, table in sorted(evaluation.tables.items()):
+        write_table(table, name, out_dir, privacy=config.privacy)
+    if write_outputs is not None:
+        with exported_cache():
+            write_outputs(evaluation, out_dir, config, log)
+
+
+def _check_unchanged(input_files: dict, recorded: dict) -> None:
+    """Refuse the run when an input file changed since it was read and checked."""
+    now = file_records(input_files)
+    if now != recorded:
+        changed = sorted(k for k in recorded if recorded[k] != now.get(k))
+        raise RunError(f"input files changed while the run was going: {', '.join(changed)}")
 
 
 def _results_only(evaluation, *, simulated: bool) -> SimpleNamespace:
@@ -259,12 +276,14 @@ def _evaluate(
     built,
     cache: bool,
     parallel: tuple[int, str | None] = (1, None),
+    notebook_steps: bool = True,
 ):
     """Every analytic step; with ``cache``, store what the notebooks' sessions reuse.
 
     ``loaded`` is what :func:`_load_checked` recorded (the inputs' checksums key the cache;
     its data report is stored for notebook 01); ``built``, the panel and candidates of the
-    data check; ``parallel``, the run's workers and Dask scheduler.
+    data check; ``parallel``, the run's workers and Dask scheduler; ``notebook_steps``,
+    whether the steps only the notebooks show are computed (:func:`run_report`).
     """
     from leapresearch.analysis.refits import RefitError
     from leapresearch.analysis.runner import evaluate, stored_results
@@ -273,7 +292,13 @@ def _evaluate(
     try:
         workers, scheduler = parallel
         evaluation = evaluate(
-            tables, config, log=log, workers=workers, scheduler=scheduler, built=built
+            tables,
+            config,
+            log=log,
+            workers=workers,
+            scheduler=scheduler,
+            built=built,
+            notebook_steps=notebook_steps,
         )
     except ValueError as exc:  # includes numpy's LinAlgError
         # Valid data can still be too small or sparse for a step (e.g. no cohort-month

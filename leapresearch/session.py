@@ -2,11 +2,11 @@
 
 ``open_session`` is the one call at the top of every notebook. Preparing the matched
 sample is the slow step, so its result is cached under ``data_raw/.cache/`` of the
-project (beside the confidential inputs, never under ``outputs/``), also when ``--data``
-points elsewhere: entries are keyed by the sha256 of the input files, the resolved
-parameters (without ``data_dir``) and the package source, so a change to any of them
-recomputes, and the same data found in another folder reuse the entry. The newest
-:data:`KEEP_CACHED` prepared samples are kept.
+project (beside the confidential inputs, never under ``outputs/``; ``$LEAPRESEARCH_CACHE``
+names another folder), also when ``--data`` points elsewhere: entries are keyed by the
+sha256 of the input files, the resolved parameters (without ``data_dir``) and the package
+source, so a change to any of them recomputes, and the same data found in another folder
+reuse the entry. The newest :data:`KEEP_CACHED` prepared samples are kept.
 
 The cache holds no pickle: an entry is a folder of JSON (structure), Parquet (tables)
 and a numpy ``.npz`` read with ``allow_pickle=False`` (arrays), and only dataclasses of
@@ -15,6 +15,7 @@ this package are rebuilt from it, so a planted cache file cannot run code.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -36,7 +37,10 @@ from leapresearch.data.contract import RawTables, find_table_files, read_raw_tab
 from leapresearch.paths import DATA_RAW
 from leapresearch.publish.outputs import file_records
 
-CACHE_DIR = DATA_RAW / ".cache"
+CACHE_ENV = "LEAPRESEARCH_CACHE"
+"""Environment variable naming another cache folder (a run exports its own to the kernels
+of its notebooks, so they read what the run stored)."""
+CACHE_DIR = Path(os.environ.get(CACHE_ENV) or DATA_RAW / ".cache")
 KEEP_CACHED = 4
 """Prepared samples kept in the cache (older ones are deleted when a new one is stored)."""
 
@@ -52,6 +56,25 @@ def source_digest() -> str:
         h.update(p.relative_to(root).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def exported_cache():
+    """Kernels and processes started inside use this process's :data:`CACHE_DIR`.
+
+    A run stores what the notebooks show in its cache; its notebooks' kernels inherit the
+    environment, so ``$LEAPRESEARCH_CACHE`` (:data:`CACHE_ENV`) points them at the same
+    folder when it is not the default (set by the variable, or by a caller).
+    """
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(Path(CACHE_DIR).resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = before
 
 
 def cache_path(inputs: dict, config: Config) -> Path:

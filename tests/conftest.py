@@ -38,14 +38,6 @@ a draw on the 5% sample): every ``leapresearch run`` of the tests gets
 :data:`PROCEDURE_OVERRIDE`, and a session that reads such a run passes it too."""
 PROCEDURE_OVERRIDE = f"inference.procedure_draws={TEST_PROCEDURE_DRAWS}"
 
-_CLI_WITH_CACHE = (
-    "import pathlib, sys\n"
-    "import leapresearch.session as session\n"
-    "session.CACHE_DIR = pathlib.Path(sys.argv[1])\n"
-    "from leapresearch.cli import main\n"
-    "sys.exit(main(sys.argv[2:]))\n"
-)
-
 
 def _cli_process(
     args: Sequence[str | os.PathLike],
@@ -58,12 +50,11 @@ def _cli_process(
     argv = [str(a) for a in args]
     if argv[:1] == ["run"] and not any("procedure_draws" in a for a in argv):
         argv += ["-p", PROCEDURE_OVERRIDE]
-    if cache_dir is None:
-        cmd = [sys.executable, "-m", "leapresearch.cli", *argv]
-    else:
-        cmd = [sys.executable, "-c", _CLI_WITH_CACHE, str(cache_dir), *argv]
+    cmd = [sys.executable, "-m", "leapresearch.cli", *argv]
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PYTHONHASHSEED"))}
     environ["MPLBACKEND"] = "Agg"
+    if cache_dir is not None:  # the run and its notebooks' kernels use this cache
+        environ["LEAPRESEARCH_CACHE"] = str(cache_dir)
     if hash_seed is not None:
         environ["PYTHONHASHSEED"] = str(hash_seed)
     environ.update(env or {})

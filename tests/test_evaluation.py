@@ -196,7 +196,7 @@ def test_matching_balances_every_covariate_within_the_caliper(simulated):
 
 
 def test_a_robustness_step_that_cannot_be_estimated_says_why():
-    from leapresearch.analysis.runner import try_estimate
+    from leapresearch.analysis.base import try_estimate
     from leapresearch.publish.narrative import describe_placebo, describe_robust
 
     def impossible(prepared, *, log=None):

@@ -823,7 +823,10 @@ def test_sensitivity_fits_its_groups_when_not_given_them(sim_data):
     from leapresearch.data.contract import read_raw_tables
     from leapresearch.estimation.sensitivity import NO_PRETREND_FIT, sensitivity_table
 
-    config = load_config("demo", data_dir=sim_data)
+    # two months and two values of each bound's parameter: the wiring does not need more
+    cut = ["analysis.report_rel_times=[3, 9]", "identification.sensitivity_mbar=[0, 0.5]",
+           "identification.sensitivity_m=[0, 0.5]"]  # fmt: skip
+    config = load_config("demo", data_dir=sim_data, overrides=cut)
     tables = read_raw_tables(config.data_path, program_start=config.program_start)
     prepared = prepare(tables, config)
     _, every_group = estimate_event_studies(prepared)

@@ -16,6 +16,7 @@ import nbformat
 import pandas as pd
 import pytest
 
+import leapresearch.session
 from leapresearch.config import load_config
 from leapresearch.paths import DEMO_DATA, PROJECT_ROOT
 from leapresearch.pipeline import run_report
@@ -36,13 +37,15 @@ def run_dir(tmp_path_factory):
     assert (DEMO_DATA / "students.csv").exists(), "run `make demo-data` first (make test does)"
     out = tmp_path_factory.mktemp("run") / "demo"
     config = _run_config()
-    run_report(
-        DEMO_DATA,
-        out,
-        config=config,
-        write_outputs=report_writer(vintage="demo", overrides=[PROCEDURE_OVERRIDE]),
-        log=lambda _: None,
-    )
+    with pytest.MonkeyPatch.context() as patch:  # the run and its notebooks: not data_raw/
+        patch.setattr(leapresearch.session, "CACHE_DIR", tmp_path_factory.mktemp("cache"))
+        run_report(
+            DEMO_DATA,
+            out,
+            config=config,
+            write_outputs=report_writer(vintage="demo", overrides=[PROCEDURE_OVERRIDE]),
+            log=lambda _: None,
+        )
     return out
 
 

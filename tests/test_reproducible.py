@@ -94,17 +94,15 @@ def tied_data(shared_root: Path, sim_data: Path) -> Path:
     return build_once(shared_root, "tied-data", lambda out: _add_ties(sim_data, out))
 
 
-def _run(data: Path, out: Path, env: dict[str, str] | None = None, *extra: str) -> Path:
+def _cache_of(out: Path) -> Path:
+    return out.parent / (out.name + "-cache")
+
+
+def _run(
+    data: Path, out: Path, env: dict[str, str] | None = None, *extra: str, what="--tables-only"
+) -> Path:
     res = run_cli(
-        "run",
-        "--data",
-        data,
-        "--out",
-        out,
-        "--tables-only",
-        *extra,
-        cache_dir=out.parent / (out.name + "-cache"),
-        env=env,
+        "run", "--data", data, "--out", out, what, *extra, cache_dir=_cache_of(out), env=env
     )
     assert_ok(res)
     return out / TABLES
@@ -112,9 +110,20 @@ def _run(data: Path, out: Path, env: dict[str, str] | None = None, *extra: str) 
 
 @pytest.fixture(scope="module")
 def tied_run(shared_root: Path, tied_data: Path) -> Path:
-    """The reference run on the tied data (the default kernel of this machine)."""
-    folder = build_once(shared_root, "tied-run", lambda out: _run(tied_data, out))
+    """The reference run on the tied data (the default kernel of this machine).
+
+    ``--no-notebooks``: it also stores the results only the notebooks show (the other
+    runs here are ``--tables-only``, which leaves them out; their tables are the same).
+    """
+    folder = build_once(
+        shared_root, "tied-run", lambda out: _run(tied_data, out, what="--no-notebooks")
+    )
     return folder / TABLES
+
+
+def _stored_steps(cache: Path) -> set[str]:
+    """The steps whose results a run stored in its cache folder (``result-<key>-<step>``)."""
+    return {p.name.split("-", 2)[2] for p in cache.glob("result-*") if ".tmp" not in p.name}
 
 
 def assert_same_tables(a: Path, b: Path) -> None:
@@ -204,10 +213,28 @@ def test_the_kernels_really_change():
     assert probe(environments()[-1])["simd"] == []
 
 
-def test_one_process_gives_the_tables_of_two(tmp_path, tied_data, tied_run):
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory: pytest.TempPathFactory, tied_data: Path) -> Path:
+    """``run --tables-only --workers 1`` of the tied data."""
+    return _run(tied_data, tmp_path_factory.mktemp("one") / "run", None, "--workers", "1")
+
+
+def test_one_process_gives_the_tables_of_two(tied_run, one_process_run):
     # the reference run uses the default --workers 2 (the refits computed by two loky
     # workers while the run estimates the other steps); one process computes the same bytes
-    assert_same_tables(tied_run, _run(tied_data, tmp_path / "run", None, "--workers", "1"))
+    assert_same_tables(tied_run, one_process_run)
+
+
+def test_tables_only_leaves_out_the_steps_only_the_notebooks_show(tied_run, one_process_run):
+    from leapresearch.analysis.runner import STEPS
+
+    notebook_only = {s.name for s in STEPS if not s.published}
+    assert len(notebook_only) >= 5
+    with_notebooks = _stored_steps(_cache_of(tied_run.parent))
+    tables_only = _stored_steps(_cache_of(one_process_run.parent))
+    assert notebook_only <= with_notebooks  # --no-notebooks stores them for the notebooks
+    assert not notebook_only & tables_only
+    assert tables_only == with_notebooks - notebook_only  # every published step is there
 
 
 def test_a_dask_cluster_gives_the_tables_of_one_process(tmp_path, tied_data, tied_run):

@@ -496,7 +496,7 @@ def test_input_changed_during_the_run_is_refused(valid_fixture, tmp_path, monkey
     before = listing(runs)
 
     def evaluate_while_someone_edits(
-        tables, config, log=None, workers=1, scheduler=None, built=None
+        tables, config, log=None, workers=1, scheduler=None, built=None, notebook_steps=True
     ):
         with open(data / "students.csv", "a") as f:
             f.write("\n")

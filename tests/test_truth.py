@@ -140,8 +140,9 @@ def test_truth_comparison_has_no_rows_without_the_marker(tmp_path, prepared, tru
     assert alone.empty and list(alone.columns) == TRUTH_COMPARISON_COLUMNS
 
 
-def test_the_run_publishes_truth_comparison_only_on_simulated_data(truth_folder, sim_data):
+def test_the_run_publishes_truth_comparison_only_on_simulated_data(truth_folder, run_a, cli_cache):
     from leapresearch.analysis.runner import evaluate
+    from leapresearch.session import _read_entry
 
     overrides = ["identification.specifications: []", PROCEDURE_OVERRIDE]
     config = load_config("demo", data_dir=truth_folder, overrides=overrides)
@@ -150,10 +151,12 @@ def test_the_run_publishes_truth_comparison_only_on_simulated_data(truth_folder,
     assert set(table["exhibit"]) <= {"event_study", "long_term"} and len(table)
     es = run.tables["event_study"]
     assert (es["group"] == GROUP_WITHIN_CALIPER).any()
-    config = load_config("demo", data_dir=sim_data, overrides=overrides)
-    real = evaluate(read_raw_tables(sim_data), config)
-    assert "truth_comparison" not in real.tables
-    assert real.shown["truth_comparison"].empty  # stored for the notebooks: nothing to show
+    # run_a: `leapresearch run` of simulated data whose marker records no truth
+    assert (run_a / "tables" / "event_study.csv").exists()
+    assert not (run_a / "tables" / "truth_comparison.csv").exists()
+    stored = [p for p in cli_cache.glob("result-*-truth_comparison") if ".tmp" not in p.name]
+    assert stored  # stored for the notebooks: nothing to show
+    assert all(_read_entry(p).empty for p in stored)
 
 
 def test_within_caliper_is_a_family_of_its_own_right_after_all():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from leapresearch.config import Config
@@ -65,3 +66,19 @@ def with_setting(config: Config, section: str, **update) -> Config:
 def not_estimable(exc: BaseException) -> pd.DataFrame:
     """The one-row table a step publishes when the data cannot support it (``note``: why)."""
     return pd.DataFrame({"group": [GROUP_ALL], "note": [f"not estimable: {exc}"]})
+
+
+def try_estimate(
+    step: Callable[..., pd.DataFrame], *args, log: Log = quiet, name: str | None = None
+) -> pd.DataFrame:
+    """``step(*args)``; when the data cannot support it, a note instead of failing.
+
+    A step that cannot be computed (no event-month group with a not-yet-visited comparison)
+    yields the one-row :func:`not_estimable` table whose ``note``
+    gives the reason, and the log says so under ``name`` (default: the function's name).
+    """
+    try:
+        return step(*args)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log(f"{name or step.__name__}: not estimable on these data: {exc}")
+        return not_estimable(exc)

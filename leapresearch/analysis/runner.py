@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import numpy as np
 import pandas as pd
 
 from leapresearch.analysis import long_term
-from leapresearch.analysis.base import Log, not_estimable, quiet
+from leapresearch.analysis.base import Log, quiet, try_estimate
 from leapresearch.analysis.event_studies import (
     estimate_balanced_sample,
     estimate_event_studies,
@@ -199,22 +198,6 @@ def step_of(function: Callable[..., pd.DataFrame]) -> Step:
     raise ValueError(f"{getattr(function, '__name__', function)!r} is not a step ({names})")
 
 
-def try_estimate(
-    step: Callable[..., pd.DataFrame], *args, log: Log = quiet, name: str | None = None
-) -> pd.DataFrame:
-    """``step(*args)``; when the data cannot support it, a note instead of failing.
-
-    A step that cannot be computed (no event-month group with a not-yet-visited comparison)
-    yields the one-row :func:`~leapresearch.analysis.base.not_estimable` table whose ``note``
-    gives the reason, and the log says so under ``name`` (default: the function's name).
-    """
-    try:
-        return step(*args)
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        log(f"{name or step.__name__}: not estimable on these data: {exc}")
-        return not_estimable(exc)
-
-
 def compute(step: Step, inputs: StepInputs, *, guarded: bool | None = None) -> pd.DataFrame:
     """The result of ``step`` (``guarded``: as :attr:`Step.guarded` unless given)."""
     run = step.compute or (lambda i: step.function(i.prepared))
@@ -253,6 +236,7 @@ def evaluate(
     workers: int = 1,
     scheduler: str | None = None,
     built: tuple | None = None,
+    notebook_steps: bool = True,
 ) -> Evaluation:
     """Run every step of :data:`STEPS` on validated contract tables.
 
@@ -261,7 +245,8 @@ def evaluate(
     ``beside`` and the specifications that fit a new propensity model (``REFIT_SPECS``) are
     computed by the workers while this process computes the others (:func:`~leapresearch.
     analysis.refits.start_refits`), and after them the bootstrap's draws; the tables
-    are the same either way. An exception names the step it stopped.
+    are the same either way (``notebook_steps=False``: only the published steps; a notebook
+    computes the others when it shows them). An exception names the step it stopped.
     """
     prepared = prepare(tables, config, log=log, built=built)
     beside = [s.name for s in STEPS if s.beside]
@@ -272,7 +257,7 @@ def evaluate(
     boot = draws_beside_the_run(prepared, **parallel)  # queued behind the refits
     inputs = StepInputs(prepared, tables, log, refits, procedure=boot, **parallel)
     try:
-        for step in STEPS:
+        for step in [s for s in STEPS if notebook_steps or s.published]:
             try:
                 if step.beside and refits is not None:
                     inputs.results[step.name] = refits.take(step.name, log)
