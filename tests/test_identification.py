@@ -545,6 +545,20 @@ def test_balance_sentence_follows_the_wwc_count():
 
     assert "for the other 1" in describe_balance(balance(0.2))
     assert "for the other" not in describe_balance(balance(0.02))
+    hidden = balance(0.2).assign(suppressed=True, smd_before=np.nan, smd_after=np.nan)
+    assert describe_balance(hidden).startswith("No matching covariate's balance is published")
+
+
+def test_composition_sentence_of_a_suppressed_estimate_says_so():
+    from leapresearch.publish.narrative import describe_composition
+
+    rows = pd.DataFrame(
+        {"sample": ["full", "balanced"], "rel_time": 9, "estimate": [4.0, 3.0],
+         "n_treated": [120, 80]}
+    )  # fmt: skip
+    assert "a difference of +1.0 pp" in describe_composition(rows)
+    hidden = rows.assign(estimate=np.nan, n_treated=pd.NA)
+    assert "is not published" in describe_composition(hidden)
 
 
 # --------------------------------------------------------------------------------------

@@ -232,7 +232,7 @@ def published_table() -> pd.DataFrame:
 
 
 def test_forest_tidy_leaves_out_suppressed_and_pooled_groups_and_shrinks():
-    from leapresearch.publish.plots import forest_figure, tidy_forest
+    from leapresearch.publish.plots import forest_figure, tidy_forest, tidy_forest_families
 
     tab = published_table()
     tidy = tidy_forest(tab, families=["district"], rel_time=9, suppressed=False, shrink=True)
@@ -245,6 +245,24 @@ def test_forest_tidy_leaves_out_suppressed_and_pooled_groups_and_shrinks():
     assert set(grades["level"]) == {"PK-5"}  # the pooled 6-12 is not a level of its own
     fig = forest_figure(tab, families=["district", "grade_band"], rel_time=9)
     assert len(fig.axes) == 2
+    # nothing published at a month: one panel that says so (a notebook of tiny data)
+    assert tidy_forest_families(tab, families=["district"], rel_time=99) == []
+    empty = forest_figure(tab, families=["district"], rel_time=99)
+    assert [t.get_text() for t in empty.axes[0].texts] == [
+        "No published subgroup estimate at month 99"
+    ]
+
+
+def test_long_term_plot_of_nothing_published_says_so():
+    import matplotlib.pyplot as plt
+
+    from leapresearch.publish.plots import plot_long_term
+
+    tidy = pd.DataFrame(columns=["outcome", "cohort", "years_after", "estimate", "ci_lower",
+                                 "ci_upper"])  # fmt: skip
+    ax = plot_long_term(tidy, ax=plt.subplots()[1], outcome="attendance_rate")
+    assert ax.texts[0].get_text().startswith("No published long-term effect on attendance")
+    plt.close("all")
 
 
 def test_heterogeneity_narrative_reports_tests_not_extremes():

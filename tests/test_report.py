@@ -399,16 +399,17 @@ def test_no_output_gives_away_a_count_of_one_to_five_students(run_dir):
     assert balance.loc[["race_native", "race_american"], "mean_treated"].isna().all()
 
 
-def test_a_folder_without_the_marker_shows_no_banner(sim_data, tmp_path, cli_cache):
-    """Copy of the small simulated folder without the simulator's marker: no banner."""
+def test_a_folder_without_the_marker_shows_no_banner(valid_fixture, tmp_path, cli_cache):
+    """A data folder without the simulator's marker (the tiny hand-made one): no banner."""
     from leapresearch.data.simulate import SIMULATION_MARKER
     from tests.conftest import assert_ok, run_cli
 
-    data = tmp_path / "data"
-    shutil.copytree(sim_data, data)
-    (data / SIMULATION_MARKER).unlink()
+    assert not (valid_fixture / SIMULATION_MARKER).exists()
     out = tmp_path / "run"
-    assert_ok(run_cli("run", "--data", data, "--out", out, "--no-notebooks", cache_dir=cli_cache))
+    res = run_cli(
+        "run", "--data", valid_fixture, "--out", out, "--no-notebooks", cache_dir=cli_cache
+    )
+    assert_ok(res)
     doc = (out / "report" / "index.html").read_text(encoding="utf-8")
     assert "Synthetic data." not in doc and 'class="lr-banner"' not in doc
     prov = json.loads((out / "provenance.json").read_text())

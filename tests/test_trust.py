@@ -22,9 +22,10 @@ import leapresearch.analysis.runner
 import leapresearch.publish.report
 from leapresearch.cli import main
 from leapresearch.config import load_config
-from leapresearch.paths import NOTEBOOKS, PROJECT_ROOT
+from leapresearch.paths import DATA_RAW, NOTEBOOKS, PROJECT_ROOT
 from leapresearch.pipeline import RunError, check_manifest, run_report
 from leapresearch.publish.privacy import COUNT_PREFIXES, ESTIMATE_COLUMNS, NOT_STUDENT_COUNTS
+from leapresearch.publish.report import notebook_paths
 from tests.broken_inputs import CASE_NAMES, CASES, Expected
 from tests.conftest import (
     MANIFEST,
@@ -170,15 +171,13 @@ def test_program_start_matters(broken_root, capsys, private_cache, tmp_path):
 
 
 def test_valid_but_tiny_data_end_cleanly(valid_fixture, tmp_path, capsys, private_cache):
-    """30 students are valid but too few for most estimates: the run completes, every
-    estimate is suppressed, and a robustness step that cannot be computed says why."""
+    """30 students are valid but too few for most estimates: the whole run (figures,
+    notebooks, report) completes, every estimate is suppressed, a robustness step that
+    cannot be computed says why, and a figure with nothing to draw is left out."""
     runs = tmp_path / "runs"
     runs.mkdir()
     out = runs / "out"
-    code = main(
-        ["run", "--data", str(valid_fixture), "--out", str(out), "--tables-only"]
-        + ["-p", PROCEDURE_OVERRIDE]
-    )
+    code = main(["run", "--data", str(valid_fixture), "--out", str(out), "-p", PROCEDURE_OVERRIDE])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "Traceback" not in captured.err + captured.out
@@ -187,6 +186,15 @@ def test_valid_but_tiny_data_end_cleanly(valid_fixture, tmp_path, capsys, privat
     robust = pd.read_csv(out / "tables" / "robust_estimator.csv")
     assert robust["note"].str.startswith("not estimable").all()
     assert sorted(p.name for p in runs.iterdir()) == ["out"]
+    assert len(list((out / "notebooks").glob("*.ipynb"))) == len(notebook_paths())
+    assert (out / "report" / "report.pdf").stat().st_size > 0
+    figures = {p.stem for p in (out / "figures").glob("*.png")}
+    assert "event_study_all" in figures and not {"long_term", "forest_families"} & figures
+    # the notebooks' kernels read what the run stored in its cache: had they looked in
+    # data_raw/.cache they would have prepared the sample again and stored it there
+    stored = [p.name for p in private_cache.glob("prepared-*")]
+    assert len(stored) == 1 and any(private_cache.glob("result-*-event_study"))
+    assert not (DATA_RAW / ".cache" / stored[0]).exists()
 
 
 # --------------------------------------------------------------------------------------

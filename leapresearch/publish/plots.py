@@ -46,6 +46,15 @@ def _axes(ax, figsize=(7, 4)):
     return ax
 
 
+def _nothing_to_draw(ax, text: str):
+    """An empty panel that says why it is empty (every estimate suppressed, or none fitted)."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9,
+            color="0.3", wrap=True)  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
 # ------------------------------------------------------------------ event study
 
 
@@ -530,6 +539,25 @@ def plot_forest(tidy: pd.DataFrame, *, ax=None, title: str | None = None, names:
     return ax
 
 
+def tidy_forest_families(
+    table: pd.DataFrame,
+    *,
+    families: Sequence[str],
+    rel_time: int,
+    shrink: Sequence[str] = ("district",),
+) -> list[tuple[str, pd.DataFrame]]:
+    """``(family, tidy forest)`` of each family with a published estimate at ``rel_time``.
+
+    The tidy step of :func:`forest_figure` (an empty list: nothing to draw).
+    """
+    tidies = [
+        (f, tidy_forest(table, rel_time=rel_time, families=(f,), pooled=False,
+                        suppressed=False, order="estimate", shrink=f in shrink))
+        for f in families
+    ]  # fmt: skip
+    return [(f, t) for f, t in tidies if len(t)]
+
+
 def forest_figure(
     table: pd.DataFrame,
     *,
@@ -549,7 +577,7 @@ def forest_figure(
         The published event-study table.
     families : sequence of str
         Families to draw, one panel each (families without a published estimate are
-        skipped).
+        skipped; without any, one panel that says so).
     rel_time : int
         Month since the first visit.
     shrink : sequence of str
@@ -561,14 +589,11 @@ def forest_figure(
     """
     import matplotlib.pyplot as plt
 
-    tidies = [
-        (f, tidy_forest(table, rel_time=rel_time, families=(f,), pooled=False,
-                        suppressed=False, order="estimate", shrink=f in shrink))
-        for f in families
-    ]  # fmt: skip
-    tidies = [(f, t) for f, t in tidies if len(t)]
+    tidies = tidy_forest_families(table, families=families, rel_time=rel_time, shrink=shrink)
     if not tidies:
-        raise ValueError(f"no published subgroup estimate at month {rel_time} to plot")
+        fig, ax = plt.subplots(figsize=(7, 1.5))
+        _nothing_to_draw(ax, f"No published subgroup estimate at month {rel_time}")
+        return fig
     heights = [max(2, t["group"].nunique()) for _, t in tidies]
     fig, axes = plt.subplots(
         len(tidies),
@@ -617,6 +642,10 @@ def plot_long_term(tidy: pd.DataFrame, *, ax=None, outcome: str = "attendance_ra
     """Draw one outcome's effects by school years after the first visit, a series per cohort."""
     ax = _axes(ax)
     d = tidy.loc[tidy["outcome"] == outcome]
+    if d.empty:
+        return _nothing_to_draw(
+            ax, f"No published long-term effect on {labels.outcome_label(outcome).lower()}"
+        )
     cohorts = list(dict.fromkeys(d["cohort"]))
     offsets = np.linspace(-0.18, 0.18, len(cohorts)) if len(cohorts) > 1 else [0.0]
     for i, (off, c) in enumerate(zip(offsets, cohorts, strict=True)):

@@ -122,9 +122,9 @@ def write_figures(evaluation, out_dir: Path, config: Config) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7.5, 0.2 * len(forest) + 1.4), layout="constrained")
     plots.plot_forest(forest, ax=ax)
     paths += _save(fig, "forest_subgroups", out_dir, stamp)
-    if "long_term" in t:
-        lt = plots.tidy_long_term(t["long_term"])
-        outcomes = list(dict.fromkeys(lt["outcome"]))
+    lt = plots.tidy_long_term(t["long_term"]) if "long_term" in t else None
+    outcomes = [] if lt is None else list(dict.fromkeys(lt["outcome"]))
+    if outcomes:  # data too few for any long-term fit: no figure
         fig, axes = plt.subplots(1, len(outcomes), figsize=(5 * len(outcomes), 3.8),
                                  layout="constrained", squeeze=False)  # fmt: skip
         for ax, outcome in zip(axes[0], outcomes, strict=True):
@@ -166,7 +166,7 @@ def write_identification_figures(
         paths += _save(fig, "specifications_all", out_dir, stamp)
     families = [f for f in config.subgroups if f not in ("grade_band", "cohort")]
     es = tables["event_study"]
-    if families and es["group"].str.startswith(tuple(f"{f}:" for f in families)).any():
+    if plots.tidy_forest_families(es, families=families, rel_time=month):
         fig = plots.forest_figure(es, families=families, rel_time=month)
         paths += _save(fig, "forest_families", out_dir, stamp)
     return paths

@@ -263,6 +263,11 @@ def describe_composition(balanced: pd.DataFrame, *, rel_time: int = 9) -> str:
     if not {"full", "balanced"} <= set(d.index):
         return "The balanced-sample estimate is not available."
     f, b = d.loc["full"], d.loc["balanced"]
+    if pd.isna(f["estimate"]) or pd.isna(b["estimate"]):
+        return (
+            f"The balanced-sample estimate at {_months(rel_time)} is not published (too few "
+            "visited students; privacy rules)."
+        )
     return (
         f"At {_months(rel_time)} the full sample ({int(f['n_treated']):,} visited students "
         f"observed that month) gives {_pp(f['estimate'])}; the students enrolled in every "

@@ -97,6 +97,11 @@ def describe_balance(balance: pd.DataFrame, *, threshold: float = 0.1) -> str:
         else pd.Series(False, index=used.index)
     )
     shown = used.loc[~hidden]
+    if shown["smd_after"].isna().all():
+        return (
+            f"No matching covariate's balance is published: each of the {len(used)} stands "
+            "for too few visited students (privacy rules)."
+        )
     before = (shown["smd_before"].abs() < threshold).sum()
     after = (shown["smd_after"].abs() < threshold).sum()
     worst = shown.loc[shown["smd_after"].abs().idxmax()]
