@@ -74,8 +74,8 @@ def try_estimate(
     """``step(*args)``; when the data cannot support it, a note instead of failing.
 
     A step that cannot be computed (no event-month group with a not-yet-visited comparison)
-    yields the one-row :func:`not_estimable` table whose ``note``
-    gives the reason, and the log says so under ``name`` (default: the function's name).
+    yields the one-row :func:`not_estimable` table whose ``note`` gives the reason, and the
+    log says so under ``name`` (default: the function's name).
     """
     try:
         return step(*args)
