@@ -76,7 +76,7 @@ test: demo-data  ## lint, the test suite, and nbval on the committed notebooks
 	$(MAKE) --no-print-directory -j2 --output-sync=target suite nbval
 
 suite: demo-data  ## the test suite alone (pytest, two processes)
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder tests
 
 nbval: demo-data  ## check the committed notebook outputs against a fresh execution
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \

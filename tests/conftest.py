@@ -117,6 +117,29 @@ def run_cli_concurrently(
     return [_finish(p, timeout) for p in procs]
 
 
+LONGEST_FILES = (
+    "test_trust.py",
+    "test_reproducible.py",
+    "test_report.py",
+    "test_quirks.py",
+    "test_long_term.py",
+    "test_monte_carlo.py",
+)
+"""The test files that take longest (``pytest --durations=0``, summed by file), longest first."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first, the others after in their order.
+
+    ``make test`` hands whole files to two workers in collection order (``--dist loadfile
+    --no-loadscope-reorder``; xdist's default order, most tests first, put files of a few
+    long tests last, and one worker finished a minute before the other). A file's own tests
+    keep their order.
+    """
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Exempt what the collection imported from the garbage collector's full passes.
 

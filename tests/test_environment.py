@@ -167,7 +167,10 @@ def test_make_test_runs_lint_the_whole_suite_and_nbval_side_by_side():
     ruff = next(i for i, line in enumerate(lines) if "ruff check" in line)
     jobs = next(i for i, line in enumerate(lines) if "-j2" in line and "suite nbval" in line)
     assert ruff < jobs
-    assert any(line.endswith("pytest -n 2 --dist loadfile tests") for line in lines[jobs:])
+    assert any(
+        line.endswith("pytest -n 2 --dist loadfile --no-loadscope-reorder tests")
+        for line in lines[jobs:]
+    )
     assert any("--nbval-lax" in line and "notebooks" in out for line in lines[jobs:])
 
 
