@@ -39,6 +39,12 @@ a draw on the 5% sample): every ``leapresearch run`` of the tests gets
 :data:`PROCEDURE_OVERRIDE`, and a session that reads such a run passes it too."""
 PROCEDURE_OVERRIDE = f"inference.procedure_draws={TEST_PROCEDURE_DRAWS}"
 
+TEST_WORKERS = "1"
+"""Processes of a test's ``leapresearch run`` unless it names ``--workers`` or
+``--scheduler``: the tables are the same with two (``test_reproducible``'s reference run
+uses the default two, and ``test_one_process_gives_the_tables_of_two`` compares them), and
+on the small test data two loky workers only add their start (about 4.5 s of CPU a run)."""
+
 
 def _cli_process(
     args: Sequence[str | os.PathLike],
@@ -51,6 +57,8 @@ def _cli_process(
     argv = [str(a) for a in args]
     if argv[:1] == ["run"] and not any("procedure_draws" in a for a in argv):
         argv += ["-p", PROCEDURE_OVERRIDE]
+    if argv[:1] == ["run"] and not {"--workers", "--scheduler"} & set(argv):
+        argv += ["--workers", TEST_WORKERS]
     cmd = [sys.executable, "-m", "leapresearch.cli", *argv]
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PYTHONHASHSEED"))}
     environ["MPLBACKEND"] = "Agg"

@@ -110,13 +110,14 @@ def _run(
 
 @pytest.fixture(scope="module")
 def tied_run(shared_root: Path, tied_data: Path) -> Path:
-    """The reference run on the tied data (the default kernel of this machine).
+    """The reference run on the tied data (this machine's default kernel, two processes).
 
     ``--no-notebooks``: it also stores the results only the notebooks show (the other
     runs here are ``--tables-only``, which leaves them out; their tables are the same).
     """
+    two = ("--workers", "2")  # the default, named: the tests' other runs take one
     folder = build_once(
-        shared_root, "tied-run", lambda out: _run(tied_data, out, what="--no-notebooks")
+        shared_root, "tied-run", lambda out: _run(tied_data, out, None, *two, what="--no-notebooks")
     )
     return folder / TABLES
 
