@@ -63,7 +63,9 @@ def _cli_process(
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PYTHONHASHSEED"))}
     environ["MPLBACKEND"] = "Agg"
     if cache_dir is not None:  # the run and its notebooks' kernels use this cache
-        environ["LEAPRESEARCH_CACHE"] = str(cache_dir)
+        from leapresearch.session import CACHE_ENV
+
+        environ[CACHE_ENV] = str(cache_dir)
     if hash_seed is not None:
         environ["PYTHONHASHSEED"] = str(hash_seed)
     environ.update(env or {})

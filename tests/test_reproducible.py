@@ -406,9 +406,7 @@ def test_a_notebook_of_the_run_shows_what_the_run_stored_without_loading_the_sam
     # equals what the notebook computes on its own from the matched sample
     import leapresearch.session
 
-    monkeypatch.setattr(
-        leapresearch.session, "CACHE_DIR", tied_run.parent.parent / "tied-run-cache"
-    )
+    monkeypatch.setattr(leapresearch.session, "CACHE_DIR", _cache_of(tied_run.parent))
     steps = _notebook_steps()
     assert {"estimate_event_study", "estimate_pretrend_tests", "attendance_by_year"} <= set(steps)
     assert len(steps) >= 15
